@@ -1,0 +1,54 @@
+# One entry point per job. `make demo` and `make test` install everything they need.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_CLI_TELEMETRY := true
+export PREDMAINT_DATA_DIR ?= $(CURDIR)/data
+
+.PHONY: setup demo test lint data synth lock bench clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found (Python 3.11 is required)" >&2; exit 2; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(BIN)/.installed node_modules/.installed
+
+## The main job: synth, a full local pipeline run on C-MAPSS FD001, serve, invoke, shut down.
+demo: setup
+	$(BIN)/python -m predmaint.demo
+
+## The whole test suite.
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/pytest -n 2 --dist loadgroup
+
+lint: setup
+	$(BIN)/ruff check .
+
+## Download the public datasets from their official sources and verify SHA-256.
+data: setup
+	$(BIN)/predmaint data
+
+synth: setup
+	npx cdk synth --no-notices -q
+
+bench: setup
+	$(BIN)/python bench/accuracy.py
+
+## Re-resolve pinned dependencies from requirements*.in.
+lock:
+	rm -rf /tmp/predmaint-lock && $(PY) -m venv /tmp/predmaint-lock
+	/tmp/predmaint-lock/bin/pip install -q -r requirements.in && /tmp/predmaint-lock/bin/pip freeze > requirements.txt
+
+clean:
+	rm -rf $(VENV) node_modules cdk.out .pytest_cache

@@ -1,0 +1,88 @@
+"""The one hyperparameter search space, used by the SageMaker tuning job and by local Optuna tuning.
+
+Each candidate algorithm has fixed hyperparameters (``static``) and tuned ranges. Names are the
+``--name value`` CLI arguments that ``train.py`` accepts. ``sagemaker_parameter_ranges`` renders
+the ranges as a CreateHyperParameterTuningJob ``ParameterRanges`` object; ``suggest`` asks an Optuna
+trial for values from the same ranges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str  # "int", "float" or "categorical"
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple[str, ...] = ()
+
+
+_XGB = (
+    Param("num_round", "int", 150, 1200, log=True),
+    Param("max_depth", "int", 3, 8),
+    Param("eta", "float", 0.01, 0.2, log=True),
+    Param("min_child_weight", "float", 1.0, 64.0, log=True),
+    Param("subsample", "float", 0.5, 1.0),
+    Param("colsample_bytree", "float", 0.3, 1.0),
+    Param("lambda", "float", 1e-3, 30.0, log=True),
+    Param("alpha", "float", 1e-3, 10.0, log=True),
+)
+_LINEAR = (Param("alpha", "float", 1e-3, 1e3, log=True),)
+
+#: candidate algorithm -> its tuned ranges. Each becomes one SageMaker training job definition.
+SEARCH_SPACE: dict[str, tuple[Param, ...]] = {"xgboost": _XGB, "linear": _LINEAR}
+ALGORITHMS: tuple[str, ...] = tuple(SEARCH_SPACE)
+
+
+def static_hyperparameters(algorithm: str, profile_name: str, subset: str | None) -> dict[str, str]:
+    """Hyperparameters that are fixed for a candidate (SageMaker passes every value as a string)."""
+    if algorithm not in SEARCH_SPACE:
+        raise ValueError(f"unknown algorithm {algorithm!r}; candidates are {list(ALGORITHMS)}")
+    out = {"algorithm": algorithm, "profile": profile_name}
+    if subset:
+        out["subset"] = subset
+    return out
+
+
+def sagemaker_parameter_ranges(algorithm: str) -> dict[str, list[dict[str, str]]]:
+    """ParameterRanges for a training job definition (HyperParameterTuningJob API shape)."""
+    ranges: dict[str, list[dict[str, str]]] = {
+        "IntegerParameterRanges": [], "ContinuousParameterRanges": [], "CategoricalParameterRanges": []
+    }
+    for p in SEARCH_SPACE[algorithm]:
+        if p.kind == "categorical":
+            ranges["CategoricalParameterRanges"].append({"Name": p.name, "Values": list(p.choices)})
+            continue
+        key = "IntegerParameterRanges" if p.kind == "int" else "ContinuousParameterRanges"
+        low = str(int(p.low)) if p.kind == "int" else repr(float(p.low))
+        high = str(int(p.high)) if p.kind == "int" else repr(float(p.high))
+        ranges[key].append({"Name": p.name, "MinValue": low, "MaxValue": high,
+                            "ScalingType": "Logarithmic" if p.log else "Linear"})
+    return {k: v for k, v in ranges.items() if v}
+
+
+def suggest(trial: Any, algorithm: str) -> dict[str, Any]:
+    """Ask an Optuna trial for one value per tuned parameter of ``algorithm``."""
+    values: dict[str, Any] = {}
+    for p in SEARCH_SPACE[algorithm]:
+        key = f"{algorithm}.{p.name}"
+        if p.kind == "int":
+            values[p.name] = trial.suggest_int(key, int(p.low), int(p.high), log=p.log)
+        elif p.kind == "float":
+            values[p.name] = trial.suggest_float(key, p.low, p.high, log=p.log)
+        else:
+            values[p.name] = trial.suggest_categorical(key, list(p.choices))
+    return values
+
+
+def to_cli_args(hyperparameters: dict[str, Any]) -> list[str]:
+    """``{"eta": 0.1}`` -> ``["--eta", "0.1"]``, the way SageMaker passes hyperparameters to scripts."""
+    args: list[str] = []
+    for k, v in hyperparameters.items():
+        args += [f"--{k}", str(v)]
+    return args
