@@ -186,7 +186,8 @@ def parse_profile(doc: dict[str, Any], subset: str | None = None, source: str = 
         raise _err(source, "document", "must be a JSON object")
     known = {"name", "task", "description", "subsets", "default_subset", "format", "files", "id_column",
              "time_column", "setting_columns", "sensor_columns", "categorical_columns", "exclude_columns",
-             "derived_features", "label", "regimes", "windows", "min_readings", "split", "metrics"}
+             "derived_features", "label", "regimes", "windows", "min_readings", "split", "metrics",
+             "subset"}  # "subset" is recorded when a profile is embedded in a feature spec
     unknown = sorted(set(doc) - known)
     if unknown:
         raise _err(source, ", ".join(unknown), f"unknown field(s); known fields are {sorted(known)}")
@@ -225,12 +226,12 @@ def parse_profile(doc: dict[str, Any], subset: str | None = None, source: str = 
 
     subsets = _str_list(doc, "subsets", source)
     if subsets:
-        chosen = subset or doc.get("default_subset")
+        chosen = subset or doc.get("subset") or doc.get("default_subset")
         if chosen not in subsets:
             raise _err(source, "subset", f"unknown subset {chosen!r}; choose one of {list(subsets)}")
         subset = chosen
-    elif subset:
-        raise _err(source, "subset", f"this profile has no subsets, got {subset!r}")
+    elif subset or doc.get("subset"):
+        raise _err(source, "subset", f"this profile has no subsets, got {subset or doc.get('subset')!r}")
 
     id_column = doc.get("id_column")
     time_column = doc.get("time_column")

@@ -1,0 +1,120 @@
+"""Reading raw fleet files described by a profile, with errors that name the file, row and column.
+
+Plain and gzip-compressed files are both accepted (``x.txt`` or ``x.txt.gz``). Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+try:
+    from .profiles import Profile
+except ImportError:  # run as a script inside a SageMaker container: siblings are top-level modules
+    from profiles import Profile
+
+
+class DataError(ValueError):
+    """Raw data does not match its profile; the message says file, row and column."""
+
+
+def resolve_file(base: str | os.PathLike, relative: str) -> Path:
+    """Find ``relative`` under ``base``, plain or with ``.gz`` appended; raise DataError if absent."""
+    p = Path(base) / relative
+    for candidate in (p, p.with_name(p.name + ".gz"), p.with_suffix("") if p.suffix == ".gz" else None):
+        if candidate is not None and candidate.is_file():
+            return candidate
+    raise DataError(f"data file not found: {p} (nor {p.name}.gz)")
+
+
+def _open_text(path: Path) -> io.StringIO:
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{path}: corrupt gzip file: {exc}") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    return io.StringIO(text)
+
+
+def read_table(path: str | os.PathLike, profile: Profile, *, allow_label: bool = True) -> pd.DataFrame:
+    """Read one raw file as the profile describes it and check its columns and numeric types.
+
+    Returns a frame with the profile's column names (after renaming). Raises DataError for an empty
+    file, a wrong delimiter, missing columns, extra columns in a header-less file or non-numeric
+    values (naming the first offending row, 1-based as in the file, and column).
+    """
+    path = Path(path)
+    buf = _open_text(path)
+    if not buf.getvalue().strip():
+        raise DataError(f"{path}: file is empty")
+    try:
+        if profile.file_format == "whitespace":
+            df = pd.read_csv(buf, sep=r"\s+", header=0 if profile.header else None, dtype=str,
+                             engine="c", keep_default_na=False)
+        else:
+            df = pd.read_csv(buf, sep=",", header=0 if profile.header else None, dtype=str,
+                             keep_default_na=False)
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path}: cannot parse as {profile.file_format}: {exc}") from exc
+    if df.empty:
+        raise DataError(f"{path}: no data rows")
+    if not profile.header:
+        expected = list(profile.columns or ())
+        if df.shape[1] != len(expected):
+            hint = " (wrong delimiter?)" if df.shape[1] == 1 else ""
+            raise DataError(f"{path}: expected {len(expected)} columns {expected[:3]}..., found {df.shape[1]}{hint}")
+        df.columns = expected
+    df = df.rename(columns={k: v for k, v in profile.rename.items()})
+    required = [c for c in profile.required_columns if allow_label or c != profile.label.column]
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        hint = " (wrong delimiter?)" if df.shape[1] == 1 else ""
+        raise DataError(f"{path}: missing required column(s) {missing}; found {list(df.columns)[:12]}{hint}")
+    header_rows = 1 if profile.header else 0
+    for col in required:
+        if col in profile.categorical_columns:
+            levels = profile.categorical_columns[col]
+            bad = ~df[col].isin(levels)
+            if bad.any():
+                i = int(np.argmax(bad.to_numpy()))
+                raise DataError(f"{path}: row {i + 1 + header_rows}, column {col!r}: unknown level "
+                                f"{df[col].iat[i]!r}; expected one of {list(levels)}")
+            continue
+        text = df[col]
+        num = pd.to_numeric(text, errors="coerce")
+        bad = num.isna() & (text.str.strip() != "") & ~text.str.lower().isin(["nan", "na", ""])
+        if bad.any():
+            i = int(np.argmax(bad.to_numpy()))
+            raise DataError(f"{path}: row {i + 1 + header_rows}, column {col!r}: not a number: {text.iat[i]!r}")
+        df[col] = num.astype("float64")
+    return df
+
+
+def read_rul_file(path: str | os.PathLike) -> np.ndarray:
+    """Read a C-MAPSS style true-RUL file: one non-negative number per line, line i = test asset i."""
+    path = Path(path)
+    lines = [ln.strip() for ln in _open_text(path).getvalue().splitlines()]
+    values = []
+    for i, ln in enumerate(lines, 1):
+        if not ln:
+            continue
+        try:
+            v = float(ln)
+        except ValueError as exc:
+            raise DataError(f"{path}: line {i}: not a number: {ln!r}") from exc
+        if not np.isfinite(v) or v < 0:
+            raise DataError(f"{path}: line {i}: RUL must be a finite number >= 0, got {ln!r}")
+        values.append(v)
+    if not values:
+        raise DataError(f"{path}: file is empty")
+    return np.asarray(values)

@@ -1,0 +1,562 @@
+"""Feature engineering, one copy used by preprocessing, training, evaluation and inference.
+
+Pipeline (``fit_spec`` learns on training data only; ``transform`` applies it):
+
+1. ``validate_readings``: numeric coercion, NaN/inf policy, duplicate and ordering checks.
+2. Operating regimes: k-means on standardised settings; the smallest k whose clusters explain
+   ``min_explained_variance`` of the settings' variance (1 for FD001, 6 for FD002/FD004).
+3. Per-regime normalisation of every sensor (z-score with that regime's training mean/std);
+   sensors constant within every regime carry no information and are dropped.
+4. Derived features (profile ``derived_features``: product/difference/ratio/sum of raw columns),
+   standardised; one-hot encoding of categorical columns with the profile's fixed level list.
+5. Per-asset window features over the trailing ``sizes`` readings: mean, std, slope (per time
+   unit, least squares), min, max; a truncated exponentially weighted mean per ``ewm_spans``;
+   plus the time column itself (cycle count). Windows at the start of a history are partial.
+6. RUL labels: ``max(time of asset) - time``, capped at ``label.cap`` (piecewise-linear target).
+
+Missing-value policy (documented in the README): ids, times and labels must be present. An
+isolated gap in a setting or sensor (at most ``MAX_GAP`` consecutive missing readings of one asset)
+is filled with the asset's previous reading (the next one at the start of a history); longer gaps,
+a column missing for a whole asset, inf, and any gap in row-wise (classification) data are errors.
+
+The fitted ``FeatureSpec`` is JSON; it is everything inference needs. ``transform_asset`` computes
+the features of one asset's last reading from that asset's raw readings alone with vectorised NumPy
+(no pandas), and equals the batch features of that reading (tested for every FD001 test unit).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+try:
+    from .profiles import Profile, parse_profile
+except ImportError:  # SageMaker container: siblings are top-level modules
+    from profiles import Profile, parse_profile
+
+MAX_GAP = 3
+STD_FLOOR = 1e-8
+SPEC_VERSION = 1
+
+
+class FeatureError(ValueError):
+    """Input readings violate the data contract; the message names the row/asset and column."""
+
+
+# ----------------------------------------------------------------------------------------------
+# The fitted specification
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class FeatureSpec:
+    """Everything learned from training data that inference needs, serialisable as JSON."""
+
+    profile: dict[str, Any]
+    task: str
+    id_column: str | None
+    time_column: str | None
+    setting_columns: list[str]
+    sensors: list[str]  # kept sensors, in order
+    dropped_sensors: list[str]
+    settings_center: list[float]
+    settings_scale: list[float]
+    centroids: list[list[float]]  # in standardised settings space; one row per regime
+    sensor_mean: list[list[float]]  # [regime][sensor]
+    sensor_std: list[list[float]]
+    derived: list[dict[str, Any]]
+    derived_mean: list[float]
+    derived_std: list[float]
+    categorical: dict[str, list[str]]
+    window_sizes: list[int]
+    window_stats: list[str]
+    ewm_spans: list[int]
+    label_cap: float | None
+    feature_names: list[str] = field(default_factory=list)
+    version: int = SPEC_VERSION
+
+    # -- serialisation --------------------------------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> FeatureSpec:
+        doc = json.loads(text)
+        if doc.get("version") != SPEC_VERSION:
+            raise ValueError(f"feature spec version {doc.get('version')!r} is not {SPEC_VERSION}")
+        return cls(**doc)
+
+    @property
+    def n_regimes(self) -> int:
+        return len(self.centroids)
+
+    @property
+    def history_needed(self) -> int:
+        """Readings of trailing history that determine the last reading's features exactly."""
+        return max([1, *self.window_sizes, *[3 * s for s in self.ewm_spans]])
+
+    @property
+    def numeric_inputs(self) -> list[str]:
+        """Numeric columns a reading must carry (settings and all profile sensors)."""
+        prof = self.profile_obj
+        cols = [*prof.setting_columns, *prof.sensor_columns]
+        if self.time_column:
+            cols.insert(0, self.time_column)
+        return cols
+
+    @property
+    def profile_obj(self) -> Profile:
+        cached = getattr(self, "_profile_cache", None)
+        if cached is None:
+            cached = parse_profile(self.profile, subset=self.profile.get("subset"), source="feature spec")
+            object.__setattr__(self, "_profile_cache", cached)
+        return cached
+
+    @property
+    def _mean(self) -> np.ndarray:
+        return _cached(self, "_mean_arr", lambda: np.asarray(self.sensor_mean, dtype=float).reshape(
+            self.n_regimes, len(self.sensors)))
+
+    @property
+    def _std(self) -> np.ndarray:
+        return _cached(self, "_std_arr", lambda: np.asarray(self.sensor_std, dtype=float).reshape(
+            self.n_regimes, len(self.sensors)))
+
+
+def _cached(obj: Any, name: str, make: Any) -> Any:
+    value = obj.__dict__.get(name)
+    if value is None:
+        value = make()
+        obj.__dict__[name] = value
+    return value
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation
+# ----------------------------------------------------------------------------------------------
+def validate_readings(df: pd.DataFrame, profile: Profile, source: str = "data", *,
+                      require_label: bool = False, sort: bool = False) -> pd.DataFrame:
+    """Check and clean raw readings; return a new frame with float columns and filled gaps.
+
+    ``sort=False`` (files) demands that each asset's times strictly increase in file order;
+    ``sort=True`` (requests) sorts by time first and only rejects duplicates. Row numbers in
+    messages are 1-based positions in ``df``.
+    """
+    if df.empty:
+        raise FeatureError(f"{source}: no rows")
+    df = df.reset_index(drop=True).copy()
+    numeric = [c for c in profile.required_columns if c not in profile.categorical_columns]
+    if not require_label and profile.label.column in numeric:
+        numeric.remove(profile.label.column)
+    missing = [c for c in numeric + list(profile.categorical_columns) if c not in df.columns]
+    if missing:
+        raise FeatureError(f"{source}: missing column(s) {missing}")
+    for col in numeric:
+        if df[col].dtype.kind not in "fiub":
+            conv = pd.to_numeric(df[col], errors="coerce")
+            bad = conv.isna() & df[col].notna()
+            if bad.any():
+                i = int(np.argmax(bad.to_numpy()))
+                raise FeatureError(f"{source}: row {i + 1}, column {col!r}: not a number: {df[col].iat[i]!r}")
+            df[col] = conv
+        df[col] = df[col].astype("float64")
+        arr = df[col].to_numpy()
+        inf = np.isinf(arr)
+        if inf.any():
+            i = int(np.argmax(inf))
+            raise FeatureError(f"{source}: row {i + 1}, column {col!r}: infinite value")
+    for col, levels in profile.categorical_columns.items():
+        bad = ~df[col].isin(levels)
+        if bad.any():
+            i = int(np.argmax(bad.to_numpy()))
+            raise FeatureError(f"{source}: row {i + 1}, column {col!r}: unknown level {df[col].iat[i]!r}; "
+                               f"expected one of {list(levels)}")
+    must = [c for c in (profile.id_column, profile.time_column) if c and c in numeric]
+    if require_label and profile.label.column:
+        must.append(profile.label.column)
+    for col in must:
+        nan = df[col].isna().to_numpy()
+        if nan.any():
+            i = int(np.argmax(nan))
+            raise FeatureError(f"{source}: row {i + 1}, column {col!r}: missing value")
+
+    value_cols = [*profile.setting_columns, *profile.sensor_columns]
+    if profile.task == "failure_classification" or not profile.time_column:
+        for col in value_cols:
+            nan = df[col].isna().to_numpy()
+            if nan.any():
+                i = int(np.argmax(nan))
+                raise FeatureError(f"{source}: row {i + 1}, column {col!r}: missing value")
+        return df
+
+    idc, tc = profile.id_column, profile.time_column
+    if sort:
+        df = df.sort_values([idc, tc], kind="stable").reset_index(drop=True)
+    ids = df[idc].to_numpy()
+    times = df[tc].to_numpy()
+    same = ids[1:] == ids[:-1]
+    dup = same & (times[1:] == times[:-1])
+    if dup.any():
+        i = int(np.argmax(dup)) + 1
+        raise FeatureError(f"{source}: row {i + 1}: duplicate {tc} {times[i]:g} for asset {ids[i]!r}")
+    back = same & (times[1:] < times[:-1])
+    if back.any():
+        i = int(np.argmax(back)) + 1
+        raise FeatureError(f"{source}: row {i + 1}: {tc} {times[i]:g} does not increase for asset {ids[i]!r} "
+                           f"(previous {times[i - 1]:g})")
+    # rows of one asset must be contiguous, or windows would mix histories
+    starts = np.r_[True, ~same]
+    seen_ids = ids[starts]
+    if len(pd.unique(seen_ids)) != len(seen_ids):
+        raise FeatureError(f"{source}: rows of an asset are not contiguous; group each asset's readings together")
+    counts = pd.Series(ids).value_counts()
+    if profile.min_readings > 1 and (counts < profile.min_readings).any():
+        bad_id = counts[counts < profile.min_readings].index[0]
+        raise FeatureError(f"{source}: asset {bad_id!r} has {int(counts[bad_id])} reading(s); "
+                           f"the profile needs at least {profile.min_readings}")
+    gaps = df[value_cols].isna()
+    if gaps.to_numpy().any():
+        for col in value_cols:
+            nan = gaps[col]
+            if not nan.any():
+                continue
+            # longest run of consecutive missing values per asset
+            run = nan.groupby((~nan).cumsum()).cumsum()
+            worst = int(run.max())
+            whole = nan.groupby(df[idc]).all()
+            if whole.any():
+                raise FeatureError(f"{source}: column {col!r} is missing for every reading of asset "
+                                   f"{whole[whole].index[0]!r}")
+            if worst > MAX_GAP:
+                i = int(np.argmax((run > MAX_GAP).to_numpy()))
+                raise FeatureError(f"{source}: row {i + 1}, column {col!r}: gap of more than {MAX_GAP} "
+                                   "consecutive missing readings")
+        df[value_cols] = df.groupby(idc, sort=False)[value_cols].transform(lambda s: s.ffill().bfill())
+    return df
+
+
+# ----------------------------------------------------------------------------------------------
+# Fitting
+# ----------------------------------------------------------------------------------------------
+def _standardise_settings(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    center = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale = np.where(scale < STD_FLOOR, 1.0, scale)
+    return center, scale
+
+
+def detect_regimes(settings: np.ndarray, max_clusters: int, min_explained: float,
+                   seed: int = 0) -> np.ndarray:
+    """Centroids (standardised space) of the operating regimes found in ``settings`` (n, k).
+
+    Returns the centroids of the smallest k in 1..max_clusters whose clustering explains at least
+    ``min_explained`` of the total variance; one centroid (the mean) if none does.
+    """
+    from sklearn.cluster import KMeans
+
+    total = float(((settings - settings.mean(axis=0)) ** 2).sum())
+    one = settings.mean(axis=0, keepdims=True)
+    if total <= 0 or max_clusters < 2:
+        return one
+    sample = settings
+    if len(settings) > 5_000:  # the structure is coarse; a sample finds it as well
+        rng = np.random.default_rng(seed)
+        sample = settings[rng.choice(len(settings), 5_000, replace=False)]
+        total = float(((sample - sample.mean(axis=0)) ** 2).sum())
+    for k in range(2, max_clusters + 1):
+        if k > len(np.unique(sample, axis=0)):
+            break
+        km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(sample)
+        if 1.0 - km.inertia_ / total >= min_explained:
+            # deterministic order: sort centroids lexicographically so regime ids are stable
+            c = km.cluster_centers_
+            order = np.lexsort(c.T[::-1])
+            return c[order]
+    return one
+
+
+def assign_regimes(settings_std: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Index of the nearest centroid for each row of standardised settings."""
+    if len(centroids) == 1:
+        return np.zeros(len(settings_std), dtype=np.int64)
+    d = ((settings_std[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2)
+    return d.argmin(axis=1)
+
+
+def _derive(raw: dict[str, np.ndarray] | pd.DataFrame, derived: list[dict[str, Any]]) -> np.ndarray:
+    """Raw derived features (n, d) from their source columns."""
+    n = len(raw[next(iter(raw))]) if isinstance(raw, dict) else len(raw)
+    out = np.empty((n, len(derived)))
+    for j, d in enumerate(derived):
+        cols = [np.asarray(raw[c], dtype=float) for c in d["columns"]]
+        op = d["op"]
+        if op == "product":
+            v = np.prod(cols, axis=0)
+        elif op == "sum":
+            v = np.sum(cols, axis=0)
+        elif op == "difference":
+            v = cols[0] - cols[1]
+        else:  # ratio
+            with np.errstate(divide="ignore", invalid="ignore"):
+                v = np.where(cols[1] == 0, 0.0, cols[0] / np.where(cols[1] == 0, 1.0, cols[1]))
+        out[:, j] = v * d.get("scale", 1.0)
+    return out
+
+
+def feature_names(spec: FeatureSpec) -> list[str]:
+    """Column names of the feature matrix, in order."""
+    names: list[str] = []
+    if spec.time_column and spec.window_sizes:
+        names.append(spec.time_column)
+    names += [f"{s}_z" for s in spec.sensors]
+    if spec.window_sizes:
+        for s in spec.sensors:
+            for w in spec.window_sizes:
+                names += [f"{s}_{stat}_{w}" for stat in spec.window_stats]
+            names += [f"{s}_ewm_{span}" for span in spec.ewm_spans]
+    if spec.n_regimes > 1:
+        names += [f"regime_{r}" for r in range(spec.n_regimes)]
+    names += [d["name"] for d in spec.derived]
+    for col, levels in spec.categorical.items():
+        names += [f"{col}_{lvl}" for lvl in levels]
+    return names
+
+
+def fit_spec(train: pd.DataFrame, profile: Profile, seed: int = 0) -> FeatureSpec:
+    """Learn regimes, normalisation, kept sensors and derived-feature scaling from training rows.
+
+    ``train`` must already have passed ``validate_readings``.
+    """
+    settings = train[list(profile.setting_columns)].to_numpy(dtype=float) if profile.setting_columns \
+        else np.zeros((len(train), 0))
+    center, scale = _standardise_settings(settings) if settings.shape[1] else (np.zeros(0), np.zeros(0))
+    std_settings = (settings - center) / scale if settings.shape[1] else settings
+    if profile.regimes and settings.shape[1]:
+        centroids = detect_regimes(std_settings, profile.regimes.max_clusters,
+                                   profile.regimes.min_explained_variance, seed)
+    else:
+        centroids = np.zeros((1, settings.shape[1]))
+    regimes = assign_regimes(std_settings, centroids) if settings.shape[1] else np.zeros(len(train), int)
+    sensors_all = list(profile.sensor_columns)
+    values = train[sensors_all].to_numpy(dtype=float)
+    k = len(centroids)
+    mean = np.zeros((k, len(sensors_all)))
+    std = np.ones((k, len(sensors_all)))
+    constant = np.ones(len(sensors_all), dtype=bool)
+    for r in range(k):
+        rows = values[regimes == r]
+        if len(rows) == 0:
+            continue
+        mean[r] = rows.mean(axis=0)
+        s = rows.std(axis=0)
+        const_r = s <= 1e-6 * (np.abs(mean[r]) + 1.0)
+        constant &= const_r
+        std[r] = np.where(s < STD_FLOOR, 1.0, s)
+    keep = ~constant
+    derived = [{"name": d.name, "op": d.op, "columns": list(d.columns), "scale": d.scale}
+               for d in profile.derived_features]
+    if derived:
+        dv = _derive(train, derived)
+        dmean, dstd = dv.mean(axis=0), dv.std(axis=0)
+        dstd = np.where(dstd < STD_FLOOR, 1.0, dstd)
+    else:
+        dmean, dstd = np.zeros(0), np.zeros(0)
+    w = profile.windows
+    spec = FeatureSpec(
+        profile=profile.to_dict(), task=profile.task, id_column=profile.id_column,
+        time_column=profile.time_column, setting_columns=list(profile.setting_columns),
+        sensors=[s for s, kp in zip(sensors_all, keep, strict=True) if kp],
+        dropped_sensors=[s for s, kp in zip(sensors_all, keep, strict=True) if not kp],
+        settings_center=center.tolist(), settings_scale=scale.tolist(), centroids=centroids.tolist(),
+        sensor_mean=mean[:, keep].tolist(), sensor_std=std[:, keep].tolist(),
+        derived=derived, derived_mean=dmean.tolist(), derived_std=dstd.tolist(),
+        categorical={c: list(v) for c, v in profile.categorical_columns.items()},
+        window_sizes=list(w.sizes) if w else [], window_stats=list(w.stats) if w else [],
+        ewm_spans=list(w.ewm_spans) if w else [], label_cap=profile.label.cap,
+    )
+    spec.feature_names = feature_names(spec)
+    return spec
+
+
+# ----------------------------------------------------------------------------------------------
+# Transforming
+# ----------------------------------------------------------------------------------------------
+def _pointwise(spec: FeatureSpec, cols: dict[str, np.ndarray] | pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per-regime z-scored kept sensors (n, s) and regime ids (n,) for raw columns."""
+    if spec.setting_columns:
+        st = np.column_stack([np.asarray(cols[c], dtype=float) for c in spec.setting_columns])
+        st = (st - np.asarray(spec.settings_center)) / np.asarray(spec.settings_scale)
+        reg = assign_regimes(st, np.asarray(spec.centroids))
+    else:
+        n = len(cols[spec.sensors[0]]) if spec.sensors else len(next(iter(cols.values())))
+        reg = np.zeros(n, dtype=np.int64)
+    x = np.column_stack([np.asarray(cols[s], dtype=float) for s in spec.sensors]) if spec.sensors \
+        else np.zeros((len(reg), 0))
+    z = (x - spec._mean[reg]) / spec._std[reg]
+    return z, reg
+
+
+def _ewm_weights(span: int) -> np.ndarray:
+    """Weights of a truncated, normalised EWM over the last 3*span readings (newest last)."""
+    alpha = 2.0 / (span + 1.0)
+    length = 3 * span
+    w = (1 - alpha) ** np.arange(length)[::-1]
+    return w
+
+
+def window_block(z: np.ndarray, t: np.ndarray, spec: FeatureSpec, *, last_only: bool = False) -> np.ndarray:
+    """Window features of one asset, rows in time order.
+
+    ``z`` is (n, s) normalised sensors, ``t`` (n,) times. Returns (n, f) features for every reading,
+    or (1, f) for the last reading only (the serving hot path; same values).
+    Feature order per sensor: for each window size, the stats in ``spec.window_stats``; then EWMs.
+    """
+    n, s = z.shape
+    sizes, stats, spans = spec.window_sizes, spec.window_stats, spec.ewm_spans
+    per_sensor = len(sizes) * len(stats) + len(spans)
+    rows = 1 if last_only else n
+    out = np.empty((rows, s, per_sensor))
+    col = 0
+    for w in sizes:
+        if last_only:
+            k = min(w, n)
+            win = z[n - k:][None, :, :]  # (1, k, s)
+            tw = t[n - k:][None, :]
+            valid = np.ones((1, k), dtype=bool)
+        else:
+            pad = np.full((w - 1, s), np.nan)
+            zp = np.vstack([pad, z])
+            win = np.lib.stride_tricks.sliding_window_view(zp, w, axis=0).transpose(0, 2, 1)  # (n, w, s)
+            tp = np.concatenate([np.full(w - 1, np.nan), t])
+            tw = np.lib.stride_tricks.sliding_window_view(tp, w)  # (n, w)
+            valid = ~np.isnan(tw)
+        cnt = valid.sum(axis=1)  # (rows,)
+        vz = np.where(valid[:, :, None], win, 0.0)
+        mean = vz.sum(axis=1) / cnt[:, None]
+        for stat in stats:
+            if stat == "mean":
+                v = mean
+            elif stat == "std":
+                dev = np.where(valid[:, :, None], win - mean[:, None, :], 0.0)
+                v = np.sqrt((dev ** 2).sum(axis=1) / cnt[:, None])
+            elif stat == "min":
+                v = np.where(valid[:, :, None], win, np.inf).min(axis=1)
+            elif stat == "max":
+                v = np.where(valid[:, :, None], win, -np.inf).max(axis=1)
+            else:  # slope: least-squares d(z)/d(t) over the window
+                tv = np.where(valid, tw, 0.0)
+                tmean = tv.sum(axis=1) / cnt
+                dt = np.where(valid, tw - tmean[:, None], 0.0)
+                sxx = (dt ** 2).sum(axis=1)
+                dev = np.where(valid[:, :, None], win - mean[:, None, :], 0.0)
+                sxy = (dt[:, :, None] * dev).sum(axis=1)
+                v = np.where(sxx[:, None] > 0, sxy / np.where(sxx > 0, sxx, 1.0)[:, None], 0.0)
+            out[:, :, col] = v
+            col += 1
+    for span in spans:
+        wts = _ewm_weights(span)
+        length = len(wts)
+        if last_only:
+            k = min(length, n)
+            ww = wts[length - k:]
+            v = (ww[:, None] * z[n - k:]).sum(axis=0) / ww.sum()
+            out[0, :, col] = v
+        else:
+            zp = np.vstack([np.full((length - 1, s), np.nan), z])
+            win = np.lib.stride_tricks.sliding_window_view(zp, length, axis=0).transpose(0, 2, 1)
+            valid = ~np.isnan(win[:, :, 0])
+            ww = np.where(valid, wts[None, :], 0.0)
+            out[:, :, col] = (ww[:, :, None] * np.where(valid[:, :, None], win, 0.0)).sum(axis=1) / \
+                ww.sum(axis=1)[:, None]
+        col += 1
+    return out.reshape(rows, s * per_sensor)
+
+
+def _assemble(spec: FeatureSpec, cols: Any, z: np.ndarray, reg: np.ndarray, win: np.ndarray | None,
+              t: np.ndarray | None) -> np.ndarray:
+    parts = []
+    if spec.time_column and spec.window_sizes:
+        parts.append(np.asarray(t, dtype=float)[:, None])
+    parts.append(z)
+    if win is not None:
+        parts.append(win)
+    if spec.n_regimes > 1:
+        parts.append(np.eye(spec.n_regimes)[reg])
+    if spec.derived:
+        dv = (_derive(cols, spec.derived) - np.asarray(spec.derived_mean)) / np.asarray(spec.derived_std)
+        parts.append(dv)
+    for col, levels in spec.categorical.items():
+        v = np.asarray(cols[col])
+        parts.append(np.column_stack([(v == lvl).astype(float) for lvl in levels]))
+    return np.hstack(parts) if parts else np.zeros((len(z), 0))
+
+
+def transform(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """Features for every row of validated readings (assets contiguous, time-ordered).
+
+    Returns a frame with ``spec.feature_names`` columns, index aligned with ``df``.
+    """
+    z, reg = _pointwise(spec, df)
+    win = None
+    t = None
+    if spec.window_sizes:
+        ids = df[spec.id_column].to_numpy()
+        t = df[spec.time_column].to_numpy(dtype=float)
+        bounds = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
+        blocks = [window_block(z[a:b], t[a:b], spec) for a, b in zip(bounds[:-1], bounds[1:], strict=False)]
+        win = np.vstack(blocks)
+    x = _assemble(spec, df, z, reg, win, t)
+    return pd.DataFrame(x, columns=spec.feature_names, index=df.index)
+
+
+def transform_asset(readings: dict[str, np.ndarray], spec: FeatureSpec) -> np.ndarray:
+    """Features (f,) of the last reading of ONE asset, from that asset's raw readings alone.
+
+    ``readings`` maps column name -> 1-D array, already validated and sorted by time. Only the
+    trailing ``spec.history_needed`` readings are used. Vectorised NumPy, no pandas: the hot path.
+    """
+    if spec.window_sizes:
+        h = spec.history_needed
+        n = len(readings[spec.time_column])
+        if n > h:
+            readings = {k: v[n - h:] for k, v in readings.items()}
+        z, reg = _pointwise(spec, readings)
+        t = np.asarray(readings[spec.time_column], dtype=float)
+        win = window_block(z, t, spec, last_only=True)
+        last = {k: v[-1:] for k, v in readings.items()}
+        return _assemble(spec, last, z[-1:], reg[-1:], win, t[-1:])[0]
+    z, reg = _pointwise(spec, readings)
+    return _assemble(spec, readings, z, reg, None, None)[-1]
+
+
+def rul_labels(df: pd.DataFrame, profile: Profile, cap: float | None) -> np.ndarray:
+    """Run-to-failure RUL at each row: ``max(time of its asset) - time``, clipped at ``cap``."""
+    t = df[profile.time_column].to_numpy(dtype=float)
+    last = df.groupby(profile.id_column, sort=False)[profile.time_column].transform("max").to_numpy(dtype=float)
+    rul = last - t
+    return np.minimum(rul, cap) if cap is not None else rul
+
+
+def baseline_matrix(df: pd.DataFrame, profile: Profile) -> pd.DataFrame:
+    """The baseline's inputs: the raw readings of the current row (time, settings, sensors, categories)."""
+    cols = [c for c in (profile.time_column, *profile.setting_columns, *profile.sensor_columns) if c]
+    out = df[cols].astype(float).copy()
+    for col, levels in profile.categorical_columns.items():
+        for lvl in levels:
+            out[f"{col}_{lvl}"] = (df[col] == lvl).astype(float)
+    return out
+
+
+def nasa_score(pred: np.ndarray, true: np.ndarray) -> float:
+    """PHM08 asymmetric score: sum of exp(d/10)-1 for late (d>0) and exp(-d/13)-1 for early, d=pred-true."""
+    d = np.asarray(pred, dtype=float) - np.asarray(true, dtype=float)
+    return float(np.sum(np.where(d > 0, np.exp(d / 10.0) - 1.0, np.exp(-d / 13.0) - 1.0)))
+
+
+def finite_or_raise(x: float, what: str) -> float:
+    if not math.isfinite(x):
+        raise FeatureError(f"{what} is not finite")
+    return x

@@ -1,0 +1,307 @@
+"""SageMaker training entry point (script mode in the SageMaker XGBoost container).
+
+Contract (DESIGN.md): channels from ``SM_CHANNEL_TRAIN`` (features + ``feature_spec.json``) and
+``SM_CHANNEL_VALIDATION``; the model goes to ``SM_MODEL_DIR`` (SageMaker tars it into
+``model.tar.gz``); hyperparameters arrive as ``--name value``. The objective is printed as
+``validation-rmse: 12.34`` (regression) or ``validation-aucpr: 0.91`` (classification), every 25
+rounds while boosting (for early stopping / pruning) and once at the end (the value tuning uses).
+
+Candidate algorithms (``--algorithm``): ``xgboost`` (gradient-boosted trees) and ``linear``
+(ridge regression / L2 logistic regression on standardised features). ``--fit_on
+train+validation`` refits on both channels (the final model after tuning).
+
+The model directory holds ``xgboost-model`` (XGBoost's own format) or ``linear-model.json``,
+``feature_spec.json``, ``model_meta.json`` and ``code/`` (inference.py and the feature module), so
+the artifact serves in the SageMaker XGBoost container with ``SAGEMAKER_PROGRAM=inference.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+try:
+    from . import features as F
+except ImportError:  # SageMaker container: siblings are top-level modules
+    import features as F
+
+HERE = Path(__file__).resolve().parent
+CODE_FILES = ("inference.py", "features.py", "profiles.py")
+META_COLUMNS = ("_asset", "_time", "_label")
+XGB_DEFAULTS: dict[str, Any] = {"num_round": 300, "max_depth": 6, "eta": 0.3, "min_child_weight": 1.0,
+                                "subsample": 1.0, "colsample_bytree": 1.0, "lambda": 1.0, "alpha": 0.0}
+
+
+class TrainError(ValueError):
+    """Bad channel contents or hyperparameters."""
+
+
+def read_channel(path: str | os.PathLike) -> pd.DataFrame:
+    """Concatenate every ``*.parquet`` / ``*.csv`` file of a channel directory (shards in name order)."""
+    p = Path(path)
+    files = sorted([*p.glob("*.parquet"), *p.glob("*.csv")]) if p.is_dir() else [p]
+    if not files or not all(f.exists() for f in files):
+        raise TrainError(f"channel {p}: no .parquet or .csv files")
+    frames = [pd.read_parquet(f) if f.suffix == ".parquet" else pd.read_csv(f) for f in files]
+    df = pd.concat(frames, ignore_index=True)
+    if "_label" not in df.columns:
+        raise TrainError(f"channel {p}: no _label column")
+    return df
+
+
+def split_xy(df: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Feature matrix in spec order and labels; raise if the channel's columns do not match the spec."""
+    missing = [n for n in names if n not in df.columns]
+    if missing:
+        raise TrainError(f"channel lacks feature columns {missing[:5]} (spec/channel mismatch)")
+    return df[names].to_numpy(dtype=np.float32), df["_label"].to_numpy(dtype=np.float64)
+
+
+def parse_hyperparameters(extra: list[str]) -> dict[str, str]:
+    """``["--eta", "0.1", "--max_depth", "5"]`` -> ``{"eta": "0.1", "max_depth": "5"}``."""
+    if len(extra) % 2:
+        raise TrainError(f"hyperparameters must come as --name value pairs, got {extra}")
+    out = {}
+    for k, v in zip(extra[::2], extra[1::2], strict=True):
+        if not k.startswith("--"):
+            raise TrainError(f"expected --name, got {k!r}")
+        out[k[2:].replace("-", "_")] = v
+    return out
+
+
+def _num(hp: dict[str, Any], name: str, kind: type, low: float, high: float) -> Any:
+    try:
+        value = kind(float(hp[name])) if kind is int else kind(hp[name])
+    except (TypeError, ValueError) as exc:
+        raise TrainError(f"hyperparameter {name}={hp[name]!r} is not a {kind.__name__}") from exc
+    if not low <= value <= high:
+        raise TrainError(f"hyperparameter {name}={value} outside [{low}, {high}]")
+    return value
+
+
+def xgb_params(hp: dict[str, str], task: str, nthread: int, seed: int) -> tuple[dict[str, Any], int]:
+    """XGBoost booster parameters and number of rounds from string hyperparameters."""
+    merged = {**XGB_DEFAULTS, **{k: v for k, v in hp.items() if k in XGB_DEFAULTS}}
+    params = {
+        "max_depth": _num(merged, "max_depth", int, 1, 16),
+        "eta": _num(merged, "eta", float, 1e-4, 1.0),
+        "min_child_weight": _num(merged, "min_child_weight", float, 0.0, 1e4),
+        "subsample": _num(merged, "subsample", float, 0.05, 1.0),
+        "colsample_bytree": _num(merged, "colsample_bytree", float, 0.05, 1.0),
+        "lambda": _num(merged, "lambda", float, 0.0, 1e4),
+        "alpha": _num(merged, "alpha", float, 0.0, 1e4),
+        "tree_method": "hist",
+        "max_bin": 128,
+        "nthread": nthread,
+        "seed": seed,
+        "objective": "reg:squarederror" if task == "rul_regression" else "binary:logistic",
+        "eval_metric": "rmse" if task == "rul_regression" else "aucpr",
+    }
+    return params, _num(merged, "num_round", int, 1, 20000)
+
+
+def metric_name(task: str) -> str:
+    return "validation-rmse" if task == "rul_regression" else "validation-aucpr"
+
+
+def score(task: str, y: np.ndarray, p: np.ndarray) -> float:
+    """The tuning objective: RMSE (regression) or average precision = PR-AUC (classification)."""
+    if task == "rul_regression":
+        return float(np.sqrt(np.mean((p - y) ** 2)))
+    from sklearn.metrics import average_precision_score
+    return float(average_precision_score(y, p))
+
+
+def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """Probability threshold maximising F1 on held-out predictions."""
+    from sklearn.metrics import precision_recall_curve
+    prec, rec, thr = precision_recall_curve(y, p)
+    f1 = 2 * prec[:-1] * rec[:-1] / np.maximum(prec[:-1] + rec[:-1], 1e-12)
+    return float(thr[int(np.argmax(f1))]) if len(thr) else 0.5
+
+
+class LinearModel:
+    """Ridge / L2-logistic model on standardised features, stored as plain JSON (no pickle)."""
+
+    def __init__(self, doc: dict[str, Any]):
+        self.doc = doc
+        self.mean = np.asarray(doc["mean"])
+        self.scale = np.asarray(doc["scale"])
+        self.coef = np.asarray(doc["coef"])
+        self.intercept = float(doc["intercept"])
+        self.logistic = doc["task"] == "failure_classification"
+
+    @classmethod
+    def fit(cls, X: np.ndarray, y: np.ndarray, task: str, alpha: float, seed: int) -> LinearModel:
+        mean = X.mean(axis=0)
+        scale = X.std(axis=0)
+        scale = np.where(scale < 1e-12, 1.0, scale)
+        Z = (X - mean) / scale
+        if task == "rul_regression":
+            from sklearn.linear_model import Ridge
+            m = Ridge(alpha=alpha).fit(Z, y)
+            coef, intercept = m.coef_, float(m.intercept_)
+        else:
+            from sklearn.linear_model import LogisticRegression
+            m = LogisticRegression(C=1.0 / alpha, max_iter=2000, random_state=seed).fit(Z, y)
+            coef, intercept = m.coef_[0], float(m.intercept_[0])
+        return cls({"task": task, "alpha": alpha, "mean": mean.tolist(), "scale": scale.tolist(),
+                    "coef": coef.tolist(), "intercept": intercept})
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """Per-feature additive contributions (n, f+1), last column the bias (margin space)."""
+        c = (X - self.mean) / self.scale * self.coef
+        return np.hstack([c, np.full((len(X), 1), self.intercept)])
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        margin = ((X - self.mean) / self.scale) @ self.coef + self.intercept
+        return 1.0 / (1.0 + np.exp(-margin)) if self.logistic else margin
+
+
+def fit_model(algorithm: str, X: np.ndarray, y: np.ndarray, task: str, hp: dict[str, str], nthread: int,
+              seed: int, Xv: np.ndarray | None = None, yv: np.ndarray | None = None,
+              names: list[str] | None = None, report_every: int = 25) -> tuple[Any, np.ndarray | None]:
+    """Fit one candidate; print the objective on validation data while boosting. Returns (model, val preds)."""
+    if algorithm == "xgboost":
+        import xgboost as xgb
+
+        params, rounds = xgb_params(hp, task, nthread, seed)
+        dtrain = xgb.DMatrix(X, label=y, feature_names=names, nthread=nthread)
+        evals, callbacks = [], []
+        if Xv is not None:
+            dval = xgb.DMatrix(Xv, label=yv, feature_names=names, nthread=nthread)
+            evals = [(dval, "validation")]
+            name = metric_name(task)
+
+            class Report(xgb.callback.TrainingCallback):
+                def after_iteration(self, model, epoch, evals_log):  # noqa: ANN001
+                    if (epoch + 1) % report_every == 0 and epoch + 1 < rounds:
+                        value = evals_log["validation"][params["eval_metric"]][-1]
+                        print(f"[{epoch + 1}] {name}: {value:.6f}", flush=True)
+                    return False
+
+            callbacks = [Report()]
+        booster = xgb.train(params, dtrain, rounds, evals=evals, callbacks=callbacks, verbose_eval=False)
+        pv = booster.inplace_predict(Xv) if Xv is not None else None
+        return booster, pv
+    if algorithm == "linear":
+        alpha = _num({"alpha": hp.get("alpha", "1.0")}, "alpha", float, 1e-8, 1e8)
+        model = LinearModel.fit(X.astype(np.float64), y, task, alpha, seed)
+        return model, (model.predict(Xv.astype(np.float64)) if Xv is not None else None)
+    raise TrainError(f"unknown algorithm {algorithm!r}; choose xgboost or linear")
+
+
+def predict(model: Any, X: np.ndarray) -> np.ndarray:
+    if isinstance(model, LinearModel):
+        return model.predict(X.astype(np.float64))
+    return model.inplace_predict(X)
+
+
+def oof_threshold(algorithm: str, X: np.ndarray, y: np.ndarray, task: str, hp: dict[str, str],
+                  nthread: int, seed: int, folds: int = 5) -> float:
+    """Decision threshold from out-of-fold predictions (used when no held-out validation remains)."""
+    from sklearn.model_selection import StratifiedKFold
+    oof = np.zeros(len(y))
+    for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
+        m, _ = fit_model(algorithm, X[tr], y[tr], task, hp, nthread, seed)
+        oof[te] = predict(m, X[te])
+    return best_f1_threshold(y, oof)
+
+
+def write_model(model_dir: Path, model: Any, spec_text: str, meta: dict[str, Any]) -> None:
+    """Booster/linear JSON + feature spec + metadata + inference code into ``model_dir``."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    if isinstance(model, LinearModel):
+        (model_dir / "linear-model.json").write_text(json.dumps(model.doc))
+    else:
+        model.save_model(str(model_dir / "xgboost-model.ubj"))
+        os.replace(model_dir / "xgboost-model.ubj", model_dir / "xgboost-model")
+    (model_dir / "feature_spec.json").write_text(spec_text)
+    (model_dir / "model_meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+    code = model_dir / "code"
+    code.mkdir(exist_ok=True)
+    for name in CODE_FILES:
+        shutil.copy2(HERE / name, code / name)
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[str, str]]:
+    ap = argparse.ArgumentParser(description="Train one candidate model (SageMaker script mode).")
+    ap.add_argument("--algorithm", default="xgboost")
+    ap.add_argument("--profile", default="")
+    ap.add_argument("--subset", default="")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--nthread", type=int, default=int(os.environ.get("SM_NUM_CPUS", os.cpu_count() or 1)))
+    ap.add_argument("--fit_on", default="train", choices=["train", "train+validation"])
+    ap.add_argument("--train", default=os.environ.get("SM_CHANNEL_TRAIN", "/opt/ml/input/data/train"))
+    ap.add_argument("--validation", default=os.environ.get("SM_CHANNEL_VALIDATION",
+                                                             "/opt/ml/input/data/validation"))
+    ap.add_argument("--model-dir", default=os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
+    ap.add_argument("--output-data-dir", default=os.environ.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data"))
+    args, extra = ap.parse_known_args(argv)
+    return args, parse_hyperparameters(extra)
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.time()
+    try:
+        args, hp = parse_args(argv)
+        spec_path = Path(args.train) / "feature_spec.json"
+        if not spec_path.exists():
+            raise TrainError(f"train channel {args.train} has no feature_spec.json")
+        spec_text = spec_path.read_text()
+        spec = F.FeatureSpec.from_json(spec_text)
+        task, names = spec.task, spec.feature_names
+        train = read_channel(args.train)
+        X, y = split_xy(train, names)
+        val_path = Path(args.validation)
+        Xv = yv = None
+        if val_path.exists():
+            Xv, yv = split_xy(read_channel(val_path), names)
+        held_out = Xv is not None and args.fit_on == "train"
+        if args.fit_on == "train+validation":
+            if Xv is None:
+                raise TrainError("--fit_on train+validation needs a validation channel")
+            X, y = np.vstack([X, Xv]), np.concatenate([y, yv])
+        model, pv = fit_model(args.algorithm, X, y, task, hp, args.nthread, args.seed, Xv, yv, names)
+    except (TrainError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if task == "rul_regression" and pv is not None:
+        pv = np.clip(pv, 0.0, spec.label_cap if spec.label_cap else None)
+    value = score(task, yv, pv) if pv is not None else float("nan")
+    threshold = None
+    if task == "failure_classification":
+        threshold = best_f1_threshold(yv, pv) if held_out else \
+            oof_threshold(args.algorithm, X, y, task, hp, args.nthread, args.seed)
+    import xgboost
+
+    meta = {
+        "algorithm": args.algorithm, "task": task, "hyperparameters": hp, "feature_names": names,
+        "threshold": threshold, "label_cap": spec.label_cap, "fit_on": args.fit_on, "n_train": int(len(y)),
+        "validation_metric": {"name": metric_name(task), "value": value, "held_out": held_out},
+        "xgboost_version": xgboost.__version__, "seed": args.seed,
+        "profile": spec.profile.get("name"), "subset": spec.profile.get("subset"),
+        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_model(Path(args.model_dir), model, spec_text, meta)
+    out = Path(args.output_data_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(meta["validation_metric"]))
+    print(f"train: {args.algorithm} on {len(y)} rows, {len(names)} features, {time.time() - started:.1f}s",
+          flush=True)
+    # The last objective line is what the tuning job's metric regex (and local tuning) reads.
+    print(f"{metric_name(task)}: {value:.6f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
