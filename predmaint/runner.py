@@ -1,0 +1,390 @@
+"""Local mode: one pipeline execution on this machine, the same stages as the AWS state machine.
+
+prepare (the prepare Lambda's own ``plan_run`` on local files) -> preprocess.py -> tuning (Optuna
+TPE over ``training_src.search_space``, each trial runs train.py as SageMaker would: SM_* env vars,
+hyperparameters as CLI args; hopeless trials pruned from the objective lines train.py prints) ->
+refit on train+validation -> evaluate.py -> promotion rule (``training_src.promotion.decide``, the
+function the promote Lambda uses) against the local registry -> HTML report.
+
+Everything of a run lives in ``<home>/runs/<run-id>/``; the registry is only touched at the end,
+atomically, so an interrupted run leaves it exactly as it was.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from predmaint.errors import PipelineError, UsageError
+from training_src import promotion, search_space
+from training_src.profiles import Profile, ProfileError, load_profile
+
+REPO = Path(__file__).resolve().parent.parent
+SRC = REPO / "training_src"
+log = logging.getLogger("predmaint.runner")
+
+#: local promotion gates (the CDK app reads its own from cdk.json); lenient absolute floors
+LOCAL_THRESHOLDS = {
+    "rul_regression": promotion.Thresholds(max_rmse=40.0),
+    "failure_classification": promotion.Thresholds(min_pr_auc=0.5),
+}
+_OBJECTIVE_RE = re.compile(r"^(?:\[(\d+)\]\s+)?(validation-(?:rmse|aucpr)):\s*([0-9.eE+-]+|nan)\s*$")
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    run_dir: Path
+    evaluation_path: Path
+    decision: dict[str, Any]
+    model_version: str | None
+    report_path: Path | None = None
+
+
+def _load_module(path: Path, name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _stage(name: str, progress: bool) -> Any:
+    """Context manager that logs a stage with its wall time."""
+
+    class _S:
+        def __enter__(self) -> _S:
+            self.t = time.time()
+            if progress:
+                print(f"▶ {name} ...", flush=True)
+            log.info("stage=%s status=started", name)
+            return self
+
+        def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
+            dt = time.time() - self.t
+            status = "ok" if et is None else "failed"
+            log.info("stage=%s status=%s seconds=%.1f", name, status, dt)
+            if progress and et is None:
+                print(f"  ✓ {name} ({dt:.1f}s)", flush=True)
+
+    return _S()
+
+
+def _run_script(args: list[str], env: dict[str, str] | None, what: str, cwd: Path | None = None) -> str:
+    """Run a training_src script as a subprocess; map exit 2 to UsageError, others to PipelineError."""
+    proc = subprocess.run([sys.executable, *args], env={**os.environ, **(env or {})}, cwd=cwd,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        msg = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        msg = msg[len("error: "):] if msg.startswith("error: ") else msg
+        if proc.returncode == 2:
+            raise UsageError(f"{what}: {msg}")
+        raise PipelineError(f"{what} failed (exit {proc.returncode}): {msg}")
+    return proc.stdout
+
+
+def dataset_folder(profile: Profile) -> str:
+    """The data-dir folder (= S3 raw/<dataset>/) that holds a profile's files."""
+    rel = profile.file("train") or profile.file("data") or ""
+    return rel.split("/", 1)[0] if "/" in rel else profile.name
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+# ------------------------------------------------------------------------------------------------
+# Tuning
+# ------------------------------------------------------------------------------------------------
+class _Trials:
+    """Runs train.py trials as subprocesses and feeds their objective lines to Optuna."""
+
+    def __init__(self, run_dir: Path, profile: Profile, nthread: int, seed: int):
+        self.run_dir, self.profile, self.nthread, self.seed = run_dir, profile, nthread, seed
+        self.records: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.procs: set[subprocess.Popen] = set()
+
+    def objective(self, trial: Any) -> float:
+        import optuna
+
+        algorithm = trial.suggest_categorical("algorithm", list(search_space.ALGORITHMS))
+        params = search_space.suggest(trial, algorithm)
+        tdir = self.run_dir / "tuning" / f"trial-{trial.number:03d}"
+        hp = {**search_space.static_hyperparameters(algorithm, self.profile.name, self.profile.subset), **params}
+        env = {**os.environ, "SM_CHANNEL_TRAIN": str(self.run_dir / "processed" / "train"),
+               "SM_CHANNEL_VALIDATION": str(self.run_dir / "processed" / "validation"),
+               "SM_MODEL_DIR": str(tdir / "model"), "SM_OUTPUT_DATA_DIR": str(tdir / "output"),
+               "SM_NUM_CPUS": str(self.nthread), "OMP_NUM_THREADS": str(self.nthread)}
+        cmd = [sys.executable, str(SRC / "train.py"), *search_space.to_cli_args(hp), "--seed", str(self.seed)]
+        started = time.time()
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with self.lock:
+            self.procs.add(proc)
+        value, state = None, "COMPLETE"
+        try:
+            for line in proc.stdout:
+                m = _OBJECTIVE_RE.match(line.strip())
+                if not m:
+                    continue
+                step, v = m.group(1), float(m.group(3))
+                if step is None:
+                    value = v
+                    continue
+                trial.report(v, int(step))
+                if trial.should_prune():
+                    proc.kill()
+                    state = "PRUNED"
+                    break
+            proc.wait()
+            if state != "PRUNED" and (proc.returncode != 0 or value is None):
+                err = (proc.stderr.read().strip().splitlines() or ["no objective line"])[-1]
+                state = "FAIL"
+                raise PipelineError(f"trial {trial.number} ({algorithm}) failed: {err}")
+        finally:
+            with self.lock:
+                self.procs.discard(proc)
+                self.records.append({"number": trial.number, "algorithm": algorithm, "params": params,
+                                     "value": value, "state": state,
+                                     "duration_s": round(time.time() - started, 2)})
+            shutil.rmtree(tdir / "model", ignore_errors=True)  # trial models are not kept
+        if state == "PRUNED":
+            raise optuna.TrialPruned()
+        return value
+
+    def kill_all(self) -> None:
+        with self.lock:
+            for p in self.procs:
+                p.kill()
+
+
+def tune(run_dir: Path, profile: Profile, trials: int, parallel: int, seed: int, progress: bool) -> dict[str, Any]:
+    """Optuna TPE + median pruning over the shared search space; writes and returns tuning.json."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    direction = "minimize" if profile.objective_direction == "Minimize" else "maximize"
+    cores = os.cpu_count() or 1
+    runner = _Trials(run_dir, profile, max(1, cores // parallel), seed)
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(8, max(2, trials // 3)))
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=100)
+    study = optuna.create_study(direction=direction, sampler=sampler, pruner=pruner)
+    # start with each candidate's defaults so every algorithm is tried at least once
+    study.enqueue_trial({"algorithm": "xgboost", "xgboost.num_round": 400, "xgboost.max_depth": 5,
+                         "xgboost.eta": 0.05, "xgboost.min_child_weight": 8.0, "xgboost.subsample": 0.8,
+                         "xgboost.colsample_bytree": 0.5, "xgboost.lambda": 1.0, "xgboost.alpha": 0.01})
+    if trials > 1:
+        study.enqueue_trial({"algorithm": "linear", "linear.alpha": 1.0})
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=trials, desc="  tuning", unit="trial", file=sys.stdout, dynamic_ncols=True)
+
+    def on_done(study: Any, frozen: Any) -> None:
+        if bar is not None:
+            try:
+                best = f"{study.best_value:.4f}"
+            except ValueError:
+                best = "-"
+            bar.set_postfix_str(f"best {profile.objective_metric}={best}")
+            bar.update(1)
+
+    try:
+        study.optimize(runner.objective, n_trials=trials, n_jobs=parallel, callbacks=[on_done],
+                       catch=(), gc_after_trial=False)
+    except BaseException:
+        runner.kill_all()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    done = [r for r in runner.records if r["state"] == "COMPLETE"]
+    if not done:
+        raise PipelineError("no tuning trial completed")
+    better = min if direction == "minimize" else max
+    best = better(done, key=lambda r: r["value"])
+    by_algo = {}
+    for algo in search_space.ALGORITHMS:
+        rows = [r for r in done if r["algorithm"] == algo]
+        if rows:
+            b = better(rows, key=lambda r: r["value"])
+            by_algo[algo] = {"params": b["params"], "value": b["value"], "trial": b["number"]}
+    doc = {"objective": profile.objective_metric, "direction": direction, "sampler": "TPE", "seed": seed,
+           "n_trials": trials, "parallel": parallel,
+           "trials": sorted(runner.records, key=lambda r: r["number"]),
+           "best": {"algorithm": best["algorithm"], "params": best["params"], "value": best["value"],
+                    "trial": best["number"]},
+           "best_by_algorithm": by_algo}
+    (run_dir / "tuning.json").write_text(json.dumps(doc, indent=1))
+    return doc
+
+
+# ------------------------------------------------------------------------------------------------
+# The pipeline
+# ------------------------------------------------------------------------------------------------
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:4]
+
+
+def run_pipeline(profile: str, subset: str | None, data_dir: Path, home: Path, trials: int = 20,
+                 parallel: int | None = None, seed: int = 0, run_id: str | None = None,
+                 progress: bool = True) -> RunResult:
+    """Run every stage for ``profile``/``subset`` on ``data_dir``; register the model in ``home``.
+
+    Raises ``UsageError`` for bad input (unknown profile, missing data, bad options) and
+    ``PipelineError`` when a stage fails. Returns where the run's files are and the decision.
+    """
+    if trials < 1:
+        raise UsageError(f"--trials must be at least 1, got {trials}")
+    parallel = parallel or min(2, os.cpu_count() or 1)
+    if parallel < 1:
+        raise UsageError(f"--parallel must be at least 1, got {parallel}")
+    try:
+        prof = load_profile(profile, subset)
+    except ProfileError as exc:
+        raise UsageError(str(exc)) from exc
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise UsageError(f"data directory {data_dir} does not exist; run `predmaint data` or set "
+                         "PREDMAINT_DATA_DIR (or --data-dir) to a folder holding cmapss/ and ai4i2020/")
+    run_id = run_id or new_run_id()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", run_id):
+        raise UsageError(f"run id {run_id!r}: use letters, digits, '.', '_' or '-' (at most 64)")
+    home = Path(home)
+    run_dir = home / "runs" / run_id
+    if run_dir.exists():
+        raise UsageError(f"run {run_id} already exists at {run_dir}; choose another --run-id")
+    try:
+        run_dir.mkdir(parents=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create run directory {run_dir}: {exc.strerror}") from exc
+    started = time.time()
+    log.info("run=%s profile=%s subset=%s trials=%d parallel=%d seed=%d", run_id, prof.name, prof.subset,
+             trials, parallel, seed)
+    if progress:
+        print(f"run {run_id}: {prof.name} {prof.subset or ''} · {trials} trials · {parallel} in parallel "
+              f"· seed {seed}\n  folder {run_dir}", flush=True)
+
+    # SIGTERM behaves like Ctrl-C: stop cleanly; nothing is registered before the end
+    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        with _stage("prepare (prepare Lambda handler on local files)", progress):
+            prepare = _load_module(REPO / "lambda" / "prepare" / "handler.py", "predmaint_lambda_prepare")
+            event = {"dataset": dataset_folder(prof), "profile": prof.name, "subset": prof.subset,
+                     "run_id": None}
+            try:
+                plan = prepare.plan_run(event, prepare.LocalStore(data_dir))
+            except prepare.InputError as exc:
+                raise UsageError(f"prepare: {exc}") from exc
+            (run_dir / "plan.json").write_text(json.dumps(plan, indent=1, default=str))
+
+        with _stage("preprocess (training_src/preprocess.py)", progress):
+            out = _run_script([str(SRC / "preprocess.py"), "--profile", prof.name,
+                               *(["--subset", prof.subset] if prof.subset else []), "--seed", str(seed),
+                               "--data-dir", str(data_dir), "--input-dir", str(run_dir / "input"),
+                               "--output-dir", str(run_dir / "processed")], None, "preprocess")
+            if progress:
+                print("  " + out.strip().splitlines()[-1], flush=True)
+
+        with _stage(f"tuning ({trials} trials of training_src/train.py, Optuna TPE)", progress):
+            tuning = tune(run_dir, prof, trials, parallel, seed, progress)
+            if progress:
+                b = tuning["best"]
+                print(f"  best: {b['algorithm']} {prof.objective_metric}={b['value']:.4f} (trial {b['trial']})")
+
+        with _stage("refit on train+validation with the best hyperparameters", progress):
+            best = tuning["best"]
+            hp = {**search_space.static_hyperparameters(best["algorithm"], prof.name, prof.subset),
+                  **best["params"], "fit_on": "train+validation"}
+            env = {"SM_CHANNEL_TRAIN": str(run_dir / "processed" / "train"),
+                   "SM_CHANNEL_VALIDATION": str(run_dir / "processed" / "validation"),
+                   "SM_MODEL_DIR": str(run_dir / "model"), "SM_OUTPUT_DATA_DIR": str(run_dir / "refit-output")}
+            _run_script([str(SRC / "train.py"), *search_space.to_cli_args(hp), "--seed", str(seed)], env, "refit")
+            from predmaint.registry import make_model_archive
+
+            artifact = make_model_archive(run_dir / "model", run_dir / "model.tar.gz")
+
+        with _stage("evaluate (training_src/evaluate.py)", progress):
+            p = run_dir / "processed"
+            out = _run_script([str(SRC / "evaluate.py"), "--model", str(artifact), "--test", str(p / "test"),
+                               "--baseline", str(p / "baseline"), "--train", str(p / "train"),
+                               "--validation", str(p / "validation"), "--tuning", str(run_dir / "tuning.json"),
+                               "--output-dir", str(run_dir / "evaluation")], None, "evaluate")
+            if progress:
+                print("  " + out.strip().splitlines()[-1], flush=True)
+            report = json.loads((run_dir / "evaluation" / "evaluation.json").read_text())
+            plots = run_dir / "plots"
+            plots.mkdir(exist_ok=True)
+            for name in report.get("plots", []):
+                shutil.copy2(run_dir / "evaluation" / name, plots / name)
+            report["plots"] = [f"plots/{n}" for n in report.get("plots", [])]
+            report["run_id"] = run_id
+            evaluation_path = run_dir / "evaluation.json"
+            evaluation_path.write_text(json.dumps(report, indent=1))
+
+        with _stage("promotion (training_src/promotion.py, the promote Lambda's rule)", progress):
+            from predmaint.registry import Registry
+
+            registry = Registry(home)
+            champion = registry.champion()
+            try:
+                decision = promotion.decide(prof.task, report, champion.evaluation if champion else None,
+                                            LOCAL_THRESHOLDS[prof.task])
+            except promotion.MetricsError as exc:
+                raise PipelineError(f"promotion: {exc}") from exc
+            manifest = json.loads((run_dir / "processed" / "manifest.json").read_text())
+            lineage = {"profile": prof.name, "subset": prof.subset, "dataset_files": manifest.get("files"),
+                       "test_fingerprint": report.get("test_fingerprint"), "algorithm": best["algorithm"],
+                       "hyperparameters": best["params"], "code_commit": git_commit(), "seed": seed,
+                       "run_id": run_id, "plan_run_id": plan.get("run_id")}
+            package = registry.register(artifact=artifact, evaluation=report, lineage=lineage,
+                                        approved=decision.approved, reason=decision.reason, run_id=run_id)
+            doc = {**decision.to_dict(), "model_version": str(package.version),
+                   "champion_before": str(champion.version) if champion else None}
+            (run_dir / "decision.json").write_text(json.dumps(doc, indent=1))
+    except KeyboardInterrupt:
+        raise PipelineError(f"run {run_id} interrupted; the registry and champion are unchanged") from None
+    except OSError as exc:
+        raise PipelineError(f"run {run_id}: {exc.strerror or exc} ({getattr(exc, 'filename', '')})") from exc
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+    report_path = None
+    try:
+        from predmaint import report as report_mod
+
+        report_path = report_mod.render(run_dir)
+    except Exception as exc:  # the report is a convenience; the run itself succeeded
+        log.warning("report rendering failed: %s", exc)
+    elapsed = time.time() - started
+    (run_dir / "summary.json").write_text(json.dumps({"run_id": run_id, "seconds": round(elapsed, 1),
+                                                      "decision": doc, "evaluation": str(evaluation_path)}))
+    if progress:
+        if prof.is_regression:
+            m = f"RMSE {report['regression_metrics']['rmse']['value']:.2f} · NASA {report['nasa_score']:.0f}"
+        else:
+            b = report["binary_classification_metrics"]
+            m = f"PR-AUC {b['pr_auc']['value']:.3f} · F1 {b['f1']['value']:.3f}"
+        print(f"\nrun {run_id} done in {elapsed:.0f}s: {m} · baseline improvement "
+              f"{report.get('improvement_pct', 0):.1f}% · model v{package.version} {decision.status} "
+              f"({decision.reason})" + (f"\n  report {report_path}" if report_path else ""), flush=True)
+    return RunResult(run_id, run_dir, evaluation_path, doc, str(package.version), report_path)
