@@ -1,0 +1,57 @@
+"""Compose the app: typed config from the context, the four stacks, cdk-nag and its acknowledgments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
+
+from stacks.config import AppConfig
+from stacks.data_stack import DataStack
+from stacks.endpoint_stack import EndpointStack
+from stacks.monitoring_stack import MonitoringStack
+from stacks.nag import acknowledge_findings
+from stacks.training_stack import TrainingStack
+
+
+@dataclass
+class PredMaintApp:
+    """The stacks of one deployment (returned so tests can inspect them)."""
+
+    config: AppConfig
+    data: DataStack
+    training: TrainingStack
+    endpoint: EndpointStack
+    monitoring: MonitoringStack
+
+    @property
+    def stacks(self) -> list[cdk.Stack]:
+        return [self.data, self.training, self.endpoint, self.monitoring]
+
+
+def build(app: cdk.App, *, nag: bool = True) -> PredMaintApp:
+    """Add the project's stacks to ``app`` (whose context holds the ``predmaint`` config).
+
+    The region is fixed by config (the container image URIs are resolved for it at synth time); the
+    account is whatever credentials ``cdk deploy`` uses. With ``nag`` the AwsSolutions checks run as
+    a validation plugin: an unacknowledged finding makes synthesis fail.
+    """
+    config = AppConfig.from_context(app.node.get_all_context())
+    env = cdk.Environment(region=config.region)
+    prefix = "".join(part.capitalize() for part in config.project.split("-"))
+    data = DataStack(app, f"{prefix}-Data", config=config, env=env)
+    training = TrainingStack(app, f"{prefix}-Training", config=config, env=env, key_arn=data.key.key_arn)
+    training.add_stack_dependency(data, "buckets are referenced by name")
+    endpoint = EndpointStack(app, f"{prefix}-Endpoint", config=config, env=env, key_arn=data.key.key_arn,
+                             hosting_role=training.hosting_role, topic=training.notifications.topic)
+    monitoring = MonitoringStack(app, f"{prefix}-Monitoring", config=config, env=env,
+                                 state_machine=training.state_machine,
+                                 functions=[training.prepare.function, training.promote.function])
+    built = PredMaintApp(config, data, training, endpoint, monitoring)
+    for stack in built.stacks:
+        cdk.Tags.of(stack).add("project", config.project)
+    if nag:
+        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+        acknowledge_findings(built)
+    return built

@@ -1,0 +1,131 @@
+"""Deterministic staging of code assets at synth time.
+
+There is ONE copy of the shared code (``training_src/``). At synth time it is copied next to each
+Lambda handler (the Lambda runtime sees a flat directory, so handlers import
+``try: from training_src import promotion / except ImportError: import promotion``) and packed
+into the ``sourcedir.tar.gz`` that SageMaker's script mode downloads. Staging directories are
+content-addressed (``build/<kind>/<sha256 of the content>``) and created atomically, so parallel
+synths (pytest-xdist, ``npx cdk synth`` in a test) never race, and asset hashes only change when
+the content does.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TRAINING_SRC = REPO_ROOT / "training_src"
+LAMBDA_SRC = REPO_ROOT / "lambda"
+BUILD_DIR = Path(os.environ.get("PREDMAINT_BUILD_DIR", REPO_ROOT / "build"))
+
+#: shared modules every Lambda gets (pure Python, no third-party imports)
+LAMBDA_SHARED_MODULES = ("profiles.py", "promotion.py", "search_space.py")
+_SKIP_DIRS = {"__pycache__", "tests", ".ipynb_checkpoints"}
+_SKIP_SUFFIXES = (".pyc", ".pyo")
+
+
+def _files(root: Path, rel_prefix: str = "") -> dict[str, bytes]:
+    """``{relative path: bytes}`` of the source files under ``root`` (sorted, no caches or tests)."""
+    out: dict[str, bytes] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if not path.is_file() or any(part in _SKIP_DIRS for part in rel.parts):
+            continue
+        if path.name.endswith(_SKIP_SUFFIXES) or path.name.startswith("test_") or path.name == "conftest.py":
+            continue
+        out[rel_prefix + rel.as_posix()] = path.read_bytes()
+    return out
+
+
+def _digest(files: dict[str, bytes]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    return h.hexdigest()
+
+
+def _materialise(kind: str, files: dict[str, bytes], writer) -> Path:
+    """Create ``build/<kind>/<digest>`` once, atomically; ``writer(tmpdir)`` fills it."""
+    final = BUILD_DIR / kind / _digest(files)
+    if final.exists():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".staging-", dir=final.parent))
+    try:
+        writer(tmp)
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process won the race; its content is identical
+            if not final.exists():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def lambda_bundle_files(name: str) -> dict[str, bytes]:
+    """The files of one Lambda's deployment package: its folder plus the shared modules."""
+    folder = LAMBDA_SRC / name
+    if not (folder / "handler.py").is_file():
+        raise FileNotFoundError(f"lambda/{name}/handler.py not found")
+    files = {k: v for k, v in _files(folder).items() if k != "requirements.txt"}
+    for module in LAMBDA_SHARED_MODULES:
+        files[module] = (TRAINING_SRC / module).read_bytes()
+    files.update(_files(TRAINING_SRC / "profiles", "profiles/"))
+    return files
+
+
+def stage_lambda(name: str) -> Path:
+    """Stage ``lambda/<name>`` + shared modules into a content-addressed directory; return it."""
+    files = lambda_bundle_files(name)
+
+    def write(tmp: Path) -> None:
+        for rel, data in files.items():
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+
+    return _materialise(f"lambda-{name}", files, write)
+
+
+def source_tarball_bytes(files: dict[str, bytes]) -> bytes:
+    """A byte-for-byte reproducible ``sourcedir.tar.gz``.
+
+    Layout: the modules of ``training_src/`` at the root (script mode runs ``python train.py`` in
+    the extracted directory) plus a symlink ``training_src -> .``, so both ``import features`` and
+    ``from training_src import features`` work inside the container with one copy of each file.
+    """
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=9) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        dirs = sorted({str(Path(n).parent) for n in files if "/" in n})
+        for d in dirs:
+            info = tarfile.TarInfo(d)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+            tar.addfile(info)
+        for name in sorted(files):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(files[name]), 0o644, 0
+            tar.addfile(info, io.BytesIO(files[name]))
+        link = tarfile.TarInfo("training_src")
+        link.type, link.linkname, link.mode, link.mtime = tarfile.SYMTYPE, ".", 0o777, 0
+        tar.addfile(link)
+    return buf.getvalue()
+
+
+def stage_training_source() -> Path:
+    """Stage ``training_src/`` as ``build/sourcedir/<digest>/sourcedir.tar.gz``; return the file path."""
+    files = _files(TRAINING_SRC)
+
+    def write(tmp: Path) -> None:
+        (tmp / "sourcedir.tar.gz").write_bytes(source_tarball_bytes(files))
+
+    return _materialise("sourcedir", files, write) / "sourcedir.tar.gz"

@@ -1,0 +1,324 @@
+"""Typed deployment configuration, hydrated from the ``predmaint`` key of the CDK context.
+
+``cdk.json`` holds the defaults. Any leaf can be overridden on the command line with a dotted key,
+for example ``cdk synth -c predmaint.endpoint.max_capacity=8 -c predmaint.training.use_spot=false``;
+values are parsed as JSON when they parse (numbers, booleans, null) and taken as strings otherwise.
+Everything is validated at synth with errors that name the offending key (``ConfigError``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+CONTEXT_KEY = "predmaint"
+INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z][a-z0-9-]*\.(?:nano|micro|small|medium|large|xlarge|[1-9][0-9]*xlarge|metal)$")
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,18}[a-z0-9]$")
+SCHEDULE_RE = re.compile(r"^(?:rate\(\d+ (?:minute|minutes|hour|hours|day|days)\)|cron\([^)]+\))$")
+
+
+class ConfigError(ValueError):
+    """The deployment configuration is invalid; the message names the key and what is expected."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Buckets: retention on stack deletion and lifecycle of old artifacts."""
+
+    retain_data: bool = True
+    artifact_expiry_days: int = 365
+    noncurrent_version_expiry_days: int = 90
+    access_log_expiry_days: int = 365
+    data_capture_expiry_days: int = 90
+
+
+@dataclass(frozen=True)
+class ComputeConfig:
+    """Instance type/count, volume and run-time limit of one kind of SageMaker job."""
+
+    instance_type: str = "ml.m5.xlarge"
+    instance_count: int = 1
+    volume_size_gb: int = 30
+    max_runtime_minutes: int = 120
+
+
+@dataclass(frozen=True)
+class TrainingConfig(ComputeConfig):
+    """Training jobs (tuning trials and the refit); spot capacity with a max wait."""
+
+    use_spot: bool = True
+    max_wait_minutes: int = 240
+
+
+@dataclass(frozen=True)
+class TuningConfig:
+    """Hyperparameter tuning budget (across all candidate algorithms together)."""
+
+    max_jobs: int = 20
+    max_parallel_jobs: int = 2
+    strategy: str = "Bayesian"
+    early_stopping: str = "Auto"
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """Real-time endpoint, its autoscaling and its blue/green canary deployment."""
+
+    name: str = "predmaint"
+    variant_name: str = "AllTraffic"
+    instance_type: str = "ml.m5.large"
+    initial_instance_count: int = 1
+    min_capacity: int = 1
+    max_capacity: int = 4
+    target_invocations_per_instance: float = 300.0
+    scale_in_cooldown_seconds: int = 300
+    scale_out_cooldown_seconds: int = 60
+    data_capture_percent: int = 100
+    canary_percent: int = 10
+    canary_wait_seconds: int = 300
+    termination_wait_seconds: int = 300
+    max_instances_per_request: int = 100
+
+
+@dataclass(frozen=True)
+class AlarmConfig:
+    """Endpoint alarms (also the auto-rollback alarms of a blue/green deployment)."""
+
+    errors_5xx_threshold: int = 5
+    model_latency_p99_ms: int = 500
+    evaluation_periods: int = 3
+    period_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class TriggerConfig:
+    """Ways an execution starts besides the console and ``predmaint start-training``."""
+
+    schedule: str | None = None  # e.g. "rate(7 days)" or "cron(0 3 ? * MON *)"
+    on_raw_upload: bool = False
+    ready_marker: str = "_READY"  # uploading raw/<dataset>/_READY starts a run
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """State machine limits and the observability of its Lambdas."""
+
+    timeout_hours: int = 24
+    log_retention_days: int = 90
+    powertools_layer_version: int = 27
+    max_raw_object_mb: int = 5120
+    validation_sample_kb: int = 1024
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """The whole deployment. ``from_context`` is the only way the app builds one."""
+
+    project: str = "predmaint"
+    region: str = "eu-west-1"
+    job_prefix: str = "pm"
+    dataset: str = "cmapss"
+    profile: str = "cmapss"
+    subset: str | None = "FD001"
+    notification_email: str | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    processing: ComputeConfig = field(default_factory=ComputeConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    tuning: TuningConfig = field(default_factory=TuningConfig)
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+    alarms: AlarmConfig = field(default_factory=AlarmConfig)
+    promotion: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    triggers: TriggerConfig = field(default_factory=TriggerConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+
+    # --- names shared by several stacks (one place, so they can never disagree) ---
+    def bucket_name(self, kind: str, account: str) -> str:
+        """Deterministic bucket name (``data``, ``artifacts``, ``logs``): other stacks and the docs
+        address buckets by name, so no cross-stack export is needed and IAM ARNs are readable."""
+        return f"{self.project}-{kind}-{account}-{self.region}"
+
+    @property
+    def champion_parameter(self) -> str:
+        """SSM parameter the promote Lambda writes and the endpoint stack reads (model data URL)."""
+        return f"/{self.project}/champion/model-data-url"
+
+    @property
+    def champion_package_parameter(self) -> str:
+        return f"/{self.project}/champion/model-package-arn"
+
+    @property
+    def model_package_group(self) -> str:
+        return f"{self.project}-{self.profile}"
+
+    @property
+    def state_machine_name(self) -> str:
+        return f"{self.project}-training"
+
+    @property
+    def alarm_names(self) -> tuple[str, str]:
+        """(5XX alarm, latency alarm): created by the endpoint stack, used by UpdateEndpoint rollback."""
+        return (f"{self.endpoint.name}-5xx-errors", f"{self.endpoint.name}-model-latency-p99")
+
+    @classmethod
+    def from_context(cls, context: dict[str, Any]) -> AppConfig:
+        """Build and validate the config from the app's whole context (``node.get_all_context()``)."""
+        doc = copy.deepcopy(context.get(CONTEXT_KEY) or {})
+        if not isinstance(doc, dict):
+            raise ConfigError(f"context {CONTEXT_KEY!r} must be an object")
+        for key, raw in sorted(context.items()):
+            if key.startswith(CONTEXT_KEY + "."):
+                _set_dotted(doc, key[len(CONTEXT_KEY) + 1:].split("."), _parse_value(raw))
+        return cls.from_dict(doc)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> AppConfig:
+        """Build from a plain dict (unknown keys are errors, so typos never pass silently)."""
+        cfg = _build(cls, doc, CONTEXT_KEY)
+        cfg.validate()
+        return cfg
+
+    def thresholds_for(self, task: str) -> dict[str, float | None]:
+        """Promotion thresholds (``promotion.Thresholds`` kwargs) for a task."""
+        return dict(self.promotion.get(task) or {})
+
+    def validate(self) -> None:
+        """Raise ``ConfigError`` naming the first inconsistent setting."""
+        from training_src.profiles import ProfileError, load_profile  # the profile rules live there
+
+        if not NAME_RE.match(self.project):
+            raise ConfigError(f"predmaint.project: {self.project!r} must be 3-20 lowercase letters, digits, dashes (it prefixes bucket names)")
+        if not re.match(r"^[a-z]{1,5}$", self.job_prefix):
+            raise ConfigError(f"predmaint.job_prefix: {self.job_prefix!r} must be 1-5 lowercase letters "
+                              "(SageMaker tuning job names are limited to 32 characters)")
+        if not re.match(r"^[a-z]{2}(-gov)?-[a-z]+-\d$", self.region):
+            raise ConfigError(f"predmaint.region: {self.region!r} is not an AWS region name like eu-west-1")
+        if not re.match(r"^[A-Za-z0-9._-]{1,100}$", self.dataset):
+            raise ConfigError(f"predmaint.dataset: {self.dataset!r} must be a folder name under raw/")
+        try:
+            profile = load_profile(self.profile, self.subset)
+        except ProfileError as exc:
+            raise ConfigError(f"predmaint.profile/subset: {exc}") from exc
+        for where, compute in (("processing", self.processing), ("training", self.training)):
+            _check_instance(f"predmaint.{where}.instance_type", compute.instance_type)
+            _check_range(f"predmaint.{where}.instance_count", compute.instance_count, 1, 100)
+            _check_range(f"predmaint.{where}.volume_size_gb", compute.volume_size_gb, 1, 16384)
+            _check_range(f"predmaint.{where}.max_runtime_minutes", compute.max_runtime_minutes, 1, 5 * 24 * 60)
+        if self.training.use_spot and self.training.max_wait_minutes < self.training.max_runtime_minutes:
+            raise ConfigError("predmaint.training.max_wait_minutes must be >= max_runtime_minutes with spot "
+                              f"({self.training.max_wait_minutes} < {self.training.max_runtime_minutes})")
+        t = self.tuning
+        _check_range("predmaint.tuning.max_jobs", t.max_jobs, 1, 500)
+        _check_range("predmaint.tuning.max_parallel_jobs", t.max_parallel_jobs, 1, 100)
+        if t.max_parallel_jobs > t.max_jobs:
+            raise ConfigError(f"predmaint.tuning.max_parallel_jobs ({t.max_parallel_jobs}) > max_jobs ({t.max_jobs})")
+        if t.strategy not in ("Bayesian", "Random", "Hyperband", "Grid"):
+            raise ConfigError(f"predmaint.tuning.strategy: {t.strategy!r} is not a SageMaker tuning strategy")
+        if t.early_stopping not in ("Auto", "Off"):
+            raise ConfigError(f"predmaint.tuning.early_stopping must be Auto or Off, got {t.early_stopping!r}")
+        e = self.endpoint
+        if not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", e.name):
+            raise ConfigError(f"predmaint.endpoint.name: {e.name!r} is not a valid SageMaker endpoint name")
+        _check_instance("predmaint.endpoint.instance_type", e.instance_type)
+        _check_range("predmaint.endpoint.min_capacity", e.min_capacity, 1, 1000)
+        _check_range("predmaint.endpoint.max_capacity", e.max_capacity, 1, 1000)
+        if e.min_capacity > e.max_capacity:
+            raise ConfigError(f"predmaint.endpoint: min_capacity ({e.min_capacity}) > max_capacity ({e.max_capacity})")
+        if not e.min_capacity <= e.initial_instance_count <= e.max_capacity:
+            raise ConfigError("predmaint.endpoint.initial_instance_count must lie within min_capacity..max_capacity")
+        if e.target_invocations_per_instance <= 0:
+            raise ConfigError("predmaint.endpoint.target_invocations_per_instance must be > 0")
+        _check_range("predmaint.endpoint.scale_in_cooldown_seconds", e.scale_in_cooldown_seconds, 0, 86400)
+        _check_range("predmaint.endpoint.scale_out_cooldown_seconds", e.scale_out_cooldown_seconds, 0, 86400)
+        _check_range("predmaint.endpoint.data_capture_percent", e.data_capture_percent, 0, 100)
+        _check_range("predmaint.endpoint.canary_percent", e.canary_percent, 1, 50)
+        _check_range("predmaint.endpoint.canary_wait_seconds", e.canary_wait_seconds, 0, 3600)
+        _check_range("predmaint.endpoint.termination_wait_seconds", e.termination_wait_seconds, 0, 3600)
+        a = self.alarms
+        _check_range("predmaint.alarms.errors_5xx_threshold", a.errors_5xx_threshold, 1, 10**6)
+        _check_range("predmaint.alarms.model_latency_p99_ms", a.model_latency_p99_ms, 1, 60_000)
+        _check_range("predmaint.alarms.evaluation_periods", a.evaluation_periods, 1, 100)
+        if a.period_seconds not in (10, 30) and a.period_seconds % 60:
+            raise ConfigError("predmaint.alarms.period_seconds must be 10, 30 or a multiple of 60")
+        if self.triggers.schedule is not None and not SCHEDULE_RE.match(self.triggers.schedule):
+            raise ConfigError(f"predmaint.triggers.schedule: {self.triggers.schedule!r} is not rate(...) or cron(...)")
+        if self.notification_email is not None and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", self.notification_email):
+            raise ConfigError(f"predmaint.notification_email: {self.notification_email!r} is not an e-mail address")
+        known = {"max_rmse", "max_nasa_score", "min_pr_auc", "min_f1", "min_improvement_over_baseline_pct"}
+        for task, gates in self.promotion.items():
+            if task not in ("rul_regression", "failure_classification") or not isinstance(gates, dict):
+                raise ConfigError(f"predmaint.promotion.{task}: keys are task names with threshold objects")
+            for k, v in gates.items():
+                if k not in known:
+                    raise ConfigError(f"predmaint.promotion.{task}.{k}: unknown threshold; known: {sorted(known)}")
+                if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+                    raise ConfigError(f"predmaint.promotion.{task}.{k}: must be a number or null, got {v!r}")
+        if profile.task not in self.promotion:
+            raise ConfigError(f"predmaint.promotion.{profile.task}: thresholds for the profile's task are required")
+        p = self.pipeline
+        _check_range("predmaint.pipeline.timeout_hours", p.timeout_hours, 1, 24 * 365)
+        _check_range("predmaint.pipeline.powertools_layer_version", p.powertools_layer_version, 1, 10_000)
+        _check_range("predmaint.pipeline.max_raw_object_mb", p.max_raw_object_mb, 1, 5 * 1024 * 1024)
+        _check_range("predmaint.pipeline.validation_sample_kb", p.validation_sample_kb, 1, 100 * 1024)
+        if p.log_retention_days not in _LOG_RETENTION_DAYS:
+            raise ConfigError(f"predmaint.pipeline.log_retention_days must be one of {sorted(_LOG_RETENTION_DAYS)}")
+
+
+_LOG_RETENTION_DAYS = {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+                       2922, 3288, 3653}
+
+
+def _check_instance(where: str, value: Any) -> None:
+    if not isinstance(value, str) or not INSTANCE_TYPE_RE.match(value):
+        raise ConfigError(f"{where}: {value!r} is not a SageMaker instance type like ml.m5.xlarge")
+
+
+def _check_range(where: str, value: Any, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ConfigError(f"{where}: must be a number in {low}..{high}, got {value!r}")
+
+
+def _parse_value(raw: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _set_dotted(doc: dict[str, Any], path: list[str], value: Any) -> None:
+    node = doc
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"-c {CONTEXT_KEY}.{'.'.join(path)}: {part!r} is not an object")
+    node[path[-1]] = value
+
+
+def _build(cls: type, doc: Any, where: str) -> Any:
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: must be an object, got {doc!r}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(doc) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in doc.items():
+        default = known[name].default_factory() if callable(known[name].default_factory) else known[name].default
+        if hasattr(default, "__dataclass_fields__"):
+            kwargs[name] = _build(type(default), value, f"{where}.{name}")
+            continue
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"{where}.{name}: must be true or false, got {value!r}")
+        if isinstance(default, int | float) and not isinstance(default, bool) and value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ConfigError(f"{where}.{name}: must be a number, got {value!r}")
+        if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
+            if not value.is_integer():
+                raise ConfigError(f"{where}.{name}: must be a whole number, got {value!r}")
+            value = int(value)
+        kwargs[name] = value
+    return cls(**kwargs)

@@ -1,0 +1,78 @@
+"""The pipeline's Lambda functions: one construct per function, each with its own role and log group."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from stacks.assets import stage_lambda
+from stacks.config import AppConfig
+
+POWERTOOLS_ACCOUNT = "017000801446"  # AWS account that publishes the public Powertools layers
+
+
+def powertools_layer_arn(scope: Construct, version: int) -> str:
+    stack = cdk.Stack.of(scope)
+    return (f"arn:{stack.partition}:lambda:{stack.region}:{POWERTOOLS_ACCOUNT}:layer:"
+            f"AWSLambdaPowertoolsPythonV3-python311-x86_64:{version}")
+
+
+class PipelineFunction(Construct):
+    """A Python 3.11 Lambda from ``lambda/<name>/`` staged with the shared training_src modules.
+
+    Powertools (Logger, Tracer, Metrics) comes from the public layer; logs go to an encrypted log
+    group with retention; X-Ray active tracing; the role starts empty and callers grant exactly
+    what the function needs.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, name: str, config: AppConfig, key: kms.IKey,
+                 environment: dict[str, str], timeout: cdk.Duration, memory_mb: int = 512,
+                 description: str = "") -> None:
+        super().__init__(scope, construct_id)
+        self.log_group = logs.LogGroup(
+            self, "Logs", log_group_name=f"/aws/lambda/{config.project}-{name}", encryption_key=key,
+            retention=retention(config.pipeline.log_retention_days),
+            removal_policy=cdk.RemovalPolicy.DESTROY)
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                             description=f"{config.project} {name} Lambda")
+        self.role.add_to_policy(iam.PolicyStatement(actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                                                    resources=[self.log_group.log_group_arn]))
+        layer = lambda_.LayerVersion.from_layer_version_arn(
+            self, "Powertools", powertools_layer_arn(self, config.pipeline.powertools_layer_version))
+        self.function = lambda_.Function(
+            self, "Function", function_name=f"{config.project}-{name}", description=description,
+            runtime=lambda_.Runtime.PYTHON_3_11, architecture=lambda_.Architecture.X86_64,
+            handler="handler.handler",
+            code=lambda_.Code.from_asset(str(stage_lambda(name)), exclude=["__pycache__", "*.pyc"]),
+            role=self.role, log_group=self.log_group, layers=[layer], timeout=timeout, memory_size=memory_mb,
+            tracing=lambda_.Tracing.ACTIVE, environment_encryption=key,
+            environment={
+                "POWERTOOLS_SERVICE_NAME": name,
+                "POWERTOOLS_METRICS_NAMESPACE": config.project,
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+                **environment,
+            })
+        # Lambda decrypts its environment with the key
+        self.role.add_to_policy(iam.PolicyStatement(actions=["kms:Decrypt"], resources=[key.key_arn]))
+
+    def grant(self, actions: list[str], resources: list[str], conditions: dict | None = None) -> None:
+        """Allow ``actions`` on ``resources`` (explicit actions only)."""
+        self.role.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources, conditions=conditions))
+
+
+def _retention_name(days: int) -> str:
+    names = {1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",
+             60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS", 150: "FIVE_MONTHS", 180: "SIX_MONTHS",
+             365: "ONE_YEAR", 400: "THIRTEEN_MONTHS", 545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS",
+             1096: "THREE_YEARS", 1827: "FIVE_YEARS", 2192: "SIX_YEARS", 2557: "SEVEN_YEARS",
+             2922: "EIGHT_YEARS", 3288: "NINE_YEARS", 3653: "TEN_YEARS"}
+    return names[days]
+
+
+def retention(days: int) -> logs.RetentionDays:
+    """RetentionDays enum member for a validated number of days."""
+    return getattr(logs.RetentionDays, _retention_name(days))

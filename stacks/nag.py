@@ -1,0 +1,90 @@
+"""cdk-nag AwsSolutions acknowledgments: each one names one rule and one finding, on the one
+construct it applies to, with its reason. Anything not listed here fails synthesis.
+
+The finding IDs are built from the config (region, names, prefixes) and from logical IDs, so
+they stay exact when the deployment is reconfigured.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import aws_cdk as cdk
+from constructs import IConstruct
+
+if TYPE_CHECKING:
+    from stacks.app import PredMaintApp
+
+IAM5 = "AwsSolutions::AwsSolutions-IAM5[Resource::{}]"
+
+
+def ack(scope: IConstruct, finding: str, reason: str) -> None:
+    """Acknowledge one finding on ``scope`` (and only there)."""
+    cdk.Validations.of(scope).acknowledge(cdk.Acknowledgment(id=finding, reason=reason))
+
+
+def acknowledged_findings(built: PredMaintApp) -> list[tuple[IConstruct, str, str]]:
+    """(scope, finding id, reason) for every finding that is by design."""
+    c = built.config
+    t = built.training
+    region, p = c.region, c.job_prefix
+    acct, part = "<AWS::AccountId>", "<AWS::Partition>"
+    bucket = lambda kind, prefix: f"arn:{part}:s3:::{c.bucket_name(kind, acct)}/{prefix}*"  # noqa: E731
+    sm = lambda resource: f"arn:{part}:sagemaker:{region}:{acct}:{resource}"  # noqa: E731
+    sm_logs = lambda kind: f"arn:{part}:logs:{region}:{acct}:log-group:/aws/sagemaker/{kind}:*"  # noqa: E731
+    per_run = "object keys contain the run id, unknown at synth time; scoped to the project's bucket and prefix"
+    jobs, hosting = t.roles.jobs, t.roles.hosting
+    out: list[tuple[IConstruct, str, str]] = [
+        # --- SageMaker jobs role ---
+        (jobs, IAM5.format(bucket("data", "raw/")), "reads the raw objects of any dataset under raw/ " + per_run),
+        (jobs, IAM5.format(bucket("data", "processed/")), "reads/writes processed/<run-id>/: " + per_run),
+        (jobs, IAM5.format(bucket("artifacts", "runs/")), "reads/writes runs/<run-id>/ (manifests, models, "
+                                                          "evaluation, checkpoints): " + per_run),
+        (jobs, IAM5.format("*"), "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource-level "
+                                 "permissions (PutMetricData is limited to SageMaker namespaces by condition)"),
+        (jobs, IAM5.format(sm_logs("ProcessingJobs")), "log streams are named after each processing job"),
+        (jobs, IAM5.format(sm_logs("TrainingJobs")), "log streams are named after each training job"),
+        # --- SageMaker hosting role ---
+        (hosting, IAM5.format(bucket("artifacts", "runs/")), "serves the champion's runs/<run-id>/model/model.tar.gz; "
+                                                             "the champion changes with every promotion"),
+        (hosting, IAM5.format(bucket("artifacts", f"data-capture/{c.endpoint.name}/")),
+         "data capture writes one object per capture interval under the endpoint's prefix"),
+        (hosting, IAM5.format("*"), "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource-level "
+                                    "permissions (PutMetricData is limited to SageMaker namespaces by condition)"),
+        (hosting, IAM5.format(sm_logs(f"Endpoints/{c.endpoint.name}")), "log streams are named per variant/instance"),
+        # --- prepare Lambda ---
+        (t.prepare.role, IAM5.format(bucket("data", "raw/")), "validates the raw objects of the requested dataset: "
+                                                              + per_run),
+        (t.prepare.role, IAM5.format(bucket("artifacts", "runs/")), "writes runs/<run-id>/ manifests and lineage: "
+                                                                    + per_run),
+        (t.prepare.role, IAM5.format("*"), "X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) have no "
+                                           "resource-level permissions"),
+        # --- promote Lambda ---
+        (t.promote.role, IAM5.format(bucket("artifacts", "runs/")), "reads runs/<run-id>/evaluation/evaluation.json of "
+                                                                    "the challenger and the champion"),
+        (t.promote.role, IAM5.format(sm(f"model-package/{c.model_package_group}/*")),
+         "model package versions of the project's group are numbered by SageMaker at registration"),
+        (t.promote.role, IAM5.format("*"), "sagemaker:ListModelPackages and X-Ray tracing have no resource-level "
+                                           "permissions"),
+        # --- state machine ---
+        (t.pipeline.role, IAM5.format("*"), "CloudWatch Logs delivery (logs:CreateLogDelivery etc.) and X-Ray tracing "
+                                            "have no resource-level permissions"),
+        (t.pipeline.role, IAM5.format(sm(f"processing-job/{p}-*")), "job names contain the run id (prefix-scoped)"),
+        (t.pipeline.role, IAM5.format(sm(f"hyper-parameter-tuning-job/{p}-*")), "job names contain the run id"),
+        (t.pipeline.role, IAM5.format(sm(f"training-job/{p}-*")), "job names contain the run id (refit and trials)"),
+        (t.pipeline.role, IAM5.format(sm(f"model/{p}-*")), "model names contain the run id"),
+        (t.pipeline.role, IAM5.format(sm(f"endpoint-config/{p}-*")), "endpoint config names contain the run id"),
+    ]
+    for fn in (t.prepare, t.promote):
+        logical = cdk.Stack.of(fn).get_logical_id(fn.function.node.default_child)
+        out.append((t.pipeline.role, IAM5.format(f"<{logical}.Arn>:*"),
+                    "LambdaInvoke grants the function and its versions/aliases (CDK default)"))
+        out.append((fn.function, "AwsSolutions::AwsSolutions-L1",
+                    "pinned to Python 3.11: the project's Python and the Powertools python311 layer"))
+    return out
+
+
+def acknowledge_findings(built: PredMaintApp) -> None:
+    """Acknowledge the findings that are by design; anything else fails synthesis."""
+    for scope, finding, reason in acknowledged_findings(built):
+        ack(scope, finding, reason)

@@ -1,0 +1,97 @@
+"""Least-privilege IAM for SageMaker: one role for processing/training jobs, one for hosting.
+
+Every statement names its actions explicitly (no ``*`` or ``Get*`` actions). Resource wildcards
+appear only where the resource name is not known at synth time (objects under a prefix, job
+names per run, log streams) or where the API has no resource-level permissions (ECR
+GetAuthorizationToken, CloudWatch PutMetricData); app.py acknowledges each with its reason.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
+from constructs import Construct
+
+from stacks.config import AppConfig
+from stacks.data_stack import KEY_USE_ACTIONS
+from stacks.images import ecr_repository_arn
+
+S3_READ = ["s3:GetObject", "s3:GetObjectVersion"]
+S3_WRITE = ["s3:PutObject", "s3:AbortMultipartUpload"]
+ECR_PULL = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+LOG_WRITE = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"]
+
+
+def arn(scope: Construct, service: str, resource: str) -> str:
+    """``arn:<partition>:<service>:<region>:<account>:<resource>`` for the scope's stack."""
+    stack = cdk.Stack.of(scope)
+    return f"arn:{stack.partition}:{service}:{stack.region}:{stack.account}:{resource}"
+
+
+def list_bucket(bucket: s3.IBucket, prefixes: list[str]) -> iam.PolicyStatement:
+    """s3:ListBucket limited to key prefixes."""
+    return iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
+                               conditions={"StringLike": {"s3:prefix": [p + "*" for p in prefixes]}})
+
+
+def use_key(key: kms.IKey, extra: tuple[str, ...] = ()) -> iam.PolicyStatement:
+    return iam.PolicyStatement(actions=sorted({*KEY_USE_ACTIONS, *extra}), resources=[key.key_arn])
+
+
+def sagemaker_common(scope: Construct, image_uri: str, log_group_kinds: list[str]) -> list[iam.PolicyStatement]:
+    """What any SageMaker container role needs: pull the one image, write its logs and metrics."""
+    return [
+        iam.PolicyStatement(actions=ECR_PULL, resources=[ecr_repository_arn(image_uri)]),
+        iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+        iam.PolicyStatement(actions=LOG_WRITE, resources=[
+            arn(scope, "logs", f"log-group:/aws/sagemaker/{kind}:*") for kind in log_group_kinds]),
+        iam.PolicyStatement(actions=["cloudwatch:PutMetricData"], resources=["*"],
+                            conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "aws/sagemaker/*"]}}),
+    ]
+
+
+class SageMakerRoles(Construct):
+    """``jobs`` runs processing and training jobs; ``hosting`` serves the endpoint's model."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, data: s3.IBucket,
+                 artifacts: s3.IBucket, key: kms.IKey, image_uri: str, source: s3_assets.Asset) -> None:
+        super().__init__(scope, construct_id)
+        principal = iam.ServicePrincipal("sagemaker.amazonaws.com")
+        self.jobs = iam.Role(self, "JobsRole", assumed_by=principal,
+                             description="SageMaker processing and training jobs of the training pipeline")
+        statements = [
+            list_bucket(data, ["raw/", "processed/"]),
+            list_bucket(artifacts, ["runs/"]),
+            iam.PolicyStatement(actions=S3_READ, resources=[data.arn_for_objects("raw/*"),
+                                                            data.arn_for_objects("processed/*"),
+                                                            artifacts.arn_for_objects("runs/*")]),
+            iam.PolicyStatement(actions=S3_WRITE, resources=[data.arn_for_objects("processed/*"),
+                                                             artifacts.arn_for_objects("runs/*")]),
+            # the script-mode source (sourcedir.tar.gz) in the CDK asset bucket: that one object
+            iam.PolicyStatement(actions=["s3:GetObject"],
+                                resources=[source.bucket.arn_for_objects(source.s3_object_key)]),
+            use_key(key, ("kms:CreateGrant",)),  # CreateGrant: SageMaker encrypts job volumes with it
+            *sagemaker_common(self, image_uri, ["ProcessingJobs", "TrainingJobs"]),
+        ]
+        for st in statements:
+            self.jobs.add_to_policy(st)
+
+        self.hosting = iam.Role(self, "HostingRole", assumed_by=principal,
+                                description="SageMaker endpoint serving the champion model")
+        for st in [
+            iam.PolicyStatement(actions=S3_READ, resources=[artifacts.arn_for_objects("runs/*")]),
+            iam.PolicyStatement(actions=["s3:PutObject"],
+                                resources=[artifacts.arn_for_objects(f"data-capture/{config.endpoint.name}/*")]),
+            use_key(key, ("kms:CreateGrant",)),
+            *sagemaker_common(self, image_uri, [f"Endpoints/{config.endpoint.name}"]),
+        ]:
+            self.hosting.add_to_policy(st)
+
+    def pass_roles(self) -> iam.PolicyStatement:
+        """iam:PassRole of both roles, to SageMaker only."""
+        return iam.PolicyStatement(
+            actions=["iam:PassRole"], resources=[self.jobs.role_arn, self.hosting.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}})

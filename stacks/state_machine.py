@@ -1,0 +1,435 @@
+"""The training pipeline as a Standard Step Functions state machine.
+
+Order: ApplyDefaults -> MergeInput -> Prepare -> Preprocess (processing .sync) -> Tune (tuning
+.sync, one training job definition per candidate algorithm) -> BestHyperparameters -> Refit
+(training .sync) -> Evaluate (processing .sync) -> Promote -> Promoted? -> CreateModel ->
+CreateEndpointConfig -> FindEndpoint (first-run guard) -> UpdateEndpoint (blue/green canary,
+auto-rollback) -> WaitForDeployment <-> DescribeEndpoint -> DeploymentStatus? -> Deployed.
+
+Every Task retries transient/throttling errors with exponential backoff and catches everything
+else into NotifyFailure (SNS) -> PipelineFailed. The SageMaker steps are ``CustomState``s with
+the full API request, because the CDK tasks either lack processing/tuning or add an
+unconditioned iam:PassRole; their IAM is written by hand in ``TrainingStateMachine``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from stacks.config import AppConfig
+from stacks.functions import PipelineFunction, retention
+from stacks.roles import SageMakerRoles, arn
+from training_src import search_space
+
+CODE_DIR = "/opt/ml/processing/input/code"
+# Processing jobs run a training_src script from the same sourcedir.tar.gz script mode uses
+# (like the SageMaker SDK's FrameworkProcessor): unpack, expose the shipped profiles as the
+# profile input, install training_src/requirements.txt if there is one, run the script.
+PROCESSING_RUNNER = (
+    "set -eu; mkdir -p /opt/ml/processing/code /opt/ml/processing/input/profile; "
+    f"for f in {CODE_DIR}/*; do tar -xzf \"$f\" -C /opt/ml/processing/code; done; "
+    "cp -n /opt/ml/processing/code/profiles/*.json /opt/ml/processing/input/profile/ 2>/dev/null || true; "
+    "cd /opt/ml/processing/code; export PYTHONPATH=/opt/ml/processing/code; "
+    "if [ -f requirements.txt ]; then python3 -m pip install --quiet -r requirements.txt; fi; "
+    "script=\"$1\"; shift; exec python3 \"$script\" \"$@\""
+)
+
+SAGEMAKER_TRANSIENT = ["SageMaker.AmazonSageMakerException", "SageMaker.ThrottlingException",
+                       "SageMaker.ResourceLimitExceededException", "SageMaker.SageMakerException",
+                       "ThrottlingException", "States.Timeout"]
+LAMBDA_TRANSIENT = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
+                    "Lambda.TooManyRequestsException", "Lambda.ClientExecutionTimeoutException"]
+SNS_TRANSIENT = ["SNS.SnsException", "SNS.ThrottledException", "SNS.InternalErrorException", "States.TaskFailed"]
+
+
+def _retry(state: Any, errors: list[str], attempts: int = 4, interval_s: int = 10) -> None:
+    state.add_retry(errors=errors, interval=cdk.Duration.seconds(interval_s), max_attempts=attempts,
+                    backoff_rate=2.0, max_delay=cdk.Duration.minutes(5), jitter_strategy=sfn.JitterType.FULL)
+
+
+class TrainingStateMachine(Construct):
+    """The pipeline definition plus its role, encrypted execution log group and X-Ray tracing."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, key: kms.IKey,
+                 data: s3.IBucket, artifacts: s3.IBucket, roles: SageMakerRoles, image_uri: str,
+                 source_uri: str, prepare: PipelineFunction, promote: PipelineFunction,
+                 topic: sns.ITopic) -> None:
+        super().__init__(scope, construct_id)
+        self.config, self.key, self.roles, self.image_uri = config, key, roles, image_uri
+        self.source_uri, self.artifacts = source_uri, artifacts
+        c = config
+        enc = key.key_arn
+        self.task_states: list[str] = []
+
+        # ---------------- failure path ----------------
+        failed = sfn.Fail(self, "PipelineFailed", error_path="$.error.Error", cause_path="$.error.Cause")
+        notify_failure = tasks.SnsPublish(
+            self, "NotifyFailure", topic=topic, subject=f"{c.project}: training pipeline failed",
+            message=sfn.TaskInput.from_json_path_at("States.Format('Execution {} failed in state machine "
+                                                    "{}. Error: {}. Cause: {}', $$.Execution.Name, "
+                                                    "$$.StateMachine.Name, $.error.Error, $.error.Cause)"),
+            result_path=sfn.JsonPath.DISCARD)
+        _retry(notify_failure, SNS_TRANSIENT, attempts=3)
+        # the notifier's own failure must still end the execution as failed
+        notify_failure.add_catch(failed, errors=["States.ALL"], result_path="$.notify_error")
+        notify_failure.next(failed)
+        self.task_states.append("NotifyFailure")
+
+        def guarded(state: Any, errors: list[str], attempts: int = 4) -> Any:
+            _retry(state, errors, attempts)
+            state.add_catch(notify_failure, errors=["States.ALL"], result_path="$.error")
+            self.task_states.append(state.state_id)
+            return state
+
+        # ---------------- input and plan ----------------
+        defaults = sfn.Pass(self, "ApplyDefaults", result_path="$.defaults", result=sfn.Result.from_object(
+            {"dataset": c.dataset, "profile": c.profile, "subset": c.subset}))
+        merge = sfn.Pass(self, "MergeInput", parameters={
+            "args.$": "States.JsonMerge($.defaults, $$.Execution.Input, false)"})
+        prepare_task = guarded(tasks.LambdaInvoke(
+            self, "Prepare", lambda_function=prepare.function, payload_response_only=True,
+            retry_on_service_exceptions=False, result_path="$.plan",
+            comment="validate raw data against the profile, pin versions, plan run id/jobs/ranges",
+            payload=sfn.TaskInput.from_object({
+                "action": "plan", "dataset.$": "$.args.dataset", "profile.$": "$.args.profile",
+                "subset.$": "$.args.subset",
+                "execution": {"name.$": "$$.Execution.Name", "start_time.$": "$$.Execution.StartTime"}})),
+            LAMBDA_TRANSIENT)
+
+        # ---------------- SageMaker jobs ----------------
+        cluster = {"InstanceType": c.processing.instance_type, "InstanceCount": c.processing.instance_count,
+                   "VolumeSizeInGB": c.processing.volume_size_gb, "VolumeKmsKeyId": enc}
+        preprocess = guarded(self._custom("Preprocess", "createProcessingJob.sync", {
+            "ProcessingJobName.$": "$.plan.jobs.preprocess",
+            "RoleArn": roles.jobs.role_arn,
+            "AppSpecification": self._runner("preprocess.py", "$.plan.arguments.preprocess"),
+            "ProcessingResources": {"ClusterConfig": cluster},
+            "ProcessingInputs": [
+                self._code_input(),
+                # only the validated objects (manifest written by Prepare), split across instances
+                # by object: the fleet is partitioned by asset, so no asset straddles two instances
+                {"InputName": "raw", "S3Input": {
+                    "S3Uri.$": "$.plan.s3.raw_manifest", "S3DataType": "ManifestFile",
+                    "LocalPath": "/opt/ml/processing/input/raw", "S3InputMode": "File",
+                    "S3DataDistributionType": "ShardedByS3Key"}},
+            ],
+            "ProcessingOutputConfig": {"KmsKeyId": enc, "Outputs": [
+                {"OutputName": name, "S3Output": {"S3Uri.$": f"$.plan.s3.{name}", "S3UploadMode": "EndOfJob",
+                                                  "LocalPath": f"/opt/ml/processing/output/{name}"}}
+                for name in ("train", "validation", "test", "spec")]},
+            "StoppingCondition": {"MaxRuntimeInSeconds": c.processing.max_runtime_minutes * 60},
+            "NetworkConfig": {"EnableInterContainerTrafficEncryption": True},
+        }, result_selector={"ProcessingJobArn.$": "$.ProcessingJobArn",
+                            "ProcessingJobStatus.$": "$.ProcessingJobStatus"},
+            result_path="$.results.preprocess"), SAGEMAKER_TRANSIENT)
+
+        tune = guarded(self._custom("Tune", "createHyperParameterTuningJob.sync", {
+            "HyperParameterTuningJobName.$": "$.plan.jobs.tuning",
+            "HyperParameterTuningJobConfig": {
+                "Strategy": c.tuning.strategy,
+                "ResourceLimits": {"MaxNumberOfTrainingJobs": c.tuning.max_jobs,
+                                   "MaxParallelTrainingJobs": c.tuning.max_parallel_jobs},
+                "TrainingJobEarlyStoppingType": c.tuning.early_stopping,
+            },
+            "TrainingJobDefinitions": [self._definition(a) for a in search_space.ALGORITHMS],
+        }, result_selector={"BestTrainingJob.$": "$.BestTrainingJob",
+                            "HyperParameterTuningJobArn.$": "$.HyperParameterTuningJobArn"},
+            result_path="$.results.tuning"), SAGEMAKER_TRANSIENT)
+
+        best = guarded(tasks.LambdaInvoke(
+            self, "BestHyperparameters", lambda_function=prepare.function, payload_response_only=True,
+            retry_on_service_exceptions=False, result_path="$.refit_plan",
+            comment="best trial's tuned values over its candidate's static hyperparameters; train+validation manifest",
+            payload=sfn.TaskInput.from_object({"action": "refit", "plan.$": "$.plan",
+                                               "best_training_job.$": "$.results.tuning.BestTrainingJob"})),
+            LAMBDA_TRANSIENT)
+
+        refit = guarded(self._custom("Refit", "createTrainingJob.sync", {
+            "TrainingJobName.$": "$.plan.jobs.refit",
+            "AlgorithmSpecification": {"TrainingImage": image_uri, "TrainingInputMode": "File",
+                                       "MetricDefinitions.$": "$.plan.tuning.metric_definitions"},
+            "HyperParameters.$": "$.refit_plan.hyperparameters",
+            "RoleArn": roles.jobs.role_arn,
+            "InputDataConfig": [
+                self._channel("train", "$.plan.s3.refit_manifest", "ManifestFile"),
+                self._channel("validation", "$.plan.s3.validation", "S3Prefix", shard=False),
+            ],
+            **self._training_common("$.plan.s3.model_output"),
+        }, result_selector={"ModelArtifacts.$": "$.ModelArtifacts", "TrainingJobArn.$": "$.TrainingJobArn"},
+            result_path="$.results.refit"), SAGEMAKER_TRANSIENT)
+
+        evaluate = guarded(self._custom("Evaluate", "createProcessingJob.sync", {
+            "ProcessingJobName.$": "$.plan.jobs.evaluate",
+            "RoleArn": roles.jobs.role_arn,
+            "AppSpecification": self._runner("evaluate.py", "$.plan.arguments.evaluate"),
+            "ProcessingResources": {"ClusterConfig": {**cluster, "InstanceCount": 1}},
+            "ProcessingInputs": [
+                self._code_input(),
+                self._s3_input("model", "$.results.refit.ModelArtifacts.S3ModelArtifacts"),
+                self._s3_input("test", "$.plan.s3.test"),
+                self._s3_input("spec", "$.plan.s3.spec"),
+            ],
+            "ProcessingOutputConfig": {"KmsKeyId": enc, "Outputs": [
+                {"OutputName": "evaluation", "S3Output": {
+                    "S3Uri.$": "$.plan.s3.evaluation", "S3UploadMode": "EndOfJob",
+                    "LocalPath": "/opt/ml/processing/output/evaluation"}}]},
+            "StoppingCondition": {"MaxRuntimeInSeconds": c.processing.max_runtime_minutes * 60},
+        }, result_selector={"ProcessingJobArn.$": "$.ProcessingJobArn"},
+            result_path="$.results.evaluate"), SAGEMAKER_TRANSIENT)
+
+        promote_task = guarded(tasks.LambdaInvoke(
+            self, "Promote", lambda_function=promote.function, payload_response_only=True,
+            retry_on_service_exceptions=False, result_path="$.promotion",
+            comment="threshold AND beats the champion; register Approved/Rejected (idempotent per run)",
+            payload=sfn.TaskInput.from_object({
+                "run_id.$": "$.plan.run_id", "task.$": "$.plan.task", "profile.$": "$.plan.profile",
+                "subset.$": "$.plan.subset", "evaluation_report_uri.$": "$.plan.s3.evaluation_report",
+                "model_data_url.$": "$.results.refit.ModelArtifacts.S3ModelArtifacts"})),
+            # promote is idempotent per run, so throttled registry calls (ClientError) are retried too
+            [*LAMBDA_TRANSIENT, "ClientError"])
+
+        # ---------------- deployment ----------------
+        not_promoted = sfn.Succeed(self, "NotPromoted", comment="challenger registered as Rejected")
+        notify_rejected = guarded(tasks.SnsPublish(
+            self, "NotifyRejected", topic=topic, subject=f"{c.project}: challenger not promoted",
+            message=sfn.TaskInput.from_json_path_at(
+                "States.Format('Run {} was not promoted: {}', $.plan.run_id, $.promotion.reason)"),
+            result_path=sfn.JsonPath.DISCARD), SNS_TRANSIENT, attempts=3)
+        notify_rejected.next(not_promoted)
+
+        variant = {"VariantName": c.endpoint.variant_name, "ModelName.$": "$.plan.jobs.model",
+                   "InstanceType": c.endpoint.instance_type,
+                   "InitialInstanceCount": c.endpoint.initial_instance_count}
+        create_model = guarded(self._custom("CreateModel", "createModel", {
+            "ModelName.$": "$.plan.jobs.model",
+            "ExecutionRoleArn": roles.hosting.role_arn,
+            "PrimaryContainer": {"Image": image_uri, "Mode": "SingleModel",
+                                 "ModelDataUrl.$": "$.promotion.model_data_url",
+                                 "Environment": hosting_environment(c)},
+        }, result_path=sfn.JsonPath.DISCARD), SAGEMAKER_TRANSIENT)
+        create_config = guarded(self._custom("CreateEndpointConfig", "createEndpointConfig", {
+            "EndpointConfigName.$": "$.plan.jobs.endpoint_config",
+            "ProductionVariants": [variant],
+            "KmsKeyId": enc,
+            "DataCaptureConfig": data_capture(c, artifacts, enc),
+        }, result_path=sfn.JsonPath.DISCARD), SAGEMAKER_TRANSIENT)
+
+        endpoint_not_deployed = sfn.Succeed(
+            self, "EndpointNotDeployed",
+            comment="first run: champion registered and recorded in SSM; deploy the endpoint stack next")
+        find_endpoint = tasks.CallAwsService(
+            self, "FindEndpoint", service="sagemaker", action="describeEndpoint",
+            iam_resources=[arn(self, "sagemaker", f"endpoint/{c.endpoint.name}")],
+            parameters={"EndpointName": c.endpoint.name},
+            result_selector={"EndpointStatus.$": "$.EndpointStatus"}, result_path="$.results.endpoint")
+        _retry(find_endpoint, SAGEMAKER_TRANSIENT, attempts=3)
+        find_endpoint.add_catch(
+            sfn.Choice(self, "EndpointMissing?")
+            .when(sfn.Condition.string_matches("$.error.Cause", "*Could not find endpoint*"), endpoint_not_deployed)
+            .otherwise(notify_failure),
+            errors=["States.ALL"], result_path="$.error")
+        self.task_states.append("FindEndpoint")
+
+        update = guarded(self._custom("UpdateEndpoint", "updateEndpoint", {
+            "EndpointName": c.endpoint.name,
+            "EndpointConfigName.$": "$.plan.jobs.endpoint_config",
+            "RetainAllVariantProperties": True,  # keeps the autoscaled instance count
+            "DeploymentConfig": deployment_config(c),
+        }, result_path=sfn.JsonPath.DISCARD), [*SAGEMAKER_TRANSIENT, "SageMaker.ValidationException"], attempts=6)
+
+        wait = sfn.Wait(self, "WaitForDeployment", time=sfn.WaitTime.duration(cdk.Duration.seconds(60)))
+        describe = guarded(tasks.CallAwsService(
+            self, "DescribeEndpoint", service="sagemaker", action="describeEndpoint",
+            iam_resources=[arn(self, "sagemaker", f"endpoint/{c.endpoint.name}")],
+            parameters={"EndpointName": c.endpoint.name},
+            result_selector={"EndpointStatus.$": "$.EndpointStatus", "EndpointConfigName.$": "$.EndpointConfigName"},
+            result_path="$.results.endpoint"), SAGEMAKER_TRANSIENT)
+        rolled_back = sfn.Pass(self, "DeploymentRolledBack", result_path="$.error", parameters={
+            "Error": "DeploymentRolledBack",
+            "Cause.$": "States.Format('Endpoint {} is InService on {}, not the new config {}: the canary tripped "
+                       "an alarm and SageMaker rolled back', $.results.endpoint.EndpointStatus, "
+                       "$.results.endpoint.EndpointConfigName, $.plan.jobs.endpoint_config)"})
+        endpoint_failed = sfn.Pass(self, "EndpointFailed", result_path="$.error", parameters={
+            "Error": "EndpointFailed", "Cause.$": "States.Format('Endpoint status {}', $.results.endpoint.EndpointStatus)"})
+        deployed = sfn.Succeed(self, "Deployed")
+        status = (sfn.Choice(self, "DeploymentStatus?")
+                  .when(sfn.Condition.and_(
+                      sfn.Condition.string_equals("$.results.endpoint.EndpointStatus", "InService"),
+                      sfn.Condition.string_equals_json_path("$.results.endpoint.EndpointConfigName",
+                                                            "$.plan.jobs.endpoint_config")), deployed)
+                  .when(sfn.Condition.string_equals("$.results.endpoint.EndpointStatus", "InService"),
+                        rolled_back.next(notify_failure))
+                  .when(sfn.Condition.string_equals("$.results.endpoint.EndpointStatus", "Failed"),
+                        endpoint_failed.next(notify_failure))
+                  .otherwise(wait))
+
+        definition = (
+            defaults.next(merge).next(prepare_task).next(preprocess).next(tune).next(best).next(refit)
+            .next(evaluate).next(promote_task)
+            .next(sfn.Choice(self, "Promoted?")
+                  .when(sfn.Condition.boolean_equals("$.promotion.approved", True),
+                        create_model.next(create_config).next(find_endpoint).next(update).next(wait)
+                        .next(describe).next(status))
+                  .otherwise(notify_rejected))
+        )
+
+        self.log_group = logs.LogGroup(
+            self, "ExecutionLogs", log_group_name=f"/aws/vendedlogs/states/{c.state_machine_name}",
+            encryption_key=key, retention=retention(c.pipeline.log_retention_days),
+            removal_policy=cdk.RemovalPolicy.DESTROY)
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
+                             description=f"{c.project} training state machine")
+        self.state_machine = sfn.StateMachine(
+            self, "StateMachine", state_machine_name=c.state_machine_name,
+            state_machine_type=sfn.StateMachineType.STANDARD, role=self.role,
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            timeout=cdk.Duration.hours(c.pipeline.timeout_hours), tracing_enabled=True,
+            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            comment="raw data -> validated plan -> features -> tuned, refit, evaluated, gated model -> endpoint")
+        self._grant_sagemaker()
+        self.role.add_to_policy(iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                                                    resources=[key.key_arn]))  # encrypted SNS topic
+
+    # ---------------- request builders ----------------
+    def _custom(self, state_id: str, api: str, parameters: dict[str, Any], *, result_path: str | None = None,
+                result_selector: dict[str, str] | None = None) -> sfn.CustomState:
+        state: dict[str, Any] = {"Type": "Task", "Resource": f"arn:{cdk.Aws.PARTITION}:states:::sagemaker:{api}",
+                                 "Parameters": parameters}
+        if result_selector:
+            state["ResultSelector"] = result_selector
+        if result_path is not None:
+            state["ResultPath"] = result_path
+        return sfn.CustomState(self, state_id, state_json=state)
+
+    def _runner(self, script: str, arguments_path: str) -> dict[str, Any]:
+        return {"ImageUri": self.image_uri,
+                "ContainerEntrypoint": ["/bin/sh", "-c", PROCESSING_RUNNER, "predmaint-runner", script],
+                "ContainerArguments.$": arguments_path}
+
+    def _code_input(self) -> dict[str, Any]:
+        return {"InputName": "code", "S3Input": {
+            "S3Uri": self.source_uri, "LocalPath": CODE_DIR, "S3DataType": "S3Prefix", "S3InputMode": "File",
+            "S3DataDistributionType": "FullyReplicated"}}
+
+    @staticmethod
+    def _s3_input(name: str, path: str) -> dict[str, Any]:
+        return {"InputName": name, "S3Input": {
+            "S3Uri.$": path, "LocalPath": f"/opt/ml/processing/input/{name}", "S3DataType": "S3Prefix",
+            "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}}
+
+    def _channel(self, name: str, path: str, data_type: str, shard: bool = True) -> dict[str, Any]:
+        # multi-instance training splits the training data by object; validation goes to every host
+        distribution = "ShardedByS3Key" if shard and self.config.training.instance_count > 1 else "FullyReplicated"
+        return {"ChannelName": name, "DataSource": {"S3DataSource": {
+            "S3DataType": data_type, "S3Uri.$": path, "S3DataDistributionType": distribution}}}
+
+    def _training_common(self, output_path: str) -> dict[str, Any]:
+        t = self.config.training
+        stopping: dict[str, int] = {"MaxRuntimeInSeconds": t.max_runtime_minutes * 60}
+        if t.use_spot:
+            stopping["MaxWaitTimeInSeconds"] = t.max_wait_minutes * 60
+        return {
+            "OutputDataConfig": {"S3OutputPath.$": output_path, "KmsKeyId": self.key.key_arn},
+            "ResourceConfig": {"InstanceType": t.instance_type, "InstanceCount": t.instance_count,
+                               "VolumeSizeInGB": t.volume_size_gb, "VolumeKmsKeyId": self.key.key_arn},
+            "StoppingCondition": stopping,
+            "EnableManagedSpotTraining": t.use_spot,
+            # spot interruptions resume from /opt/ml/checkpoints
+            "CheckpointConfig": {"S3Uri.$": "$.plan.s3.checkpoints"},
+            "EnableInterContainerTrafficEncryption": True,
+        }
+
+    def _definition(self, algorithm: str) -> dict[str, Any]:
+        """One tuning TrainingJobDefinition; ranges and static values come from the run's plan,
+        which Prepare builds from training_src/search_space.py."""
+        return {
+            "DefinitionName": algorithm,
+            "TuningObjective": {"Type.$": "$.plan.tuning.objective.type",
+                                "MetricName.$": "$.plan.tuning.objective.metric"},
+            "HyperParameterRanges.$": f"$.plan.tuning.definitions.{algorithm}.ranges",
+            "StaticHyperParameters.$": f"$.plan.tuning.definitions.{algorithm}.static",
+            "AlgorithmSpecification": {"TrainingImage": self.image_uri, "TrainingInputMode": "File",
+                                       "MetricDefinitions.$": "$.plan.tuning.metric_definitions"},
+            "RoleArn": self.roles.jobs.role_arn,
+            "InputDataConfig": [self._channel("train", "$.plan.s3.train", "S3Prefix"),
+                                self._channel("validation", "$.plan.s3.validation", "S3Prefix", shard=False)],
+            **self._training_common("$.plan.s3.tuning_output"),
+        }
+
+    def _grant_sagemaker(self) -> None:
+        c, p = self.config, self.config.job_prefix
+        sm = lambda resource: arn(self, "sagemaker", resource)  # noqa: E731
+        statements = [
+            (["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob"],
+             [sm(f"processing-job/{p}-*")]),
+            (["sagemaker:CreateHyperParameterTuningJob", "sagemaker:DescribeHyperParameterTuningJob",
+              "sagemaker:StopHyperParameterTuningJob", "sagemaker:ListTrainingJobsForHyperParameterTuningJob"],
+             [sm(f"hyper-parameter-tuning-job/{p}-*")]),
+            (["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob"],
+             [sm(f"training-job/{p}-*")]),
+            (["sagemaker:CreateModel"], [sm(f"model/{p}-*")]),
+            (["sagemaker:CreateEndpointConfig"], [sm(f"endpoint-config/{p}-*")]),
+            (["sagemaker:UpdateEndpoint"], [sm(f"endpoint/{c.endpoint.name}"), sm(f"endpoint-config/{p}-*")]),
+            # .sync integrations create/read these managed EventBridge rules
+            (["events:DescribeRule", "events:PutRule", "events:PutTargets"],
+             [arn(self, "events", f"rule/StepFunctionsGetEventsForSageMaker{kind}JobsRule")
+              for kind in ("Processing", "Training", "Tuning")]),
+        ]
+        for actions, resources in statements:
+            self.role.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources))
+        self.role.add_to_policy(self.roles.pass_roles())
+
+
+def hosting_environment(config: AppConfig) -> dict[str, str]:
+    """Container environment of the hosted model: script mode with code/ inside model.tar.gz."""
+    return {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+            "SAGEMAKER_CONTAINER_LOG_LEVEL": "20", "SAGEMAKER_REGION": config.region,
+            "PREDMAINT_MAX_INSTANCES": str(config.endpoint.max_instances_per_request)}
+
+
+def data_capture(config: AppConfig, artifacts: s3.IBucket, key_arn: str) -> dict[str, Any]:
+    """DataCaptureConfig (API shape) writing request/response JSON to the artifacts bucket with KMS."""
+    return {"EnableCapture": True, "InitialSamplingPercentage": config.endpoint.data_capture_percent,
+            "DestinationS3Uri": artifacts.s3_url_for_object(f"data-capture/{config.endpoint.name}"),
+            "KmsKeyId": key_arn,
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]}}
+
+
+def deployment_config(config: AppConfig) -> dict[str, Any]:
+    """Blue/green canary with auto-rollback on the endpoint alarms (API shape)."""
+    e = config.endpoint
+    return {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {"Type": "CANARY", "WaitIntervalInSeconds": e.canary_wait_seconds,
+                                            "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": e.canary_percent}},
+            "TerminationWaitInSeconds": e.termination_wait_seconds,
+            "MaximumExecutionTimeoutInSeconds": max(600, 2 * e.canary_wait_seconds + e.termination_wait_seconds + 1800),
+        },
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in config.alarm_names]},
+    }
+
+
+def state_order(definition: dict[str, Any]) -> list[str]:
+    """The states reachable from StartAt along Next/Choice-default edges (the happy path), for tests."""
+    order, current = [], definition["StartAt"]
+    states = definition["States"]
+    while current and current not in order:
+        order.append(current)
+        st = states[current]
+        if st["Type"] == "Choice":
+            current = st["Choices"][0]["Next"]
+        else:
+            current = st.get("Next")
+    return order
+
