@@ -1,0 +1,7 @@
+"""``python -m predmaint`` is the ``predmaint`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

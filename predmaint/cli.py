@@ -1,0 +1,471 @@
+"""The ``predmaint`` command line: the whole local lifecycle plus the AWS entry point.
+
+    predmaint data                      download and verify the public datasets
+    predmaint run --profile cmapss --subset FD001 [--trials N] [--seed S]
+    predmaint serve [--port 8080] [--model VERSION]
+    predmaint invoke --test-unit 1 --test-unit 2 [--url URL | --endpoint-name NAME]
+    predmaint models
+    predmaint report RUN
+    predmaint start-training --state-machine ARN --dataset NAME --profile cmapss
+
+Exit codes: 0 success, 2 bad usage or input, 1 failure, 130 interrupted. Errors are one line on stderr,
+never a traceback (set PREDMAINT_LOG_LEVEL=DEBUG to see one). Heavy modules (pandas, xgboost,
+matplotlib, boto3) are imported only by the commands that need them, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .errors import PipelineError, UsageError
+
+log = logging.getLogger("predmaint.cli")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is ONE line (plus where to get help), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {value}")
+    return value
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("PREDMAINT_HOME") or ".predmaint")
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("PREDMAINT_DATA_DIR") or "data")
+
+
+# ---------------------------------------------------------------------- commands
+def cmd_data(args: argparse.Namespace) -> int:
+    try:
+        from . import data
+    except ImportError as exc:
+        raise PipelineError(f"predmaint.data is not available: {exc}") from None
+    return int(data.main(args) or 0)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import runner
+
+    result = runner.run_pipeline(profile=args.profile, subset=args.subset, data_dir=args.data_dir, home=args.home,
+                                 trials=args.trials, parallel=args.parallel, seed=args.seed, run_id=args.run_id,
+                                 progress=not args.quiet)
+    sys.stdout.flush()
+    # The contract: the evaluation report's path is the LAST line of output (scripts read it).
+    print(result.evaluation_path, flush=True)
+    return EXIT_OK
+
+
+def _resolve_model_dir(args: argparse.Namespace) -> tuple[Path, str | None]:
+    """Which model ``serve`` should serve: --model-dir, --model VERSION or the champion."""
+    from . import registry as reg
+
+    if args.model_dir is not None:
+        path = Path(args.model_dir)
+        if path.is_file():  # a model.tar.gz: extract it next to the registry cache
+            import hashlib
+            import shutil
+            import tempfile
+
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+            target = Path(args.home) / "registry" / "cache" / f"file-{digest}"
+            if not target.is_dir():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = Path(tempfile.mkdtemp(dir=target.parent))
+                try:
+                    reg.extract_model_archive(path, tmp)
+                    os.replace(tmp, target)
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+            return target, None
+        reg.check_model_dir(path)
+        return path, None
+    registry = reg.Registry(args.home)
+    package = registry.resolve(args.model)
+    return registry.model_dir(package.version), str(package.version)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from . import server
+
+    model_dir, version = _resolve_model_dir(args)
+    sock = server.bind_socket(args.host, args.port)  # fail fast (exit 2) if the port is taken
+    port = sock.getsockname()[1]
+    what = f"model v{version}" if version else f"model {model_dir}"
+    print(f"serving {what} on http://{args.host}:{port} with {args.workers} worker(s); Ctrl-C or SIGTERM to stop",
+          file=sys.stderr, flush=True)
+    code = server.serve(model_dir, args.host, port, args.workers, model_version=version, sock=sock)
+    return EXIT_OK if code in (0, None) else EXIT_FAILURE
+
+
+def _test_unit_instances(args: argparse.Namespace) -> tuple[list[Any], dict[str, float]]:
+    """Readings of the requested test units of the bundled dataset, and each unit's true RUL."""
+    from training_src import dataio
+    from training_src.profiles import ProfileError, load_profile
+
+    from .client import Instance
+
+    try:
+        profile = load_profile(args.profile, args.subset)
+    except ProfileError as exc:
+        raise UsageError(str(exc)) from None
+    if not profile.is_regression or not profile.file("test") or not profile.file("test_rul"):
+        raise UsageError(f"--test-unit needs a run-to-failure profile with a test file and true RUL; "
+                         f"{profile.name} has none (use --file)")
+    data_dir = Path(args.data_dir)
+    if not data_dir.is_dir():
+        raise UsageError(f"data directory {data_dir} does not exist; run `predmaint data` or set "
+                         "PREDMAINT_DATA_DIR (or --data-dir)")
+    try:
+        test = dataio.read_table(dataio.resolve_file(data_dir, profile.file("test")), profile, allow_label=False)
+        true_rul = dataio.read_rul_file(dataio.resolve_file(data_dir, profile.file("test_rul")))
+    except dataio.DataError as exc:
+        raise UsageError(str(exc)) from None
+    ids = test[profile.id_column].to_numpy()
+    known = sorted({int(u) for u in ids})
+    columns = [c for c in profile.input_columns if c in test.columns]
+    instances, truth = [], {}
+    for unit in args.test_unit:
+        rows = test[ids == unit]
+        if rows.empty:
+            raise UsageError(f"test unit {unit} is not in {profile.file('test')} (units {known[0]}-{known[-1]})")
+        asset = f"{profile.subset or profile.name}-unit-{unit}"
+        readings = [{c: float(v) for c, v in zip(columns, row, strict=True)}
+                    for row in rows[columns].itertuples(index=False, name=None)]
+        instances.append(Instance(asset, readings=readings))
+        if 1 <= unit <= len(true_rul):
+            truth[asset] = float(true_rul[unit - 1])
+    return instances, truth
+
+
+def _file_instances(path: Path) -> list[Any]:
+    """Instances from a JSON request/instance/readings file or a CSV of readings (grouped by id column)."""
+    import csv
+
+    from .client import Instance, instances_from_rows
+
+    if not path.is_file():
+        raise UsageError(f"input file {path} does not exist")
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix.lower() == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+        if not rows:
+            raise UsageError(f"{path}: no data rows (a header line and at least one reading are needed)")
+        id_col = next((c for c in ("asset_id", "unit", "id") if c in rows[0]), None)
+        try:
+            return instances_from_rows(rows, id_col, default_id=path.stem)
+        except ValueError as exc:
+            raise UsageError(f"{path}: {exc}") from None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{path}: not valid JSON ({exc})") from None
+    if isinstance(doc, dict) and "instances" in doc and isinstance(doc["instances"], list):
+        items = doc["instances"]
+    elif isinstance(doc, dict):
+        items = [doc]
+    elif isinstance(doc, list) and doc and all(isinstance(r, dict) and "readings" not in r for r in doc):
+        items = [{"asset_id": path.stem, "readings": doc}]  # a bare list of readings: one asset
+    elif isinstance(doc, list):
+        items = doc
+    else:
+        raise UsageError(f"{path}: expected a request object, an instance, or a list of readings")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise UsageError(f"{path}: instance {i} is not an object")
+        asset = item.get("asset_id", f"{path.stem}-{i}")
+        if "readings" in item:
+            out.append(Instance(asset, readings=item["readings"]))
+        else:
+            out.append(Instance(asset, row={k: v for k, v in item.items() if k != "asset_id"}))
+    return out
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    from .client import EndpointError, InvocationRequest, LocalClient, SageMakerClient
+
+    if not args.file and not args.test_unit:
+        raise UsageError("give the input: --file PATH (JSON or CSV of readings) or --test-unit N (repeatable)")
+    instances, truth = [], {}
+    if args.test_unit:
+        instances, truth = _test_unit_instances(args)
+    if args.file:
+        instances += _file_instances(Path(args.file))
+    request = InvocationRequest(instances, explain=args.explain)
+    if args.endpoint_name:
+        client: Any = SageMakerClient(args.endpoint_name, region=args.region, timeout=args.timeout)
+        target = f"endpoint {args.endpoint_name}"
+    else:
+        try:
+            client = LocalClient(args.url, timeout=args.timeout)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        target = args.url
+    try:
+        response = client.invoke(request)
+    except EndpointError as exc:
+        if exc.status is not None and 400 <= exc.status < 500:
+            raise UsageError(f"{target} refused the request: {exc}") from None
+        hint = "; is `predmaint serve` running?" if exc.status is None and not args.endpoint_name else ""
+        raise PipelineError(f"{target}: {exc}{hint}") from None
+    if args.json:
+        print(json.dumps({"predictions": [p.__dict__ | {"contributions": [c.__dict__ for c in p.contributions]}
+                                          for p in response.predictions],
+                          "model_version": response.model_version}, indent=1, default=str))
+        return EXIT_OK
+    print(f"model {response.model_version} · {len(response.predictions)} prediction(s) · "
+          f"{response.latency_ms:.1f} ms")
+    width = max([len(str(p.asset_id)) for p in response.predictions] + [5])
+    for p in response.predictions:
+        if p.rul is not None:
+            line = f"  {p.asset_id!s:<{width}}  predicted RUL {p.rul:7.1f} cycles"
+            if str(p.asset_id) in truth:
+                t = truth[str(p.asset_id)]
+                line += f"   true RUL {t:5.0f}   error {p.rul - t:+6.1f}"
+        else:
+            line = (f"  {p.asset_id!s:<{width}}  failure probability {p.failure_probability:.3f}  "
+                    f"-> {'FAILURE' if p.failure else 'ok'}")
+        print(line)
+        for c in p.contributions:
+            print(f"      {c.feature:<24} value {c.value:>10.4g}  contribution {c.contribution:+.3f}")
+    return EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .registry import Registry
+
+    registry = Registry(args.home)
+    packages = registry.list_packages()
+    if args.json:
+        print(json.dumps([p.to_dict() for p in packages], indent=1, default=str))
+        return EXIT_OK
+    if not packages:
+        print(f"no models registered yet in {registry.root} (run `predmaint run`)")
+        return EXIT_OK
+    champion = registry.champion()
+    rows = [("VERSION", "STATUS", "CHAMPION", "METRIC", "CREATED", "RUN", "REASON")]
+    for p in packages:
+        name = p.primary_metric or ("rmse" if "rmse" in p.metrics else "pr_auc")
+        value = p.metrics.get(name)
+        rows.append((str(p.version), p.status, "*" if champion and champion.version == p.version else "",
+                     f"{name}={value:.4g}" if value is not None else "-", p.created_at, p.run_id, p.reason))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=False)) + "  " + r[-1])
+    return EXIT_OK
+
+
+def _run_dir(home: Path, run: str) -> Path:
+    candidate = Path(run)
+    if candidate.is_dir() and ((candidate / "evaluation.json").exists() or (candidate / "decision.json").exists()):
+        return candidate
+    run_dir = Path(home) / "runs" / run
+    if not run_dir.is_dir():
+        runs = sorted(p.name for p in (Path(home) / "runs").glob("*") if p.is_dir()) \
+            if (Path(home) / "runs").is_dir() else []
+        hint = f"; known runs: {', '.join(runs[-5:])}" if runs else "; no runs yet (run `predmaint run`)"
+        raise UsageError(f"run {run!r} not found under {Path(home) / 'runs'}{hint}")
+    return run_dir
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from . import report
+
+    run_dir = _run_dir(args.home, args.run)
+    path = run_dir / "report.html"
+    if args.force or not path.exists():
+        path = report.render(run_dir)
+    for line in report.summary_lines(run_dir):
+        print(line)
+    print(path)
+    return EXIT_OK
+
+
+def cmd_start_training(args: argparse.Namespace) -> int:
+    try:
+        from . import aws
+    except ImportError as exc:
+        raise PipelineError(f"predmaint.aws is not available: {exc}") from None
+    if not args.state_machine:
+        raise UsageError("--state-machine ARN is required (or set PREDMAINT_STATE_MACHINE_ARN)")
+    execution_arn, url = aws.start_training(args.state_machine, args.dataset, args.profile, args.subset,
+                                            args.region)
+    print(f"started execution {execution_arn}")
+    print(url)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; global options are accepted before or after the command."""
+    common = _Parser(add_help=False)
+    # SUPPRESS: a value given after the command overrides one given before it, and absence changes nothing.
+    common.add_argument("--home", type=Path, default=argparse.SUPPRESS,
+                        help="where runs, the registry and reports live (env PREDMAINT_HOME, default ./.predmaint)")
+    common.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS,
+                        help="folder holding cmapss/ and ai4i2020/ (env PREDMAINT_DATA_DIR, default ./data)")
+    common.add_argument("--log-level", default=argparse.SUPPRESS,
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="log level (env PREDMAINT_LOG_LEVEL, default INFO)")
+
+    p = _Parser(prog="predmaint", parents=[common],
+                description="Predictive maintenance on Amazon SageMaker, and fully offline in local mode.",
+                epilog="Exit codes: 0 success, 2 bad usage or input, 1 failure.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def add(name: str, help_: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=help_, description=description)
+
+    sp = add("data", "download and verify the public datasets",
+             "Download C-MAPSS and AI4I 2020 from their official sources into the data directory and verify SHA-256.")
+    try:
+        from . import data as _data
+
+        _data.add_arguments(sp)
+    except ImportError:  # the data module is optional for every other command
+        pass
+    sp.set_defaults(func=cmd_data)
+
+    sp = add("run", "run the whole pipeline locally (prepare, preprocess, tune, refit, evaluate, promote)",
+             "One pipeline execution on local files: the prepare handler, preprocess.py, Optuna tuning of "
+             "train.py trials, refit on train+validation, evaluate.py and the promotion rule against the local "
+             "registry. Prints the evaluation report's path as the last line.")
+    sp.add_argument("--profile", default="cmapss", help="dataset profile name or path to a profile JSON (default cmapss)")
+    sp.add_argument("--subset", default=None, help="profile subset, e.g. FD001 (default: the profile's default)")
+    sp.add_argument("--trials", type=_positive_int, default=20, help="tuning trials (>= 1, default 20)")
+    sp.add_argument("--parallel", type=_positive_int, default=None,
+                    help="trials run at the same time (default: up to the core count)")
+    sp.add_argument("--seed", type=int, default=0, help="random seed for splits and tuning (default 0)")
+    sp.add_argument("--run-id", default=None, help="run id (default: timestamp + random suffix)")
+    sp.add_argument("--quiet", action="store_true", help="no progress output; only the report path")
+    sp.set_defaults(func=cmd_run)
+
+    sp = add("serve", "serve the champion (or --model VERSION) with the SageMaker hosting contract",
+             "Serve a registered model on GET /ping and POST /invocations (gunicorn + uvicorn workers) until "
+             "SIGTERM or Ctrl-C. Serves the champion unless --model or --model-dir is given.")
+    sp.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    sp.add_argument("--port", type=_port, default=8080, help="TCP port (default 8080; 0 picks a free one)")
+    sp.add_argument("--model", default=None, metavar="VERSION", help="registry model version (default: champion)")
+    sp.add_argument("--model-dir", default=None, metavar="PATH",
+                    help="serve an extracted model directory or a model.tar.gz instead of a registry version")
+    sp.add_argument("--workers", type=_positive_int, default=2, help="worker processes (default 2)")
+    sp.set_defaults(func=cmd_serve)
+
+    sp = add("invoke", "send readings to a local server or a SageMaker endpoint and print the predictions",
+             "Send one or more assets' readings to POST /invocations and print the predictions. With "
+             "--test-unit, the readings come from the bundled dataset's test file and the true RUL is shown.")
+    target = sp.add_mutually_exclusive_group()
+    target.add_argument("--url", default="http://127.0.0.1:8080", help="local server URL (default http://127.0.0.1:8080)")
+    target.add_argument("--endpoint-name", default=None, help="SageMaker endpoint name (uses AWS credentials)")
+    sp.add_argument("--region", default=None, help="AWS region of the endpoint")
+    sp.add_argument("--file", default=None, help="JSON (request, instance or list of readings) or CSV of readings")
+    sp.add_argument("--test-unit", type=_positive_int, action="append", default=[], metavar="N",
+                    help="a unit of the profile's test file (repeatable)")
+    sp.add_argument("--profile", default="cmapss", help="profile of the test data (default cmapss)")
+    sp.add_argument("--subset", default="FD001", help="subset of the test data (default FD001)")
+    sp.add_argument("--explain", action="store_true", help="ask for the top feature contributions")
+    sp.add_argument("--timeout", type=float, default=30.0, help="seconds per attempt (default 30)")
+    sp.add_argument("--json", action="store_true", help="print the raw response as JSON")
+    sp.set_defaults(func=cmd_invoke)
+
+    sp = add("models", "list the local model registry",
+             "List registered model packages, newest first: version, approval status, champion marker (*), "
+             "primary metric, creation time, run and the reason for the decision.")
+    sp.add_argument("--json", action="store_true", help="print the packages as JSON")
+    sp.set_defaults(func=cmd_models)
+
+    sp = add("report", "print a run's summary and the path of its HTML report",
+             "Print a run's summary and the path of its HTML report, rendering the report if it is missing.")
+    sp.add_argument("run", help="run id (under <home>/runs) or a run directory")
+    sp.add_argument("--force", action="store_true", help="render the report again")
+    sp.set_defaults(func=cmd_report)
+
+    sp = add("start-training", "start the training pipeline in AWS (Step Functions)",
+             "Start an execution of the deployed training state machine for a dataset in the raw bucket.")
+    sp.add_argument("--state-machine", default=os.environ.get("PREDMAINT_STATE_MACHINE_ARN"),
+                    help="state machine ARN (env PREDMAINT_STATE_MACHINE_ARN)")
+    sp.add_argument("--dataset", required=True, help="dataset prefix under raw/ in the data bucket")
+    sp.add_argument("--profile", default="cmapss", help="dataset profile (default cmapss)")
+    sp.add_argument("--subset", default=None, help="profile subset, e.g. FD001")
+    sp.add_argument("--region", default=None, help="AWS region")
+    sp.set_defaults(func=cmd_start_training)
+    return p
+
+
+def _error_exit_code(exc: BaseException) -> int | None:
+    """Exit code for exceptions that are the user's input, not our failure (None: not one of those)."""
+    if isinstance(exc, UsageError):
+        return EXIT_USAGE
+    if isinstance(exc, PipelineError):
+        return EXIT_FAILURE
+    # Input errors raised by the shared training code (ProfileError, DataError, FeatureError are ValueErrors
+    # named so); imported lazily to keep the CLI light.
+    if type(exc).__name__ in ("ProfileError", "DataError", "FeatureError", "InputError"):
+        return EXIT_USAGE
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``predmaint`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.home = Path(getattr(args, "home", None) or default_home())
+    args.data_dir = Path(getattr(args, "data_dir", None) or default_data_dir())
+    from . import logs
+
+    logs.setup(getattr(args, "log_level", None))
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("predmaint: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `predmaint models | head`
+        return EXIT_OK
+    except Exception as exc:
+        code = _error_exit_code(exc)
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        if code is None:
+            log.debug("unexpected error", exc_info=True)
+            print(f"predmaint {args.command}: internal error: {type(exc).__name__}: {message} "
+                  "(set PREDMAINT_LOG_LEVEL=DEBUG for details)", file=sys.stderr)
+            return EXIT_FAILURE
+        log.debug("error", exc_info=True)
+        print(f"predmaint {args.command}: error: {message}", file=sys.stderr)
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

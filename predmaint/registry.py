@@ -1,0 +1,387 @@
+"""A local model registry with SageMaker Model Registry semantics.
+
+Layout under ``<home>/registry``::
+
+    registry.json            the ONLY source of truth: packages (by version) and the champion pointer
+    packages/<version>/      model.tar.gz + package.json (a readable copy of the package record)
+    cache/<version>-<sha>/   model.tar.gz extracted once, for serving
+    .staging/                work area; anything here is garbage from an interrupted write
+    .lock                    flock so two runs never allocate the same version
+
+Why a single manifest: registering a package and moving the champion must be ONE atomic step. Every
+write stages its files first, moves the package directory into place (invisible: the manifest does
+not list it yet), and then commits by ``os.replace`` of ``registry.json``. A crash or exception at any
+point before that replace leaves the registry exactly as it was; a package directory the manifest
+does not list is an orphan and is removed by the next write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import CorruptModelError, UnknownModelError, UsageError
+
+SCHEMA = 1
+APPROVED, REJECTED = "Approved", "Rejected"
+#: Files an extracted model directory must contain to be servable.
+REQUIRED_MODEL_FILES = ("feature_spec.json", "code/inference.py")
+#: One of these holds the fitted model itself (xgboost booster or the linear model).
+MODEL_FILES = ("xgboost-model", "linear-model.json")
+#: Refuse to extract archives that would inflate beyond this (a zip bomb guard).
+MAX_EXTRACTED_BYTES = 2 * 1024**3
+
+__all__ = ["APPROVED", "REJECTED", "CorruptModelError", "ModelPackage", "Registry", "UnknownModelError",
+           "flat_metrics"]
+
+
+def flat_metrics(evaluation: dict[str, Any]) -> dict[str, float]:
+    """``{"regression_metrics": {"rmse": {"value": 12.3}}, "nasa_score": 300}`` -> ``{"rmse": 12.3, ...}``.
+
+    Takes the evaluation report (SageMaker model-quality form) and returns every numeric metric it
+    carries, flat; non-numeric entries are skipped.
+    """
+    out: dict[str, float] = {}
+    for section in ("regression_metrics", "binary_classification_metrics"):
+        for name, value in (evaluation.get(section) or {}).items():
+            v = value.get("value") if isinstance(value, dict) else value
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                out[name] = float(v)
+    for name in ("nasa_score", "improvement_pct"):
+        v = evaluation.get(name)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            out[name] = float(v)
+    return out
+
+
+@dataclass(frozen=True)
+class ModelPackage:
+    """One registered model version (a SageMaker model package, locally)."""
+
+    version: int
+    status: str  # "Approved" or "Rejected" (SageMaker ModelApprovalStatus)
+    reason: str
+    metrics: dict[str, float]
+    evaluation: dict[str, Any]
+    lineage: dict[str, Any]
+    run_id: str
+    created_at: str  # ISO 8601, UTC
+    artifact: Path  # <home>/registry/packages/<version>/model.tar.gz
+    sha256: str = ""
+    primary_metric: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def approved(self) -> bool:
+        return self.status == APPROVED
+
+    @property
+    def primary_value(self) -> float | None:
+        """The value of the primary metric (``rmse`` for RUL, ``pr_auc`` for classification)."""
+        name = self.primary_metric or ("rmse" if "rmse" in self.metrics else "pr_auc")
+        return self.metrics.get(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["artifact"] = str(self.artifact)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], artifact: Path) -> ModelPackage:
+        return cls(
+            version=int(d["version"]), status=d["status"], reason=d.get("reason", ""),
+            metrics=dict(d.get("metrics") or {}), evaluation=dict(d.get("evaluation") or {}),
+            lineage=dict(d.get("lineage") or {}), run_id=d["run_id"], created_at=d["created_at"],
+            artifact=artifact, sha256=d.get("sha256", ""), primary_metric=d.get("primary_metric"),
+            extra=dict(d.get("extra") or {}),
+        )
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_json_durable(path: Path, doc: Any) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1, sort_keys=True, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Registry:
+    """The local model registry rooted at ``<home>/registry`` (created on first write)."""
+
+    def __init__(self, home: Path | str):
+        self.home = Path(home)
+        self.root = self.home / "registry"
+        self.manifest_path = self.root / "registry.json"
+        self.packages_dir = self.root / "packages"
+        self.cache_dir = self.root / "cache"
+        self.staging_dir = self.root / ".staging"
+
+    # ------------------------------------------------------------------ reading
+    def _manifest(self) -> dict[str, Any]:
+        try:
+            doc = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {"schema": SCHEMA, "packages": {}, "champion": None}
+        except (OSError, ValueError) as exc:
+            raise CorruptModelError(f"registry manifest {self.manifest_path} is unreadable: {exc}") from exc
+        doc.setdefault("packages", {})
+        doc.setdefault("champion", None)
+        return doc
+
+    def _package(self, doc: dict[str, Any], version: int) -> ModelPackage:
+        rec = doc["packages"][str(version)]
+        return ModelPackage.from_dict(rec, self.packages_dir / str(version) / "model.tar.gz")
+
+    def list_packages(self) -> list[ModelPackage]:
+        """All registered packages, newest (highest version) first."""
+        doc = self._manifest()
+        return [self._package(doc, v) for v in sorted((int(k) for k in doc["packages"]), reverse=True)]
+
+    def get(self, version: int | str) -> ModelPackage:
+        """The package with this version; ``UnknownModelError`` if there is none."""
+        try:
+            v = int(version)
+        except (TypeError, ValueError):
+            raise UnknownModelError(f"model version must be a whole number, got {version!r}") from None
+        doc = self._manifest()
+        if str(v) not in doc["packages"]:
+            known = sorted(int(k) for k in doc["packages"])
+            hint = f"known versions: {', '.join(map(str, known))}" if known else "the registry is empty; run `predmaint run` first"
+            raise UnknownModelError(f"model version {v} is not in the registry at {self.root} ({hint})")
+        return self._package(doc, v)
+
+    def champion(self) -> ModelPackage | None:
+        """The current champion (the package the champion pointer names), or None."""
+        doc = self._manifest()
+        v = doc.get("champion")
+        return None if v is None else self._package(doc, int(v))
+
+    def find_run(self, run_id: str) -> ModelPackage | None:
+        """The package registered by ``run_id``, if any."""
+        doc = self._manifest()
+        for k, rec in doc["packages"].items():
+            if rec.get("run_id") == run_id:
+                return self._package(doc, int(k))
+        return None
+
+    # ------------------------------------------------------------------ writing
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _cleanup(self, doc: dict[str, Any]) -> None:
+        """Remove leftovers of interrupted writes: staging dirs and package dirs the manifest lacks."""
+        if self.staging_dir.exists():
+            shutil.rmtree(self.staging_dir, ignore_errors=True)
+        if self.packages_dir.exists():
+            for d in self.packages_dir.iterdir():
+                if d.name not in doc["packages"]:
+                    shutil.rmtree(d, ignore_errors=True)
+
+    def register(self, *, artifact: Path, evaluation: dict[str, Any], lineage: dict[str, Any], approved: bool,
+                 reason: str, run_id: str, primary_metric: str | None = None) -> ModelPackage:
+        """Register ``artifact`` (a model.tar.gz) as the next version; move the champion if approved.
+
+        ``evaluation`` is the evaluation report (its metrics are flattened into ``metrics``), ``lineage``
+        what produced the model (dataset checksums, profile, hyperparameters, code commit). Idempotent
+        per ``run_id``: a second call with the same run id returns the package already registered and
+        changes nothing. Atomic: either the package (and champion move) is fully committed, or the
+        registry is exactly as before.
+        """
+        artifact = Path(artifact)
+        if not run_id:
+            raise UsageError("register needs a run id")
+        if not artifact.is_file():
+            raise UsageError(f"model artifact {artifact} does not exist")
+        with self._locked():
+            doc = self._manifest()
+            for k, rec in doc["packages"].items():
+                if rec.get("run_id") == run_id:
+                    return self._package(doc, int(k))
+            self._cleanup(doc)
+            version = max((int(k) for k in doc["packages"]), default=0) + 1
+            self.staging_dir.mkdir(parents=True, exist_ok=True)
+            stage = Path(tempfile.mkdtemp(prefix=f"v{version}-", dir=self.staging_dir))
+            shutil.copyfile(artifact, stage / "model.tar.gz")
+            with open(stage / "model.tar.gz", "rb") as f:
+                os.fsync(f.fileno())
+            rec = {
+                "version": version,
+                "status": APPROVED if approved else REJECTED,
+                "reason": reason,
+                "metrics": flat_metrics(evaluation),
+                "evaluation": evaluation,
+                "lineage": lineage,
+                "run_id": run_id,
+                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "sha256": _sha256(stage / "model.tar.gz"),
+                "primary_metric": primary_metric,
+            }
+            _write_json_durable(stage / "package.json", rec)
+            _fsync_dir(stage)
+            self.packages_dir.mkdir(parents=True, exist_ok=True)
+            final = self.packages_dir / str(version)
+            os.replace(stage, final)  # not visible yet: the manifest does not list it
+            _fsync_dir(self.packages_dir)
+
+            new_doc = {
+                "schema": SCHEMA,
+                "packages": {**doc["packages"], str(version): rec},
+                "champion": version if approved else doc.get("champion"),
+                "updated_at": rec["created_at"],
+            }
+            tmp = self.root / f".registry.json.{uuid.uuid4().hex}.tmp"
+            try:
+                _write_json_durable(tmp, new_doc)
+                os.replace(tmp, self.manifest_path)  # the commit point
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                shutil.rmtree(final, ignore_errors=True)
+                raise
+            _fsync_dir(self.root)
+            return self._package(new_doc, version)
+
+    # ------------------------------------------------------------------ serving
+    def resolve(self, version: int | str | None = None) -> ModelPackage:
+        """``version`` if given, else the champion; ``UnknownModelError`` when neither exists."""
+        if version is not None:
+            return self.get(version)
+        champ = self.champion()
+        if champ is None:
+            raise UnknownModelError(f"no champion model in the registry at {self.root}; run `predmaint run` "
+                                    "first or pass --model VERSION")
+        return champ
+
+    def model_dir(self, version: int | str) -> Path:
+        """The extracted model directory of ``version`` (extracted once into the cache, then reused).
+
+        Raises ``UnknownModelError`` for an unknown version and ``CorruptModelError`` when the archive
+        is missing, fails its checksum, is not a valid tar.gz, tries to escape its directory or lacks
+        the files inference needs.
+        """
+        pkg = self.get(version)
+        if not pkg.artifact.is_file():
+            raise CorruptModelError(f"model version {pkg.version}: artifact {pkg.artifact} is missing")
+        key = f"{pkg.version}-{(pkg.sha256 or 'nosha')[:12]}"
+        target = self.cache_dir / key
+        if target.is_dir() and _missing_files(target) == []:
+            return target
+        if pkg.sha256 and _sha256(pkg.artifact) != pkg.sha256:
+            raise CorruptModelError(f"model version {pkg.version}: artifact {pkg.artifact} does not match its "
+                                    "recorded SHA-256 (modified or truncated)")
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=self.cache_dir))
+        try:
+            extract_model_archive(pkg.artifact, tmp)
+            if target.exists():  # a stale or broken cache entry, or another process won the race
+                shutil.rmtree(target, ignore_errors=True)
+            try:
+                os.replace(tmp, target)
+            except OSError:
+                if target.is_dir() and _missing_files(target) == []:
+                    return target
+                raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return target
+
+
+def _missing_files(model_dir: Path) -> list[str]:
+    missing = [f for f in REQUIRED_MODEL_FILES if not (model_dir / f).is_file()]
+    if not any((model_dir / f).is_file() for f in MODEL_FILES):
+        missing.append(" or ".join(MODEL_FILES))
+    return missing
+
+
+def check_model_dir(model_dir: Path) -> None:
+    """Raise ``CorruptModelError`` unless ``model_dir`` holds what inference needs."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise CorruptModelError(f"model directory {model_dir} does not exist")
+    missing = _missing_files(model_dir)
+    if missing:
+        raise CorruptModelError(f"model directory {model_dir} lacks {', '.join(missing)}")
+
+
+def extract_model_archive(archive: Path, dest: Path) -> None:
+    """Safely extract a model.tar.gz into the existing directory ``dest``.
+
+    Only regular files and directories with relative paths that stay inside ``dest`` are allowed (no
+    absolute paths, ``..``, links or devices); the total size is bounded. Raises ``CorruptModelError``.
+    """
+    archive, dest = Path(archive), Path(dest)
+    root = dest.resolve()
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()
+            total = 0
+            for m in members:
+                name = m.name
+                if name.startswith(("/", "\\")) or ".." in Path(name).parts:
+                    raise CorruptModelError(f"{archive}: unsafe path in archive: {name!r}")
+                if not (m.isfile() or m.isdir()):
+                    raise CorruptModelError(f"{archive}: archive member {name!r} is not a regular file or directory")
+                if not (root / name).resolve().is_relative_to(root):
+                    raise CorruptModelError(f"{archive}: archive member {name!r} escapes the model directory")
+                total += max(m.size, 0)
+                if total > MAX_EXTRACTED_BYTES:
+                    raise CorruptModelError(f"{archive}: archive expands beyond {MAX_EXTRACTED_BYTES} bytes")
+            # members are already vetted; the "data" filter is a second line of defence.
+            tar.extractall(dest, members=members, filter="data")
+    except CorruptModelError:
+        raise
+    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+        raise CorruptModelError(f"{archive}: not a valid model.tar.gz ({type(exc).__name__}: {exc})") from exc
+    missing = _missing_files(dest)
+    if missing:
+        raise CorruptModelError(f"{archive}: archive lacks {', '.join(missing)}")
+
+
+def make_model_archive(model_dir: Path, archive: Path) -> Path:
+    """Tar ``model_dir`` into ``archive`` with files at the archive root (as SageMaker expects)."""
+    model_dir, archive = Path(model_dir), Path(archive)
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    tmp = archive.with_name(f".{archive.name}.{uuid.uuid4().hex}.tmp")
+    with tarfile.open(tmp, "w:gz") as tar:
+        for p in sorted(model_dir.rglob("*")):
+            if "__pycache__" in p.parts or p.suffix == ".pyc":
+                continue
+            tar.add(p, arcname=p.relative_to(model_dir).as_posix(), recursive=False)
+    os.replace(tmp, archive)
+    return archive
