@@ -126,7 +126,7 @@ class TrainingStateMachine(Construct):
             "ProcessingOutputConfig": {"KmsKeyId": enc, "Outputs": [
                 {"OutputName": name, "S3Output": {"S3Uri.$": f"$.plan.s3.{name}", "S3UploadMode": "EndOfJob",
                                                   "LocalPath": f"/opt/ml/processing/output/{name}"}}
-                for name in ("train", "validation", "test", "spec")]},
+                for name in ("train", "validation", "test", "spec", "baseline")]},
             "StoppingCondition": {"MaxRuntimeInSeconds": c.processing.max_runtime_minutes * 60},
             "NetworkConfig": {"EnableInterContainerTrafficEncryption": True},
         }, result_selector={"ProcessingJobArn.$": "$.ProcessingJobArn",
@@ -149,7 +149,7 @@ class TrainingStateMachine(Construct):
         best = guarded(tasks.LambdaInvoke(
             self, "BestHyperparameters", lambda_function=prepare.function, payload_response_only=True,
             retry_on_service_exceptions=False, result_path="$.refit_plan",
-            comment="best trial's tuned values over its candidate's static hyperparameters; train+validation manifest",
+            comment="best trial's tuned values over its candidate's static hyperparameters, fit on train+validation",
             payload=sfn.TaskInput.from_object({"action": "refit", "plan.$": "$.plan",
                                                "best_training_job.$": "$.results.tuning.BestTrainingJob"})),
             LAMBDA_TRANSIENT)
@@ -161,7 +161,7 @@ class TrainingStateMachine(Construct):
             "HyperParameters.$": "$.refit_plan.hyperparameters",
             "RoleArn": roles.jobs.role_arn,
             "InputDataConfig": [
-                self._channel("train", "$.plan.s3.refit_manifest", "ManifestFile"),
+                self._channel("train", "$.plan.s3.train", "S3Prefix"),
                 self._channel("validation", "$.plan.s3.validation", "S3Prefix", shard=False),
             ],
             **self._training_common("$.plan.s3.model_output"),
@@ -177,7 +177,9 @@ class TrainingStateMachine(Construct):
                 self._code_input(),
                 self._s3_input("model", "$.results.refit.ModelArtifacts.S3ModelArtifacts"),
                 self._s3_input("test", "$.plan.s3.test"),
-                self._s3_input("spec", "$.plan.s3.spec"),
+                self._s3_input("baseline", "$.plan.s3.baseline"),
+                self._s3_input("train", "$.plan.s3.train"),
+                self._s3_input("validation", "$.plan.s3.validation"),
             ],
             "ProcessingOutputConfig": {"KmsKeyId": enc, "Outputs": [
                 {"OutputName": "evaluation", "S3Output": {

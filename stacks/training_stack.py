@@ -90,7 +90,7 @@ class TrainingStack(cdk.Stack):
                          "JOB_PREFIX": c.job_prefix, "SOURCE_URI": source.s3_object_url,
                          "MAX_OBJECT_BYTES": str(c.pipeline.max_raw_object_mb * 2**20),
                          "SAMPLE_BYTES": str(c.pipeline.validation_sample_kb * 1024)})
-        self.prepare.role.add_to_policy(list_bucket(data_bucket, ["raw/", "processed/"]))
+        self.prepare.role.add_to_policy(list_bucket(data_bucket, ["raw/"]))
         self.prepare.grant(S3_READ, [data_bucket.arn_for_objects("raw/*")])
         self.prepare.grant(["s3:PutObject"], [artifacts_bucket.arn_for_objects("runs/*")])
         self.prepare.role.add_to_policy(use_key(key))

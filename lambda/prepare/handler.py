@@ -12,7 +12,7 @@ Two actions, both pure functions over an ``ObjectStore`` so local mode runs them
   training job's hyperparameters (the best trial's tuned values over the candidate's static ones)
   and the manifest that trains it on train + validation.
 
-The handler adds the I/O: S3 listing/reading, writing the input manifests and lineage JSON.
+The handler adds the I/O: S3 listing/reading, writing the input manifest and lineage JSON.
 Errors in the input raise ``InputError`` (the state machine does not retry those).
 
 The module deliberately has no ``from __future__ import annotations``: local mode loads it by file
@@ -405,8 +405,8 @@ def plan_run(event: dict[str, Any], store: ObjectStore, settings: Settings | Non
             "validation": f"{processed}validation/",
             "test": f"{processed}test/",
             "spec": f"{processed}spec/",
+            "baseline": f"{processed}baseline/",
             "raw_manifest": f"{run_root}manifests/raw.json",
-            "refit_manifest": f"{run_root}manifests/refit-train.json",
             "tuning_output": f"{run_root}tuning/",
             "checkpoints": f"{run_root}checkpoints/",
             "model_output": f"{run_root}model/",
@@ -430,37 +430,29 @@ def plan_run(event: dict[str, Any], store: ObjectStore, settings: Settings | Non
     }
 
 
-def plan_refit(plan: dict[str, Any], best_training_job: dict[str, Any], processed_keys: list[str],
-               settings: Settings | None = None) -> dict[str, Any]:
-    """Hyperparameters and the train+validation manifest of the refit training job.
+def plan_refit(plan: dict[str, Any], best_training_job: dict[str, Any]) -> dict[str, Any]:
+    """Hyperparameters of the refit training job: the best trial's tuned values over its candidate's
+    static ones, plus ``fit_on=train+validation`` (train.py then fits on both channels).
 
     ``best_training_job`` is the tuning job's ``BestTrainingJob`` (``TrainingJobDefinitionName`` is
-    the winning candidate algorithm; ``TunedHyperParameters`` its values); ``processed_keys`` are the
-    object keys under the run's processed ``train/`` and ``validation/`` prefixes.
+    the winning candidate algorithm; ``TunedHyperParameters`` its values).
     """
-    settings = settings or Settings()
+    if not isinstance(plan, dict) or not isinstance(plan.get("tuning"), dict):
+        raise InputError("refit event needs the run's plan (from the plan action)")
     if not isinstance(best_training_job, dict):
         raise InputError("best_training_job must be the tuning job's BestTrainingJob object")
     algorithm = best_training_job.get("TrainingJobDefinitionName")
-    definitions = plan.get("tuning", {}).get("definitions", {})
+    definitions = plan["tuning"].get("definitions", {})
     if algorithm not in definitions:
         raise InputError(f"BestTrainingJob.TrainingJobDefinitionName {algorithm!r} is not a planned candidate "
                          f"({sorted(definitions)})")
     tuned = best_training_job.get("TunedHyperParameters")
     if not isinstance(tuned, dict) or not tuned:
         raise InputError("BestTrainingJob.TunedHyperParameters is missing: the tuning job found no best trial")
-    hyperparameters = {**definitions[algorithm]["static"], **{k: str(v) for k, v in tuned.items()}}
-    prefix = f"s3://{settings.data_bucket}/"
-    wanted = (plan["s3"]["train"][len(prefix):], plan["s3"]["validation"][len(prefix):])
-    keys = sorted(k for k in processed_keys if k.startswith(wanted) and not k.endswith("/"))
-    if not any(k.startswith(wanted[0]) for k in keys):
-        raise InputError(f"no processed training data under {plan['s3']['train']}")
-    return {
-        "algorithm": algorithm,
-        "hyperparameters": hyperparameters,
-        "best_objective": best_training_job.get("FinalHyperParameterTuningJobObjectiveMetric"),
-        "manifest": [{"prefix": prefix}, *keys],
-    }
+    hyperparameters = {**definitions[algorithm]["static"], **{k: str(v) for k, v in tuned.items()},
+                       "fit_on": _hp("train+validation")}
+    return {"algorithm": algorithm, "hyperparameters": hyperparameters,
+            "best_objective": best_training_job.get("FinalHyperParameterTuningJobObjectiveMetric")}
 
 
 # --------------------------------------------------------------------------------------------
@@ -489,17 +481,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     s3 = boto3.client("s3")
     action = event.get("action", "plan") if isinstance(event, dict) else "plan"
     if action == "refit":
-        plan = event.get("plan") or {}
-        if not isinstance(plan, dict) or "s3" not in plan:
-            raise InputError("refit event needs the run's plan")
-        bucket, _ = _split_s3(plan["s3"]["processed"])
-        keys: list[str] = []
-        for prefix in (plan["s3"]["train"], plan["s3"]["validation"]):
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=_split_s3(prefix)[1]):
-                keys += [item["Key"] for item in page.get("Contents", [])]
-        refit = plan_refit(plan, event.get("best_training_job"), keys, settings)
-        _put_json(s3, plan["s3"]["refit_manifest"], refit.pop("manifest"))
-        logger.info("refit planned", extra={"algorithm": refit["algorithm"], "run_id": plan["run_id"]})
+        refit = plan_refit(event.get("plan"), event.get("best_training_job"))
+        metrics.add_metric(name="RefitsPlanned", unit=MetricUnit.Count, value=1)
+        logger.info("refit planned", extra={"algorithm": refit["algorithm"], "run_id": event["plan"].get("run_id")})
         return refit
     if action != "plan":
         raise InputError(f"event.action must be 'plan' or 'refit', got {action!r}")

@@ -174,12 +174,28 @@ def promote(event: dict[str, Any], registry_client: Any,
         champion_arn = champions[0]["ModelPackageArn"]
         described = registry_client.describe_model_package(ModelPackageName=champion_arn)
         uri = _report_uri(described)
-        meta_report = (described.get("CustomerMetadataProperties") or {}).get("metrics")
-        champion_report = load(uri) if uri else json.loads(meta_report) if meta_report else {}
+        meta = described.get("CustomerMetadataProperties") or {}
+        if uri:
+            champion_report = load(uri)
+        else:  # registered from an inline report (local mode): flat metrics in the metadata
+            champion_report = {**json.loads(meta.get("metrics") or "{}"),
+                               "test_fingerprint": meta.get("test_fingerprint")}
 
     decision = promotion.decide(ev["task"], challenger, champion_report, settings.thresholds_for(ev["task"]))
     flat = promotion.flat_metrics(challenger) or {}
     report_uri = ev.get("evaluation_report_uri")
+    metadata = {
+        "run_id": ev["run_id"],
+        "profile": str(ev.get("profile") or ""),
+        "subset": str(ev.get("subset") or ""),
+        "reason": decision.reason[:256],
+        "primary_metric": decision.primary_metric,
+        "challenger_value": "" if decision.challenger_value is None else repr(decision.challenger_value),
+        "champion_value": "" if decision.champion_value is None else repr(decision.champion_value),
+        "champion_model_package_arn": champion_arn or "",
+        "test_fingerprint": str(challenger.get("test_fingerprint") or "")[:256],
+        "metrics": json.dumps({k: v for k, v in flat.items() if isinstance(v, int | float)}, sort_keys=True)[:256],
+    }
     request: dict[str, Any] = {
         "ModelPackageGroupName": group,
         "ModelPackageDescription": (RUN_MARKER.format(run_id=ev["run_id"]) + decision.reason)[:1024],
@@ -197,18 +213,8 @@ def promote(event: dict[str, Any], registry_client: Any,
             "SupportedResponseMIMETypes": ["application/json"],
             "SupportedRealtimeInferenceInstanceTypes": list(settings.inference_instance_types),
         },
-        "CustomerMetadataProperties": {
-            "run_id": ev["run_id"],
-            "profile": str(ev.get("profile") or ""),
-            "subset": str(ev.get("subset") or ""),
-            "reason": decision.reason[:256],
-            "primary_metric": decision.primary_metric,
-            "challenger_value": "" if decision.challenger_value is None else repr(decision.challenger_value),
-            "champion_value": "" if decision.champion_value is None else repr(decision.champion_value),
-            "champion_model_package_arn": champion_arn or "",
-            "metrics": json.dumps({k: v for k, v in flat.items() if isinstance(v, int | float)},
-                                  sort_keys=True)[:256],
-        },
+        # the registry rejects empty values: leave absent ones out
+        "CustomerMetadataProperties": {k: v for k, v in metadata.items() if v},
     }
     if report_uri:
         request["ModelMetrics"] = {"ModelQuality": {"Statistics": {"ContentType": "application/json",

@@ -1,0 +1,258 @@
+"""prepare Lambda: pure planning on local files and the handler against moto S3."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+DATA_BUCKET, ARTIFACTS_BUCKET = "pm-data", "pm-artifacts"
+
+
+def _load():
+    # the way local mode loads it (by file path, under a private name)
+    spec = importlib.util.spec_from_file_location("lambda_prepare_handler_under_test", HERE / "handler.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+prep = _load()
+
+
+def _data_dir() -> Path:
+    for candidate in (os.environ.get("PREDMAINT_DATA_DIR"), REPO.parent / "shared" / "data", REPO / "data"):
+        if candidate and (Path(candidate) / "cmapss").is_dir():
+            return Path(candidate)
+    pytest.skip("no data directory (set PREDMAINT_DATA_DIR)")
+
+
+def _cmapss_rows(units: int = 3, cycles: int = 5) -> str:
+    lines = []
+    for u in range(1, units + 1):
+        for c in range(1, cycles + 1):
+            values = [u, c, 0.001, -0.0002, 100.0] + [500.0 + i + c * 0.1 for i in range(21)]
+            lines.append(" ".join(str(v) for v in values) + "  ")
+    return "\n".join(lines) + "\n"
+
+
+def _write_cmapss(root: Path, train: str | bytes | None = None, gz: bool = True) -> None:
+    folder = root / "cmapss"
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"train_FD001.txt": train if train is not None else _cmapss_rows(),
+             "test_FD001.txt": _cmapss_rows(), "RUL_FD001.txt": "112\n98\n69\n"}
+    for name, content in files.items():
+        data = content.encode() if isinstance(content, str) else content
+        if gz:
+            (folder / (name + ".gz")).write_bytes(gzip.compress(data, mtime=0))
+        else:
+            (folder / name).write_bytes(data)
+
+
+EVENT = {"dataset": "cmapss", "profile": "cmapss", "subset": "FD001",
+         "execution": {"name": "exec-1", "start_time": "2026-11-26T12:00:00.123Z"}}
+
+
+def test_plans_the_real_cmapss_and_ai4i_data():
+    data = _data_dir()
+    plan = prep.plan_run(EVENT, prep.LocalStore(data))
+    assert plan["run_id"] == prep.make_run_id(EVENT["execution"])
+    assert plan["run_id"].startswith("20261126-120000-")
+    assert len(plan["jobs"]["tuning"]) <= 32, "SageMaker tuning job names are limited to 32 characters"
+    assert sorted(o["role"] for o in plan["inputs"]["objects"]) == ["test", "test_rul", "train"]
+    assert {c["key"]: c["rows_checked"] for c in plan["inputs"]["checks"]}["cmapss/train_FD001.txt.gz"] == 20631
+    assert plan["inputs"]["manifest"][0] == {"prefix": "s3://local-data/raw/"}
+    assert plan["tuning"]["objective"] == {"metric": "validation-rmse", "type": "Minimize"}
+    assert set(plan["tuning"]["definitions"]) == {"xgboost", "linear"}
+    ai4i = prep.plan_run({"dataset": "ai4i2020", "profile": "ai4i2020"}, prep.LocalStore(data))
+    assert ai4i["task"] == "failure_classification"
+    assert ai4i["tuning"]["metric_definitions"] == [{"Name": "validation-aucpr", "Regex": r"validation-aucpr: ([0-9\.]+)"}]
+
+
+def test_ranges_come_from_the_single_search_space(tmp_path):
+    from training_src import search_space
+
+    _write_cmapss(tmp_path)
+    plan = prep.plan_run(EVENT, prep.LocalStore(tmp_path))
+    for algorithm in search_space.ALGORITHMS:
+        assert plan["tuning"]["definitions"][algorithm]["ranges"] == search_space.sagemaker_parameter_ranges(algorithm)
+        static = plan["tuning"]["definitions"][algorithm]["static"]
+        assert json.loads(static["algorithm"]) == algorithm and json.loads(static["sagemaker_program"]) == "train.py"
+
+
+def test_same_execution_plans_the_same_run(tmp_path):
+    _write_cmapss(tmp_path)
+    first = prep.plan_run(EVENT, prep.LocalStore(tmp_path))
+    again = prep.plan_run(dict(EVENT), prep.LocalStore(tmp_path))
+    assert first == again
+
+
+def test_plain_and_partitioned_objects(tmp_path):
+    _write_cmapss(tmp_path, gz=False)
+    assert prep.plan_run(EVENT, prep.LocalStore(tmp_path))["inputs"]["checks"][0]["fully_checked"]
+    # the fleet partitioned by asset into several objects under train_FD001/
+    (tmp_path / "cmapss" / "train_FD001.txt").unlink()
+    parts = tmp_path / "cmapss" / "train_FD001"
+    parts.mkdir()
+    for i in range(3):
+        (parts / f"part-{i:05d}.txt.gz").write_bytes(gzip.compress(_cmapss_rows(units=1).encode()))
+    (parts / "_SUCCESS").write_bytes(b"")
+    plan = prep.plan_run(EVENT, prep.LocalStore(tmp_path))
+    train = [o["key"] for o in plan["inputs"]["objects"] if o["role"] == "train"]
+    assert train == [f"cmapss/train_FD001/part-{i:05d}.txt.gz" for i in range(3)]
+
+
+@pytest.mark.parametrize(("train", "message"), [
+    ("", "cmapss/train_FD001.txt.gz: no data rows"),  # a gzip of nothing
+    ("1 1 0.1 0.2\n", "row 1: expected 26 values, found 4"),
+    (_cmapss_rows().replace(" 100.0 ", " abc ", 1), "row 1 column 'setting_3': non-numeric value 'abc'"),
+    (_cmapss_rows(units=1) + "1 6 0.1 0.2 100 " + "nan " * 21 + "\n", "row 6 column 'sensor_1': non-numeric value 'nan'"),
+    (b"\xff\xfe garbage", "not a valid gzip file"),
+])
+def test_rejects_bad_raw_data_naming_file_row_and_column(tmp_path, train, message):
+    _write_cmapss(tmp_path, train=train)
+    if isinstance(train, bytes):  # write raw bytes as a broken .gz
+        (tmp_path / "cmapss" / "train_FD001.txt.gz").write_bytes(train)
+    with pytest.raises(prep.InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        prep.plan_run(EVENT, prep.LocalStore(tmp_path))
+
+
+def test_missing_columns_in_a_csv_with_header(tmp_path):
+    folder = tmp_path / "ai4i2020"
+    folder.mkdir()
+    header = "UDI,Product ID,Type,Air temperature [K],Process temperature [K],Rotational speed [rpm],Torque [Nm]"
+    (folder / "ai4i2020.csv").write_text(header + "\n1,M1,M,298.1,308.6,1551,42.8\n")
+    with pytest.raises(prep.InputError, match=r"ai4i2020/ai4i2020.csv: missing column\(s\) \['tool_wear', "
+                                              r"'machine_failure'\]"):
+        prep.plan_run({"dataset": "ai4i2020", "profile": "ai4i2020"}, prep.LocalStore(tmp_path))
+
+
+def test_unknown_categorical_level(tmp_path):
+    folder = tmp_path / "ai4i2020"
+    folder.mkdir()
+    rows = ["UDI,Product ID,Type,Air temperature [K],Process temperature [K],Rotational speed [rpm],Torque [Nm],"
+            "Tool wear [min],Machine failure,TWF,HDF,PWF,OSF,RNF", "1,M1,X,298.1,308.6,1551,42.8,0,0,0,0,0,0,0"]
+    (folder / "ai4i2020.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(prep.InputError, match=r"row 2 column 'type': unknown level 'X'"):
+        prep.plan_run({"dataset": "ai4i2020", "profile": "ai4i2020"}, prep.LocalStore(tmp_path))
+
+
+@pytest.mark.parametrize(("event", "message"), [
+    ([], "event must be a JSON object"),
+    ({"profile": "cmapss"}, "event.dataset is required"),
+    ({"dataset": "cmapss"}, "event.profile is required"),
+    ({"dataset": "cmapss", "profile": "cmapss", "colour": "red"}, r"unknown field\(s\) \['colour'\]"),
+    ({"dataset": "../etc", "profile": "cmapss"}, "must be a folder name under raw/"),
+    ({"dataset": "cmapss", "profile": "cmapss", "run_id": "Not Valid!"}, "event.run_id"),
+    ({"dataset": "cmapss", "profile": "nope"}, "unknown profile 'nope'"),
+    ({"dataset": "cmapss", "profile": "cmapss", "subset": "FD009"}, "unknown subset 'FD009'"),
+    ({"dataset": "elsewhere", "profile": "cmapss"}, "no raw object for 'test'"),
+])
+def test_rejects_malformed_events_and_unknown_profiles(tmp_path, event, message):
+    _write_cmapss(tmp_path)
+    with pytest.raises(prep.InputError, match=message):
+        prep.plan_run(event, prep.LocalStore(tmp_path))
+
+
+def test_refit_merges_best_trial_over_static_values(tmp_path):
+    _write_cmapss(tmp_path)
+    plan = prep.plan_run(EVENT, prep.LocalStore(tmp_path))
+    best = {"TrainingJobDefinitionName": "linear", "TunedHyperParameters": {"alpha": "0.5"},
+            "FinalHyperParameterTuningJobObjectiveMetric": {"MetricName": "validation-rmse", "Value": 17.2}}
+    refit = prep.plan_refit(plan, best)
+    assert refit["algorithm"] == "linear"
+    assert refit["hyperparameters"]["alpha"] == "0.5"
+    assert json.loads(refit["hyperparameters"]["fit_on"]) == "train+validation"
+    assert json.loads(refit["hyperparameters"]["algorithm"]) == "linear"
+    with pytest.raises(prep.InputError, match="not a planned candidate"):
+        prep.plan_refit(plan, {"TrainingJobDefinitionName": "svm", "TunedHyperParameters": {"a": 1}})
+    with pytest.raises(prep.InputError, match="found no best trial"):
+        prep.plan_refit(plan, {"TrainingJobDefinitionName": "xgboost"})
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1",
+                 "AWS_REGION": "eu-west-1", "DATA_BUCKET": DATA_BUCKET, "ARTIFACTS_BUCKET": ARTIFACTS_BUCKET,
+                 "SOURCE_URI": "s3://assets/src.tar.gz", "POWERTOOLS_TRACE_DISABLED": "true",
+                 "POWERTOOLS_METRICS_NAMESPACE": "test"}.items():
+        monkeypatch.setenv(k, v)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="eu-west-1")
+        for bucket in (DATA_BUCKET, ARTIFACTS_BUCKET):
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        s3.put_bucket_versioning(Bucket=DATA_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        yield s3
+
+
+class Context:
+    function_name, memory_limit_in_mb, aws_request_id = "prepare", 512, "req-1"
+    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:prepare"
+
+
+def _upload(s3, tmp_path) -> None:
+    _write_cmapss(tmp_path)
+    for path in sorted((tmp_path / "cmapss").iterdir()):
+        s3.put_object(Bucket=DATA_BUCKET, Key=f"raw/cmapss/{path.name}", Body=path.read_bytes())
+
+
+def test_handler_plans_from_s3_pins_versions_and_writes_manifest(aws, tmp_path):
+    _upload(aws, tmp_path)
+    plan = prep.handler({"action": "plan", **EVENT}, Context())
+    assert plan["inputs"]["object_count"] == 3 and "manifest" not in plan["inputs"]
+    manifest = json.loads(aws.get_object(Bucket=ARTIFACTS_BUCKET,
+                                         Key=f"runs/{plan['run_id']}/manifests/raw.json")["Body"].read())
+    assert manifest[0] == {"prefix": f"s3://{DATA_BUCKET}/raw/"}
+    assert sorted(manifest[1:]) == ["cmapss/RUL_FD001.txt.gz", "cmapss/test_FD001.txt.gz", "cmapss/train_FD001.txt.gz"]
+    lineage = json.loads(aws.get_object(Bucket=ARTIFACTS_BUCKET, Key=f"runs/{plan['run_id']}/lineage.json")["Body"].read())
+    assert all(o["version_id"] for o in lineage["objects"]), "object versions are pinned for lineage"
+    assert plan["s3"]["train"] == f"s3://{DATA_BUCKET}/processed/{plan['run_id']}/train/"
+    assert json.loads(plan["tuning"]["definitions"]["xgboost"]["static"]["sagemaker_submit_directory"]) == \
+        "s3://assets/src.tar.gz"
+
+
+def test_handler_reads_only_a_sample_of_large_objects(aws, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAMPLE_BYTES", "2048")
+    _write_cmapss(tmp_path, train=_cmapss_rows(units=50, cycles=50), gz=False)
+    for path in sorted((tmp_path / "cmapss").iterdir()):
+        aws.put_object(Bucket=DATA_BUCKET, Key=f"raw/cmapss/{path.name}", Body=path.read_bytes())
+    plan = prep.handler(EVENT, Context())
+    assert plan["inputs"]["object_count"] == 3
+
+
+def test_handler_rejects_an_empty_object(aws, tmp_path):
+    _upload(aws, tmp_path)
+    aws.put_object(Bucket=DATA_BUCKET, Key="raw/cmapss/train_FD001.txt.gz", Body=b"")
+    with pytest.raises(prep.InputError, match="empty object"):
+        prep.handler(EVENT, Context())
+
+
+def test_handler_refit_action(aws, tmp_path):
+    _upload(aws, tmp_path)
+    plan = prep.handler(EVENT, Context())
+    out = prep.handler({"action": "refit", "plan": plan,
+                        "best_training_job": {"TrainingJobDefinitionName": "xgboost",
+                                              "TunedHyperParameters": {"eta": "0.05", "max_depth": "6"}}}, Context())
+    assert out["algorithm"] == "xgboost" and out["hyperparameters"]["eta"] == "0.05"
+    with pytest.raises(prep.InputError, match="action must be"):
+        prep.handler({"action": "explode"}, Context())
+
+
+def test_loads_without_sys_modules_registration():
+    # local mode may exec the file without registering it; the dataclasses must still work
+    spec = importlib.util.spec_from_file_location("unregistered_prepare", HERE / "handler.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.Settings().job_prefix == "pm"
+    assert io  # keep import used for readers of this file
