@@ -137,6 +137,13 @@ def _cached(obj: Any, name: str, make: Any) -> Any:
 # ----------------------------------------------------------------------------------------------
 # Validation
 # ----------------------------------------------------------------------------------------------
+def _aid(value: Any) -> str:
+    """An asset id for messages: 7.0 -> '7'."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return repr(str(int(value)))
+    return repr(str(value))
+
+
 def validate_readings(df: pd.DataFrame, profile: Profile, source: str = "data", *,
                       require_label: bool = False, sort: bool = False) -> pd.DataFrame:
     """Check and clean raw readings; return a new frame with float columns and filled gaps.
@@ -201,11 +208,11 @@ def validate_readings(df: pd.DataFrame, profile: Profile, source: str = "data", 
     dup = same & (times[1:] == times[:-1])
     if dup.any():
         i = int(np.argmax(dup)) + 1
-        raise FeatureError(f"{source}: row {i + 1}: duplicate {tc} {times[i]:g} for asset {ids[i]!r}")
+        raise FeatureError(f"{source}: row {i + 1}: duplicate {tc} {times[i]:g} for asset {_aid(ids[i])}")
     back = same & (times[1:] < times[:-1])
     if back.any():
         i = int(np.argmax(back)) + 1
-        raise FeatureError(f"{source}: row {i + 1}: {tc} {times[i]:g} does not increase for asset {ids[i]!r} "
+        raise FeatureError(f"{source}: row {i + 1}: {tc} {times[i]:g} does not increase for asset {_aid(ids[i])} "
                            f"(previous {times[i - 1]:g})")
     # rows of one asset must be contiguous, or windows would mix histories
     starts = np.r_[True, ~same]
@@ -215,7 +222,7 @@ def validate_readings(df: pd.DataFrame, profile: Profile, source: str = "data", 
     counts = pd.Series(ids).value_counts()
     if profile.min_readings > 1 and (counts < profile.min_readings).any():
         bad_id = counts[counts < profile.min_readings].index[0]
-        raise FeatureError(f"{source}: asset {bad_id!r} has {int(counts[bad_id])} reading(s); "
+        raise FeatureError(f"{source}: asset {_aid(bad_id)} has {int(counts[bad_id])} reading(s); "
                            f"the profile needs at least {profile.min_readings}")
     gaps = df[value_cols].isna()
     if gaps.to_numpy().any():
@@ -229,7 +236,7 @@ def validate_readings(df: pd.DataFrame, profile: Profile, source: str = "data", 
             whole = nan.groupby(df[idc]).all()
             if whole.any():
                 raise FeatureError(f"{source}: column {col!r} is missing for every reading of asset "
-                                   f"{whole[whole].index[0]!r}")
+                                   f"{_aid(whole[whole].index[0])}")
             if worst > MAX_GAP:
                 i = int(np.argmax((run > MAX_GAP).to_numpy()))
                 raise FeatureError(f"{source}: row {i + 1}, column {col!r}: gap of more than {MAX_GAP} "

@@ -59,7 +59,7 @@ class RegimeSpec:
     """
 
     max_clusters: int = 8
-    min_explained_variance: float = 0.99
+    min_explained_variance: float = 0.999
 
 
 @dataclass(frozen=True)
@@ -294,7 +294,7 @@ def parse_profile(doc: dict[str, Any], subset: str | None = None, source: str = 
         if not isinstance(rdoc, dict):
             raise _err(source, "regimes", "must be an object or null")
         mk = rdoc.get("max_clusters", 8)
-        mev = rdoc.get("min_explained_variance", 0.99)
+        mev = rdoc.get("min_explained_variance", 0.999)
         if not isinstance(mk, int) or not 1 <= mk <= 50:
             raise _err(source, "regimes.max_clusters", f"must be a whole number in 1..50, got {mk!r}")
         if not isinstance(mev, int | float) or not 0 < mev < 1:

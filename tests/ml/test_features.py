@@ -1,0 +1,171 @@
+"""Feature code: hand-computed examples, the missing-value policy, regimes, and serving parity."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training_src import features as F
+from training_src.profiles import load_profile, parse_profile
+
+
+def tiny_profile(**over):
+    doc = {
+        "name": "tiny", "task": "rul_regression", "format": {"type": "csv", "header": True},
+        "files": {"train": "tiny/train.csv"}, "id_column": "unit", "time_column": "cycle",
+        "setting_columns": ["op"], "sensor_columns": ["s1", "s2", "flat"],
+        "label": {"type": "rul", "cap": 3},
+        "windows": {"sizes": [3], "stats": ["mean", "std", "slope", "min", "max"], "ewm_spans": []},
+    }
+    doc.update(over)
+    return parse_profile(doc, source="tiny")
+
+
+def tiny_frame():
+    return pd.DataFrame({
+        "unit": [1, 1, 1, 1, 2, 2],
+        "cycle": [1, 2, 3, 4, 1, 2],
+        "op": [0.0] * 6,
+        "s1": [1.0, 2.0, 4.0, 7.0, 3.0, 3.0],
+        "s2": [10.0, 10.0, 12.0, 12.0, 11.0, 13.0],
+        "flat": [5.0] * 6,
+    })
+
+
+def test_rul_labels_with_cap_by_hand():
+    p = tiny_profile()
+    y = F.rul_labels(tiny_frame(), p, cap=2)
+    assert y.tolist() == [2, 2, 1, 0, 1, 0]
+    assert F.rul_labels(tiny_frame(), p, cap=None).tolist() == [3, 2, 1, 0, 1, 0]
+
+
+def test_window_statistics_by_hand():
+    p = tiny_profile()
+    df = F.validate_readings(tiny_frame(), p)
+    spec = F.fit_spec(df, p)
+    assert spec.dropped_sensors == ["flat"]  # constant on training data: no information
+    X = F.transform(df, spec)
+    mu, sd = np.mean([1, 2, 4, 7, 3, 3]), np.std([1, 2, 4, 7, 3, 3])
+    z = (np.array([1.0, 2.0, 4.0, 7.0]) - mu) / sd
+    # row 4 (unit 1, cycle 4): window of 3 = cycles 2..4
+    w = z[1:4]
+    assert X.loc[3, "s1_mean_3"] == pytest.approx(w.mean())
+    assert X.loc[3, "s1_std_3"] == pytest.approx(w.std())
+    assert X.loc[3, "s1_min_3"] == pytest.approx(w.min())
+    assert X.loc[3, "s1_max_3"] == pytest.approx(w.max())
+    assert X.loc[3, "s1_slope_3"] == pytest.approx(np.polyfit([2, 3, 4], w, 1)[0])
+    # partial window at the start of a history; a single reading has slope and std 0
+    assert X.loc[1, "s1_mean_3"] == pytest.approx(z[:2].mean())
+    assert X.loc[0, "s1_slope_3"] == 0 and X.loc[0, "s1_std_3"] == 0
+    # windows never cross assets: unit 2's first row sees only itself
+    z2 = (3.0 - mu) / sd
+    assert X.loc[4, "s1_mean_3"] == pytest.approx(z2)
+    assert X.loc[3, "cycle"] == 4
+
+
+def test_ewm_is_truncated_and_normalised():
+    p = tiny_profile(windows={"sizes": [2], "stats": ["mean"], "ewm_spans": [1]})
+    spec = F.fit_spec(F.validate_readings(tiny_frame(), p), p)
+    X = F.transform(F.validate_readings(tiny_frame(), p), spec)
+    # span 1 -> alpha 1: the EWM is the latest value
+    assert X["s1_ewm_1"].to_numpy() == pytest.approx(X["s1_z"].to_numpy())
+
+
+def test_regimes_six_operating_conditions_and_per_regime_normalisation():
+    rng = np.random.default_rng(0)
+    conditions = np.array([[0, 0, 100], [10, 0.25, 100], [20, 0.7, 100], [25, 0.62, 60], [35, 0.84, 100],
+                           [42, 0.84, 100]], dtype=float)
+    n = 3000
+    c = rng.integers(0, 6, n)
+    settings = conditions[c] + rng.normal(0, 0.002, (n, 3))
+    level = np.array([500.0, 600, 700, 800, 900, 1000])[c]
+    df = pd.DataFrame({"unit": np.repeat(np.arange(30), 100), "cycle": np.tile(np.arange(1, 101), 30),
+                       "op": settings[:, 0], "s1": level + rng.normal(0, 1, n),
+                       "s2": level * 0.1 + rng.normal(0, 1, n), "flat": np.full(n, 5.0)})
+    df["op2"], df["op3"] = settings[:, 1], settings[:, 2]
+    p = tiny_profile(setting_columns=["op", "op2", "op3"], regimes={"max_clusters": 8,
+                                                                      "min_explained_variance": 0.999})
+    spec = F.fit_spec(F.validate_readings(df, p), p)
+    assert spec.n_regimes == 6
+    X = F.transform(F.validate_readings(df, p), spec)
+    # per-regime z-scores remove the operating condition: every regime centred, unit spread
+    for r in range(6):
+        zs = X.loc[X[f"regime_{r}"] == 1, "s1_z"]
+        assert abs(zs.mean()) < 1e-9 and zs.std(ddof=0) == pytest.approx(1.0)
+    # one operating condition with sensor noise (FD001) stays one regime
+    one = df.assign(op=rng.normal(0, 0.002, n), op2=rng.normal(0, 0.0003, n), op3=100.0)
+    assert F.fit_spec(F.validate_readings(one, p), p).n_regimes == 1
+
+
+def test_derived_and_categorical_features_ai4i():
+    p = load_profile("ai4i2020")
+    df = pd.DataFrame({"udi": [1, 2], "type": ["L", "H"], "air_temperature": [300.0, 301.0],
+                       "process_temperature": [310.0, 309.0], "rotational_speed": [1500.0, 1400.0],
+                       "torque": [40.0, 50.0], "tool_wear": [10.0, 200.0], "machine_failure": [0, 1]})
+    df = F.validate_readings(df, p, require_label=True)
+    spec = F.fit_spec(df, p)
+    X = F.transform(df, spec)
+    raw = F._derive(df, spec.derived)
+    assert raw[:, 0] == pytest.approx([40 * 1500 * 2 * np.pi / 60, 50 * 1400 * 2 * np.pi / 60])  # watts
+    assert raw[:, 1] == pytest.approx([10.0, 8.0])  # process - air temperature
+    assert raw[:, 2] == pytest.approx([400.0, 10000.0])  # tool wear x torque
+    assert X[["type_L", "type_M", "type_H"]].to_numpy().tolist() == [[1, 0, 0], [0, 0, 1]]
+    assert not {"udi", "product_id", "twf", "hdf", "pwf", "osf", "rnf"} & set(X.columns)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.assign(s1=d.s1.astype(object).where(d.index != 2, "abc")), "row 3, column 's1': not a number"),
+    (lambda d: d.assign(cycle=[1, 2, 2, 4, 1, 2]), "row 3: duplicate cycle 2"),
+    (lambda d: d.assign(cycle=[1, 3, 2, 4, 1, 2]), "row 3: cycle 2 does not increase"),
+    (lambda d: d.assign(s2=[10.0, np.inf, 12, 12, 11, 13]), "row 2, column 's2': infinite"),
+    (lambda d: d.assign(unit=[1, 1, np.nan, 1, 2, 2]), "row 3, column 'unit': missing value"),
+    (lambda d: d.drop(columns=["s2"]), r"missing column\(s\) \['s2'\]"),
+    (lambda d: d.assign(s1=[np.nan] * 4 + [3.0, 3.0]), "missing for every reading of asset '1'"),
+    (lambda d: d.iloc[[0, 4, 1, 2, 3, 5]], "not contiguous"),
+])
+def test_bad_readings_are_rejected_with_row_and_column(edit, message):
+    with pytest.raises(F.FeatureError, match=message):
+        F.validate_readings(edit(tiny_frame()), tiny_profile(), source="t")
+
+
+def test_isolated_gaps_are_filled_long_gaps_rejected():
+    p = tiny_profile()
+    df = tiny_frame().assign(s1=[1.0, np.nan, 4.0, 7.0, np.nan, 3.0])
+    out = F.validate_readings(df, p)
+    assert out.s1.tolist() == [1.0, 1.0, 4.0, 7.0, 3.0, 3.0]  # previous reading; next at the start
+    long = pd.DataFrame({"unit": [1] * 6, "cycle": range(1, 7), "op": 0.0, "s2": 1.0, "flat": 1.0,
+                         "s1": [1.0, np.nan, np.nan, np.nan, np.nan, 2.0]})
+    with pytest.raises(F.FeatureError, match="gap of more than 3"):
+        F.validate_readings(long, p)
+
+
+def test_nasa_score_by_hand():
+    assert F.nasa_score([110], [100]) == pytest.approx(np.e - 1)  # 10 cycles late
+    assert F.nasa_score([87], [100]) == pytest.approx(np.e - 1)  # 13 cycles early
+    assert F.nasa_score([100, 120, 80], [100, 100, 100]) == pytest.approx(
+        0 + (np.exp(2) - 1) + (np.exp(20 / 13) - 1))
+    assert F.nasa_score([105], [100]) > F.nasa_score([95], [100])  # late costs more than early
+
+
+def test_spec_round_trips_as_json(fd001):
+    spec = fd001["spec"]
+    again = F.FeatureSpec.from_json(spec.to_json())
+    assert again.feature_names == spec.feature_names and json.loads(again.to_json()) == json.loads(spec.to_json())
+
+
+def test_parity_every_fd001_test_unit(data_dir, fd001):
+    """Features of a unit's raw readings alone == the batch features of its last cycle."""
+    from training_src.dataio import read_table, resolve_file
+
+    p, spec = fd001["profile"], fd001["spec"]
+    test = F.validate_readings(read_table(resolve_file(data_dir, p.file("test")), p), p)
+    batch = F.transform(test, spec)
+    n = 0
+    for _, g in test.groupby("unit"):
+        shuffled = g.sample(frac=1, random_state=0)  # requests may come in any order
+        ordered = shuffled.sort_values("cycle")
+        one = F.transform_asset({c: ordered[c].to_numpy() for c in ordered.columns}, spec)
+        np.testing.assert_allclose(one, batch.loc[g.index[-1]].to_numpy(), rtol=1e-9, atol=1e-9)
+        n += 1
+    assert n == 100

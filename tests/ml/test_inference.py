@@ -1,0 +1,101 @@
+"""inference.py on a real trained artifact: predictions, explanations and every error status."""
+
+import json
+
+import numpy as np
+import pytest
+
+from training_src import inference as I
+from training_src.dataio import read_table, resolve_file
+
+
+@pytest.fixture(scope="module")
+def model(fd001_model):
+    return I.model_fn(str(fd001_model))
+
+
+@pytest.fixture(scope="module")
+def units(data_dir, fd001):
+    p = fd001["profile"]
+    test = read_table(resolve_file(data_dir, p.file("test")), p)
+    return {int(u): g.drop(columns=["unit"]).to_dict("records") for u, g in test.groupby("unit")}
+
+
+def body(instances, **extra):
+    return json.dumps({"instances": instances, **extra}).encode()
+
+
+def test_predictions_match_batch_features(model, units, fd001):
+    test = fd001["frames"]["test"]
+    X = test[model.spec.feature_names].to_numpy(dtype=np.float32)
+    expected = np.clip(model.booster.inplace_predict(X), 0, 125)
+    # the recent history (last 40 readings) in reverse order is enough: features need 30
+    req = [{"asset_id": f"engine-{u}", "readings": units[u][-40:][::-1]} for u in range(1, 101)]
+    status, out, ctype = I.handle(model, body(req), "application/json", "application/json")
+    assert status == 200 and ctype == "application/json"
+    doc = json.loads(out)
+    assert [p["asset_id"] for p in doc["predictions"]] == [f"engine-{u}" for u in range(1, 101)]
+    np.testing.assert_allclose([p["rul"] for p in doc["predictions"]], expected, atol=1e-3)
+    assert doc["model_version"].startswith("xgboost-")
+
+
+def test_explain_adds_top_contributions(model, units):
+    status, out, _ = I.handle(model, body([{"asset_id": "e", "readings": units[3]}]), "application/json", None,
+                              "explain=true")
+    pred = json.loads(out)["predictions"][0]
+    assert status == 200 and len(pred["contributions"]) == I.TOP_CONTRIBUTIONS
+    mags = [abs(c["contribution"]) for c in pred["contributions"]]
+    assert mags == sorted(mags, reverse=True) and pred["contributions"][0]["feature"] in model.spec.feature_names
+    status, out, _ = I.handle(model, body([{"asset_id": "e", "readings": units[3]}], explain=True),
+                              "application/json", None)
+    assert "contributions" in json.loads(out)["predictions"][0]
+
+
+def reading(units, **change):
+    r = dict(units[1][0])
+    r.update(change)
+    return r
+
+
+@pytest.mark.parametrize("make, status, fragment", [
+    (lambda u: b"{not json", 400, "malformed JSON"),
+    (lambda u: b'{"instances": [{"readings": [{"cycle": NaN}]}]}', 400, "malformed JSON"),
+    (lambda u: b"[1, 2]", 400, "must be a JSON object"),
+    (lambda u: body([]), 400, "instances: empty"),
+    (lambda u: body([{"asset_id": "a", "readings": []}]), 400, "instances[0].readings: empty"),
+    (lambda u: body([{"asset_id": "a"}]), 400, "instances[0].readings: required"),
+    (lambda u: body([{"asset_id": "a", "readings": [reading(u, sensor_2="hot")]}]), 400,
+     "instances[0].readings[0].sensor_2: expected a number, got str"),
+    (lambda u: body([{"asset_id": "a", "readings": [{k: v for k, v in reading(u).items() if k != "sensor_7"}]}]),
+     400, "instances[0].readings[0].sensor_7: missing"),
+    (lambda u: body([{"asset_id": "a", "readings": [reading(u, sensor_3=1e400)]}]), 400, "malformed JSON"),
+    (lambda u: body([{"asset_id": "a", "readings": [reading(u), reading(u)]}]), 400, "duplicate cycle 1"),
+    (lambda u: body([{"asset_id": True, "readings": [reading(u)]}]), 400, "asset_id"),
+    (lambda u: body([{"asset_id": "a", "readings": [reading(u)]}] * (I.MAX_INSTANCES + 1)), 413, "at most"),
+])
+def test_bad_requests_get_4xx_json(model, units, make, status, fragment):
+    got, out, ctype = I.handle(model, make(units), "application/json", None)
+    assert got == status and ctype == "application/json"
+    assert fragment in json.loads(out)["error"]
+
+
+def test_content_negotiation(model, units):
+    ok = body([{"asset_id": "a", "readings": units[1]}])
+    assert I.handle(model, ok, "text/csv", None)[0] == 415
+    assert I.handle(model, ok, "application/json", "text/csv")[0] == 406
+    assert I.handle(model, ok, "application/json; charset=utf-8", "*/*")[0] == 200
+    big = b" " * (I.MAX_BODY_BYTES + 1)
+    assert I.handle(model, big, "application/json", None)[0] == 413
+
+
+def test_corrupt_model_fails_loudly(fd001_model, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(fd001_model, broken)
+    (broken / "xgboost-model").write_bytes(b"garbage")
+    with pytest.raises(Exception):  # noqa: B017 - xgboost raises its own error type
+        I.model_fn(str(broken))
+    (broken / "xgboost-model").unlink()
+    with pytest.raises(FileNotFoundError):
+        I.model_fn(str(broken))

@@ -1,0 +1,66 @@
+import copy
+import json
+
+import pytest
+
+from training_src.profiles import ProfileError, available_profiles, load_profile, parse_profile
+
+
+def test_shipped_profiles_load_for_every_subset():
+    assert {"cmapss", "ai4i2020"} <= set(available_profiles())
+    for subset in ("FD001", "FD002", "FD003", "FD004"):
+        p = load_profile("cmapss", subset)
+        assert p.task == "rul_regression" and p.file("train") == f"cmapss/train_{subset}.txt"
+    a = load_profile("ai4i2020")
+    assert a.task == "failure_classification" and a.label.column == "machine_failure"
+    # leakage guard: ids and failure-mode flags are never features
+    assert {"udi", "product_id", "twf", "hdf", "pwf", "osf", "rnf"} <= set(a.exclude_columns)
+    assert not set(a.exclude_columns) & set(a.sensor_columns)
+
+
+def _doc():
+    return json.loads(load_profile("cmapss").raw and json.dumps(load_profile("cmapss").raw))
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.update(sensor_columns=["sensor_1", "sensor_99"]), "unknown column 'sensor_99'"),
+    (lambda d: d["windows"].update(sizes=[0, 5]), "window sizes must be >= 1"),
+    (lambda d: d["windows"].update(stats=["mean", "median"]), "unknown statistic"),
+    (lambda d: d.pop("label"), "a label rule is required"),
+    (lambda d: d["label"].update(cap=-5), "label.cap"),
+    (lambda d: d.update(task="forecast"), "task"),
+    (lambda d: d.update(colour="red"), "unknown field"),
+    (lambda d: d["split"].update(validation_fraction=0), "validation_fraction"),
+    (lambda d: d.update(exclude_columns=["sensor_2"]), "also used as features"),
+])
+def test_bad_profiles_say_what_is_wrong(mutate, message):
+    doc = copy.deepcopy(_doc())
+    mutate(doc)
+    with pytest.raises(ProfileError, match=message):
+        parse_profile(doc, "FD001", source="test.json")
+
+
+def test_unknown_subset_and_profile():
+    with pytest.raises(ProfileError, match="unknown subset 'FD009'"):
+        load_profile("cmapss", "FD009")
+    with pytest.raises(ProfileError, match="unknown profile 'pumps'"):
+        load_profile("pumps")
+
+
+def test_users_fleet_is_a_profile_file(tmp_path):
+    doc = {
+        "name": "pumps", "task": "rul_regression",
+        "format": {"type": "csv", "header": True},
+        "files": {"train": "pumps/history.csv"},
+        "id_column": "pump", "time_column": "hour",
+        "setting_columns": ["load"], "sensor_columns": ["vibration", "temperature"],
+        "label": {"type": "rul", "cap": 500},
+        "regimes": {"max_clusters": 3, "min_explained_variance": 0.95},
+        "windows": {"sizes": [4, 12], "stats": ["mean", "slope"]},
+        "split": {"validation_fraction": 0.2, "test_fraction": 0.2},
+    }
+    path = tmp_path / "pumps.json"
+    path.write_text(json.dumps(doc))
+    p = load_profile(path)
+    assert p.name == "pumps" and p.windows.sizes == (4, 12) and p.label.cap == 500
+    assert p.required_columns == ("pump", "hour", "load", "vibration", "temperature")
