@@ -36,7 +36,7 @@ def acknowledged_findings(built: PredMaintApp) -> list[tuple[IConstruct, str, st
     jobs, hosting = t.roles.jobs, t.roles.hosting
     out: list[tuple[IConstruct, str, str]] = [
         # --- SageMaker jobs role ---
-        (jobs, IAM5.format(bucket("data", "raw/")), "reads the raw objects of any dataset under raw/ " + per_run),
+        (jobs, IAM5.format(bucket("data", "raw/")), "reads the raw objects of any dataset under raw/: " + per_run),
         (jobs, IAM5.format(bucket("data", "processed/")), "reads/writes processed/<run-id>/: " + per_run),
         (jobs, IAM5.format(bucket("artifacts", "runs/")), "reads/writes runs/<run-id>/ (manifests, models, "
                                                           "evaluation, checkpoints): " + per_run),

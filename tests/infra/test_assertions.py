@@ -1,0 +1,233 @@
+"""Fine-grained assertions on the synthesized templates."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from stacks.images import XGBOOST_CONTAINER_VERSION, xgboost_image_uri
+from training_src import search_space
+from training_src.profiles import load_profile
+
+POLICY_TYPES = {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::Role", "AWS::S3::BucketPolicy",
+                "AWS::SNS::TopicPolicy", "AWS::KMS::Key"}
+# actions whose APIs have no resource-level permissions: the only statements allowed a "*" resource
+STAR_RESOURCE_ACTIONS = {
+    "ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", "sagemaker:ListModelPackages",
+    "xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets",
+    "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
+}
+
+
+def _listify(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def statements(synth) -> list[tuple[str, str, dict]]:
+    """(stack, resource, statement) for every policy document in the app."""
+    out = []
+    for stack, lid, res in synth.all_resources():
+        if res["Type"] not in POLICY_TYPES:
+            continue
+        props = res.get("Properties", {})
+        docs = [props.get(k) for k in ("PolicyDocument", "KeyPolicy", "AssumeRolePolicyDocument") if props.get(k)]
+        docs += [p["PolicyDocument"] for p in props.get("Policies", [])]
+        for doc in docs:
+            out += [(stack, lid, st) for st in doc["Statement"]]
+    return out
+
+
+def definition(synth) -> dict[str, Any]:
+    """The state machine definition, with CloudFormation tokens replaced by placeholders."""
+    (sm,) = synth.resources("Training", "AWS::StepFunctions::StateMachine").values()
+    body = sm["Properties"]["DefinitionString"]
+    if isinstance(body, dict):
+        body = "".join(p if isinstance(p, str) else "TOKEN" for p in body["Fn::Join"][1])
+    return json.loads(body)
+
+
+def test_no_iam_statement_has_a_wildcard_action(synth):
+    found = statements(synth)
+    assert len(found) > 40
+    # every Allow names its actions; the only "*" actions are the TLS-only Deny statements of the
+    # bucket policies (deny s3:* without TLS), which must cover every action to mean anything
+    bad = [(s, lid, a) for s, lid, st in found for a in _listify(st.get("Action", []))
+           if "*" in a and st["Effect"] == "Allow"]
+    assert bad == []
+    denies = {a for _, _, st in found if st["Effect"] == "Deny" for a in _listify(st["Action"])}
+    assert denies <= {"s3:*", "sns:Publish"}
+    assert all("NotAction" not in st for _, _, st in found)
+
+
+def test_star_resources_only_where_the_api_requires_it(synth):
+    for stack, lid, st in statements(synth):
+        if "*" not in _listify(st.get("Resource", [])) or st.get("Principal"):
+            continue  # resource policies (key policy "*" = this key) are not identity policies
+        actions = set(_listify(st["Action"]))
+        assert actions <= STAR_RESOURCE_ACTIONS, (stack, lid, actions - STAR_RESOURCE_ACTIONS)
+
+
+def test_pass_role_only_to_sagemaker(synth):
+    passes = [st for _, _, st in statements(synth) if "iam:PassRole" in _listify(st.get("Action", []))]
+    assert passes
+    for st in passes:
+        assert st["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+
+
+def test_every_bucket_is_encrypted_private_versioned_and_tls_only(synth):
+    buckets = synth.resources("Data", "AWS::S3::Bucket")
+    assert len(buckets) == 3
+    policies = {p["Properties"]["Bucket"]["Ref"]: p["Properties"]["PolicyDocument"]["Statement"]
+                for p in synth.resources("Data", "AWS::S3::BucketPolicy").values()}
+    for lid, bucket in buckets.items():
+        props = bucket["Properties"]
+        rule = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+        assert rule["SSEAlgorithm"] in ("aws:kms", "AES256")
+        assert all(props["PublicAccessBlockConfiguration"][k] for k in
+                   ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"))
+        assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+        assert props["LifecycleConfiguration"]["Rules"]
+        assert bucket["DeletionPolicy"] == "Retain", "data is retained on stack deletion by default"
+        denies = [st for st in policies[lid] if st["Effect"] == "Deny"]
+        assert any(st["Condition"].get("Bool", {}).get("aws:SecureTransport") == "false" for st in denies)
+        assert any("s3:TlsVersion" in st["Condition"].get("NumericLessThan", {}) for st in denies)
+    kms_buckets = [b for b in buckets.values() if "KMSMasterKeyID" in
+                   b["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]]
+    assert len(kms_buckets) == 2, "data and artifacts use the customer-managed key (access logs cannot)"
+    assert all("LoggingConfiguration" in b["Properties"] for b in kms_buckets)
+
+
+def test_customer_managed_key_rotates(synth):
+    (key,) = synth.resources("Data", "AWS::KMS::Key").values()
+    assert key["Properties"]["EnableKeyRotation"] is True
+
+
+def test_autoscaling_numbers_come_from_config(synth):
+    e = synth.built.config.endpoint
+    (target,) = synth.resources("Endpoint", "AWS::ApplicationAutoScaling::ScalableTarget").values()
+    assert (target["Properties"]["MinCapacity"], target["Properties"]["MaxCapacity"]) == (e.min_capacity, e.max_capacity)
+    assert target["Properties"]["ScalableDimension"] == "sagemaker:variant:DesiredInstanceCount"
+    (policy,) = synth.resources("Endpoint", "AWS::ApplicationAutoScaling::ScalingPolicy").values()
+    tt = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+    assert tt["TargetValue"] == e.target_invocations_per_instance
+    assert tt["ScaleInCooldown"] == e.scale_in_cooldown_seconds and tt["ScaleOutCooldown"] == e.scale_out_cooldown_seconds
+    assert tt["PredefinedMetricSpecification"]["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
+
+
+def test_endpoint_data_capture_kms_canary_and_rollback_alarms(synth):
+    c = synth.built.config
+    (cfg,) = synth.resources("Endpoint", "AWS::SageMaker::EndpointConfig").values()
+    assert cfg["Properties"]["KmsKeyId"] and cfg["Properties"]["DataCaptureConfig"]["KmsKeyId"]
+    assert cfg["Properties"]["DataCaptureConfig"]["EnableCapture"] is True
+    assert cfg["Properties"]["ProductionVariants"][0]["VariantName"] == c.endpoint.variant_name
+    (endpoint,) = synth.resources("Endpoint", "AWS::SageMaker::Endpoint").values()
+    dc = endpoint["Properties"]["DeploymentConfig"]
+    assert dc["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "CANARY"
+    alarms = synth.resources("Endpoint", "AWS::CloudWatch::Alarm")
+    assert sorted(a["Properties"]["AlarmName"] for a in alarms.values()) == sorted(c.alarm_names)
+    assert len(dc["AutoRollbackConfiguration"]["Alarms"]) == 2
+    (model,) = synth.resources("Endpoint", "AWS::SageMaker::Model").values()
+    assert model["Properties"]["PrimaryContainer"]["ModelDataUrl"] == {"Ref": next(
+        k for k, v in synth.template("Endpoint")["Parameters"].items()
+        if v.get("Default") == c.champion_parameter)}, "champion resolved from the SSM parameter"
+
+
+def test_state_machine_state_order(synth):
+    from stacks.state_machine import state_order
+
+    assert state_order(definition(synth)) == [
+        "ApplyDefaults", "MergeInput", "Prepare", "Preprocess", "Tune", "BestHyperparameters", "Refit",
+        "Evaluate", "Promote", "Promoted?", "CreateModel", "CreateEndpointConfig", "FindEndpoint",
+        "UpdateEndpoint", "WaitForDeployment", "DescribeEndpoint", "DeploymentStatus?", "Deployed"]
+
+
+def test_every_task_retries_with_backoff_and_catches_into_sns_then_fail(synth):
+    states = definition(synth)["States"]
+    tasks = {name: st for name, st in states.items() if st["Type"] == "Task"}
+    assert len(tasks) >= 14
+    for name, st in tasks.items():
+        assert st.get("Retry"), name
+        assert all(r["BackoffRate"] >= 2 and r["MaxAttempts"] >= 2 for r in st["Retry"]), name
+        assert st.get("Catch"), name
+        assert "States.ALL" in st["Catch"][-1]["ErrorEquals"], name
+        if name != "NotifyFailure":
+            target = st["Catch"][-1]["Next"]
+            assert target in ("NotifyFailure", "EndpointMissing?"), name
+    assert states["NotifyFailure"]["Resource"].endswith("sns:publish")
+    assert states["NotifyFailure"]["Next"] == "PipelineFailed" and states["PipelineFailed"]["Type"] == "Fail"
+    assert states["EndpointMissing?"]["Default"] == "NotifyFailure"
+
+
+def test_sagemaker_steps_use_sync_integrations(synth):
+    states = definition(synth)["States"]
+    assert states["Preprocess"]["Resource"].endswith("sagemaker:createProcessingJob.sync")
+    assert states["Evaluate"]["Resource"].endswith("sagemaker:createProcessingJob.sync")
+    assert states["Tune"]["Resource"].endswith("sagemaker:createHyperParameterTuningJob.sync")
+    assert states["Refit"]["Resource"].endswith("sagemaker:createTrainingJob.sync")
+    raw = next(i for i in states["Preprocess"]["Parameters"]["ProcessingInputs"] if i["InputName"] == "raw")
+    assert raw["S3Input"]["S3DataDistributionType"] == "ShardedByS3Key"
+    assert raw["S3Input"]["S3DataType"] == "ManifestFile"
+    update = states["UpdateEndpoint"]["Parameters"]
+    assert update["RetainAllVariantProperties"] is True
+    assert update["DeploymentConfig"]["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "CANARY"
+
+
+def test_tuning_has_one_definition_per_candidate_with_spot_and_checkpoints(synth):
+    c = synth.built.config
+    tune = definition(synth)["States"]["Tune"]["Parameters"]
+    assert tune["HyperParameterTuningJobConfig"]["Strategy"] == "Bayesian"
+    assert tune["HyperParameterTuningJobConfig"]["TrainingJobEarlyStoppingType"] == "Auto"
+    defs = tune["TrainingJobDefinitions"]
+    assert [d["DefinitionName"] for d in defs] == list(search_space.ALGORITHMS)
+    for d in defs:
+        assert d["HyperParameterRanges.$"] == f"$.plan.tuning.definitions.{d['DefinitionName']}.ranges"
+        assert d["AlgorithmSpecification"]["TrainingImage"] == xgboost_image_uri(c.region)
+        assert d["EnableManagedSpotTraining"] is c.training.use_spot
+        assert d["StoppingCondition"]["MaxWaitTimeInSeconds"] == c.training.max_wait_minutes * 60
+        assert d["CheckpointConfig"] == {"S3Uri.$": "$.plan.s3.checkpoints"}
+
+
+def test_objective_regex_matches_what_train_py_prints():
+    for name in ("cmapss", "ai4i2020"):
+        metric = load_profile(name).objective_metric
+        regex = metric + r": ([0-9\.]+)"  # what prepare puts in MetricDefinitions
+        assert re.search(regex, f"[12] {metric}: 12.345\n").group(1) == "12.345"
+
+
+def test_state_machine_logging_is_encrypted_and_traced(synth):
+    (sm,) = synth.resources("Training", "AWS::StepFunctions::StateMachine").values()
+    props = sm["Properties"]
+    assert props["TracingConfiguration"] == {"Enabled": True}
+    assert props["LoggingConfiguration"]["Level"] == "ALL"
+    assert props["StateMachineType"] == "STANDARD"
+    for group in synth.resources("Training", "AWS::Logs::LogGroup").values():
+        assert "KmsKeyId" in group["Properties"] and "RetentionInDays" in group["Properties"]
+
+
+def test_lambdas_use_powertools_layer_and_tracing(synth):
+    c = synth.built.config
+    fns = synth.resources("Training", "AWS::Lambda::Function")
+    assert len(fns) == 2
+    for fn in fns.values():
+        p = fn["Properties"]
+        assert p["Runtime"] == "python3.11" and p["TracingConfig"] == {"Mode": "Active"}
+        assert p["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == c.project
+        layer = json.dumps(p["Layers"])
+        assert "017000801446:layer:AWSLambdaPowertoolsPythonV3-python311-x86_64:" \
+               f"{c.pipeline.powertools_layer_version}" in layer
+
+
+def test_image_uri_is_the_pinned_container_for_the_region(synth):
+    uri = synth.built.training.image_uri
+    assert uri.endswith(f"/sagemaker-xgboost:{XGBOOST_CONTAINER_VERSION}")
+    assert f".{synth.built.config.region}." in uri
+
+
+@pytest.mark.parametrize("stack", ["Data", "Training", "Endpoint", "Monitoring"])
+def test_stacks_are_pinned_to_the_configured_region(synth, stack):
+    (name,) = [s for s in synth.built.stacks if s.stack_name.endswith(stack)]
+    assert name.region == synth.built.config.region
