@@ -1,0 +1,114 @@
+"""The README's main command (``make demo``): the whole system end to end on this machine.
+
+1. ``cdk synth`` of every stack, offline (the CDK CLI pinned in package.json);
+2. ``predmaint run`` on C-MAPSS FD001: prepare, preprocess, tuning, refit, evaluate, promotion;
+3. ``predmaint serve`` in the background (the SageMaker hosting contract on loopback);
+4. ``predmaint invoke`` for a few real test engines, true RUL beside the prediction;
+5. a clean shutdown (SIGTERM, graceful).
+
+Each step is the command a user would type; the demo only strings them together. Environment:
+``PREDMAINT_DATA_DIR`` (datasets; downloaded with ``predmaint data`` when absent),
+``PREDMAINT_HOME`` (default ./.predmaint), ``PREDMAINT_DEMO_TRIALS`` (default 20).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _step(title: str) -> float:
+    print(f"\n=== {title} ===", flush=True)
+    return time.time()
+
+
+def _cli(*args: str, home: Path) -> list[str]:
+    return [str(BIN / "predmaint"), "--home", str(home), *args]
+
+
+def main() -> int:
+    started = time.time()
+    home = Path(os.environ.get("PREDMAINT_HOME", REPO / ".predmaint")).resolve()
+    data_dir = Path(os.environ.get("PREDMAINT_DATA_DIR", REPO / "data")).resolve()
+    trials = os.environ.get("PREDMAINT_DEMO_TRIALS", "20")
+    env = {**os.environ, "PREDMAINT_DATA_DIR": str(data_dir),
+           "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", "CDK_DISABLE_CLI_TELEMETRY": "true"}
+
+    if not (data_dir / "cmapss").is_dir():
+        t = _step(f"0. datasets missing in {data_dir}: predmaint data")
+        if subprocess.run(_cli("data", home=home), env=env).returncode != 0:
+            return 2
+
+    t = _step("1. cdk synth (all stacks, offline)")
+    out = REPO / "cdk.out"
+    proc = subprocess.run(["npx", "cdk", "synth", "--no-notices", "-q", "--output", str(out)], cwd=REPO, env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(proc.stderr[-3000:], file=sys.stderr)
+        return 1
+    templates = sorted(p.name for p in out.glob("*.template.json"))
+    print(f"synthesized {len(templates)} stacks in {time.time() - t:.0f}s: {', '.join(templates)}")
+
+    t = _step(f"2. predmaint run --profile cmapss --subset FD001 --trials {trials}")
+    run = subprocess.run(_cli("run", "--profile", "cmapss", "--subset", "FD001", "--trials", trials, home=home),
+                         env=env, stdout=subprocess.PIPE, text=True)
+    sys.stdout.write(run.stdout)
+    if run.returncode != 0:
+        return run.returncode
+    evaluation = run.stdout.strip().splitlines()[-1]
+
+    t = _step("3. predmaint serve (background)")
+    port = _free_port()
+    server = subprocess.Popen(_cli("serve", "--port", str(port), home=home), env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.time() > deadline:
+                print("server did not become healthy", file=sys.stderr)
+                return 1
+            time.sleep(0.3)
+        print(f"{url}/ping -> 200 after {time.time() - t:.1f}s")
+
+        _step("4. predmaint invoke: real FD001 test engines (true RUL from RUL_FD001)")
+        units = ["--test-unit", "1", "--test-unit", "20", "--test-unit", "31", "--test-unit", "42",
+                 "--test-unit", "81"]
+        inv = subprocess.run(_cli("invoke", "--url", url, *units, home=home), env=env)
+        if inv.returncode != 0:
+            return inv.returncode
+    finally:
+        _step("5. shutdown (SIGTERM)")
+        server.send_signal(signal.SIGTERM)
+        try:
+            code = server.wait(timeout=30)
+            print(f"server exited with code {code}")
+        except subprocess.TimeoutExpired:
+            server.kill()
+            print("server did not stop in 30 s; killed", file=sys.stderr)
+    print(f"\ndemo finished in {time.time() - started:.0f}s · evaluation report: {evaluation}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
