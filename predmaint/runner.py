@@ -190,7 +190,8 @@ def tune(run_dir: Path, profile: Profile, trials: int, parallel: int, seed: int,
     # start with each candidate's defaults so every algorithm is tried at least once
     study.enqueue_trial({"algorithm": "xgboost", "xgboost.num_round": 400, "xgboost.max_depth": 5,
                          "xgboost.eta": 0.05, "xgboost.min_child_weight": 8.0, "xgboost.subsample": 0.8,
-                         "xgboost.colsample_bytree": 0.5, "xgboost.lambda": 1.0, "xgboost.alpha": 0.01})
+                         "xgboost.colsample_bytree": 0.5, "xgboost.lambda": 1.0, "xgboost.alpha": 0.01,
+                         "xgboost.max_bin": 256})
     if trials > 1:
         study.enqueue_trial({"algorithm": "linear", "linear.alpha": 1.0})
     bar = None

@@ -23,14 +23,15 @@ class Param:
 
 
 _XGB = (
-    Param("num_round", "int", 150, 1200, log=True),
-    Param("max_depth", "int", 3, 8),
-    Param("eta", "float", 0.01, 0.2, log=True),
-    Param("min_child_weight", "float", 1.0, 64.0, log=True),
-    Param("subsample", "float", 0.5, 1.0),
-    Param("colsample_bytree", "float", 0.3, 1.0),
+    Param("num_round", "int", 150, 800, log=True),
+    Param("max_depth", "int", 3, 8),  # C-MAPSS prefers 4-6, AI4I 6-8
+    Param("eta", "float", 0.02, 0.15, log=True),
+    Param("min_child_weight", "float", 0.5, 64.0, log=True),  # AI4I wants <= 1, C-MAPSS 8-32
+    Param("subsample", "float", 0.6, 1.0),
+    Param("colsample_bytree", "float", 0.4, 1.0),
     Param("lambda", "float", 1e-3, 30.0, log=True),
     Param("alpha", "float", 1e-3, 10.0, log=True),
+    Param("max_bin", "int", 64, 1024, log=True),  # AI4I's threshold rules need fine bins
 )
 _LINEAR = (Param("alpha", "float", 1e-3, 1e3, log=True),)
 

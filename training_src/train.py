@@ -38,7 +38,8 @@ HERE = Path(__file__).resolve().parent
 CODE_FILES = ("inference.py", "features.py", "profiles.py")
 META_COLUMNS = ("_asset", "_time", "_label")
 XGB_DEFAULTS: dict[str, Any] = {"num_round": 300, "max_depth": 6, "eta": 0.3, "min_child_weight": 1.0,
-                                "subsample": 1.0, "colsample_bytree": 1.0, "lambda": 1.0, "alpha": 0.0}
+                                "subsample": 1.0, "colsample_bytree": 1.0, "lambda": 1.0, "alpha": 0.0,
+                                "max_bin": 256}
 
 
 class TrainError(ValueError):
@@ -100,7 +101,8 @@ def xgb_params(hp: dict[str, str], task: str, nthread: int, seed: int) -> tuple[
         "lambda": _num(merged, "lambda", float, 0.0, 1e4),
         "alpha": _num(merged, "alpha", float, 0.0, 1e4),
         "tree_method": "hist",
-        "max_bin": 128,
+        # fine bins let trees place splits on sharp physical thresholds (AI4I failure rules)
+        "max_bin": _num(merged, "max_bin", int, 16, 4096),
         "nthread": nthread,
         "seed": seed,
         "objective": "reg:squarederror" if task == "rul_regression" else "binary:logistic",

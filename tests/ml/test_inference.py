@@ -29,11 +29,17 @@ def test_predictions_match_batch_features(model, units, fd001):
     test = fd001["frames"]["test"]
     X = test[model.spec.feature_names].to_numpy(dtype=np.float32)
     expected = np.clip(model.booster.inplace_predict(X), 0, 125)
-    # the recent history (last 40 readings) in reverse order is enough: features need 30
-    req = [{"asset_id": f"engine-{u}", "readings": units[u][-40:][::-1]} for u in range(1, 101)]
-    status, out, ctype = I.handle(model, body(req), "application/json", "application/json")
-    assert status == 200 and ctype == "application/json"
-    doc = json.loads(out)
+    # the history the features need (spec.history_needed readings), in reverse order, in two
+    # requests (all 100 full histories together exceed the 6 MB body limit)
+    h = model.spec.history_needed
+    req = [{"asset_id": f"engine-{u}", "readings": units[u][-h:][::-1]} for u in range(1, 101)]
+    doc = {"predictions": []}
+    for part in (req[:50], req[50:]):
+        status, out, ctype = I.handle(model, body(part), "application/json", "application/json")
+        assert status == 200 and ctype == "application/json"
+        got = json.loads(out)
+        doc["predictions"] += got["predictions"]
+        doc["model_version"] = got["model_version"]
     assert [p["asset_id"] for p in doc["predictions"]] == [f"engine-{u}" for u in range(1, 101)]
     np.testing.assert_allclose([p["rul"] for p in doc["predictions"]], expected, atol=1e-3)
     assert doc["model_version"].startswith("xgboost-")
