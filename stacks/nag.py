@@ -32,6 +32,7 @@ def acknowledged_findings(built: PredMaintApp) -> list[tuple[IConstruct, str, st
     bucket = lambda kind, prefix: f"arn:{part}:s3:::{c.bucket_name(kind, acct)}/{prefix}*"  # noqa: E731
     sm = lambda resource: f"arn:{part}:sagemaker:{region}:{acct}:{resource}"  # noqa: E731
     sm_logs = lambda kind: f"arn:{part}:logs:{region}:{acct}:log-group:/aws/sagemaker/{kind}:*"  # noqa: E731
+    run_named = "names are <job prefix>-<step>-<run id> and the run id is only known at execution time"
     per_run = "object keys contain the run id, unknown at synth time; scoped to the project's bucket and prefix"
     jobs, hosting = t.roles.jobs, t.roles.hosting
     out: list[tuple[IConstruct, str, str]] = [
@@ -42,7 +43,7 @@ def acknowledged_findings(built: PredMaintApp) -> list[tuple[IConstruct, str, st
                                                           "evaluation, checkpoints): " + per_run),
         (jobs, IAM5.format("*"), "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource-level "
                                  "permissions (PutMetricData is limited to SageMaker namespaces by condition)"),
-        (jobs, IAM5.format(sm_logs("ProcessingJobs")), "log streams are named after each processing job"),
+        (jobs, IAM5.format(sm_logs("ProcessingJobs")), "log streams are named after each processing job and host"),
         (jobs, IAM5.format(sm_logs("TrainingJobs")), "log streams are named after each training job"),
         # --- SageMaker hosting role ---
         (hosting, IAM5.format(bucket("artifacts", "runs/")), "serves the champion's runs/<run-id>/model/model.tar.gz; "
@@ -69,11 +70,11 @@ def acknowledged_findings(built: PredMaintApp) -> list[tuple[IConstruct, str, st
         # --- state machine ---
         (t.pipeline.role, IAM5.format("*"), "CloudWatch Logs delivery (logs:CreateLogDelivery etc.) and X-Ray tracing "
                                             "have no resource-level permissions"),
-        (t.pipeline.role, IAM5.format(sm(f"processing-job/{p}-*")), "job names contain the run id (prefix-scoped)"),
-        (t.pipeline.role, IAM5.format(sm(f"hyper-parameter-tuning-job/{p}-*")), "job names contain the run id"),
-        (t.pipeline.role, IAM5.format(sm(f"training-job/{p}-*")), "job names contain the run id (refit and trials)"),
-        (t.pipeline.role, IAM5.format(sm(f"model/{p}-*")), "model names contain the run id"),
-        (t.pipeline.role, IAM5.format(sm(f"endpoint-config/{p}-*")), "endpoint config names contain the run id"),
+        (t.pipeline.role, IAM5.format(sm(f"processing-job/{p}-*")), "processing job " + run_named),
+        (t.pipeline.role, IAM5.format(sm(f"hyper-parameter-tuning-job/{p}-*")), "tuning job " + run_named),
+        (t.pipeline.role, IAM5.format(sm(f"training-job/{p}-*")), "refit and tuning-trial training job " + run_named),
+        (t.pipeline.role, IAM5.format(sm(f"model/{p}-*")), "model " + run_named),
+        (t.pipeline.role, IAM5.format(sm(f"endpoint-config/{p}-*")), "endpoint config " + run_named),
     ]
     for fn in (t.prepare, t.promote):
         logical = cdk.Stack.of(fn).get_logical_id(fn.function.node.default_child)

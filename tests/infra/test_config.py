@@ -1,0 +1,67 @@
+"""Typed configuration: defaults from cdk.json, -c overrides, clear validation errors."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from stacks.config import AppConfig, ConfigError
+from tests.infra.conftest import CDK_CONTEXT
+
+
+def _with(path: str, value) -> dict:
+    ctx = copy.deepcopy(CDK_CONTEXT)
+    node = ctx["predmaint"]
+    *parents, leaf = path.split(".")
+    for p in parents:
+        node = node[p]
+    node[leaf] = value
+    return ctx
+
+
+def test_cdk_json_is_a_valid_config():
+    cfg = AppConfig.from_context(CDK_CONTEXT)
+    assert cfg.endpoint.min_capacity <= cfg.endpoint.initial_instance_count <= cfg.endpoint.max_capacity
+    assert cfg.alarm_names == (f"{cfg.endpoint.name}-5xx-errors", f"{cfg.endpoint.name}-model-latency-p99")
+    assert cfg.bucket_name("data", "123456789012") == "predmaint-data-123456789012-eu-west-1"
+
+
+def test_dotted_overrides_from_the_command_line():
+    # `cdk synth -c predmaint.endpoint.max_capacity=8 -c predmaint.training.use_spot=false`
+    ctx = {**CDK_CONTEXT, "predmaint.endpoint.max_capacity": "8", "predmaint.training.use_spot": "false",
+           "predmaint.triggers.schedule": "rate(7 days)"}
+    cfg = AppConfig.from_context(ctx)
+    assert cfg.endpoint.max_capacity == 8 and cfg.training.use_spot is False
+    assert cfg.triggers.schedule == "rate(7 days)"
+
+
+@pytest.mark.parametrize(("path", "value", "message"), [
+    ("endpoint.min_capacity", 5, r"min_capacity \(5\) > max_capacity \(4\)"),
+    ("endpoint.instance_type", "m5.large", "not a SageMaker instance type"),
+    ("training.instance_type", "ml.m5.huge", "not a SageMaker instance type"),
+    ("profile", "nope", "unknown profile 'nope'"),
+    ("subset", "FD009", "unknown subset 'FD009'"),
+    ("tuning.max_parallel_jobs", 50, r"max_parallel_jobs \(50\) > max_jobs \(20\)"),
+    ("training.max_wait_minutes", 10, "max_wait_minutes must be >= max_runtime_minutes"),
+    ("triggers.schedule", "every tuesday", "not rate"),
+    ("endpoint.colour", "red", r"unknown key\(s\) \['colour'\]"),
+    ("training.use_spot", "yes", "must be true or false"),
+    ("endpoint.max_capacity", "many", "must be a number"),
+    ("promotion.rul_regression.max_rsme", 3, "unknown threshold"),
+    ("region", "Mars", "not an AWS region"),
+    ("job_prefix", "toolongprefix", "1-5 lowercase letters"),
+])
+def test_invalid_config_is_rejected_with_a_clear_message(path, value, message):
+    with pytest.raises(ConfigError, match=message):
+        AppConfig.from_context(_with(path, value))
+
+
+def test_thresholds_reach_the_promote_lambda_unchanged():
+    from training_src.promotion import Thresholds
+
+    cfg = AppConfig.from_context(CDK_CONTEXT)
+    for task, gates in json.loads(json.dumps(cfg.promotion)).items():
+        Thresholds(**gates)  # every key is a Thresholds field
+        assert task in ("rul_regression", "failure_classification")

@@ -1,0 +1,54 @@
+"""The container/xgboost pin, and the deterministic staging of code assets."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+import tarfile
+
+from stacks import assets
+from stacks.images import XGBOOST_CONTAINER_VERSION, ecr_repository_arn, xgboost_image_uri, xgboost_version
+from tests.infra.conftest import REPO
+
+
+def test_local_xgboost_and_container_versions_are_pinned_together():
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", (REPO / "requirements.txt").read_text(), re.M))
+    local = pins["xgboost-cpu"]
+    assert ".".join(local.split(".")[:2]) == xgboost_version(), (
+        f"requirements.txt pins xgboost-cpu=={local} but the SageMaker container is {XGBOOST_CONTAINER_VERSION}")
+
+
+def test_image_uri_resolves_offline_per_region():
+    uri = xgboost_image_uri("us-east-1")
+    assert uri.endswith(f"sagemaker-xgboost:{XGBOOST_CONTAINER_VERSION}") and ".us-east-1." in uri
+    assert ecr_repository_arn(uri).startswith("arn:aws:ecr:us-east-1:") and uri.split(".")[0] in ecr_repository_arn(uri)
+
+
+def test_source_tarball_is_reproducible_and_importable_both_ways():
+    files = assets._files(assets.TRAINING_SRC)
+    first, second = assets.source_tarball_bytes(files), assets.source_tarball_bytes(files)
+    assert first == second
+    with tarfile.open(fileobj=io.BytesIO(first)) as tar:
+        names = tar.getnames()
+        link = tar.getmember("training_src")
+    assert {"train.py", "profiles.py", "promotion.py", "profiles/cmapss.json"} <= set(names)
+    assert link.issym() and link.linkname == "."
+    assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+    staged = assets.stage_training_source()
+    assert staged == assets.stage_training_source(), "content-addressed: same content, same path"
+
+
+def test_lambda_bundles_carry_the_shared_modules_and_import_flat():
+    for name, module in (("prepare", "search_space"), ("promote", "promotion")):
+        staged = assets.stage_lambda(name)
+        assert (staged / "handler.py").is_file() and (staged / "profiles" / "cmapss.json").is_file()
+        assert not (staged / "test_handler.py").exists() and not (staged / "requirements.txt").exists()
+        # as in Lambda: no training_src package, the staged folder first on sys.path
+        code = ("import sys; sys.modules['training_src'] = None; sys.path.insert(0, sys.argv[1]); "
+                f"import handler; print(handler.{module}.__file__)")
+        out = subprocess.run([sys.executable, "-c", code, str(staged)], capture_output=True, text=True,
+                             env={"POWERTOOLS_TRACE_DISABLED": "true", "PATH": "/usr/bin:/bin"}, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip().startswith(str(staged))
