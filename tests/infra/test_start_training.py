@@ -1,0 +1,81 @@
+"""predmaint.aws.start_training against moto Step Functions and CloudFormation."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from predmaint.aws import StartTrainingError, execution_name, start_training
+
+REGION = "eu-west-1"
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": REGION}.items():
+        monkeypatch.setenv(k, v)
+    with mock_aws():
+        iam = boto3.client("iam", region_name=REGION)
+        role = iam.create_role(RoleName="sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        arn = sfn.create_state_machine(name="predmaint-training", roleArn=role, definition=json.dumps(
+            {"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}))["stateMachineArn"]
+        yield sfn, arn
+
+
+class Session:
+    """boto3 clients from moto, except CloudFormation (moto's needs extra packages): a stub that
+    knows one stack with the training stack's output."""
+
+    def __init__(self, arn: str) -> None:
+        self.arn = arn
+
+    def client(self, service: str, region_name: str):
+        if service != "cloudformation":
+            return boto3.client(service, region_name=region_name)
+        arn = self.arn
+
+        class CloudFormation:
+            def describe_stacks(self, StackName):
+                if StackName != "Predmaint-Training":
+                    raise RuntimeError(f"Stack with id {StackName} does not exist")
+                return {"Stacks": [{"Outputs": [{"OutputKey": "StateMachineArn", "OutputValue": arn}]}]}
+
+        return CloudFormation()
+
+
+def test_start_by_arn_returns_execution_and_console_link(aws):
+    sfn, arn = aws
+    execution, url = start_training(arn, "cmapss", "cmapss", "FD001", REGION, session=Session(arn))
+    assert execution.startswith(arn.replace(":stateMachine:", ":execution:"))
+    assert url.startswith(f"https://{REGION}.console.aws.amazon.com/states/home?region={REGION}#/v2/executions/")
+    assert url.endswith(execution)
+    started = sfn.describe_execution(executionArn=execution)
+    assert json.loads(started["input"]) == {"dataset": "cmapss", "profile": "cmapss", "subset": "FD001"}
+
+
+def test_start_by_stack_name_without_subset(aws):
+    sfn, arn = aws
+    execution, _ = start_training("Predmaint-Training", "ai4i2020", "ai4i2020", None, REGION, name="manual-1",
+                                  session=Session(arn))
+    assert execution.endswith(":manual-1")
+    assert json.loads(sfn.describe_execution(executionArn=execution)["input"]) == \
+        {"dataset": "ai4i2020", "profile": "ai4i2020"}
+
+
+def test_clear_errors(aws):
+    _, arn = aws
+    with pytest.raises(StartTrainingError, match="cannot read stack 'Nope'"):
+        start_training("Nope", "cmapss", "cmapss", "FD001", REGION, session=Session(arn))
+    with pytest.raises(StartTrainingError, match="cannot start"):
+        start_training(f"arn:aws:states:{REGION}:123456789012:stateMachine:missing", "cmapss", "cmapss", None,
+                       REGION)
+
+
+def test_execution_names_are_valid():
+    name = execution_name("cmapss", "FD001", now=0)
+    assert name == "cmapss-FD001-19700101T000000Z" and len(execution_name("x" * 100, None)) <= 80
