@@ -98,8 +98,19 @@ class ServerProcess:
     def workers(self) -> set[int]:
         return children(self.proc.pid)
 
+    def wait_workers(self, n: int, timeout: float = 20.0) -> set[int]:
+        """The worker PIDs once there are exactly ``n`` of them."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            w = self.workers()
+            if len(w) == n:
+                return w
+            time.sleep(0.05)
+        raise AssertionError(f"expected {n} workers, have {self.workers()}")
+
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log.read_text(errors="replace")
 
     def stop(self, timeout: float = 20.0) -> int:
