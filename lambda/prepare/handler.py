@@ -421,7 +421,8 @@ def plan_run(event: dict[str, Any], store: ObjectStore, settings: Settings | Non
             # SageMaker manifest: a prefix, then keys relative to it (only the validated objects)
             "manifest": [{"prefix": f"{data}{settings.raw_prefix}"}, *raw_keys],
         },
-        "arguments": {"preprocess": common, "evaluate": common},
+        # command lines of the processing scripts (evaluate.py takes its paths only)
+        "arguments": {"preprocess": common, "evaluate": ["--output-dir", "/opt/ml/processing/output/evaluation"]},
         "tuning": {
             "objective": {"metric": metric, "type": profile.objective_direction},
             "metric_definitions": [{"Name": metric, "Regex": metric + r": ([0-9\.]+)"}],

@@ -74,6 +74,7 @@ def test_plans_the_real_cmapss_and_ai4i_data():
     assert {c["key"]: c["rows_checked"] for c in plan["inputs"]["checks"]}["cmapss/train_FD001.txt.gz"] == 20631
     assert plan["inputs"]["manifest"][0] == {"prefix": "s3://local-data/raw/"}
     assert plan["tuning"]["objective"] == {"metric": "validation-rmse", "type": "Minimize"}
+    assert plan["arguments"]["preprocess"] == ["--profile", "cmapss", "--subset", "FD001"]
     assert set(plan["tuning"]["definitions"]) == {"xgboost", "linear"}
     ai4i = prep.plan_run({"dataset": "ai4i2020", "profile": "ai4i2020"}, prep.LocalStore(data))
     assert ai4i["task"] == "failure_classification"
@@ -256,3 +257,18 @@ def test_loads_without_sys_modules_registration():
     spec.loader.exec_module(module)
     assert module.Settings().job_prefix == "pm"
     assert io  # keep import used for readers of this file
+
+
+def test_planned_arguments_are_accepted_by_the_training_scripts(tmp_path):
+    from training_src import preprocess, train
+
+    _write_cmapss(tmp_path)
+    plan = prep.plan_run(EVENT, prep.LocalStore(tmp_path))
+    args = preprocess.parse_args(plan["arguments"]["preprocess"])
+    assert (args.profile, args.subset) == ("cmapss", "FD001")
+    refit = prep.plan_refit(plan, {"TrainingJobDefinitionName": "xgboost", "TunedHyperParameters": {"eta": "0.1"}})
+    # SageMaker hands script-mode hyperparameters over as --name value (sagemaker_* stay in the env)
+    cli = [x for k, v in refit["hyperparameters"].items() if not k.startswith("sagemaker_")
+           for x in (f"--{k}", str(json.loads(v)))]
+    assert "--fit_on" in cli and "train+validation" in cli
+    assert hasattr(train, "main")
