@@ -123,7 +123,7 @@ def tuning_plot(tuning: dict[str, Any], out: Path) -> Path | None:
     objective = str(tuning.get("objective", "objective"))
     algos = sorted({a for _, _, a, _ in points})
     colors = {a: ALGO_COLORS[i % len(ALGO_COLORS)] for i, a in enumerate(algos)}
-    fig = Figure(figsize=(9, 4.6), dpi=110)
+    fig = Figure(figsize=(10, 4.6), dpi=110)
     ax = fig.add_subplot()
     for a in algos:
         done = [(n, v) for n, v, aa, s in points if aa == a and s.upper() in ("COMPLETE", "")]
@@ -163,7 +163,8 @@ def tuning_plot(tuning: dict[str, Any], out: Path) -> Path | None:
     ax.set_xlabel("trial")
     ax.set_ylabel(f"{objective} ({'lower' if minimize else 'higher'} is better)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right" if minimize else "lower right", framealpha=0.9)
+    # outside the axes: a legend inside would hide trials
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.png")
