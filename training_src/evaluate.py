@@ -59,8 +59,14 @@ def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 
 def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
     """PR-AUC (average precision), ROC-AUC, and precision/recall/F1/accuracy at ``threshold``."""
-    from sklearn.metrics import (accuracy_score, average_precision_score, f1_score, precision_score,
-                                 recall_score, roc_auc_score)
+    from sklearn.metrics import (
+        accuracy_score,
+        average_precision_score,
+        f1_score,
+        precision_score,
+        recall_score,
+        roc_auc_score,
+    )
     yhat = (p >= threshold).astype(int)
     return {"pr_auc": float(average_precision_score(y, p)), "roc_auc": float(roc_auc_score(y, p)),
             "precision": float(precision_score(y, yhat, zero_division=0)),

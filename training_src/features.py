@@ -26,6 +26,7 @@ the features of one asset's last reading from that asset's raw readings alone wi
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -40,6 +41,7 @@ except ImportError:  # SageMaker container: siblings are top-level modules
     from profiles import Profile, parse_profile
 
 MAX_GAP = 3
+WHOLE_HISTORY = 10**9  # history_needed of a spec with a whole-history (size 0) window
 STD_FLOOR = 1e-8
 SPEC_VERSION = 1
 
@@ -95,7 +97,12 @@ class FeatureSpec:
 
     @property
     def history_needed(self) -> int:
-        """Readings of trailing history that determine the last reading's features exactly."""
+        """Readings of trailing history that determine the last reading's features exactly.
+
+        A whole-history window (size 0) needs every reading since the asset's first one.
+        """
+        if 0 in self.window_sizes:
+            return WHOLE_HISTORY
         return max([1, *self.window_sizes, *[3 * s for s in self.ewm_spans]])
 
     @property
@@ -322,7 +329,7 @@ def feature_names(spec: FeatureSpec) -> list[str]:
     if spec.window_sizes:
         for s in spec.sensors:
             for w in spec.window_sizes:
-                names += [f"{s}_{stat}_{w}" for stat in spec.window_stats]
+                names += [f"{s}_{stat}_{w or 'all'}" for stat in spec.window_stats]
             names += [f"{s}_ewm_{span}" for span in spec.ewm_spans]
     if spec.n_regimes > 1:
         names += [f"regime_{r}" for r in range(spec.n_regimes)]
@@ -414,6 +421,32 @@ def _ewm_weights(span: int) -> np.ndarray:
     return w
 
 
+def _expanding(z: np.ndarray, t: np.ndarray, stats: list[str]) -> list[np.ndarray]:
+    """Whole-history statistics at every reading (n, s) per stat, from cumulative sums."""
+    c = np.arange(1, len(z) + 1, dtype=float)[:, None]
+    t0 = (t - t[0])[:, None]  # shift keeps the sums small (precision)
+    sz = np.cumsum(z, axis=0)
+    mean = sz / c
+    out = []
+    for stat in stats:
+        if stat == "mean":
+            v = mean
+        elif stat == "std":
+            v = np.sqrt(np.maximum(np.cumsum(z * z, axis=0) / c - mean ** 2, 0.0))
+        elif stat == "min":
+            v = np.minimum.accumulate(z, axis=0)
+        elif stat == "max":
+            v = np.maximum.accumulate(z, axis=0)
+        else:  # slope
+            st, stt = np.cumsum(t0, axis=0), np.cumsum(t0 * t0, axis=0)
+            stz = np.cumsum(t0 * z, axis=0)
+            sxx = stt - st * st / c
+            sxy = stz - st * sz / c
+            v = np.where(sxx > 1e-12, sxy / np.where(sxx > 1e-12, sxx, 1.0), 0.0)
+        out.append(v)
+    return out
+
+
 def window_block(z: np.ndarray, t: np.ndarray, spec: FeatureSpec, *, last_only: bool = False) -> np.ndarray:
     """Window features of one asset, rows in time order.
 
@@ -428,6 +461,12 @@ def window_block(z: np.ndarray, t: np.ndarray, spec: FeatureSpec, *, last_only: 
     out = np.empty((rows, s, per_sensor))
     col = 0
     for w in sizes:
+        if w == 0:  # whole history so far: cumulative sums, identical in batch and last-only mode
+            block = _expanding(z, t, stats)
+            for v in block:
+                out[:, :, col] = v[-1:] if last_only else v
+                col += 1
+            continue
         if last_only:
             k = min(w, n)
             win = z[n - k:][None, :, :]  # (1, k, s)
@@ -513,7 +552,7 @@ def transform(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
         ids = df[spec.id_column].to_numpy()
         t = df[spec.time_column].to_numpy(dtype=float)
         bounds = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
-        blocks = [window_block(z[a:b], t[a:b], spec) for a, b in zip(bounds[:-1], bounds[1:], strict=False)]
+        blocks = [window_block(z[a:b], t[a:b], spec) for a, b in itertools.pairwise(bounds)]
         win = np.vstack(blocks)
     x = _assemble(spec, df, z, reg, win, t)
     return pd.DataFrame(x, columns=spec.feature_names, index=df.index)

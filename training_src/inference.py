@@ -19,6 +19,7 @@ the body, which also works in the container) adds the top feature contributions 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -194,7 +195,7 @@ def _parse_asset(inst: Any, i: int, model: Model) -> tuple[Any, dict[str, np.nda
             raise _bad(f"{where}.readings[{j}]: must be an object")
     times = [_number(r.get(tc), f"{where}.readings[{j}].{tc}") for j, r in enumerate(readings)]
     order = sorted(range(len(readings)), key=times.__getitem__)
-    for a, b in zip(order, order[1:], strict=False):
+    for a, b in itertools.pairwise(order):
         if times[a] == times[b]:
             raise _bad(f"{where}.readings[{b}].{tc}: duplicate {tc} {times[b]:g}")
     keep = order[-spec.history_needed:]

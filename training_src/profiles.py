@@ -39,7 +39,7 @@ class DerivedFeature:
 
 @dataclass(frozen=True)
 class WindowSpec:
-    """Per-asset rolling features over trailing windows of ``sizes`` readings."""
+    """Per-asset rolling features over trailing windows of ``sizes`` readings (0 = whole history)."""
 
     sizes: tuple[int, ...]
     stats: tuple[str, ...]
@@ -47,7 +47,7 @@ class WindowSpec:
 
     @property
     def max_size(self) -> int:
-        return max((*self.sizes, *self.ewm_spans), default=1)
+        return max((*self.sizes, *(3 * s for s in self.ewm_spans)), default=1)
 
 
 @dataclass(frozen=True)
@@ -170,11 +170,12 @@ def _str_list(doc: dict, key: str, source: str, *, required: bool = False) -> tu
     return tuple(value)
 
 
-def _pos_int_list(value: Any, source: str, where: str) -> tuple[int, ...]:
+def _pos_int_list(value: Any, source: str, where: str, allow_zero: bool = False) -> tuple[int, ...]:
     if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise _err(source, where, f"must be a list of whole numbers, got {value!r}")
-    if any(v < 1 for v in value):
-        raise _err(source, where, f"window sizes must be >= 1, got {value!r}")
+    if any(v < (0 if allow_zero else 1) for v in value):
+        raise _err(source, where, f"window sizes must be >= {0 if allow_zero else 1}"
+                   f"{' (0 = whole history)' if allow_zero else ''}, got {value!r}")
     if len(set(value)) != len(value):
         raise _err(source, where, f"has duplicates: {value!r}")
     return tuple(sorted(value))
@@ -251,9 +252,8 @@ def parse_profile(doc: dict[str, Any], subset: str | None = None, source: str = 
     cats = {k: tuple(v) for k, v in cats_raw.items()}
     exclude = _str_list(doc, "exclude_columns", source)
 
-    if task == "rul_regression":
-        if not id_column or not time_column:
-            raise _err(source, "id_column/time_column", "rul_regression needs an asset id and a time column")
+    if task == "rul_regression" and (not id_column or not time_column):
+        raise _err(source, "id_column/time_column", "rul_regression needs an asset id and a time column")
 
     label_doc = doc.get("label")
     if not isinstance(label_doc, dict):
@@ -276,7 +276,7 @@ def parse_profile(doc: dict[str, Any], subset: str | None = None, source: str = 
     if wdoc is not None:
         if not isinstance(wdoc, dict):
             raise _err(source, "windows", "must be an object with sizes and stats")
-        sizes = _pos_int_list(wdoc.get("sizes"), source, "windows.sizes")
+        sizes = _pos_int_list(wdoc.get("sizes"), source, "windows.sizes", allow_zero=True)
         if not sizes:
             raise _err(source, "windows.sizes", "needs at least one window size")
         stats = _str_list(wdoc, "stats", source)

@@ -97,7 +97,7 @@ def decide(
     def gate(name: str, limit: float | None, upper: bool) -> None:
         if limit is None:
             return
-        v = _checked(ch, name, "challenger") if name != "improvement_pct" else _checked(ch, name, "challenger")
+        v = _checked(ch, name, "challenger")
         checks[f"{name} {'<=' if upper else '>='} {limit}"] = v <= limit if upper else v >= limit
 
     gate("rmse", thresholds.max_rmse, True)

@@ -47,7 +47,20 @@ def static_hyperparameters(algorithm: str, profile_name: str, subset: str | None
     out = {"algorithm": algorithm, "profile": profile_name}
     if subset:
         out["subset"] = subset
+    if _is_fleet(profile_name, subset):
+        out["row_stride"] = "3"  # trials train on every 3rd reading per asset; train.py's refit uses all
     return out
+
+
+def _is_fleet(profile_name: str, subset: str | None) -> bool:
+    try:
+        from .profiles import load_profile
+    except ImportError:  # flat layout (SageMaker container, Lambda bundle)
+        from profiles import load_profile
+    try:
+        return load_profile(profile_name, subset).is_regression
+    except ValueError:
+        return False
 
 
 def sagemaker_parameter_ranges(algorithm: str) -> dict[str, list[dict[str, str]]]:

@@ -185,7 +185,7 @@ def fit_model(algorithm: str, X: np.ndarray, y: np.ndarray, task: str, hp: dict[
             name = metric_name(task)
 
             class Report(xgb.callback.TrainingCallback):
-                def after_iteration(self, model, epoch, evals_log):  # noqa: ANN001
+                def after_iteration(self, model, epoch, evals_log):
                     if (epoch + 1) % report_every == 0 and epoch + 1 < rounds:
                         value = evals_log["validation"][params["eval_metric"]][-1]
                         print(f"[{epoch + 1}] {name}: {value:.6f}", flush=True)
@@ -269,6 +269,13 @@ def main(argv: list[str] | None = None) -> int:
         if val_path.exists():
             Xv, yv = split_xy(read_channel(val_path), names)
         held_out = Xv is not None and args.fit_on == "train"
+        stride = _num({"row_stride": hp.get("row_stride", "1")}, "row_stride", int, 1, 100)
+        if stride > 1 and args.fit_on == "train" and "_asset" in train.columns:
+            # tuning trials only: adjacent cycles are near-duplicates, so every stride-th reading of
+            # each asset ranks hyperparameters as well at a fraction of the cost (the refit uses all)
+            pos = train.groupby("_asset", sort=False).cumcount().to_numpy()
+            keep = pos % stride == stride - 1
+            X, y = X[keep], y[keep]
         if args.fit_on == "train+validation":
             if Xv is None:
                 raise TrainError("--fit_on train+validation needs a validation channel")
@@ -288,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
 
     meta = {
         "algorithm": args.algorithm, "task": task, "hyperparameters": hp, "feature_names": names,
-        "threshold": threshold, "label_cap": spec.label_cap, "fit_on": args.fit_on, "n_train": int(len(y)),
+        "threshold": threshold, "label_cap": spec.label_cap, "fit_on": args.fit_on, "n_train": len(y),
         "validation_metric": {"name": metric_name(task), "value": value, "held_out": held_out},
         "xgboost_version": xgboost.__version__, "seed": args.seed,
         "profile": spec.profile.get("name"), "subset": spec.profile.get("subset"),

@@ -169,3 +169,19 @@ def test_parity_every_fd001_test_unit(data_dir, fd001):
         np.testing.assert_allclose(one, batch.loc[g.index[-1]].to_numpy(), rtol=1e-9, atol=1e-9)
         n += 1
     assert n == 100
+
+
+def test_whole_history_window_by_hand():
+    p = tiny_profile(windows={"sizes": [0], "stats": ["mean", "std", "slope", "min", "max"]})
+    df = F.validate_readings(tiny_frame(), p)
+    spec = F.fit_spec(df, p)
+    X = F.transform(df, spec)
+    mu, sd = np.mean([1, 2, 4, 7, 3, 3]), np.std([1, 2, 4, 7, 3, 3])
+    z = (np.array([1.0, 2.0, 4.0, 7.0]) - mu) / sd
+    assert X.loc[3, "s1_mean_all"] == pytest.approx(z.mean())
+    assert X.loc[3, "s1_std_all"] == pytest.approx(z.std())
+    assert X.loc[3, "s1_slope_all"] == pytest.approx(np.polyfit([1, 2, 3, 4], z, 1)[0])
+    assert X.loc[2, "s1_max_all"] == pytest.approx(z[2]) and X.loc[3, "s1_min_all"] == pytest.approx(z[0])
+    assert spec.history_needed == F.WHOLE_HISTORY
+    one = F.transform_asset({c: df.loc[:3, c].to_numpy() for c in df.columns}, spec)
+    np.testing.assert_allclose(one, X.loc[3].to_numpy())

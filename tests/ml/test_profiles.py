@@ -24,7 +24,7 @@ def _doc():
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: d.update(sensor_columns=["sensor_1", "sensor_99"]), "unknown column 'sensor_99'"),
-    (lambda d: d["windows"].update(sizes=[0, 5]), "window sizes must be >= 1"),
+    (lambda d: d["windows"].update(sizes=[-1, 5]), "window sizes must be >= 0"),
     (lambda d: d["windows"].update(stats=["mean", "median"]), "unknown statistic"),
     (lambda d: d.pop("label"), "a label rule is required"),
     (lambda d: d["label"].update(cap=-5), "label.cap"),
