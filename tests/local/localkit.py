@@ -19,10 +19,20 @@ PY = sys.executable
 COLUMNS = ["unit", "cycle", "setting_1", "setting_2", "setting_3", *[f"sensor_{i}" for i in range(1, 22)]]
 
 
-def build_model(data_dir: Path, out: Path) -> Path:
+def build_model(data_dir: Path, out: Path, train_units: int = 25) -> Path:
+    """preprocess.py + train.py (SageMaker script contract) on the first ``train_units`` FD001 training
+    units (the whole test set), with few boosting rounds: a real artifact in ~10 s instead of ~20 s."""
+    import shutil
+
+    small = out / "data" / "cmapss"
+    small.mkdir(parents=True)
+    with gzip.open(data_dir / "cmapss" / "train_FD001.txt.gz", "rt") as src, open(small / "train_FD001.txt", "w") as dst:
+        dst.writelines(line for line in src if line.split() and int(line.split()[0]) <= train_units)
+    for name in ("test_FD001.txt.gz", "RUL_FD001.txt.gz"):
+        shutil.copy(data_dir / "cmapss" / name, small / name)
     pp, model = out / "pp", out / "model"
     subprocess.run([PY, str(REPO / "training_src" / "preprocess.py"), "--profile", "cmapss", "--subset", "FD001",
-                    "--data-dir", str(data_dir), "--output-dir", str(pp)], check=True, capture_output=True)
+                    "--data-dir", str(out / "data"), "--output-dir", str(pp)], check=True, capture_output=True)
     env = {**os.environ, "SM_CHANNEL_TRAIN": str(pp / "train"), "SM_CHANNEL_VALIDATION": str(pp / "validation"),
            "SM_MODEL_DIR": str(model), "SM_OUTPUT_DATA_DIR": str(out / "train-out")}
     subprocess.run([PY, str(REPO / "training_src" / "train.py"), "--algorithm", "xgboost", "--num_round", "30",
