@@ -73,9 +73,9 @@ def _fmt(v: Any, digits: int = 4) -> str:
     x = _num(v)
     if x is None:
         return "–" if v is None else html.escape(str(v))
-    if x == int(x) and abs(x) >= 1000:
-        return f"{int(x):,}"
-    return f"{x:.{digits}g}" if abs(x) < 1e5 else f"{x:,.0f}"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"
 
 
 def _e(v: Any) -> str:
