@@ -17,7 +17,9 @@ import sys
 import time
 from typing import Any
 
-_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "fields"}
+# color_message: uvicorn's ANSI-colored duplicate of msg; taskName: asyncio noise (3.12+)
+_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "fields",
+                                                                             "color_message", "taskName"}
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:

@@ -219,7 +219,8 @@ class Registry:
         ``evaluation`` is the evaluation report (its metrics are flattened into ``metrics``), ``lineage``
         what produced the model (dataset checksums, profile, hyperparameters, code commit). Idempotent
         per ``run_id``: a second call with the same run id returns the package already registered and
-        changes nothing. Atomic: either the package (and champion move) is fully committed, or the
+        changes nothing. Raises ``CorruptModelError`` (before writing anything) if the artifact is not a
+        safe, complete model archive. Atomic: either the package (and champion move) is fully committed, or the
         registry is exactly as before.
         """
         artifact = Path(artifact)
@@ -227,6 +228,7 @@ class Registry:
             raise UsageError("register needs a run id")
         if not artifact.is_file():
             raise UsageError(f"model artifact {artifact} does not exist")
+        inspect_model_archive(artifact)  # never register (let alone promote) an artifact that cannot be served
         with self._locked():
             doc = self._manifest()
             for k, rec in doc["packages"].items():
@@ -339,6 +341,40 @@ def check_model_dir(model_dir: Path) -> None:
         raise CorruptModelError(f"model directory {model_dir} lacks {', '.join(missing)}")
 
 
+def _vet_members(archive: Path, members: list[tarfile.TarInfo], root: Path) -> None:
+    total = 0
+    for m in members:
+        name = m.name
+        if name.startswith(("/", "\\")) or ".." in Path(name).parts:
+            raise CorruptModelError(f"{archive}: unsafe path in archive: {name!r}")
+        if not (m.isfile() or m.isdir()):
+            raise CorruptModelError(f"{archive}: archive member {name!r} is not a regular file or directory")
+        if not (root / name).resolve().is_relative_to(root):
+            raise CorruptModelError(f"{archive}: archive member {name!r} escapes the model directory")
+        total += max(m.size, 0)
+        if total > MAX_EXTRACTED_BYTES:
+            raise CorruptModelError(f"{archive}: archive expands beyond {MAX_EXTRACTED_BYTES} bytes")
+
+
+def inspect_model_archive(archive: Path) -> list[str]:
+    """Check a model.tar.gz without extracting it: readable to the end, safe member paths, and the files
+    inference needs. Returns the member file names; raises ``CorruptModelError``."""
+    archive = Path(archive)
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()  # reads the whole stream: a truncated archive fails here
+    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+        raise CorruptModelError(f"{archive}: not a valid model.tar.gz ({type(exc).__name__}: {exc})") from exc
+    _vet_members(archive, members, Path("/__model__"))
+    names = {str(Path(m.name)) for m in members if m.isfile()}
+    missing = [f for f in REQUIRED_MODEL_FILES if f not in names]
+    if not any(f in names for f in MODEL_FILES):
+        missing.append(" or ".join(MODEL_FILES))
+    if missing:
+        raise CorruptModelError(f"{archive}: archive lacks {', '.join(missing)}")
+    return sorted(names)
+
+
 def extract_model_archive(archive: Path, dest: Path) -> None:
     """Safely extract a model.tar.gz into the existing directory ``dest``.
 
@@ -346,22 +382,10 @@ def extract_model_archive(archive: Path, dest: Path) -> None:
     absolute paths, ``..``, links or devices); the total size is bounded. Raises ``CorruptModelError``.
     """
     archive, dest = Path(archive), Path(dest)
-    root = dest.resolve()
     try:
         with tarfile.open(archive, "r:*") as tar:
             members = tar.getmembers()
-            total = 0
-            for m in members:
-                name = m.name
-                if name.startswith(("/", "\\")) or ".." in Path(name).parts:
-                    raise CorruptModelError(f"{archive}: unsafe path in archive: {name!r}")
-                if not (m.isfile() or m.isdir()):
-                    raise CorruptModelError(f"{archive}: archive member {name!r} is not a regular file or directory")
-                if not (root / name).resolve().is_relative_to(root):
-                    raise CorruptModelError(f"{archive}: archive member {name!r} escapes the model directory")
-                total += max(m.size, 0)
-                if total > MAX_EXTRACTED_BYTES:
-                    raise CorruptModelError(f"{archive}: archive expands beyond {MAX_EXTRACTED_BYTES} bytes")
+            _vet_members(archive, members, dest.resolve())
             # members are already vetted; the "data" filter is a second line of defence.
             tar.extractall(dest, members=members, filter="data")
     except CorruptModelError:

@@ -77,16 +77,32 @@ def test_serve_unknown_version_and_no_champion(capsys, tmp_path, registry_home) 
     assert_one_line_error(err, "model version 42 is not in the registry")
 
 
-def test_serve_corrupt_artifact(capsys, tmp_path) -> None:
-    bad = tmp_path / "model.tar.gz"
-    bad.write_bytes(b"definitely not gzip")
-    Registry(tmp_path).register(artifact=bad, evaluation={}, lineage={}, approved=True, reason="x", run_id="r")
+def test_serve_corrupt_artifact(capsys, tmp_path, model_tar) -> None:
+    package = Registry(tmp_path).register(artifact=model_tar, evaluation={}, lineage={}, approved=True,
+                                          reason="x", run_id="r")
+    package.artifact.write_bytes(package.artifact.read_bytes()[:1000])  # truncated on disk after registration
     code, _, err = run_cli(capsys, "serve", "--home", str(tmp_path))
+    assert code == 2
+    assert_one_line_error(err, "does not match its recorded SHA-256")
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(b"definitely not gzip")
+    code, _, err = run_cli(capsys, "serve", "--home", str(tmp_path), "--model-dir", str(bad))
     assert code == 2
     assert_one_line_error(err, "not a valid model.tar.gz")
     code, _, err = run_cli(capsys, "serve", "--home", str(tmp_path), "--model-dir", str(tmp_path / "nope"))
     assert code == 2
     assert_one_line_error(err, "does not exist")
+
+
+def test_serve_resolves_a_model_tar_gz(tmp_path, model_tar) -> None:
+    import argparse
+
+    from predmaint.cli import _resolve_model_dir
+
+    args = argparse.Namespace(model_dir=str(model_tar), model=None, home=tmp_path)
+    d, version = _resolve_model_dir(args)
+    assert version is None and (d / "code" / "inference.py").is_file() and (d / "xgboost-model").is_file()
+    assert _resolve_model_dir(args)[0] == d  # extracted once
 
 
 def test_models_table_marks_the_champion(capsys, tmp_path, model_tar) -> None:

@@ -217,11 +217,16 @@ def _written(path: Path, data: bytes) -> Path:
 def test_unsafe_or_corrupt_archives_are_refused(tmp_path: Path, make, match: str) -> None:
     bad = make(tmp_path / "bad.tar.gz")
     r = Registry(tmp_path / "home")
-    r.register(artifact=bad, evaluation={}, lineage={}, approved=True, reason="x", run_id="bad")
+    with pytest.raises(CorruptModelError, match=match):  # refused at registration, nothing written
+        r.register(artifact=bad, evaluation={}, lineage={}, approved=True, reason="x", run_id="bad")
+    assert r.list_packages() == [] and r.champion() is None
+    assert not (tmp_path / "home" / "registry" / "packages").exists()
+    # extraction (the second line of defence) refuses it too, and nothing escapes
+    dest = tmp_path / "dest"
+    dest.mkdir()
     with pytest.raises(CorruptModelError, match=match):
-        r.model_dir(1)
+        reg.extract_model_archive(bad, dest)
     assert not (tmp_path / "escape.txt").exists()
-    assert not any(p.name.startswith("1-") for p in (tmp_path / "home" / "registry" / "cache").iterdir())
 
 
 def test_archive_missing_required_files(tmp_path: Path) -> None:
@@ -230,10 +235,21 @@ def test_archive_missing_required_files(tmp_path: Path) -> None:
         info = tarfile.TarInfo("feature_spec.json")
         info.size = 2
         tar.addfile(info, io.BytesIO(b"{}"))
-    r = Registry(tmp_path / "home")
-    r.register(artifact=p, evaluation={}, lineage={}, approved=True, reason="x", run_id="r")
     with pytest.raises(CorruptModelError, match=r"lacks code/inference.py, xgboost-model or linear-model.json"):
-        r.model_dir(1)
+        Registry(tmp_path / "home").register(artifact=p, evaluation={}, lineage={}, approved=True, reason="x",
+                                             run_id="r")
+
+
+def test_sagemaker_style_archive_with_dot_prefix_is_accepted(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    d = fake_artifact(tmp_path / "a.tar.gz")
+    with tarfile.open(d) as tar:
+        tar.extractall(src, filter="data")
+    dotted = tmp_path / "dotted.tar.gz"
+    subprocess.run(["tar", "-czf", str(dotted), "-C", str(src), "."], check=True)
+    r = Registry(tmp_path / "home")
+    r.register(artifact=dotted, evaluation={}, lineage={}, approved=True, reason="x", run_id="r")
+    assert (r.model_dir(1) / "code" / "inference.py").is_file()
 
 
 def test_real_model_round_trip(tmp_path: Path, model_tar: Path) -> None:

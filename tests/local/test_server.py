@@ -192,6 +192,26 @@ def test_sigterm_shuts_down_cleanly(registry_home: Path, tmp_path: Path, test_un
     assert not any(Path(f"/proc/{w}").exists() for w in workers), "workers left behind"
 
 
+def test_sigterm_lets_an_in_flight_request_finish(registry_home: Path, tmp_path: Path, test_units) -> None:
+    srv = ServerProcess(["serve", "--home", str(registry_home), "--workers", "1"], free_port(), tmp_path / "s.log")
+    srv.wait_ping()
+    body = request_body([{"asset_id": "a", "readings": test_units[5]}])
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=15) as s:
+        s.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body[:100])
+        time.sleep(0.3)  # the request is in flight (its body half sent) when SIGTERM arrives
+        srv.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        s.sendall(body[100:])
+        answer = s.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert b'"rul"' in answer
+    srv.proc.wait(15)
+    assert srv.stop() == 0, srv.output()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", srv.port), timeout=2).close()
+
+
 def test_corrupt_model_answers_503_without_crash_loop(model_dir: Path, tmp_path: Path) -> None:
     import shutil
 
