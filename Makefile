@@ -43,7 +43,7 @@ synth: setup
 	npx cdk synth --no-notices -q
 
 bench: setup
-	$(BIN)/python bench/accuracy.py
+	$(BIN)/python bench/accuracy.py | tee bench/results-accuracy.md
 
 ## Re-resolve pinned dependencies from requirements*.in.
 lock:
@@ -51,4 +51,4 @@ lock:
 	/tmp/predmaint-lock/bin/pip install -q -r requirements.in && /tmp/predmaint-lock/bin/pip freeze > requirements.txt
 
 clean:
-	rm -rf $(VENV) node_modules cdk.out .pytest_cache
+	rm -rf $(VENV) node_modules cdk.out .pytest_cache build
