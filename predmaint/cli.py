@@ -325,9 +325,23 @@ def cmd_start_training(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise PipelineError(f"predmaint.aws is not available: {exc}") from None
     if not args.state_machine:
-        raise UsageError("--state-machine ARN is required (or set PREDMAINT_STATE_MACHINE_ARN)")
-    execution_arn, url = aws.start_training(args.state_machine, args.dataset, args.profile, args.subset,
-                                            args.region)
+        raise UsageError("--state-machine (an ARN or the training stack's name, e.g. Predmaint-Training) is "
+                         "required, or set PREDMAINT_STATE_MACHINE_ARN")
+    region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        import boto3
+
+        region = boto3.session.Session().region_name
+    if not region:
+        raise UsageError("no AWS region: pass --region or set AWS_REGION")
+    try:
+        execution_arn, url = aws.start_training(args.state_machine, args.dataset, args.profile, args.subset, region)
+    except aws.StartTrainingError as exc:
+        raise PipelineError(str(exc)) from None
+    except Exception as exc:  # botocore: no credentials, expired token, endpoint unreachable
+        if type(exc).__module__.startswith("botocore"):
+            raise PipelineError(f"AWS: {exc}") from None
+        raise
     print(f"started execution {execution_arn}")
     print(url)
     return EXIT_OK
@@ -422,7 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("start-training", "start the training pipeline in AWS (Step Functions)",
              "Start an execution of the deployed training state machine for a dataset in the raw bucket.")
     sp.add_argument("--state-machine", default=os.environ.get("PREDMAINT_STATE_MACHINE_ARN"),
-                    help="state machine ARN (env PREDMAINT_STATE_MACHINE_ARN)")
+                    help="state machine ARN or the training stack's name, e.g. Predmaint-Training "
+                         "(env PREDMAINT_STATE_MACHINE_ARN)")
     sp.add_argument("--dataset", required=True, help="dataset prefix under raw/ in the data bucket")
     sp.add_argument("--profile", default="cmapss", help="dataset profile (default cmapss)")
     sp.add_argument("--subset", default=None, help="profile subset, e.g. FD001")

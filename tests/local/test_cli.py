@@ -193,3 +193,25 @@ def test_global_options_work_after_the_command(capsys, tmp_path, monkeypatch) ->
     code, out, _ = run_cli(capsys, "models", "--home", str(tmp_path / "flag"))
     assert code == 0 and str(tmp_path / "flag") in out
     assert not Path(tmp_path / "from-env" / "registry").exists()
+
+
+def test_start_training_calls_aws_and_maps_errors(capsys, monkeypatch) -> None:
+    from predmaint import aws
+
+    calls = []
+
+    def fake(sm, dataset, profile, subset, region):
+        calls.append((sm, dataset, profile, subset, region))
+        if dataset == "broken":
+            raise aws.StartTrainingError("cannot start arn:x: AccessDenied")
+        return "arn:aws:states:eu-west-1:1:execution:sm:run-1", "https://console/run-1"
+
+    monkeypatch.setattr(aws, "start_training", fake)
+    code, out, _ = run_cli(capsys, "start-training", "--state-machine", "Predmaint-Training", "--dataset", "fd001",
+                           "--subset", "FD001", "--region", "eu-west-1")
+    assert code == 0 and out.splitlines() == ["started execution arn:aws:states:eu-west-1:1:execution:sm:run-1",
+                                              "https://console/run-1"]
+    assert calls[-1] == ("Predmaint-Training", "fd001", "cmapss", "FD001", "eu-west-1")
+    code, _, err = run_cli(capsys, "start-training", "--state-machine", "sm", "--dataset", "broken", "--region", "x")
+    assert code == 1
+    assert_one_line_error(err, "AccessDenied")
