@@ -275,7 +275,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     registry = Registry(args.home)
     packages = registry.list_packages()
     if args.json:
-        print(json.dumps([p.to_dict() for p in packages], indent=1, default=str))
+        champ = registry.champion()
+        docs = [p.to_dict() | {"champion": bool(champ and champ.version == p.version)} for p in packages]
+        print(json.dumps(docs, indent=1, default=str))
         return EXIT_OK
     if not packages:
         print(f"no models registered yet in {registry.root} (run `predmaint run`)")

@@ -216,7 +216,12 @@ def evaluate(model_path: Path, test_dir: Path, baseline_dir: Path | None, train_
             best_xgb = (tuning.get("best_by_algorithm") or {}).get("xgboost")
             if best_xgb:
                 thr = model.threshold if model.meta.get("algorithm") == "xgboost" else 0.5
-                px = _fit_predict(task, X, y, Xt, best_xgb["params"], spec.feature_names, cap, nthread)
+                mine = model.meta.get("hyperparameters") or {}
+                if model.meta.get("algorithm") == "xgboost" and all(
+                        str(mine.get(k)) == str(v) for k, v in best_xgb["params"].items()):
+                    px = p  # the final model IS the tuned XGBoost refit on the same data: no second fit
+                else:
+                    px = _fit_predict(task, X, y, Xt, best_xgb["params"], spec.feature_names, cap, nthread)
                 ablation.append(row("+ hyperparameter tuning (best XGBoost)", px, thr))
     ablation.append(row(f"+ algorithm selection ({model.meta.get('algorithm', '?')}): final model", p,
                         model.threshold))
