@@ -99,7 +99,7 @@ def load_model_dir(path: Path, scratch: Path) -> Path:
 
 
 def _plots(out: Path, task: str, y: np.ndarray, p: np.ndarray, importance: list[tuple[str, float]],
-           threshold: float | None) -> list[str]:
+           threshold: float | None, cap: float | None = None) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,6 +118,8 @@ def _plots(out: Path, task: str, y: np.ndarray, p: np.ndarray, importance: list[
         ax.scatter(y, p, s=18, alpha=0.75, edgecolor="none")
         hi = max(float(y.max()), float(p.max())) * 1.05
         ax.plot([0, hi], [0, hi], "k--", lw=1, label="perfect")
+        if cap:
+            ax.axhline(cap, color="tab:orange", ls=":", lw=1.2, label=f"RUL cap ({cap:g}): healthy plateau")
         ax.set(xlabel="true RUL (cycles)", ylabel="predicted RUL (cycles)", xlim=(0, hi), ylim=(0, hi),
                title="Predicted vs true RUL (test, last cycle per asset)")
         ax.legend(loc="upper left")
@@ -228,7 +230,7 @@ def evaluate(model_path: Path, test_dir: Path, baseline_dir: Path | None, train_
 
     out_dir.mkdir(parents=True, exist_ok=True)
     importance = feature_importance(model)
-    plots = _plots(out_dir, task, yt, p, importance, model.threshold if not reg else None)
+    plots = _plots(out_dir, task, yt, p, importance, model.threshold if not reg else None, cap)
     report: dict[str, Any] = {"task": task, "profile": spec.profile.get("name"),
                               "subset": spec.profile.get("subset")}
     if reg:
