@@ -254,9 +254,17 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     import boto3  # only in AWS
 
     settings = Settings.from_env()
-    outcome = promote(event, boto3.client("sagemaker"), _s3_reader(boto3.client("s3")), settings)
-    if outcome["approved"] and settings.champion_parameter:
-        # idempotent (Overwrite): a replayed approval writes the same values again
+    sagemaker = boto3.client("sagemaker")
+    outcome = promote(event, sagemaker, _s3_reader(boto3.client("s3")), settings)
+    if outcome["approved"] and outcome["idempotent_replay"]:
+        # A replay re-records the champion only if this package still IS the champion (the first attempt
+        # may have died before writing SSM); a stale retry must not roll the pointer back to an older model.
+        newest = _newest_packages(sagemaker, settings.model_package_group, status="Approved", limit=1)
+        still_champion = bool(newest) and newest[0]["ModelPackageArn"] == outcome["model_package_arn"]
+    else:
+        still_champion = outcome["approved"]
+    if still_champion and settings.champion_parameter:
+        # idempotent (Overwrite): a replayed approval of the current champion writes the same values again
         ssm = boto3.client("ssm")
         ssm.put_parameter(Name=settings.champion_parameter, Value=outcome["model_data_url"], Type="String",
                           Overwrite=True)
