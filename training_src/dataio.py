@@ -68,19 +68,34 @@ def read_table(path: str | os.PathLike, profile: Profile, *, allow_label: bool =
         raise DataError(f"{path}: cannot parse as {profile.file_format}: {exc}") from exc
     if df.empty:
         raise DataError(f"{path}: no data rows")
+    header_rows = 1 if profile.header else 0
     if not profile.header:
         expected = list(profile.columns or ())
         if df.shape[1] != len(expected):
             hint = " (wrong delimiter?)" if df.shape[1] == 1 else ""
             raise DataError(f"{path}: expected {len(expected)} columns {expected[:3]}..., found {df.shape[1]}{hint}")
         df.columns = expected
+    # A row with fewer fields than the others is padded by pandas with empty cells: without this check a
+    # short row would pass as "missing values" and be gap-filled instead of rejected. A whitespace-separated
+    # file cannot express an empty cell, so any empty cell is a short row; in a CSV, count the fields.
+    if profile.file_format == "whitespace":
+        short = (df == "").any(axis=1).to_numpy()
+        counts = (df != "").sum(axis=1).to_numpy()
+    else:
+        import csv
+
+        lengths = [len(r) for r in csv.reader(buf.getvalue().splitlines()) if r][header_rows:]
+        counts = np.asarray(lengths[:len(df)] + [df.shape[1]] * (len(df) - len(lengths)))
+        short = counts < df.shape[1]
+    if short.any():
+        i = int(np.argmax(short))
+        raise DataError(f"{path}: row {i + 1 + header_rows}: expected {df.shape[1]} values, found {int(counts[i])}")
     df = df.rename(columns={k: v for k, v in profile.rename.items()})
     required = [c for c in profile.required_columns if allow_label or c != profile.label.column]
     missing = [c for c in required if c not in df.columns]
     if missing:
         hint = " (wrong delimiter?)" if df.shape[1] == 1 else ""
         raise DataError(f"{path}: missing required column(s) {missing}; found {list(df.columns)[:12]}{hint}")
-    header_rows = 1 if profile.header else 0
     for col in required:
         if col in profile.categorical_columns:
             levels = profile.categorical_columns[col]

@@ -398,17 +398,38 @@ def fit_spec(train: pd.DataFrame, profile: Profile, seed: int = 0) -> FeatureSpe
 # ----------------------------------------------------------------------------------------------
 # Transforming
 # ----------------------------------------------------------------------------------------------
+class ColumnMatrix(dict):
+    """Named columns that are views of ONE (n, c) float matrix: a plain dict of 1-D arrays, plus
+    ``take(names)``, which gathers several columns in one indexing call instead of stacking them
+    (the serving hot path builds one; everything else may pass any mapping of columns).
+    """
+
+    def __init__(self, matrix: np.ndarray, names: list[str]):
+        super().__init__((c, matrix[:, j]) for j, c in enumerate(names))
+        self.matrix = matrix
+        self.position = {c: j for j, c in enumerate(names)}
+
+    def take(self, names: list[str]) -> np.ndarray:
+        """(n, len(names)) copy of those columns."""
+        return self.matrix[:, [self.position[c] for c in names]]
+
+
 def _pointwise(spec: FeatureSpec, cols: dict[str, np.ndarray] | pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per-regime z-scored kept sensors (n, s) and regime ids (n,) for raw columns."""
-    if spec.setting_columns:
+    if spec.setting_columns and spec.n_regimes > 1:
         st = np.column_stack([np.asarray(cols[c], dtype=float) for c in spec.setting_columns])
         st = (st - np.asarray(spec.settings_center)) / np.asarray(spec.settings_scale)
         reg = assign_regimes(st, np.asarray(spec.centroids))
     else:
         n = len(cols[spec.sensors[0]]) if spec.sensors else len(next(iter(cols.values())))
         reg = np.zeros(n, dtype=np.int64)
-    x = np.column_stack([np.asarray(cols[s], dtype=float) for s in spec.sensors]) if spec.sensors \
-        else np.zeros((len(reg), 0))
+    if isinstance(cols, ColumnMatrix):
+        x = cols.take(spec.sensors)
+    else:
+        x = np.column_stack([np.asarray(cols[s], dtype=float) for s in spec.sensors]) if spec.sensors \
+            else np.zeros((len(reg), 0))
+    if spec.n_regimes == 1:  # one regime: broadcast the row instead of gathering it n times
+        return (x - spec._mean[0]) / spec._std[0], reg
     z = (x - spec._mean[reg]) / spec._std[reg]
     return z, reg
 
@@ -455,70 +476,159 @@ def window_block(z: np.ndarray, t: np.ndarray, spec: FeatureSpec, *, last_only: 
     Feature order per sensor: for each window size, the stats in ``spec.window_stats``; then EWMs.
     """
     n, s = z.shape
+    if last_only:
+        return _windows_last(z, t, np.array([0, n]), spec)
     sizes, stats, spans = spec.window_sizes, spec.window_stats, spec.ewm_spans
     per_sensor = len(sizes) * len(stats) + len(spans)
-    rows = 1 if last_only else n
+    rows = n
     out = np.empty((rows, s, per_sensor))
     col = 0
     for w in sizes:
-        if w == 0:  # whole history so far: cumulative sums, identical in batch and last-only mode
-            block = _expanding(z, t, stats)
-            for v in block:
-                out[:, :, col] = v[-1:] if last_only else v
+        if w == 0:  # whole history so far: cumulative sums
+            for v in _expanding(z, t, stats):
+                out[:, :, col] = v
                 col += 1
             continue
-        if last_only:
-            k = min(w, n)
-            win = z[n - k:][None, :, :]  # (1, k, s)
-            tw = t[n - k:][None, :]
-            valid = np.ones((1, k), dtype=bool)
-        else:
-            pad = np.full((w - 1, s), np.nan)
-            zp = np.vstack([pad, z])
-            win = np.lib.stride_tricks.sliding_window_view(zp, w, axis=0).transpose(0, 2, 1)  # (n, w, s)
-            tp = np.concatenate([np.full(w - 1, np.nan), t])
-            tw = np.lib.stride_tricks.sliding_window_view(tp, w)  # (n, w)
-            valid = ~np.isnan(tw)
-        cnt = valid.sum(axis=1)  # (rows,)
-        vz = np.where(valid[:, :, None], win, 0.0)
-        mean = vz.sum(axis=1) / cnt[:, None]
-        for stat in stats:
-            if stat == "mean":
-                v = mean
-            elif stat == "std":
-                dev = np.where(valid[:, :, None], win - mean[:, None, :], 0.0)
-                v = np.sqrt((dev ** 2).sum(axis=1) / cnt[:, None])
-            elif stat == "min":
-                v = np.where(valid[:, :, None], win, np.inf).min(axis=1)
-            elif stat == "max":
-                v = np.where(valid[:, :, None], win, -np.inf).max(axis=1)
-            else:  # slope: least-squares d(z)/d(t) over the window
-                tv = np.where(valid, tw, 0.0)
-                tmean = tv.sum(axis=1) / cnt
-                dt = np.where(valid, tw - tmean[:, None], 0.0)
-                sxx = (dt ** 2).sum(axis=1)
-                dev = np.where(valid[:, :, None], win - mean[:, None, :], 0.0)
-                sxy = (dt[:, :, None] * dev).sum(axis=1)
-                v = np.where(sxx[:, None] > 0, sxy / np.where(sxx > 0, sxx, 1.0)[:, None], 0.0)
+        pad = np.full((w - 1, s), np.nan)
+        zp = np.vstack([pad, z])
+        win = np.lib.stride_tricks.sliding_window_view(zp, w, axis=0).transpose(0, 2, 1)  # (n, w, s)
+        tp = np.concatenate([np.full(w - 1, np.nan), t])
+        tw = np.lib.stride_tricks.sliding_window_view(tp, w)  # (n, w)
+        valid = ~np.isnan(tw)
+        for v in _window_stats(win, tw, valid, stats):
             out[:, :, col] = v
             col += 1
     for span in spans:
         wts = _ewm_weights(span)
         length = len(wts)
-        if last_only:
-            k = min(length, n)
-            ww = wts[length - k:]
-            v = (ww[:, None] * z[n - k:]).sum(axis=0) / ww.sum()
-            out[0, :, col] = v
-        else:
-            zp = np.vstack([np.full((length - 1, s), np.nan), z])
-            win = np.lib.stride_tricks.sliding_window_view(zp, length, axis=0).transpose(0, 2, 1)
-            valid = ~np.isnan(win[:, :, 0])
-            ww = np.where(valid, wts[None, :], 0.0)
-            out[:, :, col] = (ww[:, :, None] * np.where(valid[:, :, None], win, 0.0)).sum(axis=1) / \
-                ww.sum(axis=1)[:, None]
+        zp = np.vstack([np.full((length - 1, s), np.nan), z])
+        win = np.lib.stride_tricks.sliding_window_view(zp, length, axis=0).transpose(0, 2, 1)
+        out[:, :, col] = _ewm_stat(win, ~np.isnan(win[:, :, 0]), wts)
         col += 1
     return out.reshape(rows, s * per_sensor)
+
+
+def _window_stats(win: np.ndarray, tw: np.ndarray, valid: np.ndarray, stats: list[str]) -> list[np.ndarray]:
+    """Stats (rows, s) of windows ``win`` (rows, w, s) at times ``tw`` (rows, w); ``valid`` masks padding.
+
+    Shared by the batch path (sliding windows) and the serving path (gathered trailing windows): the
+    same NumPy expressions on same-shaped rows give bit-identical features, which matters because
+    a tree split can sit exactly on a value (e.g. a slope of 0 over a constant window).
+    """
+    cnt = valid.sum(axis=1)  # (rows,)
+    vz = np.where(valid[:, :, None], win, 0.0)
+    mean = vz.sum(axis=1) / cnt[:, None]
+    out = []
+    for stat in stats:
+        if stat == "mean":
+            v = mean
+        elif stat == "std":
+            dev = np.where(valid[:, :, None], win - mean[:, None, :], 0.0)
+            v = np.sqrt((dev ** 2).sum(axis=1) / cnt[:, None])
+        elif stat == "min":
+            v = np.where(valid[:, :, None], win, np.inf).min(axis=1)
+        elif stat == "max":
+            v = np.where(valid[:, :, None], win, -np.inf).max(axis=1)
+        else:  # slope: least-squares d(z)/d(t) over the window
+            tv = np.where(valid, tw, 0.0)
+            tmean = tv.sum(axis=1) / cnt
+            dt = np.where(valid, tw - tmean[:, None], 0.0)
+            sxx = (dt ** 2).sum(axis=1)
+            dev = np.where(valid[:, :, None], win - mean[:, None, :], 0.0)
+            sxy = (dt[:, :, None] * dev).sum(axis=1)
+            v = np.where(sxx[:, None] > 0, sxy / np.where(sxx > 0, sxx, 1.0)[:, None], 0.0)
+        out.append(v)
+    return out
+
+
+def _ewm_stat(win: np.ndarray, valid: np.ndarray, wts: np.ndarray) -> np.ndarray:
+    """Truncated normalised EWM (rows, s) of windows ``win`` (rows, 3*span, s); shared like ``_window_stats``."""
+    ww = np.where(valid, wts[None, :], 0.0)
+    return (ww[:, :, None] * np.where(valid[:, :, None], win, 0.0)).sum(axis=1) / ww.sum(axis=1)[:, None]
+
+
+def _gather_windows(z: np.ndarray, t: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                    w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The w-reading window ending at each asset's last reading: (m, w, s) values, (m, w) times and mask.
+
+    Padded at the front where an asset has fewer than w readings, like the batch code's sliding
+    windows, so ``_window_stats`` sees the same numbers in the same places. Padding entries hold
+    some other reading's values (every use of them is masked by ``valid``; the batch holds NaN).
+    """
+    idx = ends[:, None] - w + np.arange(w)[None, :]  # (m, w) row numbers, oldest first
+    valid = idx >= starts[:, None]
+    safe = np.maximum(idx, 0)
+    return z[safe], t[safe], valid
+
+
+def _expanding_last(z: np.ndarray, t: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                    stats: list[str], chunk: int = 64) -> list[np.ndarray]:
+    """``_expanding``'s value at each asset's last reading, for m stacked assets: (m, s) per stat.
+
+    Bit-identical to the batch code: each asset's history is gathered into a zero-padded block
+    (padding in front, where adding 0.0 changes nothing) and summed with ``np.cumsum``, which adds
+    in the same order as the batch's cumulative sums (``np.sum``/``reduceat`` use pairwise order
+    and differ in the last bits). Assets go in chunks of similar length so padding stays small.
+    """
+    lens = ends - starts
+    m, s = len(starts), z.shape[1]
+    out = [np.empty((m, s)) for _ in stats]
+    order = np.argsort(lens, kind="stable")
+    for part in np.array_split(order, max(1, -(-m // chunk))):
+        L = int(lens[part].max())
+        idx = ends[part][:, None] - L + np.arange(L)[None, :]
+        valid = idx >= starts[part][:, None]
+        safe = np.where(valid, idx, 0)
+        zc = np.where(valid[:, :, None], z[safe], 0.0)  # (c, L, s)
+        t0 = np.where(valid, t[safe] - t[starts[part]][:, None], 0.0)[:, :, None]  # (c, L, 1)
+        c = lens[part].astype(float)[:, None]
+        sz = np.cumsum(zc, axis=1)[:, -1]
+        mean = sz / c
+        for k, stat in enumerate(stats):
+            if stat == "mean":
+                v = mean
+            elif stat == "std":
+                v = np.sqrt(np.maximum(np.cumsum(zc * zc, axis=1)[:, -1] / c - mean ** 2, 0.0))
+            elif stat == "min":
+                v = np.where(valid[:, :, None], zc, np.inf).min(axis=1)
+            elif stat == "max":
+                v = np.where(valid[:, :, None], zc, -np.inf).max(axis=1)
+            else:  # slope
+                st, stt = np.cumsum(t0, axis=1)[:, -1], np.cumsum(t0 * t0, axis=1)[:, -1]
+                stz = np.cumsum(t0 * zc, axis=1)[:, -1]
+                sxx = stt - st * st / c
+                sxy = stz - st * sz / c
+                v = np.where(sxx > 1e-12, sxy / np.where(sxx > 1e-12, sxx, 1.0), 0.0)
+            out[k][part] = v
+    return out
+
+
+def _windows_last(z: np.ndarray, t: np.ndarray, offsets: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """Window features (m, s * per_sensor) of the last reading of each of m stacked assets.
+
+    Asset i owns rows ``offsets[i]:offsets[i+1]`` of ``z`` (n, s) and ``t`` (n,). Vectorised across
+    assets (one gather per window size); bit-identical to ``window_block``'s rows.
+    """
+    starts, ends = offsets[:-1], offsets[1:]
+    m, s = len(starts), z.shape[1]
+    per_sensor = len(spec.window_sizes) * len(spec.window_stats) + len(spec.ewm_spans)
+    out = np.empty((m, s, per_sensor))
+    col = 0
+    for w in spec.window_sizes:
+        if w == 0:
+            vals = _expanding_last(z, t, starts, ends, spec.window_stats)
+        else:
+            win, tw, valid = _gather_windows(z, t, starts, ends, w)
+            vals = _window_stats(win, tw, valid, spec.window_stats)
+        for v in vals:
+            out[:, :, col] = v
+            col += 1
+    for span in spec.ewm_spans:
+        wts = _ewm_weights(span)
+        win, _, valid = _gather_windows(z, t, starts, ends, len(wts))
+        out[:, :, col] = _ewm_stat(win, valid, wts)
+        col += 1
+    return out.reshape(m, s * per_sensor)
 
 
 def _assemble(spec: FeatureSpec, cols: Any, z: np.ndarray, reg: np.ndarray, win: np.ndarray | None,
@@ -558,24 +668,37 @@ def transform(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     return pd.DataFrame(x, columns=spec.feature_names, index=df.index)
 
 
+def transform_last(cols: dict[str, np.ndarray], offsets: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """Features (m, f) of the LAST reading of each of m assets whose readings are stacked.
+
+    ``cols`` maps column name -> 1-D array over all stacked readings; asset i owns rows
+    ``offsets[i]:offsets[i+1]`` (non-empty, validated, sorted by time). Each row equals the batch
+    ``transform`` features of that asset's last reading (parity-tested on every FD001 test unit).
+    Only trailing windows are read, so a longer history than ``spec.history_needed`` changes nothing.
+    Vectorised across assets: one gather per window size, one ``reduceat`` per whole-history sum.
+    """
+    offsets = np.asarray(offsets, dtype=np.intp)
+    last = offsets[1:] - 1
+    z, reg = _pointwise(spec, cols)
+    # the raw columns _assemble reads (derived inputs, categoricals), at each asset's last reading
+    used = {c for d in spec.derived for c in d["columns"]} | set(spec.categorical)
+    pick = {k: np.asarray(cols[k])[last] for k in used}
+    if not spec.window_sizes:  # row-wise profiles: the features of the last row
+        return _assemble(spec, pick, z[last], reg[last], None, None)
+    t = np.asarray(cols[spec.time_column], dtype=float)
+    win = _windows_last(z, t, offsets, spec)
+    return _assemble(spec, pick, z[last], reg[last], win, t[last])
+
+
 def transform_asset(readings: dict[str, np.ndarray], spec: FeatureSpec) -> np.ndarray:
     """Features (f,) of the last reading of ONE asset, from that asset's raw readings alone.
 
     ``readings`` maps column name -> 1-D array, already validated and sorted by time. Only the
-    trailing ``spec.history_needed`` readings are used. Vectorised NumPy, no pandas: the hot path.
+    trailing ``spec.history_needed`` readings matter. Vectorised NumPy, no pandas: the hot path
+    (``transform_last`` with one asset).
     """
-    if spec.window_sizes:
-        h = spec.history_needed
-        n = len(readings[spec.time_column])
-        if n > h:
-            readings = {k: v[n - h:] for k, v in readings.items()}
-        z, reg = _pointwise(spec, readings)
-        t = np.asarray(readings[spec.time_column], dtype=float)
-        win = window_block(z, t, spec, last_only=True)
-        last = {k: v[-1:] for k, v in readings.items()}
-        return _assemble(spec, last, z[-1:], reg[-1:], win, t[-1:])[0]
-    z, reg = _pointwise(spec, readings)
-    return _assemble(spec, readings, z, reg, None, None)[-1]
+    n = len(next(iter(readings.values())))
+    return transform_last(readings, np.array([0, n]), spec)[0]
 
 
 def rul_labels(df: pd.DataFrame, profile: Profile, cap: float | None) -> np.ndarray:

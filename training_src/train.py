@@ -208,15 +208,23 @@ def predict(model: Any, X: np.ndarray) -> np.ndarray:
     return model.inplace_predict(X)
 
 
+def oof_predictions(algorithm: str, X: np.ndarray, y: np.ndarray, task: str, hp: dict[str, str],
+                    nthread: int, seed: int, folds: int = 5) -> np.ndarray:
+    """Out-of-fold predictions of ``folds`` stratified folds (classification) or plain folds."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed) if task == "failure_classification" \
+        else KFold(folds, shuffle=True, random_state=seed)
+    oof = np.zeros(len(y))
+    for tr, te in splitter.split(X, y):
+        m, _ = fit_model(algorithm, X[tr], y[tr], task, hp, nthread, seed)
+        oof[te] = predict(m, X[te])
+    return oof
+
+
 def oof_threshold(algorithm: str, X: np.ndarray, y: np.ndarray, task: str, hp: dict[str, str],
                   nthread: int, seed: int, folds: int = 5) -> float:
     """Decision threshold from out-of-fold predictions (used when no held-out validation remains)."""
-    from sklearn.model_selection import StratifiedKFold
-    oof = np.zeros(len(y))
-    for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
-        m, _ = fit_model(algorithm, X[tr], y[tr], task, hp, nthread, seed)
-        oof[te] = predict(m, X[te])
-    return best_f1_threshold(y, oof)
+    return best_f1_threshold(y, oof_predictions(algorithm, X, y, task, hp, nthread, seed, folds))
 
 
 def write_model(model_dir: Path, model: Any, spec_text: str, meta: dict[str, Any]) -> None:
@@ -288,7 +296,16 @@ def main(argv: list[str] | None = None) -> int:
         pv = np.clip(pv, 0.0, spec.label_cap if spec.label_cap else None)
     value = score(task, yv, pv) if pv is not None else float("nan")
     threshold = None
-    if task == "failure_classification":
+    folds = int(_num({"cv_folds": hp.get("cv_folds", "1")}, "cv_folds", int, 1, 20))
+    if held_out and folds > 1:
+        # small positive classes make one validation split a noisy objective (AI4I: 68 failures);
+        # score the trial on out-of-fold predictions over train+validation instead
+        Xa, ya = np.vstack([X, Xv]), np.concatenate([y, yv])
+        oof = oof_predictions(args.algorithm, Xa, ya, task, hp, args.nthread, args.seed, folds)
+        value = score(task, ya, oof)
+        if task == "failure_classification":
+            threshold = best_f1_threshold(ya, oof)
+    if task == "failure_classification" and threshold is None:
         threshold = best_f1_threshold(yv, pv) if held_out else \
             oof_threshold(args.algorithm, X, y, task, hp, args.nthread, args.seed)
     import xgboost
