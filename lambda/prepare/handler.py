@@ -310,6 +310,13 @@ def validate_object(profile: profiles_lib.Profile, role: str, obj: ObjectInfo, h
         raise InputError(f"{obj.key}: missing column(s) {missing}; found columns {columns}")
     index = {c: columns.index(c) for c in required}
     numeric = [c for c in required if c not in profile.categorical_columns]
+    # The documented missing-value policy (README, training_src/features.py): in time series, an isolated
+    # gap in a setting or sensor is filled by preprocessing, which also rejects longer gaps (this gate
+    # only samples a file, so it cannot see a gap's length). Ids, times, labels and row-wise data: no gaps.
+    series = role != "test_rul" and bool(profile.time_column and profile.id_column)
+    gap_ok = set(profile.setting_columns) | set(profile.sensor_columns) if series else set()
+    id_i, time_i = (index.get(profile.id_column), index.get(profile.time_column)) if series else (None, None)
+    last: tuple[str, float] | None = None
     checked = 0
     for line_no, values in rows:
         if len(values) != len(columns):
@@ -317,8 +324,17 @@ def validate_object(profile: profiles_lib.Profile, role: str, obj: ObjectInfo, h
         for col in numeric:
             value = values[index[col]]
             number = _number(value)
+            if col in gap_ok and (value.lower() in ("", "nan", "na") or (number is not None and math.isnan(number))):
+                continue
             if number is None or not math.isfinite(number):
                 raise InputError(f"{obj.key} row {line_no} column {col!r}: non-numeric value {value!r}")
+        if id_i is not None and time_i is not None:  # each asset's times strictly increase in file order
+            asset, t = values[id_i], float(values[time_i])
+            if last is not None and last[0] == asset and t <= last[1]:
+                what = "duplicate" if t == last[1] else "non-increasing"
+                raise InputError(f"{obj.key} row {line_no} column {profile.time_column!r}: {what} "
+                                 f"{profile.time_column} {values[time_i]} for asset {asset} (previous {last[1]:g})")
+            last = (asset, t)
         for col, levels in profile.categorical_columns.items():
             if col in index and values[index[col]] not in levels:
                 raise InputError(f"{obj.key} row {line_no} column {col!r}: unknown level {values[index[col]]!r}; "

@@ -118,7 +118,7 @@ def test_plain_and_partitioned_objects(tmp_path):
     ("", "cmapss/train_FD001.txt.gz: no data rows"),  # a gzip of nothing
     ("1 1 0.1 0.2\n", "row 1: expected 26 values, found 4"),
     (_cmapss_rows().replace(" 100.0 ", " abc ", 1), "row 1 column 'setting_3': non-numeric value 'abc'"),
-    (_cmapss_rows(units=1) + "1 6 0.1 0.2 100 " + "nan " * 21 + "\n", "row 6 column 'sensor_1': non-numeric value 'nan'"),
+    (_cmapss_rows(units=1) + "1 6 0.1 0.2 100 " + "inf " * 21 + "\n", "row 6 column 'sensor_1': non-numeric value 'inf'"),
     (b"\xff\xfe garbage", "not a valid gzip file"),
 ])
 def test_rejects_bad_raw_data_naming_file_row_and_column(tmp_path, train, message):
