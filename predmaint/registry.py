@@ -238,23 +238,27 @@ class Registry:
             version = max((int(k) for k in doc["packages"]), default=0) + 1
             self.staging_dir.mkdir(parents=True, exist_ok=True)
             stage = Path(tempfile.mkdtemp(prefix=f"v{version}-", dir=self.staging_dir))
-            shutil.copyfile(artifact, stage / "model.tar.gz")
-            with open(stage / "model.tar.gz", "rb") as f:
-                os.fsync(f.fileno())
-            rec = {
-                "version": version,
-                "status": APPROVED if approved else REJECTED,
-                "reason": reason,
-                "metrics": flat_metrics(evaluation),
-                "evaluation": evaluation,
-                "lineage": lineage,
-                "run_id": run_id,
-                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "sha256": _sha256(stage / "model.tar.gz"),
-                "primary_metric": primary_metric,
-            }
-            _write_json_durable(stage / "package.json", rec)
-            _fsync_dir(stage)
+            try:  # a failed write (disk full, ...) leaves no half-copied artifact on the full disk
+                shutil.copyfile(artifact, stage / "model.tar.gz")
+                with open(stage / "model.tar.gz", "rb") as f:
+                    os.fsync(f.fileno())
+                rec = {
+                    "version": version,
+                    "status": APPROVED if approved else REJECTED,
+                    "reason": reason,
+                    "metrics": flat_metrics(evaluation),
+                    "evaluation": evaluation,
+                    "lineage": lineage,
+                    "run_id": run_id,
+                    "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "sha256": _sha256(stage / "model.tar.gz"),
+                    "primary_metric": primary_metric,
+                }
+                _write_json_durable(stage / "package.json", rec)
+                _fsync_dir(stage)
+            except BaseException:
+                shutil.rmtree(stage, ignore_errors=True)
+                raise
             self.packages_dir.mkdir(parents=True, exist_ok=True)
             final = self.packages_dir / str(version)
             os.replace(stage, final)  # not visible yet: the manifest does not list it

@@ -104,8 +104,7 @@ def test_missing_required_field_is_400_naming_it(loaded_model, history, data) ->
     assert status == 400 and field in doc["error"] and f"readings[{j}]" in doc["error"], doc
 
 
-@pytest.mark.xfail(strict=False, reason="known (issue 6, perf engineer): NaN/Infinity/1e999 are refused by "
-                                        "orjson as 'malformed JSON' without naming the field")
+# (was xfail until issue 6 named the field for NaN/Infinity/1e999; fixed in 1e787aa)
 @SETTINGS
 @given(data=st.data(), token=st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999", "-1e999"]))
 def test_non_finite_or_huge_number_is_400_naming_the_field(loaded_model, history, data, token) -> None:
