@@ -123,11 +123,15 @@ class _Trials:
         self.lock = threading.Lock()
         self.procs: set[subprocess.Popen] = set()
 
-    def objective(self, trial: Any) -> float:
+    @staticmethod
+    def suggest(trial: Any) -> tuple[str, dict[str, Any]]:
+        """Sample a candidate and its hyperparameters (in the main thread, in trial order: reproducible)."""
+        algorithm = trial.suggest_categorical("algorithm", list(search_space.ALGORITHMS))
+        return algorithm, search_space.suggest(trial, algorithm)
+
+    def objective(self, trial: Any, algorithm: str, params: dict[str, Any]) -> float:
         import optuna
 
-        algorithm = trial.suggest_categorical("algorithm", list(search_space.ALGORITHMS))
-        params = search_space.suggest(trial, algorithm)
         tdir = self.run_dir / "tuning" / f"trial-{trial.number:03d}"
         hp = {**search_space.static_hyperparameters(algorithm, self.profile.name, self.profile.subset), **params}
         env = {**os.environ, "SM_CHANNEL_TRAIN": str(self.run_dir / "processed" / "train"),
@@ -209,9 +213,31 @@ def tune(run_dir: Path, profile: Profile, trials: int, parallel: int, seed: int,
             bar.set_postfix_str(f"best {profile.objective_metric}={best}")
             bar.update(1)
 
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run_one(item: tuple[Any, str, dict[str, Any]]) -> tuple[Any, float | None, Any]:
+        trial, algorithm, params = item
+        try:
+            return trial, runner.objective(trial, algorithm, params), None
+        except optuna.TrialPruned:
+            return trial, None, optuna.trial.TrialState.PRUNED
+
+    # Batch-synchronous parallelism: ask `parallel` trials, run them together, tell the results in
+    # trial order. Sampling and pruning then see the same history whatever the timing, so a fixed
+    # seed gives the same trials, the same best model and the same report.
     try:
-        study.optimize(runner.objective, n_trials=trials, n_jobs=parallel, callbacks=[on_done],
-                       catch=(), gc_after_trial=False)
+        with ThreadPoolExecutor(parallel) as pool:
+            for start in range(0, trials, parallel):
+                batch = []
+                for _ in range(min(parallel, trials - start)):
+                    trial = study.ask()
+                    batch.append((trial, *runner.suggest(trial)))
+                for trial, value, state in pool.map(run_one, batch):
+                    if state is None:
+                        study.tell(trial, value)
+                    else:
+                        study.tell(trial, state=state)
+                    on_done(study, trial)
     except BaseException:
         runner.kill_all()
         raise
