@@ -2,12 +2,13 @@
 SHELL := /bin/bash
 PY ?= python3.11
 VENV := .venv
+CHECKOV_VENV := .venv-checkov
 BIN := $(VENV)/bin
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PREDMAINT_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: setup demo test lint data synth lock bench clean
+.PHONY: setup checkov-setup demo test lint data synth lock bench load-bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found (Python 3.11 is required)" >&2; exit 2; }
@@ -23,12 +24,22 @@ node_modules/.installed: package.json package-lock.json
 
 setup: $(BIN)/.installed node_modules/.installed
 
+## checkov (the second IaC scanner in tests/infra/test_checkov.py) pins packages that conflict with the
+## project's, so it gets its own venv.
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PY) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install -q -r requirements-checkov.txt
+	touch $@
+
+checkov-setup: $(CHECKOV_VENV)/.installed
+
 ## The main job: synth, a full local pipeline run on C-MAPSS FD001, serve, invoke, shut down.
 demo: setup
 	$(BIN)/python -m predmaint.demo
 
 ## The whole test suite.
-test: setup
+test: setup checkov-setup
 	$(BIN)/ruff check .
 	$(BIN)/pytest -n 2 --dist loadgroup
 
@@ -45,10 +56,14 @@ synth: setup
 bench: setup
 	$(BIN)/python bench/accuracy.py | tee bench/results-accuracy.md
 
+## Bounded loopback load test of the local server (knee, 80% held 60 s, RSS over 100k requests).
+load-bench: setup
+	$(BIN)/python bench/load.py
+
 ## Re-resolve pinned dependencies from requirements*.in.
 lock:
 	rm -rf /tmp/predmaint-lock && $(PY) -m venv /tmp/predmaint-lock
 	/tmp/predmaint-lock/bin/pip install -q -r requirements.in && /tmp/predmaint-lock/bin/pip freeze > requirements.txt
 
 clean:
-	rm -rf $(VENV) node_modules cdk.out .pytest_cache build
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules cdk.out .pytest_cache build

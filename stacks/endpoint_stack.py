@@ -69,8 +69,10 @@ class ChampionEndpoint(Construct):
         super().__init__(scope, construct_id)
         e = config.endpoint
         model_data_url = ssm.StringParameter.value_for_string_parameter(self, config.champion_parameter)
+        # network isolation: the container needs no network (code/ ships inside model.tar.gz, which
+        # SageMaker downloads for it); data capture is done by the platform, outside the container
         self.model = sagemaker.CfnModel(
-            self, "Model", execution_role_arn=hosting_role.role_arn,
+            self, "Model", execution_role_arn=hosting_role.role_arn, enable_network_isolation=True,
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
                 image=xgboost_image_uri(config.region), mode="SingleModel", model_data_url=model_data_url,
                 environment=hosting_environment(config)))

@@ -128,7 +128,8 @@ class TrainingStateMachine(Construct):
                                                   "LocalPath": f"/opt/ml/processing/output/{name}"}}
                 for name in ("train", "validation", "test", "spec", "baseline")]},
             "StoppingCondition": {"MaxRuntimeInSeconds": c.processing.max_runtime_minutes * 60},
-            "NetworkConfig": {"EnableInterContainerTrafficEncryption": True},
+            # code and data arrive as ProcessingInputs: the container itself needs no network
+            "NetworkConfig": {"EnableInterContainerTrafficEncryption": True, "EnableNetworkIsolation": True},
         }, result_selector={"ProcessingJobArn.$": "$.ProcessingJobArn",
                             "ProcessingJobStatus.$": "$.ProcessingJobStatus"},
             result_path="$.results.preprocess"), SAGEMAKER_TRANSIENT)
@@ -186,6 +187,7 @@ class TrainingStateMachine(Construct):
                     "S3Uri.$": "$.plan.s3.evaluation", "S3UploadMode": "EndOfJob",
                     "LocalPath": "/opt/ml/processing/output/evaluation"}}]},
             "StoppingCondition": {"MaxRuntimeInSeconds": c.processing.max_runtime_minutes * 60},
+            "NetworkConfig": {"EnableInterContainerTrafficEncryption": True, "EnableNetworkIsolation": True},
         }, result_selector={"ProcessingJobArn.$": "$.ProcessingJobArn"},
             result_path="$.results.evaluate"), SAGEMAKER_TRANSIENT)
 
@@ -215,6 +217,7 @@ class TrainingStateMachine(Construct):
         create_model = guarded(self._custom("CreateModel", "createModel", {
             "ModelName.$": "$.plan.jobs.model",
             "ExecutionRoleArn": roles.hosting.role_arn,
+            "EnableNetworkIsolation": True,  # code/ is inside model.tar.gz: no network needed
             "PrimaryContainer": {"Image": image_uri, "Mode": "SingleModel",
                                  "ModelDataUrl.$": "$.promotion.model_data_url",
                                  "Environment": hosting_environment(c)},
