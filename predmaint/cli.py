@@ -4,6 +4,7 @@
     predmaint run --profile cmapss --subset FD001 [--trials N] [--seed S]
     predmaint serve [--port 8080] [--model VERSION]
     predmaint invoke --test-unit 1 --test-unit 2 [--url URL | --endpoint-name NAME]
+    predmaint score --input FLEET --output SCORES.csv [--model VERSION]
     predmaint models
     predmaint report RUN
     predmaint start-training --state-machine ARN --dataset NAME --profile cmapss
@@ -349,6 +350,36 @@ def cmd_start_training(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    """Fleet scoring: every asset of --input at once (local), or a SageMaker Batch Transform job."""
+    from . import scoring
+
+    if args.batch_transform:
+        if not args.model_name:
+            raise UsageError("--batch-transform needs --model-name (the SageMaker Model holding the artifact)")
+        import boto3
+
+        client = boto3.client("sagemaker", region_name=args.region) if args.region else boto3.client("sagemaker")
+        try:
+            arn = scoring.start_batch_transform(client, model_name=args.model_name, input_s3=args.input,
+                                                output_s3=args.output, job_name=args.job_name,
+                                                instance_type=args.instance_type)
+        except Exception as exc:  # botocore: credentials, validation, throttling
+            if type(exc).__module__.startswith("botocore"):
+                raise PipelineError(f"AWS: {exc}") from None
+            raise
+        print(f"started transform job {arn}")
+        return EXIT_OK
+    model_dir, version = _resolve_model_dir(args)
+    result = scoring.score_file(model_dir, Path(args.input), Path(args.output))
+    what = f"model v{version}" if version else f"model {model_dir}"
+    print(f"scored {result.assets} assets ({result.readings} readings) with {what}: "
+          f"{result.assets_per_second:,.0f} assets/s scoring (read {result.read_seconds:.2f} s, "
+          f"score {result.score_seconds:.2f} s, write {result.write_seconds:.2f} s)", file=sys.stderr)
+    print(result.output)
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; global options are accepted before or after the command."""
@@ -422,6 +453,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--timeout", type=float, default=30.0, help="seconds per attempt (default 30)")
     sp.add_argument("--json", action="store_true", help="print the raw response as JSON")
     sp.set_defaults(func=cmd_invoke)
+
+    sp = add("score", "score every asset of a fleet file at once (or start a SageMaker Batch Transform)",
+             "Batch scoring: the features of every asset's last reading and one prediction per asset, "
+             "written as CSV (asset_id,rul) or JSON lines (.jsonl). The input is the profile's raw format "
+             "(plain or .gz) or a .csv with a header. With --batch-transform, start a SageMaker Batch "
+             "Transform job on s3:// request lines with the same artifact.")
+    sp.add_argument("--input", required=True, help="fleet file (or s3:// prefix with --batch-transform)")
+    sp.add_argument("--output", required=True, help="scores file .csv/.jsonl (or s3:// prefix with --batch-transform)")
+    sp.add_argument("--model", default=None, metavar="VERSION", help="registry model version (default: champion)")
+    sp.add_argument("--model-dir", default=None, metavar="PATH", help="an extracted model directory or model.tar.gz")
+    sp.add_argument("--batch-transform", action="store_true", help="start a SageMaker Batch Transform job instead")
+    sp.add_argument("--model-name", default=None, help="SageMaker Model name (with --batch-transform)")
+    sp.add_argument("--job-name", default=None, help="transform job name (default predmaint-score-<time>)")
+    sp.add_argument("--instance-type", default="ml.m5.large", help="transform instance type (default ml.m5.large)")
+    sp.add_argument("--region", default=None, help="AWS region (with --batch-transform)")
+    sp.set_defaults(func=cmd_score)
 
     sp = add("models", "list the local model registry",
              "List registered model packages, newest first: version, approval status, champion marker (*), "

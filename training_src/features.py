@@ -561,14 +561,25 @@ def _gather_windows(z: np.ndarray, t: np.ndarray, starts: np.ndarray, ends: np.n
     return z[safe], t[safe], valid
 
 
+def _sequential_sum(a: np.ndarray) -> np.ndarray:
+    """Sum over axis 1 of a C-contiguous (m, L, k) block, adding in order like ``np.cumsum``.
+
+    With k > 1 NumPy reduces a middle axis row by row (in order, and without writing the prefix
+    sums); with k == 1 it would sum pairwise instead, so the cumulative sum's last element is used.
+    """
+    if a.shape[2] > 1:
+        return a.sum(axis=1)
+    return np.cumsum(a, axis=1)[:, -1]
+
+
 def _expanding_last(z: np.ndarray, t: np.ndarray, starts: np.ndarray, ends: np.ndarray,
                     stats: list[str], chunk: int = 64) -> list[np.ndarray]:
     """``_expanding``'s value at each asset's last reading, for m stacked assets: (m, s) per stat.
 
     Bit-identical to the batch code: each asset's history is gathered into a zero-padded block
-    (padding in front, where adding 0.0 changes nothing) and summed with ``np.cumsum``, which adds
-    in the same order as the batch's cumulative sums (``np.sum``/``reduceat`` use pairwise order
-    and differ in the last bits). Assets go in chunks of similar length so padding stays small.
+    (padding in front, where adding 0.0 changes nothing) and summed in order (``_sequential_sum``),
+    as the batch's cumulative sums add (a pairwise ``np.sum``/``reduceat`` differs in the last
+    bits). Assets go in chunks of similar length so padding stays small.
     """
     lens = ends - starts
     m, s = len(starts), z.shape[1]
@@ -582,20 +593,20 @@ def _expanding_last(z: np.ndarray, t: np.ndarray, starts: np.ndarray, ends: np.n
         zc = np.where(valid[:, :, None], z[safe], 0.0)  # (c, L, s)
         t0 = np.where(valid, t[safe] - t[starts[part]][:, None], 0.0)[:, :, None]  # (c, L, 1)
         c = lens[part].astype(float)[:, None]
-        sz = np.cumsum(zc, axis=1)[:, -1]
+        sz = _sequential_sum(zc)
         mean = sz / c
         for k, stat in enumerate(stats):
             if stat == "mean":
                 v = mean
             elif stat == "std":
-                v = np.sqrt(np.maximum(np.cumsum(zc * zc, axis=1)[:, -1] / c - mean ** 2, 0.0))
+                v = np.sqrt(np.maximum(_sequential_sum(zc * zc) / c - mean ** 2, 0.0))
             elif stat == "min":
                 v = np.where(valid[:, :, None], zc, np.inf).min(axis=1)
             elif stat == "max":
                 v = np.where(valid[:, :, None], zc, -np.inf).max(axis=1)
             else:  # slope
-                st, stt = np.cumsum(t0, axis=1)[:, -1], np.cumsum(t0 * t0, axis=1)[:, -1]
-                stz = np.cumsum(t0 * zc, axis=1)[:, -1]
+                st, stt = _sequential_sum(t0), _sequential_sum(t0 * t0)
+                stz = _sequential_sum(t0 * zc)
                 sxx = stt - st * st / c
                 sxy = stz - st * sz / c
                 v = np.where(sxx > 1e-12, sxy / np.where(sxx > 1e-12, sxx, 1.0), 0.0)

@@ -531,10 +531,12 @@ def features_matrix(req: Request, model: Model) -> np.ndarray:
     return F.transform_last(req.columns, req.offsets, model.spec).astype(np.float32)
 
 
-def predict_fn(data: dict[str, Any] | Request, model: Model) -> dict[str, Any]:
-    """Features + prediction for every instance; returns the response document."""
-    req = data if isinstance(data, Request) else parse_instances(data, model)
-    X = features_matrix(req, model)
+def predict_matrix(model: Model, X: np.ndarray) -> np.ndarray:
+    """Predictions (n,) float64 for a feature matrix X (n, f): RUL clipped to [0, cap], or probabilities.
+
+    Small requests walk the trees in NumPy (``_Forest``, identical results, no fixed per-call cost);
+    larger ones use xgboost's blocked predictor, single-threaded (workers use the cores).
+    """
     if model.forest is not None and len(X) <= model.forest.MAX_ROWS:
         p = model.forest.predict(X)
     elif model.booster is not None:
@@ -542,10 +544,19 @@ def predict_fn(data: dict[str, Any] | Request, model: Model) -> dict[str, Any]:
     else:
         p = model.linear.predict(X.astype(np.float64))
     p = np.asarray(p, dtype=float)
-    preds: list[dict[str, Any]] = []
     if model.is_regression:
         cap = model.spec.label_cap
         p = np.clip(p, 0.0, cap if cap else None)
+    return p
+
+
+def predict_fn(data: dict[str, Any] | Request, model: Model) -> dict[str, Any]:
+    """Features + prediction for every instance; returns the response document."""
+    req = data if isinstance(data, Request) else parse_instances(data, model)
+    X = features_matrix(req, model)
+    p = predict_matrix(model, X)
+    preds: list[dict[str, Any]] = []
+    if model.is_regression:
         for a, v in zip(req.asset_ids, p, strict=True):
             preds.append({"asset_id": a, "rul": round(float(v), 3)})
     else:

@@ -1,0 +1,382 @@
+"""Serving benchmark (issue 6): in-process latency, the floor, and HTTP against a reference server.
+
+One command, everything in one run on loopback (127.0.0.1):
+
+    .venv/bin/python bench/serving.py --home /tmp/perf/home          # the registry's champion
+    .venv/bin/python bench/serving.py --model-dir PATH               # an extracted model directory
+
+1. In-process latency p50/p99 of ``input_fn -> predict_fn -> output_fn`` (through ``handle``, which
+   chains them) for requests of 1, 10 and 100 FD001 test assets with 30 readings each.
+2. The floor for the same requests: the raw booster (``inplace_predict``) on precomputed features,
+   and the NumPy tree walk that serves small requests (``_Forest``), also on precomputed features.
+3. HTTP p50/p99 latency and throughput of one-asset requests at concurrency 1, 8 and 32, for our
+   server (``python -m predmaint.server``: gunicorn + uvicorn workers, raw ASGI) and for a reference
+   built like SageMaker's framework containers (gunicorn sync workers + Flask calling the same four
+   inference functions), with the same worker count and the same thread environment.
+4. Ratios: ours vs reference throughput, in-process vs floor latency.
+
+The load generator is an asyncio client on raw sockets (uvloop when installed) in this process, on
+the same 2 cores as the servers. Every loop is bounded by a request count AND a time limit. The
+machine's load average is printed with each section, since the CPU may be shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+HOST = "127.0.0.1"
+THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+              "PREDMAINT_PREDICT_THREADS": "1"}
+for _k, _v in THREAD_ENV.items():  # before numpy/xgboost start any thread pool in this process
+    os.environ.setdefault(_k, _v)
+
+
+# ---------------------------------------------------------------------- reference server (Flask)
+def reference_app() -> Any:
+    """gunicorn factory (``serving:reference_app()``): Flask + the model's own four functions.
+
+    Built like the SageMaker framework containers' serving stack: a WSGI app under gunicorn sync
+    workers, model loaded once per worker, ``input_fn -> predict_fn -> output_fn`` per request.
+    The model directory comes from ``PREDMAINT_BENCH_MODEL_DIR``.
+    """
+    from flask import Flask, Response, request
+
+    from predmaint.server import load_inference_module
+
+    model_dir = Path(os.environ["PREDMAINT_BENCH_MODEL_DIR"])
+    module = load_inference_module(model_dir)
+    model = module.model_fn(str(model_dir))
+    app = Flask("reference")
+
+    @app.route("/ping", methods=["GET"])
+    def ping() -> Response:
+        return Response(b'{"status": "healthy"}', status=200, mimetype="application/json")
+
+    @app.route("/invocations", methods=["POST"])
+    def invocations() -> Response:
+        try:
+            doc = module.input_fn(request.get_data(), request.headers.get("Content-Type"))
+            prediction = module.predict_fn(doc, model)
+            body, ctype = module.output_fn(prediction, request.headers.get("Accept"))
+            return Response(body, status=200, mimetype=ctype)
+        except module.InferenceError as exc:
+            return Response(json.dumps({"error": exc.message}), status=exc.status_code,
+                            mimetype="application/json")
+
+    return app
+
+
+# ---------------------------------------------------------------------- helpers
+def load() -> str:
+    """The 1/5/15-minute load averages as text (the CPU is shared; figures need this context)."""
+    a, b, c = os.getloadavg()
+    return f"load {a:.2f} {b:.2f} {c:.2f}"
+
+
+def pct(values: list[float] | np.ndarray) -> tuple[float, float]:
+    """(p50, p99) in milliseconds of durations in seconds."""
+    arr = np.asarray(values) * 1e3
+    return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
+
+
+def timed(fn: Any, max_reps: int, max_seconds: float) -> list[float]:
+    """Durations of up to ``max_reps`` calls of ``fn`` within ``max_seconds`` (after 20 warm-ups)."""
+    for _ in range(20):
+        fn()
+    out: list[float] = []
+    stop = time.perf_counter() + max_seconds
+    while len(out) < max_reps and time.perf_counter() < stop:
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def resolve_model_dir(args: argparse.Namespace) -> Path:
+    """The model directory to benchmark: --model-dir, or the champion of --home (extracted)."""
+    if args.model_dir:
+        return Path(args.model_dir)
+    from predmaint import registry as reg
+
+    registry = reg.Registry(Path(args.home))
+    package = registry.resolve(None)
+    return Path(registry.model_dir(package.version))
+
+
+def test_assets(data_dir: Path, readings: int) -> list[dict[str, Any]]:
+    """FD001 test units as request instances, each with its first ``readings`` readings."""
+    from training_src.dataio import read_table, resolve_file
+    from training_src.profiles import load_profile
+
+    profile = load_profile("cmapss", "FD001")
+    test = read_table(resolve_file(data_dir, profile.file("test")), profile)
+    out = []
+    for unit, g in test.groupby("unit"):
+        rows = g.drop(columns=["unit"]).head(readings).to_dict("records")
+        out.append({"asset_id": f"FD001-unit-{int(unit)}", "readings": rows})
+    return out
+
+
+def body_of(instances: list[dict[str, Any]]) -> bytes:
+    return json.dumps({"instances": instances}).encode()
+
+
+# ---------------------------------------------------------------------- in-process
+def in_process(model_dir: Path, assets: list[dict[str, Any]], sizes: list[int], seconds: float) -> dict[str, Any]:
+    """Latency of handle (input_fn -> predict_fn -> output_fn) and of the floor per request size."""
+    from predmaint.server import load_inference_module
+
+    module = load_inference_module(model_dir)
+    model = module.model_fn(str(model_dir))
+    results: dict[str, Any] = {"load": load(), "forest": model.forest is not None}
+    for k in sizes:
+        body = body_of(assets[:k])
+        status, _, _ = module.handle(model, body, "application/json", "application/json")
+        assert status == 200, status
+        reps = {1: 20000, 10: 5000}.get(k, 1000)
+        full = timed(lambda b=body: module.handle(model, b, "application/json", "application/json"), reps, seconds)
+        X = module.features_matrix(module.parse_instances(module.input_fn(body, "application/json"), model), model)
+        booster = timed(lambda x=X: model.booster.inplace_predict(x), reps, seconds)
+        row = {"assets": k, "body_bytes": len(body), "handle_ms": pct(full), "booster_floor_ms": pct(booster),
+               "n": len(full)}
+        if model.forest is not None and k <= model.forest.MAX_ROWS:
+            row["forest_floor_ms"] = pct(timed(lambda x=X: model.forest.predict(x), reps, seconds))
+        results[str(k)] = row
+    results["load_after"] = load()
+    return results
+
+
+# ---------------------------------------------------------------------- HTTP load generator
+class _Conn(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 client connection; reconnects when the server says close."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.waiter: asyncio.Future[tuple[int, bool]] | None = None
+        self.closed = False
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        w = self.waiter
+        if w is None or w.done():
+            return
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(self.buf[:end]).lower()
+        length = 0
+        i = head.find(b"\r\ncontent-length:")
+        if i >= 0:
+            j = head.find(b"\r\n", i + 2)
+            length = int(head[i + 17:j if j > 0 else len(head)])
+        if len(self.buf) < end + 4 + length:
+            return
+        del self.buf[:end + 4 + length]
+        w.set_result((int(head[9:12]), b"\r\nconnection: close" in head))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("server closed the connection"))
+
+
+async def _load(port: int, request: bytes, concurrency: int, max_requests: int, seconds: float) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    errors = {"status": 0, "connection": 0}
+    budget = [max_requests]
+    deadline = time.perf_counter() + seconds
+
+    async def client() -> None:
+        conn: _Conn | None = None
+        while budget[0] > 0 and time.perf_counter() < deadline:
+            budget[0] -= 1
+            t0 = time.perf_counter()
+            try:
+                if conn is None or conn.closed:
+                    _, conn = await loop.create_connection(_Conn, HOST, port)
+                conn.waiter = loop.create_future()
+                conn.transport.write(request)
+                status, close = await asyncio.wait_for(conn.waiter, 30)
+            except (TimeoutError, ConnectionError, OSError):
+                errors["connection"] += 1
+                conn = None
+                continue
+            latencies.append(time.perf_counter() - t0)
+            if status != 200:
+                errors["status"] += 1
+            if close:
+                conn.transport.close()
+                conn = None
+        if conn is not None and not conn.closed:
+            conn.transport.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    p50, p99 = pct(latencies) if latencies else (float("nan"), float("nan"))
+    return {"concurrency": concurrency, "requests": len(latencies), "seconds": round(elapsed, 2),
+            "throughput_rps": len(latencies) / elapsed, "p50_ms": p50, "p99_ms": p99, "errors": errors}
+
+
+def run_load(port: int, request: bytes, concurrency: int, max_requests: int, seconds: float) -> dict[str, Any]:
+    """Closed-loop load: ``concurrency`` clients, each sending its next request on the last answer."""
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover
+        runner = asyncio.run
+    return runner(_load(port, request, concurrency, max_requests, seconds))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Poll GET /ping until 200 (raises if the server exits or the time runs out)."""
+    import httpx
+
+    stop = time.monotonic() + timeout
+    while time.monotonic() < stop:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"http://{HOST}:{port}/ping", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("server did not become ready")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM (graceful), then SIGKILL after 20 s; only the process we started."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def http_bench(name: str, cmd: list[str], env: dict[str, str], port: int, request: bytes,
+               levels: list[int], max_requests: int, seconds: float, log: Path) -> list[dict[str, Any]]:
+    """Start one server, warm it up, run every concurrency level, stop it."""
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=fh, cwd=str(REPO))
+    try:
+        wait_ready(port, proc)
+        run_load(port, request, 4, 400, 5)  # warm-up: every worker has answered a few requests
+        out = []
+        for c in levels:
+            row = run_load(port, request, c, max_requests, seconds)
+            row["server"], row["load"] = name, load()
+            print(f"  {name:<10} c={c:<3} {row['throughput_rps']:8.0f} req/s  p50 {row['p50_ms']:6.2f} ms  "
+                  f"p99 {row['p99_ms']:6.2f} ms  n={row['requests']}  errors={row['errors']}  {row['load']}",
+                  flush=True)
+            out.append(row)
+        return out
+    finally:
+        stop_server(proc)
+
+
+# ---------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--home", default=os.environ.get("PREDMAINT_HOME", ".predmaint"),
+                    help="predmaint home whose champion to serve (default $PREDMAINT_HOME or .predmaint)")
+    ap.add_argument("--model-dir", default=None, help="an extracted model directory instead of the champion")
+    ap.add_argument("--data-dir", default=os.environ.get("PREDMAINT_DATA_DIR", "data"), type=Path)
+    ap.add_argument("--workers", type=int, default=2, help="workers for BOTH servers (default 2)")
+    ap.add_argument("--readings", type=int, default=30, help="readings per asset (default 30)")
+    ap.add_argument("--seconds", type=float, default=8.0, help="time limit per HTTP level (default 8)")
+    ap.add_argument("--max-requests", type=int, default=40000, help="request limit per HTTP level")
+    ap.add_argument("--inproc-seconds", type=float, default=4.0, help="time limit per in-process size")
+    ap.add_argument("--levels", default="1,8,32", help="HTTP concurrency levels (default 1,8,32)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    args = ap.parse_args(argv)
+
+    model_dir = resolve_model_dir(args)
+    assets = test_assets(args.data_dir, args.readings)
+    levels = [int(x) for x in args.levels.split(",")]
+    print(f"serving benchmark · {time.strftime('%Y-%m-%d %H:%M:%S')} · {os.cpu_count()} CPUs · {load()}")
+    print(f"model {model_dir} · {args.readings} readings per asset · {args.workers} workers per server")
+
+    print("\nin-process (input_fn -> predict_fn -> output_fn) and the floor (precomputed features):")
+    inproc = in_process(model_dir, assets, [1, 10, 100], args.inproc_seconds)
+    for k in ("1", "10", "100"):
+        r = inproc[k]
+        line = (f"  {r['assets']:>3} asset(s) ({r['body_bytes'] / 1024:6.0f} KiB): handle p50 {r['handle_ms'][0]:7.3f} ms "
+                f"p99 {r['handle_ms'][1]:7.3f} ms | floor booster p50 {r['booster_floor_ms'][0]:6.3f} ms")
+        if "forest_floor_ms" in r:
+            line += f", NumPy forest p50 {r['forest_floor_ms'][0]:6.3f} ms"
+        print(line)
+    print(f"  {inproc['load']} -> {inproc['load_after']}")
+
+    request_body = body_of(assets[:1])
+    request = (f"POST /invocations HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+               f"Accept: application/json\r\nContent-Length: {len(request_body)}\r\n\r\n").encode() + request_body
+    env = {**os.environ, **THREAD_ENV, "PYTHONPATH": str(REPO)}
+    log = Path(tempfile.gettempdir()) / f"predmaint-bench-serving-{os.getpid()}.log"
+    print(f"\nHTTP, one asset ({args.readings} readings) per request, closed loop on {HOST} (server logs: {log}):")
+    port = free_port()
+    ours = http_bench("ours", [sys.executable, "-m", "predmaint.server", str(model_dir), "--host", HOST,
+                               "--port", str(port), "--workers", str(args.workers)],
+                      env, port, request, levels, args.max_requests, args.seconds, log)
+    port = free_port()
+    ref_env = {**env, "PREDMAINT_BENCH_MODEL_DIR": str(model_dir)}
+    ref = http_bench("reference", [sys.executable, "-m", "gunicorn", "--workers", str(args.workers),
+                                   "--worker-class", "sync", "--bind", f"{HOST}:{port}", "--chdir",
+                                   str(REPO / "bench"), "--log-level", "warning", "serving:reference_app()"],
+                     ref_env, port, request, levels, args.max_requests, args.seconds, log)
+
+    print("\nratios:")
+    ratios: dict[str, Any] = {}
+    for a, b in zip(ours, ref, strict=True):
+        r = a["throughput_rps"] / b["throughput_rps"] if b["throughput_rps"] else float("inf")
+        ratios[f"throughput_c{a['concurrency']}"] = r
+        print(f"  throughput ours/reference at c={a['concurrency']}: {r:.2f}x "
+              f"(p99 {a['p99_ms']:.2f} vs {b['p99_ms']:.2f} ms)")
+    one = inproc["1"]
+    floor_key = "forest_floor_ms" if "forest_floor_ms" in one else "booster_floor_ms"
+    ratios["inproc_vs_floor_1"] = one["handle_ms"][0] / one[floor_key][0]
+    ratios["inproc_vs_booster_1"] = one["handle_ms"][0] / one["booster_floor_ms"][0]
+    ratios["inproc_vs_booster_100"] = inproc["100"]["handle_ms"][0] / inproc["100"]["booster_floor_ms"][0]
+    print(f"  in-process 1 asset vs floor ({floor_key.split('_')[0]}): {ratios['inproc_vs_floor_1']:.2f}x; "
+          f"vs raw booster: {ratios['inproc_vs_booster_1']:.2f}x")
+    print(f"  in-process 100 assets vs raw booster: {ratios['inproc_vs_booster_100']:.2f}x")
+    print(f"done · {load()}")
+    if args.json:
+        args.json.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(),
+                                         "model_dir": str(model_dir), "in_process": inproc, "http_ours": ours,
+                                         "http_reference": ref, "ratios": ratios}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""Fleet scoring: every asset of a fleet file scored at once, locally or as a SageMaker Batch Transform.
+
+Local (``predmaint score --input FILE --output FILE [--model VERSION]``):
+
+1. read the file as the model's profile describes it (the raw format, e.g. C-MAPSS whitespace text,
+   plain or .gz), or a ``.csv`` with a header row of the profile's column names;
+2. validate it with the batch code (``features.validate_readings``: numeric types, gaps, duplicate
+   times; readings may come in any order, they are sorted per asset);
+3. compute the features of every asset's LAST reading, vectorised across assets
+   (``features.transform_last``, bit-identical to the batch features of that reading), in chunks
+   of assets so memory stays bounded;
+4. one prediction call per chunk (``inference.predict_matrix``);
+5. write ``asset_id,rul`` (or ``asset_id,failure_probability,failure``) as CSV, or JSON lines when
+   the output ends in ``.jsonl``.
+
+The model is the registry's artifact, loaded exactly as the endpoint loads it (``code/inference.py``
+by path, ``model_fn``), so batch scores equal what the endpoint would answer for the same history.
+
+SageMaker (``predmaint score --batch-transform --model-name NAME --input s3://... --output s3://...``):
+the same ``model.tar.gz`` registered as a SageMaker Model (the endpoint stack's, or any model created
+from the registry's package) serves a Batch Transform job. ``transform_fn`` answers each request the
+container sends; the input objects hold request documents (``{"instances": [...]}``), one per line
+(``SplitType=Line``, ``BatchStrategy=MultiRecord`` packs lines up to 6 MB per call), and the output
+objects hold one response per line (``AssembleWith=Line``). ``batch_transform_request`` builds the
+``CreateTransformJob`` call; ``to_request_lines`` turns a fleet file into such input lines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CHUNK_ASSETS = 256  # assets per feature chunk: arrays stay a few MB (cache- and allocator-friendly)
+
+
+@dataclasses.dataclass
+class ScoreResult:
+    """What ``score_file`` did: counts, timings (seconds) and where the scores went."""
+
+    assets: int
+    readings: int
+    read_seconds: float
+    score_seconds: float
+    write_seconds: float
+    output: Path
+
+    @property
+    def assets_per_second(self) -> float:
+        """Scoring throughput (validate + features + predict), file I/O excluded."""
+        return self.assets / self.score_seconds if self.score_seconds > 0 else float("inf")
+
+
+def load_model(model_dir: Path) -> tuple[Any, Any]:
+    """(inference module, model) from an extracted artifact, loaded as the endpoint loads it."""
+    from .server import load_inference_module
+
+    module = load_inference_module(Path(model_dir))
+    if not hasattr(module, "predict_matrix") or not hasattr(module.F, "transform_last"):
+        # an artifact packaged before fleet scoring existed: its booster and spec, this project's code
+        from training_src import inference as module
+    return module, module.model_fn(str(model_dir))
+
+
+def read_fleet(path: Path, profile: Any) -> Any:
+    """The fleet's readings as a DataFrame: the profile's raw format, or a headed ``.csv``."""
+    from training_src import dataio
+
+    from .errors import UsageError
+
+    if not path.is_file():
+        raise UsageError(f"input file {path} does not exist")
+    if path.name.lower().endswith((".csv", ".csv.gz")) and not (profile.file_format == "csv" and profile.header):
+        profile = dataclasses.replace(profile, file_format="csv", header=True)
+    return dataio.read_table(path, profile, allow_label=False)
+
+
+def score_frame(df: Any, module: Any, model: Any, chunk: int = CHUNK_ASSETS) -> tuple[list[Any], np.ndarray]:
+    """Asset ids (first-seen order) and predictions (n_assets,) for every asset of ``df``.
+
+    ``df`` holds raw readings with the profile's columns; rows of one asset need not be contiguous
+    or ordered (they are sorted per asset). Raises ``FeatureError`` naming the row and column of bad
+    data. Row-wise (classification) profiles score every row, the asset id being the row's id column
+    or its position.
+
+    Fast path: one float matrix of the required columns, sorted by (asset, time) with one lexsort;
+    if it is already clean (finite, strictly increasing times, enough readings per asset) it is
+    exactly what ``validate_readings`` would return, so the pandas validation (gap filling and
+    precise error messages) runs only for fleets that need it. Features are computed for chunks of
+    assets (bounded memory), then ONE prediction call scores the whole fleet.
+    """
+    import pandas as pd
+
+    F = module.F
+    spec = model.spec
+    profile = spec.profile_obj
+    if not spec.window_sizes:
+        return _score_rows(df, module, model)
+    idc, tc = spec.id_column, spec.time_column
+    codes = pd.factorize(df[idc])[0]
+    needed = [c for c in model.required if c in df.columns]
+    values = df[needed].to_numpy(dtype=float)
+    t = values[:, needed.index(tc)]
+    if (np.diff(codes) >= 0).all() and (np.diff(t)[np.diff(codes) == 0] > 0).all():
+        order = np.arange(len(codes))  # already grouped and time-ordered (the usual file): no copy
+    else:
+        order = np.lexsort((t, codes))
+        values, codes = values[order], codes[order]
+    bounds = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1], True])
+    t = values[:, needed.index(tc)]
+    steps = np.diff(t) > 0
+    steps[bounds[1:-1] - 1] = True  # a step from one asset to the next is not a time step
+    clean = (len(needed) == len(model.required) and not spec.categorical and (codes >= 0).all()
+             and np.isfinite(values).all() and steps.all()
+             and (profile.min_readings <= 1 or np.diff(bounds).min() >= profile.min_readings))
+    if clean:
+        ids_col = df[idc].to_numpy()[order]
+        cols = F.ColumnMatrix(values, needed)
+    else:  # the batch validation: fills short gaps, or raises naming the row and column
+        df = F.validate_readings(df.iloc[order].reset_index(drop=True), profile, source="fleet")
+        ids_col = df[idc].to_numpy()
+        bounds = np.flatnonzero(np.r_[True, ids_col[1:] != ids_col[:-1], True])
+        cols = {c: (df[c].to_numpy() if c in spec.categorical else df[c].to_numpy(dtype=float))
+                for c in [*model.required, *spec.categorical] if c in df.columns}
+    n_assets = len(bounds) - 1
+    X = np.empty((n_assets, len(spec.feature_names)), dtype=np.float32)
+    for a in range(0, n_assets, chunk):
+        b = min(a + chunk, n_assets)
+        lo, hi = bounds[a], bounds[b]
+        part = F.ColumnMatrix(cols.matrix[lo:hi], needed) if isinstance(cols, F.ColumnMatrix) \
+            else {c: v[lo:hi] for c, v in cols.items()}
+        X[a:b] = F.transform_last(part, bounds[a:b + 1] - lo, spec)
+    preds = module.predict_matrix(model, X)
+    return [_plain(v) for v in ids_col[bounds[:-1]]], preds
+
+
+def _score_rows(df: Any, module: Any, model: Any) -> tuple[list[Any], np.ndarray]:
+    """Row-wise (classification) profiles: every row is an instance."""
+    spec = model.spec
+    df = module.F.validate_readings(df, spec.profile_obj, source="fleet")
+    idc = spec.id_column
+    ids = df[idc].to_numpy() if idc and idc in df.columns else np.arange(len(df))
+    cols = {c: (df[c].to_numpy() if c in spec.categorical else df[c].to_numpy(dtype=float))
+            for c in [*model.required, *spec.categorical] if c in df.columns}
+    X = module.F.transform_last(cols, np.arange(len(df) + 1), spec).astype(np.float32)
+    return [_plain(v) for v in ids], module.predict_matrix(model, X)
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars -> int/float/str for the output (7.0 -> 7)."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
+def write_scores(path: Path, ids: list[Any], preds: np.ndarray, model: Any) -> None:
+    """CSV (``asset_id,rul`` or ``asset_id,failure_probability,failure``), or JSON lines for ``.jsonl``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    regression = model.is_regression
+    with open(tmp, "w", encoding="utf-8") as fh:
+        if path.suffix.lower() == ".jsonl":
+            for a, p in zip(ids, preds, strict=True):
+                doc = {"asset_id": a, "rul": round(float(p), 3)} if regression else \
+                    {"asset_id": a, "failure_probability": round(float(p), 6), "failure": bool(p >= model.threshold)}
+                fh.write(json.dumps(doc) + "\n")
+        elif regression:
+            fh.write("asset_id,rul\n")
+            fh.writelines(f"{a},{p:.3f}\n" for a, p in zip(ids, preds, strict=True))
+        else:
+            fh.write("asset_id,failure_probability,failure\n")
+            fh.writelines(f"{a},{p:.6f},{str(bool(p >= model.threshold)).lower()}\n"
+                          for a, p in zip(ids, preds, strict=True))
+    tmp.replace(path)  # readers never see a half-written file
+
+
+def score_file(model_dir: Path, input_path: Path, output_path: Path) -> ScoreResult:
+    """Score every asset of ``input_path`` with the artifact in ``model_dir``; write ``output_path``."""
+    module, model = load_model(model_dir)
+    t0 = time.perf_counter()
+    df = read_fleet(input_path, model.spec.profile_obj)
+    t1 = time.perf_counter()
+    ids, preds = score_frame(df, module, model)
+    t2 = time.perf_counter()
+    write_scores(output_path, ids, preds, model)
+    t3 = time.perf_counter()
+    return ScoreResult(len(ids), len(df), t1 - t0, t2 - t1, t3 - t2, output_path)
+
+
+# ---------------------------------------------------------------------- SageMaker Batch Transform
+def to_request_lines(df: Any, spec: Any, assets_per_line: int = 50) -> list[str]:
+    """A fleet as Batch Transform input: JSON request documents, one per line (<= 6 MB each).
+
+    Each line is ``{"instances": [{"asset_id": ..., "readings": [...]}, ...]}`` - the endpoint
+    contract - so the container's ``transform_fn`` answers it like a real-time request.
+    """
+    idc = spec.id_column
+    cols = [c for c in df.columns if c != idc]
+    lines, batch = [], []
+    for asset, g in df.groupby(idc, sort=False):
+        batch.append({"asset_id": _plain(asset), "readings": g[cols].to_dict("records")})
+        if len(batch) == assets_per_line:
+            lines.append(json.dumps({"instances": batch}))
+            batch = []
+    if batch:
+        lines.append(json.dumps({"instances": batch}))
+    return lines
+
+
+def batch_transform_request(model_name: str, input_s3: str, output_s3: str, *, job_name: str | None = None,
+                            instance_type: str = "ml.m5.large", instance_count: int = 1,
+                            max_payload_mb: int = 6, max_concurrent: int = 2) -> dict[str, Any]:
+    """Keyword arguments of ``sagemaker.create_transform_job`` for a fleet of request lines."""
+    from .errors import UsageError
+
+    for name, uri in (("--input", input_s3), ("--output", output_s3)):
+        if not uri.startswith("s3://"):
+            raise UsageError(f"{name} must be an s3:// URI for --batch-transform, got {uri!r}")
+    return {
+        "TransformJobName": job_name or f"predmaint-score-{time.strftime('%Y%m%d-%H%M%S')}",
+        "ModelName": model_name,
+        "MaxConcurrentTransforms": max_concurrent,
+        "MaxPayloadInMB": max_payload_mb,
+        "BatchStrategy": "MultiRecord",
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_s3}},
+            "ContentType": "application/json",
+            "SplitType": "Line",
+        },
+        "TransformOutput": {"S3OutputPath": output_s3, "Accept": "application/json", "AssembleWith": "Line"},
+        "TransformResources": {"InstanceType": instance_type, "InstanceCount": instance_count},
+        "Environment": {"OMP_NUM_THREADS": "1"},
+    }
+
+
+def start_batch_transform(client: Any, **kwargs: Any) -> str:
+    """Start the job with a boto3 SageMaker ``client``; returns the job's ARN."""
+    request = batch_transform_request(**kwargs)
+    return client.create_transform_job(**request)["TransformJobArn"]

@@ -1,0 +1,156 @@
+"""The fast serving path gives exactly the batch answers, and refuses exactly what the checked path refuses."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from training_src import features as F
+from training_src import inference as I
+from training_src.dataio import read_table, resolve_file
+from training_src.profiles import load_profile, parse_profile
+
+
+@pytest.fixture(scope="module")
+def test_fleet(data_dir):
+    p = load_profile("cmapss", "FD001")
+    return F.validate_readings(read_table(resolve_file(data_dir, p.file("test")), p), p)
+
+
+@pytest.fixture(scope="module")
+def model(fd001_perf):
+    return I.model_fn(str(fd001_perf["model_dir"]))
+
+
+def _bounds(df):
+    ids = df["unit"].to_numpy()
+    return np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
+
+
+def test_transform_last_is_bit_identical_to_batch(fd001_perf, test_fleet):
+    spec = fd001_perf["spec"]
+    batch = F.transform(test_fleet, spec).to_numpy()
+    b = _bounds(test_fleet)
+    cols = {c: test_fleet[c].to_numpy(dtype=float) for c in test_fleet.columns}
+    np.testing.assert_array_equal(F.transform_last(cols, b, spec), batch[b[1:] - 1])
+
+
+def test_every_window_stat_and_ewm_bit_identical(test_fleet):
+    """A profile with std/min/max/ewm and short windows (assets shorter than a window get padding)."""
+    doc = load_profile("cmapss", "FD001").to_dict()
+    doc["windows"] = {"sizes": [0, 5, 40], "stats": ["mean", "std", "slope", "min", "max"], "ewm_spans": [4, 20]}
+    profile = parse_profile(doc, subset="FD001", source="test")
+    df = F.validate_readings(test_fleet, profile)
+    spec = F.fit_spec(df, profile)
+    batch = F.transform(df, spec).to_numpy()
+    b = _bounds(df)
+    cols = {c: df[c].to_numpy(dtype=float) for c in df.columns}
+    np.testing.assert_array_equal(F.transform_last(cols, b, spec), batch[b[1:] - 1])
+    # and one asset at a time, cut to 3 readings (shorter than every window but the whole history)
+    short = {c: v[:3] for c, v in cols.items()}
+    np.testing.assert_array_equal(F.transform_asset(short, spec), batch[2])
+
+
+def test_numpy_forest_equals_booster_on_the_whole_test_fleet(fd001_perf, model, test_fleet):
+    assert model.forest is not None
+    X = F.transform(test_fleet, fd001_perf["spec"]).to_numpy(dtype=np.float32)  # every row, 13k
+    want = model.booster.inplace_predict(X)
+    got = model.forest.predict(X)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    assert np.array_equal(got, want)  # in fact bit-identical: same float32 compares and summation order
+
+
+def test_forest_can_be_switched_off(fd001_perf, monkeypatch):
+    monkeypatch.setenv("PREDMAINT_FOREST", "0")
+    assert I.model_fn(str(fd001_perf["model_dir"])).forest is None
+
+
+def _instances(df, units, n=None, reverse=False):
+    out = []
+    for u in units:
+        rows = df[df["unit"] == u].drop(columns=["unit"]).to_dict("records")
+        rows = rows[:n] if n else rows
+        out.append({"asset_id": f"e{u}", "readings": rows[::-1] if reverse else rows})
+    return out
+
+
+def _post(model, doc):
+    raw = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+    status, out, _ = I.handle(model, raw, "application/json", None)
+    return status, json.loads(out)
+
+
+@pytest.mark.parametrize("k", [1, 5, 40])  # forest (<= 16 rows) and booster paths
+def test_requests_equal_batch_predictions(model, fd001_perf, test_fleet, k):
+    spec = fd001_perf["spec"]
+    batch = F.transform(test_fleet, spec).to_numpy(dtype=np.float32)
+    b = _bounds(test_fleet)
+    units = list(range(1, k + 1))
+    want = np.clip(model.booster.inplace_predict(batch[b[1:k + 1] - 1]), 0, spec.label_cap)
+    status, doc = _post(model, {"instances": _instances(test_fleet, units, reverse=True)})
+    assert status == 200
+    np.testing.assert_array_equal([p["rul"] for p in doc["predictions"]], np.round(want.astype(float), 3))
+
+
+def _readings(test_fleet, n=5):
+    return test_fleet[test_fleet["unit"] == 1].drop(columns=["unit"]).head(n).to_dict("records")
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_non_finite_numbers_name_the_field(model, test_fleet, literal):
+    rows = json.dumps({"instances": [{"asset_id": "a", "readings": _readings(test_fleet)}]})
+    # put the literal as reading 3's sensor_2 (json.dumps wrote it as a plain number)
+    doc = json.loads(rows)
+    doc["instances"][0]["readings"][3]["sensor_2"] = "@@"
+    body = json.dumps(doc).replace('"@@"', literal).encode()
+    status, out = _post(model, body)
+    assert status == 400
+    assert out["error"].startswith("instances[0].readings[3].sensor_2: must be a finite number")
+    assert "malformed JSON" in out["error"]
+
+
+def test_non_finite_number_in_an_unused_field_is_still_malformed(model, test_fleet):
+    doc = {"instances": [{"asset_id": "a", "readings": _readings(test_fleet)}], "note": "@@"}
+    status, out = _post(model, json.dumps(doc).replace('"@@"', "NaN").encode())
+    assert status == 400 and out["error"].startswith("body: malformed JSON")
+
+
+def test_broken_json_stays_malformed(model):
+    status, out = _post(model, b'{"instances": [NaN')
+    assert status == 400 and out["error"].startswith("body: malformed JSON")
+
+
+@pytest.mark.parametrize("value, message", [
+    (True, "instances[0].readings[2].sensor_4: expected a number, got bool"),
+    (False, "instances[0].readings[2].sensor_4: expected a number, got bool"),
+    ("1.5", "instances[0].readings[2].sensor_4: expected a number, got str"),
+    (None, "instances[0].readings[2].sensor_4: expected a number, got null"),
+    ([1.0], "instances[0].readings[2].sensor_4: expected a number, got list"),
+    (10 ** 400, "instances[0].readings[2].sensor_4: number out of range"),
+], ids=["true", "false", "string", "null", "list", "huge-int"])
+def test_fast_path_refuses_what_the_checked_path_refuses(model, test_fleet, value, message):
+    rows = _readings(test_fleet)
+    rows[2]["sensor_4"] = value
+    body = json.dumps({"instances": [{"asset_id": "a", "readings": rows}]}).encode()
+    status, out = _post(model, body)
+    assert status == 400 and out["error"].startswith(message)
+
+
+def test_one_and_zero_values_are_numbers(model, test_fleet):
+    rows = _readings(test_fleet)
+    rows[1]["sensor_4"], rows[2]["sensor_4"] = 1, 0.0  # equal to True/False, but numbers
+    status, _ = _post(model, {"instances": [{"asset_id": "a", "readings": rows}]})
+    assert status == 200
+
+
+def test_duplicate_time_and_missing_field_are_named(model, test_fleet):
+    rows = _readings(test_fleet)
+    dup = [*rows, dict(rows[1])]
+    status, out = _post(model, {"instances": [{"asset_id": "a", "readings": rows}, {"asset_id": "b", "readings": dup}]})
+    assert status == 400 and out["error"] == "instances[1].readings[5].cycle: duplicate cycle 2"
+    rows2 = [dict(r) for r in rows]
+    del rows2[4]["sensor_9"]
+    status, out = _post(model, {"instances": [{"asset_id": "a", "readings": rows2}]})
+    assert status == 400 and out["error"] == "instances[0].readings[4].sensor_9: missing"
