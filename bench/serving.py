@@ -153,8 +153,11 @@ def in_process(model_dir: Path, assets: list[dict[str, Any]], sizes: list[int], 
         full = timed(lambda b=body: module.handle(model, b, "application/json", "application/json"), reps, seconds)
         X = module.features_matrix(module.parse_instances(module.input_fn(body, "application/json"), model), model)
         booster = timed(lambda x=X: model.booster.inplace_predict(x), reps, seconds)
+        import orjson
+
+        parse = timed(lambda b=body: orjson.loads(b), reps, seconds)  # JSON decoding alone, for context
         row = {"assets": k, "body_bytes": len(body), "handle_ms": pct(full), "booster_floor_ms": pct(booster),
-               "n": len(full)}
+               "json_parse_ms": pct(parse), "n": len(full)}
         if model.forest is not None and k <= model.forest.MAX_ROWS:
             row["forest_floor_ms"] = pct(timed(lambda x=X: model.forest.predict(x), reps, seconds))
         results[str(k)] = row
@@ -335,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"p99 {r['handle_ms'][1]:7.3f} ms | floor booster p50 {r['booster_floor_ms'][0]:6.3f} ms")
         if "forest_floor_ms" in r:
             line += f", NumPy forest p50 {r['forest_floor_ms'][0]:6.3f} ms"
-        print(line)
+        print(line + f" | orjson.loads alone p50 {r['json_parse_ms'][0]:6.3f} ms")
     print(f"  {inproc['load']} -> {inproc['load_after']}")
 
     request_body = body_of(assets[:1])
