@@ -68,7 +68,7 @@ def test_long_gap_is_refused_with_row_and_column(loaded, raw_test):
     module, model = loaded
     bad = raw_test.copy()
     bad.loc[10:15, "sensor_7"] = np.nan
-    with pytest.raises(ValueError, match="sensor_7.*gap of more than 3"):  # the artifact's FeatureError
+    with pytest.raises(ValueError, match=r"sensor_7.*gap of more than 3"):  # the artifact's FeatureError
         scoring.score_frame(bad, module, model)
 
 
