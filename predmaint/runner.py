@@ -122,6 +122,7 @@ class _Trials:
         self.records: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.procs: set[subprocess.Popen] = set()
+        self.stopped = False
 
     @staticmethod
     def suggest(trial: Any) -> tuple[str, dict[str, Any]]:
@@ -143,6 +144,8 @@ class _Trials:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         with self.lock:
             self.procs.add(proc)
+            if self.stopped:  # the run was interrupted while this trial was starting
+                proc.kill()
         value, state = None, "COMPLETE"
         try:
             for line in proc.stdout:
@@ -176,6 +179,7 @@ class _Trials:
 
     def kill_all(self) -> None:
         with self.lock:
+            self.stopped = True
             for p in self.procs:
                 p.kill()
 
@@ -225,23 +229,26 @@ def tune(run_dir: Path, profile: Profile, trials: int, parallel: int, seed: int,
     # Batch-synchronous parallelism: ask `parallel` trials, run them together, tell the results in
     # trial order. Sampling and pruning then see the same history whatever the timing, so a fixed
     # seed gives the same trials, the same best model and the same report.
+    pool = ThreadPoolExecutor(parallel)
     try:
-        with ThreadPoolExecutor(parallel) as pool:
-            for start in range(0, trials, parallel):
-                batch = []
-                for _ in range(min(parallel, trials - start)):
-                    trial = study.ask()
-                    batch.append((trial, *runner.suggest(trial)))
-                for trial, value, state in pool.map(run_one, batch):
-                    if state is None:
-                        study.tell(trial, value)
-                    else:
-                        study.tell(trial, state=state)
-                    on_done(study, trial)
+        for start in range(0, trials, parallel):
+            batch = []
+            for _ in range(min(parallel, trials - start)):
+                trial = study.ask()
+                batch.append((trial, *runner.suggest(trial)))
+            for trial, value, state in pool.map(run_one, batch):
+                if state is None:
+                    study.tell(trial, value)
+                else:
+                    study.tell(trial, state=state)
+                on_done(study, trial)
     except BaseException:
+        # stop at once on Ctrl-C/SIGTERM/failure: kill running trials before waiting for threads
         runner.kill_all()
+        pool.shutdown(wait=False, cancel_futures=True)
         raise
     finally:
+        pool.shutdown(wait=True)
         if bar is not None:
             bar.close()
     done = [r for r in runner.records if r["state"] == "COMPLETE"]
