@@ -12,6 +12,7 @@ from stacks.data_stack import DataStack
 from stacks.endpoint_stack import EndpointStack
 from stacks.monitoring_stack import MonitoringStack
 from stacks.nag import acknowledge_findings
+from stacks.network import NetworkStack
 from stacks.training_stack import TrainingStack
 
 
@@ -24,10 +25,11 @@ class PredMaintApp:
     training: TrainingStack
     endpoint: EndpointStack
     monitoring: MonitoringStack
+    network: NetworkStack | None = None  # only in VPC mode (predmaint.vpc.enabled)
 
     @property
     def stacks(self) -> list[cdk.Stack]:
-        return [self.data, self.training, self.endpoint, self.monitoring]
+        return [self.data, self.training, self.endpoint, self.monitoring] + ([self.network] if self.network else [])
 
 
 def build(app: cdk.App, *, nag: bool = True) -> PredMaintApp:
@@ -41,14 +43,19 @@ def build(app: cdk.App, *, nag: bool = True) -> PredMaintApp:
     env = cdk.Environment(region=config.region)
     prefix = "".join(part.capitalize() for part in config.project.split("-"))
     data = DataStack(app, f"{prefix}-Data", config=config, env=env)
-    training = TrainingStack(app, f"{prefix}-Training", config=config, env=env, key_arn=data.key.key_arn)
+    network = NetworkStack(app, f"{prefix}-Network", config=config, env=env,
+                           key_arn=data.key.key_arn) if config.vpc.enabled else None
+    vpc_config = network.sagemaker_vpc_config() if network else None
+    training = TrainingStack(app, f"{prefix}-Training", config=config, env=env, key_arn=data.key.key_arn,
+                             network=network)
     training.add_stack_dependency(data, "buckets are referenced by name")
     endpoint = EndpointStack(app, f"{prefix}-Endpoint", config=config, env=env, key_arn=data.key.key_arn,
-                             hosting_role=training.hosting_role, topic=training.notifications.topic)
+                             hosting_role=training.hosting_role, topic=training.notifications.topic,
+                             vpc_config=vpc_config)
     monitoring = MonitoringStack(app, f"{prefix}-Monitoring", config=config, env=env,
                                  state_machine=training.state_machine,
                                  functions=[training.prepare.function, training.promote.function])
-    built = PredMaintApp(config, data, training, endpoint, monitoring)
+    built = PredMaintApp(config, data, training, endpoint, monitoring, network)
     for stack in built.stacks:
         cdk.Tags.of(stack).add("project", config.project)
     if nag:

@@ -9,6 +9,7 @@ Everything is validated at synth with errors that name the offending key (``Conf
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 import re
 from dataclasses import dataclass, field, fields
@@ -114,6 +115,16 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True)
+class VpcConfig:
+    """Optional VPC mode: SageMaker jobs, models and the Lambdas in private isolated subnets that reach
+    AWS only through VPC endpoints (no NAT, no internet gateway). Off by default."""
+
+    enabled: bool = False
+    cidr: str = "10.42.0.0/16"
+    max_azs: int = 2
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """The whole deployment. ``from_context`` is the only way the app builds one."""
 
@@ -133,6 +144,7 @@ class AppConfig:
     promotion: dict[str, dict[str, float | None]] = field(default_factory=dict)
     triggers: TriggerConfig = field(default_factory=TriggerConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    vpc: VpcConfig = field(default_factory=VpcConfig)
 
     # --- names shared by several stacks (one place, so they can never disagree) ---
     def bucket_name(self, kind: str, account: str) -> str:
@@ -264,6 +276,15 @@ class AppConfig:
         _check_range("predmaint.pipeline.validation_sample_kb", p.validation_sample_kb, 1, 100 * 1024)
         if p.log_retention_days not in _LOG_RETENTION_DAYS:
             raise ConfigError(f"predmaint.pipeline.log_retention_days must be one of {sorted(_LOG_RETENTION_DAYS)}")
+        v = self.vpc
+        try:
+            network = ipaddress.IPv4Network(v.cidr, strict=True) if isinstance(v.cidr, str) else None
+        except ValueError:
+            network = None
+        if network is None or not 16 <= network.prefixlen <= 24:
+            raise ConfigError(f"predmaint.vpc.cidr: {v.cidr!r} must be an IPv4 network like 10.42.0.0/16 "
+                              "with a prefix length of 16..24 (one /24+ subnet per AZ is carved from it)")
+        _check_range("predmaint.vpc.max_azs", v.max_azs, 1, 3)
 
 
 _LOG_RETENTION_DAYS = {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,

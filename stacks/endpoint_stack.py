@@ -65,7 +65,8 @@ class ChampionEndpoint(Construct):
     """Model (champion from SSM) -> EndpointConfig (data capture, KMS) -> Endpoint."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, hosting_role: iam.IRole,
-                 artifacts: s3.IBucket, key: kms.IKey, rollback_alarms: list[cloudwatch.Alarm]) -> None:
+                 artifacts: s3.IBucket, key: kms.IKey, rollback_alarms: list[cloudwatch.Alarm],
+                 vpc_config: dict | None = None) -> None:
         super().__init__(scope, construct_id)
         e = config.endpoint
         model_data_url = ssm.StringParameter.value_for_string_parameter(self, config.champion_parameter)
@@ -75,7 +76,10 @@ class ChampionEndpoint(Construct):
             self, "Model", execution_role_arn=hosting_role.role_arn, enable_network_isolation=True,
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
                 image=xgboost_image_uri(config.region), mode="SingleModel", model_data_url=model_data_url,
-                environment=hosting_environment(config)))
+                environment=hosting_environment(config)),
+            vpc_config=sagemaker.CfnModel.VpcConfigProperty(
+                security_group_ids=vpc_config["SecurityGroupIds"], subnets=vpc_config["Subnets"])
+            if vpc_config else None)
         capture = data_capture(config, artifacts, key.key_arn)
         self.config = sagemaker.CfnEndpointConfig(
             self, "Config", kms_key_id=key.key_arn,
@@ -129,7 +133,7 @@ class EndpointStack(cdk.Stack):
     """Champion endpoint, autoscaling and alarms. Deploy after the first promoted training run."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, hosting_role: iam.IRole,
-                 key_arn: str, topic: sns.ITopic, **kwargs) -> None:
+                 key_arn: str, topic: sns.ITopic, vpc_config: dict | None = None, **kwargs) -> None:
         super().__init__(scope, construct_id, description=f"{config.project}: real-time endpoint", **kwargs)
         from stacks.training_stack import project_storage
 
@@ -137,6 +141,7 @@ class EndpointStack(cdk.Stack):
         self.alarms = EndpointAlarms(self, "Alarms", config=config, topic=topic)
         self.champion = ChampionEndpoint(self, "Champion", config=config, hosting_role=hosting_role,
                                          artifacts=artifacts_bucket, key=key,
-                                         rollback_alarms=[self.alarms.errors, self.alarms.latency])
+                                         rollback_alarms=[self.alarms.errors, self.alarms.latency],
+                                         vpc_config=vpc_config)
         self.autoscaling = EndpointAutoscaling(self, "Autoscaling", config=config, endpoint=self.champion.endpoint)
         cdk.CfnOutput(self, "EndpointName", value=self.champion.endpoint.attr_endpoint_name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -11,6 +13,9 @@ from constructs import Construct
 
 from stacks.assets import stage_lambda
 from stacks.config import AppConfig
+
+if TYPE_CHECKING:
+    from stacks.network import NetworkStack
 
 POWERTOOLS_ACCOUNT = "017000801446"  # AWS account that publishes the public Powertools layers
 
@@ -31,7 +36,7 @@ class PipelineFunction(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, name: str, config: AppConfig, key: kms.IKey,
                  environment: dict[str, str], timeout: cdk.Duration, memory_mb: int = 512,
-                 description: str = "") -> None:
+                 description: str = "", network: NetworkStack | None = None) -> None:
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(
             self, "Logs", log_group_name=f"/aws/lambda/{config.project}-{name}", encryption_key=key,
@@ -41,6 +46,11 @@ class PipelineFunction(Construct):
                              description=f"{config.project} {name} Lambda")
         self.role.add_to_policy(iam.PolicyStatement(actions=["logs:CreateLogStream", "logs:PutLogEvents"],
                                                     resources=[self.log_group.log_group_arn]))
+        in_vpc: dict[str, Any] = {}
+        if network is not None:  # VPC mode: isolated subnets, the workload security group
+            for st in network.eni_statements(self, lambda_=True):
+                self.role.add_to_policy(st)
+            in_vpc = {"vpc": network.vpc, "vpc_subnets": network.subnets, "security_groups": [network.jobs_sg]}
         layer = lambda_.LayerVersion.from_layer_version_arn(
             self, "Powertools", powertools_layer_arn(self, config.pipeline.powertools_layer_version))
         self.function = lambda_.Function(
@@ -49,7 +59,7 @@ class PipelineFunction(Construct):
             handler="handler.handler",
             code=lambda_.Code.from_asset(str(stage_lambda(name)), exclude=["__pycache__", "*.pyc"]),
             role=self.role, log_group=self.log_group, layers=[layer], timeout=timeout, memory_size=memory_mb,
-            tracing=lambda_.Tracing.ACTIVE, environment_encryption=key,
+            tracing=lambda_.Tracing.ACTIVE, environment_encryption=key, **in_vpc,
             environment={
                 "POWERTOOLS_SERVICE_NAME": name,
                 "POWERTOOLS_METRICS_NAMESPACE": config.project,

@@ -35,6 +35,16 @@ def acknowledged_findings(built: PredMaintApp) -> list[tuple[IConstruct, str, st
     run_named = "names are <job prefix>-<step>-<run id> and the run id is only known at execution time"
     per_run = "object keys contain the run id, unknown at synth time; scoped to the project's bucket and prefix"
     jobs, hosting = t.roles.jobs, t.roles.hosting
+    # VPC mode: ENI permissions (only in VPC mode, so the default acknowledgments are unchanged)
+    vpc = c.vpc.enabled
+    sm_eni = ("; VPC mode: ec2:Describe{DhcpOptions,NetworkInterfaces,SecurityGroups,Subnets,Vpcs} have no "
+              "resource-level permissions") if vpc else ""
+    fn_eni = ("; VPC mode: Lambda's ENI actions (Create/Delete/DescribeNetworkInterface(s), Assign/Unassign"
+              "PrivateIpAddresses, DescribeSubnets) must be on * because Lambda validates the role with an "
+              "unscoped dry run at function creation") if vpc else ""
+    eni_arn = f"arn:{part}:ec2:{region}:{acct}:network-interface/*"
+    eni_reason = ("VPC mode: SageMaker creates one ENI per job instance/endpoint instance with an ID unknown at "
+                  "synth time; creation is further limited to the project's subnets and security group")
     out: list[tuple[IConstruct, str, str]] = [
         # --- SageMaker jobs role ---
         (jobs, IAM5.format(bucket("data", "raw/")), "reads the raw objects of any dataset under raw/: " + per_run),
@@ -42,7 +52,7 @@ def acknowledged_findings(built: PredMaintApp) -> list[tuple[IConstruct, str, st
         (jobs, IAM5.format(bucket("artifacts", "runs/")), "reads/writes runs/<run-id>/ (manifests, models, "
                                                           "evaluation, checkpoints): " + per_run),
         (jobs, IAM5.format("*"), "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource-level "
-                                 "permissions (PutMetricData is limited to SageMaker namespaces by condition)"),
+                                 "permissions (PutMetricData is limited to SageMaker namespaces by condition)" + sm_eni),
         (jobs, IAM5.format(sm_logs("ProcessingJobs")), "log streams are named after each processing job and host"),
         (jobs, IAM5.format(sm_logs("TrainingJobs")), "log streams are named after each training job"),
         # --- SageMaker hosting role ---
@@ -51,7 +61,8 @@ def acknowledged_findings(built: PredMaintApp) -> list[tuple[IConstruct, str, st
         (hosting, IAM5.format(bucket("artifacts", f"data-capture/{c.endpoint.name}/")),
          "data capture writes one object per capture interval under the endpoint's prefix"),
         (hosting, IAM5.format("*"), "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource-level "
-                                    "permissions (PutMetricData is limited to SageMaker namespaces by condition)"),
+                                    "permissions (PutMetricData is limited to SageMaker namespaces by condition)"
+                                    + sm_eni),
         (hosting, IAM5.format(sm_logs(f"Endpoints/{c.endpoint.name}")), "log streams are named per variant/instance"),
         # --- prepare Lambda ---
         (t.prepare.role, IAM5.format(bucket("data", "raw/")), "validates the raw objects of the requested dataset: "
@@ -59,14 +70,14 @@ def acknowledged_findings(built: PredMaintApp) -> list[tuple[IConstruct, str, st
         (t.prepare.role, IAM5.format(bucket("artifacts", "runs/")), "writes runs/<run-id>/ manifests and lineage: "
                                                                     + per_run),
         (t.prepare.role, IAM5.format("*"), "X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) have no "
-                                           "resource-level permissions"),
+                                           "resource-level permissions" + fn_eni),
         # --- promote Lambda ---
         (t.promote.role, IAM5.format(bucket("artifacts", "runs/")), "reads runs/<run-id>/evaluation/evaluation.json of "
                                                                     "the challenger and the champion"),
         (t.promote.role, IAM5.format(sm(f"model-package/{c.model_package_group}/*")),
          "model package versions of the project's group are numbered by SageMaker at registration"),
         (t.promote.role, IAM5.format("*"), "sagemaker:ListModelPackages and X-Ray tracing have no resource-level "
-                                           "permissions"),
+                                           "permissions" + fn_eni),
         # --- state machine ---
         (t.pipeline.role, IAM5.format("*"), "CloudWatch Logs delivery (logs:CreateLogDelivery etc.) and X-Ray tracing "
                                             "have no resource-level permissions"),
@@ -76,6 +87,8 @@ def acknowledged_findings(built: PredMaintApp) -> list[tuple[IConstruct, str, st
         (t.pipeline.role, IAM5.format(sm(f"model/{p}-*")), "model " + run_named),
         (t.pipeline.role, IAM5.format(sm(f"endpoint-config/{p}-*")), "endpoint config " + run_named),
     ]
+    if vpc:
+        out += [(jobs, IAM5.format(eni_arn), eni_reason), (hosting, IAM5.format(eni_arn), eni_reason)]
     for fn in (t.prepare, t.promote):
         logical = cdk.Stack.of(fn).get_logical_id(fn.function.node.default_child)
         out.append((t.pipeline.role, IAM5.format(f"<{logical}.Arn>:*"),

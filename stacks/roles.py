@@ -8,6 +8,8 @@ GetAuthorizationToken, CloudWatch PutMetricData); app.py acknowledges each with 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -16,6 +18,9 @@ from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from stacks.config import AppConfig
+
+if TYPE_CHECKING:
+    from stacks.network import NetworkStack
 from stacks.data_stack import KEY_USE_ACTIONS
 from stacks.images import ecr_repository_arn
 
@@ -57,7 +62,8 @@ class SageMakerRoles(Construct):
     """``jobs`` runs processing and training jobs; ``hosting`` serves the endpoint's model."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, data: s3.IBucket,
-                 artifacts: s3.IBucket, key: kms.IKey, image_uri: str, source: s3_assets.Asset) -> None:
+                 artifacts: s3.IBucket, key: kms.IKey, image_uri: str, source: s3_assets.Asset,
+                 network: NetworkStack | None = None) -> None:
         super().__init__(scope, construct_id)
         principal = iam.ServicePrincipal("sagemaker.amazonaws.com")
         self.jobs = iam.Role(self, "JobsRole", assumed_by=principal,
@@ -89,6 +95,10 @@ class SageMakerRoles(Construct):
             *sagemaker_common(self, image_uri, [f"Endpoints/{config.endpoint.name}"]),
         ]:
             self.hosting.add_to_policy(st)
+        if network is not None:  # VPC mode: SageMaker attaches ENIs in the project's subnets
+            for role in (self.jobs, self.hosting):
+                for st in network.eni_statements(self):
+                    role.add_to_policy(st)
 
     def pass_roles(self) -> iam.PolicyStatement:
         """iam:PassRole of both roles, to SageMaker only."""

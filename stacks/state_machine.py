@@ -63,10 +63,12 @@ class TrainingStateMachine(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, key: kms.IKey,
                  data: s3.IBucket, artifacts: s3.IBucket, roles: SageMakerRoles, image_uri: str,
                  source_uri: str, prepare: PipelineFunction, promote: PipelineFunction,
-                 topic: sns.ITopic) -> None:
+                 topic: sns.ITopic, vpc_config: dict[str, Any] | None = None) -> None:
         super().__init__(scope, construct_id)
         self.config, self.key, self.roles, self.image_uri = config, key, roles, image_uri
         self.source_uri, self.artifacts = source_uri, artifacts
+        # VPC mode: every job and model runs in the project's isolated subnets (absent key = default network)
+        self.vpc = {"VpcConfig": vpc_config} if vpc_config else {}
         c = config
         enc = key.key_arn
         self.task_states: list[str] = []
@@ -129,7 +131,8 @@ class TrainingStateMachine(Construct):
                 for name in ("train", "validation", "test", "spec", "baseline")]},
             "StoppingCondition": {"MaxRuntimeInSeconds": c.processing.max_runtime_minutes * 60},
             # code and data arrive as ProcessingInputs: the container itself needs no network
-            "NetworkConfig": {"EnableInterContainerTrafficEncryption": True, "EnableNetworkIsolation": True},
+            "NetworkConfig": {"EnableInterContainerTrafficEncryption": True, "EnableNetworkIsolation": True,
+                              **self.vpc},
         }, result_selector={"ProcessingJobArn.$": "$.ProcessingJobArn",
                             "ProcessingJobStatus.$": "$.ProcessingJobStatus"},
             result_path="$.results.preprocess"), SAGEMAKER_TRANSIENT)
@@ -187,7 +190,8 @@ class TrainingStateMachine(Construct):
                     "S3Uri.$": "$.plan.s3.evaluation", "S3UploadMode": "EndOfJob",
                     "LocalPath": "/opt/ml/processing/output/evaluation"}}]},
             "StoppingCondition": {"MaxRuntimeInSeconds": c.processing.max_runtime_minutes * 60},
-            "NetworkConfig": {"EnableInterContainerTrafficEncryption": True, "EnableNetworkIsolation": True},
+            "NetworkConfig": {"EnableInterContainerTrafficEncryption": True, "EnableNetworkIsolation": True,
+                              **self.vpc},
         }, result_selector={"ProcessingJobArn.$": "$.ProcessingJobArn"},
             result_path="$.results.evaluate"), SAGEMAKER_TRANSIENT)
 
@@ -221,6 +225,7 @@ class TrainingStateMachine(Construct):
             "PrimaryContainer": {"Image": image_uri, "Mode": "SingleModel",
                                  "ModelDataUrl.$": "$.promotion.model_data_url",
                                  "Environment": hosting_environment(c)},
+            **self.vpc,
         }, result_path=sfn.JsonPath.DISCARD), SAGEMAKER_TRANSIENT)
         create_config = guarded(self._custom("CreateEndpointConfig", "createEndpointConfig", {
             "EndpointConfigName.$": "$.plan.jobs.endpoint_config",
@@ -352,6 +357,7 @@ class TrainingStateMachine(Construct):
             # spot interruptions resume from /opt/ml/checkpoints
             "CheckpointConfig": {"S3Uri.$": "$.plan.s3.checkpoints"},
             "EnableInterContainerTrafficEncryption": True,
+            **self.vpc,  # the refit and every tuning TrainingJobDefinition
         }
 
     def _definition(self, algorithm: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import aws_cdk as cdk
 from aws_cdk import aws_events as events
@@ -18,6 +19,9 @@ from constructs import Construct
 
 from stacks.assets import stage_training_source
 from stacks.config import AppConfig
+
+if TYPE_CHECKING:
+    from stacks.network import NetworkStack
 from stacks.functions import PipelineFunction
 from stacks.images import xgboost_image_uri
 from stacks.roles import S3_READ, SageMakerRoles, arn, list_bucket, use_key
@@ -70,14 +74,15 @@ def project_storage(scope: Construct, config: AppConfig, key_arn: str) -> tuple[
 class TrainingStack(cdk.Stack):
     """Everything a training run needs; ``cdk deploy`` this (after the data stack) before the endpoint."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, key_arn: str, **kwargs) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, key_arn: str,
+                 network: NetworkStack | None = None, **kwargs) -> None:
         super().__init__(scope, construct_id, description=f"{config.project}: training pipeline", **kwargs)
         c = config
         key, data_bucket, artifacts_bucket = project_storage(self, config, key_arn)
         self.image_uri = xgboost_image_uri(c.region)
         source = s3_assets.Asset(self, "TrainingSource", path=str(stage_training_source()))
         self.roles = SageMakerRoles(self, "SageMakerRoles", config=c, data=data_bucket, artifacts=artifacts_bucket,
-                                    key=key, image_uri=self.image_uri, source=source)
+                                    key=key, image_uri=self.image_uri, source=source, network=network)
         self.notifications = Notifications(self, "Notifications", config=c, key=key)
         self.registry = sagemaker.CfnModelPackageGroup(
             self, "ModelPackageGroup", model_package_group_name=c.model_package_group,
@@ -85,7 +90,7 @@ class TrainingStack(cdk.Stack):
 
         self.prepare = PipelineFunction(
             self, "Prepare", name="prepare", config=c, key=key, timeout=cdk.Duration.minutes(10), memory_mb=1024,
-            description="validate raw data against the profile and plan a training run",
+            description="validate raw data against the profile and plan a training run", network=network,
             environment={"DATA_BUCKET": data_bucket.bucket_name, "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name,
                          "JOB_PREFIX": c.job_prefix, "SOURCE_URI": source.s3_object_url,
                          "MAX_OBJECT_BYTES": str(c.pipeline.max_raw_object_mb * 2**20),
@@ -97,7 +102,7 @@ class TrainingStack(cdk.Stack):
 
         self.promote = PipelineFunction(
             self, "Promote", name="promote", config=c, key=key, timeout=cdk.Duration.minutes(2),
-            description="gate the challenger and register it in the model registry",
+            description="gate the challenger and register it in the model registry", network=network,
             environment={"MODEL_PACKAGE_GROUP": c.model_package_group, "IMAGE_URI": self.image_uri,
                          "THRESHOLDS": json.dumps(c.promotion, sort_keys=True),
                          "INFERENCE_INSTANCE_TYPES": c.endpoint.instance_type,
@@ -117,7 +122,8 @@ class TrainingStack(cdk.Stack):
         self.pipeline = TrainingStateMachine(
             self, "Pipeline", config=c, key=key, data=data_bucket, artifacts=artifacts_bucket, roles=self.roles,
             image_uri=self.image_uri, source_uri=source.s3_object_url, prepare=self.prepare,
-            promote=self.promote, topic=self.notifications.topic)
+            promote=self.promote, topic=self.notifications.topic,
+            vpc_config=network.sagemaker_vpc_config() if network else None)
         self.state_machine = self.pipeline.state_machine
         Triggers(self, "Triggers", config=c, state_machine=self.state_machine, data=data_bucket)
 
