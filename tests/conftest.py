@@ -1,8 +1,11 @@
-"""Shared fixtures: the real data directory (CI points PREDMAINT_DATA_DIR at ../shared/data)."""
+"""Shared fixtures: the real data directory (CI points PREDMAINT_DATA_DIR at ../shared/data), FD001
+preprocessed once and a small real model trained once by train.py, for every test package."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,3 +30,34 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def fd001(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """FD001 through preprocess (frames, spec, manifest) and written to disk like SageMaker would."""
+    from training_src import preprocess
+    from training_src.profiles import load_profile
+
+    profile = load_profile("cmapss", "FD001")
+    frames, spec, manifest = preprocess.build_datasets(profile, data_dir, seed=0)
+    out = tmp_path_factory.mktemp("fd001")
+    preprocess.write_outputs(out, frames, spec, manifest)
+    return {"profile": profile, "frames": frames, "spec": spec, "manifest": manifest, "out": out}
+
+
+def train_subprocess(channels: Path, model_dir: Path, *hp: str) -> subprocess.CompletedProcess:
+    """Run train.py exactly as SageMaker does: SM_* env vars and --name value hyperparameters."""
+    env = {**os.environ, "SM_CHANNEL_TRAIN": str(channels / "train"),
+           "SM_CHANNEL_VALIDATION": str(channels / "validation"), "SM_MODEL_DIR": str(model_dir),
+           "SM_OUTPUT_DATA_DIR": str(model_dir.parent / "output"), "SM_NUM_CPUS": "1"}
+    return subprocess.run([sys.executable, str(REPO / "training_src" / "train.py"), *hp], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def fd001_model(fd001: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model_dir = tmp_path_factory.mktemp("fd001-model") / "model"
+    proc = train_subprocess(fd001["out"], model_dir, "--algorithm", "xgboost", "--num_round", "60",
+                            "--max_depth", "4", "--eta", "0.1")
+    assert proc.returncode == 0, proc.stderr
+    return model_dir

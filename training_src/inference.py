@@ -339,14 +339,20 @@ def _number(v: Any, where: str) -> float:
     raise _bad(f"{where}: expected a number, got {kind}")
 
 
+def _asset_id(inst: Any, i: int, shape: str) -> Any:
+    """The instance's asset id (default: its index); 400 if the instance or the id is malformed."""
+    if not isinstance(inst, dict):
+        raise _bad(f"instances[{i}]: must be {shape}")
+    asset = inst.get("asset_id", i)
+    if not isinstance(asset, str | int) or isinstance(asset, bool):
+        raise _bad(f"instances[{i}].asset_id: must be a string or an integer")
+    return asset
+
+
 def _parse_asset(inst: Any, i: int, model: Model) -> tuple[Any, dict[str, np.ndarray]]:
     """One asset's readings, checked value by value: time-sorted columns or the exact 400/413."""
     where = f"instances[{i}]"
-    if not isinstance(inst, dict):
-        raise _bad(f"{where}: must be an object")
-    asset = inst.get("asset_id", i)
-    if not isinstance(asset, str | int) or isinstance(asset, bool):
-        raise _bad(f"{where}.asset_id: must be a string or an integer")
+    asset = _asset_id(inst, i, "an object")
     readings = inst.get("readings")
     if not isinstance(readings, list):
         raise _bad(f"{where}.readings: required, a list of readings")
@@ -382,11 +388,7 @@ def _parse_asset(inst: Any, i: int, model: Model) -> tuple[Any, dict[str, np.nda
 
 def _parse_row(inst: Any, i: int, model: Model) -> tuple[Any, dict[str, np.ndarray]]:
     where = f"instances[{i}]"
-    if not isinstance(inst, dict):
-        raise _bad(f"{where}: must be an object of the profile's columns")
-    asset = inst.get("asset_id", i)
-    if not isinstance(asset, str | int) or isinstance(asset, bool):
-        raise _bad(f"{where}.asset_id: must be a string or an integer")
+    asset = _asset_id(inst, i, "an object of the profile's columns")
     cols: dict[str, np.ndarray] = {}
     for c in model.required:
         if c not in inst:

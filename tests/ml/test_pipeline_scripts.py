@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.ml.conftest import train_subprocess
+from tests.conftest import train_subprocess
 from training_src import preprocess
 from training_src.profiles import load_profile
 
