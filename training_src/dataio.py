@@ -32,6 +32,43 @@ def resolve_file(base: str | os.PathLike, relative: str) -> Path:
     raise DataError(f"data file not found: {p} (nor {p.name}.gz)")
 
 
+TEXT_SUFFIXES = (".txt", ".csv", ".tsv", ".dat")
+
+
+def parts_folder(relative: str) -> str:
+    """The folder that holds a role's file partitioned by asset: ``cmapss/train_FD001.txt`` ->
+    ``cmapss/train_FD001`` (the same rule as the prepare Lambda's ``resolve_objects``)."""
+    stem = relative[:-3] if relative.endswith(".gz") else relative
+    for suffix in TEXT_SUFFIXES:
+        if stem.endswith(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
+def list_parts(base: str | os.PathLike, relative: str) -> list[Path]:
+    """Every part of a role's file partitioned by asset under ``base/<folder>/`` (any depth), in key
+    order; names starting with ``_`` or ``.`` are markers and skipped. Empty if there is no folder."""
+    folder = Path(base) / parts_folder(relative)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.rglob("*") if p.is_file()
+             and not any(seg.startswith(("_", ".")) for seg in p.relative_to(folder).parts)]
+    return sorted(found, key=lambda p: p.relative_to(base).as_posix())
+
+
+def resolve_parts(base: str | os.PathLike, relative: str) -> list[Path]:
+    """A role's raw objects: the file itself (plain or ``.gz``) or, if absent, every part in the folder
+    of the same name (``cmapss/train_FD001/part-*.txt``). Raise DataError if there is neither."""
+    try:
+        return [resolve_file(base, relative)]
+    except DataError:
+        parts = list_parts(base, relative)
+        if parts:
+            return parts
+        raise DataError(f"data file not found: {Path(base) / relative} (nor its .gz, nor parts under "
+                        f"{Path(base) / parts_folder(relative)}/)") from None
+
+
 def _open_text(path: Path) -> io.StringIO:
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":

@@ -4,7 +4,8 @@ Reads (overridable paths; SageMaker defaults under ``/opt/ml/processing``)::
 
     input/model/model.tar.gz (or an unpacked model dir)
     input/test/test.parquet                  features of the test protocol rows + true labels
-    input/baseline/{train,test}.parquet      raw current readings, uncapped labels
+    input/baseline/{train,test}.parquet      raw current readings, uncapped labels (or the
+                                             train-*/test-* parts of a sharded preprocessing)
     input/train, input/validation            (optional) features, for the ablation rows
     input/tuning/tuning.json                 (optional) best hyperparameters per algorithm
 
@@ -73,6 +74,15 @@ def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> di
             "recall": float(recall_score(y, yhat, zero_division=0)),
             "f1": float(f1_score(y, yhat, zero_division=0)), "accuracy": float(accuracy_score(y, yhat)),
             "threshold": float(threshold)}
+
+
+def _read_parts(directory: Path, name: str) -> pd.DataFrame:
+    """``<name>.parquet``, or the parts a sharded preprocessing wrote (``<name>-*.parquet``), in name order."""
+    files = sorted(directory.glob(f"{name}.parquet")) + sorted(directory.glob(f"{name}-*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"{directory}: no {name}.parquet or {name}-*.parquet")
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if len(files) > 1 \
+        else pd.read_parquet(files[0])
 
 
 def _xy(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -198,8 +208,8 @@ def evaluate(model_path: Path, test_dir: Path, baseline_dir: Path | None, train_
 
     ablation: list[dict[str, Any]] = []
     baseline: dict[str, Any] | None = None
-    if baseline_dir is not None and (baseline_dir / "train.parquet").exists():
-        btr, bte = pd.read_parquet(baseline_dir / "train.parquet"), pd.read_parquet(baseline_dir / "test.parquet")
+    if baseline_dir is not None and sorted(baseline_dir.glob("train*.parquet")):
+        btr, bte = _read_parts(baseline_dir, "train"), _read_parts(baseline_dir, "test")
         Xb, yb = _xy(btr)
         Xbt, _ = _xy(bte)
         pb = _fit_predict(task, Xb, yb, Xbt, {"num_round": DEFAULT_XGB_ROUNDS}, None, None, nthread)
