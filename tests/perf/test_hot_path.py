@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -53,8 +54,10 @@ def test_every_window_stat_and_ewm_bit_identical(test_fleet):
     np.testing.assert_array_equal(F.transform_asset(short, spec), batch[2])
 
 
-def test_numpy_forest_equals_booster_on_the_whole_test_fleet(fd001_perf, model, test_fleet):
-    assert model.forest is not None
+def test_numpy_forest_equals_booster_on_the_whole_test_fleet(fd001_perf, test_fleet, monkeypatch):
+    monkeypatch.setenv("PREDMAINT_COMPILED_FOREST", "0")
+    model = I.model_fn(str(fd001_perf["model_dir"]))
+    assert model.compiled is None and model.forest is not None
     X = F.transform(test_fleet, fd001_perf["spec"]).to_numpy(dtype=np.float32)  # every row, 13k
     want = model.booster.inplace_predict(X)
     got = model.forest.predict(X)
@@ -62,9 +65,63 @@ def test_numpy_forest_equals_booster_on_the_whole_test_fleet(fd001_perf, model, 
     assert np.array_equal(got, want)  # in fact bit-identical: same float32 compares and summation order
 
 
+needs_cc = pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="no C compiler here")
+
+
+@needs_cc
+def test_compiled_forest_equals_booster_on_the_whole_test_fleet(fd001_perf, model, test_fleet):
+    assert model.compiled is not None  # a C compiler is here, so the walker was built and loaded
+    X = F.transform(test_fleet, fd001_perf["spec"]).to_numpy(dtype=np.float32)
+    X[::97, 3] = np.nan  # missing values take each node's default branch
+    want = model.booster.inplace_predict(X)
+    got = model.compiled.predict(X)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    assert np.array_equal(got, want)
+
+
+@needs_cc
+def test_compiled_forest_on_a_classifier_equals_booster():
+    import xgboost as xgb
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(400, 6)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] * X[:, 2] > 0.3).astype(float)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 4, "nthread": 1}, xgb.DMatrix(X, y), 40)
+    compiled = I._CompiledForest.from_booster(booster)
+    assert compiled is not None
+    X[::5, 2] = np.nan
+    # same margins; the sigmoid may differ from xgboost's in the last bit of float32 (<= 1.2e-7)
+    np.testing.assert_allclose(compiled.predict(X), booster.inplace_predict(X), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="expected"):
+        compiled.predict(X[:, :5])
+
+
+@needs_cc
+def test_artifact_carries_the_compiled_library(fd001_perf):
+    code = fd001_perf["model_dir"] / "code"
+    assert (code / I.FOREST_SOURCE).is_file()
+    assert list(code.glob("forest-*.so")), "train.py builds the library into the artifact when it can"
+
+
+def test_without_compiler_or_library_the_numpy_forest_serves(fd001_perf, tmp_path, monkeypatch):
+    # an artifact whose code/ has no prebuilt library, no compiler, an empty cache: NumPy, same answers
+    import shutil as sh
+
+    model_dir = tmp_path / "model"
+    sh.copytree(fd001_perf["model_dir"], model_dir, ignore=sh.ignore_patterns("*.so"))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(I.shutil, "which", lambda _name: None)
+    mod = I  # the repo copy reads forest.c next to itself; the artifact's code is the same file
+    fallback = mod.model_fn(str(model_dir))
+    assert fallback.compiled is None and fallback.forest is not None
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.so"))
+
+
 def test_forest_can_be_switched_off(fd001_perf, monkeypatch):
     monkeypatch.setenv("PREDMAINT_FOREST", "0")
-    assert I.model_fn(str(fd001_perf["model_dir"])).forest is None
+    m = I.model_fn(str(fd001_perf["model_dir"]))
+    assert m.forest is None and m.compiled is None
 
 
 def _instances(df, units, n=None, reverse=False):
@@ -82,7 +139,7 @@ def _post(model, doc):
     return status, json.loads(out)
 
 
-@pytest.mark.parametrize("k", [1, 5, 40])  # forest (<= 16 rows) and booster paths
+@pytest.mark.parametrize("k", [1, 5, 40])  # compiled walker or NumPy forest (<= 16 rows) and booster
 def test_requests_equal_batch_predictions(model, fd001_perf, test_fleet, k):
     spec = fd001_perf["spec"]
     batch = F.transform(test_fleet, spec).to_numpy(dtype=np.float32)
