@@ -47,6 +47,16 @@ class ComputeConfig:
 
 
 @dataclass(frozen=True)
+class ProcessingConfig(ComputeConfig):
+    """Preprocessing. With ``instance_count`` > 1 the pipeline runs FitFeatures (one instance: split
+    assignment + feature spec) then TransformFeatures (``instance_count`` instances, raw objects
+    ``ShardedByS3Key``); ``fit_sample_objects`` > 0 fits the spec on that many evenly spaced raw
+    objects instead of all of them (the split still sees every asset)."""
+
+    fit_sample_objects: int = 0
+
+
+@dataclass(frozen=True)
 class TrainingConfig(ComputeConfig):
     """Training jobs (tuning trials and the refit); spot capacity with a max wait."""
 
@@ -136,7 +146,7 @@ class AppConfig:
     subset: str | None = "FD001"
     notification_email: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
-    processing: ComputeConfig = field(default_factory=ComputeConfig)
+    processing: ProcessingConfig = field(default_factory=ProcessingConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     tuning: TuningConfig = field(default_factory=TuningConfig)
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
@@ -218,6 +228,9 @@ class AppConfig:
             _check_range(f"predmaint.{where}.instance_count", compute.instance_count, 1, 100)
             _check_range(f"predmaint.{where}.volume_size_gb", compute.volume_size_gb, 1, 16384)
             _check_range(f"predmaint.{where}.max_runtime_minutes", compute.max_runtime_minutes, 1, 5 * 24 * 60)
+        _check_range("predmaint.processing.fit_sample_objects", self.processing.fit_sample_objects, 0, 10**6)
+        if not isinstance(self.processing.fit_sample_objects, int):
+            raise ConfigError("predmaint.processing.fit_sample_objects: must be a whole number of raw objects")
         if self.training.use_spot and self.training.max_wait_minutes < self.training.max_runtime_minutes:
             raise ConfigError("predmaint.training.max_wait_minutes must be >= max_runtime_minutes with spot "
                               f"({self.training.max_wait_minutes} < {self.training.max_runtime_minutes})")

@@ -1,6 +1,8 @@
 """The training pipeline as a Standard Step Functions state machine.
 
-Order: ApplyDefaults -> MergeInput -> Prepare -> Preprocess (processing .sync) -> Tune (tuning
+Order: ApplyDefaults -> MergeInput -> Prepare -> Preprocess (processing .sync; with
+``predmaint.processing.instance_count`` > 1: FitFeatures on one instance -> TransformFeatures on
+every instance, raw objects sharded) -> Tune (tuning
 .sync, one training job definition per candidate algorithm) -> BestHyperparameters -> Refit
 (training .sync) -> Evaluate (processing .sync) -> Promote -> Promoted? -> CreateModel ->
 CreateEndpointConfig -> FindEndpoint (first-run guard) -> UpdateEndpoint (blue/green canary,
@@ -111,31 +113,65 @@ class TrainingStateMachine(Construct):
         # ---------------- SageMaker jobs ----------------
         cluster = {"InstanceType": c.processing.instance_type, "InstanceCount": c.processing.instance_count,
                    "VolumeSizeInGB": c.processing.volume_size_gb, "VolumeKmsKeyId": enc}
-        preprocess = guarded(self._custom("Preprocess", "createProcessingJob.sync", {
-            "ProcessingJobName.$": "$.plan.jobs.preprocess",
-            "RoleArn": roles.jobs.role_arn,
-            "AppSpecification": self._runner("preprocess.py", "$.plan.arguments.preprocess"),
-            "ProcessingResources": {"ClusterConfig": cluster},
-            "ProcessingInputs": [
-                self._code_input(),
-                # only the validated objects (manifest written by Prepare), split across instances
-                # by object: the fleet is partitioned by asset, so no asset straddles two instances
-                {"InputName": "raw", "S3Input": {
-                    "S3Uri.$": "$.plan.s3.raw_manifest", "S3DataType": "ManifestFile",
-                    "LocalPath": "/opt/ml/processing/input/raw", "S3InputMode": "File",
-                    "S3DataDistributionType": "ShardedByS3Key"}},
-            ],
-            "ProcessingOutputConfig": {"KmsKeyId": enc, "Outputs": [
+        network_config = {"EnableInterContainerTrafficEncryption": True, "EnableNetworkIsolation": True, **self.vpc}
+
+        def raw_input(distribution: str) -> dict[str, Any]:
+            # only the validated objects (manifest written by Prepare)
+            return {"InputName": "raw", "S3Input": {
+                "S3Uri.$": "$.plan.s3.raw_manifest", "S3DataType": "ManifestFile",
+                "LocalPath": "/opt/ml/processing/input/raw", "S3InputMode": "File",
+                "S3DataDistributionType": distribution}}
+
+        def outputs(*names: str) -> dict[str, Any]:
+            return {"KmsKeyId": enc, "Outputs": [
                 {"OutputName": name, "S3Output": {"S3Uri.$": f"$.plan.s3.{name}", "S3UploadMode": "EndOfJob",
                                                   "LocalPath": f"/opt/ml/processing/output/{name}"}}
-                for name in ("train", "validation", "test", "spec", "baseline")]},
-            "StoppingCondition": {"MaxRuntimeInSeconds": c.processing.max_runtime_minutes * 60},
-            # code and data arrive as ProcessingInputs: the container itself needs no network
-            "NetworkConfig": {"EnableInterContainerTrafficEncryption": True, "EnableNetworkIsolation": True,
-                              **self.vpc},
-        }, result_selector={"ProcessingJobArn.$": "$.ProcessingJobArn",
-                            "ProcessingJobStatus.$": "$.ProcessingJobStatus"},
-            result_path="$.results.preprocess"), SAGEMAKER_TRANSIENT)
+                for name in names]}
+
+        stopping = {"MaxRuntimeInSeconds": c.processing.max_runtime_minutes * 60}
+        processing_result = {"ProcessingJobArn.$": "$.ProcessingJobArn",
+                             "ProcessingJobStatus.$": "$.ProcessingJobStatus"}
+        if c.processing.instance_count == 1:
+            features = [guarded(self._custom("Preprocess", "createProcessingJob.sync", {
+                "ProcessingJobName.$": "$.plan.jobs.preprocess",
+                "RoleArn": roles.jobs.role_arn,
+                "AppSpecification": self._runner("preprocess.py", "$.plan.arguments.preprocess"),
+                "ProcessingResources": {"ClusterConfig": cluster},
+                # split across instances by object: the fleet is partitioned by asset, so no asset
+                # straddles two instances (with one instance: every object)
+                "ProcessingInputs": [self._code_input(), raw_input("ShardedByS3Key")],
+                "ProcessingOutputConfig": outputs("train", "validation", "test", "spec", "baseline"),
+                "StoppingCondition": stopping,
+                # code and data arrive as ProcessingInputs: the container itself needs no network
+                "NetworkConfig": network_config,
+            }, result_selector=processing_result, result_path="$.results.preprocess"), SAGEMAKER_TRANSIENT)]
+        else:
+            # a fleet too big for one instance: fit the split assignment and the feature spec once on
+            # every object, then transform shards of the objects in parallel, each instance writing
+            # one uniquely named part per raw object (training_src/preprocess.py --stage fit|transform)
+            sample = c.processing.fit_sample_objects
+            features = [guarded(self._custom("FitFeatures", "createProcessingJob.sync", {
+                "ProcessingJobName.$": "$.plan.jobs.fit_features",
+                "RoleArn": roles.jobs.role_arn,
+                "AppSpecification": self._runner("preprocess.py", "$.plan.arguments.fit_features"),
+                "ProcessingResources": {"ClusterConfig": {**cluster, "InstanceCount": 1}},
+                "ProcessingInputs": [self._code_input(), raw_input("FullyReplicated")],
+                "ProcessingOutputConfig": outputs("train", "spec"),  # train/ gets feature_spec.json
+                "StoppingCondition": stopping,
+                "NetworkConfig": network_config,
+                **({"Environment": {"PREDMAINT_FIT_SAMPLE_OBJECTS": str(sample)}} if sample else {}),
+            }, result_selector=processing_result, result_path="$.results.fit_features"), SAGEMAKER_TRANSIENT),
+                guarded(self._custom("TransformFeatures", "createProcessingJob.sync", {
+                    "ProcessingJobName.$": "$.plan.jobs.transform_features",
+                    "RoleArn": roles.jobs.role_arn,
+                    "AppSpecification": self._runner("preprocess.py", "$.plan.arguments.transform_features"),
+                    "ProcessingResources": {"ClusterConfig": cluster},
+                    "ProcessingInputs": [self._code_input(), raw_input("ShardedByS3Key"),
+                                         self._s3_input("spec", "$.plan.s3.spec")],  # split.json + spec, every instance
+                    "ProcessingOutputConfig": outputs("train", "validation", "test", "baseline"),
+                    "StoppingCondition": stopping,
+                    "NetworkConfig": network_config,
+                }, result_selector=processing_result, result_path="$.results.preprocess"), SAGEMAKER_TRANSIENT)]
 
         tune = guarded(self._custom("Tune", "createHyperParameterTuningJob.sync", {
             "HyperParameterTuningJobName.$": "$.plan.jobs.tuning",
@@ -185,13 +221,9 @@ class TrainingStateMachine(Construct):
                 self._s3_input("train", "$.plan.s3.train"),
                 self._s3_input("validation", "$.plan.s3.validation"),
             ],
-            "ProcessingOutputConfig": {"KmsKeyId": enc, "Outputs": [
-                {"OutputName": "evaluation", "S3Output": {
-                    "S3Uri.$": "$.plan.s3.evaluation", "S3UploadMode": "EndOfJob",
-                    "LocalPath": "/opt/ml/processing/output/evaluation"}}]},
-            "StoppingCondition": {"MaxRuntimeInSeconds": c.processing.max_runtime_minutes * 60},
-            "NetworkConfig": {"EnableInterContainerTrafficEncryption": True, "EnableNetworkIsolation": True,
-                              **self.vpc},
+            "ProcessingOutputConfig": outputs("evaluation"),
+            "StoppingCondition": stopping,
+            "NetworkConfig": network_config,
         }, result_selector={"ProcessingJobArn.$": "$.ProcessingJobArn"},
             result_path="$.results.evaluate"), SAGEMAKER_TRANSIENT)
 
@@ -283,8 +315,11 @@ class TrainingStateMachine(Construct):
                         endpoint_failed.next(notify_failure))
                   .otherwise(wait))
 
+        chain = defaults.next(merge).next(prepare_task)
+        for state in features:
+            chain = chain.next(state)
         definition = (
-            defaults.next(merge).next(prepare_task).next(preprocess).next(tune).next(best).next(refit)
+            chain.next(tune).next(best).next(refit)
             .next(evaluate).next(promote_task)
             .next(sfn.Choice(self, "Promoted?")
                   .when(sfn.Condition.boolean_equals("$.promotion.approved", True),

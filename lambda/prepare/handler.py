@@ -408,6 +408,9 @@ def plan_run(event: dict[str, Any], store: ObjectStore, settings: Settings | Non
         "task": profile.task,
         "jobs": {
             "preprocess": f"{p}-prep-{run_id}",
+            # sharded preprocessing (predmaint.processing.instance_count > 1): fit once, transform shards
+            "fit_features": f"{p}-prepfit-{run_id}",
+            "transform_features": f"{p}-prepxf-{run_id}",
             "tuning": f"{p}-hpo-{run_id}",
             "refit": f"{p}-fit-{run_id}",
             "evaluate": f"{p}-eval-{run_id}",
@@ -438,7 +441,9 @@ def plan_run(event: dict[str, Any], store: ObjectStore, settings: Settings | Non
             "manifest": [{"prefix": f"{data}{settings.raw_prefix}"}, *raw_keys],
         },
         # command lines of the processing scripts (evaluate.py takes its paths only)
-        "arguments": {"preprocess": common, "evaluate": ["--output-dir", "/opt/ml/processing/output/evaluation"]},
+        "arguments": {"preprocess": common, "fit_features": [*common, "--stage", "fit"],
+                      "transform_features": [*common, "--stage", "transform"],
+                      "evaluate": ["--output-dir", "/opt/ml/processing/output/evaluation"]},
         "tuning": {
             "objective": {"metric": metric, "type": profile.objective_direction},
             "metric_definitions": [{"Name": metric, "Regex": metric + r": ([0-9\.]+)"}],
