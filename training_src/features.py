@@ -399,15 +399,43 @@ def fit_spec(train: pd.DataFrame, profile: Profile, seed: int = 0) -> FeatureSpe
 # Transforming
 # ----------------------------------------------------------------------------------------------
 class ColumnMatrix(dict):
-    """Named columns that are views of ONE (n, c) float matrix: a plain dict of 1-D arrays, plus
+    """Named columns that are views of ONE (n, c) float matrix: a dict of 1-D arrays, plus
     ``take(names)``, which gathers several columns in one indexing call instead of stacking them
     (the serving hot path builds one; everything else may pass any mapping of columns).
+
+    Views are made on first access (``__missing__``): a request reads only a few columns by name.
     """
 
     def __init__(self, matrix: np.ndarray, names: list[str]):
-        super().__init__((c, matrix[:, j]) for j, c in enumerate(names))
+        super().__init__()
         self.matrix = matrix
         self.position = {c: j for j, c in enumerate(names)}
+
+    def __missing__(self, name: str) -> np.ndarray:
+        view = self.matrix[:, self.position[name]]  # KeyError for an unknown column, like a dict
+        self[name] = view
+        return view
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.position
+
+    def __iter__(self) -> Any:
+        return iter(self.position)
+
+    def __len__(self) -> int:
+        return len(self.position)
+
+    def keys(self) -> Any:
+        return self.position.keys()
+
+    def values(self) -> Any:
+        return [self[c] for c in self.position]
+
+    def items(self) -> Any:
+        return [(c, self[c]) for c in self.position]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name] if name in self.position else default
 
     def take(self, names: list[str]) -> np.ndarray:
         """(n, len(names)) copy of those columns."""
@@ -508,35 +536,47 @@ def window_block(z: np.ndarray, t: np.ndarray, spec: FeatureSpec, *, last_only: 
     return out.reshape(rows, s * per_sensor)
 
 
-def _window_stats(win: np.ndarray, tw: np.ndarray, valid: np.ndarray, stats: list[str]) -> list[np.ndarray]:
+def _window_stats(win: np.ndarray, tw: np.ndarray, valid: np.ndarray | None, stats: list[str]) -> list[np.ndarray]:
     """Stats (rows, s) of windows ``win`` (rows, w, s) at times ``tw`` (rows, w); ``valid`` masks padding.
 
     Shared by the batch path (sliding windows) and the serving path (gathered trailing windows): the
     same NumPy expressions on same-shaped rows give bit-identical features, which matters because
     a tree split can sit exactly on a value (e.g. a slope of 0 over a constant window).
+    ``valid=None`` means no padding (the serving path's full windows): the masks would keep every
+    value as it is, so skipping them changes no bit and saves a dozen array passes per window.
     """
-    cnt = valid.sum(axis=1)  # (rows,)
-    vz = np.where(valid[:, :, None], win, 0.0)
+    if valid is None:
+        cnt = np.full(len(win), win.shape[1])
+        vz, tv = win, tw
+    else:
+        cnt = valid.sum(axis=1)  # (rows,)
+        vz = np.where(valid[:, :, None], win, 0.0)
+        tv = np.where(valid, tw, 0.0)
     mean = vz.sum(axis=1) / cnt[:, None]
+    dev = None
     out = []
     for stat in stats:
         if stat == "mean":
             v = mean
-        elif stat == "std":
-            dev = np.where(valid[:, :, None], win - mean[:, None, :], 0.0)
-            v = np.sqrt((dev ** 2).sum(axis=1) / cnt[:, None])
+        elif stat in ("std", "slope"):
+            if dev is None:
+                dev = win - mean[:, None, :]
+                if valid is not None:
+                    dev = np.where(valid[:, :, None], dev, 0.0)
+            if stat == "std":
+                v = np.sqrt((dev ** 2).sum(axis=1) / cnt[:, None])
+            else:  # slope: least-squares d(z)/d(t) over the window
+                tmean = tv.sum(axis=1) / cnt
+                dt = tw - tmean[:, None]
+                if valid is not None:
+                    dt = np.where(valid, dt, 0.0)
+                sxx = (dt ** 2).sum(axis=1)
+                sxy = (dt[:, :, None] * dev).sum(axis=1)
+                v = np.where(sxx[:, None] > 0, sxy / np.where(sxx > 0, sxx, 1.0)[:, None], 0.0)
         elif stat == "min":
-            v = np.where(valid[:, :, None], win, np.inf).min(axis=1)
-        elif stat == "max":
-            v = np.where(valid[:, :, None], win, -np.inf).max(axis=1)
-        else:  # slope: least-squares d(z)/d(t) over the window
-            tv = np.where(valid, tw, 0.0)
-            tmean = tv.sum(axis=1) / cnt
-            dt = np.where(valid, tw - tmean[:, None], 0.0)
-            sxx = (dt ** 2).sum(axis=1)
-            dev = np.where(valid[:, :, None], win - mean[:, None, :], 0.0)
-            sxy = (dt[:, :, None] * dev).sum(axis=1)
-            v = np.where(sxx[:, None] > 0, sxy / np.where(sxx > 0, sxx, 1.0)[:, None], 0.0)
+            v = (win if valid is None else np.where(valid[:, :, None], win, np.inf)).min(axis=1)
+        else:  # max
+            v = (win if valid is None else np.where(valid[:, :, None], win, -np.inf)).max(axis=1)
         out.append(v)
     return out
 
@@ -584,14 +624,21 @@ def _expanding_last(z: np.ndarray, t: np.ndarray, starts: np.ndarray, ends: np.n
     lens = ends - starts
     m, s = len(starts), z.shape[1]
     out = [np.empty((m, s)) for _ in stats]
-    order = np.argsort(lens, kind="stable")
-    for part in np.array_split(order, max(1, -(-m // chunk))):
-        L = int(lens[part].max())
-        idx = ends[part][:, None] - L + np.arange(L)[None, :]
-        valid = idx >= starts[part][:, None]
-        safe = np.where(valid, idx, 0)
-        zc = np.where(valid[:, :, None], z[safe], 0.0)  # (c, L, s)
-        t0 = np.where(valid, t[safe] - t[starts[part]][:, None], 0.0)[:, :, None]  # (c, L, 1)
+    if m == 1:  # one asset: its rows are the block, nothing to pad or mask (same values, same sums)
+        a, b = int(starts[0]), int(ends[0])
+        parts = [(np.zeros(1, dtype=np.intp), z[None, a:b], (t[a:b] - t[a])[None, :, None], None)]
+    else:
+        parts = []
+        order = np.argsort(lens, kind="stable")
+        for part in np.array_split(order, max(1, -(-m // chunk))):
+            L = int(lens[part].max())
+            idx = ends[part][:, None] - L + np.arange(L)[None, :]
+            valid = idx >= starts[part][:, None]
+            safe = np.where(valid, idx, 0)
+            zc = np.where(valid[:, :, None], z[safe], 0.0)  # (c, L, s)
+            t0 = np.where(valid, t[safe] - t[starts[part]][:, None], 0.0)[:, :, None]  # (c, L, 1)
+            parts.append((part, zc, t0, valid))
+    for part, zc, t0, valid in parts:
         c = lens[part].astype(float)[:, None]
         sz = _sequential_sum(zc)
         mean = sz / c
@@ -601,9 +648,9 @@ def _expanding_last(z: np.ndarray, t: np.ndarray, starts: np.ndarray, ends: np.n
             elif stat == "std":
                 v = np.sqrt(np.maximum(_sequential_sum(zc * zc) / c - mean ** 2, 0.0))
             elif stat == "min":
-                v = np.where(valid[:, :, None], zc, np.inf).min(axis=1)
+                v = (zc if valid is None else np.where(valid[:, :, None], zc, np.inf)).min(axis=1)
             elif stat == "max":
-                v = np.where(valid[:, :, None], zc, -np.inf).max(axis=1)
+                v = (zc if valid is None else np.where(valid[:, :, None], zc, -np.inf)).max(axis=1)
             else:  # slope
                 st, stt = _sequential_sum(t0), _sequential_sum(t0 * t0)
                 stz = _sequential_sum(t0 * zc)
@@ -625,9 +672,14 @@ def _windows_last(z: np.ndarray, t: np.ndarray, offsets: np.ndarray, spec: Featu
     per_sensor = len(spec.window_sizes) * len(spec.window_stats) + len(spec.ewm_spans)
     out = np.empty((m, s, per_sensor))
     col = 0
+    one = m == 1  # the one-asset request: full windows are plain slices, no gathers or masks
+    n = int(ends[0] - starts[0]) if one else 0
     for w in spec.window_sizes:
         if w == 0:
             vals = _expanding_last(z, t, starts, ends, spec.window_stats)
+        elif one and n >= w:
+            a = int(ends[0]) - w
+            vals = _window_stats(z[None, a:a + w], t[None, a:a + w], None, spec.window_stats)
         else:
             win, tw, valid = _gather_windows(z, t, starts, ends, w)
             vals = _window_stats(win, tw, valid, spec.window_stats)

@@ -36,6 +36,9 @@ def test_transform_last_is_bit_identical_to_batch(fd001_perf, test_fleet):
     b = _bounds(test_fleet)
     cols = {c: test_fleet[c].to_numpy(dtype=float) for c in test_fleet.columns}
     np.testing.assert_array_equal(F.transform_last(cols, b, spec), batch[b[1:] - 1])
+    # one asset per call (the one-asset fast path: full windows are slices, no masks), every unit
+    for a, z in zip(b[:-1], b[1:], strict=True):
+        np.testing.assert_array_equal(F.transform_asset({c: v[a:z] for c, v in cols.items()}, spec), batch[z - 1])
 
 
 def test_every_window_stat_and_ewm_bit_identical(test_fleet):
@@ -52,6 +55,13 @@ def test_every_window_stat_and_ewm_bit_identical(test_fleet):
     # and one asset at a time, cut to 3 readings (shorter than every window but the whole history)
     short = {c: v[:3] for c, v in cols.items()}
     np.testing.assert_array_equal(F.transform_asset(short, spec), batch[2])
+    # the longest unit, one call per length 1..60 (windows empty, partly and wholly full)
+    k = int(np.argmax(np.diff(b)))
+    first = int(b[k])
+    assert b[k + 1] - first >= 60
+    for n in range(1, 61):
+        one = {c: v[first:first + n] for c, v in cols.items()}
+        np.testing.assert_array_equal(F.transform_asset(one, spec), batch[first + n - 1])
 
 
 def test_numpy_forest_equals_booster_on_the_whole_test_fleet(fd001_perf, test_fleet, monkeypatch):
