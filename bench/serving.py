@@ -8,7 +8,9 @@ One command, everything in one run on loopback (127.0.0.1):
 1. In-process latency p50/p99 of ``input_fn -> predict_fn -> output_fn`` (through ``handle``, which
    chains them) for requests of 1, 10 and 100 FD001 test assets with 30 readings each.
 2. The floor for the same requests: the raw booster (``inplace_predict``) on precomputed features,
-   and the NumPy tree walk that serves small requests (``_Forest``), also on precomputed features.
+   the compiled tree walker (``forest.c``, what serves when it is built) and the NumPy tree walk
+   (``_Forest``, its fallback for small requests), also on precomputed features; and the p50 of
+   each stage of ``handle`` alone (decode, parse/validate, features, predict).
 3. HTTP p50/p99 latency and throughput of one-asset requests at concurrency 1, 8 and 32, for our
    server (``python -m predmaint.server``: gunicorn + uvicorn workers, raw ASGI) and for a reference
    built like SageMaker's framework containers (gunicorn sync workers + Flask calling the same four
@@ -144,7 +146,8 @@ def in_process(model_dir: Path, assets: list[dict[str, Any]], sizes: list[int], 
 
     module = load_inference_module(model_dir)
     model = module.model_fn(str(model_dir))
-    results: dict[str, Any] = {"load": load(), "forest": model.forest is not None}
+    results: dict[str, Any] = {"load": load(), "compiled": getattr(model, "compiled", None) is not None,
+                               "forest": model.forest is not None}
     for k in sizes:
         body = body_of(assets[:k])
         status, _, _ = module.handle(model, body, "application/json", "application/json")
@@ -158,8 +161,20 @@ def in_process(model_dir: Path, assets: list[dict[str, Any]], sizes: list[int], 
         parse = timed(lambda b=body: orjson.loads(b), reps, seconds)  # JSON decoding alone, for context
         row = {"assets": k, "body_bytes": len(body), "handle_ms": pct(full), "booster_floor_ms": pct(booster),
                "json_parse_ms": pct(parse), "n": len(full)}
-        if model.forest is not None and k <= model.forest.MAX_ROWS:
-            row["forest_floor_ms"] = pct(timed(lambda x=X: model.forest.predict(x), reps, seconds))
+        if getattr(model, "compiled", None) is not None:
+            row["compiled_floor_ms"] = pct(timed(lambda x=X: model.compiled.predict(x), reps, seconds))
+        forest = model.forest or module._Forest.from_booster(model.booster)
+        if forest is not None and k <= forest.MAX_ROWS:
+            row["forest_floor_ms"] = pct(timed(lambda x=X, f=forest: f.predict(x), reps, seconds))
+        # where the time goes: each stage of handle alone (p50)
+        doc = module.input_fn(body, "application/json")
+        req = module.parse_instances(doc, model)
+        row["stages_p50_ms"] = {
+            "input_fn": pct(timed(lambda b=body: module.input_fn(b, "application/json"), reps, seconds))[0],
+            "parse": pct(timed(lambda d=doc: module.parse_instances(d, model), reps, seconds))[0],
+            "features": pct(timed(lambda r=req: module.features_matrix(r, model), reps, seconds))[0],
+            "predict": pct(timed(lambda x=X: module.predict_matrix(model, x), reps, seconds))[0],
+        }
         results[str(k)] = row
     results["load_after"] = load()
     return results
@@ -336,9 +351,13 @@ def main(argv: list[str] | None = None) -> int:
         r = inproc[k]
         line = (f"  {r['assets']:>3} asset(s) ({r['body_bytes'] / 1024:6.0f} KiB): handle p50 {r['handle_ms'][0]:7.3f} ms "
                 f"p99 {r['handle_ms'][1]:7.3f} ms | floor booster p50 {r['booster_floor_ms'][0]:6.3f} ms")
+        if "compiled_floor_ms" in r:
+            line += f", compiled walker p50 {r['compiled_floor_ms'][0]:6.3f} ms"
         if "forest_floor_ms" in r:
             line += f", NumPy forest p50 {r['forest_floor_ms'][0]:6.3f} ms"
         print(line + f" | orjson.loads alone p50 {r['json_parse_ms'][0]:6.3f} ms")
+        st = r["stages_p50_ms"]
+        print("        stages p50: " + ", ".join(f"{name} {v:.3f} ms" for name, v in st.items()))
     print(f"  {inproc['load']} -> {inproc['load_after']}")
 
     request_body = body_of(assets[:1])
@@ -366,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  throughput ours/reference at c={a['concurrency']}: {r:.2f}x "
               f"(p99 {a['p99_ms']:.2f} vs {b['p99_ms']:.2f} ms)")
     one = inproc["1"]
-    floor_key = "forest_floor_ms" if "forest_floor_ms" in one else "booster_floor_ms"
+    floor_key = next(k for k in ("compiled_floor_ms", "forest_floor_ms", "booster_floor_ms") if k in one)
     ratios["inproc_vs_floor_1"] = one["handle_ms"][0] / one[floor_key][0]
     ratios["inproc_vs_booster_1"] = one["handle_ms"][0] / one["booster_floor_ms"][0]
     ratios["inproc_vs_booster_100"] = inproc["100"]["handle_ms"][0] / inproc["100"]["booster_floor_ms"][0]
