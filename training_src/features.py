@@ -7,7 +7,8 @@ Pipeline (``fit_spec`` learns on training data only; ``transform`` applies it):
    ``min_explained_variance`` of the settings' variance (1 for FD001, 6 for FD002/FD004).
 3. Per-regime normalisation of every sensor (z-score with that regime's training mean/std);
    sensors constant within every regime carry no information and are dropped.
-4. Derived features (profile ``derived_features``: product/difference/ratio/sum of raw columns),
+4. Derived features (profile ``derived_features``: product/difference/ratio/sum/value/max/min of raw
+   columns or earlier derived features, optionally as a signed distance to a limit or band),
    standardised; one-hot encoding of categorical columns with the profile's fixed level list.
 5. Per-asset window features over the trailing ``sizes`` readings: mean, std, slope (per time
    unit, least squares), min, max; a truncated exponentially weighted mean per ``ewm_spans``;
@@ -301,11 +302,18 @@ def assign_regimes(settings_std: np.ndarray, centroids: np.ndarray) -> np.ndarra
 
 
 def _derive(raw: dict[str, np.ndarray] | pd.DataFrame, derived: list[dict[str, Any]]) -> np.ndarray:
-    """Raw derived features (n, d) from their source columns."""
+    """Raw derived features (n, d) from their source columns (or earlier derived features).
+
+    Element-wise per row, so a row's value never depends on other rows (batch == serving).
+    """
     n = len(raw[next(iter(raw))]) if isinstance(raw, dict) else len(raw)
     out = np.empty((n, len(derived)))
+    position = {d["name"]: j for j, d in enumerate(derived)}
     for j, d in enumerate(derived):
-        cols = [np.asarray(raw[c], dtype=float) for c in d["columns"]]
+        if d.get("features"):
+            cols = [out[:, position[f]] for f in d["features"]]
+        else:
+            cols = [np.asarray(raw[c], dtype=float) for c in d["columns"]]
         op = d["op"]
         if op == "product":
             v = np.prod(cols, axis=0)
@@ -313,10 +321,31 @@ def _derive(raw: dict[str, np.ndarray] | pd.DataFrame, derived: list[dict[str, A
             v = np.sum(cols, axis=0)
         elif op == "difference":
             v = cols[0] - cols[1]
+        elif op == "value":
+            v = cols[0].copy()
+        elif op == "max":
+            v = np.max(cols, axis=0)
+        elif op == "min":
+            v = np.min(cols, axis=0)
         else:  # ratio
             with np.errstate(divide="ignore", invalid="ignore"):
                 v = np.where(cols[1] == 0, 0.0, cols[0] / np.where(cols[1] == 0, 1.0, cols[1]))
-        out[:, j] = v * d.get("scale", 1.0)
+        v = v * d.get("scale", 1.0)
+        limit = d.get("limit")
+        if limit is not None:  # signed relative distance to the limit (0 at the limit)
+            if isinstance(limit, dict):  # one limit per level of a categorical column
+                levels = np.asarray(raw[d["limit_by"]])
+                lim = np.full(n, np.nan)
+                for level, value in limit.items():
+                    lim[levels == level] = value
+            else:
+                lim = float(limit)
+            v = (v - lim) / np.abs(lim)
+        band = d.get("band")
+        if band is not None:  # signed distance inside [low, high]: 1 mid-band, 0 at an edge
+            low, high = band
+            v = np.minimum(v - low, high - v) / ((high - low) / 2.0)
+        out[:, j] = v
     return out
 
 
@@ -370,8 +399,7 @@ def fit_spec(train: pd.DataFrame, profile: Profile, seed: int = 0) -> FeatureSpe
         constant &= const_r
         std[r] = np.where(s < STD_FLOOR, 1.0, s)
     keep = ~constant
-    derived = [{"name": d.name, "op": d.op, "columns": list(d.columns), "scale": d.scale}
-               for d in profile.derived_features]
+    derived = [d.to_spec() for d in profile.derived_features]
     if derived:
         dv = _derive(train, derived)
         dmean, dstd = dv.mean(axis=0), dv.std(axis=0)

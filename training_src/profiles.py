@@ -11,6 +11,7 @@ This module is pure Python (no pandas) because the prepare Lambda imports it too
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,8 @@ from typing import Any
 
 TASKS = ("rul_regression", "failure_classification")
 WINDOW_STATS = ("mean", "std", "slope", "min", "max")
-DERIVED_OPS = ("product", "difference", "ratio", "sum")
+DERIVED_OPS = ("product", "difference", "ratio", "sum", "value", "max", "min")
+DERIVED_OPS_INPUTS = {"difference": 2, "ratio": 2, "value": 1}  # exact input counts; others >= 2
 FORMATS = ("whitespace", "csv")
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 
@@ -29,12 +31,40 @@ class ProfileError(ValueError):
 
 @dataclass(frozen=True)
 class DerivedFeature:
-    """``name = scale * op(columns)``; ops: product, difference (a - b), ratio (a / b), sum."""
+    """``v = scale * op(inputs)``, optionally expressed as a signed distance to a physical limit.
+
+    Ops: product, sum, difference (a - b), ratio (a / b), value (one input, as is), max, min.
+    Inputs are raw sensor/setting ``columns`` or, instead, earlier derived ``features`` (by name),
+    so margins can be combined (e.g. ``max`` of two margins is negative only when both are).
+
+    ``limit`` (a number, or one number per level of a categorical column: ``limit_by`` names the
+    column, ``limit`` maps its levels) makes the feature ``(v - limit) / |limit|``: 0 at the limit,
+    negative below it, one threshold for every level. ``band`` ``(low, high)`` makes it
+    ``min(v - low, high - v) / ((high - low) / 2)``: 1 mid-band, 0 at either edge, negative outside.
+    Trees then find a failure boundary with one split instead of one per level or side.
+    """
 
     name: str
     op: str
     columns: tuple[str, ...]
     scale: float = 1.0
+    features: tuple[str, ...] = ()
+    limit: float | dict[str, float] | None = None
+    limit_by: str | None = None
+    band: tuple[float, float] | None = None
+
+    def to_spec(self) -> dict[str, Any]:
+        """The JSON form stored in a feature spec (only the keys a plain product/sum/... needs)."""
+        out: dict[str, Any] = {"name": self.name, "op": self.op, "columns": list(self.columns), "scale": self.scale}
+        if self.features:
+            out["features"] = list(self.features)
+        if self.limit is not None:
+            out["limit"] = dict(self.limit) if isinstance(self.limit, dict) else self.limit
+            if self.limit_by:
+                out["limit_by"] = self.limit_by
+        if self.band is not None:
+            out["band"] = list(self.band)
+        return out
 
 
 @dataclass(frozen=True)
@@ -181,6 +211,89 @@ def _pos_int_list(value: Any, source: str, where: str, allow_zero: bool = False)
     return tuple(sorted(value))
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+DERIVED_KEYS = {"name", "op", "columns", "features", "scale", "limit", "limit_by", "band", "why"}
+
+
+def _parse_derived(docs: Any, cats: dict[str, tuple[str, ...]], source: str) -> list[DerivedFeature]:
+    """Validate ``derived_features``; every error names the entry and the field."""
+    if docs is None:
+        return []
+    if not isinstance(docs, list):
+        raise _err(source, "derived_features", "must be a list of objects")
+    derived: list[DerivedFeature] = []
+    for i, d in enumerate(docs):
+        where = f"derived_features[{i}]"
+        if not isinstance(d, dict) or not isinstance(d.get("name"), str) or not d["name"]:
+            raise _err(source, where, "must be an object with name, op and columns (or features)")
+        unknown = sorted(set(d) - DERIVED_KEYS)
+        if unknown:
+            raise _err(source, where, f"unknown field(s) {unknown}; known fields are {sorted(DERIVED_KEYS)}")
+        if d["name"] in {e.name for e in derived}:
+            raise _err(source, f"{where}.name", f"{d['name']!r} is declared twice")
+        op = d.get("op")
+        if op not in DERIVED_OPS:
+            raise _err(source, f"{where}.op", f"must be one of {list(DERIVED_OPS)}, got {op!r}")
+        has_cols, has_feats = "columns" in d, "features" in d
+        if has_cols == has_feats:
+            raise _err(source, where, "give either columns (raw sensor/setting columns) or features "
+                                      "(names of earlier derived features), not both or neither")
+        key = "columns" if has_cols else "features"
+        inputs = d[key]
+        if not isinstance(inputs, list) or not all(isinstance(c, str) and c for c in inputs):
+            raise _err(source, f"{where}.{key}", f"must be a list of names, got {inputs!r}")
+        need = DERIVED_OPS_INPUTS.get(op)
+        if need is not None and len(inputs) != need:
+            raise _err(source, f"{where}.{key}", f"{op} takes exactly {need} input(s), got {len(inputs)}")
+        if need is None and len(inputs) < 2:
+            raise _err(source, f"{where}.{key}", f"{op} needs at least two inputs, got {len(inputs)}")
+        if has_feats:
+            earlier = {e.name for e in derived}
+            bad = [f for f in inputs if f not in earlier]
+            if bad:
+                raise _err(source, f"{where}.features", f"{bad} are not derived features declared before "
+                                                        f"this one; declared so far: {sorted(earlier)}")
+        scale = d.get("scale", 1.0)
+        if not _number(scale):
+            raise _err(source, f"{where}.scale", "must be a number")
+        limit, limit_by, band = d.get("limit"), d.get("limit_by"), d.get("band")
+        if limit is not None and band is not None:
+            raise _err(source, where, "give limit or band, not both")
+        if limit_by is not None:
+            if limit_by not in cats:
+                raise _err(source, f"{where}.limit_by", f"{limit_by!r} is not a categorical column; "
+                                                        f"categorical columns are {sorted(cats)}")
+            if not isinstance(limit, dict):
+                raise _err(source, f"{where}.limit", f"with limit_by, map every level of {limit_by!r} "
+                                                     f"{list(cats[limit_by])} to a number")
+            missing = [lvl for lvl in cats[limit_by] if lvl not in limit]
+            extra = sorted(set(limit) - set(cats[limit_by]))
+            if missing or extra:
+                raise _err(source, f"{where}.limit", f"levels must be exactly {list(cats[limit_by])}"
+                                                     f" (missing {missing}, unknown {extra})")
+            if not all(_number(v) and v != 0 for v in limit.values()):
+                raise _err(source, f"{where}.limit", f"per-level limits must be non-zero numbers, got {limit!r}")
+            limit = {k: float(v) for k, v in limit.items()}
+        elif limit is not None:
+            if isinstance(limit, dict):
+                raise _err(source, f"{where}.limit_by", "per-level limits need limit_by (a categorical column)")
+            if not _number(limit) or limit == 0:
+                raise _err(source, f"{where}.limit", f"must be a non-zero number, got {limit!r}")
+            limit = float(limit)
+        if band is not None:
+            if not (isinstance(band, list) and len(band) == 2 and all(_number(v) for v in band)
+                    and band[0] < band[1]):
+                raise _err(source, f"{where}.band", f"must be [low, high] with low < high, got {band!r}")
+            band = (float(band[0]), float(band[1]))
+        derived.append(DerivedFeature(d["name"], op, tuple(inputs) if has_cols else (), float(scale),
+                                      features=tuple(inputs) if has_feats else (), limit=limit,
+                                      limit_by=limit_by, band=band))
+    return derived
+
+
 def parse_profile(doc: dict[str, Any], subset: str | None = None, source: str = "<dict>") -> Profile:
     """Validate a profile document and pick a subset; raise ``ProfileError`` naming the field."""
     if not isinstance(doc, dict):
@@ -303,22 +416,7 @@ def parse_profile(doc: dict[str, Any], subset: str | None = None, source: str = 
             raise _err(source, "regimes", "regime detection needs setting_columns")
         regimes = RegimeSpec(mk, float(mev))
 
-    derived = []
-    for i, d in enumerate(doc.get("derived_features") or []):
-        where = f"derived_features[{i}]"
-        if not isinstance(d, dict) or not isinstance(d.get("name"), str):
-            raise _err(source, where, "must be an object with name, op and columns")
-        if d.get("op") not in DERIVED_OPS:
-            raise _err(source, f"{where}.op", f"must be one of {list(DERIVED_OPS)}, got {d.get('op')!r}")
-        cols = d.get("columns")
-        if not isinstance(cols, list) or len(cols) < 2 or not all(isinstance(c, str) for c in cols):
-            raise _err(source, f"{where}.columns", "needs at least two column names")
-        if d["op"] in ("difference", "ratio") and len(cols) != 2:
-            raise _err(source, f"{where}.columns", f"{d['op']} takes exactly two columns")
-        scale = d.get("scale", 1.0)
-        if not isinstance(scale, int | float) or isinstance(scale, bool):
-            raise _err(source, f"{where}.scale", "must be a number")
-        derived.append(DerivedFeature(d["name"], d["op"], tuple(cols), float(scale)))
+    derived = _parse_derived(doc.get("derived_features"), cats, source)
 
     split = doc.get("split") or {}
     vf = split.get("validation_fraction", 0.2)

@@ -185,3 +185,71 @@ def test_whole_history_window_by_hand():
     assert spec.history_needed == F.WHOLE_HISTORY
     one = F.transform_asset({c: df.loc[:3, c].to_numpy() for c in df.columns}, spec)
     np.testing.assert_allclose(one, X.loc[3].to_numpy())
+
+
+def test_physical_margin_features_ai4i_by_hand():
+    """Distance-to-limit features of the AI4I profile (Matzka 2020 failure rules), computed by hand."""
+    p = load_profile("ai4i2020")
+    df = pd.DataFrame({"udi": [1, 2, 3, 4], "type": ["L", "M", "H", "L"],
+                       "air_temperature": [300.0, 300.0, 300.0, 300.0],
+                       "process_temperature": [310.0, 308.0, 308.0, 308.6],
+                       "rotational_speed": [1500.0, 1300.0, 1400.0, 1380.0],
+                       "torque": [40.0, 60.0, 65.0, 30.0], "tool_wear": [10.0, 200.0, 200.0, 0.0],
+                       "machine_failure": [0, 1, 0, 0]})
+    df = F.validate_readings(df, p, require_label=True)
+    spec = F.fit_spec(df, p)
+    raw = pd.DataFrame(F._derive(df, spec.derived), columns=[d["name"] for d in spec.derived])
+    # overstrain: wear x torque against the type's limit (L 11,000 / M 12,000 / H 13,000 minNm)
+    assert raw.overstrain_margin.tolist() == pytest.approx([400 / 11000 - 1, 12000 / 12000 - 1,
+                                                            13000 / 13000 - 1, -1.0])
+    # power band 3.5-9 kW: 1 mid-band, 0 at an edge, negative outside
+    watts = df.torque * df.rotational_speed * 2 * np.pi / 60
+    assert raw.power_margin.tolist() == pytest.approx(np.minimum(watts - 3500, 9000 - watts) / 2750)
+    # heat dissipation: fails when BOTH dT < 8.6 K and speed < 1380 rpm, i.e. when the max margin < 0
+    t_m = ((df.process_temperature - df.air_temperature) - 8.6) / 8.6
+    s_m = (df.rotational_speed - 1380) / 1380
+    assert raw.temperature_margin.tolist() == pytest.approx(t_m) and raw.speed_margin.tolist() == pytest.approx(s_m)
+    assert raw.heat_dissipation_margin.tolist() == pytest.approx(np.maximum(t_m, s_m))
+    assert (raw.heat_dissipation_margin < 0).tolist() == [False, True, False, False]
+    assert raw.heat_dissipation_margin[3] == pytest.approx(0.0)  # on both limits at once
+    # the original three stay first and unchanged (models trained before keep their meaning)
+    assert [d["name"] for d in spec.derived][:3] == ["power", "temperature_difference", "wear_torque"]
+
+
+def test_margin_features_parity_batch_vs_serving(data_dir):
+    """Row-wise profiles: the serving path (one row per asset, stacked) == the batch features."""
+    from training_src.dataio import read_table, resolve_file
+
+    p = load_profile("ai4i2020")
+    df = F.validate_readings(read_table(resolve_file(data_dir, p.file("data")), p), p, require_label=True)
+    spec = F.fit_spec(df, p)
+    rows = df.sample(500, random_state=0).reset_index(drop=True)
+    batch = F.transform(rows, spec).to_numpy()
+    cols = {c: rows[c].to_numpy() for c in p.input_columns}
+    stacked = F.transform_last(cols, np.arange(len(rows) + 1), spec)
+    np.testing.assert_array_equal(stacked, batch)
+    one = F.transform_asset({c: rows[c].to_numpy()[7:8] for c in p.input_columns}, spec)
+    np.testing.assert_array_equal(one, batch[7])
+    # the spec (and so the model artifact) carries the declarations; a JSON round trip keeps them
+    again = F.FeatureSpec.from_json(spec.to_json())
+    np.testing.assert_array_equal(F.transform(rows, again).to_numpy(), batch)
+
+
+def test_user_declared_margins_work_without_code(tmp_path):
+    """A user's fleet declares its own limits (per level, band, combined) in the profile alone."""
+    doc = {"name": "presses", "task": "failure_classification", "files": {"data": "presses/data.csv"},
+           "id_column": "row", "sensor_columns": ["force", "stroke"], "categorical_columns": {"die": ["a", "b"]},
+           "derived_features": [
+               {"name": "work_margin", "op": "product", "columns": ["force", "stroke"], "scale": 0.5,
+                "limit_by": "die", "limit": {"a": 100, "b": 200}},
+               {"name": "force_band", "op": "value", "columns": ["force"], "band": [10, 30]},
+               {"name": "worst", "op": "min", "features": ["work_margin", "force_band"]}],
+           "label": {"type": "binary", "column": "failed"}, "split": {"validation_fraction": 0.2}}
+    p = parse_profile(doc, source="presses.json")
+    df = F.validate_readings(pd.DataFrame({"row": [1, 2], "die": ["a", "b"], "force": [20.0, 40.0],
+                                           "stroke": [5.0, 5.0], "failed": [0, 1]}), p, require_label=True)
+    spec = F.fit_spec(df, p)
+    raw = F._derive(df, spec.derived)
+    assert raw[:, 0].tolist() == pytest.approx([(50 - 100) / 100, (100 - 200) / 200])
+    assert raw[:, 1].tolist() == pytest.approx([1.0, -1.0])
+    assert raw[:, 2].tolist() == pytest.approx([-0.5, -1.0])

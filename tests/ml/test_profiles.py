@@ -64,3 +64,50 @@ def test_users_fleet_is_a_profile_file(tmp_path):
     p = load_profile(path)
     assert p.name == "pumps" and p.windows.sizes == (4, 12) and p.label.cap == 500
     assert p.required_columns == ("pump", "hour", "load", "vibration", "temperature")
+
+
+def _ai4i_doc():
+    return copy.deepcopy(load_profile("ai4i2020").raw)
+
+
+def _margin(**d):
+    return {"name": "m", "op": "product", "columns": ["tool_wear", "torque"], **d}
+
+
+@pytest.mark.parametrize("derived, message", [
+    ([_margin(limit_by="colour", limit={"L": 1})], r"derived_features\[0\].limit_by: 'colour' is not a categorical"),
+    ([_margin(limit_by="type", limit={"L": 1, "M": 2})], r"levels must be exactly \['L', 'M', 'H'\].*missing \['H'\]"),
+    ([_margin(limit_by="type", limit={"L": 1, "M": 2, "H": 3, "X": 4})], r"unknown \['X'\]"),
+    ([_margin(limit_by="type", limit=5)], "map every level of 'type'"),
+    ([_margin(limit={"L": 1, "M": 2, "H": 3})], "per-level limits need limit_by"),
+    ([_margin(limit=0)], "limit: must be a non-zero number"),
+    ([_margin(limit="high")], "limit: must be a non-zero number"),
+    ([_margin(band=[9000, 3500])], r"band: must be \[low, high\] with low < high"),
+    ([_margin(band=[1])], "band: must be"),
+    ([_margin(limit=1, band=[0, 2])], "limit or band, not both"),
+    ([_margin(threshold=3)], r"unknown field\(s\) \['threshold'\]"),
+    ([{"name": "m", "op": "value", "columns": ["torque", "tool_wear"]}], "value takes exactly 1 input"),
+    ([{"name": "m", "op": "max", "columns": ["torque"]}], "max needs at least two inputs"),
+    ([{"name": "m", "op": "max", "columns": ["torque", "tool_wear"], "features": ["x", "y"]}],
+     "either columns .* or features"),
+    ([{"name": "m", "op": "max", "features": ["a", "b"]}, _margin(name="a"), _margin(name="b")],
+     r"derived_features\[0\].features: \['a', 'b'\] are not derived features declared before"),
+    ([_margin(name="a"), _margin(name="a")], r"derived_features\[1\].name: 'a' is declared twice"),
+    ([_margin(op="power")], r"op: must be one of"),
+    ([{"name": "m", "op": "value", "columns": ["speed"]}], r"unknown column 'speed'"),
+])
+def test_bad_derived_feature_declarations_say_what_is_wrong(derived, message):
+    doc = _ai4i_doc()
+    doc["derived_features"] = derived
+    with pytest.raises(ProfileError, match=message):
+        parse_profile(doc, source="fleet.json")
+
+
+def test_margin_declarations_parse():
+    p = load_profile("ai4i2020")
+    by_name = {d.name: d for d in p.derived_features}
+    assert by_name["overstrain_margin"].limit == {"L": 11000.0, "M": 12000.0, "H": 13000.0}
+    assert by_name["overstrain_margin"].limit_by == "type"
+    assert by_name["power_margin"].band == (3500.0, 9000.0)
+    assert by_name["heat_dissipation_margin"].features == ("temperature_margin", "speed_margin")
+    assert by_name["heat_dissipation_margin"].columns == ()
