@@ -30,8 +30,10 @@ import numpy as np
 import pandas as pd
 
 try:
+    from . import distributed as D
     from . import features as F
 except ImportError:  # SageMaker container: siblings are top-level modules
+    import distributed as D
     import features as F
 
 HERE = Path(__file__).resolve().parent
@@ -268,9 +270,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[
 
 def main(argv: list[str] | None = None) -> int:
     started = time.time()
+    dist = None  # a D.Session only when SageMaker runs this job on several hosts (see distributed.py)
     try:
         args, hp = parse_args(argv)
+        dist = D.connect()
         spec_path = Path(args.train) / "feature_spec.json"
+        if dist is not None:
+            spec_path = dist.share_spec(spec_path)
         if not spec_path.exists():
             raise TrainError(f"train channel {args.train} has no feature_spec.json")
         spec_text = spec_path.read_text()
@@ -293,10 +299,24 @@ def main(argv: list[str] | None = None) -> int:
         if args.fit_on == "train+validation":
             if Xv is None:
                 raise TrainError("--fit_on train+validation needs a validation channel")
-            X, y = np.vstack([X, Xv]), np.concatenate([y, yv])
-        model, pv = fit_model(args.algorithm, X, y, task, hp, args.nthread, args.seed, Xv, yv, names)
+            if dist is None or dist.is_first:  # validation is replicated to every host: add it once
+                X, y = np.vstack([X, Xv]), np.concatenate([y, yv])
+        if dist is None:
+            model, pv = fit_model(args.algorithm, X, y, task, hp, args.nthread, args.seed, Xv, yv, names)
+        else:
+            model, pv, X, y = dist.fit(fit_model, args.algorithm, X, y, task, hp, args.nthread, args.seed, Xv, yv,
+                                       names, held_out)
+            if not dist.is_first:
+                return 0  # the first host writes the model and prints the objective
+    except D.DistributedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if dist is not None:
+            dist.close()
+        return 1
     except (TrainError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if dist is not None:
+            dist.fail(str(exc))
         return 2
     if task == "rul_regression" and pv is not None:
         pv = np.clip(pv, 0.0, spec.label_cap if spec.label_cap else None)
@@ -324,11 +344,13 @@ def main(argv: list[str] | None = None) -> int:
         "profile": spec.profile.get("name"), "subset": spec.profile.get("subset"),
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if dist is not None:
+        meta.update(dist.meta())
     write_model(Path(args.model_dir), model, spec_text, meta)
     out = Path(args.output_data_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(meta["validation_metric"]))
-    print(f"train: {args.algorithm} on {len(y)} rows, {len(names)} features, {time.time() - started:.1f}s",
+    print(f"train: {args.algorithm} on {meta['n_train']} rows, {len(names)} features, {time.time() - started:.1f}s",
           flush=True)
     # The last objective line is what the tuning job's metric regex (and local tuning) reads.
     print(f"{metric_name(task)}: {value:.6f}", flush=True)
