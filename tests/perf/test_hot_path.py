@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 
@@ -37,7 +38,7 @@ def test_transform_last_is_bit_identical_to_batch(fd001_perf, test_fleet):
     cols = {c: test_fleet[c].to_numpy(dtype=float) for c in test_fleet.columns}
     np.testing.assert_array_equal(F.transform_last(cols, b, spec), batch[b[1:] - 1])
     # one asset per call (the one-asset fast path: full windows are slices, no masks), every unit
-    for a, z in zip(b[:-1], b[1:], strict=True):
+    for a, z in itertools.pairwise(b):
         np.testing.assert_array_equal(F.transform_asset({c: v[a:z] for c, v in cols.items()}, spec), batch[z - 1])
 
 
