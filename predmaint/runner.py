@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from predmaint import zygote as zyg
 from predmaint.errors import PipelineError, UsageError
 from training_src import promotion, search_space
 from training_src.profiles import Profile, ProfileError, load_profile
@@ -83,17 +84,49 @@ def _stage(name: str, progress: bool) -> Any:
     return _S()
 
 
-def _run_script(args: list[str], env: dict[str, str] | None, what: str, cwd: Path | None = None) -> str:
-    """Run a training_src script as a subprocess; map exit 2 to UsageError, others to PipelineError."""
-    proc = subprocess.run([sys.executable, *args], env={**os.environ, **(env or {})}, cwd=cwd,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        msg = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+def _run_script(args: list[str], env: dict[str, str] | None, what: str, cwd: Path | None = None,
+                server: zyg.Zygote | None = None) -> str:
+    """Run a training_src script (``args[0]``) as its own process: a fork of the script server when
+    there is one, else a fresh interpreter. Exit 2 -> UsageError, other failures -> PipelineError."""
+    full_env = {**os.environ, **(env or {})}
+    if server is not None:
+        proc = server.spawn(Path(args[0]), args[1:], full_env, cwd)
+        try:
+            stdout, stderr = proc.communicate()
+        except BaseException:
+            proc.kill()
+            raise
+        returncode = proc.returncode
+    else:
+        done = subprocess.run([sys.executable, *args], env=full_env, cwd=cwd, capture_output=True, text=True)
+        stdout, stderr, returncode = done.stdout, done.stderr, done.returncode
+    if returncode != 0:
+        msg = (stderr.strip().splitlines() or ["(no output)"])[-1]
         msg = msg[len("error: "):] if msg.startswith("error: ") else msg
-        if proc.returncode == 2:
+        if returncode == 2:
             raise UsageError(f"{what}: {msg}")
-        raise PipelineError(f"{what} failed (exit {proc.returncode}): {msg}")
-    return proc.stdout
+        raise PipelineError(f"{what} failed (exit {returncode}): {msg}")
+    return stdout
+
+
+def _start_server(run_dir: Path) -> zyg.Zygote | None:
+    """The run's script server (see predmaint/zygote.py), or None where it is unavailable.
+
+    Its environment is the run's with one OpenMP thread by default (trials are single-threaded; a
+    script that wants more threads asks xgboost for them with ``nthread``) and ``OMP_WAIT_POLICY=
+    PASSIVE``: idle OpenMP threads sleep instead of spinning, which on a shared machine made a
+    2-thread xgboost fit ~2-20x slower than a 1-thread one (the spinning thread waits for a
+    descheduled partner). Thread counts and wait policies do not change xgboost's results.
+    """
+    if not zyg.available():
+        return None
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        return zyg.Zygote(SRC, str(run_dir), env)
+    except OSError as exc:
+        log.warning("script server unavailable (%s); scripts run as fresh interpreters", exc)
+        return None
 
 
 def dataset_folder(profile: Profile) -> str:
@@ -117,11 +150,12 @@ def git_commit() -> str | None:
 class _Trials:
     """Runs train.py trials as subprocesses and feeds their objective lines to Optuna."""
 
-    def __init__(self, run_dir: Path, profile: Profile, nthread: int, seed: int):
+    def __init__(self, run_dir: Path, profile: Profile, nthread: int, seed: int, server: zyg.Zygote | None = None):
         self.run_dir, self.profile, self.nthread, self.seed = run_dir, profile, nthread, seed
+        self.server = server
         self.records: list[dict[str, Any]] = []
         self.lock = threading.Lock()
-        self.procs: set[subprocess.Popen] = set()
+        self.procs: set[Any] = set()  # subprocess.Popen or zygote.ForkedProcess
         self.stopped = False
 
     @staticmethod
@@ -139,9 +173,13 @@ class _Trials:
                "SM_CHANNEL_VALIDATION": str(self.run_dir / "processed" / "validation"),
                "SM_MODEL_DIR": str(tdir / "model"), "SM_OUTPUT_DATA_DIR": str(tdir / "output"),
                "SM_NUM_CPUS": str(self.nthread), "OMP_NUM_THREADS": str(self.nthread)}
-        cmd = [sys.executable, str(SRC / "train.py"), *search_space.to_cli_args(hp), "--seed", str(self.seed)]
+        argv = [*search_space.to_cli_args(hp), "--seed", str(self.seed)]
         started = time.time()
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if self.server is not None:  # a fork of the script server: no interpreter start, no imports
+            proc = self.server.spawn(SRC / "train.py", argv, env)
+        else:
+            proc = subprocess.Popen([sys.executable, str(SRC / "train.py"), *argv], env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         with self.lock:
             self.procs.add(proc)
             if self.stopped:  # the run was interrupted while this trial was starting
@@ -172,6 +210,9 @@ class _Trials:
                 self.records.append({"number": trial.number, "algorithm": algorithm, "params": params,
                                      "value": value, "state": state,
                                      "duration_s": round(time.time() - started, 2)})
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
             shutil.rmtree(tdir / "model", ignore_errors=True)  # trial models are not kept
         if state == "PRUNED":
             raise optuna.TrialPruned()
@@ -184,14 +225,18 @@ class _Trials:
                 p.kill()
 
 
-def tune(run_dir: Path, profile: Profile, trials: int, parallel: int, seed: int, progress: bool) -> dict[str, Any]:
-    """Optuna TPE + median pruning over the shared search space; writes and returns tuning.json."""
+def tune(run_dir: Path, profile: Profile, trials: int, parallel: int, seed: int, progress: bool,
+         server: zyg.Zygote | None = None) -> dict[str, Any]:
+    """Optuna TPE + median pruning over the shared search space; writes and returns tuning.json.
+
+    Each trial is its own process (a fork of ``server``, else a fresh interpreter) with
+    ``cores // parallel`` xgboost threads."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     direction = "minimize" if profile.objective_direction == "Minimize" else "maximize"
     cores = os.cpu_count() or 1
-    runner = _Trials(run_dir, profile, max(1, cores // parallel), seed)
+    runner = _Trials(run_dir, profile, max(1, cores // parallel), seed, server)
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(8, max(2, trials // 3)))
     pruner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=100)
     study = optuna.create_study(direction=direction, sampler=sampler, pruner=pruner)
@@ -320,7 +365,10 @@ def run_pipeline(profile: str, subset: str | None, data_dir: Path, home: Path, t
 
     # SIGTERM behaves like Ctrl-C: stop cleanly; nothing is registered before the end
     previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    server = None
     try:
+        # started first: it imports the training stack while prepare and preprocess run
+        server = _start_server(run_dir)
         with _stage("prepare (prepare Lambda handler on local files)", progress):
             prepare = _load_module(REPO / "lambda" / "prepare" / "handler.py", "predmaint_lambda_prepare")
             event = {"dataset": dataset_folder(prof), "profile": prof.name, "subset": prof.subset,
@@ -340,7 +388,7 @@ def run_pipeline(profile: str, subset: str | None, data_dir: Path, home: Path, t
                 print("  " + out.strip().splitlines()[-1], flush=True)
 
         with _stage(f"tuning ({trials} trials of training_src/train.py, Optuna TPE)", progress):
-            tuning = tune(run_dir, prof, trials, parallel, seed, progress)
+            tuning = tune(run_dir, prof, trials, parallel, seed, progress, server)
             if progress:
                 b = tuning["best"]
                 print(f"  best: {b['algorithm']} {prof.objective_metric}={b['value']:.4f} (trial {b['trial']})")
@@ -349,10 +397,13 @@ def run_pipeline(profile: str, subset: str | None, data_dir: Path, home: Path, t
             best = tuning["best"]
             hp = {**search_space.static_hyperparameters(best["algorithm"], prof.name, prof.subset),
                   **best["params"], "fit_on": "train+validation"}
+            # all cores for the one fit (xgboost's result does not depend on its thread count)
             env = {"SM_CHANNEL_TRAIN": str(run_dir / "processed" / "train"),
                    "SM_CHANNEL_VALIDATION": str(run_dir / "processed" / "validation"),
-                   "SM_MODEL_DIR": str(run_dir / "model"), "SM_OUTPUT_DATA_DIR": str(run_dir / "refit-output")}
-            _run_script([str(SRC / "train.py"), *search_space.to_cli_args(hp), "--seed", str(seed)], env, "refit")
+                   "SM_MODEL_DIR": str(run_dir / "model"), "SM_OUTPUT_DATA_DIR": str(run_dir / "refit-output"),
+                   "SM_NUM_CPUS": str(os.cpu_count() or 1)}
+            _run_script([str(SRC / "train.py"), *search_space.to_cli_args(hp), "--seed", str(seed)], env, "refit",
+                        server=server)
             from predmaint.registry import make_model_archive
 
             artifact = make_model_archive(run_dir / "model", run_dir / "model.tar.gz")
@@ -362,7 +413,7 @@ def run_pipeline(profile: str, subset: str | None, data_dir: Path, home: Path, t
             out = _run_script([str(SRC / "evaluate.py"), "--model", str(artifact), "--test", str(p / "test"),
                                "--baseline", str(p / "baseline"), "--train", str(p / "train"),
                                "--validation", str(p / "validation"), "--tuning", str(run_dir / "tuning.json"),
-                               "--output-dir", str(run_dir / "evaluation")], None, "evaluate")
+                               "--output-dir", str(run_dir / "evaluation")], None, "evaluate", server=server)
             if progress:
                 print("  " + out.strip().splitlines()[-1], flush=True)
             report = json.loads((run_dir / "evaluation" / "evaluation.json").read_text())
@@ -400,6 +451,8 @@ def run_pipeline(profile: str, subset: str | None, data_dir: Path, home: Path, t
     except OSError as exc:
         raise PipelineError(f"run {run_id}: {exc.strerror or exc} ({getattr(exc, 'filename', '')})") from exc
     finally:
+        if server is not None:
+            server.close()  # also SIGKILLs any script still running (interrupted run)
         signal.signal(signal.SIGTERM, previous)
 
     report_path = None

@@ -29,6 +29,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -206,41 +207,54 @@ def evaluate(model_path: Path, test_dir: Path, baseline_dir: Path | None, train_
         keys = ("rmse", "mae", "nasa_score") if reg else ("pr_auc", "f1", "precision", "recall")
         return {"step": step, **{k: mm[k] for k in keys}}
 
-    ablation: list[dict[str, Any]] = []
-    baseline: dict[str, Any] | None = None
+    # The ablation's fits are independent: they run at the same time, one xgboost thread each when
+    # there are as many fits as cores (xgboost releases the GIL; its result does not depend on the
+    # thread count), while this thread draws the plots. Rows keep their order.
+    fits: list[tuple[str, tuple[Any, ...], float]] = []  # (ablation step, _fit_predict arguments, threshold)
     if baseline_dir is not None and sorted(baseline_dir.glob("train*.parquet")):
         btr, bte = _read_parts(baseline_dir, "train"), _read_parts(baseline_dir, "test")
         Xb, yb = _xy(btr)
         Xbt, _ = _xy(bte)
-        pb = _fit_predict(task, Xb, yb, Xbt, {"num_round": DEFAULT_XGB_ROUNDS}, None, None, nthread)
-        if reg:
-            pb = np.clip(pb, 0.0, None)
-        ablation.append(row("baseline: raw current readings, default XGBoost" +
-                            (", uncapped RUL" if reg else ""), pb))
-        baseline = {k: v for k, v in ablation[-1].items() if k != "step"}
+        fits.append(("baseline: raw current readings, default XGBoost" + (", uncapped RUL" if reg else ""),
+                     (task, Xb, yb, Xbt, {"num_round": DEFAULT_XGB_ROUNDS}, None, None), 0.5))
+    reused = None
     if train_dir is not None and validation_dir is not None and train_dir.exists() and validation_dir.exists():
         tr = pd.concat([T.read_channel(train_dir), T.read_channel(validation_dir)], ignore_index=True)
         X, y = T.split_xy(tr, spec.feature_names)
-        pf = _fit_predict(task, X, y, Xt, {"num_round": DEFAULT_XGB_ROUNDS}, spec.feature_names, cap, nthread)
-        ablation.append(row("+ feature engineering (default XGBoost)", pf, 0.5))
+        fits.append(("+ feature engineering (default XGBoost)",
+                     (task, X, y, Xt, {"num_round": DEFAULT_XGB_ROUNDS}, spec.feature_names, cap), 0.5))
         if tuning_path is not None and tuning_path.exists():
             tuning = json.loads(tuning_path.read_text())
             best_xgb = (tuning.get("best_by_algorithm") or {}).get("xgboost")
             if best_xgb:
+                step = "+ hyperparameter tuning (best XGBoost)"
                 thr = model.threshold if model.meta.get("algorithm") == "xgboost" else 0.5
                 mine = model.meta.get("hyperparameters") or {}
                 if model.meta.get("algorithm") == "xgboost" and all(
                         str(mine.get(k)) == str(v) for k, v in best_xgb["params"].items()):
-                    px = p  # the final model IS the tuned XGBoost refit on the same data: no second fit
+                    reused = (step, p, thr)  # the final model IS the tuned XGBoost refit on the same data
                 else:
-                    px = _fit_predict(task, X, y, Xt, best_xgb["params"], spec.feature_names, cap, nthread)
-                ablation.append(row("+ hyperparameter tuning (best XGBoost)", px, thr))
-    ablation.append(row(f"+ algorithm selection ({model.meta.get('algorithm', '?')}): final model", p,
-                        model.threshold))
+                    fits.append((step, (task, X, y, Xt, best_xgb["params"], spec.feature_names, cap), thr))
 
     out_dir.mkdir(parents=True, exist_ok=True)
     importance = feature_importance(model)
-    plots = _plots(out_dir, task, yt, p, importance, model.threshold if not reg else None, cap)
+    workers = max(1, min(len(fits), nthread))
+    with ThreadPoolExecutor(workers) as pool:
+        futures = [pool.submit(_fit_predict, *args, max(1, nthread // workers)) for _, args, _ in fits]
+        plots = _plots(out_dir, task, yt, p, importance, model.threshold if not reg else None, cap)
+        preds = [f.result() for f in futures]
+    ablation: list[dict[str, Any]] = []
+    baseline: dict[str, Any] | None = None
+    for (step, _, thr), pred in zip(fits, preds, strict=True):
+        if step.startswith("baseline"):
+            ablation.append(row(step, np.clip(pred, 0.0, None) if reg else pred))
+            baseline = {k: v for k, v in ablation[-1].items() if k != "step"}
+        else:
+            ablation.append(row(step, pred, thr))
+    if reused is not None:
+        ablation.append(row(*reused))
+    ablation.append(row(f"+ algorithm selection ({model.meta.get('algorithm', '?')}): final model", p,
+                        model.threshold))
     report: dict[str, Any] = {"task": task, "profile": spec.profile.get("name"),
                               "subset": spec.profile.get("subset")}
     if reg:

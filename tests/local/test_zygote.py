@@ -1,0 +1,101 @@
+"""The runner's script server (predmaint/zygote.py): forked scripts behave like fresh interpreters."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from predmaint import zygote
+
+pytestmark = pytest.mark.skipif(not zygote.available(), reason="script server needs Linux fork + SCM_RIGHTS")
+
+SCRIPT = """
+import os, sys, time
+print("argv", sys.argv[1:], flush=True)
+print("env", os.environ.get("ZYGOTE_TEST"), os.environ.get("ONLY_IN_PARENT"), flush=True)
+print("cwd", os.getcwd(), flush=True)
+print("to stderr", file=sys.stderr)
+if "--sleep" in sys.argv:
+    print("sleeping", flush=True)
+    time.sleep(60)
+if "--raise" in sys.argv:
+    raise RuntimeError("boom")
+if __name__ == "__main__":
+    sys.exit(int(os.environ.get("EXIT", "0")))
+"""
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "script.py").write_text(SCRIPT)
+    z = zygote.Zygote(src, f"test-{tmp_path}", {**os.environ, "ONLY_IN_PARENT": "yes"})
+    yield z, src / "script.py"
+    z.close()
+
+
+def test_script_runs_as_main_with_its_own_argv_env_cwd_and_exit_code(server, tmp_path: Path) -> None:
+    z, script = server
+    env = {"PATH": os.environ.get("PATH", ""), "ZYGOTE_TEST": "42", "EXIT": "3"}
+    proc = z.spawn(script, ["--a", "1"], env, cwd=tmp_path)
+    out, err = proc.communicate()
+    assert proc.returncode == 3
+    assert out.splitlines() == ["argv ['--a', '1']", "env 42 None", f"cwd {tmp_path}"]
+    assert err.strip() == "to stderr"
+
+
+def test_an_exception_is_exit_1_with_the_traceback_on_stderr(server) -> None:
+    z, script = server
+    proc = z.spawn(script, ["--raise"], {})
+    _out, err = proc.communicate()
+    assert proc.returncode == 1 and "RuntimeError: boom" in err.splitlines()[-1]
+
+
+def test_lines_stream_while_running_and_kill_stops_the_child(server) -> None:
+    z, script = server
+    proc = z.spawn(script, ["--sleep"], {})
+    lines = []
+    for line in proc.stdout:
+        lines.append(line.strip())
+        if line.startswith("sleeping"):
+            break
+    assert proc.poll() is None
+    t = time.monotonic()
+    proc.kill()
+    assert proc.wait(10) == -signal.SIGKILL and time.monotonic() - t < 5
+    proc.kill()  # after the child was reaped: nothing happens
+
+
+def test_closing_the_server_kills_running_children(server) -> None:
+    z, script = server
+    proc = z.spawn(script, ["--sleep"], {})
+    assert proc.stdout.readline().startswith("argv")
+    pid = proc.pid
+    z.close()
+    assert z.proc.returncode == 0
+    with pytest.raises(ProcessLookupError):  # killed and reaped by the server before it exited
+        os.kill(pid, 0)
+
+
+def test_runs_train_py_like_the_interpreter(tmp_path: Path) -> None:
+    """train.py through the server: same exit code and message as `python train.py` for bad input."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "SM_CHANNEL_TRAIN": str(tmp_path / "nothing"), "SM_MODEL_DIR": str(tmp_path / "m")}
+    direct = subprocess.run([sys.executable, str(repo / "training_src" / "train.py"), "--algorithm", "linear"],
+                            env=env, capture_output=True, text=True)
+    z = zygote.Zygote(repo / "training_src", f"test-{tmp_path}", dict(os.environ))
+    try:
+        proc = z.spawn(repo / "training_src" / "train.py", ["--algorithm", "linear"], env)
+        out, err = proc.communicate()
+    finally:
+        z.close()
+    assert (proc.returncode, out, err) == (direct.returncode, direct.stdout, direct.stderr)
+    assert proc.returncode == 2
