@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,13 @@ def load_model(model_dir: Path) -> tuple[Any, Any]:
 
 
 def read_fleet(path: Path, profile: Any) -> Any:
-    """The fleet's readings as a DataFrame: the profile's raw format, or a headed ``.csv``."""
+    """The fleet's readings as a DataFrame: the profile's raw format, or a headed ``.csv``.
+
+    A clean all-numeric file is parsed straight to float64 (``_read_numeric``, ~10x faster); any
+    other file goes through ``dataio.read_table``, which reads every value as text first so that a
+    bad value is reported with its row and column. Both parse numbers with the same routine (pandas'
+    ``xstrtod``), so the values are bit-identical (tested).
+    """
     from training_src import dataio
 
     from .errors import UsageError
@@ -76,10 +83,53 @@ def read_fleet(path: Path, profile: Any) -> Any:
         raise UsageError(f"input file {path} does not exist")
     if path.name.lower().endswith((".csv", ".csv.gz")) and not (profile.file_format == "csv" and profile.header):
         profile = dataclasses.replace(profile, file_format="csv", header=True)
-    return dataio.read_table(path, profile, allow_label=False)
+    fast = _read_numeric(path, profile)
+    return fast if fast is not None else dataio.read_table(path, profile, allow_label=False)
 
 
-def score_frame(df: Any, module: Any, model: Any, chunk: int = CHUNK_ASSETS) -> tuple[list[Any], np.ndarray]:
+def _read_numeric(path: Path, profile: Any) -> Any:
+    """The file as float64 columns if it is clean; None for anything ``read_table`` must look at.
+
+    Clean: UTF-8 (optionally gzip), every cell a finite number, the profile's column count (no
+    header) or header names, every column one the profile requires, no categorical columns. The
+    result then equals ``read_table``'s: same names, float64 values parsed by the same routine.
+    """
+    import gzip
+    import io
+
+    import pandas as pd
+
+    if profile.file_format not in ("whitespace", "csv") or profile.categorical_columns:
+        return None
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        if raw[:3] == b"\xef\xbb\xbf":
+            raw = raw[3:]
+        raw.decode("utf-8")  # read_table refuses non-UTF-8 text with its own message
+        if not raw.strip():
+            return None
+        df = pd.read_csv(io.BytesIO(raw), sep=r"\s+" if profile.file_format == "whitespace" else ",",
+                         header=0 if profile.header else None, dtype=np.float64, engine="c", na_filter=False)
+    except Exception:  # anything unusual: the careful reader explains it
+        return None
+    if df.empty or not np.isfinite(df.to_numpy()).all():
+        return None  # short rows (NaN padding), gaps, nan/inf text: read_table's checks and messages
+    if not profile.header:
+        if df.shape[1] != len(profile.columns or ()):
+            return None
+        df.columns = list(profile.columns)
+    df = df.rename(columns=dict(profile.rename))
+    required = {c for c in profile.required_columns if c != profile.label.column}
+    if not required <= set(df.columns) or not set(df.columns) <= set(profile.required_columns) \
+            or df.columns.duplicated().any():
+        return None
+    return df
+
+
+def score_frame(df: Any, module: Any, model: Any, chunk: int = CHUNK_ASSETS,
+                workers: int | None = None) -> tuple[list[Any], np.ndarray]:
     """Asset ids (first-seen order) and predictions (n_assets,) for every asset of ``df``.
 
     ``df`` holds raw readings with the profile's columns; rows of one asset need not be contiguous
@@ -91,9 +141,10 @@ def score_frame(df: Any, module: Any, model: Any, chunk: int = CHUNK_ASSETS) -> 
     if it is already clean (finite, strictly increasing times, enough readings per asset) it is
     exactly what ``validate_readings`` would return, so the pandas validation (gap filling and
     precise error messages) runs only for fleets that need it. Features are computed for chunks of
-    assets (bounded memory), then ONE prediction call scores the whole fleet.
+    assets (bounded memory) by ``workers`` threads (default: one per core; NumPy and the predictors
+    release the GIL), each scoring its contiguous share of the fleet with one prediction call. Every
+    asset's features and prediction depend only on its own rows, so the split changes no number.
     """
-    import pandas as pd
 
     F = module.F
     spec = model.spec
@@ -101,7 +152,7 @@ def score_frame(df: Any, module: Any, model: Any, chunk: int = CHUNK_ASSETS) -> 
     if not spec.window_sizes:
         return _score_rows(df, module, model)
     idc, tc = spec.id_column, spec.time_column
-    codes = pd.factorize(df[idc])[0]
+    codes = _group_codes(df[idc].to_numpy())
     needed = [c for c in model.required if c in df.columns]
     values = df[needed].to_numpy(dtype=float)
     t = values[:, needed.index(tc)]
@@ -128,14 +179,54 @@ def score_frame(df: Any, module: Any, model: Any, chunk: int = CHUNK_ASSETS) -> 
                 for c in [*model.required, *spec.categorical] if c in df.columns}
     n_assets = len(bounds) - 1
     X = np.empty((n_assets, len(spec.feature_names)), dtype=np.float32)
-    for a in range(0, n_assets, chunk):
-        b = min(a + chunk, n_assets)
-        lo, hi = bounds[a], bounds[b]
-        part = F.ColumnMatrix(cols.matrix[lo:hi], needed) if isinstance(cols, F.ColumnMatrix) \
-            else {c: v[lo:hi] for c, v in cols.items()}
-        X[a:b] = F.transform_last(part, bounds[a:b + 1] - lo, spec)
-    preds = module.predict_matrix(model, X)
-    return [_plain(v) for v in ids_col[bounds[:-1]]], preds
+    preds = np.empty(n_assets, dtype=float)
+
+    def share(first: int, last: int) -> None:  # assets [first, last): features by chunk, one predict
+        for a in range(first, last, chunk):
+            b = min(a + chunk, last)
+            lo, hi = bounds[a], bounds[b]
+            part = F.ColumnMatrix(cols.matrix[lo:hi], needed) if isinstance(cols, F.ColumnMatrix) \
+                else {c: v[lo:hi] for c, v in cols.items()}
+            X[a:b] = F.transform_last(part, bounds[a:b + 1] - lo, spec)
+        if last > first:
+            preds[first:last] = module.predict_matrix(model, X[first:last])
+
+    n_chunks = -(-n_assets // chunk)
+    workers = max(1, min(workers or os.cpu_count() or 1, n_chunks))
+    cuts = [round(i * n_chunks / workers) * chunk for i in range(workers)] + [n_assets]
+    cuts = [min(c, n_assets) for c in cuts]
+    if workers == 1:
+        share(0, n_assets)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            for f in [pool.submit(share, cuts[i], cuts[i + 1]) for i in range(workers)]:
+                f.result()
+    return _plain_ids(ids_col[bounds[:-1]]), preds
+
+
+def _group_codes(ids: np.ndarray) -> np.ndarray:
+    """``pd.factorize`` codes of an id column (first-seen order, -1 for missing); fast when each
+    asset's rows are contiguous (the usual file): a running count of id changes."""
+    import pandas as pd
+
+    if ids.dtype.kind in "iuf" and len(ids):
+        change = np.r_[True, ids[1:] != ids[:-1]]
+        firsts = ids[change]
+        if not (ids.dtype.kind == "f" and np.isnan(firsts).any()) and len(np.unique(firsts)) == len(firsts):
+            return np.cumsum(change) - 1
+    return pd.factorize(ids)[0]
+
+
+def _plain_ids(ids: np.ndarray) -> list[Any]:
+    """``[_plain(v) for v in ids]``, vectorised for the usual integral float or int ids."""
+    if ids.dtype.kind in "iu":
+        return ids.tolist()
+    if ids.dtype.kind == "f" and len(ids) and np.isfinite(ids).all() and (np.abs(ids) < 2**53).all() \
+            and (ids == np.trunc(ids)).all():
+        return ids.astype(np.int64).tolist()
+    return [_plain(v) for v in ids]
 
 
 def _score_rows(df: Any, module: Any, model: Any) -> tuple[list[Any], np.ndarray]:
