@@ -5,13 +5,15 @@ preprocessing, and fleet scoring throughput.
 
 1. ``predmaint run --profile cmapss --subset FD001 --trials N`` in a scratch home: each stage's wall
    time (from the runner's ``stage=... seconds=...`` log lines) and peak memory (the summed RSS of
-   the whole process tree, sampled every 50 ms while the stage runs); per-trial times and how many
-   cores tuning kept busy (CPU seconds of the tree / wall seconds; 2 trials run at once on 2 cores).
+   the whole process tree, sampled every 50 ms while the stage runs; trials are forks of the run's
+   script server and share its pages, which this sum counts once per process, so it over-states);
+   per-trial times; how many cores each stage kept busy (CPU seconds of the tree / wall seconds; 2
+   trials run at once on 2 cores); the CPU seconds of the whole run (``RUSAGE_CHILDREN``).
 2. ``preprocess.py`` on a fleet of at least 60,000 rows: FD001's training units repeated with new
    ids (and the test units likewise), written in the raw format to a scratch data directory.
-3. Fleet scoring: ``scoring.score_frame`` (validate + features of every asset's last reading + one
-   prediction call) on FD001's test units repeated to 10,000 assets, in memory; and ``predmaint
-   score`` file to file on 2,000 assets (reading the text file dominates that one).
+3. Fleet scoring: ``scoring.score_frame`` (validate + features of every asset's last reading +
+   prediction, one thread per core) on FD001's test units repeated to 10,000 assets, in memory; and
+   ``predmaint score`` file to file on 2,000 assets (read + score + write).
 
 Everything is bounded: the pipeline run by --timeout, the loops by their sizes. Load averages are
 printed with each figure (the CPU may be shared).
@@ -92,10 +94,14 @@ class TreeSampler:
 def bench_run(data_dir: Path, trials: int, timeout: float) -> dict[str, Any]:
     """One local pipeline run with per-stage wall time and peak memory."""
     home = Path(tempfile.mkdtemp(prefix="predmaint-bench-home-"))
+    load_at_start = load()
     env = {**os.environ, "PREDMAINT_DATA_DIR": str(data_dir), "PREDMAINT_LOG_LEVEL": "INFO"}
     cmd = [sys.executable, "-m", "predmaint", "--home", str(home), "run", "--profile", "cmapss", "--subset",
            "FD001", "--trials", str(trials), "--run-id", "bench"]
+    import resource
+
     started = time.perf_counter()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
     sampler = TreeSampler(proc.pid)
     sampler.start()
@@ -123,13 +129,18 @@ def bench_run(data_dir: Path, trials: int, timeout: float) -> dict[str, Any]:
     killer.cancel()
     sampler.stop()
     wall = time.perf_counter() - started
+    # CPU of the whole run, every descendant included (each was waited for by its parent): unlike
+    # wall time, this hardly depends on what else the machine is doing
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     for name, st in stages.items():
         st.pop("started", None)
         st["peak_rss_mb"] = round(sampler.peak.get(name, 0) / 2**20, 1)
     tuning = json.loads((home / "runs" / "bench" / "tuning.json").read_text()) \
         if (home / "runs" / "bench" / "tuning.json").exists() else {}
     durations = [t["duration_s"] for t in tuning.get("trials", []) if t.get("duration_s") is not None]
-    return {"exit_code": code, "wall_seconds": round(wall, 1), "trials": trials, "stages": stages,
+    return {"exit_code": code, "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "trials": trials,
+            "stages": stages, "load_at_start": load_at_start,
             "parallel": tuning.get("parallel"), "trial_seconds": durations, "home": str(home), "load": load()}
 
 
@@ -248,8 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_run:
         run = bench_run(args.data_dir, args.trials, args.timeout)
         results["run"] = run
-        print(f"\nlocal pipeline, FD001, {args.trials} trials: {run['wall_seconds']} s wall, exit {run['exit_code']}, "
-              f"{run['parallel']} trials in parallel · {run['load']}")
+        print(f"\nlocal pipeline, FD001, {args.trials} trials: {run['wall_seconds']} s wall, {run['cpu_seconds']} CPU-s "
+              f"(all processes), exit {run['exit_code']}, {run['parallel']} trials in parallel · at start "
+              f"{run['load_at_start']} · at end {run['load']}")
         for name, st in run["stages"].items():
             cores = st.get("cpu_seconds", 0) / st["seconds"] if st.get("seconds") else 0
             print(f"  {name:<60} {st.get('seconds', float('nan')):7.1f} s  peak {st['peak_rss_mb']:7.1f} MB  "
