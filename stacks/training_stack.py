@@ -94,7 +94,10 @@ class TrainingStack(cdk.Stack):
             environment={"DATA_BUCKET": data_bucket.bucket_name, "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name,
                          "JOB_PREFIX": c.job_prefix, "SOURCE_URI": source.s3_object_url,
                          "MAX_OBJECT_BYTES": str(c.pipeline.max_raw_object_mb * 2**20),
-                         "SAMPLE_BYTES": str(c.pipeline.validation_sample_kb * 1024)})
+                         "SAMPLE_BYTES": str(c.pipeline.validation_sample_kb * 1024),
+                         # the plan gives each training host its own train part (see preprocess.py --train-parts)
+                         "PROCESSING_INSTANCES": str(c.processing.instance_count),
+                         "TRAINING_INSTANCES": str(c.training.instance_count)})
         self.prepare.role.add_to_policy(list_bucket(data_bucket, ["raw/"]))
         self.prepare.grant(S3_READ, [data_bucket.arn_for_objects("raw/*")])
         self.prepare.grant(["s3:PutObject"], [artifacts_bucket.arn_for_objects("runs/*")])

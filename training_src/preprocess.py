@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -398,9 +399,34 @@ PART_LAYOUT = {"train": "train/part-{i}.parquet", "validation": "validation/part
 CHANNELS = ("train", "validation", "test", "baseline", "spec")
 
 
-def write_outputs(out_dir: Path, frames: dict[str, pd.DataFrame], spec: F.FeatureSpec, manifest: dict) -> None:
-    """Write all outputs into a staging dir beside ``out_dir``, then move them in: all or nothing."""
-    files: dict[str, pd.DataFrame | str] = {LAYOUT[name]: frame for name, frame in frames.items()}
+def split_by_asset(frame: pd.DataFrame, parts: int) -> list[pd.DataFrame]:
+    """``frame`` cut into ``parts`` contiguous blocks of whole assets (rows and order kept), as even
+    in rows as whole assets allow. Multi-instance training shards the train channel by object
+    (``ShardedByS3Key``), so each host needs a file of its own; a part may be empty only when
+    there are fewer assets than parts (``train.py`` then names the empty host)."""
+    if parts <= 1 or frame.empty:
+        return [frame]
+    ids = frame["_asset"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])  # first row of each asset run
+    # cut at the asset start nearest to each even row boundary
+    targets = np.arange(1, parts) * len(frame) / parts
+    cuts = starts[np.clip(np.searchsorted(starts, targets), 0, len(starts) - 1)]
+    bounds = [0, *sorted(set(int(c) for c in cuts if c > 0)), len(frame)]
+    blocks = [frame.iloc[a:b] for a, b in itertools.pairwise(bounds)]
+    return blocks + [frame.iloc[0:0]] * (parts - len(blocks))
+
+
+def write_outputs(out_dir: Path, frames: dict[str, pd.DataFrame], spec: F.FeatureSpec, manifest: dict,
+                  train_parts: int = 1) -> None:
+    """Write all outputs into a staging dir beside ``out_dir``, then move them in: all or nothing.
+
+    ``train_parts`` > 1 writes the train channel as ``train/part-00000.parquet``... (whole assets,
+    name order = row order) instead of ``train/train.parquet``: one object per training host."""
+    files: dict[str, pd.DataFrame | str] = {LAYOUT[name]: frame for name, frame in frames.items()
+                                            if not (name == "train" and train_parts > 1)}
+    if train_parts > 1:
+        for i, part in enumerate(split_by_asset(frames["train"], train_parts)):
+            files[f"train/part-{i:05d}.parquet"] = part
     for rel in ("train/feature_spec.json", "spec/feature_spec.json"):
         files[rel] = spec.to_json()
     files["manifest.json"] = json.dumps(manifest, indent=1, sort_keys=True)
@@ -573,10 +599,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--fit-sample-objects", type=int,
                     default=int(os.environ.get("PREDMAINT_FIT_SAMPLE_OBJECTS") or 0),
                     help="fit: fit the spec on this many evenly spaced raw objects (0: all)")
+    ap.add_argument("--train-parts", type=int, default=1,
+                    help="write the train channel as this many part files of whole assets (one per "
+                         "training instance when training is multi-instance; default 1: train.parquet)")
     ap.add_argument("--host", default=None, help="transform: this instance's name (default: SageMaker's current_host)")
     args = ap.parse_args(argv)
     if args.fit_sample_objects < 0:
         ap.error("--fit-sample-objects must be >= 0")
+    if not 1 <= args.train_parts <= 1000:
+        ap.error("--train-parts must be between 1 and 1000")
+    if args.train_parts > 1 and args.stage != "all":
+        ap.error("--train-parts applies to --stage all; the transform stage writes one part per raw object")
     return args
 
 
@@ -605,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{len(manifest['parts'])} part(s), rows: {rows} ({time.time() - started:.1f}s)")
             return 0
         frames, spec, manifest = build_datasets(profile, data_dir, args.seed, spec)
-        write_outputs(out_dir, frames, spec, manifest)
+        write_outputs(out_dir, frames, spec, manifest, train_parts=args.train_parts)
     except (ProfileError, DataError, F.FeatureError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

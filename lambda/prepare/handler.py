@@ -76,6 +76,10 @@ class Settings:
     #: content-check this many objects per role (every object is size-checked); a fleet split
     #: into thousands of parts is sampled rather than read in full by a 15-minute Lambda
     max_checked_objects: int = 25
+    #: instance counts of the processing and training jobs (predmaint.processing/training.instance_count):
+    #: a multi-instance training job shards the train channel by object, one per host at least
+    processing_instances: int = 1
+    training_instances: int = 1
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -89,6 +93,8 @@ class Settings:
             max_object_bytes=int(env.get("MAX_OBJECT_BYTES", cls.max_object_bytes)),
             sample_bytes=int(env.get("SAMPLE_BYTES", cls.sample_bytes)),
             max_checked_objects=int(env.get("MAX_CHECKED_OBJECTS", cls.max_checked_objects)),
+            processing_instances=int(env.get("PROCESSING_INSTANCES", cls.processing_instances)),
+            training_instances=int(env.get("TRAINING_INSTANCES", cls.training_instances)),
         )
 
 
@@ -383,6 +389,14 @@ def plan_run(event: dict[str, Any], store: ObjectStore, settings: Settings | Non
             if i < settings.max_checked_objects:
                 checks.append(validate_object(profile, role, obj, store.read(obj, settings.sample_bytes)))
 
+    hosts = settings.training_instances
+    train_objects = len(objects.get("train", []))
+    if hosts > 1 and settings.processing_instances > 1 and train_objects < hosts:
+        # sharded preprocessing writes one train part per raw object; each training host needs one
+        raise InputError(f"training runs on {hosts} instances, each reading its own train part, but the "
+                         f"fleet's train data is {train_objects} object(s); partition it by asset into at "
+                         f"least {hosts} objects (or lower predmaint.training.instance_count)")
+
     run_id = ev["run_id"] or make_run_id(ev["execution"])
     p = settings.job_prefix
     data = f"s3://{settings.data_bucket}/"
@@ -441,7 +455,8 @@ def plan_run(event: dict[str, Any], store: ObjectStore, settings: Settings | Non
             "manifest": [{"prefix": f"{data}{settings.raw_prefix}"}, *raw_keys],
         },
         # command lines of the processing scripts (evaluate.py takes its paths only)
-        "arguments": {"preprocess": common, "fit_features": [*common, "--stage", "fit"],
+        "arguments": {"preprocess": [*common, *(["--train-parts", str(hosts)] if hosts > 1 else [])],
+                      "fit_features": [*common, "--stage", "fit"],
                       "transform_features": [*common, "--stage", "transform"],
                       "evaluate": ["--output-dir", "/opt/ml/processing/output/evaluation"]},
         "tuning": {

@@ -276,3 +276,20 @@ def test_planned_arguments_are_accepted_by_the_training_scripts(tmp_path):
            for x in (f"--{k}", str(json.loads(v)))]
     assert "--fit_on" in cli and "train+validation" in cli
     assert hasattr(train, "main")
+
+
+def test_multi_instance_training_gets_one_train_part_per_host(tmp_path):
+    from training_src import preprocess
+
+    _write_cmapss(tmp_path)
+    plan = prep.plan_run(EVENT, prep.LocalStore(tmp_path), prep.Settings(training_instances=3))
+    assert plan["arguments"]["preprocess"][-2:] == ["--train-parts", "3"]
+    assert preprocess.parse_args(plan["arguments"]["preprocess"]).train_parts == 3
+    assert "--train-parts" not in plan["arguments"]["transform_features"]  # one part per raw object there
+    single = prep.plan_run(EVENT, prep.LocalStore(tmp_path))
+    assert "--train-parts" not in single["arguments"]["preprocess"]
+    # sharded preprocessing of one train object cannot feed 3 training hosts: refused before any job
+    with pytest.raises(prep.InputError, match=r"3 instances.*1 object.*at least 3 objects"):
+        prep.plan_run(EVENT, prep.LocalStore(tmp_path), prep.Settings(processing_instances=2, training_instances=3))
+    assert prep.Settings.from_env({"DATA_BUCKET": "d", "ARTIFACTS_BUCKET": "a", "TRAINING_INSTANCES": "4",
+                                   "PROCESSING_INSTANCES": "2"}).training_instances == 4

@@ -281,3 +281,23 @@ def test_fit_on_a_sample_of_objects_still_splits_every_asset(small_fleet, tmp_pa
     assert split_s["validation"] == split_all["validation"] and split_s["test"] == split_all["test"]
     assert spec_s.feature_names == spec_all.feature_names and spec_s.sensor_mean != spec_all.sensor_mean
     assert manifest["fit"] == split_s["fit"]
+
+
+def test_train_parts_for_multi_instance_training_keep_rows_and_whole_assets(fd001, tmp_path):
+    frames, spec, manifest = fd001["frames"], fd001["spec"], fd001["manifest"]
+    out = tmp_path / "out"
+    P.write_outputs(out, frames, spec, manifest, train_parts=3)
+    parts = sorted((out / "train").glob("*.parquet"))
+    assert [p.name for p in parts] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    loaded = [pd.read_parquet(p) for p in parts]
+    assert all(len(f) > 0.2 * len(frames["train"]) for f in loaded)  # about even in rows
+    owners = [set(f["_asset"]) for f in loaded]
+    assert not (owners[0] & owners[1] or owners[1] & owners[2] or owners[0] & owners[2])  # whole assets
+    pd.testing.assert_frame_equal(T.read_channel(out / "train"), frames["train"].reset_index(drop=True))
+    assert (out / "train" / "feature_spec.json").is_file()
+    # more parts than assets: the extra parts are empty files (train.py then names the empty host)
+    tiny = frames["train"][frames["train"]["_asset"].isin(sorted(set(frames["train"]["_asset"]))[:2])]
+    blocks = P.split_by_asset(tiny, 3)
+    assert [len(b) for b in blocks][2] == 0 and sum(len(b) for b in blocks) == len(tiny)
+    with pytest.raises(SystemExit):
+        P.parse_args(["--stage", "transform", "--train-parts", "2"])
