@@ -107,3 +107,18 @@ def test_interleaved_and_string_ids(loaded, raw_test) -> None:
     named = raw_test.assign(unit="engine-" + raw_test["unit"].astype(int).astype(str))
     ids, preds = scoring.score_frame(named, module, model)
     assert ids[0] == "engine-1" and np.array_equal(preds, base)
+
+
+@pytest.mark.parametrize("name", ["fleet.txt", "fleet.txt.gz", "fleet.csv", "fleet.csv.gz"])
+def test_block_boundaries_change_nothing(profile, raw_test, tmp_path, name) -> None:
+    """Parsed in many small blocks (cut at line ends while decompressing), with a byte-order mark."""
+    csv = ".csv" in name
+    text = raw_test.to_csv(sep="," if csv else " ", header=csv, index=False, float_format="%.9g")
+    data = b"\xef\xbb\xbf" + text.encode()
+    (tmp_path / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    prof = dataclasses.replace(profile, file_format="csv", header=True) if csv else profile
+    want = read_table(tmp_path / name, prof, allow_label=False)
+    for block in (997, 4096, 1 << 22):
+        got = scoring._read_numeric(tmp_path / name, prof, block=block)
+        assert got is not None
+        _same(got, want)
