@@ -112,16 +112,18 @@ def _run_script(args: list[str], env: dict[str, str] | None, what: str, cwd: Pat
 def _start_server(run_dir: Path) -> zyg.Zygote | None:
     """The run's script server (see predmaint/zygote.py), or None where it is unavailable.
 
-    Its environment is the run's with one OpenMP thread by default (trials are single-threaded; a
-    script that wants more threads asks xgboost for them with ``nthread``) and ``OMP_WAIT_POLICY=
-    PASSIVE``: idle OpenMP threads sleep instead of spinning, which on a shared machine made a
-    2-thread xgboost fit ~2-20x slower than a 1-thread one (the spinning thread waits for a
-    descheduled partner). Thread counts and wait policies do not change xgboost's results.
+    OpenMP and BLAS read their thread settings once, when the server loads them, so its environment
+    sets what every script shares: one BLAS thread (as the trials had; the linear candidate's
+    solver), xgboost's threads come from each script's ``nthread`` (1 per trial, all cores for the
+    refit), and ``OMP_WAIT_POLICY=PASSIVE``: idle OpenMP threads sleep instead of spinning, which on
+    a shared machine made a 2-thread xgboost fit ~2-20x slower than a 1-thread one (the spinning
+    thread waits for a descheduled partner). Thread counts and wait policies do not change results.
     """
     if not zyg.available():
         return None
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    env = dict(os.environ)
+    for name, value in (("OPENBLAS_NUM_THREADS", "1"), ("MKL_NUM_THREADS", "1"), ("OMP_WAIT_POLICY", "PASSIVE")):
+        env.setdefault(name, value)
     try:
         return zyg.Zygote(SRC, str(run_dir), env)
     except OSError as exc:
