@@ -141,7 +141,21 @@ def with_retries(call: Callable[[], T], *, retries: int, backoff: float, max_bac
             attempt += 1
 
 
-class LocalClient:
+class _Invoker:
+    """``invoke`` (typed request in, typed response out, latency measured) over a client's ``invoke_raw``."""
+
+    def invoke_raw(self, body: bytes, content_type: str = JSON, accept: str = JSON,
+                   custom_attributes: str | None = None) -> bytes:
+        raise NotImplementedError
+
+    def invoke(self, request: InvocationRequest) -> InvocationResponse:
+        """Send ``request``; return the typed response."""
+        started = time.perf_counter()
+        data = self.invoke_raw(request.body(), custom_attributes=request.custom_attributes)
+        return InvocationResponse.from_body(data, (time.perf_counter() - started) * 1000)
+
+
+class LocalClient(_Invoker):
     """HTTP client for the local server (or anything speaking the SageMaker hosting contract).
 
     Keeps one keep-alive connection open. ``timeout`` is per attempt in seconds; ``retries`` extra
@@ -225,14 +239,8 @@ class LocalClient:
 
         return with_retries(once, retries=self.retries, backoff=self.backoff)
 
-    def invoke(self, request: InvocationRequest) -> InvocationResponse:
-        """Send ``request``; return the typed response."""
-        started = time.perf_counter()
-        data = self.invoke_raw(request.body(), custom_attributes=request.custom_attributes)
-        return InvocationResponse.from_body(data, (time.perf_counter() - started) * 1000)
 
-
-class SageMakerClient:
+class SageMakerClient(_Invoker):
     """Client for a deployed SageMaker real-time endpoint (boto3 ``sagemaker-runtime``).
 
     botocore's own retries are turned off so one policy (ours: throttling, 5xx and the container's
@@ -282,11 +290,6 @@ class SageMakerClient:
                     from None
 
         return with_retries(once, retries=self.retries, backoff=self.backoff)
-
-    def invoke(self, request: InvocationRequest) -> InvocationResponse:
-        started = time.perf_counter()
-        data = self.invoke_raw(request.body(), custom_attributes=request.custom_attributes)
-        return InvocationResponse.from_body(data, (time.perf_counter() - started) * 1000)
 
 
 def instances_from_rows(rows: Iterable[dict[str, Any]], id_column: str | None,

@@ -203,7 +203,8 @@ def content_sha256(path: str | os.PathLike) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 hex digest of a file's bytes as stored (no decompression)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(CHUNK), b""):
@@ -457,7 +458,7 @@ def _stage_stream(src: IO[bytes], dest_gz: Path, limit: int) -> tuple[str, int, 
                 raise DownloadError(f"{dest_gz.name}: member larger than {limit} bytes; refusing")
             h.update(chunk)
             gz.write(chunk)
-    return h.hexdigest(), size, _file_sha256(dest_gz)
+    return h.hexdigest(), size, file_sha256(dest_gz)
 
 
 def _extract(archive: Path, wanted: list[str], staging: Path, label: str) -> dict[str, tuple[str, int, str]]:

@@ -38,18 +38,23 @@ def _kv(value: Any) -> str:
     return s
 
 
+def _record(record: logging.LogRecord) -> dict[str, Any]:
+    """The keys both formatters write: ts, level, logger, pid, msg, then the record's extra fields."""
+    return {
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "pid": record.process,
+        "msg": record.getMessage(),
+        **_fields(record),
+    }
+
+
 class KeyValueFormatter(logging.Formatter):
     """``ts=... level=info logger=predmaint.server pid=12 msg="model loaded" version=3``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "pid": record.process,
-            "msg": record.getMessage(),
-            **_fields(record),
-        }
+        parts = _record(record)
         line = " ".join(f"{k}={_kv(v)}" for k, v in parts.items())
         if record.exc_info:
             line += " exc=" + json.dumps(self.formatException(record.exc_info))
@@ -60,14 +65,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line with the same keys as ``KeyValueFormatter``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        doc = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "pid": record.process,
-            "msg": record.getMessage(),
-            **_fields(record),
-        }
+        doc = _record(record)
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
         return json.dumps(doc, default=str)

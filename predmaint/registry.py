@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -32,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .data import file_sha256
 from .errors import CorruptModelError, UnknownModelError, UsageError
 
 SCHEMA = 1
@@ -123,14 +123,6 @@ def _write_json_durable(path: Path, doc: Any) -> None:
         json.dump(doc, f, indent=1, sort_keys=True, default=str)
         f.flush()
         os.fsync(f.fileno())
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Registry:
@@ -251,7 +243,7 @@ class Registry:
                     "lineage": lineage,
                     "run_id": run_id,
                     "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "sha256": _sha256(stage / "model.tar.gz"),
+                    "sha256": file_sha256(stage / "model.tar.gz"),
                     "primary_metric": primary_metric,
                 }
                 _write_json_durable(stage / "package.json", rec)
@@ -307,7 +299,7 @@ class Registry:
         target = self.cache_dir / key
         if target.is_dir() and _missing_files(target) == []:
             return target
-        if pkg.sha256 and _sha256(pkg.artifact) != pkg.sha256:
+        if pkg.sha256 and file_sha256(pkg.artifact) != pkg.sha256:
             raise CorruptModelError(f"model version {pkg.version}: artifact {pkg.artifact} does not match its "
                                     "recorded SHA-256 (modified or truncated)")
         self.cache_dir.mkdir(parents=True, exist_ok=True)

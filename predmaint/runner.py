@@ -12,7 +12,6 @@ atomically, so an interrupted run leaves it exactly as it was.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from typing import Any
 
 from predmaint import zygote as zyg
 from predmaint.errors import PipelineError, UsageError
+from predmaint.modules import load_module
 from training_src import promotion, search_space
 from training_src.profiles import Profile, ProfileError, load_profile
 
@@ -53,14 +53,6 @@ class RunResult:
     decision: dict[str, Any]
     model_version: str | None
     report_path: Path | None = None
-
-
-def _load_module(path: Path, name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _stage(name: str, progress: bool) -> Any:
@@ -372,7 +364,7 @@ def run_pipeline(profile: str, subset: str | None, data_dir: Path, home: Path, t
         # started first: it imports the training stack while prepare and preprocess run
         server = _start_server(run_dir)
         with _stage("prepare (prepare Lambda handler on local files)", progress):
-            prepare = _load_module(REPO / "lambda" / "prepare" / "handler.py", "predmaint_lambda_prepare")
+            prepare = load_module(REPO / "lambda" / "prepare" / "handler.py", "predmaint_lambda_prepare")
             event = {"dataset": dataset_folder(prof), "profile": prof.name, "subset": prof.subset,
                      "run_id": None}
             try:

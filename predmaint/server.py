@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .modules import load_module
 
 log = logging.getLogger("predmaint.server")
 
@@ -71,12 +72,7 @@ def load_inference_module(model_dir: Path) -> Any:
         raise FileNotFoundError(f"{entry} is missing")
     if str(code_dir) not in sys.path:
         sys.path.insert(0, str(code_dir))
-    spec = importlib.util.spec_from_file_location("inference", entry)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {entry}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["inference"] = module
-    spec.loader.exec_module(module)
+    module = load_module(entry, "inference")
     for name in ("model_fn", "handle"):
         if not callable(getattr(module, name, None)):
             raise ImportError(f"{entry} does not define {name}()")

@@ -161,17 +161,7 @@ class _Forest:
     @classmethod
     def from_booster(cls, booster: Any) -> _Forest | None:
         """Build from an xgboost Booster; None when the model is unsupported or fails the self-check."""
-        parsed = _tree_arrays(booster)
-        if parsed is None:
-            return None
-        try:
-            trees, base, logistic = parsed
-            forest = cls._pad(trees, base, logistic)
-            if forest is None or not _agrees_with(forest.predict, booster):
-                return None
-            return forest
-        except Exception:  # any surprise in the model format: the booster always works
-            return None
+        return _checked_walker(booster, cls._pad)
 
     @classmethod
     def _pad(cls, trees: list[dict[str, Any]], base: float, logistic: bool) -> _Forest | None:
@@ -265,6 +255,20 @@ def _tree_arrays(booster: Any) -> tuple[list[dict[str, Any]], float, bool] | Non
             return None
         return trees, base, logistic
     except Exception:  # any surprise in the model format: the booster always works
+        return None
+
+
+def _checked_walker(booster: Any, build: Any) -> Any:
+    """``build(trees, base_margin, logistic)`` from the booster's trees, kept only if it reproduces
+    the booster (``_agrees_with``); None for unsupported models, a failed build or any surprise in
+    the model format (the booster always works)."""
+    parsed = _tree_arrays(booster)
+    if parsed is None:
+        return None
+    try:
+        walker = build(*parsed)
+        return walker if walker is not None and _agrees_with(walker.predict, booster) else None
+    except Exception:
         return None
 
 
@@ -417,17 +421,12 @@ class _CompiledForest:
     @classmethod
     def from_booster(cls, booster: Any) -> _CompiledForest | None:
         """None without a C compiler/library, for unsupported models, or if the self-check fails."""
-        parsed = _tree_arrays(booster)
-        if parsed is None:
-            return None
-        try:
+
+        def build(trees: list[dict[str, Any]], base: float, logistic: bool) -> _CompiledForest | None:
             fn = _load_forest_library()
-            if fn is None:
-                return None
-            forest = cls(fn, *parsed, booster.num_features())
-            return forest if _agrees_with(forest.predict, booster) else None
-        except Exception:
-            return None
+            return None if fn is None else cls(fn, trees, base, logistic, booster.num_features())
+
+        return _checked_walker(booster, build)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predictions (n,) float32 for X (n, n_features), like ``booster.inplace_predict``."""

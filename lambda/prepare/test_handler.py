@@ -3,32 +3,23 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import io
 import json
 import os
-import sys
 from pathlib import Path
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from predmaint.modules import load_module
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 DATA_BUCKET, ARTIFACTS_BUCKET = "pm-data", "pm-artifacts"
 
 
-def _load():
-    # the way local mode loads it (by file path, under a private name)
-    spec = importlib.util.spec_from_file_location("lambda_prepare_handler_under_test", HERE / "handler.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-prep = _load()
+prep = load_module(HERE / "handler.py", "lambda_prepare_handler_under_test")  # as local mode loads it
 
 
 def _data_dir() -> Path:
@@ -252,9 +243,7 @@ def test_handler_refit_action(aws, tmp_path):
 
 def test_loads_without_sys_modules_registration():
     # local mode may exec the file without registering it; the dataclasses must still work
-    spec = importlib.util.spec_from_file_location("unregistered_prepare", HERE / "handler.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_module(HERE / "handler.py", "unregistered_prepare", register=False)
     assert module.Settings().job_prefix == "pm"
     assert io  # keep import used for readers of this file
 

@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from predmaint.modules import load_module
+
 HERE = Path(__file__).resolve().parent
 GROUP, BUCKET = "predmaint-cmapss", "pm-artifacts"
 CHAMPION_PARAM, PACKAGE_PARAM = "/predmaint/champion/model-data-url", "/predmaint/champion/model-package-arn"
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("lambda_promote_handler_under_test", HERE / "handler.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-promo = _load()
+promo = load_module(HERE / "handler.py", "lambda_promote_handler_under_test")
 SETTINGS = promo.Settings(model_package_group=GROUP, image_uri="1.dkr.ecr.eu-west-1.amazonaws.com/xgb:3.2-0",
                           thresholds={"rul_regression": {"max_rmse": 30.0}})
 

@@ -9,13 +9,13 @@ isolation and IAM as every other job; cdk-nag runs in ``build`` and cfn-lint on 
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import subprocess
 from typing import Any
 
 import pytest
 
+from predmaint.modules import load_module
 from tests.conftest import _data_dir
 from tests.infra.conftest import CDK_CONTEXT, HASH_RE, REPO, Synth, synth_app
 from tests.infra.test_nag_and_lint import _cfn_lint
@@ -108,9 +108,7 @@ def test_both_jobs_are_guarded_encrypted_and_isolated(sharded: Synth, states: di
 
 def test_every_plan_path_the_jobs_use_exists_in_a_real_plan(states: dict[str, Any]) -> None:
     """The prepare Lambda plans the job names and arguments these states read."""
-    spec = importlib.util.spec_from_file_location("prepare_for_sharded", REPO / "lambda" / "prepare" / "handler.py")
-    prep = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(prep)
+    prep = load_module(REPO / "lambda" / "prepare" / "handler.py", "prepare_for_sharded", register=False)
     plan = prep.plan_run({"dataset": "cmapss", "profile": "cmapss", "subset": "FD001"}, prep.LocalStore(_data_dir()))
     for name in ("FitFeatures", "TransformFeatures"):
         paths = [v for v in json.dumps(states[name]).split('"') if v.startswith("$.plan.")]

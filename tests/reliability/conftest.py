@@ -5,28 +5,21 @@ from tests/local/conftest.py rather than duplicated, plus the model loaded in-pr
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from predmaint.modules import load_module
+
 LOCAL = Path(__file__).resolve().parents[1] / "local"
 sys.path.insert(0, str(LOCAL))  # localkit (ServerProcess, http, ...)
 
 
-def _load_local_conftest() -> Any:
-    # Loaded under a private name: with --import-mode=importlib the two conftest.py files must not
-    # collide in sys.modules. The model fixture locks a shared folder, so the model is still built once.
-    spec = importlib.util.spec_from_file_location("reliability_local_fixtures", LOCAL / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_local = _load_local_conftest()
+# Loaded under a private name: with --import-mode=importlib the two conftest.py files must not
+# collide in sys.modules. The model fixture locks a shared folder, so the model is still built once.
+_local = load_module(LOCAL / "conftest.py", "reliability_local_fixtures")
 model_dir = _local.model_dir
 model_tar = _local.model_tar
 test_units = _local.test_units

@@ -12,29 +12,19 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import importlib.util
 import io
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from predmaint.modules import load_module
 from training_src import features, preprocess
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN = "cmapss/train_FD001.txt"
 
 
-def _load_prepare() -> Any:
-    spec = importlib.util.spec_from_file_location("reliability_prepare_handler", REPO / "lambda/prepare/handler.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-prepare = _load_prepare()
+prepare = load_module(REPO / "lambda/prepare/handler.py", "reliability_prepare_handler")
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,9 @@ first attempt's outcome.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -22,6 +20,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from predmaint.modules import load_module
 from training_src import promotion
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,15 +121,7 @@ def test_missing_metrics_are_never_approved(report) -> None:
 GROUP, BUCKET, MAX_RMSE = "predmaint-reliability", "pm-artifacts", 30.0
 
 
-def _load_promote() -> Any:
-    spec = importlib.util.spec_from_file_location("reliability_promote_handler", REPO / "lambda/promote/handler.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-promote_lambda = _load_promote()
+promote_lambda = load_module(REPO / "lambda/promote/handler.py", "reliability_promote_handler")
 ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1",
        "MODEL_PACKAGE_GROUP": GROUP, "IMAGE_URI": "1.dkr.ecr.eu-west-1.amazonaws.com/xgb:3.2-0",
        "THRESHOLDS": json.dumps({"rul_regression": {"max_rmse": MAX_RMSE}}),
