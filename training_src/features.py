@@ -466,8 +466,13 @@ class ColumnMatrix(dict):
         return self[name] if name in self.position else default
 
     def take(self, names: list[str]) -> np.ndarray:
-        """(n, len(names)) copy of those columns."""
-        return self.matrix[:, [self.position[c] for c in names]]
+        """(n, len(names)) C-ordered copy of those columns.
+
+        C order matters: NumPy sums the window axis of a C-ordered block in order, as the batch
+        code's does, but pairwise along an F-ordered one (``matrix[:, idx]`` is F-ordered), which
+        changes the last bits of window statistics.
+        """
+        return self.matrix.take([self.position[c] for c in names], axis=1)
 
 
 def _pointwise(spec: FeatureSpec, cols: dict[str, np.ndarray] | pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -29,7 +29,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -106,6 +106,7 @@ class Model:
     getter: Any = None  # operator.itemgetter(*required): the fast request parser (window profiles)
     forest: Any = None  # _Forest: NumPy evaluation of the booster's trees for small requests
     compiled: Any = None  # _CompiledForest: forest.c via ctypes, every request size
+    reader: Any = None  # _RequestReader: request.c via ctypes, body -> features (window profiles)
 
     @property
     def is_regression(self) -> bool:
@@ -285,14 +286,16 @@ def _agrees_with(predict: Any, booster: Any) -> bool:
     return bool(np.all(np.abs(got - want) <= 1e-5 * np.maximum(1.0, np.abs(want))))
 
 
-FOREST_SOURCE = "forest.c"
+FOREST_SOURCE = "forest.c"  # the tree walker
+REQUEST_SOURCE = "request.c"  # the request reader (JSON body -> feature matrix)
+NATIVE_SOURCES = (FOREST_SOURCE, REQUEST_SOURCE)
 
 
-def _forest_library_name() -> str | None:
-    src = Path(__file__).resolve().with_name(FOREST_SOURCE)
+def _library_name(source: str) -> str | None:
+    src = Path(__file__).resolve().with_name(source)
     if not src.is_file():
         return None
-    return f"forest-{hashlib.sha256(src.read_bytes()).hexdigest()[:16]}.so"
+    return f"{Path(source).stem}-{hashlib.sha256(src.read_bytes()).hexdigest()[:16]}.so"
 
 
 def _cache_dir() -> Path:
@@ -300,22 +303,27 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "predmaint"
 
 
-def build_forest_library(directory: str | os.PathLike) -> Path | None:
-    """Put the compiled ``forest.c`` into ``directory`` (named by the source's hash); None without a C compiler.
+def build_native_libraries(directory: str | os.PathLike) -> list[Path]:
+    """Put the compiled ``forest.c`` and ``request.c`` into ``directory`` (each named by its
+    source's hash); the ones built, none without a C compiler.
 
-    Called when a model artifact is written (so the artifact carries the library; compiled once per
-    source version into the user's cache, then copied) and, failing that, at load time with the
-    cache as ``directory``. Best effort: every failure means "serve with NumPy".
+    Called when a model artifact is written (so the artifact carries the libraries; compiled once
+    per source version into the user's cache, then copied) and, failing that, at load time with
+    the cache as ``directory``. Best effort: every failure means "serve with NumPy".
     """
-    name = _forest_library_name()
+    return [p for p in (_build_library(src, Path(directory)) for src in NATIVE_SOURCES) if p is not None]
+
+
+def _build_library(source: str, directory: Path) -> Path | None:
+    name = _library_name(source)
     if name is None:
         return None
-    target = Path(directory) / name
+    target = directory / name
     if target.is_file():
         return target
     cached = _cache_dir() / name
     try:
-        if not cached.is_file() and not _compile(cached):
+        if not cached.is_file() and not _compile(source, cached):
             return None
         if cached != target:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -325,18 +333,19 @@ def build_forest_library(directory: str | os.PathLike) -> Path | None:
         return None
 
 
-def _compile(target: Path) -> bool:
+def _compile(source: str, target: Path) -> bool:
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         return False
-    src = Path(__file__).resolve().with_name(FOREST_SOURCE)
+    src = Path(__file__).resolve().with_name(source)
     tmp = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".forest-", suffix=".so", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{Path(source).stem}-", suffix=".so", dir=target.parent)
         os.close(fd)
-        # -O2 without -ffast-math: the float32 summation order must stay xgboost's
-        proc = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", tmp, str(src), "-lm"],
+        # -O2 without -ffast-math and without contracting a*b+c into one rounding: the results must
+        # stay bit-identical to xgboost's float32 sums and NumPy's float64 arithmetic
+        proc = subprocess.run([cc, "-O2", "-ffp-contract=off", "-shared", "-fPIC", "-o", tmp, str(src), "-lm"],
                               capture_output=True, timeout=60)
         if proc.returncode != 0:
             return False
@@ -350,32 +359,40 @@ def _compile(target: Path) -> bool:
             Path(tmp).unlink(missing_ok=True)
 
 
-def _load_forest_library() -> Any:
-    """ctypes handle of the compiled walker: the artifact's copy, a cached build, or a fresh build."""
+def _load_library(source: str) -> Any:
+    """ctypes handle of a compiled source: the artifact's copy, a cached build, or a fresh build."""
     import ctypes
 
-    name = _forest_library_name()
+    name = _library_name(source)
     if name is None:
         return None
     here = Path(__file__).resolve().parent
     cache = _cache_dir()
     for path in (here / name, cache / name, None):
         if path is None:
-            path = build_forest_library(cache)
+            path = _build_library(source, cache)
             if path is None:
                 return None
         if not path.is_file():
             continue
         try:
-            lib = ctypes.CDLL(str(path))
-            fn = lib.predmaint_forest_predict
+            return ctypes.CDLL(str(path))
         except OSError:
             continue
-        p, i64 = ctypes.c_void_p, ctypes.c_int64
-        fn.argtypes = [p, i64, i64, p, p, i64, ctypes.c_float, ctypes.c_int32, p]
-        fn.restype = None
-        return fn
     return None
+
+
+def _load_forest_function() -> Any:
+    import ctypes
+
+    lib = _load_library(FOREST_SOURCE)
+    if lib is None or not hasattr(lib, "predmaint_forest_predict"):
+        return None
+    fn = lib.predmaint_forest_predict
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    fn.argtypes = [p, i64, i64, p, p, i64, ctypes.c_float, ctypes.c_int32, p]
+    fn.restype = None
+    return fn
 
 
 class _CompiledForest:
@@ -423,7 +440,7 @@ class _CompiledForest:
         """None without a C compiler/library, for unsupported models, or if the self-check fails."""
 
         def build(trees: list[dict[str, Any]], base: float, logistic: bool) -> _CompiledForest | None:
-            fn = _load_forest_library()
+            fn = _load_forest_function()
             return None if fn is None else cls(fn, trees, base, logistic, booster.num_features())
 
         return _checked_walker(booster, build)
@@ -436,6 +453,187 @@ class _CompiledForest:
         out = np.empty(len(X), dtype=np.float32)
         self.fn(X.ctypes.data, len(X), self.n_features, *self._static, out.ctypes.data)
         return out
+
+
+class _RequestReader:
+    """``request.c`` via ctypes: a window-profile request body straight to its float32 feature
+    matrix (see there for why and how), or None to let the Python path answer.
+
+    Same answers as ``parse_instances`` + ``features_matrix`` (bit-identical: checked at load on
+    synthetic requests built from the spec, and on the FD001 test fleet in tests/perf); it declines
+    every request it is not sure about, so errors always come from the Python path.
+    """
+
+    STATS: ClassVar[dict[str, int]] = {"mean": 0, "std": 1, "slope": 2, "min": 3, "max": 4}
+
+    def __init__(self, fn: Any, spec: F.FeatureSpec, required: list[str]):
+        import ctypes
+        import threading
+
+        i64, dbl = ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_double)
+
+        class Plan(ctypes.Structure):  # request.c's Plan, field for field
+            _fields_ = [("n_cols", ctypes.c_int64), ("names", ctypes.c_char_p), ("name_end", i64),
+                        ("max_instances", ctypes.c_int64), ("max_readings", ctypes.c_int64),
+                        ("n_settings", ctypes.c_int64), ("setting_col", i64),
+                        ("n_sensors", ctypes.c_int64), ("sensor_col", i64),
+                        ("n_regimes", ctypes.c_int64), ("center", dbl), ("scale", dbl), ("centroids", dbl),
+                        ("mean", dbl), ("std", dbl),
+                        ("n_sizes", ctypes.c_int64), ("sizes", i64), ("n_stats", ctypes.c_int64), ("stats", i64),
+                        ("n_spans", ctypes.c_int64), ("span_len", i64), ("ewm_weights", dbl),
+                        ("time_feature", ctypes.c_int64), ("n_features", ctypes.c_int64)]
+
+        encoded = [c.encode() for c in required]
+        keep: list[np.ndarray] = []  # the arrays the plan points into live as long as the reader
+
+        def ints(values: Any) -> Any:
+            a = np.ascontiguousarray(np.asarray(values, dtype=np.int64).reshape(-1))
+            keep.append(a)
+            return a.ctypes.data_as(i64)
+
+        def doubles(values: Any) -> Any:
+            a = np.ascontiguousarray(np.asarray(values, dtype=np.float64).reshape(-1))
+            keep.append(a)
+            return a.ctypes.data_as(dbl)
+
+        weights = [F._ewm_weights(span) for span in spec.ewm_spans]
+        self.names = b"".join(encoded)
+        self.plan = Plan(
+            len(required), self.names, ints(np.cumsum([len(e) for e in encoded])), MAX_INSTANCES, MAX_READINGS,
+            len(spec.setting_columns), ints([required.index(c) for c in spec.setting_columns]),
+            len(spec.sensors), ints([required.index(c) for c in spec.sensors]),
+            spec.n_regimes, doubles(spec.settings_center), doubles(spec.settings_scale), doubles(spec.centroids),
+            doubles(spec._mean), doubles(spec._std),
+            len(spec.window_sizes), ints(spec.window_sizes),
+            len(spec.window_stats), ints([self.STATS[st] for st in spec.window_stats]),
+            len(weights), ints([len(w) for w in weights]), doubles(np.concatenate([np.zeros(0), *weights])),
+            int(bool(spec.time_column)), len(spec.feature_names))
+        self._keep = keep
+        self._plan_address = ctypes.addressof(self.plan)
+        self.fn, self.n_features = fn, len(spec.feature_names)
+        self._local = threading.local()  # output buffers per thread (the container may use threads)
+
+    @classmethod
+    def for_model(cls, model: Model) -> _RequestReader | None:
+        """None unless the model is a window profile request.c covers (no derived or categorical
+        inputs, at least two sensors), the library loads, and it reproduces the Python path."""
+        spec = model.spec
+        if (model.getter is None or not spec.window_sizes or not spec.time_column or spec.derived
+                or spec.categorical or len(spec.sensors) < 2 or len(spec.setting_columns) > 64
+                or os.environ.get("PREDMAINT_NATIVE_REQUEST", "1") == "0"):
+            return None
+        try:
+            import ctypes
+
+            lib = _load_library(REQUEST_SOURCE)
+            if lib is None:
+                return None
+            fn = lib.predmaint_read_request
+            p, i64 = ctypes.c_void_p, ctypes.c_int64
+            fn.argtypes = [ctypes.c_char_p, i64, p, p, p, p]
+            fn.restype = ctypes.c_int
+            reader = cls(fn, spec, model.required)
+            return reader if reader.agrees_with_python(model) else None
+        except Exception:  # any surprise: the Python path always works
+            return None
+
+    def read(self, body: bytes) -> tuple[list[Any], np.ndarray] | None:
+        """(asset ids, X (n_assets, n_features) float32) for a request body, or None (declined)."""
+        local = self._local
+        if not hasattr(local, "X"):
+            local.X = np.empty((MAX_INSTANCES, self.n_features), dtype=np.float32)
+            local.ids = np.empty((MAX_INSTANCES, 3), dtype=np.int64)
+            local.n = np.zeros(1, dtype=np.int64)
+        rc = self.fn(body, len(body), self._plan_address, local.X.ctypes.data, local.ids.ctypes.data,
+                     local.n.ctypes.data)
+        if rc != 0:
+            return None
+        m = int(local.n[0])
+        ids: list[Any] = []
+        for i, (kind, a, b) in enumerate(local.ids[:m].tolist()):
+            ids.append(i if kind == 0 else body[a:b].decode("ascii") if kind == 1 else int(body[a:b]))
+        return ids, local.X[:m].copy()
+
+    def agrees_with_python(self, model: Model) -> bool:
+        """Self-check: synthetic requests drawn around the spec's own statistics (every regime,
+        histories shorter and longer than every window) give bit-identical features both ways,
+        and malformed ones are declined."""
+        for body in _synthetic_requests(model.spec, model.required):
+            got = self.read(body)
+            doc = input_fn(body, JSON)
+            want = features_matrix(parse_instances(doc, model), model)
+            if got is None or not np.array_equal(got[1], want) or \
+                    got[0] != [inst.get("asset_id", i) for i, inst in enumerate(doc["instances"])]:
+                return False
+        bad = _synthetic_requests(model.spec, model.required, n_assets=1)[0].replace(b"[", b"[[", 1)
+        return self.read(bad) is None
+
+
+def _synthetic_requests(spec: F.FeatureSpec, required: list[str], n_assets: int = 0) -> list[bytes]:
+    """Request bodies of plausible readings for ``spec`` (settings at its regime centroids, sensors
+    around each regime's mean), with history lengths around every window size, one asset per body
+    and all in one; ``n_assets=1``: one body with one asset of the longest length."""
+    rng = np.random.default_rng(7)
+    sizes = [w for w in spec.window_sizes if w] + [3 * s for s in spec.ewm_spans]
+    lengths = sorted({1, 2, 3, *(w + d for w in sizes for d in (-1, 0, 1) if w + d > 0)})
+    if n_assets == 1:
+        lengths = [lengths[-1]]
+    center, scale = np.asarray(spec.settings_center), np.asarray(spec.settings_scale)
+    bodies = []
+    instances = []
+    for a, n in enumerate(lengths):
+        t = np.cumsum(rng.choice([1.0, 1.0, 2.0, 0.5], size=n)) + rng.integers(0, 50)
+        reg = rng.integers(0, spec.n_regimes, size=n)
+        steady = rng.normal(size=len(spec.sensors) + 1)
+        readings = []
+        for i in range(n):
+            r = {}
+            for c in required:
+                if c == spec.time_column:
+                    r[c] = float(t[i])
+                elif c in spec.setting_columns:
+                    j = spec.setting_columns.index(c)
+                    r[c] = float(center[j] + scale[j] * (spec.centroids[reg[i]][j] + rng.normal(0, 0.01)))
+                else:
+                    k = spec.sensors.index(c) if c in spec.sensors else -1
+                    mu, sd = (spec._mean[reg[i], k], spec._std[reg[i], k]) if k >= 0 else (0.0, 1.0)
+                    # every other asset holds its sensors constant: windows of equal values
+                    # expose a summation order that differs from the batch code's (a mean off by
+                    # an ulp gives a std or slope of 1e-17 instead of 0)
+                    noise = steady[k] if a % 2 == 0 else rng.normal()
+                    r[c] = round(float(mu + sd * noise), 4)
+            r["note"] = [None, True, {"x": -0.5e-3}]  # a key the model does not use is skipped
+            readings.append(r)
+        inst: dict[str, Any] = {"readings": readings}
+        if a % 3 == 1:
+            inst["asset_id"] = f"engine-{a}"
+        elif a % 3 == 2:
+            inst["asset_id"] = -a
+        instances.append(inst)
+    # one asset per request (its windows are slices of one block) and all together (gathered)
+    for inst in instances:
+        bodies.append(_dumps({"instances": [inst]}))
+    if len(instances) > 1:
+        bodies.append(_dumps({"instances": instances, "explain": False}))
+    return bodies
+
+
+def _set_inputs(model: Model) -> None:
+    """The numeric fields a request must carry (``model.required``: time first, then settings,
+    kept sensors and derived-feature inputs; row-wise profiles: every sensor) and, for window
+    profiles, the ``itemgetter`` the fast parser pulls them with."""
+    spec = model.spec
+    need = []
+    if spec.time_column:
+        need.append(spec.time_column)
+    need += list(spec.setting_columns) + list(spec.sensors)
+    for d_ in spec.derived:
+        need += [c for c in d_["columns"] if c not in need]
+    if not spec.window_sizes:  # row-wise profiles: every sensor column is an input
+        need += [c for c in spec.profile_obj.sensor_columns if c not in need]
+    model.required = need
+    if spec.window_sizes and spec.time_column and len(need) >= 2:
+        model.getter = operator.itemgetter(*need)
 
 
 def model_fn(model_dir: str) -> Model:
@@ -464,18 +662,7 @@ def model_fn(model_dir: str) -> Model:
         raise FileNotFoundError(f"{d}: neither xgboost-model nor linear-model.json")
     model.version = os.environ.get("PREDMAINT_MODEL_VERSION") or meta.get("model_version") or \
         f"{meta.get('algorithm', 'model')}-{hashlib.sha256(raw).hexdigest()[:12]}"
-    prof = spec.profile_obj
-    need = []
-    if spec.time_column:
-        need.append(spec.time_column)
-    need += list(spec.setting_columns) + list(spec.sensors)
-    for d_ in spec.derived:
-        need += [c for c in d_["columns"] if c not in need]
-    if not spec.window_sizes:  # row-wise profiles: every sensor column is an input
-        need += [c for c in prof.sensor_columns if c not in need]
-    model.required = need
-    if spec.window_sizes and spec.time_column and len(need) >= 2:
-        model.getter = operator.itemgetter(*need)
+    _set_inputs(model)
     if model.booster is not None and os.environ.get("PREDMAINT_FOREST", "1") != "0":
         # fastest first: the compiled walker; else NumPy for small requests; else the booster
         if os.environ.get("PREDMAINT_COMPILED_FOREST", "1") != "0":
@@ -483,6 +670,7 @@ def model_fn(model_dir: str) -> Model:
         if model.compiled is None:
             model.forest = _Forest.from_booster(model.booster)
     model.threshold = float(meta.get("threshold") or 0.5)
+    model.reader = _RequestReader.for_model(model)
     return model
 
 
@@ -741,17 +929,21 @@ def predict_matrix(model: Model, X: np.ndarray) -> np.ndarray:
 def predict_fn(data: dict[str, Any] | Request, model: Model) -> dict[str, Any]:
     """Features + prediction for every instance; returns the response document."""
     req = data if isinstance(data, Request) else parse_instances(data, model)
-    X = features_matrix(req, model)
+    return _response(model, req.asset_ids, features_matrix(req, model), req.explain)
+
+
+def _response(model: Model, asset_ids: list[Any], X: np.ndarray, explain_: bool) -> dict[str, Any]:
+    """The response document for the feature rows ``X`` of ``asset_ids``."""
     p = predict_matrix(model, X)
     preds: list[dict[str, Any]] = []
     if model.is_regression:
-        for a, v in zip(req.asset_ids, p, strict=True):
+        for a, v in zip(asset_ids, p, strict=True):
             preds.append({"asset_id": a, "rul": round(float(v), 3)})
     else:
-        for a, v in zip(req.asset_ids, p, strict=True):
+        for a, v in zip(asset_ids, p, strict=True):
             preds.append({"asset_id": a, "failure_probability": round(float(v), 6),
                           "failure": bool(v >= model.threshold)})
-    if req.explain:
+    if explain_:
         contribs = explain(model, X)
         for pred, row in zip(preds, contribs, strict=True):
             pred["contributions"] = row
@@ -790,6 +982,11 @@ def handle(model: Model, body: bytes, content_type: str | None, accept: str | No
         media = _media_type(accept)
         if media not in ("", "*/*", JSON, "application/*"):  # refuse before doing the work
             raise InferenceError(406, f"unsupported Accept {accept!r}; this endpoint answers {JSON}")
+        if (model.reader is not None and type(body) is bytes and len(body) <= MAX_BODY_BYTES
+                and _media_type(content_type) == JSON and not _explain_requested(custom_attributes)):
+            fast = model.reader.read(body)  # the compiled reader, or None: the Python path decides
+            if fast is not None:
+                return 200, _dumps(_response(model, *fast, False)), JSON
         doc = input_fn(body, content_type, custom_attributes)
         try:
             prediction = predict_fn(doc, model)

@@ -37,7 +37,7 @@ except ImportError:  # SageMaker container: siblings are top-level modules
     import features as F
 
 HERE = Path(__file__).resolve().parent
-CODE_FILES = ("inference.py", "features.py", "profiles.py", "forest.c")
+CODE_FILES = ("inference.py", "features.py", "profiles.py", "forest.c", "request.c")
 META_COLUMNS = ("_asset", "_time", "_label")
 XGB_DEFAULTS: dict[str, Any] = {"num_round": 300, "max_depth": 6, "eta": 0.3, "min_child_weight": 1.0,
                                 "subsample": 1.0, "colsample_bytree": 1.0, "lambda": 1.0, "alpha": 0.0,
@@ -243,12 +243,11 @@ def write_model(model_dir: Path, model: Any, spec_text: str, meta: dict[str, Any
     code.mkdir(exist_ok=True)
     for name in CODE_FILES:
         shutil.copy2(HERE / name, code / name)
-    if not isinstance(model, LinearModel):  # ship the compiled tree walker when a compiler is here
-        try:
-            from . import inference
-        except ImportError:
-            import inference
-        inference.build_forest_library(code)
+    try:  # ship the compiled tree walker and request reader when a compiler is here
+        from . import inference
+    except ImportError:
+        import inference
+    inference.build_native_libraries(code)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[str, str]]:

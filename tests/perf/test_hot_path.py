@@ -11,14 +11,7 @@ import pytest
 
 from training_src import features as F
 from training_src import inference as I
-from training_src.dataio import read_table, resolve_file
 from training_src.profiles import load_profile, parse_profile
-
-
-@pytest.fixture(scope="module")
-def test_fleet(data_dir):
-    p = load_profile("cmapss", "FD001")
-    return F.validate_readings(read_table(resolve_file(data_dir, p.file("test")), p), p)
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +103,10 @@ def test_compiled_forest_on_a_classifier_equals_booster():
 @needs_cc
 def test_artifact_carries_the_compiled_library(fd001_perf):
     code = fd001_perf["model_dir"] / "code"
-    assert (code / I.FOREST_SOURCE).is_file()
-    assert list(code.glob("forest-*.so")), "train.py builds the library into the artifact when it can"
+    for source in I.NATIVE_SOURCES:
+        assert (code / source).is_file()
+    assert list(code.glob("forest-*.so")), "train.py builds the libraries into the artifact when it can"
+    assert list(code.glob("request-*.so"))
 
 
 def test_without_compiler_or_library_the_numpy_forest_serves(fd001_perf, tmp_path, monkeypatch):
@@ -123,9 +118,9 @@ def test_without_compiler_or_library_the_numpy_forest_serves(fd001_perf, tmp_pat
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(I.shutil, "which", lambda _name: None)
-    mod = I  # the repo copy reads forest.c next to itself; the artifact's code is the same file
+    mod = I  # the repo copy reads forest.c/request.c next to itself; the artifact's code is the same
     fallback = mod.model_fn(str(model_dir))
-    assert fallback.compiled is None and fallback.forest is not None
+    assert fallback.compiled is None and fallback.forest is not None and fallback.reader is None
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.so"))
 
 

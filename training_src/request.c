@@ -1,0 +1,816 @@
+/*
+ * Compiled request reader for the serving hot path of window profiles: one call turns a JSON
+ * request body into the feature matrix (one float32 row per asset, its last reading), which
+ * forest.c then scores. training_src/inference.py loads it with ctypes (no Python headers).
+ *
+ * Why: in Python a one-asset request spends ~0.5 ms decoding JSON into objects, pulling the numbers
+ * back out and running ~100 small NumPy calls for the window features; here the same work is a
+ * single pass over the body plus a few thousand floating-point operations.
+ *
+ * Contract: it either produces exactly what the Python path (orjson -> _fast_assets ->
+ * features.transform_last -> float32) produces, or it declines (returns non-zero) and the Python
+ * path handles the request, error messages included. So it declines on anything unusual: escapes
+ * or non-ASCII bytes in a string, a duplicate key, a missing column, a non-numeric value, a number
+ * out of range, readings out of time order, "explain" other than false, nesting deeper than 64.
+ * It accepts only RFC 8259 JSON, like orjson.
+ *
+ * Exactness: the features repeat NumPy's arithmetic in NumPy's order: element-wise operations are
+ * IEEE (build without -ffast-math and with -ffp-contract=off), sums along the window/history axis
+ * of a (rows, w, sensors) block are sequential (how NumPy reduces a middle axis), sums of a
+ * contiguous row (window times, EWM weights) are NumPy's pairwise summation. Numbers are parsed
+ * correctly rounded (exact fast path, else strtod in the C locale), as orjson and Python do.
+ * inference.py checks the result against the Python path when it loads the library and does not
+ * use it if anything differs.
+ */
+#define _GNU_SOURCE
+#include <locale.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { OK = 0, DECLINE = 1, NO_MEMORY = 2 };
+enum { STAT_MEAN = 0, STAT_STD = 1, STAT_SLOPE = 2, STAT_MIN = 3, STAT_MAX = 4 };
+enum { ID_INDEX = 0, ID_STRING = 1, ID_INT = 2 };
+
+#define MAX_DEPTH 64
+#define TRY(x)                                                                                  \
+    do {                                                                                        \
+        int rc_ = (x);                                                                          \
+        if (rc_ != OK)                                                                          \
+            return rc_;                                                                         \
+    } while (0)
+
+/* What inference.py's FeatureSpec says about the request and its features (all int64/double so
+ * the ctypes mirror is trivial). Column indices refer to the reading matrix (time is column 0). */
+typedef struct {
+    int64_t n_cols;          /* columns a reading must carry */
+    const char *names;       /* their names, concatenated */
+    const int64_t *name_end; /* name j is names[name_end[j-1]:name_end[j]] (name_end[-1] = 0) */
+    int64_t max_instances, max_readings;
+    int64_t n_settings;
+    const int64_t *setting_col;
+    int64_t n_sensors;
+    const int64_t *sensor_col;
+    int64_t n_regimes;
+    const double *center, *scale, *centroids; /* centroids: n_regimes x n_settings */
+    const double *mean, *std;                 /* n_regimes x n_sensors */
+    int64_t n_sizes;
+    const int64_t *sizes; /* 0 = whole history */
+    int64_t n_stats;
+    const int64_t *stats;
+    int64_t n_spans;
+    const int64_t *span_len;    /* 3 * span readings per EWM */
+    const double *ewm_weights;  /* concatenated, span_len[i] each, oldest first */
+    int64_t time_feature;       /* 1: the first feature is the time of the last reading */
+    int64_t n_features;
+} Plan;
+
+/* ------------------------------------------------------------------------------------------ */
+/* Parsing                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+typedef struct {
+    const unsigned char *p, *end;
+    const Plan *plan;
+    double *vals; /* readings x n_cols, row-major */
+    int64_t n_rows, cap_rows;
+    int64_t *starts; /* asset a owns rows starts[a]:starts[a+1] */
+    int64_t n_assets;
+    int64_t *ids; /* per asset: kind, start, end (byte offsets into the body) */
+    uint32_t *seen;
+    uint32_t stamp;
+    /* the previous reading's keys, by position: most requests repeat one key order */
+    int64_t *prev_col, *prev_len;
+    const unsigned char **prev_key;
+    int64_t n_prev, cap_prev;
+    const unsigned char *begin;
+} Parser;
+
+static locale_t c_locale;
+
+static inline void ws(Parser *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
+        ++s->p;
+}
+
+static inline int peek(Parser *s) { return s->p < s->end ? *s->p : -1; }
+
+static inline int expect(Parser *s, int ch)
+{
+    ws(s);
+    if (peek(s) != ch)
+        return DECLINE;
+    ++s->p;
+    return OK;
+}
+
+/* A string without escapes of printable ASCII; *a points at its first byte. */
+static int string(Parser *s, const unsigned char **a, int64_t *len)
+{
+    if (peek(s) != '"')
+        return DECLINE;
+    const unsigned char *q = ++s->p;
+    while (q < s->end && *q != '"') {
+        if (*q < 0x20 || *q == '\\' || *q >= 0x80)
+            return DECLINE;
+        ++q;
+    }
+    if (q >= s->end)
+        return DECLINE;
+    *a = s->p;
+    *len = q - s->p;
+    s->p = q + 1;
+    return OK;
+}
+
+static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                 1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* A JSON number, correctly rounded to double; *integer when it has no fraction or exponent (an
+ * integer in Python: "-0" is 0, not -0.0). Declines on numbers beyond the double range. */
+static int number(Parser *s, double *out, int *integer)
+{
+    const unsigned char *q = s->p, *end = s->end, *start = s->p;
+    int neg = 0, exact = 1, frac_digits = 0, is_int = 1;
+    uint64_t m = 0;
+    int64_t exp10 = 0;
+    if (q < end && *q == '-') {
+        neg = 1;
+        ++q;
+    }
+    if (q >= end)
+        return DECLINE;
+    if (*q == '0') {
+        ++q;
+    } else if (*q >= '1' && *q <= '9') {
+        while (q < end && *q >= '0' && *q <= '9') {
+            if (m < 100000000000000000ull)
+                m = m * 10 + (uint64_t)(*q - '0');
+            else
+                exact = 0;
+            ++q;
+        }
+    } else {
+        return DECLINE;
+    }
+    if (q < end && *q == '.') {
+        is_int = 0;
+        ++q;
+        if (q >= end || *q < '0' || *q > '9')
+            return DECLINE;
+        while (q < end && *q >= '0' && *q <= '9') {
+            if (m < 100000000000000000ull) {
+                m = m * 10 + (uint64_t)(*q - '0');
+                ++frac_digits;
+            } else {
+                exact = 0;
+            }
+            ++q;
+        }
+    }
+    if (q < end && (*q == 'e' || *q == 'E')) {
+        is_int = 0;
+        ++q;
+        int eneg = 0;
+        if (q < end && (*q == '+' || *q == '-')) {
+            eneg = *q == '-';
+            ++q;
+        }
+        if (q >= end || *q < '0' || *q > '9')
+            return DECLINE;
+        while (q < end && *q >= '0' && *q <= '9') {
+            if (exp10 < 100000)
+                exp10 = exp10 * 10 + (*q - '0');
+            ++q;
+        }
+        if (eneg)
+            exp10 = -exp10;
+    }
+    s->p = q;
+    *integer = is_int;
+    int64_t e = exp10 - frac_digits;
+    double v;
+    if (m == 0 && exact) {
+        v = (neg && !is_int) ? -0.0 : 0.0;
+    } else if (exact && m <= (1ull << 53) && e >= -22 && e <= 22) {
+        /* both operands exact, one IEEE rounding: the correctly rounded value */
+        v = e >= 0 ? (double)m * POW10[e] : (double)m / POW10[-e];
+        if (neg)
+            v = -v;
+    } else {
+        char buf[80];
+        size_t n = (size_t)(q - start);
+        if (n >= sizeof buf)
+            return DECLINE;
+        memcpy(buf, start, n);
+        buf[n] = 0;
+        char *stop;
+        if (!c_locale)
+            return DECLINE;
+        v = strtod_l(buf, &stop, c_locale);
+        if (stop != buf + n || !isfinite(v) || (v == 0.0 && m != 0))
+            return DECLINE; /* out of range: orjson refuses it, the Python path says which field */
+    }
+    *out = v;
+    return OK;
+}
+
+static int literal(Parser *s, const char *word)
+{
+    size_t n = strlen(word);
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
+        return DECLINE;
+    s->p += n;
+    return OK;
+}
+
+/* Any JSON value (of a key the model does not use), checked but not kept. */
+static int skip(Parser *s, int depth)
+{
+    if (depth > MAX_DEPTH)
+        return DECLINE;
+    ws(s);
+    int c = peek(s);
+    const unsigned char *a;
+    int64_t len;
+    if (c == '"')
+        return string(s, &a, &len);
+    if (c == '-' || (c >= '0' && c <= '9')) {
+        double v;
+        int integer;
+        return number(s, &v, &integer);
+    }
+    if (c == 't')
+        return literal(s, "true");
+    if (c == 'f')
+        return literal(s, "false");
+    if (c == 'n')
+        return literal(s, "null");
+    if (c != '{' && c != '[')
+        return DECLINE;
+    int close = c == '{' ? '}' : ']';
+    ++s->p;
+    ws(s);
+    if (peek(s) == close) {
+        ++s->p;
+        return OK;
+    }
+    for (;;) {
+        if (c == '{') {
+            ws(s);
+            TRY(string(s, &a, &len));
+            TRY(expect(s, ':'));
+        }
+        TRY(skip(s, depth + 1));
+        ws(s);
+        int d = peek(s);
+        ++s->p;
+        if (d == close)
+            return OK;
+        if (d != ',')
+            return DECLINE;
+    }
+}
+
+static inline int key_is(const unsigned char *a, int64_t len, const char *word)
+{
+    return (size_t)len == strlen(word) && memcmp(a, word, (size_t)len) == 0;
+}
+
+static int64_t lookup(const Plan *pl, const unsigned char *a, int64_t len)
+{
+    int64_t from = 0;
+    for (int64_t j = 0; j < pl->n_cols; ++j) {
+        int64_t to = pl->name_end[j];
+        if (to - from == len && memcmp(pl->names + from, a, (size_t)len) == 0)
+            return j;
+        from = to;
+    }
+    return -1;
+}
+
+static int reading(Parser *s, int64_t row)
+{
+    const Plan *pl = s->plan;
+    double *out = s->vals + row * pl->n_cols;
+    int64_t found = 0, k = 0;
+    if (++s->stamp == 0) { /* stamps wrapped: forget every old mark */
+        memset(s->seen, 0, (size_t)pl->n_cols * sizeof *s->seen);
+        s->stamp = 1;
+    }
+    TRY(expect(s, '{'));
+    ws(s);
+    if (peek(s) == '}')
+        return DECLINE;
+    for (;; ++k) {
+        const unsigned char *a;
+        int64_t len, j;
+        ws(s);
+        TRY(string(s, &a, &len));
+        TRY(expect(s, ':'));
+        if (k < s->n_prev && s->prev_len[k] == len && memcmp(a, s->prev_key[k], (size_t)len) == 0) {
+            j = s->prev_col[k];
+        } else {
+            j = lookup(pl, a, len);
+        }
+        if (k >= s->cap_prev) {
+            int64_t cap = s->cap_prev ? 2 * s->cap_prev : 32;
+            int64_t *c = realloc(s->prev_col, (size_t)cap * sizeof *c);
+            if (!c)
+                return NO_MEMORY;
+            s->prev_col = c;
+            const unsigned char **kk = realloc(s->prev_key, (size_t)cap * sizeof *kk);
+            if (!kk)
+                return NO_MEMORY;
+            s->prev_key = kk;
+            int64_t *l = realloc(s->prev_len, (size_t)cap * sizeof *l);
+            if (!l)
+                return NO_MEMORY;
+            s->prev_len = l;
+            s->cap_prev = cap;
+        }
+        s->prev_col[k] = j;
+        s->prev_key[k] = a;
+        s->prev_len[k] = len;
+        ws(s);
+        if (j >= 0) {
+            int integer;
+            int c = peek(s);
+            if (s->seen[j] == s->stamp || !(c == '-' || (c >= '0' && c <= '9')))
+                return DECLINE; /* a duplicate key, or not a number (null, true, a string...) */
+            s->seen[j] = s->stamp;
+            TRY(number(s, out + j, &integer));
+            ++found;
+        } else {
+            TRY(skip(s, 2));
+        }
+        ws(s);
+        int d = peek(s);
+        ++s->p;
+        if (d == '}')
+            break;
+        if (d != ',')
+            return DECLINE;
+    }
+    s->n_prev = k + 1;
+    return found == pl->n_cols ? OK : DECLINE;
+}
+
+static int readings(Parser *s)
+{
+    const Plan *pl = s->plan;
+    int64_t first = s->n_rows;
+    TRY(expect(s, '['));
+    ws(s);
+    if (peek(s) == ']')
+        return DECLINE;
+    for (;;) {
+        if (s->n_rows - first >= pl->max_readings)
+            return DECLINE;
+        if (s->n_rows == s->cap_rows) {
+            int64_t cap = s->cap_rows ? 2 * s->cap_rows : 256;
+            double *v = realloc(s->vals, (size_t)(cap * pl->n_cols) * sizeof *v);
+            if (!v)
+                return NO_MEMORY;
+            s->vals = v;
+            s->cap_rows = cap;
+        }
+        TRY(reading(s, s->n_rows));
+        ++s->n_rows;
+        ws(s);
+        int d = peek(s);
+        ++s->p;
+        if (d == ']')
+            break;
+        if (d != ',')
+            return DECLINE;
+    }
+    /* times strictly increasing (the Python path sorts other orders and names duplicates) */
+    for (int64_t r = first + 1; r < s->n_rows; ++r)
+        if (!(s->vals[r * pl->n_cols] > s->vals[(r - 1) * pl->n_cols]))
+            return DECLINE;
+    return OK;
+}
+
+static int instance(Parser *s)
+{
+    int64_t a = s->n_assets, *id = s->ids + 3 * a;
+    int have_id = 0, have_readings = 0;
+    id[0] = ID_INDEX;
+    id[1] = id[2] = 0;
+    TRY(expect(s, '{'));
+    ws(s);
+    if (peek(s) == '}')
+        return DECLINE;
+    for (;;) {
+        const unsigned char *k;
+        int64_t len;
+        ws(s);
+        TRY(string(s, &k, &len));
+        TRY(expect(s, ':'));
+        ws(s);
+        if (key_is(k, len, "asset_id")) {
+            if (have_id++)
+                return DECLINE;
+            const unsigned char *v;
+            int64_t vlen;
+            if (peek(s) == '"') {
+                TRY(string(s, &v, &vlen));
+                id[0] = ID_STRING;
+                id[1] = v - s->begin;
+                id[2] = v + vlen - s->begin;
+            } else {
+                const unsigned char *start = s->p;
+                double x;
+                int integer;
+                TRY(number(s, &x, &integer));
+                if (!integer || s->p - start > 18)
+                    return DECLINE; /* floats are refused by the Python path; huge ints are rare */
+                id[0] = ID_INT;
+                id[1] = start - s->begin;
+                id[2] = s->p - s->begin;
+            }
+        } else if (key_is(k, len, "readings")) {
+            if (have_readings++)
+                return DECLINE;
+            TRY(readings(s));
+        } else {
+            TRY(skip(s, 2));
+        }
+        ws(s);
+        int d = peek(s);
+        ++s->p;
+        if (d == '}')
+            break;
+        if (d != ',')
+            return DECLINE;
+    }
+    if (!have_readings)
+        return DECLINE;
+    s->starts[a + 1] = s->n_rows;
+    s->n_assets = a + 1;
+    return OK;
+}
+
+static int document(Parser *s)
+{
+    int have_instances = 0, have_explain = 0;
+    TRY(expect(s, '{'));
+    ws(s);
+    if (peek(s) == '}')
+        return DECLINE;
+    for (;;) {
+        const unsigned char *k;
+        int64_t len;
+        ws(s);
+        TRY(string(s, &k, &len));
+        TRY(expect(s, ':'));
+        ws(s);
+        if (key_is(k, len, "instances")) {
+            if (have_instances++)
+                return DECLINE;
+            TRY(expect(s, '['));
+            ws(s);
+            if (peek(s) == ']')
+                return DECLINE;
+            for (;;) {
+                if (s->n_assets >= s->plan->max_instances)
+                    return DECLINE;
+                TRY(instance(s));
+                ws(s);
+                int d = peek(s);
+                ++s->p;
+                if (d == ']')
+                    break;
+                if (d != ',')
+                    return DECLINE;
+            }
+        } else if (key_is(k, len, "explain")) {
+            if (have_explain++)
+                return DECLINE;
+            TRY(literal(s, "false")); /* explanations need the booster: the Python path */
+        } else {
+            TRY(skip(s, 1));
+        }
+        ws(s);
+        int d = peek(s);
+        ++s->p;
+        if (d == '}')
+            break;
+        if (d != ',')
+            return DECLINE;
+    }
+    ws(s);
+    return have_instances && s->p == s->end ? OK : DECLINE;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Features (features.py's transform_last, one asset at a time)                               */
+/* ------------------------------------------------------------------------------------------ */
+
+/* NumPy's pairwise summation of a contiguous row (numpy/_core/src/umath/loops_utils.h.src). */
+static double pairwise(const double *a, int64_t n)
+{
+    if (n < 8) {
+        double res = 0.;
+        for (int64_t i = 0; i < n; ++i)
+            res += a[i];
+        return res;
+    }
+    if (n <= 128) {
+        double r[8];
+        int64_t i;
+        for (int j = 0; j < 8; ++j)
+            r[j] = a[j];
+        for (i = 8; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; ++j)
+                r[j] += a[i + j];
+        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; ++i)
+            res += a[i];
+        return res;
+    }
+    int64_t n2 = n / 2;
+    n2 -= n2 % 8;
+    return pairwise(a, n2) + pairwise(a + n2, n - n2);
+}
+
+typedef struct {
+    double *z;     /* rows x n_sensors, normalised */
+    double *t;     /* rows */
+    double *tmp;   /* scratch of max(window, span) doubles */
+    int64_t cap_z, cap_t, cap_tmp;
+} Work;
+
+static int grow(double **buf, int64_t *cap, int64_t need)
+{
+    if (need <= *cap)
+        return OK;
+    int64_t c = *cap ? *cap : 64;
+    while (c < need)
+        c *= 2;
+    double *b = realloc(*buf, (size_t)c * sizeof *b);
+    if (!b)
+        return NO_MEMORY;
+    *buf = b;
+    *cap = c;
+    return OK;
+}
+
+/* Index of the nearest centroid to a reading's standardised settings (assign_regimes). */
+static int64_t regime(const Plan *pl, const double *row)
+{
+    if (pl->n_regimes <= 1)
+        return 0;
+    double st[64];
+    int64_t k = pl->n_settings, best = 0;
+    for (int64_t j = 0; j < k; ++j)
+        st[j] = (row[pl->setting_col[j]] - pl->center[j]) / pl->scale[j];
+    double best_d = 0.0;
+    for (int64_t r = 0; r < pl->n_regimes; ++r) {
+        double d2[64];
+        for (int64_t j = 0; j < k; ++j) {
+            double d = st[j] - pl->centroids[r * k + j];
+            d2[j] = d * d;
+        }
+        double d = pairwise(d2, k); /* .sum(axis=2) over a contiguous last axis */
+        if (r == 0 || d < best_d) { /* argmin: the first of equal distances */
+            best_d = d;
+            best = r;
+        }
+    }
+    return best;
+}
+
+/* Window statistics of the last reading over the trailing w readings (w <= n: plain; w > n:
+ * padded in front like the batch code, padding masked). Writes out[k * per + col + i]. */
+static void window(const Plan *pl, Work *wk, int64_t n, int64_t w, double *out, int64_t per,
+                   int64_t col)
+{
+    int64_t s = pl->n_sensors, pad = w > n ? w - n : 0, first = n - (w - pad); /* first row used */
+    int64_t cnt = w - pad;
+    double *tv = wk->tmp; /* window times with zeros in the padding, as NumPy sums them */
+    for (int64_t i = 0; i < pad; ++i)
+        tv[i] = 0.0;
+    for (int64_t i = 0; i < cnt; ++i)
+        tv[pad + i] = wk->t[first + i];
+    double tmean = pairwise(tv, w) / (double)cnt;
+    double sxx = 0.0;
+    int need_dt = 0;
+    for (int64_t q = 0; q < pl->n_stats; ++q)
+        need_dt |= pl->stats[q] == STAT_SLOPE;
+    if (need_dt) {
+        for (int64_t i = 0; i < w; ++i) { /* dt**2 with zeros in the padding */
+            double d = i < pad ? 0.0 : wk->t[first + i - pad] - tmean;
+            tv[i] = d * d;
+        }
+        sxx = pairwise(tv, w);
+    }
+    for (int64_t k = 0; k < s; ++k) {
+        const double *zk = wk->z + first * s + k;
+        double sum = 0.0;
+        for (int64_t i = 0; i < cnt; ++i)
+            sum += zk[i * s];
+        double mean = sum / (double)cnt;
+        for (int64_t q = 0; q < pl->n_stats; ++q) {
+            double v;
+            switch (pl->stats[q]) {
+            case STAT_MEAN:
+                v = mean;
+                break;
+            case STAT_STD: {
+                double acc = 0.0;
+                for (int64_t i = 0; i < cnt; ++i) {
+                    double d = zk[i * s] - mean;
+                    acc += d * d;
+                }
+                v = sqrt(acc / (double)cnt);
+                break;
+            }
+            case STAT_SLOPE: {
+                double sxy = 0.0;
+                for (int64_t i = 0; i < cnt; ++i)
+                    sxy += (wk->t[first + i] - tmean) * (zk[i * s] - mean);
+                v = sxx > 0 ? sxy / sxx : 0.0;
+                break;
+            }
+            case STAT_MIN:
+                v = zk[0];
+                for (int64_t i = 1; i < cnt; ++i)
+                    v = zk[i * s] < v ? zk[i * s] : v;
+                break;
+            default:
+                v = zk[0];
+                for (int64_t i = 1; i < cnt; ++i)
+                    v = zk[i * s] > v ? zk[i * s] : v;
+            }
+            out[k * per + col + q] = v;
+        }
+    }
+}
+
+/* Whole-history statistics at the last reading (features._expanding_last): sequential sums. */
+static void expanding(const Plan *pl, Work *wk, int64_t n, double *out, int64_t per, int64_t col)
+{
+    int64_t s = pl->n_sensors;
+    double c = (double)n, t0 = wk->t[0], st = 0.0, stt = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+        double d = wk->t[i] - t0;
+        st += d;
+        stt += d * d;
+    }
+    for (int64_t k = 0; k < s; ++k) {
+        const double *zk = wk->z + k;
+        double sz = 0.0, szz = 0.0, stz = 0.0, lo = zk[0], hi = zk[0];
+        for (int64_t i = 0; i < n; ++i) {
+            double z = zk[i * s];
+            sz += z;
+            szz += z * z;
+            stz += (wk->t[i] - t0) * z;
+            lo = z < lo ? z : lo;
+            hi = z > hi ? z : hi;
+        }
+        double mean = sz / c;
+        for (int64_t q = 0; q < pl->n_stats; ++q) {
+            double v;
+            switch (pl->stats[q]) {
+            case STAT_MEAN:
+                v = mean;
+                break;
+            case STAT_STD: {
+                double var = szz / c - mean * mean;
+                v = sqrt(var > 0.0 ? var : 0.0);
+                break;
+            }
+            case STAT_SLOPE: {
+                double sxx = stt - st * st / c, sxy = stz - st * sz / c;
+                v = sxx > 1e-12 ? sxy / sxx : 0.0;
+                break;
+            }
+            case STAT_MIN:
+                v = lo;
+                break;
+            default:
+                v = hi;
+            }
+            out[k * per + col + q] = v;
+        }
+    }
+}
+
+/* Truncated normalised EWM over the last L readings (features._ewm_stat), padding masked. */
+static void ewm(const Plan *pl, Work *wk, int64_t n, int64_t L, const double *wts, double *out,
+                int64_t per, int64_t col)
+{
+    int64_t s = pl->n_sensors, pad = L > n ? L - n : 0, first = n - (L - pad);
+    double *ww = wk->tmp;
+    for (int64_t i = 0; i < L; ++i)
+        ww[i] = i < pad ? 0.0 : wts[i];
+    double denom = pairwise(ww, L);
+    for (int64_t k = 0; k < s; ++k) {
+        double acc = 0.0;
+        for (int64_t i = pad; i < L; ++i)
+            acc += wts[i] * wk->z[(first + i - pad) * s + k];
+        out[k * per + col] = acc / denom;
+    }
+}
+
+static int features(const Plan *pl, const double *vals, int64_t n, Work *wk, double *win, float *x)
+{
+    int64_t s = pl->n_sensors, cols = pl->n_cols;
+    TRY(grow(&wk->z, &wk->cap_z, n * s));
+    TRY(grow(&wk->t, &wk->cap_t, n));
+    double *z = wk->z;
+    for (int64_t i = 0; i < n; ++i)
+        wk->t[i] = vals[i * cols];
+    for (int64_t i = 0; i < n; ++i) {
+        const double *row = vals + i * cols;
+        int64_t r = regime(pl, row);
+        const double *mu = pl->mean + r * s, *sd = pl->std + r * s;
+        for (int64_t k = 0; k < s; ++k)
+            z[i * s + k] = (row[pl->sensor_col[k]] - mu[k]) / sd[k];
+    }
+    int64_t per = pl->n_sizes * pl->n_stats + pl->n_spans, col = 0;
+    for (int64_t q = 0; q < pl->n_sizes; ++q, col += pl->n_stats) {
+        if (pl->sizes[q] == 0)
+            expanding(pl, wk, n, win, per, col);
+        else
+            window(pl, wk, n, pl->sizes[q], win, per, col);
+    }
+    const double *wts = pl->ewm_weights;
+    for (int64_t q = 0; q < pl->n_spans; ++q, ++col) {
+        ewm(pl, wk, n, pl->span_len[q], wts, win, per, col);
+        wts += pl->span_len[q];
+    }
+    /* assemble: [time], z at the last reading, window block, [regime one-hot] */
+    int64_t f = 0;
+    const double *last = vals + (n - 1) * cols;
+    if (pl->time_feature)
+        x[f++] = (float)last[0];
+    for (int64_t k = 0; k < s; ++k)
+        x[f++] = (float)z[(n - 1) * s + k];
+    for (int64_t j = 0; j < s * per; ++j)
+        x[f++] = (float)win[j];
+    if (pl->n_regimes > 1) {
+        int64_t r = regime(pl, last);
+        for (int64_t j = 0; j < pl->n_regimes; ++j)
+            x[f++] = j == r ? 1.0f : 0.0f;
+    }
+    for (int64_t j = 0; j < f; ++j) /* absurd inputs (1e300) overflow: let NumPy's rules answer */
+        if (!isfinite(x[j]))
+            return DECLINE;
+    return OK;
+}
+
+/* The whole request: parse ``body``, then the features of every asset's last reading into X
+ * (n_assets x n_features, float32). ids[3a..3a+2]: how asset a named itself (ID_INDEX: no
+ * asset_id; ID_STRING/ID_INT: its text at body offsets [start, end)). Returns OK, DECLINE (let
+ * the Python path answer) or NO_MEMORY. */
+int predmaint_read_request(const char *body, int64_t len, const Plan *pl, float *X, int64_t *ids,
+                           int64_t *n_assets)
+{
+    if (!c_locale)
+        c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+    int64_t per = pl->n_sizes * pl->n_stats + pl->n_spans;
+    int64_t width = pl->time_feature + pl->n_sensors * (1 + per) + (pl->n_regimes > 1 ? pl->n_regimes : 0);
+    if (pl->n_settings > 64 || pl->n_cols < 1 || width != pl->n_features)
+        return DECLINE; /* a plan this reader does not know how to fill */
+    Parser s = {0};
+    s.p = s.begin = (const unsigned char *)body;
+    s.end = s.p + len;
+    s.plan = pl;
+    s.ids = ids;
+    s.starts = calloc((size_t)pl->max_instances + 1, sizeof *s.starts);
+    s.seen = calloc((size_t)pl->n_cols, sizeof *s.seen);
+    Work wk = {0};
+    double *win = NULL;
+    int64_t cap_win = 0, max_w = 1;
+    for (int64_t q = 0; q < pl->n_sizes; ++q)
+        max_w = pl->sizes[q] > max_w ? pl->sizes[q] : max_w;
+    for (int64_t q = 0; q < pl->n_spans; ++q)
+        max_w = pl->span_len[q] > max_w ? pl->span_len[q] : max_w;
+    int rc = (s.starts && s.seen) ? document(&s) : NO_MEMORY;
+    if (rc == OK)
+        rc = grow(&wk.tmp, &wk.cap_tmp, max_w);
+    if (rc == OK)
+        rc = grow(&win, &cap_win, pl->n_sensors * (pl->n_sizes * pl->n_stats + pl->n_spans) + 1);
+    for (int64_t a = 0; rc == OK && a < s.n_assets; ++a) {
+        int64_t r0 = s.starts[a];
+        rc = features(pl, s.vals + r0 * pl->n_cols, s.starts[a + 1] - r0, &wk, win,
+                      X + a * pl->n_features);
+    }
+    *n_assets = rc == OK ? s.n_assets : 0;
+    free(s.vals);
+    free(s.starts);
+    free(s.seen);
+    free(s.prev_col);
+    free(s.prev_key);
+    free(s.prev_len);
+    free(wk.z);
+    free(wk.t);
+    free(wk.tmp);
+    free(win);
+    return rc;
+}
