@@ -14,7 +14,8 @@ One command, everything in one run on loopback (127.0.0.1):
 3. HTTP p50/p99 latency and throughput of one-asset requests at concurrency 1, 8 and 32, for our
    server (``python -m predmaint.server``: gunicorn + uvicorn workers, raw ASGI) and for a reference
    built like SageMaker's framework containers (gunicorn sync workers + Flask calling the same four
-   inference functions), with the same worker count and the same thread environment.
+   inference functions), with the same worker count and the same thread environment; and the same
+   reference stack calling ``handle`` (with the compiled request reader), to compare stacks alone.
 4. Ratios: ours vs reference throughput, in-process vs floor latency.
 
 The load generator is an asyncio client on raw sockets (uvloop when installed) in this process, on
@@ -55,7 +56,10 @@ def reference_app() -> Any:
 
     Built like the SageMaker framework containers' serving stack: a WSGI app under gunicorn sync
     workers, model loaded once per worker, ``input_fn -> predict_fn -> output_fn`` per request.
-    The model directory comes from ``PREDMAINT_BENCH_MODEL_DIR``.
+    With ``PREDMAINT_BENCH_HANDLER=handle`` it calls ``handle`` instead (what ``transform_fn``,
+    which the container prefers when present, runs: the compiled request reader included), so the
+    serving stacks can be compared with the same handler. The model directory comes from
+    ``PREDMAINT_BENCH_MODEL_DIR``.
     """
     from flask import Flask, Response, request
 
@@ -70,8 +74,14 @@ def reference_app() -> Any:
     def ping() -> Response:
         return Response(b'{"status": "healthy"}', status=200, mimetype="application/json")
 
+    whole = os.environ.get("PREDMAINT_BENCH_HANDLER") == "handle"
+
     @app.route("/invocations", methods=["POST"])
     def invocations() -> Response:
+        if whole:  # what the SageMaker container calls when the module has transform_fn
+            status, out, ctype = module.handle(model, request.get_data(), request.headers.get("Content-Type"),
+                                               request.headers.get("Accept"))
+            return Response(out, status=status, mimetype=ctype)
         try:
             doc = module.input_fn(request.get_data(), request.headers.get("Content-Type"))
             prediction = module.predict_fn(doc, model)
@@ -146,8 +156,11 @@ def in_process(model_dir: Path, assets: list[dict[str, Any]], sizes: list[int], 
 
     module = load_inference_module(model_dir)
     model = module.model_fn(str(model_dir))
+    import dataclasses
+
+    python_model = dataclasses.replace(model, reader=None)  # the same model without request.c
     results: dict[str, Any] = {"load": load(), "compiled": getattr(model, "compiled", None) is not None,
-                               "forest": model.forest is not None}
+                               "forest": model.forest is not None, "reader": model.reader is not None}
     for k in sizes:
         body = body_of(assets[:k])
         status, _, _ = module.handle(model, body, "application/json", "application/json")
@@ -161,12 +174,17 @@ def in_process(model_dir: Path, assets: list[dict[str, Any]], sizes: list[int], 
         parse = timed(lambda b=body: orjson.loads(b), reps, seconds)  # JSON decoding alone, for context
         row = {"assets": k, "body_bytes": len(body), "handle_ms": pct(full), "booster_floor_ms": pct(booster),
                "json_parse_ms": pct(parse), "n": len(full)}
+        if model.reader is not None:
+            python = timed(lambda b=body: module.handle(python_model, b, "application/json", "application/json"),
+                           reps, seconds)
+            row["handle_python_ms"] = pct(python)
+            row["reader_ms"] = pct(timed(lambda b=body: model.reader.read(b), reps, seconds))
         if getattr(model, "compiled", None) is not None:
             row["compiled_floor_ms"] = pct(timed(lambda x=X: model.compiled.predict(x), reps, seconds))
         forest = model.forest or module._Forest.from_booster(model.booster)
         if forest is not None and k <= forest.MAX_ROWS:
             row["forest_floor_ms"] = pct(timed(lambda x=X, f=forest: f.predict(x), reps, seconds))
-        # where the time goes: each stage of handle alone (p50)
+        # where the time goes: each stage of the Python path alone (p50)
         doc = module.input_fn(body, "application/json")
         req = module.parse_instances(doc, model)
         row["stages_p50_ms"] = {
@@ -337,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inproc-seconds", type=float, default=4.0, help="time limit per in-process size")
     ap.add_argument("--levels", default="1,8,32", help="HTTP concurrency levels (default 1,8,32)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    ap.add_argument("--no-handle-reference", action="store_true",
+                    help="skip the third server (the reference stack calling handle)")
     args = ap.parse_args(argv)
 
     model_dir = resolve_model_dir(args)
@@ -356,8 +376,12 @@ def main(argv: list[str] | None = None) -> int:
         if "forest_floor_ms" in r:
             line += f", NumPy forest p50 {r['forest_floor_ms'][0]:6.3f} ms"
         print(line + f" | orjson.loads alone p50 {r['json_parse_ms'][0]:6.3f} ms")
+        if "reader_ms" in r:
+            print(f"        compiled reader (body -> features) p50 {r['reader_ms'][0]:.3f} ms; "
+                  f"handle without it (Python path) p50 {r['handle_python_ms'][0]:.3f} ms "
+                  f"p99 {r['handle_python_ms'][1]:.3f} ms")
         st = r["stages_p50_ms"]
-        print("        stages p50: " + ", ".join(f"{name} {v:.3f} ms" for name, v in st.items()))
+        print("        Python path stages p50: " + ", ".join(f"{name} {v:.3f} ms" for name, v in st.items()))
     print(f"  {inproc['load']} -> {inproc['load_after']}")
 
     request_body = body_of(assets[:1])
@@ -372,10 +396,16 @@ def main(argv: list[str] | None = None) -> int:
                       env, port, request, levels, args.max_requests, args.seconds, log)
     port = free_port()
     ref_env = {**env, "PREDMAINT_BENCH_MODEL_DIR": str(model_dir)}
-    ref = http_bench("reference", [sys.executable, "-m", "gunicorn", "--workers", str(args.workers),
-                                   "--worker-class", "sync", "--bind", f"{HOST}:{port}", "--chdir",
-                                   str(REPO / "bench"), "--log-level", "warning", "serving:reference_app()"],
-                     ref_env, port, request, levels, args.max_requests, args.seconds, log)
+    gunicorn = [sys.executable, "-m", "gunicorn", "--workers", str(args.workers), "--worker-class", "sync",
+                "--bind", f"{HOST}:{port}", "--chdir", str(REPO / "bench"), "--log-level", "warning",
+                "serving:reference_app()"]
+    ref = http_bench("reference", gunicorn, ref_env, port, request, levels, args.max_requests, args.seconds, log)
+    ref_handle: list[dict[str, Any]] = []
+    if not args.no_handle_reference:  # the same stack calling handle: the serving stacks alone
+        port = free_port()
+        gunicorn[gunicorn.index("--bind") + 1] = f"{HOST}:{port}"
+        ref_handle = http_bench("ref+handle", gunicorn, {**ref_env, "PREDMAINT_BENCH_HANDLER": "handle"}, port,
+                                request, levels, args.max_requests, args.seconds, log)
 
     print("\nratios:")
     ratios: dict[str, Any] = {}
@@ -384,6 +414,11 @@ def main(argv: list[str] | None = None) -> int:
         ratios[f"throughput_c{a['concurrency']}"] = r
         print(f"  throughput ours/reference at c={a['concurrency']}: {r:.2f}x "
               f"(p99 {a['p99_ms']:.2f} vs {b['p99_ms']:.2f} ms)")
+    for a, b in zip(ours, ref_handle, strict=False):
+        r = a["throughput_rps"] / b["throughput_rps"] if b["throughput_rps"] else float("inf")
+        ratios[f"throughput_vs_handle_reference_c{a['concurrency']}"] = r
+        print(f"  throughput ours/ref+handle (same handler, serving stack alone) at c={a['concurrency']}: "
+              f"{r:.2f}x (p99 {a['p99_ms']:.2f} vs {b['p99_ms']:.2f} ms)")
     one = inproc["1"]
     floor_key = next(k for k in ("compiled_floor_ms", "forest_floor_ms", "booster_floor_ms") if k in one)
     ratios["inproc_vs_floor_1"] = one["handle_ms"][0] / one[floor_key][0]
@@ -396,7 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(),
                                          "model_dir": str(model_dir), "in_process": inproc, "http_ours": ours,
-                                         "http_reference": ref, "ratios": ratios}, indent=1))
+                                         "http_reference": ref, "http_reference_handle": ref_handle,
+                                         "ratios": ratios}, indent=1))
     return 0
 
 

@@ -206,10 +206,20 @@ def score_frame(df: Any, module: Any, model: Any, chunk: int = CHUNK_ASSETS,
     X = np.empty((n_assets, len(spec.feature_names)), dtype=np.float32)
     preds = np.empty(n_assets, dtype=float)
 
+    # the compiled request reader's feature code (request.c, same numbers) when the matrix is clean
+    # (an artifact written by an older version may lack it: getattr)
+    fleet = getattr(getattr(model, "reader", None), "features", None) if clean and needed == model.required else None
+    if fleet is not None:
+        values = np.ascontiguousarray(values)  # once, not per chunk
+
     def share(first: int, last: int) -> None:  # assets [first, last): features by chunk, one predict
         for a in range(first, last, chunk):
             b = min(a + chunk, last)
             lo, hi = bounds[a], bounds[b]
+            fast = fleet(values[lo:hi], bounds[a:b + 1] - lo) if fleet is not None else None
+            if fast is not None:
+                X[a:b] = fast
+                continue
             part = F.ColumnMatrix(cols.matrix[lo:hi], needed) if isinstance(cols, F.ColumnMatrix) \
                 else {c: v[lo:hi] for c, v in cols.items()}
             X[a:b] = F.transform_last(part, bounds[a:b + 1] - lo, spec)

@@ -466,7 +466,7 @@ class _RequestReader:
 
     STATS: ClassVar[dict[str, int]] = {"mean": 0, "std": 1, "slope": 2, "min": 3, "max": 4}
 
-    def __init__(self, fn: Any, spec: F.FeatureSpec, required: list[str]):
+    def __init__(self, fn: Any, spec: F.FeatureSpec, required: list[str], batch: Any = None):
         import ctypes
         import threading
 
@@ -510,7 +510,7 @@ class _RequestReader:
             int(bool(spec.time_column)), len(spec.feature_names))
         self._keep = keep
         self._plan_address = ctypes.addressof(self.plan)
-        self.fn, self.n_features = fn, len(spec.feature_names)
+        self.fn, self.batch, self.n_features = fn, batch, len(spec.feature_names)
         self._local = threading.local()  # output buffers per thread (the container may use threads)
 
     @classmethod
@@ -528,11 +528,12 @@ class _RequestReader:
             lib = _load_library(REQUEST_SOURCE)
             if lib is None:
                 return None
-            fn = lib.predmaint_read_request
+            fn, batch = lib.predmaint_read_request, lib.predmaint_features
             p, i64 = ctypes.c_void_p, ctypes.c_int64
             fn.argtypes = [ctypes.c_char_p, i64, p, p, p, p]
-            fn.restype = ctypes.c_int
-            reader = cls(fn, spec, model.required)
+            batch.argtypes = [p, p, i64, p, p]
+            fn.restype = batch.restype = ctypes.c_int
+            reader = cls(fn, spec, model.required, batch)
             return reader if reader.agrees_with_python(model) else None
         except Exception:  # any surprise: the Python path always works
             return None
@@ -554,6 +555,22 @@ class _RequestReader:
             ids.append(i if kind == 0 else body[a:b].decode("ascii") if kind == 1 else int(body[a:b]))
         return ids, local.X[:m].copy()
 
+    def features(self, values: np.ndarray, offsets: np.ndarray) -> np.ndarray | None:
+        """Features (m, n_features) float32 of the last reading of each of m assets whose validated,
+        time-ordered readings are the rows ``offsets[i]:offsets[i+1]`` of ``values`` (columns in
+        ``model.required`` order); None if declined. For fleet scoring: equals
+        ``features.transform_last(...).astype(float32)``; the GIL is released while it runs."""
+        if self.batch is None:
+            return None
+        values = np.ascontiguousarray(values, dtype=np.float64)
+        offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+        if (values.ndim != 2 or values.shape[1] != self.plan.n_cols or offsets.ndim != 1 or len(offsets) < 1
+                or offsets[0] < 0 or offsets[-1] > len(values) or (np.diff(offsets) < 0).any()):
+            raise ValueError(f"expected (n, {self.plan.n_cols}) values and offsets within them")
+        X = np.empty((len(offsets) - 1, self.n_features), dtype=np.float32)
+        rc = self.batch(values.ctypes.data, offsets.ctypes.data, len(X), self._plan_address, X.ctypes.data)
+        return X if rc == 0 else None
+
     def agrees_with_python(self, model: Model) -> bool:
         """Self-check: synthetic requests drawn around the spec's own statistics (every regime,
         histories shorter and longer than every window) give bit-identical features both ways,
@@ -561,10 +578,15 @@ class _RequestReader:
         for body in _synthetic_requests(model.spec, model.required):
             got = self.read(body)
             doc = input_fn(body, JSON)
-            want = features_matrix(parse_instances(doc, model), model)
+            req = parse_instances(doc, model)
+            want = features_matrix(req, model)
             if got is None or not np.array_equal(got[1], want) or \
                     got[0] != [inst.get("asset_id", i) for i, inst in enumerate(doc["instances"])]:
                 return False
+            if self.batch is not None:  # the fleet-scoring entry on the same readings
+                fleet = self.features(req.columns.matrix, req.offsets)
+                if fleet is None or not np.array_equal(fleet, want):
+                    return False
         bad = _synthetic_requests(model.spec, model.required, n_assets=1)[0].replace(b"[", b"[[", 1)
         return self.read(bad) is None
 

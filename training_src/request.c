@@ -764,6 +764,38 @@ static int features(const Plan *pl, const double *vals, int64_t n, Work *wk, dou
     return OK;
 }
 
+/* A plan this reader knows how to fill: the feature layout adds up, settings fit the scratch. */
+static int plan_ok(const Plan *pl)
+{
+    int64_t per = pl->n_sizes * pl->n_stats + pl->n_spans;
+    int64_t width = pl->time_feature + pl->n_sensors * (1 + per) + (pl->n_regimes > 1 ? pl->n_regimes : 0);
+    return pl->n_settings <= 64 && pl->n_cols >= 1 && width == pl->n_features;
+}
+
+/* Features of the last reading of each asset a (rows starts[a]:starts[a+1] of vals) into X. */
+static int assets(const Plan *pl, const double *vals, const int64_t *starts, int64_t n_assets, float *X)
+{
+    Work wk = {0};
+    double *win = NULL;
+    int64_t cap_win = 0, max_w = 1;
+    for (int64_t q = 0; q < pl->n_sizes; ++q)
+        max_w = pl->sizes[q] > max_w ? pl->sizes[q] : max_w;
+    for (int64_t q = 0; q < pl->n_spans; ++q)
+        max_w = pl->span_len[q] > max_w ? pl->span_len[q] : max_w;
+    int rc = grow(&wk.tmp, &wk.cap_tmp, max_w);
+    if (rc == OK)
+        rc = grow(&win, &cap_win, pl->n_sensors * (pl->n_sizes * pl->n_stats + pl->n_spans) + 1);
+    for (int64_t a = 0; rc == OK && a < n_assets; ++a) {
+        int64_t r0 = starts[a], n = starts[a + 1] - r0;
+        rc = n >= 1 ? features(pl, vals + r0 * pl->n_cols, n, &wk, win, X + a * pl->n_features) : DECLINE;
+    }
+    free(wk.z);
+    free(wk.t);
+    free(wk.tmp);
+    free(win);
+    return rc;
+}
+
 /* The whole request: parse ``body``, then the features of every asset's last reading into X
  * (n_assets x n_features, float32). ids[3a..3a+2]: how asset a named itself (ID_INDEX: no
  * asset_id; ID_STRING/ID_INT: its text at body offsets [start, end)). Returns OK, DECLINE (let
@@ -773,10 +805,8 @@ int predmaint_read_request(const char *body, int64_t len, const Plan *pl, float 
 {
     if (!c_locale)
         c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
-    int64_t per = pl->n_sizes * pl->n_stats + pl->n_spans;
-    int64_t width = pl->time_feature + pl->n_sensors * (1 + per) + (pl->n_regimes > 1 ? pl->n_regimes : 0);
-    if (pl->n_settings > 64 || pl->n_cols < 1 || width != pl->n_features)
-        return DECLINE; /* a plan this reader does not know how to fill */
+    if (!plan_ok(pl))
+        return DECLINE;
     Parser s = {0};
     s.p = s.begin = (const unsigned char *)body;
     s.end = s.p + len;
@@ -784,23 +814,9 @@ int predmaint_read_request(const char *body, int64_t len, const Plan *pl, float 
     s.ids = ids;
     s.starts = calloc((size_t)pl->max_instances + 1, sizeof *s.starts);
     s.seen = calloc((size_t)pl->n_cols, sizeof *s.seen);
-    Work wk = {0};
-    double *win = NULL;
-    int64_t cap_win = 0, max_w = 1;
-    for (int64_t q = 0; q < pl->n_sizes; ++q)
-        max_w = pl->sizes[q] > max_w ? pl->sizes[q] : max_w;
-    for (int64_t q = 0; q < pl->n_spans; ++q)
-        max_w = pl->span_len[q] > max_w ? pl->span_len[q] : max_w;
     int rc = (s.starts && s.seen) ? document(&s) : NO_MEMORY;
     if (rc == OK)
-        rc = grow(&wk.tmp, &wk.cap_tmp, max_w);
-    if (rc == OK)
-        rc = grow(&win, &cap_win, pl->n_sensors * (pl->n_sizes * pl->n_stats + pl->n_spans) + 1);
-    for (int64_t a = 0; rc == OK && a < s.n_assets; ++a) {
-        int64_t r0 = s.starts[a];
-        rc = features(pl, s.vals + r0 * pl->n_cols, s.starts[a + 1] - r0, &wk, win,
-                      X + a * pl->n_features);
-    }
+        rc = assets(pl, s.vals, s.starts, s.n_assets, X);
     *n_assets = rc == OK ? s.n_assets : 0;
     free(s.vals);
     free(s.starts);
@@ -808,9 +824,12 @@ int predmaint_read_request(const char *body, int64_t len, const Plan *pl, float 
     free(s.prev_col);
     free(s.prev_key);
     free(s.prev_len);
-    free(wk.z);
-    free(wk.t);
-    free(wk.tmp);
-    free(win);
     return rc;
+}
+
+/* Fleet scoring: the features of already validated readings (vals: rows x n_cols in the plan's
+ * column order, each asset's rows time-ordered; asset a owns rows starts[a]:starts[a+1]). */
+int predmaint_features(const double *vals, const int64_t *starts, int64_t n_assets, const Plan *pl, float *X)
+{
+    return plan_ok(pl) ? assets(pl, vals, starts, n_assets, X) : DECLINE;
 }

@@ -78,6 +78,8 @@ def _check_every_unit(df, spec, lengths):
     ids, X = reader.read(I._dumps({"instances": rows}))
     assert ids == [r["asset_id"] for r in rows]
     np.testing.assert_array_equal(X, batch[b[1:] - 1])
+    # the fleet-scoring entry: the validated matrix itself, all assets at once
+    np.testing.assert_array_equal(reader.features(df[m.required].to_numpy(dtype=float), b), batch[b[1:] - 1])
     return checked
 
 
@@ -119,6 +121,13 @@ def test_the_self_check_catches_a_different_summation_order(model, monkeypatch):
     monkeypatch.setattr(F.ColumnMatrix, "take",
                         lambda self, names: self.matrix[:, [self.position[c] for c in names]])
     assert not model.reader.agrees_with_python(model)
+
+
+def test_fleet_entry_checks_its_input(model):
+    with pytest.raises(ValueError, match="expected"):
+        model.reader.features(np.zeros((5, 3)), np.array([0, 5]))
+    empty_asset = np.array([0, 0, 4])  # an asset without readings: declined, not a crash
+    assert model.reader.features(np.ones((4, len(model.required))), empty_asset) is None
 
 
 def test_switch_off(fd001_perf, monkeypatch):
