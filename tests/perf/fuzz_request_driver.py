@@ -1,0 +1,68 @@
+"""Fuzz driver for request.c, run by test_request_fuzz.py in a process with AddressSanitizer preloaded.
+
+    python fuzz_request_driver.py LIBRARY FEATURE_SPEC_JSON SECONDS
+
+Loads LIBRARY (request.c built with -fsanitize=address,undefined), then feeds it every truncation
+of a synthetic request, random byte-level mutations of synthetic requests for SECONDS, and a few
+pathological bodies. A memory error or undefined behaviour aborts the process (non-zero exit);
+a clean run prints the counts and exits 0.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from training_src import features as F
+from training_src import inference as I
+
+
+def main() -> int:
+    library, spec_path, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    model = I.Model(spec=F.FeatureSpec.from_json(Path(spec_path).read_text()), meta={})
+    I._set_inputs(model)
+    lib = ctypes.CDLL(library)
+    fn, batch = lib.predmaint_read_request, lib.predmaint_features
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    fn.argtypes, fn.restype = [ctypes.c_char_p, i64, p, p, p, p], ctypes.c_int
+    batch.argtypes, batch.restype = [p, p, i64, p, p], ctypes.c_int
+    reader = I._RequestReader(fn, model.spec, model.required, batch)
+    assert reader.agrees_with_python(model), "the sanitized build must still agree with the Python path"
+    bodies = I._synthetic_requests(model.spec, model.required)
+    small = min(bodies, key=len)
+    for k in range(len(small) + 1):
+        reader.read(small[:k])
+    rng = random.Random(0)
+    n = taken = 0
+    stop = time.monotonic() + seconds
+    while time.monotonic() < stop:
+        b = bytearray(rng.choice(bodies))
+        for _ in range(rng.randint(1, 6)):
+            at = rng.randrange(len(b))
+            op = rng.random()
+            if op < 0.4:
+                b[at] = rng.choice(b'{}[]:,"\\-+.eE0123456789 tfn\x00\xff\x80')
+            elif op < 0.7:
+                del b[at:at + rng.randint(1, 20)]
+            else:
+                b[at:at] = b[at:at + rng.randint(1, 200)]
+            if not b:
+                b = bytearray(b"{}")
+        taken += reader.read(bytes(b)) is not None
+        n += 1
+    for body in (b'{"instances":[{"readings":[{"x":' + b"[" * 100000 + b"]" * 100000 + b"}]}]}",
+                 b'{"instances":[{"readings":[{"cycle":1' + b"0" * 100000 + b"}]}]}",
+                 b'{"instances":[{"readings":[{"cycle":1e' + b"9" * 1000 + b"}]}]}",
+                 b'{"instances":[{"readings":[{"cycle":0.' + b"1" * 1000 + b"}]}]}", b"", b"{", b'"'):
+        assert reader.read(body) is None
+    print(f"truncations {len(small) + 1}, mutations {n}, taken {taken}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
