@@ -25,6 +25,7 @@
 #define _GNU_SOURCE
 #include <locale.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,10 +221,39 @@ static int number(Parser *s, double *out, int *integer)
 static int literal(Parser *s, const char *word)
 {
     size_t n = strlen(word);
-    if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
+    if (s->end - s->p < (ptrdiff_t)n || memcmp(s->p, word, n) != 0)
         return DECLINE;
     s->p += n;
     return OK;
+}
+
+/* Walking objects and arrays. Every object and array this reader uses must be non-empty. */
+static int open_nonempty(Parser *s, int open, int close)
+{
+    TRY(expect(s, open));
+    ws(s);
+    return peek(s) == close ? DECLINE : OK;
+}
+
+/* An object member's key and the ':' after it. */
+static int key(Parser *s, const unsigned char **k, int64_t *len)
+{
+    ws(s);
+    TRY(string(s, k, len));
+    TRY(expect(s, ':'));
+    ws(s);
+    return OK;
+}
+
+/* After a member or element: 1 if another follows (','), 0 at ``close``, -1 on anything else. */
+static int more(Parser *s, int close)
+{
+    ws(s);
+    int d = peek(s);
+    if (d != ',' && d != close)
+        return -1;
+    ++s->p;
+    return d == ',';
 }
 
 /* Any JSON value (of a key the model does not use), checked but not kept. */
@@ -257,21 +287,13 @@ static int skip(Parser *s, int depth)
         ++s->p;
         return OK;
     }
-    for (;;) {
-        if (c == '{') {
-            ws(s);
-            TRY(string(s, &a, &len));
-            TRY(expect(s, ':'));
-        }
+    int m;
+    do {
+        if (c == '{')
+            TRY(key(s, &a, &len));
         TRY(skip(s, depth + 1));
-        ws(s);
-        int d = peek(s);
-        ++s->p;
-        if (d == close)
-            return OK;
-        if (d != ',')
-            return DECLINE;
-    }
+    } while ((m = more(s, close)) == 1);
+    return m == 0 ? OK : DECLINE;
 }
 
 static inline int key_is(const unsigned char *a, int64_t len, const char *word)
@@ -300,16 +322,12 @@ static int reading(Parser *s, int64_t row)
         memset(s->seen, 0, (size_t)pl->n_cols * sizeof *s->seen);
         s->stamp = 1;
     }
-    TRY(expect(s, '{'));
-    ws(s);
-    if (peek(s) == '}')
-        return DECLINE;
+    TRY(open_nonempty(s, '{', '}'));
+    int m;
     for (;; ++k) {
         const unsigned char *a;
         int64_t len, j;
-        ws(s);
-        TRY(string(s, &a, &len));
-        TRY(expect(s, ':'));
+        TRY(key(s, &a, &len));
         if (k < s->n_prev && s->prev_len[k] == len && memcmp(a, s->prev_key[k], (size_t)len) == 0) {
             j = s->prev_col[k];
         } else {
@@ -334,7 +352,6 @@ static int reading(Parser *s, int64_t row)
         s->prev_col[k] = j;
         s->prev_key[k] = a;
         s->prev_len[k] = len;
-        ws(s);
         if (j >= 0) {
             int integer;
             int c = peek(s);
@@ -346,27 +363,20 @@ static int reading(Parser *s, int64_t row)
         } else {
             TRY(skip(s, 2));
         }
-        ws(s);
-        int d = peek(s);
-        ++s->p;
-        if (d == '}')
+        if ((m = more(s, '}')) != 1)
             break;
-        if (d != ',')
-            return DECLINE;
     }
     s->n_prev = k + 1;
-    return found == pl->n_cols ? OK : DECLINE;
+    return m == 0 && found == pl->n_cols ? OK : DECLINE;
 }
 
 static int readings(Parser *s)
 {
     const Plan *pl = s->plan;
     int64_t first = s->n_rows;
-    TRY(expect(s, '['));
-    ws(s);
-    if (peek(s) == ']')
-        return DECLINE;
-    for (;;) {
+    TRY(open_nonempty(s, '[', ']'));
+    int m;
+    do {
         if (s->n_rows - first >= pl->max_readings)
             return DECLINE;
         if (s->n_rows == s->cap_rows) {
@@ -379,14 +389,9 @@ static int readings(Parser *s)
         }
         TRY(reading(s, s->n_rows));
         ++s->n_rows;
-        ws(s);
-        int d = peek(s);
-        ++s->p;
-        if (d == ']')
-            break;
-        if (d != ',')
-            return DECLINE;
-    }
+    } while ((m = more(s, ']')) == 1);
+    if (m < 0)
+        return DECLINE;
     /* times strictly increasing (the Python path sorts other orders and names duplicates) */
     for (int64_t r = first + 1; r < s->n_rows; ++r)
         if (!(s->vals[r * pl->n_cols] > s->vals[(r - 1) * pl->n_cols]))
@@ -400,17 +405,12 @@ static int instance(Parser *s)
     int have_id = 0, have_readings = 0;
     id[0] = ID_INDEX;
     id[1] = id[2] = 0;
-    TRY(expect(s, '{'));
-    ws(s);
-    if (peek(s) == '}')
-        return DECLINE;
-    for (;;) {
+    TRY(open_nonempty(s, '{', '}'));
+    int m;
+    do {
         const unsigned char *k;
         int64_t len;
-        ws(s);
-        TRY(string(s, &k, &len));
-        TRY(expect(s, ':'));
-        ws(s);
+        TRY(key(s, &k, &len));
         if (key_is(k, len, "asset_id")) {
             if (have_id++)
                 return DECLINE;
@@ -439,15 +439,8 @@ static int instance(Parser *s)
         } else {
             TRY(skip(s, 2));
         }
-        ws(s);
-        int d = peek(s);
-        ++s->p;
-        if (d == '}')
-            break;
-        if (d != ',')
-            return DECLINE;
-    }
-    if (!have_readings)
+    } while ((m = more(s, '}')) == 1);
+    if (m < 0 || !have_readings)
         return DECLINE;
     s->starts[a + 1] = s->n_rows;
     s->n_assets = a + 1;
@@ -457,36 +450,24 @@ static int instance(Parser *s)
 static int document(Parser *s)
 {
     int have_instances = 0, have_explain = 0;
-    TRY(expect(s, '{'));
-    ws(s);
-    if (peek(s) == '}')
-        return DECLINE;
-    for (;;) {
+    TRY(open_nonempty(s, '{', '}'));
+    int m;
+    do {
         const unsigned char *k;
         int64_t len;
-        ws(s);
-        TRY(string(s, &k, &len));
-        TRY(expect(s, ':'));
-        ws(s);
+        TRY(key(s, &k, &len));
         if (key_is(k, len, "instances")) {
             if (have_instances++)
                 return DECLINE;
-            TRY(expect(s, '['));
-            ws(s);
-            if (peek(s) == ']')
-                return DECLINE;
-            for (;;) {
+            TRY(open_nonempty(s, '[', ']'));
+            int n;
+            do {
                 if (s->n_assets >= s->plan->max_instances)
                     return DECLINE;
                 TRY(instance(s));
-                ws(s);
-                int d = peek(s);
-                ++s->p;
-                if (d == ']')
-                    break;
-                if (d != ',')
-                    return DECLINE;
-            }
+            } while ((n = more(s, ']')) == 1);
+            if (n < 0)
+                return DECLINE;
         } else if (key_is(k, len, "explain")) {
             if (have_explain++)
                 return DECLINE;
@@ -494,16 +475,9 @@ static int document(Parser *s)
         } else {
             TRY(skip(s, 1));
         }
-        ws(s);
-        int d = peek(s);
-        ++s->p;
-        if (d == '}')
-            break;
-        if (d != ',')
-            return DECLINE;
-    }
+    } while ((m = more(s, '}')) == 1);
     ws(s);
-    return have_instances && s->p == s->end ? OK : DECLINE;
+    return m == 0 && have_instances && s->p == s->end ? OK : DECLINE;
 }
 
 /* ------------------------------------------------------------------------------------------ */
