@@ -37,13 +37,11 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from machine import load  # noqa: E402
 
 STAGE_RE = re.compile(r"stage=(?P<name>.+?) status=(?P<status>started|ok|failed)(?: seconds=(?P<s>[\d.]+))?")
-
-
-def load() -> str:
-    a, b, c = os.getloadavg()
-    return f"load {a:.2f} {b:.2f} {c:.2f}"
 
 
 class TreeSampler:

@@ -20,7 +20,8 @@ One command, everything in one run on loopback (127.0.0.1):
 
 The load generator is an asyncio client on raw sockets (uvloop when installed) in this process, on
 the same 2 cores as the servers. Every loop is bounded by a request count AND a time limit. The
-machine's load average is printed with each section, since the CPU may be shared.
+machine's load average and a CPU probe (`machine.py`) are printed with each section: the CPU may be
+shared, and this machine alternates between a fast and a ~1.8x slower phase.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from machine import load  # noqa: E402
 
 HOST = "127.0.0.1"
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -95,12 +99,6 @@ def reference_app() -> Any:
 
 
 # ---------------------------------------------------------------------- helpers
-def load() -> str:
-    """The 1/5/15-minute load averages as text (the CPU is shared; figures need this context)."""
-    a, b, c = os.getloadavg()
-    return f"load {a:.2f} {b:.2f} {c:.2f}"
-
-
 def pct(values: list[float] | np.ndarray) -> tuple[float, float]:
     """(p50, p99) in milliseconds of durations in seconds."""
     arr = np.asarray(values) * 1e3

@@ -313,6 +313,22 @@ static int64_t lookup(const Plan *pl, const unsigned char *a, int64_t len)
     return -1;
 }
 
+/* Whether the k-th key of this reading is, byte for byte, the k-th key of the previous one (then
+ * consumed up to its closing quote). That key already passed string(), so no byte needs checking
+ * again: the same text is the same valid key. */
+static inline int same_key(Parser *s, int64_t k)
+{
+    if (k >= s->n_prev)
+        return 0;
+    ws(s);
+    int64_t len = s->prev_len[k];
+    const unsigned char *p = s->p;
+    if (s->end - p < len + 2 || p[0] != '"' || p[len + 1] != '"' || memcmp(p + 1, s->prev_key[k], (size_t)len) != 0)
+        return 0;
+    s->p = p + len + 2;
+    return 1;
+}
+
 static int reading(Parser *s, int64_t row)
 {
     const Plan *pl = s->plan;
@@ -327,10 +343,14 @@ static int reading(Parser *s, int64_t row)
     for (;; ++k) {
         const unsigned char *a;
         int64_t len, j;
-        TRY(key(s, &a, &len));
-        if (k < s->n_prev && s->prev_len[k] == len && memcmp(a, s->prev_key[k], (size_t)len) == 0) {
+        if (same_key(s, k)) { /* the common case: readings list their keys in one order */
+            a = s->prev_key[k];
+            len = s->prev_len[k];
             j = s->prev_col[k];
+            TRY(expect(s, ':'));
+            ws(s);
         } else {
+            TRY(key(s, &a, &len));
             j = lookup(pl, a, len);
         }
         if (k >= s->cap_prev) {
