@@ -16,6 +16,9 @@ One command, everything in one run on loopback (127.0.0.1):
    built like SageMaker's framework containers (gunicorn sync workers + Flask calling the same four
    inference functions), with the same worker count and the same thread environment; and the same
    reference stack calling ``handle`` (with the compiled request reader), to compare stacks alone.
+   All servers run at once; each level's time is split into rounds (default 4) in which every
+   server gets its slice in turn, so a slow phase of the machine falls on all of them alike. The
+   ratios are printed pooled and as the lowest/highest single-round ratio.
 4. Ratios: ours vs reference throughput, in-process vs floor latency.
 
 The load generator is an asyncio client on raw sockets (uvloop when installed) in this process, on
@@ -191,6 +194,7 @@ def in_process(model_dir: Path, assets: list[dict[str, Any]], sizes: list[int], 
             "features": pct(timed(lambda r=req: module.features_matrix(r, model), reps, seconds))[0],
             "predict": pct(timed(lambda x=X: module.predict_matrix(model, x), reps, seconds))[0],
         }
+        row["load"] = load()
         results[str(k)] = row
     results["load_after"] = load()
     return results
@@ -268,13 +272,12 @@ async def _load(port: int, request: bytes, concurrency: int, max_requests: int, 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
-    p50, p99 = pct(latencies) if latencies else (float("nan"), float("nan"))
-    return {"concurrency": concurrency, "requests": len(latencies), "seconds": round(elapsed, 2),
-            "throughput_rps": len(latencies) / elapsed, "p50_ms": p50, "p99_ms": p99, "errors": errors}
+    return {"concurrency": concurrency, "latencies": latencies, "seconds": elapsed, "errors": errors}
 
 
 def run_load(port: int, request: bytes, concurrency: int, max_requests: int, seconds: float) -> dict[str, Any]:
-    """Closed-loop load: ``concurrency`` clients, each sending its next request on the last answer."""
+    """Closed-loop load: ``concurrency`` clients, each sending its next request on the last answer.
+    Returns the raw latencies (seconds), the elapsed seconds and the error counts."""
     try:
         import uvloop
 
@@ -318,25 +321,50 @@ def stop_server(proc: subprocess.Popen) -> None:
             proc.wait(5)
 
 
-def http_bench(name: str, cmd: list[str], env: dict[str, str], port: int, request: bytes,
-               levels: list[int], max_requests: int, seconds: float, log: Path) -> list[dict[str, Any]]:
-    """Start one server, warm it up, run every concurrency level, stop it."""
-    with open(log, "ab") as fh:
-        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=fh, cwd=str(REPO))
+def summarise(name: str, concurrency: int, slices: list[dict[str, Any]]) -> dict[str, Any]:
+    """One (server, level) row from its slices: throughput over the summed time, pooled p50/p99."""
+    latencies = [x for sl in slices for x in sl["latencies"]]
+    seconds = sum(sl["seconds"] for sl in slices)
+    p50, p99 = pct(latencies) if latencies else (float("nan"), float("nan"))
+    errors = {k: sum(sl["errors"][k] for sl in slices) for k in slices[0]["errors"]}
+    return {"server": name, "concurrency": concurrency, "requests": len(latencies), "seconds": round(seconds, 2),
+            "throughput_rps": len(latencies) / seconds if seconds else 0.0, "p50_ms": p50, "p99_ms": p99,
+            "errors": errors, "rounds_rps": [len(sl["latencies"]) / sl["seconds"] for sl in slices]}
+
+
+def http_bench(servers: list[tuple[str, list[str], dict[str, str], int]], request: bytes, levels: list[int],
+               max_requests: int, seconds: float, rounds: int, log: Path) -> dict[str, list[dict[str, Any]]]:
+    """Start every server (name, command, environment, port) at once and warm each up; then, for
+    each of ``rounds`` rounds and each concurrency level, load every server for ``seconds/rounds``
+    (the order rotating from round to round), so a slow phase of the machine falls on all servers
+    alike. Returns each server's rows, one per level (see ``summarise``)."""
+    procs: list[subprocess.Popen] = []
     try:
-        wait_ready(port, proc)
-        run_load(port, request, 4, 400, 5)  # warm-up: every worker has answered a few requests
-        out = []
-        for c in levels:
-            row = run_load(port, request, c, max_requests, seconds)
-            row["server"], row["load"] = name, load()
-            print(f"  {name:<10} c={c:<3} {row['throughput_rps']:8.0f} req/s  p50 {row['p50_ms']:6.2f} ms  "
-                  f"p99 {row['p99_ms']:6.2f} ms  n={row['requests']}  errors={row['errors']}  {row['load']}",
-                  flush=True)
-            out.append(row)
+        with open(log, "ab") as fh:
+            for _, cmd, env, _ in servers:
+                procs.append(subprocess.Popen(cmd, env=env, stdout=fh, stderr=fh, cwd=str(REPO)))
+        for (_, _, _, port), proc in zip(servers, procs, strict=True):
+            wait_ready(port, proc)
+            run_load(port, request, 4, 400, 5)  # warm-up: every worker has answered a few requests
+        slices: dict[tuple[str, int], list[dict[str, Any]]] = {(n, c): [] for n, *_ in servers for c in levels}
+        for r in range(rounds):
+            order = servers[r % len(servers):] + servers[:r % len(servers)]
+            for c in levels:
+                for name, _, _, port in order:
+                    slices[name, c].append(run_load(port, request, c, max(1, max_requests // rounds), seconds / rounds))
+            print(f"  round {r + 1}/{rounds} done · {load()}", flush=True)
+        out: dict[str, list[dict[str, Any]]] = {}
+        for name, *_ in servers:
+            out[name] = [summarise(name, c, slices[name, c]) for c in levels]
+            for row in out[name]:
+                print(f"  {name:<10} c={row['concurrency']:<3} {row['throughput_rps']:8.0f} req/s  "
+                      f"p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms  n={row['requests']}  "
+                      f"errors={row['errors']}  per round " + "/".join(f"{x:.0f}" for x in row["rounds_rps"]),
+                      flush=True)
         return out
     finally:
-        stop_server(proc)
+        for proc in procs:
+            stop_server(proc)
 
 
 # ---------------------------------------------------------------------- main
@@ -348,10 +376,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", default=os.environ.get("PREDMAINT_DATA_DIR", "data"), type=Path)
     ap.add_argument("--workers", type=int, default=2, help="workers for BOTH servers (default 2)")
     ap.add_argument("--readings", type=int, default=30, help="readings per asset (default 30)")
-    ap.add_argument("--seconds", type=float, default=8.0, help="time limit per HTTP level (default 8)")
+    ap.add_argument("--seconds", type=float, default=8.0,
+                    help="time per server and HTTP level, summed over the rounds (default 8)")
     ap.add_argument("--max-requests", type=int, default=40000, help="request limit per HTTP level")
     ap.add_argument("--inproc-seconds", type=float, default=4.0, help="time limit per in-process size")
     ap.add_argument("--levels", default="1,8,32", help="HTTP concurrency levels (default 1,8,32)")
+    ap.add_argument("--rounds", type=int, default=4,
+                    help="HTTP: split each level's time into this many rounds, servers interleaved (default 4)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     ap.add_argument("--no-handle-reference", action="store_true",
                     help="skip the third server (the reference stack calling handle)")
@@ -379,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"handle without it (Python path) p50 {r['handle_python_ms'][0]:.3f} ms "
                   f"p99 {r['handle_python_ms'][1]:.3f} ms")
         st = r["stages_p50_ms"]
-        print("        Python path stages p50: " + ", ".join(f"{name} {v:.3f} ms" for name, v in st.items()))
+        print("        Python path stages p50: " + ", ".join(f"{name} {v:.3f} ms" for name, v in st.items())
+              + f" · {r['load']}")
     print(f"  {inproc['load']} -> {inproc['load_after']}")
 
     request_body = body_of(assets[:1])
@@ -388,35 +420,34 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, **THREAD_ENV, "PYTHONPATH": str(REPO)}
     log = Path(tempfile.gettempdir()) / f"predmaint-bench-serving-{os.getpid()}.log"
     print(f"\nHTTP, one asset ({args.readings} readings) per request, closed loop on {HOST} (server logs: {log}):")
-    port = free_port()
-    ours = http_bench("ours", [sys.executable, "-m", "predmaint.server", str(model_dir), "--host", HOST,
-                               "--port", str(port), "--workers", str(args.workers)],
-                      env, port, request, levels, args.max_requests, args.seconds, log)
-    port = free_port()
     ref_env = {**env, "PREDMAINT_BENCH_MODEL_DIR": str(model_dir)}
-    gunicorn = [sys.executable, "-m", "gunicorn", "--workers", str(args.workers), "--worker-class", "sync",
+
+    def reference(port: int) -> list[str]:
+        return [sys.executable, "-m", "gunicorn", "--workers", str(args.workers), "--worker-class", "sync",
                 "--bind", f"{HOST}:{port}", "--chdir", str(REPO / "bench"), "--log-level", "warning",
                 "serving:reference_app()"]
-    ref = http_bench("reference", gunicorn, ref_env, port, request, levels, args.max_requests, args.seconds, log)
-    ref_handle: list[dict[str, Any]] = []
-    if not args.no_handle_reference:  # the same stack calling handle: the serving stacks alone
-        port = free_port()
-        gunicorn[gunicorn.index("--bind") + 1] = f"{HOST}:{port}"
-        ref_handle = http_bench("ref+handle", gunicorn, {**ref_env, "PREDMAINT_BENCH_HANDLER": "handle"}, port,
-                                request, levels, args.max_requests, args.seconds, log)
 
-    print("\nratios:")
+    servers = [("ours", [sys.executable, "-m", "predmaint.server", str(model_dir), "--host", HOST, "--port",
+                         str(p := free_port()), "--workers", str(args.workers)], env, p),
+               ("reference", reference(p := free_port()), ref_env, p)]
+    if not args.no_handle_reference:  # the same stack calling handle: the serving stacks alone
+        servers.append(("ref+handle", reference(p := free_port()),
+                        {**ref_env, "PREDMAINT_BENCH_HANDLER": "handle"}, p))
+    http = http_bench(servers, request, levels, args.max_requests, args.seconds, args.rounds, log)
+    ours, ref, ref_handle = http["ours"], http["reference"], http.get("ref+handle", [])
+
+    print("\nratios (pooled over the rounds; in brackets the lowest and highest single-round ratio):")
     ratios: dict[str, Any] = {}
-    for a, b in zip(ours, ref, strict=True):
-        r = a["throughput_rps"] / b["throughput_rps"] if b["throughput_rps"] else float("inf")
-        ratios[f"throughput_c{a['concurrency']}"] = r
-        print(f"  throughput ours/reference at c={a['concurrency']}: {r:.2f}x "
-              f"(p99 {a['p99_ms']:.2f} vs {b['p99_ms']:.2f} ms)")
-    for a, b in zip(ours, ref_handle, strict=False):
-        r = a["throughput_rps"] / b["throughput_rps"] if b["throughput_rps"] else float("inf")
-        ratios[f"throughput_vs_handle_reference_c{a['concurrency']}"] = r
-        print(f"  throughput ours/ref+handle (same handler, serving stack alone) at c={a['concurrency']}: "
-              f"{r:.2f}x (p99 {a['p99_ms']:.2f} vs {b['p99_ms']:.2f} ms)")
+    for label, key, other in (("reference", "throughput_c", ref),
+                              ("ref+handle (same handler, serving stack alone)", "throughput_vs_handle_reference_c",
+                               ref_handle)):
+        for a, b in zip(ours, other, strict=False):
+            r = a["throughput_rps"] / b["throughput_rps"] if b["throughput_rps"] else float("inf")
+            per_round = [x / y for x, y in zip(a["rounds_rps"], b["rounds_rps"], strict=True) if y]
+            ratios[f"{key}{a['concurrency']}"] = r
+            ratios[f"{key}{a['concurrency']}_rounds"] = per_round
+            print(f"  throughput ours/{label} at c={a['concurrency']}: {r:.2f}x "
+                  f"[{min(per_round):.2f}-{max(per_round):.2f}] (p99 {a['p99_ms']:.2f} vs {b['p99_ms']:.2f} ms)")
     one = inproc["1"]
     floor_key = next(k for k in ("compiled_floor_ms", "forest_floor_ms", "booster_floor_ms") if k in one)
     ratios["inproc_vs_floor_1"] = one["handle_ms"][0] / one[floor_key][0]
