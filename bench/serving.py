@@ -272,7 +272,7 @@ async def _load(port: int, request: bytes, concurrency: int, max_requests: int, 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
-    return {"concurrency": concurrency, "latencies": latencies, "seconds": elapsed, "errors": errors}
+    return {"latencies": latencies, "seconds": elapsed, "errors": errors}
 
 
 def run_load(port: int, request: bytes, concurrency: int, max_requests: int, seconds: float) -> dict[str, Any]:

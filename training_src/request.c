@@ -320,13 +320,37 @@ static inline int same_key(Parser *s, int64_t k)
 {
     if (k >= s->n_prev)
         return 0;
-    ws(s);
     int64_t len = s->prev_len[k];
     const unsigned char *p = s->p;
     if (s->end - p < len + 2 || p[0] != '"' || p[len + 1] != '"' || memcmp(p + 1, s->prev_key[k], (size_t)len) != 0)
         return 0;
     s->p = p + len + 2;
     return 1;
+}
+
+/* Note that the k-th key of this reading is the text a[0:len], column j (-1: not used). */
+static int remember(Parser *s, int64_t k, const unsigned char *a, int64_t len, int64_t j)
+{
+    if (k >= s->cap_prev) {
+        int64_t cap = s->cap_prev ? 2 * s->cap_prev : 32;
+        int64_t *c = realloc(s->prev_col, (size_t)cap * sizeof *c);
+        if (!c)
+            return NO_MEMORY;
+        s->prev_col = c;
+        const unsigned char **kk = realloc(s->prev_key, (size_t)cap * sizeof *kk);
+        if (!kk)
+            return NO_MEMORY;
+        s->prev_key = kk;
+        int64_t *l = realloc(s->prev_len, (size_t)cap * sizeof *l);
+        if (!l)
+            return NO_MEMORY;
+        s->prev_len = l;
+        s->cap_prev = cap;
+    }
+    s->prev_col[k] = j;
+    s->prev_key[k] = a;
+    s->prev_len[k] = len;
+    return OK;
 }
 
 static int reading(Parser *s, int64_t row)
@@ -341,37 +365,19 @@ static int reading(Parser *s, int64_t row)
     TRY(open_nonempty(s, '{', '}'));
     int m;
     for (;; ++k) {
-        const unsigned char *a;
-        int64_t len, j;
-        if (same_key(s, k)) { /* the common case: readings list their keys in one order */
-            a = s->prev_key[k];
-            len = s->prev_len[k];
+        int64_t j;
+        ws(s);
+        if (same_key(s, k)) { /* the common case: every reading lists its keys in one order */
             j = s->prev_col[k];
-            TRY(expect(s, ':'));
-            ws(s);
         } else {
-            TRY(key(s, &a, &len));
+            const unsigned char *a;
+            int64_t len;
+            TRY(string(s, &a, &len));
             j = lookup(pl, a, len);
+            TRY(remember(s, k, a, len, j));
         }
-        if (k >= s->cap_prev) {
-            int64_t cap = s->cap_prev ? 2 * s->cap_prev : 32;
-            int64_t *c = realloc(s->prev_col, (size_t)cap * sizeof *c);
-            if (!c)
-                return NO_MEMORY;
-            s->prev_col = c;
-            const unsigned char **kk = realloc(s->prev_key, (size_t)cap * sizeof *kk);
-            if (!kk)
-                return NO_MEMORY;
-            s->prev_key = kk;
-            int64_t *l = realloc(s->prev_len, (size_t)cap * sizeof *l);
-            if (!l)
-                return NO_MEMORY;
-            s->prev_len = l;
-            s->cap_prev = cap;
-        }
-        s->prev_col[k] = j;
-        s->prev_key[k] = a;
-        s->prev_len[k] = len;
+        TRY(expect(s, ':'));
+        ws(s);
         if (j >= 0) {
             int integer;
             int c = peek(s);
