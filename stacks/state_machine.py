@@ -34,16 +34,14 @@ from stacks.roles import SageMakerRoles, arn
 from training_src import search_space
 
 CODE_DIR = "/opt/ml/processing/input/code"
-# Processing jobs run a training_src script from the same sourcedir.tar.gz script mode uses
-# (like the SageMaker SDK's FrameworkProcessor): unpack, expose the shipped profiles as the
-# profile input, install training_src/requirements.txt if there is one, run the script.
+# Processing jobs run a training_src script from the same sourcedir.tar.gz script mode uses (like the
+# SageMaker SDK's FrameworkProcessor): unpack it, then training_src/processing.py runs the script.
+# CreateProcessingJob allows at most 256 characters per ContainerEntrypoint item, so the shell part
+# only unpacks; everything else is Python in the tarball.
 PROCESSING_RUNNER = (
-    "set -eu; mkdir -p /opt/ml/processing/code /opt/ml/processing/input/profile; "
-    f"for f in {CODE_DIR}/*; do tar -xzf \"$f\" -C /opt/ml/processing/code; done; "
-    "cp -n /opt/ml/processing/code/profiles/*.json /opt/ml/processing/input/profile/ 2>/dev/null || true; "
-    "cd /opt/ml/processing/code; export PYTHONPATH=/opt/ml/processing/code; "
-    "if [ -f requirements.txt ]; then python3 -m pip install --quiet -r requirements.txt; fi; "
-    "script=\"$1\"; shift; exec python3 \"$script\" \"$@\""
+    "mkdir -p /opt/ml/processing/code && "
+    f"for f in {CODE_DIR}/*; do tar -xzf \"$f\" -C /opt/ml/processing/code || exit 1; done && "
+    "exec python3 /opt/ml/processing/code/processing.py \"$@\""
 )
 
 SAGEMAKER_TRANSIENT = ["SageMaker.AmazonSageMakerException", "SageMaker.ThrottlingException",
