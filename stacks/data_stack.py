@@ -61,7 +61,7 @@ class ProjectKey(Construct):
 
 
 class ProjectBuckets(Construct):
-    """Data (raw/, processed/), artifacts (runs/, data-capture/) and the access-log bucket."""
+    """Data (raw/, processed/), artifacts (runs/, models/, data-capture/) and the access-log bucket."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, key: kms.IKey) -> None:
         super().__init__(scope, construct_id)
@@ -97,6 +97,9 @@ class ProjectBuckets(Construct):
         self.artifacts = s3.Bucket(
             self, "Artifacts", bucket_name=config.bucket_name("artifacts", account),
             server_access_logs_prefix="artifacts/",
+            # runs/ (manifests, features, tuning output, every refit model) expires; a model that passed the
+            # gate is copied to models/<run-id>/ by the promote Lambda and never expires, because the
+            # endpoint's scale-out and redeploys read the champion's model.tar.gz from there
             lifecycle_rules=[
                 s3.LifecycleRule(id="expire-old-runs", prefix="runs/", expiration=cdk.Duration.days(d.artifact_expiry_days)),
                 s3.LifecycleRule(id="expire-data-capture", prefix="data-capture/",

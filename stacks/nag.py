@@ -56,8 +56,8 @@ def acknowledged_findings(built: PredMaintApp) -> list[tuple[IConstruct, str, st
         (jobs, IAM5.format(sm_logs("ProcessingJobs")), "log streams are named after each processing job and host"),
         (jobs, IAM5.format(sm_logs("TrainingJobs")), "log streams are named after each training job"),
         # --- SageMaker hosting role ---
-        (hosting, IAM5.format(bucket("artifacts", "runs/")), "serves the champion's runs/<run-id>/model/model.tar.gz; "
-                                                             "the champion changes with every promotion"),
+        (hosting, IAM5.format(bucket("artifacts", "models/")), "serves the champion's models/<run-id>/model.tar.gz; "
+                                                               "the champion changes with every promotion"),
         (hosting, IAM5.format(bucket("artifacts", f"data-capture/{c.endpoint.name}/")),
          "data capture writes one object per capture interval under the endpoint's prefix"),
         (hosting, IAM5.format("*"), "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource-level "
@@ -74,6 +74,8 @@ def acknowledged_findings(built: PredMaintApp) -> list[tuple[IConstruct, str, st
         # --- promote Lambda ---
         (t.promote.role, IAM5.format(bucket("artifacts", "runs/")), "reads runs/<run-id>/evaluation/evaluation.json of "
                                                                     "the challenger and the champion"),
+        (t.promote.role, IAM5.format(bucket("artifacts", "models/")), "keeps a model that passed the gate as "
+                                                                      "models/<run-id>/model.tar.gz: " + per_run),
         (t.promote.role, IAM5.format(sm(f"model-package/{c.model_package_group}/*")),
          "model package versions of the project's group are numbered by SageMaker at registration"),
         (t.promote.role, IAM5.format("*"), "sagemaker:ListModelPackages and X-Ray tracing have no resource-level "

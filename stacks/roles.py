@@ -27,6 +27,8 @@ from stacks.images import ecr_repository_arn
 S3_READ = ["s3:GetObject", "s3:GetObjectVersion"]
 S3_WRITE = ["s3:PutObject", "s3:AbortMultipartUpload"]
 ECR_PULL = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+#: where the promote Lambda keeps models that passed the gate (the runs/ prefix expires)
+MODELS_PREFIX = "models/"
 LOG_WRITE = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"]
 
 
@@ -76,9 +78,12 @@ class SageMakerRoles(Construct):
                                                             artifacts.arn_for_objects("runs/*")]),
             iam.PolicyStatement(actions=S3_WRITE, resources=[data.arn_for_objects("processed/*"),
                                                              artifacts.arn_for_objects("runs/*")]),
-            # the script-mode source (sourcedir.tar.gz) in the CDK asset bucket: that one object
+            # the script-mode source (sourcedir.tar.gz) in the CDK asset bucket: that one object. Processing
+            # jobs read it as an S3Prefix input, and SageMaker lists a prefix before downloading it
             iam.PolicyStatement(actions=["s3:GetObject"],
                                 resources=[source.bucket.arn_for_objects(source.s3_object_key)]),
+            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[source.bucket.bucket_arn],
+                                conditions={"StringEquals": {"s3:prefix": [source.s3_object_key]}}),
             use_key(key, ("kms:CreateGrant",)),  # CreateGrant: SageMaker encrypts job volumes with it
             *sagemaker_common(self, image_uri, ["ProcessingJobs", "TrainingJobs"]),
         ]
@@ -88,7 +93,8 @@ class SageMakerRoles(Construct):
         self.hosting = iam.Role(self, "HostingRole", assumed_by=principal,
                                 description="SageMaker endpoint serving the champion model")
         for st in [
-            iam.PolicyStatement(actions=S3_READ, resources=[artifacts.arn_for_objects("runs/*")]),
+            # models that passed the gate are kept under models/<run-id>/ (runs/ expires)
+            iam.PolicyStatement(actions=S3_READ, resources=[artifacts.arn_for_objects(f"{MODELS_PREFIX}*")]),
             iam.PolicyStatement(actions=["s3:PutObject"],
                                 resources=[artifacts.arn_for_objects(f"data-capture/{config.endpoint.name}/*")]),
             use_key(key, ("kms:CreateGrant",)),

@@ -44,9 +44,17 @@ PROCESSING_RUNNER = (
     "exec python3 /opt/ml/processing/code/processing.py \"$@\""
 )
 
-SAGEMAKER_TRANSIENT = ["SageMaker.AmazonSageMakerException", "SageMaker.ThrottlingException",
-                       "SageMaker.ResourceLimitExceededException", "SageMaker.SageMakerException",
-                       "ThrottlingException", "States.Timeout"]
+# Step Functions' optimized SageMaker integrations report EVERY API error -- a throttled call and a
+# ValidationException or AccessDeniedException alike -- as ``SageMaker.AmazonSageMakerException``, and
+# a Retrier matches error names only. So SageMaker tasks have no Retrier: their errors go to a Choice
+# that looks at the Cause, backs off and tries again only for these (the AWS Java SDK's "Error Code:
+# X" in the Cause), within THROTTLE_BUDGET tries per execution; anything else is reported at once.
+THROTTLE_CAUSES = ("*Error Code: ThrottlingException*", "*Rate exceeded*", "*Error Code: InternalFailure*",
+                   "*Error Code: ServiceUnavailable*")
+THROTTLE_BUDGET = 8
+THROTTLE_WAIT_S = 60
+# AWS SDK integrations (arn:aws:states:::aws-sdk:sagemaker:*) name errors after the exception instead
+SDK_THROTTLING = ["SageMaker.ThrottlingException", "SageMaker.InternalFailureException"]
 LAMBDA_TRANSIENT = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
                     "Lambda.TooManyRequestsException", "Lambda.ClientExecutionTimeoutException"]
 SNS_TRANSIENT = ["SNS.SnsException", "SNS.ThrottledException", "SNS.InternalErrorException", "States.TaskFailed"]
@@ -93,11 +101,28 @@ class TrainingStateMachine(Construct):
             self.task_states.append(state.state_id)
             return state
 
+        def sagemaker_task(state: Any, *transient_causes: str) -> Any:
+            """A SageMaker task whose throttling (and ``transient_causes``) are retried, nothing else."""
+            sid = state.state_id
+            wait = sfn.Wait(self, f"{sid}Backoff", time=sfn.WaitTime.duration(cdk.Duration.seconds(THROTTLE_WAIT_S)),
+                            comment=f"{sid} was throttled: wait, then call it again")
+            count = sfn.Pass(self, f"{sid}Throttled", result_path="$.throttle", parameters={
+                "retries.$": "States.MathAdd($.throttle.retries, 1)"})
+            transient = sfn.Condition.or_(*[sfn.Condition.string_matches("$.error.Cause", p)
+                                            for p in (*THROTTLE_CAUSES, *transient_causes)])
+            state.add_catch(sfn.Choice(self, f"{sid}Transient?")
+                            .when(sfn.Condition.and_(transient, sfn.Condition.number_less_than(
+                                "$.throttle.retries", THROTTLE_BUDGET)), count.next(wait).next(state))
+                            .otherwise(notify_failure), errors=["States.ALL"], result_path="$.error")
+            self.task_states.append(sid)
+            return state
+
         # ---------------- input and plan ----------------
         defaults = sfn.Pass(self, "ApplyDefaults", result_path="$.defaults", result=sfn.Result.from_object(
             {"dataset": c.dataset, "profile": c.profile, "subset": c.subset}))
         merge = sfn.Pass(self, "MergeInput", parameters={
-            "args.$": "States.JsonMerge($.defaults, $$.Execution.Input, false)"})
+            "args.$": "States.JsonMerge($.defaults, $$.Execution.Input, false)",
+            "throttle": {"retries": 0}})  # SageMaker throttling retries used so far (see THROTTLE_CAUSES)
         prepare_task = guarded(tasks.LambdaInvoke(
             self, "Prepare", lambda_function=prepare.function, payload_response_only=True,
             retry_on_service_exceptions=False, result_path="$.plan",
@@ -130,7 +155,7 @@ class TrainingStateMachine(Construct):
         processing_result = {"ProcessingJobArn.$": "$.ProcessingJobArn",
                              "ProcessingJobStatus.$": "$.ProcessingJobStatus"}
         if c.processing.instance_count == 1:
-            features = [guarded(self._custom("Preprocess", "createProcessingJob.sync", {
+            features = [sagemaker_task(self._custom("Preprocess", "createProcessingJob.sync", {
                 "ProcessingJobName.$": "$.plan.jobs.preprocess",
                 "RoleArn": roles.jobs.role_arn,
                 "AppSpecification": self._runner("preprocess.py", "$.plan.arguments.preprocess"),
@@ -142,13 +167,13 @@ class TrainingStateMachine(Construct):
                 "StoppingCondition": stopping,
                 # code and data arrive as ProcessingInputs: the container itself needs no network
                 "NetworkConfig": network_config,
-            }, result_selector=processing_result, result_path="$.results.preprocess"), SAGEMAKER_TRANSIENT)]
+            }, result_selector=processing_result, result_path="$.results.preprocess"))]
         else:
             # a fleet too big for one instance: fit the split assignment and the feature spec once on
             # every object, then transform shards of the objects in parallel, each instance writing
             # one uniquely named part per raw object (training_src/preprocess.py --stage fit|transform)
             sample = c.processing.fit_sample_objects
-            features = [guarded(self._custom("FitFeatures", "createProcessingJob.sync", {
+            features = [sagemaker_task(self._custom("FitFeatures", "createProcessingJob.sync", {
                 "ProcessingJobName.$": "$.plan.jobs.fit_features",
                 "RoleArn": roles.jobs.role_arn,
                 "AppSpecification": self._runner("preprocess.py", "$.plan.arguments.fit_features"),
@@ -158,8 +183,8 @@ class TrainingStateMachine(Construct):
                 "StoppingCondition": stopping,
                 "NetworkConfig": network_config,
                 **({"Environment": {"PREDMAINT_FIT_SAMPLE_OBJECTS": str(sample)}} if sample else {}),
-            }, result_selector=processing_result, result_path="$.results.fit_features"), SAGEMAKER_TRANSIENT),
-                guarded(self._custom("TransformFeatures", "createProcessingJob.sync", {
+            }, result_selector=processing_result, result_path="$.results.fit_features")),
+                sagemaker_task(self._custom("TransformFeatures", "createProcessingJob.sync", {
                     "ProcessingJobName.$": "$.plan.jobs.transform_features",
                     "RoleArn": roles.jobs.role_arn,
                     "AppSpecification": self._runner("preprocess.py", "$.plan.arguments.transform_features"),
@@ -169,9 +194,9 @@ class TrainingStateMachine(Construct):
                     "ProcessingOutputConfig": outputs("train", "validation", "test", "baseline"),
                     "StoppingCondition": stopping,
                     "NetworkConfig": network_config,
-                }, result_selector=processing_result, result_path="$.results.preprocess"), SAGEMAKER_TRANSIENT)]
+                }, result_selector=processing_result, result_path="$.results.preprocess"))]
 
-        tune = guarded(self._custom("Tune", "createHyperParameterTuningJob.sync", {
+        tune = sagemaker_task(self._custom("Tune", "createHyperParameterTuningJob.sync", {
             "HyperParameterTuningJobName.$": "$.plan.jobs.tuning",
             "HyperParameterTuningJobConfig": {
                 "Strategy": c.tuning.strategy,
@@ -182,7 +207,7 @@ class TrainingStateMachine(Construct):
             "TrainingJobDefinitions": [self._definition(a) for a in search_space.ALGORITHMS],
         }, result_selector={"BestTrainingJob.$": "$.BestTrainingJob",
                             "HyperParameterTuningJobArn.$": "$.HyperParameterTuningJobArn"},
-            result_path="$.results.tuning"), SAGEMAKER_TRANSIENT)
+            result_path="$.results.tuning"))
 
         best = guarded(tasks.LambdaInvoke(
             self, "BestHyperparameters", lambda_function=prepare.function, payload_response_only=True,
@@ -192,7 +217,7 @@ class TrainingStateMachine(Construct):
                                                "best_training_job.$": "$.results.tuning.BestTrainingJob"})),
             LAMBDA_TRANSIENT)
 
-        refit = guarded(self._custom("Refit", "createTrainingJob.sync", {
+        refit = sagemaker_task(self._custom("Refit", "createTrainingJob.sync", {
             "TrainingJobName.$": "$.plan.jobs.refit",
             "AlgorithmSpecification": {"TrainingImage": image_uri, "TrainingInputMode": "File",
                                        "MetricDefinitions.$": "$.plan.tuning.metric_definitions"},
@@ -204,9 +229,9 @@ class TrainingStateMachine(Construct):
             ],
             **self._training_common("$.plan.s3.model_output"),
         }, result_selector={"ModelArtifacts.$": "$.ModelArtifacts", "TrainingJobArn.$": "$.TrainingJobArn"},
-            result_path="$.results.refit"), SAGEMAKER_TRANSIENT)
+            result_path="$.results.refit"))
 
-        evaluate = guarded(self._custom("Evaluate", "createProcessingJob.sync", {
+        evaluate = sagemaker_task(self._custom("Evaluate", "createProcessingJob.sync", {
             "ProcessingJobName.$": "$.plan.jobs.evaluate",
             "RoleArn": roles.jobs.role_arn,
             "AppSpecification": self._runner("evaluate.py", "$.plan.arguments.evaluate"),
@@ -223,18 +248,20 @@ class TrainingStateMachine(Construct):
             "StoppingCondition": stopping,
             "NetworkConfig": network_config,
         }, result_selector={"ProcessingJobArn.$": "$.ProcessingJobArn"},
-            result_path="$.results.evaluate"), SAGEMAKER_TRANSIENT)
+            result_path="$.results.evaluate"))
 
         promote_task = guarded(tasks.LambdaInvoke(
             self, "Promote", lambda_function=promote.function, payload_response_only=True,
             retry_on_service_exceptions=False, result_path="$.promotion",
-            comment="threshold AND beats the champion; register Approved/Rejected (idempotent per run)",
+            comment="threshold AND beats the champion: register PendingManualApproval (kept under models/) "
+                    "or Rejected; idempotent per run",
             payload=sfn.TaskInput.from_object({
+                "action": "promote",
                 "run_id.$": "$.plan.run_id", "task.$": "$.plan.task", "profile.$": "$.plan.profile",
                 "subset.$": "$.plan.subset", "evaluation_report_uri.$": "$.plan.s3.evaluation_report",
                 "model_data_url.$": "$.results.refit.ModelArtifacts.S3ModelArtifacts"})),
-            # promote is idempotent per run, so throttled registry calls (ClientError) are retried too
-            [*LAMBDA_TRANSIENT, "ClientError"])
+            # registry throttling is retried inside the function by boto3; its own errors are not transient
+            LAMBDA_TRANSIENT)
 
         # ---------------- deployment ----------------
         not_promoted = sfn.Succeed(self, "NotPromoted", comment="challenger registered as Rejected")
@@ -248,7 +275,7 @@ class TrainingStateMachine(Construct):
         variant = {"VariantName": c.endpoint.variant_name, "ModelName.$": "$.plan.jobs.model",
                    "InstanceType": c.endpoint.instance_type,
                    "InitialInstanceCount": c.endpoint.initial_instance_count}
-        create_model = guarded(self._custom("CreateModel", "createModel", {
+        create_model = sagemaker_task(self._custom("CreateModel", "createModel", {
             "ModelName.$": "$.plan.jobs.model",
             "ExecutionRoleArn": roles.hosting.role_arn,
             "EnableNetworkIsolation": True,  # code/ is inside model.tar.gz: no network needed
@@ -256,44 +283,69 @@ class TrainingStateMachine(Construct):
                                  "ModelDataUrl.$": "$.promotion.model_data_url",
                                  "Environment": hosting_environment(c)},
             **self.vpc,
-        }, result_path=sfn.JsonPath.DISCARD), SAGEMAKER_TRANSIENT)
-        create_config = guarded(self._custom("CreateEndpointConfig", "createEndpointConfig", {
+        }, result_path=sfn.JsonPath.DISCARD))
+        create_config = sagemaker_task(self._custom("CreateEndpointConfig", "createEndpointConfig", {
             "EndpointConfigName.$": "$.plan.jobs.endpoint_config",
             "ProductionVariants": [variant],
             "KmsKeyId": enc,
             "DataCaptureConfig": data_capture(c, artifacts, enc),
-        }, result_path=sfn.JsonPath.DISCARD), SAGEMAKER_TRANSIENT)
+        }, result_path=sfn.JsonPath.DISCARD))
+
+        # The champion moves only once the endpoint serves the challenger (or there is no endpoint yet):
+        # RecordChampion approves the package and writes SSM; a rollback or a failed endpoint rejects it.
+        decision = {"run_id.$": "$.plan.run_id", "model_package_arn.$": "$.promotion.model_package_arn"}
+        record_champion = guarded(tasks.LambdaInvoke(
+            self, "RecordChampion", lambda_function=promote.function, payload_response_only=True,
+            retry_on_service_exceptions=False, result_path="$.champion",
+            comment="the endpoint serves it (or none exists yet): package Approved, champion recorded in SSM",
+            payload=sfn.TaskInput.from_object({"action": "confirm", **decision})), LAMBDA_TRANSIENT)
+        reject_challenger = tasks.LambdaInvoke(
+            self, "RejectChallenger", lambda_function=promote.function, payload_response_only=True,
+            retry_on_service_exceptions=False, result_path=sfn.JsonPath.DISCARD,
+            comment="not deployed: package Rejected with the reason; the champion stays",
+            payload=sfn.TaskInput.from_object({"action": "reject", "reason.$": "$.error.Cause", **decision}))
+        _retry(reject_challenger, LAMBDA_TRANSIENT)
+        # keep the deployment error (not the rejection's) for the notification
+        reject_challenger.add_catch(notify_failure, errors=["States.ALL"], result_path="$.reject_error")
+        reject_challenger.next(notify_failure)
+        self.task_states.append("RejectChallenger")
 
         endpoint_not_deployed = sfn.Succeed(
             self, "EndpointNotDeployed",
-            comment="first run: champion registered and recorded in SSM; deploy the endpoint stack next")
+            comment="first run: champion approved and recorded in SSM; deploy the endpoint stack next")
+        deployed = sfn.Succeed(self, "Deployed", comment="the endpoint serves the new champion")
+        record_champion.next(sfn.Choice(self, "FirstChampion?")
+                             .when(sfn.Condition.is_present("$.results.endpoint.EndpointConfigName"), deployed)
+                             .otherwise(endpoint_not_deployed))
+
         find_endpoint = tasks.CallAwsService(
             self, "FindEndpoint", service="sagemaker", action="describeEndpoint",
             iam_resources=[arn(self, "sagemaker", f"endpoint/{c.endpoint.name}")],
             parameters={"EndpointName": c.endpoint.name},
             result_selector={"EndpointStatus.$": "$.EndpointStatus"}, result_path="$.results.endpoint")
-        _retry(find_endpoint, SAGEMAKER_TRANSIENT, attempts=3)
+        _retry(find_endpoint, SDK_THROTTLING, attempts=3)
         find_endpoint.add_catch(
             sfn.Choice(self, "EndpointMissing?")
-            .when(sfn.Condition.string_matches("$.error.Cause", "*Could not find endpoint*"), endpoint_not_deployed)
+            .when(sfn.Condition.string_matches("$.error.Cause", "*Could not find endpoint*"), record_champion)
             .otherwise(notify_failure),
             errors=["States.ALL"], result_path="$.error")
         self.task_states.append("FindEndpoint")
 
-        update = guarded(self._custom("UpdateEndpoint", "updateEndpoint", {
+        update = sagemaker_task(self._custom("UpdateEndpoint", "updateEndpoint", {
             "EndpointName": c.endpoint.name,
             "EndpointConfigName.$": "$.plan.jobs.endpoint_config",
             "RetainAllVariantProperties": True,  # keeps the autoscaled instance count
             "DeploymentConfig": deployment_config(c),
-        }, result_path=sfn.JsonPath.DISCARD), [*SAGEMAKER_TRANSIENT, "SageMaker.ValidationException"], attempts=6)
+        }, result_path=sfn.JsonPath.DISCARD), "*Cannot update in-progress endpoint*")  # e.g. autoscaling under way
 
         wait = sfn.Wait(self, "WaitForDeployment", time=sfn.WaitTime.duration(cdk.Duration.seconds(60)))
-        describe = guarded(tasks.CallAwsService(
+        describe = tasks.CallAwsService(
             self, "DescribeEndpoint", service="sagemaker", action="describeEndpoint",
             iam_resources=[arn(self, "sagemaker", f"endpoint/{c.endpoint.name}")],
             parameters={"EndpointName": c.endpoint.name},
             result_selector={"EndpointStatus.$": "$.EndpointStatus", "EndpointConfigName.$": "$.EndpointConfigName"},
-            result_path="$.results.endpoint"), SAGEMAKER_TRANSIENT)
+            result_path="$.results.endpoint")
+        guarded(describe, SDK_THROTTLING, attempts=6)
         rolled_back = sfn.Pass(self, "DeploymentRolledBack", result_path="$.error", parameters={
             "Error": "DeploymentRolledBack",
             "Cause.$": "States.Format('Endpoint {} is InService on {}, not the new config {}: the canary tripped "
@@ -301,16 +353,15 @@ class TrainingStateMachine(Construct):
                        "$.results.endpoint.EndpointConfigName, $.plan.jobs.endpoint_config)"})
         endpoint_failed = sfn.Pass(self, "EndpointFailed", result_path="$.error", parameters={
             "Error": "EndpointFailed", "Cause.$": "States.Format('Endpoint status {}', $.results.endpoint.EndpointStatus)"})
-        deployed = sfn.Succeed(self, "Deployed")
         status = (sfn.Choice(self, "DeploymentStatus?")
                   .when(sfn.Condition.and_(
                       sfn.Condition.string_equals("$.results.endpoint.EndpointStatus", "InService"),
                       sfn.Condition.string_equals_json_path("$.results.endpoint.EndpointConfigName",
-                                                            "$.plan.jobs.endpoint_config")), deployed)
+                                                            "$.plan.jobs.endpoint_config")), record_champion)
                   .when(sfn.Condition.string_equals("$.results.endpoint.EndpointStatus", "InService"),
-                        rolled_back.next(notify_failure))
+                        rolled_back.next(reject_challenger))
                   .when(sfn.Condition.string_equals("$.results.endpoint.EndpointStatus", "Failed"),
-                        endpoint_failed.next(notify_failure))
+                        endpoint_failed.next(reject_challenger))
                   .otherwise(wait))
 
         chain = defaults.next(merge).next(prepare_task)
@@ -413,6 +464,7 @@ class TrainingStateMachine(Construct):
     def _grant_sagemaker(self) -> None:
         c, p = self.config, self.config.job_prefix
         sm = lambda resource: arn(self, "sagemaker", resource)  # noqa: E731
+        jobs = [sm(f"processing-job/{p}-*"), sm(f"hyper-parameter-tuning-job/{p}-*"), sm(f"training-job/{p}-*")]
         statements = [
             (["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob"],
              [sm(f"processing-job/{p}-*")]),
@@ -421,6 +473,10 @@ class TrainingStateMachine(Construct):
              [sm(f"hyper-parameter-tuning-job/{p}-*")]),
             (["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob"],
              [sm(f"training-job/{p}-*")]),
+            # .sync integrations tag the jobs they start (stepfunctions:* tags) and read tags back; the
+            # tuning job's trials are training-job/<tuning job name>-NNN-xxxxxxxx
+            (["sagemaker:AddTags"], jobs),
+            (["sagemaker:ListTags"], [*jobs, sm(f"model/{p}-*"), sm(f"endpoint-config/{p}-*")]),
             (["sagemaker:CreateModel"], [sm(f"model/{p}-*")]),
             (["sagemaker:CreateEndpointConfig"], [sm(f"endpoint-config/{p}-*")]),
             (["sagemaker:UpdateEndpoint"], [sm(f"endpoint/{c.endpoint.name}"), sm(f"endpoint-config/{p}-*")]),

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from stacks.network import NetworkStack
 from stacks.functions import PipelineFunction
 from stacks.images import xgboost_image_uri
-from stacks.roles import S3_READ, SageMakerRoles, arn, list_bucket, use_key
+from stacks.roles import MODELS_PREFIX, S3_READ, SageMakerRoles, arn, list_bucket, use_key
 from stacks.state_machine import TrainingStateMachine
 
 
@@ -110,16 +110,22 @@ class TrainingStack(cdk.Stack):
                          "THRESHOLDS": json.dumps(c.promotion, sort_keys=True),
                          "INFERENCE_INSTANCE_TYPES": c.endpoint.instance_type,
                          "CHAMPION_PARAMETER": c.champion_parameter,
-                         "CHAMPION_PACKAGE_PARAMETER": c.champion_package_parameter})
+                         "CHAMPION_PACKAGE_PARAMETER": c.champion_package_parameter,
+                         "MODELS_URI": artifacts_bucket.s3_url_for_object(MODELS_PREFIX)})
         group = c.model_package_group
         self.promote.grant(["sagemaker:ListModelPackages"], ["*"])
-        self.promote.grant(["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage"],
+        self.promote.grant(["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage",
+                            "sagemaker:UpdateModelPackage"],
                            [arn(self, "sagemaker", f"model-package/{group}/*"),
                             arn(self, "sagemaker", f"model-package-group/{group}")])
         self.promote.grant(["s3:GetObject"], [artifacts_bucket.arn_for_objects("runs/*")])
+        # keeps a model that passed the gate: runs/<id>/model/model.tar.gz -> models/<id>/model.tar.gz
+        # (boto3's managed copy: CopyObject, or multipart UploadPartCopy for a large model)
+        self.promote.grant(["s3:PutObject", "s3:AbortMultipartUpload"],
+                           [artifacts_bucket.arn_for_objects(f"{MODELS_PREFIX}*")])
         self.promote.grant(["ssm:PutParameter"], [arn(self, "ssm", f"parameter{p}") for p in
                                                   (c.champion_parameter, c.champion_package_parameter)])
-        self.promote.grant(["kms:Decrypt"], [key.key_arn])
+        self.promote.grant(["kms:Decrypt", "kms:GenerateDataKey"], [key.key_arn])  # reads and writes SSE-KMS objects
         self.promote.function.node.add_dependency(self.registry)
 
         self.pipeline = TrainingStateMachine(

@@ -33,7 +33,8 @@ def aws(monkeypatch):
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1",
            "MODEL_PACKAGE_GROUP": GROUP, "IMAGE_URI": SETTINGS.image_uri,
            "THRESHOLDS": json.dumps(SETTINGS.thresholds), "CHAMPION_PARAMETER": CHAMPION_PARAM,
-           "CHAMPION_PACKAGE_PARAMETER": PACKAGE_PARAM, "POWERTOOLS_TRACE_DISABLED": "true",
+           "CHAMPION_PACKAGE_PARAMETER": PACKAGE_PARAM, "MODELS_URI": f"s3://{BUCKET}/models/",
+           "POWERTOOLS_TRACE_DISABLED": "true",
            "POWERTOOLS_METRICS_NAMESPACE": "test"}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
@@ -48,6 +49,9 @@ def aws(monkeypatch):
 def _event(s3, run_id: str, rep: dict) -> dict:
     key = f"runs/{run_id}/evaluation/evaluation.json"
     s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(rep).encode())
+    model = f"runs/{run_id}/model/model.tar.gz"
+    if "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix=model):
+        s3.put_object(Bucket=BUCKET, Key=model, Body=f"model of {run_id}".encode())
     return {"run_id": run_id, "task": "rul_regression", "profile": "cmapss", "subset": "FD001",
             "evaluation_report_uri": f"s3://{BUCKET}/{key}",
             "model_data_url": f"s3://{BUCKET}/runs/{run_id}/model/model.tar.gz"}
@@ -63,37 +67,86 @@ def _packages(sm) -> list[dict]:
                                   SortOrder="Descending")["ModelPackageSummaryList"]
 
 
-def test_no_champion_yet_approves_and_records_the_champion(aws):
+def _confirm(out: dict) -> dict:
+    """What the state machine does once the endpoint serves the challenger (or none exists yet)."""
+    return promo.handler({"action": "confirm", "run_id": out["run_id"],
+                          "model_package_arn": out["model_package_arn"]}, Context())
+
+
+def _status(sm, arn: str) -> str:
+    return sm.describe_model_package(ModelPackageName=arn)["ModelApprovalStatus"]
+
+
+def test_passing_challenger_is_pending_kept_under_models_and_not_yet_the_champion(aws):
+    sm, s3, ssm = aws
+    s3.put_object(Bucket=BUCKET, Key="runs/run-1/model/model.tar.gz", Body=b"model bytes")
+    out = promo.handler(_event(s3, "run-1", report(18.0)), Context())
+    assert out["approved"] and out["status"] == "PendingManualApproval" and out["champion_model_package_arn"] is None
+    assert "no champion yet" in out["reason"]
+    # runs/ expires: the model that may serve is copied to models/<run-id>/ and registered from there
+    assert out["model_data_url"] == f"s3://{BUCKET}/models/run-1/model.tar.gz"
+    assert s3.get_object(Bucket=BUCKET, Key="models/run-1/model.tar.gz")["Body"].read() == b"model bytes"
+    with pytest.raises(ssm.exceptions.ParameterNotFound):  # not serving yet: not the champion yet
+        ssm.get_parameter(Name=CHAMPION_PARAM)
+    package = sm.describe_model_package(ModelPackageName=out["model_package_arn"])
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"
+    assert package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"].endswith("run-1/evaluation/evaluation.json")
+    meta = package["CustomerMetadataProperties"]
+    assert meta["run_id"] == "run-1" and meta["decision"] == "passed" and meta["metric_rmse"] == "18.0"
+    assert package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == out["model_data_url"]
+    assert package["InferenceSpecification"]["Containers"][0]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+
+
+def test_confirm_approves_and_records_the_champion(aws):
     sm, s3, ssm = aws
     out = promo.handler(_event(s3, "run-1", report(18.0)), Context())
-    assert out["approved"] and out["status"] == "Approved" and out["champion_model_package_arn"] is None
-    assert "no champion yet" in out["reason"]
-    assert ssm.get_parameter(Name=CHAMPION_PARAM)["Parameter"]["Value"].endswith("runs/run-1/model/model.tar.gz")
+    done = _confirm(out)
+    assert done["status"] == "Approved" and not done["idempotent_replay"]
+    assert _status(sm, out["model_package_arn"]) == "Approved"
+    assert ssm.get_parameter(Name=CHAMPION_PARAM)["Parameter"]["Value"] == out["model_data_url"]
     assert ssm.get_parameter(Name=PACKAGE_PARAM)["Parameter"]["Value"] == out["model_package_arn"]
-    package = sm.describe_model_package(ModelPackageName=out["model_package_arn"])
-    assert package["ModelApprovalStatus"] == "Approved"
-    assert package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"].endswith("run-1/evaluation/evaluation.json")
-    assert package["CustomerMetadataProperties"]["run_id"] == "run-1"
-    assert package["InferenceSpecification"]["Containers"][0]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert _confirm(out)["idempotent_replay"], "a retried confirmation changes nothing"
+
+
+def test_rolled_back_challenger_is_rejected_and_the_champion_stays(aws):
+    sm, s3, ssm = aws
+    first = promo.handler(_event(s3, "run-1", report(18.0)), Context())
+    _confirm(first)
+    second = promo.handler(_event(s3, "run-2", report(15.5)), Context())
+    assert second["approved"] and second["champion_model_package_arn"] == first["model_package_arn"]
+    out = promo.handler({"action": "reject", "run_id": "run-2", "model_package_arn": second["model_package_arn"],
+                         "reason": "Endpoint InService on pm-run-1, not pm-run-2: rolled back"}, Context())
+    assert out["status"] == "Rejected"
+    package = sm.describe_model_package(ModelPackageName=second["model_package_arn"])
+    assert package["ModelApprovalStatus"] == "Rejected" and "rolled back" in package["ApprovalDescription"]
+    assert ssm.get_parameter(Name=CHAMPION_PARAM)["Parameter"]["Value"] == first["model_data_url"]
+    with pytest.raises(promo.InputError, match="cannot become the champion"):
+        _confirm(second)
+    # the next challenger is still compared with the serving champion (run-1), not the rolled-back one
+    third = promo.handler(_event(s3, "run-3", report(17.0)), Context())
+    assert third["approved"] and third["champion_model_package_arn"] == first["model_package_arn"]
 
 
 def test_better_challenger_replaces_the_champion(aws):
     _sm, s3, ssm = aws
     first = promo.handler(_event(s3, "run-1", report(18.0)), Context())
+    _confirm(first)
     out = promo.handler(_event(s3, "run-2", report(15.5)), Context())
     assert out["approved"] and out["champion_model_package_arn"] == first["model_package_arn"]
     assert "beats champion" in out["reason"]
-    assert ssm.get_parameter(Name=CHAMPION_PARAM)["Parameter"]["Value"].endswith("runs/run-2/model/model.tar.gz")
+    _confirm(out)
+    assert ssm.get_parameter(Name=CHAMPION_PARAM)["Parameter"]["Value"].endswith("models/run-2/model.tar.gz")
 
 
 @pytest.mark.parametrize("rmse", [19.0, 18.0], ids=["worse", "tie"])
 def test_worse_or_tied_challenger_is_rejected_and_champion_kept(aws, rmse):
     sm, s3, ssm = aws
-    promo.handler(_event(s3, "run-1", report(18.0)), Context())
+    _confirm(promo.handler(_event(s3, "run-1", report(18.0)), Context()))
     out = promo.handler(_event(s3, "run-2", report(rmse)), Context())
     assert not out["approved"] and out["status"] == "Rejected"
     assert "does not beat champion" in out["reason"]
-    assert ssm.get_parameter(Name=CHAMPION_PARAM)["Parameter"]["Value"].endswith("runs/run-1/model/model.tar.gz")
+    assert out["model_data_url"].endswith("runs/run-2/model/model.tar.gz"), "a rejected model is not kept"
+    assert ssm.get_parameter(Name=CHAMPION_PARAM)["Parameter"]["Value"].endswith("models/run-1/model.tar.gz")
     statuses = [p["ModelApprovalStatus"] for p in _packages(sm)]
     assert statuses == ["Rejected", "Approved"], "newest first"
 
@@ -108,11 +161,14 @@ def test_absolute_threshold_rejects_even_without_champion(aws):
 
 def test_champion_is_the_newest_approved_package(aws):
     _sm, s3, _ = aws
-    promo.handler(_event(s3, "run-1", report(20.0)), Context())
+    _confirm(promo.handler(_event(s3, "run-1", report(20.0)), Context()))
     second = promo.handler(_event(s3, "run-2", report(17.0)), Context())
+    _confirm(second)
     promo.handler(_event(s3, "run-3", report(25.0)), Context())  # rejected, newest overall
-    out = promo.handler(_event(s3, "run-4", report(16.0)), Context())
+    pending = promo.handler(_event(s3, "run-4", report(16.0)), Context())  # passed, never deployed
+    out = promo.handler(_event(s3, "run-5", report(16.5)), Context())
     assert out["approved"] and out["champion_model_package_arn"] == second["model_package_arn"]
+    assert pending["status"] == "PendingManualApproval"
 
 
 @pytest.mark.parametrize("bad", [None, math.nan, "12.3", -1.0], ids=["missing", "nan", "string", "negative"])
@@ -142,9 +198,10 @@ def test_retry_of_the_same_event_is_idempotent(aws):
     assert {k: again[k] for k in ("approved", "status", "model_package_arn", "model_data_url")} == \
         {k: first[k] for k in ("approved", "status", "model_package_arn", "model_data_url")}
     # a rejected run replays as rejected too, even after a better champion appeared
+    _confirm(first)
     rejected_event = _event(s3, "run-2", report(19.0))
     rejected = promo.handler(rejected_event, Context())
-    promo.handler(_event(s3, "run-3", report(10.0)), Context())
+    _confirm(promo.handler(_event(s3, "run-3", report(10.0)), Context()))
     replay = promo.handler(rejected_event, Context())
     assert replay["status"] == "Rejected" and replay["model_package_arn"] == rejected["model_package_arn"]
     assert len(_packages(sm)) == 3
@@ -152,7 +209,7 @@ def test_retry_of_the_same_event_is_idempotent(aws):
 
 def test_different_test_set_is_not_comparable(aws):
     _sm, s3, _ = aws
-    promo.handler(_event(s3, "run-1", report(18.0, fingerprint="a")), Context())
+    _confirm(promo.handler(_event(s3, "run-1", report(18.0, fingerprint="a")), Context()))
     out = promo.handler(_event(s3, "run-2", report(10.0, fingerprint="b")), Context())
     assert not out["approved"] and "different test set" in out["reason"]
 
@@ -191,8 +248,36 @@ def test_pure_promote_with_a_fake_registry_and_inline_report():
             self.packages.append({**kw, "ModelPackageArn": arn})
             return {"ModelPackageArn": arn}
 
+        def update_model_package(self, ModelPackageArn, ModelApprovalStatus, ApprovalDescription=""):
+            self.describe_model_package(ModelPackageArn)["ModelApprovalStatus"] = ModelApprovalStatus
+
     reg = Registry()
     ev = {"run_id": "r1", "task": "rul_regression", "model_data_url": "/tmp/m.tar.gz", "report": report(18.0)}
-    assert promo.promote(ev, reg, settings=SETTINGS)["approved"]
+    first = promo.promote(ev, reg, settings=SETTINGS)
+    assert first["approved"] and first["model_data_url"] == "/tmp/m.tar.gz", "local paths are not copied"
+    promo.confirm({"run_id": "r1", "model_package_arn": first["model_package_arn"]}, reg)
     out = promo.promote({**ev, "run_id": "r2", "report": report(12.0)}, reg, settings=SETTINGS)
     assert out["approved"] and out["champion_model_package_arn"] == "arn:local:1"
+    # the champion's metrics came back from the package metadata (inline report, no S3 URI)
+    worse = promo.promote({**ev, "run_id": "r3", "report": report(19.0)}, reg, settings=SETTINGS)
+    assert not worse["approved"] and "does not beat champion's 18" in worse["reason"]
+
+
+def test_metadata_values_satisfy_the_registry_pattern():
+    """CustomerMetadataProperties values allow letters, numbers, spaces and _.:/=+-@ only."""
+    assert promo.metadata_value("rmse 11.96 beats champion's 12.3") == "rmse 11.96 beats champion-s 12.3"
+    assert promo.metadata_value("fails absolute threshold(s): rmse <= 30.0, nasa;x") == \
+        "fails absolute threshold-s-: rmse -= 30.0- nasa-x"
+    assert promo.metadata_value("ü €") == "ü -"
+    assert len(promo.metadata_value("x" * 300)) == 256
+
+
+@pytest.mark.parametrize(("event", "message"), [
+    ({"action": "confirm", "run_id": "r1"}, "model_package_arn is required"),
+    ({"action": "reject", "run_id": "r1", "model_package_arn": "arn:x"}, "reason is required"),
+    ({"action": "confirm", "run_id": "r1", "model_package_arn": "arn:x", "extra": 1}, "unknown field"),
+    ({"action": "deploy", "run_id": "r1"}, "event.action must be one of"),
+])
+def test_malformed_decision_events(aws, event, message):
+    with pytest.raises(promo.InputError, match=message):
+        promo.handler(event, Context())

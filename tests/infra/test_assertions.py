@@ -142,24 +142,62 @@ def test_state_machine_state_order(synth):
     assert state_order(definition(synth)) == [
         "ApplyDefaults", "MergeInput", "Prepare", "Preprocess", "Tune", "BestHyperparameters", "Refit",
         "Evaluate", "Promote", "Promoted?", "CreateModel", "CreateEndpointConfig", "FindEndpoint",
-        "UpdateEndpoint", "WaitForDeployment", "DescribeEndpoint", "DeploymentStatus?", "Deployed"]
+        "UpdateEndpoint", "WaitForDeployment", "DescribeEndpoint", "DeploymentStatus?", "RecordChampion",
+        "FirstChampion?", "Deployed"]
 
 
-def test_every_task_retries_with_backoff_and_catches_into_sns_then_fail(synth):
+def _is_sagemaker_optimized(st: dict) -> bool:
+    return ":states:::sagemaker:" in json.dumps(st.get("Resource", ""))
+
+
+def test_every_task_catches_into_sns_then_fail_and_retries_only_transient_errors(synth):
     states = definition(synth)["States"]
     tasks = {name: st for name, st in states.items() if st["Type"] == "Task"}
-    assert len(tasks) >= 14
+    assert len(tasks) >= 15
     for name, st in tasks.items():
-        assert st.get("Retry"), name
-        assert all(r["BackoffRate"] >= 2 and r["MaxAttempts"] >= 2 for r in st["Retry"]), name
         assert st.get("Catch"), name
         assert "States.ALL" in st["Catch"][-1]["ErrorEquals"], name
-        if name != "NotifyFailure":
-            target = st["Catch"][-1]["Next"]
+        retried = [e for r in st.get("Retry", []) for e in r["ErrorEquals"]]
+        # a permanent error (ValidationException, AccessDenied) must never be retried
+        assert not {"SageMaker.AmazonSageMakerException", "States.ALL", "ClientError"} & set(retried), name
+        assert all(r["BackoffRate"] >= 2 and r["MaxAttempts"] >= 2 for r in st.get("Retry", [])), name
+        if name == "NotifyFailure":
+            continue
+        target = st["Catch"][-1]["Next"]
+        if _is_sagemaker_optimized(st):
+            # the optimized integrations name every API error SageMaker.AmazonSageMakerException: the Cause
+            # decides, and only throttling goes back to the task (after a Wait), within a budget
+            assert not st.get("Retry"), name
+            choice = states[target]
+            assert choice["Type"] == "Choice" and choice["Default"] == "NotifyFailure", name
+            (rule,) = choice["Choices"]
+            assert "$.throttle.retries" in json.dumps(rule) and "ThrottlingException" in json.dumps(rule), name
+            back = states[states[rule["Next"]]["Next"]]
+            assert back["Type"] == "Wait" and back["Next"] == name, name
+        else:
+            assert st.get("Retry"), name
             assert target in ("NotifyFailure", "EndpointMissing?"), name
     assert states["NotifyFailure"]["Resource"].endswith("sns:publish")
     assert states["NotifyFailure"]["Next"] == "PipelineFailed" and states["PipelineFailed"]["Type"] == "Fail"
     assert states["EndpointMissing?"]["Default"] == "NotifyFailure"
+    assert states["MergeInput"]["Parameters"]["throttle"] == {"retries": 0}
+
+
+def test_champion_moves_only_after_the_endpoint_serves_the_challenger(synth):
+    states = definition(synth)["States"]
+    for name, action in (("Promote", "promote"), ("RecordChampion", "confirm"), ("RejectChallenger", "reject")):
+        assert states[name]["Parameters"]["action"] == action, name
+    status = states["DeploymentStatus?"]
+    served, rolled_back, failed = status["Choices"]
+    assert served["Next"] == "RecordChampion" and "EndpointConfigName" in json.dumps(served)
+    assert states[rolled_back["Next"]]["Next"] == "RejectChallenger"
+    assert states[failed["Next"]]["Next"] == "RejectChallenger"
+    assert states["RejectChallenger"]["Next"] == "NotifyFailure"
+    # first run: no endpoint -> the challenger is the champion the endpoint stack will deploy
+    missing = states["EndpointMissing?"]["Choices"][0]
+    assert "Could not find endpoint" in missing["StringMatches"] and missing["Next"] == "RecordChampion"
+    assert {c["Next"] for c in states["FirstChampion?"]["Choices"]} == {"Deployed"}
+    assert states["FirstChampion?"]["Default"] == "EndpointNotDeployed"
 
 
 def test_sagemaker_steps_use_sync_integrations(synth):

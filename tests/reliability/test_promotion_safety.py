@@ -126,6 +126,7 @@ ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_
        "MODEL_PACKAGE_GROUP": GROUP, "IMAGE_URI": "1.dkr.ecr.eu-west-1.amazonaws.com/xgb:3.2-0",
        "THRESHOLDS": json.dumps({"rul_regression": {"max_rmse": MAX_RMSE}}),
        "CHAMPION_PARAMETER": "/pm/champion/model-data-url", "CHAMPION_PACKAGE_PARAMETER": "/pm/champion/package",
+       "MODELS_URI": f"s3://{BUCKET}/models/",
        "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "test"}
 
 
@@ -154,12 +155,14 @@ def test_retried_promote_events_are_idempotent_and_the_champion_only_improves(se
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
         ssm = boto3.client("ssm", region_name="eu-west-1")
         first: dict[str, tuple[float, dict | None]] = {}  # run -> (rmse of its first event, outcome)
+        approved_runs: list[str] = []
         champion = math.inf
         for n, rmse in sequence:
             run_id = f"run-{n}"
             rmse = first[run_id][0] if run_id in first else rmse  # a retry carries the same payload
             key = f"runs/{run_id}/evaluation/evaluation.json"
             s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(reg(rmse)).encode())
+            s3.put_object(Bucket=BUCKET, Key=f"runs/{run_id}/model/model.tar.gz", Body=run_id.encode())
             event = {"run_id": run_id, "task": "rul_regression", "profile": "cmapss", "subset": "FD001",
                      "evaluation_report_uri": f"s3://{BUCKET}/{key}",
                      "model_data_url": f"s3://{BUCKET}/runs/{run_id}/model/model.tar.gz"}
@@ -167,14 +170,22 @@ def test_retried_promote_events_are_idempotent_and_the_champion_only_improves(se
                 out = promote_lambda.handler(event, Context())
             except promotion.MetricsError:
                 out = None  # NaN metrics: refused, nothing registered (a retry is refused again)
+            if out is not None and out["approved"]:  # the endpoint serves it: the state machine confirms
+                promote_lambda.handler({"action": "confirm", "run_id": run_id,
+                                        "model_package_arn": out["model_package_arn"]}, Context())
             if run_id in first:
                 before = first[run_id][1]
                 if before is None:
                     assert out is None
                 else:
                     assert out["idempotent_replay"]
-                    assert {k: out[k] for k in ("status", "model_package_arn", "model_data_url")} == \
-                        {k: before[k] for k in ("status", "model_package_arn", "model_data_url")}
+                    # same package and model; an approved one may have been confirmed since (Pending -> Approved)
+                    assert {k: out[k] for k in ("model_package_arn", "model_data_url")} == \
+                        {k: before[k] for k in ("model_package_arn", "model_data_url")}
+                    # a stale retry of an older approved run must not deploy it over a newer champion
+                    superseded = before["approved"] and approved_runs[-1] != run_id
+                    assert out["approved"] == (before["approved"] and not superseded), (sequence, out)
+                    assert ("superseded" in out["reason"]) == superseded
                 continue
             first[run_id] = (rmse, out)
             if out is None:
@@ -184,6 +195,7 @@ def test_retried_promote_events_are_idempotent_and_the_champion_only_improves(se
             assert out["approved"] == should, (rmse, champion, out)
             if should:
                 champion = rmse
+                approved_runs.append(run_id)
         packages = sm.list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"]
         registered = [r for r, (_, o) in first.items() if o is not None]
         assert len(packages) == len(registered), "a retry registered a second package"
