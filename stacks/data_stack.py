@@ -22,8 +22,6 @@ KEY_ADMIN_ACTIONS = sorted([
     "kms:RevokeGrant", "kms:RotateKeyOnDemand", "kms:ScheduleKeyDeletion", "kms:TagResource",
     "kms:UntagResource", "kms:UpdateAlias", "kms:UpdateKeyDescription",
 ])
-#: what a principal needs to read and write SSE-KMS data with the key
-KEY_USE_ACTIONS = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"]
 
 
 class ProjectKey(Construct):

@@ -117,8 +117,16 @@ class EndpointAutoscaling(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, endpoint: sagemaker.CfnEndpoint) -> None:
         super().__init__(scope, construct_id)
         e = config.endpoint
+        # Application Auto Scaling assumes the role it is given; CDK's default is a new role with no
+        # permissions, which could never call UpdateEndpointWeightsAndCapacities. The service-linked
+        # role holds exactly those (AWS managed) and is created on first registration when named here.
+        stack = cdk.Stack.of(self)
+        service_linked = iam.Role.from_role_arn(
+            self, "ServiceLinkedRole", f"arn:{stack.partition}:iam::{stack.account}:role/aws-service-role/"
+            "sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint",
+            mutable=False)
         self.target = appscaling.ScalableTarget(
-            self, "Target", service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
+            self, "Target", service_namespace=appscaling.ServiceNamespace.SAGEMAKER, role=service_linked,
             resource_id=f"endpoint/{endpoint.attr_endpoint_name}/variant/{e.variant_name}",
             scalable_dimension="sagemaker:variant:DesiredInstanceCount",
             min_capacity=e.min_capacity, max_capacity=e.max_capacity)

@@ -21,10 +21,15 @@ from stacks.config import AppConfig
 
 if TYPE_CHECKING:
     from stacks.network import NetworkStack
-from stacks.data_stack import KEY_USE_ACTIONS
 from stacks.images import ecr_repository_arn
 
-S3_READ = ["s3:GetObject", "s3:GetObjectVersion"]
+S3_READ = ["s3:GetObject"]
+#: reading a pinned object version (the prepare Lambda pins raw objects for lineage)
+S3_READ_VERSIONS = ["s3:GetObject", "s3:GetObjectVersion"]
+#: the project key as SageMaker containers use it: read and write SSE-KMS objects (kms:Encrypt: the
+#: SageMaker API reference asks it of the execution role for OutputDataConfig/DataCaptureConfig KMS
+#: keys) and encrypt their volumes (kms:CreateGrant)
+SAGEMAKER_KEY_USE = ("kms:CreateGrant", "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")
 S3_WRITE = ["s3:PutObject", "s3:AbortMultipartUpload"]
 ECR_PULL = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
 #: where the promote Lambda keeps models that passed the gate (the runs/ prefix expires)
@@ -44,8 +49,9 @@ def list_bucket(bucket: s3.IBucket, prefixes: list[str]) -> iam.PolicyStatement:
                                conditions={"StringLike": {"s3:prefix": [p + "*" for p in prefixes]}})
 
 
-def use_key(key: kms.IKey, extra: tuple[str, ...] = ()) -> iam.PolicyStatement:
-    return iam.PolicyStatement(actions=sorted({*KEY_USE_ACTIONS, *extra}), resources=[key.key_arn])
+def use_key(key: kms.IKey, actions: tuple[str, ...] = ("kms:Decrypt", "kms:GenerateDataKey")) -> iam.PolicyStatement:
+    """``actions`` on the project key (default: read and write SSE-KMS objects)."""
+    return iam.PolicyStatement(actions=sorted(actions), resources=[key.key_arn])
 
 
 def sagemaker_common(scope: Construct, image_uri: str, log_group_kinds: list[str]) -> list[iam.PolicyStatement]:
@@ -84,7 +90,7 @@ class SageMakerRoles(Construct):
                                 resources=[source.bucket.arn_for_objects(source.s3_object_key)]),
             iam.PolicyStatement(actions=["s3:ListBucket"], resources=[source.bucket.bucket_arn],
                                 conditions={"StringEquals": {"s3:prefix": [source.s3_object_key]}}),
-            use_key(key, ("kms:CreateGrant",)),  # CreateGrant: SageMaker encrypts job volumes with it
+            use_key(key, SAGEMAKER_KEY_USE),
             *sagemaker_common(self, image_uri, ["ProcessingJobs", "TrainingJobs"]),
         ]
         for st in statements:
@@ -97,7 +103,7 @@ class SageMakerRoles(Construct):
             iam.PolicyStatement(actions=S3_READ, resources=[artifacts.arn_for_objects(f"{MODELS_PREFIX}*")]),
             iam.PolicyStatement(actions=["s3:PutObject"],
                                 resources=[artifacts.arn_for_objects(f"data-capture/{config.endpoint.name}/*")]),
-            use_key(key, ("kms:CreateGrant",)),
+            use_key(key, SAGEMAKER_KEY_USE),
             *sagemaker_common(self, image_uri, [f"Endpoints/{config.endpoint.name}"]),
         ]:
             self.hosting.add_to_policy(st)

@@ -393,6 +393,11 @@ class TrainingStateMachine(Construct):
         self._grant_sagemaker()
         self.role.add_to_policy(iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey"],
                                                     resources=[key.key_arn]))  # encrypted SNS topic
+        # CreateEndpointConfig/UpdateEndpoint with KmsKeyId: SageMaker checks the key and creates grants for
+        # the endpoint instances' volumes on the caller's behalf (AWS resources only)
+        self.role.add_to_policy(iam.PolicyStatement(actions=["kms:DescribeKey"], resources=[key.key_arn]))
+        self.role.add_to_policy(iam.PolicyStatement(actions=["kms:CreateGrant"], resources=[key.key_arn],
+                                                    conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}}))
 
     # ---------------- request builders ----------------
     def _custom(self, state_id: str, api: str, parameters: dict[str, Any], *, result_path: str | None = None,

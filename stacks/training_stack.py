@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from stacks.network import NetworkStack
 from stacks.functions import PipelineFunction
 from stacks.images import xgboost_image_uri
-from stacks.roles import MODELS_PREFIX, S3_READ, SageMakerRoles, arn, list_bucket, use_key
+from stacks.roles import MODELS_PREFIX, S3_READ_VERSIONS, SageMakerRoles, arn, list_bucket, use_key
 from stacks.state_machine import TrainingStateMachine
 
 
@@ -99,7 +99,7 @@ class TrainingStack(cdk.Stack):
                          "PROCESSING_INSTANCES": str(c.processing.instance_count),
                          "TRAINING_INSTANCES": str(c.training.instance_count)})
         self.prepare.role.add_to_policy(list_bucket(data_bucket, ["raw/"]))
-        self.prepare.grant(S3_READ, [data_bucket.arn_for_objects("raw/*")])
+        self.prepare.grant(S3_READ_VERSIONS, [data_bucket.arn_for_objects("raw/*")])  # reads pinned versions
         self.prepare.grant(["s3:PutObject"], [artifacts_bucket.arn_for_objects("runs/*")])
         self.prepare.role.add_to_policy(use_key(key))
 
@@ -114,10 +114,11 @@ class TrainingStack(cdk.Stack):
                          "MODELS_URI": artifacts_bucket.s3_url_for_object(MODELS_PREFIX)})
         group = c.model_package_group
         self.promote.grant(["sagemaker:ListModelPackages"], ["*"])
-        self.promote.grant(["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage",
-                            "sagemaker:UpdateModelPackage"],
+        self.promote.grant(["sagemaker:CreateModelPackage"],
                            [arn(self, "sagemaker", f"model-package/{group}/*"),
                             arn(self, "sagemaker", f"model-package-group/{group}")])
+        self.promote.grant(["sagemaker:DescribeModelPackage", "sagemaker:UpdateModelPackage"],
+                           [arn(self, "sagemaker", f"model-package/{group}/*")])
         self.promote.grant(["s3:GetObject"], [artifacts_bucket.arn_for_objects("runs/*")])
         # keeps a model that passed the gate: runs/<id>/model/model.tar.gz -> models/<id>/model.tar.gz
         # (boto3's managed copy: CopyObject, or multipart UploadPartCopy for a large model)

@@ -116,8 +116,8 @@ def _check(shape: Shape, value: Any, path: str, out: list[str]) -> None:
         if not isinstance(value, dt.datetime | str | int | float):
             out.append(f"{path}: expected a timestamp, got {type(value).__name__}")
         return
-    if kind == "blob":
-        if not isinstance(value, bytes | bytearray | str):
+    if kind == "blob":  # bytes, text, or a file-like body (botocore wraps bodies for checksums)
+        if not isinstance(value, bytes | bytearray | str) and not hasattr(value, "read"):
             out.append(f"{path}: expected bytes, got {type(value).__name__}")
         return
     out.append(f"{path}: unhandled shape type {kind}")  # pragma: no cover - botocore has no others
@@ -173,19 +173,20 @@ class RecordedCall(tuple):
 @contextlib.contextmanager
 def recording_calls() -> Iterator[list[RecordedCall]]:
     """Record every boto3/botocore API call made inside the block (any client, any service), with
-    the parameters as the caller passed them, before botocore serialises them (moto answers them
-    below that layer). Check them afterwards with ``assert_calls_valid``."""
+    its parameters as botocore is about to validate and serialise them -- after boto3's own
+    customisations (e.g. S3 CopySource given as a dict becomes the API's string) and before moto
+    answers below that layer. Check them afterwards with ``assert_calls_valid``."""
     from botocore.client import BaseClient
 
     calls: list[RecordedCall] = []
-    original = BaseClient._make_api_call
+    original = BaseClient._convert_to_request_dict
 
-    def make_api_call(self: BaseClient, operation_name: str, api_params: dict[str, Any]) -> Any:
+    def convert(self: BaseClient, api_params: dict[str, Any], operation_model: Any, *args: Any, **kwargs: Any) -> Any:
         service = self.meta.service_model.service_name
-        calls.append(RecordedCall((service, operation_name, copy.deepcopy(api_params))))
-        return original(self, operation_name, api_params)
+        calls.append(RecordedCall((service, operation_model.name, copy.deepcopy(api_params))))
+        return original(self, api_params, operation_model, *args, **kwargs)
 
-    with mock.patch.object(BaseClient, "_make_api_call", make_api_call):
+    with mock.patch.object(BaseClient, "_convert_to_request_dict", convert):
         yield calls
 
 
