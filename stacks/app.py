@@ -60,5 +60,5 @@ def build(app: cdk.App, *, nag: bool = True) -> PredMaintApp:
         cdk.Tags.of(stack).add("project", config.project)
     if nag:
         cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
-        acknowledge_findings(built)
+        acknowledge_findings(built.config, built.training)
     return built

@@ -22,8 +22,8 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from stacks.config import AppConfig
+from stacks.hosting import data_capture, deployment_config, hosting_environment
 from stacks.images import xgboost_image_uri
-from stacks.state_machine import data_capture, deployment_config, hosting_environment
 
 
 def endpoint_metric(config: AppConfig, name: str, statistic: str, period_s: int | None = None) -> cloudwatch.Metric:

@@ -13,6 +13,7 @@ from constructs import Construct
 
 from stacks.assets import stage_lambda
 from stacks.config import AppConfig
+from stacks.retention import retention
 
 if TYPE_CHECKING:
     from stacks.network import NetworkStack
@@ -72,17 +73,3 @@ class PipelineFunction(Construct):
     def grant(self, actions: list[str], resources: list[str], conditions: dict | None = None) -> None:
         """Allow ``actions`` on ``resources`` (explicit actions only)."""
         self.role.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources, conditions=conditions))
-
-
-def _retention_name(days: int) -> str:
-    names = {1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",
-             60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS", 150: "FIVE_MONTHS", 180: "SIX_MONTHS",
-             365: "ONE_YEAR", 400: "THIRTEEN_MONTHS", 545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS",
-             1096: "THREE_YEARS", 1827: "FIVE_YEARS", 2192: "SIX_YEARS", 2557: "SEVEN_YEARS",
-             2922: "EIGHT_YEARS", 3288: "NINE_YEARS", 3653: "TEN_YEARS"}
-    return names[days]
-
-
-def retention(days: int) -> logs.RetentionDays:
-    """RetentionDays enum member for a validated number of days."""
-    return getattr(logs.RetentionDays, _retention_name(days))

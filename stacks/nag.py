@@ -13,7 +13,8 @@ import aws_cdk as cdk
 from constructs import IConstruct
 
 if TYPE_CHECKING:
-    from stacks.app import PredMaintApp
+    from stacks.config import AppConfig
+    from stacks.training_stack import TrainingStack
 
 IAM5 = "AwsSolutions::AwsSolutions-IAM5[Resource::{}]"
 
@@ -23,10 +24,10 @@ def ack(scope: IConstruct, finding: str, reason: str) -> None:
     cdk.Validations.of(scope).acknowledge(cdk.Acknowledgment(id=finding, reason=reason))
 
 
-def acknowledged_findings(built: PredMaintApp) -> list[tuple[IConstruct, str, str]]:
+def acknowledged_findings(config: AppConfig, training: TrainingStack) -> list[tuple[IConstruct, str, str]]:
     """(scope, finding id, reason) for every finding that is by design."""
-    c = built.config
-    t = built.training
+    c = config
+    t = training
     region, p = c.region, c.job_prefix
     acct, part = "<AWS::AccountId>", "<AWS::Partition>"
     bucket = lambda kind, prefix: f"arn:{part}:s3:::{c.bucket_name(kind, acct)}/{prefix}*"  # noqa: E731
@@ -100,7 +101,7 @@ def acknowledged_findings(built: PredMaintApp) -> list[tuple[IConstruct, str, st
     return out
 
 
-def acknowledge_findings(built: PredMaintApp) -> None:
+def acknowledge_findings(config: AppConfig, training: TrainingStack) -> None:
     """Acknowledge the findings that are by design; anything else fails synthesis."""
-    for scope, finding, reason in acknowledged_findings(built):
+    for scope, finding, reason in acknowledged_findings(config, training):
         ack(scope, finding, reason)

@@ -29,7 +29,9 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from stacks.config import AppConfig
-from stacks.functions import PipelineFunction, retention
+from stacks.functions import PipelineFunction
+from stacks.hosting import data_capture, deployment_config, hosting_environment
+from stacks.retention import retention
 from stacks.roles import SageMakerRoles, arn
 from training_src import search_space
 
@@ -493,36 +495,6 @@ class TrainingStateMachine(Construct):
         for actions, resources in statements:
             self.role.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources))
         self.role.add_to_policy(self.roles.pass_roles())
-
-
-def hosting_environment(config: AppConfig) -> dict[str, str]:
-    """Container environment of the hosted model: script mode with code/ inside model.tar.gz."""
-    return {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-            "SAGEMAKER_CONTAINER_LOG_LEVEL": "20", "SAGEMAKER_REGION": config.region,
-            "PREDMAINT_MAX_INSTANCES": str(config.endpoint.max_instances_per_request)}
-
-
-def data_capture(config: AppConfig, artifacts: s3.IBucket, key_arn: str) -> dict[str, Any]:
-    """DataCaptureConfig (API shape) writing request/response JSON to the artifacts bucket with KMS."""
-    return {"EnableCapture": True, "InitialSamplingPercentage": config.endpoint.data_capture_percent,
-            "DestinationS3Uri": artifacts.s3_url_for_object(f"data-capture/{config.endpoint.name}"),
-            "KmsKeyId": key_arn,
-            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
-            "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]}}
-
-
-def deployment_config(config: AppConfig) -> dict[str, Any]:
-    """Blue/green canary with auto-rollback on the endpoint alarms (API shape)."""
-    e = config.endpoint
-    return {
-        "BlueGreenUpdatePolicy": {
-            "TrafficRoutingConfiguration": {"Type": "CANARY", "WaitIntervalInSeconds": e.canary_wait_seconds,
-                                            "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": e.canary_percent}},
-            "TerminationWaitInSeconds": e.termination_wait_seconds,
-            "MaximumExecutionTimeoutInSeconds": max(600, 2 * e.canary_wait_seconds + e.termination_wait_seconds + 1800),
-        },
-        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in config.alarm_names]},
-    }
 
 
 def state_order(definition: dict[str, Any]) -> list[str]:
