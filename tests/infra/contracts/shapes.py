@@ -116,8 +116,8 @@ def _check(shape: Shape, value: Any, path: str, out: list[str]) -> None:
         if not isinstance(value, dt.datetime | str | int | float):
             out.append(f"{path}: expected a timestamp, got {type(value).__name__}")
         return
-    if kind == "blob":
-        if not isinstance(value, bytes | bytearray | str):
+    if kind == "blob":  # as botocore's validator: bytes, text or a file-like object (streamed)
+        if not isinstance(value, bytes | bytearray | str) and not hasattr(value, "read"):
             out.append(f"{path}: expected bytes, got {type(value).__name__}")
         return
     out.append(f"{path}: unhandled shape type {kind}")  # pragma: no cover - botocore has no others
@@ -189,7 +189,28 @@ def recording_calls() -> Iterator[list[RecordedCall]]:
         yield calls
 
 
+@functools.cache
+def _client(service: str) -> Any:
+    """A client that is never sent anything: it only runs botocore's own parameter handlers."""
+    return _session().create_client(service, region_name="us-east-1", aws_access_key_id="x",
+                                    aws_secret_access_key="x")
+
+
+def wire_params(call: RecordedCall) -> dict[str, Any]:
+    """``call``'s parameters in the form botocore serialises: its ``before-parameter-build`` handlers
+    first turn documented caller conveniences into the API's form (an S3 ``CopySource`` given as
+    ``{"Bucket", "Key"}``, as boto3's managed ``copy`` passes it, becomes ``"bucket/key"``; a
+    missing idempotency token gets its UUID). The recorded call itself stays as the caller passed it."""
+    client = _client(call.service)
+    params = copy.deepcopy(call.params)
+    model = client.meta.service_model.operation_model(call.operation)
+    client.meta.events.emit(f"before-parameter-build.{client.meta.service_model.service_id.hyphenize()}."
+                            f"{call.operation}", params=params, model=model, context={})
+    return params
+
+
 def assert_calls_valid(calls: list[RecordedCall]) -> None:
-    """Every recorded call's parameters satisfy the API model (see ``problems``)."""
-    found = [f"{c.service}.{c.operation}: {p}" for c in calls for p in problems(c.service, c.operation, c.params)]
+    """Every recorded call's parameters, as sent (``wire_params``), satisfy the API model (see ``problems``)."""
+    found = [f"{c.service}.{c.operation}: {p}" for c in calls
+             for p in problems(c.service, c.operation, wire_params(c))]
     assert not found, "requests the API would refuse:\n" + "\n".join(found)
