@@ -457,7 +457,8 @@ class SageMakerStandIn:
                                         for d in definitions for c in d.get("InputDataConfig", [])])
         if self._finish("CreateHyperParameterTuningJob", out, "HyperParameterTuningJobStatus", missing):
             (best,) = [d for d in definitions if d.get("DefinitionName") == self.best_algorithm]
-            objective = best.get("TuningObjective") or p["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]
+            objective = best.get("TuningObjective") or \
+                p["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]
             trial = f"{name}-{limit:03d}-{_suffix(name, n=8).lower()}"
             out["BestTrainingJob"] = {
                 "TrainingJobDefinitionName": best["DefinitionName"], "TrainingJobName": trial,
@@ -523,7 +524,8 @@ class SageMakerStandIn:
                          "EndpointStatus": "InService", "CreationTime": _ms(), "LastModifiedTime": _ms()}
 
     def _missing_endpoint(self, operation: str, name: str) -> ClientError:
-        return client_error(operation, "ValidationException", f"Could not find endpoint \"{self.arn('endpoint', name)}\".")
+        return client_error(operation, "ValidationException",
+                            f"Could not find endpoint \"{self.arn('endpoint', name)}\".")
 
     def _UpdateEndpoint(self, p: dict[str, Any]) -> dict[str, Any]:
         if self.endpoint is None or self.endpoint["EndpointName"] != p["EndpointName"]:
@@ -558,7 +560,8 @@ class SageMakerStandIn:
             elif status == "InService":
                 e.pop("pending")  # rolled back: the update is over
             if status == "Failed":
-                e["FailureReason"] = "Request to service failed. If failure persists after retry, contact customer support."
+                e["FailureReason"] = ("Request to service failed. If failure persists after retry, contact "
+                                      "customer support.")
         return {k: v for k, v in e.items() if k != "pending"}
 
 
@@ -877,7 +880,8 @@ def open_world(dep: Deployment, data_dir: Path) -> Iterator[World]:
             yield world
 
 
-def evaluation_report(data_dir: Path, noise: float, *, baseline_noise: float = 45.0, seed: int = 0) -> dict[str, Any]:
+def evaluation_report(data_dir: Path, noise: float, *, baseline_noise: float = 45.0,
+                      seed: int = 0) -> dict[str, Any]:
     """An evaluation report in evaluate.py's form for predictions ``noise`` cycles (RMS) off FD001's
     true test RUL, with metrics computed by evaluate.py's own ``regression_metrics``."""
     import gzip
@@ -900,7 +904,7 @@ def evaluation_report(data_dir: Path, noise: float, *, baseline_noise: float = 4
         "baseline": {k: mb[k] for k in ("rmse", "mae", "nasa_score")},
         "improvement_pct": 100.0 * (mb["rmse"] - m["rmse"]) / mb["rmse"],
         # the same test set for every run: the fingerprint of FD001's test files
-        "test_fingerprint": hashlib.sha256(b"".join(
-            (data_dir / "cmapss" / f).read_bytes() for f in ("test_FD001.txt.gz", "RUL_FD001.txt.gz"))).hexdigest()[:16],
+        "test_fingerprint": hashlib.sha256(b"".join((data_dir / "cmapss" / f).read_bytes() for f in (
+            "test_FD001.txt.gz", "RUL_FD001.txt.gz"))).hexdigest()[:16],
         "n_test": len(y), "algorithm": "xgboost",
     }

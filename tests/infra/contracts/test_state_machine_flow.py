@@ -69,7 +69,8 @@ pytestmark = pytest.mark.usefixtures("aws_credentials")
 HAPPY_FIRST = ["ApplyDefaults", "MergeInput", "Prepare", "Preprocess", "Tune", "BestHyperparameters", "Refit",
                "Evaluate", "Promote", "Promoted?", "CreateModel", "CreateEndpointConfig", "FindEndpoint",
                "EndpointMissing?", "RecordChampion", "FirstChampion?", "EndpointNotDeployed"]
-TO_DEPLOY = [*HAPPY_FIRST[:HAPPY_FIRST.index("FindEndpoint") + 1], "UpdateEndpoint", "WaitForDeployment", "DescribeEndpoint", "DeploymentStatus?"]
+TO_DEPLOY = [*HAPPY_FIRST[:HAPPY_FIRST.index("FindEndpoint") + 1], "UpdateEndpoint", "WaitForDeployment",
+             "DescribeEndpoint", "DeploymentStatus?"]
 CHAMPION, CHAMPION_PACKAGE = "/predmaint/champion/model-data-url", "/predmaint/champion/model-package-arn"
 
 
@@ -194,6 +195,23 @@ def statuses(world: World) -> list[str]:
 # the paths
 # --------------------------------------------------------------------------------------------
 
+def test_the_definition_is_the_template_s_with_every_token_resolved(deployment):
+    text = json.dumps(deployment.definition)
+    assert not any(marker in text for marker in ('"Fn::', '"Ref"', "${", "TOKEN"))
+    resources = {st.get("Resource") for st in deployment.definition["States"].values()} - {None}
+    lambdas = {r for r in resources if r.startswith("arn:aws:lambda:")}
+    assert lambdas == set(deployment.functions) == {
+        f"arn:aws:lambda:{deployment.region}:{flow.ACCOUNT}:function:{name}"
+        for name in ("predmaint-prepare", "predmaint-promote")}
+    assert all(f.handler_file.is_file() for f in deployment.functions.values())  # the staged bundles
+    assert resources - lambdas == {f"arn:aws:states:::{r}" for r in (
+        "sagemaker:createProcessingJob.sync", "sagemaker:createHyperParameterTuningJob.sync",
+        "sagemaker:createTrainingJob.sync", "sagemaker:createModel", "sagemaker:createEndpointConfig",
+        "sagemaker:updateEndpoint", "aws-sdk:sagemaker:describeEndpoint", "sns:publish")}
+    assert deployment.topic_arn == f"arn:aws:sns:{deployment.region}:{flow.ACCOUNT}:predmaint-notifications"
+    assert deployment.role_arn.startswith(f"arn:aws:iam::{flow.ACCOUNT}:role/Predmaint-Training-PipelineRole")
+
+
 def test_first_run_without_an_endpoint_records_the_champion_and_stops(world, reports):
     run, run_id = first_run(world, reports["first"])
     check_first_run(world, run, run_id)
@@ -226,7 +244,8 @@ def test_first_run_without_an_endpoint_records_the_champion_and_stops(world, rep
 def test_better_model_is_deployed_blue_green_and_becomes_the_champion(world, reports):
     run, _, run_id = champion_then(world, reports, "better")
     assert run.status == "SUCCEEDED", (run.error, run.cause)
-    assert run.states == [*TO_DEPLOY, "WaitForDeployment", "DescribeEndpoint", "DeploymentStatus?", "RecordChampion", "FirstChampion?", "Deployed"]
+    assert run.states == [*TO_DEPLOY, "WaitForDeployment", "DescribeEndpoint", "DeploymentStatus?",
+                          "RecordChampion", "FirstChampion?", "Deployed"]
     valid(world)
     plan = plan_of(run)
     assert world.sagemaker.operations() == [
@@ -315,7 +334,8 @@ def test_a_failed_training_job_fails_the_pipeline_without_retrying(world, report
     world.sagemaker.fail_job["CreateTrainingJob"] = "AlgorithmError: ExecuteUserScriptError: exit code 1"
     run, _ = first_run(world, reports["first"])
     assert run.status == "FAILED"
-    assert run.states == [*HAPPY_FIRST[:HAPPY_FIRST.index("Refit") + 1], "RefitTransient?", "NotifyFailure", "PipelineFailed"]
+    assert run.states == [*HAPPY_FIRST[:HAPPY_FIRST.index("Refit") + 1], "RefitTransient?", "NotifyFailure",
+                          "PipelineFailed"]
     valid(world)
     (caught,) = run.outputs("RefitTransient?")
     assert caught["error"]["Error"] == "States.TaskFailed"
@@ -338,7 +358,8 @@ def test_a_throttled_create_model_is_retried_after_the_backoff(world, reports):
     run, _ = first_run(world, reports["first"])
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     i = HAPPY_FIRST.index("CreateModel")
-    assert run.states == [*HAPPY_FIRST[:i + 1], "CreateModelTransient?", "CreateModelThrottled", "CreateModelBackoff", *HAPPY_FIRST[i:]]
+    assert run.states == [*HAPPY_FIRST[:i + 1], "CreateModelTransient?", "CreateModelThrottled",
+                          "CreateModelBackoff", *HAPPY_FIRST[i:]]
     valid(world)
     assert len(requests(world, "CreateModel")) == 2
     assert world.waits == [("CreateModelBackoff", 60)]
@@ -406,7 +427,8 @@ def _wrong_choice(d: dict[str, Any]) -> None:  # the first-run guard matching th
 
 @pytest.mark.parametrize(("mutate", "broken_at", "symptoms"), [
     # BestHyperparameters' payload reads $.results.tuning.BestTrainingJob, which is no longer there
-    (_rename_selector, "BestHyperparameters", ("$.results.tuning.BestTrainingJob", "could not be found in the input")),
+    (_rename_selector, "BestHyperparameters",
+     ("$.results.tuning.BestTrainingJob", "could not be found in the input")),
     # FindEndpoint's "not found" goes to NotifyFailure instead of RecordChampion
     (_wrong_choice, "EndpointMissing?", ("Could not find endpoint",)),
 ])
