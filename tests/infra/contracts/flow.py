@@ -15,7 +15,9 @@ Pieces (``test_state_machine_flow.py`` says what is real and what is stood in):
 * ``interpreter_hooks(world)`` plugs those into moto's ASL interpreter at its integration boundaries:
   the service-task classes for ``arn:aws:states:::sagemaker:*`` and ``aws-sdk:sagemaker:*``
   (``_eval_service_task`` / ``_build_sync_resolver`` / ``_from_error``), the Lambda invocation
-  (``lambda_eval_utils._invoke_lambda_function``), the Wait state's clock and the Retrier's sleep.
+  (``lambda_eval_utils._invoke_lambda_function``), the Wait state's clock and the Retrier's sleep,
+  and memoises the ANTLR parse of a definition text (seconds of pure Python, repeated by moto for
+  CreateStateMachine and every execution; the evaluation components are still built per execution).
   Everything else -- parsing, JSONPath, intrinsic functions, Choice rules, Retry/Catch, ResultSelector
   and ResultPath, the SNS integration (to moto's SNS) -- is the interpreter's own.
 * ``World`` is one account: moto S3/SageMaker registry/SSM/SNS/Step Functions with the deployment's
@@ -818,7 +820,7 @@ class World:
         return invoke({"action": "confirm", "run_id": run_id, "model_package_arn": outcome["model_package_arn"]})
 
     # ---- executions ----
-    def run(self, *, timeout_s: float = 30.0) -> Run:
+    def run(self, *, timeout_s: float = 120.0) -> Run:
         """Start one execution the way ``predmaint start-training`` does and wait for its end."""
         from predmaint.aws import execution_name, start_training
 

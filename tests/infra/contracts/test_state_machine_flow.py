@@ -5,9 +5,9 @@ What is real here:
 * the definition: the state machine of the synthesized training stack, every CloudFormation token
   resolved to what CloudFormation would put there in account 123456789012 (role, key, topic and
   function ARNs, bucket names, the CDK assets bucket) -- ``flow.Resolver``;
-* the interpreter: moto 5.2.5's Step Functions parser (LocalStack's ASL interpreter), created and
-  started through the Step Functions API (``CreateStateMachine`` parses the definition), started the
-  way ``predmaint start-training`` starts it. JSONPath, intrinsic functions (``States.JsonMerge``,
+* the interpreter: moto 5.2.5's Step Functions parser (LocalStack's ASL interpreter), reached through
+  the Step Functions API (``CreateStateMachine`` parses the definition; executions are started the
+  way ``predmaint start-training`` starts them). JSONPath, intrinsic functions (``States.JsonMerge``,
   ``States.Format``, ``States.MathAdd``), Choice rules, ResultSelector/ResultPath, Retry/Catch,
   Fail's ErrorPath/CausePath and the SNS integration (publishing to moto's SNS) are its own;
 * the Lambda code: the two handlers from the staged Lambda bundles (``cdk.out/asset.*``), run with
@@ -33,13 +33,19 @@ ends Failed fails the task with ``States.TaskFailed`` and the Describe* answer a
 integration hands the function JSON (the wire blob is checked as ``Payload``) and, with
 ``payload_response_only``, passes the function's JSON answer on; the SNS integration's ``Message`` is
 the rendered string. Wait states and Retrier sleeps are instant (their seconds are recorded).
+Tests that start from "a champion exists" get it from the deployed promote function's own
+``promote`` + ``confirm`` actions (``World.seed_champion``); the first-run test reaches the same
+state through the state machine.
 
 What stays unverified without an account: the real SageMaker behaviour behind the requests (image,
-IAM at run time, quotas, how long jobs and deployments take, the exact error texts -- e.g. "Could
-not find endpoint" is the documented message the FindEndpoint guard matches), the error *names* of
+IAM at run time, quotas, how long jobs and deployments take, the exact error texts -- e.g. the
+FindEndpoint guard matches "Could not find endpoint", SageMaker's ValidationException text for a
+missing endpoint, which AWS does not document as a contract), the error *names* of
 the aws-sdk integration (moto calls a DescribeEndpoint error ``sagemaker.sagemakerException``; AWS
 documents ``SageMaker.<ErrorCode>Exception``, which the ``SageMaker.ThrottlingException`` Retriers
-assume), and anything moto's interpreter does differently from AWS's.
+assume), whether AWS lets a Fail state re-raise a reserved ``States.*`` name through ErrorPath (moto
+refuses and ends such an execution with ``States.Runtime``; see the failed-job test), and anything
+else moto's interpreter does differently from AWS's.
 """
 
 from __future__ import annotations
