@@ -350,8 +350,8 @@ class TrainingStateMachine(Construct):
         guarded(describe, SDK_THROTTLING, attempts=6)
         rolled_back = sfn.Pass(self, "DeploymentRolledBack", result_path="$.error", parameters={
             "Error": "DeploymentRolledBack",
-            "Cause.$": "States.Format('Endpoint {} is InService on {}, not the new config {}: the canary tripped "
-                       "an alarm and SageMaker rolled back', $.results.endpoint.EndpointStatus, "
+            "Cause.$": f"States.Format('Endpoint {c.endpoint.name} is InService on {{}}, not the new config {{}}: "
+                       "the canary tripped an alarm and SageMaker rolled back', "
                        "$.results.endpoint.EndpointConfigName, $.plan.jobs.endpoint_config)"})
         endpoint_failed = sfn.Pass(self, "EndpointFailed", result_path="$.error", parameters={
             "Error": "EndpointFailed", "Cause.$": "States.Format('Endpoint status {}', $.results.endpoint.EndpointStatus)"})
@@ -362,7 +362,10 @@ class TrainingStateMachine(Construct):
                                                             "$.plan.jobs.endpoint_config")), record_champion)
                   .when(sfn.Condition.string_equals("$.results.endpoint.EndpointStatus", "InService"),
                         rolled_back.next(reject_challenger))
-                  .when(sfn.Condition.string_equals("$.results.endpoint.EndpointStatus", "Failed"),
+                  # UpdateRollbackFailed: the update and its rollback both failed (a mix of configs
+                  # serves); like Failed it never becomes InService by itself
+                  .when(sfn.Condition.or_(*[sfn.Condition.string_equals("$.results.endpoint.EndpointStatus", s)
+                                            for s in ("Failed", "UpdateRollbackFailed")]),
                         endpoint_failed.next(reject_challenger))
                   .otherwise(wait))
 
