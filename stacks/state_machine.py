@@ -55,6 +55,8 @@ THROTTLE_CAUSES = ("*Error Code: ThrottlingException*", "*Rate exceeded*", "*Err
                    "*Error Code: ServiceUnavailable*")
 THROTTLE_BUDGET = 8
 THROTTLE_WAIT_S = 60
+#: DescribeEndpoint statuses a blue/green update never leaves by itself
+ENDPOINT_DEAD_ENDS = ("Failed", "UpdateRollbackFailed", "OutOfService", "Deleting")
 # AWS SDK integrations (arn:aws:states:::aws-sdk:sagemaker:*) name errors after the exception instead
 SDK_THROTTLING = ["SageMaker.ThrottlingException", "SageMaker.InternalFailureException"]
 LAMBDA_TRANSIENT = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
@@ -84,7 +86,10 @@ class TrainingStateMachine(Construct):
         self.task_states: list[str] = []
 
         # ---------------- failure path ----------------
-        failed = sfn.Fail(self, "PipelineFailed", error_path="$.error.Error", cause_path="$.error.Cause")
+        # a fixed error name: the caught one may be a reserved States.* name (States.TaskFailed), which a
+        # Fail state must not raise; it leads the cause instead
+        failed = sfn.Fail(self, "PipelineFailed", error="PipelineFailed",
+                          cause_path="States.Format('{}: {}', $.error.Error, $.error.Cause)")
         notify_failure = tasks.SnsPublish(
             self, "NotifyFailure", topic=topic, subject=f"{c.project}: training pipeline failed",
             message=sfn.TaskInput.from_json_path_at("States.Format('Execution {} failed in state machine "
@@ -97,14 +102,15 @@ class TrainingStateMachine(Construct):
         notify_failure.next(failed)
         self.task_states.append("NotifyFailure")
 
-        def guarded(state: Any, errors: list[str], attempts: int = 4) -> Any:
+        def guarded(state: Any, errors: list[str], attempts: int = 4, failure: Any = None) -> Any:
             _retry(state, errors, attempts)
-            state.add_catch(notify_failure, errors=["States.ALL"], result_path="$.error")
+            state.add_catch(failure or notify_failure, errors=["States.ALL"], result_path="$.error")
             self.task_states.append(state.state_id)
             return state
 
-        def sagemaker_task(state: Any, *transient_causes: str) -> Any:
-            """A SageMaker task whose throttling (and ``transient_causes``) are retried, nothing else."""
+        def sagemaker_task(state: Any, *transient_causes: str, failure: Any = None) -> Any:
+            """A SageMaker task whose throttling (and ``transient_causes``) are retried, nothing else;
+            other errors go to ``failure`` (default: the SNS notification)."""
             sid = state.state_id
             wait = sfn.Wait(self, f"{sid}Backoff", time=sfn.WaitTime.duration(cdk.Duration.seconds(THROTTLE_WAIT_S)),
                             comment=f"{sid} was throttled: wait, then call it again")
@@ -115,7 +121,7 @@ class TrainingStateMachine(Construct):
             state.add_catch(sfn.Choice(self, f"{sid}Transient?")
                             .when(sfn.Condition.and_(transient, sfn.Condition.number_less_than(
                                 "$.throttle.retries", THROTTLE_BUDGET)), count.next(wait).next(state))
-                            .otherwise(notify_failure), errors=["States.ALL"], result_path="$.error")
+                            .otherwise(failure or notify_failure), errors=["States.ALL"], result_path="$.error")
             self.task_states.append(sid)
             return state
 
@@ -274,6 +280,19 @@ class TrainingStateMachine(Construct):
             result_path=sfn.JsonPath.DISCARD), SNS_TRANSIENT, attempts=3)
         notify_rejected.next(not_promoted)
 
+        # After the gate passed, any failure to deploy rejects the challenger (it never served), then notifies
+        decision = {"run_id.$": "$.plan.run_id", "model_package_arn.$": "$.promotion.model_package_arn"}
+        reject_challenger = tasks.LambdaInvoke(
+            self, "RejectChallenger", lambda_function=promote.function, payload_response_only=True,
+            retry_on_service_exceptions=False, result_path=sfn.JsonPath.DISCARD,
+            comment="not deployed: package Rejected with the reason; the champion stays",
+            payload=sfn.TaskInput.from_object({"action": "reject", "reason.$": "$.error.Cause", **decision}))
+        _retry(reject_challenger, LAMBDA_TRANSIENT)
+        # keep the deployment error (not the rejection's) for the notification
+        reject_challenger.add_catch(notify_failure, errors=["States.ALL"], result_path="$.reject_error")
+        reject_challenger.next(notify_failure)
+        self.task_states.append("RejectChallenger")
+
         variant = {"VariantName": c.endpoint.variant_name, "ModelName.$": "$.plan.jobs.model",
                    "InstanceType": c.endpoint.instance_type,
                    "InitialInstanceCount": c.endpoint.initial_instance_count}
@@ -285,32 +304,21 @@ class TrainingStateMachine(Construct):
                                  "ModelDataUrl.$": "$.promotion.model_data_url",
                                  "Environment": hosting_environment(c)},
             **self.vpc,
-        }, result_path=sfn.JsonPath.DISCARD))
+        }, result_path=sfn.JsonPath.DISCARD), failure=reject_challenger)
         create_config = sagemaker_task(self._custom("CreateEndpointConfig", "createEndpointConfig", {
             "EndpointConfigName.$": "$.plan.jobs.endpoint_config",
             "ProductionVariants": [variant],
             "KmsKeyId": enc,
             "DataCaptureConfig": data_capture(c, artifacts, enc),
-        }, result_path=sfn.JsonPath.DISCARD))
+        }, result_path=sfn.JsonPath.DISCARD), failure=reject_challenger)
 
         # The champion moves only once the endpoint serves the challenger (or there is no endpoint yet):
         # RecordChampion approves the package and writes SSM; a rollback or a failed endpoint rejects it.
-        decision = {"run_id.$": "$.plan.run_id", "model_package_arn.$": "$.promotion.model_package_arn"}
         record_champion = guarded(tasks.LambdaInvoke(
             self, "RecordChampion", lambda_function=promote.function, payload_response_only=True,
             retry_on_service_exceptions=False, result_path="$.champion",
             comment="the endpoint serves it (or none exists yet): package Approved, champion recorded in SSM",
             payload=sfn.TaskInput.from_object({"action": "confirm", **decision})), LAMBDA_TRANSIENT)
-        reject_challenger = tasks.LambdaInvoke(
-            self, "RejectChallenger", lambda_function=promote.function, payload_response_only=True,
-            retry_on_service_exceptions=False, result_path=sfn.JsonPath.DISCARD,
-            comment="not deployed: package Rejected with the reason; the champion stays",
-            payload=sfn.TaskInput.from_object({"action": "reject", "reason.$": "$.error.Cause", **decision}))
-        _retry(reject_challenger, LAMBDA_TRANSIENT)
-        # keep the deployment error (not the rejection's) for the notification
-        reject_challenger.add_catch(notify_failure, errors=["States.ALL"], result_path="$.reject_error")
-        reject_challenger.next(notify_failure)
-        self.task_states.append("RejectChallenger")
 
         endpoint_not_deployed = sfn.Succeed(
             self, "EndpointNotDeployed",
@@ -329,7 +337,7 @@ class TrainingStateMachine(Construct):
         find_endpoint.add_catch(
             sfn.Choice(self, "EndpointMissing?")
             .when(sfn.Condition.string_matches("$.error.Cause", "*Could not find endpoint*"), record_champion)
-            .otherwise(notify_failure),
+            .otherwise(reject_challenger),
             errors=["States.ALL"], result_path="$.error")
         self.task_states.append("FindEndpoint")
 
@@ -338,7 +346,8 @@ class TrainingStateMachine(Construct):
             "EndpointConfigName.$": "$.plan.jobs.endpoint_config",
             "RetainAllVariantProperties": True,  # keeps the autoscaled instance count
             "DeploymentConfig": deployment_config(c),
-        }, result_path=sfn.JsonPath.DISCARD), "*Cannot update in-progress endpoint*")  # e.g. autoscaling under way
+        }, result_path=sfn.JsonPath.DISCARD), "*Cannot update in-progress endpoint*",  # e.g. autoscaling under way
+            failure=reject_challenger)
 
         wait = sfn.Wait(self, "WaitForDeployment", time=sfn.WaitTime.duration(cdk.Duration.seconds(60)))
         describe = tasks.CallAwsService(
@@ -347,7 +356,7 @@ class TrainingStateMachine(Construct):
             parameters={"EndpointName": c.endpoint.name},
             result_selector={"EndpointStatus.$": "$.EndpointStatus", "EndpointConfigName.$": "$.EndpointConfigName"},
             result_path="$.results.endpoint")
-        guarded(describe, SDK_THROTTLING, attempts=6)
+        guarded(describe, SDK_THROTTLING, attempts=6, failure=reject_challenger)
         rolled_back = sfn.Pass(self, "DeploymentRolledBack", result_path="$.error", parameters={
             "Error": "DeploymentRolledBack",
             "Cause.$": f"States.Format('Endpoint {c.endpoint.name} is InService on {{}}, not the new config {{}}: "
@@ -363,9 +372,10 @@ class TrainingStateMachine(Construct):
                   .when(sfn.Condition.string_equals("$.results.endpoint.EndpointStatus", "InService"),
                         rolled_back.next(reject_challenger))
                   # UpdateRollbackFailed: the update and its rollback both failed (a mix of configs
-                  # serves); like Failed it never becomes InService by itself
+                  # serves); like Failed it never becomes InService by itself. OutOfService and Deleting
+                  # mean someone else took the endpoint down: this deployment will not complete either
                   .when(sfn.Condition.or_(*[sfn.Condition.string_equals("$.results.endpoint.EndpointStatus", s)
-                                            for s in ("Failed", "UpdateRollbackFailed")]),
+                                            for s in ENDPOINT_DEAD_ENDS]),
                         endpoint_failed.next(reject_challenger))
                   .otherwise(wait))
 

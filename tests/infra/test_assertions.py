@@ -146,6 +146,9 @@ def test_state_machine_state_order(synth):
         "FirstChampion?", "Deployed"]
 
 
+DEPLOYMENT_STEPS = ("CreateModel", "CreateEndpointConfig", "UpdateEndpoint", "DescribeEndpoint")
+
+
 def _is_sagemaker_optimized(st: dict) -> bool:
     return ":states:::sagemaker:" in json.dumps(st.get("Resource", ""))
 
@@ -169,17 +172,20 @@ def test_every_task_catches_into_sns_then_fail_and_retries_only_transient_errors
             # decides, and only throttling goes back to the task (after a Wait), within a budget
             assert not st.get("Retry"), name
             choice = states[target]
-            assert choice["Type"] == "Choice" and choice["Default"] == "NotifyFailure", name
+            # after the gate passed, a failed deployment step first rejects the challenger
+            expected = "RejectChallenger" if name in DEPLOYMENT_STEPS else "NotifyFailure"
+            assert choice["Type"] == "Choice" and choice["Default"] == expected, name
             (rule,) = choice["Choices"]
             assert "$.throttle.retries" in json.dumps(rule) and "ThrottlingException" in json.dumps(rule), name
             back = states[states[rule["Next"]]["Next"]]
             assert back["Type"] == "Wait" and back["Next"] == name, name
         else:
             assert st.get("Retry"), name
-            assert target in ("NotifyFailure", "EndpointMissing?"), name
+            assert target in ("NotifyFailure", "EndpointMissing?", "RejectChallenger"), name
     assert states["NotifyFailure"]["Resource"].endswith("sns:publish")
     assert states["NotifyFailure"]["Next"] == "PipelineFailed" and states["PipelineFailed"]["Type"] == "Fail"
-    assert states["EndpointMissing?"]["Default"] == "NotifyFailure"
+    assert states["EndpointMissing?"]["Default"] == "RejectChallenger"
+    assert states["PipelineFailed"]["Error"] == "PipelineFailed"  # never a reserved States.* name
     assert states["MergeInput"]["Parameters"]["throttle"] == {"retries": 0}
 
 

@@ -276,23 +276,31 @@ def test_better_model_is_deployed_blue_green_and_becomes_the_champion(world, rep
     assert world.sns_messages() == []
 
 
+def failure_of(run: flow.Run) -> tuple[str, str]:
+    """The error that failed the run: PipelineFailed raises its own name (a Fail state must not raise a
+    reserved States.* one) with ``"<caught error>: <caught cause>"`` as its cause."""
+    assert run.status == "FAILED" and run.error == "PipelineFailed", (run.error, run.cause)
+    error, _, cause = run.cause.partition(": ")
+    return error, cause
+
+
 def _failed_deployment(world: World, run: flow.Run, first_id: str, error: str) -> dict[str, Any]:
-    assert run.status == "FAILED"
     # the Pass state that describes the failure is named after the error it sets
     assert run.states[-5:] == ["DeploymentStatus?", error, "RejectChallenger", "NotifyFailure", "PipelineFailed"]
-    assert run.error == error
+    assert failure_of(run)[0] == error
+    cause = failure_of(run)[1]
     valid(world)
     # the challenger is rejected with the reason; the champion stays where it was
     assert statuses(world) == ["Approved", "Rejected"]
     assert world.parameter(CHAMPION) == models_url(world, first_id)
     assert world.parameter(CHAMPION_PACKAGE) == world.packages()[0]["ModelPackageArn"]
     (reject,) = world.invocations_of("promote", "reject")
-    assert reject["event"]["reason"] == run.cause
+    assert reject["event"]["reason"] == cause
     (message,) = world.sns_messages()
     assert message["TopicArn"] == world.dep.topic_arn
     assert message["Subject"] == "predmaint: training pipeline failed"
     assert message["Message"] == (f"Execution {run.arn.rsplit(':', 1)[1]} failed in state machine "
-                                  f"{world.dep.state_machine_name}. Error: {error}. Cause: {run.cause}")
+                                  f"{world.dep.state_machine_name}. Error: {error}. Cause: {cause}")
     return message
 
 
@@ -301,7 +309,7 @@ def test_rolled_back_deployment_rejects_the_challenger_and_keeps_the_champion(wo
     run, first_id, _ = champion_then(world, reports, "better", rollout)
     _failed_deployment(world, run, first_id, "DeploymentRolledBack")
     new_config = plan_of(run)["jobs"]["endpoint_config"]
-    assert run.cause == (f"Endpoint {world.dep.endpoint_name} is InService on {world.dep.endpoint_config_name}, "
+    assert failure_of(run)[1] == (f"Endpoint {world.dep.endpoint_name} is InService on {world.dep.endpoint_config_name}, "
                          f"not the new config {new_config}: the canary tripped an alarm and SageMaker rolled back")
     assert world.waits == [("WaitForDeployment", 60)] * 3
     assert world.sagemaker.endpoint["EndpointConfigName"] == world.dep.endpoint_config_name
@@ -311,7 +319,7 @@ def test_rolled_back_deployment_rejects_the_challenger_and_keeps_the_champion(wo
 def test_failed_endpoint_is_handled_like_a_rollback(world, reports, status):
     run, first_id, _ = champion_then(world, reports, "better", [("Updating", "old"), (status, "old")])
     _failed_deployment(world, run, first_id, "EndpointFailed")
-    assert run.cause == f"Endpoint status {status}"
+    assert failure_of(run)[1] == f"Endpoint status {status}"
 
 
 def test_worse_model_is_rejected_and_nothing_is_deployed(world, reports):
@@ -353,10 +361,9 @@ def test_a_failed_training_job_fails_the_pipeline_without_retrying(world, report
     assert world.packages() == [] and world.parameter(CHAMPION) is None
     (message,) = world.sns_messages()
     assert f"Error: States.TaskFailed. Cause: {caught['error']['Cause']}" in message["Message"]
-    # PipelineFailed re-raises the caught error through ErrorPath. moto (LocalStack's interpreter)
-    # refuses a reserved "States." name there and ends the execution with States.Runtime; AWS does
-    # not document either way (unverified offline). The execution fails at PipelineFailed regardless.
-    assert run.error in ("States.TaskFailed", "States.Runtime")
+    # PipelineFailed names itself and leads its cause with the caught error (a Fail state raising the
+    # reserved States.TaskFailed is refused by moto's interpreter, and AWS does not document it)
+    assert failure_of(run) == ("States.TaskFailed", caught["error"]["Cause"])
 
 
 def test_a_throttled_create_model_is_retried_after_the_backoff(world, reports):
@@ -382,13 +389,16 @@ def test_a_validation_error_fails_at_once(world, reports):
     run, _ = first_run(world, reports["first"])
     assert run.status == "FAILED"
     i = HAPPY_FIRST.index("CreateModel")
-    assert run.states == [*HAPPY_FIRST[:i + 1], "CreateModelTransient?", "NotifyFailure", "PipelineFailed"]
+    assert run.states == [*HAPPY_FIRST[:i + 1], "CreateModelTransient?", "RejectChallenger", "NotifyFailure",
+                          "PipelineFailed"]
     valid(world)
-    assert run.error == "SageMaker.AmazonSageMakerException"
-    assert "Error Code: ValidationException" in run.cause
+    error, cause = failure_of(run)
+    assert error == "SageMaker.AmazonSageMakerException" and "Error Code: ValidationException" in cause
     assert len(requests(world, "CreateModel")) == 1 and world.waits == []
-    # the package passed the gate but never served: it stays pending, the champion unset
-    assert statuses(world) == ["PendingManualApproval"] and world.parameter(CHAMPION) is None
+    # the package passed the gate but never served: rejected with the reason, the champion unset
+    assert statuses(world) == ["Rejected"] and world.parameter(CHAMPION) is None
+    package = world.sm.describe_model_package(ModelPackageName=world.packages()[0]["ModelPackageArn"])
+    assert "Could not access model data" in package["ApprovalDescription"]
 
 
 def test_throttling_past_the_budget_fails(world, reports):
@@ -396,12 +406,12 @@ def test_throttling_past_the_budget_fails(world, reports):
     world.sagemaker.faults["CreateModel"] = [throttling("CreateModel") for _ in range(budget + 5)]
     run, _ = first_run(world, reports["first"])
     assert run.status == "FAILED"
-    assert run.states[-3:] == ["CreateModelTransient?", "NotifyFailure", "PipelineFailed"]
+    assert run.states[-4:] == ["CreateModelTransient?", "RejectChallenger", "NotifyFailure", "PipelineFailed"]
     valid(world)
     assert len(requests(world, "CreateModel")) == budget + 1
     assert world.waits == [("CreateModelBackoff", 60)] * budget
     assert run.outputs("CreateModelTransient?")[-1]["throttle"] == {"retries": budget}
-    assert "Error Code: ThrottlingException" in run.cause
+    assert "Error Code: ThrottlingException" in failure_of(run)[1]
 
 
 def test_an_endpoint_busy_with_autoscaling_is_updated_once_it_is_free(world, reports):
@@ -435,8 +445,8 @@ def _wrong_choice(d: dict[str, Any]) -> None:  # the first-run guard matching th
     # BestHyperparameters' payload reads $.results.tuning.BestTrainingJob, which is no longer there
     (_rename_selector, "BestHyperparameters",
      ("$.results.tuning.BestTrainingJob", "could not be found in the input")),
-    # FindEndpoint's "not found" goes to NotifyFailure instead of RecordChampion
-    (_wrong_choice, "EndpointMissing?", ("Could not find endpoint",)),
+    # FindEndpoint's "not found" goes to RejectChallenger instead of RecordChampion
+    (_wrong_choice, "RejectChallenger", ("Could not find endpoint",)),
 ])
 def test_a_broken_definition_fails_the_first_run_checks(deployment, data_dir, reports, aws_credentials,
                                                        mutate: Callable[[dict[str, Any]], None], broken_at: str,
