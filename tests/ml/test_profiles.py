@@ -29,7 +29,7 @@ def _doc():
     (lambda d: d.pop("label"), "a label rule is required"),
     (lambda d: d["label"].update(cap=-5), "label.cap"),
     (lambda d: d.update(task="forecast"), "task"),
-    (lambda d: d.update(colour="red"), "unknown field"),
+    (lambda d: d.update(colour="red"), r"colour: unknown key; known keys are \[.categorical_columns."),
     (lambda d: d["split"].update(validation_fraction=0), "validation_fraction"),
     (lambda d: d.update(exclude_columns=["sensor_2"]), "also used as features"),
 ])
@@ -85,7 +85,7 @@ def _margin(**d):
     ([_margin(band=[9000, 3500])], r"band: must be \[low, high\] with low < high"),
     ([_margin(band=[1])], "band: must be"),
     ([_margin(limit=1, band=[0, 2])], "limit or band, not both"),
-    ([_margin(threshold=3)], r"unknown field\(s\) \['threshold'\]"),
+    ([_margin(threshold=3)], r"derived_features\[0\].threshold: unknown key; known keys of derived_features\[0\] are"),
     ([{"name": "m", "op": "value", "columns": ["torque", "tool_wear"]}], "value takes exactly 1 input"),
     ([{"name": "m", "op": "max", "columns": ["torque"]}], "max needs at least two inputs"),
     ([{"name": "m", "op": "max", "columns": ["torque", "tool_wear"], "features": ["x", "y"]}],
