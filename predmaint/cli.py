@@ -187,7 +187,8 @@ def _file_instances(path: Path, profile: Any = None) -> list[Any]:
     """Instances from a JSON request/instance/readings file or a CSV of readings.
 
     A CSV is grouped into assets by the profile's id column (``--profile``; without one: ``asset_id``,
-    ``unit`` or ``id``), or, for a labelled-rows profile, sent row by row. Values must be numbers,
+    ``unit`` or ``id``), or, for a labelled-rows profile, sent row by row; with a profile, header names
+    are renamed as its ``format.rename`` says (a raw export works as is). Values must be numbers,
     except the profile's categorical columns; a bad cell is reported with the file, row and column.
     """
     import csv
@@ -204,6 +205,8 @@ def _file_instances(path: Path, profile: Any = None) -> list[Any]:
         rows = list(csv.DictReader(text.splitlines()))
         if not rows:
             raise UsageError(f"{path}: no data rows (a header line and at least one reading are needed)")
+        if profile is not None and profile.rename:  # the fleet's own header names, as in its raw files
+            rows = [{profile.rename.get(k, k) if k is not None else k: v for k, v in r.items()} for r in rows]
         header = list(rows[0])
         if profile is not None and profile.id_column in header:
             id_col = profile.id_column
@@ -212,7 +215,8 @@ def _file_instances(path: Path, profile: Any = None) -> list[Any]:
         categorical = tuple(profile.categorical_columns) if profile is not None else ()
         try:
             return instances_from_rows(rows, id_col, default_id=path.stem, categorical=categorical,
-                                       per_row=profile is not None and not profile.is_regression)
+                                       per_row=profile is not None and not profile.is_regression,
+                                       columns=profile.input_columns if profile is not None else None)
         except ValueError as exc:
             raise UsageError(f"{path}: {exc}") from None
     try:

@@ -298,12 +298,13 @@ class SageMakerClient(_Invoker):
 
 def instances_from_rows(rows: Iterable[dict[str, Any]], id_column: str | None, default_id: str = "asset-1", *,
                         categorical: Collection[str] = (), per_row: bool = False,
-                        first_row: int = 2) -> list[Instance]:
+                        columns: Collection[str] | None = None, first_row: int = 2) -> list[Instance]:
     """Group flat reading rows (e.g. from a CSV) into instances by ``id_column`` (one instance if absent),
     or make one instance per row (``per_row``: labelled-rows profiles, the id column as its asset id).
 
     Values are converted to float, except ``categorical`` columns (kept as text); empty cells are
-    dropped; the id column itself is not a reading. A value that is not a finite number raises
+    dropped; the id column itself is not a reading, nor a column outside ``columns`` (when given: the
+    profile's input columns; an export's other columns stay out of the request). A value that is not a finite number raises
     ValueError naming the row (``first_row`` is the file row of the first item: 2 after a header
     line) and the column.
     """
@@ -316,7 +317,7 @@ def instances_from_rows(rows: Iterable[dict[str, Any]], id_column: str | None, d
                 raise ValueError(f"row {n}: more values than the header has columns")
             if v is None:
                 raise ValueError(f"row {n}: fewer values than the header has columns (no {k!r})")
-            if k in (id_column, "asset_id") or v == "":
+            if k in (id_column, "asset_id") or v == "" or (columns is not None and k not in columns):
                 continue
             if k in categorical:
                 reading[k] = v

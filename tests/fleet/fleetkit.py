@@ -1,4 +1,5 @@
-"""A small synthetic run-to-failure fleet that is neither C-MAPSS nor AI4I, for the bring-your-own-fleet tests.
+"""Helpers for the bring-your-own-fleet tests: a small synthetic run-to-failure fleet that is neither
+C-MAPSS nor AI4I, and the `predmaint` CLI run as a user runs it.
 
 Pumps (ids 101..), one reading every 2 operating hours until failure, in a CSV with a header whose
 names C-MAPSS never uses (some with spaces and units, as exported by a historian), a categorical
@@ -11,16 +12,21 @@ regime-dependent level, so a model has to normalise per regime to see the wear.
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
 
 HEADER = ["Pump ID", "Op Hours", "Load [%]", "Ambient [C]", "Pump Model",
           "Vibration [mm/s]", "Bearing Temp [C]", "Flow [l/min]", "Discharge Pressure [bar]", "Motor Current [A]"]
 REGIMES = ((40.0, 15.0), (85.0, 30.0))  # (load %, ambient C) set points
 
 
-def fleet_rows(pumps: int = 36, seed: int = 7) -> list[list[str]]:
+def fleet_rows(pumps: int = 48, seed: int = 7) -> list[list[str]]:
     """Rows of the fleet (without the header), pumps contiguous, hours increasing."""
     rng = np.random.default_rng(seed)
     rows: list[list[str]] = []
@@ -34,17 +40,19 @@ def fleet_rows(pumps: int = 36, seed: int = 7) -> list[list[str]]:
             load += rng.normal(0, 0.05)
             ambient += rng.normal(0, 0.02)
             h = (step / life) ** 2
-            vib = 1.5 + 0.02 * load + 2.5 * h + rng.normal(0, 0.08)
-            temp = 30 + 0.3 * load + 0.6 * ambient + 9 * h + rng.normal(0, 0.4)
-            flow = 2.4 * load * (1 - 0.12 * h) + rng.normal(0, 0.8)
-            pressure = 0.08 * load * (1 - 0.08 * h) + rng.normal(0, 0.03)
-            current = 8 + 0.12 * load + 1.8 * h + rng.normal(0, 0.1)
+            # the regime moves every sensor more than a whole life of wear does, and one reading is
+            # noisy: a model needs per-regime normalisation and trailing windows to see the wear
+            vib = 1.0 + 0.05 * load + 1.2 * h + rng.normal(0, 0.25)
+            temp = 30 + 0.3 * load + 0.6 * ambient + 6 * h + rng.normal(0, 1.5)
+            flow = 2.4 * load * (1 - 0.06 * h) + rng.normal(0, 2.0)
+            pressure = 0.08 * load * (1 - 0.05 * h) + rng.normal(0, 0.08)
+            current = 8 + 0.12 * load + 1.2 * h + rng.normal(0, 0.4)
             rows.append([str(pump), str(hours), f"{load:.3f}", f"{ambient:.3f}", model, f"{vib:.4f}",
                          f"{temp:.3f}", f"{flow:.3f}", f"{pressure:.4f}", f"{current:.4f}"])
     return rows
 
 
-def write_fleet(path: Path, pumps: int = 36, seed: int = 7) -> Path:
+def write_fleet(path: Path, pumps: int = 48, seed: int = 7) -> Path:
     """Write the fleet CSV at ``path`` (parents created); returns ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:
@@ -52,3 +60,12 @@ def write_fleet(path: Path, pumps: int = 36, seed: int = 7) -> Path:
         w.writerow(HEADER)
         w.writerows(fleet_rows(pumps, seed))
     return path
+
+
+def predmaint(*args: str, home: Path, data_dir: Path, cwd: Path | None = None,
+              timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m predmaint ARGS`` in a fresh process, as a user runs it (home and data from the env)."""
+    env = {**os.environ, "PREDMAINT_DATA_DIR": str(data_dir), "PREDMAINT_HOME": str(home)}
+    env.pop("PREDMAINT_LOG_LEVEL", None)
+    return subprocess.run([sys.executable, "-m", "predmaint", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd or REPO)
