@@ -440,18 +440,18 @@ def cmd_profile_init(args: argparse.Namespace) -> int:
     """Draft a profile from a data file: JSON on stdout (or --output), notes on stderr."""
     from . import fleet
 
+    out = Path(args.output) if args.output is not None else None
+    if out is not None and out.exists() and not args.force:
+        raise UsageError(f"{out} exists; pass --force to replace it")
+    if out is not None and not out.parent.is_dir():
+        raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
     doc, notes = fleet.draft_profile(Path(args.datafile), Path(args.data_dir), args.name)
     text = json.dumps(doc, indent=2) + "\n"
     for note in notes:
         print(f"  {note}", file=sys.stderr)
-    if args.output is None:
+    if out is None:
         sys.stdout.write(text)
         return EXIT_OK
-    out = Path(args.output)
-    if out.exists() and not args.force:
-        raise UsageError(f"{out} exists; pass --force to replace it")
-    if not out.parent.is_dir():
-        raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
     tmp = out.with_name(f".{out.name}.tmp")
     try:
         tmp.write_text(text, encoding="utf-8")
@@ -666,6 +666,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import logs
 
     logs.setup(log_level(args))
+    command = " ".join(c for c in (args.command, getattr(args, "profile_command", None)) if c)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -678,11 +679,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(exc).split()) or type(exc).__name__
         if code is None:
             log.debug("unexpected error", exc_info=True)
-            print(f"predmaint {args.command}: internal error: {type(exc).__name__}: {message} "
+            print(f"predmaint {command}: internal error: {type(exc).__name__}: {message} "
                   "(set PREDMAINT_LOG_LEVEL=DEBUG for details)", file=sys.stderr)
             return EXIT_FAILURE
         log.debug("error", exc_info=True)
-        print(f"predmaint {args.command}: error: {message}", file=sys.stderr)
+        print(f"predmaint {command}: error: {message}", file=sys.stderr)
         return code
 
 

@@ -10,8 +10,9 @@ row, or whitespace-separated text; plain or .gz) and proposes a profile document
   readings in one contiguous block and another column increases within every block (asset id and
   time; names like ``unit``/``machine``/``id`` and ``cycle``/``hours``/``time`` are preferred);
 * settings: numeric columns named like settings (``setting``, ``condition``, ``mode``, ``regime``) or
-  taking at most 10 distinct levels at 1% of their range (operating set points, as FD002's settings
-  cluster around six conditions); every other numeric column is a sensor;
+  taking at most 10 distinct levels at 1% of their range, each seen 10+ times on average (operating
+  set points, as FD002's settings cluster around six conditions; sensors that are constant within a
+  condition look the same, and the notes say so); every other numeric column is a sensor;
 * categorical columns: text columns with at most 20 distinct values (levels in order of first
   appearance); other text columns (serial numbers, product codes) and, for labelled rows, other 0/1
   columns (failure modes would leak the label) are excluded;
@@ -120,13 +121,11 @@ def _sig(value: float, digits: int = 2) -> float:
     return float(round(value, digits - 1 - math.floor(math.log10(value))))
 
 
-def _fleet_columns(frame: dict[str, Any], names: list[str]) -> tuple[str, str] | None:
-    """(id column, time column) of a run-to-failure fleet, or None: an integer column whose values
+def _fleet_columns(frame: dict[str, Any], names: list[str], rows: int) -> tuple[str, str] | None:
+    """(id column, time column) of a run-to-failure fleet of ``rows`` readings, or None: an integer column whose values
     come in contiguous blocks (each asset's readings together, on average 3+ per asset) and a column
     that strictly increases within every block. Hinted names first, then file order."""
     import numpy as np
-
-    rows = len(next(iter(frame.values()))) if frame else 0
 
     def order(cols: list[str], hints: re.Pattern) -> list[str]:
         return sorted(cols, key=lambda c: (not hints.search(c), names.index(c)))
@@ -208,7 +207,7 @@ def draft_profile(path: Path, data_dir: Path | None = None, name: str | None = N
     numeric = {c: _numeric(df[c]) for c in names}
     binary = [c for c, v in numeric.items() if v is not None and set(np.unique(v[np.isfinite(v)])) == {0.0, 1.0}]
     label = next((c for c in binary if LABEL_HINTS.search(c)), None)
-    fleet = _fleet_columns(numeric, names)
+    fleet = _fleet_columns(numeric, names, len(df))
     cats: dict[str, list[str]] = {}
     exclude: list[str] = []
     for c in names:
@@ -259,12 +258,16 @@ def draft_profile(path: Path, data_dir: Path | None = None, name: str | None = N
         finite = v[np.isfinite(v)]
         span = float(finite.max() - finite.min()) if len(finite) else 0.0
         levels = len(np.unique(np.round((finite - finite.min()) / span * 100))) if span > 0 else 1
-        if SETTING_HINTS.search(c) or (c not in binary and 2 <= levels <= MAX_SETTING_LEVELS):
+        # set points repeat: a few levels, each seen many times (a short file shows few levels of anything)
+        if SETTING_HINTS.search(c) or (c not in binary and 2 <= levels <= MAX_SETTING_LEVELS
+                                       and len(finite) >= 10 * levels):
             settings.append(c)
         else:
             sensors.append(c)
     if settings:
-        notes.append(f"settings: {settings} (operating conditions; regimes are detected from them)")
+        notes.append(f"settings: {settings} (named like settings, or set-point-like values; regimes are detected "
+                     "from them. A sensor that only follows the operating condition looks the same: move it to "
+                     "sensor_columns if so)")
     if not sensors:
         raise UsageError(f"{path}: no numeric column is left for sensor readings")
     notes.append(f"sensors: {sensors}")

@@ -15,6 +15,7 @@ before training starts removes the run folder again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -448,6 +449,7 @@ def run_pipeline(profile: str | os.PathLike, subset: str | None, data_dir: Path,
     started = time.time()
     plan, profile_doc = plan_locally(profile, prof, data_dir)  # reads only: bad data leaves nothing behind
     prepared = time.time() - started
+    created = [p for p in (home, home / "runs", run_dir) if not p.exists()]  # removed again on early failure
     try:
         run_dir.mkdir(parents=True)
     except OSError as exc:
@@ -551,6 +553,9 @@ def run_pipeline(profile: str | os.PathLike, subset: str | None, data_dir: Path,
         signal.signal(signal.SIGTERM, previous)
         if not training:  # failed before training started: leave nothing behind
             shutil.rmtree(run_dir, ignore_errors=True)
+            for folder in reversed(created[:-1]):  # the home and runs/ folders this run created, if empty
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
 
     report_path = None
     try:

@@ -161,9 +161,10 @@ def raw_objects(profile: Profile, data_dir: Path, role: str) -> list[RawObject]:
 
 
 def read_readings(path: Path, profile: Profile) -> pd.DataFrame:
-    """Read and validate one raw object (row numbers in errors are rows of that object)."""
+    """Read and validate one raw object (row numbers in errors are the object's own rows, header included)."""
     raw = read_table(path, profile)
-    return F.validate_readings(raw, profile, source=str(path), require_label=not profile.is_regression)
+    return F.validate_readings(raw, profile, source=str(path), require_label=not profile.is_regression,
+                               first_row=2 if profile.header else 1)
 
 
 def check_assets_disjoint(profile: Profile, keyed_ids: list[tuple[str, np.ndarray]]) -> None:

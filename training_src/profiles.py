@@ -374,8 +374,10 @@ def _parse_format(doc: dict[str, Any], source: str) -> FileFormat:
     if not isinstance(rename, dict) or not all(isinstance(k, str) and isinstance(v, str) and v
                                                for k, v in rename.items()):
         raise _err(source, "format.rename", "must map source column names to names")
-    if len(set(rename.values())) != len(rename):
-        raise _err(source, "format.rename", f"gives two columns the same name: {rename!r}")
+    renamed = [rename.get(c, c) for c in columns] if columns else list(rename.values())
+    twice = sorted({c for c in renamed if renamed.count(c) > 1})
+    if twice:
+        raise _err(source, "format.rename", f"gives two columns the same name {twice}: {rename!r}")
     return FileFormat(file_format, header, columns, dict(rename))
 
 
