@@ -43,14 +43,15 @@ def is_credentials_error(exc: BaseException) -> bool:
 
 
 def execution_input(dataset: str, profile: str | dict[str, Any], subset: str | None) -> str:
-    """The execution's JSON input; ``profile`` is a shipped name or the profile document.
+    """The execution's JSON input ``{"dataset", "profile", "subset"}``; ``profile`` is a shipped name or
+    the profile document, ``subset`` None (JSON null) when the profile has no subsets.
 
     Raises ``ExecutionInputError`` when it exceeds what StartExecution accepts (``MAX_INPUT_BYTES``).
     """
-    payload: dict[str, Any] = {"dataset": dataset, "profile": profile}
-    if subset:
-        payload["subset"] = subset
-    text = json.dumps(payload, separators=(",", ":"))
+    # subset is always sent, null when the profile has none: the state machine merges the input over
+    # the deployment's defaults, and a default subset must not land on a profile without subsets
+    payload: dict[str, Any] = {"dataset": dataset, "profile": profile, "subset": subset or None}
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)  # the limit counts UTF-8 bytes: send é as 2 bytes, not a 6-byte escape
     size = len(text.encode("utf-8"))
     if size > MAX_INPUT_BYTES:
         raise ExecutionInputError(

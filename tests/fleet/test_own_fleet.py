@@ -188,8 +188,8 @@ def test_the_prepare_lambda_plans_the_fleet_from_s3(fleet: dict, tmp_path: Path,
     profile = load_profile(fleet["profile"])
     # what `predmaint start-training --dataset pumps --profile pumps.json` sends (a file: its document)
     execution_input = json.loads(aws.execution_input("pumps", profile.to_dict(), profile.subset))
-    assert execution_input == {"dataset": "pumps", "profile": {**json.loads(fleet["profile"].read_text()),
-                                                               "subset": None}}
+    assert execution_input == {"dataset": "pumps", "subset": None,
+                               "profile": {**json.loads(fleet["profile"].read_text()), "subset": None}}
     for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1",
                  "AWS_REGION": "eu-west-1", "DATA_BUCKET": "pm-data", "ARTIFACTS_BUCKET": "pm-artifacts",
                  "SOURCE_URI": "s3://assets/src.tar.gz", "POWERTOOLS_TRACE_DISABLED": "true",
@@ -203,7 +203,7 @@ def test_the_prepare_lambda_plans_the_fleet_from_s3(fleet: dict, tmp_path: Path,
         s3.put_object(Bucket="pm-data", Key="raw/pumps/pumps.csv", Body=fleet["csv"].read_bytes())
         # the Prepare task's payload: the merged execution input plus the execution's context
         plan = prep.handler({"action": "plan", "dataset": execution_input["dataset"],
-                             "profile": execution_input["profile"], "subset": execution_input.get("subset"),
+                             "profile": execution_input["profile"], "subset": execution_input["subset"],
                              "execution": {"name": "pumps-1", "start_time": "2026-11-30T12:00:00Z"}}, _Context())
         root = f"runs/{plan['run_id']}/"
         stored = s3.get_object(Bucket="pm-artifacts", Key=f"{root}profile/profile.json")["Body"].read()
