@@ -1,5 +1,6 @@
-"""The guard in tests/conftest.py: a native-code test that skips where a C compiler is on PATH fails
-(a build or load error must not hide as a skip); elsewhere it stays a skip. Run as a real pytest session."""
+"""The suite's own guards in tests/conftest.py, each run as a real pytest session: a native-code test
+that skips where a C compiler is on PATH fails (a build or load error must not hide as a skip), and
+``xdist_group`` really keeps a group on one worker under ``--dist loadgroup`` (pytest 9 + xdist 3.8)."""
 
 from __future__ import annotations
 
@@ -63,3 +64,27 @@ def test_without_a_compiler_a_native_skip_stays_a_skip(tmp_path: Path) -> None:
     got = _session(tmp_path, [str(Path(sys.executable).parent)])  # the venv's bin: python, no cc
     assert got == {"skipif_on_the_compiler": "SKIPPED", "skip_at_run_time": "SKIPPED", "marked_native": "SKIPPED",
                    "unrelated_skip": "SKIPPED", "xfail_is_left_alone": "XFAIL"}
+
+
+GROUPED = '''
+import os
+
+import pytest
+
+pytestmark = pytest.mark.xdist_group("shared")
+
+@pytest.mark.parametrize("n", range(6))
+def test_member(n):
+    print("worker", os.environ["PYTEST_XDIST_WORKER"])
+'''
+
+
+def test_an_xdist_group_runs_on_one_worker(tmp_path: Path) -> None:
+    (tmp_path / "test_grouped.py").write_text(GROUPED)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider", "-v", "-n", "2",
+                           "--dist", "loadgroup", "--rootdir", str(tmp_path), "-c", os.devnull,
+                           str(tmp_path / "test_grouped.py")], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=180)
+    ran = re.findall(r"\[(gw\d)\] \[ *\d+%\] PASSED test_grouped.py::test_member\[\d\]@shared", proc.stdout)
+    assert len(ran) == 6 and len(set(ran)) == 1, proc.stdout + proc.stderr
