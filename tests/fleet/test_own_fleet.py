@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -162,9 +163,12 @@ def test_serve_and_invoke_the_fleet_without_its_categorical_column(fleet: dict, 
     doc["exclude_columns"] = [*doc["exclude_columns"], *doc.pop("categorical_columns")]
     edited = fleet["work"] / "pumps-numeric.json"
     edited.write_text(json.dumps(doc, indent=2))
-    run = predmaint("run", "--profile", str(edited), "--trials", "1", "--run-id", "pumps-2", "--quiet",
-                    home=fleet["home"], data_dir=fleet["data"])
+    # relative home and data folders, from another working directory (the script server runs elsewhere)
+    work = fleet["work"]
+    run = predmaint("run", "--profile", edited.name, "--trials", "1", "--run-id", "pumps-2", "--quiet",
+                    home=fleet["home"].relative_to(work), data_dir=Path(os.path.relpath(fleet["data"], work)), cwd=work)
     assert run.returncode == 0, run.stderr[-3000:]
+    assert Path(run.stdout.strip()) == fleet["home"] / "runs" / "pumps-2" / "evaluation.json"
     version = json.loads((fleet["home"] / "runs" / "pumps-2" / "decision.json").read_text())["model_version"]
     got, log = _serve_and_invoke(fleet, tmp_path, edited, version)
     assert got.returncode == 0, got.stderr + log[-2000:]
