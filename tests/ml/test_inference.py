@@ -1,6 +1,7 @@
 """inference.py on a real trained artifact: predictions, explanations and every error status."""
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -87,11 +88,18 @@ def test_bad_requests_get_4xx_json(model, units, make, status, fragment):
 
 def test_content_negotiation(model, units):
     ok = body([{"asset_id": "a", "readings": units[1]}])
-    assert I.handle(model, ok, "text/csv", None)[0] == 415
-    assert I.handle(model, ok, "application/json", "text/csv")[0] == 406
+    def refused(*args: Any) -> tuple[int, str]:
+        status, out, _ = I.handle(model, *args)
+        return status, json.loads(out)["error"]
+
+    status, error = refused(ok, "text/csv", None)
+    assert status == 415 and "unsupported Content-Type 'text/csv'" in error
+    status, error = refused(ok, "application/json", "text/csv")
+    assert status == 406 and "Accept" in error and "text/csv" in error
     assert I.handle(model, ok, "application/json; charset=utf-8", "*/*")[0] == 200
     big = b" " * (I.MAX_BODY_BYTES + 1)
-    assert I.handle(model, big, "application/json", None)[0] == 413
+    assert refused(big, "application/json", None) == (413, f"body of {I.MAX_BODY_BYTES + 1} bytes exceeds "
+                                                           f"{I.MAX_BODY_BYTES}")
 
 
 def test_corrupt_model_fails_loudly(fd001_model, tmp_path):
@@ -100,8 +108,10 @@ def test_corrupt_model_fails_loudly(fd001_model, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(fd001_model, broken)
     (broken / "xgboost-model").write_bytes(b"garbage")
-    with pytest.raises(Exception):  # noqa: B017 - xgboost raises its own error type
+    import xgboost
+
+    with pytest.raises(xgboost.core.XGBoostError, match="garbage"):  # xgboost's parser quotes what it read
         I.model_fn(str(broken))
     (broken / "xgboost-model").unlink()
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="xgboost-model"):
         I.model_fn(str(broken))

@@ -125,8 +125,9 @@ def test_non_finite_or_huge_number_is_400_never_500(loaded_model, history, data,
     readings = [dict(r) for r in history]
     readings[-1][field] = "__TOKEN__"
     body = request([{"asset_id": "a", "readings": readings}]).replace(b'"__TOKEN__"', token.encode())
-    status, _ = call(loaded_model, body)
+    status, doc = call(loaded_model, body)
     assert status == 400
+    assert doc["error"].startswith(f"instances[0].readings[{len(readings) - 1}].{field}: must be a finite number"), doc
 
 
 @SETTINGS
@@ -206,10 +207,14 @@ def test_unknown_accept_is_406(loaded_model, history, accept) -> None:
 
 @pytest.mark.parametrize("depth", [50, 500, 5000, 100_000])
 def test_deeply_nested_bodies_are_400(loaded_model, depth) -> None:
-    for body in (b"[" * depth + b"]" * depth, b'{"instances": ' + b"[" * depth + b"]" * depth + b"}",
-                 b'{"a":' * depth + b"1" + b"}" * depth):
-        status, _ = call(loaded_model, body)
+    shallow = ("body: must be a JSON object with an 'instances' list", "instances[0]: must be an object",
+               "instances: required, a list")
+    for body, message in zip((b"[" * depth + b"]" * depth, b'{"instances": ' + b"[" * depth + b"]" * depth + b"}",
+                              b'{"a":' * depth + b"1" + b"}" * depth), shallow, strict=True):
+        status, doc = call(loaded_model, body)
         assert status == 400
+        # beyond the parser's nesting limit the body is refused as such; within it, by its shape
+        assert doc["error"].startswith("body: malformed JSON (depth limit exceeded") or doc["error"] == message, doc
 
 
 def test_empty_instances_and_readings_are_400(loaded_model) -> None:
