@@ -126,14 +126,26 @@ class TrainingStateMachine(Construct):
             return state
 
         # ---------------- input and plan ----------------
-        defaults = sfn.Pass(self, "ApplyDefaults", result_path="$.defaults", result=sfn.Result.from_object(
+        # cdk.json's profile and subset are defaults for an execution that names no profile; one that
+        # names its own profile (a shipped name or the document itself) never inherits the default
+        # subset. A missing subset becomes null (the profile has none, or Prepare says which to give).
+        all_defaults = sfn.Pass(self, "ApplyDefaults", result_path="$.defaults", result=sfn.Result.from_object(
             {"dataset": c.dataset, "profile": c.profile, "subset": c.subset}))
+        # (a null has to come from an intrinsic: CDK drops None from a Pass's Result)
+        dataset_default = sfn.Pass(self, "ApplyDatasetDefault", result_path="$.defaults", parameters={
+            "dataset": c.dataset, "subset.$": "States.StringToJson('null')"})
+        defaults = (sfn.Choice(self, "ProfileGiven?")
+                    .when(sfn.Condition.is_present("$.profile"), dataset_default)
+                    .otherwise(all_defaults))
         merge = sfn.Pass(self, "MergeInput", parameters={
-            "args.$": "States.JsonMerge($.defaults, $$.Execution.Input, false)",
-            "throttle": {"retries": 0}})  # SageMaker throttling retries used so far (see THROTTLE_CAUSES)
+            "args.$": "States.JsonMerge($.defaults, $$.Execution.Input, false)"})
+        dataset_default.next(merge)
         prepare_task = guarded(tasks.LambdaInvoke(
             self, "Prepare", lambda_function=prepare.function, payload_response_only=True,
-            retry_on_service_exceptions=False, result_path="$.plan",
+            retry_on_service_exceptions=False,
+            # the plan replaces the whole state: the input (perhaps a whole profile document) has done its
+            # work (the profile is in S3 now) and must not weigh on the 256 KB state limit from here on
+            result_selector={"plan.$": "$", "throttle": {"retries": 0}}, result_path="$",
             comment="validate raw data against the profile, pin versions, plan run id/jobs/ranges",
             payload=sfn.TaskInput.from_object({
                 "action": "plan", "dataset.$": "$.args.dataset", "profile.$": "$.args.profile",
@@ -170,7 +182,7 @@ class TrainingStateMachine(Construct):
                 "ProcessingResources": {"ClusterConfig": cluster},
                 # split across instances by object: the fleet is partitioned by asset, so no asset
                 # straddles two instances (with one instance: every object)
-                "ProcessingInputs": [self._code_input(), raw_input("ShardedByS3Key")],
+                "ProcessingInputs": [self._code_input(), raw_input("ShardedByS3Key"), self._profile_input()],
                 "ProcessingOutputConfig": outputs("train", "validation", "test", "spec", "baseline"),
                 "StoppingCondition": stopping,
                 # code and data arrive as ProcessingInputs: the container itself needs no network
@@ -186,7 +198,7 @@ class TrainingStateMachine(Construct):
                 "RoleArn": roles.jobs.role_arn,
                 "AppSpecification": self._runner("preprocess.py", "$.plan.arguments.fit_features"),
                 "ProcessingResources": {"ClusterConfig": {**cluster, "InstanceCount": 1}},
-                "ProcessingInputs": [self._code_input(), raw_input("FullyReplicated")],
+                "ProcessingInputs": [self._code_input(), raw_input("FullyReplicated"), self._profile_input()],
                 "ProcessingOutputConfig": outputs("train", "spec"),  # train/ gets feature_spec.json
                 "StoppingCondition": stopping,
                 "NetworkConfig": network_config,
@@ -197,7 +209,7 @@ class TrainingStateMachine(Construct):
                     "RoleArn": roles.jobs.role_arn,
                     "AppSpecification": self._runner("preprocess.py", "$.plan.arguments.transform_features"),
                     "ProcessingResources": {"ClusterConfig": cluster},
-                    "ProcessingInputs": [self._code_input(), raw_input("ShardedByS3Key"),
+                    "ProcessingInputs": [self._code_input(), raw_input("ShardedByS3Key"), self._profile_input(),
                                          self._s3_input("spec", "$.plan.s3.spec")],  # split.json + spec, every instance
                     "ProcessingOutputConfig": outputs("train", "validation", "test", "baseline"),
                     "StoppingCondition": stopping,
@@ -379,10 +391,11 @@ class TrainingStateMachine(Construct):
                         endpoint_failed.next(reject_challenger))
                   .otherwise(wait))
 
-        chain = defaults.next(merge).next(prepare_task)
+        all_defaults.next(merge)
+        chain = merge.next(prepare_task)
         for state in features:
             chain = chain.next(state)
-        definition = (
+        (
             chain.next(tune).next(best).next(refit)
             .next(evaluate).next(promote_task)
             .next(sfn.Choice(self, "Promoted?")
@@ -401,7 +414,7 @@ class TrainingStateMachine(Construct):
         self.state_machine = sfn.StateMachine(
             self, "StateMachine", state_machine_name=c.state_machine_name,
             state_machine_type=sfn.StateMachineType.STANDARD, role=self.role,
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            definition_body=sfn.DefinitionBody.from_chainable(defaults),  # starts at ProfileGiven?
             timeout=cdk.Duration.hours(c.pipeline.timeout_hours), tracing_enabled=True,
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
             comment="raw data -> validated plan -> features -> tuned, refit, evaluated, gated model -> endpoint")
@@ -434,6 +447,11 @@ class TrainingStateMachine(Construct):
         return {"InputName": "code", "S3Input": {
             "S3Uri": self.source_uri, "LocalPath": CODE_DIR, "S3DataType": "S3Prefix", "S3InputMode": "File",
             "S3DataDistributionType": "FullyReplicated"}}
+
+    @classmethod
+    def _profile_input(cls) -> dict[str, Any]:
+        """The run's validated profile (Prepare wrote ``profile.json`` there), on every instance."""
+        return cls._s3_input("profile", "$.plan.s3.profile")
 
     @staticmethod
     def _s3_input(name: str, path: str) -> dict[str, Any]:

@@ -704,8 +704,9 @@ class World:
         return invoke({"action": "confirm", "run_id": run_id, "model_package_arn": outcome["model_package_arn"]})
 
     # ---- executions ----
-    def run(self, *, timeout_s: float = 120.0) -> Run:
-        """Start one execution the way ``predmaint start-training`` does and wait for its end."""
+    def run(self, *, timeout_s: float = 120.0, execution_input: dict[str, Any] | None = None) -> Run:
+        """Start one execution the way ``predmaint start-training`` does (or, with ``execution_input``,
+        the way a console user or a trigger would) and wait for its end."""
         from predmaint.aws import execution_name, start_training
 
         if self.state_machine_arn is None:  # CreateStateMachine parses (and so validates) the definition
@@ -714,8 +715,12 @@ class World:
                 roleArn=self.dep.role_arn, type="STANDARD")["stateMachineArn"]
         self._runs += 1
         name = execution_name("cmapss", "FD001", now=EPOCH + 3600 * self._runs)
-        arn, _ = start_training(self.state_machine_arn, "cmapss", "cmapss", "FD001", self.region,
-                                session=self.session, name=name)
+        if execution_input is None:
+            arn, _ = start_training(self.state_machine_arn, "cmapss", "cmapss", "FD001", self.region,
+                                    session=self.session, name=name)
+        else:
+            arn = self.sfn.start_execution(stateMachineArn=self.state_machine_arn, name=name,
+                                           input=json.dumps(execution_input))["executionArn"]
         # wait on moto's own record of the execution (polling through the API would only add
         # DescribeExecution noise to the recorded calls and compete with the interpreter's thread)
         from moto.stepfunctions.parser.models import stepfunctions_parser_backends

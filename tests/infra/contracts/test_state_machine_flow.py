@@ -72,7 +72,7 @@ from tests.infra.contracts.shapes import assert_calls_valid
 
 pytestmark = pytest.mark.usefixtures("aws_credentials")
 
-HAPPY_FIRST = ["ApplyDefaults", "MergeInput", "Prepare", "Preprocess", "Tune", "BestHyperparameters", "Refit",
+HAPPY_FIRST = ["ProfileGiven?", "ApplyDatasetDefault", "MergeInput", "Prepare", "Preprocess", "Tune", "BestHyperparameters", "Refit",
                "Evaluate", "Promote", "Promoted?", "CreateModel", "CreateEndpointConfig", "FindEndpoint",
                "EndpointMissing?", "RecordChampion", "FirstChampion?", "EndpointNotDeployed"]
 TO_DEPLOY = [*HAPPY_FIRST[:HAPPY_FIRST.index("FindEndpoint") + 1], "UpdateEndpoint", "WaitForDeployment",
@@ -459,3 +459,20 @@ def test_a_broken_definition_fails_the_first_run_checks(deployment, data_dir, re
             check_first_run(world, run, run_id)
     assert run.status == "FAILED" and run.states[-3:] == [broken_at, "NotifyFailure", "PipelineFailed"]
     assert all(symptom in str(broken.value) for symptom in symptoms), broken.value
+
+
+@pytest.mark.parametrize(("execution_input", "expected", "planned_subset"), [
+    # no profile: cdk.json's defaults (profile cmapss, subset FD001)
+    ({}, {"dataset": "cmapss", "profile": "cmapss", "subset": "FD001"}, "FD001"),
+    # a profile named without a subset never inherits cdk.json's subset: null reaches Prepare, which
+    # takes the profile's own default_subset (a profile without subsets would take none)
+    ({"dataset": "cmapss", "profile": "cmapss"}, {"dataset": "cmapss", "profile": "cmapss", "subset": None},
+     "FD001"),
+])
+def test_execution_defaults(world, reports, execution_input, expected, planned_subset):
+    world.sagemaker.evaluation = reports["first"]
+    run = world.run(execution_input=execution_input)
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    (prepare,) = world.invocations_of("prepare", "plan")
+    assert {k: prepare["event"][k] for k in expected} == expected
+    assert plan_of(run)["subset"] == planned_subset
