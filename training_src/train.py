@@ -11,8 +11,9 @@ Candidate algorithms (``--algorithm``): ``xgboost`` (gradient-boosted trees) and
 train+validation`` refits on both channels (the final model after tuning).
 
 The model directory holds ``xgboost-model`` (XGBoost's own format) or ``linear-model.json``,
-``feature_spec.json``, ``model_meta.json`` and ``code/`` (inference.py and the feature module), so
-the artifact serves in the SageMaker XGBoost container with ``SAGEMAKER_PROGRAM=inference.py``.
+``feature_spec.json``, ``model_meta.json`` and ``code/`` (inference.py, the feature module and the
+``serving`` package with its compiled libraries), so the artifact serves in the SageMaker XGBoost
+container with ``SAGEMAKER_PROGRAM=inference.py``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ except ImportError:  # SageMaker container: siblings are top-level modules
     import features as F
 
 HERE = Path(__file__).resolve().parent
-CODE_FILES = ("inference.py", "features.py", "profiles.py", "forest.c", "request.c")
+#: what the model artifact's code/ holds: the hooks module, the feature code it needs, the serving package
+CODE_FILES = ("inference.py", "features.py", "profiles.py")
+SERVING_PACKAGE = "serving"
+SERVING_SUFFIXES = (".py", ".c", ".h")
 META_COLUMNS = ("_asset", "_time", "_label")
 XGB_DEFAULTS: dict[str, Any] = {"num_round": 300, "max_depth": 6, "eta": 0.3, "min_child_weight": 1.0,
                                 "subsample": 1.0, "colsample_bytree": 1.0, "lambda": 1.0, "alpha": 0.0,
@@ -243,11 +247,16 @@ def write_model(model_dir: Path, model: Any, spec_text: str, meta: dict[str, Any
     code.mkdir(exist_ok=True)
     for name in CODE_FILES:
         shutil.copy2(HERE / name, code / name)
+    package = code / SERVING_PACKAGE
+    package.mkdir(exist_ok=True)
+    for src in sorted((HERE / SERVING_PACKAGE).iterdir()):
+        if src.is_file() and src.suffix in SERVING_SUFFIXES:
+            shutil.copy2(src, package / src.name)
     try:  # ship the compiled tree walker and request reader when a compiler is here
-        from . import inference
+        from .serving import native
     except ImportError:
-        import inference
-    inference.build_native_libraries(code)
+        from serving import native
+    native.build_native_libraries(package)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[str, str]]:

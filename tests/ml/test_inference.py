@@ -7,6 +7,7 @@ import pytest
 
 from training_src import inference as I
 from training_src.dataio import read_table, resolve_file
+from training_src.serving import codec, predictors
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def test_explain_adds_top_contributions(model, units):
     status, out, _ = I.handle(model, body([{"asset_id": "e", "readings": units[3]}]), "application/json", None,
                               "explain=true")
     pred = json.loads(out)["predictions"][0]
-    assert status == 200 and len(pred["contributions"]) == I.TOP_CONTRIBUTIONS
+    assert status == 200 and len(pred["contributions"]) == predictors.TOP_CONTRIBUTIONS
     mags = [abs(c["contribution"]) for c in pred["contributions"]]
     assert mags == sorted(mags, reverse=True) and pred["contributions"][0]["feature"] in model.spec.feature_names
     status, out, _ = I.handle(model, body([{"asset_id": "e", "readings": units[3]}], explain=True),
@@ -77,7 +78,7 @@ def reading(units, **change):
     (lambda u: body([{"asset_id": "a", "readings": [reading(u, sensor_3=1e400)]}]), 400, "malformed JSON"),
     (lambda u: body([{"asset_id": "a", "readings": [reading(u), reading(u)]}]), 400, "duplicate cycle 1"),
     (lambda u: body([{"asset_id": True, "readings": [reading(u)]}]), 400, "asset_id"),
-    (lambda u: body([{"asset_id": "a", "readings": [reading(u)]}] * (I.MAX_INSTANCES + 1)), 413, "at most"),
+    (lambda u: body([{"asset_id": "a", "readings": [reading(u)]}] * (codec.MAX_INSTANCES + 1)), 413, "at most"),
 ])
 def test_bad_requests_get_4xx_json(model, units, make, status, fragment):
     got, out, ctype = I.handle(model, make(units), "application/json", None)
@@ -90,7 +91,7 @@ def test_content_negotiation(model, units):
     assert I.handle(model, ok, "text/csv", None)[0] == 415
     assert I.handle(model, ok, "application/json", "text/csv")[0] == 406
     assert I.handle(model, ok, "application/json; charset=utf-8", "*/*")[0] == 200
-    big = b" " * (I.MAX_BODY_BYTES + 1)
+    big = b" " * (codec.MAX_BODY_BYTES + 1)
     assert I.handle(model, big, "application/json", None)[0] == 413
 
 
