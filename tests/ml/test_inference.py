@@ -106,3 +106,33 @@ def test_corrupt_model_fails_loudly(fd001_model, tmp_path):
     (broken / "xgboost-model").unlink()
     with pytest.raises(FileNotFoundError):
         I.model_fn(str(broken))
+
+
+def test_str_bodies_take_the_compiled_reader(model, units):
+    """sagemaker-containers hands JSON bodies to input_fn as str: the compiled reader answers them, in
+    the container's hooks and in handle, with the same answer as for the bytes."""
+    if model.reader is None:
+        pytest.skip("no C compiler here: no compiled reader")
+    raw = body([{"asset_id": "e", "readings": units[4]}])
+    calls = []
+    read = model.reader.read
+    model.reader.read = lambda b: calls.append(read(b) is not None) or read(b)
+    try:
+        answer = I.output_fn(I.predict_fn(I.input_fn(raw.decode(), "application/json"), model), "application/json")
+        assert I.handle(model, raw.decode(), "application/json", None) == (200, answer[0], answer[1])
+        assert I.handle(model, raw, "application/json", None) == (200, answer[0], answer[1])
+    finally:
+        del model.reader.read
+    assert calls == [True, True, True]
+
+
+def test_container_hooks_answer_refusals_with_their_status(model, units):
+    """Outside the container output_fn has no response class: a refusal raises InferenceError with the
+    status the container's worker.Response carries (tests/container serve the real one)."""
+    for raw, ctype, accept, status in [(b"{not json", "application/json", None, 400),
+                                       (b"{}", "text/plain", None, 415),
+                                       (body([{"asset_id": "a", "readings": units[1]}]), "application/json",
+                                        "text/csv", 406)]:
+        with pytest.raises(codec.InferenceError) as err:
+            I.output_fn(I.predict_fn(I.input_fn(raw, ctype), model), accept)
+        assert err.value.status_code == status
