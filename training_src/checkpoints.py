@@ -93,8 +93,8 @@ class Checkpoints:
             if booster.num_boosted_rounds() == done and 0 < done <= rounds:
                 found = (done, hashlib.sha256(path.read_bytes()).hexdigest())
                 break
-        if self.exchange is not None and len(set(map(repr, self.exchange(found)))) != 1:
-            found = None  # the hosts do not see the same checkpoint: all start over
+        if self.exchange is not None and len(set(self.exchange(json.dumps(found)))) != 1:
+            found = None  # the hosts do not see the same checkpoint: all start over (never broadcast None)
         if found is None:
             return None
         print(f"checkpoint: resuming at round {found[0]} of {rounds} from {self.directory}", flush=True)
