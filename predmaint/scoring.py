@@ -9,7 +9,7 @@ Local (``predmaint score --input FILE --output FILE [--model VERSION]``):
 3. compute the features of every asset's LAST reading, vectorised across assets
    (``features.transform_last``, bit-identical to the batch features of that reading), in chunks
    of assets so memory stays bounded;
-4. one prediction call per chunk (``serving.predictors.predict_matrix``);
+4. one prediction call per chunk (``predmaint_serving.predictors.predict_matrix``);
 5. write ``asset_id,rul`` (or ``asset_id,failure_probability,failure``) as CSV, or JSON lines when
    the output ends in ``.jsonl``.
 
@@ -61,7 +61,7 @@ def load_model(model_dir: Path) -> tuple[Any, Any]:
     """(scoring functions, model) from an extracted artifact, loaded as the endpoint loads it.
 
     The scoring functions are the artifact's own: ``.F`` (its feature module) and
-    ``.predict_matrix`` (its ``serving/predictors.py``), found through the package its
+    ``.predict_matrix`` (its ``predmaint_serving/predictors.py``), found through the package its
     ``inference.model_fn`` comes from.
     """
     import importlib
@@ -70,7 +70,7 @@ def load_model(model_dir: Path) -> tuple[Any, Any]:
     from .server import load_inference_module
 
     module = load_inference_module(Path(model_dir))
-    package_name = module.model_fn.__module__.rpartition(".")[0]  # "serving" (or training_src.serving)
+    package_name = module.model_fn.__module__.rpartition(".")[0]  # "predmaint_serving" in code/
     try:
         package = importlib.import_module(package_name)
         predictors = importlib.import_module(f"{package_name}.predictors")
@@ -78,8 +78,8 @@ def load_model(model_dir: Path) -> tuple[Any, Any]:
     except (ImportError, ValueError, AttributeError):
         # an artifact packaged before the serving package existed: its booster and spec, this project's code
         from training_src import inference as module
-        from training_src import serving
-        from training_src.serving import predictors
+        from training_src import predmaint_serving as serving
+        from training_src.predmaint_serving import predictors
         api = types.SimpleNamespace(F=serving.F, predict_matrix=predictors.predict_matrix)
     return api, module.model_fn(str(model_dir))
 
@@ -341,7 +341,7 @@ def to_request_lines(df: Any, spec: Any, assets_per_line: int = 50) -> list[str]
     """A fleet as Batch Transform input: JSON request documents, one per line (<= 6 MB each).
 
     Each line is ``{"instances": [{"asset_id": ..., "readings": [...]}, ...]}`` - the endpoint
-    contract - so the container's ``transform_fn`` answers it like a real-time request.
+    contract - so the container's hooks answer it like a real-time request.
     """
     idc = spec.id_column
     cols = [c for c in df.columns if c != idc]

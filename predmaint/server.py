@@ -1,7 +1,7 @@
 """The local endpoint: the SageMaker hosting contract served by gunicorn + uvicorn workers.
 
 ``GET /ping`` answers 200 once the model is loaded (503 with the reason if it could not be), ``POST
-/invocations`` runs ``inference.handle`` — the same ``input_fn -> predict_fn -> output_fn`` code the
+/invocations`` runs ``inference.handle`` — the same serving code (``training_src/predmaint_serving``) the
 SageMaker container runs — and ``GET /execution-parameters`` answers Batch Transform's probe.
 
 Design choices, and why:

@@ -2,17 +2,18 @@
 
 The container's script-mode serving (sagemaker-containers) calls ``model_fn`` once per worker and
 ``input_fn -> predict_fn -> output_fn`` per request; ``output_fn`` answers refusals with their
-4xx status (why these three and no ``transform_fn``: ``serving/handler.py``). The local server
+4xx status (why these three and no ``transform_fn``: ``predmaint_serving/handler.py``). The local server
 (predmaint/server.py) calls ``handle``, the whole request in one call, which the container ignores.
-The code lives in the ``serving`` package beside this file (the artifact's ``code/`` holds both).
+The code lives in the ``predmaint_serving`` package beside this file (the artifact's ``code/`` holds
+both; a distinctive name, since ``code/`` is first on ``sys.path`` in the container).
 """
 
 try:  # repository: training_src.inference
-    from .serving import handler as _handler
-    from .serving import model as _model
+    from .predmaint_serving import handler as _handler
+    from .predmaint_serving import model as _model
 except ImportError:  # the artifact's code/ on sys.path (SageMaker container, local server)
-    from serving import handler as _handler
-    from serving import model as _model
+    from predmaint_serving import handler as _handler
+    from predmaint_serving import model as _model
 
 #: ``model_fn(model_dir) -> Model``
 model_fn = _model.load

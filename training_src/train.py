@@ -12,7 +12,7 @@ train+validation`` refits on both channels (the final model after tuning).
 
 The model directory holds ``xgboost-model`` (XGBoost's own format) or ``linear-model.json``,
 ``feature_spec.json``, ``model_meta.json`` and ``code/`` (inference.py, the feature module and the
-``serving`` package with its compiled libraries), so the artifact serves in the SageMaker XGBoost
+``predmaint_serving`` package with its compiled libraries), so the artifact serves in the SageMaker XGBoost
 container with ``SAGEMAKER_PROGRAM=inference.py``.
 """
 
@@ -42,7 +42,7 @@ except ImportError:  # SageMaker container: siblings are top-level modules
 HERE = Path(__file__).resolve().parent
 #: what the model artifact's code/ holds: the hooks module, the feature code it needs, the serving package
 CODE_FILES = ("inference.py", "features.py", "profiles.py")
-SERVING_PACKAGE = "serving"
+SERVING_PACKAGE = "predmaint_serving"
 SERVING_SUFFIXES = (".py", ".c", ".h")
 META_COLUMNS = ("_asset", "_time", "_label")
 XGB_DEFAULTS: dict[str, Any] = {"num_round": 300, "max_depth": 6, "eta": 0.3, "min_child_weight": 1.0,
@@ -266,9 +266,9 @@ def write_model(model_dir: Path, model: Any, spec_text: str, meta: dict[str, Any
         if src.is_file() and src.suffix in SERVING_SUFFIXES:
             shutil.copy2(src, package / src.name)
     try:  # ship the compiled tree walker and request reader when a compiler is here
-        from .serving import native
+        from .predmaint_serving import native
     except ImportError:
-        from serving import native
+        from predmaint_serving import native
     native.build_native_libraries(package)
 
 

@@ -227,7 +227,7 @@ def test_preprocess_trial_refit_on_two_hosts_and_evaluate(run) -> None:
     assert meta["fit_on"] == "train+validation" and meta["distributed"]["hosts"] == HOSTS
     assert meta["distributed"]["mode"] == "xgboost collective"
     assert not any((run["root"] / "refit" / "algo-2" / "opt" / "ml" / "model").iterdir())  # the first host writes
-    assert (refit["model_dir"] / "code" / "serving" / "codec.py").is_file()
+    assert (refit["model_dir"] / "code" / "predmaint_serving" / "codec.py").is_file()
     run["results"]["refit"] = {"ModelArtifacts": {"S3ModelArtifacts": refit["model_uri"]}}
 
     ev = _processing_job(run, "Evaluate", "evaluate")

@@ -33,7 +33,7 @@ def test_source_tarball_is_reproducible_flat_and_without_links():
     with tarfile.open(fileobj=io.BytesIO(first)) as tar:
         names = tar.getnames()
         members = tar.getmembers()
-    assert {"train.py", "profiles.py", "promotion.py", "profiles/cmapss.json", "serving/codec.py"} <= set(names)
+    assert {"train.py", "profiles.py", "promotion.py", "profiles/cmapss.json", "predmaint_serving/codec.py"} <= set(names)
     # no links: the container pip-installs this directory, and a link loop breaks that install
     assert not any(m.issym() or m.islnk() for m in members)
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)

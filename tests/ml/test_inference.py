@@ -7,7 +7,7 @@ import pytest
 
 from training_src import inference as I
 from training_src.dataio import read_table, resolve_file
-from training_src.serving import codec, predictors
+from training_src.predmaint_serving import codec, predictors
 
 
 @pytest.fixture(scope="module")

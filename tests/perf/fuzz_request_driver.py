@@ -19,9 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from training_src import features as F
-from training_src.serving import model as M
-from training_src.serving import native
-from training_src.serving import reader as R
+from training_src.predmaint_serving import model as M
+from training_src.predmaint_serving import native
+from training_src.predmaint_serving import reader as R
 
 
 def main() -> int:

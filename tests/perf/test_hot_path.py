@@ -11,8 +11,8 @@ import pytest
 
 from training_src import features as F
 from training_src import inference as I
+from training_src.predmaint_serving import native, predictors
 from training_src.profiles import load_profile, parse_profile
-from training_src.serving import native, predictors
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_compiled_forest_on_a_classifier_equals_booster():
 
 @needs_cc
 def test_artifact_carries_the_compiled_library(fd001_perf):
-    code = fd001_perf["model_dir"] / "code" / "serving"
+    code = fd001_perf["model_dir"] / "code" / "predmaint_serving"
     for source in native.SOURCES:
         assert (code / source).is_file()
     assert list(code.glob("forest-*.so")), "train.py builds the libraries into the artifact when it can"

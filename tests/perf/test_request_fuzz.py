@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from training_src.serving import native
+from training_src.predmaint_serving import native
 
 HERE = Path(__file__).resolve().parent
 

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from training_src import features as F
 from training_src import inference as I
+from training_src.predmaint_serving import codec, native, reader
+from training_src.predmaint_serving import model as M
 from training_src.profiles import load_profile, parse_profile
-from training_src.serving import codec, native, reader
-from training_src.serving import model as M
 
 needs_reader = pytest.mark.skipif(native.load_library("request") is None, reason="no C compiler here")
 pytestmark = needs_reader

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from training_src import inference
-from training_src.serving import codec
+from training_src.predmaint_serving import codec
 
 JSON = "application/json"
 ALLOWED = {200, 400, 406, 413, 415}

@@ -7,7 +7,7 @@ old build):
 - ``request``: ``request.c`` (the JSON reader) + ``features.c`` (the feature kernel), the compiled
   request reader (``reader.RequestReader``) and fleet scoring's feature entry
 
-``train.py`` builds them into the artifact's ``code/serving/`` when the training host has a C
+``train.py`` builds them into the artifact's ``code/predmaint_serving/`` when the training host has a C
 compiler; otherwise the first model load builds them into the user's cache. Best effort: every
 failure means "serve with the Python path and NumPy", which gives the same answers.
 """

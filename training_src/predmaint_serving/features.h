@@ -1,6 +1,6 @@
 /*
  * The feature kernel's interface (features.c), shared by the request reader (request.c) and fleet
- * scoring. training_src/serving/reader.py mirrors ``Plan`` field for field with ctypes.
+ * scoring. training_src/predmaint_serving/reader.py mirrors ``Plan`` field for field with ctypes.
  */
 #ifndef PREDMAINT_FEATURES_H
 #define PREDMAINT_FEATURES_H

@@ -2,7 +2,7 @@
  * Compiled request reader for the serving hot path of window profiles: one call turns a JSON
  * request body into the feature matrix (one float32 row per asset, its last reading), which
  * forest.c then scores. This file is the JSON reader; the features come from the feature kernel
- * (features.c). training_src/serving/reader.py loads both, built into one library, with ctypes.
+ * (features.c). training_src/predmaint_serving/reader.py loads both, built into one library, with ctypes.
  *
  * Why: in Python a one-asset request spends ~0.5 ms decoding JSON into objects, pulling the numbers
  * back out and running ~100 small NumPy calls for the window features; here the same work is a

@@ -13,10 +13,10 @@ every load):
 
 The package ships inside the model artifact's ``code/`` (train.py copies it), where ``code/`` is
 on ``sys.path`` and the feature module is the flat ``features``; in the repository it is
-``training_src.serving`` beside ``training_src.features``. Both layouts import it (tested).
+``training_src.predmaint_serving`` beside ``training_src.features``. Both layouts import it (tested).
 """
 
-try:  # repository layout: training_src.serving next to training_src.features
+try:  # repository layout: training_src.predmaint_serving next to training_src.features
     from .. import features as F
 except ImportError:  # the artifact's code/ (local server, SageMaker container): flat modules
     import features as F

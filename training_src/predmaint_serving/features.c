@@ -1,7 +1,7 @@
 /*
  * The feature kernel: features.py's ``transform_last`` (the features of each asset's last reading)
  * in C, for the compiled request reader (request.c) and fleet scoring (``predmaint_features``).
- * training_src/serving/reader.py loads it with ctypes (no Python headers).
+ * training_src/predmaint_serving/reader.py loads it with ctypes (no Python headers).
  *
  * Exactness: the features repeat NumPy's arithmetic in NumPy's order: element-wise operations are
  * IEEE (build without -ffast-math and with -ffp-contract=off), sums along the window/history axis
