@@ -432,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     ap.add_argument("--no-handle-reference", action="store_true",
                     help="skip the third server (the reference stack calling handle)")
+    ap.add_argument("--no-http", action="store_true", help="in-process figures only")
     ap.add_argument("--container", action="store_true",
                     help="also the SageMaker XGBoost container's serving stack (needs `make container-setup`): "
                          "in-process Transformer latency, and HTTP with our hooks and with the plain hooks")
@@ -470,8 +471,11 @@ def main(argv: list[str] | None = None) -> int:
         c = container["fast"]
         print(f"\nin-process through the SageMaker XGBoost container's Transformer.transform (Python {c['python']}, "
               f"sagemaker-containers, str body, compiled reader {'on' if c['reader'] else 'off'}): 1 asset p50 "
-              f"{c['transform_ms']['p50']:.3f} ms p99 {c['transform_ms']['p99']:.3f} ms (n={c['transform_ms']['n']}) "
-              f"· {c['load']}")
+              f"{c['transform_ms']['p50']:.3f} ms p99 {c['transform_ms']['p99']:.3f} ms (n={c['transform_ms']['n']}); "
+              f"our three hooks alone p50 {c['hooks_ms']['p50']:.3f} ms · {c['load']}")
+    if args.no_http:
+        print(f"done · {load()}")
+        return 0
 
     request_body = body_of(assets[:1])
     request = (f"POST /invocations HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
