@@ -3,12 +3,13 @@ SHELL := /bin/bash
 PY ?= python3.11
 VENV := .venv
 CHECKOV_VENV := .venv-checkov
+CONTAINER_VENV := .venv-container
 BIN := $(VENV)/bin
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PREDMAINT_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: setup checkov-setup demo test lint data synth lock bench load-bench clean
+.PHONY: setup checkov-setup container-setup container-lock demo test lint data synth lock bench load-bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found (Python 3.11 is required)" >&2; exit 2; }
@@ -34,12 +35,39 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 
 checkov-setup: $(CHECKOV_VENV)/.installed
 
+## The SageMaker XGBoost container's Python environment (tests/container, bench/serving.py --container):
+## Python 3.12 as in image 3.2-0 (this machine's python3.12, else pyenv's 3.12.x; without either, $(PY) with
+## a warning: see docs/container.md), the container's pins, sagemaker-containers without its dependencies,
+## and the patch the container's Dockerfile applies to it (collections.Mapping -> collections.abc.Mapping).
+CONTAINER_PY ?= $(shell for p in python3.12 $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12; do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && { echo "$$p"; break; }; done)
+$(CONTAINER_VENV)/.installed: requirements-container.txt requirements-container-nodeps.txt
+	@py="$(CONTAINER_PY)"; if [ -z "$$py" ]; then py=$(PY); \
+		echo "warning: no Python 3.12 here; the container environment uses $$py (the container runs 3.12)" >&2; fi; \
+		test -x $(CONTAINER_VENV)/bin/python || "$$py" -m venv $(CONTAINER_VENV)
+	$(CONTAINER_VENV)/bin/pip install -q --upgrade "pip<=25.2"
+	$(CONTAINER_VENV)/bin/pip install -q -r requirements-container.txt
+	$(CONTAINER_VENV)/bin/pip install -q --no-deps -r requirements-container-nodeps.txt
+	sed -i 's/collections\.Mapping/collections.abc.Mapping/g' \
+		"$$($(CONTAINER_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/sagemaker_containers/_mapping.py"
+	$(CONTAINER_VENV)/bin/python -c 'import sys; print("container environment: Python", sys.version.split()[0])'
+	touch $@
+
+container-setup: $(CONTAINER_VENV)/.installed
+
+## Re-resolve requirements-container.txt from requirements-container.in (Python 3.12, as above).
+container-lock:
+	rm -rf /tmp/predmaint-container-lock && "$(or $(CONTAINER_PY),$(PY))" -m venv /tmp/predmaint-container-lock
+	/tmp/predmaint-container-lock/bin/pip install -q -r requirements-container.in
+	{ sed -n '1,2p' requirements-container.txt; /tmp/predmaint-container-lock/bin/pip freeze; } > requirements-container.tmp
+	mv requirements-container.tmp requirements-container.txt
+
 ## The main job: synth, a full local pipeline run on C-MAPSS FD001, serve, invoke, shut down.
 demo: setup
 	$(BIN)/python -m predmaint.demo
 
 ## The whole test suite.
-test: setup checkov-setup
+test: setup checkov-setup container-setup
 	$(BIN)/ruff check .
 	$(BIN)/pytest -n 2 --dist loadgroup
 
@@ -66,4 +94,4 @@ lock:
 	/tmp/predmaint-lock/bin/pip install -q -r requirements.in && /tmp/predmaint-lock/bin/pip freeze > requirements.txt
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) node_modules cdk.out .pytest_cache build
+	rm -rf $(VENV) $(CHECKOV_VENV) $(CONTAINER_VENV) node_modules cdk.out .pytest_cache build

@@ -9,7 +9,7 @@ Local (``predmaint score --input FILE --output FILE [--model VERSION]``):
 3. compute the features of every asset's LAST reading, vectorised across assets
    (``features.transform_last``, bit-identical to the batch features of that reading), in chunks
    of assets so memory stays bounded;
-4. one prediction call per chunk (``inference.predict_matrix``);
+4. one prediction call per chunk (``predmaint_serving.predictors.predict_matrix``);
 5. write ``asset_id,rul`` (or ``asset_id,failure_probability,failure``) as CSV, JSON lines when the
    output ends in ``.jsonl`` or Parquet for ``.parquet`` (any other suffix is refused up front).
 
@@ -18,8 +18,9 @@ by path, ``model_fn``), so batch scores equal what the endpoint would answer for
 
 SageMaker (``predmaint score --batch-transform --model-name NAME --input s3://... --output s3://...``):
 the same ``model.tar.gz`` registered as a SageMaker Model (the endpoint stack's, or any model created
-from the registry's package) serves a Batch Transform job. ``transform_fn`` answers each request the
-container sends; the input objects hold request documents (``{"instances": [...]}``), one per line
+from the registry's package) serves a Batch Transform job. The artifact's hooks (code/inference.py)
+answer each request the container sends; the input objects hold request documents
+(``{"instances": [...]}``), one per line
 (``SplitType=Line``, ``BatchStrategy=MultiRecord`` packs lines up to 6 MB per call), and the output
 objects hold one response per line (``AssembleWith=Line``). ``batch_transform_request`` builds the
 ``CreateTransformJob`` call; ``to_request_lines`` turns a fleet file into such input lines.
@@ -57,14 +58,30 @@ class ScoreResult:
 
 
 def load_model(model_dir: Path) -> tuple[Any, Any]:
-    """(inference module, model) from an extracted artifact, loaded as the endpoint loads it."""
+    """(scoring functions, model) from an extracted artifact, loaded as the endpoint loads it.
+
+    The scoring functions are the artifact's own: ``.F`` (its feature module) and
+    ``.predict_matrix`` (its ``predmaint_serving/predictors.py``), found through the package its
+    ``inference.model_fn`` comes from.
+    """
+    import importlib
+    import types
+
     from .server import load_inference_module
 
     module = load_inference_module(Path(model_dir))
-    if not hasattr(module, "predict_matrix") or not hasattr(module.F, "transform_last"):
-        # an artifact packaged before fleet scoring existed: its booster and spec, this project's code
+    package_name = module.model_fn.__module__.rpartition(".")[0]  # "predmaint_serving" in code/
+    try:
+        package = importlib.import_module(package_name)
+        predictors = importlib.import_module(f"{package_name}.predictors")
+        api = types.SimpleNamespace(F=package.F, predict_matrix=predictors.predict_matrix)
+    except (ImportError, ValueError, AttributeError):
+        # an artifact packaged before the serving package existed: its booster and spec, this project's code
         from training_src import inference as module
-    return module, module.model_fn(str(model_dir))
+        from training_src import predmaint_serving as serving
+        from training_src.predmaint_serving import predictors
+        api = types.SimpleNamespace(F=serving.F, predict_matrix=predictors.predict_matrix)
+    return api, module.model_fn(str(model_dir))
 
 
 def read_fleet(path: Path, profile: Any) -> Any:
@@ -360,7 +377,7 @@ def to_request_lines(df: Any, spec: Any, assets_per_line: int = 50) -> list[str]
     """A fleet as Batch Transform input: JSON request documents, one per line (<= 6 MB each).
 
     Each line is ``{"instances": [{"asset_id": ..., "readings": [...]}, ...]}`` - the endpoint
-    contract - so the container's ``transform_fn`` answers it like a real-time request.
+    contract - so the container's hooks answer it like a real-time request.
     """
     idc = spec.id_column
     cols = [c for c in df.columns if c != idc]

@@ -115,6 +115,22 @@ def test_body_over_6mb_is_413_before_reading(server: ServerProcess) -> None:
     assert head.startswith(b"HTTP/1.1 413"), head
 
 
+def test_body_over_6mb_sent_whole_gets_the_413_not_a_reset(server: ServerProcess) -> None:
+    """Python's http.client (like urllib3 under boto3) writes the whole body before it reads the answer:
+    the server must read (and drop) it, or the client sees a connection reset instead of the 413."""
+    import http.client as httpclient
+
+    for _ in range(2):  # and the server is fine afterwards
+        conn = httpclient.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        try:
+            conn.request("POST", "/invocations", body=b"x" * (7 * 1024 * 1024), headers=JSON)
+            resp = conn.getresponse()
+            assert resp.status == 413 and "exceeds" in json.loads(resp.read())["error"]
+        finally:
+            conn.close()
+    assert http(server.port, "GET", "/ping")[0] == 200
+
+
 def test_chunked_body_over_6mb_is_413(server: ServerProcess) -> None:
     chunk = b"x" * 65536
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
