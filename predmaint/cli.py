@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -54,6 +55,17 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _horizon(text: str) -> float:
+    """``--horizon``: a finite number of cycles >= 0 (an int when it is whole, as it is sent)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of cycles, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of cycles >= 0, got {text}")
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
 
 
 def _port(text: str) -> int:
@@ -225,6 +237,8 @@ def _file_instances(path: Path, profile: Any = None) -> list[Any]:
         raise UsageError(f"{path}: not valid JSON ({exc})") from None
     if isinstance(doc, dict) and "instances" in doc and isinstance(doc["instances"], list):
         items = doc["instances"]
+        if "horizon" in doc:  # the request's horizon applies to every instance without its own
+            items = [{"horizon": doc["horizon"], **it} if isinstance(it, dict) else it for it in items]
     elif isinstance(doc, dict):
         items = [doc]
     elif isinstance(doc, list) and doc and all(isinstance(r, dict) and "readings" not in r for r in doc):
@@ -239,7 +253,7 @@ def _file_instances(path: Path, profile: Any = None) -> list[Any]:
             raise UsageError(f"{path}: instance {i} is not an object")
         asset = item.get("asset_id", f"{path.stem}-{i}")
         if "readings" in item:
-            out.append(Instance(asset, readings=item["readings"]))
+            out.append(Instance(asset, readings=item["readings"], horizon=item.get("horizon")))
         else:
             out.append(Instance(asset, row={k: v for k, v in item.items() if k != "asset_id"}))
     return out
@@ -267,7 +281,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         instances, truth = _test_unit_instances(args)
     if args.file:
         instances += _file_instances(Path(args.file), _profile_option(args))
-    request = InvocationRequest(instances, explain=args.explain)
+    request = InvocationRequest(instances, explain=args.explain, horizon=args.horizon)
     if args.endpoint_name:
         client: Any = SageMakerClient(args.endpoint_name, region=args.region, timeout=args.timeout)
         target = f"endpoint {args.endpoint_name}"
@@ -295,9 +309,14 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     for p in response.predictions:
         if p.rul is not None:
             line = f"  {p.asset_id!s:<{width}}  predicted RUL {p.rul:7.1f} cycles"
+            if p.rul_lower is not None and p.rul_upper is not None:
+                level = f"{100 * p.interval_level:.0f} %" if p.interval_level is not None else "interval"
+                line += f"   {level} [{p.rul_lower:6.1f}, {p.rul_upper:6.1f}]"
             if str(p.asset_id) in truth:
                 t = truth[str(p.asset_id)]
                 line += f"   true RUL {t:5.0f}   error {p.rul - t:+6.1f}"
+            if p.horizon is not None and p.failure_probability is not None:
+                line += f"   P(failure within {p.horizon:g}) {p.failure_probability:.3f}"
         else:
             line = (f"  {p.asset_id!s:<{width}}  failure probability {p.failure_probability:.3f}  "
                     f"-> {'FAILURE' if p.failure else 'ok'}")
@@ -555,6 +574,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "(its id and categorical columns, rows or readings)")
     sp.add_argument("--subset", default=None, help="subset of the test data (default: the profile's, FD001)")
     sp.add_argument("--explain", action="store_true", help="ask for the top feature contributions")
+    sp.add_argument("--horizon", type=_horizon, default=None, metavar="H",
+                    help="also ask each asset's probability of failing within H cycles (RUL models)")
     sp.add_argument("--timeout", type=float, default=30.0, help="seconds per attempt (default 30)")
     sp.add_argument("--json", action="store_true", help="print the raw response as JSON")
     sp.set_defaults(func=cmd_invoke)

@@ -3,7 +3,10 @@
     from predmaint.client import Instance, InvocationRequest, LocalClient
     resp = LocalClient("http://127.0.0.1:8080").invoke(
         InvocationRequest([Instance("engine-7", readings=[{"cycle": 1, "setting_1": ..., ...}])]))
-    resp.predictions[0].rul
+    resp.predictions[0].rul, resp.predictions[0].rul_lower, resp.predictions[0].rul_upper
+
+``InvocationRequest(..., horizon=30)`` (or an ``Instance``'s own ``horizon``) also asks for each
+asset's probability of failure within 30 cycles (``Prediction.failure_probability``; RUL models).
 
 ``SageMakerClient("my-endpoint")`` speaks to a deployed endpoint through boto3 ``sagemaker-runtime
 invoke_endpoint`` with the same request/response types. Both retry throttling and transient 5xx with
@@ -54,22 +57,31 @@ class Instance:
     asset_id: str | int
     readings: list[dict[str, float]] | None = None
     row: dict[str, Any] | None = None
+    horizon: float | None = None  # this asset's horizon (cycles), over the request's
 
     def to_json(self) -> dict[str, Any]:
         if self.row is not None:
             return {"asset_id": self.asset_id, **self.row}
-        return {"asset_id": self.asset_id, "readings": self.readings or []}
+        doc: dict[str, Any] = {"asset_id": self.asset_id, "readings": self.readings or []}
+        if self.horizon is not None:
+            doc["horizon"] = self.horizon
+        return doc
 
 
 @dataclass
 class InvocationRequest:
-    """A POST /invocations request; ``explain`` asks for the top feature contributions."""
+    """A POST /invocations request; ``explain`` asks for the top feature contributions, ``horizon``
+    (cycles) for each asset's probability of failure within it (RUL models)."""
 
     instances: list[Instance]
     explain: bool = False
+    horizon: float | None = None
 
     def body(self) -> bytes:
-        return json.dumps({"instances": [i.to_json() for i in self.instances]}, allow_nan=False).encode()
+        doc: dict[str, Any] = {"instances": [i.to_json() for i in self.instances]}
+        if self.horizon is not None:
+            doc["horizon"] = self.horizon
+        return json.dumps(doc, allow_nan=False).encode()
 
     @property
     def custom_attributes(self) -> str | None:
@@ -85,18 +97,26 @@ class Contribution:
 
 @dataclass
 class Prediction:
-    """One instance's answer: ``rul`` (regression) or ``failure_probability``/``failure``."""
+    """One instance's answer: ``rul`` with its interval ``[rul_lower, rul_upper]`` at
+    ``interval_level`` (regression; the interval when the model is calibrated) and, when a
+    ``horizon`` was asked, ``failure_probability`` = P(RUL <= horizon); or, for classification,
+    ``failure_probability``/``failure``."""
 
     asset_id: str | int
     rul: float | None = None
     failure_probability: float | None = None
     failure: bool | None = None
     contributions: list[Contribution] = field(default_factory=list)
+    rul_lower: float | None = None
+    rul_upper: float | None = None
+    interval_level: float | None = None
+    horizon: float | None = None
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Prediction:
         return cls(asset_id=d.get("asset_id"), rul=d.get("rul"), failure_probability=d.get("failure_probability"),
-                   failure=d.get("failure"),
+                   failure=d.get("failure"), rul_lower=d.get("rul_lower"), rul_upper=d.get("rul_upper"),
+                   interval_level=d.get("interval_level"), horizon=d.get("horizon"),
                    contributions=[Contribution(c["feature"], c["value"], c["contribution"])
                                   for c in d.get("contributions") or []])
 

@@ -34,10 +34,12 @@ try:
     from . import checkpoints as C
     from . import distributed as D
     from . import features as F
+    from .predmaint_serving import intervals as IV
 except ImportError:  # SageMaker container: siblings are top-level modules
     import checkpoints as C
     import distributed as D
     import features as F
+    from predmaint_serving import intervals as IV
 
 HERE = Path(__file__).resolve().parent
 #: what the model artifact's code/ holds: the hooks module, the feature code it needs, the serving package
@@ -246,6 +248,57 @@ def oof_threshold(algorithm: str, X: np.ndarray, y: np.ndarray, task: str, hp: d
     return best_f1_threshold(y, oof_predictions(algorithm, X, y, task, hp, nthread, seed, folds))
 
 
+def true_rul(frame: pd.DataFrame) -> np.ndarray:
+    """Uncapped RUL of each row of a run-to-failure channel (``_asset``, ``_time``): the asset's last
+    time minus the row's (``features.rul_labels`` without the cap, on the channel's meta columns)."""
+    last = frame.groupby("_asset", sort=False)["_time"].transform("max").to_numpy(dtype=float)
+    return last - frame["_time"].to_numpy(dtype=float)
+
+
+def calibrate_intervals(algorithm: str, frames: list[pd.DataFrame], names: list[str], spec: F.FeatureSpec,
+                        hp: dict[str, str], nthread: int, seed: int) -> dict[str, Any] | None:
+    """The RUL interval calibration stored in ``model_meta.json`` (``intervals.fit``), or None.
+
+    In: the frames of the rows the final model is fitted on (train, and validation for the refit),
+    with ``_asset``/``_time``. The assets are dealt into ``calibration_folds`` folds (hyperparameter,
+    default 5; 0 turns calibration off); each fold is predicted by the candidate fitted with the same
+    hyperparameters on the other folds, so every prediction is held out (cross-conformal: all
+    training assets calibrate, at the cost of ``folds`` extra fits). Only readings that can be a
+    test cut count (at least ``min_readings`` of history, as ``preprocess.truncation_cuts`` cuts).
+    """
+    folds = _num({"calibration_folds": hp.get("calibration_folds", "5")}, "calibration_folds", int, 0, 20)
+    level = _num({"interval_level": hp.get("interval_level", str(IV.DEFAULT_LEVEL))}, "interval_level",
+                 float, 0.05, 0.99)
+    if spec.task != "rul_regression" or folds == 0 or not spec.time_column:
+        return None
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if not {"_asset", "_time"} <= set(df.columns):
+        return None
+    assets = df["_asset"].to_numpy()
+    uniq = pd.unique(assets)
+    if len(uniq) < max(folds, 2):
+        raise TrainError(f"interval calibration needs at least {max(folds, 2)} assets, the channels have "
+                         f"{len(uniq)} (set calibration_folds=0 to train without intervals)")
+    X, y = split_xy(df, names)
+    rng = np.random.default_rng(seed)
+    fold_of = dict(zip(rng.permutation(uniq).tolist(), np.arange(len(uniq)) % folds, strict=True))
+    fold = np.asarray([fold_of[a] for a in assets.tolist()])
+    pred = np.zeros(len(df))
+    for k in range(folds):
+        m, _ = fit_model(algorithm, X[fold != k], y[fold != k], spec.task, hp, nthread, seed)
+        pred[fold == k] = predict(m, X[fold == k])
+    pred = np.clip(pred, 0.0, spec.label_cap if spec.label_cap else None)  # as served
+    position = df.groupby("_asset", sort=False)["_time"].rank(method="first").to_numpy()
+    count = df.groupby("_asset", sort=False)["_time"].transform("size").to_numpy()
+    eligible = position >= np.minimum(spec.profile_obj.min_readings, count)
+    try:
+        doc = IV.fit(pred[eligible], true_rul(df)[eligible], assets[eligible], level=level, seed=seed)
+    except IV.CalibrationError as exc:
+        raise TrainError(f"interval calibration: {exc}") from None
+    doc["folds"] = folds
+    return doc
+
+
 def write_model(model_dir: Path, model: Any, spec_text: str, meta: dict[str, Any]) -> None:
     """Booster/linear JSON + feature spec + metadata + inference code into ``model_dir``."""
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -311,8 +364,12 @@ def main(argv: list[str] | None = None) -> int:
         X, y = split_xy(train, names)
         val_path = Path(args.validation)
         Xv = yv = None
+        frames = [train]  # the rows the model is fitted on, for the interval calibration
         if val_path.exists():
-            Xv, yv = split_xy(read_channel(val_path), names)
+            validation = read_channel(val_path)
+            Xv, yv = split_xy(validation, names)
+            if args.fit_on == "train+validation" and (dist is None or dist.is_first):
+                frames.append(validation)
         held_out = Xv is not None and args.fit_on == "train"
         stride = _num({"row_stride": hp.get("row_stride", "1")}, "row_stride", int, 1, 100)
         if stride > 1 and args.fit_on == "train" and "_asset" in train.columns:
@@ -374,6 +431,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     if dist is not None:
         meta.update(dist.meta())
+    if args.fit_on == "train+validation":  # the final model: its interval calibration
+        try:
+            meta["intervals"] = calibrate_intervals(args.algorithm, frames, names, spec, hp, args.nthread, args.seed)
+        except TrainError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     write_model(Path(args.model_dir), model, spec_text, meta)
     out = Path(args.output_data_dir)
     out.mkdir(parents=True, exist_ok=True)

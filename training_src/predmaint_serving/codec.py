@@ -8,7 +8,10 @@ docs/openapi.yaml). Requests (regression profiles)::
 Readings may come in any order; they are sorted by time and only the trailing history the feature
 spec needs is used. Classification profiles take one row of the profile's columns per instance.
 ``explain`` (the body's ``"explain": true`` or the header ``X-Amzn-SageMaker-Custom-Attributes:
-explain=true``) adds the top feature contributions per prediction.
+explain=true``) adds the top feature contributions per prediction. RUL answers carry an interval
+(``rul_lower``, ``rul_upper``, ``interval_level``) when the model was calibrated (``intervals.py``);
+``horizon`` (cycles, for the whole request or per instance) adds ``failure_probability``, the
+probability that the RUL is at most the horizon (``horizons``).
 
 Every refusal is an ``InferenceError`` (status 400/406/413/415, message "<what and where>"); its
 JSON form is ``{"error": message}``. ``read`` turns an accepted body into ``Features`` (asset ids
@@ -29,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from . import F
+from . import F, intervals
 
 JSON = "application/json"
 #: Accept values this endpoint answers (it only speaks JSON)
@@ -161,6 +164,7 @@ class Features:
     asset_ids: list[Any]
     X: np.ndarray
     explain: bool = False
+    horizons: list[float | int | None] | None = None  # per instance, when the request names a horizon
 
 
 @dataclass(frozen=True)
@@ -196,7 +200,37 @@ def decode(body: bytes) -> Document:
         raise InferenceError(413, f"instances: {len(instances)} instances; at most {MAX_INSTANCES} per request")
     if not isinstance(doc.get("explain", False), bool):
         raise bad("explain: must be true or false")
+    if "horizon" in doc and not intervals.is_valid_horizon(doc["horizon"]):
+        raise bad(HORIZON_MESSAGE.format(where="horizon"))
     return Document(doc, lenient)
+
+
+HORIZON_MESSAGE = "{where}: must be a number of cycles >= 0"
+
+
+def horizons(doc: dict[str, Any], model: Any) -> list[float | int | None] | None:
+    """Each instance's horizon (its own ``horizon``, else the request's), or None when the request
+    names none. Raises the 400 for a bad per-instance value, or a horizon the model cannot answer
+    (a classifier, or a RUL model trained without interval calibration)."""
+    default = doc.get("horizon")  # decode checked it
+    out: list[float | int | None] = []
+    if model.is_regression:  # row-wise instances are the profile's columns: "horizon" may be one of them
+        for i, inst in enumerate(doc["instances"]):
+            h = default
+            if isinstance(inst, dict) and "horizon" in inst:
+                h = inst["horizon"]
+                if not intervals.is_valid_horizon(h):
+                    raise bad(HORIZON_MESSAGE.format(where=f"instances[{i}].horizon"))
+            out.append(h)  # as given (an int stays an int in the answer)
+    elif default is not None:
+        raise bad("horizon: this model classifies failures (its answer is already a failure probability); "
+                  "a horizon applies to RUL models")
+    if all(h is None for h in out):
+        return None
+    if model.intervals is None:
+        raise bad("horizon: this model was trained without interval calibration, so it has no failure "
+                  "probability; retrain it (train.py calibrates by default)")
+    return out
 
 
 class _Checker:
@@ -374,15 +408,18 @@ def features_matrix(req: Request, model: Any) -> np.ndarray:
 
 def read_python(body: bytes, model: Any, explain: bool = False) -> Features:
     """The Python path: decode, validate (naming the field of any refusal), features."""
-    req = parse_instances(decode(body), model)
-    return Features(req.asset_ids, features_matrix(req, model), req.explain or explain)
+    document = decode(body)
+    req = parse_instances(document, model)
+    return Features(req.asset_ids, features_matrix(req, model), req.explain or explain,
+                    horizons(document.doc, model))
 
 
 def read(body: bytes, model: Any, explain: bool = False) -> Features:
     """An accepted body (``accept_body``) -> ``Features``, or the 400/413 naming what is wrong.
 
     The compiled reader answers when it takes the body (it declines explanations, which need the
-    Python path's booster contributions); otherwise ``read_python`` does.
+    Python path's booster contributions, and any ``horizon`` key, which it does not read); otherwise
+    ``read_python`` does.
     """
     if model.reader is not None and not explain:
         fast = model.reader.read(body)  # the compiled reader, or None: the Python path decides
@@ -393,12 +430,18 @@ def read(body: bytes, model: Any, explain: bool = False) -> Features:
 
 # ------------------------------------------------------------------------------------------ answers
 def response_document(model: Any, asset_ids: list[Any], p: np.ndarray,
-                      contributions: list[list[dict[str, Any]]] | None = None) -> dict[str, Any]:
-    """The 200 document for predictions ``p`` of ``asset_ids`` (and explanations, when asked)."""
+                      contributions: list[list[dict[str, Any]]] | None = None,
+                      horizons: list[float | int | None] | None = None) -> dict[str, Any]:
+    """The 200 document for predictions ``p`` of ``asset_ids`` (and explanations, when asked).
+
+    RUL models with a calibration add each prediction's interval and, for instances with a horizon
+    (``horizons``, from ``read``), the probability of failure within it."""
     preds: list[dict[str, Any]] = []
     if model.is_regression:
         for a, v in zip(asset_ids, p, strict=True):
             preds.append({"asset_id": a, "rul": round(float(v), 3)})
+        if model.intervals is not None:
+            _add_intervals(model.intervals, preds, p, horizons)
     else:
         for a, v in zip(asset_ids, p, strict=True):
             preds.append({"asset_id": a, "failure_probability": round(float(v), 6),
@@ -407,3 +450,18 @@ def response_document(model: Any, asset_ids: list[Any], p: np.ndarray,
         for pred, row in zip(preds, contributions, strict=True):
             pred["contributions"] = row
     return {"predictions": preds, "model_version": model.version}
+
+
+def _add_intervals(cal: intervals.Calibration, preds: list[dict[str, Any]], p: np.ndarray,
+                   horizons: list[float | int | None] | None) -> None:
+    """``rul_lower``/``rul_upper``/``interval_level`` on every prediction; ``horizon`` and
+    ``failure_probability`` on those whose instance named a horizon."""
+    lower, upper = cal.interval(p)
+    for pred, lo, hi in zip(preds, lower.tolist(), upper.tolist(), strict=True):
+        pred.update(rul_lower=round(lo, 3), rul_upper=round(hi, 3), interval_level=cal.level)
+    if horizons is None:
+        return
+    asked = [i for i, h in enumerate(horizons) if h is not None]
+    probs = cal.failure_probability(p[asked], np.asarray([horizons[i] for i in asked], dtype=float))
+    for i, prob in zip(asked, probs.tolist(), strict=True):
+        preds[i].update(horizon=horizons[i], failure_probability=round(prob, 4))

@@ -28,6 +28,7 @@ class Model:
     forest: Any = None  # predictors.NumpyForest: NumPy evaluation of the booster's trees for small requests
     compiled: Any = None  # predictors.CompiledForest: forest.c via ctypes, every request size
     reader: Any = None  # reader.RequestReader: request.c + features.c via ctypes, body -> features
+    intervals: Any = None  # intervals.Calibration (model_meta.json "intervals"): RUL bounds, horizon probability
 
     @property
     def is_regression(self) -> bool:
@@ -98,5 +99,9 @@ def load(model_dir: str | os.PathLike) -> Model:
         if model.compiled is None:
             model.forest = predictors.NumpyForest.from_booster(model.booster)
     model.threshold = float(meta.get("threshold") or 0.5)
+    if meta.get("intervals") is not None and model.is_regression:
+        from . import intervals
+
+        model.intervals = intervals.Calibration.from_doc(meta["intervals"])  # a corrupt one fails the load
     model.reader = reader_mod.RequestReader.for_model(model)
     return model

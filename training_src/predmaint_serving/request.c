@@ -12,7 +12,8 @@
  * features.transform_last -> float32) produces, or it declines (returns non-zero) and the Python
  * path handles the request, error messages included. So it declines on anything unusual: escapes
  * or non-ASCII bytes in a string, a duplicate key, a missing column, a non-numeric value, a number
- * out of range, readings out of time order, "explain" other than false, nesting deeper than 64.
+ * out of range, readings out of time order, "explain" other than false, a "horizon" key (request or
+ * instance), nesting deeper than 64.
  * It accepts only RFC 8259 JSON, like orjson.
  *
  * Exactness: numbers are parsed correctly rounded (exact fast path, else strtod in the C locale), as
@@ -425,6 +426,8 @@ static int instance(Parser *s)
             if (have_readings++)
                 return DECLINE;
             TRY(readings(s));
+        } else if (key_is(k, len, "horizon")) {
+            return DECLINE; /* failure probability within a horizon: the Python path reads it */
         } else {
             TRY(skip(s, 2));
         }
@@ -461,6 +464,8 @@ static int document(Parser *s)
             if (have_explain++)
                 return DECLINE;
             TRY(literal(s, "false")); /* explanations need the booster: the Python path */
+        } else if (key_is(k, len, "horizon")) {
+            return DECLINE; /* the request's horizon: the Python path reads it (codec.horizons) */
         } else {
             TRY(skip(s, 1));
         }
