@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from localkit import REPO, ServerProcess, free_port
+from localkit import REPO, ServerProcess, free_port, read_test_units
 
 from predmaint.cli import main
 from predmaint.registry import Registry
@@ -48,6 +48,8 @@ def test_help_on_every_command(capsys, command) -> None:
     (["serve", "--port", "99999"], "between 0 and 65535"),
     (["invoke"], "--file PATH"),
     (["invoke", "--test-unit", "0"], "must be at least 1"),
+    (["invoke", "--test-unit", "1", "--horizon", "-5"], "--horizon: must be a finite number of cycles >= 0, got -5"),
+    (["invoke", "--test-unit", "1", "--horizon", "soon"], "--horizon: expected a number of cycles, got 'soon'"),
     (["start-training", "--dataset", "x"], "--state-machine"),
 ])
 def test_usage_errors_exit_2_with_one_line(capsys, monkeypatch, tmp_path, argv, fragment) -> None:
@@ -268,6 +270,30 @@ def test_invoke_test_units_against_the_server(capsys, server: ServerProcess, dat
     assert lines[0].startswith("model 1 · 2 prediction(s)")
     assert "FD001-unit-1" in lines[1] and "true RUL   112" in lines[1]  # RUL_FD001 line 1 is 112
     assert "FD001-unit-34" in lines[2] and "true RUL     7" in lines[2]  # RUL_FD001 line 34 is 7
+
+
+@pytest.mark.xdist_group("server")
+def test_invoke_prints_the_interval_and_the_failure_probability_within_a_horizon(capsys, server: ServerProcess,
+                                                                                 data_dir, tmp_path) -> None:
+    url = f"http://127.0.0.1:{server.port}"
+    code, out, err = run_cli(capsys, "invoke", "--data-dir", str(data_dir), "--test-unit", "34", "--horizon", "30",
+                             "--url", url)
+    assert code == 0, err
+    line = out.strip().splitlines()[1]
+    assert "FD001-unit-34" in line and "80 % [" in line and "P(failure within 30) " in line
+    code, out, err = run_cli(capsys, "invoke", "--data-dir", str(data_dir), "--test-unit", "34", "--horizon", "30",
+                             "--json", "--url", url)
+    pred = json.loads(out)["predictions"][0]
+    assert pred["horizon"] == 30 and 0 <= pred["failure_probability"] <= 1
+    assert pred["rul_lower"] <= pred["rul"] <= pred["rul_upper"] and pred["interval_level"] == 0.8
+    # a request file's horizon applies to its instances (an instance's own wins)
+    units = read_test_units(data_dir)
+    req = tmp_path / "req.json"
+    req.write_text(json.dumps({"horizon": 1000, "instances": [{"asset_id": "a", "readings": units[34]},
+                                                              {"asset_id": "b", "readings": units[34], "horizon": 0}]}))
+    code, out, err = run_cli(capsys, "invoke", "--file", str(req), "--json", "--url", url)
+    a, b = json.loads(out)["predictions"]
+    assert (a["horizon"], a["failure_probability"], b["horizon"]) == (1000, 1.0, 0)
 
 
 @pytest.mark.xdist_group("server")

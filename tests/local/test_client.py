@@ -31,6 +31,19 @@ def test_local_client_round_trip(server: ServerProcess, test_units) -> None:
 
 
 @pytest.mark.xdist_group("server")
+def test_local_client_interval_and_horizon(server: ServerProcess, test_units) -> None:
+    req = InvocationRequest([Instance("a", readings=test_units[34]), Instance("b", readings=test_units[34], horizon=0)],
+                            horizon=25)
+    assert json.loads(req.body())["horizon"] == 25 and json.loads(req.body())["instances"][1]["horizon"] == 0
+    with LocalClient(f"http://127.0.0.1:{server.port}") as client:
+        a, b = client.invoke(req).predictions
+        assert a.rul_lower is not None and a.rul_lower <= a.rul <= a.rul_upper and a.interval_level == 0.8
+        assert (a.horizon, b.horizon) == (25, 0) and 0 <= b.failure_probability <= a.failure_probability <= 1
+        plain = client.invoke(InvocationRequest([Instance("a", readings=test_units[34])])).predictions[0]
+        assert plain.horizon is None and plain.failure_probability is None and plain.rul_upper == a.rul_upper
+
+
+@pytest.mark.xdist_group("server")
 def test_local_client_raises_endpoint_error_with_message(server: ServerProcess) -> None:
     client = LocalClient(f"http://127.0.0.1:{server.port}", retries=0)
     with pytest.raises(EndpointError) as info:

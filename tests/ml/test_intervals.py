@@ -10,7 +10,9 @@ import pytest
 from tests.conftest import train_subprocess
 from training_src import preprocess
 from training_src import train as T
-from training_src.predmaint_serving import codec, handler, intervals as IV, model as M
+from training_src.predmaint_serving import codec, handler
+from training_src.predmaint_serving import intervals as IV
+from training_src.predmaint_serving import model as M
 
 
 # ------------------------------------------------------------------------------- synthetic fleets
