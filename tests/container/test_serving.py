@@ -143,6 +143,13 @@ def test_predictions_equal_the_local_server(served: Served, loaded_local, test_u
         status, out = served.post(body)
         assert status == 200, out[:300]
         assert json.loads(out) == loaded_local(body)
+    # a horizon: the compiled reader declines the body, the Python path answers the failure probability
+    body = json.dumps({"instances": [{"asset_id": f"engine-{u}", "readings": test_units[u]} for u in (31, 34)],
+                       "horizon": 30}).encode()
+    status, out = served.post(body)
+    assert status == 200 and json.loads(out) == loaded_local(body)
+    assert all(0 <= p["failure_probability"] <= 1 and p["rul_lower"] <= p["rul_upper"]
+               for p in json.loads(out)["predictions"])
     # explanations: the container passes no custom attributes, the body asks for them
     body = json.dumps({"instances": [{"asset_id": "e", "readings": test_units[7]}], "explain": True}).encode()
     status, out = served.post(body)

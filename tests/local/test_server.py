@@ -66,6 +66,8 @@ BAD_REQUESTS = {
     "no content type": (b'{"instances": []}', {}, 415, "Content-Type"),
     "unsupported accept": (b'{"instances": []}', {**JSON, "Accept": "text/csv"}, 406, "Accept"),
     "binary garbage": (bytes(range(256)), JSON, 400, ""),
+    "negative horizon": (b'{"instances": [{"asset_id": "a", "readings": []}], "horizon": -1}', JSON, 400,
+                         "horizon: must be a number of cycles >= 0"),
 }
 
 
