@@ -229,6 +229,8 @@ def test_preprocess_trial_refit_on_two_hosts_and_evaluate(run) -> None:
     meta = json.loads((refit["model_dir"] / "model_meta.json").read_text())
     assert meta["fit_on"] == "train+validation" and meta["distributed"]["hosts"] == HOSTS
     assert meta["distributed"]["mode"] == "xgboost collective"
+    # the interval calibration runs in the container's Python too (first host: its shard + validation)
+    assert meta["intervals"]["format"] == "predmaint-intervals/1" and meta["intervals"]["bins"]
     assert not any((run["root"] / "refit" / "algo-2" / "opt" / "ml" / "model").iterdir())  # the first host writes
     assert (refit["model_dir"] / "code" / "predmaint_serving" / "codec.py").is_file()
     run["results"]["refit"] = {"ModelArtifacts": {"S3ModelArtifacts": refit["model_uri"]}}
