@@ -258,9 +258,11 @@ def hyperparameter_tuner(trainer: Any, config: Any, plan: dict[str, Any], algori
     and the pipeline's strategy and early stopping.
 
     One tuning job per candidate: the pipeline's single job has one TrainingJobDefinition per
-    candidate, but the SDK (sagemaker-train 1.27.0) builds only one definition from its
-    ``model_trainer`` (``HyperparameterTuner.create`` with several trainers does not send the others),
-    so the notebook tunes each candidate on its own and ``best_training_job`` picks the winner.
+    candidate, but the SDK (sagemaker-train 1.27.0) builds the request's one ``TrainingJobDefinition``
+    from ``self.model_trainer``, which ``HyperparameterTuner.create(model_trainer_dict=...)`` leaves
+    unset: its ``tune()`` fails with ``AttributeError: 'NoneType' object has no attribute
+    'training_image'`` (tried under moto). So the notebook tunes each candidate on its own and
+    ``best_training_job`` picks the winner across them.
     """
     from sagemaker.train.tuner import HyperparameterTuner
 

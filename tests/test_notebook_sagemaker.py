@@ -44,6 +44,8 @@ UNITS = [1, 20, 31, 42, 81]
 SDK_OPERATIONS = {"CreateTrainingJob", "CreateHyperParameterTuningJob", "CreateModel", "CreateEndpointConfig",
                   "CreateEndpoint", "InvokeEndpoint"}
 shapes = load_module(REPO / "tests" / "infra" / "contracts" / "shapes.py", "predmaint_contract_shapes")
+#: the AWS-branch tests share one run of the notebook (a module fixture): keep them on one xdist worker
+aws_branch = pytest.mark.xdist_group("sagemaker-notebook-aws")
 
 
 def _data_dir() -> Path:
@@ -187,6 +189,7 @@ def _config() -> Any:
 
 
 @pytest.mark.slow
+@aws_branch
 def test_aws_branch_requests_satisfy_the_api_models(aws_run: dict[str, Any]) -> None:
     calls = [shapes.RecordedCall(tuple(c)) for c in aws_run["calls"]]
     assert {c.operation for c in calls} >= SDK_OPERATIONS | {"DeleteEndpoint", "DeleteEndpointConfig", "DeleteModel"}
@@ -195,6 +198,7 @@ def test_aws_branch_requests_satisfy_the_api_models(aws_run: dict[str, Any]) -> 
 
 
 @pytest.mark.slow
+@aws_branch
 def test_the_plan_is_the_prepare_lambdas(aws_run: dict[str, Any]) -> None:
     """The notebook's plan is what the prepare Lambda plans for the same raw files and settings."""
     plan, source_uri = aws_run["notebook"]["plan"], aws_run["notebook"]["source_uri"]
@@ -215,6 +219,7 @@ def test_the_plan_is_the_prepare_lambdas(aws_run: dict[str, Any]) -> None:
 
 
 @pytest.mark.slow
+@aws_branch
 def test_tuning_jobs_search_the_one_space_for_the_pipelines_objective(aws_run: dict[str, Any]) -> None:
     from stacks.images import xgboost_image_uri
     from training_src import search_space, train
@@ -263,6 +268,7 @@ def _assert_training_resources(request: dict[str, Any], plan: dict[str, Any], c:
 
 
 @pytest.mark.slow
+@aws_branch
 def test_refit_is_the_prepare_lambdas_refit_of_the_best_trial(aws_run: dict[str, Any]) -> None:
     from stacks.images import xgboost_image_uri
 
@@ -297,6 +303,7 @@ def test_refit_is_the_prepare_lambdas_refit_of_the_best_trial(aws_run: dict[str,
 
 
 @pytest.mark.slow
+@aws_branch
 def test_endpoint_serves_the_refit_model_like_the_pipeline(aws_run: dict[str, Any]) -> None:
     from stacks.hosting import hosting_environment
     from stacks.images import xgboost_image_uri
@@ -322,6 +329,7 @@ def test_endpoint_serves_the_refit_model_like_the_pipeline(aws_run: dict[str, An
 
 
 @pytest.mark.slow
+@aws_branch
 def test_invocation_follows_the_endpoint_contract(aws_run: dict[str, Any]) -> None:
     import jsonschema
     import yaml
