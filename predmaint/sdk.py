@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import functools
 import importlib.util
 import json
 import os
@@ -120,9 +121,6 @@ class Target:
     def bucket(self) -> str:
         return self.session.default_bucket()
 
-    def uri(self, key: str) -> str:
-        return f"s3://{self.bucket}/{self.prefix}/{key}"
-
 
 def connect(role_arn: str | None = None, prefix: str = "predmaint-sdk", boto_session: Any = None) -> Target:
     """A ``Target`` from the caller's AWS credentials. The role is ``role_arn``, else
@@ -141,8 +139,8 @@ def connect(role_arn: str | None = None, prefix: str = "predmaint-sdk", boto_ses
 
 
 def upload_source(target: Target) -> str:
-    """Upload the pipeline's ``sourcedir.tar.gz`` (training_src, as the CDK app stages it) once per
-    content digest; return its S3 URI (the ``SourceCode.source_dir`` of every job)."""
+    """Upload the pipeline's ``sourcedir.tar.gz`` (training_src, as the CDK app stages it) under a key
+    named by its content digest; return its S3 URI (the ``SourceCode.source_dir`` of every job)."""
     from stacks.assets import stage_training_source
 
     tarball = stage_training_source()
@@ -150,10 +148,16 @@ def upload_source(target: Target) -> str:
     return target.session.upload_data(str(tarball), bucket=target.bucket, key_prefix=key_prefix)
 
 
+@functools.cache
+def _prepare() -> Any:
+    """The prepare Lambda's handler module (by path, as local mode loads it)."""
+    return load_module(REPO / "lambda" / "prepare" / "handler.py", "predmaint_lambda_prepare")
+
+
 def plan_run(config: Any, data_dir: Path, target: Target, source_uri: str, run_id: str | None = None) -> dict[str, Any]:
     """The prepare Lambda's plan for ``config``'s dataset, validated against the local raw files,
     with S3 locations under ``target`` and ``source_uri`` as the script-mode source."""
-    prepare = load_module(REPO / "lambda" / "prepare" / "handler.py", "predmaint_lambda_prepare")
+    prepare = _prepare()
     settings = prepare.Settings(data_bucket=target.bucket, artifacts_bucket=target.bucket,
                                 raw_prefix=f"{target.prefix}/raw/", processed_prefix=f"{target.prefix}/processed/",
                                 runs_prefix=f"{target.prefix}/runs/", job_prefix=config.job_prefix,
@@ -310,8 +314,7 @@ def refit_trainer(target: Target, config: Any, plan: dict[str, Any], best: dict[
     tuned values over its candidate's static ones, ``fit_on=train+validation``), less the ``sagemaker_*``
     keys that configure the container's own script mode: ``ModelTrainer.train`` runs ``train.py``
     through the SDK's driver, which would pass them to the script as arguments."""
-    prepare = load_module(REPO / "lambda" / "prepare" / "handler.py", "predmaint_lambda_prepare")
-    refit = prepare.plan_refit(plan, best)
+    refit = _prepare().plan_refit(plan, best)
     hyperparameters = {k: v for k, v in refit["hyperparameters"].items() if not k.startswith("sagemaker_")}
     return _trainer(target, config, plan, source_uri, hyperparameters, plan["s3"]["model_output"],
                     plan["jobs"]["refit"])

@@ -121,6 +121,19 @@ def test_notebook_uses_the_pipelines_definitions_not_copies() -> None:
         assert copied not in source, copied
 
 
+def test_mode_is_chosen_from_the_environment_with_clear_errors() -> None:
+    """This venv has no sagemaker-train: auto picks local and says why; asking for aws is refused."""
+    from predmaint import sdk
+
+    assert sdk.choose_mode({"PREDMAINT_NOTEBOOK_MODE": "local"}) == ("local", "PREDMAINT_NOTEBOOK_MODE=local")
+    mode, why = sdk.choose_mode({})
+    assert mode == "local" and "make sdk-setup" in why
+    with pytest.raises(sdk.NotebookError, match=r"PREDMAINT_NOTEBOOK_MODE=aws but .*make sdk-setup"):
+        sdk.choose_mode({"PREDMAINT_NOTEBOOK_MODE": "aws"})
+    with pytest.raises(sdk.NotebookError, match=r"PREDMAINT_NOTEBOOK_MODE='cloud': use 'aws', 'local'"):
+        sdk.choose_mode({"PREDMAINT_NOTEBOOK_MODE": "cloud"})
+
+
 # ------------------------------------------------------------------------------------------
 # local branch
 # ------------------------------------------------------------------------------------------
@@ -167,6 +180,7 @@ def aws_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
            "AWS_DEFAULT_REGION": "eu-west-1", "AWS_REGION": "eu-west-1",
            "SAGEMAKER_VALIDATE_ROLE": "false", "SAGEMAKER_USER_CONFIG_OVERRIDE": str(config),
+           "AWS_EC2_METADATA_DISABLED": "true",
            "HOME": str(tmp)}  # no ~/.aws or ~/.config/sagemaker of the machine
     _execute(nb, str(SDK_PYTHON), tmp, env, timeout=300)
     doc = json.loads(out.read_text())
