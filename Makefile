@@ -3,13 +3,14 @@ SHELL := /bin/bash
 PY ?= python3.11
 VENV := .venv
 CHECKOV_VENV := .venv-checkov
+CONTAINER_VENV := .venv-container
 SDK_VENV := .venv-sdk
 BIN := $(VENV)/bin
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PREDMAINT_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: setup checkov-setup sdk-setup demo test lint data synth lock lock-sdk bench load-bench clean
+.PHONY: setup checkov-setup container-setup container-lock sdk-setup demo test lint data synth lock lock-sdk bench load-bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found (Python 3.11 is required)" >&2; exit 2; }
@@ -35,6 +36,33 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 
 checkov-setup: $(CHECKOV_VENV)/.installed
 
+## The SageMaker XGBoost container's Python environment (tests/container, bench/serving.py --container):
+## Python 3.12 as in image 3.2-0 (this machine's python3.12, else pyenv's 3.12.x; without either, $(PY) with
+## a warning: see docs/container.md), the container's pins, sagemaker-containers without its dependencies,
+## and the patch the container's Dockerfile applies to it (collections.Mapping -> collections.abc.Mapping).
+CONTAINER_PY ?= $(shell for p in python3.12 $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12; do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && { echo "$$p"; break; }; done)
+$(CONTAINER_VENV)/.installed: requirements-container.txt requirements-container-nodeps.txt
+	@py="$(CONTAINER_PY)"; if [ -z "$$py" ]; then py=$(PY); \
+		echo "warning: no Python 3.12 here; the container environment uses $$py (the container runs 3.12)" >&2; fi; \
+		test -x $(CONTAINER_VENV)/bin/python || "$$py" -m venv $(CONTAINER_VENV)
+	$(CONTAINER_VENV)/bin/pip install -q --upgrade "pip<=25.2"
+	$(CONTAINER_VENV)/bin/pip install -q -r requirements-container.txt
+	$(CONTAINER_VENV)/bin/pip install -q --no-deps -r requirements-container-nodeps.txt
+	sed -i 's/collections\.Mapping/collections.abc.Mapping/g' \
+		"$$($(CONTAINER_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/sagemaker_containers/_mapping.py"
+	$(CONTAINER_VENV)/bin/python -c 'import sys; print("container environment: Python", sys.version.split()[0])'
+	touch $@
+
+container-setup: $(CONTAINER_VENV)/.installed
+
+## Re-resolve requirements-container.txt from requirements-container.in (Python 3.12, as above).
+container-lock:
+	rm -rf /tmp/predmaint-container-lock && "$(or $(CONTAINER_PY),$(PY))" -m venv /tmp/predmaint-container-lock
+	/tmp/predmaint-container-lock/bin/pip install -q -r requirements-container.in
+	{ sed -n '1,2p' requirements-container.txt; /tmp/predmaint-container-lock/bin/pip freeze; } > requirements-container.tmp
+	mv requirements-container.tmp requirements-container.txt
+
 ## The SageMaker Python SDK v3 (sagemaker-train, for notebooks/sagemaker.ipynb's AWS branch) cannot join the
 ## project's venv: sagemaker-train requires mlflow 3, which caps gunicorn (<27) and pyarrow (<26) below the
 ## project's pins, and graphene (<4) caps graphql-core below the test set's. So it gets its own venv: the
@@ -55,7 +83,7 @@ demo: setup
 	$(BIN)/python -m predmaint.demo
 
 ## The whole test suite.
-test: setup checkov-setup sdk-setup
+test: setup checkov-setup container-setup sdk-setup
 	$(BIN)/ruff check .
 	$(BIN)/pytest -n 2 --dist loadgroup
 
@@ -91,4 +119,4 @@ lock-sdk:
 	  /tmp/predmaint-lock-sdk/bin/pip freeze --all --exclude pip; } > requirements-sdk.txt
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) $(SDK_VENV) node_modules cdk.out .pytest_cache build
+	rm -rf $(VENV) $(CHECKOV_VENV) $(CONTAINER_VENV) $(SDK_VENV) node_modules cdk.out .pytest_cache build

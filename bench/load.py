@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--home", help="serve the champion of this predmaint home")
     src.add_argument("--model-dir", help="serve this extracted model directory")
-    ap.add_argument("--data-dir", default=os.environ.get("PREDMAINT_DATA_DIR", str(REPO.parent / "shared" / "data")))
+    ap.add_argument("--data-dir", default=os.environ.get("PREDMAINT_DATA_DIR", str(REPO / "data")))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--unit", type=int, default=20, help="FD001 test unit sent in every request (default 20)")
     ap.add_argument("--step-seconds", type=float, default=5.0)

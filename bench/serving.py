@@ -5,17 +5,24 @@ One command, everything in one run on loopback (127.0.0.1):
     .venv/bin/python bench/serving.py --home /tmp/perf/home          # the registry's champion
     .venv/bin/python bench/serving.py --model-dir PATH               # an extracted model directory
 
-1. In-process latency p50/p99 of ``input_fn -> predict_fn -> output_fn`` (through ``handle``, which
-   chains them) for requests of 1, 10 and 100 FD001 test assets with 30 readings each.
+1. In-process latency p50/p99 of ``handle`` (the whole request: codec, compiled reader or Python
+   path, predictor, response) for requests of 1, 10 and 100 FD001 test assets with 30 readings each;
+   and, with ``--container``, of one asset through the SageMaker XGBoost container's own
+   ``Transformer.transform`` (sagemaker-containers, in the container's Python environment).
 2. The floor for the same requests: the raw booster (``inplace_predict``) on precomputed features,
    the compiled tree walker (``forest.c``, what serves when it is built) and the NumPy tree walk
-   (``_Forest``, its fallback for small requests), also on precomputed features; and the p50 of
-   each stage of ``handle`` alone (decode, parse/validate, features, predict).
+   (``NumpyForest``, its fallback for small requests), also on precomputed features; and the p50 of
+   each stage of the Python path alone (decode, parse/validate, features, predict).
 3. HTTP p50/p99 latency and throughput of one-asset requests at concurrency 1, 8 and 32, for our
    server (``python -m predmaint.server``: gunicorn + uvicorn workers, raw ASGI) and for a reference
-   built like SageMaker's framework containers (gunicorn sync workers + Flask calling the same four
-   inference functions), with the same worker count and the same thread environment; and the same
-   reference stack calling ``handle`` (with the compiled request reader), to compare stacks alone.
+   built like SageMaker's framework containers (gunicorn sync workers + Flask calling the artifact's
+   ``input_fn -> predict_fn -> output_fn`` on the Python path, the issue-6 baseline), with the same
+   worker count and the same thread environment; and the same reference stack calling ``handle``
+   (with the compiled request reader), to compare stacks alone. With ``--container``, also the
+   SageMaker XGBoost container's own serving stack (tests/container/sm_xgboost.py: gunicorn gevent
+   workers, sagemaker-containers' Worker + Transformer, the artifact installed and loaded as the
+   container does) calling our hooks, and the same worker calling the plain hooks (the compiled
+   request reader off: the Python path).
    All servers run at once; each level's time is split into rounds (default 4) in which every
    server gets its slice in turn, so a slow phase of the machine falls on all of them alike. The
    ratios are printed pooled and as the lowest/highest single-round ratio.
@@ -59,14 +66,14 @@ for _k, _v in THREAD_ENV.items():  # before numpy/xgboost start any thread pool 
 
 # ---------------------------------------------------------------------- reference server (Flask)
 def reference_app() -> Any:
-    """gunicorn factory (``serving:reference_app()``): Flask + the model's own four functions.
+    """gunicorn factory (``serving:reference_app()``): Flask + the model's own hooks.
 
     Built like the SageMaker framework containers' serving stack: a WSGI app under gunicorn sync
-    workers, model loaded once per worker, ``input_fn -> predict_fn -> output_fn`` per request.
-    With ``PREDMAINT_BENCH_HANDLER=handle`` it calls ``handle`` instead (what ``transform_fn``,
-    which the container prefers when present, runs: the compiled request reader included), so the
-    serving stacks can be compared with the same handler. The model directory comes from
-    ``PREDMAINT_BENCH_MODEL_DIR``.
+    workers, model loaded once per worker, ``input_fn -> predict_fn -> output_fn`` per request (run
+    with ``PREDMAINT_NATIVE_REQUEST=0``: the Python path, the issue-6 baseline). With
+    ``PREDMAINT_BENCH_HANDLER=handle`` it calls ``handle`` instead (the compiled request reader
+    included), so the serving stacks can be compared with the same handler. The model directory
+    comes from ``PREDMAINT_BENCH_MODEL_DIR``.
     """
     from flask import Flask, Response, request
 
@@ -85,17 +92,17 @@ def reference_app() -> Any:
 
     @app.route("/invocations", methods=["POST"])
     def invocations() -> Response:
-        if whole:  # what the SageMaker container calls when the module has transform_fn
+        if whole:  # the whole request in one call, as the local server runs it
             status, out, ctype = module.handle(model, request.get_data(), request.headers.get("Content-Type"),
                                                request.headers.get("Accept"))
             return Response(out, status=status, mimetype=ctype)
         try:
-            doc = module.input_fn(request.get_data(), request.headers.get("Content-Type"))
-            prediction = module.predict_fn(doc, model)
+            data = module.input_fn(request.get_data(), request.headers.get("Content-Type"))
+            prediction = module.predict_fn(data, model)
             body, ctype = module.output_fn(prediction, request.headers.get("Accept"))
             return Response(body, status=200, mimetype=ctype)
-        except module.InferenceError as exc:
-            return Response(json.dumps({"error": exc.message}), status=exc.status_code,
+        except Exception as exc:  # outside the container a refusal is raised with its status
+            return Response(json.dumps({"error": str(exc)}), status=getattr(exc, "status_code", 500),
                             mimetype="application/json")
 
     return app
@@ -152,12 +159,17 @@ def body_of(instances: list[dict[str, Any]]) -> bytes:
 
 # ---------------------------------------------------------------------- in-process
 def in_process(model_dir: Path, assets: list[dict[str, Any]], sizes: list[int], seconds: float) -> dict[str, Any]:
-    """Latency of handle (input_fn -> predict_fn -> output_fn) and of the floor per request size."""
+    """Latency of handle (the whole request) and of the floor per request size."""
+    import dataclasses
+    import importlib
+
     from predmaint.server import load_inference_module
 
     module = load_inference_module(model_dir)
     model = module.model_fn(str(model_dir))
-    import dataclasses
+    package = module.model_fn.__module__.rpartition(".")[0]  # the artifact's serving package
+    codec = importlib.import_module(f"{package}.codec")
+    predictors = importlib.import_module(f"{package}.predictors")
 
     python_model = dataclasses.replace(model, reader=None)  # the same model without request.c
     results: dict[str, Any] = {"load": load(), "compiled": getattr(model, "compiled", None) is not None,
@@ -168,7 +180,7 @@ def in_process(model_dir: Path, assets: list[dict[str, Any]], sizes: list[int], 
         assert status == 200, status
         reps = {1: 20000, 10: 5000}.get(k, 1000)
         full = timed(lambda b=body: module.handle(model, b, "application/json", "application/json"), reps, seconds)
-        X = module.features_matrix(module.parse_instances(module.input_fn(body, "application/json"), model), model)
+        X = codec.read_python(body, model).X
         booster = timed(lambda x=X: model.booster.inplace_predict(x), reps, seconds)
         import orjson
 
@@ -182,22 +194,56 @@ def in_process(model_dir: Path, assets: list[dict[str, Any]], sizes: list[int], 
             row["reader_ms"] = pct(timed(lambda b=body: model.reader.read(b), reps, seconds))
         if getattr(model, "compiled", None) is not None:
             row["compiled_floor_ms"] = pct(timed(lambda x=X: model.compiled.predict(x), reps, seconds))
-        forest = model.forest or module._Forest.from_booster(model.booster)
+        forest = model.forest or predictors.NumpyForest.from_booster(model.booster)
         if forest is not None and k <= forest.MAX_ROWS:
             row["forest_floor_ms"] = pct(timed(lambda x=X, f=forest: f.predict(x), reps, seconds))
         # where the time goes: each stage of the Python path alone (p50)
-        doc = module.input_fn(body, "application/json")
-        req = module.parse_instances(doc, model)
+        doc = codec.decode(body)
+        req = codec.parse_instances(doc, model)
         row["stages_p50_ms"] = {
-            "input_fn": pct(timed(lambda b=body: module.input_fn(b, "application/json"), reps, seconds))[0],
-            "parse": pct(timed(lambda d=doc: module.parse_instances(d, model), reps, seconds))[0],
-            "features": pct(timed(lambda r=req: module.features_matrix(r, model), reps, seconds))[0],
-            "predict": pct(timed(lambda x=X: module.predict_matrix(model, x), reps, seconds))[0],
+            "decode": pct(timed(lambda b=body: codec.decode(b), reps, seconds))[0],
+            "parse": pct(timed(lambda d=doc: codec.parse_instances(d, model), reps, seconds))[0],
+            "features": pct(timed(lambda r=req: codec.features_matrix(r, model), reps, seconds))[0],
+            "predict": pct(timed(lambda x=X: predictors.predict_matrix(model, x), reps, seconds))[0],
         }
         row["load"] = load()
         results[str(k)] = row
     results["load_after"] = load()
     return results
+
+
+# ---------------------------------------------------------------------- the SageMaker XGBoost container
+def container_kit() -> Any:
+    """tests/container/containerkit.py (the container environment's helpers), or exit with a hint."""
+    sys.path.insert(0, str(REPO / "tests" / "container"))
+    import containerkit
+
+    if not containerkit.PYTHON.is_file():
+        sys.exit(f"--container needs {containerkit.VENV}: run `make container-setup`")
+    return containerkit
+
+
+def container_layout(model_dir: Path, root: Path, **extra: str) -> dict[str, str]:
+    """A SageMaker hosting layout under ``root`` (``root/model`` is the model directory) and the
+    container process environment for it (script mode: SAGEMAKER_PROGRAM=inference.py)."""
+    ck = container_kit()
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "model").symlink_to(model_dir.resolve())
+    return ck.environment(root / "site", SAGEMAKER_BASE_DIR=str(root), SAGEMAKER_PROGRAM="inference.py",
+                          SAGEMAKER_SUBMIT_DIRECTORY=str(model_dir.resolve() / "code"), SAGEMAKER_USE_NGINX="false",
+                          **THREAD_ENV, **extra)
+
+
+def container_in_process(model_dir: Path, body: bytes, seconds: float, root: Path) -> dict[str, Any]:
+    """One asset through the container's own ``Transformer.transform`` in one worker process
+    (sm_xgboost.py probe: Flask request context, str body, our hooks); p50/p99 in ms."""
+    ck = container_kit()
+    env = container_layout(model_dir, root, PROBE_BODY=body.decode())
+    proc = subprocess.run([str(ck.PYTHON), str(ck.SM_XGBOOST), "probe", str(seconds)], env=env,
+                          capture_output=True, text=True, timeout=600, cwd="/")
+    if proc.returncode != 0:
+        raise RuntimeError(f"container probe failed: {proc.stderr[-2000:]}")
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "load": load()}
 
 
 # ---------------------------------------------------------------------- HTTP load generator
@@ -293,7 +339,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 180.0) -> None:
     """Poll GET /ping until 200 (raises if the server exits or the time runs out)."""
     import httpx
 
@@ -386,6 +432,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     ap.add_argument("--no-handle-reference", action="store_true",
                     help="skip the third server (the reference stack calling handle)")
+    ap.add_argument("--no-http", action="store_true", help="in-process figures only")
+    ap.add_argument("--container", action="store_true",
+                    help="also the SageMaker XGBoost container's serving stack (needs `make container-setup`): "
+                         "in-process Transformer latency, and HTTP with our hooks and with the plain hooks")
     args = ap.parse_args(argv)
 
     model_dir = resolve_model_dir(args)
@@ -394,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"serving benchmark · {time.strftime('%Y-%m-%d %H:%M:%S')} · {os.cpu_count()} CPUs · {load()}")
     print(f"model {model_dir} · {args.readings} readings per asset · {args.workers} workers per server")
 
-    print("\nin-process (input_fn -> predict_fn -> output_fn) and the floor (precomputed features):")
+    print("\nin-process (handle: the whole request) and the floor (precomputed features):")
     inproc = in_process(model_dir, assets, [1, 10, 100], args.inproc_seconds)
     for k in ("1", "10", "100"):
         r = inproc[k]
@@ -413,6 +463,19 @@ def main(argv: list[str] | None = None) -> int:
         print("        Python path stages p50: " + ", ".join(f"{name} {v:.3f} ms" for name, v in st.items())
               + f" · {r['load']}")
     print(f"  {inproc['load']} -> {inproc['load_after']}")
+    scratch = Path(tempfile.mkdtemp(prefix="predmaint-bench-container-"))
+    container: dict[str, Any] = {}
+    if args.container:
+        body1 = body_of(assets[:1])
+        container["fast"] = container_in_process(model_dir, body1, args.inproc_seconds, scratch / "probe")
+        c = container["fast"]
+        print(f"\nin-process through the SageMaker XGBoost container's Transformer.transform (Python {c['python']}, "
+              f"sagemaker-containers, str body, compiled reader {'on' if c['reader'] else 'off'}): 1 asset p50 "
+              f"{c['transform_ms']['p50']:.3f} ms p99 {c['transform_ms']['p99']:.3f} ms (n={c['transform_ms']['n']}); "
+              f"our three hooks alone p50 {c['hooks_ms']['p50']:.3f} ms · {c['load']}")
+    if args.no_http:
+        print(f"done · {load()}")
+        return 0
 
     request_body = body_of(assets[:1])
     request = (f"POST /invocations HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
@@ -429,24 +492,36 @@ def main(argv: list[str] | None = None) -> int:
 
     servers = [("ours", [sys.executable, "-m", "predmaint.server", str(model_dir), "--host", HOST, "--port",
                          str(p := free_port()), "--workers", str(args.workers)], env, p),
-               ("reference", reference(p := free_port()), ref_env, p)]
+               # the issue-6 baseline: the hooks on the Python path (before, the hooks never used the reader)
+               ("reference", reference(p := free_port()), {**ref_env, "PREDMAINT_NATIVE_REQUEST": "0"}, p)]
     if not args.no_handle_reference:  # the same stack calling handle: the serving stacks alone
         servers.append(("ref+handle", reference(p := free_port()),
                         {**ref_env, "PREDMAINT_BENCH_HANDLER": "handle"}, p))
+    if args.container:  # the container's own stack: our hooks, and the same worker with the plain hooks
+        ck = container_kit()
+        for name, extra in (("container", {}), ("cont-plain", {"PREDMAINT_NATIVE_REQUEST": "0"})):
+            p = free_port()
+            env_c = container_layout(model_dir, scratch / name, SAGEMAKER_BIND_TO_PORT=str(p), **extra)
+            servers.append((name, [str(ck.PYTHON), str(ck.SM_XGBOOST), "serve", str(p), str(args.workers)], env_c, p))
     http = http_bench(servers, request, levels, args.max_requests, args.seconds, args.rounds, log)
     ours, ref, ref_handle = http["ours"], http["reference"], http.get("ref+handle", [])
+    cont, cont_plain = http.get("container", []), http.get("cont-plain", [])
 
     print("\nratios (pooled over the rounds; in brackets the lowest and highest single-round ratio):")
     ratios: dict[str, Any] = {}
-    for label, key, other in (("reference", "throughput_c", ref),
-                              ("ref+handle (same handler, serving stack alone)", "throughput_vs_handle_reference_c",
-                               ref_handle)):
-        for a, b in zip(ours, other, strict=False):
+    for label, key, mine, other in (
+            ("ours/reference", "throughput_c", ours, ref),
+            ("ours/ref+handle (same handler, serving stack alone)", "throughput_vs_handle_reference_c", ours,
+             ref_handle),
+            ("container/cont-plain (the container's worker: our hooks vs the plain hooks)", "container_vs_plain_c",
+             cont, cont_plain),
+            ("ours/container (our server vs the container's stack, same hooks)", "ours_vs_container_c", ours, cont)):
+        for a, b in zip(mine, other, strict=False):
             r = a["throughput_rps"] / b["throughput_rps"] if b["throughput_rps"] else float("inf")
             per_round = [x / y for x, y in zip(a["rounds_rps"], b["rounds_rps"], strict=True) if y]
             ratios[f"{key}{a['concurrency']}"] = r
             ratios[f"{key}{a['concurrency']}_rounds"] = per_round
-            print(f"  throughput ours/{label} at c={a['concurrency']}: {r:.2f}x "
+            print(f"  throughput {label} at c={a['concurrency']}: {r:.2f}x "
                   f"[{min(per_round):.2f}-{max(per_round):.2f}] (p99 {a['p99_ms']:.2f} vs {b['p99_ms']:.2f} ms)")
     one = inproc["1"]
     floor_key = next(k for k in ("compiled_floor_ms", "forest_floor_ms", "booster_floor_ms") if k in one)
@@ -461,7 +536,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(),
                                          "model_dir": str(model_dir), "in_process": inproc, "http_ours": ours,
                                          "http_reference": ref, "http_reference_handle": ref_handle,
-                                         "ratios": ratios}, indent=1))
+                                         "container_in_process": container.get("fast"), "http_container": cont,
+                                         "http_container_plain": cont_plain, "ratios": ratios}, indent=1))
     return 0
 
 

@@ -2,6 +2,10 @@
 
 ``predmaint start-training`` calls ``start_training``; it needs AWS credentials (boto3's usual
 chain) and the training stack deployed (``cdk deploy Predmaint-Training``).
+
+The execution input is ``{"dataset", "profile", "subset"}`` where ``profile`` is a shipped profile's
+name or the profile document itself (a JSON object): a user's fleet travels with the run, and the
+prepare Lambda validates it exactly as local mode validates a profile file.
 """
 
 from __future__ import annotations
@@ -13,10 +17,47 @@ from typing import Any
 
 #: the CloudFormation output of the training stack that holds the state machine ARN
 STATE_MACHINE_OUTPUT = "StateMachineArn"
+#: StartExecution's ``input``: at most 262,144 bytes of UTF-8 (botocore's stepfunctions model, tested)
+MAX_INPUT_BYTES = 262_144
+#: botocore's credential errors: no AWS call can work, say how to configure credentials
+CREDENTIAL_ERRORS = ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError")
+CREDENTIALS_HINT = ("configure AWS credentials first: `aws configure` (or `aws sso login`), AWS_PROFILE, or "
+                    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
 
 
 class StartTrainingError(RuntimeError):
     """The state machine could not be found or the execution could not be started."""
+
+
+class ExecutionInputError(ValueError):
+    """The execution input cannot be sent (too big for Step Functions); found before any AWS call."""
+
+
+def is_credentials_error(exc: BaseException) -> bool:
+    """True for botocore's missing/partial/unretrievable credentials errors (also when wrapped)."""
+    while exc is not None:
+        if type(exc).__name__ in CREDENTIAL_ERRORS and type(exc).__module__.startswith("botocore"):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def execution_input(dataset: str, profile: str | dict[str, Any], subset: str | None) -> str:
+    """The execution's JSON input ``{"dataset", "profile", "subset"}``; ``profile`` is a shipped name or
+    the profile document, ``subset`` None (JSON null) when the profile has no subsets.
+
+    Raises ``ExecutionInputError`` when it exceeds what StartExecution accepts (``MAX_INPUT_BYTES``).
+    """
+    # subset is always sent, null when the profile has none: the state machine merges the input over
+    # the deployment's defaults, and a default subset must not land on a profile without subsets
+    payload: dict[str, Any] = {"dataset": dataset, "profile": profile, "subset": subset or None}
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)  # the limit counts UTF-8 bytes: send é as 2 bytes, not a 6-byte escape
+    size = len(text.encode("utf-8"))
+    if size > MAX_INPUT_BYTES:
+        raise ExecutionInputError(
+            f"the execution input is {size:,} bytes with the profile inline; Step Functions accepts at most "
+            f"{MAX_INPUT_BYTES:,} (256 KB): shorten the profile (descriptions, notes, unused columns)")
+    return text
 
 
 def console_url(execution_arn: str, region: str) -> str:
@@ -32,6 +73,8 @@ def resolve_state_machine(state_machine_arn_or_stack_name: str, cloudformation: 
     try:
         stacks = cloudformation.describe_stacks(StackName=state_machine_arn_or_stack_name)["Stacks"]
     except Exception as exc:  # botocore ClientError: stack does not exist, no access, ...
+        if is_credentials_error(exc):
+            raise
         raise StartTrainingError(f"cannot read stack {state_machine_arn_or_stack_name!r}: {exc}") from exc
     for output in stacks[0].get("Outputs", []):
         if output["OutputKey"] == STATE_MACHINE_OUTPUT:
@@ -47,28 +90,32 @@ def execution_name(profile: str, subset: str | None, now: float | None = None) -
     return re.sub(r"[^A-Za-z0-9_-]", "-", name)[:80]
 
 
-def start_training(state_machine_arn_or_stack_name: str, dataset: str, profile: str, subset: str | None,
-                   region: str, *, session: Any = None, name: str | None = None) -> tuple[str, str]:
+def start_training(state_machine_arn_or_stack_name: str, dataset: str, profile: str | dict[str, Any],
+                   subset: str | None, region: str, *, session: Any = None, name: str | None = None) -> tuple[str, str]:
     """Start one execution of the training pipeline; return ``(execution_arn, console_url)``.
 
     ``state_machine_arn_or_stack_name`` is the state machine ARN or the training stack's name.
-    The execution input is ``{"dataset", "profile", "subset"}``: raw objects under
+    ``profile`` is a shipped profile's name or a validated profile document (``Profile.to_dict()``).
+    The execution input is ``execution_input(dataset, profile, subset)``: raw objects under
     ``s3://<data bucket>/raw/<dataset>/`` are validated against the profile by the prepare step.
-    Raises ``StartTrainingError`` with the reason when AWS refuses.
+    Raises ``ExecutionInputError`` (before any AWS call) if the input is too big,
+    ``StartTrainingError`` with the reason when AWS refuses; botocore's credential errors pass
+    through unchanged (``is_credentials_error``).
     """
+    text = execution_input(dataset, profile, subset)
+    profile_name = profile["name"] if isinstance(profile, dict) else profile
     if session is None:
         import boto3
 
         session = boto3.session.Session(region_name=region)
     arn = resolve_state_machine(state_machine_arn_or_stack_name, session.client("cloudformation", region_name=region))
-    payload: dict[str, Any] = {"dataset": dataset, "profile": profile}
-    if subset:
-        payload["subset"] = subset
     sfn = session.client("stepfunctions", region_name=region)
     try:
-        response = sfn.start_execution(stateMachineArn=arn, name=name or execution_name(profile, subset),
-                                       input=json.dumps(payload))
+        response = sfn.start_execution(stateMachineArn=arn, name=name or execution_name(profile_name, subset),
+                                       input=text)
     except Exception as exc:
+        if is_credentials_error(exc):
+            raise
         raise StartTrainingError(f"cannot start {arn}: {exc}") from exc
     execution_arn = response["executionArn"]
     return execution_arn, console_url(execution_arn, region)

@@ -7,11 +7,18 @@
     predmaint score --input FLEET --output SCORES.csv [--model VERSION]
     predmaint models
     predmaint report RUN
-    predmaint start-training --state-machine ARN --dataset NAME --profile cmapss
+    predmaint profile init DATAFILE [--output PROFILE.json]
+    predmaint profile check PROFILE DATAFILE
+    predmaint start-training --state-machine ARN --dataset NAME --profile cmapss|PROFILE.json
+
+``--profile`` is a shipped profile's name (``cmapss``) or the path of your own profile file (a path
+has a folder part or ends in ``.json``); a file is used as written, whatever its ``name``.
 
 Exit codes: 0 success, 2 bad usage or input, 1 failure, 130 interrupted. Errors are one line on stderr,
-never a traceback (set PREDMAINT_LOG_LEVEL=DEBUG to see one). Heavy modules (pandas, xgboost,
-matplotlib, boto3) are imported only by the commands that need them, so ``--help`` is instant.
+never a traceback (set PREDMAINT_LOG_LEVEL=DEBUG to see one). Log lines (stderr) are shown with
+``--verbose`` (``serve`` logs by default); ``--log-level`` or PREDMAINT_LOG_LEVEL choose a level. Heavy
+modules (pandas, xgboost, matplotlib, boto3) are imported only by the commands that need them, so
+``--help`` is instant.
 """
 
 from __future__ import annotations
@@ -144,7 +151,7 @@ def _test_unit_instances(args: argparse.Namespace) -> tuple[list[Any], dict[str,
     from .client import Instance
 
     try:
-        profile = load_profile(args.profile, args.subset)
+        profile = load_profile(args.profile or "cmapss", args.subset)
     except ProfileError as exc:
         raise UsageError(str(exc)) from None
     if not profile.is_regression or not profile.file("test") or not profile.file("test_rul"):
@@ -176,22 +183,40 @@ def _test_unit_instances(args: argparse.Namespace) -> tuple[list[Any], dict[str,
     return instances, truth
 
 
-def _file_instances(path: Path) -> list[Any]:
-    """Instances from a JSON request/instance/readings file or a CSV of readings (grouped by id column)."""
+def _file_instances(path: Path, profile: Any = None) -> list[Any]:
+    """Instances from a JSON request/instance/readings file or a CSV of readings.
+
+    A CSV is grouped into assets by the profile's id column (``--profile``; without one: ``asset_id``,
+    ``unit`` or ``id``), or, for a labelled-rows profile, sent row by row; with a profile, header names
+    are renamed as its ``format.rename`` says (a raw export works as is). Values must be numbers,
+    except the profile's categorical columns; a bad cell is reported with the file, row and column.
+    """
     import csv
 
     from .client import Instance, instances_from_rows
 
     if not path.is_file():
         raise UsageError(f"input file {path} does not exist")
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     if path.suffix.lower() == ".csv":
         rows = list(csv.DictReader(text.splitlines()))
         if not rows:
             raise UsageError(f"{path}: no data rows (a header line and at least one reading are needed)")
-        id_col = next((c for c in ("asset_id", "unit", "id") if c in rows[0]), None)
+        if profile is not None and profile.rename:  # the fleet's own header names, as in its raw files
+            rows = [{profile.rename.get(k, k) if k is not None else k: v for k, v in r.items()} for r in rows]
+        header = list(rows[0])
+        if profile is not None and profile.id_column in header:
+            id_col = profile.id_column
+        else:
+            id_col = next((c for c in ("asset_id", "unit", "id") if c in header), None)
+        categorical = tuple(profile.categorical_columns) if profile is not None else ()
         try:
-            return instances_from_rows(rows, id_col, default_id=path.stem)
+            return instances_from_rows(rows, id_col, default_id=path.stem, categorical=categorical,
+                                       per_row=profile is not None and not profile.is_regression,
+                                       columns=profile.input_columns if profile is not None else None)
         except ValueError as exc:
             raise UsageError(f"{path}: {exc}") from None
     try:
@@ -220,6 +245,18 @@ def _file_instances(path: Path) -> list[Any]:
     return out
 
 
+def _profile_option(args: argparse.Namespace) -> Any:
+    """The validated ``--profile`` of a command (None if not given); ``UsageError`` naming the key."""
+    from training_src.profiles import ProfileError, load_profile
+
+    if not getattr(args, "profile", None):
+        return None
+    try:
+        return load_profile(args.profile, getattr(args, "subset", None))
+    except ProfileError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_invoke(args: argparse.Namespace) -> int:
     from .client import EndpointError, InvocationRequest, LocalClient, SageMakerClient
 
@@ -229,7 +266,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     if args.test_unit:
         instances, truth = _test_unit_instances(args)
     if args.file:
-        instances += _file_instances(Path(args.file))
+        instances += _file_instances(Path(args.file), _profile_option(args))
     request = InvocationRequest(instances, explain=args.explain)
     if args.endpoint_name:
         client: Any = SageMakerClient(args.endpoint_name, region=args.region, timeout=args.timeout)
@@ -322,11 +359,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _aws_error(exc: Exception) -> Exception:
+    """A botocore exception as the CLI's error: missing credentials are the user's to fix (exit 2,
+    with how); anything else AWS said is a failure (exit 1)."""
+    from . import aws
+
+    if aws.is_credentials_error(exc):
+        return UsageError(f"AWS: {exc}; {aws.CREDENTIALS_HINT}")
+    return PipelineError(f"AWS: {exc}")
+
+
 def cmd_start_training(args: argparse.Namespace) -> int:
+    """Validate the profile and subset here, then start the state machine (the only AWS call)."""
+    from training_src.profiles import is_profile_path
+
+    from . import aws
+
+    profile = _profile_option(args)  # before any AWS call: a typo costs nothing
+    # a shipped profile travels by name; a user's file as its validated document (whatever its name)
+    ref = profile.to_dict() if is_profile_path(args.profile) else profile.name
     try:
-        from . import aws
-    except ImportError as exc:
-        raise PipelineError(f"predmaint.aws is not available: {exc}") from None
+        aws.execution_input(args.dataset, ref, profile.subset)
+    except aws.ExecutionInputError as exc:
+        raise UsageError(f"--profile {args.profile}: {exc}") from None
     if not args.state_machine:
         raise UsageError("--state-machine (an ARN or the training stack's name, e.g. Predmaint-Training) is "
                          "required, or set PREDMAINT_STATE_MACHINE_ARN")
@@ -338,12 +393,12 @@ def cmd_start_training(args: argparse.Namespace) -> int:
     if not region:
         raise UsageError("no AWS region: pass --region or set AWS_REGION")
     try:
-        execution_arn, url = aws.start_training(args.state_machine, args.dataset, args.profile, args.subset, region)
+        execution_arn, url = aws.start_training(args.state_machine, args.dataset, ref, profile.subset, region)
     except aws.StartTrainingError as exc:
         raise PipelineError(str(exc)) from None
     except Exception as exc:  # botocore: no credentials, expired token, endpoint unreachable
         if type(exc).__module__.startswith("botocore"):
-            raise PipelineError(f"AWS: {exc}") from None
+            raise _aws_error(exc) from None
         raise
     print(f"started execution {execution_arn}")
     print(url)
@@ -366,10 +421,11 @@ def cmd_score(args: argparse.Namespace) -> int:
                                                 instance_type=args.instance_type)
         except Exception as exc:  # botocore: credentials, validation, throttling
             if type(exc).__module__.startswith("botocore"):
-                raise PipelineError(f"AWS: {exc}") from None
+                raise _aws_error(exc) from None
             raise
         print(f"started transform job {arn}")
         return EXIT_OK
+    scoring.output_format(Path(args.output))  # an unknown suffix is refused before the model loads
     model_dir, version = _resolve_model_dir(args)
     result = scoring.score_file(model_dir, Path(args.input), Path(args.output))
     what = f"model v{version}" if version else f"model {model_dir}"
@@ -377,6 +433,51 @@ def cmd_score(args: argparse.Namespace) -> int:
           f"{result.assets_per_second:,.0f} assets/s scoring (read {result.read_seconds:.2f} s, "
           f"score {result.score_seconds:.2f} s, write {result.write_seconds:.2f} s)", file=sys.stderr)
     print(result.output)
+    return EXIT_OK
+
+
+def cmd_profile_init(args: argparse.Namespace) -> int:
+    """Draft a profile from a data file: JSON on stdout (or --output), notes on stderr."""
+    from . import fleet
+
+    out = Path(args.output) if args.output is not None else None
+    if out is not None and out.exists() and not args.force:
+        raise UsageError(f"{out} exists; pass --force to replace it")
+    if out is not None and not out.parent.is_dir():
+        raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
+    doc, notes = fleet.draft_profile(Path(args.datafile), Path(args.data_dir), args.name)
+    text = json.dumps(doc, indent=2) + "\n"
+    for note in notes:
+        print(f"  {note}", file=sys.stderr)
+    if out is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
+    print(f"wrote {out}; review it, then `predmaint profile check {out} {args.datafile}`", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_profile_check(args: argparse.Namespace) -> int:
+    """Validate a profile, and with a data file, the whole file against it (as a run would)."""
+    from . import fleet
+
+    profile = _profile_option(args)
+    if args.datafile is None:
+        print(f"ok: profile {args.profile} is valid ({profile.name}, {profile.task}, "
+              f"{len(profile.input_columns)} input columns)")
+        return EXIT_OK
+    result = fleet.check_file(profile, Path(args.datafile), args.role)
+    assets = (f", {result.assets} assets ({result.readings_per_asset[0]}-{result.readings_per_asset[1]} readings "
+              "each)") if result.assets is not None else ""
+    ignored = f"; columns not in the profile (ignored): {result.ignored_columns}" if result.ignored_columns else ""
+    print(f"ok: {result.path} matches profile {profile.name} as its {result.role} file: {result.rows} rows"
+          f"{assets}{ignored}")
     return EXIT_OK
 
 
@@ -391,7 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder holding cmapss/ and ai4i2020/ (env PREDMAINT_DATA_DIR, default ./data)")
     common.add_argument("--log-level", default=argparse.SUPPRESS,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="log level (env PREDMAINT_LOG_LEVEL, default INFO)")
+                        help="log level (env PREDMAINT_LOG_LEVEL; default WARNING, INFO for serve)")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show INFO log lines on stderr (same as --log-level INFO)")
 
     p = _Parser(prog="predmaint", parents=[common],
                 description="Predictive maintenance on Amazon SageMaker, and fully offline in local mode.",
@@ -423,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="trials run at the same time (default: up to the core count)")
     sp.add_argument("--seed", type=int, default=0, help="random seed for splits and tuning (default 0)")
     sp.add_argument("--run-id", default=None, help="run id (default: timestamp + random suffix)")
-    sp.add_argument("--quiet", action="store_true", help="no progress output; only the report path")
+    sp.add_argument("--quiet", action="store_true", help="no progress output and no log lines; only the report path")
     sp.set_defaults(func=cmd_run)
 
     sp = add("serve", "serve the champion (or --model VERSION) with the SageMaker hosting contract",
@@ -447,8 +550,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--file", default=None, help="JSON (request, instance or list of readings) or CSV of readings")
     sp.add_argument("--test-unit", type=_positive_int, action="append", default=[], metavar="N",
                     help="a unit of the profile's test file (repeatable)")
-    sp.add_argument("--profile", default="cmapss", help="profile of the test data (default cmapss)")
-    sp.add_argument("--subset", default="FD001", help="subset of the test data (default FD001)")
+    sp.add_argument("--profile", default=None,
+                    help="profile name or file: of the test data (--test-unit, default cmapss) or of a --file CSV "
+                         "(its id and categorical columns, rows or readings)")
+    sp.add_argument("--subset", default=None, help="subset of the test data (default: the profile's, FD001)")
     sp.add_argument("--explain", action="store_true", help="ask for the top feature contributions")
     sp.add_argument("--timeout", type=float, default=30.0, help="seconds per attempt (default 30)")
     sp.add_argument("--json", action="store_true", help="print the raw response as JSON")
@@ -456,11 +561,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("score", "score every asset of a fleet file at once (or start a SageMaker Batch Transform)",
              "Batch scoring: the features of every asset's last reading and one prediction per asset, "
-             "written as CSV (asset_id,rul) or JSON lines (.jsonl). The input is the profile's raw format "
+             "written as CSV (asset_id,rul), JSON lines (.jsonl) or Parquet (.parquet). The input is the profile's raw format "
              "(plain or .gz) or a .csv with a header. With --batch-transform, start a SageMaker Batch "
              "Transform job on s3:// request lines with the same artifact.")
     sp.add_argument("--input", required=True, help="fleet file (or s3:// prefix with --batch-transform)")
-    sp.add_argument("--output", required=True, help="scores file .csv/.jsonl (or s3:// prefix with --batch-transform)")
+    sp.add_argument("--output", required=True,
+                    help="scores file .csv, .jsonl or .parquet (or s3:// prefix with --batch-transform)")
     sp.add_argument("--model", default=None, metavar="VERSION", help="registry model version (default: champion)")
     sp.add_argument("--model-dir", default=None, metavar="PATH", help="an extracted model directory or model.tar.gz")
     sp.add_argument("--batch-transform", action="store_true", help="start a SageMaker Batch Transform job instead")
@@ -488,10 +594,37 @@ def build_parser() -> argparse.ArgumentParser:
                     help="state machine ARN or the training stack's name, e.g. Predmaint-Training "
                          "(env PREDMAINT_STATE_MACHINE_ARN)")
     sp.add_argument("--dataset", required=True, help="dataset prefix under raw/ in the data bucket")
-    sp.add_argument("--profile", default="cmapss", help="dataset profile (default cmapss)")
+    sp.add_argument("--profile", default="cmapss",
+                    help="shipped profile name, or your profile file (validated here, sent inline; default cmapss)")
     sp.add_argument("--subset", default=None, help="profile subset, e.g. FD001")
     sp.add_argument("--region", default=None, help="AWS region")
     sp.set_defaults(func=cmd_start_training)
+
+    sp = add("profile", "bring your own fleet: draft a profile from a data file, check one against a file",
+             "A profile describes a fleet's data (columns, task, label, windows); `run`, `invoke` and "
+             "`start-training` take a shipped profile's name or the path of your own profile file.")
+    psub = sp.add_subparsers(dest="profile_command", metavar="ACTION", parser_class=_Parser)
+    psub.required = True
+    pp = psub.add_parser("init", parents=[common], help="draft a profile from a data file",
+                         description="Read DATAFILE (CSV with or without header, or whitespace-separated; plain "
+                                     "or .gz) and print a draft profile: id and time columns, settings, sensors, "
+                                     "categorical columns, task and label. Notes on stderr say why each column "
+                                     "got its role; review the draft before training.")
+    pp.add_argument("datafile", help="a data file of the fleet (e.g. its run-to-failure history)")
+    pp.add_argument("--output", "-o", default=None, help="write the profile here instead of stdout")
+    pp.add_argument("--force", action="store_true", help="replace --output if it exists")
+    pp.add_argument("--name", default=None, help="profile name (default: from the file name)")
+    pp.set_defaults(func=cmd_profile_init)
+    pp = psub.add_parser("check", parents=[common], help="validate a profile, and a data file against it",
+                         description="Validate PROFILE (every key at every level) and, with DATAFILE, every row "
+                                     "of the file against it with the checks a run applies (the prepare Lambda's "
+                                     "and preprocess's): errors name the file, row and column.")
+    pp.add_argument("profile", help="profile name or file")
+    pp.add_argument("datafile", nargs="?", default=None, help="a data file to check against the profile")
+    pp.add_argument("--subset", default=None, help="profile subset")
+    pp.add_argument("--role", default=None, choices=["train", "test", "test_rul", "data"],
+                    help="which of the profile's files DATAFILE is (default: by file name, else train/data)")
+    pp.set_defaults(func=cmd_profile_check)
     return p
 
 
@@ -508,6 +641,22 @@ def _error_exit_code(exc: BaseException) -> int | None:
     return None
 
 
+def log_level(args: argparse.Namespace) -> str:
+    """The log level: --log-level, else --verbose (INFO), else --quiet (WARNING), else PREDMAINT_LOG_LEVEL,
+    else WARNING (INFO for ``serve``, whose log is its output): a command prints its result, and log
+    lines only when asked."""
+    if getattr(args, "log_level", None):
+        return args.log_level
+    if getattr(args, "verbose", False):
+        return "INFO"
+    if getattr(args, "quiet", False):
+        return "WARNING"
+    env = os.environ.get("PREDMAINT_LOG_LEVEL", "").upper()
+    if env in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        return env
+    return "INFO" if args.command == "serve" else "WARNING"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``predmaint`` console script; returns the exit code."""
     parser = build_parser()
@@ -516,7 +665,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.data_dir = Path(getattr(args, "data_dir", None) or default_data_dir())
     from . import logs
 
-    logs.setup(getattr(args, "log_level", None))
+    logs.setup(log_level(args))
+    command = " ".join(c for c in (args.command, getattr(args, "profile_command", None)) if c)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -529,11 +679,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(exc).split()) or type(exc).__name__
         if code is None:
             log.debug("unexpected error", exc_info=True)
-            print(f"predmaint {args.command}: internal error: {type(exc).__name__}: {message} "
+            print(f"predmaint {command}: internal error: {type(exc).__name__}: {message} "
                   "(set PREDMAINT_LOG_LEVEL=DEBUG for details)", file=sys.stderr)
             return EXIT_FAILURE
         log.debug("error", exc_info=True)
-        print(f"predmaint {args.command}: error: {message}", file=sys.stderr)
+        print(f"predmaint {command}: error: {message}", file=sys.stderr)
         return code
 
 

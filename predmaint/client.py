@@ -20,7 +20,7 @@ import random
 import socket
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -286,28 +286,53 @@ class SageMakerClient(_Invoker):
                     or (code != "ModelError" and (status or 0) >= 500)
                 raise EndpointError(status, f"{code}: {message}" if code else message, retryable=retryable) from None
             except BotoCoreError as exc:
+                from .aws import CREDENTIALS_HINT, is_credentials_error
+
+                if is_credentials_error(exc):  # retrying cannot help
+                    raise EndpointError(None, f"{exc}; {CREDENTIALS_HINT}") from None
                 raise EndpointError(None, f"cannot reach endpoint {self.endpoint_name}: {exc}", retryable=True) \
                     from None
 
         return with_retries(once, retries=self.retries, backoff=self.backoff)
 
 
-def instances_from_rows(rows: Iterable[dict[str, Any]], id_column: str | None,
-                        default_id: str = "asset-1") -> list[Instance]:
-    """Group flat reading rows (e.g. from a CSV) into instances by ``id_column`` (one instance if absent).
+def instances_from_rows(rows: Iterable[dict[str, Any]], id_column: str | None, default_id: str = "asset-1", *,
+                        categorical: Collection[str] = (), per_row: bool = False,
+                        columns: Collection[str] | None = None, first_row: int = 2) -> list[Instance]:
+    """Group flat reading rows (e.g. from a CSV) into instances by ``id_column`` (one instance if absent),
+    or make one instance per row (``per_row``: labelled-rows profiles, the id column as its asset id).
 
-    Values are converted to float; empty cells are dropped; the id column itself is not a reading.
+    Values are converted to float, except ``categorical`` columns (kept as text); empty cells are
+    dropped; the id column itself is not a reading, nor a column outside ``columns`` (when given: the
+    profile's input columns; an export's other columns stay out of the request). A value that is not a finite number raises
+    ValueError naming the row (``first_row`` is the file row of the first item: 2 after a header
+    line) and the column.
     """
-    groups: dict[Any, list[dict[str, float]]] = {}
-    for r in rows:
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for n, r in enumerate(rows, start=first_row):
         key = r.get(id_column, default_id) if id_column else default_id
-        reading: dict[str, float] = {}
+        reading: dict[str, Any] = {}
         for k, v in r.items():
-            if k in (id_column, "asset_id") or v is None or v == "":
+            if k is None:  # csv.DictReader puts surplus cells under None and fills missing ones with None
+                raise ValueError(f"row {n}: more values than the header has columns")
+            if v is None:
+                raise ValueError(f"row {n}: fewer values than the header has columns (no {k!r})")
+            if k in (id_column, "asset_id") or v == "" or (columns is not None and k not in columns):
                 continue
-            f = float(v)
+            if k in categorical:
+                reading[k] = v
+                continue
+            try:
+                f = float(v)
+            except ValueError:
+                raise ValueError(f"row {n}, column {k!r}: not a number: {v!r}") from None
             if not math.isfinite(f):
-                raise ValueError(f"column {k!r}: {v!r} is not a finite number")
+                raise ValueError(f"row {n}, column {k!r}: {v!r} is not a finite number")
             reading[k] = f
-        groups.setdefault(key, []).append(reading)
+        if per_row:
+            groups[(n, key if id_column else f"{default_id}-{n - first_row + 1}")] = [reading]
+        else:
+            groups.setdefault(key, []).append(reading)
+    if per_row:
+        return [Instance(str(k[1]), row=v[0]) for k, v in groups.items()]
     return [Instance(k if isinstance(k, str) else str(k), readings=v) for k, v in groups.items()]

@@ -8,16 +8,16 @@ What it does, per dataset (``cmapss``, ``ai4i2020``):
    timeout, retries with exponential backoff on transient errors, next official URL on a 4xx, a
    progress indication on stderr), extracts the wanted members (also from a nested zip: NASA's
    archive holds ``CMAPSSData.zip`` inside another zip), hashes each member's content and writes
-   it gzip-compressed (level 9, no name, mtime 0) like ``../shared/data``.
+   it gzip-compressed (level 9, no name, mtime 0).
 3. Only when EVERY file of the dataset matched its published SHA-256 are the files moved into
    place (``os.replace``: atomic per file). On any failure nothing is moved and the staging
    directory is removed, so an interrupted or failed download never leaves a partial file.
 
-Files without a published hash (C-MAPSS FD002-FD004, which ``../shared/data`` does not hold) are
+Files without a published hash (C-MAPSS FD002-FD004: the checksum list below does not cover them) are
 accepted, their SHA-256 is printed and recorded as UNVERIFIED in ``<dataset>/MANIFEST.json``, and
 later runs and :func:`verify` compare them with that recorded value (trust on first use).
 
-Hashes are of the ORIGINAL (decompressed) content, as listed in ``../shared/data/README.md``. The
+Hashes are of the ORIGINAL (decompressed) content, as published with the reference data. The
 ``.gz`` bytes written here are not byte-identical to GNU ``gzip -9 -n`` output (zlib and gzip use
 different deflate implementations and header OS bytes), so the compressed-file hashes in that
 README are informational only and never used for verification.
@@ -113,7 +113,7 @@ SOURCES: dict[str, DatasetSource] = {
     ),
 }
 
-# SHA-256 of the original (decompressed) content, from ../shared/data/README.md ("Checksums").
+# SHA-256 of the original (decompressed) content, as published with the reference data ("Checksums").
 EXPECTED_SHA256: dict[str, str] = {
     "cmapss/train_FD001.txt": "963b5e22825b34d8b21c69e1aeb4af3e647050eb672ee8834ba4b5d91d2de0f8",
     "cmapss/test_FD001.txt": "3cda7109ce17bafb5443f2ac926cfcf88154b941b8c4cf95eb55d1ddd6f52851",

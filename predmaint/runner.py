@@ -6,12 +6,16 @@ hyperparameters as CLI args; hopeless trials pruned from the objective lines tra
 refit on train+validation -> evaluate.py -> promotion rule (``training_src.promotion.decide``, the
 function the promote Lambda uses) against the local registry -> HTML report.
 
-Everything of a run lives in ``<home>/runs/<run-id>/``; the registry is only touched at the end,
-atomically, so an interrupted run leaves it exactly as it was.
+Everything of a run lives in ``<home>/runs/<run-id>/`` (``plan.json``, ``profile/profile.json``: the one
+profile every stage reads, as the prepare Lambda writes it next to an AWS run); the registry is only
+touched at the end, atomically, so an interrupted run leaves it exactly as it was. Bad input (profile,
+data, options, an unwritable home or registry) is refused before anything is written, and a failure
+before training starts removes the run folder again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -20,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -31,7 +36,7 @@ from predmaint import zygote as zyg
 from predmaint.errors import PipelineError, UsageError
 from predmaint.modules import load_module
 from training_src import promotion, search_space
-from training_src.profiles import Profile, ProfileError, load_profile
+from training_src.profiles import Profile, ProfileError, is_profile_path, load_profile
 
 REPO = Path(__file__).resolve().parent.parent
 SRC = REPO / "training_src"
@@ -162,7 +167,7 @@ class _Trials:
         import optuna
 
         tdir = self.run_dir / "tuning" / f"trial-{trial.number:03d}"
-        hp = {**search_space.static_hyperparameters(algorithm, self.profile.name, self.profile.subset), **params}
+        hp = {**search_space.static_hyperparameters(algorithm, self.profile), **params}
         env = {**os.environ, "SM_CHANNEL_TRAIN": str(self.run_dir / "processed" / "train"),
                "SM_CHANNEL_VALIDATION": str(self.run_dir / "processed" / "validation"),
                "SM_MODEL_DIR": str(tdir / "model"), "SM_OUTPUT_DATA_DIR": str(tdir / "output"),
@@ -318,13 +323,106 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:4]
 
 
-def run_pipeline(profile: str, subset: str | None, data_dir: Path, home: Path, trials: int = 20,
+def writable_problem(path: Path) -> str | None:
+    """Why new files cannot be created in ``path`` (or, if it does not exist yet, in the nearest
+    existing folder above it, where it would be created); None if they can.
+
+    Probes by creating and removing a temporary file, so permission bits, ACLs and read-only mounts
+    all answer as the real writes would. Creates nothing that stays.
+    """
+    target = Path(path)
+    while not target.exists() and target.parent != target:
+        target = target.parent
+    if not target.is_dir():
+        return f"{target} is not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as exc:
+        return f"cannot create files in {target} ({exc.strerror or exc})"
+    return None
+
+
+def check_home_writable(home: Path) -> None:
+    """``UsageError`` unless a run can write its folder under ``<home>/runs`` AND register its model in
+    ``<home>/registry`` (checked before any work: a read-only registry found after training wastes
+    the run)."""
+    registry = home / "registry"
+    probes = [("runs folder", home / "runs"), ("model registry", registry)]
+    probes += [("model registry", registry / sub) for sub in ("packages", ".staging") if (registry / sub).is_dir()]
+    for what, path in probes:
+        problem = writable_problem(path)
+        if problem:
+            raise UsageError(f"{what} {path} is not writable: {problem}; fix its permissions or choose "
+                             "another --home (PREDMAINT_HOME)")
+    lock = registry / ".lock"
+    if lock.exists():
+        try:
+            with open(lock, "a"):
+                pass
+        except OSError as exc:
+            raise UsageError(f"model registry lock {lock} is not writable ({exc.strerror or exc}); fix its "
+                             "permissions or choose another --home (PREDMAINT_HOME)") from None
+
+
+def missing_data_hint(profile: Profile, data_dir: Path) -> str:
+    """What to do when a profile's raw files are not in ``data_dir``."""
+    from predmaint import data as datasets
+
+    folder = dataset_folder(profile)
+    if folder in datasets.SOURCES:
+        return (f"run `predmaint data --data-dir {data_dir}` to download the public datasets (C-MAPSS "
+                "FD001-FD004, AI4I 2020), or point --data-dir (PREDMAINT_DATA_DIR) at a folder that has them")
+    return (f"put the files of profile {profile.name!r} under {data_dir / folder}/, or point --data-dir "
+            f"(PREDMAINT_DATA_DIR) at the folder that holds {folder}/")
+
+
+def event_profile(profile_ref: str | os.PathLike, profile: Profile) -> str | dict[str, Any]:
+    """``event.profile`` for the prepare Lambda: a shipped profile's name as the name, a profile FILE as
+    its document (the run then uses exactly that document, whatever its name)."""
+    return profile.to_dict() if is_profile_path(profile_ref) else profile.name
+
+
+def prepare_module() -> Any:
+    """The prepare Lambda's handler module (``lambda/prepare/handler.py``), loaded as local mode runs it."""
+    return load_module(REPO / "lambda" / "prepare" / "handler.py", "predmaint_lambda_prepare")
+
+
+def plan_locally(profile_ref: str | os.PathLike, profile: Profile, data_dir: Path) -> tuple[dict[str, Any], dict]:
+    """The prepare Lambda's own ``plan_run`` on local files: ``(plan, profile document)``.
+
+    The event is the one ``predmaint start-training`` sends (a name, or the profile document); the
+    document is removed from the plan, as the Lambda handler does before writing it next to the run.
+    """
+    prepare = prepare_module()
+    event = {"dataset": dataset_folder(profile), "profile": event_profile(profile_ref, profile),
+             "subset": profile.subset, "run_id": None}
+    try:
+        plan = prepare.plan_run(event, prepare.LocalStore(data_dir))
+    except prepare.MissingDataError as exc:
+        raise UsageError(f"prepare: {exc}; {missing_data_hint(profile, data_dir)}") from exc
+    except prepare.InputError as exc:
+        raise UsageError(f"prepare: {exc}") from exc
+    return plan, plan["inputs"].pop("profile")
+
+
+def processing_arguments(plan: dict[str, Any], stage: str, profile_file: Path) -> list[str]:
+    """A processing script's planned arguments with the container's profile path replaced by the run's
+    local copy (``<run>/profile/profile.json``, what the ``profile`` ProcessingInput mounts in AWS)."""
+    container = plan["arguments"][stage]
+    return [str(profile_file) if a.endswith("/profile/profile.json") else a for a in container]
+
+
+def run_pipeline(profile: str | os.PathLike, subset: str | None, data_dir: Path, home: Path, trials: int = 20,
                  parallel: int | None = None, seed: int = 0, run_id: str | None = None,
                  progress: bool = True) -> RunResult:
     """Run every stage for ``profile``/``subset`` on ``data_dir``; register the model in ``home``.
 
-    Raises ``UsageError`` for bad input (unknown profile, missing data, bad options) and
-    ``PipelineError`` when a stage fails. Returns where the run's files are and the decision.
+    ``profile`` is a shipped profile's name or the path of a profile file (``is_profile_path``).
+    Raises ``UsageError`` for bad input (unknown profile, missing data, bad options, unwritable home)
+    and ``PipelineError`` when a stage fails. Everything up to the prepare stage is checked before
+    anything is written, and a failure before training starts removes the run's folder again, so
+    bad input leaves nothing behind. Returns where the run's files are and the decision.
     """
     if trials < 1:
         raise UsageError(f"--trials must be at least 1, got {trials}")
@@ -335,52 +433,54 @@ def run_pipeline(profile: str, subset: str | None, data_dir: Path, home: Path, t
         prof = load_profile(profile, subset)
     except ProfileError as exc:
         raise UsageError(str(exc)) from exc
-    data_dir = Path(data_dir)
+    # absolute: the scripts and the script server run with other working directories
+    data_dir = Path(data_dir).absolute()
     if not data_dir.is_dir():
         raise UsageError(f"data directory {data_dir} does not exist; run `predmaint data` or set "
-                         "PREDMAINT_DATA_DIR (or --data-dir) to a folder holding cmapss/ and ai4i2020/")
+                         "PREDMAINT_DATA_DIR (or --data-dir) to a folder holding the profile's dataset folder")
     run_id = run_id or new_run_id()
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", run_id):
         raise UsageError(f"run id {run_id!r}: use letters, digits, '.', '_' or '-' (at most 64)")
-    home = Path(home)
+    home = Path(home).absolute()
     run_dir = home / "runs" / run_id
     if run_dir.exists():
         raise UsageError(f"run {run_id} already exists at {run_dir}; choose another --run-id")
+    check_home_writable(home)
+    started = time.time()
+    plan, profile_doc = plan_locally(profile, prof, data_dir)  # reads only: bad data leaves nothing behind
+    prepared = time.time() - started
+    created = [p for p in (home, home / "runs", run_dir) if not p.exists()]  # removed again on early failure
     try:
         run_dir.mkdir(parents=True)
     except OSError as exc:
         raise UsageError(f"cannot create run directory {run_dir}: {exc.strerror}") from exc
-    started = time.time()
     log.info("run=%s profile=%s subset=%s trials=%d parallel=%d seed=%d", run_id, prof.name, prof.subset,
              trials, parallel, seed)
     if progress:
         print(f"run {run_id}: {prof.name} {prof.subset or ''} · {trials} trials · {parallel} in parallel "
-              f"· seed {seed}\n  folder {run_dir}", flush=True)
+              f"· seed {seed}\n  folder {run_dir}\n  ✓ prepare (prepare Lambda handler on local files) "
+              f"({prepared:.1f}s)", flush=True)
 
     # SIGTERM behaves like Ctrl-C: stop cleanly; nothing is registered before the end
     previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     server = None
+    training = False  # until tuning starts, a failure removes the run folder (bad input leaves nothing)
     try:
-        # started first: it imports the training stack while prepare and preprocess run
+        (run_dir / "plan.json").write_text(json.dumps(plan, indent=1, default=str))
+        profile_file = run_dir / "profile" / "profile.json"  # the run's one profile, as in S3
+        profile_file.parent.mkdir()
+        profile_file.write_text(json.dumps(profile_doc, indent=1))
+        # started early: it imports the training stack while preprocess runs
         server = _start_server(run_dir)
-        with _stage("prepare (prepare Lambda handler on local files)", progress):
-            prepare = load_module(REPO / "lambda" / "prepare" / "handler.py", "predmaint_lambda_prepare")
-            event = {"dataset": dataset_folder(prof), "profile": prof.name, "subset": prof.subset,
-                     "run_id": None}
-            try:
-                plan = prepare.plan_run(event, prepare.LocalStore(data_dir))
-            except prepare.InputError as exc:
-                raise UsageError(f"prepare: {exc}") from exc
-            (run_dir / "plan.json").write_text(json.dumps(plan, indent=1, default=str))
 
         with _stage("preprocess (training_src/preprocess.py)", progress):
-            out = _run_script([str(SRC / "preprocess.py"), "--profile", prof.name,
-                               *(["--subset", prof.subset] if prof.subset else []), "--seed", str(seed),
-                               "--data-dir", str(data_dir), "--input-dir", str(run_dir / "input"),
+            out = _run_script([str(SRC / "preprocess.py"), *processing_arguments(plan, "preprocess", profile_file),
+                               "--seed", str(seed), "--data-dir", str(data_dir), "--input-dir", str(run_dir / "input"),
                                "--output-dir", str(run_dir / "processed")], None, "preprocess")
             if progress:
                 print("  " + out.strip().splitlines()[-1], flush=True)
 
+        training = True
         with _stage(f"tuning ({trials} trials of training_src/train.py, Optuna TPE)", progress):
             tuning = tune(run_dir, prof, trials, parallel, seed, progress, server)
             if progress:
@@ -389,7 +489,7 @@ def run_pipeline(profile: str, subset: str | None, data_dir: Path, home: Path, t
 
         with _stage("refit on train+validation with the best hyperparameters", progress):
             best = tuning["best"]
-            hp = {**search_space.static_hyperparameters(best["algorithm"], prof.name, prof.subset),
+            hp = {**search_space.static_hyperparameters(best["algorithm"], prof),
                   **best["params"], "fit_on": "train+validation"}
             # all cores for the one fit (xgboost's result does not depend on its thread count)
             env = {"SM_CHANNEL_TRAIN": str(run_dir / "processed" / "train"),
@@ -431,7 +531,10 @@ def run_pipeline(profile: str, subset: str | None, data_dir: Path, home: Path, t
             except promotion.MetricsError as exc:
                 raise PipelineError(f"promotion: {exc}") from exc
             manifest = json.loads((run_dir / "processed" / "manifest.json").read_text())
-            lineage = {"profile": prof.name, "subset": prof.subset, "dataset_files": manifest.get("files"),
+            from predmaint.data import file_sha256
+
+            lineage = {"profile": prof.name, "subset": prof.subset, "profile_sha256": file_sha256(profile_file),
+                       "dataset_files": manifest.get("files"),
                        "test_fingerprint": report.get("test_fingerprint"), "algorithm": best["algorithm"],
                        "hyperparameters": best["params"], "code_commit": git_commit(), "seed": seed,
                        "run_id": run_id, "plan_run_id": plan.get("run_id")}
@@ -448,6 +551,11 @@ def run_pipeline(profile: str, subset: str | None, data_dir: Path, home: Path, t
         if server is not None:
             server.close()  # also SIGKILLs any script still running (interrupted run)
         signal.signal(signal.SIGTERM, previous)
+        if not training:  # failed before training started: leave nothing behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+            for folder in reversed(created[:-1]):  # the home and runs/ folders this run created, if empty
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
 
     report_path = None
     try:

@@ -9,17 +9,18 @@ Local (``predmaint score --input FILE --output FILE [--model VERSION]``):
 3. compute the features of every asset's LAST reading, vectorised across assets
    (``features.transform_last``, bit-identical to the batch features of that reading), in chunks
    of assets so memory stays bounded;
-4. one prediction call per chunk (``inference.predict_matrix``);
-5. write ``asset_id,rul`` (or ``asset_id,failure_probability,failure``) as CSV, or JSON lines when
-   the output ends in ``.jsonl``.
+4. one prediction call per chunk (``predmaint_serving.predictors.predict_matrix``);
+5. write ``asset_id,rul`` (or ``asset_id,failure_probability,failure``) as CSV, JSON lines when the
+   output ends in ``.jsonl`` or Parquet for ``.parquet`` (any other suffix is refused up front).
 
 The model is the registry's artifact, loaded exactly as the endpoint loads it (``code/inference.py``
 by path, ``model_fn``), so batch scores equal what the endpoint would answer for the same history.
 
 SageMaker (``predmaint score --batch-transform --model-name NAME --input s3://... --output s3://...``):
 the same ``model.tar.gz`` registered as a SageMaker Model (the endpoint stack's, or any model created
-from the registry's package) serves a Batch Transform job. ``transform_fn`` answers each request the
-container sends; the input objects hold request documents (``{"instances": [...]}``), one per line
+from the registry's package) serves a Batch Transform job. The artifact's hooks (code/inference.py)
+answer each request the container sends; the input objects hold request documents
+(``{"instances": [...]}``), one per line
 (``SplitType=Line``, ``BatchStrategy=MultiRecord`` packs lines up to 6 MB per call), and the output
 objects hold one response per line (``AssembleWith=Line``). ``batch_transform_request`` builds the
 ``CreateTransformJob`` call; ``to_request_lines`` turns a fleet file into such input lines.
@@ -57,14 +58,30 @@ class ScoreResult:
 
 
 def load_model(model_dir: Path) -> tuple[Any, Any]:
-    """(inference module, model) from an extracted artifact, loaded as the endpoint loads it."""
+    """(scoring functions, model) from an extracted artifact, loaded as the endpoint loads it.
+
+    The scoring functions are the artifact's own: ``.F`` (its feature module) and
+    ``.predict_matrix`` (its ``predmaint_serving/predictors.py``), found through the package its
+    ``inference.model_fn`` comes from.
+    """
+    import importlib
+    import types
+
     from .server import load_inference_module
 
     module = load_inference_module(Path(model_dir))
-    if not hasattr(module, "predict_matrix") or not hasattr(module.F, "transform_last"):
-        # an artifact packaged before fleet scoring existed: its booster and spec, this project's code
+    package_name = module.model_fn.__module__.rpartition(".")[0]  # "predmaint_serving" in code/
+    try:
+        package = importlib.import_module(package_name)
+        predictors = importlib.import_module(f"{package_name}.predictors")
+        api = types.SimpleNamespace(F=package.F, predict_matrix=predictors.predict_matrix)
+    except (ImportError, ValueError, AttributeError):
+        # an artifact packaged before the serving package existed: its booster and spec, this project's code
         from training_src import inference as module
-    return module, module.model_fn(str(model_dir))
+        from training_src import predmaint_serving as serving
+        from training_src.predmaint_serving import predictors
+        api = types.SimpleNamespace(F=serving.F, predict_matrix=predictors.predict_matrix)
+    return api, module.model_fn(str(model_dir))
 
 
 def read_fleet(path: Path, profile: Any) -> Any:
@@ -285,29 +302,65 @@ def _plain(v: Any) -> Any:
     return v
 
 
+#: scores file formats by the output's suffix
+OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
+
+
+def output_format(path: Path) -> str:
+    """``csv``, ``jsonl`` or ``parquet`` from the output file's suffix; ``UsageError`` for anything else
+    (a .parquet name over CSV bytes, or a .txt nobody can tell, helps no reader)."""
+    from .errors import UsageError
+
+    fmt = OUTPUT_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise UsageError(f"--output {path}: unknown format {Path(path).suffix or '(no suffix)'!r}; "
+                         f"name it .csv, .jsonl or .parquet")
+    return fmt
+
+
 def write_scores(path: Path, ids: list[Any], preds: np.ndarray, model: Any) -> None:
-    """CSV (``asset_id,rul`` or ``asset_id,failure_probability,failure``), or JSON lines for ``.jsonl``."""
+    """CSV (``asset_id,rul`` or ``asset_id,failure_probability,failure``), JSON lines for ``.jsonl`` or
+    Parquet for ``.parquet`` (same columns, full float64 predictions; ids as integers when they all
+    are, else text). Written to a temporary name and renamed: readers never see half a file."""
+    fmt = output_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     regression = model.is_regression
-    with open(tmp, "w", encoding="utf-8") as fh:
-        if path.suffix.lower() == ".jsonl":
-            for a, p in zip(ids, preds, strict=True):
-                doc = {"asset_id": a, "rul": round(float(p), 3)} if regression else \
-                    {"asset_id": a, "failure_probability": round(float(p), 6), "failure": bool(p >= model.threshold)}
-                fh.write(json.dumps(doc) + "\n")
-        elif regression:
-            fh.write("asset_id,rul\n")
-            fh.writelines(f"{a},{p:.3f}\n" for a, p in zip(ids, preds, strict=True))
+    try:
+        if fmt == "parquet":
+            import pandas as pd
+
+            plain = all(isinstance(a, int) for a in ids)
+            cols: dict[str, Any] = {"asset_id": pd.array(ids, dtype="int64") if plain else [str(a) for a in ids]}
+            if regression:
+                cols["rul"] = np.asarray(preds, dtype=float)
+            else:
+                cols["failure_probability"] = np.asarray(preds, dtype=float)
+                cols["failure"] = np.asarray(preds) >= model.threshold
+            pd.DataFrame(cols).to_parquet(tmp, index=False)
         else:
-            fh.write("asset_id,failure_probability,failure\n")
-            fh.writelines(f"{a},{p:.6f},{str(bool(p >= model.threshold)).lower()}\n"
-                          for a, p in zip(ids, preds, strict=True))
-    tmp.replace(path)  # readers never see a half-written file
+            with open(tmp, "w", encoding="utf-8") as fh:
+                if fmt == "jsonl":
+                    for a, p in zip(ids, preds, strict=True):
+                        doc = {"asset_id": a, "rul": round(float(p), 3)} if regression else \
+                            {"asset_id": a, "failure_probability": round(float(p), 6),
+                             "failure": bool(p >= model.threshold)}
+                        fh.write(json.dumps(doc) + "\n")
+                elif regression:
+                    fh.write("asset_id,rul\n")
+                    fh.writelines(f"{a},{p:.3f}\n" for a, p in zip(ids, preds, strict=True))
+                else:
+                    fh.write("asset_id,failure_probability,failure\n")
+                    fh.writelines(f"{a},{p:.6f},{str(bool(p >= model.threshold)).lower()}\n"
+                                  for a, p in zip(ids, preds, strict=True))
+        tmp.replace(path)  # readers never see a half-written file
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def score_file(model_dir: Path, input_path: Path, output_path: Path) -> ScoreResult:
     """Score every asset of ``input_path`` with the artifact in ``model_dir``; write ``output_path``."""
+    output_format(output_path)  # before any work
     module, model = load_model(model_dir)
     t0 = time.perf_counter()
     df = read_fleet(input_path, model.spec.profile_obj)
@@ -324,7 +377,7 @@ def to_request_lines(df: Any, spec: Any, assets_per_line: int = 50) -> list[str]
     """A fleet as Batch Transform input: JSON request documents, one per line (<= 6 MB each).
 
     Each line is ``{"instances": [{"asset_id": ..., "readings": [...]}, ...]}`` - the endpoint
-    contract - so the container's ``transform_fn`` answers it like a real-time request.
+    contract - so the container's hooks answer it like a real-time request.
     """
     idc = spec.id_column
     cols = [c for c in df.columns if c != idc]

@@ -1,7 +1,7 @@
 """The local endpoint: the SageMaker hosting contract served by gunicorn + uvicorn workers.
 
 ``GET /ping`` answers 200 once the model is loaded (503 with the reason if it could not be), ``POST
-/invocations`` runs ``inference.handle`` — the same ``input_fn -> predict_fn -> output_fn`` code the
+/invocations`` runs ``inference.handle`` — the same serving code (``training_src/predmaint_serving``) the
 SageMaker container runs — and ``GET /execution-parameters`` answers Batch Transform's probe.
 
 Design choices, and why:
@@ -15,8 +15,11 @@ Design choices, and why:
   boot error or, for a crash, restart it in a loop); the worker stays up and ``/ping`` answers 503.
 - One OpenMP/BLAS thread per worker: workers, not threads, use the cores, so two workers on two cores
   never oversubscribe.
-- The body limit is enforced before reading: a Content-Length over the limit gets 413 at once; a
-  chunked body is counted as it streams and cut off at the limit.
+- The body limit is enforced before reading: a Content-Length over the limit gets its 413 at once; a
+  chunked body is counted as it streams and refused at the limit. The 413 goes out first, then the
+  rest of the body is read and dropped (at most ``DRAIN_BYTES`` or ``DRAIN_SECONDS``) before the
+  connection closes: clients that write the whole body before reading the answer (Python's
+  http.client, urllib3 under boto3) would otherwise get a connection reset instead of the 413.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from .modules import load_module
 log = logging.getLogger("predmaint.server")
 
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints refuse payloads over 6 MB
+#: how much of a refused (too large) body is read and dropped after the 413, so the client reads it
+DRAIN_BYTES, DRAIN_SECONDS = 64 * 1024 * 1024, 10.0
 DEFAULT_HOST, DEFAULT_PORT, DEFAULT_WORKERS = "127.0.0.1", 8080, 2
 #: Environment that pins native thread pools to one thread per worker (set before the fork).
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -155,6 +160,36 @@ class InferenceApp:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
+    @staticmethod
+    async def _refuse_too_large(receive: Receive, send: Send, message: str, more_body: bool = True) -> None:
+        """413: the whole answer goes out now, then up to ``DRAIN_BYTES`` of the body (or
+        ``DRAIN_SECONDS``) are read and dropped before the response ends and the connection closes.
+
+        The response stays open (``more_body``) while draining: uvicorn hands the app body chunks
+        only until the response is complete, and closing with unread bytes in the socket makes the
+        peer's kernel answer its writes with a reset, which a client still sending never gets past.
+        """
+        import asyncio
+
+        body = _json_error(message)
+        await send({"type": "http.response.start", "status": 413, "headers": [
+            (b"content-type", JSON), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        drained, deadline = 0, time.monotonic() + DRAIN_SECONDS
+        while more_body and drained < DRAIN_BYTES:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                chunk = await asyncio.wait_for(receive(), left)
+            except TimeoutError:
+                break
+            if chunk["type"] == "http.disconnect":
+                return
+            drained += len(chunk.get("body", b""))
+            more_body = chunk.get("more_body", False)
+        await send({"type": "http.response.body", "body": b""})
+
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope["method"]
         if self._loaded_pid != os.getpid():  # no lifespan (e.g. an in-process test transport)
@@ -195,10 +230,8 @@ class InferenceApp:
                     await self._respond(send, 400, _json_error("invalid Content-Length header"), close=True)
                     return
         limit = self.max_body_bytes
-        if length is not None and length > limit:
-            # refuse before reading a byte; close, since the unread body would poison keep-alive
-            await self._respond(send, 413, _json_error(f"body of {length} bytes exceeds the {limit}-byte limit"),
-                                close=True)
+        if length is not None and length > limit:  # refuse before reading a byte
+            await self._refuse_too_large(receive, send, f"body of {length} bytes exceeds the {limit}-byte limit")
             return
         chunks: list[bytes] = []
         size = 0
@@ -210,7 +243,8 @@ class InferenceApp:
             if chunk:
                 size += len(chunk)
                 if size > limit:
-                    await self._respond(send, 413, _json_error(f"body exceeds the {limit}-byte limit"), close=True)
+                    more = message.get("more_body", False)
+                    await self._refuse_too_large(receive, send, f"body exceeds the {limit}-byte limit", more)
                     return
                 chunks.append(chunk)
             if not message.get("more_body", False):

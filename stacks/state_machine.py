@@ -55,6 +55,8 @@ THROTTLE_CAUSES = ("*Error Code: ThrottlingException*", "*Rate exceeded*", "*Err
                    "*Error Code: ServiceUnavailable*")
 THROTTLE_BUDGET = 8
 THROTTLE_WAIT_S = 60
+#: DescribeEndpoint statuses a blue/green update never leaves by itself
+ENDPOINT_DEAD_ENDS = ("Failed", "UpdateRollbackFailed", "OutOfService", "Deleting")
 # AWS SDK integrations (arn:aws:states:::aws-sdk:sagemaker:*) name errors after the exception instead
 SDK_THROTTLING = ["SageMaker.ThrottlingException", "SageMaker.InternalFailureException"]
 LAMBDA_TRANSIENT = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
@@ -84,7 +86,10 @@ class TrainingStateMachine(Construct):
         self.task_states: list[str] = []
 
         # ---------------- failure path ----------------
-        failed = sfn.Fail(self, "PipelineFailed", error_path="$.error.Error", cause_path="$.error.Cause")
+        # a fixed error name: the caught one may be a reserved States.* name (States.TaskFailed), which a
+        # Fail state must not raise; it leads the cause instead
+        failed = sfn.Fail(self, "PipelineFailed", error="PipelineFailed",
+                          cause_path="States.Format('{}: {}', $.error.Error, $.error.Cause)")
         notify_failure = tasks.SnsPublish(
             self, "NotifyFailure", topic=topic, subject=f"{c.project}: training pipeline failed",
             message=sfn.TaskInput.from_json_path_at("States.Format('Execution {} failed in state machine "
@@ -97,14 +102,15 @@ class TrainingStateMachine(Construct):
         notify_failure.next(failed)
         self.task_states.append("NotifyFailure")
 
-        def guarded(state: Any, errors: list[str], attempts: int = 4) -> Any:
+        def guarded(state: Any, errors: list[str], attempts: int = 4, failure: Any = None) -> Any:
             _retry(state, errors, attempts)
-            state.add_catch(notify_failure, errors=["States.ALL"], result_path="$.error")
+            state.add_catch(failure or notify_failure, errors=["States.ALL"], result_path="$.error")
             self.task_states.append(state.state_id)
             return state
 
-        def sagemaker_task(state: Any, *transient_causes: str) -> Any:
-            """A SageMaker task whose throttling (and ``transient_causes``) are retried, nothing else."""
+        def sagemaker_task(state: Any, *transient_causes: str, failure: Any = None) -> Any:
+            """A SageMaker task whose throttling (and ``transient_causes``) are retried, nothing else;
+            other errors go to ``failure`` (default: the SNS notification)."""
             sid = state.state_id
             wait = sfn.Wait(self, f"{sid}Backoff", time=sfn.WaitTime.duration(cdk.Duration.seconds(THROTTLE_WAIT_S)),
                             comment=f"{sid} was throttled: wait, then call it again")
@@ -115,19 +121,31 @@ class TrainingStateMachine(Construct):
             state.add_catch(sfn.Choice(self, f"{sid}Transient?")
                             .when(sfn.Condition.and_(transient, sfn.Condition.number_less_than(
                                 "$.throttle.retries", THROTTLE_BUDGET)), count.next(wait).next(state))
-                            .otherwise(notify_failure), errors=["States.ALL"], result_path="$.error")
+                            .otherwise(failure or notify_failure), errors=["States.ALL"], result_path="$.error")
             self.task_states.append(sid)
             return state
 
         # ---------------- input and plan ----------------
-        defaults = sfn.Pass(self, "ApplyDefaults", result_path="$.defaults", result=sfn.Result.from_object(
+        # cdk.json's profile and subset are defaults for an execution that names no profile; one that
+        # names its own profile (a shipped name or the document itself) never inherits the default
+        # subset. A missing subset becomes null (the profile has none, or Prepare says which to give).
+        all_defaults = sfn.Pass(self, "ApplyDefaults", result_path="$.defaults", result=sfn.Result.from_object(
             {"dataset": c.dataset, "profile": c.profile, "subset": c.subset}))
+        # (a null has to come from an intrinsic: CDK drops None from a Pass's Result)
+        dataset_default = sfn.Pass(self, "ApplyDatasetDefault", result_path="$.defaults", parameters={
+            "dataset": c.dataset, "subset.$": "States.StringToJson('null')"})
+        defaults = (sfn.Choice(self, "ProfileGiven?")
+                    .when(sfn.Condition.is_present("$.profile"), dataset_default)
+                    .otherwise(all_defaults))
         merge = sfn.Pass(self, "MergeInput", parameters={
-            "args.$": "States.JsonMerge($.defaults, $$.Execution.Input, false)",
-            "throttle": {"retries": 0}})  # SageMaker throttling retries used so far (see THROTTLE_CAUSES)
+            "args.$": "States.JsonMerge($.defaults, $$.Execution.Input, false)"})
+        dataset_default.next(merge)
         prepare_task = guarded(tasks.LambdaInvoke(
             self, "Prepare", lambda_function=prepare.function, payload_response_only=True,
-            retry_on_service_exceptions=False, result_path="$.plan",
+            retry_on_service_exceptions=False,
+            # the plan replaces the whole state: the input (perhaps a whole profile document) has done its
+            # work (the profile is in S3 now) and must not weigh on the 256 KB state limit from here on
+            result_selector={"plan.$": "$", "throttle": {"retries": 0}}, result_path="$",
             comment="validate raw data against the profile, pin versions, plan run id/jobs/ranges",
             payload=sfn.TaskInput.from_object({
                 "action": "plan", "dataset.$": "$.args.dataset", "profile.$": "$.args.profile",
@@ -164,7 +182,7 @@ class TrainingStateMachine(Construct):
                 "ProcessingResources": {"ClusterConfig": cluster},
                 # split across instances by object: the fleet is partitioned by asset, so no asset
                 # straddles two instances (with one instance: every object)
-                "ProcessingInputs": [self._code_input(), raw_input("ShardedByS3Key")],
+                "ProcessingInputs": [self._code_input(), raw_input("ShardedByS3Key"), self._profile_input()],
                 "ProcessingOutputConfig": outputs("train", "validation", "test", "spec", "baseline"),
                 "StoppingCondition": stopping,
                 # code and data arrive as ProcessingInputs: the container itself needs no network
@@ -180,7 +198,7 @@ class TrainingStateMachine(Construct):
                 "RoleArn": roles.jobs.role_arn,
                 "AppSpecification": self._runner("preprocess.py", "$.plan.arguments.fit_features"),
                 "ProcessingResources": {"ClusterConfig": {**cluster, "InstanceCount": 1}},
-                "ProcessingInputs": [self._code_input(), raw_input("FullyReplicated")],
+                "ProcessingInputs": [self._code_input(), raw_input("FullyReplicated"), self._profile_input()],
                 "ProcessingOutputConfig": outputs("train", "spec"),  # train/ gets feature_spec.json
                 "StoppingCondition": stopping,
                 "NetworkConfig": network_config,
@@ -191,7 +209,7 @@ class TrainingStateMachine(Construct):
                     "RoleArn": roles.jobs.role_arn,
                     "AppSpecification": self._runner("preprocess.py", "$.plan.arguments.transform_features"),
                     "ProcessingResources": {"ClusterConfig": cluster},
-                    "ProcessingInputs": [self._code_input(), raw_input("ShardedByS3Key"),
+                    "ProcessingInputs": [self._code_input(), raw_input("ShardedByS3Key"), self._profile_input(),
                                          self._s3_input("spec", "$.plan.s3.spec")],  # split.json + spec, every instance
                     "ProcessingOutputConfig": outputs("train", "validation", "test", "baseline"),
                     "StoppingCondition": stopping,
@@ -274,6 +292,19 @@ class TrainingStateMachine(Construct):
             result_path=sfn.JsonPath.DISCARD), SNS_TRANSIENT, attempts=3)
         notify_rejected.next(not_promoted)
 
+        # After the gate passed, any failure to deploy rejects the challenger (it never served), then notifies
+        decision = {"run_id.$": "$.plan.run_id", "model_package_arn.$": "$.promotion.model_package_arn"}
+        reject_challenger = tasks.LambdaInvoke(
+            self, "RejectChallenger", lambda_function=promote.function, payload_response_only=True,
+            retry_on_service_exceptions=False, result_path=sfn.JsonPath.DISCARD,
+            comment="not deployed: package Rejected with the reason; the champion stays",
+            payload=sfn.TaskInput.from_object({"action": "reject", "reason.$": "$.error.Cause", **decision}))
+        _retry(reject_challenger, LAMBDA_TRANSIENT)
+        # keep the deployment error (not the rejection's) for the notification
+        reject_challenger.add_catch(notify_failure, errors=["States.ALL"], result_path="$.reject_error")
+        reject_challenger.next(notify_failure)
+        self.task_states.append("RejectChallenger")
+
         variant = {"VariantName": c.endpoint.variant_name, "ModelName.$": "$.plan.jobs.model",
                    "InstanceType": c.endpoint.instance_type,
                    "InitialInstanceCount": c.endpoint.initial_instance_count}
@@ -285,32 +316,21 @@ class TrainingStateMachine(Construct):
                                  "ModelDataUrl.$": "$.promotion.model_data_url",
                                  "Environment": hosting_environment(c)},
             **self.vpc,
-        }, result_path=sfn.JsonPath.DISCARD))
+        }, result_path=sfn.JsonPath.DISCARD), failure=reject_challenger)
         create_config = sagemaker_task(self._custom("CreateEndpointConfig", "createEndpointConfig", {
             "EndpointConfigName.$": "$.plan.jobs.endpoint_config",
             "ProductionVariants": [variant],
             "KmsKeyId": enc,
             "DataCaptureConfig": data_capture(c, artifacts, enc),
-        }, result_path=sfn.JsonPath.DISCARD))
+        }, result_path=sfn.JsonPath.DISCARD), failure=reject_challenger)
 
         # The champion moves only once the endpoint serves the challenger (or there is no endpoint yet):
         # RecordChampion approves the package and writes SSM; a rollback or a failed endpoint rejects it.
-        decision = {"run_id.$": "$.plan.run_id", "model_package_arn.$": "$.promotion.model_package_arn"}
         record_champion = guarded(tasks.LambdaInvoke(
             self, "RecordChampion", lambda_function=promote.function, payload_response_only=True,
             retry_on_service_exceptions=False, result_path="$.champion",
             comment="the endpoint serves it (or none exists yet): package Approved, champion recorded in SSM",
             payload=sfn.TaskInput.from_object({"action": "confirm", **decision})), LAMBDA_TRANSIENT)
-        reject_challenger = tasks.LambdaInvoke(
-            self, "RejectChallenger", lambda_function=promote.function, payload_response_only=True,
-            retry_on_service_exceptions=False, result_path=sfn.JsonPath.DISCARD,
-            comment="not deployed: package Rejected with the reason; the champion stays",
-            payload=sfn.TaskInput.from_object({"action": "reject", "reason.$": "$.error.Cause", **decision}))
-        _retry(reject_challenger, LAMBDA_TRANSIENT)
-        # keep the deployment error (not the rejection's) for the notification
-        reject_challenger.add_catch(notify_failure, errors=["States.ALL"], result_path="$.reject_error")
-        reject_challenger.next(notify_failure)
-        self.task_states.append("RejectChallenger")
 
         endpoint_not_deployed = sfn.Succeed(
             self, "EndpointNotDeployed",
@@ -329,7 +349,7 @@ class TrainingStateMachine(Construct):
         find_endpoint.add_catch(
             sfn.Choice(self, "EndpointMissing?")
             .when(sfn.Condition.string_matches("$.error.Cause", "*Could not find endpoint*"), record_champion)
-            .otherwise(notify_failure),
+            .otherwise(reject_challenger),
             errors=["States.ALL"], result_path="$.error")
         self.task_states.append("FindEndpoint")
 
@@ -338,7 +358,8 @@ class TrainingStateMachine(Construct):
             "EndpointConfigName.$": "$.plan.jobs.endpoint_config",
             "RetainAllVariantProperties": True,  # keeps the autoscaled instance count
             "DeploymentConfig": deployment_config(c),
-        }, result_path=sfn.JsonPath.DISCARD), "*Cannot update in-progress endpoint*")  # e.g. autoscaling under way
+        }, result_path=sfn.JsonPath.DISCARD), "*Cannot update in-progress endpoint*",  # e.g. autoscaling under way
+            failure=reject_challenger)
 
         wait = sfn.Wait(self, "WaitForDeployment", time=sfn.WaitTime.duration(cdk.Duration.seconds(60)))
         describe = tasks.CallAwsService(
@@ -347,11 +368,11 @@ class TrainingStateMachine(Construct):
             parameters={"EndpointName": c.endpoint.name},
             result_selector={"EndpointStatus.$": "$.EndpointStatus", "EndpointConfigName.$": "$.EndpointConfigName"},
             result_path="$.results.endpoint")
-        guarded(describe, SDK_THROTTLING, attempts=6)
+        guarded(describe, SDK_THROTTLING, attempts=6, failure=reject_challenger)
         rolled_back = sfn.Pass(self, "DeploymentRolledBack", result_path="$.error", parameters={
             "Error": "DeploymentRolledBack",
-            "Cause.$": "States.Format('Endpoint {} is InService on {}, not the new config {}: the canary tripped "
-                       "an alarm and SageMaker rolled back', $.results.endpoint.EndpointStatus, "
+            "Cause.$": f"States.Format('Endpoint {c.endpoint.name} is InService on {{}}, not the new config {{}}: "
+                       "the canary tripped an alarm and SageMaker rolled back', "
                        "$.results.endpoint.EndpointConfigName, $.plan.jobs.endpoint_config)"})
         endpoint_failed = sfn.Pass(self, "EndpointFailed", result_path="$.error", parameters={
             "Error": "EndpointFailed", "Cause.$": "States.Format('Endpoint status {}', $.results.endpoint.EndpointStatus)"})
@@ -362,14 +383,19 @@ class TrainingStateMachine(Construct):
                                                             "$.plan.jobs.endpoint_config")), record_champion)
                   .when(sfn.Condition.string_equals("$.results.endpoint.EndpointStatus", "InService"),
                         rolled_back.next(reject_challenger))
-                  .when(sfn.Condition.string_equals("$.results.endpoint.EndpointStatus", "Failed"),
+                  # UpdateRollbackFailed: the update and its rollback both failed (a mix of configs
+                  # serves); like Failed it never becomes InService by itself. OutOfService and Deleting
+                  # mean someone else took the endpoint down: this deployment will not complete either
+                  .when(sfn.Condition.or_(*[sfn.Condition.string_equals("$.results.endpoint.EndpointStatus", s)
+                                            for s in ENDPOINT_DEAD_ENDS]),
                         endpoint_failed.next(reject_challenger))
                   .otherwise(wait))
 
-        chain = defaults.next(merge).next(prepare_task)
+        all_defaults.next(merge)
+        chain = merge.next(prepare_task)
         for state in features:
             chain = chain.next(state)
-        definition = (
+        (
             chain.next(tune).next(best).next(refit)
             .next(evaluate).next(promote_task)
             .next(sfn.Choice(self, "Promoted?")
@@ -388,7 +414,7 @@ class TrainingStateMachine(Construct):
         self.state_machine = sfn.StateMachine(
             self, "StateMachine", state_machine_name=c.state_machine_name,
             state_machine_type=sfn.StateMachineType.STANDARD, role=self.role,
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            definition_body=sfn.DefinitionBody.from_chainable(defaults),  # starts at ProfileGiven?
             timeout=cdk.Duration.hours(c.pipeline.timeout_hours), tracing_enabled=True,
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
             comment="raw data -> validated plan -> features -> tuned, refit, evaluated, gated model -> endpoint")
@@ -421,6 +447,11 @@ class TrainingStateMachine(Construct):
         return {"InputName": "code", "S3Input": {
             "S3Uri": self.source_uri, "LocalPath": CODE_DIR, "S3DataType": "S3Prefix", "S3InputMode": "File",
             "S3DataDistributionType": "FullyReplicated"}}
+
+    @classmethod
+    def _profile_input(cls) -> dict[str, Any]:
+        """The run's validated profile (Prepare wrote ``profile.json`` there), on every instance."""
+        return cls._s3_input("profile", "$.plan.s3.profile")
 
     @staticmethod
     def _s3_input(name: str, path: str) -> dict[str, Any]:

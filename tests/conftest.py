@@ -1,9 +1,12 @@
-"""Shared fixtures: the real data directory (CI points PREDMAINT_DATA_DIR at ../shared/data), FD001
-preprocessed once and a small real model trained once by train.py, for every test package."""
+"""Shared fixtures: the real data directory (``PREDMAINT_DATA_DIR``, as CI sets it, or ``./data`` from
+`predmaint data`), FD001 preprocessed once and a small real model trained once by train.py, for every test
+package; and the guard that a native-code test never skips where a C compiler is installed."""
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +15,53 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+#: skip reasons of tests that need native code (training_src/*.c built by the C compiler)
+NATIVE_SKIP_REASON = re.compile(r"\bC compiler\b|\bcompil(e|er|ation)\b", re.IGNORECASE)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "native: needs the C compiler; a skip fails where cc/gcc is on PATH")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--dist loadgroup`` sends the tests of one ``xdist_group`` to one worker by a ``@group`` suffix
+    on their node ids. pytest-xdist 3.8 writes it to ``item._nodeid``, which pytest 9 no longer reads
+    (node ids come from ``item._id``), so every group was silently spread over the workers (a module's
+    shared run or server built once per worker). Add the suffix where pytest 9 reads it."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    from _pytest.nodeid import NodeId  # pytest >= 9
+
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})
+        if names and "@" not in item.nodeid:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    """A native-code test that skips on a machine WITH a C compiler fails instead: the compiled code
+    failed to build or load, and a skip would hide it. A test is native-code if it is marked
+    ``native`` or its skip reason mentions the compiler ("no C compiler here"), wherever it lives."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if not (item.get_closest_marker("native") or NATIVE_SKIP_REASON.search(reason)):
+        return
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler:
+        report.outcome = "failed"
+        report.longrepr = (f"native-code test skipped ({reason.removeprefix('Skipped: ')}) although a C compiler "
+                           f"is on PATH ({compiler}): the build or load failed; a skip would hide it")
+
 
 def _data_dir() -> Path:
     env = os.environ.get("PREDMAINT_DATA_DIR")
-    for candidate in (env, REPO.parent / "shared" / "data", REPO / "data"):
+    for candidate in (env, REPO / "data"):
         if candidate and (Path(candidate) / "cmapss").is_dir():
             return Path(candidate)
     raise RuntimeError("no data: set PREDMAINT_DATA_DIR to a folder holding cmapss/ and ai4i2020/ "

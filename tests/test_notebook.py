@@ -23,14 +23,6 @@ BUDGET_S = 60  # the notebook's design target on 2 cores
 LIMIT_S = 180  # what fails the test: generous, because CI runs other tests in parallel
 
 
-def _data_dir() -> Path:
-    env = os.environ.get("PREDMAINT_DATA_DIR")
-    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data", REPO / "data"]:
-        if (cand / "cmapss").is_dir() and (cand / "ai4i2020").is_dir():
-            return cand.resolve()
-    pytest.skip("no data directory: set PREDMAINT_DATA_DIR (CI points it at ../shared/data) or run `predmaint data`")
-
-
 def test_committed_notebook_has_no_outputs():
     nb = nbformat.read(NB, as_version=4)
     nbformat.validate(nb)
@@ -53,8 +45,8 @@ def test_notebook_uses_the_projects_own_functions():
 
 
 @pytest.mark.slow
-def test_notebook_executes_without_errors(tmp_path, monkeypatch):
-    data_dir = _data_dir()
+def test_notebook_executes_without_errors(tmp_path, monkeypatch, data_dir):
+    data_dir = data_dir.resolve()
     kernel_dir = tmp_path / "jupyter" / "kernels" / "predmaint-nbtest"
     kernel_dir.mkdir(parents=True)
     (kernel_dir / "kernel.json").write_text(json.dumps({

@@ -69,6 +69,12 @@ def resolve_parts(base: str | os.PathLike, relative: str) -> list[Path]:
                         f"{Path(base) / parts_folder(relative)}/)") from None
 
 
+def read_text(path: str | os.PathLike) -> str:
+    """A raw file's text: gzip (by its magic bytes, whatever its name) or plain, UTF-8 with an optional
+    byte-order mark; DataError naming the file otherwise."""
+    return _open_text(Path(path)).getvalue()
+
+
 def _open_text(path: Path) -> io.StringIO:
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":

@@ -243,9 +243,11 @@ class Session:
 
     def fit(self, fit_model: Callable[..., tuple[Any, Any]], algorithm: str, X: np.ndarray, y: np.ndarray,
             task: str, hp: dict[str, str], nthread: int, seed: int, Xv: np.ndarray | None,
-            yv: np.ndarray | None, names: list[str], held_out: bool) -> tuple[Any, Any, np.ndarray, np.ndarray]:
+            yv: np.ndarray | None, names: list[str], held_out: bool,
+            checkpoints: Any = None) -> tuple[Any, Any, np.ndarray, np.ndarray]:
         """Train across hosts. Returns ``(model, validation predictions, X, y)`` on the first host
-        (X, y = every host's rows when they were gathered) and ``(None, None, X, y)`` elsewhere."""
+        (X, y = every host's rows when they were gathered) and ``(None, None, X, y)`` elsewhere.
+        ``checkpoints`` (a ``checkpoints.Checkpoints``) is agreed across the hosts in collective mode."""
         self._agree({"rows": len(y), "validation": None if Xv is None else len(Xv), "features": X.shape[1]})
         total = sum(self.rows)
         reason = gather_reason(algorithm, task, hp, held_out)
@@ -259,15 +261,17 @@ class Session:
             X, y = np.vstack([s[0] for s in shards]), np.concatenate([s[1] for s in shards])
             log(self.cluster, f"WARNING: {reason}: training on this host alone over all {total} rows "
                               f"gathered from {len(self.rows)} hosts (same model as single-node training)")
-            model, pv = fit_model(algorithm, X, y, task, hp, nthread, seed, Xv, yv, names)
+            model, pv = fit_model(algorithm, X, y, task, hp, nthread, seed, Xv, yv, names, checkpoints=checkpoints)
             return model, pv, X, y
         self.mode = "xgboost collective"
         log(self.cluster, f"training one model on {len(y)} of {total} rows (rows per host {self.rows})")
         quiet = contextlib.nullcontext() if self.is_first else contextlib.redirect_stdout(io.StringIO())
+        if checkpoints is not None:
+            checkpoints.exchange = self.exchange  # one fingerprint and one resume point for the group
         from xgboost.core import XGBoostError
         try:
             with quiet:  # only the first host prints objective lines (the tuning regex reads them)
-                model, pv = fit_model(algorithm, X, y, task, hp, nthread, seed, Xv, yv, names)
+                model, pv = fit_model(algorithm, X, y, task, hp, nthread, seed, Xv, yv, names, checkpoints=checkpoints)
         except XGBoostError as exc:  # a peer died or hung mid-training
             raise DistributedError(f"host {self.cluster.current}: collective training failed: "
                                    f"{_first_line(exc)}") from exc

@@ -169,7 +169,7 @@ def _plots(out: Path, task: str, y: np.ndarray, p: np.ndarray, importance: list[
     return names
 
 
-def feature_importance(model: I.Model) -> list[tuple[str, float]]:
+def feature_importance(model: Any) -> list[tuple[str, float]]:
     """(feature, normalised importance) sorted descending: total gain for trees, |coef| for linear."""
     names = model.spec.feature_names
     if model.booster is not None:

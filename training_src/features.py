@@ -153,12 +153,13 @@ def _aid(value: Any) -> str:
 
 
 def validate_readings(df: pd.DataFrame, profile: Profile, source: str = "data", *,
-                      require_label: bool = False, sort: bool = False) -> pd.DataFrame:
+                      require_label: bool = False, sort: bool = False, first_row: int = 1) -> pd.DataFrame:
     """Check and clean raw readings; return a new frame with float columns and filled gaps.
 
     ``sort=False`` (files) demands that each asset's times strictly increase in file order;
     ``sort=True`` (requests) sorts by time first and only rejects duplicates. Row numbers in
-    messages are 1-based positions in ``df``.
+    messages are positions in ``df`` counted from ``first_row`` (1; a file read with one header line
+    passes 2, so they are the file's row numbers as ``dataio.read_table`` reports them).
     """
     if df.empty:
         raise FeatureError(f"{source}: no rows")
@@ -175,19 +176,19 @@ def validate_readings(df: pd.DataFrame, profile: Profile, source: str = "data", 
             bad = conv.isna() & df[col].notna()
             if bad.any():
                 i = int(np.argmax(bad.to_numpy()))
-                raise FeatureError(f"{source}: row {i + 1}, column {col!r}: not a number: {df[col].iat[i]!r}")
+                raise FeatureError(f"{source}: row {i + first_row}, column {col!r}: not a number: {df[col].iat[i]!r}")
             df[col] = conv
         df[col] = df[col].astype("float64")
         arr = df[col].to_numpy()
         inf = np.isinf(arr)
         if inf.any():
             i = int(np.argmax(inf))
-            raise FeatureError(f"{source}: row {i + 1}, column {col!r}: infinite value")
+            raise FeatureError(f"{source}: row {i + first_row}, column {col!r}: infinite value")
     for col, levels in profile.categorical_columns.items():
         bad = ~df[col].isin(levels)
         if bad.any():
             i = int(np.argmax(bad.to_numpy()))
-            raise FeatureError(f"{source}: row {i + 1}, column {col!r}: unknown level {df[col].iat[i]!r}; "
+            raise FeatureError(f"{source}: row {i + first_row}, column {col!r}: unknown level {df[col].iat[i]!r}; "
                                f"expected one of {list(levels)}")
     must = [c for c in (profile.id_column, profile.time_column) if c and c in numeric]
     if require_label and profile.label.column:
@@ -196,7 +197,7 @@ def validate_readings(df: pd.DataFrame, profile: Profile, source: str = "data", 
         nan = df[col].isna().to_numpy()
         if nan.any():
             i = int(np.argmax(nan))
-            raise FeatureError(f"{source}: row {i + 1}, column {col!r}: missing value")
+            raise FeatureError(f"{source}: row {i + first_row}, column {col!r}: missing value")
 
     value_cols = [*profile.setting_columns, *profile.sensor_columns]
     if profile.task == "failure_classification" or not profile.time_column:
@@ -204,7 +205,7 @@ def validate_readings(df: pd.DataFrame, profile: Profile, source: str = "data", 
             nan = df[col].isna().to_numpy()
             if nan.any():
                 i = int(np.argmax(nan))
-                raise FeatureError(f"{source}: row {i + 1}, column {col!r}: missing value")
+                raise FeatureError(f"{source}: row {i + first_row}, column {col!r}: missing value")
         return df
 
     idc, tc = profile.id_column, profile.time_column
@@ -216,11 +217,11 @@ def validate_readings(df: pd.DataFrame, profile: Profile, source: str = "data", 
     dup = same & (times[1:] == times[:-1])
     if dup.any():
         i = int(np.argmax(dup)) + 1
-        raise FeatureError(f"{source}: row {i + 1}: duplicate {tc} {times[i]:g} for asset {_aid(ids[i])}")
+        raise FeatureError(f"{source}: row {i + first_row}: duplicate {tc} {times[i]:g} for asset {_aid(ids[i])}")
     back = same & (times[1:] < times[:-1])
     if back.any():
         i = int(np.argmax(back)) + 1
-        raise FeatureError(f"{source}: row {i + 1}: {tc} {times[i]:g} does not increase for asset {_aid(ids[i])} "
+        raise FeatureError(f"{source}: row {i + first_row}: {tc} {times[i]:g} does not increase for asset {_aid(ids[i])} "
                            f"(previous {times[i - 1]:g})")
     # rows of one asset must be contiguous, or windows would mix histories
     starts = np.r_[True, ~same]
@@ -247,7 +248,7 @@ def validate_readings(df: pd.DataFrame, profile: Profile, source: str = "data", 
                                    f"{_aid(whole[whole].index[0])}")
             if worst > MAX_GAP:
                 i = int(np.argmax((run > MAX_GAP).to_numpy()))
-                raise FeatureError(f"{source}: row {i + 1}, column {col!r}: gap of more than {MAX_GAP} "
+                raise FeatureError(f"{source}: row {i + first_row}, column {col!r}: gap of more than {MAX_GAP} "
                                    "consecutive missing readings")
         df[value_cols] = df.groupby(idc, sort=False)[value_cols].transform(lambda s: s.ffill().bfill())
     return df

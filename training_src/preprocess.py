@@ -2,8 +2,9 @@
 
 Contract (DESIGN.md): reads ``/opt/ml/processing/input/raw`` (the data directory layout, e.g.
 ``cmapss/train_FD001.txt.gz``, or a role's file partitioned by asset into parts under
-``cmapss/train_FD001/``) and optionally a profile JSON in ``/opt/ml/processing/input/profile``;
-writes under ``/opt/ml/processing/output``::
+``cmapss/train_FD001/``) and the run's profile named by ``--profile`` (a shipped name, or a file: the
+pipeline passes ``/opt/ml/processing/input/profile/profile.json``, the document the prepare Lambda
+validated, so every job of a run reads the same profile); writes under ``/opt/ml/processing/output``::
 
     train/train.parquet  train/feature_spec.json   (the spec travels with the train channel)
     validation/validation.parquet
@@ -15,7 +16,7 @@ Parquet columns (pyarrow ships in the SageMaker XGBoost container): ``_asset``, 
 Every path is overridable (``--input-dir``, ``--output-dir``) so local mode and tests run it
 anywhere. Nothing is written unless the whole run succeeds (output staged, then moved).
 
-Usage: ``python preprocess.py --profile cmapss --subset FD001 [--seed 0] [--spec path]``.
+Usage: ``python preprocess.py --profile cmapss|PROFILE.json --subset FD001 [--seed 0] [--spec path]``.
 With ``--spec`` an existing fitted spec is applied instead of fitting.
 
 Stages (``--stage``), for fleets too big for one instance:
@@ -160,9 +161,10 @@ def raw_objects(profile: Profile, data_dir: Path, role: str) -> list[RawObject]:
 
 
 def read_readings(path: Path, profile: Profile) -> pd.DataFrame:
-    """Read and validate one raw object (row numbers in errors are rows of that object)."""
+    """Read and validate one raw object (row numbers in errors are the object's own rows, header included)."""
     raw = read_table(path, profile)
-    return F.validate_readings(raw, profile, source=str(path), require_label=not profile.is_regression)
+    return F.validate_readings(raw, profile, source=str(path), require_label=not profile.is_regression,
+                               first_row=2 if profile.header else 1)
 
 
 def check_assets_disjoint(profile: Profile, keyed_ids: list[tuple[str, np.ndarray]]) -> None:
@@ -617,9 +619,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.time()
     try:
-        profile_dir = Path(args.input_dir) / "profile"
-        user_profiles = sorted(profile_dir.glob("*.json")) if profile_dir.is_dir() else []
-        profile = load_profile(user_profiles[0] if user_profiles else args.profile, args.subset)
+        profile = load_profile(args.profile, args.subset)
         spec = F.FeatureSpec.from_json(Path(args.spec).read_text()) if args.spec else None
         data_dir = Path(args.data_dir) if args.data_dir else Path(args.input_dir) / "raw"
         out_dir = Path(args.output_dir)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,11 @@ WINDOW_STATS = ("mean", "std", "slope", "min", "max")
 DERIVED_OPS = ("product", "difference", "ratio", "sum", "value", "max", "min")
 DERIVED_OPS_INPUTS = {"difference": 2, "ratio": 2, "value": 1}  # exact input counts; others >= 2
 FORMATS = ("whitespace", "csv")
+FILE_ROLES = ("train", "test", "test_rul", "data")
+#: the metrics evaluate.py reports, by task (a profile's ``metrics`` lists the ones to show first)
+METRICS = {"rul_regression": ("rmse", "mae", "r2", "nasa_score"),
+           "failure_classification": ("pr_auc", "roc_auc", "f1", "precision", "recall", "accuracy")}
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 
 
@@ -94,9 +100,30 @@ class RegimeSpec:
 
 @dataclass(frozen=True)
 class LabelSpec:
+    """How labels are made: ``rul`` (remaining useful life, optionally capped) or ``binary`` (a 0/1 column)."""
+
     type: str  # "rul" or "binary"
     cap: float | None = None  # RUL cap (piecewise-linear target)
     column: str | None = None  # label column for binary labels
+
+
+@dataclass(frozen=True)
+class FileFormat:
+    """The ``format`` object: how the raw files are written (``type`` csv or whitespace, ``header``,
+    positional ``columns`` for header-less files, ``rename`` from file names to profile names)."""
+
+    type: str = "csv"
+    header: bool = True
+    columns: tuple[str, ...] | None = None
+    rename: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """The ``split`` object: fractions of assets (fleets) or rows (labelled rows) held out."""
+
+    validation_fraction: float = 0.2
+    test_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -187,16 +214,51 @@ def _err(source: str, where: str, what: str) -> ProfileError:
     return ProfileError(f"profile {source}: {where}: {what}")
 
 
-def _str_list(doc: dict, key: str, source: str, *, required: bool = False) -> tuple[str, ...]:
+def _keys(cls: type) -> set[str]:
+    """The JSON keys of a nested profile object: its dataclass's field names."""
+    return {f.name for f in fields(cls)}
+
+
+#: top-level keys of a profile document ("subset" is recorded when a profile travels with a run or
+#: is embedded in a feature spec)
+TOP_KEYS = {"name", "task", "description", "subsets", "default_subset", "format", "files", "id_column",
+            "time_column", "setting_columns", "sensor_columns", "categorical_columns", "exclude_columns",
+            "derived_features", "label", "regimes", "windows", "min_readings", "split", "metrics", "subset"}
+#: keys of one ``derived_features`` entry ("why" is a free-text note for readers)
+DERIVED_KEYS = _keys(DerivedFeature) | {"why"}
+
+
+def _object(value: Any, where: str, known: set[str], source: str) -> dict[str, Any]:
+    """``value`` as an object whose keys are all ``known``; else a ProfileError naming the key path."""
+    if not isinstance(value, dict):
+        raise _err(source, where, f"must be an object, got {value!r}")
+    unknown = sorted(set(value) - known)
+    if unknown:
+        paths = ", ".join(f"{where}.{k}" if where else str(k) for k in unknown)
+        raise _err(source, paths, f"unknown key{'s' if len(unknown) > 1 else ''}; known keys"
+                                  f"{' of ' + where if where else ''} are {sorted(known)}")
+    return value
+
+
+def _string(value: Any, where: str, source: str, *, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value:
+        raise _err(source, where, f"must be a non-empty string{' or null' if optional else ''}, got {value!r}")
+    return value
+
+
+def _str_list(doc: dict, key: str, source: str, *, required: bool = False, where: str | None = None) -> tuple[str, ...]:
+    where = where or key
     value = doc.get(key, [] if not required else None)
     if value is None:
         if required:
-            raise _err(source, key, "is required")
+            raise _err(source, where, "is required")
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise _err(source, key, f"must be a list of column names, got {value!r}")
+        raise _err(source, where, f"must be a list of column names, got {value!r}")
     if len(set(value)) != len(value):
-        raise _err(source, key, f"lists a column twice: {value!r}")
+        raise _err(source, where, f"lists a column twice: {value!r}")
     return tuple(value)
 
 
@@ -215,7 +277,8 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-DERIVED_KEYS = {"name", "op", "columns", "features", "scale", "limit", "limit_by", "band", "why"}
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _parse_derived(docs: Any, cats: dict[str, tuple[str, ...]], source: str) -> list[DerivedFeature]:
@@ -229,11 +292,11 @@ def _parse_derived(docs: Any, cats: dict[str, tuple[str, ...]], source: str) -> 
         where = f"derived_features[{i}]"
         if not isinstance(d, dict) or not isinstance(d.get("name"), str) or not d["name"]:
             raise _err(source, where, "must be an object with name, op and columns (or features)")
-        unknown = sorted(set(d) - DERIVED_KEYS)
-        if unknown:
-            raise _err(source, where, f"unknown field(s) {unknown}; known fields are {sorted(DERIVED_KEYS)}")
+        _object(d, where, DERIVED_KEYS, source)
         if d["name"] in {e.name for e in derived}:
             raise _err(source, f"{where}.name", f"{d['name']!r} is declared twice")
+        if not isinstance(d.get("why", ""), str):
+            raise _err(source, f"{where}.why", "must be a string (a note for readers)")
         op = d.get("op")
         if op not in DERIVED_OPS:
             raise _err(source, f"{where}.op", f"must be one of {list(DERIVED_OPS)}, got {op!r}")
@@ -294,150 +357,217 @@ def _parse_derived(docs: Any, cats: dict[str, tuple[str, ...]], source: str) -> 
     return derived
 
 
-def parse_profile(doc: dict[str, Any], subset: str | None = None, source: str = "<dict>") -> Profile:
-    """Validate a profile document and pick a subset; raise ``ProfileError`` naming the field."""
-    if not isinstance(doc, dict):
-        raise _err(source, "document", "must be a JSON object")
-    known = {"name", "task", "description", "subsets", "default_subset", "format", "files", "id_column",
-             "time_column", "setting_columns", "sensor_columns", "categorical_columns", "exclude_columns",
-             "derived_features", "label", "regimes", "windows", "min_readings", "split", "metrics",
-             "subset"}  # "subset" is recorded when a profile is embedded in a feature spec
-    unknown = sorted(set(doc) - known)
-    if unknown:
-        raise _err(source, ", ".join(unknown), f"unknown field(s); known fields are {sorted(known)}")
-    name = doc.get("name")
-    if not isinstance(name, str) or not name:
-        raise _err(source, "name", "is required (a non-empty string)")
-    task = doc.get("task")
-    if task not in TASKS:
-        raise _err(source, "task", f"must be one of {list(TASKS)}, got {task!r}")
-
-    fmt = doc.get("format") or {}
-    if not isinstance(fmt, dict):
-        raise _err(source, "format", "must be an object")
+def _parse_format(doc: dict[str, Any], source: str) -> FileFormat:
+    fmt = _object(doc.get("format") or {}, "format", _keys(FileFormat), source)
     file_format = fmt.get("type", "csv")
     if file_format not in FORMATS:
         raise _err(source, "format.type", f"must be one of {list(FORMATS)}, got {file_format!r}")
-    header = bool(fmt.get("header", True))
+    header = fmt.get("header", True)
+    if not isinstance(header, bool):
+        raise _err(source, "format.header", f"must be true or false, got {header!r}")
     columns = fmt.get("columns")
     if columns is not None:
-        columns = _str_list(fmt, "columns", source)
+        columns = _str_list(fmt, "columns", source, where="format.columns")
     if not header and not columns:
         raise _err(source, "format.columns", "is required when the files have no header row")
     rename = fmt.get("rename") or {}
-    if not isinstance(rename, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in rename.items()):
+    if not isinstance(rename, dict) or not all(isinstance(k, str) and isinstance(v, str) and v
+                                               for k, v in rename.items()):
         raise _err(source, "format.rename", "must map source column names to names")
+    renamed = [rename.get(c, c) for c in columns] if columns else list(rename.values())
+    twice = sorted({c for c in renamed if renamed.count(c) > 1})
+    if twice:
+        raise _err(source, "format.rename", f"gives two columns the same name {twice}: {rename!r}")
+    return FileFormat(file_format, header, columns, dict(rename))
 
+
+def _parse_files(doc: dict[str, Any], task: str, source: str) -> dict[str, str]:
     files = doc.get("files")
-    if not isinstance(files, dict) or not files or not all(isinstance(v, str) for v in files.values()):
+    if not isinstance(files, dict) or not files:
         raise _err(source, "files", "must map roles (train, test, test_rul or data) to relative paths")
+    _object(files, "files", set(FILE_ROLES), source)
+    folders = set()
+    for role, rel in files.items():
+        where = f"files.{role}"
+        if not isinstance(rel, str) or "/" not in rel.strip("/") or rel.startswith("/") or "\\" in rel \
+                or any(part in ("", ".", "..") for part in rel.split("/")):
+            raise _err(source, where, f"must be a relative path inside the dataset's folder, like "
+                                      f"'pumps/history.csv' (the folder is raw/<dataset>/ in S3), got {rel!r}")
+        try:
+            rel.format(subset="S")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise _err(source, where, f"only {{subset}} may appear in braces, got {rel!r} ({exc})") from None
+        folders.add(rel.split("/", 1)[0])
+    if len(folders) > 1:
+        raise _err(source, "files", f"every file must be in the same dataset folder, got {sorted(folders)}")
     if task == "rul_regression" and "train" not in files:
         raise _err(source, "files.train", "is required for rul_regression (run-to-failure trajectories)")
     if task == "failure_classification" and "data" not in files and "train" not in files:
         raise _err(source, "files.data", "is required for failure_classification")
     if "test" in files and task == "rul_regression" and "test_rul" not in files:
         raise _err(source, "files.test_rul", "is required with files.test (true RUL after each test asset)")
+    if "test_rul" in files and "test" not in files:
+        raise _err(source, "files.test", "is required with files.test_rul (the test assets' readings)")
+    return dict(files)
 
-    subsets = _str_list(doc, "subsets", source)
-    if subsets:
-        chosen = subset or doc.get("subset") or doc.get("default_subset")
-        if chosen not in subsets:
-            raise _err(source, "subset", f"unknown subset {chosen!r}; choose one of {list(subsets)}")
-        subset = chosen
-    elif subset or doc.get("subset"):
-        raise _err(source, "subset", f"this profile has no subsets, got {subset or doc.get('subset')!r}")
 
-    id_column = doc.get("id_column")
-    time_column = doc.get("time_column")
-    settings = _str_list(doc, "setting_columns", source)
-    sensors = _str_list(doc, "sensor_columns", source, required=True)
-    if not sensors:
-        raise _err(source, "sensor_columns", "needs at least one sensor column")
-    cats_raw = doc.get("categorical_columns") or {}
-    if isinstance(cats_raw, list):
-        if cats_raw:
-            raise _err(source, "categorical_columns", "must map each column to its list of levels")
-        cats_raw = {}
-    if not isinstance(cats_raw, dict) or not all(
-        isinstance(v, list) and v and all(isinstance(x, str) for x in v) for v in cats_raw.values()
-    ):
-        raise _err(source, "categorical_columns", "must map each column to a non-empty list of level names")
-    cats = {k: tuple(v) for k, v in cats_raw.items()}
-    exclude = _str_list(doc, "exclude_columns", source)
-
-    if task == "rul_regression" and (not id_column or not time_column):
-        raise _err(source, "id_column/time_column", "rul_regression needs an asset id and a time column")
-
+def _parse_label(doc: dict[str, Any], task: str, source: str) -> LabelSpec:
     label_doc = doc.get("label")
-    if not isinstance(label_doc, dict):
+    if label_doc is None:
         raise _err(source, "label", "a label rule is required, e.g. {\"type\": \"rul\", \"cap\": 125}")
+    _object(label_doc, "label", _keys(LabelSpec), source)
     ltype = label_doc.get("type")
     if task == "rul_regression":
         if ltype != "rul":
             raise _err(source, "label.type", f"rul_regression needs label type 'rul', got {ltype!r}")
+        if "column" in label_doc:
+            raise _err(source, "label.column", "only binary labels read a column; RUL is computed from time")
         cap = label_doc.get("cap")
-        if cap is not None and (not isinstance(cap, int | float) or isinstance(cap, bool) or cap <= 0):
+        if cap is not None and (not _number(cap) or cap <= 0):
             raise _err(source, "label.cap", f"must be a positive number or null, got {cap!r}")
-        label = LabelSpec("rul", cap=float(cap) if cap is not None else None)
-    else:
-        if ltype != "binary" or not isinstance(label_doc.get("column"), str):
-            raise _err(source, "label", "failure_classification needs {\"type\": \"binary\", \"column\": ...}")
-        label = LabelSpec("binary", column=label_doc["column"])
+        return LabelSpec("rul", cap=float(cap) if cap is not None else None)
+    if ltype != "binary" or not isinstance(label_doc.get("column"), str) or not label_doc["column"]:
+        raise _err(source, "label", "failure_classification needs {\"type\": \"binary\", \"column\": ...}")
+    if "cap" in label_doc:
+        raise _err(source, "label.cap", "only RUL labels have a cap")
+    return LabelSpec("binary", column=label_doc["column"])
 
-    windows = None
+
+def _parse_windows(doc: dict[str, Any], source: str) -> WindowSpec | None:
     wdoc = doc.get("windows")
-    if wdoc is not None:
-        if not isinstance(wdoc, dict):
-            raise _err(source, "windows", "must be an object with sizes and stats")
-        sizes = _pos_int_list(wdoc.get("sizes"), source, "windows.sizes", allow_zero=True)
-        if not sizes:
-            raise _err(source, "windows.sizes", "needs at least one window size")
-        stats = _str_list(wdoc, "stats", source)
-        bad = [s for s in stats if s not in WINDOW_STATS]
-        if bad:
-            raise _err(source, "windows.stats", f"unknown statistic(s) {bad}; choose from {list(WINDOW_STATS)}")
-        spans = _pos_int_list(wdoc.get("ewm_spans", []), source, "windows.ewm_spans")
-        windows = WindowSpec(sizes, stats, spans)
-        if not time_column or not id_column:
-            raise _err(source, "windows", "window features need id_column and time_column")
+    if wdoc is None:
+        return None
+    _object(wdoc, "windows", _keys(WindowSpec), source)
+    sizes = _pos_int_list(wdoc.get("sizes"), source, "windows.sizes", allow_zero=True)
+    if not sizes:
+        raise _err(source, "windows.sizes", "needs at least one window size")
+    stats = _str_list(wdoc, "stats", source, where="windows.stats")
+    bad = [s for s in stats if s not in WINDOW_STATS]
+    if bad:
+        raise _err(source, "windows.stats", f"unknown statistic(s) {bad}; choose from {list(WINDOW_STATS)}")
+    spans = _pos_int_list(wdoc.get("ewm_spans", []), source, "windows.ewm_spans")
+    return WindowSpec(sizes, stats, spans)
 
-    regimes = None
+
+def _parse_regimes(doc: dict[str, Any], source: str) -> RegimeSpec | None:
     rdoc = doc.get("regimes")
-    if rdoc is not None:
-        if not isinstance(rdoc, dict):
-            raise _err(source, "regimes", "must be an object or null")
-        mk = rdoc.get("max_clusters", 8)
-        mev = rdoc.get("min_explained_variance", 0.999)
-        if not isinstance(mk, int) or not 1 <= mk <= 50:
-            raise _err(source, "regimes.max_clusters", f"must be a whole number in 1..50, got {mk!r}")
-        if not isinstance(mev, int | float) or not 0 < mev < 1:
-            raise _err(source, "regimes.min_explained_variance", f"must be in (0, 1), got {mev!r}")
-        if not settings:
-            raise _err(source, "regimes", "regime detection needs setting_columns")
-        regimes = RegimeSpec(mk, float(mev))
+    if rdoc is None:
+        return None
+    _object(rdoc, "regimes", _keys(RegimeSpec), source)
+    mk = rdoc.get("max_clusters", RegimeSpec.max_clusters)
+    mev = rdoc.get("min_explained_variance", RegimeSpec.min_explained_variance)
+    if not _whole(mk) or not 1 <= mk <= 50:
+        raise _err(source, "regimes.max_clusters", f"must be a whole number in 1..50, got {mk!r}")
+    if not _number(mev) or not 0 < mev < 1:
+        raise _err(source, "regimes.min_explained_variance", f"must be in (0, 1), got {mev!r}")
+    return RegimeSpec(mk, float(mev))
 
-    derived = _parse_derived(doc.get("derived_features"), cats, source)
 
-    split = doc.get("split") or {}
-    vf = split.get("validation_fraction", 0.2)
-    tf = split.get("test_fraction", 0.0)
+def _parse_split(doc: dict[str, Any], source: str) -> SplitSpec:
+    split = _object(doc.get("split") or {}, "split", _keys(SplitSpec), source)
+    vf = split.get("validation_fraction", SplitSpec.validation_fraction)
+    tf = split.get("test_fraction", SplitSpec.test_fraction)
     for key, v in (("validation_fraction", vf), ("test_fraction", tf)):
-        if not isinstance(v, int | float) or not 0 <= v < 0.9:
+        if not _number(v) or not 0 <= v < 0.9:
             raise _err(source, f"split.{key}", f"must be in [0, 0.9), got {v!r}")
     if vf <= 0:
         raise _err(source, "split.validation_fraction", "must be > 0: tuning needs validation data")
     if vf + tf >= 0.9:
         raise _err(source, "split", "validation_fraction + test_fraction leaves too little training data")
+    return SplitSpec(float(vf), float(tf))
+
+
+def _parse_categorical(doc: dict[str, Any], source: str) -> dict[str, tuple[str, ...]]:
+    cats_raw = doc.get("categorical_columns") or {}
+    if isinstance(cats_raw, list):
+        if cats_raw:
+            raise _err(source, "categorical_columns", "must map each column to its list of levels")
+        cats_raw = {}
+    if not isinstance(cats_raw, dict):
+        raise _err(source, "categorical_columns", "must map each column to a non-empty list of level names")
+    for col, levels in cats_raw.items():
+        if not isinstance(levels, list) or not levels or not all(isinstance(x, str) and x for x in levels):
+            raise _err(source, f"categorical_columns.{col}", f"must be a non-empty list of level names, got {levels!r}")
+        if len(set(levels)) != len(levels):
+            raise _err(source, f"categorical_columns.{col}", f"lists a level twice: {levels!r}")
+    return {k: tuple(v) for k, v in cats_raw.items()}
+
+
+def parse_profile(doc: dict[str, Any], subset: str | None = None, source: str = "<dict>") -> Profile:
+    """Validate a profile document and pick a subset; raise ``ProfileError`` naming the key path.
+
+    Every key at every level is checked: unknown keys are refused with the known ones listed, so a
+    typo (``label.capp``) never passes silently.
+    """
+    if not isinstance(doc, dict):
+        raise _err(source, "document", f"must be a JSON object, got {type(doc).__name__}")
+    _object(doc, "", TOP_KEYS, source)
+    name = doc.get("name")
+    if not isinstance(name, str) or not name:
+        raise _err(source, "name", "is required (a non-empty string)")
+    if not NAME_RE.match(name):
+        raise _err(source, "name", f"{name!r}: use 1-64 letters, digits, '.', '_' or '-' (it names runs and jobs)")
+    task = doc.get("task")
+    if task not in TASKS:
+        raise _err(source, "task", f"must be one of {list(TASKS)}, got {task!r}")
+    if not isinstance(doc.get("description", ""), str):
+        raise _err(source, "description", "must be a string")
+
+    fmt = _parse_format(doc, source)
+    files = _parse_files(doc, task, source)
+
+    subsets = _str_list(doc, "subsets", source)
+    default_subset = _string(doc.get("default_subset"), "default_subset", source, optional=True)
+    recorded = _string(doc.get("subset"), "subset", source, optional=True)
+    if subsets:
+        if default_subset is not None and default_subset not in subsets:
+            raise _err(source, "default_subset", f"{default_subset!r} is not one of subsets {list(subsets)}")
+        chosen = subset or recorded or default_subset
+        if chosen not in subsets:
+            raise _err(source, "subset", f"unknown subset {chosen!r}; choose one of {list(subsets)}")
+        subset = chosen
+    elif subset or recorded or default_subset:
+        raise _err(source, "subset", f"this profile has no subsets, got {subset or recorded or default_subset!r}")
+    if not subsets and any("{subset}" in rel for rel in files.values()):
+        raise _err(source, "files", "paths use {subset} but the profile lists no subsets")
+
+    id_column = _string(doc.get("id_column"), "id_column", source, optional=True)
+    time_column = _string(doc.get("time_column"), "time_column", source, optional=True)
+    settings = _str_list(doc, "setting_columns", source)
+    sensors = _str_list(doc, "sensor_columns", source, required=True)
+    if not sensors:
+        raise _err(source, "sensor_columns", "needs at least one sensor column")
+    cats = _parse_categorical(doc, source)
+    exclude = _str_list(doc, "exclude_columns", source)
+
+    if task == "rul_regression" and (not id_column or not time_column):
+        raise _err(source, "id_column/time_column", "rul_regression needs an asset id and a time column")
+
+    label = _parse_label(doc, task, source)
+    windows = _parse_windows(doc, source)
+    if windows is not None and (not time_column or not id_column):
+        raise _err(source, "windows", "window features need id_column and time_column")
+    regimes = _parse_regimes(doc, source)
+    if regimes is not None and not settings:
+        raise _err(source, "regimes", "regime detection needs setting_columns")
+
+    derived = _parse_derived(doc.get("derived_features"), cats, source)
+    split = _parse_split(doc, source)
     min_readings = doc.get("min_readings", 1)
-    if not isinstance(min_readings, int) or min_readings < 1:
+    if not _whole(min_readings) or min_readings < 1:
         raise _err(source, "min_readings", f"must be a whole number >= 1, got {min_readings!r}")
+    metrics = _str_list(doc, "metrics", source)
+    unknown_metrics = [m for m in metrics if m not in METRICS[task]]
+    if unknown_metrics:
+        raise _err(source, "metrics", f"unknown metric(s) {unknown_metrics} for {task}; "
+                                      f"choose from {list(METRICS[task])}")
 
     # Every referenced column must exist in the file's columns (after renaming), when they are known.
     available = None
-    if columns:
-        available = {rename.get(c, c) for c in columns}
-    elif rename:
-        available = set(rename.values())
+    if fmt.columns:
+        available = {fmt.rename.get(c, c) for c in fmt.columns}
+    elif fmt.rename:
+        available = set(fmt.rename.values())
     referenced: list[tuple[str, str]] = []
     for key, cols in (("setting_columns", settings), ("sensor_columns", sensors),
                       ("categorical_columns", tuple(cats)), ("exclude_columns", exclude)):
@@ -456,18 +586,28 @@ def parse_profile(doc: dict[str, Any], subset: str | None = None, source: str = 
             if c not in sensors and c not in settings:
                 raise _err(source, f"derived_features[{i}].columns",
                            f"{c!r} is not a sensor or setting column")
-    overlap = set(exclude) & (set(sensors) | set(settings))
+    # one role per column: a column that is two things at once is a drafting mistake (or a leak)
+    roles: dict[str, str] = {}
+    for key, cols in (("id_column", (id_column,)), ("time_column", (time_column,)),
+                      ("label.column", (label.column,)), ("setting_columns", settings),
+                      ("sensor_columns", sensors), ("categorical_columns", tuple(cats))):
+        for c in cols:
+            if c and c in roles:
+                raise _err(source, key, f"{c!r} is already used in {roles[c]}; give each column one role")
+            if c:
+                roles[c] = key
+    overlap = set(exclude) & (set(sensors) | set(settings) | set(cats))
     if overlap:
         raise _err(source, "exclude_columns", f"{sorted(overlap)} are also used as features")
 
     return Profile(
         name=name, task=task, description=str(doc.get("description", "")),
-        columns=columns, file_format=file_format, header=header, rename=dict(rename), files=dict(files),
+        columns=fmt.columns, file_format=fmt.type, header=fmt.header, rename=dict(fmt.rename), files=files,
         subsets=subsets, subset=subset, id_column=id_column, time_column=time_column,
         setting_columns=settings, sensor_columns=sensors, categorical_columns=cats,
         exclude_columns=exclude, derived_features=tuple(derived), label=label, regimes=regimes,
-        windows=windows, min_readings=min_readings, validation_fraction=float(vf),
-        test_fraction=float(tf), metrics=tuple(doc.get("metrics") or ()), source=source, raw=doc,
+        windows=windows, min_readings=min_readings, validation_fraction=split.validation_fraction,
+        test_fraction=split.test_fraction, metrics=metrics, source=source, raw=doc,
     )
 
 
@@ -476,20 +616,51 @@ def available_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.json"))
 
 
-def load_profile(name_or_path: str | os.PathLike, subset: str | None = None) -> Profile:
-    """Load a shipped profile by name (``cmapss``) or a user's profile by file path, and validate it."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = PROFILE_DIR / f"{name_or_path}.json"
-        if not path.exists():
-            raise ProfileError(
-                f"unknown profile {str(name_or_path)!r}; shipped profiles: {available_profiles()} "
-                "(or pass the path of your own profile JSON)"
-            )
-    if not path.exists():
+def is_profile_path(ref: str | os.PathLike) -> bool:
+    """True if ``ref`` names a profile FILE (it has a folder part or ends in ``.json``), False if it is
+    a shipped profile's name (``cmapss``). The CLI sends a file's document, a name as the name."""
+    text = os.fspath(ref)
+    return "/" in text or os.sep in text or text.lower().endswith(".json")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ProfileError(f"key {key!r} is given twice")
+        out[key] = value
+    return out
+
+
+def read_document(path: str | os.PathLike) -> dict[str, Any]:
+    """A profile file's JSON document (not validated); ``ProfileError`` if unreadable, not JSON or
+    with a key given twice (JSON parsers keep the last silently)."""
+    path = Path(path)
+    if not path.is_file():
         raise ProfileError(f"profile file not found: {path}")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"profile {path}: cannot read: {exc}") from exc
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as exc:
         raise ProfileError(f"profile {path}: not valid JSON: {exc}") from exc
-    return parse_profile(doc, subset=subset, source=str(path.name if path.parent == PROFILE_DIR else path))
+    except ProfileError as exc:
+        raise ProfileError(f"profile {path}: {exc}") from None
+
+
+def load_profile(name_or_path: str | os.PathLike, subset: str | None = None) -> Profile:
+    """Load a shipped profile by name (``cmapss``) or a user's profile by file path (``./fleet.json``,
+    see ``is_profile_path``), and validate it."""
+    if is_profile_path(name_or_path):
+        path = Path(name_or_path)
+        return parse_profile(read_document(path), subset=subset, source=str(path))
+    name = os.fspath(name_or_path)
+    path = PROFILE_DIR / f"{name}.json"
+    if not NAME_RE.match(name) or not path.is_file():
+        raise ProfileError(
+            f"unknown profile {name!r}; shipped profiles: {available_profiles()} "
+            "(or pass the path of your own profile JSON, e.g. ./myfleet.json)"
+        )
+    return parse_profile(read_document(path), subset=subset, source=path.name)

@@ -40,29 +40,22 @@ SEARCH_SPACE: dict[str, tuple[Param, ...]] = {"xgboost": _XGB, "linear": _LINEAR
 ALGORITHMS: tuple[str, ...] = tuple(SEARCH_SPACE)
 
 
-def static_hyperparameters(algorithm: str, profile_name: str, subset: str | None) -> dict[str, str]:
-    """Hyperparameters that are fixed for a candidate (SageMaker passes every value as a string)."""
+def static_hyperparameters(algorithm: str, profile: Any) -> dict[str, str]:
+    """Hyperparameters that are fixed for a candidate (SageMaker passes every value as a string).
+
+    ``profile`` is the run's validated ``profiles.Profile`` (its name, subset and task; a user's
+    profile file is not looked up by name, so its task decides as a shipped profile's does).
+    """
     if algorithm not in SEARCH_SPACE:
         raise ValueError(f"unknown algorithm {algorithm!r}; candidates are {list(ALGORITHMS)}")
-    out = {"algorithm": algorithm, "profile": profile_name}
-    if subset:
-        out["subset"] = subset
-    if _is_fleet(profile_name, subset):
+    out = {"algorithm": algorithm, "profile": profile.name}
+    if profile.subset:
+        out["subset"] = profile.subset
+    if profile.is_regression:
         out["row_stride"] = "3"  # trials train on every 3rd reading per asset; train.py's refit uses all
     else:
         out["cv_folds"] = "5"  # row-wise labels: trials score 5-fold out-of-fold PR-AUC (robust objective)
     return out
-
-
-def _is_fleet(profile_name: str, subset: str | None) -> bool:
-    try:
-        from .profiles import load_profile
-    except ImportError:  # flat layout (SageMaker container, Lambda bundle)
-        from profiles import load_profile
-    try:
-        return load_profile(profile_name, subset).is_regression
-    except ValueError:
-        return False
 
 
 def sagemaker_parameter_ranges(algorithm: str) -> dict[str, list[dict[str, str]]]:

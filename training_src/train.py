@@ -11,8 +11,9 @@ Candidate algorithms (``--algorithm``): ``xgboost`` (gradient-boosted trees) and
 train+validation`` refits on both channels (the final model after tuning).
 
 The model directory holds ``xgboost-model`` (XGBoost's own format) or ``linear-model.json``,
-``feature_spec.json``, ``model_meta.json`` and ``code/`` (inference.py and the feature module), so
-the artifact serves in the SageMaker XGBoost container with ``SAGEMAKER_PROGRAM=inference.py``.
+``feature_spec.json``, ``model_meta.json`` and ``code/`` (inference.py, the feature module and the
+``predmaint_serving`` package with its compiled libraries), so the artifact serves in the SageMaker XGBoost
+container with ``SAGEMAKER_PROGRAM=inference.py``.
 """
 
 from __future__ import annotations
@@ -30,14 +31,19 @@ import numpy as np
 import pandas as pd
 
 try:
+    from . import checkpoints as C
     from . import distributed as D
     from . import features as F
 except ImportError:  # SageMaker container: siblings are top-level modules
+    import checkpoints as C
     import distributed as D
     import features as F
 
 HERE = Path(__file__).resolve().parent
-CODE_FILES = ("inference.py", "features.py", "profiles.py", "forest.c", "request.c")
+#: what the model artifact's code/ holds: the hooks module, the feature code it needs, the serving package
+CODE_FILES = ("inference.py", "features.py", "profiles.py")
+SERVING_PACKAGE = "predmaint_serving"
+SERVING_SUFFIXES = (".py", ".c", ".h")
 META_COLUMNS = ("_asset", "_time", "_label")
 XGB_DEFAULTS: dict[str, Any] = {"num_round": 300, "max_depth": 6, "eta": 0.3, "min_child_weight": 1.0,
                                 "subsample": 1.0, "colsample_bytree": 1.0, "lambda": 1.0, "alpha": 0.0,
@@ -173,8 +179,13 @@ class LinearModel:
 
 def fit_model(algorithm: str, X: np.ndarray, y: np.ndarray, task: str, hp: dict[str, str], nthread: int,
               seed: int, Xv: np.ndarray | None = None, yv: np.ndarray | None = None,
-              names: list[str] | None = None, report_every: int = 25) -> tuple[Any, np.ndarray | None]:
-    """Fit one candidate; print the objective on validation data while boosting. Returns (model, val preds)."""
+              names: list[str] | None = None, report_every: int = 25,
+              checkpoints: C.Checkpoints | None = None) -> tuple[Any, np.ndarray | None]:
+    """Fit one candidate; print the objective on validation data while boosting. Returns (model, val preds).
+
+    ``checkpoints`` (xgboost only): write a checkpoint every few rounds, and continue from the newest
+    one of this same fit if there is one (a restarted spot job).
+    """
     if algorithm == "xgboost":
         import xgboost as xgb
 
@@ -194,7 +205,13 @@ def fit_model(algorithm: str, X: np.ndarray, y: np.ndarray, task: str, hp: dict[
                     return False
 
             callbacks = [Report()]
-        booster = xgb.train(params, dtrain, rounds, evals=evals, callbacks=callbacks, verbose_eval=False)
+        start = None
+        if checkpoints is not None:
+            start = checkpoints.resume(params, rounds, X, y)
+            callbacks.append(checkpoints.callback())
+        done = start.num_boosted_rounds() if start is not None else 0
+        booster = xgb.train(params, dtrain, rounds - done, evals=evals, callbacks=callbacks, verbose_eval=False,
+                            xgb_model=start)
         pv = booster.inplace_predict(Xv) if Xv is not None else None
         return booster, pv
     if algorithm == "linear":
@@ -243,11 +260,16 @@ def write_model(model_dir: Path, model: Any, spec_text: str, meta: dict[str, Any
     code.mkdir(exist_ok=True)
     for name in CODE_FILES:
         shutil.copy2(HERE / name, code / name)
+    package = code / SERVING_PACKAGE
+    package.mkdir(exist_ok=True)
+    for src in sorted((HERE / SERVING_PACKAGE).iterdir()):
+        if src.is_file() and src.suffix in SERVING_SUFFIXES:
+            shutil.copy2(src, package / src.name)
     try:  # ship the compiled tree walker and request reader when a compiler is here
-        from . import inference
+        from .predmaint_serving import native
     except ImportError:
-        import inference
-    inference.build_native_libraries(code)
+        from predmaint_serving import native
+    native.build_native_libraries(package)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[str, str]]:
@@ -263,6 +285,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[
                                                              "/opt/ml/input/data/validation"))
     ap.add_argument("--model-dir", default=os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
     ap.add_argument("--output-data-dir", default=os.environ.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data"))
+    # SageMaker syncs this directory to CheckpointConfig.S3Uri (spot training); checkpoints are written only
+    # when it is given (here or in PREDMAINT_CHECKPOINT_DIR) or exists, as it does when a job declares one
+    ap.add_argument("--checkpoint-dir", default=os.environ.get("PREDMAINT_CHECKPOINT_DIR"))
+    ap.add_argument("--checkpoint-every", type=int, default=C.DEFAULT_EVERY, help="rounds between checkpoints")
     args, extra = ap.parse_known_args(argv)
     return args, parse_hyperparameters(extra)
 
@@ -300,11 +326,14 @@ def main(argv: list[str] | None = None) -> int:
                 raise TrainError("--fit_on train+validation needs a validation channel")
             if dist is None or dist.is_first:  # validation is replicated to every host: add it once
                 X, y = np.vstack([X, Xv]), np.concatenate([y, yv])
+        checkpoint_dir = args.checkpoint_dir or (C.DEFAULT_DIR if Path(C.DEFAULT_DIR).is_dir() else None)
+        ckpt = C.Checkpoints(checkpoint_dir, args.checkpoint_every) if checkpoint_dir else None
         if dist is None:
-            model, pv = fit_model(args.algorithm, X, y, task, hp, args.nthread, args.seed, Xv, yv, names)
+            model, pv = fit_model(args.algorithm, X, y, task, hp, args.nthread, args.seed, Xv, yv, names,
+                                  checkpoints=ckpt)
         else:
             model, pv, X, y = dist.fit(fit_model, args.algorithm, X, y, task, hp, args.nthread, args.seed, Xv, yv,
-                                       names, held_out)
+                                       names, held_out, checkpoints=ckpt)
             if not dist.is_first:
                 return 0  # the first host writes the model and prints the objective
     except D.DistributedError as exc:

@@ -2,7 +2,9 @@
 
 Two actions, both pure functions over an ``ObjectStore`` so local mode runs them on files:
 
-* ``plan`` (default) -- ``plan_run(event, store, settings)``: check the event, find the profile's raw
+* ``plan`` (default) -- ``plan_run(event, store, settings)``: check the event and its profile (a
+  shipped profile's name, or the profile document itself: a user's fleet travels with the run, and
+  is validated exactly as local mode validates a profile file), find the profile's raw
   objects under ``raw/<dataset>/`` (one file, its ``.gz``, or a folder of asset-partitioned parts),
   validate each against the profile (size, columns, numeric values, categorical levels; errors name
   file, row and column), pin object versions for lineage, and plan the run: run id, job names, S3
@@ -12,7 +14,9 @@ Two actions, both pure functions over an ``ObjectStore`` so local mode runs them
   training job's hyperparameters (the best trial's tuned values over the candidate's static ones)
   and the manifest that trains it on train + validation.
 
-The handler adds the I/O: S3 listing/reading, writing the input manifest and lineage JSON.
+The handler adds the I/O: S3 listing/reading, writing the input manifest, the validated profile
+document (``<run root>profile/profile.json``, also for a shipped name: every job of the run reads that
+one copy, and lineage keeps it) and lineage JSON.
 Errors in the input raise ``InputError`` (the state machine does not retry those).
 
 The module deliberately has no ``from __future__ import annotations``: local mode loads it by file
@@ -55,8 +59,18 @@ DATASET_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _TEXT_SUFFIXES = (".txt", ".csv", ".tsv", ".dat")
 
 
+#: where every processing job finds the run's profile: the ProcessingInput named ``profile``
+#: (S3Prefix ``$.plan.s3.profile``) is mounted at /opt/ml/processing/input/profile
+PROFILE_INPUT_DIR = "/opt/ml/processing/input/profile"
+PROFILE_FILE = "profile.json"
+
+
 class InputError(ValueError):
     """The event or the raw data is unusable; the message says what and where."""
+
+
+class MissingDataError(InputError):
+    """A raw object the profile needs is not there (local mode adds how to get the data)."""
 
 
 @dataclass(frozen=True)
@@ -180,9 +194,17 @@ def parse_event(event: Any) -> dict[str, Any]:
     unknown = sorted(set(event) - EVENT_KEYS)
     if unknown:
         raise InputError(f"event has unknown field(s) {unknown}; allowed: {sorted(EVENT_KEYS)}")
-    for key in ("dataset", "profile"):
-        if not isinstance(event.get(key), str) or not event[key]:
-            raise InputError(f"event.{key} is required (a non-empty string), got {event.get(key)!r}")
+    if not isinstance(event.get("dataset"), str) or not event["dataset"]:
+        raise InputError(f"event.dataset is required (a non-empty string), got {event.get('dataset')!r}")
+    profile = event.get("profile")
+    if profile is None or profile == "":
+        raise InputError("event.profile is required: a shipped profile's name or the profile document (an object)")
+    if not isinstance(profile, str | dict):
+        raise InputError(f"event.profile must be a shipped profile's name or the profile document (an object), "
+                         f"got {type(profile).__name__}")
+    if isinstance(profile, str) and profiles_lib.is_profile_path(profile):
+        raise InputError(f"event.profile {profile!r} looks like a file path; files are not readable in AWS: "
+                         "send the profile document itself (`predmaint start-training --profile FILE` does)")
     if not DATASET_RE.match(event["dataset"]):
         raise InputError(f"event.dataset {event['dataset']!r} must be a folder name under raw/ "
                          "(letters, digits, '.', '_', '-')")
@@ -242,7 +264,7 @@ def resolve_objects(profile: profiles_lib.Profile, dataset: str, store: ObjectSt
             found = [o for o in listing if o.key.startswith(stem + "/")
                      and not o.key.rsplit("/", 1)[-1].startswith(("_", "."))]
         if not found:
-            raise InputError(f"dataset {dataset!r}: no raw object for {role!r}: expected {key}, {key}.gz or "
+            raise MissingDataError(f"dataset {dataset!r}: no raw object for {role!r}: expected {key}, {key}.gz or "
                              f"parts under {stem}/ (found {sorted(by_key)[:10] or 'nothing'} under {dataset}/)")
         out[role] = sorted(found, key=lambda o: o.key)
     return out
@@ -360,22 +382,30 @@ def _hp(value: Any) -> str:
     return json.dumps(value) if isinstance(value, str) else str(value)
 
 
+def load_event_profile(ref: str | dict[str, Any], subset: str | None) -> profiles_lib.Profile:
+    """The run's profile from ``event.profile``: a shipped profile's name, or the document itself,
+    validated by the same ``profiles.parse_profile`` as a local profile file (every key, every level)."""
+    try:
+        if isinstance(ref, dict):
+            return profiles_lib.parse_profile(ref, subset, source="event.profile")
+        return profiles_lib.load_profile(ref, subset)
+    except profiles_lib.ProfileError as exc:
+        raise InputError(str(exc)) from exc
+
+
 def plan_run(event: dict[str, Any], store: ObjectStore, settings: Settings | None = None) -> dict[str, Any]:
     """Validate the event and the raw objects; return the run plan the state machine follows.
 
     ``store`` lists/reads the raw root (``LocalStore(data_dir)`` or ``S3Store(s3, bucket)``).
-    The plan has ``run_id``, ``jobs`` (names), ``s3`` (URIs), ``inputs`` (pinned objects and the
-    processing manifest), ``arguments`` and ``tuning`` (per-candidate ranges and static
-    hyperparameters, objective and metric definitions).
+    The plan has ``run_id``, ``profile`` (the profile's name), ``jobs`` (names), ``s3`` (URIs; ``profile``
+    is the prefix that holds ``profile.json``), ``inputs`` (pinned objects, the processing manifest and
+    ``profile``: the validated profile document, which the caller writes and removes), ``arguments``
+    (the processing scripts read the profile from ``PROFILE_INPUT_DIR``) and ``tuning`` (per-candidate
+    ranges and static hyperparameters, objective and metric definitions).
     """
     settings = settings or Settings()
     ev = parse_event(event)
-    try:
-        profile = profiles_lib.load_profile(ev["profile"], ev["subset"])
-    except profiles_lib.ProfileError as exc:
-        raise InputError(str(exc)) from exc
-    if "/" in ev["profile"] or ev["profile"].endswith(".json"):
-        raise InputError("event.profile must name a shipped profile (files are not readable in AWS)")
+    profile = load_event_profile(ev["profile"], ev["subset"])
 
     objects = resolve_objects(profile, ev["dataset"], store)
     checks = []
@@ -402,11 +432,12 @@ def plan_run(event: dict[str, Any], store: ObjectStore, settings: Settings | Non
     data = f"s3://{settings.data_bucket}/"
     run_root = f"s3://{settings.artifacts_bucket}/{settings.runs_prefix}{run_id}/"
     processed = f"{data}{settings.processed_prefix}{run_id}/"
-    common = ["--profile", profile.name] + (["--subset", profile.subset] if profile.subset else [])
+    # one unambiguous source for every processing job: the profile document this plan validated
+    common = ["--profile", f"{PROFILE_INPUT_DIR}/{PROFILE_FILE}"] + (["--subset", profile.subset] if profile.subset else [])
     metric = profile.objective_metric
     definitions = {}
     for algorithm in search_space.ALGORITHMS:
-        static = dict(search_space.static_hyperparameters(algorithm, profile.name, profile.subset))
+        static = dict(search_space.static_hyperparameters(algorithm, profile))
         static.update({"sagemaker_program": "train.py", "sagemaker_submit_directory": settings.source_uri,
                        "sagemaker_region": settings.region, "sagemaker_container_log_level": 20})
         definitions[algorithm] = {
@@ -440,6 +471,7 @@ def plan_run(event: dict[str, Any], store: ObjectStore, settings: Settings | Non
             "spec": f"{processed}spec/",
             "baseline": f"{processed}baseline/",
             "raw_manifest": f"{run_root}manifests/raw.json",
+            "profile": f"{run_root}profile/",
             "tuning_output": f"{run_root}tuning/",
             "checkpoints": f"{run_root}checkpoints/",
             "model_output": f"{run_root}model/",
@@ -453,6 +485,8 @@ def plan_run(event: dict[str, Any], store: ObjectStore, settings: Settings | Non
             "checks": checks,
             # SageMaker manifest: a prefix, then keys relative to it (only the validated objects)
             "manifest": [{"prefix": f"{data}{settings.raw_prefix}"}, *raw_keys],
+            # the validated profile document (written to s3.profile + profile.json, then removed)
+            "profile": profile.to_dict(),
         },
         # command lines of the processing scripts (evaluate.py takes its paths only)
         "arguments": {"preprocess": [*common, *(["--train-parts", str(hosts)] if hosts > 1 else [])],
@@ -501,16 +535,26 @@ def _split_s3(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+def _json_bytes(doc: Any) -> bytes:
+    return json.dumps(doc, indent=1).encode()
+
+
+def document_sha256(doc: Any) -> str:
+    """SHA-256 of a JSON document as ``_put_json`` writes it (lineage: which profile a run used)."""
+    return hashlib.sha256(_json_bytes(doc)).hexdigest()
+
+
 def _put_json(s3: Any, uri: str, doc: Any) -> None:
     bucket, key = _split_s3(uri)
-    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(doc, indent=1).encode(), ContentType="application/json")
+    s3.put_object(Bucket=bucket, Key=key, Body=_json_bytes(doc), ContentType="application/json")
 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """``{"action": "plan", dataset, profile, subset, execution}`` -> the plan;
+    """``{"action": "plan", dataset, profile (a name or the document), subset, execution}`` -> the plan
+    (and ``<run root>profile/profile.json``, ``manifests/raw.json``, ``lineage.json`` in S3);
     ``{"action": "refit", "plan": ..., "best_training_job": ...}`` -> the refit settings."""
     import boto3  # only in AWS: local mode calls the pure functions
 
@@ -527,8 +571,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     event = {k: v for k, v in event.items() if k != "action"}
     plan = plan_run(event, S3Store(s3, settings.data_bucket, settings.raw_prefix), settings)
     _put_json(s3, plan["s3"]["raw_manifest"], plan["inputs"].pop("manifest"))
+    profile_uri = plan["s3"]["profile"] + PROFILE_FILE
+    profile_doc = plan["inputs"].pop("profile")
+    _put_json(s3, profile_uri, profile_doc)
     _put_json(s3, plan["s3"]["lineage"], {"run_id": plan["run_id"], "objects": plan["inputs"]["objects"],
-                                          "checks": plan["inputs"]["checks"], "event": event})
+                                          "checks": plan["inputs"]["checks"], "event": event,
+                                          "profile": {"uri": profile_uri, "sha256": document_sha256(profile_doc)}})
     # keep the execution state small (256 KB limit): lineage.json has the pinned objects and checks
     plan["inputs"].pop("checks")
     plan["inputs"]["object_count"] = len(plan["inputs"].pop("objects"))

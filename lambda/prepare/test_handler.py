@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -13,6 +16,7 @@ import pytest
 from moto import mock_aws
 
 from predmaint.modules import load_module
+from training_src.profiles import load_profile
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -23,10 +27,11 @@ prep = load_module(HERE / "handler.py", "lambda_prepare_handler_under_test")  # 
 
 
 def _data_dir() -> Path:
-    for candidate in (os.environ.get("PREDMAINT_DATA_DIR"), REPO.parent / "shared" / "data", REPO / "data"):
+    for candidate in (os.environ.get("PREDMAINT_DATA_DIR"), REPO / "data"):
         if candidate and (Path(candidate) / "cmapss").is_dir():
             return Path(candidate)
-    pytest.skip("no data directory (set PREDMAINT_DATA_DIR)")
+    raise RuntimeError("no data: set PREDMAINT_DATA_DIR to a folder holding cmapss/ and ai4i2020/ "
+                       "(run `predmaint data` to download them)")
 
 
 def _cmapss_rows(units: int = 3, cycles: int = 5) -> str:
@@ -65,7 +70,11 @@ def test_plans_the_real_cmapss_and_ai4i_data():
     assert {c["key"]: c["rows_checked"] for c in plan["inputs"]["checks"]}["cmapss/train_FD001.txt.gz"] == 20631
     assert plan["inputs"]["manifest"][0] == {"prefix": "s3://local-data/raw/"}
     assert plan["tuning"]["objective"] == {"metric": "validation-rmse", "type": "Minimize"}
-    assert plan["arguments"]["preprocess"] == ["--profile", "cmapss", "--subset", "FD001"]
+    # every processing job reads the one profile the handler writes next to the run
+    assert plan["arguments"]["preprocess"] == ["--profile", "/opt/ml/processing/input/profile/profile.json",
+                                               "--subset", "FD001"]
+    assert plan["s3"]["profile"] == f"s3://local-artifacts/runs/{plan['run_id']}/profile/"
+    assert plan["inputs"]["profile"] == load_profile("cmapss", "FD001").to_dict() and plan["profile"] == "cmapss"
     assert set(plan["tuning"]["definitions"]) == {"xgboost", "linear"}
     ai4i = prep.plan_run({"dataset": "ai4i2020", "profile": "ai4i2020"}, prep.LocalStore(data))
     assert ai4i["task"] == "failure_classification"
@@ -221,6 +230,12 @@ def test_handler_reads_only_a_sample_of_large_objects(aws, tmp_path, monkeypatch
         aws.put_object(Bucket=DATA_BUCKET, Key=f"raw/cmapss/{path.name}", Body=path.read_bytes())
     plan = prep.handler(EVENT, Context())
     assert plan["inputs"]["object_count"] == 3
+    lineage = json.loads(aws.get_object(Bucket=ARTIFACTS_BUCKET, Key=f"runs/{plan['run_id']}/lineage.json")["Body"].read())
+    checks = {c["key"]: c for c in lineage["checks"]}
+    train = checks["cmapss/train_FD001.txt"]
+    assert train["fully_checked"] is False, "a 2 KB sample of a bigger object is not the whole object"
+    assert 0 < train["rows_checked"] < 50 * 50
+    assert checks["cmapss/RUL_FD001.txt"]["fully_checked"] is True  # small objects are read whole
 
 
 def test_handler_rejects_an_empty_object(aws, tmp_path):
@@ -254,10 +269,18 @@ def test_planned_arguments_are_accepted_by_the_training_scripts(tmp_path):
     _write_cmapss(tmp_path)
     plan = prep.plan_run(EVENT, prep.LocalStore(tmp_path))
     args = preprocess.parse_args(plan["arguments"]["preprocess"])
-    assert (args.profile, args.subset, args.stage) == ("cmapss", "FD001", "all")
+    profile_file = f"{prep.PROFILE_INPUT_DIR}/{prep.PROFILE_FILE}"  # the `profile` ProcessingInput
+    assert (args.profile, args.subset, args.stage) == (profile_file, "FD001", "all")
     fit = preprocess.parse_args(plan["arguments"]["fit_features"])
     transform = preprocess.parse_args(plan["arguments"]["transform_features"])
-    assert (fit.stage, transform.stage, transform.profile, transform.subset) == ("fit", "transform", "cmapss", "FD001")
+    assert (fit.stage, transform.stage, transform.profile, transform.subset) == ("fit", "transform", profile_file,
+                                                                                 "FD001")
+    # that path is read as a profile FILE (never looked up as a shipped name), with the handler's document
+    staged = tmp_path / "input" / "profile" / "profile.json"
+    staged.parent.mkdir(parents=True)
+    staged.write_text(json.dumps(plan["inputs"]["profile"]))
+    assert dataclasses.replace(load_profile(staged, args.subset), source="") == \
+        dataclasses.replace(load_profile("cmapss", "FD001"), source="")
     assert all(len(plan["jobs"][k]) <= 63 for k in ("preprocess", "fit_features", "transform_features"))
     refit = prep.plan_refit(plan, {"TrainingJobDefinitionName": "xgboost", "TunedHyperParameters": {"eta": "0.1"}})
     # SageMaker hands script-mode hyperparameters over as --name value (sagemaker_* stay in the env)
@@ -282,3 +305,75 @@ def test_multi_instance_training_gets_one_train_part_per_host(tmp_path):
         prep.plan_run(EVENT, prep.LocalStore(tmp_path), prep.Settings(processing_instances=2, training_instances=3))
     assert prep.Settings.from_env({"DATA_BUCKET": "d", "ARTIFACTS_BUCKET": "a", "TRAINING_INSTANCES": "4",
                                    "PROCESSING_INSTANCES": "2"}).training_instances == 4
+
+
+# --------------------------------------------------------------------------------------------
+# the profile travels with the run: a shipped name or the document itself
+# --------------------------------------------------------------------------------------------
+
+def _user_profile() -> dict:
+    """A user's profile document (not a shipped one): C-MAPSS under another name, another cap."""
+    doc = copy.deepcopy(load_profile("cmapss").raw)
+    doc.update(name="turbofans", description="our own fleet (marker-7f3a)", label={"type": "rul", "cap": 100})
+    return doc
+
+
+def test_a_profile_document_plans_like_a_shipped_profile(tmp_path):
+    _write_cmapss(tmp_path)
+    plan = prep.plan_run({**EVENT, "profile": _user_profile()}, prep.LocalStore(tmp_path))
+    assert plan["profile"] == "turbofans" and plan["subset"] == "FD001" and plan["task"] == "rul_regression"
+    assert plan["inputs"]["profile"] == {**_user_profile(), "subset": "FD001"}
+    assert plan["arguments"]["preprocess"][:2] == ["--profile", "/opt/ml/processing/input/profile/profile.json"]
+    # the static hyperparameters follow the document's task, not a lookup of its name among shipped ones
+    static = plan["tuning"]["definitions"]["xgboost"]["static"]
+    assert json.loads(static["profile"]) == "turbofans" and json.loads(static["row_stride"]) == "3"
+    assert "cv_folds" not in static
+
+
+def _with(doc: dict, path: str, value) -> dict:
+    doc = copy.deepcopy(doc)
+    *parents, leaf = path.split(".")
+    node = doc
+    for p in parents:
+        node = node[p]
+    node[leaf] = value
+    return doc
+
+
+@pytest.mark.parametrize(("profile", "message"), [
+    (_with(_user_profile(), "label.capp", 100), r"profile event.profile: label.capp: unknown key; known keys of "
+                                                r"label are \['cap', 'column', 'type'\]"),
+    (_with(_user_profile(), "windows.size", [5]), r"event.profile: windows.size: unknown key"),
+    (_with(_user_profile(), "format.header", "no"), r"format.header: must be true or false, got 'no'"),
+    (_with(_user_profile(), "files.tets", "cmapss/x.txt"), r"files.tets: unknown key; known keys of files are"),
+    (_with(_user_profile(), "split.test_fration", 0.1), r"split.test_fration: unknown key"),
+    (_with(_user_profile(), "regimes.max_cluster", 3), r"regimes.max_cluster: unknown key"),
+    (_with(_user_profile(), "name", "has spaces"), r"name: 'has spaces': use 1-64 letters"),
+    ("fleets/pumps.json", r"looks like a file path; files are not readable in AWS"),
+    ("pumps", r"unknown profile 'pumps'"),
+    (42, r"event.profile must be a shipped profile's name or the profile document \(an object\), got int"),
+    ([], r"event.profile must be .* got list"),
+    ("", r"event.profile is required"),
+])
+def test_bad_profiles_in_the_event_are_refused_naming_the_key(tmp_path, profile, message):
+    _write_cmapss(tmp_path)
+    with pytest.raises(prep.InputError, match=message):
+        prep.plan_run({**EVENT, "profile": profile}, prep.LocalStore(tmp_path))
+
+
+@pytest.mark.parametrize("profile", ["cmapss", _user_profile()], ids=["shipped-name", "document"])
+def test_handler_writes_the_validated_profile_next_to_the_run(aws, tmp_path, profile):
+    _upload(aws, tmp_path)
+    plan = prep.handler({"action": "plan", **EVENT, "profile": profile}, Context())
+    run_root = f"runs/{plan['run_id']}/"
+    assert plan["s3"]["profile"] == f"s3://{ARTIFACTS_BUCKET}/{run_root}profile/"
+    body = aws.get_object(Bucket=ARTIFACTS_BUCKET, Key=f"{run_root}profile/profile.json")["Body"].read()
+    expected = profile if isinstance(profile, dict) else load_profile(profile).raw
+    assert json.loads(body) == {**expected, "subset": "FD001"}
+    lineage = json.loads(aws.get_object(Bucket=ARTIFACTS_BUCKET, Key=f"{run_root}lineage.json")["Body"].read())
+    assert lineage["profile"] == {"uri": f"s3://{ARTIFACTS_BUCKET}/{run_root}profile/profile.json",
+                                  "sha256": hashlib.sha256(body).hexdigest()}
+    # the execution state stays small: the document is in S3, not in the plan Step Functions carries
+    assert "profile" not in plan["inputs"] and "marker-7f3a" not in json.dumps(plan)
+    assert plan["profile"] == json.loads(body)["name"]
+    assert len(json.dumps(plan)) < 16_000

@@ -3,7 +3,7 @@
 The machine running the tests has no internet, so the official archives are replaced by tiny
 synthetic ones built here with the same structure (NASA: CMAPSSData.zip nested in an outer zip;
 UCI: a zip holding ai4i2020.csv) and the expected hashes are injected through ``hashes=``.
-The real published hashes are checked against ``../shared/data`` (``PREDMAINT_DATA_DIR`` in CI).
+The real published hashes are checked against the real files (``PREDMAINT_DATA_DIR``, as CI sets it).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import argparse
 import gzip
 import hashlib
 import io
-import os
 import shutil
 import threading
 import zipfile
@@ -332,21 +331,13 @@ def test_main_verify_only_on_missing_data_exits_1(tmp_path, capsys):
 # ----------------------------------------------------------------------------------------------
 # verify() and require_data() on the real files
 # ----------------------------------------------------------------------------------------------
-def _shared_data() -> Path:
-    env = os.environ.get("PREDMAINT_DATA_DIR")
-    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
-        if (cand / "cmapss").is_dir():
-            return cand
-    pytest.skip("no data directory: set PREDMAINT_DATA_DIR (CI points it at ../shared/data)")
+def test_verify_passes_on_the_real_data(data_dir):
+    assert D.verify(data_dir) == []
 
 
-def test_verify_passes_on_shared_data():
-    assert D.verify(_shared_data()) == []
-
-
-def test_verify_fails_on_corrupted_copy(tmp_path):
+def test_verify_fails_on_corrupted_copy(tmp_path, data_dir):
     copy = tmp_path / "data"
-    shutil.copytree(_shared_data(), copy)
+    shutil.copytree(data_dir, copy)
     rul = copy / "cmapss" / "RUL_FD001.txt.gz"
     text = gzip.decompress(rul.read_bytes())
     rul.write_bytes(gzip.compress(text.replace(b"112", b"113", 1)))  # one label changed, valid gzip
@@ -363,8 +354,8 @@ def test_verify_fails_on_corrupted_copy(tmp_path):
     assert D.verify(copy, ["cmapss"]) == [p for p in problems if "ai4i" not in p]
 
 
-def test_require_data_resolves_or_explains(tmp_path, monkeypatch):
-    shared = _shared_data()
+def test_require_data_resolves_or_explains(tmp_path, monkeypatch, data_dir):
+    shared = data_dir
     files = {"train": "cmapss/train_FD001.txt", "test": "cmapss/test_FD001.txt", "data": None}
     found = D.require_data(shared, files)
     assert found["cmapss/train_FD001.txt"] == shared / "cmapss" / "train_FD001.txt.gz"

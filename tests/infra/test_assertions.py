@@ -140,10 +140,13 @@ def test_state_machine_state_order(synth):
     from stacks.state_machine import state_order
 
     assert state_order(definition(synth)) == [
-        "ApplyDefaults", "MergeInput", "Prepare", "Preprocess", "Tune", "BestHyperparameters", "Refit",
+        "ProfileGiven?", "ApplyDatasetDefault", "MergeInput", "Prepare", "Preprocess", "Tune", "BestHyperparameters", "Refit",
         "Evaluate", "Promote", "Promoted?", "CreateModel", "CreateEndpointConfig", "FindEndpoint",
         "UpdateEndpoint", "WaitForDeployment", "DescribeEndpoint", "DeploymentStatus?", "RecordChampion",
         "FirstChampion?", "Deployed"]
+
+
+DEPLOYMENT_STEPS = ("CreateModel", "CreateEndpointConfig", "UpdateEndpoint", "DescribeEndpoint")
 
 
 def _is_sagemaker_optimized(st: dict) -> bool:
@@ -169,18 +172,39 @@ def test_every_task_catches_into_sns_then_fail_and_retries_only_transient_errors
             # decides, and only throttling goes back to the task (after a Wait), within a budget
             assert not st.get("Retry"), name
             choice = states[target]
-            assert choice["Type"] == "Choice" and choice["Default"] == "NotifyFailure", name
+            # after the gate passed, a failed deployment step first rejects the challenger
+            expected = "RejectChallenger" if name in DEPLOYMENT_STEPS else "NotifyFailure"
+            assert choice["Type"] == "Choice" and choice["Default"] == expected, name
             (rule,) = choice["Choices"]
             assert "$.throttle.retries" in json.dumps(rule) and "ThrottlingException" in json.dumps(rule), name
             back = states[states[rule["Next"]]["Next"]]
             assert back["Type"] == "Wait" and back["Next"] == name, name
         else:
             assert st.get("Retry"), name
-            assert target in ("NotifyFailure", "EndpointMissing?"), name
+            assert target in ("NotifyFailure", "EndpointMissing?", "RejectChallenger"), name
     assert states["NotifyFailure"]["Resource"].endswith("sns:publish")
     assert states["NotifyFailure"]["Next"] == "PipelineFailed" and states["PipelineFailed"]["Type"] == "Fail"
-    assert states["EndpointMissing?"]["Default"] == "NotifyFailure"
-    assert states["MergeInput"]["Parameters"]["throttle"] == {"retries": 0}
+    assert states["EndpointMissing?"]["Default"] == "RejectChallenger"
+    assert states["PipelineFailed"]["Error"] == "PipelineFailed"  # never a reserved States.* name
+    # the throttling budget starts with the plan, which replaces the execution input in the state
+    assert states["Prepare"]["ResultSelector"] == {"plan.$": "$", "throttle": {"retries": 0}}
+    assert states["Prepare"]["ResultPath"] == "$"
+
+
+def test_an_execution_naming_its_own_profile_never_inherits_the_default_subset(synth):
+    states = definition(synth)["States"]
+    given = states["ProfileGiven?"]
+    assert given["Choices"][0]["IsPresent"] is True and given["Choices"][0]["Variable"] == "$.profile"
+    assert given["Choices"][0]["Next"] == "ApplyDatasetDefault" and given["Default"] == "ApplyDefaults"
+    c = synth.built.config
+    assert states["ApplyDatasetDefault"]["Parameters"] == {"dataset": c.dataset,
+                                                           "subset.$": "States.StringToJson('null')"}
+    assert states["ApplyDefaults"]["Result"] == {"dataset": c.dataset, "profile": c.profile, "subset": c.subset}
+    for name in ("Preprocess",):  # every processing job that reads raw data gets the run's profile
+        inputs = {i["InputName"]: i["S3Input"] for i in states[name]["Parameters"]["ProcessingInputs"]}
+        assert inputs["profile"] == {"S3Uri.$": "$.plan.s3.profile", "LocalPath": "/opt/ml/processing/input/profile",
+                                     "S3DataType": "S3Prefix", "S3InputMode": "File",
+                                     "S3DataDistributionType": "FullyReplicated"}
 
 
 def test_champion_moves_only_after_the_endpoint_serves_the_challenger(synth):

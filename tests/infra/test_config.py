@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
 
@@ -58,10 +57,26 @@ def test_invalid_config_is_rejected_with_a_clear_message(path, value, message):
         AppConfig.from_context(_with(path, value))
 
 
-def test_thresholds_reach_the_promote_lambda_unchanged():
+def test_thresholds_reach_the_promote_lambda_unchanged(synth):
+    """cdk.json's promotion gates -> the synthesized promote Lambda's THRESHOLDS -> the handler's Thresholds.
+
+    The context passes through jsii on its way into the template: 30.0 arrives as 30 and a null gate is
+    dropped, so the comparison is of the Thresholds the handler builds (a dropped null is the default
+    None: the gate stays off)."""
+    from predmaint.modules import load_module
+    from tests.infra.conftest import REPO
     from training_src.promotion import Thresholds
 
-    cfg = AppConfig.from_context(CDK_CONTEXT)
-    for task, gates in json.loads(json.dumps(cfg.promotion)).items():
-        Thresholds(**gates)  # every key is a Thresholds field
-        assert task in ("rul_regression", "failure_classification")
+    configured = CDK_CONTEXT["predmaint"]["promotion"]
+    assert configured == AppConfig.from_context(CDK_CONTEXT).promotion
+    envs = [f["Properties"]["Environment"]["Variables"]
+            for f in synth.resources("Training", "AWS::Lambda::Function").values()
+            if "THRESHOLDS" in f["Properties"].get("Environment", {}).get("Variables", {})]
+    assert len(envs) == 1, "one function (promote) carries the gates"
+    promote = load_module(REPO / "lambda" / "promote" / "handler.py", "promote_for_thresholds", register=False)
+    settings = promote.Settings.from_env({"MODEL_PACKAGE_GROUP": "g", "IMAGE_URI": "i",
+                                          "THRESHOLDS": envs[0]["THRESHOLDS"]})
+    assert set(settings.thresholds) == set(configured) == {"rul_regression", "failure_classification"}
+    for task, gates in configured.items():
+        assert settings.thresholds_for(task) == Thresholds(**gates), task
+    assert Thresholds(**configured["rul_regression"]).max_rmse == 30.0  # a real gate, not all None

@@ -57,7 +57,7 @@ def test_fit_then_transform_replace_preprocess(sharded: Synth, states: dict[str,
     from stacks.state_machine import state_order
 
     order = state_order(_state_machine_definition(sharded))
-    assert order[:6] == ["ApplyDefaults", "MergeInput", "Prepare", "FitFeatures", "TransformFeatures", "Tune"]
+    assert order[:6] == ["ProfileGiven?", "ApplyDatasetDefault", "MergeInput", "Prepare", "FitFeatures", "TransformFeatures"]
     assert "Preprocess" not in states
     for name in ("FitFeatures", "TransformFeatures"):
         assert states[name]["Resource"].endswith("sagemaker:createProcessingJob.sync")

@@ -64,7 +64,7 @@ def test_start_by_stack_name_without_subset(aws):
                                   session=Session(arn))
     assert execution.endswith(":manual-1")
     assert json.loads(sfn.describe_execution(executionArn=execution)["input"]) == \
-        {"dataset": "ai4i2020", "profile": "ai4i2020"}
+        {"dataset": "ai4i2020", "profile": "ai4i2020", "subset": None}  # explicit: no default subset merged in
 
 
 def test_clear_errors(aws):
@@ -79,3 +79,29 @@ def test_clear_errors(aws):
 def test_execution_names_are_valid():
     name = execution_name("cmapss", "FD001", now=0)
     assert name == "cmapss-FD001-19700101T000000Z" and len(execution_name("x" * 100, None)) <= 80
+
+
+def test_a_profile_document_travels_inline(aws):
+    from training_src.profiles import load_profile
+
+    sfn, arn = aws
+    doc = {**load_profile("cmapss").raw, "name": "turbofans"}
+    execution, _ = start_training(arn, "fleet", doc, "FD002", REGION, session=Session(arn))
+    sent = json.loads(sfn.describe_execution(executionArn=execution)["input"])
+    assert sent == {"dataset": "fleet", "profile": doc, "subset": "FD002"}
+    assert ":turbofans-FD002-" in execution  # the execution is named after the document's profile
+
+
+def test_the_input_limit_is_step_functions_own():
+    """MAX_INPUT_BYTES is StartExecution's input limit in botocore's service model (UTF-8 bytes)."""
+    import botocore.session
+
+    from predmaint.aws import MAX_INPUT_BYTES, ExecutionInputError, execution_input
+
+    model = botocore.session.get_session().get_service_model("stepfunctions")
+    assert model.operation_model("StartExecution").input_shape.members["input"].metadata["max"] == MAX_INPUT_BYTES
+    doc = {"name": "big", "description": "é" * (MAX_INPUT_BYTES // 2)}  # 2 bytes each in UTF-8
+    with pytest.raises(ExecutionInputError, match=r"is 262,\d{3} bytes with the profile inline; Step Functions "
+                                                  r"accepts at most 262,144"):
+        execution_input("fleet", doc, None)
+    assert len(execution_input("fleet", {"name": "small"}, None).encode()) < 100

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,8 @@ from localkit import REPO, ServerProcess, free_port
 from predmaint.cli import main
 from predmaint.registry import Registry
 
-COMMANDS = ["data", "run", "serve", "invoke", "models", "report", "start-training"]
+COMMANDS = ["data", "run", "serve", "invoke", "models", "report", "start-training", "profile", "profile init",
+            "profile check", "score"]
 
 
 def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
@@ -33,7 +35,7 @@ def assert_one_line_error(err: str, fragment: str) -> None:
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
 def test_help_on_every_command(capsys, command) -> None:
-    code, out, _ = run_cli(capsys, *([command] if command else []), "--help")
+    code, out, _ = run_cli(capsys, *(command.split() if command else []), "--help")
     assert code == 0 and "usage: predmaint" in out
 
 
@@ -55,17 +57,128 @@ def test_usage_errors_exit_2_with_one_line(capsys, monkeypatch, tmp_path, argv, 
     assert_one_line_error(err, fragment)
 
 
+def _profile_file(tmp_path: Path, name: str = "myfleet", **changes) -> Path:
+    """A user's copy of cmapss.json under another name, with ``changes`` (dotted keys) applied."""
+    doc = json.loads((REPO / "training_src" / "profiles" / "cmapss.json").read_text())
+    doc["name"] = name
+    for key, value in changes.items():
+        node = doc
+        *parents, leaf = key.split("__")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
 def test_run_bad_profile_subset_and_data_dir(capsys, tmp_path, data_dir) -> None:
+    typo = _profile_file(tmp_path, "typo", label__capp=125)
     for argv, fragment in [
-        (["--profile", "no-such-profile"], "no-such-profile"),
-        (["--profile", "cmapss", "--subset", "FD009"], "FD009"),
+        (["--profile", "no-such-profile"], "unknown profile 'no-such-profile'"),
+        (["--profile", "cmapss", "--subset", "FD009"], "unknown subset 'FD009'"),
         (["--data-dir", str(tmp_path / "missing")], "does not exist"),
+        (["--profile", str(typo)], "label.capp: unknown key; known keys of label are ['cap', 'column', 'type']"),
+        (["--profile", str(tmp_path / "nope.json")], "profile file not found"),
     ]:
         base = [] if "--data-dir" in argv else ["--data-dir", str(data_dir)]
-        code, _, err = run_cli(capsys, "run", "--home", str(tmp_path / "home"), *base, *argv, "--trials", "1")
+        code, out, err = run_cli(capsys, "run", "--home", str(tmp_path / "home"), *base, *argv, "--trials", "1")
         assert code == 2, (argv, err)
         assert_one_line_error(err, fragment)
-    assert not (tmp_path / "home" / "registry").exists()
+        assert out == "", "nothing is started before the input is known to be good"
+    assert not (tmp_path / "home").exists(), "bad input leaves nothing behind"
+
+
+def test_a_profile_file_is_used_as_written_whatever_its_name(tmp_path, data_dir) -> None:
+    """The user's file travels as a document: never replaced by the shipped profile of the same name."""
+    from predmaint import runner
+    from training_src.profiles import load_profile
+
+    for name, cap in (("myfleet", 125), ("cmapss", 90)):  # a copy renamed, and one still named cmapss
+        (tmp_path / name).mkdir()
+        path = _profile_file(tmp_path / name, name, label__cap=cap)
+        profile = load_profile(path)
+        plan, doc = runner.plan_locally(path, profile, data_dir)
+        assert plan["profile"] == name and doc["label"]["cap"] == cap and doc == profile.to_dict()
+    shipped, doc = runner.plan_locally("cmapss", load_profile("cmapss"), data_dir)
+    assert doc["label"]["cap"] == 125 and shipped["profile"] == "cmapss"
+
+
+def _small_fleet(root: Path, data_dir: Path, extra: str = "", units: int = 8) -> Path:
+    """A data dir with FD001's test files and its first ``units`` training units, plus ``extra`` lines."""
+    import gzip
+    import shutil
+
+    folder = root / "cmapss"
+    folder.mkdir(parents=True)
+    with gzip.open(data_dir / "cmapss" / "train_FD001.txt.gz", "rt") as src:
+        lines = [ln for ln in src if ln.split() and int(ln.split()[0]) <= units]
+    (folder / "train_FD001.txt").write_text("".join(lines) + extra)
+    for name in ("test_FD001.txt.gz", "RUL_FD001.txt.gz"):
+        shutil.copy(data_dir / "cmapss" / name, folder / name)
+    return root
+
+
+def _runs_left(home: Path) -> list[str]:
+    return sorted(p.name for p in (home / "runs").iterdir()) if (home / "runs").is_dir() else []
+
+
+ONE_READING = "101 1 0.0 0.0 100.0 " + " ".join(["1.0"] * 21) + "\n"
+
+
+@pytest.mark.parametrize("case", ["bad-value", "missing-subset", "preprocess-refuses"])
+def test_run_failures_before_training_are_one_line_and_leave_no_run_folder(capsys, tmp_path, data_dir, case):
+    data = _small_fleet(tmp_path / "data", data_dir, extra=ONE_READING if case == "preprocess-refuses" else "")
+    if case == "bad-value":
+        path = data / "cmapss" / "train_FD001.txt"
+        lines = path.read_text().splitlines(keepends=True)
+        lines[4] = lines[4].replace(lines[4].split()[2], "abc", 1)
+        path.write_text("".join(lines))
+    argv = ["--subset", "FD003"] if case == "missing-subset" else []
+    home = tmp_path / "home"
+    code, _, err = run_cli(capsys, "run", "--home", str(home), "--data-dir", str(data), "--trials", "1", *argv)
+    assert code == 2
+    assert_one_line_error(err, {
+        "bad-value": "prepare: cmapss/train_FD001.txt row 5 column 'setting_1': non-numeric value 'abc'",
+        "missing-subset": "no raw object for 'test': expected cmapss/test_FD003.txt",
+        "preprocess-refuses": "preprocess: " + str(data / "cmapss" / "train_FD001.txt") +
+                              ": asset '101' has 1 reading(s); the profile needs at least 2"}[case])
+    if case == "missing-subset":
+        assert f"; run `predmaint data --data-dir {data}` to download the public datasets" in err
+    assert not home.exists(), f"left behind: {_runs_left(home)}"
+
+
+def test_run_logs_only_with_verbose_and_quiet_silences_them(capsys, tmp_path, data_dir, monkeypatch) -> None:
+    data = _small_fleet(tmp_path / "data", data_dir, extra=ONE_READING)
+    argv = ["run", "--home", str(tmp_path / "home"), "--data-dir", str(data), "--trials", "1"]
+    code, _, err = run_cli(capsys, *argv, "--verbose")
+    assert code == 2 and "level=info" in err and "stage=preprocess" in err and "status=failed" in err
+    assert err.strip().splitlines()[-1].startswith("predmaint run: error: preprocess:")
+    monkeypatch.setenv("PREDMAINT_LOG_LEVEL", "INFO")
+    code, out, err = run_cli(capsys, *argv, "--quiet")
+    assert code == 2 and out == ""
+    assert_one_line_error(err, "has 1 reading(s)")
+    assert not (tmp_path / "home").exists()
+
+
+@pytest.mark.parametrize("how", ["read-only folder", "a file"])
+def test_an_unwritable_registry_is_refused_before_any_work(capsys, tmp_path, data_dir, how) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    if how == "a file":
+        (home / "registry").write_text("not a folder")
+        fragment = f"model registry {home / 'registry'} is not writable: {home / 'registry'} is not a folder"
+    elif os.geteuid() == 0:  # root writes through permission bits: a folder that refuses new files for anyone
+        (home / "registry").symlink_to("/sys/fs")
+        fragment = f"model registry {home / 'registry'} is not writable: cannot create files in"
+    else:
+        (home / "registry").mkdir()
+        (home / "registry").chmod(0o555)
+        fragment = f"model registry {home / 'registry'} is not writable: cannot create files in"
+    code, out, err = run_cli(capsys, "run", "--home", str(home), "--data-dir", str(data_dir), "--trials", "1")
+    assert code == 2 and out == ""
+    assert_one_line_error(err, fragment)
+    assert "choose another --home" in err and not (home / "runs").exists()
 
 
 def test_serve_unknown_version_and_no_champion(capsys, tmp_path, registry_home) -> None:
@@ -215,3 +328,76 @@ def test_start_training_calls_aws_and_maps_errors(capsys, monkeypatch) -> None:
     code, _, err = run_cli(capsys, "start-training", "--state-machine", "sm", "--dataset", "broken", "--region", "x")
     assert code == 1
     assert_one_line_error(err, "AccessDenied")
+
+
+def test_start_training_validates_the_profile_before_any_aws_call(capsys, monkeypatch, tmp_path) -> None:
+    from predmaint import aws
+
+    sent = []
+
+    def fake(sm, dataset, profile, subset, region):
+        sent.append((dataset, profile, subset))
+        return "arn:aws:states:eu-west-1:1:execution:sm:run-1", "https://console/run-1"
+
+    monkeypatch.setattr(aws, "start_training", fake)
+    base = ["start-training", "--state-machine", "sm", "--dataset", "fleet", "--region", "eu-west-1"]
+    typo = _profile_file(tmp_path, "typo", windows__size=[5])
+    huge = _profile_file(tmp_path, "huge", description="x" * 300_000)
+    for argv, fragment in [
+        (["--profile", str(typo)], "profile " + str(typo) + ": windows.size: unknown key; known keys of windows"),
+        (["--subset", "FD009"], "unknown subset 'FD009'"),
+        (["--profile", "pumps"], "unknown profile 'pumps'"),
+        (["--profile", str(huge)], "Step Functions accepts at most 262,144 (256 KB)"),
+    ]:
+        code, _, err = run_cli(capsys, *base, *argv)
+        assert code == 2, err
+        assert_one_line_error(err, fragment)
+    assert sent == [], "nothing reached AWS"
+    mine = _profile_file(tmp_path, "myfleet", label__cap=100)
+    code, _, err = run_cli(capsys, *base, "--profile", str(mine), "--subset", "FD002")
+    assert code == 0, err
+    assert sent[-1] == ("fleet", {**json.loads(mine.read_text()), "subset": "FD002"}, "FD002")  # inline
+    code, _, err = run_cli(capsys, *base)
+    assert code == 0 and sent[-1] == ("fleet", "cmapss", "FD001")  # a shipped profile travels by name
+
+
+def test_start_training_without_credentials_says_how_to_configure_them(capsys, monkeypatch, tmp_path) -> None:
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                "AWS_DEFAULT_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-metadata lookup (offline)
+    for sm in ("arn:aws:states:eu-west-1:123456789012:stateMachine:pm", "Predmaint-Training"):
+        code, _, err = run_cli(capsys, "start-training", "--state-machine", sm, "--dataset", "cmapss",
+                               "--region", "eu-west-1")
+        assert code == 2, err
+        assert_one_line_error(err, "AWS: Unable to locate credentials; configure AWS credentials first: "
+                                   "`aws configure`")
+
+
+def test_invoke_a_bad_csv_names_file_row_and_column(capsys, tmp_path, test_units) -> None:
+    import csv
+
+    path = tmp_path / "engine-9.csv"
+    rows = [dict(r) for r in test_units[9][:4]]
+    rows[1]["sensor_2"] = "abc"  # file row 3 (the header is row 1)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    code, _, err = run_cli(capsys, "invoke", "--file", str(path), "--url", f"http://127.0.0.1:{free_port()}")
+    assert code == 2
+    assert_one_line_error(err, f"{path}: row 3, column 'sensor_2': not a number: 'abc'")
+    path.write_text(path.read_text().splitlines()[0] + "\n1,2,3\n")
+    code, _, err = run_cli(capsys, "invoke", "--file", str(path))
+    assert code == 2
+    assert_one_line_error(err, f"{path}: row 2: fewer values than the header has columns")
+
+
+def test_score_refuses_an_unknown_output_format_before_loading_a_model(capsys, tmp_path) -> None:
+    code, _, err = run_cli(capsys, "score", "--home", str(tmp_path), "--input", "fleet.txt", "--output",
+                           str(tmp_path / "scores.xlsx"))
+    assert code == 2  # before "no champion": the format is known to be wrong first
+    assert_one_line_error(err, "unknown format '.xlsx'; name it .csv, .jsonl or .parquet")

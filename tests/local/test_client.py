@@ -61,7 +61,7 @@ def test_with_retries_backs_off_on_retryable_errors_only() -> None:
     def bad() -> str:
         raise EndpointError(400, "bad")
 
-    with pytest.raises(EndpointError):
+    with pytest.raises(EndpointError, match="HTTP 400: bad"):
         with_retries(bad, retries=5, backoff=0.1, sleep=sleeps.append)
     assert len(sleeps) == 2  # no retry of a 400
 
@@ -117,5 +117,7 @@ def test_instances_from_rows_groups_by_id() -> None:
     inst = instances_from_rows(rows, "unit")
     assert [(i.asset_id, len(i.readings)) for i in inst] == [("1", 2), ("2", 1)]
     assert inst[0].readings[1] == {"cycle": 2.0, "sensor_2": 642.0}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^row 2, column 'cycle': not a number: 'x'$"):
         instances_from_rows([{"cycle": "x"}], None)
+    with pytest.raises(ValueError, match=r"^row 7, column 'cycle': 'inf' is not a finite number$"):
+        instances_from_rows([{"cycle": "inf"}], None, first_row=7)

@@ -111,7 +111,7 @@ def test_failure_mid_register_leaves_registry_unchanged(tmp_path: Path, artifact
     before = snapshot(tmp_path)
     with monkeypatch.context() as m:
         _crash_on_replace(m, which)
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match="No space left on device"):
             register(r, artifact, "run-b", 10.0, True)
     assert [p.version for p in r.list_packages()] == [1] and r.champion().version == 1
     after = {k: v for k, v in snapshot(tmp_path).items() if not k.startswith(".staging")}

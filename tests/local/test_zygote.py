@@ -98,4 +98,4 @@ def test_runs_train_py_like_the_interpreter(tmp_path: Path) -> None:
     finally:
         z.close()
     assert (proc.returncode, out, err) == (direct.returncode, direct.stdout, direct.stderr)
-    assert proc.returncode == 2
+    assert proc.returncode == 2 and "has no feature_spec.json" in err, err

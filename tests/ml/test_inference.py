@@ -1,12 +1,14 @@
 """inference.py on a real trained artifact: predictions, explanations and every error status."""
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
 
 from training_src import inference as I
 from training_src.dataio import read_table, resolve_file
+from training_src.predmaint_serving import codec, predictors
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,7 @@ def test_explain_adds_top_contributions(model, units):
     status, out, _ = I.handle(model, body([{"asset_id": "e", "readings": units[3]}]), "application/json", None,
                               "explain=true")
     pred = json.loads(out)["predictions"][0]
-    assert status == 200 and len(pred["contributions"]) == I.TOP_CONTRIBUTIONS
+    assert status == 200 and len(pred["contributions"]) == predictors.TOP_CONTRIBUTIONS
     mags = [abs(c["contribution"]) for c in pred["contributions"]]
     assert mags == sorted(mags, reverse=True) and pred["contributions"][0]["feature"] in model.spec.feature_names
     status, out, _ = I.handle(model, body([{"asset_id": "e", "readings": units[3]}], explain=True),
@@ -77,7 +79,7 @@ def reading(units, **change):
     (lambda u: body([{"asset_id": "a", "readings": [reading(u, sensor_3=1e400)]}]), 400, "malformed JSON"),
     (lambda u: body([{"asset_id": "a", "readings": [reading(u), reading(u)]}]), 400, "duplicate cycle 1"),
     (lambda u: body([{"asset_id": True, "readings": [reading(u)]}]), 400, "asset_id"),
-    (lambda u: body([{"asset_id": "a", "readings": [reading(u)]}] * (I.MAX_INSTANCES + 1)), 413, "at most"),
+    (lambda u: body([{"asset_id": "a", "readings": [reading(u)]}] * (codec.MAX_INSTANCES + 1)), 413, "at most"),
 ])
 def test_bad_requests_get_4xx_json(model, units, make, status, fragment):
     got, out, ctype = I.handle(model, make(units), "application/json", None)
@@ -87,11 +89,18 @@ def test_bad_requests_get_4xx_json(model, units, make, status, fragment):
 
 def test_content_negotiation(model, units):
     ok = body([{"asset_id": "a", "readings": units[1]}])
-    assert I.handle(model, ok, "text/csv", None)[0] == 415
-    assert I.handle(model, ok, "application/json", "text/csv")[0] == 406
+    def refused(*args: Any) -> tuple[int, str]:
+        status, out, _ = I.handle(model, *args)
+        return status, json.loads(out)["error"]
+
+    status, error = refused(ok, "text/csv", None)
+    assert status == 415 and "unsupported Content-Type 'text/csv'" in error
+    status, error = refused(ok, "application/json", "text/csv")
+    assert status == 406 and "Accept" in error and "text/csv" in error
     assert I.handle(model, ok, "application/json; charset=utf-8", "*/*")[0] == 200
-    big = b" " * (I.MAX_BODY_BYTES + 1)
-    assert I.handle(model, big, "application/json", None)[0] == 413
+    big = b" " * (codec.MAX_BODY_BYTES + 1)
+    assert refused(big, "application/json", None) == (413, f"body of {codec.MAX_BODY_BYTES + 1} bytes exceeds "
+                                                           f"{codec.MAX_BODY_BYTES}")
 
 
 def test_corrupt_model_fails_loudly(fd001_model, tmp_path):
@@ -100,8 +109,40 @@ def test_corrupt_model_fails_loudly(fd001_model, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(fd001_model, broken)
     (broken / "xgboost-model").write_bytes(b"garbage")
-    with pytest.raises(Exception):  # noqa: B017 - xgboost raises its own error type
+    import xgboost
+
+    with pytest.raises(xgboost.core.XGBoostError, match="garbage"):  # xgboost's parser quotes what it read
         I.model_fn(str(broken))
     (broken / "xgboost-model").unlink()
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="xgboost-model"):
         I.model_fn(str(broken))
+
+
+def test_str_bodies_take_the_compiled_reader(model, units):
+    """sagemaker-containers hands JSON bodies to input_fn as str: the compiled reader answers them, in
+    the container's hooks and in handle, with the same answer as for the bytes."""
+    if model.reader is None:
+        pytest.skip("no C compiler here: no compiled reader")
+    raw = body([{"asset_id": "e", "readings": units[4]}])
+    calls = []
+    read = model.reader.read
+    model.reader.read = lambda b: calls.append(read(b) is not None) or read(b)
+    try:
+        answer = I.output_fn(I.predict_fn(I.input_fn(raw.decode(), "application/json"), model), "application/json")
+        assert I.handle(model, raw.decode(), "application/json", None) == (200, answer[0], answer[1])
+        assert I.handle(model, raw, "application/json", None) == (200, answer[0], answer[1])
+    finally:
+        del model.reader.read
+    assert calls == [True, True, True]
+
+
+def test_container_hooks_answer_refusals_with_their_status(model, units):
+    """Outside the container output_fn has no response class: a refusal raises InferenceError with the
+    status the container's worker.Response carries (tests/container serve the real one)."""
+    for raw, ctype, accept, status in [(b"{not json", "application/json", None, 400),
+                                       (b"{}", "text/plain", None, 415),
+                                       (body([{"asset_id": "a", "readings": units[1]}]), "application/json",
+                                        "text/csv", 406)]:
+        with pytest.raises(codec.InferenceError) as err:
+            I.output_fn(I.predict_fn(I.input_fn(raw, ctype), model), accept)
+        assert err.value.status_code == status

@@ -30,7 +30,16 @@ def test_classification_higher_pr_auc_wins():
     assert not decide("failure_classification", b, a).approved
 
 
+def metrics_message(bad) -> str:
+    """What MetricsError says about an untrustworthy rmse value."""
+    if bad is None:
+        return "metrics lack 'rmse'"
+    if isinstance(bad, str):
+        return "metric 'rmse' is not a number"
+    return "metric 'rmse' is negative" if bad < 0 else "metric 'rmse' is not finite"
+
+
 @pytest.mark.parametrize("bad", [None, math.nan, math.inf, -1.0, "12"])
 def test_untrustworthy_metrics_raise(bad):
-    with pytest.raises(MetricsError):
+    with pytest.raises(MetricsError, match=metrics_message(bad)):
         decide("rul_regression", {"regression_metrics": {"rmse": {"value": bad}}, "test_fingerprint": "a"}, None)

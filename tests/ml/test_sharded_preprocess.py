@@ -283,7 +283,7 @@ def test_fit_on_a_sample_of_objects_still_splits_every_asset(small_fleet, tmp_pa
     assert manifest["fit"] == split_s["fit"]
 
 
-def test_train_parts_for_multi_instance_training_keep_rows_and_whole_assets(fd001, tmp_path):
+def test_train_parts_for_multi_instance_training_keep_rows_and_whole_assets(fd001, tmp_path, capsys):
     frames, spec, manifest = fd001["frames"], fd001["spec"], fd001["manifest"]
     out = tmp_path / "out"
     P.write_outputs(out, frames, spec, manifest, train_parts=3)
@@ -299,5 +299,7 @@ def test_train_parts_for_multi_instance_training_keep_rows_and_whole_assets(fd00
     tiny = frames["train"][frames["train"]["_asset"].isin(sorted(set(frames["train"]["_asset"]))[:2])]
     blocks = P.split_by_asset(tiny, 3)
     assert [len(b) for b in blocks][2] == 0 and sum(len(b) for b in blocks) == len(tiny)
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_:
         P.parse_args(["--stage", "transform", "--train-parts", "2"])
+    assert exit_.value.code == 2
+    assert "--train-parts applies to --stage all" in capsys.readouterr().err

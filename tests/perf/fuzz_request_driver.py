@@ -19,21 +19,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from training_src import features as F
-from training_src import inference as I
+from training_src.predmaint_serving import model as M
+from training_src.predmaint_serving import native
+from training_src.predmaint_serving import reader as R
 
 
 def main() -> int:
     library, spec_path, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    model = I.Model(spec=F.FeatureSpec.from_json(Path(spec_path).read_text()), meta={})
-    I._set_inputs(model)
-    lib = ctypes.CDLL(library)
-    fn, batch = lib.predmaint_read_request, lib.predmaint_features
-    p, i64 = ctypes.c_void_p, ctypes.c_int64
-    fn.argtypes, fn.restype = [ctypes.c_char_p, i64, p, p, p, p], ctypes.c_int
-    batch.argtypes, batch.restype = [p, p, i64, p, p], ctypes.c_int
-    reader = I._RequestReader(fn, model.spec, model.required, batch)
+    model = M.for_spec(F.FeatureSpec.from_json(Path(spec_path).read_text()))
+    fn, batch = native.bind_request_functions(ctypes.CDLL(library))
+    reader = R.RequestReader(fn, model.spec, model.required, batch)
     assert reader.agrees_with_python(model), "the sanitized build must still agree with the Python path"
-    bodies = I._synthetic_requests(model.spec, model.required)
+    bodies = R.synthetic_requests(model.spec, model.required)
     small = min(bodies, key=len)
     for k in range(len(small) + 1):
         reader.read(small[:k])

@@ -11,6 +11,7 @@ import pytest
 
 from training_src import features as F
 from training_src import inference as I
+from training_src.predmaint_serving import native, predictors
 from training_src.profiles import load_profile, parse_profile
 
 
@@ -91,7 +92,7 @@ def test_compiled_forest_on_a_classifier_equals_booster():
     X = rng.normal(size=(400, 6)).astype(np.float32)
     y = (X[:, 0] + X[:, 1] * X[:, 2] > 0.3).astype(float)
     booster = xgb.train({"objective": "binary:logistic", "max_depth": 4, "nthread": 1}, xgb.DMatrix(X, y), 40)
-    compiled = I._CompiledForest.from_booster(booster)
+    compiled = predictors.CompiledForest.from_booster(booster)
     assert compiled is not None
     X[::5, 2] = np.nan
     # same margins; the sigmoid may differ from xgboost's in the last bit of float32 (<= 1.2e-7)
@@ -102,8 +103,8 @@ def test_compiled_forest_on_a_classifier_equals_booster():
 
 @needs_cc
 def test_artifact_carries_the_compiled_library(fd001_perf):
-    code = fd001_perf["model_dir"] / "code"
-    for source in I.NATIVE_SOURCES:
+    code = fd001_perf["model_dir"] / "code" / "predmaint_serving"
+    for source in native.SOURCES:
         assert (code / source).is_file()
     assert list(code.glob("forest-*.so")), "train.py builds the libraries into the artifact when it can"
     assert list(code.glob("request-*.so"))
@@ -117,8 +118,8 @@ def test_without_compiler_or_library_the_numpy_forest_serves(fd001_perf, tmp_pat
     sh.copytree(fd001_perf["model_dir"], model_dir, ignore=sh.ignore_patterns("*.so"))
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(I.shutil, "which", lambda _name: None)
-    mod = I  # the repo copy reads forest.c/request.c next to itself; the artifact's code is the same
+    monkeypatch.setattr(native.shutil, "which", lambda _name: None)
+    mod = I  # the repo copy reads its C sources next to native.py; the artifact's code is the same
     fallback = mod.model_fn(str(model_dir))
     assert fallback.compiled is None and fallback.forest is not None and fallback.reader is None
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.so"))

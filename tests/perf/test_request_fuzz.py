@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from training_src import inference as I
+from training_src.predmaint_serving import native
 
 HERE = Path(__file__).resolve().parent
 
@@ -29,10 +29,9 @@ def test_request_reader_survives_fuzzing_under_sanitizers(fd001_perf, tmp_path):
     if runtime is None:
         pytest.skip("no C compiler with AddressSanitizer here")
     lib = tmp_path / "request-asan.so"
-    src = Path(I.__file__).with_name(I.REQUEST_SOURCE)
+    sources = [str(native.HERE / s) for s in native.LIBRARIES["request"]]  # the reader + the feature kernel
     subprocess.run([cc, "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
-                    "-fno-omit-frame-pointer", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(lib), str(src),
-                    "-lm"], check=True, capture_output=True, timeout=120)
+                    "-fno-omit-frame-pointer", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(lib), *sources, "-lm"], check=True, capture_output=True, timeout=120)
     spec = tmp_path / "feature_spec.json"
     spec.write_text(fd001_perf["spec"].to_json())
     # PYTHONMALLOC=malloc: every bytes object is its own heap block, so a read past a body's end

@@ -14,9 +14,11 @@ from hypothesis import strategies as st
 
 from training_src import features as F
 from training_src import inference as I
+from training_src.predmaint_serving import codec, native, reader
+from training_src.predmaint_serving import model as M
 from training_src.profiles import load_profile, parse_profile
 
-needs_reader = pytest.mark.skipif(I._load_library(I.REQUEST_SOURCE) is None, reason="no C compiler here")
+needs_reader = pytest.mark.skipif(native.load_library("request") is None, reason="no C compiler here")
 pytestmark = needs_reader
 JSON = "application/json"
 
@@ -41,45 +43,38 @@ def _bounds(df):
 def _body(df, a, b, asset_id=None):
     rows = df.iloc[a:b].drop(columns=["unit"]).to_dict("records")
     inst = {"readings": rows} if asset_id is None else {"asset_id": asset_id, "readings": rows}
-    return I._dumps({"instances": [inst]})
-
-
-def _features_model(spec):
-    """A Model with only what the reader and the Python parser need (no predictor)."""
-    m = I.Model(spec=spec, meta={})
-    I._set_inputs(m)
-    return m
+    return codec.dumps({"instances": [inst]})
 
 
 def _reader(spec):
-    m = _features_model(spec)
-    return m, I._RequestReader.for_model(m)  # None if its self-check failed
+    m = M.for_spec(spec)  # only what the reader and the Python parser need (no predictor)
+    return m, reader.RequestReader.for_model(m)  # None if its self-check failed
 
 
 def _check_every_unit(df, spec, lengths):
     """Reader == batch == Python serving path for every unit cut to each length."""
-    m, reader = _reader(spec)
-    assert reader is not None
+    m, rd = _reader(spec)
+    assert rd is not None
     batch = F.transform(df, spec).to_numpy().astype(np.float32)
     b = _bounds(df)
     checked = 0
     for a, z in itertools.pairwise(b):
         for n in sorted({min(n, z - a) for n in lengths}):
             body = _body(df, a, a + n, asset_id=f"u{a}")
-            got = reader.read(body)
+            got = rd.read(body)
             assert got is not None and got[0] == [f"u{a}"]
             np.testing.assert_array_equal(got[1][0], batch[a + n - 1])
-            want = I.features_matrix(I.parse_instances(I.input_fn(body, JSON), m), m)
+            want = codec.read_python(body, m).X
             np.testing.assert_array_equal(want[0], batch[a + n - 1])
             checked += 1
     # and every unit in one request (the Python path gathers windows across assets)
     rows = [{"asset_id": int(u), "readings": g.drop(columns=["unit"]).to_dict("records")}
             for u, g in df.groupby("unit", sort=False)]
-    ids, X = reader.read(I._dumps({"instances": rows}))
+    ids, X = rd.read(codec.dumps({"instances": rows}))
     assert ids == [r["asset_id"] for r in rows]
     np.testing.assert_array_equal(X, batch[b[1:] - 1])
     # the fleet-scoring entry: the validated matrix itself, all assets at once
-    np.testing.assert_array_equal(reader.features(df[m.required].to_numpy(dtype=float), b), batch[b[1:] - 1])
+    np.testing.assert_array_equal(rd.features(df[m.required].to_numpy(dtype=float), b), batch[b[1:] - 1])
     return checked
 
 
@@ -218,7 +213,7 @@ def _variants(test_fleet):
         ("deep", _text({**good, "note": "@d"}).replace('"@d"', "[" * 100 + "]" * 100), False),
         ("control char", _text({**good, "note": "@c"}).replace('"@c"', '"a\tb"'), False),
         ("duplicate instances", text[:-1] + ', "instances": []}', False),
-        ("too many instances", _text({"instances": good["instances"] * (I.MAX_INSTANCES + 1)}), False),
+        ("too many instances", _text({"instances": good["instances"] * (codec.MAX_INSTANCES + 1)}), False),
     ]
     return [(name, body.encode(), ok) for name, body, ok in out]
 

@@ -104,7 +104,7 @@ def test_cli_score_usage_errors(fd001_perf, tmp_path, capsys):
 
 
 def test_batch_transform_request_and_the_container_answer(loaded, raw_test):
-    """The CreateTransformJob call (stubbed), and what transform_fn answers for the input lines."""
+    """The CreateTransformJob call (stubbed), and what the container's hooks answer for the input lines."""
     import boto3
     from botocore.stub import Stubber
 
@@ -122,12 +122,15 @@ def test_batch_transform_request_and_the_container_answer(loaded, raw_test):
     assert arn.endswith("transform-job/score-1")
     with pytest.raises(Exception, match="s3://"):
         scoring.batch_transform_request("m", "/local/path", "s3://b/o/")
-    # each input line is one request the container's transform_fn answers like the endpoint
+    # each input line is one request the container's hooks answer like the endpoint (the container
+    # hands JSON bodies over as str)
+    from training_src import inference as I
+
     lines = scoring.to_request_lines(raw_test, model.spec, assets_per_line=40)
     assert len(lines) == 3
     got = {}
     for line in lines:
-        body, ctype = module.transform_fn(model, line.encode(), "application/json", "application/json")
+        body, ctype = I.output_fn(I.predict_fn(I.input_fn(line, "application/json"), model), "application/json")
         assert ctype == "application/json"
         got.update({p["asset_id"]: p["rul"] for p in json.loads(body)["predictions"]})
     ids, preds = scoring.score_frame(raw_test, module, model)

@@ -152,7 +152,8 @@ def test_broken_artifact_answers_503_without_crash_loop(breakage, model_dir: Pat
         time.sleep(1.5)  # a crash loop would replace the workers in this time
         status, body = http(srv.port, "GET", "/ping")
         assert status == 503 and json.loads(body)["error"].startswith("model not loaded: ")
-        assert http(srv.port, "POST", "/invocations", b'{"instances": []}', JSON)[0] == 503
+        status, body = http(srv.port, "POST", "/invocations", b'{"instances": []}', JSON)
+        assert status == 503 and json.loads(body)["error"].startswith("model not loaded: ")
         assert srv.workers() == workers, "workers restarted: crash loop"
         log = srv.output()
         assert "model failed to load" in log and "Traceback" not in log
@@ -164,6 +165,7 @@ def test_missing_model_dir_is_a_one_line_error(tmp_path: Path) -> None:
     proc = subprocess.run([PY, "-m", "predmaint", "serve", "--model-dir", str(tmp_path / "nope"), "--port",
                            str(free_port())], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "does not exist" in proc.stderr and str(tmp_path / "nope") in proc.stderr, proc.stderr
 
 
 # ------------------------------------------------------------------------------------------------
@@ -310,5 +312,7 @@ def test_unwritable_home_is_a_one_line_usage_error(small_data: Path, tmp_path: P
                            str(small_data)], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "cannot create run directory" in lines[0], proc.stderr
+    # checked before any work (a run that cannot be written or registered is not started)
+    assert len(lines) == 1 and f"runs folder {blocker / 'runs'} is not writable: {blocker} is not a folder" in lines[0], \
+        proc.stderr
     assert blocker.read_text().startswith("a file")

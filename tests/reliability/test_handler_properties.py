@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from training_src import inference
+from training_src.predmaint_serving import codec
 
 JSON = "application/json"
 ALLOWED = {200, 400, 406, 413, 415}
@@ -125,8 +126,9 @@ def test_non_finite_or_huge_number_is_400_never_500(loaded_model, history, data,
     readings = [dict(r) for r in history]
     readings[-1][field] = "__TOKEN__"
     body = request([{"asset_id": "a", "readings": readings}]).replace(b'"__TOKEN__"', token.encode())
-    status, _ = call(loaded_model, body)
+    status, doc = call(loaded_model, body)
     assert status == 400
+    assert doc["error"].startswith(f"instances[0].readings[{len(readings) - 1}].{field}: must be a finite number"), doc
 
 
 @SETTINGS
@@ -191,7 +193,7 @@ def test_bad_asset_ids_are_400_naming_the_field(loaded_model, history, asset) ->
 @SETTINGS
 @given(content_type=st.text(max_size=30) | st.none())
 def test_unknown_content_type_is_415(loaded_model, history, content_type) -> None:
-    assume(inference._media_type(content_type) != JSON)
+    assume(codec.media_type(content_type) != JSON)
     status, doc = call(loaded_model, request([{"asset_id": "a", "readings": history}]), content_type=content_type)
     assert status == 415 and "Content-Type" in doc["error"]
 
@@ -199,17 +201,21 @@ def test_unknown_content_type_is_415(loaded_model, history, content_type) -> Non
 @SETTINGS
 @given(accept=st.text(min_size=1, max_size=30))
 def test_unknown_accept_is_406(loaded_model, history, accept) -> None:
-    assume(inference._media_type(accept) not in ("", "*/*", JSON, "application/*"))
+    assume(codec.media_type(accept) not in ("", "*/*", JSON, "application/*"))
     status, doc = call(loaded_model, request([{"asset_id": "a", "readings": history}]), accept=accept)
     assert status == 406 and "Accept" in doc["error"]
 
 
 @pytest.mark.parametrize("depth", [50, 500, 5000, 100_000])
 def test_deeply_nested_bodies_are_400(loaded_model, depth) -> None:
-    for body in (b"[" * depth + b"]" * depth, b'{"instances": ' + b"[" * depth + b"]" * depth + b"}",
-                 b'{"a":' * depth + b"1" + b"}" * depth):
-        status, _ = call(loaded_model, body)
+    shallow = ("body: must be a JSON object with an 'instances' list", "instances[0]: must be an object",
+               "instances: required, a list")
+    for body, message in zip((b"[" * depth + b"]" * depth, b'{"instances": ' + b"[" * depth + b"]" * depth + b"}",
+                              b'{"a":' * depth + b"1" + b"}" * depth), shallow, strict=True):
+        status, doc = call(loaded_model, body)
         assert status == 400
+        # beyond the parser's nesting limit the body is refused as such; within it, by its shape
+        assert doc["error"].startswith("body: malformed JSON (depth limit exceeded") or doc["error"] == message, doc
 
 
 def test_empty_instances_and_readings_are_400(loaded_model) -> None:
@@ -220,13 +226,13 @@ def test_empty_instances_and_readings_are_400(loaded_model) -> None:
 
 def test_too_many_instances_is_413(loaded_model, history) -> None:
     one = {"asset_id": "a", "readings": history[-2:]}
-    status, doc = call(loaded_model, request([one] * (inference.MAX_INSTANCES + 1)))
+    status, doc = call(loaded_model, request([one] * (codec.MAX_INSTANCES + 1)))
     assert status == 413 and "instances" in doc["error"]
-    status, _ = call(loaded_model, request([one] * inference.MAX_INSTANCES))
+    status, _ = call(loaded_model, request([one] * codec.MAX_INSTANCES))
     assert status == 200
 
 
 def test_body_over_6mb_is_413(loaded_model) -> None:
-    body = b'{"instances": [], "pad": "' + b"x" * inference.MAX_BODY_BYTES + b'"}'
+    body = b'{"instances": [], "pad": "' + b"x" * codec.MAX_BODY_BYTES + b'"}'
     status, doc = call(loaded_model, body)
     assert status == 413 and "bytes" in doc["error"]

@@ -223,6 +223,7 @@ def test_lambda_never_registers_bad_metrics(bad) -> None:
 
     registry = Registry()
     event = {"run_id": "r1", "task": "rul_regression", "model_data_url": "s3://b/m.tar.gz", "report": reg(bad)}
-    with pytest.raises(promotion.MetricsError):
+    message = {None: "metrics lack 'rmse'", "12": "is not a number", -1.0: "is negative"}.get(bad, "is not finite")
+    with pytest.raises(promotion.MetricsError, match=message):
         promote_lambda.promote(event, registry)
     assert registry.created == []

@@ -21,6 +21,7 @@ Three pieces:
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,30 +47,38 @@ def function_env(resolver: Resolver, synth: Any, fn: Any) -> dict[str, str]:
     return {k: str(v) for k, v in resolver.resolve(stack, props["Environment"]["Variables"]).items()}
 
 
+def name_suffix(*parts: str, n: int = 12) -> str:
+    """CloudFormation-like random suffix, deterministic per resource."""
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:n].upper()
+
+
 class Resolver:
-    """Resolve a template's intrinsic functions to strings (one region, one account, all stacks)."""
+    """Evaluate a template's intrinsic functions (``Ref``, ``Fn::GetAtt``, ``Fn::Join``, ``Fn::Sub``,
+    ``Fn::ImportValue``, ``Fn::Select``, ``Fn::Split``) in account ``ACCOUNT``, all stacks at once.
+    Unnamed resources get CloudFormation's physical-name pattern ``<stack>-<logical id>-<SUFFIX>``."""
+
+    NAME_PROPERTIES = ("RoleName", "FunctionName", "TopicName", "BucketName", "StateMachineName",
+                       "LogGroupName", "ModelPackageGroupName", "EndpointName", "EndpointConfigName",
+                       "ModelName", "AlarmName", "Name")
 
     def __init__(self, templates: dict[str, dict[str, Any]], region: str) -> None:
         self.templates, self.region = templates, region
-        self.exports: dict[str, Any] = {}
+        self.exports: dict[str, tuple[str, Any]] = {}
         for stack, t in templates.items():
             for out in t.get("Outputs", {}).values():
-                name = out.get("Export", {}).get("Name")
-                if name:
-                    self.exports[name] = (stack, out["Value"])
+                if "Export" in out:
+                    self.exports[self.resolve(stack, out["Export"]["Name"])] = (stack, out["Value"])
 
     def pseudo(self, name: str) -> str:
         return {"AWS::AccountId": ACCOUNT, "AWS::Region": self.region, "AWS::Partition": PARTITION,
-                "AWS::URLSuffix": "amazonaws.com", "AWS::NoValue": ""}[name]
+                "AWS::URLSuffix": "amazonaws.com"}[name]
 
     def physical_name(self, stack: str, logical: str) -> str:
-        res = self.templates[stack]["Resources"][logical]
-        props = res.get("Properties", {})
-        for key in ("RoleName", "FunctionName", "TopicName", "BucketName", "StateMachineName", "LogGroupName",
-                    "ModelPackageGroupName", "EndpointName", "AlarmName"):
-            if key in props:
-                return self.resolve(stack, props[key])
-        return f"{stack}-{logical}-ABCDEF123456"[:64]
+        props = self.templates[stack]["Resources"][logical].get("Properties", {})
+        for key in self.NAME_PROPERTIES:
+            if isinstance(props.get(key), str | dict):
+                return str(self.resolve(stack, props[key]))
+        return f"{stack}-{logical}"[:51] + "-" + name_suffix(stack, logical)
 
     def ref(self, stack: str, logical: str) -> str:
         if logical.startswith("AWS::"):
@@ -84,13 +93,13 @@ class Resolver:
         if kind == "AWS::StepFunctions::StateMachine":
             return f"arn:{PARTITION}:states:{self.region}:{ACCOUNT}:stateMachine:{name}"
         if kind == "AWS::KMS::Key":
-            return "0a1b2c3d-1111-2222-3333-444455556666"
+            h = hashlib.sha256(f"{stack}/{logical}".encode()).hexdigest()
+            return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
         return name
 
     def get_att(self, stack: str, logical: str, attr: str) -> str:
         kind = self.templates[stack]["Resources"][logical]["Type"]
-        name = self.physical_name(stack, logical)
-        r, a = self.region, ACCOUNT
+        name, r, a = self.physical_name(stack, logical), self.region, ACCOUNT
         arns = {
             "AWS::IAM::Role": f"arn:{PARTITION}:iam::{a}:role/{name}",
             "AWS::Lambda::Function": f"arn:{PARTITION}:lambda:{r}:{a}:function:{name}",
@@ -103,7 +112,7 @@ class Resolver:
         }
         if attr == "Arn" and kind in arns:
             return arns[kind]
-        if attr in ("Name", "TopicName", "EndpointName", "ModelPackageGroupName"):
+        if attr in ("Name", "TopicName", "EndpointName", "EndpointConfigName", "ModelName", "ModelPackageGroupName"):
             return name
         raise KeyError(f"{stack}/{logical}: Fn::GetAtt {attr} of {kind} is not modelled")
 
@@ -114,7 +123,7 @@ class Resolver:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return self.ref(stack, arg)
             if key == "Fn::GetAtt":
@@ -135,10 +144,8 @@ class Resolver:
             if key == "Fn::Sub":
                 text, variables = (arg, {}) if isinstance(arg, str) else arg
                 values = {k: str(self.resolve(stack, v)) for k, v in variables.items()}
-                values["AWS::AccountId"], values["AWS::Region"] = ACCOUNT, self.region
-                values["AWS::Partition"], values["AWS::URLSuffix"] = PARTITION, "amazonaws.com"
 
-                def sub(m: re.Match) -> str:
+                def sub(m: re.Match[str]) -> str:
                     name = m.group(1)
                     if name in values:
                         return values[name]
@@ -146,6 +153,8 @@ class Resolver:
                         return self.get_att(stack, *name.split(".", 1))
                     return self.ref(stack, name)
                 return re.sub(r"\$\{([^}!]+)\}", sub, text)
+            if key.startswith("Fn::"):
+                raise KeyError(f"{stack}: {key} is not modelled")
         return {k: self.resolve(stack, v) for k, v in value.items()}
 
     def role_statements(self) -> dict[str, list[dict[str, Any]]]:

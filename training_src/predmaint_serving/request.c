@@ -1,26 +1,23 @@
 /*
  * Compiled request reader for the serving hot path of window profiles: one call turns a JSON
  * request body into the feature matrix (one float32 row per asset, its last reading), which
- * forest.c then scores. training_src/inference.py loads it with ctypes (no Python headers).
+ * forest.c then scores. This file is the JSON reader; the features come from the feature kernel
+ * (features.c). training_src/predmaint_serving/reader.py loads both, built into one library, with ctypes.
  *
  * Why: in Python a one-asset request spends ~0.5 ms decoding JSON into objects, pulling the numbers
  * back out and running ~100 small NumPy calls for the window features; here the same work is a
  * single pass over the body plus a few thousand floating-point operations.
  *
- * Contract: it either produces exactly what the Python path (orjson -> _fast_assets ->
+ * Contract: it either produces exactly what the Python path (codec.py: orjson -> _fast_assets ->
  * features.transform_last -> float32) produces, or it declines (returns non-zero) and the Python
  * path handles the request, error messages included. So it declines on anything unusual: escapes
  * or non-ASCII bytes in a string, a duplicate key, a missing column, a non-numeric value, a number
  * out of range, readings out of time order, "explain" other than false, nesting deeper than 64.
  * It accepts only RFC 8259 JSON, like orjson.
  *
- * Exactness: the features repeat NumPy's arithmetic in NumPy's order: element-wise operations are
- * IEEE (build without -ffast-math and with -ffp-contract=off), sums along the window/history axis
- * of a (rows, w, sensors) block are sequential (how NumPy reduces a middle axis), sums of a
- * contiguous row (window times, EWM weights) are NumPy's pairwise summation. Numbers are parsed
- * correctly rounded (exact fast path, else strtod in the C locale), as orjson and Python do.
- * inference.py checks the result against the Python path when it loads the library and does not
- * use it if anything differs.
+ * Exactness: numbers are parsed correctly rounded (exact fast path, else strtod in the C locale), as
+ * orjson and Python do; the features are features.c's (see there). reader.py checks the result
+ * against the Python path when it loads the library and does not use it if anything differs.
  */
 #define _GNU_SOURCE
 #include <locale.h>
@@ -30,46 +27,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { OK = 0, DECLINE = 1, NO_MEMORY = 2 };
-enum { STAT_MEAN = 0, STAT_STD = 1, STAT_SLOPE = 2, STAT_MIN = 3, STAT_MAX = 4 };
+#include "features.h"
+
 enum { ID_INDEX = 0, ID_STRING = 1, ID_INT = 2 };
 
 #define MAX_DEPTH 64
-#define TRY(x)                                                                                  \
-    do {                                                                                        \
-        int rc_ = (x);                                                                          \
-        if (rc_ != OK)                                                                          \
-            return rc_;                                                                         \
-    } while (0)
 
-/* What inference.py's FeatureSpec says about the request and its features (all int64/double so
- * the ctypes mirror is trivial). Column indices refer to the reading matrix (time is column 0). */
-typedef struct {
-    int64_t n_cols;          /* columns a reading must carry */
-    const char *names;       /* their names, concatenated */
-    const int64_t *name_end; /* name j is names[name_end[j-1]:name_end[j]] (name_end[-1] = 0) */
-    int64_t max_instances, max_readings;
-    int64_t n_settings;
-    const int64_t *setting_col;
-    int64_t n_sensors;
-    const int64_t *sensor_col;
-    int64_t n_regimes;
-    const double *center, *scale, *centroids; /* centroids: n_regimes x n_settings */
-    const double *mean, *std;                 /* n_regimes x n_sensors */
-    int64_t n_sizes;
-    const int64_t *sizes; /* 0 = whole history */
-    int64_t n_stats;
-    const int64_t *stats;
-    int64_t n_spans;
-    const int64_t *span_len;    /* 3 * span readings per EWM */
-    const double *ewm_weights;  /* concatenated, span_len[i] each, oldest first */
-    int64_t time_feature;       /* 1: the first feature is the time of the last reading */
-    int64_t n_features;
-} Plan;
-
-/* ------------------------------------------------------------------------------------------ */
-/* Parsing                                                                                    */
-/* ------------------------------------------------------------------------------------------ */
 typedef struct {
     const unsigned char *p, *end;
     const Plan *plan;
@@ -506,296 +469,6 @@ static int document(Parser *s)
     return m == 0 && have_instances && s->p == s->end ? OK : DECLINE;
 }
 
-/* ------------------------------------------------------------------------------------------ */
-/* Features (features.py's transform_last, one asset at a time)                               */
-/* ------------------------------------------------------------------------------------------ */
-
-/* NumPy's pairwise summation of a contiguous row (numpy/_core/src/umath/loops_utils.h.src). */
-static double pairwise(const double *a, int64_t n)
-{
-    if (n < 8) {
-        double res = 0.;
-        for (int64_t i = 0; i < n; ++i)
-            res += a[i];
-        return res;
-    }
-    if (n <= 128) {
-        double r[8];
-        int64_t i;
-        for (int j = 0; j < 8; ++j)
-            r[j] = a[j];
-        for (i = 8; i < n - (n % 8); i += 8)
-            for (int j = 0; j < 8; ++j)
-                r[j] += a[i + j];
-        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for (; i < n; ++i)
-            res += a[i];
-        return res;
-    }
-    int64_t n2 = n / 2;
-    n2 -= n2 % 8;
-    return pairwise(a, n2) + pairwise(a + n2, n - n2);
-}
-
-typedef struct {
-    double *z;     /* rows x n_sensors, normalised */
-    double *t;     /* rows */
-    double *tmp;   /* scratch of max(window, span) doubles */
-    int64_t cap_z, cap_t, cap_tmp;
-} Work;
-
-static int grow(double **buf, int64_t *cap, int64_t need)
-{
-    if (need <= *cap)
-        return OK;
-    int64_t c = *cap ? *cap : 64;
-    while (c < need)
-        c *= 2;
-    double *b = realloc(*buf, (size_t)c * sizeof *b);
-    if (!b)
-        return NO_MEMORY;
-    *buf = b;
-    *cap = c;
-    return OK;
-}
-
-/* Index of the nearest centroid to a reading's standardised settings (assign_regimes). */
-static int64_t regime(const Plan *pl, const double *row)
-{
-    if (pl->n_regimes <= 1)
-        return 0;
-    double st[64];
-    int64_t k = pl->n_settings, best = 0;
-    for (int64_t j = 0; j < k; ++j)
-        st[j] = (row[pl->setting_col[j]] - pl->center[j]) / pl->scale[j];
-    double best_d = 0.0;
-    for (int64_t r = 0; r < pl->n_regimes; ++r) {
-        double d2[64];
-        for (int64_t j = 0; j < k; ++j) {
-            double d = st[j] - pl->centroids[r * k + j];
-            d2[j] = d * d;
-        }
-        double d = pairwise(d2, k); /* .sum(axis=2) over a contiguous last axis */
-        if (r == 0 || d < best_d) { /* argmin: the first of equal distances */
-            best_d = d;
-            best = r;
-        }
-    }
-    return best;
-}
-
-/* Window statistics of the last reading over the trailing w readings (w <= n: plain; w > n:
- * padded in front like the batch code, padding masked). Writes out[k * per + col + i]. */
-static void window(const Plan *pl, Work *wk, int64_t n, int64_t w, double *out, int64_t per,
-                   int64_t col)
-{
-    int64_t s = pl->n_sensors, pad = w > n ? w - n : 0, first = n - (w - pad); /* first row used */
-    int64_t cnt = w - pad;
-    double *tv = wk->tmp; /* window times with zeros in the padding, as NumPy sums them */
-    for (int64_t i = 0; i < pad; ++i)
-        tv[i] = 0.0;
-    for (int64_t i = 0; i < cnt; ++i)
-        tv[pad + i] = wk->t[first + i];
-    double tmean = pairwise(tv, w) / (double)cnt;
-    double sxx = 0.0;
-    int need_dt = 0;
-    for (int64_t q = 0; q < pl->n_stats; ++q)
-        need_dt |= pl->stats[q] == STAT_SLOPE;
-    if (need_dt) {
-        for (int64_t i = 0; i < w; ++i) { /* dt**2 with zeros in the padding */
-            double d = i < pad ? 0.0 : wk->t[first + i - pad] - tmean;
-            tv[i] = d * d;
-        }
-        sxx = pairwise(tv, w);
-    }
-    for (int64_t k = 0; k < s; ++k) {
-        const double *zk = wk->z + first * s + k;
-        double sum = 0.0;
-        for (int64_t i = 0; i < cnt; ++i)
-            sum += zk[i * s];
-        double mean = sum / (double)cnt;
-        for (int64_t q = 0; q < pl->n_stats; ++q) {
-            double v;
-            switch (pl->stats[q]) {
-            case STAT_MEAN:
-                v = mean;
-                break;
-            case STAT_STD: {
-                double acc = 0.0;
-                for (int64_t i = 0; i < cnt; ++i) {
-                    double d = zk[i * s] - mean;
-                    acc += d * d;
-                }
-                v = sqrt(acc / (double)cnt);
-                break;
-            }
-            case STAT_SLOPE: {
-                double sxy = 0.0;
-                for (int64_t i = 0; i < cnt; ++i)
-                    sxy += (wk->t[first + i] - tmean) * (zk[i * s] - mean);
-                v = sxx > 0 ? sxy / sxx : 0.0;
-                break;
-            }
-            case STAT_MIN:
-                v = zk[0];
-                for (int64_t i = 1; i < cnt; ++i)
-                    v = zk[i * s] < v ? zk[i * s] : v;
-                break;
-            default:
-                v = zk[0];
-                for (int64_t i = 1; i < cnt; ++i)
-                    v = zk[i * s] > v ? zk[i * s] : v;
-            }
-            out[k * per + col + q] = v;
-        }
-    }
-}
-
-/* Whole-history statistics at the last reading (features._expanding_last): sequential sums. */
-static void expanding(const Plan *pl, Work *wk, int64_t n, double *out, int64_t per, int64_t col)
-{
-    int64_t s = pl->n_sensors;
-    double c = (double)n, t0 = wk->t[0], st = 0.0, stt = 0.0;
-    for (int64_t i = 0; i < n; ++i) {
-        double d = wk->t[i] - t0;
-        st += d;
-        stt += d * d;
-    }
-    for (int64_t k = 0; k < s; ++k) {
-        const double *zk = wk->z + k;
-        double sz = 0.0, szz = 0.0, stz = 0.0, lo = zk[0], hi = zk[0];
-        for (int64_t i = 0; i < n; ++i) {
-            double z = zk[i * s];
-            sz += z;
-            szz += z * z;
-            stz += (wk->t[i] - t0) * z;
-            lo = z < lo ? z : lo;
-            hi = z > hi ? z : hi;
-        }
-        double mean = sz / c;
-        for (int64_t q = 0; q < pl->n_stats; ++q) {
-            double v;
-            switch (pl->stats[q]) {
-            case STAT_MEAN:
-                v = mean;
-                break;
-            case STAT_STD: {
-                double var = szz / c - mean * mean;
-                v = sqrt(var > 0.0 ? var : 0.0);
-                break;
-            }
-            case STAT_SLOPE: {
-                double sxx = stt - st * st / c, sxy = stz - st * sz / c;
-                v = sxx > 1e-12 ? sxy / sxx : 0.0;
-                break;
-            }
-            case STAT_MIN:
-                v = lo;
-                break;
-            default:
-                v = hi;
-            }
-            out[k * per + col + q] = v;
-        }
-    }
-}
-
-/* Truncated normalised EWM over the last L readings (features._ewm_stat), padding masked. */
-static void ewm(const Plan *pl, Work *wk, int64_t n, int64_t L, const double *wts, double *out,
-                int64_t per, int64_t col)
-{
-    int64_t s = pl->n_sensors, pad = L > n ? L - n : 0, first = n - (L - pad);
-    double *ww = wk->tmp;
-    for (int64_t i = 0; i < L; ++i)
-        ww[i] = i < pad ? 0.0 : wts[i];
-    double denom = pairwise(ww, L);
-    for (int64_t k = 0; k < s; ++k) {
-        double acc = 0.0;
-        for (int64_t i = pad; i < L; ++i)
-            acc += wts[i] * wk->z[(first + i - pad) * s + k];
-        out[k * per + col] = acc / denom;
-    }
-}
-
-static int features(const Plan *pl, const double *vals, int64_t n, Work *wk, double *win, float *x)
-{
-    int64_t s = pl->n_sensors, cols = pl->n_cols;
-    TRY(grow(&wk->z, &wk->cap_z, n * s));
-    TRY(grow(&wk->t, &wk->cap_t, n));
-    double *z = wk->z;
-    for (int64_t i = 0; i < n; ++i)
-        wk->t[i] = vals[i * cols];
-    for (int64_t i = 0; i < n; ++i) {
-        const double *row = vals + i * cols;
-        int64_t r = regime(pl, row);
-        const double *mu = pl->mean + r * s, *sd = pl->std + r * s;
-        for (int64_t k = 0; k < s; ++k)
-            z[i * s + k] = (row[pl->sensor_col[k]] - mu[k]) / sd[k];
-    }
-    int64_t per = pl->n_sizes * pl->n_stats + pl->n_spans, col = 0;
-    for (int64_t q = 0; q < pl->n_sizes; ++q, col += pl->n_stats) {
-        if (pl->sizes[q] == 0)
-            expanding(pl, wk, n, win, per, col);
-        else
-            window(pl, wk, n, pl->sizes[q], win, per, col);
-    }
-    const double *wts = pl->ewm_weights;
-    for (int64_t q = 0; q < pl->n_spans; ++q, ++col) {
-        ewm(pl, wk, n, pl->span_len[q], wts, win, per, col);
-        wts += pl->span_len[q];
-    }
-    /* assemble: [time], z at the last reading, window block, [regime one-hot] */
-    int64_t f = 0;
-    const double *last = vals + (n - 1) * cols;
-    if (pl->time_feature)
-        x[f++] = (float)last[0];
-    for (int64_t k = 0; k < s; ++k)
-        x[f++] = (float)z[(n - 1) * s + k];
-    for (int64_t j = 0; j < s * per; ++j)
-        x[f++] = (float)win[j];
-    if (pl->n_regimes > 1) {
-        int64_t r = regime(pl, last);
-        for (int64_t j = 0; j < pl->n_regimes; ++j)
-            x[f++] = j == r ? 1.0f : 0.0f;
-    }
-    for (int64_t j = 0; j < f; ++j) /* absurd inputs (1e300) overflow: let NumPy's rules answer */
-        if (!isfinite(x[j]))
-            return DECLINE;
-    return OK;
-}
-
-/* A plan this reader knows how to fill: the feature layout adds up, settings fit the scratch. */
-static int plan_ok(const Plan *pl)
-{
-    int64_t per = pl->n_sizes * pl->n_stats + pl->n_spans;
-    int64_t width = pl->time_feature + pl->n_sensors * (1 + per) + (pl->n_regimes > 1 ? pl->n_regimes : 0);
-    return pl->n_settings <= 64 && pl->n_cols >= 1 && width == pl->n_features;
-}
-
-/* Features of the last reading of each asset a (rows starts[a]:starts[a+1] of vals) into X. */
-static int assets(const Plan *pl, const double *vals, const int64_t *starts, int64_t n_assets, float *X)
-{
-    Work wk = {0};
-    double *win = NULL;
-    int64_t cap_win = 0, max_w = 1;
-    for (int64_t q = 0; q < pl->n_sizes; ++q)
-        max_w = pl->sizes[q] > max_w ? pl->sizes[q] : max_w;
-    for (int64_t q = 0; q < pl->n_spans; ++q)
-        max_w = pl->span_len[q] > max_w ? pl->span_len[q] : max_w;
-    int rc = grow(&wk.tmp, &wk.cap_tmp, max_w);
-    if (rc == OK)
-        rc = grow(&win, &cap_win, pl->n_sensors * (pl->n_sizes * pl->n_stats + pl->n_spans) + 1);
-    for (int64_t a = 0; rc == OK && a < n_assets; ++a) {
-        int64_t r0 = starts[a], n = starts[a + 1] - r0;
-        rc = n >= 1 ? features(pl, vals + r0 * pl->n_cols, n, &wk, win, X + a * pl->n_features) : DECLINE;
-    }
-    free(wk.z);
-    free(wk.t);
-    free(wk.tmp);
-    free(win);
-    return rc;
-}
-
 /* The whole request: parse ``body``, then the features of every asset's last reading into X
  * (n_assets x n_features, float32). ids[3a..3a+2]: how asset a named itself (ID_INDEX: no
  * asset_id; ID_STRING/ID_INT: its text at body offsets [start, end)). Returns OK, DECLINE (let
@@ -805,7 +478,7 @@ int predmaint_read_request(const char *body, int64_t len, const Plan *pl, float 
 {
     if (!c_locale)
         c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
-    if (!plan_ok(pl))
+    if (!pm_plan_ok(pl))
         return DECLINE;
     Parser s = {0};
     s.p = s.begin = (const unsigned char *)body;
@@ -816,7 +489,7 @@ int predmaint_read_request(const char *body, int64_t len, const Plan *pl, float 
     s.seen = calloc((size_t)pl->n_cols, sizeof *s.seen);
     int rc = (s.starts && s.seen) ? document(&s) : NO_MEMORY;
     if (rc == OK)
-        rc = assets(pl, s.vals, s.starts, s.n_assets, X);
+        rc = pm_assets(pl, s.vals, s.starts, s.n_assets, X);
     *n_assets = rc == OK ? s.n_assets : 0;
     free(s.vals);
     free(s.starts);
@@ -827,9 +500,3 @@ int predmaint_read_request(const char *body, int64_t len, const Plan *pl, float 
     return rc;
 }
 
-/* Fleet scoring: the features of already validated readings (vals: rows x n_cols in the plan's
- * column order, each asset's rows time-ordered; asset a owns rows starts[a]:starts[a+1]). */
-int predmaint_features(const double *vals, const int64_t *starts, int64_t n_assets, const Plan *pl, float *X)
-{
-    return plan_ok(pl) ? assets(pl, vals, starts, n_assets, X) : DECLINE;
-}

@@ -1,5 +1,5 @@
 /*
- * Compiled tree-ensemble predictor for the serving hot path (training_src/inference.py loads it
+ * Compiled tree-ensemble predictor for the serving hot path (training_src/predmaint_serving/predictors.py loads it
  * with ctypes; no Python headers, only libc/libm, so one build serves any CPython).
  *
  * Why: xgboost's own prediction call has a fixed cost of ~0.1-0.5 ms whatever the row count, and

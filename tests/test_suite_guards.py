@@ -1,0 +1,90 @@
+"""The suite's own guards in tests/conftest.py, each run as a real pytest session: a native-code test
+that skips where a C compiler is on PATH fails (a build or load error must not hide as a skip), and
+``xdist_group`` really keeps a group on one worker under ``--dist loadgroup`` (pytest 9 + xdist 3.8)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CASES = '''
+import pytest
+
+@pytest.mark.skipif(True, reason="no C compiler here")
+def test_skipif_on_the_compiler():
+    pass
+
+def test_skip_at_run_time():
+    pytest.skip("no C compiler with AddressSanitizer here")
+
+@pytest.mark.native
+@pytest.mark.skip(reason="library did not load")
+def test_marked_native():
+    pass
+
+@pytest.mark.skip(reason="needs a GPU")
+def test_unrelated_skip():
+    pass
+
+@pytest.mark.xfail(reason="no C compiler here", run=False)
+def test_xfail_is_left_alone():
+    pass
+'''
+
+
+def _session(tmp_path: Path, path_dirs: list[str]) -> dict[str, str]:
+    (tmp_path / "test_cases.py").write_text(CASES)
+    env = {**os.environ, "PATH": os.pathsep.join(path_dirs), "PYTHONPATH": str(REPO / "tests")}
+    env.pop("CC", None)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider", "-v",
+                           "--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path / "test_cases.py")],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    outcomes = dict(re.findall(r"::test_(\w+) (PASSED|FAILED|ERROR|SKIPPED|XFAIL)", proc.stdout))
+    assert outcomes, proc.stdout + proc.stderr
+    return outcomes
+
+
+def test_a_native_skip_fails_where_a_compiler_is_installed(tmp_path: Path) -> None:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "cc").symlink_to(cc or "/bin/true")
+    got = _session(tmp_path, [str(tools), str(Path(sys.executable).parent)])
+    # a skipif fails at setup: pytest reports an ERROR (the run fails either way)
+    assert got == {"skipif_on_the_compiler": "ERROR", "skip_at_run_time": "FAILED", "marked_native": "ERROR",
+                   "unrelated_skip": "SKIPPED", "xfail_is_left_alone": "XFAIL"}
+
+
+def test_without_a_compiler_a_native_skip_stays_a_skip(tmp_path: Path) -> None:
+    got = _session(tmp_path, [str(Path(sys.executable).parent)])  # the venv's bin: python, no cc
+    assert got == {"skipif_on_the_compiler": "SKIPPED", "skip_at_run_time": "SKIPPED", "marked_native": "SKIPPED",
+                   "unrelated_skip": "SKIPPED", "xfail_is_left_alone": "XFAIL"}
+
+
+GROUPED = '''
+import os
+
+import pytest
+
+pytestmark = pytest.mark.xdist_group("shared")
+
+@pytest.mark.parametrize("n", range(6))
+def test_member(n):
+    print("worker", os.environ["PYTEST_XDIST_WORKER"])
+'''
+
+
+def test_an_xdist_group_runs_on_one_worker(tmp_path: Path) -> None:
+    (tmp_path / "test_grouped.py").write_text(GROUPED)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider", "-v", "-n", "2",
+                           "--dist", "loadgroup", "--rootdir", str(tmp_path), "-c", os.devnull,
+                           str(tmp_path / "test_grouped.py")], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=180)
+    ran = re.findall(r"\[(gw\d)\] \[ *\d+%\] PASSED test_grouped.py::test_member\[\d\]@shared", proc.stdout)
+    assert len(ran) == 6 and len(set(ran)) == 1, proc.stdout + proc.stderr

@@ -1,0 +1,399 @@
+"""The request codec: what a request is, how it is refused, and what an answer looks like.
+
+This is the one definition of the endpoint's wire format (DESIGN.md "Endpoint contract",
+docs/openapi.yaml). Requests (regression profiles)::
+
+    {"instances": [{"asset_id": "engine-7", "readings": [{"cycle": 1, "setting_1": ..., ...}]}]}
+
+Readings may come in any order; they are sorted by time and only the trailing history the feature
+spec needs is used. Classification profiles take one row of the profile's columns per instance.
+``explain`` (the body's ``"explain": true`` or the header ``X-Amzn-SageMaker-Custom-Attributes:
+explain=true``) adds the top feature contributions per prediction.
+
+Every refusal is an ``InferenceError`` (status 400/406/413/415, message "<what and where>"); its
+JSON form is ``{"error": message}``. ``read`` turns an accepted body into ``Features`` (asset ids
+and the float32 feature matrix): through the compiled reader when the model has one and it takes
+the body (``reader.py``: it only takes bodies this module accepts, gives bit-identical features,
+and is checked against ``read_python`` every time a model loads), else through ``read_python``,
+which also names the field of every refusal.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import F
+
+JSON = "application/json"
+#: Accept values this endpoint answers (it only speaks JSON)
+ACCEPTED = ("", "*/*", JSON, "application/*")
+MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints refuse payloads over 6 MB
+MAX_INSTANCES = int(os.environ.get("PREDMAINT_MAX_INSTANCES", "1000"))
+MAX_READINGS = int(os.environ.get("PREDMAINT_MAX_READINGS", "10000"))
+#: appended to a non-finite/out-of-range value's message when only the lenient parser read the body
+NON_FINITE_NOTE = " (NaN, Infinity and numbers beyond the float range are malformed JSON)"
+
+
+class InferenceError(Exception):
+    """A request the endpoint refuses; ``status_code`` is the HTTP status (4xx)."""
+
+    def __init__(self, status_code: int, message: str):
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+def bad(message: str) -> InferenceError:
+    return InferenceError(400, message)
+
+
+# ------------------------------------------------------------------------------------------ JSON
+def _lenient_loads(body: bytes) -> Any:
+    """The stdlib parser, which reads NaN, Infinity and 1e999 (as inf) instead of refusing them.
+
+    Used only after the strict parser refused a body, so validation can name the field holding the
+    non-finite number (``instances[0].readings[3].sensor_2: must be a finite number``).
+    """
+    return json.loads(body)
+
+
+try:  # orjson parses ~5x faster; the SageMaker XGBoost container does not have it
+    import orjson
+
+    def loads(body: bytes) -> Any:
+        """Strict RFC 8259 JSON (no NaN/Infinity, no numbers beyond the float range)."""
+        return orjson.loads(body)
+
+    def dumps(obj: Any) -> bytes:
+        return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+except ImportError:  # the container's Python: the stdlib, made as strict as orjson
+    def _reject_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not valid JSON")
+
+    def _finite_float(text: str) -> float:
+        v = float(text)
+        if not math.isfinite(v):  # 1e999 parses to inf in the stdlib: refuse it like orjson does
+            raise ValueError(f"number {text} is out of range")
+        return v
+
+    def loads(body: bytes) -> Any:
+        """Strict RFC 8259 JSON (no NaN/Infinity, no numbers beyond the float range)."""
+        return json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
+
+    def dumps(obj: Any) -> bytes:
+        return json.dumps(obj, default=float).encode()
+
+
+def error_body(message: str) -> bytes:
+    """The JSON body of every refusal."""
+    return dumps({"error": message})
+
+
+# ------------------------------------------------------------------------------------------ headers
+def media_type(value: str | None) -> str:
+    """``"application/json; charset=utf-8"`` -> ``"application/json"`` (lower case)."""
+    return (value or "").split(";")[0].strip().lower()
+
+
+def check_accept(accept: str | None) -> None:
+    """406 unless the client accepts JSON."""
+    if media_type(accept) not in ACCEPTED:
+        raise InferenceError(406, f"unsupported Accept {accept!r}; this endpoint answers {JSON}")
+
+
+def explain_requested(custom_attributes: str | None) -> bool:
+    """Whether ``X-Amzn-SageMaker-Custom-Attributes`` asks for explanations (``explain=true``)."""
+    if not custom_attributes:
+        return False
+    for part in custom_attributes.replace(";", ",").split(","):
+        k, _, v = part.partition("=")
+        if k.strip().lower() == "explain" and v.strip().lower() in ("true", "1", "yes"):
+            return True
+    return False
+
+
+def accept_body(body: bytes | str, content_type: str | None) -> bytes:
+    """The request body as UTF-8 bytes after the media-type (415) and size (413) checks.
+
+    ``str`` bodies are what the SageMaker container hands over for JSON content (sagemaker-containers
+    decodes UTF-8 media types before calling ``input_fn``); they are encoded back so that one reader
+    (and the same byte limit) serves both. A lone surrogate cannot come from a decoded body; it is
+    kept (``surrogatepass``) and the strict parser then refuses the body as malformed JSON.
+    """
+    if media_type(content_type) != JSON:
+        raise InferenceError(415, f"unsupported Content-Type {content_type!r}; use {JSON}")
+    if isinstance(body, str):
+        body = body.encode("utf-8", "surrogatepass")
+    elif not isinstance(body, bytes):
+        body = bytes(body)
+    if len(body) > MAX_BODY_BYTES:
+        raise InferenceError(413, f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
+    return body
+
+
+# ------------------------------------------------------------------------------------------ requests
+@dataclass
+class Request:
+    """Validated instances: ids, and every instance's readings stacked as columns.
+
+    ``columns`` maps column -> 1-D float array over all instances' readings (each instance's
+    time-sorted), or is a ``features.ColumnMatrix``; instance i owns rows ``offsets[i]:offsets[i+1]``.
+    Row-wise profiles have one row per instance.
+    """
+
+    asset_ids: list[Any]
+    columns: Any
+    offsets: np.ndarray
+    explain: bool = False
+
+
+@dataclass
+class Features:
+    """What ``read`` makes of a request: asset ids, float32 features (one row each), explain flag."""
+
+    asset_ids: list[Any]
+    X: np.ndarray
+    explain: bool = False
+
+
+@dataclass(frozen=True)
+class Document:
+    """A decoded request body: the document and, if only the lenient parser read it, why the strict
+    parser refused it (then any value that passes validation still makes the body malformed)."""
+
+    doc: dict[str, Any]
+    lenient: str | None = None
+
+
+def decode(body: bytes) -> Document:
+    """Parse and structurally check a body: an object with a non-empty ``instances`` list (at most
+    ``MAX_INSTANCES``) and an optional boolean ``explain``. Raises the 400/413."""
+    lenient = None
+    try:
+        doc = loads(body)
+    except (ValueError, TypeError, RecursionError) as exc:
+        reason = str(exc).splitlines()[0][:120]
+        try:  # NaN, Infinity or 1e999? The stdlib parser reads them, so validation can name the field.
+            doc = _lenient_loads(body)
+        except (ValueError, TypeError, RecursionError):
+            raise bad(f"body: malformed JSON ({reason})") from None
+        lenient = reason
+    if not isinstance(doc, dict):
+        raise bad("body: must be a JSON object with an 'instances' list")
+    instances = doc.get("instances")
+    if not isinstance(instances, list):
+        raise bad("instances: required, a list")
+    if not instances:
+        raise bad("instances: empty; send at least one instance")
+    if len(instances) > MAX_INSTANCES:
+        raise InferenceError(413, f"instances: {len(instances)} instances; at most {MAX_INSTANCES} per request")
+    if not isinstance(doc.get("explain", False), bool):
+        raise bad("explain: must be true or false")
+    return Document(doc, lenient)
+
+
+class _Checker:
+    """Per-value validation; ``note`` is appended to non-finite/out-of-range messages (lenient bodies)."""
+
+    def __init__(self, note: str = ""):
+        self.note = note
+
+    def number(self, v: Any, where: str) -> float:
+        if type(v) is float:
+            if not math.isfinite(v):
+                raise bad(f"{where}: must be a finite number{self.note}")
+            return v
+        if type(v) is int:
+            try:
+                return float(v)
+            except OverflowError:  # an integer beyond the float range (the lenient parser keeps it exact)
+                raise bad(f"{where}: number out of range{self.note}") from None
+        kind = "null" if v is None else type(v).__name__
+        raise bad(f"{where}: expected a number, got {kind}")
+
+    @staticmethod
+    def asset_id(inst: Any, i: int, shape: str) -> Any:
+        """The instance's asset id (default: its index); 400 if the instance or the id is malformed."""
+        if not isinstance(inst, dict):
+            raise bad(f"instances[{i}]: must be {shape}")
+        asset = inst.get("asset_id", i)
+        if not isinstance(asset, str | int) or isinstance(asset, bool):
+            raise bad(f"instances[{i}].asset_id: must be a string or an integer")
+        return asset
+
+    def asset(self, inst: Any, i: int, model: Any) -> tuple[Any, dict[str, np.ndarray]]:
+        """One asset's readings, checked value by value: time-sorted columns or the exact 400/413."""
+        where = f"instances[{i}]"
+        asset = self.asset_id(inst, i, "an object")
+        readings = inst.get("readings")
+        if not isinstance(readings, list):
+            raise bad(f"{where}.readings: required, a list of readings")
+        if not readings:
+            raise bad(f"{where}.readings: empty; send at least one reading")
+        if len(readings) > MAX_READINGS:
+            raise InferenceError(413, f"{where}.readings: {len(readings)} readings; at most {MAX_READINGS}")
+        spec = model.spec
+        tc = spec.time_column
+        # keep only the trailing history needed, after ordering by time
+        for j, r in enumerate(readings):
+            if not isinstance(r, dict):
+                raise bad(f"{where}.readings[{j}]: must be an object")
+        times = [self.number(r.get(tc), f"{where}.readings[{j}].{tc}") for j, r in enumerate(readings)]
+        order = sorted(range(len(readings)), key=times.__getitem__)
+        for a, b in itertools.pairwise(order):
+            if times[a] == times[b]:
+                raise bad(f"{where}.readings[{b}].{tc}: duplicate {tc} {times[b]:g}")
+        keep = order[-spec.history_needed:]
+        cols: dict[str, np.ndarray] = {tc: np.fromiter((times[j] for j in keep), float, len(keep))}
+        for c in model.required:
+            if c == tc:
+                continue
+            vals = []
+            for j in keep:
+                r = readings[j]
+                if c not in r:
+                    raise bad(f"{where}.readings[{j}].{c}: missing")
+                vals.append(self.number(r[c], f"{where}.readings[{j}].{c}"))
+            cols[c] = np.asarray(vals, dtype=float)
+        return asset, cols
+
+    def row(self, inst: Any, i: int, model: Any) -> tuple[Any, dict[str, np.ndarray]]:
+        where = f"instances[{i}]"
+        asset = self.asset_id(inst, i, "an object of the profile's columns")
+        cols: dict[str, np.ndarray] = {}
+        for c in model.required:
+            if c not in inst:
+                raise bad(f"{where}.{c}: missing")
+            cols[c] = np.asarray([self.number(inst[c], f"{where}.{c}")])
+        for c, levels in model.spec.categorical.items():
+            v = inst.get(c)
+            if v not in levels:
+                raise bad(f"{where}.{c}: must be one of {levels}, got {v!r}")
+            cols[c] = np.asarray([v])
+        return asset, cols
+
+
+def _fast_assets(instances: list[Any], model: Any) -> Request | None:
+    """All assets of a request in a few C-level passes, or None to take the checked path.
+
+    One ``itemgetter`` call per reading pulls the required fields (``model.required`` order, time
+    first), ``np.array`` builds the (readings, columns) matrix (strings, nulls, nested values and
+    huge integers make it non-numeric), vectorised checks prove every value finite and each
+    asset's times strictly increasing (sorting the assets that came out of order). ``np.array``
+    reads true/false as 1/0, so only the values equal to 0 or 1 get their Python type checked.
+    Anything unusual returns None and the per-value path produces the exact error, so both paths
+    accept and refuse the same requests.
+    """
+    ids: list[Any] = []
+    lists: list[list[Any]] = []
+    for i, inst in enumerate(instances):
+        if type(inst) is not dict:
+            return None
+        asset = inst.get("asset_id", i)
+        readings = inst.get("readings")
+        if type(asset) not in (str, int) or type(readings) is not list or not 0 < len(readings) <= MAX_READINGS:
+            return None
+        ids.append(asset)
+        lists.append(readings)
+    try:
+        rows = list(map(model.getter, itertools.chain.from_iterable(lists)))  # KeyError/TypeError: bad reading
+        arr = np.array(rows)
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+    if arr.ndim != 2 or arr.dtype.kind not in "fi":
+        return None
+    for r, c in zip(*np.nonzero((arr == 0) | (arr == 1)), strict=True):
+        if type(rows[r][c]) is bool:
+            return None
+    arr = arr.astype(np.float64, copy=False)
+    if not np.isfinite(arr).all():
+        return None
+    offsets = np.zeros(len(lists) + 1, dtype=np.intp)
+    np.cumsum([len(r) for r in lists], out=offsets[1:])
+    t = arr[:, 0]
+    if len(t) > 1:
+        step_ok = np.diff(t) > 0
+        step_ok[offsets[1:-1] - 1] = True  # steps across two assets do not count
+        if not step_ok.all():  # some asset is out of time order: sort within assets, refuse duplicates
+            owner = np.repeat(np.arange(len(lists)), np.diff(offsets))
+            arr = arr[np.lexsort((t, owner))]
+            step_ok = np.diff(arr[:, 0]) > 0
+            step_ok[offsets[1:-1] - 1] = True
+            if not step_ok.all():
+                return None
+    return Request(ids, F.ColumnMatrix(arr, model.required), offsets)
+
+
+def parse_instances(document: Document, model: Any) -> Request:
+    """Validate every instance against the model's feature spec; raise the first 4xx found."""
+    doc, lenient = document.doc, document.lenient
+    instances = doc["instances"]
+    explain = bool(doc.get("explain", False))
+    if model.getter is not None and lenient is None:
+        fast = _fast_assets(instances, model)
+        if fast is not None:
+            fast.explain = explain
+            return fast
+    check = _Checker(NON_FINITE_NOTE if lenient else "")
+    parse = check.asset if model.spec.window_sizes else check.row
+    ids, parts = [], []
+    for i, inst in enumerate(instances):
+        a, c = parse(inst, i, model)
+        ids.append(a)
+        parts.append(c)
+    if lenient:  # the strict parser refused the body, yet every used value is fine
+        raise bad(f"body: malformed JSON ({lenient})")
+    lengths = [len(next(iter(c.values()))) for c in parts]
+    offsets = np.zeros(len(parts) + 1, dtype=np.intp)
+    np.cumsum(lengths, out=offsets[1:])
+    columns = {k: np.concatenate([c[k] for c in parts]) for k in parts[0]}
+    return Request(ids, columns, offsets, explain)
+
+
+def features_matrix(req: Request, model: Any) -> np.ndarray:
+    """(n_instances, n_features) float32 matrix, one row per instance (its last reading)."""
+    return F.transform_last(req.columns, req.offsets, model.spec).astype(np.float32)
+
+
+def read_python(body: bytes, model: Any, explain: bool = False) -> Features:
+    """The Python path: decode, validate (naming the field of any refusal), features."""
+    req = parse_instances(decode(body), model)
+    return Features(req.asset_ids, features_matrix(req, model), req.explain or explain)
+
+
+def read(body: bytes, model: Any, explain: bool = False) -> Features:
+    """An accepted body (``accept_body``) -> ``Features``, or the 400/413 naming what is wrong.
+
+    The compiled reader answers when it takes the body (it declines explanations, which need the
+    Python path's booster contributions); otherwise ``read_python`` does.
+    """
+    if model.reader is not None and not explain:
+        fast = model.reader.read(body)  # the compiled reader, or None: the Python path decides
+        if fast is not None:
+            return Features(*fast)
+    return read_python(body, model, explain)
+
+
+# ------------------------------------------------------------------------------------------ answers
+def response_document(model: Any, asset_ids: list[Any], p: np.ndarray,
+                      contributions: list[list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """The 200 document for predictions ``p`` of ``asset_ids`` (and explanations, when asked)."""
+    preds: list[dict[str, Any]] = []
+    if model.is_regression:
+        for a, v in zip(asset_ids, p, strict=True):
+            preds.append({"asset_id": a, "rul": round(float(v), 3)})
+    else:
+        for a, v in zip(asset_ids, p, strict=True):
+            preds.append({"asset_id": a, "failure_probability": round(float(v), 6),
+                          "failure": bool(v >= model.threshold)})
+    if contributions is not None:
+        for pred, row in zip(preds, contributions, strict=True):
+            pred["contributions"] = row
+    return {"predictions": preds, "model_version": model.version}

@@ -1,0 +1,310 @@
+/*
+ * The feature kernel: features.py's ``transform_last`` (the features of each asset's last reading)
+ * in C, for the compiled request reader (request.c) and fleet scoring (``predmaint_features``).
+ * training_src/predmaint_serving/reader.py loads it with ctypes (no Python headers).
+ *
+ * Exactness: the features repeat NumPy's arithmetic in NumPy's order: element-wise operations are
+ * IEEE (build without -ffast-math and with -ffp-contract=off), sums along the window/history axis
+ * of a (rows, w, sensors) block are sequential (how NumPy reduces a middle axis), sums of a
+ * contiguous row (window times, EWM weights) are NumPy's pairwise summation. reader.py checks the
+ * result against the Python path when it loads the library and does not use it if anything differs.
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "features.h"
+
+/* NumPy's pairwise summation of a contiguous row (numpy/_core/src/umath/loops_utils.h.src). */
+static double pairwise(const double *a, int64_t n)
+{
+    if (n < 8) {
+        double res = 0.;
+        for (int64_t i = 0; i < n; ++i)
+            res += a[i];
+        return res;
+    }
+    if (n <= 128) {
+        double r[8];
+        int64_t i;
+        for (int j = 0; j < 8; ++j)
+            r[j] = a[j];
+        for (i = 8; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; ++j)
+                r[j] += a[i + j];
+        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; ++i)
+            res += a[i];
+        return res;
+    }
+    int64_t n2 = n / 2;
+    n2 -= n2 % 8;
+    return pairwise(a, n2) + pairwise(a + n2, n - n2);
+}
+
+typedef struct {
+    double *z;     /* rows x n_sensors, normalised */
+    double *t;     /* rows */
+    double *tmp;   /* scratch of max(window, span) doubles */
+    int64_t cap_z, cap_t, cap_tmp;
+} Work;
+
+static int grow(double **buf, int64_t *cap, int64_t need)
+{
+    if (need <= *cap)
+        return OK;
+    int64_t c = *cap ? *cap : 64;
+    while (c < need)
+        c *= 2;
+    double *b = realloc(*buf, (size_t)c * sizeof *b);
+    if (!b)
+        return NO_MEMORY;
+    *buf = b;
+    *cap = c;
+    return OK;
+}
+
+/* Index of the nearest centroid to a reading's standardised settings (assign_regimes). */
+static int64_t regime(const Plan *pl, const double *row)
+{
+    if (pl->n_regimes <= 1)
+        return 0;
+    double st[64];
+    int64_t k = pl->n_settings, best = 0;
+    for (int64_t j = 0; j < k; ++j)
+        st[j] = (row[pl->setting_col[j]] - pl->center[j]) / pl->scale[j];
+    double best_d = 0.0;
+    for (int64_t r = 0; r < pl->n_regimes; ++r) {
+        double d2[64];
+        for (int64_t j = 0; j < k; ++j) {
+            double d = st[j] - pl->centroids[r * k + j];
+            d2[j] = d * d;
+        }
+        double d = pairwise(d2, k); /* .sum(axis=2) over a contiguous last axis */
+        if (r == 0 || d < best_d) { /* argmin: the first of equal distances */
+            best_d = d;
+            best = r;
+        }
+    }
+    return best;
+}
+
+/* Window statistics of the last reading over the trailing w readings (w <= n: plain; w > n:
+ * padded in front like the batch code, padding masked). Writes out[k * per + col + i]. */
+static void window(const Plan *pl, Work *wk, int64_t n, int64_t w, double *out, int64_t per,
+                   int64_t col)
+{
+    int64_t s = pl->n_sensors, pad = w > n ? w - n : 0, first = n - (w - pad); /* first row used */
+    int64_t cnt = w - pad;
+    double *tv = wk->tmp; /* window times with zeros in the padding, as NumPy sums them */
+    for (int64_t i = 0; i < pad; ++i)
+        tv[i] = 0.0;
+    for (int64_t i = 0; i < cnt; ++i)
+        tv[pad + i] = wk->t[first + i];
+    double tmean = pairwise(tv, w) / (double)cnt;
+    double sxx = 0.0;
+    int need_dt = 0;
+    for (int64_t q = 0; q < pl->n_stats; ++q)
+        need_dt |= pl->stats[q] == STAT_SLOPE;
+    if (need_dt) {
+        for (int64_t i = 0; i < w; ++i) { /* dt**2 with zeros in the padding */
+            double d = i < pad ? 0.0 : wk->t[first + i - pad] - tmean;
+            tv[i] = d * d;
+        }
+        sxx = pairwise(tv, w);
+    }
+    for (int64_t k = 0; k < s; ++k) {
+        const double *zk = wk->z + first * s + k;
+        double sum = 0.0;
+        for (int64_t i = 0; i < cnt; ++i)
+            sum += zk[i * s];
+        double mean = sum / (double)cnt;
+        for (int64_t q = 0; q < pl->n_stats; ++q) {
+            double v;
+            switch (pl->stats[q]) {
+            case STAT_MEAN:
+                v = mean;
+                break;
+            case STAT_STD: {
+                double acc = 0.0;
+                for (int64_t i = 0; i < cnt; ++i) {
+                    double d = zk[i * s] - mean;
+                    acc += d * d;
+                }
+                v = sqrt(acc / (double)cnt);
+                break;
+            }
+            case STAT_SLOPE: {
+                double sxy = 0.0;
+                for (int64_t i = 0; i < cnt; ++i)
+                    sxy += (wk->t[first + i] - tmean) * (zk[i * s] - mean);
+                v = sxx > 0 ? sxy / sxx : 0.0;
+                break;
+            }
+            case STAT_MIN:
+                v = zk[0];
+                for (int64_t i = 1; i < cnt; ++i)
+                    v = zk[i * s] < v ? zk[i * s] : v;
+                break;
+            default:
+                v = zk[0];
+                for (int64_t i = 1; i < cnt; ++i)
+                    v = zk[i * s] > v ? zk[i * s] : v;
+            }
+            out[k * per + col + q] = v;
+        }
+    }
+}
+
+/* Whole-history statistics at the last reading (features._expanding_last): sequential sums. */
+static void expanding(const Plan *pl, Work *wk, int64_t n, double *out, int64_t per, int64_t col)
+{
+    int64_t s = pl->n_sensors;
+    double c = (double)n, t0 = wk->t[0], st = 0.0, stt = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+        double d = wk->t[i] - t0;
+        st += d;
+        stt += d * d;
+    }
+    for (int64_t k = 0; k < s; ++k) {
+        const double *zk = wk->z + k;
+        double sz = 0.0, szz = 0.0, stz = 0.0, lo = zk[0], hi = zk[0];
+        for (int64_t i = 0; i < n; ++i) {
+            double z = zk[i * s];
+            sz += z;
+            szz += z * z;
+            stz += (wk->t[i] - t0) * z;
+            lo = z < lo ? z : lo;
+            hi = z > hi ? z : hi;
+        }
+        double mean = sz / c;
+        for (int64_t q = 0; q < pl->n_stats; ++q) {
+            double v;
+            switch (pl->stats[q]) {
+            case STAT_MEAN:
+                v = mean;
+                break;
+            case STAT_STD: {
+                double var = szz / c - mean * mean;
+                v = sqrt(var > 0.0 ? var : 0.0);
+                break;
+            }
+            case STAT_SLOPE: {
+                double sxx = stt - st * st / c, sxy = stz - st * sz / c;
+                v = sxx > 1e-12 ? sxy / sxx : 0.0;
+                break;
+            }
+            case STAT_MIN:
+                v = lo;
+                break;
+            default:
+                v = hi;
+            }
+            out[k * per + col + q] = v;
+        }
+    }
+}
+
+/* Truncated normalised EWM over the last L readings (features._ewm_stat), padding masked. */
+static void ewm(const Plan *pl, Work *wk, int64_t n, int64_t L, const double *wts, double *out,
+                int64_t per, int64_t col)
+{
+    int64_t s = pl->n_sensors, pad = L > n ? L - n : 0, first = n - (L - pad);
+    double *ww = wk->tmp;
+    for (int64_t i = 0; i < L; ++i)
+        ww[i] = i < pad ? 0.0 : wts[i];
+    double denom = pairwise(ww, L);
+    for (int64_t k = 0; k < s; ++k) {
+        double acc = 0.0;
+        for (int64_t i = pad; i < L; ++i)
+            acc += wts[i] * wk->z[(first + i - pad) * s + k];
+        out[k * per + col] = acc / denom;
+    }
+}
+
+static int features(const Plan *pl, const double *vals, int64_t n, Work *wk, double *win, float *x)
+{
+    int64_t s = pl->n_sensors, cols = pl->n_cols;
+    TRY(grow(&wk->z, &wk->cap_z, n * s));
+    TRY(grow(&wk->t, &wk->cap_t, n));
+    double *z = wk->z;
+    for (int64_t i = 0; i < n; ++i)
+        wk->t[i] = vals[i * cols];
+    for (int64_t i = 0; i < n; ++i) {
+        const double *row = vals + i * cols;
+        int64_t r = regime(pl, row);
+        const double *mu = pl->mean + r * s, *sd = pl->std + r * s;
+        for (int64_t k = 0; k < s; ++k)
+            z[i * s + k] = (row[pl->sensor_col[k]] - mu[k]) / sd[k];
+    }
+    int64_t per = pl->n_sizes * pl->n_stats + pl->n_spans, col = 0;
+    for (int64_t q = 0; q < pl->n_sizes; ++q, col += pl->n_stats) {
+        if (pl->sizes[q] == 0)
+            expanding(pl, wk, n, win, per, col);
+        else
+            window(pl, wk, n, pl->sizes[q], win, per, col);
+    }
+    const double *wts = pl->ewm_weights;
+    for (int64_t q = 0; q < pl->n_spans; ++q, ++col) {
+        ewm(pl, wk, n, pl->span_len[q], wts, win, per, col);
+        wts += pl->span_len[q];
+    }
+    /* assemble: [time], z at the last reading, window block, [regime one-hot] */
+    int64_t f = 0;
+    const double *last = vals + (n - 1) * cols;
+    if (pl->time_feature)
+        x[f++] = (float)last[0];
+    for (int64_t k = 0; k < s; ++k)
+        x[f++] = (float)z[(n - 1) * s + k];
+    for (int64_t j = 0; j < s * per; ++j)
+        x[f++] = (float)win[j];
+    if (pl->n_regimes > 1) {
+        int64_t r = regime(pl, last);
+        for (int64_t j = 0; j < pl->n_regimes; ++j)
+            x[f++] = j == r ? 1.0f : 0.0f;
+    }
+    for (int64_t j = 0; j < f; ++j) /* absurd inputs (1e300) overflow: let NumPy's rules answer */
+        if (!isfinite(x[j]))
+            return DECLINE;
+    return OK;
+}
+
+int pm_plan_ok(const Plan *pl)
+{
+    int64_t per = pl->n_sizes * pl->n_stats + pl->n_spans;
+    int64_t width = pl->time_feature + pl->n_sensors * (1 + per) + (pl->n_regimes > 1 ? pl->n_regimes : 0);
+    return pl->n_settings <= 64 && pl->n_cols >= 1 && width == pl->n_features;
+}
+
+int pm_assets(const Plan *pl, const double *vals, const int64_t *starts, int64_t n_assets, float *X)
+{
+    Work wk = {0};
+    double *win = NULL;
+    int64_t cap_win = 0, max_w = 1;
+    for (int64_t q = 0; q < pl->n_sizes; ++q)
+        max_w = pl->sizes[q] > max_w ? pl->sizes[q] : max_w;
+    for (int64_t q = 0; q < pl->n_spans; ++q)
+        max_w = pl->span_len[q] > max_w ? pl->span_len[q] : max_w;
+    int rc = grow(&wk.tmp, &wk.cap_tmp, max_w);
+    if (rc == OK)
+        rc = grow(&win, &cap_win, pl->n_sensors * (pl->n_sizes * pl->n_stats + pl->n_spans) + 1);
+    for (int64_t a = 0; rc == OK && a < n_assets; ++a) {
+        int64_t r0 = starts[a], n = starts[a + 1] - r0;
+        rc = n >= 1 ? features(pl, vals + r0 * pl->n_cols, n, &wk, win, X + a * pl->n_features) : DECLINE;
+    }
+    free(wk.z);
+    free(wk.t);
+    free(wk.tmp);
+    free(win);
+    return rc;
+}
+
+
+/* Fleet scoring: the features of already validated readings (vals: rows x n_cols in the plan's
+ * column order, each asset's rows time-ordered; asset a owns rows starts[a]:starts[a+1]). */
+int predmaint_features(const double *vals, const int64_t *starts, int64_t n_assets, const Plan *pl, float *X)
+{
+    return pm_plan_ok(pl) ? pm_assets(pl, vals, starts, n_assets, X) : DECLINE;
+}

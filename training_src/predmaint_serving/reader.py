@@ -1,0 +1,197 @@
+"""The compiled request reader: ``request.c`` (JSON reader) + ``features.c`` (feature kernel) via ctypes.
+
+It is an accelerator for ``codec.py``, not a second codec: it takes only bodies the codec accepts
+(declining anything unusual, so every refusal and its message come from ``codec.read_python``),
+gives bit-identical features, and is checked against ``codec.read_python`` every time a model
+loads (``agrees_with_python``; a reader that disagrees is not used). ``Plan`` carries what the
+reader needs from the model (column names and order, limits, the fitted normalisation and window
+layout), built from the same ``model.required`` and ``FeatureSpec`` the Python path reads.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+
+import numpy as np
+
+from . import F, codec, native
+
+
+class RequestReader:
+    """``request.c`` + ``features.c`` via ctypes: a window-profile request body straight to its
+    float32 feature matrix (see there for why and how), or None to let the Python path answer.
+
+    Same answers as ``codec.read_python`` (bit-identical: checked at load on synthetic requests
+    built from the spec by ``agrees_with_python``, and on the FD001 test fleet in tests/perf); it
+    declines every request it is not sure about, so errors always come from the Python path.
+    """
+
+    STATS: ClassVar[dict[str, int]] = {"mean": 0, "std": 1, "slope": 2, "min": 3, "max": 4}
+
+    def __init__(self, fn: Any, spec: F.FeatureSpec, required: list[str], batch: Any = None):
+        import ctypes
+        import threading
+
+        i64, dbl = ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_double)
+
+        class Plan(ctypes.Structure):  # request.c's Plan, field for field
+            _fields_ = [("n_cols", ctypes.c_int64), ("names", ctypes.c_char_p), ("name_end", i64),
+                        ("max_instances", ctypes.c_int64), ("max_readings", ctypes.c_int64),
+                        ("n_settings", ctypes.c_int64), ("setting_col", i64),
+                        ("n_sensors", ctypes.c_int64), ("sensor_col", i64),
+                        ("n_regimes", ctypes.c_int64), ("center", dbl), ("scale", dbl), ("centroids", dbl),
+                        ("mean", dbl), ("std", dbl),
+                        ("n_sizes", ctypes.c_int64), ("sizes", i64), ("n_stats", ctypes.c_int64), ("stats", i64),
+                        ("n_spans", ctypes.c_int64), ("span_len", i64), ("ewm_weights", dbl),
+                        ("time_feature", ctypes.c_int64), ("n_features", ctypes.c_int64)]
+
+        encoded = [c.encode() for c in required]
+        keep: list[np.ndarray] = []  # the arrays the plan points into live as long as the reader
+
+        def ints(values: Any) -> Any:
+            a = np.ascontiguousarray(np.asarray(values, dtype=np.int64).reshape(-1))
+            keep.append(a)
+            return a.ctypes.data_as(i64)
+
+        def doubles(values: Any) -> Any:
+            a = np.ascontiguousarray(np.asarray(values, dtype=np.float64).reshape(-1))
+            keep.append(a)
+            return a.ctypes.data_as(dbl)
+
+        weights = [F._ewm_weights(span) for span in spec.ewm_spans]
+        self.names = b"".join(encoded)
+        self.plan = Plan(
+            len(required), self.names, ints(np.cumsum([len(e) for e in encoded])), codec.MAX_INSTANCES, codec.MAX_READINGS,
+            len(spec.setting_columns), ints([required.index(c) for c in spec.setting_columns]),
+            len(spec.sensors), ints([required.index(c) for c in spec.sensors]),
+            spec.n_regimes, doubles(spec.settings_center), doubles(spec.settings_scale), doubles(spec.centroids),
+            doubles(spec._mean), doubles(spec._std),
+            len(spec.window_sizes), ints(spec.window_sizes),
+            len(spec.window_stats), ints([self.STATS[st] for st in spec.window_stats]),
+            len(weights), ints([len(w) for w in weights]), doubles(np.concatenate([np.zeros(0), *weights])),
+            int(bool(spec.time_column)), len(spec.feature_names))
+        self._keep = keep
+        self._plan_address = ctypes.addressof(self.plan)
+        self.fn, self.batch, self.n_features = fn, batch, len(spec.feature_names)
+        self._local = threading.local()  # output buffers per thread (the container may use threads)
+
+    @classmethod
+    def for_model(cls, model: Any) -> RequestReader | None:
+        """None unless the model is a window profile request.c covers (no derived or categorical
+        inputs, at least two sensors), the library loads, and it reproduces the Python path."""
+        spec = model.spec
+        if (model.getter is None or not spec.window_sizes or not spec.time_column or spec.derived
+                or spec.categorical or len(spec.sensors) < 2 or len(spec.setting_columns) > 64
+                or os.environ.get("PREDMAINT_NATIVE_REQUEST", "1") == "0"):
+            return None
+        try:
+            functions = native.request_functions()
+            if functions is None:
+                return None
+            fn, batch = functions
+            reader = cls(fn, spec, model.required, batch)
+            return reader if reader.agrees_with_python(model) else None
+        except Exception:  # any surprise: the Python path always works
+            return None
+
+    def read(self, body: bytes) -> tuple[list[Any], np.ndarray] | None:
+        """(asset ids, X (n_assets, n_features) float32) for a request body, or None (declined)."""
+        local = self._local
+        if not hasattr(local, "X"):
+            local.X = np.empty((codec.MAX_INSTANCES, self.n_features), dtype=np.float32)
+            local.ids = np.empty((codec.MAX_INSTANCES, 3), dtype=np.int64)
+            local.n = np.zeros(1, dtype=np.int64)
+        rc = self.fn(body, len(body), self._plan_address, local.X.ctypes.data, local.ids.ctypes.data,
+                     local.n.ctypes.data)
+        if rc != 0:
+            return None
+        m = int(local.n[0])
+        ids: list[Any] = []
+        for i, (kind, a, b) in enumerate(local.ids[:m].tolist()):
+            ids.append(i if kind == 0 else body[a:b].decode("ascii") if kind == 1 else int(body[a:b]))
+        return ids, local.X[:m].copy()
+
+    def features(self, values: np.ndarray, offsets: np.ndarray) -> np.ndarray | None:
+        """Features (m, n_features) float32 of the last reading of each of m assets whose validated,
+        time-ordered readings are the rows ``offsets[i]:offsets[i+1]`` of ``values`` (columns in
+        ``model.required`` order); None if declined. For fleet scoring: equals
+        ``features.transform_last(...).astype(float32)``; the GIL is released while it runs."""
+        if self.batch is None:
+            return None
+        values = np.ascontiguousarray(values, dtype=np.float64)
+        offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+        if (values.ndim != 2 or values.shape[1] != self.plan.n_cols or offsets.ndim != 1 or len(offsets) < 1
+                or offsets[0] < 0 or offsets[-1] > len(values) or (np.diff(offsets) < 0).any()):
+            raise ValueError(f"expected (n, {self.plan.n_cols}) values and offsets within them")
+        X = np.empty((len(offsets) - 1, self.n_features), dtype=np.float32)
+        rc = self.batch(values.ctypes.data, offsets.ctypes.data, len(X), self._plan_address, X.ctypes.data)
+        return X if rc == 0 else None
+
+    def agrees_with_python(self, model: Any) -> bool:
+        """Self-check: synthetic requests drawn around the spec's own statistics (every regime,
+        histories shorter and longer than every window) give bit-identical features both ways,
+        and malformed ones are declined."""
+        for body in synthetic_requests(model.spec, model.required):
+            got = self.read(body)
+            document = codec.decode(body)
+            req = codec.parse_instances(document, model)
+            want = codec.features_matrix(req, model)
+            if got is None or not np.array_equal(got[1], want) or \
+                    got[0] != [inst.get("asset_id", i) for i, inst in enumerate(document.doc["instances"])]:
+                return False
+            if self.batch is not None:  # the fleet-scoring entry on the same readings
+                fleet = self.features(req.columns.matrix, req.offsets)
+                if fleet is None or not np.array_equal(fleet, want):
+                    return False
+        bad = synthetic_requests(model.spec, model.required, n_assets=1)[0].replace(b"[", b"[[", 1)
+        return self.read(bad) is None
+
+
+def synthetic_requests(spec: F.FeatureSpec, required: list[str], n_assets: int = 0) -> list[bytes]:
+    """Request bodies of plausible readings for ``spec`` (settings at its regime centroids, sensors
+    around each regime's mean), with history lengths around every window size, one asset per body
+    and all in one; ``n_assets=1``: one body with one asset of the longest length."""
+    rng = np.random.default_rng(7)
+    sizes = [w for w in spec.window_sizes if w] + [3 * s for s in spec.ewm_spans]
+    lengths = sorted({1, 2, 3, *(w + d for w in sizes for d in (-1, 0, 1) if w + d > 0)})
+    if n_assets == 1:
+        lengths = [lengths[-1]]
+    center, scale = np.asarray(spec.settings_center), np.asarray(spec.settings_scale)
+    bodies = []
+    instances = []
+    for a, n in enumerate(lengths):
+        t = np.cumsum(rng.choice([1.0, 1.0, 2.0, 0.5], size=n)) + rng.integers(0, 50)
+        reg = rng.integers(0, spec.n_regimes, size=n)
+        steady = rng.normal(size=len(spec.sensors) + 1)
+        readings = []
+        for i in range(n):
+            r = {}
+            for c in required:
+                if c == spec.time_column:
+                    r[c] = float(t[i])
+                elif c in spec.setting_columns:
+                    j = spec.setting_columns.index(c)
+                    r[c] = float(center[j] + scale[j] * (spec.centroids[reg[i]][j] + rng.normal(0, 0.01)))
+                else:
+                    k = spec.sensors.index(c) if c in spec.sensors else -1
+                    mu, sd = (spec._mean[reg[i], k], spec._std[reg[i], k]) if k >= 0 else (0.0, 1.0)
+                    # every other asset holds its sensors constant: windows of equal values
+                    # expose a summation order that differs from the batch code's (a mean off by
+                    # an ulp gives a std or slope of 1e-17 instead of 0)
+                    noise = steady[k] if a % 2 == 0 else rng.normal()
+                    r[c] = round(float(mu + sd * noise), 4)
+            r["note"] = [None, True, {"x": -0.5e-3}]  # a key the model does not use is skipped
+            readings.append(r)
+        inst: dict[str, Any] = {"readings": readings}
+        if a % 3 == 1:
+            inst["asset_id"] = f"engine-{a}"
+        elif a % 3 == 2:
+            inst["asset_id"] = -a
+        instances.append(inst)
+    # one asset per request (its windows are slices of one block) and all together (gathered)
+    for inst in instances:
+        bodies.append(codec.dumps({"instances": [inst]}))
+    if len(instances) > 1:
+        bodies.append(codec.dumps({"instances": instances, "explain": False}))
+    return bodies
