@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import functools
 import importlib.util
 import json
 import os
@@ -45,8 +44,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from predmaint.modules import load_module
 
 REPO = Path(__file__).resolve().parent.parent
 MODE_ENV = "PREDMAINT_NOTEBOOK_MODE"
@@ -148,16 +145,12 @@ def upload_source(target: Target) -> str:
     return target.session.upload_data(str(tarball), bucket=target.bucket, key_prefix=key_prefix)
 
 
-@functools.cache
-def _prepare() -> Any:
-    """The prepare Lambda's handler module (by path, as local mode loads it)."""
-    return load_module(REPO / "lambda" / "prepare" / "handler.py", "predmaint_lambda_prepare")
-
-
 def plan_run(config: Any, data_dir: Path, target: Target, source_uri: str, run_id: str | None = None) -> dict[str, Any]:
     """The prepare Lambda's plan for ``config``'s dataset, validated against the local raw files,
     with S3 locations under ``target`` and ``source_uri`` as the script-mode source."""
-    prepare = _prepare()
+    from predmaint.runner import prepare_module
+
+    prepare = prepare_module()
     settings = prepare.Settings(data_bucket=target.bucket, artifacts_bucket=target.bucket,
                                 raw_prefix=f"{target.prefix}/raw/", processed_prefix=f"{target.prefix}/processed/",
                                 runs_prefix=f"{target.prefix}/runs/", job_prefix=config.job_prefix,
@@ -171,10 +164,20 @@ def plan_run(config: Any, data_dir: Path, target: Target, source_uri: str, run_i
 
 def preprocess(plan: dict[str, Any], data_dir: Path, work_dir: Path) -> Path:
     """Run ``training_src/preprocess.py`` with the plan's arguments (those of the pipeline's Processing
-    job) on the local raw files; return the output folder (``train/``, ``validation/``, ...)."""
-    out = Path(work_dir) / "processed"
-    args = [sys.executable, str(REPO / "training_src" / "preprocess.py"), *plan["arguments"]["preprocess"],
-            "--data-dir", str(data_dir), "--input-dir", str(Path(work_dir) / "input"), "--output-dir", str(out)]
+    job) on the local raw files; return the output folder (``train/``, ``validation/``, ...).
+
+    The plan's validated profile document goes to ``<work_dir>/profile/profile.json``, the local copy of
+    what the Processing job's ``profile`` input mounts (as ``predmaint run`` does)."""
+    from predmaint.runner import processing_arguments
+
+    work_dir = Path(work_dir)
+    profile_file = work_dir / "profile" / "profile.json"
+    profile_file.parent.mkdir(parents=True, exist_ok=True)
+    profile_file.write_text(json.dumps(plan["inputs"]["profile"], indent=1))
+    out = work_dir / "processed"
+    args = [sys.executable, str(REPO / "training_src" / "preprocess.py"),
+            *processing_arguments(plan, "preprocess", profile_file),
+            "--data-dir", str(data_dir), "--input-dir", str(work_dir / "input"), "--output-dir", str(out)]
     done = subprocess.run(args, capture_output=True, text=True)
     if done.returncode != 0:
         raise NotebookError(f"preprocess.py failed (exit {done.returncode}): "
@@ -314,7 +317,9 @@ def refit_trainer(target: Target, config: Any, plan: dict[str, Any], best: dict[
     tuned values over its candidate's static ones, ``fit_on=train+validation``), less the ``sagemaker_*``
     keys that configure the container's own script mode: ``ModelTrainer.train`` runs ``train.py``
     through the SDK's driver, which would pass them to the script as arguments."""
-    refit = _prepare().plan_refit(plan, best)
+    from predmaint.runner import prepare_module
+
+    refit = prepare_module().plan_refit(plan, best)
     hyperparameters = {k: v for k, v in refit["hyperparameters"].items() if not k.startswith("sagemaker_")}
     return _trainer(target, config, plan, source_uri, hyperparameters, plan["s3"]["model_output"],
                     plan["jobs"]["refit"])

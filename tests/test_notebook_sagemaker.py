@@ -172,7 +172,7 @@ def aws_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     nb.cells.insert(0, nbformat.v4.new_code_cell(
         "from predmaint.modules import load_module\n"
         f"harness = load_module({str(HARNESS)!r}, 'predmaint_notebook_sdk_harness')\nharness.start()"))
-    nb.cells.append(nbformat.v4.new_code_cell(f"harness.dump({str(out)!r}, plan=plan, source_uri=source_uri)"))
+    nb.cells.append(nbformat.v4.new_code_cell(f"harness.dump({str(out)!r}, plan=plan, source_uri=source_uri, processed=str(processed))"))
     config = tmp / "sagemaker-config.yaml"  # no telemetry calls to AWS from the SDK during the test
     config.write_text("SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n")
     env = {"PREDMAINT_NOTEBOOK_MODE": "aws", "PREDMAINT_DATA_DIR": str(_data_dir()),
@@ -228,7 +228,7 @@ def test_the_plan_is_the_prepare_lambdas(aws_run: dict[str, Any]) -> None:
     members = aws_run["objects"][source_uri]  # the CDK app's own staging of training_src
     from stacks.assets import TRAINING_SRC, _files
 
-    assert set(members) >= {"train.py", "features.py", "search_space.py", "inference.py", "training_src"}
+    assert {"train.py", "features.py", "search_space.py", "inference.py"} <= set(members)
     assert set(members) >= set(_files(TRAINING_SRC))
 
 
@@ -314,6 +314,39 @@ def test_refit_is_the_prepare_lambdas_refit_of_the_best_trial(aws_run: dict[str,
     assert "tar -xzf sourcedir.tar.gz" in script and "basic_script_driver.py" in script
     assert refit["OutputDataConfig"]["S3OutputPath"] == plan["s3"]["model_output"]
     _assert_training_resources(refit, plan, c)
+
+
+@pytest.mark.slow
+@aws_branch
+def test_the_sdk_driver_runs_train_py_with_the_refit_request(aws_run: dict[str, Any], tmp_path: Path) -> None:
+    """What ModelTrainer's driver does in the container, done here: the refit request's hyperparameters
+    become arguments through the driver's own ``hyperparameters_to_cli_args`` (sagemaker-train), and
+    ``python train.py ...`` runs from the extracted sourcedir.tar.gz on the notebook's channels. It
+    trains a real model (Python 3.11 of .venv-sdk, not the container's 3.12)."""
+    import subprocess
+    import tarfile
+
+    from stacks.assets import stage_training_source
+
+    (refit,) = _calls(aws_run, "CreateTrainingJob")
+    plan, processed = aws_run["notebook"]["plan"], Path(aws_run["notebook"]["processed"])
+    code = tmp_path / "code"
+    with tarfile.open(stage_training_source()) as tar:
+        tar.extractall(code, filter="data")
+    to_args = ("import json, sys; from sagemaker.train.container_drivers.common.utils import "
+               "hyperparameters_to_cli_args as f; print(json.dumps(f(json.loads(sys.argv[1]))))")
+    args = json.loads(subprocess.run([str(SDK_PYTHON), "-c", to_args, json.dumps(refit["HyperParameters"])],
+                                     capture_output=True, text=True, check=True).stdout)
+    assert args[args.index("--fit_on") + 1] == "train+validation" and args[args.index("--algorithm") + 1] == "xgboost"
+    env = {**os.environ, "SM_CHANNEL_TRAIN": str(processed / "train"), "SM_CHANNEL_VALIDATION": str(processed / "validation"),
+           "SM_MODEL_DIR": str(tmp_path / "model"), "SM_OUTPUT_DATA_DIR": str(tmp_path / "output"), "SM_NUM_CPUS": "1"}
+    env.pop("PYTHONPATH", None)  # only the extracted source, as in the container
+    done = subprocess.run([str(SDK_PYTHON), "train.py", *args], cwd=code, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (metric,) = plan["tuning"]["metric_definitions"]
+    assert re.search(metric["Regex"], done.stdout), done.stdout[-500:]
+    assert (tmp_path / "model" / "code" / "inference.py").is_file() and (tmp_path / "model" / "feature_spec.json").is_file()
 
 
 @pytest.mark.slow
