@@ -85,10 +85,12 @@ demo: setup
 ## The whole test suite.
 test: setup checkov-setup container-setup sdk-setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 ## Download the public datasets from their official sources and verify SHA-256.
 data: setup

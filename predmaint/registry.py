@@ -35,7 +35,7 @@ from .data import file_sha256
 from .errors import CorruptModelError, UnknownModelError, UsageError
 
 SCHEMA = 1
-APPROVED, REJECTED = "Approved", "Rejected"
+APPROVED, REJECTED, PENDING = "Approved", "Rejected", "PendingManualApproval"
 #: Files an extracted model directory must contain to be servable.
 REQUIRED_MODEL_FILES = ("feature_spec.json", "code/inference.py")
 #: One of these holds the fitted model itself (xgboost booster or the linear model).
@@ -43,8 +43,8 @@ MODEL_FILES = ("xgboost-model", "linear-model.json")
 #: Refuse to extract archives that would inflate beyond this (a zip bomb guard).
 MAX_EXTRACTED_BYTES = 2 * 1024**3
 
-__all__ = ["APPROVED", "REJECTED", "CorruptModelError", "ModelPackage", "Registry", "UnknownModelError",
-           "flat_metrics"]
+__all__ = ["APPROVED", "PENDING", "REJECTED", "CorruptModelError", "LocalRegistryClient", "ModelPackage",
+           "Registry", "UnknownModelError", "flat_metrics"]
 
 
 def flat_metrics(evaluation: dict[str, Any]) -> dict[str, float]:
@@ -71,7 +71,7 @@ class ModelPackage:
     """One registered model version (a SageMaker model package, locally)."""
 
     version: int
-    status: str  # "Approved" or "Rejected" (SageMaker ModelApprovalStatus)
+    status: str  # "Approved", "Rejected" or "PendingManualApproval" (SageMaker ModelApprovalStatus)
     reason: str
     metrics: dict[str, float]
     evaluation: dict[str, Any]
@@ -205,8 +205,12 @@ class Registry:
                     shutil.rmtree(d, ignore_errors=True)
 
     def register(self, *, artifact: Path, evaluation: dict[str, Any], lineage: dict[str, Any], approved: bool,
-                 reason: str, run_id: str, primary_metric: str | None = None) -> ModelPackage:
+                 reason: str, run_id: str, primary_metric: str | None = None,
+                 status: str | None = None) -> ModelPackage:
         """Register ``artifact`` (a model.tar.gz) as the next version; move the champion if approved.
+
+        ``status`` overrides ``approved`` with any SageMaker approval status (``PendingManualApproval``:
+        registered, not the champion; ``set_status`` decides later).
 
         ``evaluation`` is the evaluation report (its metrics are flattened into ``metrics``), ``lineage``
         what produced the model (dataset checksums, profile, hyperparameters, code commit). Idempotent
@@ -236,7 +240,7 @@ class Registry:
                     os.fsync(f.fileno())
                 rec = {
                     "version": version,
-                    "status": APPROVED if approved else REJECTED,
+                    "status": status or (APPROVED if approved else REJECTED),
                     "reason": reason,
                     "metrics": flat_metrics(evaluation),
                     "evaluation": evaluation,
@@ -259,7 +263,7 @@ class Registry:
             new_doc = {
                 "schema": SCHEMA,
                 "packages": {**doc["packages"], str(version): rec},
-                "champion": version if approved else doc.get("champion"),
+                "champion": version if rec["status"] == APPROVED else doc.get("champion"),
                 "updated_at": rec["created_at"],
             }
             tmp = self.root / f".registry.json.{uuid.uuid4().hex}.tmp"
@@ -273,6 +277,40 @@ class Registry:
                 raise
             _fsync_dir(self.root)
             return self._package(new_doc, version)
+
+    def set_status(self, version: int | str, status: str, reason: str) -> ModelPackage:
+        """Change a package's approval status (SageMaker's UpdateModelPackage); ``Approved`` makes it the
+        champion, and a champion that stops being approved hands the pointer back to the newest
+        approved package. One atomic manifest replace, like ``register``."""
+        if status not in (APPROVED, REJECTED, PENDING):
+            raise UsageError(f"unknown approval status {status!r}")
+        with self._locked():
+            doc = self._manifest()
+            key = str(int(version))
+            if key not in doc["packages"]:
+                raise UnknownModelError(f"model version {version} is not in the registry at {self.root}")
+            rec = {**doc["packages"][key], "status": status, "reason": reason}
+            packages = {**doc["packages"], key: rec}
+            champion = doc.get("champion")
+            if status == APPROVED:
+                champion = int(key)
+            elif champion is not None and int(champion) == int(key):
+                approved = [int(k) for k, r in packages.items() if r["status"] == APPROVED]
+                champion = max(approved, default=None)
+            new_doc = {**doc, "packages": packages, "champion": champion,
+                       "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            with contextlib.suppress(OSError):
+                _write_json_durable(self.packages_dir / key / "package.json", rec)
+            tmp = self.root / f".registry.json.{uuid.uuid4().hex}.tmp"
+            try:
+                _write_json_durable(tmp, new_doc)
+                os.replace(tmp, self.manifest_path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise
+            _fsync_dir(self.root)
+            return self._package(new_doc, int(key))
 
     # ------------------------------------------------------------------ serving
     def resolve(self, version: int | str | None = None) -> ModelPackage:
@@ -405,3 +443,65 @@ def make_model_archive(model_dir: Path, archive: Path) -> Path:
             tar.add(p, arcname=p.relative_to(model_dir).as_posix(), recursive=False)
     os.replace(tmp, archive)
     return archive
+
+
+class LocalRegistryClient:
+    """The local registry behind the SageMaker Model Registry calls the promote Lambda makes
+    (``list_model_packages``, ``describe_model_package``, ``create_model_package``,
+    ``update_model_package``), so local mode promotes through the Lambda's own ``promote`` and
+    ``confirm`` (lambda/promote/handler.py).
+
+    A package's ARN is ``local:<version>``. ``create_model_package`` registers the run's artifact
+    (``ModelDataUrl``, a local path) with the evaluation report and lineage given here, since the
+    SageMaker request carries only references to them.
+    """
+
+    def __init__(self, registry: Registry, evaluation: dict[str, Any], lineage: dict[str, Any]) -> None:
+        self.registry, self.evaluation, self.lineage = registry, evaluation, lineage
+
+    @staticmethod
+    def _arn(version: int) -> str:
+        return f"local:{version}"
+
+    @staticmethod
+    def _version(arn: str) -> int:
+        if not arn.startswith("local:"):
+            raise UnknownModelError(f"not a local model package: {arn!r}")
+        return int(arn.split(":", 1)[1])
+
+    def _summary(self, pkg: ModelPackage) -> dict[str, Any]:
+        return {"ModelPackageArn": self._arn(pkg.version), "ModelApprovalStatus": pkg.status,
+                "ModelPackageDescription": f"run {pkg.run_id}: {pkg.reason}", "CreationTime": pkg.created_at}
+
+    def list_model_packages(self, *, ModelPackageGroupName: str, SortBy: str = "CreationTime",
+                            SortOrder: str = "Descending", MaxResults: int = 100,
+                            ModelApprovalStatus: str | None = None, NextToken: str | None = None,
+                            ) -> dict[str, Any]:
+        packages = self.registry.list_packages()  # newest first
+        if SortOrder == "Ascending":
+            packages.reverse()
+        rows = [self._summary(p) for p in packages if ModelApprovalStatus in (None, p.status)]
+        return {"ModelPackageSummaryList": rows[:MaxResults]}
+
+    def describe_model_package(self, *, ModelPackageName: str) -> dict[str, Any]:
+        pkg = self.registry.get(self._version(ModelPackageName))
+        meta = {"run_id": pkg.run_id, "test_fingerprint": str(pkg.evaluation.get("test_fingerprint") or ""),
+                **{f"metric_{k}": repr(v) for k, v in sorted(pkg.metrics.items())}}
+        return {**self._summary(pkg), "CustomerMetadataProperties": meta,
+                "InferenceSpecification": {"Containers": [{"ModelDataUrl": str(pkg.artifact)}]}}
+
+    def create_model_package(self, **request: Any) -> dict[str, Any]:
+        description = request.get("ModelPackageDescription", "")
+        run_id = (request.get("CustomerMetadataProperties") or {}).get("run_id") or \
+            description.removeprefix("run ").split(":", 1)[0]
+        reason = description.split(": ", 1)[-1]
+        artifact = Path(request["InferenceSpecification"]["Containers"][0]["ModelDataUrl"])
+        pkg = self.registry.register(artifact=artifact, evaluation=self.evaluation, lineage=self.lineage,
+                                     approved=False, status=request["ModelApprovalStatus"], reason=reason,
+                                     run_id=run_id)
+        return {"ModelPackageArn": self._arn(pkg.version)}
+
+    def update_model_package(self, *, ModelPackageArn: str, ModelApprovalStatus: str,
+                             ApprovalDescription: str = "") -> dict[str, Any]:
+        self.registry.set_status(self._version(ModelPackageArn), ModelApprovalStatus, ApprovalDescription)
+        return {"ModelPackageArn": ModelPackageArn}

@@ -3,8 +3,10 @@
 prepare (the prepare Lambda's own ``plan_run`` on local files) -> preprocess.py -> tuning (Optuna
 TPE over ``training_src.search_space``, each trial runs train.py as SageMaker would: SM_* env vars,
 hyperparameters as CLI args; hopeless trials pruned from the objective lines train.py prints) ->
-refit on train+validation -> evaluate.py -> promotion rule (``training_src.promotion.decide``, the
-function the promote Lambda uses) against the local registry -> HTML report.
+refit on train+validation -> evaluate.py -> the promote Lambda's own ``promote`` and ``confirm``
+(lambda/promote/handler.py, with cdk.json's thresholds) against the local registry -> HTML report.
+Every stage takes its arguments from the prepare Lambda's plan, as the state machine does: the
+processing arguments, each candidate's static hyperparameters, and the refit's from ``plan_refit``.
 
 Everything of a run lives in ``<home>/runs/<run-id>/`` (``plan.json``, ``profile/profile.json``: the one
 profile every stage reads, as the prepare Lambda writes it next to an AWS run); the registry is only
@@ -42,11 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 SRC = REPO / "training_src"
 log = logging.getLogger("predmaint.runner")
 
-#: local promotion gates (the CDK app reads its own from cdk.json); lenient absolute floors
-LOCAL_THRESHOLDS = {
-    "rul_regression": promotion.Thresholds(max_rmse=40.0),
-    "failure_classification": promotion.Thresholds(min_pr_auc=0.5),
-}
+CDK_JSON = REPO / "cdk.json"
 _OBJECTIVE_RE = re.compile(r"^(?:\[(\d+)\]\s+)?(validation-(?:rmse|aucpr)):\s*([0-9.eE+-]+|nan)\s*$")
 
 
@@ -149,8 +147,13 @@ def git_commit() -> str | None:
 class _Trials:
     """Runs train.py trials as subprocesses and feeds their objective lines to Optuna."""
 
-    def __init__(self, run_dir: Path, profile: Profile, nthread: int, seed: int, server: zyg.Zygote | None = None):
+    def __init__(self, run_dir: Path, profile: Profile, nthread: int, seed: int, server: zyg.Zygote | None = None,
+                 static: dict[str, dict[str, str]] | None = None):
         self.run_dir, self.profile, self.nthread, self.seed = run_dir, profile, nthread, seed
+        #: each candidate's static hyperparameters as the plan holds them (SageMaker's encoding)
+        self.static = static or {a: {k: search_space.encode(v) for k, v in
+                                     search_space.static_hyperparameters(a, profile).items()}
+                                 for a in search_space.ALGORITHMS}
         self.server = server
         self.records: list[dict[str, Any]] = []
         self.lock = threading.Lock()
@@ -167,12 +170,12 @@ class _Trials:
         import optuna
 
         tdir = self.run_dir / "tuning" / f"trial-{trial.number:03d}"
-        hp = {**search_space.static_hyperparameters(algorithm, self.profile), **params}
+        hp = {**self.static[algorithm], **{k: str(v) for k, v in params.items()}}
         env = {**os.environ, "SM_CHANNEL_TRAIN": str(self.run_dir / "processed" / "train"),
                "SM_CHANNEL_VALIDATION": str(self.run_dir / "processed" / "validation"),
                "SM_MODEL_DIR": str(tdir / "model"), "SM_OUTPUT_DATA_DIR": str(tdir / "output"),
                "SM_NUM_CPUS": str(self.nthread), "OMP_NUM_THREADS": str(self.nthread)}
-        argv = [*search_space.to_cli_args(hp), "--seed", str(self.seed)]
+        argv = [*search_space.script_arguments(hp), "--seed", str(self.seed)]
         started = time.time()
         if self.server is not None:  # a fork of the script server: no interpreter start, no imports
             proc = self.server.spawn(SRC / "train.py", argv, env)
@@ -225,7 +228,7 @@ class _Trials:
 
 
 def tune(run_dir: Path, profile: Profile, trials: int, parallel: int, seed: int, progress: bool,
-         server: zyg.Zygote | None = None) -> dict[str, Any]:
+         server: zyg.Zygote | None = None, plan: dict[str, Any] | None = None) -> dict[str, Any]:
     """Optuna TPE + median pruning over the shared search space; writes and returns tuning.json.
 
     Each trial is its own process (a fork of ``server``, else a fresh interpreter) with
@@ -235,7 +238,8 @@ def tune(run_dir: Path, profile: Profile, trials: int, parallel: int, seed: int,
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     direction = "minimize" if profile.objective_direction == "Minimize" else "maximize"
     cores = os.cpu_count() or 1
-    runner = _Trials(run_dir, profile, max(1, cores // parallel), seed, server)
+    static = {a: d["static"] for a, d in plan["tuning"]["definitions"].items()} if plan else None
+    runner = _Trials(run_dir, profile, max(1, cores // parallel), seed, server, static)
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(8, max(2, trials // 3)))
     pruner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=100)
     study = optuna.create_study(direction=direction, sampler=sampler, pruner=pruner)
@@ -406,6 +410,47 @@ def plan_locally(profile_ref: str | os.PathLike, profile: Profile, data_dir: Pat
     return plan, plan["inputs"].pop("profile")
 
 
+def promote_module() -> Any:
+    """The promote Lambda's handler module (``lambda/promote/handler.py``), loaded as local mode runs it."""
+    return load_module(REPO / "lambda" / "promote" / "handler.py", "predmaint_lambda_promote")
+
+
+def cdk_thresholds(path: Path | None = None) -> dict[str, dict[str, Any]]:
+    """The promotion gates the deployed pipeline uses (``predmaint.promotion`` in cdk.json), checked.
+
+    ``path`` defaults to ``$PREDMAINT_CDK_JSON``, else the repository's cdk.json: a fleet whose RUL
+    is in other units (hours, days) needs its own gates, set where its deployment sets them."""
+    path = Path(path or os.environ.get("PREDMAINT_CDK_JSON") or CDK_JSON)
+    try:
+        gates = json.loads(path.read_text())["context"]["predmaint"]["promotion"]
+        for values in gates.values():
+            promotion.Thresholds(**(values or {}))
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"{path}: no usable predmaint.promotion thresholds ({exc})") from exc
+    return gates
+
+
+def promote_locally(registry: Any, run_id: str, profile: Profile, artifact: Path,
+                    report: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """The promote Lambda's ``promote`` and, when the challenger passes, ``confirm`` (locally there is
+    no blue/green deployment that could roll back: serving the champion is the local registry's
+    pointer) against ``registry`` (a ``LocalRegistryClient``). Returns ``(decision, package)``."""
+    promote = promote_module()
+    settings = promote.Settings(model_package_group="local", thresholds=cdk_thresholds())
+    event = {"action": "promote", "run_id": run_id, "task": profile.task, "profile": profile.name,
+             "subset": profile.subset, "model_data_url": str(artifact), "report": report}
+    try:
+        outcome = promote.promote(event, registry, settings=settings)
+    except promotion.MetricsError as exc:
+        raise PipelineError(f"promotion: {exc}") from exc
+    if outcome["approved"]:
+        promote.confirm({"run_id": run_id, "model_package_arn": outcome["model_package_arn"]}, registry)
+    version = registry._version(outcome["model_package_arn"])
+    decision = outcome.get("decision") or {"approved": outcome["approved"], "reason": outcome["reason"]}
+    return {**decision, "status": "Approved" if outcome["approved"] else "Rejected"}, \
+        registry.registry.get(version)
+
+
 def processing_arguments(plan: dict[str, Any], stage: str, profile_file: Path) -> list[str]:
     """A processing script's planned arguments with the container's profile path replaced by the run's
     local copy (``<run>/profile/profile.json``, what the ``profile`` ProcessingInput mounts in AWS)."""
@@ -482,22 +527,26 @@ def run_pipeline(profile: str | os.PathLike, subset: str | None, data_dir: Path,
 
         training = True
         with _stage(f"tuning ({trials} trials of training_src/train.py, Optuna TPE)", progress):
-            tuning = tune(run_dir, prof, trials, parallel, seed, progress, server)
+            tuning = tune(run_dir, prof, trials, parallel, seed, progress, server, plan)
             if progress:
                 b = tuning["best"]
                 print(f"  best: {b['algorithm']} {prof.objective_metric}={b['value']:.4f} (trial {b['trial']})")
 
         with _stage("refit on train+validation with the best hyperparameters", progress):
             best = tuning["best"]
-            hp = {**search_space.static_hyperparameters(best["algorithm"], prof),
-                  **best["params"], "fit_on": "train+validation"}
+            # what the tuning job reports as BestTrainingJob, planned by the Lambda's own plan_refit
+            refit = prepare_module().plan_refit(plan, {
+                "TrainingJobDefinitionName": best["algorithm"],
+                "TunedHyperParameters": {k: str(v) for k, v in best["params"].items()},
+                "FinalHyperParameterTuningJobObjectiveMetric": {"MetricName": prof.objective_metric,
+                                                                "Value": best["value"]}})
             # all cores for the one fit (xgboost's result does not depend on its thread count)
             env = {"SM_CHANNEL_TRAIN": str(run_dir / "processed" / "train"),
                    "SM_CHANNEL_VALIDATION": str(run_dir / "processed" / "validation"),
                    "SM_MODEL_DIR": str(run_dir / "model"), "SM_OUTPUT_DATA_DIR": str(run_dir / "refit-output"),
                    "SM_NUM_CPUS": str(os.cpu_count() or 1)}
-            _run_script([str(SRC / "train.py"), *search_space.to_cli_args(hp), "--seed", str(seed)], env, "refit",
-                        server=server)
+            _run_script([str(SRC / "train.py"), *search_space.script_arguments(refit["hyperparameters"]),
+                         "--seed", str(seed)], env, "refit", server=server)
             from predmaint.registry import make_model_archive
 
             artifact = make_model_archive(run_dir / "model", run_dir / "model.tar.gz")
@@ -520,27 +569,21 @@ def run_pipeline(profile: str | os.PathLike, subset: str | None, data_dir: Path,
             evaluation_path = run_dir / "evaluation.json"
             evaluation_path.write_text(json.dumps(report, indent=1))
 
-        with _stage("promotion (training_src/promotion.py, the promote Lambda's rule)", progress):
-            from predmaint.registry import Registry
+        with _stage("promotion (the promote Lambda's promote + confirm, cdk.json's thresholds)", progress):
+            from predmaint.data import file_sha256
+            from predmaint.registry import LocalRegistryClient, Registry
 
             registry = Registry(home)
             champion = registry.champion()
-            try:
-                decision = promotion.decide(prof.task, report, champion.evaluation if champion else None,
-                                            LOCAL_THRESHOLDS[prof.task])
-            except promotion.MetricsError as exc:
-                raise PipelineError(f"promotion: {exc}") from exc
             manifest = json.loads((run_dir / "processed" / "manifest.json").read_text())
-            from predmaint.data import file_sha256
-
             lineage = {"profile": prof.name, "subset": prof.subset, "profile_sha256": file_sha256(profile_file),
                        "dataset_files": manifest.get("files"),
                        "test_fingerprint": report.get("test_fingerprint"), "algorithm": best["algorithm"],
                        "hyperparameters": best["params"], "code_commit": git_commit(), "seed": seed,
                        "run_id": run_id, "plan_run_id": plan.get("run_id")}
-            package = registry.register(artifact=artifact, evaluation=report, lineage=lineage,
-                                        approved=decision.approved, reason=decision.reason, run_id=run_id)
-            doc = {**decision.to_dict(), "model_version": str(package.version),
+            decision, package = promote_locally(LocalRegistryClient(registry, report, lineage), run_id, prof,
+                                                artifact, report)
+            doc = {**decision, "model_version": str(package.version),
                    "champion_before": str(champion.version) if champion else None}
             (run_dir / "decision.json").write_text(json.dumps(doc, indent=1))
     except KeyboardInterrupt:
@@ -574,6 +617,6 @@ def run_pipeline(profile: str | os.PathLike, subset: str | None, data_dir: Path,
             b = report["binary_classification_metrics"]
             m = f"PR-AUC {b['pr_auc']['value']:.3f} · F1 {b['f1']['value']:.3f}"
         print(f"\nrun {run_id} done in {elapsed:.0f}s: {m} · baseline improvement "
-              f"{report.get('improvement_pct', 0):.1f}% · model v{package.version} {decision.status} "
-              f"({decision.reason})" + (f"\n  report {report_path}" if report_path else ""), flush=True)
+              f"{report.get('improvement_pct', 0):.1f}% · model v{package.version} {package.status} "
+              f"({doc['reason']})" + (f"\n  report {report_path}" if report_path else ""), flush=True)
     return RunResult(run_id, run_dir, evaluation_path, doc, str(package.version), report_path)

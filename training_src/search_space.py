@@ -8,6 +8,7 @@ trial for values from the same ranges.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,3 +96,24 @@ def to_cli_args(hyperparameters: dict[str, Any]) -> list[str]:
     for k, v in hyperparameters.items():
         args += [f"--{k}", str(v)]
     return args
+
+
+def encode(value: Any) -> str:
+    """A hyperparameter value as the SageMaker SDK (and the prepare Lambda's plan) sends it: strings
+    JSON-encoded, everything else ``str``."""
+    return json.dumps(value) if isinstance(value, str) else str(value)
+
+
+def script_arguments(hyperparameters: dict[str, str]) -> list[str]:
+    """Planned hyperparameters (SageMaker's encoding) -> the script's ``--name value`` arguments, as the
+    SageMaker training toolkit turns hyperparameters.json into a command line: each value JSON-decoded
+    where it is JSON, the toolkit's own ``sagemaker_*`` entries and the tuner's ``_tuning_*`` left out."""
+    decoded: dict[str, Any] = {}
+    for k, v in hyperparameters.items():
+        if k.startswith(("sagemaker_", "_tuning")):
+            continue
+        try:
+            decoded[k] = json.loads(v)
+        except (TypeError, ValueError):
+            decoded[k] = v
+    return to_cli_args(decoded)

@@ -379,7 +379,7 @@ def validate_object(profile: profiles_lib.Profile, role: str, obj: ObjectInfo, h
 
 def _hp(value: Any) -> str:
     """A hyperparameter value the way the SageMaker SDK passes them to framework containers."""
-    return json.dumps(value) if isinstance(value, str) else str(value)
+    return search_space.encode(value)
 
 
 def load_event_profile(ref: str | dict[str, Any], subset: str | None) -> profiles_lib.Profile:

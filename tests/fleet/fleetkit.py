@@ -12,6 +12,7 @@ regime-dependent level, so a model has to normalise per regime to see the wear.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -62,10 +63,23 @@ def write_fleet(path: Path, pumps: int = 48, seed: int = 7) -> Path:
     return path
 
 
+def fleet_cdk_json(home: Path) -> Path:
+    """The pump fleet's deployment config: cdk.json with promotion gates in the fleet's units (its RUL
+    is in hours, so C-MAPSS's 30-cycle RMSE gate means nothing here), as its user would set them."""
+    doc = json.loads((REPO / "cdk.json").read_text())
+    doc["context"]["predmaint"]["promotion"]["rul_regression"] = {
+        "max_rmse": 200.0, "max_nasa_score": None, "min_improvement_over_baseline_pct": None}
+    path = Path(home).absolute().parent / "pumps-cdk.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+    return path
+
+
 def predmaint(*args: str, home: Path, data_dir: Path, cwd: Path | None = None,
               timeout: float = 600) -> subprocess.CompletedProcess:
     """``python -m predmaint ARGS`` in a fresh process, as a user runs it (home and data from the env)."""
-    env = {**os.environ, "PREDMAINT_DATA_DIR": str(data_dir), "PREDMAINT_HOME": str(home)}
+    env = {**os.environ, "PREDMAINT_DATA_DIR": str(data_dir), "PREDMAINT_HOME": str(home),
+           "PREDMAINT_CDK_JSON": str(fleet_cdk_json(home))}
     env.pop("PREDMAINT_LOG_LEVEL", None)
     return subprocess.run([sys.executable, "-m", "predmaint", *args], env=env, capture_output=True, text=True,
                           timeout=timeout, cwd=cwd or REPO)

@@ -147,12 +147,8 @@ def _assert_equals_batch_score(fleet: dict, tmp_path: Path, got, model: str) -> 
 
 
 def test_serve_and_invoke_a_fleet_with_a_categorical_column(fleet: dict, tmp_path: Path) -> None:
+    """The endpoint reads each reading's categorical value (the pump model) like the batch code does."""
     got, log = _serve_and_invoke(fleet, tmp_path, fleet["profile"], "1")
-    if got.returncode == 1 and "HTTP 500" in got.stderr and "KeyError: 'pump_model'" in log:
-        # only this known failure is expected; anything else fails the test, and the fix makes it pass
-        pytest.xfail("training_src/inference.py (serving) reads only the numeric fields of a window profile's "
-                     "readings: a fleet with a categorical column trains and scores, but its endpoint answers "
-                     "500 (KeyError in features.transform_last)")
     assert got.returncode == 0, got.stderr + log[-2000:]
     _assert_equals_batch_score(fleet, tmp_path, got, "1")
 

@@ -105,6 +105,9 @@ def run(synth, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     s3.upload(raw, plan["s3"]["raw_root"])
     s3.path(plan["s3"]["raw_manifest"]).parent.mkdir(parents=True, exist_ok=True)
     s3.path(plan["s3"]["raw_manifest"]).write_text(json.dumps(plan["inputs"]["manifest"]))  # Prepare writes it
+    profile = s3.path(plan["s3"]["profile"] + prep.PROFILE_FILE)  # and the run's validated profile
+    profile.parent.mkdir(parents=True, exist_ok=True)
+    profile.write_text(json.dumps(plan["inputs"]["profile"], indent=1))
     hosts = ck.hosts_file(root / "hosts", HOSTS)
     return {"root": root, "s3": s3, "source": source, "hosts": hosts, "plan": plan, "results": {},
             "states": definition(synth)["States"]}

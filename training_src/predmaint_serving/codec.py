@@ -262,6 +262,14 @@ class _Checker:
                     raise bad(f"{where}.readings[{j}].{c}: missing")
                 vals.append(self.number(r[c], f"{where}.readings[{j}].{c}"))
             cols[c] = np.asarray(vals, dtype=float)
+        for c, levels in spec.categorical.items():  # e.g. the machine's model or type: one of the levels
+            vals = []
+            for j in keep:
+                v = readings[j].get(c)
+                if v not in levels:
+                    raise bad(f"{where}.readings[{j}].{c}: must be one of {levels}, got {v!r}")
+                vals.append(v)
+            cols[c] = np.asarray(vals, dtype=object)
         return asset, cols
 
     def row(self, inst: Any, i: int, model: Any) -> tuple[Any, dict[str, np.ndarray]]:
@@ -291,6 +299,8 @@ def _fast_assets(instances: list[Any], model: Any) -> Request | None:
     Anything unusual returns None and the per-value path produces the exact error, so both paths
     accept and refuse the same requests.
     """
+    if model.spec.categorical:  # categorical readings are strings: the checked path reads them
+        return None
     ids: list[Any] = []
     lists: list[list[Any]] = []
     for i, inst in enumerate(instances):

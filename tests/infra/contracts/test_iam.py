@@ -201,6 +201,7 @@ def _generic(resource: str, plan: dict[str, Any]) -> str:
     """Run-time names in a form a reader maps to their deployment (run id, account, generated names)."""
     out = resource.replace(plan["run_id"], "<run-id>").replace(iam.ACCOUNT, "<account>")
     out = re.sub(r"key/[0-9a-f-]{36}", "key/<project key>", out)
+    out = re.sub(r"/[0-9a-f]{64}\.", "/<asset hash>.", out)  # the CDK asset of training_src changes with it
     return re.sub(r"-[0-9A-F]{12}\b", "-<generated>", out)
 
 
