@@ -94,7 +94,7 @@ def _xy(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 def _fit_predict(task: str, X: np.ndarray, y: np.ndarray, Xt: np.ndarray, hp: dict[str, Any],
                  names: list[str] | None, cap: float | None, nthread: int) -> np.ndarray:
     model, _ = T.fit_model("xgboost", X, y, task, {k: str(v) for k, v in hp.items()}, nthread, 0, names=names)
-    p = T.predict(model, Xt)
+    p = T.predict("xgboost", model, Xt)
     return np.clip(p, 0.0, cap) if task == "rul_regression" else p
 
 
@@ -170,13 +170,10 @@ def _plots(out: Path, task: str, y: np.ndarray, p: np.ndarray, importance: list[
 
 
 def feature_importance(model: Any) -> list[tuple[str, float]]:
-    """(feature, normalised importance) sorted descending: total gain for trees, |coef| for linear."""
+    """(feature, normalised importance) sorted descending: the candidate's ``importance()`` (total gain
+    for trees, |coef| for linear)."""
     names = model.spec.feature_names
-    if model.booster is not None:
-        gain = model.booster.get_score(importance_type="total_gain")
-        vals = np.array([gain.get(n, 0.0) for n in names])
-    else:
-        vals = np.abs(model.linear.coef)
+    vals = np.asarray(model.predictor.importance(), dtype=float)
     total = vals.sum() or 1.0
     order = np.argsort(-vals)
     return [(names[i], float(vals[i] / total)) for i in order if vals[i] > 0]
@@ -191,9 +188,7 @@ def evaluate(model_path: Path, test_dir: Path, baseline_dir: Path | None, train_
     test = T.read_channel(test_dir)
     task, spec = model.spec.task, model.spec
     Xt, yt = T.split_xy(test, spec.feature_names)
-    p = model.booster.inplace_predict(Xt) if model.booster is not None else model.linear.predict(
-        Xt.astype(np.float64))
-    p = np.asarray(p, dtype=float)
+    p = np.asarray(model.predictor.predict(Xt), dtype=float)
     cap = spec.label_cap
     reg = task == "rul_regression"
     if reg:
