@@ -179,6 +179,27 @@ def feature_importance(model: Any) -> list[tuple[str, float]]:
     return [(names[i], float(vals[i] / total)) for i in order if vals[i] > 0]
 
 
+def candidate_comparison(tuning: dict[str, Any]) -> dict[str, Any] | None:
+    """Which candidate algorithm won the tuning and by how much, on the objective tuning chose by
+    (validation or out-of-fold, never the test set): ``tuning.json``'s best trial per algorithm, best
+    first, and the winner's margin over the runner-up. None with fewer than two candidates tried."""
+    best = tuning.get("best_by_algorithm") or {}
+    if len(best) < 2:
+        return None
+    minimize = tuning.get("direction", "minimize") == "minimize"
+    completed: dict[str, int] = {}
+    for t in tuning.get("trials") or []:
+        if t.get("state") == "COMPLETE":
+            completed[t.get("algorithm")] = completed.get(t.get("algorithm"), 0) + 1
+    rows = sorted(({"algorithm": a, "objective": b["value"], "trial": b["trial"], "completed": completed.get(a, 0)}
+                   for a, b in best.items()), key=lambda r: r["objective"], reverse=not minimize)
+    win, second = rows[0], rows[1]
+    margin = abs(second["objective"] - win["objective"])
+    return {"objective": tuning.get("objective"), "winner": win["algorithm"], "runner_up": second["algorithm"],
+            "margin": margin, "margin_pct": 100.0 * margin / abs(second["objective"]) if second["objective"] else None,
+            "by_algorithm": rows}
+
+
 def evaluate(model_path: Path, test_dir: Path, baseline_dir: Path | None, train_dir: Path | None,
              validation_dir: Path | None, tuning_path: Path | None, out_dir: Path,
              nthread: int = 2) -> dict[str, Any]:
@@ -272,6 +293,10 @@ def evaluate(model_path: Path, test_dir: Path, baseline_dir: Path | None, train_
             report["improvement_pct"] = imp.get("pr_auc", 0.0)
         report["improvement_pct_by_metric"] = imp
     report["ablation"] = ablation
+    if tuning_path is not None and tuning_path.exists():
+        comparison = candidate_comparison(json.loads(tuning_path.read_text()))
+        if comparison:
+            report["candidates"] = comparison
     report["feature_importance"] = [{"feature": n, "importance": v} for n, v in importance[:20]]
     report.update({
         "test_fingerprint": test_fingerprint(test), "n_test": len(yt), "model_version": model.version,

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import linear, xgb
+from . import hgb, linear, xgb
 from .base import Param, TrainError
 
-_MODULES: tuple[ModuleType, ...] = (xgb, linear)
+_MODULES: tuple[ModuleType, ...] = (xgb, linear, hgb)
 
 #: candidate name -> its module, in the order tuning tries their starting points
 CANDIDATES: dict[str, ModuleType] = {m.NAME: m for m in _MODULES}
