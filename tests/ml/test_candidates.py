@@ -19,7 +19,7 @@ from training_src.candidates import hgb
 @pytest.mark.parametrize("name", list(candidates.CANDIDATES))
 def test_each_candidate_declares_its_contract(name: str) -> None:
     c = candidates.get(name)
-    assert c.NAME == name and c.MODEL_FILE and isinstance(c.DISTRIBUTED, bool)
+    assert name == c.NAME and c.MODEL_FILE and isinstance(c.DISTRIBUTED, bool)
     for attr in ("fit", "predict", "save", "load"):
         assert callable(getattr(c, attr)), f"{name} lacks {attr}"
     names = [p.name for p in c.PARAMS]
@@ -107,7 +107,7 @@ def test_hgb_trains_through_train_py_and_serves_through_the_hooks(fd001: dict, t
     from training_src.predmaint_serving import predictors
 
     p = predictors.predict_matrix(model, X)
-    assert p.shape == (len(X),) and 0 <= p.min() and p.max() <= model.spec.label_cap
+    assert p.shape == (len(X),) and p.min() >= 0 and p.max() <= model.spec.label_cap
     top = predictors.explain(model, X[:2])
     assert len(top) == 2 and len(top[0]) == predictors.TOP_CONTRIBUTIONS
 
