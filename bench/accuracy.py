@@ -17,6 +17,7 @@ uncapped <= 23.5; whole history FD001 uncapped <= 12.3, FD002 <= 22.5; AI4I F1 >
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -87,8 +88,8 @@ def window_table(model_dir: Path, profile_name: str, subset: str | None, data_di
              f"{eval_cap:g} | NASA vs capped |", "|---|---:|---:|---:|---:|"]
     for n in lasts:
         rows = np.concatenate([np.arange(a if n is None else max(a, b - n), b)
-                               for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
-        lens = [b - (a if n is None else max(a, b - n)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+                               for a, b in itertools.pairwise(bounds)])
+        lens = [b - (a if n is None else max(a, b - n)) for a, b in itertools.pairwise(bounds)]
         cols = {c: raw[c].to_numpy()[rows] for c in raw.columns}
         X = F.transform_last(cols, np.r_[0, np.cumsum(lens)], model.spec).astype(np.float32)
         p = predictors.predict_matrix(model, X)

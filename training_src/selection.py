@@ -26,6 +26,7 @@ squared errors' standard error, carried to the RMSE by the delta method.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -66,7 +67,7 @@ def cut_views(df: pd.DataFrame, profile: Profile, send: int, min_cut: int, seed:
     bounds = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
     rows, lens, true, owner = [], [], [], []
     t = df[tc].to_numpy(dtype=float)
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+    for a, b in itertools.pairwise(bounds):
         n = b - a
         for c in rng.integers(min(min_cut, n), n + 1, size=CUTS):
             lo = max(a, a + c - send)

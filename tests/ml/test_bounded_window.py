@@ -3,6 +3,7 @@ cross-validation, the short-request warning and `invoke --last`."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -39,7 +40,7 @@ def test_health_index_is_a_windowed_channel_with_batch_serving_parity(data_dir):
     batch = F.transform(test, spec).to_numpy()
     ids = test["unit"].to_numpy()
     bounds = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+    for a, b in itertools.pairwise(bounds):
         lo = max(a, b - 30)  # only the window: older readings change nothing
         one = F.transform_asset({c: test[c].to_numpy()[lo:b] for c in test.columns}, spec)
         np.testing.assert_array_equal(one, batch[b - 1])
