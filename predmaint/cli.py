@@ -257,6 +257,14 @@ def _profile_option(args: argparse.Namespace) -> Any:
         raise UsageError(str(exc)) from None
 
 
+def last_readings(instances: list[Any], n: int) -> list[Any]:
+    """Each asset's ``n`` most recent readings (by the order they were given, which is time order for
+    the bundled test files and CSVs); row instances (classification) are passed unchanged."""
+    from dataclasses import replace
+
+    return [replace(i, readings=i.readings[-n:]) if i.readings is not None else i for i in instances]
+
+
 def cmd_invoke(args: argparse.Namespace) -> int:
     from .client import EndpointError, InvocationRequest, LocalClient, SageMakerClient
 
@@ -267,6 +275,8 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         instances, truth = _test_unit_instances(args)
     if args.file:
         instances += _file_instances(Path(args.file), _profile_option(args))
+    if args.last:
+        instances = last_readings(instances, args.last)
     request = InvocationRequest(instances, explain=args.explain)
     if args.endpoint_name:
         client: Any = SageMakerClient(args.endpoint_name, region=args.region, timeout=args.timeout)
@@ -302,6 +312,8 @@ def cmd_invoke(args: argparse.Namespace) -> int:
             line = (f"  {p.asset_id!s:<{width}}  failure probability {p.failure_probability:.3f}  "
                     f"-> {'FAILURE' if p.failure else 'ok'}")
         print(line)
+        if p.warning:
+            print(f"      warning: {p.warning}")
         for c in p.contributions:
             print(f"      {c.feature:<24} value {c.value:>10.4g}  contribution {c.contribution:+.3f}")
     return EXIT_OK
@@ -555,6 +567,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "(its id and categorical columns, rows or readings)")
     sp.add_argument("--subset", default=None, help="subset of the test data (default: the profile's, FD001)")
     sp.add_argument("--explain", action="store_true", help="ask for the top feature contributions")
+    sp.add_argument("--last", type=_positive_int, default=None, metavar="N",
+                    help="send only each asset's last N readings (a streaming client's window; fewer than "
+                         "the model's window gets a warning)")
     sp.add_argument("--timeout", type=float, default=30.0, help="seconds per attempt (default 30)")
     sp.add_argument("--json", action="store_true", help="print the raw response as JSON")
     sp.set_defaults(func=cmd_invoke)

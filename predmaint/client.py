@@ -92,13 +92,15 @@ class Prediction:
     failure_probability: float | None = None
     failure: bool | None = None
     contributions: list[Contribution] = field(default_factory=list)
+    warning: str | None = None  # e.g. fewer readings sent than the model's window
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Prediction:
         return cls(asset_id=d.get("asset_id"), rul=d.get("rul"), failure_probability=d.get("failure_probability"),
                    failure=d.get("failure"),
                    contributions=[Contribution(c["feature"], c["value"], c["contribution"])
-                                  for c in d.get("contributions") or []])
+                                  for c in d.get("contributions") or []],
+                   warning=d.get("warning"))
 
 
 @dataclass

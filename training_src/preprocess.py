@@ -61,10 +61,12 @@ import pandas as pd
 
 try:
     from . import features as F
+    from . import selection
     from .dataio import DataError, list_parts, read_rul_file, read_table, resolve_file, resolve_parts
     from .profiles import Profile, ProfileError, load_profile
 except ImportError:  # SageMaker container: siblings are top-level modules
     import features as F
+    import selection
     from dataio import DataError, list_parts, read_rul_file, read_table, resolve_file, resolve_parts
     from profiles import Profile, ProfileError, load_profile
 
@@ -267,7 +269,7 @@ def fit(profile: Profile, data_dir: Path, seed: int = 0, spec: F.FeatureSpec | N
         if spec is None:
             out_of_train = split["validation"] + (test["assets"] if test["source"] == "split" else [])
             train_rows = fit_rows[~np.isin(fit_rows[profile.id_column].to_numpy(), out_of_train)]
-            spec = F.fit_spec(train_rows, profile, seed=seed)
+            spec = fit_regression_spec(train_rows.reset_index(drop=True), profile, seed)
     else:
         y = np.concatenate(labels_list)
         if not set(np.unique(y)) <= {0.0, 1.0}:
@@ -292,6 +294,19 @@ def fit(profile: Profile, data_dir: Path, seed: int = 0, spec: F.FeatureSpec | N
     split["spec_sha256"] = hashlib.sha256(spec.to_json().encode()).hexdigest()
     split["fit"] = {"sample_objects": "all" if len(sample) == n_data else sampled}
     return split, spec, frames, manifest
+
+
+def fit_regression_spec(train_rows: pd.DataFrame, profile: Profile, seed: int) -> F.FeatureSpec:
+    """The feature spec of a run-to-failure fleet; when the profile lists candidate windows
+    (``windows.cv_sizes``) or caps (``label.cv_caps``), they are chosen first by grouped
+    cross-validation on these training rows (``selection.choose``), recorded in ``spec.selection``."""
+    w = profile.windows
+    if not ((w and w.cv_sizes) or profile.label.cv_caps):
+        return F.fit_spec(train_rows, profile, seed=seed)
+    chosen = selection.choose(train_rows, profile, seed)
+    spec = F.fit_spec(train_rows, profile, seed=seed, window_sizes=chosen["window_sizes"], cap=chosen["cap"])
+    spec.selection = chosen["record"]
+    return spec
 
 
 # ----------------------------------------------------------------------------------------------

@@ -161,6 +161,7 @@ class Features:
     asset_ids: list[Any]
     X: np.ndarray
     explain: bool = False
+    readings: np.ndarray | None = None  # readings received per asset (None: every asset had enough)
 
 
 @dataclass(frozen=True)
@@ -375,14 +376,15 @@ def features_matrix(req: Request, model: Any) -> np.ndarray:
 def read_python(body: bytes, model: Any, explain: bool = False) -> Features:
     """The Python path: decode, validate (naming the field of any refusal), features."""
     req = parse_instances(decode(body), model)
-    return Features(req.asset_ids, features_matrix(req, model), req.explain or explain)
+    return Features(req.asset_ids, features_matrix(req, model), req.explain or explain, np.diff(req.offsets))
 
 
 def read(body: bytes, model: Any, explain: bool = False) -> Features:
     """An accepted body (``accept_body``) -> ``Features``, or the 400/413 naming what is wrong.
 
     The compiled reader answers when it takes the body (it declines explanations, which need the
-    Python path's booster contributions); otherwise ``read_python`` does.
+    Python path's booster contributions, and assets with fewer readings than the model's minimum,
+    which get a warning); otherwise ``read_python`` does.
     """
     if model.reader is not None and not explain:
         fast = model.reader.read(body)  # the compiled reader, or None: the Python path decides
@@ -407,3 +409,20 @@ def response_document(model: Any, asset_ids: list[Any], p: np.ndarray,
         for pred, row in zip(preds, contributions, strict=True):
             pred["contributions"] = row
     return {"predictions": preds, "model_version": model.version}
+
+
+def short_history_warning(n: int, minimum: int) -> str:
+    """The warning of a prediction made from fewer readings than the model's window."""
+    return (f"{n} reading(s) sent; this model reads the last {minimum} readings of an asset: "
+            f"send at least {minimum} for full accuracy (the prediction used what was sent)")
+
+
+def add_warnings(doc: dict[str, Any], model: Any, readings: np.ndarray | None) -> dict[str, Any]:
+    """Add a ``warning`` to each prediction whose asset sent fewer readings than ``spec.min_readings``."""
+    minimum = model.spec.min_readings
+    if readings is None or not minimum:
+        return doc
+    for pred, n in zip(doc["predictions"], readings.tolist(), strict=True):
+        if n < minimum:
+            pred["warning"] = short_history_warning(int(n), minimum)
+    return doc
