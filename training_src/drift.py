@@ -486,7 +486,7 @@ def compare(baseline: dict[str, Any], traffic: Traffic, spec: F.FeatureSpec,
                          "correction": "bonferroni"},
             "requests": traffic.requests, "refused_requests": traffic.refused,
             "skipped_before_window": traffic.skipped_old,
-            "instances": int(len(traffic.feature_regime)), "readings": int(len(traffic.raw_regime)),
+            "instances": len(traffic.feature_regime), "readings": len(traffic.raw_regime),
             "tests": len(tests), "drifted": [clean(t) for t in drifted], "largest": [clean(t) for t in top]}
 
 
