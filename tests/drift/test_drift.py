@@ -164,3 +164,39 @@ def test_cli_drift_names_features_and_refuses_bad_input(fd001_model: Path, data_
     assert "DRIFT" in proc.stdout and "sensor_11" in proc.stdout and "drift: yes" in proc.stdout
     proc = run("--model-dir", str(fd001_model), "--capture", str(tmp_path / "nowhere"))
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "nowhere" in proc.stderr
+
+
+def test_local_server_captures_what_it_answered(fd001_model: Path, data_dir: Path, tmp_path: Path) -> None:
+    """The server's /invocations (the ASGI app gunicorn's workers run) writes one capture record per
+    request, which the drift check reads back with the same features."""
+    import asyncio
+
+    from predmaint.capture import CaptureWriter
+    from predmaint.server import InferenceApp
+
+    spec, baseline = D.load_model_files(fd001_model)
+    bodies = D.replay_bodies(_readings(data_dir, "FD001"), spec, np.random.default_rng(0), cut=False)[:3]
+    app = InferenceApp(fd001_model, capture=CaptureWriter(tmp_path / "cap", 100))
+    app.load()
+    sent: list[dict] = []
+
+    async def call(body: bytes) -> None:
+        scope = {"type": "http", "method": "POST", "path": "/invocations",
+                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict:
+            return messages.pop(0)
+
+        async def send(msg: dict) -> None:
+            sent.append(msg)
+        await app(scope, receive, send)
+
+    for b in bodies:
+        asyncio.run(call(b))
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200, 200, 200]
+    lines = [json.loads(x) for f in (tmp_path / "cap").rglob("*.jsonl") for x in f.read_text().splitlines()]
+    assert len(lines) == 3
+    assert json.loads(lines[0]["captureData"]["endpointOutput"]["data"])["predictions"]
+    traffic = D.decode_traffic(D.read_captures(D.capture_files(tmp_path / "cap")), spec)
+    assert traffic.requests == 3 and traffic.refused == 0 and len(traffic.feature_regime) == 30
