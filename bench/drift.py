@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -33,10 +34,11 @@ from training_src.profiles import load_profile  # noqa: E402
 
 
 def windows(readings, spec, baseline, rng, n_windows: int, engines: int, cut: bool,
-            shift: dict[str, float] | None = None) -> tuple[float, list[int]]:
-    """Share of ``n_windows`` random windows of ``engines`` assets that alarm, and the counts of drifted columns."""
+            shift: dict[str, float] | None = None) -> tuple[float, list[int], list[int]]:
+    """Share of ``n_windows`` random windows of ``engines`` assets that alarm, the counts of drifted
+    columns and of tests run per window."""
     ids = readings[spec.profile_obj.id_column].unique()
-    alarms, counts = 0, []
+    alarms, counts, tests = 0, [], []
     for _ in range(n_windows):
         pick = list(rng.choice(ids, min(engines, len(ids)), replace=False))
         bodies = D.replay_bodies(readings, spec, rng, assets=pick, cut=cut, shift=shift)
@@ -44,7 +46,8 @@ def windows(readings, spec, baseline, rng, n_windows: int, engines: int, cut: bo
         result = D.compare(baseline, traffic, spec)
         alarms += result["drift"]
         counts.append(result["metric"])
-    return alarms / n_windows, counts
+        tests.append(result["tests"])
+    return alarms / n_windows, counts, tests
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,14 +70,16 @@ def main(argv: list[str] | None = None) -> int:
     test1, test2, train1 = read("FD001", "test"), read("FD002", "test"), read("FD001", "train")
     split, _, _, _ = preprocess.fit(profile, a.data_dir, a.seed, spec)
     val1 = train1[train1[profile.id_column].isin(split["validation"])]
+    # two random cuts of each held-out engine (as two assets): a window then has enough instances to test
+    val2 = pd.concat([val1, val1.assign(**{profile.id_column: val1[profile.id_column] + 100_000})])
     rng = np.random.default_rng(a.seed)
     print(f"# drift benchmark · {time.strftime('%Y-%m-%d')} · {platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()} · baseline FD001 train (seed {a.seed}) · PSI >= {s.psi_threshold} "
           f"and Bonferroni p < {s.alpha} · {a.engines} engines per window\n")
-    print("| traffic | windows | engines/window | alarm rate | drifted columns (median, max) |")
-    print("|---|---:|---:|---:|---|")
+    print("| traffic | windows | engines/window | tests/window | alarm rate | drifted columns (median, max) |")
+    print("|---|---:|---:|---:|---:|---|")
     rows = [("FD001 test engines (no drift)", test1, a.windows, a.engines, False, None),
-            (f"FD001 validation engines, random cut (no drift; {len(split['validation'])} engines)", val1,
+            (f"FD001 validation engines, two random cuts each (no drift; {len(split['validation'])} engines)", val2,
              a.windows, a.engines, True, None),
             ("FD001 test, all 100 engines at once (no drift)", test1, 1, 100, False, None),
             ("FD002 test engines (drift: 6 conditions)", test2, 50, a.engines, False, None)]
@@ -83,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((f"FD001 test, sensor_11 + {k:g} sd (drift)", test1, 50, a.engines, False,
                      {"sensor_11": k * sd}))
     for label, frame, n, engines, cut, shift in rows:
-        rate, counts = windows(frame, spec, baseline, rng, n, engines, cut, shift)
-        print(f"| {label} | {n} | {min(engines, frame[profile.id_column].nunique())} | {rate:.1%} | "
+        rate, counts, tests = windows(frame, spec, baseline, rng, n, engines, cut, shift)
+        print(f"| {label} | {n} | {min(engines, frame[profile.id_column].nunique())} | {int(np.median(tests))} | "
+              f"{rate:.1%} | "
               f"{int(np.median(counts))}, {max(counts)} |")
     print(f"\n({time.time() - started:.0f} s)")
     return 0

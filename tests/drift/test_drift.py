@@ -174,7 +174,7 @@ def test_local_server_captures_what_it_answered(fd001_model: Path, data_dir: Pat
     from predmaint.capture import CaptureWriter
     from predmaint.server import InferenceApp
 
-    spec, baseline = D.load_model_files(fd001_model)
+    spec, _ = D.load_model_files(fd001_model)
     bodies = D.replay_bodies(_readings(data_dir, "FD001"), spec, np.random.default_rng(0), cut=False)[:3]
     app = InferenceApp(fd001_model, capture=CaptureWriter(tmp_path / "cap", 100))
     app.load()
