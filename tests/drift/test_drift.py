@@ -200,3 +200,19 @@ def test_local_server_captures_what_it_answered(fd001_model: Path, data_dir: Pat
     assert json.loads(lines[0]["captureData"]["endpointOutput"]["data"])["predictions"]
     traffic = D.decode_traffic(D.read_captures(D.capture_files(tmp_path / "cap")), spec)
     assert traffic.requests == 3 and traffic.refused == 0 and len(traffic.feature_regime) == 30
+
+
+def test_serve_captures_by_cdk_json_unless_told(tmp_path: Path) -> None:
+    import argparse
+
+    from predmaint import cli
+    from predmaint.capture import capture_percent, capture_root
+
+    writer = cli._capture_writer(argparse.Namespace(capture_percent=None, home=tmp_path))
+    assert writer.percent == capture_percent() and writer.root == capture_root(tmp_path) / "AllTraffic"
+    assert cli._capture_writer(argparse.Namespace(capture_percent=0, home=tmp_path)) is None
+    bad = tmp_path / "cdk.json"
+    bad.write_text(json.dumps({"context": {"predmaint": {"endpoint": {"data_capture_percent": 150}}}}))
+    from predmaint.errors import UsageError
+    with pytest.raises(UsageError, match=r"data_capture_percent must be an integer 0\.\.100"):
+        capture_percent(bad)
