@@ -11,6 +11,8 @@ validated, so every job of a run reads the same profile); writes under ``/opt/ml
     test/test.parquet                              (C-MAPSS: last reading of each test asset, true RUL)
     baseline/train.parquet  baseline/test.parquet  (raw current readings, uncapped labels)
     spec/feature_spec.json  manifest.json      (lineage: file checksums, row and asset counts)
+    train/drift_baseline.json  spec/drift_baseline.json  (drift.py: per-regime bins of the training
+                                                   rows' readings and features; stage all only)
 
 Parquet columns (pyarrow ships in the SageMaker XGBoost container): ``_asset``, ``_time`` (fleets only), ``_label``, then the features in spec order.
 Every path is overridable (``--input-dir``, ``--output-dir``) so local mode and tests run it
@@ -60,11 +62,13 @@ import numpy as np
 import pandas as pd
 
 try:
+    from . import drift as D
     from . import features as F
     from . import selection
     from .dataio import DataError, list_parts, read_rul_file, read_table, resolve_file, resolve_parts
     from .profiles import Profile, ProfileError, load_profile
 except ImportError:  # SageMaker container: siblings are top-level modules
+    import drift as D
     import features as F
     import selection
     from dataio import DataError, list_parts, read_rul_file, read_table, resolve_file, resolve_parts
@@ -446,8 +450,18 @@ def write_outputs(out_dir: Path, frames: dict[str, pd.DataFrame], spec: F.Featur
             files[f"train/part-{i:05d}.parquet"] = part
     for rel in ("train/feature_spec.json", "spec/feature_spec.json"):
         files[rel] = spec.to_json()
+    files.update(drift_baseline_files(frames, spec))
     files["manifest.json"] = json.dumps(manifest, indent=1, sort_keys=True)
     _write(out_dir, files, replace_dirs=True)
+
+
+def drift_baseline_files(frames: dict[str, pd.DataFrame], spec: F.FeatureSpec) -> dict[str, str]:
+    """The drift baseline (drift.py) beside both copies of the spec; none when the frames lack it."""
+    doc = D.baseline_from_frames(frames, spec)
+    if doc is None:
+        return {}
+    text = json.dumps(doc, separators=(",", ":"), sort_keys=True)
+    return {f"train/{D.BASELINE_FILE}": text, f"spec/{D.BASELINE_FILE}": text}
 
 
 def _write(out_dir: Path, files: dict[str, pd.DataFrame | str], *, replace_dirs: bool,

@@ -266,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     if dist is not None:
         meta.update(dist.meta())
     write_model(Path(args.model_dir), args.algorithm, model, spec_text, meta)
+    baseline = spec_path.parent / "drift_baseline.json"  # preprocess.py writes it beside the spec
+    if baseline.is_file():  # the drift check reads it from the model artifact
+        shutil.copy2(baseline, Path(args.model_dir) / baseline.name)
     out = Path(args.output_data_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(meta["validation_metric"]))
