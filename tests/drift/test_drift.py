@@ -59,7 +59,7 @@ def test_fd001_test_traffic_does_not_drift(model, data_dir: Path, tmp_path: Path
     spec, baseline = model
     bodies = D.replay_bodies(_readings(data_dir, "FD001"), spec, np.random.default_rng(0), cut=False)
     result = D.check(_write_capture(tmp_path, bodies), spec, baseline)
-    assert result["instances"] == 100 and result["refused_requests"] == 0 and result["tests"] > 100
+    assert result["instances"] == 100 and result["refused_requests"] == 0 and result["tests"] > 50  # columns x regimes tested
     assert not result["drift"], result["drifted"]
 
 
