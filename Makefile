@@ -4,12 +4,13 @@ PY ?= python3.11
 VENV := .venv
 CHECKOV_VENV := .venv-checkov
 CONTAINER_VENV := .venv-container
+SDK_VENV := .venv-sdk
 BIN := $(VENV)/bin
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PREDMAINT_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: setup checkov-setup container-setup container-lock demo test lint data synth lock bench load-bench clean
+.PHONY: setup checkov-setup container-setup container-lock sdk-setup demo test lint data synth lock lock-sdk bench load-bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found (Python 3.11 is required)" >&2; exit 2; }
@@ -62,12 +63,27 @@ container-lock:
 	{ sed -n '1,2p' requirements-container.txt; /tmp/predmaint-container-lock/bin/pip freeze; } > requirements-container.tmp
 	mv requirements-container.tmp requirements-container.txt
 
+## The SageMaker Python SDK v3 (sagemaker-train, for notebooks/sagemaker.ipynb's AWS branch) cannot join the
+## project's venv: sagemaker-train requires mlflow 3, which caps gunicorn (<27) and pyarrow (<26) below the
+## project's pins, and graphene (<4) caps graphql-core below the test set's. So it gets its own venv: the
+## project's runtime pins with those two moved, plus the SDK parts (requirements-sdk.txt, `make lock-sdk`).
+SDK_UNPINNED := gunicorn|pyarrow
+$(SDK_VENV)/.installed: requirements-sdk.txt pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found (Python 3.11 is required)" >&2; exit 2; }
+	test -x $(SDK_VENV)/bin/python || $(PY) -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/pip install -q --upgrade pip
+	$(SDK_VENV)/bin/pip install -q -r requirements-sdk.txt
+	$(SDK_VENV)/bin/pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+sdk-setup: $(SDK_VENV)/.installed
+
 ## The main job: synth, a full local pipeline run on C-MAPSS FD001, serve, invoke, shut down.
 demo: setup
 	$(BIN)/python -m predmaint.demo
 
 ## The whole test suite.
-test: setup checkov-setup container-setup
+test: setup checkov-setup container-setup sdk-setup
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/pytest -n 2 --dist loadgroup
@@ -95,5 +111,14 @@ lock:
 	rm -rf /tmp/predmaint-lock && $(PY) -m venv /tmp/predmaint-lock
 	/tmp/predmaint-lock/bin/pip install -q -r requirements.in && /tmp/predmaint-lock/bin/pip freeze > requirements.txt
 
+## Re-resolve requirements-sdk.txt: requirements-sdk.in on top of requirements.txt less $(SDK_UNPINNED).
+lock-sdk:
+	rm -rf /tmp/predmaint-lock-sdk && $(PY) -m venv /tmp/predmaint-lock-sdk
+	grep -v -E '^($(SDK_UNPINNED))==' requirements.txt > /tmp/predmaint-lock-sdk/runtime.txt
+	/tmp/predmaint-lock-sdk/bin/pip install -q -r requirements-sdk.in -r /tmp/predmaint-lock-sdk/runtime.txt
+	{ echo "# Pinned venv of notebooks/sagemaker.ipynb's AWS branch (.venv-sdk): requirements-sdk.in on top of"; \
+	  echo "# requirements.txt less $(SDK_UNPINNED) (see the Makefile). Regenerate with make lock-sdk."; \
+	  /tmp/predmaint-lock-sdk/bin/pip freeze --all --exclude pip; } > requirements-sdk.txt
+
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) $(CONTAINER_VENV) node_modules cdk.out .pytest_cache build
+	rm -rf $(VENV) $(CHECKOV_VENV) $(CONTAINER_VENV) $(SDK_VENV) node_modules cdk.out .pytest_cache build

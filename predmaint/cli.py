@@ -78,6 +78,16 @@ def _port(text: str) -> int:
     return value
 
 
+def _percent(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole percentage, got {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 100, got {value}")
+    return value
+
+
 def default_home() -> Path:
     return Path(os.environ.get("PREDMAINT_HOME") or ".predmaint")
 
@@ -143,9 +153,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sock = server.bind_socket(args.host, args.port)  # fail fast (exit 2) if the port is taken
     port = sock.getsockname()[1]
     what = f"model v{version}" if version else f"model {model_dir}"
+    writer = _capture_writer(args)
     print(f"serving {what} on http://{args.host}:{port} with {args.workers} worker(s); Ctrl-C or SIGTERM to stop",
           file=sys.stderr, flush=True)
-    code = server.serve(model_dir, args.host, port, args.workers, model_version=version, sock=sock)
+    code = server.serve(model_dir, args.host, port, args.workers, model_version=version, sock=sock,
+                        capture=writer)
     code = EXIT_OK if code in (0, None) else EXIT_FAILURE
     # The workers are gone and the socket is closed: skip interpreter teardown, which takes ~2 s in a
     # process that imported xgboost/pandas (a slow SIGTERM makes orchestrators escalate to SIGKILL).
@@ -153,6 +165,48 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _capture_writer(args: argparse.Namespace) -> Any:
+    """The serve command's capture writer: cdk.json's sampling percentage unless --capture-percent."""
+    from . import capture
+
+    percent = args.capture_percent if args.capture_percent is not None else capture.capture_percent()
+    if percent == 0:
+        return None
+    root = capture.capture_root(args.home)
+    print(f"capturing {percent}% of requests under {root} (SageMaker's data-capture format)", file=sys.stderr)
+    return capture.CaptureWriter(root, percent)
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    from training_src import drift
+
+    from . import capture
+
+    model_dir, version = _resolve_model_dir(args)
+    source = Path(args.capture) if args.capture else capture.capture_root(args.home)
+    try:
+        spec, baseline = drift.load_model_files(model_dir)
+        settings = drift.Settings(args.psi_threshold, args.alpha, args.min_samples)
+        since = None
+        if args.window_hours:
+            from datetime import UTC, datetime, timedelta
+
+            since = datetime.now(UTC) - timedelta(hours=args.window_hours)
+        result = drift.check(source, spec, baseline, settings, since)
+    except drift.DriftError as exc:
+        raise UsageError(str(exc)) from None
+    result["model_version"] = version
+    if args.output:
+        drift.write_result(Path(args.output), result)
+    if args.json:
+        print(json.dumps(result, indent=1, sort_keys=True))
+    else:
+        print(f"model {'v' + version if version else model_dir}, capture {source}")
+        for line in drift.summary_lines(result):
+            print(line)
+    return EXIT_OK
 
 
 def _test_unit_instances(args: argparse.Namespace) -> tuple[list[Any], dict[str, float]]:
@@ -271,6 +325,14 @@ def _profile_option(args: argparse.Namespace) -> Any:
         raise UsageError(str(exc)) from None
 
 
+def last_readings(instances: list[Any], n: int) -> list[Any]:
+    """Each asset's ``n`` most recent readings (by the order they were given, which is time order for
+    the bundled test files and CSVs); row instances (classification) are passed unchanged."""
+    from dataclasses import replace
+
+    return [replace(i, readings=i.readings[-n:]) if i.readings is not None else i for i in instances]
+
+
 def cmd_invoke(args: argparse.Namespace) -> int:
     from .client import EndpointError, InvocationRequest, LocalClient, SageMakerClient
 
@@ -281,6 +343,8 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         instances, truth = _test_unit_instances(args)
     if args.file:
         instances += _file_instances(Path(args.file), _profile_option(args))
+    if args.last:
+        instances = last_readings(instances, args.last)
     request = InvocationRequest(instances, explain=args.explain, horizon=args.horizon)
     if args.endpoint_name:
         client: Any = SageMakerClient(args.endpoint_name, region=args.region, timeout=args.timeout)
@@ -321,6 +385,8 @@ def cmd_invoke(args: argparse.Namespace) -> int:
             line = (f"  {p.asset_id!s:<{width}}  failure probability {p.failure_probability:.3f}  "
                     f"-> {'FAILURE' if p.failure else 'ok'}")
         print(line)
+        if p.warning:
+            print(f"      warning: {p.warning}")
         for c in p.contributions:
             print(f"      {c.feature:<24} value {c.value:>10.4g}  contribution {c.contribution:+.3f}")
     return EXIT_OK
@@ -557,7 +623,30 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model-dir", default=None, metavar="PATH",
                     help="serve an extracted model directory or a model.tar.gz instead of a registry version")
     sp.add_argument("--workers", type=_positive_int, default=2, help="worker processes (default 2)")
+    sp.add_argument("--capture-percent", type=_percent, default=None,
+                    help="share of requests recorded under <home>/data-capture in SageMaker's capture format "
+                         "(default: cdk.json's predmaint.endpoint.data_capture_percent; 0 turns capture off)")
     sp.set_defaults(func=cmd_serve)
+
+    sp = add("drift", "compare captured requests with the model's training baseline and name drifted features",
+             "Read SageMaker data-capture records (the local server's under <home>/data-capture, or --capture: "
+             "a folder or .jsonl file, e.g. downloaded from the endpoint's capture prefix), decode the requests "
+             "with the endpoint's codec and compare their readings and features, per operating regime, with the "
+             "model's drift baseline (PSI with a Bonferroni-corrected chi-square test). Prints the drifted "
+             "features; exit 0 whether or not there is drift.")
+    sp.add_argument("--capture", default=None, metavar="PATH",
+                    help="capture folder (searched for *.jsonl) or file (default <home>/data-capture/local)")
+    sp.add_argument("--model", default=None, metavar="VERSION", help="registry model version (default: champion)")
+    sp.add_argument("--model-dir", default=None, metavar="PATH", help="an extracted model directory or model.tar.gz")
+    sp.add_argument("--window-hours", type=float, default=0.0, help="only records of the last N hours (default: all)")
+    sp.add_argument("--psi-threshold", type=float, default=0.25, help="PSI a drifted feature reaches (default 0.25)")
+    sp.add_argument("--alpha", type=float, default=0.001,
+                    help="family-wise significance level, Bonferroni over all tests (default 0.001)")
+    sp.add_argument("--min-samples", type=_positive_int, default=30,
+                    help="instances a regime needs before it is tested (default 30)")
+    sp.add_argument("--output", default=None, metavar="DIR", help="also write drift_result.json into DIR")
+    sp.add_argument("--json", action="store_true", help="print the result document as JSON")
+    sp.set_defaults(func=cmd_drift)
 
     sp = add("invoke", "send readings to a local server or a SageMaker endpoint and print the predictions",
              "Send one or more assets' readings to POST /invocations and print the predictions. With "
@@ -576,6 +665,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--explain", action="store_true", help="ask for the top feature contributions")
     sp.add_argument("--horizon", type=_horizon, default=None, metavar="H",
                     help="also ask each asset's probability of failing within H cycles (RUL models)")
+    sp.add_argument("--last", type=_positive_int, default=None, metavar="N",
+                    help="send only each asset's last N readings (a streaming client's window; fewer than "
+                         "the model's window gets a warning)")
     sp.add_argument("--timeout", type=float, default=30.0, help="seconds per attempt (default 30)")
     sp.add_argument("--json", action="store_true", help="print the raw response as JSON")
     sp.set_defaults(func=cmd_invoke)

@@ -111,6 +111,7 @@ class Prediction:
     rul_upper: float | None = None
     interval_level: float | None = None
     horizon: float | None = None
+    warning: str | None = None  # e.g. fewer readings sent than the model's window
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Prediction:
@@ -118,7 +119,8 @@ class Prediction:
                    failure=d.get("failure"), rul_lower=d.get("rul_lower"), rul_upper=d.get("rul_upper"),
                    interval_level=d.get("interval_level"), horizon=d.get("horizon"),
                    contributions=[Contribution(c["feature"], c["value"], c["contribution"])
-                                  for c in d.get("contributions") or []])
+                                  for c in d.get("contributions") or []],
+                   warning=d.get("warning"))
 
 
 @dataclass

@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from training_src.candidates import CANDIDATES
+
 from .data import file_sha256
 from .errors import CorruptModelError, UnknownModelError, UsageError
 
@@ -38,8 +40,8 @@ SCHEMA = 1
 APPROVED, REJECTED, PENDING = "Approved", "Rejected", "PendingManualApproval"
 #: Files an extracted model directory must contain to be servable.
 REQUIRED_MODEL_FILES = ("feature_spec.json", "code/inference.py")
-#: One of these holds the fitted model itself (xgboost booster or the linear model).
-MODEL_FILES = ("xgboost-model", "linear-model.json")
+#: One of these holds the fitted model itself (each candidate algorithm's ``MODEL_FILE``).
+MODEL_FILES = tuple(c.MODEL_FILE for c in CANDIDATES.values())
 #: Refuse to extract archives that would inflate beyond this (a zip bomb guard).
 MAX_EXTRACTED_BYTES = 2 * 1024**3
 

@@ -210,7 +210,22 @@ def _ablation_section(ev: dict[str, Any]) -> str:
     head = "".join(f"<th>{_e(METRIC_LABELS.get(k, k))}</th>" for k in keys)
     body = "".join("<tr><td>" + _e(r.get("step", "")) + "</td>" + "".join(f"<td>{_fmt(r.get(k))}</td>" for k in keys)
                    + "</tr>" for r in rows)
-    return f"<table><tr><th>Step</th>{head}</tr>{body}</table>"
+    table = f"<table><tr><th>Step</th>{head}</tr>{body}</table>"
+    return table + _candidates_table(ev.get("candidates"))
+
+
+def _candidates_table(comparison: Any) -> str:
+    """The candidates' best tuning objective (the value the choice was made on), winner first."""
+    if not isinstance(comparison, dict) or not comparison.get("by_algorithm"):
+        return ""
+    body = "".join(f"<tr><td>{_e(r.get('algorithm', '?'))}</td><td>{_fmt(r.get('objective'))}</td>"
+                   f"<td>{_e(r.get('trial', ''))}</td><td>{_e(r.get('completed', ''))}</td></tr>"
+                   for r in comparison["by_algorithm"] if isinstance(r, dict))
+    note = (f"<p>Algorithm selection: <b>{_e(comparison.get('winner', '?'))}</b> won on "
+            f"{_e(comparison.get('objective', 'the objective'))} by {_fmt(comparison.get('margin'))} "
+            f"({_fmt(comparison.get('margin_pct'))} %) over {_e(comparison.get('runner_up', '?'))}.</p>")
+    return (note + "<table><tr><th>Candidate</th><th>best tuning objective</th><th>trial</th>"
+            f"<th>completed trials</th></tr>{body}</table>")
 
 
 def _plots_section(run_dir: Path, ev: dict[str, Any]) -> str:

@@ -38,6 +38,7 @@ from predmaint import zygote as zyg
 from predmaint.errors import PipelineError, UsageError
 from predmaint.modules import load_module
 from training_src import promotion, search_space
+from training_src.candidates import CANDIDATES
 from training_src.profiles import Profile, ProfileError, is_profile_path, load_profile
 
 REPO = Path(__file__).resolve().parent.parent
@@ -243,13 +244,9 @@ def tune(run_dir: Path, profile: Profile, trials: int, parallel: int, seed: int,
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(8, max(2, trials // 3)))
     pruner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=100)
     study = optuna.create_study(direction=direction, sampler=sampler, pruner=pruner)
-    # start with each candidate's defaults so every algorithm is tried at least once
-    study.enqueue_trial({"algorithm": "xgboost", "xgboost.num_round": 400, "xgboost.max_depth": 5,
-                         "xgboost.eta": 0.05, "xgboost.min_child_weight": 8.0, "xgboost.subsample": 0.8,
-                         "xgboost.colsample_bytree": 0.5, "xgboost.lambda": 1.0, "xgboost.alpha": 0.01,
-                         "xgboost.max_bin": 256})
-    if trials > 1:
-        study.enqueue_trial({"algorithm": "linear", "linear.alpha": 1.0})
+    # start with each candidate's starting point so every algorithm is tried at least once
+    for name, candidate in list(CANDIDATES.items())[:trials]:
+        study.enqueue_trial({"algorithm": name, **{f"{name}.{k}": v for k, v in candidate.START.items()}})
     bar = None
     if progress:
         from tqdm import tqdm

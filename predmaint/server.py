@@ -92,7 +92,8 @@ class InferenceApp:
     """
 
     def __init__(self, model_dir: Path | str, model_version: str | None = None,
-                 max_body_bytes: int = MAX_BODY_BYTES):
+                 max_body_bytes: int = MAX_BODY_BYTES, capture: Any = None):
+        self.capture = capture  # a capture.CaptureWriter: SageMaker-format capture records, sampled
         self.model_dir = Path(model_dir)
         self.model_version = model_version
         self.max_body_bytes = max_body_bytes
@@ -261,6 +262,8 @@ class InferenceApp:
             await self._respond(send, 500, _json_error("internal error while predicting; see server log"))
             return
         await self._respond(send, status, out, ctype.encode("latin-1") if isinstance(ctype, str) else ctype)
+        if self.capture is not None:  # after the answer went out: capture adds no latency to it
+            self.capture.record(body, content_type, out, ctype)
 
 
 # ---------------------------------------------------------------------- process management
@@ -320,7 +323,8 @@ def _gunicorn_application(app: InferenceApp, options: dict[str, Any]) -> Any:
 def serve(model_dir: Path | str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
           workers: int = DEFAULT_WORKERS, *, model_version: str | None = None, keepalive: int = 75,
           graceful_timeout: int = 15, timeout: int = 60, max_body_bytes: int = MAX_BODY_BYTES,
-          sock: socket.socket | None = None, preload: tuple[str, ...] = PRELOAD_MODULES) -> int:
+          sock: socket.socket | None = None, preload: tuple[str, ...] = PRELOAD_MODULES,
+          capture: Any = None) -> int:
     """Serve ``model_dir`` until SIGTERM/SIGINT; returns the process exit code (0 on a clean stop).
 
     ``workers`` processes each load the model once; a worker that dies is replaced. ``keepalive`` is
@@ -328,7 +332,8 @@ def serve(model_dir: Path | str, host: str = DEFAULT_HOST, port: int = DEFAULT_P
     the side that drops connections), ``graceful_timeout`` how long in-flight requests may take to
     finish after SIGTERM, ``timeout`` how long a worker may be silent before it is killed and
     replaced. ``preload`` names modules imported in the master before forking (faster worker boot and
-    replacement). Raises ``UsageError`` if the port is taken or ``workers`` < 1.
+    replacement). ``capture`` (a ``capture.CaptureWriter``) records the sampled requests in
+    SageMaker's data-capture format. Raises ``UsageError`` if the port is taken or ``workers`` < 1.
     """
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
@@ -344,7 +349,7 @@ def serve(model_dir: Path | str, host: str = DEFAULT_HOST, port: int = DEFAULT_P
             log.warning("preload failed", extra={"fields": {"module": name, "error": str(exc)[:200]}})
     fd = sock.detach()  # gunicorn takes ownership of the descriptor
     os.set_inheritable(fd, True)
-    app = InferenceApp(model_dir, model_version=model_version, max_body_bytes=max_body_bytes)
+    app = InferenceApp(model_dir, model_version=model_version, max_body_bytes=max_body_bytes, capture=capture)
     options = {
         "bind": [f"fd://{fd}"],
         "workers": workers,

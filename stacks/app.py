@@ -54,11 +54,12 @@ def build(app: cdk.App, *, nag: bool = True) -> PredMaintApp:
                              vpc_config=vpc_config)
     monitoring = MonitoringStack(app, f"{prefix}-Monitoring", config=config, env=env,
                                  state_machine=training.state_machine,
-                                 functions=[training.prepare.function, training.promote.function])
+                                 functions=[training.prepare.function, training.promote.function],
+                                 key_arn=data.key.key_arn, topic=training.notifications.topic)
     built = PredMaintApp(config, data, training, endpoint, monitoring, network)
     for stack in built.stacks:
         cdk.Tags.of(stack).add("project", config.project)
     if nag:
         cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
-        acknowledge_findings(built.config, built.training)
+        acknowledge_findings(built.config, built.training, built.monitoring)
     return built

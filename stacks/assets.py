@@ -25,8 +25,10 @@ TRAINING_SRC = REPO_ROOT / "training_src"
 LAMBDA_SRC = REPO_ROOT / "lambda"
 BUILD_DIR = Path(os.environ.get("PREDMAINT_BUILD_DIR", REPO_ROOT / "build"))
 
-#: shared modules every Lambda gets (pure Python, no third-party imports)
+#: shared modules every Lambda gets (pure Python, no third-party imports at import time)
 LAMBDA_SHARED_MODULES = ("profiles.py", "promotion.py", "search_space.py")
+#: shared packages every Lambda gets: the candidate algorithms, whose ranges ``search_space`` reads
+LAMBDA_SHARED_PACKAGES = ("candidates",)
 _SKIP_DIRS = {"__pycache__", "tests", ".ipynb_checkpoints"}
 _SKIP_SUFFIXES = (".pyc", ".pyo")
 
@@ -80,6 +82,8 @@ def lambda_bundle_files(name: str) -> dict[str, bytes]:
     for module in LAMBDA_SHARED_MODULES:
         files[module] = (TRAINING_SRC / module).read_bytes()
     files.update(_files(TRAINING_SRC / "profiles", "profiles/"))
+    for package in LAMBDA_SHARED_PACKAGES:
+        files.update({k: v for k, v in _files(TRAINING_SRC / package, f"{package}/").items() if k.endswith(".py")})
     return files
 
 

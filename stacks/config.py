@@ -135,6 +135,22 @@ class VpcConfig:
 
 
 @dataclass(frozen=True)
+class DriftConfig:
+    """Scheduled drift check of the endpoint's captured traffic (stacks/drift_monitor.py): how often,
+    over how many hours of capture, the decision rule (training_src/drift.py) and whether a drift
+    alarm starts the training state machine."""
+
+    enabled: bool = True
+    schedule: str = "rate(1 day)"
+    window_hours: int = 24
+    psi_threshold: float = 0.25
+    alpha: float = 0.001
+    retrain_on_drift: bool = False
+    instance_type: str = "ml.m5.large"
+    max_runtime_minutes: int = 60
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """The whole deployment. ``from_context`` is the only way the app builds one."""
 
@@ -155,6 +171,7 @@ class AppConfig:
     triggers: TriggerConfig = field(default_factory=TriggerConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     vpc: VpcConfig = field(default_factory=VpcConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
 
     # --- names shared by several stacks (one place, so they can never disagree) ---
     def bucket_name(self, kind: str, account: str) -> str:
@@ -183,6 +200,11 @@ class AppConfig:
     def alarm_names(self) -> tuple[str, str]:
         """(5XX alarm, latency alarm): created by the endpoint stack, used by UpdateEndpoint rollback."""
         return (f"{self.endpoint.name}-5xx-errors", f"{self.endpoint.name}-model-latency-p99")
+
+    @property
+    def retrain_input(self) -> dict[str, Any]:
+        """The training state machine's input that automatic retraining sends (schedule, raw upload, drift)."""
+        return {"dataset": self.dataset, "profile": self.profile, "subset": self.subset}
 
     @classmethod
     def from_context(cls, context: dict[str, Any]) -> AppConfig:
@@ -298,6 +320,17 @@ class AppConfig:
             raise ConfigError(f"predmaint.vpc.cidr: {v.cidr!r} must be an IPv4 network like 10.42.0.0/16 "
                               "with a prefix length of 16..24 (one /24+ subnet per AZ is carved from it)")
         _check_range("predmaint.vpc.max_azs", v.max_azs, 1, 3)
+        d = self.drift
+        if not SCHEDULE_RE.match(d.schedule):
+            raise ConfigError(f"predmaint.drift.schedule: {d.schedule!r} is not rate(...) or cron(...)")
+        _check_range("predmaint.drift.window_hours", d.window_hours, 1, 24 * 90)
+        _check_range("predmaint.drift.psi_threshold", d.psi_threshold, 0, 10)
+        if not 0 < d.alpha < 1:
+            raise ConfigError(f"predmaint.drift.alpha: {d.alpha!r} must lie strictly between 0 and 1")
+        _check_instance("predmaint.drift.instance_type", d.instance_type)
+        _check_range("predmaint.drift.max_runtime_minutes", d.max_runtime_minutes, 1, 5 * 24 * 60)
+        if d.retrain_on_drift and not d.enabled:
+            raise ConfigError("predmaint.drift.retrain_on_drift needs predmaint.drift.enabled")
 
 
 _LOG_RETENTION_DAYS = {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,

@@ -7,11 +7,12 @@ model, endpoint config and endpoint). The shapes are the SageMaker API's.
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_cdk import aws_s3 as s3
+from typing import TYPE_CHECKING, Any
 
 from stacks.config import AppConfig
+
+if TYPE_CHECKING:  # annotations only: the container environment is also read without the CDK
+    from aws_cdk import aws_s3 as s3  # (notebooks/sagemaker.ipynb via predmaint/sdk.py)
 
 
 def hosting_environment(config: AppConfig) -> dict[str, str]:

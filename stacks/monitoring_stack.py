@@ -1,14 +1,17 @@
-"""Monitoring stack: one CloudWatch dashboard for the endpoint and the training pipeline."""
+"""Monitoring stack: one CloudWatch dashboard for the endpoint and the training pipeline, and the
+scheduled drift check of the endpoint's captured traffic (``DriftMonitor``)."""
 
 from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks.config import AppConfig
+from stacks.drift_monitor import DriftMonitor
 from stacks.endpoint_stack import endpoint_metric
 
 
@@ -20,9 +23,16 @@ class MonitoringStack(cdk.Stack):
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, state_machine: sfn.IStateMachine,
-                 functions: list[lambda_.IFunction], **kwargs) -> None:
-        super().__init__(scope, construct_id, description=f"{config.project}: dashboard", **kwargs)
+                 functions: list[lambda_.IFunction], key_arn: str, topic: sns.ITopic, **kwargs) -> None:
+        super().__init__(scope, construct_id, description=f"{config.project}: dashboard and drift check", **kwargs)
+        from stacks.training_stack import project_storage
+
         c = config
+        self.drift = None
+        if c.drift.enabled:
+            key, _, artifacts = project_storage(self, c, key_arn)
+            self.drift = DriftMonitor(self, "Drift", config=c, artifacts=artifacts, key=key, topic=topic,
+                                      state_machine=state_machine)
         minute = 60
         em = lambda name, stat: endpoint_metric(c, name, stat, minute)  # noqa: E731
         instance_count = cloudwatch.MathExpression(
@@ -53,4 +63,7 @@ class MonitoringStack(cdk.Stack):
                                    left=[f.metric_errors() for f in functions] + [f.metric_throttles() for f in functions],
                                    right=[f.metric_duration(statistic="p99") for f in functions], width=8),
         )
+        if self.drift is not None:
+            self.dashboard.add_widgets(cloudwatch.AlarmWidget(title="Input drift (drifted features per check)",
+                                                              alarm=self.drift.alarm, width=8))
         cdk.CfnOutput(self, "DashboardName", value=self.dashboard.dashboard_name)

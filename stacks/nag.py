@@ -14,6 +14,7 @@ from constructs import IConstruct
 
 if TYPE_CHECKING:
     from stacks.config import AppConfig
+    from stacks.monitoring_stack import MonitoringStack
     from stacks.training_stack import TrainingStack
 
 IAM5 = "AwsSolutions::AwsSolutions-IAM5[Resource::{}]"
@@ -101,7 +102,31 @@ def acknowledged_findings(config: AppConfig, training: TrainingStack) -> list[tu
     return out
 
 
-def acknowledge_findings(config: AppConfig, training: TrainingStack) -> None:
+def drift_findings(config: AppConfig, monitoring: MonitoringStack) -> list[tuple[IConstruct, str, str]]:
+    """(scope, finding id, reason) of the scheduled drift check's roles (stacks/drift_monitor.py)."""
+    d = monitoring.drift
+    if d is None:
+        return []
+    c, acct, part = config, "<AWS::AccountId>", "<AWS::Partition>"
+    bucket = lambda prefix: f"arn:{part}:s3:::{c.bucket_name('artifacts', acct)}/{prefix}*"  # noqa: E731
+    return [
+        (d.job_role, IAM5.format(bucket(f"data-capture/{c.endpoint.name}/")),
+         "reads the capture records SageMaker writes per hour and instance under the endpoint's prefix"),
+        (d.job_role, IAM5.format(bucket("models/")), "reads the champion's models/<run-id>/model.tar.gz; the "
+                                                     "champion changes with every promotion"),
+        (d.job_role, IAM5.format(bucket("monitoring/drift/")), "writes each check's result under "
+                                                               "monitoring/drift/<schedule execution id>/"),
+        (d.job_role, IAM5.format(f"arn:{part}:logs:{c.region}:{acct}:log-group:/aws/sagemaker/ProcessingJobs:*"),
+         "log streams are named after each processing job and host"),
+        (d.job_role, IAM5.format("*"), "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource-level "
+                                       "permissions (PutMetricData is limited to the drift namespace by condition)"),
+        (d.scheduler_role, IAM5.format(f"arn:{part}:sagemaker:{c.region}:{acct}:processing-job/{c.job_prefix}-drift-*"),
+         "each check's job is named <job prefix>-drift-<schedule execution id>, known only at run time"),
+    ]
+
+
+def acknowledge_findings(config: AppConfig, training: TrainingStack, monitoring: MonitoringStack | None = None) -> None:
     """Acknowledge the findings that are by design; anything else fails synthesis."""
-    for scope, finding, reason in acknowledged_findings(config, training):
+    found = acknowledged_findings(config, training) + (drift_findings(config, monitoring) if monitoring else [])
+    for scope, finding, reason in found:
         ack(scope, finding, reason)

@@ -44,8 +44,7 @@ class Triggers(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, state_machine, data: s3.IBucket) -> None:
         super().__init__(scope, construct_id)
-        run_input = events.RuleTargetInput.from_object(
-            {"dataset": config.dataset, "profile": config.profile, "subset": config.subset})
+        run_input = events.RuleTargetInput.from_object(config.retrain_input)
         if config.triggers.schedule:
             events.Rule(self, "Schedule", schedule=events.Schedule.expression(config.triggers.schedule),
                         description="periodic retraining",

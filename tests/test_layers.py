@@ -1,29 +1,48 @@
 """The Lambdas' imports: each handler (lambda/<name>/handler.py, deployed as a flat folder with the
 shared modules beside it) may import the standard library, boto3, Powertools and the shared pure
-modules (stacks/assets.py LAMBDA_SHARED_MODULES), which themselves import the standard library only.
-A heavier import would fail in the Lambda runtime, where none of training_src's dependencies exist.
+modules (stacks/assets.py LAMBDA_SHARED_MODULES) and packages (LAMBDA_SHARED_PACKAGES: the candidate
+algorithms, whose ranges the prepare Lambda plans with), which themselves import the standard library only
+when they are imported (a candidate module imports NumPy, xgboost or scikit-learn inside the functions that
+fit, save and load, which only training and serving call). A heavier import would fail in the Lambda
+runtime, where none of training_src's dependencies exist.
 (The packages' layers and cycles are import-linter contracts: pyproject.toml [tool.importlinter].)
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from stacks.assets import LAMBDA_SHARED_MODULES
+from stacks.assets import LAMBDA_SHARED_MODULES, LAMBDA_SHARED_PACKAGES, lambda_bundle_files
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = {Path(m).stem for m in LAMBDA_SHARED_MODULES}
+SHARED = {Path(m).stem for m in LAMBDA_SHARED_MODULES} | set(LAMBDA_SHARED_PACKAGES)
+#: what the Lambda runtime lacks and a shared module must not import when it is imported
+HEAVY = ("numpy", "pandas", "scipy", "sklearn", "xgboost", "pyarrow")
 RUNTIME = {"boto3", "botocore", "aws_lambda_powertools"}  # in the Lambda runtime / the Powertools layer
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Top-level names of every module ``path`` imports (``training_src.x`` counts as ``x``)."""
+def _import_time_nodes(tree: ast.AST) -> list[ast.AST]:
+    """The nodes that run when the module is imported: everything but function bodies."""
+    out, stack = [], [tree]
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            stack.extend(ast.iter_child_nodes(node))
+    return out
+
+
+def imported_modules(path: Path, import_time_only: bool = False) -> set[str]:
+    """Top-level names of every module ``path`` imports (``training_src.x`` counts as ``x``); with
+    ``import_time_only``, only the imports that run when the module is imported (not inside functions)."""
     out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    for node in _import_time_nodes(tree) if import_time_only else ast.walk(tree):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -43,14 +62,38 @@ def test_lambda_handlers_import_only_what_the_lambda_runtime_has(handler: Path) 
     assert not bad, f"{handler.relative_to(REPO)} imports {sorted(bad)}, which the Lambda package lacks"
 
 
-@pytest.mark.parametrize("module", sorted(SHARED))
+@pytest.mark.parametrize("module", sorted(Path(m).stem for m in LAMBDA_SHARED_MODULES))
 def test_shared_modules_are_standard_library_only(module: str) -> None:
     bad = {m for m in imported_modules(REPO / "training_src" / f"{module}.py")
            if m not in sys.stdlib_module_names | SHARED}
     assert not bad, f"training_src/{module}.py imports {sorted(bad)}; the Lambdas ship it without dependencies"
 
 
+@pytest.mark.parametrize("path", sorted(p for pkg in LAMBDA_SHARED_PACKAGES for p in (REPO / "training_src" / pkg)
+                                        .glob("*.py")), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shared_packages_import_the_standard_library_only_when_imported(path: Path) -> None:
+    bad = {m for m in imported_modules(path, import_time_only=True) if m not in sys.stdlib_module_names | SHARED}
+    assert not bad, f"{path.relative_to(REPO)} imports {sorted(bad)} at import time; the Lambdas ship it"
+
+
+def test_the_prepare_lambda_package_plans_without_heavy_libraries(tmp_path: Path) -> None:
+    # the staged (flat) prepare package, imported with NumPy & co. made unimportable, as in the Lambda runtime
+    for rel, data in lambda_bundle_files("prepare").items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(data)
+    probe = (f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\n"
+             f"for name in {HEAVY!r}:\n    sys.modules[name] = None\n"
+             "import handler, search_space\n"
+             "print(sorted(search_space.ALGORITHMS), sorted(search_space.sagemaker_parameter_ranges('xgboost')))\n"
+             f"assert not any(m in sys.modules and sys.modules[m] is not None for m in {HEAVY!r})\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "'xgboost'" in out.stdout and "ContinuousParameterRanges" in out.stdout
+
+
 def test_the_check_sees_a_forbidden_import(tmp_path: Path) -> None:
     probe = tmp_path / "handler.py"
-    probe.write_text("import json\nimport numpy as np\nfrom training_src import features\n")
-    assert imported_modules(probe) - sys.stdlib_module_names == {"numpy", "features"}
+    probe.write_text("import json\nimport numpy as np\nfrom training_src import features\n"
+                     "def fit():\n    import xgboost\n")
+    assert imported_modules(probe) - sys.stdlib_module_names == {"numpy", "features", "xgboost"}
+    assert imported_modules(probe, import_time_only=True) - sys.stdlib_module_names == {"numpy", "features"}

@@ -15,8 +15,8 @@ the others exit 0 with nothing in ``SM_MODEL_DIR``.
 
 Not distributable here, so trained on the first host over **all** shards gathered through the
 collective (the same model as single-node training on those rows, bounded by one instance's
-memory), with a logged warning: the ``linear`` candidate (sklearn ridge / logistic) and the
-out-of-fold paths (``cv_folds`` > 1 scoring; the classification threshold of a refit, which is
+memory), with a logged warning: every candidate whose module says ``DISTRIBUTED = False`` (all but
+``xgboost``) and the out-of-fold paths (``cv_folds`` > 1 scoring; the classification threshold of a refit, which is
 chosen on out-of-fold predictions).
 
 Two environment overrides, both optional: ``PREDMAINT_TRACKER_PORT`` (default 9099, the port the
@@ -289,8 +289,12 @@ class Session:
 
 def gather_reason(algorithm: str, task: str, hp: dict[str, str], held_out: bool) -> str:
     """Why this fit cannot run as one collective XGBoost fit ("" when it can)."""
-    if algorithm == "linear":
-        return "the linear candidate has no distributed fit"
+    try:
+        from . import candidates
+    except ImportError:  # SageMaker container: siblings are top-level modules
+        import candidates
+    if not candidates.get(algorithm).DISTRIBUTED:
+        return f"the {algorithm} candidate has no distributed fit"
     try:
         folds = int(float(hp.get("cv_folds", "1")))
     except ValueError:

@@ -94,7 +94,7 @@ def _xy(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 def _fit_predict(task: str, X: np.ndarray, y: np.ndarray, Xt: np.ndarray, hp: dict[str, Any],
                  names: list[str] | None, cap: float | None, nthread: int) -> np.ndarray:
     model, _ = T.fit_model("xgboost", X, y, task, {k: str(v) for k, v in hp.items()}, nthread, 0, names=names)
-    p = T.predict(model, Xt)
+    p = T.predict("xgboost", model, Xt)
     return np.clip(p, 0.0, cap) if task == "rul_regression" else p
 
 
@@ -170,16 +170,34 @@ def _plots(out: Path, task: str, y: np.ndarray, p: np.ndarray, importance: list[
 
 
 def feature_importance(model: Any) -> list[tuple[str, float]]:
-    """(feature, normalised importance) sorted descending: total gain for trees, |coef| for linear."""
+    """(feature, normalised importance) sorted descending: the candidate's ``importance()`` (total gain
+    for trees, |coef| for linear)."""
     names = model.spec.feature_names
-    if model.booster is not None:
-        gain = model.booster.get_score(importance_type="total_gain")
-        vals = np.array([gain.get(n, 0.0) for n in names])
-    else:
-        vals = np.abs(model.linear.coef)
+    vals = np.asarray(model.predictor.importance(), dtype=float)
     total = vals.sum() or 1.0
     order = np.argsort(-vals)
     return [(names[i], float(vals[i] / total)) for i in order if vals[i] > 0]
+
+
+def candidate_comparison(tuning: dict[str, Any]) -> dict[str, Any] | None:
+    """Which candidate algorithm won the tuning and by how much, on the objective tuning chose by
+    (validation or out-of-fold, never the test set): ``tuning.json``'s best trial per algorithm, best
+    first, and the winner's margin over the runner-up. None with fewer than two candidates tried."""
+    best = tuning.get("best_by_algorithm") or {}
+    if len(best) < 2:
+        return None
+    minimize = tuning.get("direction", "minimize") == "minimize"
+    completed: dict[str, int] = {}
+    for t in tuning.get("trials") or []:
+        if t.get("state") == "COMPLETE":
+            completed[t.get("algorithm")] = completed.get(t.get("algorithm"), 0) + 1
+    rows = sorted(({"algorithm": a, "objective": b["value"], "trial": b["trial"], "completed": completed.get(a, 0)}
+                   for a, b in best.items()), key=lambda r: r["objective"], reverse=not minimize)
+    win, second = rows[0], rows[1]
+    margin = abs(second["objective"] - win["objective"])
+    return {"objective": tuning.get("objective"), "winner": win["algorithm"], "runner_up": second["algorithm"],
+            "margin": margin, "margin_pct": 100.0 * margin / abs(second["objective"]) if second["objective"] else None,
+            "by_algorithm": rows}
 
 
 def evaluate(model_path: Path, test_dir: Path, baseline_dir: Path | None, train_dir: Path | None,
@@ -191,9 +209,7 @@ def evaluate(model_path: Path, test_dir: Path, baseline_dir: Path | None, train_
     test = T.read_channel(test_dir)
     task, spec = model.spec.task, model.spec
     Xt, yt = T.split_xy(test, spec.feature_names)
-    p = model.booster.inplace_predict(Xt) if model.booster is not None else model.linear.predict(
-        Xt.astype(np.float64))
-    p = np.asarray(p, dtype=float)
+    p = np.asarray(model.predictor.predict(Xt), dtype=float)
     cap = spec.label_cap
     reg = task == "rul_regression"
     if reg:
@@ -277,6 +293,10 @@ def evaluate(model_path: Path, test_dir: Path, baseline_dir: Path | None, train_
             report["improvement_pct"] = imp.get("pr_auc", 0.0)
         report["improvement_pct_by_metric"] = imp
     report["ablation"] = ablation
+    if tuning_path is not None and tuning_path.exists():
+        comparison = candidate_comparison(json.loads(tuning_path.read_text()))
+        if comparison:
+            report["candidates"] = comparison
     report["feature_importance"] = [{"feature": n, "importance": v} for n, v in importance[:20]]
     report.update({
         "test_fingerprint": test_fingerprint(test), "n_test": len(yt), "model_version": model.version,

@@ -13,7 +13,12 @@ Pipeline (``fit_spec`` learns on training data only; ``transform`` applies it):
 5. Per-asset window features over the trailing ``sizes`` readings: mean, std, slope (per time
    unit, least squares), min, max; a truncated exponentially weighted mean per ``ewm_spans``;
    plus the time column itself (cycle count). Windows at the start of a history are partial.
-6. RUL labels: ``max(time of asset) - time``, capped at ``label.cap`` (piecewise-linear target).
+6. Optional health index (``windows.health_index``): a per-regime linear fit of the capped label on
+   the normalised sensors, treated as one more normalised signal (its value, window mean and slope).
+   It summarises the degradation in one number that a short window can still trend.
+7. RUL labels: ``max(time of asset) - time``, capped at ``label.cap`` (piecewise-linear target).
+   With ``windows.cv_sizes`` / ``label.cv_caps`` preprocessing chooses the window and the cap by
+   grouped cross-validation (``training_src/selection.py``) and records it in ``spec.selection``.
 
 Missing-value policy (documented in the README): ids, times and labels must be present. An
 isolated gap in a setting or sensor (at most ``MAX_GAP`` consecutive missing readings of one asset)
@@ -80,6 +85,12 @@ class FeatureSpec:
     label_cap: float | None
     feature_names: list[str] = field(default_factory=list)
     version: int = SPEC_VERSION
+    # linear health index per regime (``windows.health_index``): hi = hi_bias[r] + sum_j hi_weights[r][j] * z_j,
+    # a virtual sensor appended after the kept sensors (empty lists: no health index)
+    hi_weights: list[list[float]] = field(default_factory=list)
+    hi_bias: list[float] = field(default_factory=list)
+    # how the window size and the label cap were chosen (cross-validation records; empty: fixed by the profile)
+    selection: dict[str, Any] = field(default_factory=dict)
 
     # -- serialisation --------------------------------------------------------------------------
     def to_json(self) -> str:
@@ -95,6 +106,18 @@ class FeatureSpec:
     @property
     def n_regimes(self) -> int:
         return len(self.centroids)
+
+    @property
+    def channels(self) -> list[str]:
+        """The normalised signals window statistics are taken of: kept sensors, then the health index."""
+        return [*self.sensors, *(["hi"] if self.hi_weights else [])]
+
+    @property
+    def min_readings(self) -> int | None:
+        """Readings a request should carry per asset for full-accuracy features (the longest trailing
+        window); None for a whole-history model (every reading since the asset's first) or row-wise data."""
+        need = self.history_needed
+        return None if need >= WHOLE_HISTORY or not self.window_sizes else need
 
     @property
     def history_needed(self) -> int:
@@ -355,9 +378,9 @@ def feature_names(spec: FeatureSpec) -> list[str]:
     names: list[str] = []
     if spec.time_column and spec.window_sizes:
         names.append(spec.time_column)
-    names += [f"{s}_z" for s in spec.sensors]
+    names += [f"{s}_z" for s in spec.channels]
     if spec.window_sizes:
-        for s in spec.sensors:
+        for s in spec.channels:
             for w in spec.window_sizes:
                 names += [f"{s}_{stat}_{w or 'all'}" for stat in spec.window_stats]
             names += [f"{s}_ewm_{span}" for span in spec.ewm_spans]
@@ -369,10 +392,16 @@ def feature_names(spec: FeatureSpec) -> list[str]:
     return names
 
 
-def fit_spec(train: pd.DataFrame, profile: Profile, seed: int = 0) -> FeatureSpec:
-    """Learn regimes, normalisation, kept sensors and derived-feature scaling from training rows.
+_PROFILE_CAP = object()  # fit_spec's default cap: the profile's
 
-    ``train`` must already have passed ``validate_readings``.
+
+def fit_spec(train: pd.DataFrame, profile: Profile, seed: int = 0, *, window_sizes: list[int] | None = None,
+             cap: Any = _PROFILE_CAP) -> FeatureSpec:
+    """Learn regimes, normalisation, kept sensors, derived-feature scaling and the health index from
+    training rows.
+
+    ``train`` must already have passed ``validate_readings``. ``window_sizes`` and ``cap`` override
+    the profile's (cross-validation passes each candidate; ``cap=None`` means uncapped labels).
     """
     settings = train[list(profile.setting_columns)].to_numpy(dtype=float) if profile.setting_columns \
         else np.zeros((len(train), 0))
@@ -408,6 +437,7 @@ def fit_spec(train: pd.DataFrame, profile: Profile, seed: int = 0) -> FeatureSpe
     else:
         dmean, dstd = np.zeros(0), np.zeros(0)
     w = profile.windows
+    label_cap = profile.label.cap if cap is _PROFILE_CAP else cap
     spec = FeatureSpec(
         profile=profile.to_dict(), task=profile.task, id_column=profile.id_column,
         time_column=profile.time_column, setting_columns=list(profile.setting_columns),
@@ -417,11 +447,69 @@ def fit_spec(train: pd.DataFrame, profile: Profile, seed: int = 0) -> FeatureSpe
         sensor_mean=mean[:, keep].tolist(), sensor_std=std[:, keep].tolist(),
         derived=derived, derived_mean=dmean.tolist(), derived_std=dstd.tolist(),
         categorical={c: list(v) for c, v in profile.categorical_columns.items()},
-        window_sizes=list(w.sizes) if w else [], window_stats=list(w.stats) if w else [],
-        ewm_spans=list(w.ewm_spans) if w else [], label_cap=profile.label.cap,
+        window_sizes=list(window_sizes if window_sizes is not None else w.sizes) if w else [],
+        window_stats=list(w.stats) if w else [],
+        ewm_spans=list(w.ewm_spans) if w else [], label_cap=label_cap,
     )
+    return _finish_spec(spec, train, profile)
+
+
+def _finish_spec(spec: FeatureSpec, train: pd.DataFrame, profile: Profile) -> FeatureSpec:
+    """Fit the health index (if the profile asks for one) for the spec's cap and name the features."""
+    w = profile.windows
+    if w and w.health_index and spec.sensors and profile.time_column:
+        z, reg = _pointwise(spec, train)
+        weights, bias = fit_health_index(z, reg, rul_labels(train, profile, spec.label_cap), spec.n_regimes)
+        spec.hi_weights, spec.hi_bias = weights.tolist(), bias.tolist()
     spec.feature_names = feature_names(spec)
     return spec
+
+
+def with_choice(base: FeatureSpec, train: pd.DataFrame, profile: Profile, window_sizes: list[int],
+                cap: float | None) -> FeatureSpec:
+    """``base`` (fitted on ``train``) with other window sizes and label cap: regimes and normalisation
+    are kept (they do not depend on either), the health index is refitted for the cap. Equals
+    ``fit_spec(train, profile, window_sizes=..., cap=...)`` without repeating the regime search."""
+    spec = FeatureSpec(**{**asdict(base), "window_sizes": list(window_sizes), "label_cap": cap,
+                          "hi_weights": [], "hi_bias": [], "feature_names": []})
+    return _finish_spec(spec, train, profile)
+
+
+def fit_health_index(z: np.ndarray, reg: np.ndarray, y: np.ndarray, n_regimes: int,
+                     alpha: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-regime ridge regression of the (capped) RUL label ``y`` (n,) on normalised sensors ``z`` (n, s).
+
+    Returns weights (n_regimes, s) and intercepts (n_regimes,): a linear "health index" in label
+    units, one per operating regime because a sensor's degradation signature differs by condition.
+    A regime without training rows gets the pooled fit.
+    """
+    from sklearn.linear_model import Ridge
+
+    pooled = Ridge(alpha=alpha).fit(z, y)
+    weights = np.tile(pooled.coef_, (n_regimes, 1))
+    bias = np.full(n_regimes, float(pooled.intercept_))
+    if n_regimes > 1:
+        for r in range(n_regimes):
+            rows = reg == r
+            if rows.sum() > z.shape[1] + 1:
+                m = Ridge(alpha=alpha).fit(z[rows], y[rows])
+                weights[r], bias[r] = m.coef_, float(m.intercept_)
+    return weights, bias
+
+
+def _health_index(spec: FeatureSpec, z: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    """The health index (n,) of normalised sensors ``z`` (n, s) in regimes ``reg``.
+
+    Summed sensor by sensor in order (not ``@`` or ``.sum``, whose order depends on the BLAS and the
+    shape): the compiled kernel repeats exactly these additions, so the bits agree.
+    """
+    w = _cached(spec, "_hi_w_arr", lambda: np.asarray(spec.hi_weights, dtype=float))
+    b = _cached(spec, "_hi_b_arr", lambda: np.asarray(spec.hi_bias, dtype=float))
+    wr = w[reg] if spec.n_regimes > 1 else np.broadcast_to(w[0], z.shape)
+    h = b[reg] if spec.n_regimes > 1 else np.full(len(z), b[0])
+    for j in range(z.shape[1]):
+        h = h + wr[:, j] * z[:, j]
+    return h
 
 
 # ----------------------------------------------------------------------------------------------
@@ -477,7 +565,7 @@ class ColumnMatrix(dict):
 
 
 def _pointwise(spec: FeatureSpec, cols: dict[str, np.ndarray] | pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Per-regime z-scored kept sensors (n, s) and regime ids (n,) for raw columns."""
+    """Per-regime z-scored kept sensors plus the health index (n, channels) and regime ids (n,)."""
     if spec.setting_columns and spec.n_regimes > 1:
         st = np.column_stack([np.asarray(cols[c], dtype=float) for c in spec.setting_columns])
         st = (st - np.asarray(spec.settings_center)) / np.asarray(spec.settings_scale)
@@ -491,8 +579,11 @@ def _pointwise(spec: FeatureSpec, cols: dict[str, np.ndarray] | pd.DataFrame) ->
         x = np.column_stack([np.asarray(cols[s], dtype=float) for s in spec.sensors]) if spec.sensors \
             else np.zeros((len(reg), 0))
     if spec.n_regimes == 1:  # one regime: broadcast the row instead of gathering it n times
-        return (x - spec._mean[0]) / spec._std[0], reg
-    z = (x - spec._mean[reg]) / spec._std[reg]
+        z = (x - spec._mean[0]) / spec._std[0]
+    else:
+        z = (x - spec._mean[reg]) / spec._std[reg]
+    if spec.hi_weights:
+        z = np.column_stack([z, _health_index(spec, z, reg)])
     return z, reg
 
 

@@ -11,6 +11,8 @@ validated, so every job of a run reads the same profile); writes under ``/opt/ml
     test/test.parquet                              (C-MAPSS: last reading of each test asset, true RUL)
     baseline/train.parquet  baseline/test.parquet  (raw current readings, uncapped labels)
     spec/feature_spec.json  manifest.json      (lineage: file checksums, row and asset counts)
+    train/drift_baseline.json  spec/drift_baseline.json  (drift.py: per-regime bins of the training
+                                                   rows' readings and features; stage all only)
 
 Parquet columns (pyarrow ships in the SageMaker XGBoost container): ``_asset``, ``_time`` (fleets only), ``_label``, then the features in spec order.
 Every path is overridable (``--input-dir``, ``--output-dir``) so local mode and tests run it
@@ -60,11 +62,15 @@ import numpy as np
 import pandas as pd
 
 try:
+    from . import drift as D
     from . import features as F
+    from . import selection
     from .dataio import DataError, list_parts, read_rul_file, read_table, resolve_file, resolve_parts
     from .profiles import Profile, ProfileError, load_profile
 except ImportError:  # SageMaker container: siblings are top-level modules
+    import drift as D
     import features as F
+    import selection
     from dataio import DataError, list_parts, read_rul_file, read_table, resolve_file, resolve_parts
     from profiles import Profile, ProfileError, load_profile
 
@@ -267,7 +273,7 @@ def fit(profile: Profile, data_dir: Path, seed: int = 0, spec: F.FeatureSpec | N
         if spec is None:
             out_of_train = split["validation"] + (test["assets"] if test["source"] == "split" else [])
             train_rows = fit_rows[~np.isin(fit_rows[profile.id_column].to_numpy(), out_of_train)]
-            spec = F.fit_spec(train_rows, profile, seed=seed)
+            spec = fit_regression_spec(train_rows.reset_index(drop=True), profile, seed)
     else:
         y = np.concatenate(labels_list)
         if not set(np.unique(y)) <= {0.0, 1.0}:
@@ -292,6 +298,19 @@ def fit(profile: Profile, data_dir: Path, seed: int = 0, spec: F.FeatureSpec | N
     split["spec_sha256"] = hashlib.sha256(spec.to_json().encode()).hexdigest()
     split["fit"] = {"sample_objects": "all" if len(sample) == n_data else sampled}
     return split, spec, frames, manifest
+
+
+def fit_regression_spec(train_rows: pd.DataFrame, profile: Profile, seed: int) -> F.FeatureSpec:
+    """The feature spec of a run-to-failure fleet; when the profile lists candidate windows
+    (``windows.cv_sizes``) or caps (``label.cv_caps``), they are chosen first by grouped
+    cross-validation on these training rows (``selection.choose``), recorded in ``spec.selection``."""
+    w = profile.windows
+    if not ((w and w.cv_sizes) or profile.label.cv_caps):
+        return F.fit_spec(train_rows, profile, seed=seed)
+    chosen = selection.choose(train_rows, profile, seed)
+    spec = F.fit_spec(train_rows, profile, seed=seed, window_sizes=chosen["window_sizes"], cap=chosen["cap"])
+    spec.selection = chosen["record"]
+    return spec
 
 
 # ----------------------------------------------------------------------------------------------
@@ -431,8 +450,18 @@ def write_outputs(out_dir: Path, frames: dict[str, pd.DataFrame], spec: F.Featur
             files[f"train/part-{i:05d}.parquet"] = part
     for rel in ("train/feature_spec.json", "spec/feature_spec.json"):
         files[rel] = spec.to_json()
+    files.update(drift_baseline_files(frames, spec))
     files["manifest.json"] = json.dumps(manifest, indent=1, sort_keys=True)
     _write(out_dir, files, replace_dirs=True)
+
+
+def drift_baseline_files(frames: dict[str, pd.DataFrame], spec: F.FeatureSpec) -> dict[str, str]:
+    """The drift baseline (drift.py) beside both copies of the spec; none when the frames lack it."""
+    doc = D.baseline_from_frames(frames, spec)
+    if doc is None:
+        return {}
+    text = json.dumps(doc, separators=(",", ":"), sort_keys=True)
+    return {f"train/{D.BASELINE_FILE}": text, f"spec/{D.BASELINE_FILE}": text}
 
 
 def _write(out_dir: Path, files: dict[str, pd.DataFrame | str], *, replace_dirs: bool,

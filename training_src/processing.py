@@ -26,7 +26,7 @@ from pathlib import Path
 
 CODE_DIR = Path(__file__).resolve().parent
 #: the scripts a processing job may run (the state machine names one of them)
-SCRIPTS = ("preprocess.py", "evaluate.py")
+SCRIPTS = ("preprocess.py", "evaluate.py", "drift.py")
 
 
 class RunnerError(SystemExit):

@@ -80,6 +80,8 @@ class WindowSpec:
     sizes: tuple[int, ...]
     stats: tuple[str, ...]
     ewm_spans: tuple[int, ...] = ()
+    health_index: bool = False  # a per-regime linear health index as one more windowed signal
+    cv_sizes: tuple[int, ...] = ()  # candidates for ONE bounded window, chosen by grouped CV (replaces sizes)
 
     @property
     def max_size(self) -> int:
@@ -105,6 +107,7 @@ class LabelSpec:
     type: str  # "rul" or "binary"
     cap: float | None = None  # RUL cap (piecewise-linear target)
     column: str | None = None  # label column for binary labels
+    cv_caps: tuple[float, ...] = ()  # candidate caps chosen by grouped CV (``cap`` is the default)
 
 
 @dataclass(frozen=True)
@@ -425,7 +428,16 @@ def _parse_label(doc: dict[str, Any], task: str, source: str) -> LabelSpec:
         cap = label_doc.get("cap")
         if cap is not None and (not _number(cap) or cap <= 0):
             raise _err(source, "label.cap", f"must be a positive number or null, got {cap!r}")
-        return LabelSpec("rul", cap=float(cap) if cap is not None else None)
+        cv_caps = label_doc.get("cv_caps", [])
+        if not isinstance(cv_caps, list) or not all(_number(c) and c > 0 for c in cv_caps) \
+                or len(set(cv_caps)) != len(cv_caps):
+            raise _err(source, "label.cv_caps", f"must be a list of distinct positive numbers, got {cv_caps!r}")
+        if cv_caps and cap is None:
+            raise _err(source, "label.cv_caps", "needs a default cap")
+        return LabelSpec("rul", cap=float(cap) if cap is not None else None,
+                         cv_caps=tuple(sorted(float(c) for c in cv_caps)))
+    if "cv_caps" in label_doc:
+        raise _err(source, "label.cv_caps", "only RUL labels have a cap")
     if ltype != "binary" or not isinstance(label_doc.get("column"), str) or not label_doc["column"]:
         raise _err(source, "label", "failure_classification needs {\"type\": \"binary\", \"column\": ...}")
     if "cap" in label_doc:
@@ -446,7 +458,14 @@ def _parse_windows(doc: dict[str, Any], source: str) -> WindowSpec | None:
     if bad:
         raise _err(source, "windows.stats", f"unknown statistic(s) {bad}; choose from {list(WINDOW_STATS)}")
     spans = _pos_int_list(wdoc.get("ewm_spans", []), source, "windows.ewm_spans")
-    return WindowSpec(sizes, stats, spans)
+    hi = wdoc.get("health_index", False)
+    if not isinstance(hi, bool):
+        raise _err(source, "windows.health_index", f"must be true or false, got {hi!r}")
+    cv_sizes = _pos_int_list(wdoc.get("cv_sizes", []), source, "windows.cv_sizes")
+    if cv_sizes and (len(sizes) != 1 or sizes[0] == 0):
+        raise _err(source, "windows.cv_sizes", "chooses one bounded window: 'sizes' must then be one "
+                   "size > 0 (the default)")
+    return WindowSpec(sizes, stats, spans, hi, cv_sizes)
 
 
 def _parse_regimes(doc: dict[str, Any], source: str) -> RegimeSpec | None:

@@ -1,6 +1,7 @@
 """The one hyperparameter search space, used by the SageMaker tuning job and by local Optuna tuning.
 
-Each candidate algorithm has fixed hyperparameters (``static``) and tuned ranges. Names are the
+Each candidate algorithm (``candidates/``: one module each) has tuned ranges (its ``PARAMS``) and fixed
+hyperparameters (``static``). Names are the
 ``--name value`` CLI arguments that ``train.py`` accepts. ``sagemaker_parameter_ranges`` renders
 the ranges as a CreateHyperParameterTuningJob ``ParameterRanges`` object; ``suggest`` asks an Optuna
 trial for values from the same ranges.
@@ -9,36 +10,20 @@ trial for values from the same ranges.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
+try:  # repository layout: training_src.search_space beside training_src.candidates
+    from .candidates import CANDIDATES, Param
+except ImportError:  # flat layouts (the prepare Lambda's package, the training container's sourcedir)
+    from candidates import CANDIDATES, Param  # type: ignore[no-redef]
 
-@dataclass(frozen=True)
-class Param:
-    name: str
-    kind: str  # "int", "float" or "categorical"
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    choices: tuple[str, ...] = ()
-
-
-_XGB = (
-    Param("num_round", "int", 150, 800, log=True),
-    Param("max_depth", "int", 3, 8),  # C-MAPSS prefers 4-6, AI4I 6-8
-    Param("eta", "float", 0.02, 0.15, log=True),
-    Param("min_child_weight", "float", 0.5, 64.0, log=True),  # AI4I wants <= 1, C-MAPSS 8-32
-    Param("subsample", "float", 0.6, 1.0),
-    Param("colsample_bytree", "float", 0.4, 1.0),
-    Param("lambda", "float", 1e-3, 30.0, log=True),
-    Param("alpha", "float", 1e-3, 10.0, log=True),
-    Param("max_bin", "int", 64, 1024, log=True),  # AI4I's threshold rules need fine bins
-)
-_LINEAR = (Param("alpha", "float", 1e-3, 1e3, log=True),)
-
-#: candidate algorithm -> its tuned ranges. Each becomes one SageMaker training job definition.
-SEARCH_SPACE: dict[str, tuple[Param, ...]] = {"xgboost": _XGB, "linear": _LINEAR}
+#: candidate algorithm -> its tuned ranges (each candidate module's ``PARAMS``). Each becomes one
+#: SageMaker training job definition.
+SEARCH_SPACE: dict[str, tuple[Param, ...]] = {name: c.PARAMS for name, c in CANDIDATES.items()}
 ALGORITHMS: tuple[str, ...] = tuple(SEARCH_SPACE)
+
+__all__ = ["ALGORITHMS", "SEARCH_SPACE", "Param", "encode", "sagemaker_parameter_ranges", "script_arguments",
+           "static_hyperparameters", "suggest", "to_cli_args"]
 
 
 def static_hyperparameters(algorithm: str, profile: Any) -> dict[str, str]:

@@ -6,14 +6,14 @@ Contract (DESIGN.md): channels from ``SM_CHANNEL_TRAIN`` (features + ``feature_s
 ``validation-rmse: 12.34`` (regression) or ``validation-aucpr: 0.91`` (classification), every 25
 rounds while boosting (for early stopping / pruning) and once at the end (the value tuning uses).
 
-Candidate algorithms (``--algorithm``): ``xgboost`` (gradient-boosted trees) and ``linear``
-(ridge regression / L2 logistic regression on standardised features). ``--fit_on
-train+validation`` refits on both channels (the final model after tuning).
+Candidate algorithms (``--algorithm``): the modules of ``candidates/`` (``candidates.CANDIDATES``);
+each fits, predicts and saves its own model. ``--fit_on train+validation`` refits on both channels
+(the final model after tuning).
 
-The model directory holds ``xgboost-model`` (XGBoost's own format) or ``linear-model.json``,
-``feature_spec.json``, ``model_meta.json`` and ``code/`` (inference.py, the feature module and the
-``predmaint_serving`` package with its compiled libraries), so the artifact serves in the SageMaker XGBoost
-container with ``SAGEMAKER_PROGRAM=inference.py``.
+The model directory holds the candidate's model file (``xgboost-model``, XGBoost's own format;
+``linear-model.json``; ...), ``feature_spec.json``, ``model_meta.json`` and ``code/`` (inference.py, the
+feature module, the ``candidates`` package and the ``predmaint_serving`` package with its compiled
+libraries), so the artifact serves in the SageMaker XGBoost container with ``SAGEMAKER_PROGRAM=inference.py``.
 """
 
 from __future__ import annotations
@@ -31,29 +31,31 @@ import numpy as np
 import pandas as pd
 
 try:
+    from . import candidates
     from . import checkpoints as C
     from . import distributed as D
     from . import features as F
+    from .candidates.base import TrainError, metric_name
+    from .candidates.base import number as _num
     from .predmaint_serving import intervals as IV
 except ImportError:  # SageMaker container: siblings are top-level modules
+    import candidates
     import checkpoints as C
     import distributed as D
     import features as F
+    from candidates.base import TrainError, metric_name
+    from candidates.base import number as _num
     from predmaint_serving import intervals as IV
 
 HERE = Path(__file__).resolve().parent
 #: what the model artifact's code/ holds: the hooks module, the feature code it needs, the serving package
 CODE_FILES = ("inference.py", "features.py", "profiles.py")
 SERVING_PACKAGE = "predmaint_serving"
+#: packages the artifact's code/ holds (the candidates' load/predict/explain, the serving code)
+CODE_PACKAGES = ("candidates", SERVING_PACKAGE)
 SERVING_SUFFIXES = (".py", ".c", ".h")
 META_COLUMNS = ("_asset", "_time", "_label")
-XGB_DEFAULTS: dict[str, Any] = {"num_round": 300, "max_depth": 6, "eta": 0.3, "min_child_weight": 1.0,
-                                "subsample": 1.0, "colsample_bytree": 1.0, "lambda": 1.0, "alpha": 0.0,
-                                "max_bin": 256}
-
-
-class TrainError(ValueError):
-    """Bad channel contents or hyperparameters."""
+__all__ = ["TrainError", "fit_model", "main", "predict", "read_channel", "split_xy", "write_model"]
 
 
 def read_channel(path: str | os.PathLike) -> pd.DataFrame:
@@ -89,42 +91,6 @@ def parse_hyperparameters(extra: list[str]) -> dict[str, str]:
     return out
 
 
-def _num(hp: dict[str, Any], name: str, kind: type, low: float, high: float) -> Any:
-    try:
-        value = kind(float(hp[name])) if kind is int else kind(hp[name])
-    except (TypeError, ValueError) as exc:
-        raise TrainError(f"hyperparameter {name}={hp[name]!r} is not a {kind.__name__}") from exc
-    if not low <= value <= high:
-        raise TrainError(f"hyperparameter {name}={value} outside [{low}, {high}]")
-    return value
-
-
-def xgb_params(hp: dict[str, str], task: str, nthread: int, seed: int) -> tuple[dict[str, Any], int]:
-    """XGBoost booster parameters and number of rounds from string hyperparameters."""
-    merged = {**XGB_DEFAULTS, **{k: v for k, v in hp.items() if k in XGB_DEFAULTS}}
-    params = {
-        "max_depth": _num(merged, "max_depth", int, 1, 16),
-        "eta": _num(merged, "eta", float, 1e-4, 1.0),
-        "min_child_weight": _num(merged, "min_child_weight", float, 0.0, 1e4),
-        "subsample": _num(merged, "subsample", float, 0.05, 1.0),
-        "colsample_bytree": _num(merged, "colsample_bytree", float, 0.05, 1.0),
-        "lambda": _num(merged, "lambda", float, 0.0, 1e4),
-        "alpha": _num(merged, "alpha", float, 0.0, 1e4),
-        "tree_method": "hist",
-        # fine bins let trees place splits on sharp physical thresholds (AI4I failure rules)
-        "max_bin": _num(merged, "max_bin", int, 16, 4096),
-        "nthread": nthread,
-        "seed": seed,
-        "objective": "reg:squarederror" if task == "rul_regression" else "binary:logistic",
-        "eval_metric": "rmse" if task == "rul_regression" else "aucpr",
-    }
-    return params, _num(merged, "num_round", int, 1, 20000)
-
-
-def metric_name(task: str) -> str:
-    return "validation-rmse" if task == "rul_regression" else "validation-aucpr"
-
-
 def score(task: str, y: np.ndarray, p: np.ndarray) -> float:
     """The tuning objective: RMSE (regression) or average precision = PR-AUC (classification)."""
     if task == "rul_regression":
@@ -141,92 +107,18 @@ def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
     return float(thr[int(np.argmax(f1))]) if len(thr) else 0.5
 
 
-class LinearModel:
-    """Ridge / L2-logistic model on standardised features, stored as plain JSON (no pickle)."""
-
-    def __init__(self, doc: dict[str, Any]):
-        self.doc = doc
-        self.mean = np.asarray(doc["mean"])
-        self.scale = np.asarray(doc["scale"])
-        self.coef = np.asarray(doc["coef"])
-        self.intercept = float(doc["intercept"])
-        self.logistic = doc["task"] == "failure_classification"
-
-    @classmethod
-    def fit(cls, X: np.ndarray, y: np.ndarray, task: str, alpha: float, seed: int) -> LinearModel:
-        mean = X.mean(axis=0)
-        scale = X.std(axis=0)
-        scale = np.where(scale < 1e-12, 1.0, scale)
-        Z = (X - mean) / scale
-        if task == "rul_regression":
-            from sklearn.linear_model import Ridge
-            m = Ridge(alpha=alpha).fit(Z, y)
-            coef, intercept = m.coef_, float(m.intercept_)
-        else:
-            from sklearn.linear_model import LogisticRegression
-            m = LogisticRegression(C=1.0 / alpha, max_iter=2000, random_state=seed).fit(Z, y)
-            coef, intercept = m.coef_[0], float(m.intercept_[0])
-        return cls({"task": task, "alpha": alpha, "mean": mean.tolist(), "scale": scale.tolist(),
-                    "coef": coef.tolist(), "intercept": intercept})
-
-    def contributions(self, X: np.ndarray) -> np.ndarray:
-        """Per-feature additive contributions (n, f+1), last column the bias (margin space)."""
-        c = (X - self.mean) / self.scale * self.coef
-        return np.hstack([c, np.full((len(X), 1), self.intercept)])
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        margin = ((X - self.mean) / self.scale) @ self.coef + self.intercept
-        return 1.0 / (1.0 + np.exp(-margin)) if self.logistic else margin
-
-
 def fit_model(algorithm: str, X: np.ndarray, y: np.ndarray, task: str, hp: dict[str, str], nthread: int,
               seed: int, Xv: np.ndarray | None = None, yv: np.ndarray | None = None,
               names: list[str] | None = None, report_every: int = 25,
               checkpoints: C.Checkpoints | None = None) -> tuple[Any, np.ndarray | None]:
-    """Fit one candidate; print the objective on validation data while boosting. Returns (model, val preds).
-
-    ``checkpoints`` (xgboost only): write a checkpoint every few rounds, and continue from the newest
-    one of this same fit if there is one (a restarted spot job).
-    """
-    if algorithm == "xgboost":
-        import xgboost as xgb
-
-        params, rounds = xgb_params(hp, task, nthread, seed)
-        dtrain = xgb.DMatrix(X, label=y, feature_names=names, nthread=nthread)
-        evals, callbacks = [], []
-        if Xv is not None:
-            dval = xgb.DMatrix(Xv, label=yv, feature_names=names, nthread=nthread)
-            evals = [(dval, "validation")]
-            name = metric_name(task)
-
-            class Report(xgb.callback.TrainingCallback):
-                def after_iteration(self, model, epoch, evals_log):
-                    if (epoch + 1) % report_every == 0 and epoch + 1 < rounds:
-                        value = evals_log["validation"][params["eval_metric"]][-1]
-                        print(f"[{epoch + 1}] {name}: {value:.6f}", flush=True)
-                    return False
-
-            callbacks = [Report()]
-        start = None
-        if checkpoints is not None:
-            start = checkpoints.resume(params, rounds, X, y)
-            callbacks.append(checkpoints.callback())
-        done = start.num_boosted_rounds() if start is not None else 0
-        booster = xgb.train(params, dtrain, rounds - done, evals=evals, callbacks=callbacks, verbose_eval=False,
-                            xgb_model=start)
-        pv = booster.inplace_predict(Xv) if Xv is not None else None
-        return booster, pv
-    if algorithm == "linear":
-        alpha = _num({"alpha": hp.get("alpha", "1.0")}, "alpha", float, 1e-8, 1e8)
-        model = LinearModel.fit(X.astype(np.float64), y, task, alpha, seed)
-        return model, (model.predict(Xv.astype(np.float64)) if Xv is not None else None)
-    raise TrainError(f"unknown algorithm {algorithm!r}; choose xgboost or linear")
+    """Fit one candidate (``candidates.get(algorithm).fit``); it prints the objective on validation data
+    while it learns, where it can. Returns (model, validation predictions or None)."""
+    return candidates.get(algorithm).fit(X, y, task, hp, nthread, seed, Xv, yv, names, report_every, checkpoints)
 
 
-def predict(model: Any, X: np.ndarray) -> np.ndarray:
-    if isinstance(model, LinearModel):
-        return model.predict(X.astype(np.float64))
-    return model.inplace_predict(X)
+def predict(algorithm: str, model: Any, X: np.ndarray) -> np.ndarray:
+    """Candidate ``algorithm``'s predictions (probabilities or uncapped RUL) of a fitted ``model``."""
+    return candidates.get(algorithm).predict(model, X)
 
 
 def oof_predictions(algorithm: str, X: np.ndarray, y: np.ndarray, task: str, hp: dict[str, str],
@@ -238,7 +130,7 @@ def oof_predictions(algorithm: str, X: np.ndarray, y: np.ndarray, task: str, hp:
     oof = np.zeros(len(y))
     for tr, te in splitter.split(X, y):
         m, _ = fit_model(algorithm, X[tr], y[tr], task, hp, nthread, seed)
-        oof[te] = predict(m, X[te])
+        oof[te] = predict(algorithm, m, X[te])
     return oof
 
 
@@ -286,7 +178,7 @@ def calibrate_intervals(algorithm: str, frames: list[pd.DataFrame], names: list[
     pred = np.zeros(len(df))
     for k in range(folds):
         m, _ = fit_model(algorithm, X[fold != k], y[fold != k], spec.task, hp, nthread, seed)
-        pred[fold == k] = predict(m, X[fold == k])
+        pred[fold == k] = predict(algorithm, m, X[fold == k])
     pred = np.clip(pred, 0.0, spec.label_cap if spec.label_cap else None)  # as served
     position = df.groupby("_asset", sort=False)["_time"].rank(method="first").to_numpy()
     count = df.groupby("_asset", sort=False)["_time"].transform("size").to_numpy()
@@ -299,25 +191,23 @@ def calibrate_intervals(algorithm: str, frames: list[pd.DataFrame], names: list[
     return doc
 
 
-def write_model(model_dir: Path, model: Any, spec_text: str, meta: dict[str, Any]) -> None:
-    """Booster/linear JSON + feature spec + metadata + inference code into ``model_dir``."""
+def write_model(model_dir: Path, algorithm: str, model: Any, spec_text: str, meta: dict[str, Any]) -> None:
+    """The candidate's model file + feature spec + metadata + inference code into ``model_dir``."""
     model_dir.mkdir(parents=True, exist_ok=True)
-    if isinstance(model, LinearModel):
-        (model_dir / "linear-model.json").write_text(json.dumps(model.doc))
-    else:
-        model.save_model(str(model_dir / "xgboost-model.ubj"))
-        os.replace(model_dir / "xgboost-model.ubj", model_dir / "xgboost-model")
+    candidates.get(algorithm).save(model, model_dir)
     (model_dir / "feature_spec.json").write_text(spec_text)
     (model_dir / "model_meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
     code = model_dir / "code"
     code.mkdir(exist_ok=True)
     for name in CODE_FILES:
         shutil.copy2(HERE / name, code / name)
+    for name in CODE_PACKAGES:
+        package = code / name
+        package.mkdir(exist_ok=True)
+        for src in sorted((HERE / name).iterdir()):
+            if src.is_file() and src.suffix in SERVING_SUFFIXES:
+                shutil.copy2(src, package / src.name)
     package = code / SERVING_PACKAGE
-    package.mkdir(exist_ok=True)
-    for src in sorted((HERE / SERVING_PACKAGE).iterdir()):
-        if src.is_file() and src.suffix in SERVING_SUFFIXES:
-            shutil.copy2(src, package / src.name)
     try:  # ship the compiled tree walker and request reader when a compiler is here
         from .predmaint_serving import native
     except ImportError:
@@ -351,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     dist = None  # a D.Session only when SageMaker runs this job on several hosts (see distributed.py)
     try:
         args, hp = parse_args(argv)
+        candidates.get(args.algorithm)  # an unknown algorithm fails before any work
         dist = D.connect()
         spec_path = Path(args.train) / "feature_spec.json"
         if dist is not None:
@@ -437,7 +328,10 @@ def main(argv: list[str] | None = None) -> int:
         except TrainError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    write_model(Path(args.model_dir), model, spec_text, meta)
+    write_model(Path(args.model_dir), args.algorithm, model, spec_text, meta)
+    baseline = spec_path.parent / "drift_baseline.json"  # preprocess.py writes it beside the spec
+    if baseline.is_file():  # the drift check reads it from the model artifact
+        shutil.copy2(baseline, Path(args.model_dir) / baseline.name)
     out = Path(args.output_data_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(meta["validation_metric"]))

@@ -75,7 +75,7 @@ def test_plans_the_real_cmapss_and_ai4i_data():
                                                "--subset", "FD001"]
     assert plan["s3"]["profile"] == f"s3://local-artifacts/runs/{plan['run_id']}/profile/"
     assert plan["inputs"]["profile"] == load_profile("cmapss", "FD001").to_dict() and plan["profile"] == "cmapss"
-    assert set(plan["tuning"]["definitions"]) == {"xgboost", "linear"}
+    assert set(plan["tuning"]["definitions"]) == {"xgboost", "linear", "hgb"}
     ai4i = prep.plan_run({"dataset": "ai4i2020", "profile": "ai4i2020"}, prep.LocalStore(data))
     assert ai4i["task"] == "failure_classification"
     assert ai4i["tuning"]["metric_definitions"] == [{"Name": "validation-aucpr", "Regex": r"validation-aucpr: ([0-9\.]+)"}]
@@ -342,7 +342,7 @@ def _with(doc: dict, path: str, value) -> dict:
 
 @pytest.mark.parametrize(("profile", "message"), [
     (_with(_user_profile(), "label.capp", 100), r"profile event.profile: label.capp: unknown key; known keys of "
-                                                r"label are \['cap', 'column', 'type'\]"),
+                                                r"label are \['cap', 'column', 'cv_caps', 'type'\]"),
     (_with(_user_profile(), "windows.size", [5]), r"event.profile: windows.size: unknown key"),
     (_with(_user_profile(), "format.header", "no"), r"format.header: must be true or false, got 'no'"),
     (_with(_user_profile(), "files.tets", "cmapss/x.txt"), r"files.tets: unknown key; known keys of files are"),

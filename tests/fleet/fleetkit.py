@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -69,8 +70,8 @@ def fleet_cdk_json(home: Path) -> Path:
     doc = json.loads((REPO / "cdk.json").read_text())
     doc["context"]["predmaint"]["promotion"]["rul_regression"] = {
         "max_rmse": 200.0, "max_nasa_score": None, "min_improvement_over_baseline_pct": None}
-    path = Path(home).absolute().parent / "pumps-cdk.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # not beside ``home``: a relative home resolves against this process's directory (the repository)
+    path = Path(tempfile.mkdtemp(prefix="pumps-cdk-")) / "cdk.json"
     path.write_text(json.dumps(doc))
     return path
 

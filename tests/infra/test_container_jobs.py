@@ -239,3 +239,52 @@ def test_preprocess_trial_refit_on_two_hosts_and_evaluate(run) -> None:
     assert ev.returncode == 0, ev.stderr[-3000:]
     report = json.loads((run["s3"].path(plan["s3"]["evaluation"]) / "evaluation.json").read_text())
     assert 5.0 < report["regression_metrics"]["rmse"]["value"] < 60.0
+
+
+def test_an_hgb_trial_trains_and_serves_in_the_container(run, data_dir: Path) -> None:
+    """The scikit-learn candidate (``hgb``) as a tuning trial through the container's script-mode runner (its
+    scikit-learn, Python 3.12), then its artifact served by the container's own serving stack: same answer
+    as the local hooks (Python 3.11, another scikit-learn), which read the same JSON trees."""
+    plan = run["plan"]
+    if not run["s3"].path(plan["s3"]["train"]).is_dir():  # this test alone: the Preprocess job first
+        pre = _processing_job(run, "Preprocess", "preprocess")
+        assert pre.returncode == 0, pre.stderr[-3000:]
+    definition_ = plan["tuning"]["definitions"]["hgb"]
+    tuned = {r["Name"]: r["MinValue"] for kind in ("IntegerParameterRanges", "ContinuousParameterRanges")
+             for r in definition_["ranges"].get(kind, [])}
+    tuned.update(max_iter="60", learning_rate="0.1")
+    hp = {**definition_["static"], **tuned, "_tuning_objective_metric": plan["tuning"]["objective"]["metric"],
+          "nthread": "1"}
+    job = _training_job(run, "hgb-trial", hp, ["algo-1"])
+    trial = job["procs"]["algo-1"]
+    assert trial.returncode == 0, trial.stderr[-3000:]
+    objective = re.findall(plan["tuning"]["metric_definitions"][0]["Regex"], trial.stdout)
+    assert objective and 5.0 < float(objective[-1]) < 60.0, trial.stdout[-2000:]
+    doc = json.loads((job["model_dir"] / "hgb-model.json").read_text())
+    assert doc["format"] == "predmaint-hgb-trees/1" and doc["sklearn_version"].startswith("1.8.")  # the container's
+
+    from stacks.config import AppConfig
+    from stacks.state_machine import hosting_environment
+    from tests.infra.conftest import CDK_CONTEXT
+    from training_src import inference
+    from training_src.dataio import read_table, resolve_file
+    from training_src.profiles import load_profile
+
+    base = run["root"] / "hgb-hosting"
+    shutil.copytree(job["model_dir"], base / "model")
+    profile = load_profile("cmapss", "FD001")
+    test = read_table(resolve_file(data_dir, profile.file("test")), profile)
+    readings = test[test["unit"] == 3].drop(columns=["unit"]).to_dict("records")
+    body = json.dumps({"instances": [{"asset_id": "engine-3", "readings": readings}]})
+    env = ck.environment(base / "site", **{**hosting_environment(AppConfig.from_context(CDK_CONTEXT)),
+                                           "SAGEMAKER_BASE_DIR": str(base),
+                                           "SAGEMAKER_SUBMIT_DIRECTORY": str(base / "model" / "code"),
+                                           "PROBE_BODY": body})
+    proc = subprocess.run([str(ck.PYTHON), str(ck.SM_XGBOOST), "probe"], env=env, capture_output=True, text=True,
+                          timeout=300, cwd="/")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    probe = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert probe["statuses"] == [200, 200] and not probe["compiled_forest"], probe
+    model = inference.model_fn(str(job["model_dir"]))
+    status, out, _ = inference.handle(model, body.encode(), "application/json", None)
+    assert status == 200 and probe["answers"][0] == probe["answers"][1] == json.loads(out)

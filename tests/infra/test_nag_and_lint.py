@@ -21,9 +21,10 @@ def test_nag_ran_and_every_finding_is_acknowledged(synth):
 
 
 def test_acknowledgments_are_specific_and_all_used(synth):
-    from stacks.nag import acknowledged_findings
+    from stacks.nag import acknowledged_findings, drift_findings
 
-    acks = acknowledged_findings(synth.built.config, synth.built.training)
+    acks = acknowledged_findings(synth.built.config, synth.built.training) + \
+        drift_findings(synth.built.config, synth.built.monitoring)
     report = json.loads((synth.outdir / "validation-report.json").read_text())
     used = {(v["acknowledgedId"], v["acknowledgedAt"]) for v in report["pluginReports"][0]["suppressedViolations"]}
     for scope, finding, reason in acks:

@@ -80,7 +80,7 @@ def test_run_bad_profile_subset_and_data_dir(capsys, tmp_path, data_dir) -> None
         (["--profile", "no-such-profile"], "unknown profile 'no-such-profile'"),
         (["--profile", "cmapss", "--subset", "FD009"], "unknown subset 'FD009'"),
         (["--data-dir", str(tmp_path / "missing")], "does not exist"),
-        (["--profile", str(typo)], "label.capp: unknown key; known keys of label are ['cap', 'column', 'type']"),
+        (["--profile", str(typo)], "label.capp: unknown key; known keys of label are ['cap', 'column', 'cv_caps', 'type']"),
         (["--profile", str(tmp_path / "nope.json")], "profile file not found"),
     ]:
         base = [] if "--data-dir" in argv else ["--data-dir", str(data_dir)]

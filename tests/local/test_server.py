@@ -29,7 +29,7 @@ def test_good_request_with_real_fd001_units(server: ServerProcess, test_units) -
     assert doc["model_version"] == "1"  # the registry version being served
     assert [p["asset_id"] for p in doc["predictions"]] == ["engine-1", "engine-2", "engine-3"]
     for p in doc["predictions"]:
-        assert 0.0 <= p["rul"] <= 125.0
+        assert 0.0 <= p["rul"] <= 150.0  # the label cap: cross-validation chooses it from 115..150
 
 
 def test_readings_in_any_order_give_the_same_prediction(server: ServerProcess, test_units) -> None:

@@ -62,14 +62,21 @@ def _check_every_unit(df, spec, lengths):
         for n in sorted({min(n, z - a) for n in lengths}):
             body = _body(df, a, a + n, asset_id=f"u{a}")
             got = rd.read(body)
-            assert got is not None and got[0] == [f"u{a}"]
-            np.testing.assert_array_equal(got[1][0], batch[a + n - 1])
+            if n < (spec.min_readings or 0):  # short of the window: left to the Python path (it warns)
+                assert got is None
+            else:
+                assert got is not None and got[0] == [f"u{a}"]
+                np.testing.assert_array_equal(got[1][0], batch[a + n - 1])
             want = codec.read_python(body, m).X
             np.testing.assert_array_equal(want[0], batch[a + n - 1])
             checked += 1
     # and every unit in one request (the Python path gathers windows across assets)
     rows = [{"asset_id": int(u), "readings": g.drop(columns=["unit"]).to_dict("records")}
-            for u, g in df.groupby("unit", sort=False)]
+            for u, g in df.groupby("unit", sort=False) if len(g) >= (spec.min_readings or 0)]
+    keep_units = [r["asset_id"] for r in rows]
+    df = df[df["unit"].isin(keep_units)]
+    b = _bounds(df)
+    batch = F.transform(df, spec).to_numpy().astype(np.float32)
     ids, X = rd.read(codec.dumps({"instances": rows}))
     assert ids == [r["asset_id"] for r in rows]
     np.testing.assert_array_equal(X, batch[b[1:] - 1])
@@ -83,9 +90,13 @@ def test_fd001_model_every_unit_and_history_length(fd001_perf, test_fleet):
     assert n > 1000
 
 
-def test_every_stat_ewm_and_padding(test_fleet):
+@pytest.mark.parametrize("windows", [
+    {"sizes": [0, 5, 40], "stats": ["mean", "std", "slope", "min", "max"], "ewm_spans": [4, 20]},
+    {"sizes": [5, 40], "stats": ["mean", "std", "slope", "min", "max"], "ewm_spans": [4], "health_index": True},
+])
+def test_every_stat_ewm_and_padding(test_fleet, windows):
     doc = load_profile("cmapss", "FD001").to_dict()
-    doc["windows"] = {"sizes": [0, 5, 40], "stats": ["mean", "std", "slope", "min", "max"], "ewm_spans": [4, 20]}
+    doc["windows"] = windows
     profile = parse_profile(doc, subset="FD001", source="test")
     df = F.validate_readings(test_fleet[test_fleet["unit"] <= 30], profile)
     _check_every_unit(df, F.fit_spec(df, profile), [1, 3, 5, 6, 12, 39, 40, 41, 59, 60, 61, 10**6])
@@ -105,17 +116,23 @@ def test_six_operating_regimes(test_fleet):
     profile = load_profile("cmapss", "FD001")
     df = F.validate_readings(df, profile)
     spec = F.fit_spec(df, profile)
-    assert spec.n_regimes == 6
-    _check_every_unit(df, spec, [1, 10, 31, 10**6])
+    assert spec.n_regimes == 6 and spec.channels[-1] == "hi" and len(spec.hi_weights) == 6
+    _check_every_unit(df, spec, [1, 10, 29, 30, 31, 10**6])
 
 
-def test_the_self_check_catches_a_different_summation_order(model, monkeypatch):
+def test_the_self_check_catches_a_different_summation_order(model, test_fleet, monkeypatch):
     """Were the Python path to sum window values in another order (F-ordered columns, as
-    ``matrix[:, idx]`` gives), the load-time check would see it and keep the Python path."""
+    ``matrix[:, idx]`` gives), the load-time check would see it and keep the Python path.
+    (A spec without a health index: appending that channel makes the block C-ordered again.)"""
     assert model.reader.agrees_with_python(model)
+    doc = load_profile("cmapss", "FD001").to_dict()
+    doc["windows"] = {"sizes": [0, 30], "stats": ["mean", "slope"]}
+    profile = parse_profile(doc, subset="FD001", source="test")
+    m, rd = _reader(F.fit_spec(F.validate_readings(test_fleet[test_fleet["unit"] <= 30], profile), profile))
+    assert rd is not None and rd.agrees_with_python(m)
     monkeypatch.setattr(F.ColumnMatrix, "take",
                         lambda self, names: self.matrix[:, [self.position[c] for c in names]])
-    assert not model.reader.agrees_with_python(model)
+    assert not rd.agrees_with_python(m)
 
 
 def test_fleet_entry_checks_its_input(model):
@@ -133,7 +150,7 @@ def test_switch_off(fd001_perf, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # Same answers with and without the reader, whatever the body
 # ---------------------------------------------------------------------------------------------
-def _good(test_fleet, n=4):
+def _good(test_fleet, n=31):  # at least the model's window: shorter ones go to the Python path
     rows = test_fleet[test_fleet["unit"] == 1].drop(columns=["unit"]).head(n).to_dict("records")
     return {"instances": [{"asset_id": "e1", "readings": rows}]}
 

@@ -86,7 +86,8 @@ def test_truncated_json_is_400(loaded_model, history, data) -> None:
 @given(data=st.data(), value=bad_numbers)
 def test_bad_value_in_a_required_field_is_400_naming_it(loaded_model, history, data, value) -> None:
     field = data.draw(st.sampled_from(loaded_model.required))
-    j = data.draw(st.integers(0, len(history) - 1))
+    # a reading inside the model's window (older ones are accepted and ignored: the model never reads them)
+    j = data.draw(st.integers(max(0, len(history) - loaded_model.spec.history_needed), len(history) - 1))
     readings = [dict(r) for r in history]
     readings[j][field] = value
     status, doc = call(loaded_model, request([{"asset_id": "a", "readings": readings}]))
@@ -98,7 +99,8 @@ def test_bad_value_in_a_required_field_is_400_naming_it(loaded_model, history, d
 @given(data=st.data())
 def test_missing_required_field_is_400_naming_it(loaded_model, history, data) -> None:
     field = data.draw(st.sampled_from(loaded_model.required))
-    j = data.draw(st.integers(0, len(history) - 1))
+    # a reading inside the model's window (older ones are accepted and ignored: the model never reads them)
+    j = data.draw(st.integers(max(0, len(history) - loaded_model.spec.history_needed), len(history) - 1))
     readings = [dict(r) for r in history]
     del readings[j][field]
     status, doc = call(loaded_model, request([{"asset_id": "a", "readings": readings}]))
@@ -110,7 +112,8 @@ def test_missing_required_field_is_400_naming_it(loaded_model, history, data) ->
 @given(data=st.data(), token=st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999", "-1e999"]))
 def test_non_finite_or_huge_number_is_400_naming_the_field(loaded_model, history, data, token) -> None:
     field = data.draw(st.sampled_from(loaded_model.required))
-    j = data.draw(st.integers(0, len(history) - 1))
+    # a reading inside the model's window (older ones are accepted and ignored: the model never reads them)
+    j = data.draw(st.integers(max(0, len(history) - loaded_model.spec.history_needed), len(history) - 1))
     readings = [dict(r) for r in history]
     readings[j][field] = "__TOKEN__"
     body = request([{"asset_id": "a", "readings": readings}]).replace(b'"__TOKEN__"', token.encode())
@@ -161,7 +164,8 @@ def test_huge_integers_never_crash(loaded_model, history, data, digits) -> None:
 @SETTINGS
 @given(data=st.data())
 def test_duplicated_readings_are_400_naming_the_time_column(loaded_model, history, data) -> None:
-    j = data.draw(st.integers(0, len(history) - 1))
+    # a reading inside the model's window (older ones are accepted and ignored: the model never reads them)
+    j = data.draw(st.integers(max(0, len(history) - loaded_model.spec.history_needed), len(history) - 1))
     readings = [dict(r) for r in history] + [dict(history[j])]
     status, doc = call(loaded_model, request([{"asset_id": "a", "readings": readings}]))
     assert status == 400 and "cycle" in doc["error"] and "duplicate" in doc["error"], doc

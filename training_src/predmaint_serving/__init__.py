@@ -6,7 +6,7 @@ every load):
 
 - ``codec.py``      the request/response codec: media types, limits, JSON, validation, errors
 - ``model.py``      the loaded model (``load`` is ``model_fn``) and the fields a request must carry
-- ``predictors.py`` predictions (compiled walker, NumPy walker, booster, linear) and explanations
+- ``predictors.py`` predictions (compiled and NumPy walkers of xgboost trees, else the candidate's own) and explanations
 - ``reader.py``     the compiled request reader (``request.c`` + ``features.c``) and its self-check
 - ``native.py``     building and loading the C libraries (``forest.c``; ``request.c`` + ``features.c``)
 - ``handler.py``    the whole request (``handle``) and the SageMaker container's three hooks

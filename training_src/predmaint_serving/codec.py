@@ -165,6 +165,7 @@ class Features:
     X: np.ndarray
     explain: bool = False
     horizons: list[float | int | None] | None = None  # per instance, when the request names a horizon
+    readings: np.ndarray | None = None  # readings received per asset (None: every asset had enough)
 
 
 @dataclass(frozen=True)
@@ -411,15 +412,15 @@ def read_python(body: bytes, model: Any, explain: bool = False) -> Features:
     document = decode(body)
     req = parse_instances(document, model)
     return Features(req.asset_ids, features_matrix(req, model), req.explain or explain,
-                    horizons(document.doc, model))
+                    horizons(document.doc, model), np.diff(req.offsets))
 
 
 def read(body: bytes, model: Any, explain: bool = False) -> Features:
     """An accepted body (``accept_body``) -> ``Features``, or the 400/413 naming what is wrong.
 
     The compiled reader answers when it takes the body (it declines explanations, which need the
-    Python path's booster contributions, and any ``horizon`` key, which it does not read); otherwise
-    ``read_python`` does.
+    Python path's booster contributions, any ``horizon`` key, which it does not read, and assets
+    with fewer readings than the model's minimum, which get a warning); otherwise ``read_python`` does.
     """
     if model.reader is not None and not explain:
         fast = model.reader.read(body)  # the compiled reader, or None: the Python path decides
@@ -465,3 +466,20 @@ def _add_intervals(cal: intervals.Calibration, preds: list[dict[str, Any]], p: n
     probs = cal.failure_probability(p[asked], np.asarray([horizons[i] for i in asked], dtype=float))
     for i, prob in zip(asked, probs.tolist(), strict=True):
         preds[i].update(horizon=horizons[i], failure_probability=round(prob, 4))
+
+
+def short_history_warning(n: int, minimum: int) -> str:
+    """The warning of a prediction made from fewer readings than the model's window."""
+    return (f"{n} reading(s) sent; this model reads the last {minimum} readings of an asset: "
+            f"send at least {minimum} for full accuracy (the prediction used what was sent)")
+
+
+def add_warnings(doc: dict[str, Any], model: Any, readings: np.ndarray | None) -> dict[str, Any]:
+    """Add a ``warning`` to each prediction whose asset sent fewer readings than ``spec.min_readings``."""
+    minimum = model.spec.min_readings
+    if readings is None or not minimum:
+        return doc
+    for pred, n in zip(doc["predictions"], readings.tolist(), strict=True):
+        if n < minimum:
+            pred["warning"] = short_history_warning(int(n), minimum)
+    return doc

@@ -44,8 +44,14 @@ static double pairwise(const double *a, int64_t n)
     return pairwise(a, n2) + pairwise(a + n2, n - n2);
 }
 
+/* Normalised signals per reading: the kept sensors, then the health index if the model has one. */
+static int64_t channels(const Plan *pl)
+{
+    return pl->n_sensors + (pl->has_hi ? 1 : 0);
+}
+
 typedef struct {
-    double *z;     /* rows x n_sensors, normalised */
+    double *z;     /* rows x channels, normalised */
     double *t;     /* rows */
     double *tmp;   /* scratch of max(window, span) doubles */
     int64_t cap_z, cap_t, cap_tmp;
@@ -96,7 +102,7 @@ static int64_t regime(const Plan *pl, const double *row)
 static void window(const Plan *pl, Work *wk, int64_t n, int64_t w, double *out, int64_t per,
                    int64_t col)
 {
-    int64_t s = pl->n_sensors, pad = w > n ? w - n : 0, first = n - (w - pad); /* first row used */
+    int64_t s = channels(pl), pad = w > n ? w - n : 0, first = n - (w - pad); /* first row used */
     int64_t cnt = w - pad;
     double *tv = wk->tmp; /* window times with zeros in the padding, as NumPy sums them */
     for (int64_t i = 0; i < pad; ++i)
@@ -161,7 +167,7 @@ static void window(const Plan *pl, Work *wk, int64_t n, int64_t w, double *out, 
 /* Whole-history statistics at the last reading (features._expanding_last): sequential sums. */
 static void expanding(const Plan *pl, Work *wk, int64_t n, double *out, int64_t per, int64_t col)
 {
-    int64_t s = pl->n_sensors;
+    int64_t s = channels(pl);
     double c = (double)n, t0 = wk->t[0], st = 0.0, stt = 0.0;
     for (int64_t i = 0; i < n; ++i) {
         double d = wk->t[i] - t0;
@@ -211,7 +217,7 @@ static void expanding(const Plan *pl, Work *wk, int64_t n, double *out, int64_t 
 static void ewm(const Plan *pl, Work *wk, int64_t n, int64_t L, const double *wts, double *out,
                 int64_t per, int64_t col)
 {
-    int64_t s = pl->n_sensors, pad = L > n ? L - n : 0, first = n - (L - pad);
+    int64_t s = channels(pl), pad = L > n ? L - n : 0, first = n - (L - pad);
     double *ww = wk->tmp;
     for (int64_t i = 0; i < L; ++i)
         ww[i] = i < pad ? 0.0 : wts[i];
@@ -226,7 +232,7 @@ static void ewm(const Plan *pl, Work *wk, int64_t n, int64_t L, const double *wt
 
 static int features(const Plan *pl, const double *vals, int64_t n, Work *wk, double *win, float *x)
 {
-    int64_t s = pl->n_sensors, cols = pl->n_cols;
+    int64_t ns = pl->n_sensors, s = channels(pl), cols = pl->n_cols;
     TRY(grow(&wk->z, &wk->cap_z, n * s));
     TRY(grow(&wk->t, &wk->cap_t, n));
     double *z = wk->z;
@@ -235,9 +241,16 @@ static int features(const Plan *pl, const double *vals, int64_t n, Work *wk, dou
     for (int64_t i = 0; i < n; ++i) {
         const double *row = vals + i * cols;
         int64_t r = regime(pl, row);
-        const double *mu = pl->mean + r * s, *sd = pl->std + r * s;
-        for (int64_t k = 0; k < s; ++k)
+        const double *mu = pl->mean + r * ns, *sd = pl->std + r * ns;
+        for (int64_t k = 0; k < ns; ++k)
             z[i * s + k] = (row[pl->sensor_col[k]] - mu[k]) / sd[k];
+        if (pl->has_hi) { /* features._health_index: bias, then each sensor's term in order */
+            const double *hw = pl->hi_w + r * ns;
+            double h = pl->hi_b[r];
+            for (int64_t k = 0; k < ns; ++k)
+                h = h + hw[k] * z[i * s + k];
+            z[i * s + ns] = h;
+        }
     }
     int64_t per = pl->n_sizes * pl->n_stats + pl->n_spans, col = 0;
     for (int64_t q = 0; q < pl->n_sizes; ++q, col += pl->n_stats) {
@@ -274,8 +287,21 @@ static int features(const Plan *pl, const double *vals, int64_t n, Work *wk, dou
 int pm_plan_ok(const Plan *pl)
 {
     int64_t per = pl->n_sizes * pl->n_stats + pl->n_spans;
-    int64_t width = pl->time_feature + pl->n_sensors * (1 + per) + (pl->n_regimes > 1 ? pl->n_regimes : 0);
+    int64_t width = pl->time_feature + channels(pl) * (1 + per) + (pl->n_regimes > 1 ? pl->n_regimes : 0);
     return pl->n_settings <= 64 && pl->n_cols >= 1 && width == pl->n_features;
+}
+
+int64_t pm_min_readings(const Plan *pl)
+{
+    int64_t need = 1;
+    for (int64_t q = 0; q < pl->n_sizes; ++q) {
+        if (pl->sizes[q] == 0)
+            return 0;
+        need = pl->sizes[q] > need ? pl->sizes[q] : need;
+    }
+    for (int64_t q = 0; q < pl->n_spans; ++q)
+        need = pl->span_len[q] > need ? pl->span_len[q] : need;
+    return need;
 }
 
 int pm_assets(const Plan *pl, const double *vals, const int64_t *starts, int64_t n_assets, float *X)
@@ -289,7 +315,7 @@ int pm_assets(const Plan *pl, const double *vals, const int64_t *starts, int64_t
         max_w = pl->span_len[q] > max_w ? pl->span_len[q] : max_w;
     int rc = grow(&wk.tmp, &wk.cap_tmp, max_w);
     if (rc == OK)
-        rc = grow(&win, &cap_win, pl->n_sensors * (pl->n_sizes * pl->n_stats + pl->n_spans) + 1);
+        rc = grow(&win, &cap_win, channels(pl) * (pl->n_sizes * pl->n_stats + pl->n_spans) + 1);
     for (int64_t a = 0; rc == OK && a < n_assets; ++a) {
         int64_t r0 = starts[a], n = starts[a + 1] - r0;
         rc = n >= 1 ? features(pl, vals + r0 * pl->n_cols, n, &wk, win, X + a * pl->n_features) : DECLINE;

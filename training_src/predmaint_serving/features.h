@@ -40,10 +40,16 @@ typedef struct {
     const double *ewm_weights;  /* concatenated, span_len[i] each, oldest first */
     int64_t time_feature;       /* 1: the first feature is the time of the last reading */
     int64_t n_features;
+    int64_t has_hi;             /* 1: a health index is one more channel after the sensors */
+    const double *hi_w, *hi_b;  /* n_regimes x n_sensors weights, n_regimes intercepts */
 } Plan;
 
 /* Whether the kernel can fill this plan: the feature layout adds up, the settings fit its scratch. */
 __attribute__((visibility("hidden"))) int pm_plan_ok(const Plan *pl);
+
+/* Readings an asset needs for full-accuracy features (features.FeatureSpec.min_readings): the
+ * longest window; 0 when a whole-history window makes every count acceptable. */
+__attribute__((visibility("hidden"))) int64_t pm_min_readings(const Plan *pl);
 
 /* Features of the last reading of each asset a (rows starts[a]:starts[a+1] of vals, n_cols
  * columns in the plan's order, time-ordered) into X (n_assets x n_features, float32). OK,

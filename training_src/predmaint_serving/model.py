@@ -12,6 +12,11 @@ from typing import Any
 
 from . import F
 
+try:  # repository layout: training_src.candidates beside training_src.predmaint_serving
+    from .. import candidates
+except ImportError:  # the artifact's code/: flat packages
+    import candidates
+
 
 @dataclass
 class Model:
@@ -19,8 +24,8 @@ class Model:
 
     spec: F.FeatureSpec
     meta: dict[str, Any]
-    booster: Any = None  # xgboost.Booster
-    linear: Any = None  # predictors.Linear (train.LinearModel's JSON weights)
+    #: the candidate's loaded model (``candidates.<name>.load``): predict, contributions, importance
+    predictor: Any = None
     version: str = ""
     required: list[str] = field(default_factory=list)
     threshold: float = 0.5
@@ -29,6 +34,11 @@ class Model:
     compiled: Any = None  # predictors.CompiledForest: forest.c via ctypes, every request size
     reader: Any = None  # reader.RequestReader: request.c + features.c via ctypes, body -> features
     intervals: Any = None  # intervals.Calibration (model_meta.json "intervals"): RUL bounds, horizon probability
+
+    @property
+    def booster(self) -> Any:
+        """The xgboost Booster (the tree walkers' source), None for other candidates."""
+        return getattr(self.predictor, "booster", None)
 
     @property
     def is_regression(self) -> bool:
@@ -61,7 +71,7 @@ def for_spec(spec: F.FeatureSpec) -> Model:
 
 
 def load(model_dir: str | os.PathLike) -> Model:
-    """``model_fn``: ``xgboost-model`` or ``linear-model.json`` plus ``feature_spec.json`` (and
+    """``model_fn``: a candidate's model file (``candidates``) plus ``feature_spec.json`` (and
     ``model_meta.json``) from ``model_dir``, with the fastest predictor and request reader that
     load and pass their self-checks. Raises on a missing or corrupt artifact."""
     from . import predictors
@@ -71,24 +81,12 @@ def load(model_dir: str | os.PathLike) -> Model:
     spec = F.FeatureSpec.from_json((d / "feature_spec.json").read_text())
     meta = json.loads((d / "model_meta.json").read_text()) if (d / "model_meta.json").exists() else {}
     model = Model(spec=spec, meta=meta)
-    if (d / "xgboost-model").exists():
-        import xgboost as xgb
-
-        raw = (d / "xgboost-model").read_bytes()
-        booster = xgb.Booster()
-        booster.load_model(bytearray(raw))
-        # one thread per worker: workers, not threads, use the cores (no oversubscription)
-        booster.set_param({"nthread": int(os.environ.get("PREDMAINT_PREDICT_THREADS", "1"))})
-        if booster.num_features() != len(spec.feature_names):
-            raise ValueError(f"model has {booster.num_features()} features, spec has {len(spec.feature_names)}")
-        model.booster = booster
-    elif (d / "linear-model.json").exists():
-        raw = (d / "linear-model.json").read_bytes()
-        model.linear = predictors.Linear(json.loads(raw))
-        if len(model.linear.coef) != len(spec.feature_names):
-            raise ValueError("linear model and feature spec disagree on the number of features")
-    else:
-        raise FileNotFoundError(f"{d}: neither xgboost-model nor linear-model.json")
+    found = [c for c in candidates.CANDIDATES.values() if (d / c.MODEL_FILE).exists()]
+    if not found:
+        files = " nor ".join(c.MODEL_FILE for c in candidates.CANDIDATES.values())
+        raise FileNotFoundError(f"{d}: neither {files}")
+    raw = (d / found[0].MODEL_FILE).read_bytes()
+    model.predictor = found[0].load(d, spec)
     model.version = os.environ.get("PREDMAINT_MODEL_VERSION") or meta.get("model_version") or \
         f"{meta.get('algorithm', 'model')}-{hashlib.sha256(raw).hexdigest()[:12]}"
     set_inputs(model)

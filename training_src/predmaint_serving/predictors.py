@@ -1,8 +1,10 @@
-"""Predictions: the compiled tree walker, the NumPy tree walker, the booster, the linear model.
+"""Predictions: the compiled tree walker, the NumPy tree walker, the candidate's own predictor.
 
 ``predict_matrix`` picks the fastest predictor the model loaded (all give identical results:
-each walker is checked against the booster when it is built and dropped if anything differs);
-``explain`` gives the top feature contributions (SHAP values for trees, coef*x for linear).
+each walker is built from an xgboost booster, checked against it, and dropped if anything differs;
+other candidates predict with their own ``predict``);
+``explain`` gives the top feature contributions (each candidate's ``contributions``: SHAP values for
+xgboost trees, coef*x for linear).
 """
 
 from __future__ import annotations
@@ -16,24 +18,6 @@ import numpy as np
 from . import native
 
 TOP_CONTRIBUTIONS = 5
-
-
-class Linear:
-    """train.LinearModel's JSON weights (standardised ridge / L2-logistic), for serving."""
-
-    def __init__(self, doc: dict[str, Any]):
-        self.mean = np.asarray(doc["mean"])
-        self.scale = np.asarray(doc["scale"])
-        self.coef = np.asarray(doc["coef"])
-        self.intercept = float(doc["intercept"])
-        self.logistic = doc["task"] == "failure_classification"
-
-    def margin_contribs(self, X: np.ndarray) -> np.ndarray:
-        return np.hstack([(X - self.mean) / self.scale * self.coef, np.full((len(X), 1), self.intercept)])
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        m = ((X - self.mean) / self.scale) @ self.coef + self.intercept
-        return 1.0 / (1.0 + np.exp(-m)) if self.logistic else m
 
 
 class NumpyForest:
@@ -264,10 +248,8 @@ def predict_matrix(model: Any, X: np.ndarray) -> np.ndarray:
         p = model.compiled.predict(X)
     elif model.forest is not None and len(X) <= model.forest.MAX_ROWS:
         p = model.forest.predict(X)
-    elif model.booster is not None:
-        p = model.booster.inplace_predict(X)
     else:
-        p = model.linear.predict(X.astype(np.float64))
+        p = model.predictor.predict(X)
     p = np.asarray(p, dtype=float)
     if model.is_regression:
         cap = model.spec.label_cap
@@ -276,13 +258,8 @@ def predict_matrix(model: Any, X: np.ndarray) -> np.ndarray:
 
 
 def explain(model: Any, X: np.ndarray, top: int = TOP_CONTRIBUTIONS) -> list[list[dict[str, Any]]]:
-    """Top ``top`` feature contributions (SHAP values for trees, coef*x for linear) per row."""
-    if model.booster is not None:
-        import xgboost as xgb
-
-        c = model.booster.predict(xgb.DMatrix(X, feature_names=model.spec.feature_names), pred_contribs=True)
-    else:
-        c = model.linear.margin_contribs(X.astype(np.float64))
+    """Top ``top`` feature contributions (the candidate's ``contributions``) per row."""
+    c = model.predictor.contributions(X)
     names = model.spec.feature_names
     out = []
     for row in c[:, :-1]:

@@ -44,7 +44,8 @@ class RequestReader:
                         ("mean", dbl), ("std", dbl),
                         ("n_sizes", ctypes.c_int64), ("sizes", i64), ("n_stats", ctypes.c_int64), ("stats", i64),
                         ("n_spans", ctypes.c_int64), ("span_len", i64), ("ewm_weights", dbl),
-                        ("time_feature", ctypes.c_int64), ("n_features", ctypes.c_int64)]
+                        ("time_feature", ctypes.c_int64), ("n_features", ctypes.c_int64),
+                        ("has_hi", ctypes.c_int64), ("hi_w", dbl), ("hi_b", dbl)]
 
         encoded = [c.encode() for c in required]
         keep: list[np.ndarray] = []  # the arrays the plan points into live as long as the reader
@@ -70,7 +71,8 @@ class RequestReader:
             len(spec.window_sizes), ints(spec.window_sizes),
             len(spec.window_stats), ints([self.STATS[st] for st in spec.window_stats]),
             len(weights), ints([len(w) for w in weights]), doubles(np.concatenate([np.zeros(0), *weights])),
-            int(bool(spec.time_column)), len(spec.feature_names))
+            int(bool(spec.time_column)), len(spec.feature_names),
+            int(bool(spec.hi_weights)), doubles(spec.hi_weights or [0.0]), doubles(spec.hi_bias or [0.0]))
         self._keep = keep
         self._plan_address = ctypes.addressof(self.plan)
         self.fn, self.batch, self.n_features = fn, batch, len(spec.feature_names)
@@ -132,12 +134,17 @@ class RequestReader:
         """Self-check: synthetic requests drawn around the spec's own statistics (every regime,
         histories shorter and longer than every window) give bit-identical features both ways,
         and malformed ones are declined."""
+        minimum = model.spec.min_readings or 0
         for body in synthetic_requests(model.spec, model.required):
             got = self.read(body)
             document = codec.decode(body)
             req = codec.parse_instances(document, model)
             want = codec.features_matrix(req, model)
-            if got is None or not np.array_equal(got[1], want) or \
+            short = bool((np.diff(req.offsets) < minimum).any())
+            if short:  # fewer readings than the window: declined, so the Python path adds the warning
+                if got is not None:
+                    return False
+            elif got is None or not np.array_equal(got[1], want) or \
                     got[0] != [inst.get("asset_id", i) for i, inst in enumerate(document.doc["instances"])]:
                 return False
             if self.batch is not None:  # the fleet-scoring entry on the same readings

@@ -493,6 +493,10 @@ int predmaint_read_request(const char *body, int64_t len, const Plan *pl, float 
     s.starts = calloc((size_t)pl->max_instances + 1, sizeof *s.starts);
     s.seen = calloc((size_t)pl->n_cols, sizeof *s.seen);
     int rc = (s.starts && s.seen) ? document(&s) : NO_MEMORY;
+    if (rc == OK) /* an asset with fewer readings than the model's window gets a warning: Python's */
+        for (int64_t a = 0; a < s.n_assets; ++a)
+            if (s.starts[a + 1] - s.starts[a] < pm_min_readings(pl))
+                rc = DECLINE;
     if (rc == OK)
         rc = pm_assets(pl, s.vals, s.starts, s.n_assets, X);
     *n_assets = rc == OK ? s.n_assets : 0;

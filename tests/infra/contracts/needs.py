@@ -17,6 +17,7 @@ IAM actions from AWS's documentation:
 
 from __future__ import annotations
 
+import json
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -304,3 +305,33 @@ def call_needs(n: Needs, who: str, call: Any) -> None:
         n.add(who, label, ["ssm:PutParameter"], [n.arn("ssm", "parameter/" + p["Name"].lstrip("/"))])
     else:  # pragma: no cover
         raise AssertionError(f"no IAM model for {label}")
+
+
+#: an id EventBridge Scheduler puts in place of <aws.scheduler.execution-id> (scheduler context attributes)
+SCHEDULER_EXECUTION_ID = "d32c5kddcf5bb8c3"
+SCHEDULER_DOC = "EventBridge Scheduler: universal targets (managing-targets-universal.html)"
+
+
+def drift_schedule_request(schedule: dict[str, Any], resolve: Callable[[Any], Any], model_url: str,
+                           champion_parameter: str) -> dict[str, Any]:
+    """The CreateProcessingJob request the drift schedule sends, as the scheduler sends it: the
+    template's target input resolved, the champion parameter's value and the execution id put in."""
+    text = resolve(schedule["Properties"]["Target"]["Input"])
+    text = text.replace(champion_parameter, model_url).replace("<aws.scheduler.execution-id>", SCHEDULER_EXECUTION_ID)
+    return json.loads(text)
+
+
+def drift_check_needs(n: Needs, scheduler: str, job: str, request: dict[str, Any], job_role_arn: str,
+                      ecr_repository: str) -> None:
+    """The scheduler role starting the drift job, and the job's role running it (its inputs,
+    output, container, and the metric drift.py publishes)."""
+    name = request["ProcessingJobName"]
+    n.add(scheduler, "DriftSchedule: CreateProcessingJob", ["sagemaker:CreateProcessingJob"],
+          [n.arn("sagemaker", f"processing-job/{name.lower()}")], source=SCHEDULER_DOC)
+    n.add(scheduler, "DriftSchedule: CreateProcessingJob", ["iam:PassRole"], [job_role_arn],
+          {"iam:PassedToService": "sagemaker.amazonaws.com"}, SCHEDULER_DOC)
+    _processing_job_needs(n, job, "DriftCheck", request, lambda uri: [], ecr_repository)
+    args = request["AppSpecification"]["ContainerArguments"]
+    namespace = args[args.index("--metric-namespace") + 1]
+    n.add(job, "DriftCheck: drift.py put_metric", ["cloudwatch:PutMetricData"], ["*"],
+          {"cloudwatch:namespace": namespace}, SAR)

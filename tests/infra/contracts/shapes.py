@@ -170,6 +170,12 @@ class RecordedCall(tuple):
         return self[2]
 
 
+def _copy_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy, except that a streaming body (a file object, e.g. boto3's upload_file) is kept by
+    reference: it holds locks and cannot be copied, and its shape is checked as ``hasattr(read)``."""
+    return {k: v if hasattr(v, "read") else copy.deepcopy(v) for k, v in params.items()}
+
+
 @contextlib.contextmanager
 def recording_calls() -> Iterator[list[RecordedCall]]:
     """Record every boto3/botocore API call made inside the block (any client, any service), with
@@ -183,7 +189,7 @@ def recording_calls() -> Iterator[list[RecordedCall]]:
 
     def convert(self: BaseClient, api_params: dict[str, Any], operation_model: Any, *args: Any, **kwargs: Any) -> Any:
         service = self.meta.service_model.service_name
-        calls.append(RecordedCall((service, operation_model.name, copy.deepcopy(api_params))))
+        calls.append(RecordedCall((service, operation_model.name, _copy_params(api_params))))
         return original(self, api_params, operation_model, *args, **kwargs)
 
     with mock.patch.object(BaseClient, "_convert_to_request_dict", convert):

@@ -18,11 +18,18 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import aws_cdk as cdk
 import pytest
 
 from tests.infra.contracts import iam
 from tests.infra.contracts.iam import construct_key
-from tests.infra.contracts.needs import Needs, call_needs, state_machine_needs
+from tests.infra.contracts.needs import (
+    Needs,
+    call_needs,
+    drift_check_needs,
+    drift_schedule_request,
+    state_machine_needs,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 DOC = REPO / "docs" / "aws.md"
@@ -79,6 +86,17 @@ def world(synth: Any, resolver: iam.Resolver, lambda_run: dict[str, Any]) -> dic
     assert topic.startswith("arn:aws:sns:")
     state_machine_needs(n, definition, state_input, roles, run["objects"].__getitem__,
                         _ecr_repository(definition))
+    drift = synth.built.monitoring.drift  # the scheduled drift check (stacks/drift_monitor.py)
+    principals.update({"drift schedule": construct_key(drift.scheduler_role), "drift job": construct_key(drift.job_role)})
+    names.update({principals["drift schedule"]: "drift schedule", principals["drift job"]: "drift job"})
+    mon = cdk.Stack.of(drift.schedule).stack_name
+    schedule = cdk.Stack.of(drift.schedule).get_logical_id(drift.schedule)
+    champion = f"s3://{c.bucket_name('artifacts', iam.ACCOUNT)}/models/{plan['run_id']}/model.tar.gz"
+    request = drift_schedule_request(synth.templates[mon]["Resources"][schedule], lambda v: resolver.resolve(mon, v),
+                                     champion, c.champion_parameter)
+    drift_check_needs(n, principals["drift schedule"], principals["drift job"], request,
+                      resolver.get_att(mon, construct_key(drift.job_role).split("/")[1], "Arn"),
+                      _ecr_repository(definition))
     # Step Functions' own logging and tracing (cw-logs-sf.html, concepts-xray-tracing.html)
     n.add(principals["state machine"], "execution logging to CloudWatch Logs",
           ["logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",

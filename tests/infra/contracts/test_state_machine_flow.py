@@ -476,3 +476,12 @@ def test_execution_defaults(world, reports, execution_input, expected, planned_s
     (prepare,) = world.invocations_of("prepare", "plan")
     assert {k: prepare["event"][k] for k in expected} == expected
     assert plan_of(run)["subset"] == planned_subset
+
+
+def test_the_automatic_retraining_input_is_accepted(world, reports, synth):
+    """What the drift alarm's rule (and the schedule and raw-upload triggers) send runs the pipeline."""
+    world.sagemaker.evaluation = reports["first"]
+    run = world.run(execution_input=synth.built.config.retrain_input)
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    (prepare,) = world.invocations_of("prepare", "plan")
+    assert {k: prepare["event"][k] for k in ("dataset", "profile", "subset")} == synth.built.config.retrain_input

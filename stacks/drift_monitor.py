@@ -1,0 +1,152 @@
+"""Scheduled drift check of the endpoint's captured traffic, its alarm, and optional retraining.
+
+EventBridge Scheduler -> CreateProcessingJob (a universal target: no Lambda or state machine in
+between): ``training_src/drift.py`` in the XGBoost container, from the same sourcedir.tar.gz as the
+pipeline's jobs, reads the data-capture prefix and the champion model (its ``feature_spec.json`` and
+``drift_baseline.json``), writes ``drift_result.json`` under ``monitoring/drift/<execution id>/``
+and publishes ``DriftedFeatures`` (number of drifted columns) to ``<project>/Drift``. An alarm on
+that metric notifies the topic; with ``predmaint.drift.retrain_on_drift`` an EventBridge rule on the
+alarm's state change to ALARM starts the training state machine with the same input the scheduled
+retraining sends (``AppConfig.retrain_input``).
+
+The champion's model URL is resolved from its SSM parameter at deploy time, like the endpoint
+stack's: re-deploy this stack after a promotion to check against the new champion's baseline.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_ssm as ssm
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from stacks.assets import stage_training_source
+from stacks.config import AppConfig
+from stacks.images import ecr_repository_arn, xgboost_image_uri
+from stacks.roles import ECR_PULL, LOG_WRITE, MODELS_PREFIX, S3_READ, S3_WRITE, arn, list_bucket, use_key
+from stacks.state_machine import CODE_DIR, PROCESSING_RUNNER
+
+METRIC = "DriftedFeatures"
+RESULTS_PREFIX = "monitoring/drift/"
+#: EventBridge Scheduler replaces this in the target input with a per-invocation id (unique job names)
+EXECUTION_ID = "<aws.scheduler.execution-id>"
+
+
+def drift_namespace(config: AppConfig) -> str:
+    return f"{config.project}/Drift"
+
+
+def processing_request(config: AppConfig, *, role_arn: str, source_uri: str, model_uri: str, capture_uri: str,
+                       results_uri: str, key_arn: str) -> dict:
+    """The CreateProcessingJob request (API shape) the schedule sends."""
+    d = config.drift
+    args = ["drift.py", "--window-hours", str(d.window_hours), "--psi-threshold", str(d.psi_threshold),
+            "--alpha", str(d.alpha), "--metric-namespace", drift_namespace(config),
+            "--metric-dimension", f"EndpointName={config.endpoint.name}"]
+
+    def s3_input(name: str, uri: str) -> dict:
+        return {"InputName": name, "S3Input": {"S3Uri": uri, "LocalPath": f"/opt/ml/processing/input/{name}",
+                                               "S3DataType": "S3Prefix", "S3InputMode": "File",
+                                               "S3DataDistributionType": "FullyReplicated"}}
+
+    code = s3_input("code", source_uri)
+    code["S3Input"]["LocalPath"] = CODE_DIR
+    return {
+        "ProcessingJobName": f"{config.job_prefix}-drift-{EXECUTION_ID}",
+        "RoleArn": role_arn,
+        "AppSpecification": {"ImageUri": xgboost_image_uri(config.region),
+                             "ContainerEntrypoint": ["/bin/sh", "-c", PROCESSING_RUNNER, "predmaint-runner"],
+                             "ContainerArguments": args},
+        "ProcessingInputs": [code, s3_input("model", model_uri), s3_input("capture", capture_uri)],
+        "ProcessingOutputConfig": {"KmsKeyId": key_arn, "Outputs": [{"OutputName": "result", "S3Output": {
+            "S3Uri": results_uri, "LocalPath": "/opt/ml/processing/output", "S3UploadMode": "EndOfJob"}}]},
+        "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": d.instance_type,
+                                                  "VolumeSizeInGB": 30, "VolumeKmsKeyId": key_arn}},
+        "StoppingCondition": {"MaxRuntimeInSeconds": d.max_runtime_minutes * 60},
+    }
+
+
+class DriftMonitor(Construct):
+    """Schedule -> drift processing job -> metric -> alarm (-> retraining when enabled)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, artifacts: s3.IBucket,
+                 key: kms.IKey, topic: sns.ITopic, state_machine: sfn.IStateMachine) -> None:
+        super().__init__(scope, construct_id)
+        c, d = config, config.drift
+        source = s3_assets.Asset(self, "TrainingSource", path=str(stage_training_source()))
+        capture_prefix = f"data-capture/{c.endpoint.name}/"
+        image = xgboost_image_uri(c.region)
+        self.job_role = iam.Role(self, "JobRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+                                 description="SageMaker processing job of the scheduled drift check")
+        for st in [
+            list_bucket(artifacts, [capture_prefix, MODELS_PREFIX]),
+            iam.PolicyStatement(actions=S3_READ, resources=[artifacts.arn_for_objects(capture_prefix + "*"),
+                                                            artifacts.arn_for_objects(MODELS_PREFIX + "*")]),
+            iam.PolicyStatement(actions=S3_WRITE, resources=[artifacts.arn_for_objects(RESULTS_PREFIX + "*")]),
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[source.bucket.arn_for_objects(source.s3_object_key)]),
+            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[source.bucket.bucket_arn],
+                                conditions={"StringEquals": {"s3:prefix": [source.s3_object_key]}}),
+            use_key(key, ("kms:CreateGrant", "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")),
+            iam.PolicyStatement(actions=ECR_PULL, resources=[ecr_repository_arn(image)]),
+            iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+            iam.PolicyStatement(actions=LOG_WRITE, resources=[arn(self, "logs", "log-group:/aws/sagemaker/ProcessingJobs:*")]),
+            # SageMaker's own job metrics, and the check's result (drift.py put_metric)
+            iam.PolicyStatement(actions=["cloudwatch:PutMetricData"], resources=["*"], conditions={"StringLike": {
+                "cloudwatch:namespace": ["/aws/sagemaker/*", "aws/sagemaker/*", drift_namespace(c)]}}),
+        ]:
+            self.job_role.add_to_policy(st)
+
+        self.scheduler_role = iam.Role(self, "SchedulerRole", assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com"),
+                                       description="EventBridge Scheduler: start the drift check's processing job")
+        self.scheduler_role.add_to_policy(iam.PolicyStatement(
+            actions=["sagemaker:CreateProcessingJob"],
+            resources=[arn(self, "sagemaker", f"processing-job/{c.job_prefix}-drift-*")]))
+        self.scheduler_role.add_to_policy(iam.PolicyStatement(
+            actions=["iam:PassRole"], resources=[self.job_role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))
+
+        model_uri = ssm.StringParameter.value_for_string_parameter(self, c.champion_parameter)
+        request = processing_request(
+            c, role_arn=self.job_role.role_arn, source_uri=source.s3_object_url, model_uri=model_uri,
+            capture_uri=artifacts.s3_url_for_object(capture_prefix),
+            results_uri=artifacts.s3_url_for_object(f"{RESULTS_PREFIX}{EXECUTION_ID}"), key_arn=key.key_arn)
+        self.schedule = scheduler.CfnSchedule(
+            self, "Schedule", description="drift check of the endpoint's captured traffic",
+            schedule_expression=d.schedule, state="ENABLED",
+            flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
+            target=scheduler.CfnSchedule.TargetProperty(
+                arn=f"arn:{cdk.Aws.PARTITION}:scheduler:::aws-sdk:sagemaker:createProcessingJob",
+                role_arn=self.scheduler_role.role_arn, input=cdk.Stack.of(self).to_json_string(request),
+                retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(maximum_retry_attempts=2,
+                                                                       maximum_event_age_in_seconds=3600)))
+
+        self.metric = cloudwatch.Metric(namespace=drift_namespace(c), metric_name=METRIC, statistic="Maximum",
+                                        period=cdk.Duration.hours(1),
+                                        dimensions_map={"EndpointName": c.endpoint.name})
+        self.alarm = cloudwatch.Alarm(
+            self, "Alarm", alarm_name=f"{c.endpoint.name}-input-drift", metric=self.metric, threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description="captured requests drifted from the champion's training baseline "
+                              f"(s3://.../{RESULTS_PREFIX}<execution>/drift_result.json names the features)")
+        self.alarm.add_alarm_action(cw_actions.SnsAction(topic))
+        self.retrain = None
+        if d.retrain_on_drift:
+            self.retrain = events.Rule(
+                self, "RetrainOnDrift", description="retrain when the drift alarm goes to ALARM",
+                event_pattern=events.EventPattern(source=["aws.cloudwatch"], detail_type=["CloudWatch Alarm State Change"],
+                                                  resources=[self.alarm.alarm_arn],
+                                                  detail={"state": {"value": ["ALARM"]}}),
+                targets=[targets.SfnStateMachine(state_machine,
+                                                 input=events.RuleTargetInput.from_object(c.retrain_input))])

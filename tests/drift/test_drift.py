@@ -1,0 +1,218 @@
+"""Drift check on real C-MAPSS traffic: the baseline preprocess writes, capture records in
+SageMaker's format, the decision on no-drift (FD001 test) and drift (FD002, a shifted sensor)
+traffic, the local server's capture, `predmaint drift` and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training_src import dataio, preprocess
+from training_src import drift as D
+from training_src.profiles import load_profile
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _readings(data_dir: Path, subset: str, role: str = "test"):
+    p = load_profile("cmapss", subset)
+    return preprocess.read_readings(dataio.resolve_file(data_dir, p.file(role)), p)
+
+
+def _write_capture(folder: Path, bodies: list[bytes]) -> Path:
+    """Capture records as SageMaker writes them: .../AllTraffic/yyyy/mm/dd/hh/<file>.jsonl."""
+    when = datetime(2026, 11, 30, 21, tzinfo=UTC)
+    path = folder / "AllTraffic" / "2026/11/30/21" / "capture.jsonl"
+    path.parent.mkdir(parents=True)
+    with open(path, "w") as fh:
+        for i, b in enumerate(bodies):
+            fh.write(json.dumps(D.capture_record(b, "application/json", b"{}", "application/json",
+                                                 f"id-{i}", when)) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model(fd001_model: Path):
+    return D.load_model_files(fd001_model)
+
+
+def test_preprocess_writes_a_small_baseline_beside_the_spec(fd001: dict, fd001_model: Path) -> None:
+    out = fd001["out"]
+    for where in ("train", "spec"):
+        doc = D.load_baseline(out / where / D.BASELINE_FILE, fd001["spec"])
+        assert doc["n_regimes"] == 1 and doc["bins"] == D.BINS
+    assert (out / "spec" / D.BASELINE_FILE).stat().st_size < 200_000
+    assert set(doc["raw"]) == set(D.raw_columns(fd001["spec"]))
+    # the model artifact carries it (train.py copies it), so a check needs only the model
+    assert (fd001_model / D.BASELINE_FILE).read_bytes() == (out / "train" / D.BASELINE_FILE).read_bytes()
+
+
+def test_fd001_test_traffic_does_not_drift(model, data_dir: Path, tmp_path: Path) -> None:
+    spec, baseline = model
+    bodies = D.replay_bodies(_readings(data_dir, "FD001"), spec, np.random.default_rng(0), cut=False)
+    result = D.check(_write_capture(tmp_path, bodies), spec, baseline)
+    assert result["instances"] == 100 and result["refused_requests"] == 0 and result["tests"] > 50  # columns x regimes tested
+    assert not result["drift"], result["drifted"]
+
+
+def test_fd002_traffic_drifts_and_names_the_settings(model, data_dir: Path, tmp_path: Path) -> None:
+    spec, baseline = model
+    test2 = _readings(data_dir, "FD002")
+    assets = list(test2["unit"].unique()[:50])
+    bodies = D.replay_bodies(test2, spec, np.random.default_rng(0), assets=assets, cut=False)
+    result = D.check(_write_capture(tmp_path, bodies), spec, baseline)
+    names = {t["column"] for t in result["drifted"]}
+    assert result["drift"] and {"setting_1", "setting_2"} <= names
+
+
+def test_a_shifted_sensor_is_named(model, data_dir: Path) -> None:
+    spec, baseline = model
+    test1 = _readings(data_dir, "FD001")
+    rng = np.random.default_rng(1)
+    assets = list(rng.choice(test1["unit"].unique(), 40, replace=False))
+    bodies = D.replay_bodies(test1, spec, rng, assets=assets, cut=False,
+                             shift={"sensor_11": 2 * float(test1["sensor_11"].std())})
+    traffic = D.decode_traffic((D.Captured(b, "application/json", None, "t") for b in bodies), spec)
+    result = D.compare(baseline, traffic, spec)
+    assert result["drift"]
+    assert {t["column"].split("_")[0] + "_" + t["column"].split("_")[1] for t in result["drifted"]} == {"sensor_11"}
+
+
+def test_psi_pvalue_is_calibrated_on_iid_samples() -> None:
+    """Under no drift the PSI test's p-values are roughly uniform: about 1 % fall below 0.01."""
+    rng = np.random.default_rng(0)
+    base = D.sketch(rng.normal(size=20_000))
+    edges = np.asarray(base["edges"])
+    p = [D.psi_pvalue(D.psi(np.asarray(base["counts"]), np.bincount(D.bin_index(rng.normal(size=60), edges),
+                                                                   minlength=len(edges) + 1)), 60, 20_000, 10)
+         for _ in range(2000)]
+    assert 0.002 < np.mean(np.asarray(p) < 0.01) < 0.03
+
+
+def test_capture_reader_refuses_bad_records_with_file_and_line(model, tmp_path: Path) -> None:
+    spec, baseline = model
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"captureData": {"endpointInput": {"data": "{}", "encoding": "JSON"}}}\nnot json\n')
+    with pytest.raises(D.DriftError, match=r"bad.jsonl:2: not a JSON capture record"):
+        D.check(bad, spec, baseline)
+    bad.write_text('{"eventMetadata": {}}\n')
+    with pytest.raises(D.DriftError, match=r"bad.jsonl:1: no captureData.endpointInput.data"):
+        D.check(bad, spec, baseline)
+    with pytest.raises(D.DriftError, match="no such capture folder"):
+        D.check(tmp_path / "missing", spec, baseline)
+
+
+def test_refused_requests_are_counted_not_used(model, tmp_path: Path) -> None:
+    spec, baseline = model
+    result = D.check(_write_capture(tmp_path, [b'{"instances": []}', b"nope"]), spec, baseline)
+    assert result["refused_requests"] == 2 and result["tests"] == 0 and not result["drift"]
+
+
+def test_processing_entrypoint_reads_model_tarball(fd001_model: Path, data_dir: Path, tmp_path: Path) -> None:
+    spec, _ = D.load_model_files(fd001_model)
+    model_in = tmp_path / "model"
+    model_in.mkdir()
+    with tarfile.open(model_in / "model.tar.gz", "w:gz") as tar:
+        for f in fd001_model.iterdir():
+            tar.add(f, arcname=f.name)
+    bodies = D.replay_bodies(_readings(data_dir, "FD001"), spec, np.random.default_rng(0), cut=False)
+    cap = _write_capture(tmp_path / "capture", bodies)
+    code = D.main(["--capture-dir", str(cap), "--model", str(model_in), "--output-dir", str(tmp_path / "out")])
+    assert code == 0
+    result = json.loads((tmp_path / "out" / D.RESULT_FILE).read_text())
+    assert result["format"] == D.RESULT_FORMAT and result["metric"] == 0
+
+
+def test_local_capture_writer_uses_sagemaker_layout_and_sampling(tmp_path: Path) -> None:
+    from predmaint.capture import CaptureWriter, capture_percent
+
+    assert capture_percent(REPO / "cdk.json") == json.loads((REPO / "cdk.json").read_text())[
+        "context"]["predmaint"]["endpoint"]["data_capture_percent"]
+    w = CaptureWriter(tmp_path, 30, seed=0)
+    for _ in range(1000):
+        w.record(b'{"instances": []}', "application/json", b'{"error": "x"}', b"application/json")
+    files = list(tmp_path.rglob("*.jsonl"))
+    assert len(files) == 1 and files[0].relative_to(tmp_path).parts[0] == "AllTraffic"
+    lines = files[0].read_text().splitlines()
+    assert 230 < len(lines) < 370
+    rec = json.loads(lines[0])
+    assert rec["captureData"]["endpointInput"] == {"observedContentType": "application/json", "mode": "INPUT",
+                                                   "data": '{"instances": []}', "encoding": "JSON"}
+    assert rec["eventVersion"] == "0" and rec["eventMetadata"]["inferenceTime"].endswith("Z")
+
+
+def test_cli_drift_names_features_and_refuses_bad_input(fd001_model: Path, data_dir: Path, tmp_path: Path) -> None:
+    spec, _ = D.load_model_files(fd001_model)
+    test1 = _readings(data_dir, "FD001")
+    rng = np.random.default_rng(2)
+    bodies = D.replay_bodies(test1, spec, rng, assets=list(test1["unit"].unique()[:40]), cut=False,
+                             shift={"sensor_11": 2 * float(test1["sensor_11"].std())})
+    cap = _write_capture(tmp_path / "cap", bodies)
+    env = {**os.environ, "PREDMAINT_HOME": str(tmp_path / "home")}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "predmaint", "drift", *a], cwd=REPO, env=env,  # noqa: E731
+                                    capture_output=True, text=True, timeout=120)
+    proc = run("--model-dir", str(fd001_model), "--capture", str(cap))
+    assert proc.returncode == 0, proc.stderr
+    assert "DRIFT" in proc.stdout and "sensor_11" in proc.stdout and "drift: yes" in proc.stdout
+    proc = run("--model-dir", str(fd001_model), "--capture", str(tmp_path / "nowhere"))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "nowhere" in proc.stderr
+
+
+def test_local_server_captures_what_it_answered(fd001_model: Path, data_dir: Path, tmp_path: Path) -> None:
+    """The server's /invocations (the ASGI app gunicorn's workers run) writes one capture record per
+    request, which the drift check reads back with the same features."""
+    import asyncio
+
+    from predmaint.capture import CaptureWriter
+    from predmaint.server import InferenceApp
+
+    spec, _ = D.load_model_files(fd001_model)
+    bodies = D.replay_bodies(_readings(data_dir, "FD001"), spec, np.random.default_rng(0), cut=False)[:3]
+    app = InferenceApp(fd001_model, capture=CaptureWriter(tmp_path / "cap", 100))
+    app.load()
+    sent: list[dict] = []
+
+    async def call(body: bytes) -> None:
+        scope = {"type": "http", "method": "POST", "path": "/invocations",
+                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict:
+            return messages.pop(0)
+
+        async def send(msg: dict) -> None:
+            sent.append(msg)
+        await app(scope, receive, send)
+
+    for b in bodies:
+        asyncio.run(call(b))
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200, 200, 200]
+    lines = [json.loads(x) for f in (tmp_path / "cap").rglob("*.jsonl") for x in f.read_text().splitlines()]
+    assert len(lines) == 3
+    assert json.loads(lines[0]["captureData"]["endpointOutput"]["data"])["predictions"]
+    traffic = D.decode_traffic(D.read_captures(D.capture_files(tmp_path / "cap")), spec)
+    assert traffic.requests == 3 and traffic.refused == 0 and len(traffic.feature_regime) == 30
+
+
+def test_serve_captures_by_cdk_json_unless_told(tmp_path: Path) -> None:
+    import argparse
+
+    from predmaint import cli
+    from predmaint.capture import capture_percent, capture_root
+
+    writer = cli._capture_writer(argparse.Namespace(capture_percent=None, home=tmp_path))
+    assert writer.percent == capture_percent() and writer.root == capture_root(tmp_path) / "AllTraffic"
+    assert cli._capture_writer(argparse.Namespace(capture_percent=0, home=tmp_path)) is None
+    bad = tmp_path / "cdk.json"
+    bad.write_text(json.dumps({"context": {"predmaint": {"endpoint": {"data_capture_percent": 150}}}}))
+    from predmaint.errors import UsageError
+    with pytest.raises(UsageError, match=r"data_capture_percent must be an integer 0\.\.100"):
+        capture_percent(bad)

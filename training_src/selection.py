@@ -1,0 +1,171 @@
+"""Choose the bounded window W and the RUL label cap by grouped cross-validation on training assets.
+
+Used by preprocessing when the profile lists candidates (``windows.cv_sizes``, ``label.cv_caps``).
+The protocol imitates the test protocol and the callers the model will serve:
+
+* assets are split into ``FOLDS`` groups; everything (regimes, normalisation, health index, model) is
+  fitted on the other groups' assets only;
+* each validation asset is cut at ``CUTS`` random readings, uniform from one full window (the largest
+  candidate W, or the whole asset if it is shorter) to its end (the C-MAPSS test protocol), and the
+  caller is assumed to send only its last ``max(cv_sizes)`` readings before the cut;
+* the last reading before each cut is scored against the true RUL ("uncapped") and against the RUL
+  capped at the profile's default cap ("capped", the protocol most published results use).
+
+The scoring model is a fixed, cheap XGBoost regressor (the tuned candidates come later, in
+training): the choice compares inputs and targets, not algorithms.
+
+Rules (one-standard-error rules, so that noise does not decide):
+* W: the smallest candidate whose capped RMSE is within one standard error of the best one
+  (fewer readings to send for the same accuracy);
+* cap: among the candidates whose capped RMSE is within one standard error of the best, the one
+  with the lowest uncapped RMSE (a cap that helps the true-RUL protocol without hurting the capped one).
+
+Standard errors are over assets (the cuts of one asset are not independent): the per-asset mean
+squared errors' standard error, carried to the RMSE by the delta method.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+try:
+    from . import features as F
+    from .profiles import Profile
+except ImportError:  # SageMaker container: siblings are top-level modules
+    import features as F
+    from profiles import Profile
+
+FOLDS = 3
+CUTS = 5
+STRIDE = 2  # the proxy model trains on every second reading of each asset (neighbours are near copies)
+PROXY = {"max_depth": 5, "eta": 0.1, "min_child_weight": 16.0, "subsample": 0.8, "colsample_bytree": 0.6,
+         "tree_method": "hist", "objective": "reg:squarederror", "nthread": 1}
+PROXY_ROUNDS = 200
+
+
+def folds(ids: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
+    """k disjoint groups of asset ids (a seeded permutation of the unique ids, split evenly)."""
+    assets = pd.unique(ids)
+    perm = np.random.default_rng(seed).permutation(len(assets))
+    return [assets[p] for p in np.array_split(perm, k)]
+
+
+def cut_views(df: pd.DataFrame, profile: Profile, send: int, min_cut: int, seed: int
+              ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """Test-like truncated views of the assets in ``df``: ``CUTS`` cuts per asset, each keeping the last
+    ``send`` readings before the cut.
+
+    Returns (stacked raw columns, offsets (m+1,), true RUL at each cut (m,), asset of each cut (m,)).
+    """
+    rng = np.random.default_rng(seed)
+    idc, tc = profile.id_column, profile.time_column
+    ids = df[idc].to_numpy()
+    bounds = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
+    rows, lens, true, owner = [], [], [], []
+    t = df[tc].to_numpy(dtype=float)
+    for a, b in itertools.pairwise(bounds):
+        n = b - a
+        for c in rng.integers(min(min_cut, n), n + 1, size=CUTS):
+            lo = max(a, a + c - send)
+            rows.append(np.arange(lo, a + c))
+            lens.append(a + c - lo)
+            true.append(t[b - 1] - t[a + c - 1])
+            owner.append(ids[a])
+    idx = np.concatenate(rows)
+    cols = {c: df[c].to_numpy()[idx] for c in df.columns}
+    return cols, np.r_[0, np.cumsum(lens)], np.asarray(true), np.asarray(owner)
+
+
+def _fit_predict(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, seed: int) -> np.ndarray:
+    import xgboost as xgb
+
+    booster = xgb.train({**PROXY, "seed": seed}, xgb.DMatrix(X.astype(np.float32), label=y), PROXY_ROUNDS)
+    return np.clip(booster.inplace_predict(Xv.astype(np.float32)), 0.0, None)
+
+
+def cv_predictions(fold_fits: list[tuple[pd.DataFrame, F.FeatureSpec]], profile: Profile, views: list[tuple],
+                   size: int, cap: float | None, seed: int) -> np.ndarray:
+    """Out-of-fold predictions at every cut for one candidate (window ``size``, label ``cap``);
+    ``fold_fits`` holds each fold's training rows and the spec fitted on them (regimes, normalisation)."""
+    preds = []
+    for (tr, base), (cols, offsets, _, _) in zip(fold_fits, views, strict=True):
+        spec = F.with_choice(base, tr, profile, [size], cap)
+        X = F.transform(tr, spec).to_numpy()
+        y = F.rul_labels(tr, profile, spec.label_cap)
+        keep = tr.groupby(profile.id_column, sort=False).cumcount().to_numpy() % STRIDE == STRIDE - 1
+        preds.append(_fit_predict(X[keep], y[keep], F.transform_last(cols, offsets, spec), seed))
+    return np.concatenate(preds)
+
+
+def _rmse_se(pred: np.ndarray, true: np.ndarray, owner: np.ndarray) -> tuple[float, float]:
+    """RMSE over cuts and its standard error over assets (delta method on per-asset mean squared errors)."""
+    sq = pd.Series((pred - true) ** 2).groupby(owner).mean().to_numpy()
+    mse = float(np.mean((pred - true) ** 2))
+    rmse = float(np.sqrt(mse))
+    se = float(np.std(sq, ddof=1) / np.sqrt(len(sq)) / (2 * rmse)) if len(sq) > 1 and rmse > 0 else 0.0
+    return rmse, se
+
+
+def choose(train: pd.DataFrame, profile: Profile, seed: int = 0) -> dict[str, Any]:
+    """Cross-validate the profile's candidates on validated training rows ``train``.
+
+    Returns ``{"window_sizes": [W], "cap": cap, "record": {...}}``; the record (every candidate's
+    capped and uncapped RMSE and standard error, the rule, the protocol) goes into the feature spec.
+    """
+    w = profile.windows
+    sizes = list(w.cv_sizes) if w and w.cv_sizes else list(w.sizes) if w else []
+    default_cap = profile.label.cap
+    caps = list(profile.label.cv_caps)
+    send = max(sizes)
+    groups = folds(train[profile.id_column].to_numpy(), FOLDS, seed)
+    ids = train[profile.id_column].to_numpy()
+    views = [cut_views(train[np.isin(ids, g)].reset_index(drop=True), profile, send, send, seed + 1 + i)
+             for i, g in enumerate(groups)]
+    true = np.concatenate([v[2] for v in views])
+    owner = np.concatenate([v[3] for v in views])
+    eval_cap = default_cap if default_cap is not None else float("inf")
+    fold_fits = []
+    for g in groups:
+        tr = train[~np.isin(ids, g)].reset_index(drop=True)
+        fold_fits.append((tr, F.fit_spec(tr, profile, seed=seed, window_sizes=[sizes[0]])))
+
+    memo: dict[tuple[int, float | None], dict[str, float]] = {}
+
+    def score(size: int, cap: float | None) -> dict[str, float]:
+        if (size, cap) not in memo:
+            memo[size, cap] = _score(size, cap)
+        return memo[size, cap]
+
+    def _score(size: int, cap: float | None) -> dict[str, float]:
+        p = cv_predictions(fold_fits, profile, views, size, cap, seed)
+        rc, sc = _rmse_se(p, np.minimum(true, eval_cap), owner)
+        ru, su = _rmse_se(p, true, owner)
+        return {"rmse_capped": round(rc, 4), "se_capped": round(sc, 4), "rmse_uncapped": round(ru, 4),
+                "se_uncapped": round(su, 4)}
+
+    record: dict[str, Any] = {
+        "protocol": f"{FOLDS}-fold grouped CV on training assets; {CUTS} random cuts per validation asset, "
+                    f"the caller sends its last {send} readings; capped = against RUL capped at {default_cap:g}",
+        "proxy_model": {**PROXY, "num_round": PROXY_ROUNDS, "train_stride": STRIDE},
+    }
+    chosen_w = sizes[0]
+    if len(sizes) > 1:
+        rows = {s: score(s, default_cap) for s in sizes}
+        best = min(rows.values(), key=lambda r: r["rmse_capped"])
+        chosen_w = min(s for s, r in rows.items() if r["rmse_capped"] <= best["rmse_capped"] + best["se_capped"])
+        record["window"] = {"rule": "smallest W within one standard error of the best capped RMSE",
+                            "candidates": {str(s): r for s, r in rows.items()}, "chosen": chosen_w}
+    chosen_cap = default_cap
+    if caps:
+        rows_c = {c: score(chosen_w, c) for c in caps}
+        best = min(rows_c.values(), key=lambda r: r["rmse_capped"])
+        ok = [c for c, r in rows_c.items() if r["rmse_capped"] <= best["rmse_capped"] + best["se_capped"]]
+        chosen_cap = min(ok, key=lambda c: rows_c[c]["rmse_uncapped"])
+        record["cap"] = {"rule": "lowest uncapped RMSE among caps within one standard error of the best "
+                                 "capped RMSE", "candidates": {f"{c:g}": r for c, r in rows_c.items()},
+                         "chosen": chosen_cap}
+    return {"window_sizes": [chosen_w], "cap": chosen_cap, "record": record}
