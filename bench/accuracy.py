@@ -24,6 +24,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -124,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
             tuning = json.loads((res.run_dir / "tuning.json").read_text())
             print(f"## {name} {subset}: {time.time() - t:.0f}s, best {tuning['best']['algorithm']} "
                   f"({tuning['objective']} {tuning['best']['value']:.4f} on validation)\n")
+            print("best trial per candidate (the algorithm selection's ablation): " + ", ".join(
+                f"{algo} {b['value']:.4f} (trial {b['trial']}, of {counts[algo]})"
+                for algo, b in tuning["best_by_algorithm"].items()
+                for counts in [Counter(r["algorithm"] for r in tuning["trials"] if r["state"] == "COMPLETE")])
+                  + "\n")
             print(table(report))
             if report["task"] == "rul_regression":
                 print(f"\nimprovement over baseline: RMSE {report['improvement_pct']:.1f} % · "

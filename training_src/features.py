@@ -295,6 +295,7 @@ def detect_regimes(settings: np.ndarray, max_clusters: int, min_explained: float
     ``min_explained`` of the total variance; one centroid (the mean) if none does.
     """
     from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
 
     total = float(((settings - settings.mean(axis=0)) ** 2).sum())
     one = settings.mean(axis=0, keepdims=True)
@@ -308,7 +309,10 @@ def detect_regimes(settings: np.ndarray, max_clusters: int, min_explained: float
     for k in range(2, max_clusters + 1):
         if k > len(np.unique(sample, axis=0)):
             break
-        km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(sample)
+        # one OpenMP thread: on a busy machine KMeans's thread team spin-waits (27 s instead of 3 s
+        # measured with other jobs running), and 5,000 rows of settings take well under a second on one
+        with threadpool_limits(limits=1, user_api="openmp"):
+            km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(sample)
         if 1.0 - km.inertia_ / total >= min_explained:
             # deterministic order: sort centroids lexicographically so regime ids are stable
             c = km.cluster_centers_
