@@ -171,8 +171,10 @@ def test_champion_is_the_newest_approved_package(aws):
     assert pending["status"] == "PendingManualApproval"
 
 
-@pytest.mark.parametrize("bad", [None, math.nan, "12.3", -1.0], ids=["missing", "nan", "string", "negative"])
-def test_missing_or_invalid_metrics_raise_and_register_nothing(aws, bad):
+@pytest.mark.parametrize(("bad", "says"), [(None, "lack 'rmse'"), (math.nan, "'rmse' is not finite"),
+                                           ("12.3", "'rmse' is not a number"), (-1.0, "'rmse' is negative")],
+                         ids=["missing", "nan", "string", "negative"])
+def test_missing_or_invalid_metrics_raise_and_register_nothing(aws, bad, says):
     sm, s3, _ = aws
     rep = report(18.0)
     if bad is None:
@@ -182,8 +184,7 @@ def test_missing_or_invalid_metrics_raise_and_register_nothing(aws, bad):
     key = "runs/run-x/evaluation/evaluation.json"
     s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(rep).encode())  # json.dumps writes NaN
     event = {**_event(s3, "run-x", report(1.0)), "evaluation_report_uri": f"s3://{BUCKET}/{key}"}
-    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(rep).encode())
-    with pytest.raises(promo.promotion.MetricsError):
+    with pytest.raises(promo.promotion.MetricsError, match=says):
         promo.handler(event, Context())
     assert _packages(sm) == []
 
