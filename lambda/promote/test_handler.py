@@ -182,8 +182,9 @@ def test_missing_or_invalid_metrics_raise_and_register_nothing(aws, bad, says):
     else:
         rep["regression_metrics"]["rmse"]["value"] = bad
     key = "runs/run-x/evaluation/evaluation.json"
-    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(rep).encode())  # json.dumps writes NaN
     event = {**_event(s3, "run-x", report(1.0)), "evaluation_report_uri": f"s3://{BUCKET}/{key}"}
+    # _event wrote a valid report to the same key: the invalid one goes over it (json.dumps writes NaN)
+    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(rep).encode())
     with pytest.raises(promo.promotion.MetricsError, match=says):
         promo.handler(event, Context())
     assert _packages(sm) == []
