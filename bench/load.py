@@ -27,7 +27,6 @@ import gzip
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -37,6 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from predmaint.processes import terminate  # noqa: E402
+
 COLUMNS = ["unit", "cycle", "setting_1", "setting_2", "setting_3", *[f"sensor_{i}" for i in range(1, 22)]]
 
 
@@ -317,11 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(rows))
         return 0 if ok else 1
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        terminate(server, 30)
         log.close()
         shutil.rmtree(tmp, ignore_errors=True)
 

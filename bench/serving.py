@@ -40,7 +40,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -56,6 +55,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from machine import load  # noqa: E402
+
+from predmaint.processes import terminate  # noqa: E402
 
 HOST = "127.0.0.1"
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -358,13 +359,7 @@ def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 180.0) -> Non
 
 def stop_server(proc: subprocess.Popen) -> None:
     """SIGTERM (graceful), then SIGKILL after 20 s; only the process we started."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    terminate(proc, 20)
 
 
 def summarise(name: str, concurrency: int, slices: list[dict[str, Any]]) -> dict[str, Any]:

@@ -36,7 +36,6 @@ import json
 import os
 import queue
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -44,6 +43,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from predmaint.processes import terminate
 
 REPO = Path(__file__).resolve().parent.parent
 MODE_ENV = "PREDMAINT_NOTEBOOK_MODE"
@@ -431,13 +432,4 @@ class LocalServer:
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM (a graceful shutdown), SIGKILL after ``timeout``; returns the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return None if self.proc is None else terminate(self.proc, timeout)

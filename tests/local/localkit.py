@@ -6,13 +6,14 @@ import contextlib
 import gzip
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from predmaint.processes import terminate
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -126,15 +127,9 @@ class ServerProcess:
         return self.log.read_text(errors="replace")
 
     def stop(self, timeout: float = 20.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = terminate(self.proc, timeout)
         self._log.close()
-        return self.proc.returncode
+        return code
 
 
 def request_body(instances: list[dict[str, Any]]) -> bytes:
