@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"## {name} {subset}: {time.time() - t:.0f}s, best {tuning['best']['algorithm']} "
                   f"({tuning['objective']} {tuning['best']['value']:.4f} on validation)\n")
             print("best trial per candidate (the algorithm selection's ablation): " + ", ".join(
-                f"{algo} {b['value']:.4f} (trial {b['trial']}, of {counts[algo]})"
+                f"{algo} {b['value']:.4f} (trial {b['trial']}; {counts[algo]} of its trials completed, the rest pruned)"
                 for algo, b in tuning["best_by_algorithm"].items()
                 for counts in [Counter(r["algorithm"] for r in tuning["trials"] if r["state"] == "COMPLETE")])
                   + "\n")
