@@ -12,7 +12,8 @@ validated, so every job of a run reads the same profile); writes under ``/opt/ml
     baseline/train.parquet  baseline/test.parquet  (raw current readings, uncapped labels)
     spec/feature_spec.json  manifest.json      (lineage: file checksums, row and asset counts)
     train/drift_baseline.json  spec/drift_baseline.json  (drift.py: per-regime bins of the training
-                                                   rows' readings and features; stage all only)
+                                                   rows' readings and features; stage all, or
+                                                   stage fit when it reads every object)
 
 Parquet columns (pyarrow ships in the SageMaker XGBoost container): ``_asset``, ``_time`` (fleets only), ``_label``, then the features in spec order.
 Every path is overridable (``--input-dir``, ``--output-dir``) so local mode and tests run it
@@ -27,9 +28,11 @@ Stages (``--stage``), for fleets too big for one instance:
 * ``fit``: one instance reads every raw object, assigns validation/test exactly as ``all`` does
   (asset-grouped for fleets, stratified rows for labelled rows, truncation cuts, true RUL per test
   asset) and fits the feature spec; writes ``spec/feature_spec.json``, ``spec/split.json`` (the
-  assignment, with each object's SHA-256) and ``train/feature_spec.json``. With
+  assignment, with each object's SHA-256) and ``train/feature_spec.json``, and the drift baseline
+  beside both specs (computed as ``all`` computes it, from every training row). With
   ``--fit-sample-objects K`` the spec is fitted on the training rows of K evenly spaced raw objects
-  only (the split still sees every asset); the default 0 fits on all of them, like ``all``.
+  only (the split still sees every asset) and no drift baseline is written (the manifest's
+  ``drift_baseline`` says so); the default 0 fits on all of them, like ``all``.
 * ``transform``: any number of instances, each with a shard of the raw objects (``ShardedByS3Key``)
   and the fit output (``--fitted``, default ``<input-dir>/spec``), writes one part per raw object::
 
@@ -501,9 +504,11 @@ def _write(out_dir: Path, files: dict[str, pd.DataFrame | str], *, replace_dirs:
 # ----------------------------------------------------------------------------------------------
 def run_fit(profile: Profile, data_dir: Path, out_dir: Path, seed: int = 0, spec: F.FeatureSpec | None = None,
             sample_objects: int = 0) -> tuple[dict, F.FeatureSpec, dict]:
-    """The fit stage: writes spec/feature_spec.json, spec/split.json, train/feature_spec.json and
-    manifest.json, and clears the channels of an earlier dataset in ``out_dir``."""
-    split, spec, _, manifest = fit(profile, data_dir, seed, spec, sample_objects)
+    """The fit stage: writes spec/feature_spec.json, spec/split.json, train/feature_spec.json,
+    manifest.json and, when it read every object, the drift baseline beside both specs (the transform
+    instances each see a shard, so only this instance can write it); clears the channels of an
+    earlier dataset in ``out_dir``."""
+    split, spec, frames, manifest = fit(profile, data_dir, seed, spec, sample_objects)
     counts = {"validation_assets": len(split.get("validation", []))} if profile.is_regression else {
         name: sum(r["codes"].count(str(c)) for r in split["rows"].values()) for name, c in SPLIT_CODES.items()}
     if profile.is_regression and split["test"]["source"]:
@@ -512,10 +517,14 @@ def run_fit(profile: Profile, data_dir: Path, out_dir: Path, seed: int = 0, spec
                      "n_features": len(spec.feature_names), "n_regimes": spec.n_regimes,
                      "dropped_sensors": spec.dropped_sensors})
     text = json.dumps(split, separators=(",", ":"), sort_keys=True)
-    _write(out_dir, {f"spec/{SPEC_FILE}": spec.to_json(), f"spec/{SPLIT_FILE}": text,
-                     f"train/{SPEC_FILE}": spec.to_json(),
-                     "manifest.json": json.dumps(manifest, indent=1, sort_keys=True)},
-           replace_dirs=True, clear=CHANNELS)
+    files = {f"spec/{SPEC_FILE}": spec.to_json(), f"spec/{SPLIT_FILE}": text, f"train/{SPEC_FILE}": spec.to_json()}
+    data = frames.get("train" if "train" in frames else "data")  # absent when the fit read a sample
+    if data is not None:
+        codes = None if profile.is_regression else "".join(r["codes"] for r in split["rows"].values())
+        files.update(drift_baseline_files(transform(profile, spec, split, data, None, 0, codes), spec))
+    manifest["drift_baseline"] = f"train/{D.BASELINE_FILE}" in files
+    files["manifest.json"] = json.dumps(manifest, indent=1, sort_keys=True)
+    _write(out_dir, files, replace_dirs=True, clear=CHANNELS)
     return split, spec, manifest
 
 

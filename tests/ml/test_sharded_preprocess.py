@@ -116,6 +116,9 @@ def test_fd001_fit_then_two_transform_instances_equal_the_single_process(fd001, 
     split = json.loads((out / "spec" / "split.json").read_text())
     assert sorted(split["validation"]) == sorted(set(single["validation"]["_asset"]))
     assert len(split["objects"]) == 6  # 3 train parts, 2 test parts, the RUL file; _READY skipped
+    # the fit instance, which reads every object, writes the drift baseline the single process writes
+    for rel in ("train/drift_baseline.json", "spec/drift_baseline.json"):
+        assert (out / rel).read_bytes() == (fd001["out"] / rel).read_bytes(), rel
 
     # the single process on the partitioned objects is the same dataset too
     frames, spec, manifest = P.build_datasets(profile, fd001_parts, seed=0)
@@ -156,6 +159,8 @@ def test_ai4i_rows_sharded_equal_the_single_process(data_dir, tmp_path):
     # baseline: train rows then validation rows, as the single process concatenates them
     assert_same_rows(single["baseline_train"], E._read_parts(out / "baseline", "train"))
     assert_same_rows(single["baseline_test"], E._read_parts(out / "baseline", "test"))
+    expected = P.drift_baseline_files(single, spec)
+    assert expected and all((out / rel).read_text() == text for rel, text in expected.items())
 
 
 def test_truncated_test_assets_sharded_equal_the_single_process(fd001_parts, tmp_path):
@@ -281,6 +286,9 @@ def test_fit_on_a_sample_of_objects_still_splits_every_asset(small_fleet, tmp_pa
     assert split_s["validation"] == split_all["validation"] and split_s["test"] == split_all["test"]
     assert spec_s.feature_names == spec_all.feature_names and spec_s.sensor_mean != spec_all.sensor_mean
     assert manifest["fit"] == split_s["fit"]
+    # a sample's features are not the fleet's: no drift baseline from it (the whole fit writes one)
+    assert not manifest["drift_baseline"] and not (tmp_path / "sample" / "train" / "drift_baseline.json").exists()
+    assert (tmp_path / "all" / "train" / "drift_baseline.json").is_file()
 
 
 def test_train_parts_for_multi_instance_training_keep_rows_and_whole_assets(fd001, tmp_path, capsys):
