@@ -81,6 +81,9 @@ except ImportError:  # SageMaker container: siblings are top-level modules
 FORMAT = "predmaint-drift-baseline/1"
 RESULT_FORMAT = "predmaint-drift-result/1"
 BASELINE_FILE = "drift_baseline.json"
+#: why a model can lack the baseline, said with the error
+NO_BASELINE_WHY = ("(the model was trained before drift baselines, or its data was preprocessed by a sampled fit "
+                   "(fit_sample_objects), which writes none: retrain it)")
 RESULT_FILE = "drift_result.json"
 BINS = 10
 PSI_THRESHOLD = 0.25
@@ -533,7 +536,8 @@ def load_model_files(model: Path) -> tuple[F.FeatureSpec, dict[str, Any]]:
                 try:
                     member = tar.getmember(name)
                 except KeyError:
-                    raise DriftError(f"{model}: no {name} in the model artifact") from None
+                    why = f" {NO_BASELINE_WHY}" if name == BASELINE_FILE else ""
+                    raise DriftError(f"{model}: no {name} in the model artifact{why}") from None
                 tar.extract(member, tmp, filter="data")
             return _read_pair(Path(tmp))
     if not model.is_dir():
@@ -546,7 +550,7 @@ def _read_pair(folder: Path) -> tuple[F.FeatureSpec, dict[str, Any]]:
     if not spec_path.is_file():
         raise DriftError(f"{folder}: no feature_spec.json (not a model folder)")
     if not base_path.is_file():
-        raise DriftError(f"{folder}: no {BASELINE_FILE} (the model was trained before drift baselines; retrain it)")
+        raise DriftError(f"{folder}: no {BASELINE_FILE} {NO_BASELINE_WHY}")
     try:
         spec = F.FeatureSpec.from_json(spec_path.read_text())
     except (ValueError, TypeError) as exc:

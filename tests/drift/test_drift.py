@@ -110,6 +110,20 @@ def test_capture_reader_refuses_bad_records_with_file_and_line(model, tmp_path: 
         D.check(tmp_path / "missing", spec, baseline)
 
 
+def test_a_model_without_baseline_is_refused_saying_why(model, tmp_path: Path) -> None:
+    spec, _ = model
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "feature_spec.json").write_text(spec.to_json())
+    with pytest.raises(D.DriftError, match=r"no drift_baseline.json \(the model was trained before drift "
+                                           r"baselines, or its data was preprocessed by a sampled fit"):
+        D.load_model_files(folder)
+    with tarfile.open(tmp_path / "model.tar.gz", "w:gz") as tar:
+        tar.add(folder / "feature_spec.json", arcname="feature_spec.json")
+    with pytest.raises(D.DriftError, match=r"model.tar.gz: no drift_baseline.json in the model artifact \(the "):
+        D.load_model_files(tmp_path / "model.tar.gz")
+
+
 def test_refused_requests_are_counted_not_used(model, tmp_path: Path) -> None:
     spec, baseline = model
     result = D.check(_write_capture(tmp_path, [b'{"instances": []}', b"nope"]), spec, baseline)
