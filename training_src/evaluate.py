@@ -95,7 +95,7 @@ def _fit_predict(task: str, X: np.ndarray, y: np.ndarray, Xt: np.ndarray, hp: di
                  names: list[str] | None, cap: float | None, nthread: int) -> np.ndarray:
     model, _ = T.fit_model("xgboost", X, y, task, {k: str(v) for k, v in hp.items()}, nthread, 0, names=names)
     p = T.predict("xgboost", model, Xt)
-    return np.clip(p, 0.0, cap) if task == "rul_regression" else p
+    return F.clip_rul(p, cap) if task == "rul_regression" else p
 
 
 def load_model_dir(path: Path, scratch: Path) -> Path:
@@ -213,7 +213,7 @@ def evaluate(model_path: Path, test_dir: Path, baseline_dir: Path | None, train_
     cap = spec.label_cap
     reg = task == "rul_regression"
     if reg:
-        p = np.clip(p, 0.0, cap)
+        p = F.clip_rul(p, cap)
         m = regression_metrics(yt, p)
     else:
         m = classification_metrics(yt, p, model.threshold)

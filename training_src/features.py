@@ -893,6 +893,11 @@ def transform_asset(readings: dict[str, np.ndarray], spec: FeatureSpec) -> np.nd
     return transform_last(readings, np.array([0, n]), spec)[0]
 
 
+def clip_rul(p: np.ndarray, cap: float | None) -> np.ndarray:
+    """Predicted RUL as served and scored: at least 0, at most the label ``cap`` (None: no upper bound)."""
+    return np.clip(p, 0.0, cap if cap else None)
+
+
 def rul_labels(df: pd.DataFrame, profile: Profile, cap: float | None) -> np.ndarray:
     """Run-to-failure RUL at each row: ``max(time of its asset) - time``, clipped at ``cap``."""
     t = df[profile.time_column].to_numpy(dtype=float)

@@ -384,12 +384,20 @@ def transform(profile: Profile, spec: F.FeatureSpec, split: dict, data: pd.DataF
     return out
 
 
+def fitted_rows(profile: Profile, split: dict, frames: dict[str, pd.DataFrame]
+                ) -> tuple[pd.DataFrame | None, str | None]:
+    """``fit``'s training-role rows (None when it kept only a sample's) and, for labelled rows, their
+    split codes in row order: what ``transform`` takes for the training data."""
+    data = frames.get("train" if "train" in frames else "data")
+    codes = None if profile.is_regression else "".join(r["codes"] for r in split["rows"].values())
+    return data, codes
+
+
 def build_datasets(profile: Profile, data_dir: Path, seed: int = 0,
                    spec: F.FeatureSpec | None = None) -> tuple[dict[str, pd.DataFrame], F.FeatureSpec, dict]:
     """Read, validate, split and featurise. Returns ({name: frame}, spec, manifest). Pure (no writes)."""
     split, spec, frames, manifest = fit(profile, data_dir, seed, spec)
-    data = frames.get("train" if "train" in frames else "data")
-    codes = None if profile.is_regression else "".join(r["codes"] for r in split["rows"].values())
+    data, codes = fitted_rows(profile, split, frames)
     out = transform(profile, spec, split, data, frames.get("test"), 0, codes)
     _summarise(manifest, out, spec)
     if "test" in out:
@@ -518,9 +526,8 @@ def run_fit(profile: Profile, data_dir: Path, out_dir: Path, seed: int = 0, spec
                      "dropped_sensors": spec.dropped_sensors})
     text = json.dumps(split, separators=(",", ":"), sort_keys=True)
     files = {f"spec/{SPEC_FILE}": spec.to_json(), f"spec/{SPLIT_FILE}": text, f"train/{SPEC_FILE}": spec.to_json()}
-    data = frames.get("train" if "train" in frames else "data")  # absent when the fit read a sample
+    data, codes = fitted_rows(profile, split, frames)  # no rows when the fit read a sample
     if data is not None:
-        codes = None if profile.is_regression else "".join(r["codes"] for r in split["rows"].values())
         files.update(drift_baseline_files(transform(profile, spec, split, data, None, 0, codes), spec))
     manifest["drift_baseline"] = f"train/{D.BASELINE_FILE}" in files
     files["manifest.json"] = json.dumps(manifest, indent=1, sort_keys=True)

@@ -158,9 +158,8 @@ def calibrate_intervals(algorithm: str, frames: list[pd.DataFrame], names: list[
     training assets calibrate, at the cost of ``folds`` extra fits). Only readings that can be a
     test cut count (at least ``min_readings`` of history, as ``preprocess.truncation_cuts`` cuts).
     """
-    folds = _num({"calibration_folds": hp.get("calibration_folds", "5")}, "calibration_folds", int, 0, 20)
-    level = _num({"interval_level": hp.get("interval_level", str(IV.DEFAULT_LEVEL))}, "interval_level",
-                 float, 0.05, 0.99)
+    folds = _num(hp, "calibration_folds", int, 0, 20, "5")
+    level = _num(hp, "interval_level", float, 0.05, 0.99, str(IV.DEFAULT_LEVEL))
     if spec.task != "rul_regression" or folds == 0 or not spec.time_column:
         return None
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
@@ -179,7 +178,7 @@ def calibrate_intervals(algorithm: str, frames: list[pd.DataFrame], names: list[
     for k in range(folds):
         m, _ = fit_model(algorithm, X[fold != k], y[fold != k], spec.task, hp, nthread, seed)
         pred[fold == k] = predict(algorithm, m, X[fold == k])
-    pred = np.clip(pred, 0.0, spec.label_cap if spec.label_cap else None)  # as served
+    pred = F.clip_rul(pred, spec.label_cap)  # as served
     position = df.groupby("_asset", sort=False)["_time"].rank(method="first").to_numpy()
     count = df.groupby("_asset", sort=False)["_time"].transform("size").to_numpy()
     eligible = position >= np.minimum(spec.profile_obj.min_readings, count)
@@ -262,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.fit_on == "train+validation" and (dist is None or dist.is_first):
                 frames.append(validation)
         held_out = Xv is not None and args.fit_on == "train"
-        stride = _num({"row_stride": hp.get("row_stride", "1")}, "row_stride", int, 1, 100)
+        stride = _num(hp, "row_stride", int, 1, 100, "1")
         if stride > 1 and args.fit_on == "train" and "_asset" in train.columns:
             # tuning trials only: adjacent cycles are near-duplicates, so every stride-th reading of
             # each asset ranks hyperparameters as well at a fraction of the cost (the refit uses all)
@@ -298,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         pv = np.clip(pv, 0.0, spec.label_cap if spec.label_cap else None)
     value = score(task, yv, pv) if pv is not None else float("nan")
     threshold = None
-    folds = int(_num({"cv_folds": hp.get("cv_folds", "1")}, "cv_folds", int, 1, 20))
+    folds = _num(hp, "cv_folds", int, 1, 20, "1")
     if held_out and folds > 1:
         # small positive classes make one validation split a noisy objective (AI4I: 68 failures);
         # score the trial on out-of-fold predictions over train+validation instead

@@ -26,13 +26,14 @@ class Param:
     choices: tuple[str, ...] = ()
 
 
-def number(hp: dict[str, Any], name: str, kind: type, low: float, high: float) -> Any:
-    """``hp[name]`` (a string as SageMaker passes it) as ``kind`` within ``[low, high]``; a
-    ``TrainError`` naming the hyperparameter otherwise."""
+def number(hp: dict[str, Any], name: str, kind: type, low: float, high: float, default: str | None = None) -> Any:
+    """``hp[name]`` (a string as SageMaker passes it; ``default`` when absent and given) as ``kind``
+    within ``[low, high]``; a ``TrainError`` naming the hyperparameter otherwise."""
+    raw = hp[name] if default is None else hp.get(name, default)
     try:
-        value = kind(float(hp[name])) if kind is int else kind(hp[name])
+        value = kind(float(raw)) if kind is int else kind(raw)
     except (TypeError, ValueError) as exc:
-        raise TrainError(f"hyperparameter {name}={hp[name]!r} is not a {kind.__name__}") from exc
+        raise TrainError(f"hyperparameter {name}={raw!r} is not a {kind.__name__}") from exc
     if not low <= value <= high:
         raise TrainError(f"hyperparameter {name}={value} outside [{low}, {high}]")
     return value

@@ -54,7 +54,7 @@ def fit(X: Any, y: Any, task: str, hp: dict[str, str], nthread: int, seed: int, 
     """Fit on standardised features; returns (model, validation predictions or None)."""
     import numpy as np
 
-    alpha = number({"alpha": hp.get("alpha", "1.0")}, "alpha", float, 1e-8, 1e8)
+    alpha = number(hp, "alpha", float, 1e-8, 1e8, "1.0")
     X = X.astype(np.float64)
     mean = X.mean(axis=0)
     scale = X.std(axis=0)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import native
+from . import F, native
 
 TOP_CONTRIBUTIONS = 5
 
@@ -252,8 +252,7 @@ def predict_matrix(model: Any, X: np.ndarray) -> np.ndarray:
         p = model.predictor.predict(X)
     p = np.asarray(p, dtype=float)
     if model.is_regression:
-        cap = model.spec.label_cap
-        p = np.clip(p, 0.0, cap if cap else None)
+        p = F.clip_rul(p, model.spec.label_cap)
     return p
 
 
