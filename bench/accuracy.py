@@ -10,6 +10,9 @@ For run-to-failure fleets, ``--last`` then serves the trained model in-process (
 own loader and feature path) on each test asset as a caller would send it: its whole history
 (``all``) or only its last N readings, and reports RMSE and NASA score under both protocols: against
 the true RUL (NASA's) and against the RUL capped at ``--eval-cap`` (125, most published results).
+For a model that reads life summaries (``windows.life_stats``) each N also gets a row where the caller
+sends its summary with the window (the summary made by an earlier request of the readings before the
+window, as a streaming client keeps it), and the whole history a row that starts a summary (``{}``).
 Targets (issue 15): FD001 last 30 capped <= 12.0, uncapped <= 13.0; FD002 last 30 capped <= 14.0,
 uncapped <= 23.5; whole history FD001 uncapped <= 12.3, FD002 <= 22.5; AI4I F1 >= 0.88, PR-AUC >= 0.90.
 """
@@ -87,19 +90,37 @@ def window_table(model_dir: Path, profile_name: str, subset: str | None, data_di
              f"label cap {model.spec.label_cap}", "",
              "| caller sends | RMSE vs true RUL | NASA vs true RUL | RMSE vs RUL capped at "
              f"{eval_cap:g} | NASA vs capped |", "|---|---:|---:|---:|---:|"]
-    for n in lasts:
-        rows = np.concatenate([np.arange(a if n is None else max(a, b - n), b)
-                               for a, b in itertools.pairwise(bounds)])
-        lens = [b - (a if n is None else max(a, b - n)) for a, b in itertools.pairwise(bounds)]
+    def served(spans: list[tuple[int, int]], life: list | None) -> tuple[np.ndarray, list | None]:
+        """The served features of each asset's readings ``[lo, hi)``, with or without life summaries."""
+        rows = np.concatenate([np.arange(lo, hi) for lo, hi in spans])
         cols = {c: raw[c].to_numpy()[rows] for c in raw.columns}
-        X = F.transform_last(cols, np.r_[0, np.cumsum(lens)], model.spec).astype(np.float32)
+        offsets = np.r_[0, np.cumsum([hi - lo for lo, hi in spans])]
+        X, updated = F.transform_last_life(cols, offsets, model.spec, life)
+        return X.astype(np.float32), updated
+
+    def row(label: str, X: np.ndarray) -> str:
         p = predictors.predict_matrix(model, X)
         capped = np.minimum(true, eval_cap)
         rmse_t = float(np.sqrt(np.mean((p - true) ** 2)))
         rmse_c = float(np.sqrt(np.mean((p - capped) ** 2)))
+        return f"| {label} | {rmse_t:.2f} | {F.nasa_score(p, true):,.0f} | {rmse_c:.2f} | {F.nasa_score(p, capped):,.0f} |"
+
+    assets = list(itertools.pairwise(bounds))
+    for n in lasts:
+        spans = [(a if n is None else max(a, b - n), b) for a, b in assets]
         label = "whole history" if n is None else f"last {n} readings"
-        lines.append(f"| {label} | {rmse_t:.2f} | {F.nasa_score(p, true):,.0f} | {rmse_c:.2f} | "
-                     f"{F.nasa_score(p, capped):,.0f} |")
+        lines.append(row(label, served(spans, None)[0]))
+        if not model.spec.life_stats:
+            continue
+        if n is None:  # the whole history sent once, starting a summary ({})
+            lines.append(row("whole history, starting a life summary", served(spans, [F.NEW_LIFE] * len(spans))[0]))
+            continue
+        # a streaming caller: its summary holds every reading before this window (kept from earlier
+        # answers; here one earlier request of those readings), and it sends the window with it
+        earlier = [(a, lo) if lo > a else (a, b) for (a, b), (lo, _) in zip(assets, spans, strict=True)]
+        _, states = served(earlier, [F.NEW_LIFE] * len(assets))
+        life = [st if lo > a else F.NEW_LIFE for st, (a, _), (lo, _) in zip(states, assets, spans, strict=True)]
+        lines.append(row(f"last {n} readings + life summary", served(spans, life)[0]))
     return "\n".join(lines)
 
 

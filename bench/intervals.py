@@ -35,6 +35,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from training_src import features as F  # noqa: E402
 from training_src.predmaint_serving import codec, predictors  # noqa: E402
 from training_src.predmaint_serving import intervals as IV  # noqa: E402
 from training_src.predmaint_serving import model as M  # noqa: E402
@@ -79,31 +80,44 @@ def test_frame(model_dir: Path, work: Path) -> pd.DataFrame:
     raise SystemExit(f"no test/test.parquet for {model_dir}")
 
 
-def measure(model_dir: Path, test: pd.DataFrame) -> dict:
-    """Coverage, width, per-bin coverage and horizon probabilities of the served answers."""
+def measure(model_dir: Path, test: pd.DataFrame, with_life: bool = False) -> dict:
+    """Coverage, width, per-bin coverage and horizon probabilities of the served answers: callers that
+    send a life summary (``with_life``: the test rows' features, from whole histories) or the window
+    alone (the life features missing, as the endpoint computes them without a summary)."""
     model = M.load(model_dir)
     if model.intervals is None:
         raise SystemExit(f"{model_dir}: the model has no interval calibration")
     X = test[model.spec.feature_names].to_numpy(dtype=np.float32)
+    k = len(F.life_names(model.spec))
+    if k and not with_life:
+        X[:, -k:] = np.nan
     y = test["_label"].to_numpy(dtype=float)
     p = predictors.predict_matrix(model, X)
-    out: dict = {"assets": len(y), "rmse": float(np.sqrt(np.mean((p - y) ** 2))), "level": model.intervals.level,
-                 "check": model.meta["intervals"].get("check"), "horizons": {}}
+    cal = model.intervals.of(with_life)
+    doc = model.meta["intervals"]
+    doc = doc["life"] if with_life and doc.get("life") else doc  # the calibration's own stored document
+    out: dict = {"assets": len(y), "rmse": float(np.sqrt(np.mean((p - y) ** 2))), "level": cal.level,
+                 "check": doc.get("check"), "horizons": {}, "life": with_life}
     ids = test["_asset"].tolist()
-    doc = codec.response_document(model, ids, p, None, [HORIZONS[0]] * len(ids))
+    life = [{}] * len(ids) if with_life else None  # any non-None entry: answered with a summary
+
+    def response(h: int) -> dict:
+        return codec.response_document(model, ids, p, None, [h] * len(ids), life)
+
+    doc = response(HORIZONS[0])
     lo = np.array([d["rul_lower"] for d in doc["predictions"]])
     hi = np.array([d["rul_upper"] for d in doc["predictions"]])
     covered = (y >= lo) & (y <= hi)
     out.update(coverage=float(covered.mean()), mean_width=float(np.mean(hi - lo)),
                median_width=float(np.median(hi - lo)))
-    b = IV.bin_of(model.intervals.edges, p)
-    edges = [0.0, *model.intervals.edges.tolist(), float("inf")]
+    b = IV.bin_of(cal.edges, p)
+    edges = [0.0, *cal.edges.tolist(), float("inf")]
     out["bins"] = [{"pred": f"{edges[k]:.0f}-{edges[k + 1]:.0f}", "assets": int((b == k).sum()),
                     "coverage": float(covered[b == k].mean()) if (b == k).any() else None,
                     "width": float((hi - lo)[b == k].mean()) if (b == k).any() else None}
                    for k in range(len(edges) - 1)]
     for h in HORIZONS:
-        d = codec.response_document(model, ids, p, None, [h] * len(ids))
+        d = response(h)
         prob = np.array([x["failure_probability"] for x in d["predictions"]])
         seen = (y <= h).astype(float)
         out["horizons"][h] = {"mean_probability": float(prob.mean()), "observed": float(seen.mean()),
@@ -113,7 +127,8 @@ def measure(model_dir: Path, test: pd.DataFrame) -> dict:
 
 
 def report(subset: str, r: dict, seconds: float) -> str:
-    lines = [f"## {subset}: {r['assets']} test engines, RMSE {r['rmse']:.2f} ({seconds:.0f}s)", "",
+    how = "with a life summary (whole histories)" if r["life"] else "the window alone (no life summary)"
+    lines = [f"## {subset}, {how}: {r['assets']} test engines, RMSE {r['rmse']:.2f} ({seconds:.0f}s)", "",
              f"{r['level']:.0%} interval: coverage **{r['coverage']:.1%}**, mean width {r['mean_width']:.1f} cycles "
              f"(median {r['median_width']:.1f})"]
     if r["check"]:
@@ -149,10 +164,13 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix=f"predmaint-intervals-{subset}-") as tmp:
             work = Path(tmp)
             model_dir = refit(subset, Path(a.data_dir), work, a.seed, a.trials)
-            r = measure(model_dir, test_frame(model_dir, work))
-        results[subset] = r
+            test = test_frame(model_dir, work)
+            kinds = [False, True] if M.load(model_dir).spec.life_stats else [False]
+            rs = {("life" if kind else "window"): measure(model_dir, test, kind) for kind in kinds}
+        results[subset] = rs
         if not a.json:
-            print(report(subset, r, time.time() - t), flush=True)
+            for r in rs.values():
+                print(report(subset, r, time.time() - t), flush=True)
     if a.json:
         print(json.dumps(results, indent=1))
     return 0

@@ -333,7 +333,34 @@ def last_readings(instances: list[Any], n: int) -> list[Any]:
     return [replace(i, readings=i.readings[-n:]) if i.readings is not None else i for i in instances]
 
 
+def read_life_file(path: Path) -> dict[str, Any]:
+    """``--life-file``: a JSON object of asset id -> life summary (an earlier answer's ``life``); an absent
+    file is an empty store (every asset starts a summary)."""
+    if not path.exists():
+        return {}
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: not a readable JSON life-summary file ({exc})") from None
+    if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
+        raise UsageError(f"{path}: must be a JSON object of asset id -> life summary (as `invoke --life-file` writes)")
+    return doc
+
+
+def write_life_file(path: Path, store: dict[str, Any]) -> None:
+    """Write the summaries atomically (a staged file, then ``os.replace``): a failure leaves the old file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(json.dumps(store, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def cmd_invoke(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from .client import EndpointError, InvocationRequest, LocalClient, SageMakerClient
 
     if not args.file and not args.test_unit:
@@ -345,6 +372,11 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         instances += _file_instances(Path(args.file), _profile_option(args))
     if args.last:
         instances = last_readings(instances, args.last)
+    store = None
+    if args.life_file:  # each asset's stored summary, or {} to start one with the readings sent
+        store = read_life_file(Path(args.life_file))
+        instances = [replace(i, life=store.get(str(i.asset_id), {})) if i.readings is not None else i
+                     for i in instances]
     request = InvocationRequest(instances, explain=args.explain, horizon=args.horizon)
     if args.endpoint_name:
         client: Any = SageMakerClient(args.endpoint_name, region=args.region, timeout=args.timeout)
@@ -362,6 +394,10 @@ def cmd_invoke(args: argparse.Namespace) -> int:
             raise UsageError(f"{target} refused the request: {exc}") from None
         hint = "; is `predmaint serve` running?" if exc.status is None and not args.endpoint_name else ""
         raise PipelineError(f"{target}: {exc}{hint}") from None
+    if store is not None:
+        returned = {str(p.asset_id): p.life for p in response.predictions if p.life is not None}
+        write_life_file(Path(args.life_file), {**store, **returned})
+        print(f"life summaries of {len(returned)} asset(s) stored in {args.life_file}", file=sys.stderr)
     if args.json:
         print(json.dumps({"predictions": [p.__dict__ | {"contributions": [c.__dict__ for c in p.contributions]}
                                           for p in response.predictions],
@@ -668,6 +704,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--last", type=_positive_int, default=None, metavar="N",
                     help="send only each asset's last N readings (a streaming client's window; fewer than "
                          "the model's window gets a warning)")
+    sp.add_argument("--life-file", default=None, metavar="PATH",
+                    help="keep each asset's life summary in this JSON file: send the stored one (or start one "
+                         "when the asset has none: the readings sent must then begin at its first) and store "
+                         "the updated one the answer returns")
     sp.add_argument("--timeout", type=float, default=30.0, help="seconds per attempt (default 30)")
     sp.add_argument("--json", action="store_true", help="print the raw response as JSON")
     sp.set_defaults(func=cmd_invoke)

@@ -8,6 +8,11 @@
 ``InvocationRequest(..., horizon=30)`` (or an ``Instance``'s own ``horizon``) also asks for each
 asset's probability of failure within 30 cycles (``Prediction.failure_probability``; RUL models).
 
+Life summaries (RUL models that read them): ``Instance(..., life={})`` when the readings sent start at the
+asset's first; each answer returns the summary updated (``Prediction.life``); store it beside the asset
+and send it back with the next window (``Instance(..., life=previous.life)``). The answer is then as
+accurate as from the asset's whole history, from a window of recent readings and a few hundred bytes.
+
 ``SageMakerClient("my-endpoint")`` speaks to a deployed endpoint through boto3 ``sagemaker-runtime
 invoke_endpoint`` with the same request/response types. Both retry throttling and transient 5xx with
 exponential backoff and jitter, and raise ``EndpointError`` (with the HTTP status and the endpoint's
@@ -58,6 +63,7 @@ class Instance:
     readings: list[dict[str, float]] | None = None
     row: dict[str, Any] | None = None
     horizon: float | None = None  # this asset's horizon (cycles), over the request's
+    life: dict[str, Any] | None = None  # the asset's life summary: {} to start one, then the last answer's
 
     def to_json(self) -> dict[str, Any]:
         if self.row is not None:
@@ -65,6 +71,8 @@ class Instance:
         doc: dict[str, Any] = {"asset_id": self.asset_id, "readings": self.readings or []}
         if self.horizon is not None:
             doc["horizon"] = self.horizon
+        if self.life is not None:
+            doc["life"] = self.life
         return doc
 
 
@@ -112,6 +120,7 @@ class Prediction:
     interval_level: float | None = None
     horizon: float | None = None
     warning: str | None = None  # e.g. fewer readings sent than the model's window
+    life: dict[str, Any] | None = None  # the updated life summary, when the instance sent one
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Prediction:
@@ -120,7 +129,7 @@ class Prediction:
                    interval_level=d.get("interval_level"), horizon=d.get("horizon"),
                    contributions=[Contribution(c["feature"], c["value"], c["contribution"])
                                   for c in d.get("contributions") or []],
-                   warning=d.get("warning"))
+                   warning=d.get("warning"), life=d.get("life"))
 
 
 @dataclass

@@ -134,8 +134,9 @@ def raw_columns(spec: F.FeatureSpec) -> list[str]:
 def feature_columns(spec: F.FeatureSpec) -> list[str]:
     """The model features the baseline describes: all but the regime indicators (constant within a
     regime; the regime mix is compared on its own) and the time column (the age of the asset, which
-    depends on when clients ask, not on the asset's condition)."""
-    skip = {f"regime_{r}" for r in range(spec.n_regimes)} | {spec.time_column}
+    depends on when clients ask, not on the asset's condition) and the life-summary features (missing
+    whenever a caller keeps no summary)."""
+    skip = {f"regime_{r}" for r in range(spec.n_regimes)} | {spec.time_column} | set(F.life_names(spec))
     return [n for n in spec.feature_names if n not in skip]
 
 

@@ -236,7 +236,7 @@ def evaluate(model_path: Path, test_dir: Path, baseline_dir: Path | None, train_
     reused = None
     if train_dir is not None and validation_dir is not None and train_dir.exists() and validation_dir.exists():
         tr = pd.concat([T.read_channel(train_dir), T.read_channel(validation_dir)], ignore_index=True)
-        X, y = T.split_xy(tr, spec.feature_names)
+        X, y = F.with_and_without_life(*T.split_xy(tr, spec.feature_names), spec)  # as train.py fits
         fits.append(("+ feature engineering (default XGBoost)",
                      (task, X, y, Xt, {"num_round": DEFAULT_XGB_ROUNDS}, spec.feature_names, cap), 0.5))
         if tuning_path is not None and tuning_path.exists():

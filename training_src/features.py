@@ -91,6 +91,9 @@ class FeatureSpec:
     hi_bias: list[float] = field(default_factory=list)
     # how the window size and the label cap were chosen (cross-validation records; empty: fixed by the profile)
     selection: dict[str, Any] = field(default_factory=dict)
+    # whole-life statistics of every channel, from a life summary (``windows.life_stats``): the last features,
+    # missing (NaN) when a request carries no summary; empty: none
+    life_stats: list[str] = field(default_factory=list)
 
     # -- serialisation --------------------------------------------------------------------------
     def to_json(self) -> str:
@@ -393,7 +396,12 @@ def feature_names(spec: FeatureSpec) -> list[str]:
     names += [d["name"] for d in spec.derived]
     for col, levels in spec.categorical.items():
         names += [f"{col}_{lvl}" for lvl in levels]
-    return names
+    return names + life_names(spec)
+
+
+def life_names(spec: FeatureSpec) -> list[str]:
+    """Names of the life-summary features, the last ``len(life_names(spec))`` columns of the matrix."""
+    return [f"{s}_{stat}_life" for s in spec.channels for stat in spec.life_stats]
 
 
 _PROFILE_CAP = object()  # fit_spec's default cap: the profile's
@@ -454,6 +462,7 @@ def fit_spec(train: pd.DataFrame, profile: Profile, seed: int = 0, *, window_siz
         window_sizes=list(window_sizes if window_sizes is not None else w.sizes) if w else [],
         window_stats=list(w.stats) if w else [],
         ewm_spans=list(w.ewm_spans) if w else [], label_cap=label_cap,
+        life_stats=list(w.life_stats) if w and profile.time_column else [],
     )
     return _finish_spec(spec, train, profile)
 
@@ -599,30 +608,67 @@ def _ewm_weights(span: int) -> np.ndarray:
     return w
 
 
-def _expanding(z: np.ndarray, t: np.ndarray, stats: list[str]) -> list[np.ndarray]:
-    """Whole-history statistics at every reading (n, s) per stat, from cumulative sums."""
-    c = np.arange(1, len(z) + 1, dtype=float)[:, None]
-    t0 = (t - t[0])[:, None]  # shift keeps the sums small (precision)
-    sz = np.cumsum(z, axis=0)
-    mean = sz / c
+#: the running sums (``_sum_terms``) each statistic needs, besides the count
+SUMS_FOR = {"mean": ("z",), "std": ("z", "zz"), "slope": ("z", "t", "tt", "tz"), "min": ("min",), "max": ("max",)}
+
+
+def sum_keys(stats: list[str]) -> list[str]:
+    """The running sums that ``stats`` need, in a fixed order."""
+    need = {k for st in stats for k in SUMS_FOR[st]}
+    return [k for k in ("z", "zz", "t", "tt", "tz", "min", "max") if k in need]
+
+
+def _sum_terms(z: np.ndarray, t0: np.ndarray, key: str) -> np.ndarray:
+    """Per-reading terms (n, s) or (n, 1) of running sum ``key``; ``t0`` (n, 1) is time since the first reading."""
+    if key in ("z", "min", "max"):
+        return z
+    if key == "zz":
+        return z * z
+    if key == "t":
+        return t0
+    if key == "tt":
+        return t0 * t0
+    return t0 * z  # "tz"
+
+
+def _accumulate(key: str, terms: np.ndarray) -> np.ndarray:
+    """Running sums (or minima/maxima) down axis 0: sequential, so continuing from a stored running value
+    (a life summary's, stacked as the first row) repeats the batch additions exactly."""
+    if key == "min":
+        return np.minimum.accumulate(terms, axis=0)
+    if key == "max":
+        return np.maximum.accumulate(terms, axis=0)
+    return np.cumsum(terms, axis=0)
+
+
+def _stats_from_sums(c: np.ndarray, sums: dict[str, np.ndarray], stats: list[str]) -> list[np.ndarray]:
+    """Statistics (rows, s) from counts ``c`` (rows, 1) and running sums: the one formula of whole-history
+    (and life-summary) mean, std, least-squares slope, min and max."""
     out = []
+    sz = sums.get("z")
+    mean = sz / c if sz is not None else None
     for stat in stats:
         if stat == "mean":
             v = mean
         elif stat == "std":
-            v = np.sqrt(np.maximum(np.cumsum(z * z, axis=0) / c - mean ** 2, 0.0))
-        elif stat == "min":
-            v = np.minimum.accumulate(z, axis=0)
-        elif stat == "max":
-            v = np.maximum.accumulate(z, axis=0)
+            v = np.sqrt(np.maximum(sums["zz"] / c - mean ** 2, 0.0))
+        elif stat in ("min", "max"):
+            v = sums[stat]
         else:  # slope
-            st, stt = np.cumsum(t0, axis=0), np.cumsum(t0 * t0, axis=0)
-            stz = np.cumsum(t0 * z, axis=0)
+            st, stt, stz = sums["t"], sums["tt"], sums["tz"]
             sxx = stt - st * st / c
             sxy = stz - st * sz / c
             v = np.where(sxx > 1e-12, sxy / np.where(sxx > 1e-12, sxx, 1.0), 0.0)
         out.append(v)
     return out
+
+
+def _expanding(z: np.ndarray, t: np.ndarray, stats: list[str]) -> list[np.ndarray]:
+    """Whole-history statistics at every reading (n, s) per stat, from cumulative sums."""
+    c = np.arange(1, len(z) + 1, dtype=float)[:, None]
+    t0 = (t - t[0])[:, None]  # shift keeps the sums small (precision)
+    sums = {k: _accumulate(k, _sum_terms(z, t0, k)) for k in sum_keys(stats)}
+    return _stats_from_sums(c, sums, stats)
 
 
 def window_block(z: np.ndarray, t: np.ndarray, spec: FeatureSpec, *, last_only: bool = False) -> np.ndarray:
@@ -823,8 +869,132 @@ def _windows_last(z: np.ndarray, t: np.ndarray, offsets: np.ndarray, spec: Featu
     return out.reshape(m, s * per_sensor)
 
 
+# ----------------------------------------------------------------------------------------------
+# Life summaries
+# ----------------------------------------------------------------------------------------------
+# A bounded window forgets an asset's early life, which says much about its condition (its own
+# baseline, the rate it degrades at). A life summary keeps that for a few hundred bytes: the count
+# and running sums (or minima/maxima) of every normalised channel over every reading since the
+# asset's first, enough for ``life_stats`` of the whole life. The endpoint returns an updated
+# summary with each answer; the caller stores it beside the asset and sends it back with the next
+# readings. Sums continue exactly where they stopped (``_accumulate``), so a summary plus the new
+# readings gives the same bits as the batch features of the whole history.
+@dataclass(frozen=True)
+class LifeState:
+    """A life summary read from a request: running values over ``count`` readings, ``first`` to ``last``
+    (times); ``sums`` maps each key of ``sum_keys(spec.life_stats)`` to a (1, channels) or (1, 1) array.
+    ``count`` 0 (``NEW_LIFE``) starts a summary: the readings sent begin at the asset's first."""
+
+    first: float
+    last: float
+    count: int
+    sums: dict[str, np.ndarray]
+
+
+NEW_LIFE = LifeState(math.nan, -math.inf, 0, {})
+LIFE_SCALARS = ("t", "tt")  # sums over time alone: one number, not one per channel
+
+
+def life_fingerprint(spec: FeatureSpec) -> str:
+    """Which model a summary belongs to: its sums are in that spec's normalised units."""
+    import hashlib
+
+    return _cached(spec, "_life_fp", lambda: hashlib.sha256(spec.to_json().encode()).hexdigest()[:16])
+
+
+def _finite(v: Any) -> bool:
+    return type(v) in (int, float) and math.isfinite(v)
+
+
+def parse_life(doc: Any, spec: FeatureSpec) -> LifeState | None:
+    """A request's life summary: ``{}`` (start one) or a summary an earlier answer returned.
+
+    Returns None when the summary was made by another model (its sums mean nothing to this one);
+    raises ``FeatureError`` naming the key when it is malformed.
+    """
+    if not isinstance(doc, dict):
+        raise FeatureError("must be an object: {} to start a life summary, or the 'life' of an earlier answer")
+    if not doc:
+        return NEW_LIFE
+    keys = sum_keys(spec.life_stats)
+    expected = {"model", "first", "last", "count", *keys}
+    unknown = sorted(set(doc) - expected)
+    if unknown:
+        raise FeatureError(f"{unknown[0]}: unknown key; a life summary has {sorted(expected)}")
+    missing = sorted(expected - set(doc))
+    if "model" not in missing and not isinstance(doc["model"], str):
+        raise FeatureError("model: must be a string")
+    if "model" in doc and doc["model"] != life_fingerprint(spec):
+        return None
+    if missing:
+        raise FeatureError(f"{missing[0]}: missing")
+    for k in ("first", "last"):
+        if not _finite(doc[k]):
+            raise FeatureError(f"{k}: must be a finite number")
+    count = doc["count"]
+    if type(count) is not int or count < 1:
+        raise FeatureError("count: must be a whole number >= 1")
+    if doc["first"] > doc["last"]:
+        raise FeatureError("first: after last")
+    width = len(spec.channels)
+    sums = {}
+    for k in keys:
+        v = doc[k]
+        if k in LIFE_SCALARS:
+            if not _finite(v):
+                raise FeatureError(f"{k}: must be a finite number")
+            sums[k] = np.array([[float(v)]])
+        else:
+            if not isinstance(v, list) or len(v) != width or not all(_finite(x) for x in v):
+                raise FeatureError(f"{k}: must be a list of {width} finite numbers")
+            sums[k] = np.asarray(v, dtype=float)[None, :]
+    return LifeState(float(doc["first"]), float(doc["last"]), count, sums)
+
+
+def life_document(state: LifeState, spec: FeatureSpec) -> dict[str, Any]:
+    """The JSON form of a summary (what an answer returns and the next request sends back)."""
+    doc: dict[str, Any] = {"model": life_fingerprint(spec), "first": state.first, "last": state.last,
+                           "count": state.count}
+    for k, v in state.sums.items():
+        doc[k] = float(v[0, 0]) if k in LIFE_SCALARS else v[0].tolist()
+    return doc
+
+
+def _life_block(z: np.ndarray, t: np.ndarray, offsets: np.ndarray, spec: FeatureSpec,
+                states: list[LifeState | None]) -> tuple[np.ndarray, list[LifeState | None]]:
+    """Life features (m, channels * len(life_stats)) of m stacked assets and their updated summaries.
+
+    Asset i owns rows ``offsets[i]:offsets[i+1]`` of ``z`` (n, channels) and ``t`` (n,), time-ordered;
+    ``states[i]`` None leaves its features missing (NaN). A summary takes in the readings after its
+    ``last`` time (all of them for ``NEW_LIFE``), so resending a reading counts it once.
+    """
+    stats = spec.life_stats
+    keys = sum_keys(stats)
+    m, s = len(states), z.shape[1]
+    out = np.full((m, s, len(stats)), np.nan)
+    updated: list[LifeState | None] = [None] * m
+    for i, st in enumerate(states):
+        if st is None:
+            continue
+        a, b = int(offsets[i]), int(offsets[i + 1])
+        lo = a if st.count == 0 else a + int(np.searchsorted(t[a:b], st.last, side="right"))
+        first = float(t[a]) if st.count == 0 else st.first
+        t0 = (t[lo:b] - first)[:, None]
+        sums = {}
+        for k in keys:
+            terms = _sum_terms(z[lo:b], t0, k)
+            if st.count:
+                terms = np.vstack([st.sums[k], terms])
+            sums[k] = _accumulate(k, terms)[-1:]
+        count = st.count + (b - lo)
+        for q, v in enumerate(_stats_from_sums(np.array([[float(count)]]), sums, stats)):
+            out[i, :, q] = v[0]
+        updated[i] = LifeState(first, float(t[b - 1]) if b > lo else st.last, count, sums)
+    return out.reshape(m, s * len(stats)), updated
+
+
 def _assemble(spec: FeatureSpec, cols: Any, z: np.ndarray, reg: np.ndarray, win: np.ndarray | None,
-              t: np.ndarray | None) -> np.ndarray:
+              t: np.ndarray | None, life: np.ndarray | None = None) -> np.ndarray:
     parts = []
     if spec.time_column and spec.window_sizes:
         parts.append(np.asarray(t, dtype=float)[:, None])
@@ -839,28 +1009,49 @@ def _assemble(spec: FeatureSpec, cols: Any, z: np.ndarray, reg: np.ndarray, win:
     for col, levels in spec.categorical.items():
         v = np.asarray(cols[col])
         parts.append(np.column_stack([(v == lvl).astype(float) for lvl in levels]))
+    if life is not None:
+        parts.append(life)
     return np.hstack(parts) if parts else np.zeros((len(z), 0))
 
 
-def transform(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+def transform(df: pd.DataFrame, spec: FeatureSpec, life: bool = True) -> pd.DataFrame:
     """Features for every row of validated readings (assets contiguous, time-ordered).
 
-    Returns a frame with ``spec.feature_names`` columns, index aligned with ``df``.
+    Returns a frame with ``spec.feature_names`` columns, index aligned with ``df``. Life-summary
+    features (``spec.life_stats``) are those of each reading's whole history so far: what a caller
+    that has kept the asset's summary since its first reading sends; ``life=False`` leaves them
+    missing, as for a caller that sends none (``with_and_without_life`` trains on both).
     """
     z, reg = _pointwise(spec, df)
-    win = None
-    t = None
+    win = t = block = None
     if spec.window_sizes:
         ids = df[spec.id_column].to_numpy()
         t = df[spec.time_column].to_numpy(dtype=float)
         bounds = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
         blocks = [window_block(z[a:b], t[a:b], spec) for a, b in itertools.pairwise(bounds)]
         win = np.vstack(blocks)
-    x = _assemble(spec, df, z, reg, win, t)
+        if spec.life_stats and life:
+            block = np.vstack([np.stack(_expanding(z[a:b], t[a:b], spec.life_stats), axis=2).reshape(b - a, -1)
+                               for a, b in itertools.pairwise(bounds)])
+        elif spec.life_stats:
+            block = np.full((len(df), len(life_names(spec))), np.nan)
+    x = _assemble(spec, df, z, reg, win, t, block)
     return pd.DataFrame(x, columns=spec.feature_names, index=df.index)
 
 
-def transform_last(cols: dict[str, np.ndarray], offsets: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+def with_and_without_life(X: np.ndarray, y: np.ndarray, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Training rows for a model with life-summary features: every row twice, with its life features and
+    with them missing (a caller that sends no summary), so one model answers both. Unchanged without."""
+    k = len(life_names(spec))
+    if not k:
+        return X, y
+    bare = X.copy()
+    bare[:, -k:] = np.nan
+    return np.vstack([X, bare]), np.concatenate([y, y])
+
+
+def transform_last(cols: dict[str, np.ndarray], offsets: np.ndarray, spec: FeatureSpec,
+                   life: list[LifeState | None] | None = None) -> np.ndarray:
     """Features (m, f) of the LAST reading of each of m assets whose readings are stacked.
 
     ``cols`` maps column name -> 1-D array over all stacked readings; asset i owns rows
@@ -868,7 +1059,15 @@ def transform_last(cols: dict[str, np.ndarray], offsets: np.ndarray, spec: Featu
     ``transform`` features of that asset's last reading (parity-tested on every FD001 test unit).
     Only trailing windows are read, so a longer history than ``spec.history_needed`` changes nothing.
     Vectorised across assets: one gather per window size, one ``reduceat`` per whole-history sum.
+    Life-summary features come from ``life`` (one state or None per asset; None: all missing).
     """
+    return transform_last_life(cols, offsets, spec, life)[0]
+
+
+def transform_last_life(cols: dict[str, np.ndarray], offsets: np.ndarray, spec: FeatureSpec,
+                        life: list[LifeState | None] | None = None
+                        ) -> tuple[np.ndarray, list[LifeState | None] | None]:
+    """``transform_last`` and each asset's updated life summary (None where it sent none)."""
     offsets = np.asarray(offsets, dtype=np.intp)
     last = offsets[1:] - 1
     z, reg = _pointwise(spec, cols)
@@ -876,10 +1075,15 @@ def transform_last(cols: dict[str, np.ndarray], offsets: np.ndarray, spec: Featu
     used = {c for d in spec.derived for c in d["columns"]} | set(spec.categorical)
     pick = {k: np.asarray(cols[k])[last] for k in used}
     if not spec.window_sizes:  # row-wise profiles: the features of the last row
-        return _assemble(spec, pick, z[last], reg[last], None, None)
+        return _assemble(spec, pick, z[last], reg[last], None, None), None
     t = np.asarray(cols[spec.time_column], dtype=float)
     win = _windows_last(z, t, offsets, spec)
-    return _assemble(spec, pick, z[last], reg[last], win, t[last])
+    block, updated = None, None
+    if spec.life_stats and life is None:  # no summaries (the hot path): the life features are missing
+        block = np.full((len(last), z.shape[1] * len(spec.life_stats)), np.nan)
+    elif spec.life_stats:
+        block, updated = _life_block(z, t, offsets, spec, life)
+    return _assemble(spec, pick, z[last], reg[last], win, t[last], block), updated
 
 
 def transform_asset(readings: dict[str, np.ndarray], spec: FeatureSpec) -> np.ndarray:

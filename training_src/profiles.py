@@ -82,6 +82,9 @@ class WindowSpec:
     ewm_spans: tuple[int, ...] = ()
     health_index: bool = False  # a per-regime linear health index as one more windowed signal
     cv_sizes: tuple[int, ...] = ()  # candidates for ONE bounded window, chosen by grouped CV (replaces sizes)
+    # statistics of the asset's whole life so far, from a running summary the caller may send (features.py
+    # "life summary"); optional features, missing when a request carries no summary
+    life_stats: tuple[str, ...] = ()
 
     @property
     def max_size(self) -> int:
@@ -465,7 +468,13 @@ def _parse_windows(doc: dict[str, Any], source: str) -> WindowSpec | None:
     if cv_sizes and (len(sizes) != 1 or sizes[0] == 0):
         raise _err(source, "windows.cv_sizes", "chooses one bounded window: 'sizes' must then be one "
                    "size > 0 (the default)")
-    return WindowSpec(sizes, stats, spans, hi, cv_sizes)
+    life = _str_list(wdoc, "life_stats", source, where="windows.life_stats")
+    bad = [s for s in life if s not in WINDOW_STATS]
+    if bad:
+        raise _err(source, "windows.life_stats", f"unknown statistic(s) {bad}; choose from {list(WINDOW_STATS)}")
+    if life and (0 in sizes or 0 in cv_sizes):
+        raise _err(source, "windows.life_stats", "a whole-history window (size 0) already reads the whole life")
+    return WindowSpec(sizes, stats, spans, hi, cv_sizes, tuple(life))
 
 
 def _parse_regimes(doc: dict[str, Any], source: str) -> RegimeSpec | None:

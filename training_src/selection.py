@@ -131,7 +131,9 @@ def choose(train: pd.DataFrame, profile: Profile, seed: int = 0) -> dict[str, An
     fold_fits = []
     for g in groups:
         tr = train[~np.isin(ids, g)].reset_index(drop=True)
-        fold_fits.append((tr, F.fit_spec(tr, profile, seed=seed, window_sizes=[sizes[0]])))
+        base = F.fit_spec(tr, profile, seed=seed, window_sizes=[sizes[0]])
+        base.life_stats = []  # W and the cap are chosen for callers that send the window alone
+        fold_fits.append((tr, base))
 
     memo: dict[tuple[int, float | None], dict[str, float]] = {}
 

@@ -174,7 +174,12 @@ def calibrate_intervals(algorithm: str, frames: list[pd.DataFrame], names: list[
     rng = np.random.default_rng(seed)
     fold_of = dict(zip(rng.permutation(uniq).tolist(), np.arange(len(uniq)) % folds, strict=True))
     fold = np.asarray([fold_of[a] for a in assets.tolist()])
-    pred = np.zeros(len(df))
+    # a model with life-summary features is fitted (and so predicted) with and without them: rows
+    # [0, n) carry them, rows [n, 2n) do not (``with_and_without_life``); unchanged without
+    X, y = F.with_and_without_life(X, y, spec)
+    n = len(df)
+    fold = np.resize(fold, len(y))
+    pred = np.zeros(len(y))
     for k in range(folds):
         m, _ = fit_model(algorithm, X[fold != k], y[fold != k], spec.task, hp, nthread, seed)
         pred[fold == k] = predict(algorithm, m, X[fold == k])
@@ -182,11 +187,21 @@ def calibrate_intervals(algorithm: str, frames: list[pd.DataFrame], names: list[
     position = df.groupby("_asset", sort=False)["_time"].rank(method="first").to_numpy()
     count = df.groupby("_asset", sort=False)["_time"].transform("size").to_numpy()
     eligible = position >= np.minimum(spec.profile_obj.min_readings, count)
-    try:
-        doc = IV.fit(pred[eligible], true_rul(df)[eligible], assets[eligible], level=level, seed=seed)
-    except IV.CalibrationError as exc:
-        raise TrainError(f"interval calibration: {exc}") from None
-    doc["folds"] = folds
+    true = true_rul(df)
+
+    def calibrate(p: np.ndarray) -> dict[str, Any]:
+        try:
+            doc = IV.fit(p[eligible], true[eligible], assets[eligible], level=level, seed=seed)
+        except IV.CalibrationError as exc:
+            raise TrainError(f"interval calibration: {exc}") from None
+        doc["folds"] = folds
+        return doc
+
+    # one calibration per kind of caller (Mondrian): answers from a life summary are more accurate,
+    # so pooling them would widen its intervals and narrow those of callers without one
+    doc = calibrate(pred[-n:])
+    if len(pred) > n:
+        doc["life"] = calibrate(pred[:n])
     return doc
 
 
@@ -273,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise TrainError("--fit_on train+validation needs a validation channel")
             if dist is None or dist.is_first:  # validation is replicated to every host: add it once
                 X, y = np.vstack([X, Xv]), np.concatenate([y, yv])
+        # a model with life-summary features learns every row with and without them (callers that keep
+        # a summary and callers that do not), and is scored on both
+        X, y = F.with_and_without_life(X, y, spec)
+        if Xv is not None:
+            Xv, yv = F.with_and_without_life(Xv, yv, spec)
         checkpoint_dir = args.checkpoint_dir or (C.DEFAULT_DIR if Path(C.DEFAULT_DIR).is_dir() else None)
         ckpt = C.Checkpoints(checkpoint_dir, args.checkpoint_every) if checkpoint_dir else None
         if dist is None:

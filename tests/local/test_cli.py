@@ -297,6 +297,31 @@ def test_invoke_prints_the_interval_and_the_failure_probability_within_a_horizon
 
 
 @pytest.mark.xdist_group("server")
+def test_invoke_life_file_starts_stores_and_resends_each_assets_summary(capsys, server: ServerProcess, data_dir,
+                                                                       tmp_path) -> None:
+    url = f"http://127.0.0.1:{server.port}"
+    store = tmp_path / "life.json"
+    base = ["invoke", "--data-dir", str(data_dir), "--test-unit", "34", "--json", "--url", url]
+    code, out, err = run_cli(capsys, *base, "--life-file", str(store))
+    assert code == 0, err
+    whole = json.loads(out)["predictions"][0]
+    kept = json.loads(store.read_text())
+    n = len(read_test_units(data_dir)[34])
+    assert kept["FD001-unit-34"]["count"] == n == whole["life"]["count"] and "stored in" in err
+    # later: only the last 30 readings plus the stored summary give the whole-history answer
+    code, out, err = run_cli(capsys, *base, "--last", "30", "--life-file", str(store))
+    again = json.loads(out)["predictions"][0]
+    assert code == 0 and again["rul"] == whole["rul"] and again["life"] == whole["life"]
+    code, out, err = run_cli(capsys, *base, "--last", "30")  # no summary: the window alone
+    assert json.loads(out)["predictions"][0]["life"] is None
+    store.write_text("[1]")
+    code, _, err = run_cli(capsys, *base, "--life-file", str(store))
+    assert code == 2
+    assert_one_line_error(err, "must be a JSON object of asset id -> life summary")
+    assert store.read_text() == "[1]"  # refused: left as it was
+
+
+@pytest.mark.xdist_group("server")
 def test_invoke_from_csv_and_json_files(capsys, server: ServerProcess, test_units, tmp_path) -> None:
     import csv
 

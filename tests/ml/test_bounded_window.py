@@ -37,7 +37,7 @@ def test_health_index_is_a_windowed_channel_with_batch_serving_parity(data_dir):
     by_hand = spec.hi_bias[reg[0]] + float(np.dot(spec.hi_weights[reg[0]], x))
     assert abs(z[0, -1] - by_hand) < 1e-9
     _, test = _fleet(data_dir, "FD002", "test", 40)
-    batch = F.transform(test, spec).to_numpy()
+    batch = F.transform(test, spec, life=False).to_numpy()
     ids = test["unit"].to_numpy()
     bounds = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
     for a, b in itertools.pairwise(bounds):

@@ -160,13 +160,19 @@ def test_parity_every_fd001_test_unit(data_dir, fd001):
 
     p, spec = fd001["profile"], fd001["spec"]
     test = F.validate_readings(read_table(resolve_file(data_dir, p.file("test")), p), p)
-    batch = F.transform(test, spec)
+    batch = F.transform(test, spec, life=False)
+    with_life = F.transform(test, spec).to_numpy()
+    assert spec.life_stats and np.isnan(batch.to_numpy()[:, -len(F.life_names(spec)):]).all()
     n = 0
     for _, g in test.groupby("unit"):
         shuffled = g.sample(frac=1, random_state=0)  # requests may come in any order
         ordered = shuffled.sort_values("cycle")
-        one = F.transform_asset({c: ordered[c].to_numpy() for c in ordered.columns}, spec)
+        cols = {c: ordered[c].to_numpy() for c in ordered.columns}
+        one = F.transform_asset(cols, spec)
         np.testing.assert_allclose(one, batch.loc[g.index[-1]].to_numpy(), rtol=1e-9, atol=1e-9)
+        # the whole history sent with a new life summary: the batch features, life ones included, bit for bit
+        started = F.transform_last(cols, np.array([0, len(g)]), spec, [F.NEW_LIFE])[0]
+        np.testing.assert_array_equal(started, with_life[test.index.get_loc(g.index[-1])])
         n += 1
     assert n == 100
 

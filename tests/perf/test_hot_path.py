@@ -27,7 +27,7 @@ def _bounds(df):
 
 def test_transform_last_is_bit_identical_to_batch(fd001_perf, test_fleet):
     spec = fd001_perf["spec"]
-    batch = F.transform(test_fleet, spec).to_numpy()
+    batch = F.transform(test_fleet, spec, life=False).to_numpy()
     b = _bounds(test_fleet)
     cols = {c: test_fleet[c].to_numpy(dtype=float) for c in test_fleet.columns}
     np.testing.assert_array_equal(F.transform_last(cols, b, spec), batch[b[1:] - 1])
@@ -43,7 +43,7 @@ def test_every_window_stat_and_ewm_bit_identical(test_fleet):
     profile = parse_profile(doc, subset="FD001", source="test")
     df = F.validate_readings(test_fleet, profile)
     spec = F.fit_spec(df, profile)
-    batch = F.transform(df, spec).to_numpy()
+    batch = F.transform(df, spec, life=False).to_numpy()
     b = _bounds(df)
     cols = {c: df[c].to_numpy(dtype=float) for c in df.columns}
     np.testing.assert_array_equal(F.transform_last(cols, b, spec), batch[b[1:] - 1])
@@ -63,7 +63,7 @@ def test_numpy_forest_equals_booster_on_the_whole_test_fleet(fd001_perf, test_fl
     monkeypatch.setenv("PREDMAINT_COMPILED_FOREST", "0")
     model = I.model_fn(str(fd001_perf["model_dir"]))
     assert model.compiled is None and model.forest is not None
-    X = F.transform(test_fleet, fd001_perf["spec"]).to_numpy(dtype=np.float32)  # every row, 13k
+    X = F.transform(test_fleet, fd001_perf["spec"], life=False).to_numpy(dtype=np.float32)  # every row, 13k
     want = model.booster.inplace_predict(X)
     got = model.forest.predict(X)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
@@ -76,7 +76,7 @@ needs_cc = pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), r
 @needs_cc
 def test_compiled_forest_equals_booster_on_the_whole_test_fleet(fd001_perf, model, test_fleet):
     assert model.compiled is not None  # a C compiler is here, so the walker was built and loaded
-    X = F.transform(test_fleet, fd001_perf["spec"]).to_numpy(dtype=np.float32)
+    X = F.transform(test_fleet, fd001_perf["spec"], life=False).to_numpy(dtype=np.float32)
     X[::97, 3] = np.nan  # missing values take each node's default branch
     want = model.booster.inplace_predict(X)
     got = model.compiled.predict(X)
@@ -149,7 +149,7 @@ def _post(model, doc):
 @pytest.mark.parametrize("k", [1, 5, 40])  # compiled walker or NumPy forest (<= 16 rows) and booster
 def test_requests_equal_batch_predictions(model, fd001_perf, test_fleet, k):
     spec = fd001_perf["spec"]
-    batch = F.transform(test_fleet, spec).to_numpy(dtype=np.float32)
+    batch = F.transform(test_fleet, spec, life=False).to_numpy(dtype=np.float32)
     b = _bounds(test_fleet)
     units = list(range(1, k + 1))
     want = np.clip(model.booster.inplace_predict(batch[b[1:k + 1] - 1]), 0, spec.label_cap)

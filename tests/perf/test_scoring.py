@@ -28,7 +28,7 @@ def _expected(raw, spec, module, model):
     df = F.validate_readings(raw, spec.profile_obj)
     ids = df["unit"].to_numpy()
     last = np.flatnonzero(np.r_[ids[1:] != ids[:-1], True])
-    X = F.transform(df, spec).to_numpy(dtype=np.float32)[last]
+    X = F.transform(df, spec, life=False).to_numpy(dtype=np.float32)[last]
     return [int(u) for u in ids[last]], module.predict_matrix(model, X)
 
 

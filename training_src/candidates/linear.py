@@ -4,6 +4,7 @@ fits), stored as plain JSON weights (no pickle: loads under any scikit-learn or 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,12 @@ class LinearModel:
         import numpy as np
 
         X = np.asarray(X, dtype=np.float64)
-        return np.hstack([(X - self.mean) / self.scale * self.coef, np.full((len(X), 1), self.intercept)])
+        return np.hstack([_standard(X, self.mean, self.scale) * self.coef, np.full((len(X), 1), self.intercept)])
 
     def predict(self, X: Any) -> Any:
         import numpy as np
 
-        margin = ((np.asarray(X, dtype=np.float64) - self.mean) / self.scale) @ self.coef + self.intercept
+        margin = _standard(X, self.mean, self.scale) @ self.coef + self.intercept
         return 1.0 / (1.0 + np.exp(-margin)) if self.logistic else margin
 
     def importance(self) -> Any:
@@ -49,6 +50,14 @@ class LinearModel:
         return np.abs(self.coef)
 
 
+def _standard(X: Any, mean: Any, scale: Any) -> Any:
+    """Standardised features; a missing value (NaN) becomes 0, the training mean (mean imputation)."""
+    import numpy as np
+
+    z = (np.asarray(X, dtype=np.float64) - mean) / scale
+    return np.where(np.isnan(z), 0.0, z)
+
+
 def fit(X: Any, y: Any, task: str, hp: dict[str, str], nthread: int, seed: int, Xv: Any = None, yv: Any = None,
         names: list[str] | None = None, report_every: int = 25, checkpoints: Any = None) -> tuple[Any, Any]:
     """Fit on standardised features; returns (model, validation predictions or None)."""
@@ -56,10 +65,13 @@ def fit(X: Any, y: Any, task: str, hp: dict[str, str], nthread: int, seed: int, 
 
     alpha = number(hp, "alpha", float, 1e-8, 1e8, "1.0")
     X = X.astype(np.float64)
-    mean = X.mean(axis=0)
-    scale = X.std(axis=0)
+    # optional features (life summaries) are missing in some rows: statistics of the present values
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column missing in every row: mean NaN -> 0
+        mean = np.nan_to_num(np.nanmean(X, axis=0))
+        scale = np.nan_to_num(np.nanstd(X, axis=0))
     scale = np.where(scale < 1e-12, 1.0, scale)
-    Z = (X - mean) / scale
+    Z = _standard(X, mean, scale)
     if task == "rul_regression":
         from sklearn.linear_model import Ridge
         m = Ridge(alpha=alpha).fit(Z, y)

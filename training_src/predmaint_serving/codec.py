@@ -11,7 +11,9 @@ spec needs is used. Classification profiles take one row of the profile's column
 explain=true``) adds the top feature contributions per prediction. RUL answers carry an interval
 (``rul_lower``, ``rul_upper``, ``interval_level``) when the model was calibrated (``intervals.py``);
 ``horizon`` (cycles, for the whole request or per instance) adds ``failure_probability``, the
-probability that the RUL is at most the horizon (``horizons``).
+probability that the RUL is at most the horizon (``horizons``). An instance's ``life`` (``{}`` to start,
+then the ``life`` its previous answer returned) carries the asset's life summary when the model reads
+one (``features.py``, "Life summaries"): the answer uses it and returns it updated with the readings sent.
 
 Every refusal is an ``InferenceError`` (status 400/406/413/415, message "<what and where>"); its
 JSON form is ``{"error": message}``. ``read`` turns an accepted body into ``Features`` (asset ids
@@ -155,6 +157,8 @@ class Request:
     columns: Any
     offsets: np.ndarray
     explain: bool = False
+    life: list[F.LifeState | None] | None = None  # per instance, when the request sent a usable life summary
+    notes: list[str | None] | None = None  # per instance, a warning about its life summary
 
 
 @dataclass
@@ -166,6 +170,8 @@ class Features:
     explain: bool = False
     horizons: list[float | int | None] | None = None  # per instance, when the request names a horizon
     readings: np.ndarray | None = None  # readings received per asset (None: every asset had enough)
+    life: list[dict[str, Any] | None] | None = None  # per instance, its updated life summary to return
+    notes: list[str | None] | None = None  # per instance, a warning about its life summary
 
 
 @dataclass(frozen=True)
@@ -263,8 +269,9 @@ class _Checker:
             raise bad(f"instances[{i}].asset_id: must be a string or an integer")
         return asset
 
-    def asset(self, inst: Any, i: int, model: Any) -> tuple[Any, dict[str, np.ndarray]]:
-        """One asset's readings, checked value by value: time-sorted columns or the exact 400/413."""
+    def asset(self, inst: Any, i: int, model: Any, after: float = math.inf) -> tuple[Any, dict[str, np.ndarray]]:
+        """One asset's readings, checked value by value: time-sorted columns or the exact 400/413.
+        Readings later than ``after`` (a life summary's last time) are kept besides the trailing window."""
         where = f"instances[{i}]"
         asset = self.asset_id(inst, i, "an object")
         readings = inst.get("readings")
@@ -286,6 +293,8 @@ class _Checker:
             if times[a] == times[b]:
                 raise bad(f"{where}.readings[{b}].{tc}: duplicate {tc} {times[b]:g}")
         keep = order[-spec.history_needed:]
+        if after < math.inf:  # a life summary takes in every reading after its last one
+            keep = order[min(len(order) - len(keep), sum(times[j] <= after for j in order)):]
         cols: dict[str, np.ndarray] = {tc: np.fromiter((times[j] for j in keep), float, len(keep))}
         for c in model.required:
             if c == tc:
@@ -376,21 +385,57 @@ def _fast_assets(instances: list[Any], model: Any) -> Request | None:
     return Request(ids, F.ColumnMatrix(arr, model.required), offsets)
 
 
+LIFE_NOT_READ = "this model reads no life summary; the 'life' sent was ignored"
+LIFE_OTHER_MODEL = ("the life summary was made by another model, so it was ignored and none is returned; "
+                    "send the asset's whole history with \"life\": {} to start one for this model")
+
+
+def life_states(instances: list[Any], model: Any) -> tuple[list[F.LifeState | None] | None, list[str | None] | None]:
+    """Each instance's life summary (``features.parse_life``), or None where it sent none or one this
+    model cannot use, and a warning for the latter; (None, None) when no instance sent one. Raises the
+    400 naming the key of a malformed summary."""
+    if not any(isinstance(inst, dict) and "life" in inst for inst in instances):
+        return None, None
+    states: list[F.LifeState | None] = []
+    notes: list[str | None] = []
+    reads = bool(model.spec.life_stats)
+    for i, inst in enumerate(instances):
+        doc = inst.get("life") if isinstance(inst, dict) else None
+        state, note = None, None
+        if isinstance(inst, dict) and "life" in inst:
+            if not reads:
+                note = LIFE_NOT_READ
+            else:
+                try:
+                    state = F.parse_life(doc, model.spec)
+                except F.FeatureError as exc:
+                    sep = ": " if str(exc).startswith("must") else "."  # "must be an object" or "<key>: ..."
+                    raise bad(f"instances[{i}].life{sep}{exc}") from None
+                note = LIFE_OTHER_MODEL if state is None else None
+        states.append(state)
+        notes.append(note)
+    return (states if any(s is not None for s in states) else None), notes
+
+
 def parse_instances(document: Document, model: Any) -> Request:
     """Validate every instance against the model's feature spec; raise the first 4xx found."""
     doc, lenient = document.doc, document.lenient
     instances = doc["instances"]
     explain = bool(doc.get("explain", False))
+    life, notes = life_states(instances, model) if model.spec.window_sizes else (None, None)
     if model.getter is not None and lenient is None:
         fast = _fast_assets(instances, model)
         if fast is not None:
-            fast.explain = explain
+            fast.explain, fast.life, fast.notes = explain, life, notes
             return fast
     check = _Checker(NON_FINITE_NOTE if lenient else "")
-    parse = check.asset if model.spec.window_sizes else check.row
     ids, parts = [], []
     for i, inst in enumerate(instances):
-        a, c = parse(inst, i, model)
+        if model.spec.window_sizes:
+            state = life[i] if life is not None else None
+            a, c = check.asset(inst, i, model, state.last if state is not None else math.inf)
+        else:
+            a, c = check.row(inst, i, model)
         ids.append(a)
         parts.append(c)
     if lenient:  # the strict parser refused the body, yet every used value is fine
@@ -399,28 +444,30 @@ def parse_instances(document: Document, model: Any) -> Request:
     offsets = np.zeros(len(parts) + 1, dtype=np.intp)
     np.cumsum(lengths, out=offsets[1:])
     columns = {k: np.concatenate([c[k] for c in parts]) for k in parts[0]}
-    return Request(ids, columns, offsets, explain)
+    return Request(ids, columns, offsets, explain, life, notes)
 
 
 def features_matrix(req: Request, model: Any) -> np.ndarray:
     """(n_instances, n_features) float32 matrix, one row per instance (its last reading)."""
-    return F.transform_last(req.columns, req.offsets, model.spec).astype(np.float32)
+    return F.transform_last(req.columns, req.offsets, model.spec, req.life).astype(np.float32)
 
 
 def read_python(body: bytes, model: Any, explain: bool = False) -> Features:
     """The Python path: decode, validate (naming the field of any refusal), features."""
     document = decode(body)
     req = parse_instances(document, model)
-    return Features(req.asset_ids, features_matrix(req, model), req.explain or explain,
-                    horizons(document.doc, model), np.diff(req.offsets))
+    X, updated = F.transform_last_life(req.columns, req.offsets, model.spec, req.life)
+    life = None if updated is None else [None if u is None else F.life_document(u, model.spec) for u in updated]
+    return Features(req.asset_ids, X.astype(np.float32), req.explain or explain, horizons(document.doc, model),
+                    np.diff(req.offsets), life, req.notes)
 
 
 def read(body: bytes, model: Any, explain: bool = False) -> Features:
     """An accepted body (``accept_body``) -> ``Features``, or the 400/413 naming what is wrong.
 
     The compiled reader answers when it takes the body (it declines explanations, which need the
-    Python path's booster contributions, any ``horizon`` key, which it does not read, and assets
-    with fewer readings than the model's minimum, which get a warning); otherwise ``read_python`` does.
+    Python path's booster contributions, any ``horizon`` or ``life`` key, which it does not read, and
+    assets with fewer readings than the model's minimum, which get a warning); otherwise ``read_python`` does.
     """
     if model.reader is not None and not explain:
         fast = model.reader.read(body)  # the compiled reader, or None: the Python path decides
@@ -432,17 +479,23 @@ def read(body: bytes, model: Any, explain: bool = False) -> Features:
 # ------------------------------------------------------------------------------------------ answers
 def response_document(model: Any, asset_ids: list[Any], p: np.ndarray,
                       contributions: list[list[dict[str, Any]]] | None = None,
-                      horizons: list[float | int | None] | None = None) -> dict[str, Any]:
+                      horizons: list[float | int | None] | None = None,
+                      life: list[dict[str, Any] | None] | None = None) -> dict[str, Any]:
     """The 200 document for predictions ``p`` of ``asset_ids`` (and explanations, when asked).
 
     RUL models with a calibration add each prediction's interval and, for instances with a horizon
-    (``horizons``, from ``read``), the probability of failure within it."""
+    (``horizons``, from ``read``), the probability of failure within it. Instances that sent a usable
+    life summary get it back updated (``life``), and their interval from the life calibration."""
     preds: list[dict[str, Any]] = []
     if model.is_regression:
         for a, v in zip(asset_ids, p, strict=True):
             preds.append({"asset_id": a, "rul": round(float(v), 3)})
         if model.intervals is not None:
-            _add_intervals(model.intervals, preds, p, horizons)
+            _add_intervals(model.intervals, preds, p, horizons, life)
+        if life is not None:
+            for pred, doc in zip(preds, life, strict=True):
+                if doc is not None:
+                    pred["life"] = doc
     else:
         for a, v in zip(asset_ids, p, strict=True):
             preds.append({"asset_id": a, "failure_probability": round(float(v), 6),
@@ -454,18 +507,23 @@ def response_document(model: Any, asset_ids: list[Any], p: np.ndarray,
 
 
 def _add_intervals(cal: intervals.Calibration, preds: list[dict[str, Any]], p: np.ndarray,
-                   horizons: list[float | int | None] | None) -> None:
+                   horizons: list[float | int | None] | None, life: list[Any] | None = None) -> None:
     """``rul_lower``/``rul_upper``/``interval_level`` on every prediction; ``horizon`` and
-    ``failure_probability`` on those whose instance named a horizon."""
-    lower, upper = cal.interval(p)
-    for pred, lo, hi in zip(preds, lower.tolist(), upper.tolist(), strict=True):
-        pred.update(rul_lower=round(lo, 3), rul_upper=round(hi, 3), interval_level=cal.level)
-    if horizons is None:
-        return
-    asked = [i for i, h in enumerate(horizons) if h is not None]
-    probs = cal.failure_probability(p[asked], np.asarray([horizons[i] for i in asked], dtype=float))
-    for i, prob in zip(asked, probs.tolist(), strict=True):
-        preds[i].update(horizon=horizons[i], failure_probability=round(prob, 4))
+    ``failure_probability`` on those whose instance named a horizon. Each prediction takes the
+    calibration of its kind: made with a life summary (``life[i]`` not None) or without."""
+    kinds = [False] * len(preds) if life is None else [doc is not None for doc in life]
+    for kind in sorted(set(kinds)):
+        rows = [i for i, k in enumerate(kinds) if k == kind]
+        c = cal.of(kind)
+        lower, upper = c.interval(p[rows])
+        for i, lo, hi in zip(rows, lower.tolist(), upper.tolist(), strict=True):
+            preds[i].update(rul_lower=round(lo, 3), rul_upper=round(hi, 3), interval_level=c.level)
+        if horizons is None:
+            continue
+        asked = [i for i in rows if horizons[i] is not None]
+        probs = c.failure_probability(p[asked], np.asarray([horizons[i] for i in asked], dtype=float))
+        for i, prob in zip(asked, probs.tolist(), strict=True):
+            preds[i].update(horizon=horizons[i], failure_probability=round(prob, 4))
 
 
 def short_history_warning(n: int, minimum: int) -> str:
@@ -474,12 +532,16 @@ def short_history_warning(n: int, minimum: int) -> str:
             f"send at least {minimum} for full accuracy (the prediction used what was sent)")
 
 
-def add_warnings(doc: dict[str, Any], model: Any, readings: np.ndarray | None) -> dict[str, Any]:
-    """Add a ``warning`` to each prediction whose asset sent fewer readings than ``spec.min_readings``."""
+def add_warnings(doc: dict[str, Any], model: Any, readings: np.ndarray | None,
+                 notes: list[str | None] | None = None) -> dict[str, Any]:
+    """Add a ``warning`` to each prediction whose asset sent fewer readings than ``spec.min_readings``
+    or a life summary the model could not use (``notes``); two warnings are joined by "; "."""
     minimum = model.spec.min_readings
-    if readings is None or not minimum:
-        return doc
-    for pred, n in zip(doc["predictions"], readings.tolist(), strict=True):
-        if n < minimum:
-            pred["warning"] = short_history_warning(int(n), minimum)
+    if readings is not None and minimum:
+        for pred, n in zip(doc["predictions"], readings.tolist(), strict=True):
+            if n < minimum:
+                pred["warning"] = short_history_warning(int(n), minimum)
+    for pred, note in zip(doc["predictions"], notes or [], strict=False):
+        if note:
+            pred["warning"] = f"{pred['warning']}; {note}" if "warning" in pred else note
     return doc

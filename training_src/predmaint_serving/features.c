@@ -281,13 +281,15 @@ static int features(const Plan *pl, const double *vals, int64_t n, Work *wk, dou
     for (int64_t j = 0; j < f; ++j) /* absurd inputs (1e300) overflow: let NumPy's rules answer */
         if (!isfinite(x[j]))
             return DECLINE;
+    for (int64_t j = 0; j < pl->n_life; ++j) /* no life summary: those features are missing */
+        x[f++] = NAN;
     return OK;
 }
 
 int pm_plan_ok(const Plan *pl)
 {
     int64_t per = pl->n_sizes * pl->n_stats + pl->n_spans;
-    int64_t width = pl->time_feature + channels(pl) * (1 + per) + (pl->n_regimes > 1 ? pl->n_regimes : 0);
+    int64_t width = pl->time_feature + channels(pl) * (1 + per) + (pl->n_regimes > 1 ? pl->n_regimes : 0) + pl->n_life;
     return pl->n_settings <= 64 && pl->n_cols >= 1 && width == pl->n_features;
 }
 

@@ -42,6 +42,7 @@ typedef struct {
     int64_t n_features;
     int64_t has_hi;             /* 1: a health index is one more channel after the sensors */
     const double *hi_w, *hi_b;  /* n_regimes x n_sensors weights, n_regimes intercepts */
+    int64_t n_life;             /* trailing life-summary features: missing (NaN), the kernel reads no summary */
 } Plan;
 
 /* Whether the kernel can fill this plan: the feature layout adds up, the settings fit its scratch. */

@@ -50,8 +50,8 @@ def answer(model: Any, features: codec.Features) -> dict[str, Any]:
     """The 200 document for read features: predictions, and explanations when asked for."""
     p = predictors.predict_matrix(model, features.X)
     contributions = predictors.explain(model, features.X) if features.explain else None
-    doc = codec.response_document(model, features.asset_ids, p, contributions, features.horizons)
-    return codec.add_warnings(doc, model, features.readings)
+    doc = codec.response_document(model, features.asset_ids, p, contributions, features.horizons, features.life)
+    return codec.add_warnings(doc, model, features.readings, features.notes)
 
 
 def handle(model: Any, body: bytes | str, content_type: str | None, accept: str | None,

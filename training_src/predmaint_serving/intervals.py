@@ -161,6 +161,7 @@ class Calibration:
     edges: np.ndarray  # (B-1,)
     quantiles: np.ndarray  # (B, len(GRID)) residual quantiles per bin, ascending
     offsets: np.ndarray  # (B, 2) [q_lo, q_hi] for ``level``
+    life: Calibration | None = None  # the calibration of answers made with a life summary (``"life"``)
 
     @classmethod
     def from_doc(cls, doc: Any) -> Calibration:
@@ -181,7 +182,12 @@ class Calibration:
             raise CalibrationError("intervals: non-finite values")
         if (np.diff(edges) <= 0).any() or (np.diff(quantiles, axis=1) < 0).any() or (offsets[:, 0] > offsets[:, 1]).any():
             raise CalibrationError("intervals: edges must increase, quantiles and offsets must not decrease")
-        return cls(level, edges, quantiles, offsets)
+        life = cls.from_doc(doc["life"]) if doc.get("life") is not None else None
+        return cls(level, edges, quantiles, offsets, life)
+
+    def of(self, with_life: bool) -> Calibration:
+        """The calibration of answers made with (``life``, when calibrated) or without a life summary."""
+        return self.life if with_life and self.life is not None else self
 
     def interval(self, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(lower, upper) bounds (n,) of predicted RULs ``pred`` (n,); the lower bound is at least 0."""

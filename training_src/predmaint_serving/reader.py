@@ -45,7 +45,7 @@ class RequestReader:
                         ("n_sizes", ctypes.c_int64), ("sizes", i64), ("n_stats", ctypes.c_int64), ("stats", i64),
                         ("n_spans", ctypes.c_int64), ("span_len", i64), ("ewm_weights", dbl),
                         ("time_feature", ctypes.c_int64), ("n_features", ctypes.c_int64),
-                        ("has_hi", ctypes.c_int64), ("hi_w", dbl), ("hi_b", dbl)]
+                        ("has_hi", ctypes.c_int64), ("hi_w", dbl), ("hi_b", dbl), ("n_life", ctypes.c_int64)]
 
         encoded = [c.encode() for c in required]
         keep: list[np.ndarray] = []  # the arrays the plan points into live as long as the reader
@@ -72,7 +72,8 @@ class RequestReader:
             len(spec.window_stats), ints([self.STATS[st] for st in spec.window_stats]),
             len(weights), ints([len(w) for w in weights]), doubles(np.concatenate([np.zeros(0), *weights])),
             int(bool(spec.time_column)), len(spec.feature_names),
-            int(bool(spec.hi_weights)), doubles(spec.hi_weights or [0.0]), doubles(spec.hi_bias or [0.0]))
+            int(bool(spec.hi_weights)), doubles(spec.hi_weights or [0.0]), doubles(spec.hi_bias or [0.0]),
+            len(F.life_names(spec)))
         self._keep = keep
         self._plan_address = ctypes.addressof(self.plan)
         self.fn, self.batch, self.n_features = fn, batch, len(spec.feature_names)
@@ -144,12 +145,12 @@ class RequestReader:
             if short:  # fewer readings than the window: declined, so the Python path adds the warning
                 if got is not None:
                     return False
-            elif got is None or not np.array_equal(got[1], want) or \
+            elif got is None or not np.array_equal(got[1], want, equal_nan=True) or \
                     got[0] != [inst.get("asset_id", i) for i, inst in enumerate(document.doc["instances"])]:
                 return False
             if self.batch is not None:  # the fleet-scoring entry on the same readings
                 fleet = self.features(req.columns.matrix, req.offsets)
-                if fleet is None or not np.array_equal(fleet, want):
+                if fleet is None or not np.array_equal(fleet, want, equal_nan=True):
                     return False
         bad = synthetic_requests(model.spec, model.required, n_assets=1)[0].replace(b"[", b"[[", 1)
         return self.read(bad) is None

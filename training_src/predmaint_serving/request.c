@@ -13,7 +13,7 @@
  * path handles the request, error messages included. So it declines on anything unusual: escapes
  * or non-ASCII bytes in a string, a duplicate key, a missing column, a non-numeric value, a number
  * out of range, readings out of time order, "explain" other than false, a "horizon" key (request or
- * instance), nesting deeper than 64.
+ * instance), an instance's "life" (a life summary), nesting deeper than 64.
  * It accepts only RFC 8259 JSON, like orjson.
  *
  * Exactness: numbers are parsed correctly rounded (exact fast path, else strtod in the C locale), as
@@ -428,6 +428,8 @@ static int instance(Parser *s)
             TRY(readings(s));
         } else if (key_is(k, len, "horizon")) {
             return DECLINE; /* failure probability within a horizon: the Python path reads it */
+        } else if (key_is(k, len, "life")) {
+            return DECLINE; /* a life summary: the Python path reads and updates it */
         } else {
             TRY(skip(s, 2));
         }

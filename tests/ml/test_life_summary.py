@@ -1,0 +1,196 @@
+"""Life summaries (issue 15): the whole life of an asset in a few hundred bytes that the caller sends back
+with its next readings. Exact against the batch features, refused clearly when malformed, ignored with a
+warning when another model made it, and served end to end (answer, updated summary, interval)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import train_subprocess
+from training_src import features as F
+from training_src import inference as I
+from training_src.dataio import read_table, resolve_file
+from training_src.predmaint_serving import codec
+from training_src.profiles import load_profile
+
+
+@pytest.fixture(scope="module")
+def fd002(data_dir):
+    """Forty FD002 engines (six operating conditions) and a spec fitted on them."""
+    p = load_profile("cmapss", "FD002")
+    df = F.validate_readings(read_table(resolve_file(data_dir, p.file("train")), p), p)
+    df = df[df["unit"] <= 40].reset_index(drop=True)
+    return p, df, F.fit_spec(df, p)
+
+
+def _cols(df, a: int, b: int) -> dict[str, np.ndarray]:
+    return {c: df[c].to_numpy()[a:b] for c in df.columns}
+
+
+def test_a_streamed_summary_gives_the_batch_life_features_bit_for_bit(fd002):
+    """The caller starts a summary, stores the JSON it gets back and sends it with each later window
+    (windows overlap, so some readings arrive twice): at every step the life features equal the batch
+    features of the whole history so far, bit for bit, and each reading is counted once."""
+    _, df, spec = fd002
+    assert spec.life_stats == ["mean", "slope"] and spec.n_regimes == 6
+    names = F.life_names(spec)
+    assert spec.feature_names[-len(names):] == names and "hi_slope_life" in names
+    batch = F.transform(df, spec).to_numpy()
+    ids = df["unit"].to_numpy()
+    bounds = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
+    checked = 0
+    for a, b in itertools.pairwise(bounds[:9]):
+        doc = {}
+        end = a
+        while end < b:  # windows of up to 30 readings, advancing 17 at a time (13 sent twice)
+            new_end = min(b, end + 17)
+            lo = max(a, new_end - 30)
+            X, states = F.transform_last_life(_cols(df, lo, new_end), np.array([0, new_end - lo]), spec,
+                                              [F.parse_life(doc, spec)])
+            np.testing.assert_array_equal(X[0, -len(names):], batch[new_end - 1, -len(names):])
+            doc = json.loads(json.dumps(F.life_document(states[0], spec)))  # what the caller stores
+            assert doc["count"] == new_end - a and doc["first"] == df["cycle"].iat[a]
+            end = new_end
+            checked += 1
+    assert checked > 50
+    # resending the same window changes nothing
+    X2, again = F.transform_last_life(_cols(df, b - 30, b), np.array([0, 30]), spec, [F.parse_life(doc, spec)])
+    assert F.life_document(again[0], spec) == doc
+    np.testing.assert_array_equal(X2[0, -len(names):], batch[b - 1, -len(names):])
+
+
+def test_without_a_summary_the_life_features_are_missing_and_training_sees_both(fd002):
+    _, df, spec = fd002
+    k = len(F.life_names(spec))
+    X = F.transform(df, spec).to_numpy()
+    bare = F.transform(df, spec, life=False).to_numpy()
+    assert np.isnan(bare[:, -k:]).all() and not np.isnan(X).any()
+    np.testing.assert_array_equal(bare[:, :-k], X[:, :-k])
+    y = np.arange(len(X), dtype=float)
+    X2, y2 = F.with_and_without_life(X, y, spec)
+    np.testing.assert_array_equal(X2, np.vstack([X, bare]))
+    np.testing.assert_array_equal(y2, np.r_[y, y])
+    no_life = F.FeatureSpec(**{**dataclasses.asdict(spec), "life_stats": []})
+    assert F.with_and_without_life(X[:, :-k], y, no_life)[0] is not None
+    assert F.with_and_without_life(X[:, :-k], y, no_life)[0].shape == X[:, :-k].shape  # unchanged
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: "yes", r"^must be an object: \{\} to start a life summary"),
+    (lambda d: {**d, "extra": 1}, r"^extra: unknown key; a life summary has \['count', 'first', 'last', 'model', "),
+    (lambda d: {k: v for k, v in d.items() if k != "tz"}, r"^tz: missing$"),
+    (lambda d: {**d, "model": 7}, r"^model: must be a string$"),
+    (lambda d: {**d, "first": "1"}, r"^first: must be a finite number$"),
+    (lambda d: {**d, "count": 0}, r"^count: must be a whole number >= 1$"),
+    (lambda d: {**d, "count": 2.0}, r"^count: must be a whole number >= 1$"),
+    (lambda d: {**d, "first": d["last"] + 1}, r"^first: after last$"),
+    (lambda d: {**d, "t": None}, r"^t: must be a finite number$"),
+    (lambda d: {**d, "z": d["z"][:-1]}, r"^z: must be a list of \d+ finite numbers$"),
+    (lambda d: {**d, "z": [*d["z"][:-1], True]}, r"^z: must be a list of \d+ finite numbers$"),
+])
+def test_a_malformed_summary_is_refused_naming_the_key(fd002, change, message):
+    _, df, spec = fd002
+    _, states = F.transform_last_life(_cols(df, 0, 40), np.array([0, 40]), spec, [F.NEW_LIFE])
+    good = F.life_document(states[0], spec)
+    assert F.parse_life(good, spec).count == 40
+    with pytest.raises(F.FeatureError, match=message):
+        F.parse_life(change(good), spec)
+
+
+def test_a_summary_of_another_model_reads_as_none(fd002):
+    _, df, spec = fd002
+    _, states = F.transform_last_life(_cols(df, 0, 40), np.array([0, 40]), spec, [F.NEW_LIFE])
+    doc = {**F.life_document(states[0], spec), "model": "0" * 16}
+    assert F.parse_life(doc, spec) is None
+    assert F.parse_life({}, spec) is F.NEW_LIFE
+
+
+# ------------------------------------------------------------------------------------------ served
+@pytest.fixture(scope="module")
+def refit(fd001, tmp_path_factory):
+    """The FD001 final model as the pipeline makes it (refit on train+validation, calibrated)."""
+    model_dir = tmp_path_factory.mktemp("fd001-life") / "model"
+    proc = train_subprocess(fd001["out"], model_dir, "--algorithm", "xgboost", "--num_round", "60",
+                            "--max_depth", "4", "--eta", "0.1", "--fit_on", "train+validation")
+    assert proc.returncode == 0, proc.stderr
+    return I.model_fn(str(model_dir))
+
+
+@pytest.fixture(scope="module")
+def units(data_dir, fd001):
+    p = fd001["profile"]
+    test = read_table(resolve_file(data_dir, p.file("test")), p)
+    return {int(u): g.drop(columns=["unit"]).to_dict("records") for u, g in test.groupby("unit")}
+
+
+def _ask(model, *instances):
+    status, out, _ = I.handle(model, json.dumps({"instances": list(instances)}).encode(), codec.JSON, codec.JSON)
+    return status, json.loads(out)
+
+
+def test_served_whole_history_then_window_plus_summary_equals_the_batch(refit, units, fd001):
+    """Start a summary with all but an engine's last 20 readings, then send its last 30 readings (10 of them
+    sent before) with the summary:
+    the answer is the batch model's on the whole history (life features included), the summary returned
+    counts every reading once, and the interval comes from the life calibration."""
+    model = refit
+    assert model.intervals is not None and model.intervals.life is not None
+    test = fd001["frames"]["test"]
+    X = test[model.spec.feature_names].to_numpy(dtype=np.float32)  # whole histories: life features present
+    with_life = np.clip(model.booster.inplace_predict(X), 0, model.spec.label_cap)
+    X[:, -len(F.life_names(model.spec)):] = np.nan
+    without = np.clip(model.booster.inplace_predict(X), 0, model.spec.label_cap)
+    for u in (3, 31, 81):  # test engines with 100+ readings
+        readings = units[u]
+        assert len(readings) > 90
+        status, first = _ask(model, {"asset_id": u, "readings": readings[:-20], "life": {}})
+        assert status == 200
+        life = first["predictions"][0]["life"]
+        assert life["count"] == len(readings) - 20 and life["model"] == F.life_fingerprint(model.spec)
+        status, doc = _ask(model, {"asset_id": u, "readings": readings[-30:][::-1], "life": life})
+        pred = doc["predictions"][0]
+        assert status == 200 and "warning" not in pred
+        assert pred["rul"] == pytest.approx(with_life[u - 1], abs=1e-3) and pred["life"]["count"] == len(readings)
+        lo, hi = model.intervals.life.interval(np.array([pred["rul"]]))
+        assert (pred["rul_lower"], pred["rul_upper"]) == pytest.approx((lo[0], hi[0]), abs=2e-3)
+        # the same window without a summary: the bounded answer, no life returned
+        status, bare = _ask(model, {"asset_id": u, "readings": readings[-30:]})
+        assert bare["predictions"][0]["rul"] == pytest.approx(without[u - 1], abs=1e-3)
+        assert "life" not in bare["predictions"][0]
+    # mixed: one asset with a summary, one without, in one request
+    status, doc = _ask(model, {"asset_id": "a", "readings": units[3], "life": {}}, {"asset_id": "b", "readings": units[3]})
+    assert [("life" in p) for p in doc["predictions"]] == [True, False]
+    assert doc["predictions"][0]["rul"] == pytest.approx(with_life[2], abs=1e-3)
+    assert doc["predictions"][1]["rul"] == pytest.approx(without[2], abs=1e-3)
+
+
+def test_served_summary_problems(refit, units):
+    model = refit
+    status, doc = _ask(model, {"readings": units[5], "life": "start"})
+    assert status == 400 and doc["error"].startswith("instances[0].life: must be an object")
+    status, doc = _ask(model, {"readings": units[5], "life": {}})
+    bad = {**doc["predictions"][0]["life"], "count": -1}
+    status, doc = _ask(model, {"readings": units[5]}, {"readings": units[5], "life": bad})
+    assert status == 400 and doc == {"error": "instances[1].life.count: must be a whole number >= 1"}
+    other = {**bad, "count": 5, "model": "f" * 16}
+    status, doc = _ask(model, {"readings": units[5][-30:], "life": other})
+    pred = doc["predictions"][0]
+    assert status == 200 and pred["warning"] == codec.LIFE_OTHER_MODEL and "life" not in pred
+    status, doc = _ask(model, {"readings": units[5][-10:], "life": other})  # both warnings
+    assert doc["predictions"][0]["warning"].endswith("; " + codec.LIFE_OTHER_MODEL)
+    assert doc["predictions"][0]["warning"].startswith("10 reading(s) sent")
+
+
+def test_the_compiled_reader_declines_summaries_and_leaves_life_features_missing(refit, units):
+    model = refit
+    if model.reader is None:
+        pytest.skip("no compiler here: the compiled reader is not built")
+    plain = json.dumps({"instances": [{"readings": units[7][-30:]}]}).encode()
+    got = model.reader.read(plain)
+    assert got is not None and np.isnan(got[1][0, -len(F.life_names(model.spec)):]).all()
+    assert model.reader.read(json.dumps({"instances": [{"readings": units[7], "life": {}}]}).encode()) is None
