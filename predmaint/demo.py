@@ -3,7 +3,8 @@
 1. ``cdk synth`` of every stack, offline (the CDK CLI pinned in package.json);
 2. ``predmaint run`` on C-MAPSS FD001: prepare, preprocess, tuning, refit, evaluate, promotion;
 3. ``predmaint serve`` in the background (the SageMaker hosting contract on loopback);
-4. ``predmaint invoke`` for a few real test engines, true RUL beside the prediction;
+4. ``predmaint invoke`` for a few real test engines, true RUL beside the prediction: their last 30
+   readings alone, then their whole histories starting life summaries, then the last 30 with the summaries;
 5. a clean shutdown (SIGTERM, graceful).
 
 Each step is the command a user would type; the demo only strings them together. Environment:
@@ -91,12 +92,21 @@ def main() -> int:
             time.sleep(0.3)
         print(f"{url}/ping -> 200 after {time.time() - t:.1f}s")
 
-        _step("4. predmaint invoke: real FD001 test engines (true RUL from RUL_FD001)")
         units = ["--test-unit", "1", "--test-unit", "20", "--test-unit", "31", "--test-unit", "42",
                  "--test-unit", "81"]
-        inv = subprocess.run(_cli("invoke", "--url", url, *units, home=home), env=env)
-        if inv.returncode != 0:
-            return inv.returncode
+        life = Path(home) / "life.json"
+        life.unlink(missing_ok=True)
+        for title, extra in (
+                ("4a. predmaint invoke --last 30: real FD001 test engines, each sending its last 30 readings "
+                 "(true RUL from RUL_FD001)", ["--last", "30"]),
+                (f"4b. the same engines' whole histories, starting each one's life summary (stored in {life})",
+                 ["--life-file", str(life)]),
+                ("4c. later: the last 30 readings plus the stored summary answer as the whole history does",
+                 ["--last", "30", "--life-file", str(life)])):
+            _step(title)
+            inv = subprocess.run(_cli("invoke", "--url", url, *units, *extra, home=home), env=env)
+            if inv.returncode != 0:
+                return inv.returncode
     finally:
         _step("5. shutdown (SIGTERM)")
         server.send_signal(signal.SIGTERM)
