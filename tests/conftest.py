@@ -101,6 +101,27 @@ def train_subprocess(channels: Path, model_dir: Path, *hp: str) -> subprocess.Co
 
 
 @pytest.fixture(scope="session")
+def fd001_refit(fd001: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The FD001 final model as the pipeline makes it, with few rounds: refit on train+validation, so the
+    artifact carries its interval calibrations."""
+    model_dir = tmp_path_factory.mktemp("fd001-refit") / "model"
+    proc = train_subprocess(fd001["out"], model_dir, "--algorithm", "xgboost", "--num_round", "60",
+                            "--max_depth", "4", "--eta", "0.1", "--fit_on", "train+validation")
+    assert proc.returncode == 0, proc.stderr
+    return model_dir
+
+
+@pytest.fixture(scope="session")
+def fd001_units(data_dir: Path, fd001: dict) -> dict[int, list[dict]]:
+    """FD001's test engines as request readings: unit -> its readings (dicts without the unit), in file order."""
+    from training_src.dataio import read_table, resolve_file
+
+    p = fd001["profile"]
+    test = read_table(resolve_file(data_dir, p.file("test")), p)
+    return {int(u): g.drop(columns=["unit"]).to_dict("records") for u, g in test.groupby("unit")}
+
+
+@pytest.fixture(scope="session")
 def fd001_model(fd001: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
     model_dir = tmp_path_factory.mktemp("fd001-model") / "model"
     proc = train_subprocess(fd001["out"], model_dir, "--algorithm", "xgboost", "--num_round", "60",

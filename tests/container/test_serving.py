@@ -150,6 +150,16 @@ def test_predictions_equal_the_local_server(served: Served, loaded_local, test_u
     assert status == 200 and json.loads(out) == loaded_local(body)
     assert all(0 <= p["failure_probability"] <= 1 and p["rul_lower"] <= p["rul_upper"]
                for p in json.loads(out)["predictions"])
+    # a life summary: started from the whole history, then sent back with the last 30 readings; the
+    # container's stdlib JSON round-trips it exactly, so the answer is the whole history's again
+    body = json.dumps({"instances": [{"asset_id": "s", "readings": test_units[31], "life": {}}]}).encode()
+    status, out = served.post(body)
+    first = json.loads(out)["predictions"][0]
+    assert status == 200 and json.loads(out) == loaded_local(body) and first["life"]["count"] == len(test_units[31])
+    body = json.dumps({"instances": [{"asset_id": "s", "readings": test_units[31][-30:], "life": first["life"]}]})
+    status, out = served.post(body.encode())
+    assert status == 200 and json.loads(out) == loaded_local(body.encode())
+    assert json.loads(out)["predictions"][0] == first
     # explanations: the container passes no custom attributes, the body asks for them
     body = json.dumps({"instances": [{"asset_id": "e", "readings": test_units[7]}], "explain": True}).encode()
     status, out = served.post(body)

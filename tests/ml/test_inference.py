@@ -8,7 +8,6 @@ import pytest
 
 from training_src import features as F
 from training_src import inference as I
-from training_src.dataio import read_table, resolve_file
 from training_src.predmaint_serving import codec, predictors
 
 
@@ -18,10 +17,8 @@ def model(fd001_model):
 
 
 @pytest.fixture(scope="module")
-def units(data_dir, fd001):
-    p = fd001["profile"]
-    test = read_table(resolve_file(data_dir, p.file("test")), p)
-    return {int(u): g.drop(columns=["unit"]).to_dict("records") for u, g in test.groupby("unit")}
+def units(fd001_units):
+    return fd001_units
 
 
 def body(instances, **extra):

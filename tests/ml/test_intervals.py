@@ -147,13 +147,9 @@ def test_horizon_values(value, ok):
 
 # ------------------------------------------------------------------------------- the refit on FD001
 @pytest.fixture(scope="module")
-def calibrated(fd001, tmp_path_factory):
+def calibrated(fd001_refit):
     """The FD001 refit (train+validation) with few rounds: the artifact carries its calibration."""
-    model_dir = tmp_path_factory.mktemp("fd001-calibrated") / "model"
-    proc = train_subprocess(fd001["out"], model_dir, "--algorithm", "xgboost", "--num_round", "60",
-                            "--max_depth", "4", "--eta", "0.1", "--fit_on", "train+validation")
-    assert proc.returncode == 0, proc.stderr
-    return M.load(model_dir)
+    return M.load(fd001_refit)
 
 
 def test_refit_stores_a_calibration_from_held_out_assets(calibrated, fd001):
@@ -189,12 +185,8 @@ def test_true_rul_is_uncapped():
 
 # ------------------------------------------------------------------------------- the endpoint
 @pytest.fixture(scope="module")
-def units(fd001, data_dir):
-    from training_src.dataio import read_table, resolve_file
-
-    p = fd001["profile"]
-    test = read_table(resolve_file(data_dir, p.file("test")), p)
-    return {int(u): g.drop(columns=["unit"]).to_dict("records") for u, g in test.groupby("unit")}
+def units(fd001_units):
+    return fd001_units
 
 
 def ask(model, doc):

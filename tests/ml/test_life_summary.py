@@ -11,7 +11,6 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import train_subprocess
 from training_src import features as F
 from training_src import inference as I
 from training_src.dataio import read_table, resolve_file
@@ -112,20 +111,14 @@ def test_a_summary_of_another_model_reads_as_none(fd002):
 
 # ------------------------------------------------------------------------------------------ served
 @pytest.fixture(scope="module")
-def refit(fd001, tmp_path_factory):
+def refit(fd001_refit):
     """The FD001 final model as the pipeline makes it (refit on train+validation, calibrated)."""
-    model_dir = tmp_path_factory.mktemp("fd001-life") / "model"
-    proc = train_subprocess(fd001["out"], model_dir, "--algorithm", "xgboost", "--num_round", "60",
-                            "--max_depth", "4", "--eta", "0.1", "--fit_on", "train+validation")
-    assert proc.returncode == 0, proc.stderr
-    return I.model_fn(str(model_dir))
+    return I.model_fn(str(fd001_refit))
 
 
 @pytest.fixture(scope="module")
-def units(data_dir, fd001):
-    p = fd001["profile"]
-    test = read_table(resolve_file(data_dir, p.file("test")), p)
-    return {int(u): g.drop(columns=["unit"]).to_dict("records") for u, g in test.groupby("unit")}
+def units(fd001_units):
+    return fd001_units
 
 
 def _ask(model, *instances):
