@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import train_subprocess
 from training_src import candidates, search_space
+from training_src import features as F
 from training_src import inference as I
 from training_src import train as T
 from training_src.candidates import hgb
@@ -101,13 +102,19 @@ def test_hgb_trains_through_train_py_and_serves_through_the_hooks(fd001: dict, t
     meta = json.loads((model_dir / "model_meta.json").read_text())
     assert meta["algorithm"] == "hgb"
     model = I.model_fn(str(model_dir))
-    assert model.booster is None and model.compiled is None and isinstance(model.predictor, hgb.Trees)
+    assert model.booster is None and isinstance(model.predictor, hgb.Trees)
     test = fd001["frames"]["test"]
     X = test[model.spec.feature_names].to_numpy(dtype=np.float32)
     from training_src.predmaint_serving import predictors
 
     p = predictors.predict_matrix(model, X)
     assert p.shape == (len(X),) and p.min() >= 0 and p.max() <= model.spec.label_cap
+    if model.compiled is not None:  # forest.c walks the trees: the NumPy walk's bits, with and without life features
+        assert isinstance(model.compiled, predictors.CompiledTrees)
+        bare = X.copy()
+        bare[:, -len(F.life_names(model.spec)):] = np.nan
+        for rows in (X, bare, X[:1]):
+            assert np.array_equal(model.compiled.predict(rows), model.predictor.predict(rows))
     top = predictors.explain(model, X[:2])
     assert len(top) == 2 and len(top[0]) == predictors.TOP_CONTRIBUTIONS
 

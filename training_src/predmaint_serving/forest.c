@@ -70,3 +70,34 @@ void predmaint_forest_predict(const float *X, int64_t n_rows, int64_t n_features
             out[r0 + r] = logistic ? 1.0f / (1.0f + expf(-acc[r])) : acc[r]; /* float32, as xgboost */
     }
 }
+
+/* scikit-learn's histogram gradient boosting (the ``hgb`` candidate's exported trees, candidates/hgb.py):
+ * explicit right children, float64 thresholds and leaves. Same arithmetic as that module's NumPy walk
+ * (``Trees.margin``) and scikit-learn's raw-data predictor: go left when float64(x) <= threshold, a
+ * missing value goes to its node's learned side, and the leaves are added to the baseline in float64,
+ * tree by tree. The margin only: the caller applies the logistic link in NumPy, as the NumPy walk does. */
+typedef struct {
+    int32_t left, right; /* children, -1 on a leaf */
+    uint32_t feature;    /* split feature, DEFAULT_LEFT: missing values go left */
+    uint32_t unused;
+    double value; /* split threshold, or the leaf value */
+} Node64;
+
+void predmaint_hgb_margin(const float *X, int64_t n_rows, int64_t n_features, const Node64 *nodes,
+                          const int32_t *roots, int64_t n_trees, double baseline, double *out)
+{
+    for (int64_t r = 0; r < n_rows; ++r) {
+        const float *x = X + r * n_features;
+        double acc = baseline;
+        for (int64_t t = 0; t < n_trees; ++t) {
+            const Node64 *nd = nodes + roots[t];
+            while (nd->left >= 0) {
+                float v = x[nd->feature & ~DEFAULT_LEFT];
+                int left = v != v ? (nd->feature & DEFAULT_LEFT) != 0 : (double)v <= nd->value;
+                nd = nodes + (left ? nd->left : nd->right);
+            }
+            acc += nd->value;
+        }
+        out[r] = acc;
+    }
+}

@@ -31,7 +31,7 @@ class Model:
     threshold: float = 0.5
     getter: Any = None  # operator.itemgetter(*required): the fast request parser (window profiles)
     forest: Any = None  # predictors.NumpyForest: NumPy evaluation of the booster's trees for small requests
-    compiled: Any = None  # predictors.CompiledForest: forest.c via ctypes, every request size
+    compiled: Any = None  # predictors.CompiledForest / CompiledTrees: forest.c via ctypes, every request size
     reader: Any = None  # reader.RequestReader: request.c + features.c via ctypes, body -> features
     intervals: Any = None  # intervals.Calibration (model_meta.json "intervals"): RUL bounds, horizon probability
 
@@ -96,6 +96,8 @@ def load(model_dir: str | os.PathLike) -> Model:
             model.compiled = predictors.CompiledForest.from_booster(model.booster)
         if model.compiled is None:
             model.forest = predictors.NumpyForest.from_booster(model.booster)
+    elif found[0].NAME == "hgb" and os.environ.get("PREDMAINT_COMPILED_FOREST", "1") != "0":
+        model.compiled = predictors.CompiledTrees.from_trees(model.predictor)  # else its NumPy walk serves
     model.threshold = float(meta.get("threshold") or 0.5)
     if meta.get("intervals") is not None and model.is_regression:
         from . import intervals

@@ -3,7 +3,8 @@
 Two libraries, each named by the hash of its sources (so a changed source is never served by an
 old build):
 
-- ``forest``:  ``forest.c``, the compiled tree walker (``predictors.CompiledForest``)
+- ``forest``:  ``forest.c``, the compiled tree walkers (``predictors.CompiledForest`` for xgboost,
+  ``predictors.CompiledTrees`` for the ``hgb`` candidate)
 - ``request``: ``request.c`` (the JSON reader) + ``features.c`` (the feature kernel), the compiled
   request reader (``reader.RequestReader``) and fleet scoring's feature entry
 
@@ -125,6 +126,18 @@ def forest_function() -> Any:
     fn = lib.predmaint_forest_predict
     p, i64 = ctypes.c_void_p, ctypes.c_int64
     fn.argtypes = [p, i64, i64, p, p, i64, ctypes.c_float, ctypes.c_int32, p]
+    fn.restype = None
+    return fn
+
+
+def hgb_function() -> Any:
+    """``predmaint_hgb_margin`` (forest.c, the ``hgb`` candidate's trees) with its signature, or None."""
+    lib = load_library("forest")
+    if lib is None or not hasattr(lib, "predmaint_hgb_margin"):
+        return None
+    fn = lib.predmaint_hgb_margin
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    fn.argtypes = [p, i64, i64, p, p, i64, ctypes.c_double, p]
     fn.restype = None
     return fn
 
