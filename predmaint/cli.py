@@ -548,7 +548,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         return EXIT_OK
     scoring.output_format(Path(args.output))  # an unknown suffix is refused before the model loads
     model_dir, version = _resolve_model_dir(args)
-    result = scoring.score_file(model_dir, Path(args.input), Path(args.output))
+    result = scoring.score_file(model_dir, Path(args.input), Path(args.output), args.whole_histories)
     what = f"model v{version}" if version else f"model {model_dir}"
     print(f"scored {result.assets} assets ({result.readings} readings) with {what}: "
           f"{result.assets_per_second:,.0f} assets/s scoring (read {result.read_seconds:.2f} s, "
@@ -722,6 +722,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="scores file .csv, .jsonl or .parquet (or s3:// prefix with --batch-transform)")
     sp.add_argument("--model", default=None, metavar="VERSION", help="registry model version (default: champion)")
     sp.add_argument("--model-dir", default=None, metavar="PATH", help="an extracted model directory or model.tar.gz")
+    sp.add_argument("--whole-histories", action="store_true",
+                    help="every asset's readings start at its first: a model that reads life summaries gets "
+                         "each asset's (more accurate); without it, each asset's window alone")
     sp.add_argument("--batch-transform", action="store_true", help="start a SageMaker Batch Transform job instead")
     sp.add_argument("--model-name", default=None, help="SageMaker Model name (with --batch-transform)")
     sp.add_argument("--job-name", default=None, help="transform job name (default predmaint-score-<time>)")

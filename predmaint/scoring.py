@@ -171,7 +171,7 @@ def _read_numeric(path: Path, profile: Any, block: int = 4 << 20) -> Any:
 
 
 def score_frame(df: Any, module: Any, model: Any, chunk: int = CHUNK_ASSETS,
-                workers: int | None = None) -> tuple[list[Any], np.ndarray]:
+                workers: int | None = None, whole_histories: bool = False) -> tuple[list[Any], np.ndarray]:
     """Asset ids (first-seen order) and predictions (n_assets,) for every asset of ``df``.
 
     ``df`` holds raw readings with the profile's columns; rows of one asset need not be contiguous
@@ -186,6 +186,10 @@ def score_frame(df: Any, module: Any, model: Any, chunk: int = CHUNK_ASSETS,
     assets (bounded memory) by ``workers`` threads (default: one per core; NumPy and the predictors
     release the GIL), each scoring its contiguous share of the fleet with one prediction call. Every
     asset's features and prediction depend only on its own rows, so the split changes no number.
+
+    ``whole_histories``: every asset's rows start at its first reading, so a model with life-summary
+    features gets them (each asset's summary started from its rows, as ``"life": {}`` does at the
+    endpoint); otherwise they are missing, as for a caller that sends its window alone.
     """
 
     F = module.F
@@ -223,9 +227,13 @@ def score_frame(df: Any, module: Any, model: Any, chunk: int = CHUNK_ASSETS,
     X = np.empty((n_assets, len(spec.feature_names)), dtype=np.float32)
     preds = np.empty(n_assets, dtype=float)
 
+    # life summaries started from each asset's rows (the Python feature path: the compiled one reads none);
+    # an artifact written before life summaries has neither the spec field nor NEW_LIFE
+    life = whole_histories and bool(getattr(spec, "life_stats", None)) and hasattr(F, "NEW_LIFE")
     # the compiled request reader's feature code (request.c, same numbers) when the matrix is clean
     # (an artifact written by an older version may lack it: getattr)
-    fleet = getattr(getattr(model, "reader", None), "features", None) if clean and needed == model.required else None
+    fleet = getattr(getattr(model, "reader", None), "features", None) \
+        if clean and needed == model.required and not life else None
     if fleet is not None:
         values = np.ascontiguousarray(values)  # once, not per chunk
 
@@ -239,7 +247,7 @@ def score_frame(df: Any, module: Any, model: Any, chunk: int = CHUNK_ASSETS,
                 continue
             part = F.ColumnMatrix(cols.matrix[lo:hi], needed) if isinstance(cols, F.ColumnMatrix) \
                 else {c: v[lo:hi] for c, v in cols.items()}
-            X[a:b] = F.transform_last(part, bounds[a:b + 1] - lo, spec)
+            X[a:b] = F.transform_last(part, bounds[a:b + 1] - lo, spec, [F.NEW_LIFE] * (b - a) if life else None)
         if last > first:
             preds[first:last] = module.predict_matrix(model, X[first:last])
 
@@ -358,14 +366,15 @@ def write_scores(path: Path, ids: list[Any], preds: np.ndarray, model: Any) -> N
         tmp.unlink(missing_ok=True)
 
 
-def score_file(model_dir: Path, input_path: Path, output_path: Path) -> ScoreResult:
-    """Score every asset of ``input_path`` with the artifact in ``model_dir``; write ``output_path``."""
+def score_file(model_dir: Path, input_path: Path, output_path: Path, whole_histories: bool = False) -> ScoreResult:
+    """Score every asset of ``input_path`` with the artifact in ``model_dir``; write ``output_path``.
+    ``whole_histories``: see ``score_frame``."""
     output_format(output_path)  # before any work
     module, model = load_model(model_dir)
     t0 = time.perf_counter()
     df = read_fleet(input_path, model.spec.profile_obj)
     t1 = time.perf_counter()
-    ids, preds = score_frame(df, module, model)
+    ids, preds = score_frame(df, module, model, whole_histories=whole_histories)
     t2 = time.perf_counter()
     write_scores(output_path, ids, preds, model)
     t3 = time.perf_counter()
@@ -373,17 +382,19 @@ def score_file(model_dir: Path, input_path: Path, output_path: Path) -> ScoreRes
 
 
 # ---------------------------------------------------------------------- SageMaker Batch Transform
-def to_request_lines(df: Any, spec: Any, assets_per_line: int = 50) -> list[str]:
+def to_request_lines(df: Any, spec: Any, assets_per_line: int = 50, whole_histories: bool = False) -> list[str]:
     """A fleet as Batch Transform input: JSON request documents, one per line (<= 6 MB each).
 
     Each line is ``{"instances": [{"asset_id": ..., "readings": [...]}, ...]}`` - the endpoint
-    contract - so the container's hooks answer it like a real-time request.
+    contract - so the container's hooks answer it like a real-time request; with ``whole_histories``
+    each instance also starts its life summary (``"life": {}``).
     """
     idc = spec.id_column
     cols = [c for c in df.columns if c != idc]
     lines, batch = [], []
     for asset, g in df.groupby(idc, sort=False):
-        batch.append({"asset_id": _plain(asset), "readings": g[cols].to_dict("records")})
+        batch.append({"asset_id": _plain(asset), "readings": g[cols].to_dict("records"),
+                      **({"life": {}} if whole_histories else {})})
         if len(batch) == assets_per_line:
             lines.append(json.dumps({"instances": batch}))
             batch = []

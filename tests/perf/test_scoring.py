@@ -24,12 +24,26 @@ def raw_test(data_dir, fd001_perf):
     return read_table(resolve_file(data_dir, p.file("test")), p, allow_label=False)
 
 
-def _expected(raw, spec, module, model):
+def _expected(raw, spec, module, model, life: bool = False):
     df = F.validate_readings(raw, spec.profile_obj)
     ids = df["unit"].to_numpy()
     last = np.flatnonzero(np.r_[ids[1:] != ids[:-1], True])
-    X = F.transform(df, spec, life=False).to_numpy(dtype=np.float32)[last]
+    X = F.transform(df, spec, life=life).to_numpy(dtype=np.float32)[last]
     return [int(u) for u in ids[last]], module.predict_matrix(model, X)
+
+
+def test_whole_histories_score_with_each_assets_life_summary(loaded, raw_test):
+    """The test files hold whole histories: with --whole-histories each asset's life features are those of
+    its whole history (the batch features), in any row order; without, they are missing."""
+    module, model = loaded
+    assert model.spec.life_stats
+    ids, preds = scoring.score_frame(raw_test.sample(frac=1, random_state=5), module, model, whole_histories=True)
+    want_ids, want = _expected(raw_test, model.spec, module, model, life=True)
+    assert dict(zip(ids, preds, strict=True)) == dict(zip(want_ids, want, strict=True))
+    _, bare = _expected(raw_test, model.spec, module, model)
+    assert not np.array_equal(want, bare)  # the summary changes the answers
+    lines = scoring.to_request_lines(raw_test, model.spec, assets_per_line=40, whole_histories=True)
+    assert all(inst["life"] == {} for line in lines for inst in json.loads(line)["instances"])
 
 
 def test_scores_equal_batch_features_prediction(loaded, raw_test):
@@ -90,6 +104,12 @@ def test_cli_score_raw_and_csv_files(fd001_perf, data_dir, raw_test, tmp_path, c
     lines = [json.loads(x) for x in out2.read_text().splitlines()]
     got = {d["asset_id"]: d["rul"] for d in lines}
     assert got == dict(zip(scores["asset_id"], scores["rul"], strict=True))
+    # --whole-histories: the life summaries of the test engines' whole histories (other scores)
+    out3 = tmp_path / "life.csv"
+    assert cli.main(["--home", str(tmp_path / "home"), "score", "--model-dir", str(fd001_perf["model_dir"]),
+                     "--input", str(src), "--output", str(out3), "--whole-histories"]) == 0
+    life = pd.read_csv(out3)
+    assert list(life["asset_id"]) == list(scores["asset_id"]) and not np.allclose(life["rul"], scores["rul"])
 
 
 def test_cli_score_usage_errors(fd001_perf, tmp_path, capsys):
