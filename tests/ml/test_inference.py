@@ -16,10 +16,6 @@ def model(fd001_model):
     return I.model_fn(str(fd001_model))
 
 
-@pytest.fixture(scope="module")
-def units(fd001_units):
-    return fd001_units
-
 
 def body(instances, **extra):
     return json.dumps({"instances": instances, **extra}).encode()

@@ -184,10 +184,6 @@ def test_true_rul_is_uncapped():
 
 
 # ------------------------------------------------------------------------------- the endpoint
-@pytest.fixture(scope="module")
-def units(fd001_units):
-    return fd001_units
-
 
 def ask(model, doc):
     status, out, _ = handler.handle(model, json.dumps(doc).encode(), "application/json", None)

@@ -116,10 +116,6 @@ def refit(fd001_refit):
     return I.model_fn(str(fd001_refit))
 
 
-@pytest.fixture(scope="module")
-def units(fd001_units):
-    return fd001_units
-
 
 def _ask(model, *instances):
     status, out, _ = I.handle(model, json.dumps({"instances": list(instances)}).encode(), codec.JSON, codec.JSON)

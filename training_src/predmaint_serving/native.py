@@ -118,28 +118,26 @@ def load_library(library: str) -> Any:
     return None
 
 
-def forest_function() -> Any:
-    """``predmaint_forest_predict`` (forest.c) with its signature, or None."""
-    lib = load_library("forest")
-    if lib is None or not hasattr(lib, "predmaint_forest_predict"):
+def _function(library: str, symbol: str, argtypes: list[Any]) -> Any:
+    """``symbol`` of ``library`` typed with ``argtypes`` (returning nothing), or None."""
+    lib = load_library(library)
+    if lib is None or not hasattr(lib, symbol):
         return None
-    fn = lib.predmaint_forest_predict
-    p, i64 = ctypes.c_void_p, ctypes.c_int64
-    fn.argtypes = [p, i64, i64, p, p, i64, ctypes.c_float, ctypes.c_int32, p]
-    fn.restype = None
+    fn = getattr(lib, symbol)
+    fn.argtypes, fn.restype = argtypes, None
     return fn
+
+
+def forest_function() -> Any:
+    """``predmaint_forest_predict`` (forest.c, xgboost trees) with its signature, or None."""
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    return _function("forest", "predmaint_forest_predict", [p, i64, i64, p, p, i64, ctypes.c_float, ctypes.c_int32, p])
 
 
 def hgb_function() -> Any:
     """``predmaint_hgb_margin`` (forest.c, the ``hgb`` candidate's trees) with its signature, or None."""
-    lib = load_library("forest")
-    if lib is None or not hasattr(lib, "predmaint_hgb_margin"):
-        return None
-    fn = lib.predmaint_hgb_margin
     p, i64 = ctypes.c_void_p, ctypes.c_int64
-    fn.argtypes = [p, i64, i64, p, p, i64, ctypes.c_double, p]
-    fn.restype = None
-    return fn
+    return _function("forest", "predmaint_hgb_margin", [p, i64, i64, p, p, i64, ctypes.c_double, p])
 
 
 def bind_request_functions(lib: Any) -> tuple[Any, Any]:
