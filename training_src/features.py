@@ -892,6 +892,7 @@ class LifeState:
 
 
 NEW_LIFE = LifeState(math.nan, -math.inf, 0, {})
+MAX_LIFE_COUNT = 2**53  # readings a summary can count exactly (its count is a float in the formulas)
 LIFE_SCALARS = ("t", "tt")  # sums over time alone: one number, not one per channel
 
 
@@ -932,8 +933,8 @@ def parse_life(doc: Any, spec: FeatureSpec) -> LifeState | None:
         if not _finite(doc[k]):
             raise FeatureError(f"{k}: must be a finite number")
     count = doc["count"]
-    if type(count) is not int or count < 1:
-        raise FeatureError("count: must be a whole number >= 1")
+    if type(count) is not int or not 1 <= count <= MAX_LIFE_COUNT:
+        raise FeatureError(f"count: must be a whole number from 1 to {MAX_LIFE_COUNT}")
     if doc["first"] > doc["last"]:
         raise FeatureError("first: after last")
     width = len(spec.channels)
@@ -958,6 +959,14 @@ def life_document(state: LifeState, spec: FeatureSpec) -> dict[str, Any]:
     for k, v in state.sums.items():
         doc[k] = float(v[0, 0]) if k in LIFE_SCALARS else v[0].tolist()
     return doc
+
+
+def life_overflows(state: LifeState, features: np.ndarray) -> bool:
+    """Whether an updated summary or its features (the life columns of one row) left the float range
+    (float32 for the features, as the models read them): only a summary no endpoint made can do that."""
+    big = float(np.finfo(np.float32).max)
+    return not (all(np.isfinite(v).all() for v in state.sums.values())
+                and np.isfinite(features).all() and (np.abs(features) <= big).all())
 
 
 def _life_block(z: np.ndarray, t: np.ndarray, offsets: np.ndarray, spec: FeatureSpec,

@@ -85,8 +85,9 @@ def test_without_a_summary_the_life_features_are_missing_and_training_sees_both(
     (lambda d: {k: v for k, v in d.items() if k != "tz"}, r"^tz: missing$"),
     (lambda d: {**d, "model": 7}, r"^model: must be a string$"),
     (lambda d: {**d, "first": "1"}, r"^first: must be a finite number$"),
-    (lambda d: {**d, "count": 0}, r"^count: must be a whole number >= 1$"),
-    (lambda d: {**d, "count": 2.0}, r"^count: must be a whole number >= 1$"),
+    (lambda d: {**d, "count": 0}, r"^count: must be a whole number from 1 to 9007199254740992$"),
+    (lambda d: {**d, "count": 2.0}, r"^count: must be a whole number from 1 to 9007199254740992$"),
+    (lambda d: {**d, "count": 10**30}, r"^count: must be a whole number from 1 to 9007199254740992$"),
     (lambda d: {**d, "first": d["last"] + 1}, r"^first: after last$"),
     (lambda d: {**d, "t": None}, r"^t: must be a finite number$"),
     (lambda d: {**d, "z": d["z"][:-1]}, r"^z: must be a list of \d+ finite numbers$"),
@@ -165,7 +166,14 @@ def test_served_summary_problems(refit, units):
     status, doc = _ask(model, {"readings": units[5], "life": {}})
     bad = {**doc["predictions"][0]["life"], "count": -1}
     status, doc = _ask(model, {"readings": units[5]}, {"readings": units[5], "life": bad})
-    assert status == 400 and doc == {"error": "instances[1].life.count: must be a whole number >= 1"}
+    assert status == 400 and doc == {"error": "instances[1].life.count: must be a whole number from 1 to "
+                                              "9007199254740992"}
+    # finite numbers that no endpoint returned can overflow once the new readings are added: a 400, never
+    # a 200 carrying infinities (which JSON cannot hold)
+    forge = {**bad, "count": 5, "first": 1.0, "last": 10.0}  # the readings after cycle 10 are added
+    for forged in ({**forge, "first": -1e308}, {**forge, "z": [1.7e308] * len(bad["z"])}):
+        status, doc = _ask(model, {"readings": units[5][-30:], "life": forged})
+        assert status == 400 and doc["error"].startswith("instances[0].life: its sums overflow"), doc
     other = {**bad, "count": 5, "model": "f" * 16}
     status, doc = _ask(model, {"readings": units[5][-30:], "life": other})
     pred = doc["predictions"][0]

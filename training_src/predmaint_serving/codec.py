@@ -456,7 +456,13 @@ def read_python(body: bytes, model: Any, explain: bool = False) -> Features:
     """The Python path: decode, validate (naming the field of any refusal), features."""
     document = decode(body)
     req = parse_instances(document, model)
-    X, updated = F.transform_last_life(req.columns, req.offsets, model.spec, req.life)
+    with np.errstate(over="ignore", invalid="ignore"):  # a forged summary's overflow is refused below
+        X, updated = F.transform_last_life(req.columns, req.offsets, model.spec, req.life)
+    k = len(F.life_names(model.spec))
+    for i, u in enumerate(updated or []):
+        if u is not None and F.life_overflows(u, X[i, -k:]):
+            raise bad(f"instances[{i}].life: its sums overflow with the readings sent (it is not a summary this "
+                      "endpoint returned); start a new one with {}")
     life = None if updated is None else [None if u is None else F.life_document(u, model.spec) for u in updated]
     return Features(req.asset_ids, X.astype(np.float32), req.explain or explain, horizons(document.doc, model),
                     np.diff(req.offsets), life, req.notes)
