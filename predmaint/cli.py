@@ -347,11 +347,12 @@ def read_life_file(path: Path) -> dict[str, Any]:
     return doc
 
 
-def write_life_file(path: Path, store: dict[str, Any]) -> None:
-    """Write the summaries atomically (a staged file, then ``os.replace``): a failure leaves the old file."""
+def write_atomically(path: Path, text: str) -> None:
+    """``text`` into ``path`` through a staged file and ``os.replace``: a failure leaves the old file (or
+    none) and is a ``UsageError`` naming the path."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(json.dumps(store, indent=1, sort_keys=True), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -396,7 +397,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         raise PipelineError(f"{target}: {exc}{hint}") from None
     if store is not None:
         returned = {str(p.asset_id): p.life for p in response.predictions if p.life is not None}
-        write_life_file(Path(args.life_file), {**store, **returned})
+        write_atomically(Path(args.life_file), json.dumps({**store, **returned}, indent=1, sort_keys=True))
         print(f"life summaries of {len(returned)} asset(s) stored in {args.life_file}", file=sys.stderr)
     if args.json:
         print(json.dumps({"predictions": [p.__dict__ | {"contributions": [c.__dict__ for c in p.contributions]}
@@ -573,13 +574,7 @@ def cmd_profile_init(args: argparse.Namespace) -> int:
     if out is None:
         sys.stdout.write(text)
         return EXIT_OK
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write {out}: {exc.strerror or exc}") from None
+    write_atomically(out, text)
     print(f"wrote {out}; review it, then `predmaint profile check {out} {args.datafile}`", file=sys.stderr)
     return EXIT_OK
 

@@ -814,24 +814,15 @@ def _expanding_last(z: np.ndarray, t: np.ndarray, starts: np.ndarray, ends: np.n
             t0 = np.where(valid, t[safe] - t[starts[part]][:, None], 0.0)[:, :, None]  # (c, L, 1)
             parts.append((part, zc, t0, valid))
     for part, zc, t0, valid in parts:
-        c = lens[part].astype(float)[:, None]
-        sz = _sequential_sum(zc)
-        mean = sz / c
-        for k, stat in enumerate(stats):
-            if stat == "mean":
-                v = mean
-            elif stat == "std":
-                v = np.sqrt(np.maximum(_sequential_sum(zc * zc) / c - mean ** 2, 0.0))
-            elif stat == "min":
-                v = (zc if valid is None else np.where(valid[:, :, None], zc, np.inf)).min(axis=1)
-            elif stat == "max":
-                v = (zc if valid is None else np.where(valid[:, :, None], zc, -np.inf)).max(axis=1)
-            else:  # slope
-                st, stt = _sequential_sum(t0), _sequential_sum(t0 * t0)
-                stz = _sequential_sum(t0 * zc)
-                sxx = stt - st * st / c
-                sxy = stz - st * sz / c
-                v = np.where(sxx > 1e-12, sxy / np.where(sxx > 1e-12, sxx, 1.0), 0.0)
+        sums = {}
+        for key in sum_keys(stats):
+            if key == "min":
+                sums[key] = (zc if valid is None else np.where(valid[:, :, None], zc, np.inf)).min(axis=1)
+            elif key == "max":
+                sums[key] = (zc if valid is None else np.where(valid[:, :, None], zc, -np.inf)).max(axis=1)
+            else:
+                sums[key] = _sequential_sum(_sum_terms(zc, t0, key))
+        for k, v in enumerate(_stats_from_sums(lens[part].astype(float)[:, None], sums, stats)):
             out[k][part] = v
     return out
 
@@ -1043,9 +1034,14 @@ def transform(df: pd.DataFrame, spec: FeatureSpec, life: bool = True) -> pd.Data
             block = np.vstack([np.stack(_expanding(z[a:b], t[a:b], spec.life_stats), axis=2).reshape(b - a, -1)
                                for a, b in itertools.pairwise(bounds)])
         elif spec.life_stats:
-            block = np.full((len(df), len(life_names(spec))), np.nan)
+            block = _missing_life(len(df), spec)
     x = _assemble(spec, df, z, reg, win, t, block)
     return pd.DataFrame(x, columns=spec.feature_names, index=df.index)
+
+
+def _missing_life(n: int, spec: FeatureSpec) -> np.ndarray:
+    """The life features (n, k) of n rows whose callers sent no summary: all missing."""
+    return np.full((n, len(life_names(spec))), np.nan)
 
 
 def with_and_without_life(X: np.ndarray, y: np.ndarray, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -1089,7 +1085,7 @@ def transform_last_life(cols: dict[str, np.ndarray], offsets: np.ndarray, spec: 
     win = _windows_last(z, t, offsets, spec)
     block, updated = None, None
     if spec.life_stats and life is None:  # no summaries (the hot path): the life features are missing
-        block = np.full((len(last), z.shape[1] * len(spec.life_stats)), np.nan)
+        block = _missing_life(len(last), spec)
     elif spec.life_stats:
         block, updated = _life_block(z, t, offsets, spec, life)
     return _assemble(spec, pick, z[last], reg[last], win, t[last], block), updated

@@ -164,14 +164,28 @@ def checked_walker(booster: Any, build: Any) -> Any:
         return None
 
 
-def agrees_with(predict: Any, booster: Any) -> bool:
-    """Self-check of a tree walker against the booster on random rows (both branches of most splits
-    get exercised at this scale, and every 7th row has a missing value)."""
+def check_rows(n_features: int) -> np.ndarray:
+    """The random rows (64, n_features) float32 a tree walker is checked on at load: both branches of
+    most splits get exercised at this scale, and every 7th row has a missing value."""
     rng = np.random.default_rng(0)
-    n_features = booster.num_features()
     X = rng.normal(0.0, 1.5, size=(64, n_features)).astype(np.float32)
     X[:, 0] = rng.uniform(1, 350, size=64)  # time-like first column
     X[::7, 1 % n_features] = np.nan  # the default-direction branches
+    return X
+
+
+def walker_input(X: np.ndarray, n_features: int) -> np.ndarray:
+    """``X`` as the compiled walkers read it: C-ordered float32 (n, n_features); ValueError otherwise."""
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    if X.ndim != 2 or X.shape[1] != n_features:
+        raise ValueError(f"expected (n, {n_features}) features, got {X.shape}")
+    return X
+
+
+def agrees_with(predict: Any, booster: Any) -> bool:
+    """Self-check of a tree walker against the booster on random rows (both branches of most splits
+    get exercised at this scale, and every 7th row has a missing value)."""
+    X = check_rows(booster.num_features())
     want = np.asarray(booster.inplace_predict(X), dtype=np.float64)
     got = np.asarray(predict(X), dtype=np.float64)
     return bool(np.all(np.abs(got - want) <= 1e-5 * np.maximum(1.0, np.abs(want))))
@@ -229,9 +243,7 @@ class CompiledForest:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predictions (n,) float32 for X (n, n_features), like ``booster.inplace_predict``."""
-        X = np.ascontiguousarray(X, dtype=np.float32)
-        if X.ndim != 2 or X.shape[1] != self.n_features:
-            raise ValueError(f"expected (n, {self.n_features}) features, got {X.shape}")
+        X = walker_input(X, self.n_features)
         out = np.empty(len(X), dtype=np.float32)
         self.fn(X.ctypes.data, len(X), self.n_features, *self._static, out.ctypes.data)
         return out
@@ -271,19 +283,14 @@ class CompiledTrees:
             if fn is None:
                 return None
             walker = cls(fn, trees)
-            rng = np.random.default_rng(0)
-            X = rng.normal(0.0, 1.5, size=(64, trees.n_features)).astype(np.float32)
-            X[:, 0] = rng.uniform(1, 350, size=64)  # time-like first column
-            X[::7, 1 % trees.n_features] = np.nan
+            X = check_rows(trees.n_features)
             return walker if np.array_equal(walker.predict(X), trees.predict(X)) else None
         except Exception:  # any surprise: the NumPy walk always works
             return None
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Like ``Trees.predict``: RUL (uncapped) or the positive class's probability, float64."""
-        X = np.ascontiguousarray(X, dtype=np.float32)
-        if X.ndim != 2 or X.shape[1] != self.n_features:
-            raise ValueError(f"expected (n, {self.n_features}) features, got {X.shape}")
+        X = walker_input(X, self.n_features)
         m = np.empty(len(X), dtype=np.float64)
         self.fn(X.ctypes.data, len(X), self.n_features, *self._static, m.ctypes.data)
         return 1.0 / (1.0 + np.exp(-m)) if self.logistic else m
