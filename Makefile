@@ -6,7 +6,8 @@ CHECKOV_VENV := .venv-checkov
 CONTAINER_VENV := .venv-container
 SDK_VENV := .venv-sdk
 BIN := $(VENV)/bin
-export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+# the Node.js that package.json pins (npm ci puts it in node_modules/.bin) runs the CDK CLI and jsii
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PREDMAINT_DATA_DIR ?= $(CURDIR)/data
 

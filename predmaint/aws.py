@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import time
 from typing import Any
 
@@ -83,11 +84,24 @@ def resolve_state_machine(state_machine_arn_or_stack_name: str, cloudformation: 
                              "is it the training stack (e.g. Predmaint-Training)?")
 
 
-def execution_name(profile: str, subset: str | None, now: float | None = None) -> str:
-    """``<profile>-<subset>-<UTC timestamp>``: readable, unique per second, at most 80 characters."""
+#: StartExecution's ``name``: 1-80 characters (botocore's stepfunctions model, tested)
+MAX_NAME_CHARS = 80
+#: random hex digits that end every execution name: two starts in the same second still differ
+NAME_TOKEN_HEX = 6
+
+
+def execution_name(profile: str, subset: str | None, now: float | None = None, token: str | None = None) -> str:
+    """``<profile>-<subset>-<UTC timestamp>-<token>``: readable and unique, at most 80 characters.
+
+    The timestamp (to the second) and ``token`` (``NAME_TOKEN_HEX`` random hex digits unless given) are
+    always kept whole; a long profile name is shortened instead, so names never collide because the
+    part that makes them unique was cut off. Characters Step Functions refuses in names become ``-``.
+    """
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now if now is not None else time.time()))
-    name = "-".join(p for p in (profile, subset, stamp) if p)
-    return re.sub(r"[^A-Za-z0-9_-]", "-", name)[:80]
+    tail = f"{stamp}-{token if token is not None else secrets.token_hex(NAME_TOKEN_HEX // 2)}"
+    head = re.sub(r"[^A-Za-z0-9_-]", "-", "-".join(p for p in (profile, subset) if p))
+    head = head[:MAX_NAME_CHARS - len(tail) - 1].rstrip("-")
+    return f"{head}-{tail}" if head else tail
 
 
 def start_training(state_machine_arn_or_stack_name: str, dataset: str, profile: str | dict[str, Any],

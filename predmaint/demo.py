@@ -47,8 +47,9 @@ def main() -> int:
     home = Path(os.environ.get("PREDMAINT_HOME", REPO / ".predmaint")).resolve()
     data_dir = Path(os.environ.get("PREDMAINT_DATA_DIR", REPO / "data")).resolve()
     trials = os.environ.get("PREDMAINT_DEMO_TRIALS", "20")
-    env = {**os.environ, "PREDMAINT_DATA_DIR": str(data_dir),
-           "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", "CDK_DISABLE_CLI_TELEMETRY": "true"}
+    # the Node.js package.json pins runs the CDK CLI (npm ci puts it in node_modules/.bin)
+    path = os.pathsep.join([str(REPO / "node_modules" / ".bin"), os.environ.get("PATH", "")])
+    env = {**os.environ, "PREDMAINT_DATA_DIR": str(data_dir), "PATH": path, "CDK_DISABLE_CLI_TELEMETRY": "true"}
 
     if not (data_dir / "cmapss").is_dir():
         t = _step(f"0. datasets missing in {data_dir}: predmaint data")

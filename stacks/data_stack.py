@@ -6,6 +6,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from stacks.config import AppConfig
@@ -22,6 +23,10 @@ KEY_ADMIN_ACTIONS = sorted([
     "kms:RevokeGrant", "kms:RotateKeyOnDemand", "kms:ScheduleKeyDeletion", "kms:TagResource",
     "kms:UntagResource", "kms:UpdateAlias", "kms:UpdateKeyDescription",
 ])
+
+
+def key_description(config: AppConfig) -> str:
+    return f"{config.project}: data, artifacts, logs, notifications"
 
 
 class ProjectKey(Construct):
@@ -49,7 +54,7 @@ class ProjectKey(Construct):
                 conditions={"StringEquals": {"aws:SourceAccount": stack.account}}),
         ])
         self.cfn_key = kms.CfnKey(
-            self, "Key", description=f"{config.project}: data, artifacts, logs, notifications",
+            self, "Key", description=key_description(config),
             enable_key_rotation=True, key_policy=policy, pending_window_in_days=30)
         self.cfn_key.apply_removal_policy(cdk.RemovalPolicy.RETAIN if config.data.retain_data
                                           else cdk.RemovalPolicy.DESTROY)
@@ -109,6 +114,32 @@ class ProjectBuckets(Construct):
             **kms_common)
 
 
+def retained_storage_parameter(config: AppConfig) -> str:
+    """Name of the marker the data stack leaves behind with its retained key and buckets."""
+    return f"/{config.project}/retained-storage"
+
+
+class RetainedStorageMarker(Construct):
+    """With ``retain_data`` (the default), ``cdk destroy`` keeps the key and the three buckets, whose
+    names are fixed; deploying the data stack again would then fail half-way on the first bucket
+    ("already exists") and leave one more orphaned key. This fixed-name SSM parameter is retained
+    with them and is the stack's first resource (everything else depends on it), so that deploy
+    fails at once, before anything is created, on ``/<project>/retained-storage already exists``;
+    its value names what is kept and docs/aws.md says what to do."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig) -> None:
+        super().__init__(scope, construct_id)
+        account = cdk.Stack.of(self).account
+        # (not the key's ARN: the key is created after this parameter)
+        value = cdk.Stack.of(self).to_json_string({
+            "key": f"the KMS key described {key_description(config)!r}", "buckets": [config.bucket_name(kind, account) for kind in ("data", "artifacts", "logs")],
+            "redeploy": "delete these (docs/aws.md, Tear down) or deploy under another predmaint.project"})
+        self.parameter = ssm.CfnParameter(
+            self, "Parameter", name=retained_storage_parameter(config), type="String", value=value,
+            description="retained by cdk destroy with the project's key and buckets: see docs/aws.md")
+        self.parameter.apply_removal_policy(cdk.RemovalPolicy.RETAIN)
+
+
 class DataStack(cdk.Stack):
     """Encrypted, versioned storage for raw data, processed data, model artifacts and data capture."""
 
@@ -117,6 +148,12 @@ class DataStack(cdk.Stack):
         self.encryption = ProjectKey(self, "Encryption", config=config)
         self.key = self.encryption.key
         self.buckets = ProjectBuckets(self, "Buckets", config=config, key=self.key)
+        self.marker = None
+        if config.data.retain_data:
+            self.marker = RetainedStorageMarker(self, "RetainedStorage", config=config)
+            # created first, so a redeploy over retained storage stops before creating anything
+            for child in (self.encryption.cfn_key, self.buckets):
+                child.node.add_dependency(self.marker.parameter)
         cdk.CfnOutput(self, "DataBucketName", value=self.buckets.data.bucket_name,
                       description="Upload raw data to s3://<this>/raw/<dataset>/")
         cdk.CfnOutput(self, "ArtifactsBucketName", value=self.buckets.artifacts.bucket_name)

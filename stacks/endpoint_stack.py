@@ -96,15 +96,18 @@ class ChampionEndpoint(Construct):
                     json_content_types=["application/json"])))
         dc = deployment_config(config)
         bg = dc["BlueGreenUpdatePolicy"]
+        routing = bg["TrafficRoutingConfiguration"]
+        canary = routing.get("CanarySize")
         self.endpoint = sagemaker.CfnEndpoint(
             self, "Endpoint", endpoint_name=e.name, endpoint_config_name=self.config.attr_endpoint_config_name,
             retain_all_variant_properties=True,
             deployment_config=sagemaker.CfnEndpoint.DeploymentConfigProperty(
                 blue_green_update_policy=sagemaker.CfnEndpoint.BlueGreenUpdatePolicyProperty(
                     traffic_routing_configuration=sagemaker.CfnEndpoint.TrafficRoutingConfigProperty(
-                        type="CANARY", wait_interval_in_seconds=e.canary_wait_seconds,
-                        canary_size=sagemaker.CfnEndpoint.CapacitySizeProperty(type="CAPACITY_PERCENT",
-                                                                               value=e.canary_percent)),
+                        type=routing["Type"], wait_interval_in_seconds=routing["WaitIntervalInSeconds"],
+                        canary_size=sagemaker.CfnEndpoint.CapacitySizeProperty(type=canary["Type"],
+                                                                               value=canary["Value"])
+                        if canary else None),
                     termination_wait_in_seconds=bg["TerminationWaitInSeconds"],
                     maximum_execution_timeout_in_seconds=bg["MaximumExecutionTimeoutInSeconds"]),
                 auto_rollback_configuration=sagemaker.CfnEndpoint.AutoRollbackConfigProperty(

@@ -31,14 +31,47 @@ def data_capture(config: AppConfig, artifacts: s3.IBucket, key_arn: str) -> dict
             "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]}}
 
 
-def deployment_config(config: AppConfig) -> dict[str, Any]:
-    """Blue/green canary with auto-rollback on the endpoint alarms (API shape)."""
+#: SageMaker's rule for blue/green traffic shifting: a canary step is at most half of the variant's
+#: instances (TrafficRoutingConfig.CanarySize, API reference; "the canary size should be less than or
+#: equal to 50% of the new fleet's capacity", deployment-guardrails-blue-green-canary.html)
+MAX_CANARY_SHARE = 0.5
+
+
+def canary_instances(config: AppConfig) -> int:
+    """Instances of the canary step, or 0 when no canary fits the configured capacity.
+
+    The variant's instance count at update time is whatever autoscaling left it at (UpdateEndpoint keeps
+    it: RetainAllVariantProperties), anywhere in ``min_capacity..max_capacity``. A canary of ``k`` whole
+    instances is valid for every such count ``n`` when ``k <= MAX_CANARY_SHARE * min_capacity``; with
+    ``min_capacity`` 1 no canary is (one instance is all of a one-instance fleet)."""
     e = config.endpoint
+    k = max(1, int(e.canary_percent * e.min_capacity // 100))
+    return k if k <= MAX_CANARY_SHARE * e.min_capacity else 0
+
+
+def deployment_config(config: AppConfig) -> dict[str, Any]:
+    """Blue/green deployment with auto-rollback on the endpoint alarms (API shape), valid for the capacity.
+
+    With ``min_capacity`` >= 2: CANARY, ``canary_instances`` instances (INSTANCE_COUNT, so the size never
+    depends on how SageMaker rounds a percentage of a small fleet), baked ``canary_wait_seconds`` while
+    the alarms watch, then the rest. With one instance: ALL_AT_ONCE -- SageMaker starts a whole green
+    fleet beside the blue one, moves all traffic to it, and bakes ``canary_wait_seconds +
+    termination_wait_seconds`` with the alarms armed before it ends the blue fleet; an alarm in that
+    time rolls every request back to the blue fleet, which is still running.
+    """
+    e = config.endpoint
+    k = canary_instances(config)
+    if k:
+        routing: dict[str, Any] = {"Type": "CANARY", "WaitIntervalInSeconds": e.canary_wait_seconds,
+                                   "CanarySize": {"Type": "INSTANCE_COUNT", "Value": k}}
+        bake = e.termination_wait_seconds
+    else:
+        routing = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0}
+        bake = e.canary_wait_seconds + e.termination_wait_seconds
     return {
         "BlueGreenUpdatePolicy": {
-            "TrafficRoutingConfiguration": {"Type": "CANARY", "WaitIntervalInSeconds": e.canary_wait_seconds,
-                                            "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": e.canary_percent}},
-            "TerminationWaitInSeconds": e.termination_wait_seconds,
+            "TrafficRoutingConfiguration": routing,
+            "TerminationWaitInSeconds": min(bake, 3600),
             "MaximumExecutionTimeoutInSeconds": max(600, 2 * e.canary_wait_seconds + e.termination_wait_seconds + 1800),
         },
         "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in config.alarm_names]},

@@ -43,6 +43,11 @@ def arn(scope: Construct, service: str, resource: str) -> str:
     return f"arn:{stack.partition}:{service}:{stack.region}:{stack.account}:{resource}"
 
 
+def alarm_arns(scope: Construct, config: AppConfig) -> list[str]:
+    """ARNs of the endpoint's two rollback alarms (``config.alarm_names``)."""
+    return [arn(scope, "cloudwatch", f"alarm:{name}") for name in config.alarm_names]
+
+
 def list_bucket(bucket: s3.IBucket, prefixes: list[str]) -> iam.PolicyStatement:
     """s3:ListBucket limited to key prefixes."""
     return iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
@@ -105,6 +110,10 @@ class SageMakerRoles(Construct):
                                 resources=[artifacts.arn_for_objects(f"data-capture/{config.endpoint.name}/*")]),
             use_key(key, SAGEMAKER_KEY_USE),
             *sagemaker_common(self, image_uri, [f"Endpoints/{config.endpoint.name}"]),
+            # auto-rollback: "your IAM execution role" must be able to read the rollback alarms
+            # (deployment-guardrails-configuration.html); which role is meant is not said, so the
+            # model's execution role has it as well as the callers of UpdateEndpoint
+            iam.PolicyStatement(actions=["cloudwatch:DescribeAlarms"], resources=alarm_arns(self, config)),
         ]:
             self.hosting.add_to_policy(st)
         if network is not None:  # VPC mode: SageMaker attaches ENIs in the project's subnets

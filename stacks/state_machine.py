@@ -32,7 +32,7 @@ from stacks.config import AppConfig
 from stacks.functions import PipelineFunction
 from stacks.hosting import data_capture, deployment_config, hosting_environment
 from stacks.retention import retention
-from stacks.roles import SageMakerRoles, arn
+from stacks.roles import SageMakerRoles, alarm_arns, arn
 from training_src import search_space
 
 CODE_DIR = "/opt/ml/processing/input/code"
@@ -225,9 +225,20 @@ class TrainingStateMachine(Construct):
                 "TrainingJobEarlyStoppingType": c.tuning.early_stopping,
             },
             "TrainingJobDefinitions": [self._definition(a) for a in search_space.ALGORITHMS],
-        }, result_selector={"BestTrainingJob.$": "$.BestTrainingJob",
-                            "HyperParameterTuningJobArn.$": "$.HyperParameterTuningJobArn"},
-            result_path="$.results.tuning"))
+        }, result_path="$.results.tuning"))
+        # DescribeHyperParameterTuningJob has no BestTrainingJob when no trial reported the objective,
+        # and a ResultSelector or Parameters path that is missing is States.Runtime, which no Catch
+        # sees: so the whole answer is kept, looked at, then trimmed to what the next states read
+        keep_best = sfn.Pass(self, "KeepBestTrial", result_path="$.results.tuning", parameters={
+            "BestTrainingJob.$": "$.results.tuning.BestTrainingJob",
+            "HyperParameterTuningJobArn.$": "$.results.tuning.HyperParameterTuningJobArn"})
+        no_objective = sfn.Pass(self, "NoObjectiveReported", result_path="$.promotion", parameters={
+            "approved": False, "status": "NotTrained",
+            "reason.$": "States.Format('tuning job {} completed without a best training job: no trial reported "
+                        "the objective metric {}', $.plan.jobs.tuning, $.plan.tuning.objective.metric)"})
+        tuned = (sfn.Choice(self, "ObjectiveReported?")
+                 .when(sfn.Condition.is_present("$.results.tuning.BestTrainingJob"), keep_best)
+                 .otherwise(no_objective))
 
         best = guarded(tasks.LambdaInvoke(
             self, "BestHyperparameters", lambda_function=prepare.function, payload_response_only=True,
@@ -291,6 +302,7 @@ class TrainingStateMachine(Construct):
                 "States.Format('Run {} was not promoted: {}', $.plan.run_id, $.promotion.reason)"),
             result_path=sfn.JsonPath.DISCARD), SNS_TRANSIENT, attempts=3)
         notify_rejected.next(not_promoted)
+        no_objective.next(notify_rejected)
 
         # After the gate passed, any failure to deploy rejects the challenger (it never served), then notifies
         decision = {"run_id.$": "$.plan.run_id", "model_package_arn.$": "$.promotion.model_package_arn"}
@@ -395,8 +407,9 @@ class TrainingStateMachine(Construct):
         chain = merge.next(prepare_task)
         for state in features:
             chain = chain.next(state)
+        chain.next(tune).next(tuned)
         (
-            chain.next(tune).next(best).next(refit)
+            keep_best.next(best).next(refit)
             .next(evaluate).next(promote_task)
             .next(sfn.Choice(self, "Promoted?")
                   .when(sfn.Condition.boolean_equals("$.promotion.approved", True),
@@ -518,6 +531,9 @@ class TrainingStateMachine(Construct):
             (["sagemaker:CreateModel"], [sm(f"model/{p}-*")]),
             (["sagemaker:CreateEndpointConfig"], [sm(f"endpoint-config/{p}-*")]),
             (["sagemaker:UpdateEndpoint"], [sm(f"endpoint/{c.endpoint.name}"), sm(f"endpoint-config/{p}-*")]),
+            # UpdateEndpoint names the rollback alarms: SageMaker reads them as the caller
+            # (deployment-guardrails-configuration.html: DescribeAlarms on the auto-rollback alarms)
+            (["cloudwatch:DescribeAlarms"], alarm_arns(self, c)),
             # .sync integrations create/read these managed EventBridge rules
             (["events:DescribeRule", "events:PutRule", "events:PutTargets"],
              [arn(self, "events", f"rule/StepFunctionsGetEventsForSageMaker{kind}JobsRule")

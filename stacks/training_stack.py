@@ -12,7 +12,6 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
-from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
@@ -83,9 +82,6 @@ class TrainingStack(cdk.Stack):
         self.roles = SageMakerRoles(self, "SageMakerRoles", config=c, data=data_bucket, artifacts=artifacts_bucket,
                                     key=key, image_uri=self.image_uri, source=source, network=network)
         self.notifications = Notifications(self, "Notifications", config=c, key=key)
-        self.registry = sagemaker.CfnModelPackageGroup(
-            self, "ModelPackageGroup", model_package_group_name=c.model_package_group,
-            model_package_group_description=f"{c.project} {c.profile} models (champion = newest Approved)")
 
         self.prepare = PipelineFunction(
             self, "Prepare", name="prepare", config=c, key=key, timeout=cdk.Duration.minutes(10), memory_mb=1024,
@@ -112,21 +108,25 @@ class TrainingStack(cdk.Stack):
                          "CHAMPION_PACKAGE_PARAMETER": c.champion_package_parameter,
                          "MODELS_URI": artifacts_bucket.s3_url_for_object(MODELS_PREFIX)})
         group = c.model_package_group
+        # the group is created by the function on first use, not by this stack (lambda/promote ensure_group)
+        self.promote.grant(["sagemaker:DescribeModelPackageGroup", "sagemaker:CreateModelPackageGroup"],
+                           [arn(self, "sagemaker", f"model-package-group/{group}")])
         self.promote.grant(["sagemaker:ListModelPackages"], ["*"])
         self.promote.grant(["sagemaker:CreateModelPackage"],
                            [arn(self, "sagemaker", f"model-package/{group}/*"),
                             arn(self, "sagemaker", f"model-package-group/{group}")])
         self.promote.grant(["sagemaker:DescribeModelPackage", "sagemaker:UpdateModelPackage"],
                            [arn(self, "sagemaker", f"model-package/{group}/*")])
-        self.promote.grant(["s3:GetObject"], [artifacts_bucket.arn_for_objects("runs/*")])
-        # keeps a model that passed the gate: runs/<id>/model/model.tar.gz -> models/<id>/model.tar.gz
-        # (boto3's managed copy: CopyObject, or multipart UploadPartCopy for a large model)
+        # reads a challenger's report in runs/ and the champion's kept under models/
+        self.promote.grant(["s3:GetObject"], [artifacts_bucket.arn_for_objects("runs/*"),
+                                              artifacts_bucket.arn_for_objects(f"{MODELS_PREFIX}*")])
+        # keeps a model that passed the gate, and its report: runs/<id>/... -> models/<id>/model.tar.gz,
+        # evaluation.json (boto3's managed copy: CopyObject, or multipart UploadPartCopy for a large model)
         self.promote.grant(["s3:PutObject", "s3:AbortMultipartUpload"],
                            [artifacts_bucket.arn_for_objects(f"{MODELS_PREFIX}*")])
         self.promote.grant(["ssm:PutParameter"], [arn(self, "ssm", f"parameter{p}") for p in
                                                   (c.champion_parameter, c.champion_package_parameter)])
         self.promote.grant(["kms:Decrypt", "kms:GenerateDataKey"], [key.key_arn])  # reads and writes SSE-KMS objects
-        self.promote.function.node.add_dependency(self.registry)
 
         self.pipeline = TrainingStateMachine(
             self, "Pipeline", config=c, key=key, data=data_bucket, artifacts=artifacts_bucket, roles=self.roles,

@@ -14,6 +14,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+#: the Node.js package.json pins (``npm ci``): jsii (aws_cdk in the tests) and the CDK CLI run on it,
+#: as under make, also when pytest is started directly
+NODE_BIN = REPO / "node_modules" / ".bin"
+if (NODE_BIN / "node").exists() and str(NODE_BIN) not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = os.pathsep.join([str(NODE_BIN), os.environ.get("PATH", "")])
 
 #: skip reasons of tests that need native code (training_src/*.c built by the C compiler)
 NATIVE_SKIP_REASON = re.compile(r"\bC compiler\b|\bcompil(e|er|ation)\b", re.IGNORECASE)

@@ -13,7 +13,8 @@ Three actions, all idempotent (Step Functions retries Lambdas):
   4. decide with ``training_src/promotion.decide`` (the one copy of the rule): absolute thresholds
      AND strictly better than the champion on the same test set; bad metrics raise ``MetricsError``;
   5. a challenger that passes is copied out of ``runs/`` (which expires) to
-     ``models/<run_id>/model.tar.gz`` (kept while it may serve) and registered
+     ``models/<run_id>/model.tar.gz`` and ``models/<run_id>/evaluation.json`` (kept: the endpoint and
+     the drift check read the model, later runs' gates read the report) and registered
      ``PendingManualApproval``; one that fails is registered ``Rejected``. The evaluation report is
      the package's model-quality statistics, the decision its description and metadata.
 
@@ -220,8 +221,8 @@ def promote(event: dict[str, Any], registry_client: Any,
     """Gate the challenger described by ``event`` and register it; return the outcome.
 
     ``read_report(uri) -> dict`` loads an evaluation report (S3 or a local path);
-    ``copy_model(source_url, target_url)`` keeps a challenger that passed out of the expiring
-    ``runs/`` prefix (used when ``settings.models_uri`` is set and the model is in S3). Returns
+    ``copy_model(source_url, target_url)`` keeps a challenger that passed (model and report) out of the
+    expiring ``runs/`` prefix (used when ``settings.models_uri`` is set and the model is in S3). Returns
     ``{run_id, approved, status, reason, model_package_arn, model_data_url,
     champion_model_package_arn, idempotent_replay, decision?}``: ``approved`` means it passed the
     gate (status ``PendingManualApproval`` until ``confirm``). Raises ``InputError`` for a bad event
@@ -265,12 +266,18 @@ def promote(event: dict[str, Any], registry_client: Any,
 
     decision = promotion.decide(ev["task"], challenger, champion_report, settings.thresholds_for(ev["task"]))
     model_data_url = ev["model_data_url"]
+    report_uri = ev.get("evaluation_report_uri")
     if decision.approved and settings.models_uri and model_data_url.startswith("s3://"):
-        kept = f"{settings.models_uri.rstrip('/')}/{ev['run_id']}/model.tar.gz"
+        # everything a champion is read by later lives where nothing expires it: its model (hosting,
+        # scale-out, the drift check) and its evaluation report (the next runs' gate compares with it)
+        kept_root = f"{settings.models_uri.rstrip('/')}/{ev['run_id']}/"
         if copy_model is None:
-            raise InputError(f"no copier to keep {model_data_url} at {kept}")
-        copy_model(model_data_url, kept)
-        model_data_url = kept
+            raise InputError(f"no copier to keep {model_data_url} under {kept_root}")
+        copy_model(model_data_url, kept_root + "model.tar.gz")
+        model_data_url = kept_root + "model.tar.gz"
+        if report_uri and report_uri.startswith("s3://"):
+            copy_model(report_uri, kept_root + "evaluation.json")
+            report_uri = kept_root + "evaluation.json"
     flat = promotion.flat_metrics(challenger) or {}
     metadata = {
         "run_id": ev["run_id"],
@@ -306,7 +313,6 @@ def promote(event: dict[str, Any], registry_client: Any,
         # the registry rejects empty values and most punctuation: values are cleaned, empty ones left out
         "CustomerMetadataProperties": {k: v for k, v in ((k, metadata_value(v)) for k, v in metadata.items()) if v},
     }
-    report_uri = ev.get("evaluation_report_uri")
     if report_uri:
         request["ModelMetrics"] = {"ModelQuality": {"Statistics": {"ContentType": "application/json",
                                                                     "S3Uri": report_uri}}}
@@ -350,6 +356,29 @@ def reject(event: dict[str, Any], registry_client: Any) -> dict[str, Any]:
     """The deployment rolled back or failed: mark the package ``Rejected`` with the reason."""
     ev = parse_decision_event(event, "reject")
     return _set_status(registry_client, ev, "Rejected", f"run {ev['run_id']}: not deployed: {ev['reason']}")
+
+
+def ensure_group(registry: Any, group: str, description: str) -> bool:
+    """Create the model package group on first use; True if this call created it.
+
+    The group is not a stack resource: CloudFormation cannot delete a group that holds packages (so
+    ``cdk destroy`` of the training stack would fail), and a group kept by a retain policy would make
+    the next deploy fail with "already exists". Created here, it outlives the stacks, and a redeploy
+    finds the registry -- and its champion -- where it was."""
+    from botocore.exceptions import ClientError
+
+    try:
+        registry.describe_model_package_group(ModelPackageGroupName=group)
+        return False
+    except ClientError as exc:
+        if "does not exist" not in str(exc):
+            raise
+    try:
+        registry.create_model_package_group(ModelPackageGroupName=group, ModelPackageGroupDescription=description)
+    except ClientError:  # a concurrent first run created it
+        registry.describe_model_package_group(ModelPackageGroupName=group)
+        return False
+    return True
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
@@ -410,6 +439,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         metrics.add_metric(name="ModelsRolledBack", unit=MetricUnit.Count, value=1)
     else:
         s3 = boto3.client("s3")
+        if ensure_group(sagemaker, settings.model_package_group, f"{settings.model_package_group}: models of the "
+                                                                  "training pipeline (champion = newest Approved)"):
+            logger.info("model package group created", extra={"group": settings.model_package_group})
         outcome = promote(event, sagemaker, _s3_reader(s3), settings, _s3_copier(s3))
         metrics.add_metric(name="ModelsPassed" if outcome["approved"] else "ModelsRejected",
                            unit=MetricUnit.Count, value=1)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
 import pytest
 
+from stacks.config import AppConfig
+from stacks.hosting import deployment_config
 from stacks.images import XGBOOST_CONTAINER_VERSION, xgboost_image_uri
+from tests.infra.conftest import CDK_CONTEXT
+from tests.infra.contracts.shapes import problems
 from training_src import search_space
 from training_src.profiles import load_profile
 
@@ -126,7 +131,7 @@ def test_endpoint_data_capture_kms_canary_and_rollback_alarms(synth):
     assert cfg["Properties"]["ProductionVariants"][0]["VariantName"] == c.endpoint.variant_name
     (endpoint,) = synth.resources("Endpoint", "AWS::SageMaker::Endpoint").values()
     dc = endpoint["Properties"]["DeploymentConfig"]
-    assert dc["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "CANARY"
+    assert dc == deployment_config(c), "the endpoint stack and UpdateEndpoint deploy with one policy"
     alarms = synth.resources("Endpoint", "AWS::CloudWatch::Alarm")
     assert sorted(a["Properties"]["AlarmName"] for a in alarms.values()) == sorted(c.alarm_names)
     assert len(dc["AutoRollbackConfiguration"]["Alarms"]) == 2
@@ -136,11 +141,49 @@ def test_endpoint_data_capture_kms_canary_and_rollback_alarms(synth):
         if v.get("Default") == c.champion_parameter)}, "champion resolved from the SSM parameter"
 
 
+def _canary_steps_are_valid(dc: dict, min_capacity: int, max_capacity: int) -> list[str]:
+    """Why a blue/green policy breaks SageMaker's rule for some instance count the variant may have
+    (TrafficRoutingConfig: a canary is at most 50 % of the variant's instances, a linear step 10-50 %;
+    a percentage of a small fleet is at least one whole instance)."""
+    routing = dc["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
+    problems = []
+    for n in range(min_capacity, max_capacity + 1):
+        for key in ("CanarySize", "LinearStepSize"):
+            size = routing.get(key)
+            if size is None:
+                continue
+            k = size["Value"] if size["Type"] == "INSTANCE_COUNT" else math.ceil(size["Value"] * n / 100)
+            if not 1 <= k <= n / 2:
+                problems.append(f"{routing['Type']} {key} {size} is {k} of {n} instance(s)")
+    return problems
+
+
+@pytest.mark.parametrize(("min_capacity", "max_capacity"), [(1, 4), (2, 4), (3, 8), (10, 20)])
+def test_the_deployment_policy_is_valid_for_every_capacity_autoscaling_allows(min_capacity, max_capacity):
+    doc = json.loads(json.dumps(CDK_CONTEXT["predmaint"]))
+    doc["endpoint"].update(min_capacity=min_capacity, max_capacity=max_capacity,
+                           initial_instance_count=min_capacity)
+    c = AppConfig.from_dict(doc)
+    dc = deployment_config(c)
+    assert _canary_steps_are_valid(dc, min_capacity, max_capacity) == []
+    routing = dc["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
+    # one instance: all at once, baked with the alarms armed before the blue fleet goes
+    assert routing["Type"] == ("ALL_AT_ONCE" if min_capacity == 1 else "CANARY")
+    assert dc["BlueGreenUpdatePolicy"]["TerminationWaitInSeconds"] >= c.endpoint.termination_wait_seconds
+    request = {"EndpointName": "e", "EndpointConfigName": "c", "DeploymentConfig": dc}
+    assert problems("sagemaker", "UpdateEndpoint", request) == []
+    # the checker checks: a 10 % canary of the capacity cannot be one instance out of one
+    old = {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {
+        "Type": "CANARY", "WaitIntervalInSeconds": 300, "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10}}}}
+    assert _canary_steps_are_valid(old, 1, 4) == ["CANARY CanarySize {'Type': 'CAPACITY_PERCENT', 'Value': 10} "
+                                                  "is 1 of 1 instance(s)"]
+
+
 def test_state_machine_state_order(synth):
     from stacks.state_machine import state_order
 
     assert state_order(definition(synth)) == [
-        "ProfileGiven?", "ApplyDatasetDefault", "MergeInput", "Prepare", "Preprocess", "Tune", "BestHyperparameters", "Refit",
+        "ProfileGiven?", "ApplyDatasetDefault", "MergeInput", "Prepare", "Preprocess", "Tune", "ObjectiveReported?", "KeepBestTrial", "BestHyperparameters", "Refit",
         "Evaluate", "Promote", "Promoted?", "CreateModel", "CreateEndpointConfig", "FindEndpoint",
         "UpdateEndpoint", "WaitForDeployment", "DescribeEndpoint", "DeploymentStatus?", "RecordChampion",
         "FirstChampion?", "Deployed"]
@@ -235,7 +278,7 @@ def test_sagemaker_steps_use_sync_integrations(synth):
     assert raw["S3Input"]["S3DataType"] == "ManifestFile"
     update = states["UpdateEndpoint"]["Parameters"]
     assert update["RetainAllVariantProperties"] is True
-    assert update["DeploymentConfig"]["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "CANARY"
+    assert update["DeploymentConfig"] == deployment_config(AppConfig.from_context({"predmaint": CDK_CONTEXT["predmaint"]}))
 
 
 def test_tuning_has_one_definition_per_candidate_with_spot_and_checkpoints(synth):

@@ -17,8 +17,7 @@ from tests.infra.conftest import REPO, normalise
 def test_npx_cdk_synth_runs_offline_and_matches_the_session(synth, tmp_path):
     # no credentials: the app must not need any (no lookups, no fixed account)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and not k.startswith("CDK_")}
-    env.update({"JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", "CDK_DISABLE_CLI_TELEMETRY": "true",
-                "AWS_EC2_METADATA_DISABLED": "true"})
+    env.update({"CDK_DISABLE_CLI_TELEMETRY": "true", "AWS_EC2_METADATA_DISABLED": "true"})
     proc = subprocess.run(["npx", "--no-install", "cdk", "synth", "--no-notices", "-q", "-o", str(tmp_path)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

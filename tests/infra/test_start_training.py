@@ -77,8 +77,23 @@ def test_clear_errors(aws):
 
 
 def test_execution_names_are_valid():
-    name = execution_name("cmapss", "FD001", now=0)
-    assert name == "cmapss-FD001-19700101T000000Z" and len(execution_name("x" * 100, None)) <= 80
+    name = execution_name("cmapss", "FD001", now=0, token="0a1b2c")
+    assert name == "cmapss-FD001-19700101T000000Z-0a1b2c"
+    assert len(execution_name("x" * 100, None)) <= 80
+
+
+def test_execution_names_stay_unique_with_a_long_profile_name():
+    """A long profile name must never cost the part that makes names unique: starts one second apart,
+    and two starts in the same second, get different names, each one StartExecution accepts."""
+    from tests.infra.contracts.shapes import problems
+
+    profile = "turbofan-fleet-" + "a" * 90
+    names = [execution_name(profile, "FD004", now=1_798_000_000 + s) for s in (0, 0, 1, 60)]
+    assert len(set(names)) == 4, names
+    for name in names:
+        assert len(name) <= 80 and name.startswith("turbofan-fleet-a")
+        assert problems("stepfunctions", "StartExecution", {"stateMachineArn": "arn:aws:states:eu-west-1:"
+                        "123456789012:stateMachine:predmaint-training", "name": name}) == []
 
 
 def test_a_profile_document_travels_inline(aws):

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 from stacks import assets
 from stacks.images import XGBOOST_CONTAINER_VERSION, ecr_repository_arn, xgboost_image_uri, xgboost_version
@@ -18,6 +19,25 @@ def test_local_xgboost_and_container_versions_are_pinned_together():
     local = pins["xgboost-cpu"]
     assert ".".join(local.split(".")[:2]) == xgboost_version(), (
         f"requirements.txt pins xgboost-cpu=={local} but the SageMaker container is {XGBOOST_CONTAINER_VERSION}")
+
+
+def test_the_cdk_runs_on_the_pinned_supported_node():
+    """The CDK CLI and jsii run on the Node.js package.json pins (node_modules/.bin first on PATH, as the
+    Makefile and tests/conftest.py put it), a release the CDK supports; nothing silences its
+    end-of-life warning."""
+    import json
+    import shutil
+
+    pinned = json.loads((REPO / "package.json").read_text())["devDependencies"]["node"]
+    assert int(pinned.split(".")[0]) in (22, 24), f"package.json pins node {pinned}: the CDK supports 22 and 24"
+    node = shutil.which("node")
+    assert node and Path(node).parent == REPO / "node_modules" / ".bin", f"jsii would run {node}"
+    assert subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip() == f"v{pinned}"
+    assert json.loads((REPO / "package.json").read_text())["engines"]["node"] == f">={pinned.split('.')[0]}"
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.split()
+    silenced = [f for f in tracked if Path(REPO / f).is_file() and f != Path(__file__).relative_to(REPO).as_posix()
+                and "JSII_SILENCE_WARNING_END_OF_LIFE" in Path(REPO / f).read_text(errors="replace")]
+    assert silenced == []
 
 
 def test_image_uri_resolves_offline_per_region():

@@ -55,8 +55,7 @@ def lambda_run(synth: Any, resolver: iam.Resolver, data_dir: Path) -> dict[str, 
             s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         for f in sorted((data_dir / "cmapss").glob("*FD001.txt.gz")):
             s3.upload_file(str(f), data_bucket, f"raw/cmapss/{f.name}")
-        boto3.client("sagemaker", region_name=c.region).create_model_package_group(
-            ModelPackageGroupName=promote_env["MODEL_PACKAGE_GROUP"])
+        # no model package group yet: the promote function creates it on first use
 
         event = {"dataset": c.dataset, "profile": c.profile, "subset": c.subset,
                  "execution": {"name": "exec-1", "start_time": "2026-11-30T12:00:00Z"}}

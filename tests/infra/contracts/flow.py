@@ -141,7 +141,6 @@ class Deployment:
                          handler_name=handler_name, environment=env, memory_mb=int(props.get("MemorySize", 128)))
             functions[f.arn] = f
         topic_id, _ = one(templates[training], "AWS::SNS::Topic")
-        _, group = one(templates[training], "AWS::SageMaker::ModelPackageGroup")
         _, endpoint = one(templates[endpoint_stack], "AWS::SageMaker::Endpoint")
         prepare = next(f for f in functions.values() if "DATA_BUCKET" in f.environment)
         return cls(
@@ -149,7 +148,8 @@ class Deployment:
             state_machine_name=resolver.physical_name(training, sm_id),
             role_arn=resolver.resolve(training, sm["Properties"]["RoleArn"]),
             functions=functions, topic_arn=resolver.ref(training, topic_id),
-            model_package_group=resolver.resolve(training, group["Properties"]["ModelPackageGroupName"]),
+            model_package_group=next(f.environment["MODEL_PACKAGE_GROUP"] for f in functions.values()
+                                     if "MODEL_PACKAGE_GROUP" in f.environment),
             data_bucket=prepare.environment["DATA_BUCKET"], artifacts_bucket=prepare.environment["ARTIFACTS_BUCKET"],
             endpoint_name=resolver.resolve(endpoint_stack, endpoint["Properties"]["EndpointName"]),
             endpoint_config_name=resolver.resolve(endpoint_stack, endpoint["Properties"]["EndpointConfigName"]),
@@ -205,7 +205,7 @@ class SageMakerStandIn:
         self.endpoint: dict[str, Any] | None = None
         self.evaluation: dict[str, Any] | None = None
         self.best_algorithm = "xgboost"
-        self.objective = 14.5
+        self.objective: float | None = 14.5  # None: no trial reported the objective (no BestTrainingJob)
         self.fail_job: dict[str, str] = {}
         self.faults: dict[str, list[Exception | None]] = {}
         self.rollout: list[tuple[str, str]] = [("Updating", "old"), ("InService", "new")]
@@ -341,7 +341,10 @@ class SageMakerStandIn:
         missing = self._missing_inputs([(c["DataSource"]["S3DataSource"]["S3Uri"],
                                          c["DataSource"]["S3DataSource"]["S3DataType"])
                                         for d in definitions for c in d.get("InputDataConfig", [])])
-        if self._finish("CreateHyperParameterTuningJob", out, "HyperParameterTuningJobStatus", missing):
+        if self.objective is None:  # every trial ran, none printed the objective: the job still Completes
+            out["ObjectiveStatusCounters"] = {"Succeeded": 0, "Pending": 0, "Failed": limit}
+        if self._finish("CreateHyperParameterTuningJob", out, "HyperParameterTuningJobStatus", missing) \
+                and self.objective is not None:
             (best,) = [d for d in definitions if d.get("DefinitionName") == self.best_algorithm]
             objective = best.get("TuningObjective") or \
                 p["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]
@@ -642,7 +645,7 @@ class World:
             self.s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         for path in sorted((data_dir / "cmapss").glob("*FD001.txt*")):  # the raw fleet, as a user uploads it
             self.s3.put_object(Bucket=dep.data_bucket, Key=f"raw/cmapss/{path.name}", Body=path.read_bytes())
-        self.sm.create_model_package_group(ModelPackageGroupName=dep.model_package_group)
+        # no model package group: the promote function creates it on first use (not a stack resource)
         sns = _client(self.region, "sns")
         assert sns.create_topic(Name=dep.topic_arn.rsplit(":", 1)[1])["TopicArn"] == dep.topic_arn
         self.state_machine_arn: str | None = None  # created by the first run, inside interpreter_hooks
@@ -737,7 +740,11 @@ class World:
 
     # ---- what the account holds ----
     def packages(self) -> list[dict[str, Any]]:
-        """The registry's packages of the group, oldest first."""
+        """The registry's packages of the group, oldest first (none before the group exists)."""
+        try:
+            self.sm.describe_model_package_group(ModelPackageGroupName=self.dep.model_package_group)
+        except ClientError:
+            return []
         return self.sm.list_model_packages(ModelPackageGroupName=self.dep.model_package_group, SortBy="CreationTime",
                                            SortOrder="Ascending")["ModelPackageSummaryList"]
 

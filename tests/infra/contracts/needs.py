@@ -27,6 +27,7 @@ from tests.infra.contracts.iam import ACCOUNT, PARTITION, Need
 SFN_SAGEMAKER_DOC = "Step Functions: IAM policies for Amazon SageMaker (sagemaker-iam.html)"
 SAGEMAKER_ROLE_DOC = "SageMaker: execution roles (sagemaker-roles.html)"
 SAR = "Service Authorization Reference"
+ROLLBACK_DOC = "SageMaker: auto-rollback (deployment-guardrails-configuration.html: cloudwatch:DescribeAlarms)"
 KMS_ENCRYPT_DOC = "SageMaker API: OutputDataConfig/DataCaptureConfig KmsKeyId (execution role needs kms:Encrypt)"
 
 #: .sync integration -> (job resource type, actions on the job, EventBridge rule kind)
@@ -223,6 +224,13 @@ def state_machine_needs(n: Needs, definition: dict[str, Any], state_input: dict[
             n.add(sm, label, ["kms:DescribeKey"], [key], source="SageMaker API: CreateEndpointConfig KmsKeyId")
             n.add(sm, label, ["kms:CreateGrant"], [key], {"kms:GrantIsForAWSResource": "true"},
                   "SageMaker API: CreateEndpointConfig KmsKeyId")
+            alarms = [n.arn("cloudwatch", f"alarm:{a['AlarmName']}")
+                      for a in p["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]]
+            # the caller, and the model's execution role ("your IAM execution role"): the document
+            # does not say which one SageMaker uses
+            n.add(sm, label, ["cloudwatch:DescribeAlarms"], alarms, source=ROLLBACK_DOC)
+            host, _ = state_input["_hosting"]
+            n.add(host, f"{label}: auto-rollback alarms", ["cloudwatch:DescribeAlarms"], alarms, source=ROLLBACK_DOC)
         else:  # pragma: no cover - a new integration needs its documented IAM here
             raise AssertionError(f"{name}: no IAM model for {resource}")
 
@@ -295,6 +303,8 @@ def call_needs(n: Needs, who: str, call: Any) -> None:
         elif op in ("DescribeModelPackage", "UpdateModelPackage"):
             arn = p.get("ModelPackageName") or p["ModelPackageArn"]
             n.add(who, label, [f"sagemaker:{op}"], [arn])
+        elif op in ("DescribeModelPackageGroup", "CreateModelPackageGroup"):
+            n.add(who, label, [f"sagemaker:{op}"], [n.arn("sagemaker", f"model-package-group/{p['ModelPackageGroupName']}")])
         elif op == "CreateModelPackage":
             group = p["ModelPackageGroupName"]
             n.add(who, label, ["sagemaker:CreateModelPackage"],

@@ -72,7 +72,8 @@ from tests.infra.contracts.shapes import assert_calls_valid
 
 pytestmark = pytest.mark.usefixtures("aws_credentials")
 
-HAPPY_FIRST = ["ProfileGiven?", "ApplyDatasetDefault", "MergeInput", "Prepare", "Preprocess", "Tune", "BestHyperparameters", "Refit",
+HAPPY_FIRST = ["ProfileGiven?", "ApplyDatasetDefault", "MergeInput", "Prepare", "Preprocess", "Tune",
+               "ObjectiveReported?", "KeepBestTrial", "BestHyperparameters", "Refit",
                "Evaluate", "Promote", "Promoted?", "CreateModel", "CreateEndpointConfig", "FindEndpoint",
                "EndpointMissing?", "RecordChampion", "FirstChampion?", "EndpointNotDeployed"]
 TO_DEPLOY = [*HAPPY_FIRST[:HAPPY_FIRST.index("FindEndpoint") + 1], "UpdateEndpoint", "WaitForDeployment",
@@ -276,6 +277,33 @@ def test_better_model_is_deployed_blue_green_and_becomes_the_champion(world, rep
     assert world.sns_messages() == []
 
 
+def test_a_champion_older_than_the_runs_lifecycle_still_gates_and_serves(world, reports, synth):
+    """runs/ expires after predmaint.data.artifact_expiry_days; everything the champion is read by later
+    (its model for hosting, its evaluation report for the next gate) must outlive that."""
+    first = world.seed_champion(reports["first"])
+    world.sagemaker.deploy_endpoint(world.dep.endpoint_name, world.dep.endpoint_config_name)
+    # the lifecycle rule of the synthesized artifacts bucket, applied: everything under its prefix is gone
+    (bucket,) = [r for r in synth.resources("-Data", "AWS::S3::Bucket").values()
+                 if "artifacts" in json.dumps(r["Properties"].get("BucketName"))]
+    expiring = [r["Prefix"] for r in bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+                if r.get("ExpirationInDays") and r.get("Prefix")]
+    assert "runs/" in expiring
+    for prefix in expiring:
+        for item in world.s3.list_object_versions(Bucket=world.dep.artifacts_bucket, Prefix=prefix).get("Versions", []):
+            world.s3.delete_object(Bucket=world.dep.artifacts_bucket, Key=item["Key"], VersionId=item["VersionId"])
+    package = world.sm.describe_model_package(ModelPackageName=world.packages()[0]["ModelPackageArn"])
+    assert package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"] == \
+        f"s3://{world.dep.artifacts_bucket}/models/{first['run_id']}/evaluation.json"
+    world.sagemaker.evaluation = reports["better"]
+    run = world.run()
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert run.states[-1] == "Deployed"
+    valid(world)
+    (promotion,) = [st["promotion"] for st in run.outputs("Promote")]
+    assert promotion["decision"]["champion_value"] == reports["first"]["regression_metrics"]["rmse"]["value"]
+    assert statuses(world) == ["Approved", "Approved"]
+
+
 def failure_of(run: flow.Run) -> tuple[str, str]:
     """The error that failed the run: PipelineFailed raises its own name (a Fail state must not raise a
     reserved States.* one) with ``"<caught error>: <caught cause>"`` as its cause."""
@@ -366,6 +394,25 @@ def test_a_failed_training_job_fails_the_pipeline_without_retrying(world, report
     assert failure_of(run) == ("States.TaskFailed", caught["error"]["Cause"])
 
 
+def test_a_tuning_job_without_a_reported_objective_notifies_and_promotes_nothing(world, reports):
+    """DescribeHyperParameterTuningJob leaves BestTrainingJob out when no trial reported the objective;
+    the run must say so (SNS) and end NotPromoted, not die of a missing path (States.Runtime)."""
+    world.sagemaker.objective = None
+    run, run_id = first_run(world, reports["first"])
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert run.states == [*HAPPY_FIRST[:HAPPY_FIRST.index("ObjectiveReported?") + 1], "NoObjectiveReported",
+                          "NotifyRejected", "NotPromoted"]
+    valid(world)
+    plan = plan_of(run)
+    assert world.sagemaker.operations() == ["CreateProcessingJob", "CreateHyperParameterTuningJob"]
+    (message,) = world.sns_messages()
+    assert message["Subject"] == "predmaint: challenger not promoted"
+    assert message["Message"] == (f"Run {run_id} was not promoted: tuning job {plan['jobs']['tuning']} completed "
+                                  "without a best training job: no trial reported the objective metric "
+                                  f"{plan['tuning']['objective']['metric']}")
+    assert world.packages() == [] and world.parameter(CHAMPION) is None
+
+
 def test_a_throttled_create_model_is_retried_after_the_backoff(world, reports):
     world.sagemaker.faults["CreateModel"] = [throttling("CreateModel")]
     run, _ = first_run(world, reports["first"])
@@ -432,8 +479,8 @@ def test_an_endpoint_busy_with_autoscaling_is_updated_once_it_is_free(world, rep
 # the checker checked: a broken definition breaks these tests
 # --------------------------------------------------------------------------------------------
 
-def _rename_selector(d: dict[str, Any]) -> None:  # Tune's ResultSelector field renamed
-    selector = d["States"]["Tune"]["ResultSelector"]
+def _rename_selector(d: dict[str, Any]) -> None:  # KeepBestTrial's field renamed
+    selector = d["States"]["KeepBestTrial"]["Parameters"]
     selector["BestJob.$"] = selector.pop("BestTrainingJob.$")
 
 
