@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PREDMAINT_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: setup checkov-setup container-setup container-lock sdk-setup demo test lint data synth lock lock-sdk bench load-bench clean
+.PHONY: setup lambda-deps checkov-setup container-setup container-lock sdk-setup demo test lint data synth lock lock-sdk bench load-bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found (Python 3.11 is required)" >&2; exit 2; }
@@ -25,7 +25,20 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(BIN)/.installed node_modules/.installed
+## The Lambda functions' pinned dependencies (Powertools + tracer), for their runtime (stacks/functions.py
+## LAMBDA_PYTHON, x86_64), from the registry; stacks/assets.py ships them in every function's package.
+LAMBDA_PYTHON := 3.13
+LAMBDA_DEPS := build/lambda-deps
+$(LAMBDA_DEPS)/requirements.sha256: lambda/requirements-bundle.txt $(BIN)/.installed
+	rm -rf $(LAMBDA_DEPS).tmp && mkdir -p $(LAMBDA_DEPS).tmp
+	$(BIN)/pip install -q --target $(LAMBDA_DEPS).tmp/site --platform manylinux2014_x86_64 --implementation cp \
+		--python-version $(LAMBDA_PYTHON) --only-binary=:all: --no-compile --no-deps -r lambda/requirements-bundle.txt
+	sha256sum lambda/requirements-bundle.txt | cut -d' ' -f1 > $(LAMBDA_DEPS).tmp/requirements.sha256
+	rm -rf $(LAMBDA_DEPS) && mv $(LAMBDA_DEPS).tmp $(LAMBDA_DEPS)
+
+lambda-deps: $(LAMBDA_DEPS)/requirements.sha256
+
+setup: $(BIN)/.installed node_modules/.installed $(LAMBDA_DEPS)/requirements.sha256
 
 ## checkov (the second IaC scanner in tests/infra/test_checkov.py) pins packages that conflict with the
 ## project's, so it gets its own venv.

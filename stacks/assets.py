@@ -1,7 +1,7 @@
 """Deterministic staging of code assets at synth time.
 
 There is ONE copy of the shared code (``training_src/``). At synth time it is copied next to each
-Lambda handler (the Lambda runtime sees a flat directory, so handlers import
+Lambda handler, with the functions' pinned dependencies (``lambda_dependency_files``), (the Lambda runtime sees a flat directory, so handlers import
 ``try: from training_src import promotion / except ImportError: import promotion``) and packed
 into the ``sourcedir.tar.gz`` that SageMaker's script mode downloads. Staging directories are
 content-addressed (``build/<kind>/<sha256 of the content>``) and created atomically, so parallel
@@ -87,9 +87,43 @@ def lambda_bundle_files(name: str) -> dict[str, bytes]:
     return files
 
 
+#: the functions' pinned dependencies (Powertools with its tracer extra), installed for their runtime by
+#: ``make lambda-deps`` into ``LAMBDA_DEPS / "site"``; ``LAMBDA_DEPS / "requirements.sha256"`` says from
+#: which lambda/requirements-bundle.txt
+LAMBDA_DEPS_REQUIREMENTS = LAMBDA_SRC / "requirements-bundle.txt"
+LAMBDA_DEPS = BUILD_DIR / "lambda-deps"
+
+
+class MissingDependenciesError(RuntimeError):
+    """The functions' dependency directory is missing or was built from other pins."""
+
+
+def lambda_dependency_files() -> dict[str, bytes]:
+    """``{relative path: bytes}`` of the pinned dependencies every function's package carries.
+
+    Raises ``MissingDependenciesError`` (naming ``make lambda-deps``) when they were not built, or were
+    built from another ``lambda/requirements-bundle.txt`` than the current one."""
+    want = hashlib.sha256(LAMBDA_DEPS_REQUIREMENTS.read_bytes()).hexdigest()
+    stamp = LAMBDA_DEPS / "requirements.sha256"
+    have = stamp.read_text().strip() if stamp.is_file() else None
+    if have != want:
+        why = "not built" if have is None else "built from other pins"
+        raise MissingDependenciesError(f"{LAMBDA_DEPS}: the Lambda functions' dependencies are {why}: "
+                                       "run `make lambda-deps` (lambda/requirements-bundle.txt)")
+    site = LAMBDA_DEPS / "site"
+    out: dict[str, bytes] = {}
+    for path in sorted(site.rglob("*")):
+        rel = path.relative_to(site)
+        if path.is_file() and rel.parts[0] != "bin" and "__pycache__" not in rel.parts \
+                and not path.name.endswith(_SKIP_SUFFIXES):
+            out[rel.as_posix()] = path.read_bytes()
+    return out
+
+
 def stage_lambda(name: str) -> Path:
-    """Stage ``lambda/<name>`` + shared modules into a content-addressed directory; return it."""
-    files = lambda_bundle_files(name)
+    """Stage ``lambda/<name>`` + shared modules + the pinned dependencies into a content-addressed
+    directory; return it."""
+    files = {**lambda_dependency_files(), **lambda_bundle_files(name)}
 
     def write(tmp: Path) -> None:
         for rel, data in files.items():

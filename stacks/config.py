@@ -119,7 +119,6 @@ class PipelineConfig:
 
     timeout_hours: int = 24
     log_retention_days: int = 90
-    powertools_layer_version: int = 27
     max_raw_object_mb: int = 5120
     validation_sample_kb: int = 1024
 
@@ -306,7 +305,6 @@ class AppConfig:
             raise ConfigError(f"predmaint.promotion.{profile.task}: thresholds for the profile's task are required")
         p = self.pipeline
         _check_range("predmaint.pipeline.timeout_hours", p.timeout_hours, 1, 24 * 365)
-        _check_range("predmaint.pipeline.powertools_layer_version", p.powertools_layer_version, 1, 10_000)
         _check_range("predmaint.pipeline.max_raw_object_mb", p.max_raw_object_mb, 1, 5 * 1024 * 1024)
         _check_range("predmaint.pipeline.validation_sample_kb", p.validation_sample_kb, 1, 100 * 1024)
         if p.log_retention_days not in _LOG_RETENTION_DAYS:

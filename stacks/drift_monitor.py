@@ -1,16 +1,22 @@
 """Scheduled drift check of the endpoint's captured traffic, its alarm, and optional retraining.
 
-EventBridge Scheduler -> CreateProcessingJob (a universal target: no Lambda or state machine in
-between): ``training_src/drift.py`` in the XGBoost container, from the same sourcedir.tar.gz as the
-pipeline's jobs, reads the data-capture prefix and the champion model (its ``feature_spec.json`` and
+EventBridge Scheduler -> the ``drift`` Lambda (``lambda/drift/``) -> CreateProcessingJob:
+``training_src/drift.py`` in the XGBoost container, from the same sourcedir.tar.gz as the pipeline's
+jobs, reads the data-capture prefix and the champion model (its ``feature_spec.json`` and
 ``drift_baseline.json``), writes ``drift_result.json`` under ``monitoring/drift/<execution id>/``
 and publishes ``DriftedFeatures`` (number of drifted columns) to ``<project>/Drift``. An alarm on
 that metric notifies the topic; with ``predmaint.drift.retrain_on_drift`` an EventBridge rule on the
 alarm's state change to ALARM starts the training state machine with the same input the scheduled
 retraining sends (``AppConfig.retrain_input``).
 
-The champion's model URL is resolved from its SSM parameter at deploy time, like the endpoint
-stack's: re-deploy this stack after a promotion to check against the new champion's baseline.
+Why a Lambda between the schedule and the job (a universal target could call CreateProcessingJob
+directly): the request has two things only run time knows. The champion changes with every promotion,
+and a universal target's input is fixed when the stack deploys (reading the SSM parameter at deploy
+time also made this stack undeployable before the first run); and the capture prefix is empty until
+the endpoint has served a request, when SageMaker would fail the job. The function reads the
+champion's parameter and lists the prefix at run time, and starts the job only when there is something
+to check; otherwise its answer says why not. Everything else of the request is built here, at synth
+time, as the scheduler's input to the function (``processing_request``).
 """
 
 from __future__ import annotations
@@ -26,12 +32,12 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_ssm as ssm
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks.assets import stage_training_source
 from stacks.config import AppConfig
+from stacks.functions import PipelineFunction
 from stacks.images import ecr_repository_arn, xgboost_image_uri
 from stacks.roles import ECR_PULL, LOG_WRITE, MODELS_PREFIX, S3_READ, S3_WRITE, arn, list_bucket, use_key
 from stacks.state_machine import CODE_DIR, PROCESSING_RUNNER
@@ -40,15 +46,18 @@ METRIC = "DriftedFeatures"
 RESULTS_PREFIX = "monitoring/drift/"
 #: EventBridge Scheduler replaces this in the target input with a per-invocation id (unique job names)
 EXECUTION_ID = "<aws.scheduler.execution-id>"
+#: the model input's S3Uri in the synthesized request: the drift Lambda puts the champion's there at run time
+CHAMPION_AT_RUN_TIME = "s3://champion-resolved-at-run-time/model.tar.gz"
 
 
 def drift_namespace(config: AppConfig) -> str:
     return f"{config.project}/Drift"
 
 
-def processing_request(config: AppConfig, *, role_arn: str, source_uri: str, model_uri: str, capture_uri: str,
-                       results_uri: str, key_arn: str) -> dict:
-    """The CreateProcessingJob request (API shape) the schedule sends."""
+def processing_request(config: AppConfig, *, role_arn: str, source_uri: str, capture_uri: str,
+                       results_uri: str, key_arn: str, model_uri: str = CHAMPION_AT_RUN_TIME) -> dict:
+    """The CreateProcessingJob request (API shape) the drift Lambda sends, the champion's model URL
+    left to it (``model_uri``)."""
     d = config.drift
     args = ["drift.py", "--window-hours", str(d.window_hours), "--psi-threshold", str(d.psi_threshold),
             "--alpha", str(d.alpha), "--metric-namespace", drift_namespace(config),
@@ -106,27 +115,34 @@ class DriftMonitor(Construct):
         ]:
             self.job_role.add_to_policy(st)
 
-        self.scheduler_role = iam.Role(self, "SchedulerRole", assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com"),
-                                       description="EventBridge Scheduler: start the drift check's processing job")
-        self.scheduler_role.add_to_policy(iam.PolicyStatement(
-            actions=["sagemaker:CreateProcessingJob"],
-            resources=[arn(self, "sagemaker", f"processing-job/{c.job_prefix}-drift-*")]))
-        self.scheduler_role.add_to_policy(iam.PolicyStatement(
-            actions=["iam:PassRole"], resources=[self.job_role.role_arn],
-            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))
-
-        model_uri = ssm.StringParameter.value_for_string_parameter(self, c.champion_parameter)
         request = processing_request(
-            c, role_arn=self.job_role.role_arn, source_uri=source.s3_object_url, model_uri=model_uri,
+            c, role_arn=self.job_role.role_arn, source_uri=source.s3_object_url,
             capture_uri=artifacts.s3_url_for_object(capture_prefix),
             results_uri=artifacts.s3_url_for_object(f"{RESULTS_PREFIX}{EXECUTION_ID}"), key_arn=key.key_arn)
+        self.starter = PipelineFunction(
+            self, "Starter", name="drift", config=c, key=key, timeout=cdk.Duration.minutes(1),
+            description="start the drift check against the current champion, if there is traffic to check",
+            environment={"CHAMPION_PARAMETER": c.champion_parameter})
+        self.starter.grant(["ssm:GetParameter"], [arn(self, "ssm", f"parameter{c.champion_parameter}")])
+        self.starter.role.add_to_policy(iam.PolicyStatement(
+            actions=["s3:ListBucket"], resources=[artifacts.bucket_arn],
+            conditions={"StringEquals": {"s3:prefix": [capture_prefix]}}))
+        self.starter.grant(["sagemaker:CreateProcessingJob"],
+                           [arn(self, "sagemaker", f"processing-job/{c.job_prefix}-drift-*")])
+        self.starter.grant(["iam:PassRole"], [self.job_role.role_arn],
+                           conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}})
+
+        self.scheduler_role = iam.Role(self, "SchedulerRole", assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com"),
+                                       description="EventBridge Scheduler: invoke the drift check's starter")
+        self.scheduler_role.add_to_policy(iam.PolicyStatement(
+            actions=["lambda:InvokeFunction"], resources=[self.starter.function.function_arn]))
         self.schedule = scheduler.CfnSchedule(
             self, "Schedule", description="drift check of the endpoint's captured traffic",
             schedule_expression=d.schedule, state="ENABLED",
             flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
             target=scheduler.CfnSchedule.TargetProperty(
-                arn=f"arn:{cdk.Aws.PARTITION}:scheduler:::aws-sdk:sagemaker:createProcessingJob",
-                role_arn=self.scheduler_role.role_arn, input=cdk.Stack.of(self).to_json_string(request),
+                arn=self.starter.function.function_arn, role_arn=self.scheduler_role.role_arn,
+                input=cdk.Stack.of(self).to_json_string({"request": request}),
                 retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(maximum_retry_attempts=2,
                                                                        maximum_event_age_in_seconds=3600)))
 

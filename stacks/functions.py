@@ -18,21 +18,19 @@ from stacks.retention import retention
 if TYPE_CHECKING:
     from stacks.network import NetworkStack
 
-POWERTOOLS_ACCOUNT = "017000801446"  # AWS account that publishes the public Powertools layers
-
-
-def powertools_layer_arn(scope: Construct, version: int) -> str:
-    stack = cdk.Stack.of(scope)
-    return (f"arn:{stack.partition}:lambda:{stack.region}:{POWERTOOLS_ACCOUNT}:layer:"
-            f"AWSLambdaPowertoolsPythonV3-python311-x86_64:{version}")
+#: the functions' Python (Lambda's python3.13 runtime, Amazon Linux 2023); ``make lambda-deps`` builds the
+#: bundled dependencies for this version (Makefile LAMBDA_PYTHON, checked by tests/test_layers.py)
+LAMBDA_PYTHON = "3.13"
+RUNTIME = lambda_.Runtime.PYTHON_3_13
 
 
 class PipelineFunction(Construct):
-    """A Python 3.11 Lambda from ``lambda/<name>/`` staged with the shared training_src modules.
+    """A Python 3.13 Lambda from ``lambda/<name>/`` staged with the shared training_src modules.
 
-    Powertools (Logger, Tracer, Metrics) comes from the public layer; logs go to an encrypted log
-    group with retention; X-Ray active tracing; the role starts empty and callers grant exactly
-    what the function needs.
+    Powertools (Logger, Tracer, Metrics) ships pinned inside the function's package
+    (lambda/requirements-bundle.txt, built by ``make lambda-deps``), not from a layer whose content
+    cannot be checked here; logs go to an encrypted log group with retention; X-Ray active tracing;
+    the role starts empty and callers grant exactly what the function needs.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, name: str, config: AppConfig, key: kms.IKey,
@@ -52,14 +50,12 @@ class PipelineFunction(Construct):
             for st in network.eni_statements(self, lambda_=True):
                 self.role.add_to_policy(st)
             in_vpc = {"vpc": network.vpc, "vpc_subnets": network.subnets, "security_groups": [network.jobs_sg]}
-        layer = lambda_.LayerVersion.from_layer_version_arn(
-            self, "Powertools", powertools_layer_arn(self, config.pipeline.powertools_layer_version))
         self.function = lambda_.Function(
             self, "Function", function_name=f"{config.project}-{name}", description=description,
-            runtime=lambda_.Runtime.PYTHON_3_11, architecture=lambda_.Architecture.X86_64,
+            runtime=RUNTIME, architecture=lambda_.Architecture.X86_64,
             handler="handler.handler",
             code=lambda_.Code.from_asset(str(stage_lambda(name)), exclude=["__pycache__", "*.pyc"]),
-            role=self.role, log_group=self.log_group, layers=[layer], timeout=timeout, memory_size=memory_mb,
+            role=self.role, log_group=self.log_group, timeout=timeout, memory_size=memory_mb,
             tracing=lambda_.Tracing.ACTIVE, environment_encryption=key, **in_vpc,
             environment={
                 "POWERTOOLS_SERVICE_NAME": name,

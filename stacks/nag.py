@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from stacks.training_stack import TrainingStack
 
 IAM5 = "AwsSolutions::AwsSolutions-IAM5[Resource::{}]"
+LAMBDA_RUNTIME_REASON = ("pinned to python3.13 (supported, Amazon Linux 2023): the runtime its bundled "
+                         "dependencies are built for (make lambda-deps)")
 
 
 def ack(scope: IConstruct, finding: str, reason: str) -> None:
@@ -97,8 +99,7 @@ def acknowledged_findings(config: AppConfig, training: TrainingStack) -> list[tu
         logical = cdk.Stack.of(fn).get_logical_id(fn.function.node.default_child)
         out.append((t.pipeline.role, IAM5.format(f"<{logical}.Arn>:*"),
                     "LambdaInvoke grants the function and its versions/aliases (CDK default)"))
-        out.append((fn.function, "AwsSolutions::AwsSolutions-L1",
-                    "pinned to Python 3.11: the project's Python and the Powertools python311 layer"))
+        out.append((fn.function, "AwsSolutions::AwsSolutions-L1", LAMBDA_RUNTIME_REASON))
     return out
 
 
@@ -120,8 +121,11 @@ def drift_findings(config: AppConfig, monitoring: MonitoringStack) -> list[tuple
          "log streams are named after each processing job and host"),
         (d.job_role, IAM5.format("*"), "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource-level "
                                        "permissions (PutMetricData is limited to the drift namespace by condition)"),
-        (d.scheduler_role, IAM5.format(f"arn:{part}:sagemaker:{c.region}:{acct}:processing-job/{c.job_prefix}-drift-*"),
+        (d.starter.role, IAM5.format(f"arn:{part}:sagemaker:{c.region}:{acct}:processing-job/{c.job_prefix}-drift-*"),
          "each check's job is named <job prefix>-drift-<schedule execution id>, known only at run time"),
+        (d.starter.role, IAM5.format("*"), "X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) have no "
+                                           "resource-level permissions"),
+        (d.starter.function, "AwsSolutions::AwsSolutions-L1", LAMBDA_RUNTIME_REASON),
     ]
 
 

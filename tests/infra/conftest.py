@@ -12,8 +12,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
+
+from predmaint.modules import load_module
 
 REPO = Path(__file__).resolve().parents[2]
 CDK_CONTEXT: dict[str, Any] = json.loads((REPO / "cdk.json").read_text())["context"]
@@ -72,3 +75,53 @@ def synth_app(outdir: Path, context: dict[str, Any] | None = None) -> Synth:
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     return synth_app(tmp_path_factory.mktemp("cdk.out"))
+
+
+class _LambdaContext:
+    function_name, memory_limit_in_mb, aws_request_id = "fn", 256, "req-1"
+    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:fn"
+
+
+@pytest.fixture(scope="session")
+def resolver(synth: Any) -> Any:
+    """Every intrinsic of the synthesized templates, resolved in the test account (contracts/iam.py)."""
+    from tests.infra.contracts import iam
+
+    return iam.Resolver(synth.templates, synth.built.config.region)
+
+
+@pytest.fixture(scope="session")
+def drift_run(synth: Any, resolver: Any) -> dict[str, Any]:
+    """The drift schedule fires once after a champion was recorded and the endpoint captured traffic: the
+    deployed starter function (its environment from the template) runs on the schedule's own input in
+    moto, every boto3 call recorded. Returns the event, the answer, the calls and the request sent."""
+    import aws_cdk as cdk
+    import boto3
+    from moto import mock_aws
+
+    from tests.infra.contracts import iam
+    from tests.infra.contracts.iam import function_env
+    from tests.infra.contracts.needs import drift_schedule_event
+    from tests.infra.contracts.shapes import recording_calls
+
+    c, drift = synth.built.config, synth.built.monitoring.drift
+    stack = cdk.Stack.of(drift.schedule)
+    schedule = synth.templates[stack.stack_name]["Resources"][stack.get_logical_id(drift.schedule)]
+    event = drift_schedule_event(schedule, lambda v: resolver.resolve(stack.stack_name, v))
+    env = {**function_env(resolver, synth, drift.starter), "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": c.region, "AWS_REGION": c.region,
+           "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "contract"}
+    starter = load_module(REPO / "lambda/drift/handler.py", "contract_drift_handler")
+    artifacts = c.bucket_name("artifacts", iam.ACCOUNT)
+    champion = f"s3://{artifacts}/models/20261130-120000-f42b/model.tar.gz"
+    with mock.patch.dict(os.environ, env), mock_aws():
+        s3 = boto3.client("s3", region_name=c.region)
+        s3.create_bucket(Bucket=artifacts, CreateBucketConfiguration={"LocationConstraint": c.region})
+        s3.put_object(Bucket=artifacts, Key=f"data-capture/{c.endpoint.name}/{c.endpoint.variant_name}/2026/11/30/"
+                                            "12/00-00-000-0a1b.jsonl", Body=b"{}\n")
+        boto3.client("ssm", region_name=c.region).put_parameter(Name=c.champion_parameter, Value=champion,
+                                                                 Type="String")
+        with recording_calls() as calls:
+            answer = starter.handler(event, _LambdaContext())
+    (sent,) = [call.params for call in calls if call.operation == "CreateProcessingJob"]
+    return {"event": event, "answer": answer, "calls": calls, "request": sent, "champion": champion}

@@ -131,7 +131,8 @@ def test_endpoint_data_capture_kms_canary_and_rollback_alarms(synth):
     assert cfg["Properties"]["ProductionVariants"][0]["VariantName"] == c.endpoint.variant_name
     (endpoint,) = synth.resources("Endpoint", "AWS::SageMaker::Endpoint").values()
     dc = endpoint["Properties"]["DeploymentConfig"]
-    assert dc == deployment_config(c), "the endpoint stack and UpdateEndpoint deploy with one policy"
+    expected = deployment_config(c)
+    assert dc["BlueGreenUpdatePolicy"] == expected["BlueGreenUpdatePolicy"], "one policy for stack and UpdateEndpoint"
     alarms = synth.resources("Endpoint", "AWS::CloudWatch::Alarm")
     assert sorted(a["Properties"]["AlarmName"] for a in alarms.values()) == sorted(c.alarm_names)
     assert len(dc["AutoRollbackConfiguration"]["Alarms"]) == 2
@@ -313,17 +314,21 @@ def test_state_machine_logging_is_encrypted_and_traced(synth):
         assert "KmsKeyId" in group["Properties"] and "RetentionInDays" in group["Properties"]
 
 
-def test_lambdas_use_powertools_layer_and_tracing(synth):
+#: Python runtimes AWS Lambda supports and that have not reached their deprecation date by the end of
+#: 2026 (Lambda runtimes page: python3.11 (Amazon Linux 2) is deprecated on 2026-06-30)
+SUPPORTED_PYTHON_RUNTIMES = ("python3.12", "python3.13", "python3.14")
+
+
+def test_lambdas_run_a_supported_python_with_pinned_powertools_inside_and_tracing(synth):
     c = synth.built.config
-    fns = synth.resources("Training", "AWS::Lambda::Function")
-    assert len(fns) == 2
-    for fn in fns.values():
+    fns = [fn for _, _, fn in synth.all_resources() if fn["Type"] == "AWS::Lambda::Function"]
+    assert len(fns) == 3  # prepare, promote, the drift check's starter
+    for fn in fns:
         p = fn["Properties"]
-        assert p["Runtime"] == "python3.11" and p["TracingConfig"] == {"Mode": "Active"}
+        assert p["Runtime"] in SUPPORTED_PYTHON_RUNTIMES and p["TracingConfig"] == {"Mode": "Active"}
         assert p["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == c.project
-        layer = json.dumps(p["Layers"])
-        assert "017000801446:layer:AWSLambdaPowertoolsPythonV3-python311-x86_64:" \
-               f"{c.pipeline.powertools_layer_version}" in layer
+        # no layer whose content cannot be checked offline: Powertools is in the package (tests/test_layers.py)
+        assert "Layers" not in p
 
 
 def test_image_uri_is_the_pinned_container_for_the_region(synth):

@@ -1,8 +1,9 @@
 """The scheduled drift check (stacks/drift_monitor.py): schedule, request, alarm, retraining rule.
 
-The request the schedule sends is checked against botocore's CreateProcessingJob shape (lengths and
-patterns included) with the scheduler's execution id put in, and its container arguments against
-the parser of the script it runs; the roles are in tests/infra/contracts/test_iam.py's contract.
+The schedule invokes the starter Lambda (lambda/drift/) with the request; the request the starter sends
+(the deployed function run on the schedule's own input, ``drift_run``) is checked against botocore's
+CreateProcessingJob shape (lengths and patterns included) and its container arguments against the parser
+of the script it runs; the roles are in tests/infra/contracts/test_iam.py's contract.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import pytest
 from stacks.config import AppConfig, ConfigError
 from tests.infra.conftest import CDK_CONTEXT, synth_app
 from tests.infra.contracts import iam, shapes
-from tests.infra.contracts.needs import SCHEDULER_EXECUTION_ID, drift_schedule_request
+from stacks.drift_monitor import CHAMPION_AT_RUN_TIME
+from tests.infra.contracts.needs import SCHEDULER_EXECUTION_ID, drift_schedule_event
 from training_src import drift, processing
 
 
@@ -26,34 +28,44 @@ def _schedule(synth: Any) -> tuple[str, dict[str, Any]]:
     return name, res
 
 
-def _request(synth: Any) -> dict[str, Any]:
+def _event(synth: Any) -> dict[str, Any]:
     c = synth.built.config
     stack = cdk.Stack.of(synth.built.monitoring).stack_name
     resolver = iam.Resolver(synth.templates, c.region)
-    model = f"s3://{c.bucket_name('artifacts', iam.ACCOUNT)}/models/20261130-120000-f42b/model.tar.gz"
-    return drift_schedule_request(_schedule(synth)[1], lambda v: resolver.resolve(stack, v), model, c.champion_parameter)
+    return drift_schedule_event(_schedule(synth)[1], lambda v: resolver.resolve(stack, v))
 
 
-def test_schedule_starts_the_drift_job_directly(synth: Any) -> None:
+def test_the_schedule_invokes_the_starter_which_resolves_the_champion_at_run_time(synth: Any) -> None:
     c = synth.built.config
     props = _schedule(synth)[1]["Properties"]
     assert props["ScheduleExpression"] == c.drift.schedule == "rate(1 day)"
     assert props["FlexibleTimeWindow"] == {"Mode": "OFF"} and props["State"] == "ENABLED"
     target = props["Target"]
-    assert target["Arn"]["Fn::Join"][1][-1].endswith(":scheduler:::aws-sdk:sagemaker:createProcessingJob")
+    starter = cdk.Stack.of(synth.built.monitoring).get_logical_id(synth.built.monitoring.drift.starter.function
+                                                                  .node.default_child)
+    assert target["Arn"] == {"Fn::GetAtt": [starter, "Arn"]}
     assert target["RetryPolicy"]["MaximumRetryAttempts"] == 2
+    # nothing in the Monitoring stack is read at deploy time from SSM (it deploys before any champion exists)
+    # (but the CDK bootstrap version, which `cdk bootstrap` writes)
+    assert [p["Default"] for p in synth.template("-Monitoring").get("Parameters", {}).values()
+            if p["Type"].startswith("AWS::SSM::Parameter::")] == ["/cdk-bootstrap/hnb659fds/version"]
+    request = _event(synth)["request"]
+    model = {i["InputName"]: i["S3Input"]["S3Uri"] for i in request["ProcessingInputs"]}["model"]
+    assert model == CHAMPION_AT_RUN_TIME
 
 
-def test_the_request_is_a_valid_create_processing_job(synth: Any) -> None:
+def test_the_request_started_is_a_valid_create_processing_job(synth: Any, drift_run: dict[str, Any]) -> None:
     c = synth.built.config
-    req = _request(synth)
+    req = drift_run["request"]
+    assert drift_run["answer"] == {"status": "started", "processing_job_name": req["ProcessingJobName"],
+                                   "model": drift_run["champion"]}
     assert shapes.problems("sagemaker", "CreateProcessingJob", req) == []
     assert req["ProcessingJobName"] == f"{c.job_prefix}-drift-{SCHEDULER_EXECUTION_ID}"
     inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in req["ProcessingInputs"]}
     artifacts = c.bucket_name("artifacts", iam.ACCOUNT)
     # SageMaker writes capture records under <destination>/<endpoint>/<variant>/yyyy/mm/dd/hh/
     assert inputs["capture"] == f"s3://{artifacts}/data-capture/{c.endpoint.name}/"
-    assert inputs["model"].endswith("/model.tar.gz")
+    assert inputs["model"] == drift_run["champion"]  # the champion of the moment, read when the check runs
     # the runner runs drift.py, and drift.py accepts the arguments the schedule passes
     script, *argv = req["AppSpecification"]["ContainerArguments"]
     assert script == "drift.py" and script in processing.SCRIPTS

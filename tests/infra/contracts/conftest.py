@@ -26,11 +26,6 @@ class Context:
 
 
 @pytest.fixture(scope="session")
-def resolver(synth: Any) -> iam.Resolver:
-    return iam.Resolver(synth.templates, synth.built.config.region)
-
-
-@pytest.fixture(scope="session")
 def lambda_run(synth: Any, resolver: iam.Resolver, data_dir: Path) -> dict[str, Any]:
     """prepare (plan, refit) and promote (promote, confirm, reject) on the real FD001 files in moto.
 
@@ -86,3 +81,4 @@ def lambda_run(synth: Any, resolver: iam.Resolver, data_dir: Path) -> dict[str, 
                 objects[f"s3://{artifacts_bucket}/{item['Key']}"] = json.loads(body)
     return {"event": event, "plan": plan, "best": best, "refit": refit, "model": model, "promotion": promotion,
             "prepare_calls": prepare_calls, "promote_calls": promote_calls, "objects": objects}
+

@@ -305,41 +305,41 @@ def call_needs(n: Needs, who: str, call: Any) -> None:
             n.add(who, label, [f"sagemaker:{op}"], [arn])
         elif op in ("DescribeModelPackageGroup", "CreateModelPackageGroup"):
             n.add(who, label, [f"sagemaker:{op}"], [n.arn("sagemaker", f"model-package-group/{p['ModelPackageGroupName']}")])
+        elif op == "CreateProcessingJob":  # the drift check's starter
+            n.add(who, label, ["sagemaker:CreateProcessingJob"],
+                  [n.arn("sagemaker", f"processing-job/{p['ProcessingJobName'].lower()}")])
+            n.add(who, label, ["iam:PassRole"], [p["RoleArn"]], {"iam:PassedToService": "sagemaker.amazonaws.com"},
+                  "SageMaker: passing the execution role (sagemaker-roles.html)")
         elif op == "CreateModelPackage":
             group = p["ModelPackageGroupName"]
             n.add(who, label, ["sagemaker:CreateModelPackage"],
                   [n.arn("sagemaker", f"model-package-group/{group}"), n.arn("sagemaker", f"model-package/{group}/1")])
         else:  # pragma: no cover
             raise AssertionError(f"no IAM model for {label}")
-    elif s == "ssm" and op == "PutParameter":
-        n.add(who, label, ["ssm:PutParameter"], [n.arn("ssm", "parameter/" + p["Name"].lstrip("/"))])
+    elif s == "ssm" and op in ("PutParameter", "GetParameter"):
+        n.add(who, label, [f"ssm:{op}"], [n.arn("ssm", "parameter/" + p["Name"].lstrip("/"))])
     else:  # pragma: no cover
         raise AssertionError(f"no IAM model for {label}")
 
 
 #: an id EventBridge Scheduler puts in place of <aws.scheduler.execution-id> (scheduler context attributes)
 SCHEDULER_EXECUTION_ID = "d32c5kddcf5bb8c3"
-SCHEDULER_DOC = "EventBridge Scheduler: universal targets (managing-targets-universal.html)"
+SCHEDULER_DOC = "EventBridge Scheduler: templated targets (managing-targets-templated.html)"
 
 
-def drift_schedule_request(schedule: dict[str, Any], resolve: Callable[[Any], Any], model_url: str,
-                           champion_parameter: str) -> dict[str, Any]:
-    """The CreateProcessingJob request the drift schedule sends, as the scheduler sends it: the
-    template's target input resolved, the champion parameter's value and the execution id put in."""
+def drift_schedule_event(schedule: dict[str, Any], resolve: Callable[[Any], Any]) -> dict[str, Any]:
+    """The event the drift schedule hands its target (the starter Lambda), as the scheduler sends it: the
+    template's target input resolved, the execution id put in."""
     text = resolve(schedule["Properties"]["Target"]["Input"])
-    text = text.replace(champion_parameter, model_url).replace("<aws.scheduler.execution-id>", SCHEDULER_EXECUTION_ID)
-    return json.loads(text)
+    return json.loads(text.replace("<aws.scheduler.execution-id>", SCHEDULER_EXECUTION_ID))
 
 
-def drift_check_needs(n: Needs, scheduler: str, job: str, request: dict[str, Any], job_role_arn: str,
-                      ecr_repository: str) -> None:
-    """The scheduler role starting the drift job, and the job's role running it (its inputs,
-    output, container, and the metric drift.py publishes)."""
-    name = request["ProcessingJobName"]
-    n.add(scheduler, "DriftSchedule: CreateProcessingJob", ["sagemaker:CreateProcessingJob"],
-          [n.arn("sagemaker", f"processing-job/{name.lower()}")], source=SCHEDULER_DOC)
-    n.add(scheduler, "DriftSchedule: CreateProcessingJob", ["iam:PassRole"], [job_role_arn],
-          {"iam:PassedToService": "sagemaker.amazonaws.com"}, SCHEDULER_DOC)
+def drift_check_needs(n: Needs, scheduler: str, job: str, schedule: dict[str, Any], request: dict[str, Any],
+                      resolve: Callable[[Any], Any], ecr_repository: str) -> None:
+    """The scheduler role invoking the starter, and the job's role running the check the starter
+    started (``request``: its CreateProcessingJob request): inputs, output, container, the metric."""
+    n.add(scheduler, "DriftSchedule: Lambda Invoke", ["lambda:InvokeFunction"],
+          [resolve(schedule["Properties"]["Target"]["Arn"])], source=SCHEDULER_DOC)
     _processing_job_needs(n, job, "DriftCheck", request, lambda uri: [], ecr_repository)
     args = request["AppSpecification"]["ContainerArguments"]
     namespace = args[args.index("--metric-namespace") + 1]

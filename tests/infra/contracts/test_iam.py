@@ -27,7 +27,6 @@ from tests.infra.contracts.needs import (
     Needs,
     call_needs,
     drift_check_needs,
-    drift_schedule_request,
     state_machine_needs,
 )
 
@@ -37,7 +36,7 @@ TABLE_START, TABLE_END = "<!-- iam-table:start -->", "<!-- iam-table:end -->"
 
 
 @pytest.fixture(scope="module")
-def world(synth: Any, resolver: iam.Resolver, lambda_run: dict[str, Any]) -> dict[str, Any]:
+def world(synth: Any, resolver: iam.Resolver, lambda_run: dict[str, Any], drift_run: dict[str, Any]) -> dict[str, Any]:
     """Resolved policies per principal and every request the principals make."""
     c, t = synth.built.config, synth.built.training
     principals = {"state machine": construct_key(t.pipeline.role), "SageMaker jobs": construct_key(t.roles.jobs),
@@ -87,16 +86,22 @@ def world(synth: Any, resolver: iam.Resolver, lambda_run: dict[str, Any]) -> dic
     state_machine_needs(n, definition, state_input, roles, run["objects"].__getitem__,
                         _ecr_repository(definition))
     drift = synth.built.monitoring.drift  # the scheduled drift check (stacks/drift_monitor.py)
-    principals.update({"drift schedule": construct_key(drift.scheduler_role), "drift job": construct_key(drift.job_role)})
-    names.update({principals["drift schedule"]: "drift schedule", principals["drift job"]: "drift job"})
+    principals.update({"drift schedule": construct_key(drift.scheduler_role), "drift job": construct_key(drift.job_role),
+                       "drift starter Lambda": construct_key(drift.starter.role)})
+    names.update({principals[k]: k for k in ("drift schedule", "drift job", "drift starter Lambda")})
     mon = cdk.Stack.of(drift.schedule).stack_name
-    schedule = cdk.Stack.of(drift.schedule).get_logical_id(drift.schedule)
-    champion = f"s3://{c.bucket_name('artifacts', iam.ACCOUNT)}/models/{plan['run_id']}/model.tar.gz"
-    request = drift_schedule_request(synth.templates[mon]["Resources"][schedule], lambda v: resolver.resolve(mon, v),
-                                     champion, c.champion_parameter)
-    drift_check_needs(n, principals["drift schedule"], principals["drift job"], request,
-                      resolver.get_att(mon, construct_key(drift.job_role).split("/")[1], "Arn"),
-                      _ecr_repository(definition))
+    schedule = synth.templates[mon]["Resources"][cdk.Stack.of(drift.schedule).get_logical_id(drift.schedule)]
+    for call in drift_run["calls"]:
+        call_needs(n, principals["drift starter Lambda"], call)
+    group = resolver.get_att(*construct_key(drift.starter.log_group).split("/"), "Arn")
+    n.add(principals["drift starter Lambda"], "Lambda runtime: logs", ["logs:CreateLogStream", "logs:PutLogEvents"],
+          [group.removesuffix("*") + "log-stream:2026/11/30/[$LATEST]0a1b"], source="Lambda: execution role")
+    n.add(principals["drift starter Lambda"], "Lambda runtime: active tracing",
+          ["xray:PutTraceSegments", "xray:PutTelemetryRecords"], ["*"], source="Lambda: active tracing (services-xray.html)")
+    n.add(principals["drift starter Lambda"], "Lambda runtime: encrypted environment", ["kms:Decrypt"], [key_arn],
+          source="Lambda: environment variable encryption (configuration-envvars-encryption.html)")
+    drift_check_needs(n, principals["drift schedule"], principals["drift job"], schedule, drift_run["request"],
+                      lambda v: resolver.resolve(mon, v), _ecr_repository(definition))
     # Step Functions' own logging and tracing (cw-logs-sf.html, concepts-xray-tracing.html)
     n.add(principals["state machine"], "execution logging to CloudWatch Logs",
           ["logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
