@@ -46,7 +46,9 @@ SRC = REPO / "training_src"
 log = logging.getLogger("predmaint.runner")
 
 CDK_JSON = REPO / "cdk.json"
-_OBJECTIVE_RE = re.compile(r"^(?:\[(\d+)\]\s+)?(validation-(?:rmse|aucpr)):\s*([0-9.eE+-]+|nan)\s*$")
+#: train.py's objective lines (candidates/base.py objective_line): ``[25]<TAB>validation-rmse:12.3`` while
+#: boosting, ``final [300]<TAB>validation-rmse:12.3`` at the end (the value)
+_OBJECTIVE_RE = re.compile(r"^(final )?\[(\d+)\]\t(validation-(?:rmse|aucpr)):([0-9.eE+-]+|nan)$")
 
 
 @dataclass
@@ -171,7 +173,8 @@ class _Trials:
         import optuna
 
         tdir = self.run_dir / "tuning" / f"trial-{trial.number:03d}"
-        hp = {**self.static[algorithm], **{k: str(v) for k, v in params.items()}}
+        # the tuned values under the names a tuning job gives them (train.py maps them back)
+        hp = {**self.static[algorithm], **{k: str(v) for k, v in search_space.to_wire(algorithm, params).items()}}
         env = {**os.environ, "SM_CHANNEL_TRAIN": str(self.run_dir / "processed" / "train"),
                "SM_CHANNEL_VALIDATION": str(self.run_dir / "processed" / "validation"),
                "SM_MODEL_DIR": str(tdir / "model"), "SM_OUTPUT_DATA_DIR": str(tdir / "output"),
@@ -193,8 +196,8 @@ class _Trials:
                 m = _OBJECTIVE_RE.match(line.strip())
                 if not m:
                     continue
-                step, v = m.group(1), float(m.group(3))
-                if step is None:
+                final, step, v = m.group(1), m.group(2), float(m.group(4))
+                if final:
                     value = v
                     continue
                 trial.report(v, int(step))
@@ -538,7 +541,8 @@ def run_pipeline(profile: str | os.PathLike, subset: str | None, data_dir: Path,
             # what the tuning job reports as BestTrainingJob, planned by the Lambda's own plan_refit
             refit = prepare_module().plan_refit(plan, {
                 "TrainingJobDefinitionName": best["algorithm"],
-                "TunedHyperParameters": {k: str(v) for k, v in best["params"].items()},
+                "TunedHyperParameters": {k: str(v) for k, v in
+                                         search_space.to_wire(best["algorithm"], best["params"]).items()},
                 "FinalHyperParameterTuningJobObjectiveMetric": {"MetricName": prof.objective_metric,
                                                                 "Value": best["value"]}})
             # all cores for the one fit (xgboost's result does not depend on its thread count)

@@ -203,7 +203,6 @@ def _trainer(target: Target, config: Any, plan: dict[str, Any], source_uri: str,
              output_uri: str, base_job_name: str) -> Any:
     """A ``ModelTrainer`` running ``train.py`` from ``source_uri`` in the pipeline's XGBoost container,
     on the pipeline's training instances (spot with its max wait and checkpoints when configured)."""
-    from sagemaker.core.shapes import MetricDefinition
     from sagemaker.core.training.configs import (
         CheckpointConfig,
         Compute,
@@ -230,8 +229,9 @@ def _trainer(target: Target, config: Any, plan: dict[str, Any], source_uri: str,
         output_data_config=OutputDataConfig(s3_output_path=output_uri),
         hyperparameters=dict(hyperparameters),
     )
-    return trainer.with_metric_definitions([MetricDefinition(name=d["Name"], regex=d["Regex"])
-                                            for d in plan["tuning"]["metric_definitions"]])
+    # no metric definitions: the tuning service refuses them for the XGBoost image and reads its own
+    # documented metric (the plan's objective) from train.py's lines (docs/aws.md, "Tuning contract")
+    return trainer
 
 
 def tuning_trainer(target: Target, config: Any, plan: dict[str, Any], algorithm: str, source_uri: str) -> Any:
@@ -278,7 +278,6 @@ def hyperparameter_tuner(trainer: Any, config: Any, plan: dict[str, Any], algori
     return HyperparameterTuner(
         model_trainer=trainer, objective_metric_name=objective["metric"], objective_type=objective["type"],
         hyperparameter_ranges=parameter_ranges(plan, algorithm),
-        metric_definitions=plan["tuning"]["metric_definitions"],
         strategy=config.tuning.strategy, early_stopping_type=config.tuning.early_stopping,
         max_jobs=max_jobs, max_parallel_jobs=max_parallel_jobs or config.tuning.max_parallel_jobs,
         base_tuning_job_name=f"{config.job_prefix}-{algorithm}",

@@ -250,8 +250,8 @@ class TrainingStateMachine(Construct):
 
         refit = sagemaker_task(self._custom("Refit", "createTrainingJob.sync", {
             "TrainingJobName.$": "$.plan.jobs.refit",
-            "AlgorithmSpecification": {"TrainingImage": image_uri, "TrainingInputMode": "File",
-                                       "MetricDefinitions.$": "$.plan.tuning.metric_definitions"},
+            # no MetricDefinitions: the built-in algorithm's own metric (docs/aws.md, "Tuning contract")
+            "AlgorithmSpecification": {"TrainingImage": image_uri, "TrainingInputMode": "File"},
             "HyperParameters.$": "$.refit_plan.hyperparameters",
             "RoleArn": roles.jobs.role_arn,
             "InputDataConfig": [
@@ -504,8 +504,9 @@ class TrainingStateMachine(Construct):
                                 "MetricName.$": "$.plan.tuning.objective.metric"},
             "HyperParameterRanges.$": f"$.plan.tuning.definitions.{algorithm}.ranges",
             "StaticHyperParameters.$": f"$.plan.tuning.definitions.{algorithm}.static",
-            "AlgorithmSpecification": {"TrainingImage": self.image_uri, "TrainingInputMode": "File",
-                                       "MetricDefinitions.$": "$.plan.tuning.metric_definitions"},
+            # no MetricDefinitions: the service refuses them for the XGBoost image (the built-in
+            # algorithm's); the objective is its documented metric (docs/aws.md, "Tuning contract")
+            "AlgorithmSpecification": {"TrainingImage": self.image_uri, "TrainingInputMode": "File"},
             "RoleArn": self.roles.jobs.role_arn,
             "InputDataConfig": [self._channel("train", "$.plan.s3.train", "S3Prefix"),
                                 self._channel("validation", "$.plan.s3.validation", "S3Prefix", shard=False)],

@@ -169,8 +169,9 @@ class Profile:
 
     @property
     def objective_metric(self) -> str:
-        """The metric the tuning job optimises: the name printed by train.py."""
-        return "validation-rmse" if self.is_regression else "validation-aucpr"
+        """The metric the tuning job optimises: the built-in XGBoost algorithm's documented name for what
+        train.py prints (``candidates.base.tuning_metric``: ``validation-rmse`` lines are ``validation:rmse``)."""
+        return "validation:rmse" if self.is_regression else "validation:aucpr"
 
     @property
     def objective_direction(self) -> str:

@@ -2,7 +2,8 @@
 
 Each candidate algorithm (``candidates/``: one module each) has tuned ranges (its ``PARAMS``) and fixed
 hyperparameters (``static``). Names are the
-``--name value`` CLI arguments that ``train.py`` accepts. ``sagemaker_parameter_ranges`` renders
+``--name value`` CLI arguments that ``train.py`` accepts; tuned ranges travel under the built-in XGBoost
+algorithm's tunable names (``Param.wire_name``), which train.py maps back to the candidate's own. ``sagemaker_parameter_ranges`` renders
 the ranges as a CreateHyperParameterTuningJob ``ParameterRanges`` object; ``suggest`` asks an Optuna
 trial for values from the same ranges.
 """
@@ -14,8 +15,10 @@ from typing import Any
 
 try:  # repository layout: training_src.search_space beside training_src.candidates
     from .candidates import CANDIDATES, Param
+    from .candidates.base import to_wire as _to_wire
 except ImportError:  # flat layouts (the prepare Lambda's package, the training container's sourcedir)
     from candidates import CANDIDATES, Param  # type: ignore[no-redef]
+    from candidates.base import to_wire as _to_wire  # type: ignore[no-redef]
 
 #: candidate algorithm -> its tuned ranges (each candidate module's ``PARAMS``). Each becomes one
 #: SageMaker training job definition.
@@ -23,7 +26,7 @@ SEARCH_SPACE: dict[str, tuple[Param, ...]] = {name: c.PARAMS for name, c in CAND
 ALGORITHMS: tuple[str, ...] = tuple(SEARCH_SPACE)
 
 __all__ = ["ALGORITHMS", "SEARCH_SPACE", "Param", "encode", "sagemaker_parameter_ranges", "script_arguments",
-           "static_hyperparameters", "suggest", "to_cli_args"]
+           "static_hyperparameters", "suggest", "to_cli_args", "to_wire"]
 
 
 def static_hyperparameters(algorithm: str, profile: Any) -> dict[str, str]:
@@ -49,14 +52,14 @@ def sagemaker_parameter_ranges(algorithm: str) -> dict[str, list[dict[str, str]]
     ranges: dict[str, list[dict[str, str]]] = {
         "IntegerParameterRanges": [], "ContinuousParameterRanges": [], "CategoricalParameterRanges": []
     }
-    for p in SEARCH_SPACE[algorithm]:
+    for p in SEARCH_SPACE[algorithm]:  # under the wire names (candidates/base.py TUNABLE_XGBOOST_NAMES)
         if p.kind == "categorical":
-            ranges["CategoricalParameterRanges"].append({"Name": p.name, "Values": list(p.choices)})
+            ranges["CategoricalParameterRanges"].append({"Name": p.wire_name, "Values": list(p.choices)})
             continue
         key = "IntegerParameterRanges" if p.kind == "int" else "ContinuousParameterRanges"
         low = str(int(p.low)) if p.kind == "int" else repr(float(p.low))
         high = str(int(p.high)) if p.kind == "int" else repr(float(p.high))
-        ranges[key].append({"Name": p.name, "MinValue": low, "MaxValue": high,
+        ranges[key].append({"Name": p.wire_name, "MinValue": low, "MaxValue": high,
                             "ScalingType": "Logarithmic" if p.log else "Linear"})
     return {k: v for k, v in ranges.items() if v}
 
@@ -73,6 +76,12 @@ def suggest(trial: Any, algorithm: str) -> dict[str, Any]:
         else:
             values[p.name] = trial.suggest_categorical(key, list(p.choices))
     return values
+
+
+def to_wire(algorithm: str, values: dict[str, Any]) -> dict[str, Any]:
+    """``suggest``'s values (the candidate's own names) under the names a tuning job gives them, so local
+    tuning calls train.py exactly as SageMaker does (train.py maps them back)."""
+    return _to_wire(SEARCH_SPACE[algorithm], values)
 
 
 def to_cli_args(hyperparameters: dict[str, Any]) -> list[str]:

@@ -2,9 +2,12 @@
 
 Contract (DESIGN.md): channels from ``SM_CHANNEL_TRAIN`` (features + ``feature_spec.json``) and
 ``SM_CHANNEL_VALIDATION``; the model goes to ``SM_MODEL_DIR`` (SageMaker tars it into
-``model.tar.gz``); hyperparameters arrive as ``--name value``. The objective is printed as
-``validation-rmse: 12.34`` (regression) or ``validation-aucpr: 0.91`` (classification), every 25
-rounds while boosting (for early stopping / pruning) and once at the end (the value tuning uses).
+``model.tar.gz``); hyperparameters arrive as ``--name value`` (tuned ones under the built-in XGBoost
+algorithm's tunable names, mapped back by ``candidates.base.from_wire``). The objective is printed in
+XGBoost's evaluation-log format, ``[25]<TAB>validation-rmse:12.340000`` (regression) or
+``validation-aucpr`` (classification), every 25 rounds while boosting (for early stopping / pruning)
+and once at the end, ``final [<rounds>]<TAB>validation-rmse:...`` (the value tuning uses), as the
+built-in algorithm's documented metrics ``validation:rmse`` / ``validation:aucpr`` are read.
 
 Candidate algorithms (``--algorithm``): the modules of ``candidates/`` (``candidates.CANDIDATES``);
 each fits, predicts and saves its own model. ``--fit_on train+validation`` refits on both channels
@@ -35,7 +38,7 @@ try:
     from . import checkpoints as C
     from . import distributed as D
     from . import features as F
-    from .candidates.base import TrainError, metric_name
+    from .candidates.base import TrainError, from_wire, metric_name, objective_line
     from .candidates.base import number as _num
     from .predmaint_serving import intervals as IV
 except ImportError:  # SageMaker container: siblings are top-level modules
@@ -43,7 +46,7 @@ except ImportError:  # SageMaker container: siblings are top-level modules
     import checkpoints as C
     import distributed as D
     import features as F
-    from candidates.base import TrainError, metric_name
+    from candidates.base import TrainError, from_wire, metric_name, objective_line
     from candidates.base import number as _num
     from predmaint_serving import intervals as IV
 
@@ -255,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     dist = None  # a D.Session only when SageMaker runs this job on several hosts (see distributed.py)
     try:
         args, hp = parse_args(argv)
-        candidates.get(args.algorithm)  # an unknown algorithm fails before any work
+        # tuned values arrive under the built-in algorithm's tunable names (candidates/base.py TUNABLE_XGBOOST_NAMES)
+        hp = from_wire(candidates.get(args.algorithm).PARAMS, hp)  # an unknown algorithm fails before any work
         dist = D.connect()
         spec_path = Path(args.train) / "feature_spec.json"
         if dist is not None:
@@ -356,8 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "metrics.json").write_text(json.dumps(meta["validation_metric"]))
     print(f"train: {args.algorithm} on {meta['n_train']} rows, {len(names)} features, {time.time() - started:.1f}s",
           flush=True)
-    # The last objective line is what the tuning job's metric regex (and local tuning) reads.
-    print(f"{metric_name(task)}: {value:.6f}", flush=True)
+    # The last objective line is what the tuning job (the built-in algorithm's regex) and local tuning read.
+    print(objective_line(task, value, _num(hp, "num_round", int, 1, 10**6, "1"), final=True), flush=True)
     return 0
 
 

@@ -42,9 +42,11 @@ from typing import Any, Protocol
 try:  # repo layout (tests, local mode)
     from training_src import profiles as profiles_lib
     from training_src import search_space
+    from training_src.candidates.base import OBJECTIVE_REGEX
 except ImportError:  # flat Lambda package staged by stacks/assets.py
     import profiles as profiles_lib  # type: ignore[no-redef]
     import search_space  # type: ignore[no-redef]
+    from candidates.base import OBJECTIVE_REGEX  # type: ignore[no-redef]
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -495,7 +497,10 @@ def plan_run(event: dict[str, Any], store: ObjectStore, settings: Settings | Non
                       "evaluate": ["--output-dir", "/opt/ml/processing/output/evaluation"]},
         "tuning": {
             "objective": {"metric": metric, "type": profile.objective_direction},
-            "metric_definitions": [{"Name": metric, "Regex": metric + r": ([0-9\.]+)"}],
+            # the built-in XGBoost algorithm's own definition of the objective, which the tuning service
+            # applies to the XGBoost image: documentation and the tests' reference, never sent (a
+            # request with MetricDefinitions is refused for a built-in algorithm; docs/aws.md)
+            "metric_definitions": [{"Name": metric, "Regex": OBJECTIVE_REGEX.format(metric=metric.replace(":", "-", 1))}],
             "definitions": definitions,
         },
     }

@@ -90,7 +90,8 @@ def test_passing_challenger_is_pending_kept_under_models_and_not_yet_the_champio
         ssm.get_parameter(Name=CHAMPION_PARAM)
     package = sm.describe_model_package(ModelPackageName=out["model_package_arn"])
     assert package["ModelApprovalStatus"] == "PendingManualApproval"
-    assert package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"].endswith("run-1/evaluation/evaluation.json")
+    # the report the next gate compares with is kept beside the model (runs/ expires)
+    assert package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"] == f"s3://{BUCKET}/models/run-1/evaluation.json"
     meta = package["CustomerMetadataProperties"]
     assert meta["run_id"] == "run-1" and meta["decision"] == "passed" and meta["metric_rmse"] == "18.0"
     assert package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == out["model_data_url"]

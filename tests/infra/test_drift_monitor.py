@@ -16,9 +16,9 @@ import aws_cdk as cdk
 import pytest
 
 from stacks.config import AppConfig, ConfigError
+from stacks.drift_monitor import CHAMPION_AT_RUN_TIME
 from tests.infra.conftest import CDK_CONTEXT, synth_app
 from tests.infra.contracts import iam, shapes
-from stacks.drift_monitor import CHAMPION_AT_RUN_TIME
 from tests.infra.contracts.needs import SCHEDULER_EXECUTION_ID, drift_schedule_event
 from training_src import drift, processing
 

@@ -26,14 +26,17 @@ NAME = "hgb"
 MODEL_FILE = "hgb-model.json"
 FORMAT = "predmaint-hgb-trees/1"
 DISTRIBUTED = False  # the first host fits it on the gathered rows
+#: tuned under the built-in XGBoost algorithm's tunable names (``wire``; base.TUNABLE_XGBOOST_NAMES): the
+#: nearest XGBoost meaning where there is one (rounds, step size, L2 penalty, features per split, least
+#: hessian = samples per leaf for squared error), any unused tunable name otherwise; train.py maps back
 PARAMS = (
-    Param("max_iter", "int", 100, 800, log=True),
-    Param("learning_rate", "float", 0.02, 0.2, log=True),
-    Param("max_leaf_nodes", "int", 8, 64, log=True),
-    Param("min_samples_leaf", "int", 5, 200, log=True),
-    Param("l2_regularization", "float", 1e-3, 30.0, log=True),
-    Param("max_features", "float", 0.4, 1.0),
-    Param("max_bins", "int", 63, 255, log=True),
+    Param("max_iter", "int", 100, 800, log=True, wire="num_round"),
+    Param("learning_rate", "float", 0.02, 0.2, log=True, wire="eta"),
+    Param("max_leaf_nodes", "int", 8, 64, log=True, wire="max_depth"),
+    Param("min_samples_leaf", "int", 5, 200, log=True, wire="min_child_weight"),
+    Param("l2_regularization", "float", 1e-3, 30.0, log=True, wire="lambda"),
+    Param("max_features", "float", 0.4, 1.0, wire="colsample_bynode"),
+    Param("max_bins", "int", 63, 255, log=True, wire="max_delta_step"),
 )
 START: dict[str, Any] = {"max_iter": 300, "learning_rate": 0.05, "max_leaf_nodes": 31, "min_samples_leaf": 20,
                          "l2_regularization": 1.0, "max_features": 0.6, "max_bins": 255}

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .base import Param, metric_name, number
+from .base import Param, number, objective_line
 
 NAME = "xgboost"
 MODEL_FILE = "xgboost-model"
@@ -24,7 +24,9 @@ PARAMS = (
     Param("colsample_bytree", "float", 0.4, 1.0),
     Param("lambda", "float", 1e-3, 30.0, log=True),
     Param("alpha", "float", 1e-3, 10.0, log=True),
-    Param("max_bin", "int", 64, 1024, log=True),  # AI4I's threshold rules need fine bins
+    # AI4I's threshold rules need fine bins. max_bin is not one of the built-in algorithm's tunable
+    # hyperparameters, so its range travels as the (otherwise unused) tunable max_delta_step
+    Param("max_bin", "int", 64, 1024, log=True, wire="max_delta_step"),
 )
 #: the first trial of local tuning
 START: dict[str, Any] = {"num_round": 400, "max_depth": 5, "eta": 0.05, "min_child_weight": 8.0, "subsample": 0.8,
@@ -73,13 +75,12 @@ def fit(X: Any, y: Any, task: str, hp: dict[str, str], nthread: int, seed: int, 
     if Xv is not None:
         dval = xgb.DMatrix(Xv, label=yv, feature_names=names, nthread=nthread)
         evals = [(dval, "validation")]
-        name = metric_name(task)
 
         class Report(xgb.callback.TrainingCallback):
             def after_iteration(self, model, epoch, evals_log):
                 if (epoch + 1) % report_every == 0 and epoch + 1 < rounds:
                     value = evals_log["validation"][params["eval_metric"]][-1]
-                    print(f"[{epoch + 1}] {name}: {value:.6f}", flush=True)
+                    print(objective_line(task, value, epoch + 1), flush=True)
                 return False
 
         callbacks = [Report()]

@@ -263,7 +263,8 @@ def test_better_model_is_deployed_blue_green_and_becomes_the_champion(world, rep
     assert update["EndpointName"] == world.dep.endpoint_name
     assert update["EndpointConfigName"] == plan["jobs"]["endpoint_config"]
     assert update["RetainAllVariantProperties"] is True
-    assert update["DeploymentConfig"]["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "CANARY"
+    # one instance (min_capacity 1): all at once with a baking period (stacks/hosting.py deployment_config)
+    assert update["DeploymentConfig"]["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"] == "ALL_AT_ONCE"
     assert [s["results"]["endpoint"] for s in run.outputs("DescribeEndpoint")] == [
         {"EndpointStatus": "Updating", "EndpointConfigName": world.dep.endpoint_config_name},
         {"EndpointStatus": "InService", "EndpointConfigName": plan["jobs"]["endpoint_config"]}]
