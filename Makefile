@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PREDMAINT_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: setup lambda-deps checkov-setup container-setup container-lock sdk-setup demo test lint data synth lock lock-sdk bench load-bench clean
+.PHONY: setup lambda-deps pipcheck-setup checkov-setup container-setup container-lock sdk-setup demo test lint data synth lock lock-sdk bench load-bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found (Python 3.11 is required)" >&2; exit 2; }
@@ -70,6 +70,20 @@ $(CONTAINER_VENV)/.installed: requirements-container.txt requirements-container-
 
 container-setup: $(CONTAINER_VENV)/.installed
 
+## Throwaway venvs with pips a SageMaker image may have, for tests/container/test_offline_install.py (the
+## container's offline `pip install .` of our code directories): pip 26.3, pip 25.2, pip 25.2 + wheel, each
+## with setuptools, on the container's Python (3.12).
+PIPCHECK_VENVS := .venv-pipcheck
+$(PIPCHECK_VENVS)/.installed: Makefile
+	@py="$(CONTAINER_PY)"; [ -n "$$py" ] || py=$(PY); rm -rf $(PIPCHECK_VENVS); \
+	for spec in "pip26:pip==26.3" "pip25:pip==25.2" "pip25-wheel:pip==25.2 wheel==0.45.1"; do \
+		name=$${spec%%:*}; "$$py" -m venv $(PIPCHECK_VENVS)/$$name || exit 1; \
+		$(PIPCHECK_VENVS)/$$name/bin/python -m pip install -q $${spec#*:} setuptools==80.9.0 || exit 1; \
+	done
+	touch $@
+
+pipcheck-setup: $(PIPCHECK_VENVS)/.installed
+
 ## Re-resolve requirements-container.txt from requirements-container.in (Python 3.12, as above).
 container-lock:
 	rm -rf /tmp/predmaint-container-lock && "$(or $(CONTAINER_PY),$(PY))" -m venv /tmp/predmaint-container-lock
@@ -97,7 +111,7 @@ demo: setup
 	$(BIN)/python -m predmaint.demo
 
 ## The whole test suite.
-test: setup checkov-setup container-setup sdk-setup
+test: setup checkov-setup container-setup sdk-setup pipcheck-setup
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/pytest -n 2 --dist loadgroup
@@ -135,4 +149,4 @@ lock-sdk:
 	  /tmp/predmaint-lock-sdk/bin/pip freeze --all --exclude pip; } > requirements-sdk.txt
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) $(CONTAINER_VENV) $(SDK_VENV) node_modules cdk.out .pytest_cache build
+	rm -rf $(VENV) $(CHECKOV_VENV) $(CONTAINER_VENV) $(SDK_VENV) $(PIPCHECK_VENVS) node_modules cdk.out .pytest_cache build

@@ -159,9 +159,17 @@ def source_tarball_bytes(files: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
+def training_source_files() -> dict[str, bytes]:
+    """The files of ``sourcedir.tar.gz``: ``training_src/`` and the ``pyproject.toml`` that makes the
+    container's ``pip install .`` of it work offline with any pip (training_src/predmaint_build_backend.py)."""
+    from training_src.predmaint_build_backend import PYPROJECT_TOML
+
+    return {**_files(TRAINING_SRC), "pyproject.toml": PYPROJECT_TOML.encode()}
+
+
 def stage_training_source() -> Path:
     """Stage ``training_src/`` as ``build/sourcedir/<digest>/sourcedir.tar.gz``; return the file path."""
-    files = _files(TRAINING_SRC)
+    files = training_source_files()
 
     def write(tmp: Path) -> None:
         (tmp / "sourcedir.tar.gz").write_bytes(source_tarball_bytes(files))

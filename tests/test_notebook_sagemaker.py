@@ -254,16 +254,17 @@ def test_tuning_jobs_search_the_one_space_for_the_pipelines_objective(aws_run: d
         assert config["ParameterRanges"] == search_space.sagemaker_parameter_ranges(algorithm) == planned["ranges"]
         assert config["HyperParameterTuningJobObjective"] == {"Type": plan["tuning"]["objective"]["type"],
                                                                "MetricName": plan["tuning"]["objective"]["metric"]}
-        assert config["HyperParameterTuningJobObjective"]["MetricName"] == "validation-rmse"
+        assert config["HyperParameterTuningJobObjective"]["MetricName"] == "validation:rmse"
         assert (config["Strategy"], config["TrainingJobEarlyStoppingType"]) == (c.tuning.strategy, c.tuning.early_stopping)
         assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 4, "MaxParallelTrainingJobs": c.tuning.max_parallel_jobs}
         spec = definition["AlgorithmSpecification"]
         assert spec["TrainingImage"] == xgboost_image_uri("eu-west-1")
-        assert spec["MetricDefinitions"] == plan["tuning"]["metric_definitions"]
-        # ... and that regex reads the objective line train.py prints
-        (metric,) = spec["MetricDefinitions"]
-        line = f"{train.metric_name(plan['task'])}: {12.345678:.6f}"
-        assert metric["Name"] == train.metric_name(plan["task"]) and re.search(metric["Regex"], line)[1] == "12.345678"
+        # the built-in algorithm's own metric: no definitions sent (refused for the XGBoost image) ...
+        assert "MetricDefinitions" not in spec
+        # ... and its regex reads the objective line train.py prints, as SageMaker's log reader sees it
+        (metric,) = plan["tuning"]["metric_definitions"]
+        line = train.objective_line(plan["task"], 12.345678, 25).replace("\t", "#011")
+        assert metric["Name"] == plan["tuning"]["objective"]["metric"] and re.search(metric["Regex"], line)[1] == "12.345678"
         channels = {ch["ChannelName"]: ch["DataSource"]["S3DataSource"]["S3Uri"] for ch in definition["InputDataConfig"]}
         assert (channels["train"], channels["validation"]) == (plan["s3"]["train"], plan["s3"]["validation"])
         assert definition["OutputDataConfig"]["S3OutputPath"] == plan["s3"]["tuning_output"]
@@ -300,7 +301,7 @@ def test_refit_is_the_prepare_lambdas_refit_of_the_best_trial(aws_run: dict[str,
     assert refit["TrainingJobName"].startswith(plan["jobs"]["refit"])
     spec = refit["AlgorithmSpecification"]
     assert spec["TrainingImage"] == xgboost_image_uri("eu-west-1")
-    assert spec["MetricDefinitions"] == plan["tuning"]["metric_definitions"]
+    assert "MetricDefinitions" not in spec
     # ModelTrainer runs train.py through the SDK's driver: sm_train.sh from the sm_drivers channel
     assert spec["ContainerEntrypoint"] == ["/bin/bash"]
     assert spec["ContainerArguments"][-1].endswith("/opt/ml/input/data/sm_drivers/sm_train.sh")
@@ -345,7 +346,7 @@ def test_the_sdk_driver_runs_train_py_with_the_refit_request(aws_run: dict[str, 
                           timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     (metric,) = plan["tuning"]["metric_definitions"]
-    assert re.search(metric["Regex"], done.stdout), done.stdout[-500:]
+    assert re.search(metric["Regex"], done.stdout.replace("\t", "#011")), done.stdout[-500:]
     assert (tmp_path / "model" / "code" / "inference.py").is_file() and (tmp_path / "model" / "feature_spec.json").is_file()
 
 

@@ -40,6 +40,7 @@ try:
     from . import features as F
     from .candidates.base import TrainError, from_wire, metric_name, objective_line
     from .candidates.base import number as _num
+    from .predmaint_build_backend import PYPROJECT_TOML
     from .predmaint_serving import intervals as IV
 except ImportError:  # SageMaker container: siblings are top-level modules
     import candidates
@@ -48,11 +49,12 @@ except ImportError:  # SageMaker container: siblings are top-level modules
     import features as F
     from candidates.base import TrainError, from_wire, metric_name, objective_line
     from candidates.base import number as _num
+    from predmaint_build_backend import PYPROJECT_TOML
     from predmaint_serving import intervals as IV
 
 HERE = Path(__file__).resolve().parent
 #: what the model artifact's code/ holds: the hooks module, the feature code it needs, the serving package
-CODE_FILES = ("inference.py", "features.py", "profiles.py")
+CODE_FILES = ("inference.py", "features.py", "profiles.py", "predmaint_build_backend.py")
 SERVING_PACKAGE = "predmaint_serving"
 #: packages the artifact's code/ holds (the candidates' load/predict/explain, the serving code)
 CODE_PACKAGES = ("candidates", SERVING_PACKAGE)
@@ -224,6 +226,8 @@ def write_model(model_dir: Path, algorithm: str, model: Any, spec_text: str, met
         for src in sorted((HERE / name).iterdir()):
             if src.is_file() and src.suffix in SERVING_SUFFIXES:
                 shutil.copy2(src, package / src.name)
+    # the container pip-installs code/ before serving: an in-tree backend, so it installs offline with any pip
+    (code / "pyproject.toml").write_text(PYPROJECT_TOML)
     package = code / SERVING_PACKAGE
     try:  # ship the compiled tree walker and request reader when a compiler is here
         from .predmaint_serving import native

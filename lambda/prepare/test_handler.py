@@ -69,7 +69,7 @@ def test_plans_the_real_cmapss_and_ai4i_data():
     assert sorted(o["role"] for o in plan["inputs"]["objects"]) == ["test", "test_rul", "train"]
     assert {c["key"]: c["rows_checked"] for c in plan["inputs"]["checks"]}["cmapss/train_FD001.txt.gz"] == 20631
     assert plan["inputs"]["manifest"][0] == {"prefix": "s3://local-data/raw/"}
-    assert plan["tuning"]["objective"] == {"metric": "validation-rmse", "type": "Minimize"}
+    assert plan["tuning"]["objective"] == {"metric": "validation:rmse", "type": "Minimize"}
     # every processing job reads the one profile the handler writes next to the run
     assert plan["arguments"]["preprocess"] == ["--profile", "/opt/ml/processing/input/profile/profile.json",
                                                "--subset", "FD001"]
@@ -78,7 +78,9 @@ def test_plans_the_real_cmapss_and_ai4i_data():
     assert set(plan["tuning"]["definitions"]) == {"xgboost", "linear", "hgb"}
     ai4i = prep.plan_run({"dataset": "ai4i2020", "profile": "ai4i2020"}, prep.LocalStore(data))
     assert ai4i["task"] == "failure_classification"
-    assert ai4i["tuning"]["metric_definitions"] == [{"Name": "validation-aucpr", "Regex": r"validation-aucpr: ([0-9\.]+)"}]
+    # the built-in XGBoost algorithm's own definition (aws/sagemaker-xgboost-container algorithm_mode/metrics.py)
+    assert ai4i["tuning"]["metric_definitions"] == [
+        {"Name": "validation:aucpr", "Regex": ".*\\[[0-9]+\\].*#011validation-aucpr:(\\S+)"}]
 
 
 def test_ranges_come_from_the_single_search_space(tmp_path):
@@ -170,7 +172,7 @@ def test_refit_merges_best_trial_over_static_values(tmp_path):
     _write_cmapss(tmp_path)
     plan = prep.plan_run(EVENT, prep.LocalStore(tmp_path))
     best = {"TrainingJobDefinitionName": "linear", "TunedHyperParameters": {"alpha": "0.5"},
-            "FinalHyperParameterTuningJobObjectiveMetric": {"MetricName": "validation-rmse", "Value": 17.2}}
+            "FinalHyperParameterTuningJobObjectiveMetric": {"MetricName": "validation:rmse", "Value": 17.2}}
     refit = prep.plan_refit(plan, best)
     assert refit["algorithm"] == "linear"
     assert refit["hyperparameters"]["alpha"] == "0.5"

@@ -14,7 +14,8 @@ from stacks.hosting import deployment_config
 from stacks.images import XGBOOST_CONTAINER_VERSION, xgboost_image_uri
 from tests.infra.conftest import CDK_CONTEXT
 from tests.infra.contracts.shapes import problems
-from training_src import search_space
+from training_src import candidates, search_space
+from training_src.candidates.base import OBJECTIVE_REGEX, from_wire
 from training_src.profiles import load_profile
 
 POLICY_TYPES = {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::Role", "AWS::S3::BucketPolicy",
@@ -297,11 +298,49 @@ def test_tuning_has_one_definition_per_candidate_with_spot_and_checkpoints(synth
         assert d["CheckpointConfig"] == {"S3Uri.$": "$.plan.s3.checkpoints"}
 
 
-def test_objective_regex_matches_what_train_py_prints():
+#: the built-in XGBoost algorithm's valid values of its tunable hyperparameters (xgboost_hyperparameters.html;
+#: aws/sagemaker-xgboost-container algorithm_mode/hyperparameter_validation.py): (low, high, low open)
+XGBOOST_TUNABLE_RANGES = {"num_round": (1, math.inf, False), "eta": (0, 1, False), "gamma": (0, math.inf, False),
+                          "max_depth": (0, math.inf, False), "min_child_weight": (0, math.inf, False),
+                          "max_delta_step": (0, math.inf, False), "subsample": (0, 1, True),
+                          "colsample_bytree": (0, 1, True), "colsample_bylevel": (0, 1, True),
+                          "colsample_bynode": (0, 1, True), "lambda": (0, math.inf, False),
+                          "alpha": (0, math.inf, False)}
+#: the built-in algorithm's objective metrics the profiles use (xgboost-tuning.html; algorithm_mode/metrics.py)
+XGBOOST_METRICS = {"validation:rmse": "Minimize", "validation:aucpr": "Maximize"}
+
+
+def test_tuning_follows_the_built_in_xgboost_algorithm_s_contract(synth):
+    """Whether the tuning service treats the XGBoost image as the built-in algorithm or not, the requests
+    are ones it accepts under that reading: no MetricDefinitions (refused for built-in algorithms), the
+    objective one of its documented metrics, every tuned range under one of its tunable hyperparameters
+    and within that hyperparameter's valid values; train.py's lines match its metric regex."""
+    from training_src.candidates.base import TUNABLE_XGBOOST_NAMES, objective_line
+
+    assert set(XGBOOST_TUNABLE_RANGES) == TUNABLE_XGBOOST_NAMES
+    states = definition(synth)["States"]
+    for d in states["Tune"]["Parameters"]["TrainingJobDefinitions"]:
+        assert "MetricDefinitions" not in json.dumps(d["AlgorithmSpecification"]), d["DefinitionName"]
+    assert "MetricDefinitions" not in json.dumps(states["Refit"]["Parameters"]["AlgorithmSpecification"])
+    for algorithm in search_space.ALGORITHMS:
+        ranges = search_space.sagemaker_parameter_ranges(algorithm)
+        names = [r["Name"] for kind in ranges.values() for r in kind]
+        assert len(set(names)) == len(names) and set(names) <= TUNABLE_XGBOOST_NAMES, (algorithm, names)
+        for r in ranges.get("IntegerParameterRanges", []) + ranges.get("ContinuousParameterRanges", []):
+            low, high, low_open = XGBOOST_TUNABLE_RANGES[r["Name"]]
+            lo, hi = float(r["MinValue"]), float(r["MaxValue"])
+            assert (lo > low if low_open else lo >= low) and hi <= high, (algorithm, r)
+        # the candidate reads its own names back (train.py: candidates.base.from_wire)
+        own = {p.name: p.low for p in search_space.SEARCH_SPACE[algorithm]}
+        module = candidates.get(algorithm)
+        assert from_wire(module.PARAMS, search_space.to_wire(algorithm, own)) == own
     for name in ("cmapss", "ai4i2020"):
-        metric = load_profile(name).objective_metric
-        regex = metric + r": ([0-9\.]+)"  # what prepare puts in MetricDefinitions
-        assert re.search(regex, f"[12] {metric}: 12.345\n").group(1) == "12.345"
+        profile = load_profile(name)
+        assert XGBOOST_METRICS[profile.objective_metric] == profile.objective_direction
+        regex = OBJECTIVE_REGEX.format(metric=profile.objective_metric.replace(":", "-"))
+        for final in (False, True):  # as SageMaker's log reader sees the line: the tab as #011
+            line = objective_line(profile.task, 12.345678, 25, final=final).replace("\t", "#011")
+            assert re.match(regex, line)[1] == "12.345678"
 
 
 def test_state_machine_logging_is_encrypted_and_traced(synth):

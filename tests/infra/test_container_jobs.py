@@ -96,7 +96,7 @@ def run(synth, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
         shutil.copy(data_dir / "cmapss" / name, raw / "cmapss" / name)
     source = root / "code" / "sourcedir.tar.gz"
     source.parent.mkdir()
-    source.write_bytes(assets.source_tarball_bytes(assets._files(assets.TRAINING_SRC)))
+    source.write_bytes(assets.source_tarball_bytes(assets.training_source_files()))
 
     prep = load_module(REPO / "lambda" / "prepare" / "handler.py", "container_jobs_prepare")
     settings = prep.Settings(source_uri=str(source), training_instances=len(HOSTS))
@@ -213,8 +213,9 @@ def test_preprocess_trial_refit_on_two_hosts_and_evaluate(run) -> None:
     assert json.loads(hp["sagemaker_program"]) == "train.py" and json.loads(hp["sagemaker_submit_directory"])
     trial = _training_job(run, "trial-1", {**hp, "nthread": "1"}, ["algo-1"])["procs"]["algo-1"]
     assert trial.returncode == 0, trial.stderr[-3000:]
+    # the built-in algorithm's regex, on the log as SageMaker reads it (the tab rendered #011)
     regex = plan["tuning"]["metric_definitions"][0]["Regex"]
-    objective = re.findall(regex, trial.stdout)
+    objective = re.findall(regex, trial.stdout.replace("\t", "#011"))
     assert objective and 5.0 < float(objective[-1]) < 60.0, trial.stdout[-2000:]
 
     prep = load_module(REPO / "lambda" / "prepare" / "handler.py", "container_jobs_prepare_refit")
@@ -252,13 +253,13 @@ def test_an_hgb_trial_trains_and_serves_in_the_container(run, data_dir: Path) ->
     definition_ = plan["tuning"]["definitions"]["hgb"]
     tuned = {r["Name"]: r["MinValue"] for kind in ("IntegerParameterRanges", "ContinuousParameterRanges")
              for r in definition_["ranges"].get(kind, [])}
-    tuned.update(max_iter="60", learning_rate="0.1")
+    tuned.update(num_round="60", eta="0.1")  # hgb's max_iter and learning_rate, under their wire names
     hp = {**definition_["static"], **tuned, "_tuning_objective_metric": plan["tuning"]["objective"]["metric"],
           "nthread": "1"}
     job = _training_job(run, "hgb-trial", hp, ["algo-1"])
     trial = job["procs"]["algo-1"]
     assert trial.returncode == 0, trial.stderr[-3000:]
-    objective = re.findall(plan["tuning"]["metric_definitions"][0]["Regex"], trial.stdout)
+    objective = re.findall(plan["tuning"]["metric_definitions"][0]["Regex"], trial.stdout.replace("\t", "#011"))
     assert objective and 5.0 < float(objective[-1]) < 60.0, trial.stdout[-2000:]
     doc = json.loads((job["model_dir"] / "hgb-model.json").read_text())
     assert doc["format"] == "predmaint-hgb-trees/1" and doc["sklearn_version"].startswith("1.8.")  # the container's

@@ -4,6 +4,7 @@ JSON trees against scikit-learn itself (real FD001 features and AI4I-like classi
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +98,7 @@ def test_hgb_trains_through_train_py_and_serves_through_the_hooks(fd001: dict, t
     proc = train_subprocess(fd001["out"], model_dir, "--algorithm", "hgb", "--max_iter", "60",
                             "--row_stride", "3")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1].startswith("validation-rmse: ")
+    assert re.match(r"final \[\d+\]\tvalidation-rmse:[0-9.]+$", proc.stdout.strip().splitlines()[-1])
     assert (model_dir / "hgb-model.json").is_file() and (model_dir / "code" / "candidates" / "hgb.py").is_file()
     meta = json.loads((model_dir / "model_meta.json").read_text())
     assert meta["algorithm"] == "hgb"

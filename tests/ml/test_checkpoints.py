@@ -18,7 +18,7 @@ from tests.conftest import REPO
 ROUNDS, EVERY = 100, 10
 HP = ["--algorithm", "xgboost", "--num_round", str(ROUNDS), "--max_depth", "3", "--eta", "0.05",
       "--row_stride", "4"]  # every 4th reading per asset (as tuning trials do): a quicker fit
-OBJECTIVE = re.compile(r"^validation-rmse: ([0-9.]+)$", re.M)
+OBJECTIVE = re.compile(r"^final \[\d+\]\tvalidation-rmse:([0-9.]+)$", re.M)
 
 
 def _command(channels: Path, model_dir: Path, checkpoints: Path, *extra: str) -> tuple[list[str], dict[str, str]]:

@@ -23,7 +23,7 @@ from tests.conftest import REPO
 
 HOSTS = ["127.0.0.1", "localhost"]
 HP = ["--algorithm", "xgboost", "--num_round", "60", "--max_depth", "4", "--eta", "0.1"]  # as fd001_model
-OBJECTIVE = re.compile(r"^validation-rmse: ([0-9.]+)$", re.M)
+OBJECTIVE = re.compile(r"^final \[\d+\]\tvalidation-rmse:([0-9.]+)$", re.M)
 
 
 def _free_port() -> int:
@@ -99,7 +99,7 @@ def test_two_hosts_train_one_model(fd001, fd001_model, shards, tmp_path):
     assert meta["distributed"]["mode"] == "xgboost collective"
     # the last objective line is what tuning reads; intermediate lines come from the first host only
     lines = OBJECTIVE.findall(first.stdout)
-    assert len(lines) == 1 and len(re.findall(r"^\[\d+\] validation-rmse", first.stdout, re.M)) == 2
+    assert len(lines) == 1 and len(re.findall(r"^\[\d+\]\tvalidation-rmse", first.stdout, re.M)) == 2
     distributed = float(lines[-1])
     # Distributed hist all-reduces gradient histograms exactly, but its bin edges come from the
     # merged per-host quantile sketches, so some cut points (and splits) differ from single-node.

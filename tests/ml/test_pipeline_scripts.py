@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import train_subprocess
 from training_src import preprocess
+from training_src.candidates.base import OBJECTIVE_REGEX
 from training_src.profiles import load_profile
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,9 +77,13 @@ def test_train_prints_objective_for_the_tuning_regex(fd001, tmp_path):
     proc = train_subprocess(fd001["out"], tmp_path / "m", "--algorithm", "xgboost", "--num_round", "50",
                             "--max_depth", "3", "--eta", "0.2")
     assert proc.returncode == 0, proc.stderr
-    values = re.findall(r"validation-rmse: ([0-9\.]+)", proc.stdout)  # the tuning job's metric regex
+    # the built-in XGBoost algorithm's regex for validation:rmse, on the log as SageMaker reads it (tab = #011)
+    regex = OBJECTIVE_REGEX.format(metric="validation-rmse")
+    values = [m[1] for line in proc.stdout.splitlines() if (m := re.match(regex, line.replace("\t", "#011")))]
     assert len(values) == 2  # one intermediate (round 25), one final
-    final = float(proc.stdout.strip().splitlines()[-1].split(": ")[1])
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("final [50]\t")
+    final = float(values[-1])
     assert 8 < final < 40
 
 
