@@ -628,7 +628,8 @@ class Run:
 class World:
     """One offline account with the deployment in it (use inside ``mock_aws``)."""
 
-    def __init__(self, dep: Deployment, data_dir: Path) -> None:
+    def __init__(self, dep: Deployment, data_dir: Path, storage: bool = True) -> None:
+        """``storage``: create the buckets (False: the account already has them, as in the deploy rehearsal)."""
         self.dep, self.region = dep, dep.region
         self.session = _session(self.region)
         self.s3, self.sm, self.ssm = _client(self.region, "s3"), _client(self.region, "sagemaker"), \
@@ -640,7 +641,7 @@ class World:
         self.invocations: list[dict[str, Any]] = []  # {"function", "event", "result" | "error"}
         self.problems: list[str] = []  # Lambda invoke requests/answers that break the API model
         self._handlers: dict[str, Any] = {}
-        for bucket in (dep.data_bucket, dep.artifacts_bucket):
+        for bucket in (dep.data_bucket, dep.artifacts_bucket) if storage else ():
             self.s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": self.region})
             self.s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         for path in sorted((data_dir / "cmapss").glob("*FD001.txt*")):  # the raw fleet, as a user uploads it
@@ -712,10 +713,7 @@ class World:
         the way a console user or a trigger would) and wait for its end."""
         from predmaint.aws import execution_name, start_training
 
-        if self.state_machine_arn is None:  # CreateStateMachine parses (and so validates) the definition
-            self.state_machine_arn = self.sfn.create_state_machine(
-                name=self.dep.state_machine_name, definition=json.dumps(self.dep.definition),
-                roleArn=self.dep.role_arn, type="STANDARD")["stateMachineArn"]
+        self.create_state_machine()
         self._runs += 1
         name = execution_name("cmapss", "FD001", now=EPOCH + 3600 * self._runs)
         if execution_input is None:
@@ -724,6 +722,19 @@ class World:
         else:
             arn = self.sfn.start_execution(stateMachineArn=self.state_machine_arn, name=name,
                                            input=json.dumps(execution_input))["executionArn"]
+        return self.finish(arn, timeout_s)
+
+    def create_state_machine(self) -> str:
+        """CreateStateMachine of the deployment's definition (which parses, and so validates, it), once."""
+        if self.state_machine_arn is None:
+            self.state_machine_arn = self.sfn.create_state_machine(
+                name=self.dep.state_machine_name, definition=json.dumps(self.dep.definition),
+                roleArn=self.dep.role_arn, type="STANDARD")["stateMachineArn"]
+        return self.state_machine_arn
+
+    def finish(self, arn: str, timeout_s: float = 120.0) -> Run:
+        """Wait for the execution ``arn`` to end; its status, output or error, and history."""
+        name = arn.rsplit(":", 1)[1]
         # wait on moto's own record of the execution (polling through the API would only add
         # DescribeExecution noise to the recorded calls and compete with the interpreter's thread)
         from moto.stepfunctions.parser.models import stepfunctions_parser_backends

@@ -109,6 +109,7 @@ class Resolver:
             "AWS::SNS::Topic": self.ref(stack, logical),
             "AWS::StepFunctions::StateMachine": self.ref(stack, logical),
             "AWS::SageMaker::ModelPackageGroup": f"arn:{PARTITION}:sagemaker:{r}:{a}:model-package-group/{name}",
+            "AWS::CloudWatch::Alarm": f"arn:{PARTITION}:cloudwatch:{r}:{a}:alarm:{name}",
         }
         if attr == "Arn" and kind in arns:
             return arns[kind]
