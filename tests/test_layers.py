@@ -97,3 +97,27 @@ def test_the_check_sees_a_forbidden_import(tmp_path: Path) -> None:
                      "def fit():\n    import xgboost\n")
     assert imported_modules(probe) - sys.stdlib_module_names == {"numpy", "features", "xgboost"}
     assert imported_modules(probe, import_time_only=True) - sys.stdlib_module_names == {"numpy", "features"}
+
+
+def test_the_functions_ship_pinned_powertools_built_for_their_runtime() -> None:
+    """Powertools is in every function's package, not a layer whose content cannot be checked offline:
+    the pins are requirements.txt's (the versions the handler tests run), built for the functions'
+    Python (Makefile LAMBDA_PYTHON = stacks/functions.py LAMBDA_PYTHON, the runtime the stacks set)."""
+    import re
+
+    from stacks import assets, functions
+
+    bundle = {k.split("==")[0].lower().replace("_", "-"): k.split("==")[1] for k in
+              (REPO / "lambda" / "requirements-bundle.txt").read_text().split() if "==" in k}
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", (REPO / "requirements.txt").read_text(), re.M))
+    pins = {k.lower().replace("_", "-"): v for k, v in pins.items()}
+    assert bundle and all(pins[name] == version for name, version in bundle.items()), (bundle, pins)
+    makefile = (REPO / "Makefile").read_text()
+    assert re.search(rf"^LAMBDA_PYTHON := {re.escape(functions.LAMBDA_PYTHON)}$", makefile, re.M)
+    assert functions.RUNTIME.name == f"python{functions.LAMBDA_PYTHON}"
+    files = assets.lambda_dependency_files()
+    assert "aws_lambda_powertools/__init__.py" in files and "aws_xray_sdk/__init__.py" in files
+    wrapt = [n for n in files if n.startswith("wrapt/") and n.endswith(".so")]
+    assert wrapt and all(f"cpython-{functions.LAMBDA_PYTHON.replace('.', '')}-x86_64" in n for n in wrapt), wrapt
+    staged = assets.stage_lambda("drift")
+    assert (staged / "aws_lambda_powertools" / "__init__.py").is_file() and (staged / "handler.py").is_file()
