@@ -55,7 +55,7 @@ def project_files(root: Path) -> list[Path]:
         rel = path.relative_to(root)
         if not path.is_file() or any(p in _SKIP_DIRS or p.endswith((".egg-info", ".dist-info")) for p in rel.parts):
             continue
-        if len(rel.parts) == 1 and rel.name in _BUILD_FILES or path.suffix in (".pyc", ".pyo"):
+        if (len(rel.parts) == 1 and rel.name in _BUILD_FILES) or path.suffix in (".pyc", ".pyo"):
             continue
         out.append(path)
     return out
