@@ -55,7 +55,7 @@ def build(app: cdk.App, *, nag: bool = True) -> PredMaintApp:
     monitoring = MonitoringStack(app, f"{prefix}-Monitoring", config=config, env=env,
                                  state_machine=training.state_machine,
                                  functions=[training.prepare.function, training.promote.function],
-                                 key_arn=data.key.key_arn, topic=training.notifications.topic)
+                                 key_arn=data.key.key_arn, topic=training.notifications.topic, network=network)
     built = PredMaintApp(config, data, training, endpoint, monitoring, network)
     for stack in built.stacks:
         cdk.Tags.of(stack).add("project", config.project)

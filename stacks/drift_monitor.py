@@ -21,6 +21,8 @@ time, as the scheduler's input to the function (``processing_request``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
@@ -41,6 +43,9 @@ from stacks.functions import PipelineFunction
 from stacks.images import ecr_repository_arn, xgboost_image_uri
 from stacks.roles import ECR_PULL, LOG_WRITE, MODELS_PREFIX, S3_READ, S3_WRITE, arn, list_bucket, use_key
 from stacks.state_machine import CODE_DIR, PROCESSING_RUNNER
+
+if TYPE_CHECKING:
+    from stacks.network import NetworkStack
 
 METRIC = "DriftedFeatures"
 RESULTS_PREFIX = "monitoring/drift/"
@@ -89,7 +94,8 @@ class DriftMonitor(Construct):
     """Schedule -> drift processing job -> metric -> alarm (-> retraining when enabled)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, artifacts: s3.IBucket,
-                 key: kms.IKey, topic: sns.ITopic, state_machine: sfn.IStateMachine) -> None:
+                 key: kms.IKey, topic: sns.ITopic, state_machine: sfn.IStateMachine,
+                 network: NetworkStack | None = None) -> None:
         super().__init__(scope, construct_id)
         c, d = config, config.drift
         source = s3_assets.Asset(self, "TrainingSource", path=str(stage_training_source()))
@@ -122,7 +128,7 @@ class DriftMonitor(Construct):
         self.starter = PipelineFunction(
             self, "Starter", name="drift", config=c, key=key, timeout=cdk.Duration.minutes(1),
             description="start the drift check against the current champion, if there is traffic to check",
-            environment={"CHAMPION_PARAMETER": c.champion_parameter})
+            environment={"CHAMPION_PARAMETER": c.champion_parameter}, network=network)
         self.starter.grant(["ssm:GetParameter"], [arn(self, "ssm", f"parameter{c.champion_parameter}")])
         self.starter.role.add_to_policy(iam.PolicyStatement(
             actions=["s3:ListBucket"], resources=[artifacts.bucket_arn],

@@ -3,6 +3,8 @@ scheduled drift check of the endpoint's captured traffic (``DriftMonitor``)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
@@ -14,6 +16,9 @@ from stacks.config import AppConfig
 from stacks.drift_monitor import DriftMonitor
 from stacks.endpoint_stack import endpoint_metric
 
+if TYPE_CHECKING:
+    from stacks.network import NetworkStack
+
 
 class MonitoringStack(cdk.Stack):
     """Dashboard: endpoint traffic, latency, errors, capacity; pipeline executions; Lambda health.
@@ -23,7 +28,8 @@ class MonitoringStack(cdk.Stack):
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, state_machine: sfn.IStateMachine,
-                 functions: list[lambda_.IFunction], key_arn: str, topic: sns.ITopic, **kwargs) -> None:
+                 functions: list[lambda_.IFunction], key_arn: str, topic: sns.ITopic,
+                 network: NetworkStack | None = None, **kwargs) -> None:
         super().__init__(scope, construct_id, description=f"{config.project}: dashboard and drift check", **kwargs)
         from stacks.training_stack import project_storage
 
@@ -32,7 +38,7 @@ class MonitoringStack(cdk.Stack):
         if c.drift.enabled:
             key, _, artifacts = project_storage(self, c, key_arn)
             self.drift = DriftMonitor(self, "Drift", config=c, artifacts=artifacts, key=key, topic=topic,
-                                      state_machine=state_machine)
+                                      state_machine=state_machine, network=network)
         minute = 60
         em = lambda name, stat: endpoint_metric(c, name, stat, minute)  # noqa: E731
         instance_count = cloudwatch.MathExpression(

@@ -124,7 +124,10 @@ def drift_findings(config: AppConfig, monitoring: MonitoringStack) -> list[tuple
         (d.starter.role, IAM5.format(f"arn:{part}:sagemaker:{c.region}:{acct}:processing-job/{c.job_prefix}-drift-*"),
          "each check's job is named <job prefix>-drift-<schedule execution id>, known only at run time"),
         (d.starter.role, IAM5.format("*"), "X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) have no "
-                                           "resource-level permissions"),
+                                           "resource-level permissions" + (
+                                               "; VPC mode: Lambda's ENI actions must be on * (Lambda validates the "
+                                               "role with an unscoped dry run at function creation)"
+                                               if c.vpc.enabled else "")),
         (d.starter.function, "AwsSolutions::AwsSolutions-L1", LAMBDA_RUNTIME_REASON),
     ]
 
