@@ -29,6 +29,11 @@ EXPLAINED = {
     ("CKV_AWS_117", "PrepareFunction"): "no VPC: the functions only call AWS APIs (S3, SageMaker, SSM) over TLS; "
                                         "a VPC mode with endpoints is future work (docs/reliability.md)",
     ("CKV_AWS_117", "PromoteFunction"): "as above",
+    ("CKV_AWS_116", "DriftStarterFunction"): "invoked by EventBridge Scheduler, whose RetryPolicy (2 retries within "
+                                             "an hour) retries a failed invocation; the next scheduled check runs "
+                                             "anyway, so a lost one costs a day of drift checking, not data",
+    ("CKV_AWS_115", "DriftStarterFunction"): "as for prepare/promote: one invocation a day",
+    ("CKV_AWS_117", "DriftStarterFunction"): "as for prepare/promote (in VPC mode it runs in the subnets)",
 }
 
 
