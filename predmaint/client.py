@@ -1,4 +1,4 @@
-"""A typed client for the endpoint contract (DESIGN.md), for the local server and SageMaker endpoints.
+"""A typed client for the endpoint contract (docs/contract.md, docs/openapi.yaml): local server or SageMaker.
 
     from predmaint.client import Instance, InvocationRequest, LocalClient
     resp = LocalClient("http://127.0.0.1:8080").invoke(

@@ -1,8 +1,9 @@
 """Exceptions shared by the CLI, the local runner and the local registry.
 
-The CLI maps them to exit codes (DESIGN.md CLI contract): ``UsageError`` -> 2 (bad usage or
-input), ``PipelineError`` -> 1 (a failure while doing valid work). Messages are shown to the user
-as one line, so keep them short and say what to do.
+The CLI's exit codes (docs/contract.md, "Command line"): 0 success; 2 bad usage or input
+(``UsageError``); 1 a failure while doing valid work (``PipelineError``, and anything unexpected);
+130 interrupted (Ctrl-C, SIGTERM). An error is one line on stderr, ``predmaint <command>: error:
+<what and where>``, never a traceback, so keep messages short and say what to do.
 """
 
 from __future__ import annotations

@@ -67,9 +67,10 @@ def _json_error(message: str) -> bytes:
 def load_inference_module(model_dir: Path) -> Any:
     """Import ``<model_dir>/code/inference.py`` by path, with ``code/`` first on ``sys.path``.
 
-    That is how the SageMaker framework containers load the user's entry point, so sibling modules
-    shipped in ``code/`` (features.py, profiles.py) resolve to the artifact's copies, not to whatever
-    is installed. Returns the module; raises on a missing or broken file.
+    That is how the SageMaker framework containers load the user's entry point: it imports the hooks
+    from the ``training_src`` package shipped beside it in ``code/`` (the artifact's copy, unless this
+    process has already imported ``training_src``, as local mode may: then that same code serves).
+    Returns the module; raises on a missing or broken file.
     """
     code_dir = Path(model_dir) / "code"
     entry = code_dir / "inference.py"

@@ -41,7 +41,8 @@ from typing import IO, Any
 
 #: imported once by the server; everything train.py and evaluate.py need (missing ones are skipped)
 PRELOAD = ("numpy", "pandas", "pyarrow.parquet", "xgboost", "sklearn.linear_model", "sklearn.metrics",
-           "sklearn.model_selection", "matplotlib.pyplot", "features", "train", "evaluate")
+           "sklearn.model_selection", "matplotlib.pyplot", "training_src.features", "training_src.train",
+           "training_src.evaluate")
 _MAX_MSG = 1 << 20
 
 
@@ -206,7 +207,7 @@ def serve(fd: int, src: str) -> int:
     """The server loop: preload, then fork a child per ``spawn`` until the runner hangs up."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=fd)
-    sys.path.insert(0, src)  # as for `python training_src/x.py`: siblings are top-level modules
+    sys.path.insert(0, src)  # as for `python training_src/x.py` (whose imports name the training_src package)
     os.environ.setdefault("MPLBACKEND", "Agg")
     import importlib
 

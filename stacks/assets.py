@@ -1,9 +1,11 @@
 """Deterministic staging of code assets at synth time.
 
-There is ONE copy of the shared code (``training_src/``). At synth time it is copied next to each
-Lambda handler, with the functions' pinned dependencies (``lambda_dependency_files``), (the Lambda runtime sees a flat directory, so handlers import
-``try: from training_src import promotion / except ImportError: import promotion``) and packed
-into the ``sourcedir.tar.gz`` that SageMaker's script mode downloads. Staging directories are
+There is ONE copy of the shared code (``training_src/``), and it ships as the ``training_src`` package
+everywhere, so it imports as ``training_src.<module>`` in the repository, the Lambda functions and the
+SageMaker containers alike. At synth time the modules the Lambdas share are staged as
+``training_src/...`` beside each Lambda handler, with the functions' pinned dependencies
+(``lambda_dependency_files``), and the whole package is packed into the ``sourcedir.tar.gz`` that
+SageMaker's script mode downloads, beside the entry module ``train.py``. Staging directories are
 content-addressed (``build/<kind>/<sha256 of the content>``) and created atomically, so parallel
 synths (pytest-xdist, ``npx cdk synth`` in a test) never race, and asset hashes only change when
 the content does.
@@ -74,16 +76,17 @@ def _materialise(kind: str, files: dict[str, bytes], writer) -> Path:
 
 
 def lambda_bundle_files(name: str) -> dict[str, bytes]:
-    """The files of one Lambda's deployment package: its folder plus the shared modules."""
+    """The files of one Lambda's deployment package: its folder plus the shared modules, under ``training_src/``."""
     folder = LAMBDA_SRC / name
     if not (folder / "handler.py").is_file():
         raise FileNotFoundError(f"lambda/{name}/handler.py not found")
     files = {k: v for k, v in _files(folder).items() if k != "requirements.txt"}
-    for module in LAMBDA_SHARED_MODULES:
-        files[module] = (TRAINING_SRC / module).read_bytes()
-    files.update(_files(TRAINING_SRC / "profiles", "profiles/"))
+    for module in ("__init__.py", *LAMBDA_SHARED_MODULES):
+        files[f"training_src/{module}"] = (TRAINING_SRC / module).read_bytes()
+    files.update(_files(TRAINING_SRC / "profiles", "training_src/profiles/"))
     for package in LAMBDA_SHARED_PACKAGES:
-        files.update({k: v for k, v in _files(TRAINING_SRC / package, f"{package}/").items() if k.endswith(".py")})
+        files.update({k: v for k, v in _files(TRAINING_SRC / package, f"training_src/{package}/").items()
+                      if k.endswith(".py")})
     return files
 
 
@@ -137,9 +140,9 @@ def stage_lambda(name: str) -> Path:
 def source_tarball_bytes(files: dict[str, bytes]) -> bytes:
     """A byte-for-byte reproducible ``sourcedir.tar.gz``.
 
-    Layout: the modules of ``training_src/`` at the root (script mode runs ``python -m train`` in
-    the extracted directory; the modules import their siblings flat there). No ``training_src -> .``
-    symlink: the SageMaker XGBoost container ``pip install``s this directory before every training
+    Layout: the ``training_src`` package and the entry module ``train.py`` at the root (script mode runs
+    ``python -m train`` in the extracted directory, which runs ``training_src.train``). No links (an old
+    layout had a ``training_src -> .`` symlink): the SageMaker XGBoost container ``pip install``s this directory before every training
     job (sagemaker-containers' ``run_module``), and setuptools follows such a loop ~40 levels deep
     while the build copies into ``build/`` below it, which made the install fail now and then
     (tests/infra/test_container_jobs.py) and cost ~15 s per job when it passed.
@@ -160,11 +163,13 @@ def source_tarball_bytes(files: dict[str, bytes]) -> bytes:
 
 
 def training_source_files() -> dict[str, bytes]:
-    """The files of ``sourcedir.tar.gz``: ``training_src/`` and the ``pyproject.toml`` that makes the
-    container's ``pip install .`` of it work offline with any pip (training_src/predmaint_build_backend.py)."""
-    from training_src.predmaint_build_backend import PYPROJECT_TOML
+    """The files of ``sourcedir.tar.gz``: ``training_src/``, the entry module ``train.py`` and the
+    ``pyproject.toml`` that makes the container's ``pip install .`` of it work offline with any pip
+    (training_src/predmaint_build_backend.py)."""
+    from training_src.predmaint_build_backend import ENTRY_MODULES, PYPROJECT_TOML
 
-    return {**_files(TRAINING_SRC), "pyproject.toml": PYPROJECT_TOML.encode()}
+    return {**_files(TRAINING_SRC, "training_src/"), "train.py": ENTRY_MODULES["train.py"].encode(),
+            "pyproject.toml": PYPROJECT_TOML.encode()}
 
 
 def stage_training_source() -> Path:

@@ -37,13 +37,13 @@ from training_src import search_space
 
 CODE_DIR = "/opt/ml/processing/input/code"
 # Processing jobs run a training_src script from the same sourcedir.tar.gz script mode uses (like the
-# SageMaker SDK's FrameworkProcessor): unpack it, then training_src/processing.py runs the script.
+# SageMaker SDK's FrameworkProcessor): unpack it, then training_src.processing runs the script.
 # CreateProcessingJob allows at most 256 characters per ContainerEntrypoint item, so the shell part
 # only unpacks; everything else is Python in the tarball.
 PROCESSING_RUNNER = (
     "mkdir -p /opt/ml/processing/code && "
     f"for f in {CODE_DIR}/*; do tar -xzf \"$f\" -C /opt/ml/processing/code || exit 1; done && "
-    "exec python3 /opt/ml/processing/code/processing.py \"$@\""
+    "cd /opt/ml/processing/code && exec python3 -m training_src.processing \"$@\""
 )
 
 # Step Functions' optimized SageMaker integrations report EVERY API error -- a throttled call and a

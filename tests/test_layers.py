@@ -77,13 +77,15 @@ def test_shared_packages_import_the_standard_library_only_when_imported(path: Pa
 
 
 def test_the_prepare_lambda_package_plans_without_heavy_libraries(tmp_path: Path) -> None:
-    # the staged (flat) prepare package, imported with NumPy & co. made unimportable, as in the Lambda runtime
+    # the staged prepare package (handler.py beside training_src/), imported with NumPy & co. made unimportable,
+    # as in the Lambda runtime
     for rel, data in lambda_bundle_files("prepare").items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(data)
     probe = (f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\n"
              f"for name in {HEAVY!r}:\n    sys.modules[name] = None\n"
-             "import handler, search_space\n"
+             "import handler\nfrom training_src import search_space\n"
+             f"assert search_space.__file__.startswith({str(tmp_path)!r}), search_space.__file__\n"
              "print(sorted(search_space.ALGORITHMS), sorted(search_space.sagemaker_parameter_ranges('xgboost')))\n"
              f"assert not any(m in sys.modules and sys.modules[m] is not None for m in {HEAVY!r})\n")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)

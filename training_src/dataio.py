@@ -13,10 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-try:
-    from .profiles import Profile
-except ImportError:  # run as a script inside a SageMaker container: siblings are top-level modules
-    from profiles import Profile
+from training_src.profiles import Profile
 
 
 class DataError(ValueError):

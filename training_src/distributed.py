@@ -289,10 +289,7 @@ class Session:
 
 def gather_reason(algorithm: str, task: str, hp: dict[str, str], held_out: bool) -> str:
     """Why this fit cannot run as one collective XGBoost fit ("" when it can)."""
-    try:
-        from . import candidates
-    except ImportError:  # SageMaker container: siblings are top-level modules
-        import candidates
+    from training_src import candidates
     if not candidates.get(algorithm).DISTRIBUTED:
         return f"the {algorithm} candidate has no distributed fit"
     try:

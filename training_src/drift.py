@@ -69,14 +69,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-try:
-    from . import features as F
-    from .predmaint_serving import codec
-    from .predmaint_serving import model as serving_model
-except ImportError:  # SageMaker container: siblings are top-level modules
-    import features as F
-    from predmaint_serving import codec
-    from predmaint_serving import model as serving_model
+from training_src import features as F
+from training_src.predmaint_serving import codec
+from training_src.predmaint_serving import model as serving_model
 
 FORMAT = "predmaint-drift-baseline/1"
 RESULT_FORMAT = "predmaint-drift-result/1"

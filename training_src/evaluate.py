@@ -36,16 +36,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-try:
-    from . import features as F
-    from . import inference as I
-    from . import train as T
-    from .preprocess import test_fingerprint
-except ImportError:  # SageMaker container: siblings are top-level modules
-    import features as F
-    import inference as I
-    import train as T
-    from preprocess import test_fingerprint
+from training_src import features as F
+from training_src import inference as I
+from training_src import train as T
+from training_src.preprocess import test_fingerprint
 
 DEFAULT_XGB_ROUNDS = 100  # XGBRegressor / XGBClassifier default n_estimators
 

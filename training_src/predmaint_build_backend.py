@@ -9,16 +9,16 @@ and the jobs and the endpoint may have no network (network isolation, VPC mode w
 that must download setuptools (no index: "Failed to build ... when installing build dependencies"), pip
 25.2 only with ``wheel`` installed.
 
-So both directories ship a ``pyproject.toml`` (``PYPROJECT_TOML``) naming this module, shipped beside it,
-as an in-tree backend with no build requirements: pip's isolated build environment needs nothing
+So both directories ship a ``pyproject.toml`` (``PYPROJECT_TOML``) naming this module (shipped in the
+directory's ``training_src/``) as an in-tree backend with no build requirements: pip's isolated build environment needs nothing
 downloaded, and the wheel is made here with the standard library alone. Any pip that implements PEP 517
 in-tree backends (``backend-path``, pip >= 20) installs the directory offline, with or without
 ``wheel``, setuptools or build isolation (tests/container/test_offline_install.py runs pip 26.3 and 25.2
 with and without ``wheel``, no index).
 
 The wheel holds what the generated ``setup.py`` installed (``packages=['']``: every module and package of
-the directory at the top level of site-packages), so imports behave as before; the container imports
-the entry point from the directory itself either way.
+the directory at the top level of site-packages: the entry module and the ``training_src`` package), so
+imports behave as before; the container imports the entry point from the directory itself either way.
 """
 
 from __future__ import annotations
@@ -37,8 +37,19 @@ PYPROJECT_TOML = """\
 [build-system]
 requires = []
 build-backend = "predmaint_build_backend"
-backend-path = ["."]
+backend-path = ["training_src"]
 """
+#: the entry modules at the top of a code directory (``sourcedir.tar.gz``: train.py, written by stacks/assets.py;
+#: the model's ``code/``: inference.py, written by train.py's write_model). The code itself ships beside them as
+#: the ``training_src`` package, so it imports as ``training_src.<module>`` there as in the repository.
+ENTRY_MODULES = {
+    "train.py": ('"""sagemaker_program=train.py (``python -m train``): runs training_src/train.py, shipped beside '
+                 'this file."""\nimport sys\n\nfrom training_src.train import main\n\n'
+                 'if __name__ == "__main__":\n    sys.exit(main())\n'),
+    "inference.py": ('"""SAGEMAKER_PROGRAM=inference.py: the hooks of training_src/inference.py, shipped beside '
+                     'this file."""\nfrom training_src.inference import handle, input_fn, model_fn, output_fn, '
+                     'predict_fn  # noqa: F401\n'),
+}
 #: files of the directory that are build inputs or outputs, not part of what is installed
 _BUILD_FILES = {"pyproject.toml", "setup.py", "setup.cfg", "MANIFEST.in", Path(__file__).name}
 _SKIP_DIRS = {"__pycache__", "build", "dist", ".git"}

@@ -1,6 +1,6 @@
 """SageMaker Processing entry point: raw fleet files -> features for train/validation/test + spec.
 
-Contract (DESIGN.md): reads ``/opt/ml/processing/input/raw`` (the data directory layout, e.g.
+Contract (docs/contract.md, "Scripts in the SageMaker containers"): reads ``/opt/ml/processing/input/raw`` (the data directory layout, e.g.
 ``cmapss/train_FD001.txt.gz``, or a role's file partitioned by asset into parts under
 ``cmapss/train_FD001/``) and the run's profile named by ``--profile`` (a shipped name, or a file: the
 pipeline passes ``/opt/ml/processing/input/profile/profile.json``, the document the prepare Lambda
@@ -64,18 +64,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-try:
-    from . import drift as D
-    from . import features as F
-    from . import selection
-    from .dataio import DataError, list_parts, read_rul_file, read_table, resolve_file, resolve_parts
-    from .profiles import Profile, ProfileError, load_profile
-except ImportError:  # SageMaker container: siblings are top-level modules
-    import drift as D
-    import features as F
-    import selection
-    from dataio import DataError, list_parts, read_rul_file, read_table, resolve_file, resolve_parts
-    from profiles import Profile, ProfileError, load_profile
+from training_src import drift as D
+from training_src import features as F
+from training_src import selection
+from training_src.dataio import DataError, list_parts, read_rul_file, read_table, resolve_file, resolve_parts
+from training_src.profiles import Profile, ProfileError, load_profile
 
 META = ["_asset", "_time", "_label"]
 STAGES = ("all", "fit", "transform")

@@ -6,13 +6,13 @@ hands over to this module (CreateProcessingJob allows at most 256 characters per
 so the logic lives here, not in a shell one-liner)::
 
     /bin/sh -c 'mkdir -p /opt/ml/processing/code && for f in /opt/ml/processing/input/code/*; do
-                tar -xzf "$f" -C /opt/ml/processing/code; done &&
-                exec python3 /opt/ml/processing/code/processing.py "$@"' predmaint-runner SCRIPT
+                tar -xzf "$f" -C /opt/ml/processing/code; done && cd /opt/ml/processing/code &&
+                exec python3 -m training_src.processing "$@"' predmaint-runner SCRIPT
 
-``python3 processing.py SCRIPT ARG...`` then: installs ``requirements.txt`` from the unpacked code
-if there is one (the way the framework containers treat a source dir), puts the code on
-``PYTHONPATH`` and replaces itself with ``python3 SCRIPT ARG...`` run from the code directory, so
-the script's exit code and signals are the job's. Only scripts that ship in the tarball run.
+``python3 -m training_src.processing SCRIPT ARG...`` then: installs ``requirements.txt`` from the
+unpacked code if there is one (the way the framework containers treat a source dir), puts the code on
+``PYTHONPATH`` and replaces itself with ``python3 -m training_src.<script> ARG...`` run from the code
+directory, so the script's exit code and signals are the job's. Only scripts that ship in the tarball run.
 
 Standard library only: it runs before anything is installed.
 """
@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-CODE_DIR = Path(__file__).resolve().parent
+CODE_DIR = Path(__file__).resolve().parent.parent  # the unpacked code: training_src/ and the entry module
 #: the scripts a processing job may run (the state machine names one of them)
 SCRIPTS = ("preprocess.py", "evaluate.py", "drift.py")
 
@@ -42,10 +42,10 @@ def command(argv: list[str], code_dir: Path = CODE_DIR) -> list[str]:
     if not argv:
         raise RunnerError(f"usage: processing.py SCRIPT [ARG...] (SCRIPT one of {list(SCRIPTS)})")
     script, *args = argv
-    if script not in SCRIPTS or not (code_dir / script).is_file():
-        shipped = [s for s in SCRIPTS if (code_dir / s).is_file()]
+    if script not in SCRIPTS or not (code_dir / "training_src" / script).is_file():
+        shipped = [s for s in SCRIPTS if (code_dir / "training_src" / s).is_file()]
         raise RunnerError(f"unknown script {script!r}; this code ships {shipped}")
-    return [sys.executable, str(code_dir / script), *args]
+    return [sys.executable, "-m", f"training_src.{Path(script).stem}", *args]
 
 
 def environment(code_dir: Path = CODE_DIR, base: dict[str, str] | None = None) -> dict[str, str]:

@@ -13,12 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-try:  # repository layout: training_src.search_space beside training_src.candidates
-    from .candidates import CANDIDATES, Param
-    from .candidates.base import to_wire as _to_wire
-except ImportError:  # flat layouts (the prepare Lambda's package, the training container's sourcedir)
-    from candidates import CANDIDATES, Param  # type: ignore[no-redef]
-    from candidates.base import to_wire as _to_wire  # type: ignore[no-redef]
+from training_src.candidates import CANDIDATES, Param
+from training_src.candidates.base import to_wire as _to_wire
 
 #: candidate algorithm -> its tuned ranges (each candidate module's ``PARAMS``). Each becomes one
 #: SageMaker training job definition.

@@ -32,12 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-try:
-    from . import features as F
-    from .profiles import Profile
-except ImportError:  # SageMaker container: siblings are top-level modules
-    import features as F
-    from profiles import Profile
+from training_src import features as F
+from training_src.profiles import Profile
 
 FOLDS = 3
 CUTS = 5

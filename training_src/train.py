@@ -1,6 +1,6 @@
 """SageMaker training entry point (script mode in the SageMaker XGBoost container).
 
-Contract (DESIGN.md): channels from ``SM_CHANNEL_TRAIN`` (features + ``feature_spec.json``) and
+Contract (docs/contract.md, "Scripts in the SageMaker containers"): channels from ``SM_CHANNEL_TRAIN`` (features + ``feature_spec.json``) and
 ``SM_CHANNEL_VALIDATION``; the model goes to ``SM_MODEL_DIR`` (SageMaker tars it into
 ``model.tar.gz``); hyperparameters arrive as ``--name value`` (tuned ones under the built-in XGBoost
 algorithm's tunable names, mapped back by ``candidates.base.from_wire``). The objective is printed in
@@ -14,9 +14,10 @@ each fits, predicts and saves its own model. ``--fit_on train+validation`` refit
 (the final model after tuning).
 
 The model directory holds the candidate's model file (``xgboost-model``, XGBoost's own format;
-``linear-model.json``; ...), ``feature_spec.json``, ``model_meta.json`` and ``code/`` (inference.py, the
-feature module, the ``candidates`` package and the ``predmaint_serving`` package with its compiled
-libraries), so the artifact serves in the SageMaker XGBoost container with ``SAGEMAKER_PROGRAM=inference.py``.
+``linear-model.json``; ...), ``feature_spec.json``, ``model_meta.json`` and ``code/`` (``inference.py``, a
+two-line entry module, beside the ``training_src`` package with what serving needs: the hooks module, the
+``features`` and ``candidates`` packages and the ``predmaint_serving`` package with its compiled libraries),
+so the artifact serves in the SageMaker XGBoost container with ``SAGEMAKER_PROGRAM=inference.py``.
 """
 
 from __future__ import annotations
@@ -33,31 +34,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-try:
-    from . import candidates
-    from . import checkpoints as C
-    from . import distributed as D
-    from . import features as F
-    from .candidates.base import TrainError, from_wire, metric_name, objective_line
-    from .candidates.base import number as _num
-    from .predmaint_build_backend import PYPROJECT_TOML
-    from .predmaint_serving import intervals as IV
-except ImportError:  # SageMaker container: siblings are top-level modules
-    import candidates
-    import checkpoints as C
-    import distributed as D
-    import features as F
-    from candidates.base import TrainError, from_wire, metric_name, objective_line
-    from candidates.base import number as _num
-    from predmaint_build_backend import PYPROJECT_TOML
-    from predmaint_serving import intervals as IV
+from training_src import candidates
+from training_src import checkpoints as C
+from training_src import distributed as D
+from training_src import features as F
+from training_src.candidates.base import TrainError, from_wire, metric_name, objective_line
+from training_src.candidates.base import number as _num
+from training_src.predmaint_build_backend import ENTRY_MODULES, PYPROJECT_TOML
+from training_src.predmaint_serving import intervals as IV
 
 HERE = Path(__file__).resolve().parent
-#: what the model artifact's code/ holds: the hooks module, the feature code it needs, the serving package
-CODE_FILES = ("inference.py", "features.py", "profiles.py", "predmaint_build_backend.py")
+#: the modules of training_src the model artifact's code/training_src holds: the hooks module, the profile
+#: parser the spec needs, the code directory's build backend
+CODE_FILES = ("__init__.py", "inference.py", "profiles.py", "predmaint_build_backend.py")
 SERVING_PACKAGE = "predmaint_serving"
-#: packages the artifact's code/ holds (the candidates' load/predict/explain, the serving code)
-CODE_PACKAGES = ("candidates", SERVING_PACKAGE)
+#: the packages it holds (the feature code, the candidates' load/predict/explain, the serving code)
+CODE_PACKAGES = ("features", "candidates", SERVING_PACKAGE)
 SERVING_SUFFIXES = (".py", ".c", ".h")
 META_COLUMNS = ("_asset", "_time", "_label")
 __all__ = ["TrainError", "fit_model", "main", "predict", "read_channel", "split_xy", "write_model"]
@@ -217,22 +209,21 @@ def write_model(model_dir: Path, algorithm: str, model: Any, spec_text: str, met
     (model_dir / "feature_spec.json").write_text(spec_text)
     (model_dir / "model_meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
     code = model_dir / "code"
-    code.mkdir(exist_ok=True)
+    shipped = code / "training_src"  # the package itself: it imports as training_src.<module> there too
+    shipped.mkdir(parents=True, exist_ok=True)
     for name in CODE_FILES:
-        shutil.copy2(HERE / name, code / name)
+        shutil.copy2(HERE / name, shipped / name)
     for name in CODE_PACKAGES:
-        package = code / name
+        package = shipped / name
         package.mkdir(exist_ok=True)
         for src in sorted((HERE / name).iterdir()):
             if src.is_file() and src.suffix in SERVING_SUFFIXES:
                 shutil.copy2(src, package / src.name)
+    (code / "inference.py").write_text(ENTRY_MODULES["inference.py"])
     # the container pip-installs code/ before serving: an in-tree backend, so it installs offline with any pip
     (code / "pyproject.toml").write_text(PYPROJECT_TOML)
-    package = code / SERVING_PACKAGE
-    try:  # ship the compiled tree walker and request reader when a compiler is here
-        from .predmaint_serving import native
-    except ImportError:
-        from predmaint_serving import native
+    package = shipped / SERVING_PACKAGE
+    from training_src.predmaint_serving import native  # the compiled tree walker and request reader
     native.build_native_libraries(package)
 
 

@@ -39,17 +39,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-try:  # repo layout (tests, local mode)
-    from training_src import profiles as profiles_lib
-    from training_src import search_space
-    from training_src.candidates.base import OBJECTIVE_REGEX
-except ImportError:  # flat Lambda package staged by stacks/assets.py
-    import profiles as profiles_lib  # type: ignore[no-redef]
-    import search_space  # type: ignore[no-redef]
-    from candidates.base import OBJECTIVE_REGEX  # type: ignore[no-redef]
-
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+
+from training_src import profiles as profiles_lib
+from training_src import search_space
+from training_src.candidates.base import OBJECTIVE_REGEX
 
 logger = Logger(service="prepare")
 tracer = Tracer(service="prepare")

@@ -43,13 +43,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-try:  # repo layout (tests, local mode)
-    from training_src import promotion
-except ImportError:  # flat Lambda package staged by stacks/assets.py
-    import promotion  # type: ignore[no-redef]
-
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+
+from training_src import promotion
 
 logger = Logger(service="promote")
 tracer = Tracer(service="promote")

@@ -78,7 +78,7 @@ def _training_source(tmp_path: Path) -> Path:
 def test_the_container_installs_our_code_offline_with_any_pip(model_dir: Path, tmp_path: Path, venv: str,
                                                               directory: str) -> None:
     code = _model_code(model_dir, tmp_path) if directory == "model code/" else _training_source(tmp_path)
-    assert (code / "pyproject.toml").is_file() and (code / "predmaint_build_backend.py").is_file()
+    assert (code / "pyproject.toml").is_file() and (code / "training_src" / "predmaint_build_backend.py").is_file()
     done = _container_install(code, venv)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert "Successfully installed predmaint_code-1.0.0" in done.stdout
@@ -87,7 +87,7 @@ def test_the_container_installs_our_code_offline_with_any_pip(model_dir: Path, t
 def test_without_the_backend_pip_26_cannot_install_the_generated_setup_py_offline(model_dir: Path,
                                                                                    tmp_path: Path) -> None:
     code = _model_code(model_dir, tmp_path)
-    for name in ("pyproject.toml", "predmaint_build_backend.py"):
+    for name in ("pyproject.toml", "training_src/predmaint_build_backend.py"):
         (code / name).unlink()
     done = _container_install(code, "pip26")
     assert done.returncode != 0

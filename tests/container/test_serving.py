@@ -203,3 +203,30 @@ def test_bad_input_gets_the_contract_answer_never_a_5xx(served: Served, test_uni
     assert failures == [], failures
     assert served.post(request_body([{"asset_id": "a", "readings": test_units[1]}]))[0] == 200
     assert children(served.proc.pid) == before, "a worker died on bad input"
+
+
+def test_numbers_beyond_the_float_range_are_named_there_as_locally(served: Served, loaded_local, base: Path,
+                                                                    test_units) -> None:
+    """A 400-digit integer in a life summary field, and a NaN/Infinity/1e400 instance horizon: the container's
+    stdlib parser and the local server's orjson give the same 400, naming the field."""
+    from training_src import inference
+
+    local = inference.model_fn(str(base / "model"))
+    start = request_body([{"asset_id": "s", "readings": test_units[31], "life": {}}])
+    life = loaded_local(start)["predictions"][0]["life"]
+    cases = []
+    for key in ("first", "last", "t", "tt", "z"):
+        doc = {**life, "z": ["@big", *life["z"][1:]]} if key == "z" else {**life, key: "@big"}
+        where = f"instances[0].life.{key}"
+        message = (f"{where}: must be a list of {len(life['z'])} finite numbers" if key == "z"
+                   else f"{where}: must be a finite number")
+        body = json.dumps({"instances": [{"asset_id": "s", "readings": test_units[31][-30:], "life": doc}]})
+        cases.append((body.replace('"@big"', "9" * 400).encode(), message))
+    for number in ("NaN", "Infinity", "1e400"):
+        body = json.dumps({"instances": [{"asset_id": "s", "readings": test_units[31][-30:], "horizon": "@h"}]})
+        cases.append((body.replace('"@h"', number).encode(), "instances[0].horizon: must be a number of cycles >= 0"))
+    for body, message in cases:
+        status, out = served.post(body)
+        assert (status, json.loads(out)) == (400, {"error": message}), body[-200:]
+        status, out, _ = inference.handle(local, body, "application/json", None)
+        assert (status, json.loads(out)) == (400, {"error": message})

@@ -17,6 +17,7 @@ import pytest
 
 from training_src import dataio, preprocess
 from training_src import drift as D
+from training_src import features as F
 from training_src.profiles import load_profile
 
 REPO = Path(__file__).resolve().parents[2]
@@ -128,6 +129,23 @@ def test_refused_requests_are_counted_not_used(model, tmp_path: Path) -> None:
     spec, baseline = model
     result = D.check(_write_capture(tmp_path, [b'{"instances": []}', b"nope"]), spec, baseline)
     assert result["refused_requests"] == 2 and result["tests"] == 0 and not result["drift"]
+
+
+def test_a_captured_summary_with_a_number_too_large_for_a_float_is_refused_not_a_crash(model, data_dir: Path,
+                                                                                        tmp_path: Path) -> None:
+    spec, baseline = model
+    assert spec.life_stats
+    readings = _readings(data_dir, "FD001")
+    rows = readings[readings["unit"] == 1].drop(columns=["unit"]).head(40).to_dict("records")
+    keys = F.sum_keys(spec.life_stats)
+    width = len(spec.channels)
+    life = {"model": F.life_fingerprint(spec), "first": "@big", "last": 5.0, "count": 5,
+            **{k: 0.0 if k in F.LIFE_SCALARS else [0.0] * width for k in keys}}
+    forged = json.dumps({"instances": [{"asset_id": 1, "readings": rows, "life": life}]})
+    good = json.dumps({"instances": [{"asset_id": 1, "readings": rows}]})
+    result = D.check(_write_capture(tmp_path, [forged.replace('"@big"', "9" * 400).encode(), good.encode()]),
+                     spec, baseline)
+    assert result["refused_requests"] == 1
 
 
 def test_processing_entrypoint_reads_model_tarball(fd001_model: Path, data_dir: Path, tmp_path: Path) -> None:

@@ -233,7 +233,7 @@ def test_preprocess_trial_refit_on_two_hosts_and_evaluate(run) -> None:
     # the interval calibration runs in the container's Python too (first host: its shard + validation)
     assert meta["intervals"]["format"] == "predmaint-intervals/1" and meta["intervals"]["bins"]
     assert not any((run["root"] / "refit" / "algo-2" / "opt" / "ml" / "model").iterdir())  # the first host writes
-    assert (refit["model_dir"] / "code" / "predmaint_serving" / "codec.py").is_file()
+    assert (refit["model_dir"] / "code" / "training_src" / "predmaint_serving" / "codec.py").is_file()
     run["results"]["refit"] = {"ModelArtifacts": {"S3ModelArtifacts": refit["model_uri"]}}
 
     ev = _processing_job(run, "Evaluate", "evaluate")

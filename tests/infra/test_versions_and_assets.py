@@ -46,14 +46,17 @@ def test_image_uri_resolves_offline_per_region():
     assert ecr_repository_arn(uri).startswith("arn:aws:ecr:us-east-1:") and uri.split(".")[0] in ecr_repository_arn(uri)
 
 
-def test_source_tarball_is_reproducible_flat_and_without_links():
-    files = assets._files(assets.TRAINING_SRC)
+def test_source_tarball_is_reproducible_the_package_and_its_entry_module_without_links():
+    files = assets.training_source_files()
     first, second = assets.source_tarball_bytes(files), assets.source_tarball_bytes(files)
     assert first == second
     with tarfile.open(fileobj=io.BytesIO(first)) as tar:
         names = tar.getnames()
         members = tar.getmembers()
-    assert {"train.py", "profiles.py", "promotion.py", "profiles/cmapss.json", "predmaint_serving/codec.py"} <= set(names)
+    assert {"train.py", "training_src/train.py", "training_src/profiles.py", "training_src/promotion.py",
+            "training_src/profiles/cmapss.json", "training_src/predmaint_serving/codec.py",
+            "training_src/features/__init__.py", "pyproject.toml"} <= set(names)
+    assert {n.split("/")[0] for n in names} == {"train.py", "training_src", "pyproject.toml"}
     # no links: the container pip-installs this directory, and a link loop breaks that install
     assert not any(m.issym() or m.islnk() for m in members)
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
@@ -61,13 +64,13 @@ def test_source_tarball_is_reproducible_flat_and_without_links():
     assert staged == assets.stage_training_source(), "content-addressed: same content, same path"
 
 
-def test_lambda_bundles_carry_the_shared_modules_and_import_flat():
+def test_lambda_bundles_carry_the_shared_modules_as_the_training_src_package():
     for name, module in (("prepare", "search_space"), ("promote", "promotion")):
         staged = assets.stage_lambda(name)
-        assert (staged / "handler.py").is_file() and (staged / "profiles" / "cmapss.json").is_file()
+        assert (staged / "handler.py").is_file() and (staged / "training_src" / "profiles" / "cmapss.json").is_file()
         assert not (staged / "test_handler.py").exists() and not (staged / "requirements.txt").exists()
-        # as in Lambda: no training_src package, the staged folder first on sys.path
-        code = ("import sys; sys.modules['training_src'] = None; sys.path.insert(0, sys.argv[1]); "
+        # as in Lambda: the staged folder first on sys.path; its training_src, not the repository's, is imported
+        code = ("import sys; sys.path.insert(0, sys.argv[1]); "
                 f"import handler; print(handler.{module}.__file__)")
         out = subprocess.run([sys.executable, "-c", code, str(staged)], capture_output=True, text=True,
                              env={"POWERTOOLS_TRACE_DISABLED": "true", "PATH": "/usr/bin:/bin"}, timeout=60)

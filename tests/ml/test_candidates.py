@@ -99,7 +99,7 @@ def test_hgb_trains_through_train_py_and_serves_through_the_hooks(fd001: dict, t
                             "--row_stride", "3")
     assert proc.returncode == 0, proc.stderr
     assert re.match(r"final \[\d+\]\tvalidation-rmse:[0-9.]+$", proc.stdout.strip().splitlines()[-1])
-    assert (model_dir / "hgb-model.json").is_file() and (model_dir / "code" / "candidates" / "hgb.py").is_file()
+    assert (model_dir / "hgb-model.json").is_file() and (model_dir / "code" / "training_src" / "candidates" / "hgb.py").is_file()
     meta = json.loads((model_dir / "model_meta.json").read_text())
     assert meta["algorithm"] == "hgb"
     model = I.model_fn(str(model_dir))

@@ -239,6 +239,15 @@ def test_a_bad_horizon_is_a_400_naming_it(calibrated, units, change, message):
     assert status == 400 and doc == {"error": message}
 
 
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_a_non_finite_instance_horizon_is_a_400_naming_it(calibrated, units, number):
+    """The strict parser refuses the body; the field is still named, as for the request's horizon."""
+    doc = {"instances": [{"asset_id": "a", "readings": units[1]}, {"asset_id": "b", "readings": units[2], "horizon": "@h"}]}
+    body = json.dumps(doc).replace('"@h"', number).encode()
+    status, out, _ = handler.handle(calibrated, body, "application/json", None)
+    assert status == 400 and json.loads(out) == {"error": "instances[1].horizon: must be a number of cycles >= 0"}
+
+
 def test_a_huge_horizon_number_is_refused_not_crashed(calibrated, units):
     body = json.dumps({"instances": [{"readings": units[1]}]}).encode()[:-1] + b', "horizon": 1e999}'
     status, out, _ = handler.handle(calibrated, body, "application/json", None)

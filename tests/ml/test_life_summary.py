@@ -50,16 +50,16 @@ def test_a_streamed_summary_gives_the_batch_life_features_bit_for_bit(fd002):
             new_end = min(b, end + 17)
             lo = max(a, new_end - 30)
             X, states = F.transform_last_life(_cols(df, lo, new_end), np.array([0, new_end - lo]), spec,
-                                              [F.parse_life(doc, spec)])
+                                              [codec.parse_life(doc, spec)])
             np.testing.assert_array_equal(X[0, -len(names):], batch[new_end - 1, -len(names):])
-            doc = json.loads(json.dumps(F.life_document(states[0], spec)))  # what the caller stores
+            doc = json.loads(json.dumps(codec.life_document(states[0], spec)))  # what the caller stores
             assert doc["count"] == new_end - a and doc["first"] == df["cycle"].iat[a]
             end = new_end
             checked += 1
     assert checked > 50
     # resending the same window changes nothing
-    X2, again = F.transform_last_life(_cols(df, b - 30, b), np.array([0, 30]), spec, [F.parse_life(doc, spec)])
-    assert F.life_document(again[0], spec) == doc
+    X2, again = F.transform_last_life(_cols(df, b - 30, b), np.array([0, 30]), spec, [codec.parse_life(doc, spec)])
+    assert codec.life_document(again[0], spec) == doc
     np.testing.assert_array_equal(X2[0, -len(names):], batch[b - 1, -len(names):])
 
 
@@ -80,34 +80,38 @@ def test_without_a_summary_the_life_features_are_missing_and_training_sees_both(
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda d: "yes", r"^must be an object: \{\} to start a life summary"),
-    (lambda d: {**d, "extra": 1}, r"^extra: unknown key; a life summary has \['count', 'first', 'last', 'model', "),
-    (lambda d: {k: v for k, v in d.items() if k != "tz"}, r"^tz: missing$"),
-    (lambda d: {**d, "model": 7}, r"^model: must be a string$"),
-    (lambda d: {**d, "first": "1"}, r"^first: must be a finite number$"),
-    (lambda d: {**d, "count": 0}, r"^count: must be a whole number from 1 to 9007199254740992$"),
-    (lambda d: {**d, "count": 2.0}, r"^count: must be a whole number from 1 to 9007199254740992$"),
-    (lambda d: {**d, "count": 10**30}, r"^count: must be a whole number from 1 to 9007199254740992$"),
-    (lambda d: {**d, "first": d["last"] + 1}, r"^first: after last$"),
-    (lambda d: {**d, "t": None}, r"^t: must be a finite number$"),
-    (lambda d: {**d, "z": d["z"][:-1]}, r"^z: must be a list of \d+ finite numbers$"),
-    (lambda d: {**d, "z": [*d["z"][:-1], True]}, r"^z: must be a list of \d+ finite numbers$"),
+    (lambda d: "yes", r"^life: must be an object: \{\} to start a life summary"),
+    (lambda d: {**d, "extra": 1}, r"^life\.extra: unknown key; a life summary has \['count', 'first', 'last', 'model', "),
+    (lambda d: {k: v for k, v in d.items() if k != "tz"}, r"^life\.tz: missing$"),
+    (lambda d: {**d, "model": 7}, r"^life\.model: must be a string$"),
+    (lambda d: {**d, "first": "1"}, r"^life\.first: must be a finite number$"),
+    (lambda d: {**d, "count": 0}, r"^life\.count: must be a whole number from 1 to 9007199254740992$"),
+    (lambda d: {**d, "count": 2.0}, r"^life\.count: must be a whole number from 1 to 9007199254740992$"),
+    (lambda d: {**d, "count": 10**30}, r"^life\.count: must be a whole number from 1 to 9007199254740992$"),
+    (lambda d: {**d, "first": d["last"] + 1}, r"^life\.first: after last$"),
+    (lambda d: {**d, "t": None}, r"^life\.t: must be a finite number$"),
+    (lambda d: {**d, "z": d["z"][:-1]}, r"^life\.z: must be a list of \d+ finite numbers$"),
+    (lambda d: {**d, "z": [*d["z"][:-1], True]}, r"^life\.z: must be a list of \d+ finite numbers$"),
+    (lambda d: {**d, "first": -(10**400)}, r"^life\.first: must be a finite number$"),
+    (lambda d: {**d, "tt": 10**400}, r"^life\.tt: must be a finite number$"),
+    (lambda d: {**d, "z": [10**400, *d["z"][1:]]}, r"^life\.z: must be a list of \d+ finite numbers$"),
 ])
 def test_a_malformed_summary_is_refused_naming_the_key(fd002, change, message):
     _, df, spec = fd002
     _, states = F.transform_last_life(_cols(df, 0, 40), np.array([0, 40]), spec, [F.NEW_LIFE])
-    good = F.life_document(states[0], spec)
-    assert F.parse_life(good, spec).count == 40
-    with pytest.raises(F.FeatureError, match=message):
-        F.parse_life(change(good), spec)
+    good = codec.life_document(states[0], spec)
+    assert codec.parse_life(good, spec).count == 40
+    with pytest.raises(codec.InferenceError, match=message) as refused:
+        codec.parse_life(change(good), spec)
+    assert refused.value.status_code == 400
 
 
 def test_a_summary_of_another_model_reads_as_none(fd002):
     _, df, spec = fd002
     _, states = F.transform_last_life(_cols(df, 0, 40), np.array([0, 40]), spec, [F.NEW_LIFE])
-    doc = {**F.life_document(states[0], spec), "model": "0" * 16}
-    assert F.parse_life(doc, spec) is None
-    assert F.parse_life({}, spec) is F.NEW_LIFE
+    doc = {**codec.life_document(states[0], spec), "model": "0" * 16}
+    assert codec.parse_life(doc, spec) is None
+    assert codec.parse_life({}, spec) is F.NEW_LIFE
 
 
 # ------------------------------------------------------------------------------------------ served
@@ -121,6 +125,23 @@ def refit(fd001_refit):
 def _ask(model, *instances):
     status, out, _ = I.handle(model, json.dumps({"instances": list(instances)}).encode(), codec.JSON, codec.JSON)
     return status, json.loads(out)
+
+
+@pytest.mark.parametrize("key", ["first", "last", "t", "tt", "z"])
+def test_a_summary_number_too_large_for_a_float_is_a_400_naming_it(refit, units, key):
+    """A 400-digit JSON integer in a summary field (or an element of ``z``): a 400 naming it, not a 500."""
+    status, first = _ask(refit, {"asset_id": 3, "readings": units[3][:-20], "life": {}})
+    life = first["predictions"][0]["life"]
+    assert status == 200 and key in life
+    if key == "z":
+        life["z"][0] = "@big"
+        message = f"instances[0].life.z: must be a list of {len(life['z'])} finite numbers"
+    else:
+        life[key] = "@big"
+        message = f"instances[0].life.{key}: must be a finite number"
+    body = json.dumps({"instances": [{"asset_id": 3, "readings": units[3][-30:], "life": life}]})
+    status, out, _ = I.handle(refit, body.replace('"@big"', "9" * 400).encode(), codec.JSON, codec.JSON)
+    assert status == 400 and json.loads(out) == {"error": message}
 
 
 def test_served_whole_history_then_window_plus_summary_equals_the_batch(refit, units, fd001):

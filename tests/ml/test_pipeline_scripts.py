@@ -68,7 +68,9 @@ def test_preprocess_bad_file_exit_2_and_nothing_written(tmp_path):
 def test_train_subprocess_contract(fd001, fd001_model):
     files = {p.name for p in fd001_model.iterdir()}
     assert {"xgboost-model", "feature_spec.json", "model_meta.json", "code"} <= files
-    assert {"inference.py", "features.py", "profiles.py"} <= {p.name for p in (fd001_model / "code").iterdir()}
+    assert {"inference.py", "pyproject.toml", "training_src"} == {p.name for p in (fd001_model / "code").iterdir()}
+    shipped = fd001_model / "code" / "training_src"
+    assert {"inference.py", "profiles.py", "features", "candidates", "predmaint_serving"} <= {p.name for p in shipped.iterdir()}
     meta = json.loads((fd001_model / "model_meta.json").read_text())
     assert meta["hyperparameters"]["num_round"] == "60" and meta["algorithm"] == "xgboost"
 

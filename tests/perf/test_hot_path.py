@@ -103,7 +103,7 @@ def test_compiled_forest_on_a_classifier_equals_booster():
 
 @needs_cc
 def test_artifact_carries_the_compiled_library(fd001_perf):
-    code = fd001_perf["model_dir"] / "code" / "predmaint_serving"
+    code = fd001_perf["model_dir"] / "code" / "training_src" / "predmaint_serving"
     for source in native.SOURCES:
         assert (code / source).is_file()
     assert list(code.glob("forest-*.so")), "train.py builds the libraries into the artifact when it can"

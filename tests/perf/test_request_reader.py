@@ -188,7 +188,10 @@ def _variants(test_fleet):
         ("pretty", json.dumps(good, indent="\t"), True),
         ("explain false", _text({**good, "explain": False}), True),
         ("explain true", _text({**good, "explain": True}), False),
-        ("unused keys", _text({**good, "note": {"a": [1, -2.5e3, None, True, False, "x"], "b": {}}}), True),
+        ("unused request key", _text({**good, "note": {"a": [1, -2.5e3, None, True, False, "x"], "b": {}}}), False),
+        ("unused instance key", with_instance(lambda i: i.update(note=[1, None])), False),
+        ("unused reading key", with_reading(lambda r: r.update(note={"a": [1, -2.5e3, None, True, False, "x"]})),
+         True),
         ("int asset id", with_instance(lambda i: i.update(asset_id=-17)), True),
         ("no asset id", with_instance(lambda i: i.pop("asset_id")), True),
         ("integers and exponents", with_reading(lambda r: r.update(sensor_3=1590, sensor_4="@e")).replace(
@@ -276,3 +279,33 @@ def test_mutated_bodies_get_the_same_answer(model, python_model, plain_body, dat
             body = bytearray(b"{}")
     _both(model, python_model, bytes(body))
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Allow-lists: a key of the body or of an instance the reader does not handle is declined, never skipped
+# ---------------------------------------------------------------------------------------------
+def test_the_compiled_allow_lists_are_the_codecs_fields():
+    assert native.request_fields() == (codec.REQUEST_FIELDS, codec.INSTANCE_FIELDS)
+
+
+@pytest.mark.parametrize("where", ["request", "instance"])
+def test_a_field_added_to_the_codec_only_is_declined_by_the_compiled_path(fd001_perf, test_fleet, monkeypatch,
+                                                                         where):
+    """A field the codec reads (added by monkeypatch) that request.c does not know: the compiled reader declines
+    a body carrying it, and a model loaded with that codec does not use the reader; the Python path answers."""
+    good = _good(test_fleet)
+    if where == "request":
+        body, fields = codec.dumps({**good, "priority": 1}), "REQUEST_FIELDS"
+    else:
+        body, fields = codec.dumps({"instances": [{**good["instances"][0], "priority": 1}]}), "INSTANCE_FIELDS"
+    model = I.model_fn(str(fd001_perf["model_dir"]))
+    assert model.reader is not None and model.reader.read(codec.dumps(good)) is not None
+    assert model.reader.read(body) is None  # declined: the key is not skipped
+    monkeypatch.setattr(codec, fields, (*getattr(codec, fields), "priority"))
+    with_field = I.model_fn(str(fd001_perf["model_dir"]))
+    assert with_field.reader is None  # its allow-lists are not the codec's: not used at all
+    calls = []
+    read_python = codec.read_python
+    monkeypatch.setattr(codec, "read_python", lambda *a, **k: calls.append(1) or read_python(*a, **k))
+    status, out, _ = I.handle(model, body, JSON, JSON)
+    assert status == 200 and calls == [1] and json.loads(out)["predictions"][0]["asset_id"] == "e1"

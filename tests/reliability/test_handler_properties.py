@@ -1,6 +1,6 @@
 """Property-based tests of the inference handlers (``training_src/inference.handle``), in-process.
 
-The contract (DESIGN.md, docs/openapi.yaml): whatever the body and headers, ``handle`` returns a status
+The contract (docs/contract.md, docs/openapi.yaml): whatever the body and headers, ``handle`` returns a status
 in {200, 400, 406, 413, 415} and a JSON body; it never raises (a raise is a 500 in the server). Every
 error is ``{"error": "<what and where>"}`` and, for a bad field, names that field's path
 (``instances[i].readings[j].<column>``). Hypothesis generates the inputs; ``max_examples`` is modest so

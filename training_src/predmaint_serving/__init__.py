@@ -11,14 +11,11 @@ every load):
 - ``native.py``     building and loading the C libraries (``forest.c``; ``request.c`` + ``features.c``)
 - ``handler.py``    the whole request (``handle``) and the SageMaker container's three hooks
 
-The package ships inside the model artifact's ``code/`` (train.py copies it), where ``code/`` is
-on ``sys.path`` and the feature module is the flat ``features``; in the repository it is
-``training_src.predmaint_serving`` beside ``training_src.features``. Both layouts import it (tested).
+The package ships inside the model artifact's ``code/training_src/`` (train.py copies it), where
+``code/`` is on ``sys.path``: there as in the repository it is ``training_src.predmaint_serving``
+beside ``training_src.features``.
 """
 
-try:  # repository layout: training_src.predmaint_serving next to training_src.features
-    from .. import features as F
-except ImportError:  # the artifact's code/ (local server, SageMaker container): flat modules
-    import features as F
+from training_src import features as F
 
 __all__ = ["F"]

@@ -1,7 +1,6 @@
 """The request codec: what a request is, how it is refused, and what an answer looks like.
 
-This is the one definition of the endpoint's wire format (DESIGN.md "Endpoint contract",
-docs/openapi.yaml). Requests (regression profiles)::
+This is the one definition of the endpoint's wire format (docs/contract.md, docs/openapi.yaml). Requests (regression profiles)::
 
     {"instances": [{"asset_id": "engine-7", "readings": [{"cycle": 1, "setting_1": ..., ...}]}]}
 
@@ -13,7 +12,12 @@ explain=true``) adds the top feature contributions per prediction. RUL answers c
 ``horizon`` (cycles, for the whole request or per instance) adds ``failure_probability``, the
 probability that the RUL is at most the horizon (``horizons``). An instance's ``life`` (``{}`` to start,
 then the ``life`` its previous answer returned) carries the asset's life summary when the model reads
-one (``features.py``, "Life summaries"): the answer uses it and returns it updated with the readings sent.
+one: the answer uses it and returns it updated with the readings sent. Its JSON form is this module's
+(``parse_life``, ``life_document``); the sums are ``features.life``'s.
+
+``REQUEST_FIELDS`` and ``INSTANCE_FIELDS`` list every key a body and an instance may carry that this
+module reads; the compiled reader declines any other key, and refuses to load unless its own lists are
+these (``reader.py``), so a field added here is never silently skipped on the fast path.
 
 Every refusal is an ``InferenceError`` (status 400/406/413/415, message "<what and where>"); its
 JSON form is ``{"error": message}``. ``read`` turns an accepted body into ``Features`` (asset ids
@@ -42,6 +46,10 @@ ACCEPTED = ("", "*/*", JSON, "application/*")
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints refuse payloads over 6 MB
 MAX_INSTANCES = int(os.environ.get("PREDMAINT_MAX_INSTANCES", "1000"))
 MAX_READINGS = int(os.environ.get("PREDMAINT_MAX_READINGS", "10000"))
+#: the keys of a request body this module reads (``decode``, ``horizons``), and of an instance (a
+#: regression profile's; readings' own keys are the model's columns, and keys a model does not use are ignored)
+REQUEST_FIELDS = ("instances", "explain", "horizon")
+INSTANCE_FIELDS = ("asset_id", "readings", "horizon", "life")
 #: appended to a non-finite/out-of-range value's message when only the lenient parser read the body
 NON_FINITE_NOTE = " (NaN, Infinity and numbers beyond the float range are malformed JSON)"
 
@@ -222,12 +230,9 @@ def horizons(doc: dict[str, Any], model: Any) -> list[float | int | None] | None
     default = doc.get("horizon")  # decode checked it
     out: list[float | int | None] = []
     if model.is_regression:  # row-wise instances are the profile's columns: "horizon" may be one of them
-        for i, inst in enumerate(doc["instances"]):
-            h = default
-            if isinstance(inst, dict) and "horizon" in inst:
-                h = inst["horizon"]
-                if not intervals.is_valid_horizon(h):
-                    raise bad(HORIZON_MESSAGE.format(where=f"instances[{i}].horizon"))
+        check_instance_horizons(doc["instances"])
+        for inst in doc["instances"]:
+            h = inst["horizon"] if isinstance(inst, dict) and "horizon" in inst else default
             out.append(h)  # as given (an int stays an int in the answer)
     elif default is not None:
         raise bad("horizon: this model classifies failures (its answer is already a failure probability); "
@@ -238,6 +243,14 @@ def horizons(doc: dict[str, Any], model: Any) -> list[float | int | None] | None
         raise bad("horizon: this model was trained without interval calibration, so it has no failure "
                   "probability; retrain it (train.py calibrates by default)")
     return out
+
+
+def check_instance_horizons(instances: list[Any]) -> None:
+    """The 400 naming ``instances[i].horizon`` for the first instance whose own horizon is not a number
+    of cycles >= 0 (NaN, Infinity and 1e400 included: the lenient parser reads them, so the field is named)."""
+    for i, inst in enumerate(instances):
+        if isinstance(inst, dict) and "horizon" in inst and not intervals.is_valid_horizon(inst["horizon"]):
+            raise bad(HORIZON_MESSAGE.format(where=f"instances[{i}].horizon"))
 
 
 class _Checker:
@@ -385,15 +398,94 @@ def _fast_assets(instances: list[Any], model: Any) -> Request | None:
     return Request(ids, F.ColumnMatrix(arr, model.required), offsets)
 
 
+# ------------------------------------------------------------------------------------------ life summaries
+# A bounded window forgets an asset's early life, which says much about its condition (its own baseline,
+# the rate it degrades at). A life summary keeps that for a few hundred bytes: the count and running sums
+# (or minima/maxima) of every normalised channel over every reading since the asset's first (the maths:
+# ``features.life``). The endpoint returns an updated summary with each answer; the caller stores it
+# beside the asset and sends it back with the next readings. Its JSON form::
+#
+#     {"model": "<16 hex digits>", "first": <time>, "last": <time>, "count": <readings>,
+#      "<sum key>": [<one number per channel>] or <number> (t, tt), ...}
+
+
+def _finite(v: Any) -> bool:
+    """A JSON number (not a boolean) that is finite as a float: an integer too large for a float is not."""
+    if type(v) is int:
+        try:
+            return math.isfinite(float(v))
+        except OverflowError:
+            return False
+    return type(v) is float and math.isfinite(v)
+
+
+def parse_life(doc: Any, spec: F.FeatureSpec, where: str = "life") -> F.LifeState | None:
+    """A request's life summary (``where`` names it in messages): ``{}`` (start one) or a summary an
+    earlier answer returned.
+
+    Returns None when the summary was made by another model (its sums mean nothing to this one);
+    raises the 400 naming the key when it is malformed (``<where>.<key>: ...``).
+    """
+    def refuse(message: str) -> InferenceError:
+        return bad(f"{where}.{message}")
+
+    if not isinstance(doc, dict):
+        raise bad(f"{where}: must be an object: {{}} to start a life summary, or the 'life' of an earlier answer")
+    if not doc:
+        return F.NEW_LIFE
+    keys = F.sum_keys(spec.life_stats)
+    expected = {"model", "first", "last", "count", *keys}
+    unknown = sorted(set(doc) - expected)
+    if unknown:
+        raise refuse(f"{unknown[0]}: unknown key; a life summary has {sorted(expected)}")
+    missing = sorted(expected - set(doc))
+    if "model" not in missing and not isinstance(doc["model"], str):
+        raise refuse("model: must be a string")
+    if "model" in doc and doc["model"] != F.life_fingerprint(spec):
+        return None
+    if missing:
+        raise refuse(f"{missing[0]}: missing")
+    for k in ("first", "last"):
+        if not _finite(doc[k]):
+            raise refuse(f"{k}: must be a finite number")
+    count = doc["count"]
+    if type(count) is not int or not 1 <= count <= F.MAX_LIFE_COUNT:
+        raise refuse(f"count: must be a whole number from 1 to {F.MAX_LIFE_COUNT}")
+    if doc["first"] > doc["last"]:
+        raise refuse("first: after last")
+    width = len(spec.channels)
+    sums = {}
+    for k in keys:
+        v = doc[k]
+        if k in F.LIFE_SCALARS:
+            if not _finite(v):
+                raise refuse(f"{k}: must be a finite number")
+            sums[k] = np.array([[float(v)]])
+        else:
+            if not isinstance(v, list) or len(v) != width or not all(_finite(x) for x in v):
+                raise refuse(f"{k}: must be a list of {width} finite numbers")
+            sums[k] = np.asarray(v, dtype=float)[None, :]
+    return F.LifeState(float(doc["first"]), float(doc["last"]), count, sums)
+
+
+def life_document(state: F.LifeState, spec: F.FeatureSpec) -> dict[str, Any]:
+    """The JSON form of a summary (what an answer returns and the next request sends back)."""
+    doc: dict[str, Any] = {"model": F.life_fingerprint(spec), "first": state.first, "last": state.last,
+                           "count": state.count}
+    for k, v in state.sums.items():
+        doc[k] = float(v[0, 0]) if k in F.LIFE_SCALARS else v[0].tolist()
+    return doc
+
+
 LIFE_NOT_READ = "this model reads no life summary; the 'life' sent was ignored"
 LIFE_OTHER_MODEL = ("the life summary was made by another model, so it was ignored and none is returned; "
                     "send the asset's whole history with \"life\": {} to start one for this model")
 
 
 def life_states(instances: list[Any], model: Any) -> tuple[list[F.LifeState | None] | None, list[str | None] | None]:
-    """Each instance's life summary (``features.parse_life``), or None where it sent none or one this
-    model cannot use, and a warning for the latter; (None, None) when no instance sent one. Raises the
-    400 naming the key of a malformed summary."""
+    """Each instance's life summary (``parse_life``), or None where it sent none or one this model cannot
+    use, and a warning for the latter; (None, None) when no instance sent one. Raises the 400 naming the
+    key of a malformed summary."""
     if not any(isinstance(inst, dict) and "life" in inst for inst in instances):
         return None, None
     states: list[F.LifeState | None] = []
@@ -406,11 +498,7 @@ def life_states(instances: list[Any], model: Any) -> tuple[list[F.LifeState | No
             if not reads:
                 note = LIFE_NOT_READ
             else:
-                try:
-                    state = F.parse_life(doc, model.spec)
-                except F.FeatureError as exc:
-                    sep = ": " if str(exc).startswith("must") else "."  # "must be an object" or "<key>: ..."
-                    raise bad(f"instances[{i}].life{sep}{exc}") from None
+                state = parse_life(doc, model.spec, f"instances[{i}].life")
                 note = LIFE_OTHER_MODEL if state is None else None
         states.append(state)
         notes.append(note)
@@ -439,6 +527,8 @@ def parse_instances(document: Document, model: Any) -> Request:
         ids.append(a)
         parts.append(c)
     if lenient:  # the strict parser refused the body, yet every used value is fine
+        if model.is_regression:  # a non-finite per-instance horizon: name it, as decode names the request's
+            check_instance_horizons(instances)
         raise bad(f"body: malformed JSON ({lenient})")
     lengths = [len(next(iter(c.values()))) for c in parts]
     offsets = np.zeros(len(parts) + 1, dtype=np.intp)
@@ -447,24 +537,31 @@ def parse_instances(document: Document, model: Any) -> Request:
     return Request(ids, columns, offsets, explain, life, notes)
 
 
+def features_with_life(req: Request, model: Any) -> tuple[np.ndarray, list[dict[str, Any] | None] | None]:
+    """(n_instances, n_features) float32 matrix, one row per instance (its last reading), and each
+    instance's updated life summary in its JSON form (None: the request sent none). Raises the 400 for a
+    summary whose sums overflow with the readings sent."""
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):  # a forged summary's overflow is refused below
+            X, updated = F.transform_last_life(req.columns, req.offsets, model.spec, req.life)
+    except F.LifeOverflowError as exc:
+        raise bad(f"instances[{exc.index}].life: its sums overflow with the readings sent (it is not a summary "
+                  "this endpoint returned); start a new one with {}") from None
+    life = None if updated is None else [None if u is None else life_document(u, model.spec) for u in updated]
+    return X.astype(np.float32), life
+
+
 def features_matrix(req: Request, model: Any) -> np.ndarray:
     """(n_instances, n_features) float32 matrix, one row per instance (its last reading)."""
-    return F.transform_last(req.columns, req.offsets, model.spec, req.life).astype(np.float32)
+    return features_with_life(req, model)[0]
 
 
 def read_python(body: bytes, model: Any, explain: bool = False) -> Features:
     """The Python path: decode, validate (naming the field of any refusal), features."""
     document = decode(body)
     req = parse_instances(document, model)
-    with np.errstate(over="ignore", invalid="ignore"):  # a forged summary's overflow is refused below
-        X, updated = F.transform_last_life(req.columns, req.offsets, model.spec, req.life)
-    k = len(F.life_names(model.spec))
-    for i, u in enumerate(updated or []):
-        if u is not None and F.life_overflows(u, X[i, -k:]):
-            raise bad(f"instances[{i}].life: its sums overflow with the readings sent (it is not a summary this "
-                      "endpoint returned); start a new one with {}")
-    life = None if updated is None else [None if u is None else F.life_document(u, model.spec) for u in updated]
-    return Features(req.asset_ids, X.astype(np.float32), req.explain or explain, horizons(document.doc, model),
+    X, life = features_with_life(req, model)
+    return Features(req.asset_ids, X, req.explain or explain, horizons(document.doc, model),
                     np.diff(req.offsets), life, req.notes)
 
 

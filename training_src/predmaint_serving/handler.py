@@ -1,6 +1,6 @@
 """A whole request (``handle``, the local server's entry) and the SageMaker container's three hooks.
 
-Both answer the endpoint contract (DESIGN.md): 200 with the predictions, or 400/406/413/415 with
+Both answer the endpoint contract (docs/contract.md, "Endpoint"): 200 with the predictions, or 400/406/413/415 with
 ``{"error": "<what and where>"}``; never a 5xx on bad input.
 
 How the container calls the hooks, and why they look as they do (sagemaker-containers 2.8.6.post2,

@@ -10,12 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import F
+from training_src import candidates
 
-try:  # repository layout: training_src.candidates beside training_src.predmaint_serving
-    from .. import candidates
-except ImportError:  # the artifact's code/: flat packages
-    import candidates
+from . import F
 
 
 @dataclass

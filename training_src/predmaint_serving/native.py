@@ -150,6 +150,20 @@ def bind_request_functions(lib: Any) -> tuple[Any, Any]:
     return fn, batch
 
 
+def request_fields() -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """The keys of a body and of an instance the request library knows (``request.c``'s allow-lists
+    ``REQUEST_FIELDS``, ``INSTANCE_FIELDS``), or None without the library."""
+    lib = load_library("request")
+    if lib is None or not hasattr(lib, "predmaint_request_fields"):
+        return None
+    lists = []
+    for symbol in ("predmaint_request_fields", "predmaint_instance_fields"):
+        fn = getattr(lib, symbol)
+        fn.argtypes, fn.restype = [], ctypes.c_char_p
+        lists.append(tuple(fn().decode("ascii").split(",")))
+    return lists[0], lists[1]
+
+
 def request_functions() -> tuple[Any, Any] | None:
     """The request library's two entry points (see ``bind_request_functions``), or None."""
     lib = load_library("request")

@@ -21,6 +21,8 @@ from . import F, codec, native
 class RequestReader:
     """``request.c`` + ``features.c`` via ctypes: a window-profile request body straight to its
     float32 feature matrix (see there for why and how), or None to let the Python path answer.
+    It declines any key of a body or an instance outside its allow-lists, and is not used unless
+    those are the codec's ``REQUEST_FIELDS`` and ``INSTANCE_FIELDS`` (``for_model``).
 
     Same answers as ``codec.read_python`` (bit-identical: checked at load on synthetic requests
     built from the spec by ``agrees_with_python``, and on the FD001 test fleet in tests/perf); it
@@ -82,7 +84,8 @@ class RequestReader:
     @classmethod
     def for_model(cls, model: Any) -> RequestReader | None:
         """None unless the model is a window profile request.c covers (no derived or categorical
-        inputs, at least two sensors), the library loads, and it reproduces the Python path."""
+        inputs, at least two sensors), the library loads, knows exactly the codec's request and
+        instance fields, and reproduces the Python path."""
         spec = model.spec
         if (model.getter is None or not spec.window_sizes or not spec.time_column or spec.derived
                 or spec.categorical or len(spec.sensors) < 2 or len(spec.setting_columns) > 64
@@ -93,6 +96,8 @@ class RequestReader:
             if functions is None:
                 return None
             fn, batch = functions
+            if native.request_fields() != (codec.REQUEST_FIELDS, codec.INSTANCE_FIELDS):
+                return None  # a field the codec reads and request.c does not know: it must not be skipped
             reader = cls(fn, spec, model.required, batch)
             return reader if reader.agrees_with_python(model) else None
         except Exception:  # any surprise: the Python path always works
@@ -152,8 +157,11 @@ class RequestReader:
                 fleet = self.features(req.columns.matrix, req.offsets)
                 if fleet is None or not np.array_equal(fleet, want, equal_nan=True):
                     return False
-        bad = synthetic_requests(model.spec, model.required, n_assets=1)[0].replace(b"[", b"[[", 1)
-        return self.read(bad) is None
+        one = synthetic_requests(model.spec, model.required, n_assets=1)[0]
+        doc = codec.loads(one)
+        unknown = [{**doc, "predmaint_unknown": 1},  # keys outside the allow-lists: declined, never skipped
+                   {"instances": [{**doc["instances"][0], "predmaint_unknown": 1}]}]
+        return all(self.read(body) is None for body in (one.replace(b"[", b"[[", 1), *map(codec.dumps, unknown)))
 
 
 def synthetic_requests(spec: F.FeatureSpec, required: list[str], n_assets: int = 0) -> list[bytes]:

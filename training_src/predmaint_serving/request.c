@@ -13,7 +13,9 @@
  * path handles the request, error messages included. So it declines on anything unusual: escapes
  * or non-ASCII bytes in a string, a duplicate key, a missing column, a non-numeric value, a number
  * out of range, readings out of time order, "explain" other than false, a "horizon" key (request or
- * instance), an instance's "life" (a life summary), nesting deeper than 64.
+ * instance), an instance's "life" (a life summary), nesting deeper than 64, and any key of the body or
+ * of an instance that is not in its allow-lists (REQUEST_FIELDS, INSTANCE_FIELDS below, which must be
+ * the codec's: a field added to the codec alone makes the reader decline it, never skip it).
  * It accepts only RFC 8259 JSON, like orjson.
  *
  * Exactness: numbers are parsed correctly rounded (exact fast path, else strtod in the C locale), as
@@ -389,6 +391,17 @@ static int readings(Parser *s)
     return OK;
 }
 
+/* The keys of a body and of an instance this reader knows (reads, or declines to let the Python path read
+ * them), comma-separated in the codec's order: they must equal codec.REQUEST_FIELDS and
+ * codec.INSTANCE_FIELDS, which reader.py checks before it uses the library (an added codec field without
+ * its handling here disables the reader instead of being skipped). Any other key: DECLINE. A reading's
+ * keys are the model's columns; the ones it does not use are skipped, as the codec ignores them. */
+static const char REQUEST_FIELDS[] = "instances,explain,horizon";
+static const char INSTANCE_FIELDS[] = "asset_id,readings,horizon,life";
+
+const char *predmaint_request_fields(void) { return REQUEST_FIELDS; }
+const char *predmaint_instance_fields(void) { return INSTANCE_FIELDS; }
+
 static int instance(Parser *s)
 {
     int64_t a = s->n_assets, *id = s->ids + 3 * a;
@@ -431,7 +444,7 @@ static int instance(Parser *s)
         } else if (key_is(k, len, "life")) {
             return DECLINE; /* a life summary: the Python path reads and updates it */
         } else {
-            TRY(skip(s, 2));
+            return DECLINE; /* not in INSTANCE_FIELDS: a field this reader does not handle */
         }
     } while ((m = more(s, '}')) == 1);
     if (m < 0 || !have_readings)
@@ -469,7 +482,7 @@ static int document(Parser *s)
         } else if (key_is(k, len, "horizon")) {
             return DECLINE; /* the request's horizon: the Python path reads it (codec.horizons) */
         } else {
-            TRY(skip(s, 1));
+            return DECLINE; /* not in REQUEST_FIELDS: a field this reader does not handle */
         }
     } while ((m = more(s, '}')) == 1);
     ws(s);

@@ -1,0 +1,262 @@
+"""Transforms: the features of every reading (batch) and of each asset's last reading (served).
+
+``transform`` computes the features of every row of validated readings; ``transform_last`` (and
+``transform_asset``, one asset) those of each asset's last reading from its raw readings alone, with
+vectorised NumPy (no pandas), equal to the batch features of that reading.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .life import LifeOverflowError, LifeState, _life_block, life_overflows
+from .regimes import _health_index, assign_regimes
+from .spec import FeatureSpec, life_names
+from .windows import _expanding, _windows_last, window_block
+
+
+class ColumnMatrix(dict):
+    """Named columns that are views of ONE (n, c) float matrix: a dict of 1-D arrays, plus
+    ``take(names)``, which gathers several columns in one indexing call instead of stacking them
+    (the serving hot path builds one; everything else may pass any mapping of columns).
+
+    Views are made on first access (``__missing__``): a request reads only a few columns by name.
+    """
+
+    def __init__(self, matrix: np.ndarray, names: list[str]):
+        super().__init__()
+        self.matrix = matrix
+        self.position = {c: j for j, c in enumerate(names)}
+
+    def __missing__(self, name: str) -> np.ndarray:
+        view = self.matrix[:, self.position[name]]  # KeyError for an unknown column, like a dict
+        self[name] = view
+        return view
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.position
+
+    def __iter__(self) -> Any:
+        return iter(self.position)
+
+    def __len__(self) -> int:
+        return len(self.position)
+
+    def keys(self) -> Any:
+        return self.position.keys()
+
+    def values(self) -> Any:
+        return [self[c] for c in self.position]
+
+    def items(self) -> Any:
+        return [(c, self[c]) for c in self.position]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name] if name in self.position else default
+
+    def take(self, names: list[str]) -> np.ndarray:
+        """(n, len(names)) C-ordered copy of those columns.
+
+        C order matters: NumPy sums the window axis of a C-ordered block in order, as the batch
+        code's does, but pairwise along an F-ordered one (``matrix[:, idx]`` is F-ordered), which
+        changes the last bits of window statistics.
+        """
+        return self.matrix.take([self.position[c] for c in names], axis=1)
+
+
+def _pointwise(spec: FeatureSpec, cols: dict[str, np.ndarray] | pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per-regime z-scored kept sensors plus the health index (n, channels) and regime ids (n,)."""
+    if spec.setting_columns and spec.n_regimes > 1:
+        st = np.column_stack([np.asarray(cols[c], dtype=float) for c in spec.setting_columns])
+        st = (st - np.asarray(spec.settings_center)) / np.asarray(spec.settings_scale)
+        reg = assign_regimes(st, np.asarray(spec.centroids))
+    else:
+        n = len(cols[spec.sensors[0]]) if spec.sensors else len(next(iter(cols.values())))
+        reg = np.zeros(n, dtype=np.int64)
+    if isinstance(cols, ColumnMatrix):
+        x = cols.take(spec.sensors)
+    else:
+        x = np.column_stack([np.asarray(cols[s], dtype=float) for s in spec.sensors]) if spec.sensors \
+            else np.zeros((len(reg), 0))
+    if spec.n_regimes == 1:  # one regime: broadcast the row instead of gathering it n times
+        z = (x - spec._mean[0]) / spec._std[0]
+    else:
+        z = (x - spec._mean[reg]) / spec._std[reg]
+    if spec.hi_weights:
+        z = np.column_stack([z, _health_index(spec, z, reg)])
+    return z, reg
+
+
+def _derive(raw: dict[str, np.ndarray] | pd.DataFrame, derived: list[dict[str, Any]]) -> np.ndarray:
+    """Raw derived features (n, d) from their source columns (or earlier derived features).
+
+    Element-wise per row, so a row's value never depends on other rows (batch == serving).
+    """
+    n = len(raw[next(iter(raw))]) if isinstance(raw, dict) else len(raw)
+    out = np.empty((n, len(derived)))
+    position = {d["name"]: j for j, d in enumerate(derived)}
+    for j, d in enumerate(derived):
+        if d.get("features"):
+            cols = [out[:, position[f]] for f in d["features"]]
+        else:
+            cols = [np.asarray(raw[c], dtype=float) for c in d["columns"]]
+        op = d["op"]
+        if op == "product":
+            v = np.prod(cols, axis=0)
+        elif op == "sum":
+            v = np.sum(cols, axis=0)
+        elif op == "difference":
+            v = cols[0] - cols[1]
+        elif op == "value":
+            v = cols[0].copy()
+        elif op == "max":
+            v = np.max(cols, axis=0)
+        elif op == "min":
+            v = np.min(cols, axis=0)
+        else:  # ratio
+            with np.errstate(divide="ignore", invalid="ignore"):
+                v = np.where(cols[1] == 0, 0.0, cols[0] / np.where(cols[1] == 0, 1.0, cols[1]))
+        v = v * d.get("scale", 1.0)
+        limit = d.get("limit")
+        if limit is not None:  # signed relative distance to the limit (0 at the limit)
+            if isinstance(limit, dict):  # one limit per level of a categorical column
+                levels = np.asarray(raw[d["limit_by"]])
+                lim = np.full(n, np.nan)
+                for level, value in limit.items():
+                    lim[levels == level] = value
+            else:
+                lim = float(limit)
+            v = (v - lim) / np.abs(lim)
+        band = d.get("band")
+        if band is not None:  # signed distance inside [low, high]: 1 mid-band, 0 at an edge
+            low, high = band
+            v = np.minimum(v - low, high - v) / ((high - low) / 2.0)
+        out[:, j] = v
+    return out
+
+
+def _assemble(spec: FeatureSpec, cols: Any, z: np.ndarray, reg: np.ndarray, win: np.ndarray | None,
+              t: np.ndarray | None, life: np.ndarray | None = None) -> np.ndarray:
+    parts = []
+    if spec.time_column and spec.window_sizes:
+        parts.append(np.asarray(t, dtype=float)[:, None])
+    parts.append(z)
+    if win is not None:
+        parts.append(win)
+    if spec.n_regimes > 1:
+        parts.append(np.eye(spec.n_regimes)[reg])
+    if spec.derived:
+        dv = (_derive(cols, spec.derived) - np.asarray(spec.derived_mean)) / np.asarray(spec.derived_std)
+        parts.append(dv)
+    for col, levels in spec.categorical.items():
+        v = np.asarray(cols[col])
+        parts.append(np.column_stack([(v == lvl).astype(float) for lvl in levels]))
+    if life is not None:
+        parts.append(life)
+    return np.hstack(parts) if parts else np.zeros((len(z), 0))
+
+
+def transform(df: pd.DataFrame, spec: FeatureSpec, life: bool = True) -> pd.DataFrame:
+    """Features for every row of validated readings (assets contiguous, time-ordered).
+
+    Returns a frame with ``spec.feature_names`` columns, index aligned with ``df``. Life-summary
+    features (``spec.life_stats``) are those of each reading's whole history so far: what a caller
+    that has kept the asset's summary since its first reading sends; ``life=False`` leaves them
+    missing, as for a caller that sends none (``with_and_without_life`` trains on both).
+    """
+    z, reg = _pointwise(spec, df)
+    win = t = block = None
+    if spec.window_sizes:
+        ids = df[spec.id_column].to_numpy()
+        t = df[spec.time_column].to_numpy(dtype=float)
+        bounds = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
+        blocks = [window_block(z[a:b], t[a:b], spec) for a, b in itertools.pairwise(bounds)]
+        win = np.vstack(blocks)
+        if spec.life_stats and life:
+            block = np.vstack([np.stack(_expanding(z[a:b], t[a:b], spec.life_stats), axis=2).reshape(b - a, -1)
+                               for a, b in itertools.pairwise(bounds)])
+        elif spec.life_stats:
+            block = _missing_life(len(df), spec)
+    x = _assemble(spec, df, z, reg, win, t, block)
+    return pd.DataFrame(x, columns=spec.feature_names, index=df.index)
+
+
+def _missing_life(n: int, spec: FeatureSpec) -> np.ndarray:
+    """The life features (n, k) of n rows whose callers sent no summary: all missing."""
+    return np.full((n, len(life_names(spec))), np.nan)
+
+
+def with_and_without_life(X: np.ndarray, y: np.ndarray, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Training rows for a model with life-summary features: every row twice, with its life features and
+    with them missing (a caller that sends no summary), so one model answers both. Unchanged without."""
+    k = len(life_names(spec))
+    if not k:
+        return X, y
+    bare = X.copy()
+    bare[:, -k:] = np.nan
+    return np.vstack([X, bare]), np.concatenate([y, y])
+
+
+def transform_last(cols: dict[str, np.ndarray], offsets: np.ndarray, spec: FeatureSpec,
+                   life: list[LifeState | None] | None = None) -> np.ndarray:
+    """Features (m, f) of the LAST reading of each of m assets whose readings are stacked.
+
+    ``cols`` maps column name -> 1-D array over all stacked readings; asset i owns rows
+    ``offsets[i]:offsets[i+1]`` (non-empty, validated, sorted by time). Each row equals the batch
+    ``transform`` features of that asset's last reading (parity-tested on every FD001 test unit).
+    Only trailing windows are read, so a longer history than ``spec.history_needed`` changes nothing.
+    Vectorised across assets: one gather per window size, one ``reduceat`` per whole-history sum.
+    Life-summary features come from ``life`` (one state or None per asset; None: all missing).
+    """
+    return _transform_last(cols, offsets, spec, life)[0]
+
+
+def transform_last_life(cols: dict[str, np.ndarray], offsets: np.ndarray, spec: FeatureSpec,
+                        life: list[LifeState | None] | None = None
+                        ) -> tuple[np.ndarray, list[LifeState | None] | None]:
+    """``transform_last`` and each asset's updated life summary (None where it sent none).
+
+    Raises ``LifeOverflowError`` (naming the asset) when an updated summary or its life features leave the
+    float range (float32 for the features, as the models read them)."""
+    X, updated = _transform_last(cols, offsets, spec, life)
+    k = len(life_names(spec))
+    for i, u in enumerate(updated or []):
+        if u is not None and life_overflows(u, X[i, -k:]):
+            raise LifeOverflowError(i)
+    return X, updated
+
+
+def _transform_last(cols: dict[str, np.ndarray], offsets: np.ndarray, spec: FeatureSpec,
+                    life: list[LifeState | None] | None) -> tuple[np.ndarray, list[LifeState | None] | None]:
+    offsets = np.asarray(offsets, dtype=np.intp)
+    last = offsets[1:] - 1
+    z, reg = _pointwise(spec, cols)
+    # the raw columns _assemble reads (derived inputs, categoricals), at each asset's last reading
+    used = {c for d in spec.derived for c in d["columns"]} | set(spec.categorical)
+    pick = {k: np.asarray(cols[k])[last] for k in used}
+    if not spec.window_sizes:  # row-wise profiles: the features of the last row
+        return _assemble(spec, pick, z[last], reg[last], None, None), None
+    t = np.asarray(cols[spec.time_column], dtype=float)
+    win = _windows_last(z, t, offsets, spec)
+    block, updated = None, None
+    if spec.life_stats and life is None:  # no summaries (the hot path): the life features are missing
+        block = _missing_life(len(last), spec)
+    elif spec.life_stats:
+        block, updated = _life_block(z, t, offsets, spec, life)
+    return _assemble(spec, pick, z[last], reg[last], win, t[last], block), updated
+
+
+def transform_asset(readings: dict[str, np.ndarray], spec: FeatureSpec) -> np.ndarray:
+    """Features (f,) of the last reading of ONE asset, from that asset's raw readings alone.
+
+    ``readings`` maps column name -> 1-D array, already validated and sorted by time. Only the
+    trailing ``spec.history_needed`` readings matter. Vectorised NumPy, no pandas: the hot path
+    (``transform_last`` with one asset).
+    """
+    n = len(next(iter(readings.values())))
+    return transform_last(readings, np.array([0, n]), spec)[0]
+
