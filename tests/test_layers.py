@@ -123,3 +123,29 @@ def test_the_functions_ship_pinned_powertools_built_for_their_runtime() -> None:
     assert wrapt and all(f"cpython-{functions.LAMBDA_PYTHON.replace('.', '')}-x86_64" in n for n in wrapt), wrapt
     staged = assets.stage_lambda("drift")
     assert (staged / "aws_lambda_powertools" / "__init__.py").is_file() and (staged / "handler.py").is_file()
+
+
+def _catches_import_error(handler: ast.ExceptHandler) -> bool:
+    names = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+    return any(isinstance(n, ast.Name) and n.id in ("ImportError", "ModuleNotFoundError") for n in names)
+
+
+def test_one_import_form_no_module_falls_back_to_a_flat_layout() -> None:
+    """training_src ships as the ``training_src`` package everywhere (the Lambda packages, the training
+    sourcedir, the model's code/), so no module tries a second, flat import of the project's own code when
+    the first fails (``try: from . import x / except ImportError: import x``)."""
+    own = {p.stem for p in (REPO / "training_src").iterdir()
+           if p.suffix == ".py" or (p / "__init__.py").is_file()} | {"training_src"}
+    found = []
+    for path in sorted([*REPO.glob("training_src/**/*.py"), *REPO.glob("lambda/*/handler.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Try) or not any(_catches_import_error(h) for h in node.handlers):
+                continue
+            for stmt in ast.walk(ast.Module(body=[*node.body, *[s for h in node.handlers for s in h.body]],
+                                            type_ignores=[])):
+                roots = [a.name.split(".")[0] for a in stmt.names] if isinstance(stmt, ast.Import) else \
+                    [(stmt.module or "").split(".")[0]] if isinstance(stmt, ast.ImportFrom) and not stmt.level else \
+                    ["."] if isinstance(stmt, ast.ImportFrom) else []
+                if any(r == "." or r in own for r in roots):
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not found, f"flat-layout import fallbacks: {sorted(set(found))}"

@@ -226,10 +226,11 @@ def test_the_plan_is_the_prepare_lambdas(aws_run: dict[str, Any]) -> None:
     assert plan == json.loads(json.dumps(expected))
     assert source_uri.startswith(f"s3://{bucket}/{prefix}/code/") and source_uri.endswith("/sourcedir.tar.gz")
     members = aws_run["objects"][source_uri]  # the CDK app's own staging of training_src
-    from stacks.assets import TRAINING_SRC, _files
+    from stacks.assets import training_source_files
 
-    assert {"train.py", "features.py", "search_space.py", "inference.py"} <= set(members)
-    assert set(members) >= set(_files(TRAINING_SRC))
+    assert {"train.py", "training_src/features/__init__.py", "training_src/search_space.py",
+            "training_src/inference.py"} <= set(members)
+    assert set(members) >= set(training_source_files())
 
 
 @pytest.mark.slow

@@ -82,8 +82,8 @@ class WindowSpec:
     ewm_spans: tuple[int, ...] = ()
     health_index: bool = False  # a per-regime linear health index as one more windowed signal
     cv_sizes: tuple[int, ...] = ()  # candidates for ONE bounded window, chosen by grouped CV (replaces sizes)
-    # statistics of the asset's whole life so far, from a running summary the caller may send (features.py
-    # "life summary"); optional features, missing when a request carries no summary
+    # statistics of the asset's whole life so far, from a running summary the caller may send (features.life;
+    # its wire form: predmaint_serving/codec.py); optional features, missing when a request carries no summary
     life_stats: tuple[str, ...] = ()
 
     @property

@@ -256,5 +256,6 @@ def test_real_model_round_trip(tmp_path: Path, model_tar: Path) -> None:
     r = Registry(tmp_path)
     r.register(artifact=model_tar, evaluation=ev(20.0), lineage={}, approved=True, reason="x", run_id="r")
     d = r.model_dir(1)
-    for f in ("xgboost-model", "feature_spec.json", "model_meta.json", "code/inference.py", "code/features.py"):
+    for f in ("xgboost-model", "feature_spec.json", "model_meta.json", "code/inference.py",
+              "code/training_src/features/__init__.py"):
         assert (d / f).is_file(), f

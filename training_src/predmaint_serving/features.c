@@ -1,5 +1,5 @@
 /*
- * The feature kernel: features.py's ``transform_last`` (the features of each asset's last reading)
+ * The feature kernel: training_src.features' ``transform_last`` (the features of each asset's last reading)
  * in C, for the compiled request reader (request.c) and fleet scoring (``predmaint_features``).
  * training_src/predmaint_serving/reader.py loads it with ctypes (no Python headers).
  *
