@@ -1,6 +1,7 @@
 """The request codec: what a request is, how it is refused, and what an answer looks like.
 
-This is the one definition of the endpoint's wire format (docs/contract.md, docs/openapi.yaml). Requests (regression profiles)::
+This is the one definition of the endpoint's wire format (docs/contract.md, docs/openapi.yaml).
+Requests (regression profiles)::
 
     {"instances": [{"asset_id": "engine-7", "readings": [{"cycle": 1, "setting_1": ..., ...}]}]}
 
@@ -569,8 +570,9 @@ def read(body: bytes, model: Any, explain: bool = False) -> Features:
     """An accepted body (``accept_body``) -> ``Features``, or the 400/413 naming what is wrong.
 
     The compiled reader answers when it takes the body (it declines explanations, which need the
-    Python path's booster contributions, any ``horizon`` or ``life`` key, which it does not read, and
-    assets with fewer readings than the model's minimum, which get a warning); otherwise ``read_python`` does.
+    Python path's booster contributions, any ``horizon`` or ``life`` key, which it does not read, any key
+    outside ``REQUEST_FIELDS``/``INSTANCE_FIELDS``, and assets with fewer readings than the model's minimum,
+    which get a warning); otherwise ``read_python`` does.
     """
     if model.reader is not None and not explain:
         fast = model.reader.read(body)  # the compiled reader, or None: the Python path decides
