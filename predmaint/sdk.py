@@ -90,14 +90,6 @@ def choose_mode(environ: Mapping[str, str] | None = None) -> tuple[str, str]:
     return "aws", f"{MODE_ENV}=aws" if requested else "SDK installed and AWS credentials found"
 
 
-def load_config(path: Path = REPO / "cdk.json") -> Any:
-    """The deployment's ``stacks.config.AppConfig`` from ``cdk.json``: the notebook's jobs use the
-    pipeline's instance types, tuning strategy, spot settings and endpoint variant."""
-    from stacks.config import AppConfig
-
-    return AppConfig.from_context(json.loads(Path(path).read_text())["context"])
-
-
 # --------------------------------------------------------------------------------------------
 # AWS branch
 # --------------------------------------------------------------------------------------------
