@@ -1,6 +1,6 @@
 """Exceptions shared by the CLI, the local runner and the local registry.
 
-The CLI maps them to exit codes (docs/cli.md): ``UsageError`` -> 2 (bad usage or
+The CLI maps them to exit codes (DESIGN.md CLI contract): ``UsageError`` -> 2 (bad usage or
 input), ``PipelineError`` -> 1 (a failure while doing valid work). Messages are shown to the user
 as one line, so keep them short and say what to do.
 """
