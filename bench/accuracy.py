@@ -3,7 +3,7 @@
 Usage: ``python bench/accuracy.py [--trials 30] [--seed 0] [--profiles cmapss:FD001,cmapss:FD002,ai4i2020]
 [--last all,100,50,30]`` (``make bench``). Each profile goes through ``predmaint.runner.run_pipeline``
 (prepare, preprocess, Optuna tuning of train.py, refit, evaluate) in a throwaway home, so the figures
-are exactly what ``predmaint run`` produces. Prints Markdown tables the README quotes, plus the machine
+are exactly what ``predmaint run`` produces. Prints Markdown tables docs/results.md quotes, plus the machine
 and date.
 
 For run-to-failure fleets, ``--last`` then serves the trained model in-process (the serving package's

@@ -1,10 +1,10 @@
 """Local mode: one pipeline execution on this machine, the same stages as the AWS state machine.
 
-prepare (the prepare Lambda's own ``plan_run`` on local files) -> preprocess.py -> tuning (Optuna
-TPE over ``training_src.search_space``, each trial runs train.py as SageMaker would: SM_* env vars,
-hyperparameters as CLI args; hopeless trials pruned from the objective lines train.py prints) ->
-refit on train+validation -> evaluate.py -> the promote Lambda's own ``promote`` and ``confirm``
-(lambda/promote/handler.py, with cdk.json's thresholds) against the local registry -> HTML report.
+prepare (the prepare Lambda's own ``plan_run`` on local files) -> preprocess.py -> tuning
+(``predmaint/tuning.py``: Optuna TPE over ``training_src.search_space``, each trial a train.py process)
+-> refit on train+validation -> evaluate.py -> the promote Lambda's own ``promote`` and ``confirm``
+(lambda/promote/handler.py, with cdk.json's promotion gates, read by ``predmaint.deployment.load``
+before any work) against the local registry -> HTML report.
 Every stage takes its arguments from the prepare Lambda's plan, as the state machine does: the
 processing arguments, each candidate's static hyperparameters, and the refit's from ``plan_refit``.
 
@@ -44,7 +44,6 @@ from training_src.profiles import Profile, ProfileError, is_profile_path, load_p
 REPO = Path(__file__).resolve().parent.parent
 SRC = REPO / "training_src"
 log = logging.getLogger("predmaint.runner")
-
 
 
 @dataclass
