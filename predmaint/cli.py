@@ -140,6 +140,10 @@ def cmd_drift(args: argparse.Namespace) -> int:
     psi_threshold = deployed.psi_threshold if args.psi_threshold is None else args.psi_threshold
     alpha = deployed.alpha if args.alpha is None else args.alpha
     min_samples = drift.MIN_SAMPLES if args.min_samples is None else args.min_samples
+    if not 0 < alpha < 1:
+        raise UsageError(f"--alpha must lie strictly between 0 and 1, got {alpha:g}")
+    if not psi_threshold >= 0:
+        raise UsageError(f"--psi-threshold must be a number >= 0, got {psi_threshold:g}")
     model_dir, version = _resolve_model_dir(args)
     source = Path(args.capture) if args.capture else capture.capture_root(args.home)
     try:

@@ -204,6 +204,11 @@ def test_cli_drift_thresholds_default_to_the_deployments(fd001_model: Path, data
     assert (got["psi_threshold"], got["alpha"], got["min_samples"]) == (0.4, D.ALPHA, D.MIN_SAMPLES)
     got = settings("--psi-threshold", "0.3", "--alpha", "0.01", "--min-samples", "5")
     assert (got["psi_threshold"], got["alpha"], got["min_samples"]) == (0.3, 0.01, 5)
+    proc = subprocess.run([sys.executable, "-m", "predmaint", "drift", "--model-dir", str(fd001_model),
+                           "--capture", str(cap), "--alpha", "1.5"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip() == \
+        "predmaint drift: error: --alpha must lie strictly between 0 and 1, got 1.5"
 
 
 def test_local_server_captures_what_it_answered(fd001_model: Path, data_dir: Path, tmp_path: Path) -> None:
