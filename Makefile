@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PREDMAINT_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: setup lambda-deps pipcheck-setup checkov-setup container-setup container-lock sdk-setup demo test lint data synth lock lock-sdk bench load-bench clean
+.PHONY: wheel-check setup lambda-deps pipcheck-setup checkov-setup container-setup container-lock sdk-setup demo test lint data synth lock lock-sdk bench load-bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found (Python 3.11 is required)" >&2; exit 2; }
@@ -115,6 +115,11 @@ test: setup checkov-setup container-setup sdk-setup pipcheck-setup
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/pytest -n 2 --dist loadgroup
+
+## The package installs: a wheel of this checkout, installed with its dependencies into a fresh venv,
+## runs `predmaint --version`, `--help` and a one-trial FD001 run (tests/test_wheel.py runs it in `make test`).
+wheel-check:
+	.ci/wheel-check $(PY)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -10,7 +10,7 @@ through the request codec exactly as ``predmaint drift`` reads capture records
 * drift: windows of FD002 test engines (six operating conditions against a one-condition
   baseline), and FD001 test windows with one sensor shifted by k of its standard deviations.
 
-Prints Markdown the README quotes, with the date and machine.
+Prints Markdown docs/drift.md quotes, with the date and machine.
 """
 
 from __future__ import annotations

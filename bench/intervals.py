@@ -11,7 +11,7 @@ minutes) the refit uses the fixed hyperparameters ``FIXED`` (mid-range values of
 not chosen on any test data); ``--trials N`` runs the whole local pipeline (``run_pipeline``: N
 Optuna trials, refit, evaluate) and measures its model instead.
 
-Prints Markdown: coverage of the interval (target for the 80 % interval: 78-85 % of test assets),
+Prints Markdown: coverage of the 80 % interval (the share of test assets inside it),
 mean width, the training-only estimate stored with the model (``check``), coverage by predicted-RUL
 bin, and for horizons of 15/30/60 cycles the mean failure probability against the observed share
 failing within the horizon, with the Brier score. Self-contained: rerun it after feature changes.

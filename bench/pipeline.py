@@ -1,4 +1,4 @@
-"""Pipeline benchmark (issue 6): wall time and peak memory per local pipeline stage, big-fleet
+"""Pipeline benchmark: wall time and peak memory per local pipeline stage, big-fleet
 preprocessing, and fleet scoring throughput.
 
     PREDMAINT_DATA_DIR=/work/shared/data .venv/bin/python bench/pipeline.py --trials 50

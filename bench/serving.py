@@ -1,4 +1,4 @@
-"""Serving benchmark (issue 6): in-process latency, the floor, and HTTP against a reference server.
+"""Serving benchmark: in-process latency, the floor, and HTTP against a reference server.
 
 One command, everything in one run on loopback (127.0.0.1):
 
@@ -16,7 +16,7 @@ One command, everything in one run on loopback (127.0.0.1):
 3. HTTP p50/p99 latency and throughput of one-asset requests at concurrency 1, 8 and 32, for our
    server (``python -m predmaint.server``: gunicorn + uvicorn workers, raw ASGI) and for a reference
    built like SageMaker's framework containers (gunicorn sync workers + Flask calling the artifact's
-   ``input_fn -> predict_fn -> output_fn`` on the Python path, the issue-6 baseline), with the same
+   ``input_fn -> predict_fn -> output_fn`` on the Python path, the earlier baseline), with the same
    worker count and the same thread environment; and the same reference stack calling ``handle``
    (with the compiled request reader), to compare stacks alone. With ``--container``, also the
    SageMaker XGBoost container's own serving stack (tests/container/sm_xgboost.py: gunicorn gevent
@@ -71,7 +71,7 @@ def reference_app() -> Any:
 
     Built like the SageMaker framework containers' serving stack: a WSGI app under gunicorn sync
     workers, model loaded once per worker, ``input_fn -> predict_fn -> output_fn`` per request (run
-    with ``PREDMAINT_NATIVE_REQUEST=0``: the Python path, the issue-6 baseline). With
+    with ``PREDMAINT_NATIVE_REQUEST=0``: the Python path, the earlier baseline). With
     ``PREDMAINT_BENCH_HANDLER=handle`` it calls ``handle`` instead (the compiled request reader
     included), so the serving stacks can be compared with the same handler. The model directory
     comes from ``PREDMAINT_BENCH_MODEL_DIR``.
@@ -492,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
 
     servers = [("ours", [sys.executable, "-m", "predmaint.server", str(model_dir), "--host", HOST, "--port",
                          str(p := free_port()), "--workers", str(args.workers)], env, p),
-               # the issue-6 baseline: the hooks on the Python path (before, the hooks never used the reader)
+               # the earlier baseline: the hooks on the Python path (before, the hooks never used the reader)
                ("reference", reference(p := free_port()), {**ref_env, "PREDMAINT_NATIVE_REQUEST": "0"}, p)]
     if not args.no_handle_reference:  # the same stack calling handle: the serving stacks alone
         servers.append(("ref+handle", reference(p := free_port()),

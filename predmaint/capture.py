@@ -5,7 +5,8 @@ A SageMaker endpoint with data capture writes JSON Lines records (``training_src
 server writes the same records under ``<home>/data-capture/<endpoint>/<variant>/yyyy/mm/dd/hh/``,
 one file per worker process and hour (appends of whole lines, so workers never interleave), for
 the sampled share of requests that cdk.json's ``predmaint.endpoint.data_capture_percent`` sets
-(the deployed endpoint's ``InitialSamplingPercentage``). ``predmaint drift`` reads them.
+(the deployed endpoint's ``InitialSamplingPercentage``; read with ``predmaint.deployment.load``).
+``predmaint drift`` reads them.
 """
 
 from __future__ import annotations
@@ -20,29 +21,12 @@ from typing import Any
 
 from training_src.drift import capture_record
 
-from .errors import UsageError
-
 LOCAL_ENDPOINT, VARIANT = "local", "AllTraffic"
 
 
 def capture_root(home: Path, endpoint: str = LOCAL_ENDPOINT) -> Path:
     """Where the local server's capture records of ``endpoint`` go."""
     return Path(home) / "data-capture" / endpoint
-
-
-def capture_percent(path: Path | None = None) -> int:
-    """``predmaint.endpoint.data_capture_percent`` of cdk.json (``$PREDMAINT_CDK_JSON``, else the
-    repository's), checked to be an integer 0..100."""
-    from .runner import CDK_JSON
-
-    path = Path(path or os.environ.get("PREDMAINT_CDK_JSON") or CDK_JSON)
-    try:
-        value = json.loads(path.read_text())["context"]["predmaint"]["endpoint"]["data_capture_percent"]
-    except (OSError, KeyError, TypeError, ValueError) as exc:
-        raise UsageError(f"{path}: no predmaint.endpoint.data_capture_percent ({exc})") from None
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 100:
-        raise UsageError(f"{path}: predmaint.endpoint.data_capture_percent must be an integer 0..100, got {value!r}")
-    return value
 
 
 class CaptureWriter:

@@ -26,66 +26,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from .errors import PipelineError, UsageError
+from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PipelineError, UsageError
+from .parser import build_parser
 
 log = logging.getLogger("predmaint.cli")
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is ONE line (plus where to get help), exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _horizon(text: str) -> float:
-    """``--horizon``: a finite number of cycles >= 0 (an int when it is whole, as it is sent)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of cycles, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number of cycles >= 0, got {text}")
-    return int(value) if value.is_integer() and abs(value) < 2**53 else value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {value}")
-    return value
-
-
-def _percent(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole percentage, got {text!r}") from None
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 100, got {value}")
-    return value
 
 
 def default_home() -> Path:
@@ -169,9 +119,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _capture_writer(args: argparse.Namespace) -> Any:
     """The serve command's capture writer: cdk.json's sampling percentage unless --capture-percent."""
-    from . import capture
+    from . import capture, deployment
 
-    percent = args.capture_percent if args.capture_percent is not None else capture.capture_percent()
+    percent = args.capture_percent
+    if percent is None:
+        percent = deployment.load().endpoint.data_capture_percent
     if percent == 0:
         return None
     root = capture.capture_root(args.home)
@@ -182,13 +134,21 @@ def _capture_writer(args: argparse.Namespace) -> Any:
 def cmd_drift(args: argparse.Namespace) -> int:
     from training_src import drift
 
-    from . import capture
+    from . import capture, deployment
 
+    deployed = deployment.load().drift  # the scheduled drift job's thresholds, unless given here
+    psi_threshold = deployed.psi_threshold if args.psi_threshold is None else args.psi_threshold
+    alpha = deployed.alpha if args.alpha is None else args.alpha
+    min_samples = drift.MIN_SAMPLES if args.min_samples is None else args.min_samples
+    if not 0 < alpha < 1:
+        raise UsageError(f"--alpha must lie strictly between 0 and 1, got {alpha:g}")
+    if not psi_threshold >= 0:
+        raise UsageError(f"--psi-threshold must be a number >= 0, got {psi_threshold:g}")
     model_dir, version = _resolve_model_dir(args)
     source = Path(args.capture) if args.capture else capture.capture_root(args.home)
     try:
         spec, baseline = drift.load_model_files(model_dir)
-        settings = drift.Settings(args.psi_threshold, args.alpha, args.min_samples)
+        settings = drift.Settings(psi_threshold, alpha, min_samples)
         since = None
         if args.window_hours:
             from datetime import UTC, datetime, timedelta
@@ -597,186 +557,10 @@ def cmd_profile_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# ---------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; global options are accepted before or after the command."""
-    common = _Parser(add_help=False)
-    # SUPPRESS: a value given after the command overrides one given before it, and absence changes nothing.
-    common.add_argument("--home", type=Path, default=argparse.SUPPRESS,
-                        help="where runs, the registry and reports live (env PREDMAINT_HOME, default ./.predmaint)")
-    common.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS,
-                        help="folder holding cmapss/ and ai4i2020/ (env PREDMAINT_DATA_DIR, default ./data)")
-    common.add_argument("--log-level", default=argparse.SUPPRESS,
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="log level (env PREDMAINT_LOG_LEVEL; default WARNING, INFO for serve)")
-    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                        help="show INFO log lines on stderr (same as --log-level INFO)")
-
-    p = _Parser(prog="predmaint", parents=[common],
-                description="Predictive maintenance on Amazon SageMaker, and fully offline in local mode.",
-                epilog="Exit codes: 0 success, 2 bad usage or input, 1 failure.")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-
-    def add(name: str, help_: str, description: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, parents=[common], help=help_, description=description)
-
-    sp = add("data", "download and verify the public datasets",
-             "Download C-MAPSS and AI4I 2020 from their official sources into the data directory and verify SHA-256.")
-    try:
-        from . import data as _data
-
-        _data.add_arguments(sp)
-    except ImportError:  # the data module is optional for every other command
-        pass
-    sp.set_defaults(func=cmd_data)
-
-    sp = add("run", "run the whole pipeline locally (prepare, preprocess, tune, refit, evaluate, promote)",
-             "One pipeline execution on local files: the prepare handler, preprocess.py, Optuna tuning of "
-             "train.py trials, refit on train+validation, evaluate.py and the promotion rule against the local "
-             "registry. Prints the evaluation report's path as the last line.")
-    sp.add_argument("--profile", default="cmapss", help="dataset profile name or path to a profile JSON (default cmapss)")
-    sp.add_argument("--subset", default=None, help="profile subset, e.g. FD001 (default: the profile's default)")
-    sp.add_argument("--trials", type=_positive_int, default=20, help="tuning trials (>= 1, default 20)")
-    sp.add_argument("--parallel", type=_positive_int, default=None,
-                    help="trials run at the same time (default: up to the core count)")
-    sp.add_argument("--seed", type=int, default=0, help="random seed for splits and tuning (default 0)")
-    sp.add_argument("--run-id", default=None, help="run id (default: timestamp + random suffix)")
-    sp.add_argument("--quiet", action="store_true", help="no progress output and no log lines; only the report path")
-    sp.set_defaults(func=cmd_run)
-
-    sp = add("serve", "serve the champion (or --model VERSION) with the SageMaker hosting contract",
-             "Serve a registered model on GET /ping and POST /invocations (gunicorn + uvicorn workers) until "
-             "SIGTERM or Ctrl-C. Serves the champion unless --model or --model-dir is given.")
-    sp.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    sp.add_argument("--port", type=_port, default=8080, help="TCP port (default 8080; 0 picks a free one)")
-    sp.add_argument("--model", default=None, metavar="VERSION", help="registry model version (default: champion)")
-    sp.add_argument("--model-dir", default=None, metavar="PATH",
-                    help="serve an extracted model directory or a model.tar.gz instead of a registry version")
-    sp.add_argument("--workers", type=_positive_int, default=2, help="worker processes (default 2)")
-    sp.add_argument("--capture-percent", type=_percent, default=None,
-                    help="share of requests recorded under <home>/data-capture in SageMaker's capture format "
-                         "(default: cdk.json's predmaint.endpoint.data_capture_percent; 0 turns capture off)")
-    sp.set_defaults(func=cmd_serve)
-
-    sp = add("drift", "compare captured requests with the model's training baseline and name drifted features",
-             "Read SageMaker data-capture records (the local server's under <home>/data-capture, or --capture: "
-             "a folder or .jsonl file, e.g. downloaded from the endpoint's capture prefix), decode the requests "
-             "with the endpoint's codec and compare their readings and features, per operating regime, with the "
-             "model's drift baseline (PSI with a Bonferroni-corrected chi-square test). Prints the drifted "
-             "features; exit 0 whether or not there is drift.")
-    sp.add_argument("--capture", default=None, metavar="PATH",
-                    help="capture folder (searched for *.jsonl) or file (default <home>/data-capture/local)")
-    sp.add_argument("--model", default=None, metavar="VERSION", help="registry model version (default: champion)")
-    sp.add_argument("--model-dir", default=None, metavar="PATH", help="an extracted model directory or model.tar.gz")
-    sp.add_argument("--window-hours", type=float, default=0.0, help="only records of the last N hours (default: all)")
-    sp.add_argument("--psi-threshold", type=float, default=0.25, help="PSI a drifted feature reaches (default 0.25)")
-    sp.add_argument("--alpha", type=float, default=0.001,
-                    help="family-wise significance level, Bonferroni over all tests (default 0.001)")
-    sp.add_argument("--min-samples", type=_positive_int, default=30,
-                    help="instances a regime needs before it is tested (default 30)")
-    sp.add_argument("--output", default=None, metavar="DIR", help="also write drift_result.json into DIR")
-    sp.add_argument("--json", action="store_true", help="print the result document as JSON")
-    sp.set_defaults(func=cmd_drift)
-
-    sp = add("invoke", "send readings to a local server or a SageMaker endpoint and print the predictions",
-             "Send one or more assets' readings to POST /invocations and print the predictions. With "
-             "--test-unit, the readings come from the bundled dataset's test file and the true RUL is shown.")
-    target = sp.add_mutually_exclusive_group()
-    target.add_argument("--url", default="http://127.0.0.1:8080", help="local server URL (default http://127.0.0.1:8080)")
-    target.add_argument("--endpoint-name", default=None, help="SageMaker endpoint name (uses AWS credentials)")
-    sp.add_argument("--region", default=None, help="AWS region of the endpoint")
-    sp.add_argument("--file", default=None, help="JSON (request, instance or list of readings) or CSV of readings")
-    sp.add_argument("--test-unit", type=_positive_int, action="append", default=[], metavar="N",
-                    help="a unit of the profile's test file (repeatable)")
-    sp.add_argument("--profile", default=None,
-                    help="profile name or file: of the test data (--test-unit, default cmapss) or of a --file CSV "
-                         "(its id and categorical columns, rows or readings)")
-    sp.add_argument("--subset", default=None, help="subset of the test data (default: the profile's, FD001)")
-    sp.add_argument("--explain", action="store_true", help="ask for the top feature contributions")
-    sp.add_argument("--horizon", type=_horizon, default=None, metavar="H",
-                    help="also ask each asset's probability of failing within H cycles (RUL models)")
-    sp.add_argument("--last", type=_positive_int, default=None, metavar="N",
-                    help="send only each asset's last N readings (a streaming client's window; fewer than "
-                         "the model's window gets a warning)")
-    sp.add_argument("--life-file", default=None, metavar="PATH",
-                    help="keep each asset's life summary in this JSON file: send the stored one (or start one "
-                         "when the asset has none: the readings sent must then begin at its first) and store "
-                         "the updated one the answer returns")
-    sp.add_argument("--timeout", type=float, default=30.0, help="seconds per attempt (default 30)")
-    sp.add_argument("--json", action="store_true", help="print the raw response as JSON")
-    sp.set_defaults(func=cmd_invoke)
-
-    sp = add("score", "score every asset of a fleet file at once (or start a SageMaker Batch Transform)",
-             "Batch scoring: the features of every asset's last reading and one prediction per asset, "
-             "written as CSV (asset_id,rul), JSON lines (.jsonl) or Parquet (.parquet). The input is the profile's raw format "
-             "(plain or .gz) or a .csv with a header. With --batch-transform, start a SageMaker Batch "
-             "Transform job on s3:// request lines with the same artifact.")
-    sp.add_argument("--input", required=True, help="fleet file (or s3:// prefix with --batch-transform)")
-    sp.add_argument("--output", required=True,
-                    help="scores file .csv, .jsonl or .parquet (or s3:// prefix with --batch-transform)")
-    sp.add_argument("--model", default=None, metavar="VERSION", help="registry model version (default: champion)")
-    sp.add_argument("--model-dir", default=None, metavar="PATH", help="an extracted model directory or model.tar.gz")
-    sp.add_argument("--whole-histories", action="store_true",
-                    help="every asset's readings start at its first: a model that reads life summaries gets "
-                         "each asset's (more accurate); without it, each asset's window alone")
-    sp.add_argument("--batch-transform", action="store_true", help="start a SageMaker Batch Transform job instead")
-    sp.add_argument("--model-name", default=None, help="SageMaker Model name (with --batch-transform)")
-    sp.add_argument("--job-name", default=None, help="transform job name (default predmaint-score-<time>)")
-    sp.add_argument("--instance-type", default="ml.m5.large", help="transform instance type (default ml.m5.large)")
-    sp.add_argument("--region", default=None, help="AWS region (with --batch-transform)")
-    sp.set_defaults(func=cmd_score)
-
-    sp = add("models", "list the local model registry",
-             "List registered model packages, newest first: version, approval status, champion marker (*), "
-             "primary metric, creation time, run and the reason for the decision.")
-    sp.add_argument("--json", action="store_true", help="print the packages as JSON")
-    sp.set_defaults(func=cmd_models)
-
-    sp = add("report", "print a run's summary and the path of its HTML report",
-             "Print a run's summary and the path of its HTML report, rendering the report if it is missing.")
-    sp.add_argument("run", help="run id (under <home>/runs) or a run directory")
-    sp.add_argument("--force", action="store_true", help="render the report again")
-    sp.set_defaults(func=cmd_report)
-
-    sp = add("start-training", "start the training pipeline in AWS (Step Functions)",
-             "Start an execution of the deployed training state machine for a dataset in the raw bucket.")
-    sp.add_argument("--state-machine", default=os.environ.get("PREDMAINT_STATE_MACHINE_ARN"),
-                    help="state machine ARN or the training stack's name, e.g. Predmaint-Training "
-                         "(env PREDMAINT_STATE_MACHINE_ARN)")
-    sp.add_argument("--dataset", required=True, help="dataset prefix under raw/ in the data bucket")
-    sp.add_argument("--profile", default="cmapss",
-                    help="shipped profile name, or your profile file (validated here, sent inline; default cmapss)")
-    sp.add_argument("--subset", default=None, help="profile subset, e.g. FD001")
-    sp.add_argument("--region", default=None, help="AWS region")
-    sp.set_defaults(func=cmd_start_training)
-
-    sp = add("profile", "bring your own fleet: draft a profile from a data file, check one against a file",
-             "A profile describes a fleet's data (columns, task, label, windows); `run`, `invoke` and "
-             "`start-training` take a shipped profile's name or the path of your own profile file.")
-    psub = sp.add_subparsers(dest="profile_command", metavar="ACTION", parser_class=_Parser)
-    psub.required = True
-    pp = psub.add_parser("init", parents=[common], help="draft a profile from a data file",
-                         description="Read DATAFILE (CSV with or without header, or whitespace-separated; plain "
-                                     "or .gz) and print a draft profile: id and time columns, settings, sensors, "
-                                     "categorical columns, task and label. Notes on stderr say why each column "
-                                     "got its role; review the draft before training.")
-    pp.add_argument("datafile", help="a data file of the fleet (e.g. its run-to-failure history)")
-    pp.add_argument("--output", "-o", default=None, help="write the profile here instead of stdout")
-    pp.add_argument("--force", action="store_true", help="replace --output if it exists")
-    pp.add_argument("--name", default=None, help="profile name (default: from the file name)")
-    pp.set_defaults(func=cmd_profile_init)
-    pp = psub.add_parser("check", parents=[common], help="validate a profile, and a data file against it",
-                         description="Validate PROFILE (every key at every level) and, with DATAFILE, every row "
-                                     "of the file against it with the checks a run applies (the prepare Lambda's "
-                                     "and preprocess's): errors name the file, row and column.")
-    pp.add_argument("profile", help="profile name or file")
-    pp.add_argument("datafile", nargs="?", default=None, help="a data file to check against the profile")
-    pp.add_argument("--subset", default=None, help="profile subset")
-    pp.add_argument("--role", default=None, choices=["train", "test", "test_rul", "data"],
-                    help="which of the profile's files DATAFILE is (default: by file name, else train/data)")
-    pp.set_defaults(func=cmd_profile_check)
-    return p
+#: what each command of ``predmaint.parser`` runs, by its name (``args.command`` and, for ``profile``, its action)
+COMMANDS = {"data": cmd_data, "run": cmd_run, "serve": cmd_serve, "drift": cmd_drift, "invoke": cmd_invoke,
+            "score": cmd_score, "models": cmd_models, "report": cmd_report, "start-training": cmd_start_training,
+            "profile init": cmd_profile_init, "profile check": cmd_profile_check}
 
 
 def _error_exit_code(exc: BaseException) -> int | None:
@@ -819,7 +603,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.setup(log_level(args))
     command = " ".join(c for c in (args.command, getattr(args, "profile_command", None)) if c)
     try:
-        return int(args.func(args) or 0)
+        return int(COMMANDS[command](args) or 0)
     except KeyboardInterrupt:
         print("predmaint: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -8,6 +8,9 @@ The CLI's exit codes (docs/contract.md, "Command line"): 0 success; 2 bad usage 
 
 from __future__ import annotations
 
+#: the CLI's exit codes: success, a failure while doing valid work, bad usage or input, interrupted
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
 
 class UsageError(Exception):
     """Bad usage or input: unknown profile/subset, missing data, bad option value. Exit code 2."""

@@ -21,7 +21,7 @@ AWS branch, in the notebook's order (each function returns SDK objects the noteb
 Local branch: ``run_local`` (``predmaint run``), ``LocalServer`` (``predmaint serve``),
 ``instances_for_units`` + ``predmaint.client.LocalClient`` (``predmaint invoke --test-unit``).
 
-The SDK (``sagemaker-train``) lives in its own venv, ``.venv-sdk`` (README, "SageMaker SDK notebook"),
+The SDK (``sagemaker-train``) lives in its own venv, ``.venv-sdk`` (docs/notebook.md),
 so nothing here imports it at module level: the project's venv imports this module for the local
 branch. No plan logic is repeated here: hyperparameters, ranges, objective and job layout all come
 from the prepare Lambda's plan.
@@ -88,14 +88,6 @@ def choose_mode(environ: Mapping[str, str] | None = None) -> tuple[str, str]:
     if missing:
         return "local", missing
     return "aws", f"{MODE_ENV}=aws" if requested else "SDK installed and AWS credentials found"
-
-
-def load_config(path: Path = REPO / "cdk.json") -> Any:
-    """The deployment's ``stacks.config.AppConfig`` from ``cdk.json``: the notebook's jobs use the
-    pipeline's instance types, tuning strategy, spot settings and endpoint variant."""
-    from stacks.config import AppConfig
-
-    return AppConfig.from_context(json.loads(Path(path).read_text())["context"])
 
 
 # --------------------------------------------------------------------------------------------

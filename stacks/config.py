@@ -15,6 +15,9 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+# the drift rule's defaults live with the rule (the container's drift.py uses them without this module)
+from training_src.drift import ALPHA, PSI_THRESHOLD
+
 CONTEXT_KEY = "predmaint"
 INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z][a-z0-9-]*\.(?:nano|micro|small|medium|large|xlarge|[1-9][0-9]*xlarge|metal)$")
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,18}[a-z0-9]$")
@@ -137,13 +140,14 @@ class VpcConfig:
 class DriftConfig:
     """Scheduled drift check of the endpoint's captured traffic (stacks/drift_monitor.py): how often,
     over how many hours of capture, the decision rule (training_src/drift.py) and whether a drift
-    alarm starts the training state machine."""
+    alarm starts the training state machine. ``psi_threshold`` and ``alpha`` default to the rule's own
+    (training_src/drift.py ``PSI_THRESHOLD``, ``ALPHA``); set them in cdk.json to deploy others."""
 
     enabled: bool = True
     schedule: str = "rate(1 day)"
     window_hours: int = 24
-    psi_threshold: float = 0.25
-    alpha: float = 0.001
+    psi_threshold: float = PSI_THRESHOLD
+    alpha: float = ALPHA
     retrain_on_drift: bool = False
     instance_type: str = "ml.m5.large"
     max_runtime_minutes: int = 60

@@ -335,7 +335,7 @@ def validate_object(profile: profiles_lib.Profile, role: str, obj: ObjectInfo, h
         raise InputError(f"{obj.key}: missing column(s) {missing}; found columns {columns}")
     index = {c: columns.index(c) for c in required}
     numeric = [c for c in required if c not in profile.categorical_columns]
-    # The documented missing-value policy (README, training_src/features/checks.py): in time series, an isolated
+    # The documented missing-value policy (docs/architecture.md, training_src/features/checks.py): in time series, an isolated
     # gap in a setting or sensor is filled by preprocessing, which also rejects longer gaps (this gate
     # only samples a file, so it cannot see a gap's length). Ids, times, labels and row-wise data: no gaps.
     series = role != "test_rul" and bool(profile.time_column and profile.id_column)

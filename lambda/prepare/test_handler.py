@@ -16,6 +16,7 @@ import pytest
 from moto import mock_aws
 
 from predmaint.modules import load_module
+from training_src import search_space
 from training_src.profiles import load_profile
 
 HERE = Path(__file__).resolve().parent
@@ -75,7 +76,7 @@ def test_plans_the_real_cmapss_and_ai4i_data():
                                                "--subset", "FD001"]
     assert plan["s3"]["profile"] == f"s3://local-artifacts/runs/{plan['run_id']}/profile/"
     assert plan["inputs"]["profile"] == load_profile("cmapss", "FD001").to_dict() and plan["profile"] == "cmapss"
-    assert set(plan["tuning"]["definitions"]) == {"xgboost", "linear", "hgb"}
+    assert list(plan["tuning"]["definitions"]) == list(search_space.ALGORITHMS)
     ai4i = prep.plan_run({"dataset": "ai4i2020", "profile": "ai4i2020"}, prep.LocalStore(data))
     assert ai4i["task"] == "failure_classification"
     # the built-in XGBoost algorithm's own definition (aws/sagemaker-xgboost-container algorithm_mode/metrics.py)
@@ -84,8 +85,6 @@ def test_plans_the_real_cmapss_and_ai4i_data():
 
 
 def test_ranges_come_from_the_single_search_space(tmp_path):
-    from training_src import search_space
-
     _write_cmapss(tmp_path)
     plan = prep.plan_run(EVENT, prep.LocalStore(tmp_path))
     for algorithm in search_space.ALGORITHMS:

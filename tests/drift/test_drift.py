@@ -164,10 +164,11 @@ def test_processing_entrypoint_reads_model_tarball(fd001_model: Path, data_dir: 
 
 
 def test_local_capture_writer_uses_sagemaker_layout_and_sampling(tmp_path: Path) -> None:
-    from predmaint.capture import CaptureWriter, capture_percent
+    from predmaint import deployment
+    from predmaint.capture import CaptureWriter
 
-    assert capture_percent(REPO / "cdk.json") == json.loads((REPO / "cdk.json").read_text())[
-        "context"]["predmaint"]["endpoint"]["data_capture_percent"]
+    assert deployment.load(REPO / "cdk.json").endpoint.data_capture_percent == json.loads(
+        (REPO / "cdk.json").read_text())["context"]["predmaint"]["endpoint"]["data_capture_percent"]
     w = CaptureWriter(tmp_path, 30, seed=0)
     for _ in range(1000):
         w.record(b'{"instances": []}', "application/json", b'{"error": "x"}', b"application/json")
@@ -196,6 +197,36 @@ def test_cli_drift_names_features_and_refuses_bad_input(fd001_model: Path, data_
     assert "DRIFT" in proc.stdout and "sensor_11" in proc.stdout and "drift: yes" in proc.stdout
     proc = run("--model-dir", str(fd001_model), "--capture", str(tmp_path / "nowhere"))
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "nowhere" in proc.stderr
+
+
+def test_cli_drift_thresholds_default_to_the_deployments(fd001_model: Path, data_dir: Path, tmp_path: Path) -> None:
+    """`predmaint drift` decides with cdk.json's predmaint.drift thresholds (what the scheduled job
+    deploys with), the rule's own defaults where cdk.json sets none, and the options over both."""
+    bodies = D.replay_bodies(_readings(data_dir, "FD001"), D.load_model_files(fd001_model)[0],
+                             np.random.default_rng(0), cut=False)[:40]
+    cap = _write_capture(tmp_path / "cap", bodies)
+    doc = json.loads((REPO / "cdk.json").read_text())
+    doc["context"]["predmaint"]["drift"]["psi_threshold"] = 0.4
+    cdk = tmp_path / "cdk.json"
+    cdk.write_text(json.dumps(doc))
+    env = {**os.environ, "PREDMAINT_HOME": str(tmp_path / "home"), "PREDMAINT_CDK_JSON": str(cdk)}
+
+    def settings(*extra: str) -> dict:
+        proc = subprocess.run([sys.executable, "-m", "predmaint", "drift", "--model-dir", str(fd001_model),
+                               "--capture", str(cap), "--json", *extra], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)["settings"]
+
+    got = settings()
+    assert (got["psi_threshold"], got["alpha"], got["min_samples"]) == (0.4, D.ALPHA, D.MIN_SAMPLES)
+    got = settings("--psi-threshold", "0.3", "--alpha", "0.01", "--min-samples", "5")
+    assert (got["psi_threshold"], got["alpha"], got["min_samples"]) == (0.3, 0.01, 5)
+    proc = subprocess.run([sys.executable, "-m", "predmaint", "drift", "--model-dir", str(fd001_model),
+                           "--capture", str(cap), "--alpha", "1.5"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip() == \
+        "predmaint drift: error: --alpha must lie strictly between 0 and 1, got 1.5"
 
 
 def test_local_server_captures_what_it_answered(fd001_model: Path, data_dir: Path, tmp_path: Path) -> None:
@@ -237,14 +268,15 @@ def test_local_server_captures_what_it_answered(fd001_model: Path, data_dir: Pat
 def test_serve_captures_by_cdk_json_unless_told(tmp_path: Path) -> None:
     import argparse
 
-    from predmaint import cli
-    from predmaint.capture import capture_percent, capture_root
+    from predmaint import cli, deployment
+    from predmaint.capture import capture_root
 
     writer = cli._capture_writer(argparse.Namespace(capture_percent=None, home=tmp_path))
-    assert writer.percent == capture_percent() and writer.root == capture_root(tmp_path) / "AllTraffic"
+    assert writer.percent == deployment.load().endpoint.data_capture_percent
+    assert writer.root == capture_root(tmp_path) / "AllTraffic"
     assert cli._capture_writer(argparse.Namespace(capture_percent=0, home=tmp_path)) is None
     bad = tmp_path / "cdk.json"
     bad.write_text(json.dumps({"context": {"predmaint": {"endpoint": {"data_capture_percent": 150}}}}))
     from predmaint.errors import UsageError
-    with pytest.raises(UsageError, match=r"data_capture_percent must be an integer 0\.\.100"):
-        capture_percent(bad)
+    with pytest.raises(UsageError, match=r"predmaint\.endpoint\.data_capture_percent: must be a number in 0\.\.100"):
+        deployment.load(bad)

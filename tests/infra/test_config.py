@@ -27,6 +27,35 @@ def test_cdk_json_is_a_valid_config():
     assert cfg.bucket_name("data", "123456789012") == "predmaint-data-123456789012-eu-west-1"
 
 
+def test_local_mode_reads_cdk_json_with_the_same_typed_reader(tmp_path, monkeypatch):
+    import json
+
+    from predmaint import deployment
+    from predmaint.errors import UsageError
+
+    assert deployment.load() == AppConfig.from_context(CDK_CONTEXT)
+    doc = {"context": copy.deepcopy(CDK_CONTEXT)}
+    doc["context"]["predmaint"]["endpoint"]["data_capture_pct"] = 50
+    bad = tmp_path / "cdk.json"
+    bad.write_text(json.dumps(doc))
+    monkeypatch.setenv("PREDMAINT_CDK_JSON", str(bad))
+    with pytest.raises(UsageError, match=rf"^{bad}: predmaint.endpoint: unknown key\(s\) \['data_capture_pct'\]"):
+        deployment.load()
+    bad.write_text("{")
+    with pytest.raises(UsageError, match=rf"^{bad}: not JSON"):
+        deployment.load()
+
+
+def test_drift_thresholds_default_to_the_drift_rules_own():
+    """One home for the defaults: training_src/drift.py's, which the container's drift job uses too."""
+    from training_src import drift
+
+    cfg = AppConfig.from_context(CDK_CONTEXT)
+    assert (cfg.drift.psi_threshold, cfg.drift.alpha) == (drift.PSI_THRESHOLD, drift.ALPHA)
+    tighter = AppConfig.from_context(_with("drift.psi_threshold", 0.5))
+    assert tighter.drift.psi_threshold == 0.5
+
+
 def test_dotted_overrides_from_the_command_line():
     # `cdk synth -c predmaint.endpoint.max_capacity=8 -c predmaint.training.use_spot=false`
     ctx = {**CDK_CONTEXT, "predmaint.endpoint.max_capacity": "8", "predmaint.training.use_spot": "false",

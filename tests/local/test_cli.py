@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from localkit import REPO, ServerProcess, free_port, read_test_units
 
+from predmaint import cli
 from predmaint.cli import main
 from predmaint.registry import Registry
 
-COMMANDS = ["data", "run", "serve", "invoke", "models", "report", "start-training", "profile", "profile init",
-            "profile check", "score"]
+# every command the CLI implements, and the `profile` group itself
+COMMANDS = [*cli.COMMANDS, "profile"]
 
 
 def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
@@ -161,6 +162,28 @@ def test_run_logs_only_with_verbose_and_quiet_silences_them(capsys, tmp_path, da
     assert code == 2 and out == ""
     assert_one_line_error(err, "has 1 reading(s)")
     assert not (tmp_path / "home").exists()
+
+
+def test_run_refuses_a_bad_deployment_config_before_any_work(capsys, monkeypatch, tmp_path, data_dir) -> None:
+    """cdk.json is read by the typed reader the CDK app uses, up front: a misspelt key is refused with
+    one line naming the file and the key, and nothing is trained or written."""
+    doc = json.loads((REPO / "cdk.json").read_text())
+    doc["context"]["predmaint"]["promotion"]["rul_regression"]["max_rsme"] = 25.0
+    bad = tmp_path / "cdk.json"
+    bad.write_text(json.dumps(doc))
+    monkeypatch.setenv("PREDMAINT_CDK_JSON", str(bad))
+    home = tmp_path / "home"
+    code, out, err = run_cli(capsys, "run", "--home", str(home), "--data-dir", str(data_dir), "--trials", "1")
+    assert code == 2 and out == ""
+    assert_one_line_error(err, f"{bad}: predmaint.promotion.rul_regression.max_rsme: unknown threshold")
+    assert not home.exists(), f"left behind: {_runs_left(home)}"
+
+
+def test_version_is_the_installed_distributions(capsys) -> None:
+    from importlib.metadata import version
+
+    code, out, _ = run_cli(capsys, "--version")
+    assert code == 0 and out.strip() == f"predmaint {version('predmaint')}"
 
 
 @pytest.mark.parametrize("how", ["read-only folder", "a file"])

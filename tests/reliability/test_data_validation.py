@@ -1,6 +1,6 @@
 """Data validation at the door: the prepare step (``lambda/prepare/handler.plan_run``) and preprocessing
 (``training_src/preprocess.py``) reject bad raw data with file, row and column in the message, and
-write nothing. The tolerable-gap policy (README "Missing values", ``training_src/features/checks.py``): an
+write nothing. The tolerable-gap policy (docs/architecture.md "Missing values", ``training_src/features/checks.py``): an
 isolated gap of at most ``MAX_GAP`` readings in a setting or sensor is filled; longer gaps are errors.
 
 Each case corrupts a small real dataset (the first 6 FD001 training units) in one way. ``PREPARE`` is
