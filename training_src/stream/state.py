@@ -1,0 +1,104 @@
+"""One asset's state and its compact JSON document (the DynamoDB item's ``doc``, a SQLite row locally).
+
+The state holds, for the asset's current life: the life summaries it has, one per model
+fingerprint (each as the endpoint returned it); the last W-1 readings taken in (``tail``), so a
+record shorter than the window still gets a full window; the time of the last reading taken in
+(``last``) and of the newest reading that fell off the tail (``evicted``: a summary whose ``last``
+is older missed readings the tail no longer holds, so it cannot be caught up); the latest answer;
+the position of the last record taken in (``seq``); ``version``, incremented at each write (the
+conditional write's check).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+class StateError(ValueError):
+    """A stored state that cannot be read; ``str()`` names the asset and what is wrong."""
+
+
+@dataclass(frozen=True)
+class AssetState:
+    """An asset's state; ``version`` 0 is an asset never seen (no stored row)."""
+
+    asset_id: str
+    version: int = 0
+    life_no: int = 0  # lives ended so far (maintenance/failure events): the archive tags readings with it
+    seq: int | None = None
+    last: float | None = None
+    taken: int = 0  # readings taken in during the current life
+    evicted: float | None = None
+    tail: tuple[dict[str, Any], ...] = ()
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    answer: dict[str, Any] | None = None
+    ended: float | None = None  # time of the last event that ended a life
+
+    def new_life(self, time: float) -> AssetState:
+        """The state after an event ended the life at ``time``: nothing of the old life is kept."""
+        return replace(self, life_no=self.life_no + 1, last=None, taken=0, evicted=None, tail=(),
+                       summaries={}, answer=None, ended=time)
+
+
+def _columns(tail: tuple[dict[str, Any], ...]) -> list[str]:
+    cols: dict[str, None] = {}
+    for r in tail:
+        cols.update(dict.fromkeys(r))
+    return list(cols)
+
+
+def encode(state: AssetState) -> str:
+    """The state's compact JSON (the tail as one column list and rows of values)."""
+    cols = _columns(state.tail)
+    doc = {"life_no": state.life_no, "seq": None if state.seq is None else str(state.seq), "last": state.last,
+           "taken": state.taken, "evicted": state.evicted, "ended": state.ended,
+           "cols": cols, "tail": [[r.get(c) for c in cols] for r in state.tail],
+           "summaries": state.summaries, "answer": state.answer}
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False)
+
+
+def _num(v: Any) -> bool:
+    return type(v) in (int, float)
+
+
+def decode(asset_id: str, version: int, text: str | bytes) -> AssetState:
+    """The state stored as ``text`` (``encode``'s form) at ``version``; StateError naming the asset and key."""
+    where = f"state of asset {asset_id!r}"
+    try:
+        doc = json.loads(text)
+    except (ValueError, TypeError) as exc:
+        raise StateError(f"{where}: not JSON ({str(exc).splitlines()[0][:80]})") from None
+    if not isinstance(doc, dict):
+        raise StateError(f"{where}: must be a JSON object")
+    try:
+        for k in ("last", "evicted", "ended"):
+            if doc.get(k) is not None and not _num(doc[k]):
+                raise StateError(f"{where}: {k}: must be a number or null")
+        for k in ("life_no", "taken"):
+            if type(doc.get(k)) is not int or doc[k] < 0:
+                raise StateError(f"{where}: {k}: must be a whole number >= 0")
+        cols, rows = doc.get("cols"), doc.get("tail")
+        if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols):
+            raise StateError(f"{where}: cols: must be a list of field names")
+        if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) == len(cols) for r in rows):
+            raise StateError(f"{where}: tail: must be a list of rows of {len(cols)} values")
+        tail = tuple({c: v for c, v in zip(cols, r, strict=True) if v is not None} for r in rows)
+        summaries = doc.get("summaries")
+        if not isinstance(summaries, dict) or not all(isinstance(v, dict) for v in summaries.values()):
+            raise StateError(f"{where}: summaries: must be an object of life summaries")
+        answer = doc.get("answer")
+        if answer is not None and not isinstance(answer, dict):
+            raise StateError(f"{where}: answer: must be an object or null")
+        seq = doc.get("seq")
+        seq = None if seq is None else int(seq)
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, StateError):
+            raise
+        raise StateError(f"{where}: seq: must be a decimal string or null") from None
+    if type(version) is not int or version < 1:
+        raise StateError(f"{where}: version: must be a whole number >= 1")
+    return AssetState(asset_id=asset_id, version=version, life_no=doc["life_no"], seq=seq, last=doc.get("last"),
+                      taken=doc["taken"], evicted=doc.get("evicted"), tail=tail, summaries=summaries,
+                      answer=answer, ended=doc.get("ended"))
