@@ -776,6 +776,9 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--role", default=None, choices=["train", "test", "test_rul", "data"],
                     help="which of the profile's files DATAFILE is (default: by file name, else train/data)")
     pp.set_defaults(func=cmd_profile_check)
+    from . import stream_cli
+
+    stream_cli.add_commands(add, _positive_int, _horizon)  # stream, fleet
     return p
 
 

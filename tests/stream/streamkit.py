@@ -6,19 +6,17 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from training_src.stream import model_api
+from training_src.stream import core, model_api
 
 HORIZON = 30
 
 
 def whole_history_answers(scorer: model_api.InProcessScorer, units: dict[Any, list[dict]]) -> dict[str, dict]:
-    """Each engine's answer to its whole history sent with ``"life": {}`` (one request per 100 engines)."""
-    ids = list(units)
+    """Each engine's answer to its whole history sent with ``"life": {}`` (requests within the limits)."""
+    instances = [{"asset_id": str(u), "readings": units[u], "life": {}, "horizon": HORIZON} for u in units]
     out = {}
-    for i in range(0, len(ids), 100):
-        doc = scorer([{"asset_id": str(u), "readings": units[u], "life": {}, "horizon": HORIZON}
-                      for u in ids[i:i + 100]])
-        for p in doc["predictions"]:
+    for group in core.pack(instances, 100):
+        for p in scorer([instances[i] for i in group])["predictions"]:
             out[p["asset_id"]] = {k: v for k, v in p.items() if k not in ("life", "asset_id")}
     return out
 

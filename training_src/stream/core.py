@@ -171,7 +171,7 @@ def pack(instances: list[dict[str, Any]], max_instances: int, max_bytes: int = m
     return groups
 
 
-def _score_all(instances: list[dict[str, Any]], scorer: Scorer, max_instances: int
+def score_all(instances: list[dict[str, Any]], scorer: Scorer, max_instances: int
                ) -> tuple[list[tuple[dict[str, Any], str] | str | None], int]:
     """Each instance's (prediction, model_version), or the refusal's message (str), or None when the
     endpoint failed (to retry); and the number of endpoint calls."""
@@ -232,7 +232,7 @@ def process_batch(records: list[Record], states: dict[str, AssetState | StateErr
             inst, _ = _instance(seg, info, horizon)
             instances.append(inst)
             owner.append((len(plans) - 1, k))
-    answers, result.calls = _score_all(instances, scorer, max_instances)
+    answers, result.calls = score_all(instances, scorer, max_instances)
     got: dict[tuple[int, int], Any] = {o: a for o, a in zip(owner, answers, strict=True)}
     for p, (asset, segs, final, archive) in enumerate(plans):
         outs = [got[(p, k)] for k in range(len(segs))]

@@ -54,6 +54,12 @@ def load_model(model_dir: Any) -> Any:
     return model_mod.load(model_dir)
 
 
+def request_body(instances: list[dict[str, Any]]) -> bytes:
+    """The request body of ``instances`` as every scorer sends it (compact JSON: ``core.pack`` counts
+    these bytes against the endpoint's 6 MB)."""
+    return json.dumps({"instances": instances}, separators=(",", ":")).encode()
+
+
 class ScoreError(Exception):
     """The endpoint refused a request (``status`` 4xx) or failed (5xx / unreachable: ``status`` >= 500)."""
 
@@ -64,17 +70,21 @@ class ScoreError(Exception):
 
 
 class InProcessScorer:
-    """The endpoint's own request handling, in this process: ``scorer(instances) -> predictions``."""
+    """The endpoint's own request handling, in this process: ``scorer(instances) -> predictions``.
 
-    def __init__(self, model: Any):
+    ``handle`` is the serving code's ``handle`` (default: this repository's; local mode passes the
+    model artifact's own, as ``predmaint serve`` runs it)."""
+
+    def __init__(self, model: Any, handle: Any = None):
         self.model = model
+        self.handle = handle or handler.handle
         self.info = info_for_spec(model.spec)
         self.max_instances = MAX_INSTANCES
 
     def __call__(self, instances: list[dict[str, Any]]) -> dict[str, Any]:
         """The endpoint's 200 document for ``{"instances": instances}``; ScoreError on a refusal."""
-        body = json.dumps({"instances": instances}).encode()
-        status, out, _ = handler.handle(self.model, body, codec.JSON, codec.JSON)
+        body = request_body(instances)
+        status, out, _ = self.handle(self.model, body, codec.JSON, codec.JSON)
         doc = json.loads(out)
         if status != 200:
             raise ScoreError(status, doc.get("error", ""))
