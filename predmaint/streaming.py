@@ -171,7 +171,7 @@ def today() -> str:
 
 def run_stream(home: Path, items: Iterable[tuple[str, int, Any]], scorer: core.Scorer, info: model_api.ModelInfo,
                *, batch: int = 500, horizon: float | None = None, day: str | None = None,
-               max_instances: int = model_api.MAX_INSTANCES, errors_to: Any = None) -> StreamSummary:
+               max_instances: int | None = None, errors_to: Any = None) -> StreamSummary:
     """Take ``items`` (``(where, seq, record)``) in batches of ``batch`` records: for each, load the
     states, run the core, append the archive, commit the states (one transaction). Errors are printed
     one line each to ``errors_to``; assets the endpoint did not answer stop the run (PipelineError)."""
@@ -343,7 +343,7 @@ def cmd_stream(args: Any) -> int:
     if args.input is None:
         raise UsageError("--input FILE (or - for JSON Lines on stdin) is required unless --rebuild")
     summary = run_stream(args.home, _input_items(args, local), scorer, local.info, batch=args.batch,
-                         horizon=horizon, max_instances=args.max_instances or model_api.MAX_INSTANCES)
+                         horizon=horizon, max_instances=args.max_instances)
     print(f"streamed {summary.records} records ({summary.readings} readings) in {summary.batches} batches, "
           f"{summary.calls} endpoint calls; {summary.assets} assets in {stream_dir(args.home)}; "
           f"{summary.errors} record(s) refused")

@@ -15,7 +15,7 @@ def whole_history_answers(scorer: model_api.InProcessScorer, units: dict[Any, li
     """Each engine's answer to its whole history sent with ``"life": {}`` (requests within the limits)."""
     instances = [{"asset_id": str(u), "readings": units[u], "life": {}, "horizon": HORIZON} for u in units]
     out = {}
-    for group in core.pack(instances, 100):
+    for group in core.pack(instances, 100, scorer.info.max_body_bytes):
         for p in scorer([instances[i] for i in group])["predictions"]:
             out[p["asset_id"]] = {k: v for k, v in p.items() if k not in ("life", "asset_id")}
     return out

@@ -9,6 +9,7 @@ import random
 import pytest
 from streamkit import HORIZON, chunked_records, whole_history_answers
 
+from training_src.predmaint_serving import codec
 from training_src.stream import core, model_api, state
 from training_src.stream.records import RecordError, parse_record
 
@@ -110,7 +111,7 @@ def test_a_model_change_answers_from_the_window_with_the_contracts_warning(score
     states, _ = run([{"asset_id": "x", "readings": readings[60:]}], states, scorer, start=1)
     ans = states["x"].answer
     bare = scorer([{"asset_id": "x", "readings": readings[-30:], "horizon": HORIZON}])["predictions"][0]
-    assert ans["with_summary"] is False and ans["warning"] == model_api.LIFE_OTHER_MODEL
+    assert ans["with_summary"] is False and ans["warning"] == scorer.info.warning == codec.LIFE_OTHER_MODEL
     assert ans["rul"] == bare["rul"]
     assert fp not in states["x"].summaries  # never a summary made from part of the life
 
@@ -161,7 +162,7 @@ def test_a_refused_instance_fails_its_asset_only_and_limits_split_the_request(sc
 
 def test_pack_respects_the_body_limit():
     inst = [{"asset_id": str(i), "readings": [{"cycle": 1, "x": "y" * 1000}]} for i in range(50)]
-    groups = core.pack(inst, 1000, max_bytes=core.BODY_MARGIN + 10_500)
+    groups = core.pack(inst, 1000, core.BODY_MARGIN + 10_500)
     assert [len(g) for g in groups][:2] == [10, 10] and sum(map(len, groups)) == 50
 
 
@@ -178,3 +179,25 @@ def test_record_format_errors_name_the_field():
     assert err({"asset_id": "a", "event": "maintenance"}) == "record 7: time: must be a finite number"
     assert err({"asset_id": "a", "event": "maintenance", "time": 1, "x": 2}) == \
         "record 7: x: unknown key in an event record"
+
+
+def test_the_stream_package_imports_without_numpy_or_pandas(tmp_path):
+    """The scoring Lambda ships the package flat (no features, no NumPy): importing it and reading a
+    model info document must not need them."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(core.__file__).parent
+    shutil.copytree(src, tmp_path / "stream", ignore=shutil.ignore_patterns("__pycache__"))
+    probe = (f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\n"
+             "for name in ('numpy', 'pandas', 'scipy', 'sklearn', 'xgboost', 'pyarrow'):\n    sys.modules[name] = None\n"
+             "from stream import archive, core, model_api, records, rebuild, state\n"
+             "info = model_api.ModelInfo.from_json(sys.argv[1])\nprint(info.window)\n")
+    info = model_api.ModelInfo("f" * 16, 30, "cycle", ("cycle",), True, "w", 6 << 20, 100, 10000)
+    out = subprocess.run([sys.executable, "-c", probe, info.to_json()], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "30", out.stderr[-2000:]
+    assert model_api.ModelInfo.from_json(info.to_json()) == info
+    with pytest.raises(ValueError, match="model info: window: must be a int"):
+        model_api.ModelInfo.from_json(info.to_json().replace('"window": 30', '"window": "30"'))

@@ -52,7 +52,7 @@ def parse_batch(items: Iterable[tuple[str, int | None, Any]], info: model_api.Mo
                 ) -> tuple[list[Record], list[RecordError]]:
     """``(where, seq, raw record)`` items -> the valid records and an error for each bad one."""
     records, errors = [], []
-    limit = model_api.MAX_READINGS - max(info.window - 1, 0)
+    limit = info.max_readings - max(info.window - 1, 0)
     for where, seq, raw in items:
         try:
             records.append(parse_record(raw, where, info.time_column, info.required, seq, limit))
@@ -150,13 +150,12 @@ def _after(seg: _Segment, pred: dict[str, Any], model_version: str, info: model_
     answer.update(model_version=model_version, with_summary=life is not None, readings=base.taken + len(new),
                   last=new[-1][t])
     if life is None and info.reads_life and "warning" not in answer:
-        answer["warning"] = model_api.LIFE_OTHER_MODEL
+        answer["warning"] = info.warning
     return replace(base, last=new[-1][t], taken=base.taken + len(new), evicted=evicted, tail=tail,
                    summaries=summaries, answer=answer)
 
 
-def pack(instances: list[dict[str, Any]], max_instances: int, max_bytes: int = model_api.MAX_BODY_BYTES
-         ) -> list[list[int]]:
+def pack(instances: list[dict[str, Any]], max_instances: int, max_bytes: int) -> list[list[int]]:
     """Indices of ``instances`` grouped into requests within the endpoint's limits (in order)."""
     groups: list[list[int]] = []
     size = 0
@@ -171,8 +170,8 @@ def pack(instances: list[dict[str, Any]], max_instances: int, max_bytes: int = m
     return groups
 
 
-def score_all(instances: list[dict[str, Any]], scorer: Scorer, max_instances: int
-               ) -> tuple[list[tuple[dict[str, Any], str] | str | None], int]:
+def score_all(instances: list[dict[str, Any]], scorer: Scorer, max_instances: int, max_bytes: int
+              ) -> tuple[list[tuple[dict[str, Any], str] | str | None], int]:
     """Each instance's (prediction, model_version), or the refusal's message (str), or None when the
     endpoint failed (to retry); and the number of endpoint calls."""
     out: list[tuple[dict[str, Any], str] | str | None] = [None] * len(instances)
@@ -197,18 +196,19 @@ def score_all(instances: list[dict[str, Any]], scorer: Scorer, max_instances: in
         for i, p in zip(idx, doc["predictions"], strict=True):
             out[i] = (p, str(doc.get("model_version", "")))
 
-    for group in pack(instances, max_instances):
+    for group in pack(instances, max_instances, max_bytes):
         call(group)
     return out, calls
 
 
 def process_batch(records: list[Record], states: dict[str, AssetState | StateError], scorer: Scorer,
                   info: model_api.ModelInfo, *, day: str, horizon: float | None = None,
-                  max_instances: int = model_api.MAX_INSTANCES) -> BatchResult:
+                  max_instances: int | None = None) -> BatchResult:
     """Take a batch of valid records (``parse_batch``) into the assets' states.
 
     ``states``: asset -> its stored state (absent: never seen; a StateError: unreadable, its records
-    fail). ``day`` (YYYY-MM-DD) partitions the archive; ``horizon`` adds ``failure_probability``.
+    fail). ``day`` (YYYY-MM-DD) partitions the archive; ``horizon`` adds ``failure_probability``;
+    ``max_instances`` (default ``info.max_instances``) caps the instances per request.
     The endpoint is called once per batch (more only to respect its limits or to isolate a refusal).
     """
     result = BatchResult()
@@ -232,7 +232,7 @@ def process_batch(records: list[Record], states: dict[str, AssetState | StateErr
             inst, _ = _instance(seg, info, horizon)
             instances.append(inst)
             owner.append((len(plans) - 1, k))
-    answers, result.calls = score_all(instances, scorer, max_instances)
+    answers, result.calls = score_all(instances, scorer, max_instances or info.max_instances, info.max_body_bytes)
     got: dict[tuple[int, int], Any] = {o: a for o, a in zip(owner, answers, strict=True)}
     for p, (asset, segs, final, archive) in enumerate(plans):
         outs = [got[(p, k)] for k in range(len(segs))]

@@ -35,8 +35,7 @@ def needs_rebuild(st: AssetState, info: model_api.ModelInfo) -> bool:
 
 def rebuild(states: Iterable[AssetState], lines_of: Callable[[str], Iterable[str]], scorer: core.Scorer,
             info: model_api.ModelInfo, *, horizon: float | None = None,
-            max_instances: int = model_api.MAX_INSTANCES, per_instance: int = model_api.MAX_READINGS
-            ) -> RebuildResult:
+            max_instances: int | None = None, per_instance: int | None = None) -> RebuildResult:
     """Summaries for the model behind ``scorer`` (described by ``info``) of every asset in ``states``
     that needs one; ``lines_of(asset_id)`` gives the asset's archived JSON lines."""
     result = RebuildResult()
@@ -55,6 +54,7 @@ def rebuild(states: Iterable[AssetState], lines_of: Callable[[str], Iterable[str
     start = dict.fromkeys(todo, 0)
     answers: dict[str, tuple[dict[str, Any], str]] = {}
     back = max(info.window - 1, 0)
+    per_instance = per_instance or info.max_readings
     step = max(per_instance - back, 1)
     while start:
         ids = list(start)
@@ -66,7 +66,7 @@ def rebuild(states: Iterable[AssetState], lines_of: Callable[[str], Iterable[str
             if horizon is not None:
                 inst["horizon"] = horizon
             instances.append(inst)
-        got, _ = core.score_all(instances, scorer, max_instances)
+        got, _ = core.score_all(instances, scorer, max_instances or info.max_instances, info.max_body_bytes)
         for a, out in zip(ids, got, strict=True):
             if not isinstance(out, tuple) or "life" not in out[0]:
                 result.errors[a] = f"asset {a!r}: the model did not return a summary ({out or 'no answer'})"
