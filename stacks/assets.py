@@ -29,6 +29,8 @@ BUILD_DIR = Path(os.environ.get("PREDMAINT_BUILD_DIR", REPO_ROOT / "build"))
 LAMBDA_SHARED_MODULES = ("profiles.py", "promotion.py", "search_space.py")
 #: shared packages every Lambda gets: the candidate algorithms, whose ranges ``search_space`` reads
 LAMBDA_SHARED_PACKAGES = ("candidates",)
+#: packages only some functions get: the score Lambda runs the stream core (stdlib only when imported)
+LAMBDA_FUNCTION_PACKAGES = {"score": ("stream",)}
 _SKIP_DIRS = {"__pycache__", "tests", ".ipynb_checkpoints"}
 _SKIP_SUFFIXES = (".pyc", ".pyo")
 
@@ -82,7 +84,7 @@ def lambda_bundle_files(name: str) -> dict[str, bytes]:
     for module in LAMBDA_SHARED_MODULES:
         files[module] = (TRAINING_SRC / module).read_bytes()
     files.update(_files(TRAINING_SRC / "profiles", "profiles/"))
-    for package in LAMBDA_SHARED_PACKAGES:
+    for package in (*LAMBDA_SHARED_PACKAGES, *LAMBDA_FUNCTION_PACKAGES.get(name, ())):
         files.update({k: v for k, v in _files(TRAINING_SRC / package, f"{package}/").items() if k.endswith(".py")})
     return files
 
