@@ -92,11 +92,14 @@ class LocalArchive:
 
     def __init__(self, root: Path):
         self.root = root
+        self._made: set[str] = set()  # partitions whose folder exists (one mkdir per partition per run)
 
     def write(self, items: list[dict[str, Any]]) -> None:
         for key, lines in archive.group(items).items():
             path = self.root / key / "part.jsonl"
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if key not in self._made:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._made.add(key)
             with path.open("a") as f:
                 f.write("\n".join(lines) + "\n")
 

@@ -14,10 +14,11 @@ archive was written); readers keep the first reading of each (life, time).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
+
+from . import jsonio
 
 
 def prefix(item: dict[str, Any]) -> str:
@@ -37,7 +38,7 @@ def group(items: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
     """Items by partition, each as a JSON line (the ``day`` is in the key, not repeated in the line)."""
     out: dict[str, list[str]] = {}
     for item in items:
-        line = json.dumps({k: v for k, v in item.items() if k != "day"}, separators=(",", ":"), allow_nan=False)
+        line = jsonio.dumps({k: v for k, v in item.items() if k != "day"}).decode()
         out.setdefault(prefix(item), []).append(line)
     return out
 
@@ -47,7 +48,7 @@ def life_history(lines: Iterable[str], life: int, time_column: str, until: float
     """The readings of one asset's life ``life`` (up to ``until``), time-sorted, each time once."""
     seen: dict[float, dict[str, Any]] = {}
     for line in lines:
-        item = json.loads(line)
+        item = jsonio.loads(line)
         if item.get("type") != "reading" or item.get("life") != life:
             continue
         t = item["time"]

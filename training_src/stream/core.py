@@ -20,12 +20,11 @@ states and the archive live. Semantics (docs/streaming.md):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import model_api
+from . import jsonio, model_api
 from .records import Record, RecordError, parse_record
 from .state import AssetState, StateError
 
@@ -70,10 +69,6 @@ class _Segment:
     seqs: dict[float, int | None] = field(default_factory=dict)  # time -> the record that brought it
 
 
-def _numeric(reading: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in reading.items() if type(v) in (int, float)}
-
-
 def usable_summary(state: AssetState, fingerprint: str) -> dict[str, Any] | None:
     """The asset's summary for ``fingerprint`` if the stored tail can bring it up to date (no reading
     it misses has left the tail), else None."""
@@ -111,7 +106,7 @@ def _segments(state: AssetState, recs: list[Record], t: str, archive: list[dict[
             time = r[t]
             if (seg.base.last is not None and time <= seg.base.last) or time in seg.new:
                 continue  # a duplicate reading
-            seg.new[time] = _numeric(r)
+            seg.new[time] = r
             seg.seqs[time] = rec.seq
             taken = True
         cur = replace(cur, seq=seq)
@@ -161,7 +156,7 @@ def pack(instances: list[dict[str, Any]], max_instances: int, max_bytes: int) ->
     size = 0
     budget = max_bytes - BODY_MARGIN
     for i, inst in enumerate(instances):
-        n = len(json.dumps(inst, separators=(",", ":"))) + 1
+        n = len(jsonio.dumps(inst)) + 1
         if not groups or len(groups[-1]) >= max_instances or size + n > budget:
             groups.append([])
             size = 0

@@ -16,6 +16,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from . import jsonio
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -87,7 +89,7 @@ def load_model(model_dir: Any) -> Any:
 def request_body(instances: list[dict[str, Any]]) -> bytes:
     """The request body of ``instances`` as every scorer sends it (compact JSON: ``core.pack`` counts
     these bytes against the endpoint's 6 MB)."""
-    return json.dumps({"instances": instances}, separators=(",", ":")).encode()
+    return b'{"instances":[' + b",".join(jsonio.dumps(i) for i in instances) + b"]}"
 
 
 class ScoreError(Exception):
@@ -115,7 +117,7 @@ class InProcessScorer:
     def __call__(self, instances: list[dict[str, Any]]) -> dict[str, Any]:
         """The endpoint's 200 document for ``{"instances": instances}``; ScoreError on a refusal."""
         status, out, _ = self.handle(self.model, request_body(instances), "application/json", "application/json")
-        doc = json.loads(out)
+        doc = jsonio.loads(out)
         if status != 200:
             raise ScoreError(status, doc.get("error", ""))
         return doc

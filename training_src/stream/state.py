@@ -11,9 +11,10 @@ conditional write's check).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from . import jsonio
 
 
 class StateError(ValueError):
@@ -56,7 +57,7 @@ def encode(state: AssetState) -> str:
            "taken": state.taken, "evicted": state.evicted, "ended": state.ended,
            "cols": cols, "tail": [[r.get(c) for c in cols] for r in state.tail],
            "summaries": state.summaries, "answer": state.answer}
-    return json.dumps(doc, separators=(",", ":"), allow_nan=False)
+    return jsonio.dumps(doc).decode()
 
 
 def _num(v: Any) -> bool:
@@ -67,7 +68,7 @@ def decode(asset_id: str, version: int, text: str | bytes) -> AssetState:
     """The state stored as ``text`` (``encode``'s form) at ``version``; StateError naming the asset and key."""
     where = f"state of asset {asset_id!r}"
     try:
-        doc = json.loads(text)
+        doc = jsonio.loads(text)
     except (ValueError, TypeError) as exc:
         raise StateError(f"{where}: not JSON ({str(exc).splitlines()[0][:80]})") from None
     if not isinstance(doc, dict):
