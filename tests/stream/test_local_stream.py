@@ -156,3 +156,29 @@ def test_cli_stdin_bad_lines_fail_alone(tmp_path, capsys, monkeypatch, fd001_ref
     assert sorted(answers(tmp_path)) == ["a", "c"]
     assert main(["fleet", "--home", str(tmp_path / "nothing")]) == 2
     assert "no stream state under" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_new_champion_triggers_the_rebuild(tmp_path, capsys, fd001_refit, second_model, fd001_units, data_dir):
+    """``predmaint run``'s hook (streaming.after_promotion): the stream's assets get the new champion's
+    summaries, and their answers become its whole-history answers."""
+    from predmaint.registry import Registry, make_model_archive
+
+    home = tmp_path / "home"
+    registry = Registry(home)
+    for i, model in enumerate((fd001_refit, second_model), 1):
+        make_model_archive(model, tmp_path / f"m{i}.tar.gz")
+    ev = {"regression_metrics": {"rmse": {"value": 20.0}}}
+    registry.register(artifact=tmp_path / "m1.tar.gz", evaluation=ev, lineage={}, approved=True, reason="first",
+                      run_id="r1")
+    assert streaming.after_promotion(home, None) is None  # no stream state yet: nothing to do
+    code = main(["stream", "--home", str(home), "--input", str(data_dir / "cmapss" / "test_FD001.txt.gz")])
+    assert code == 0, capsys.readouterr().err
+    assert {r["model_version"] for r in streaming.fleet_rows(home)} == {"1"}
+    assert streaming.after_promotion(home, "1") is None  # the champion did not change
+    registry.register(artifact=tmp_path / "m2.tar.gz", evaluation=ev, lineage={}, approved=True, reason="better",
+                      run_id="r2")
+    rebuilt = streaming.after_promotion(home, "1")
+    assert rebuilt is not None and len(rebuilt.states) == 100 and not rebuilt.errors
+    new = model_api.InProcessScorer(model_api.load_model(second_model))
+    assert_whole_history(home, fd001_units, whole_history_answers(new, fd001_units), version="2")
