@@ -50,6 +50,16 @@ def test_every_fd001_engine_in_random_chunks_gives_its_whole_history_answer(tmp_
     assert_whole_history(tmp_path, fd001_units, expected)
 
 
+@pytest.mark.slow
+def test_every_fd002_engine_in_random_chunks_gives_its_whole_history_answer(tmp_path, fd002_model, fd002_units):
+    """Six operating conditions: the regime normalisation and the summaries stay exact in a stream."""
+    scorer = model_api.InProcessScorer(model_api.load_model(fd002_model))
+    records = list(chunked_records(fd002_units, seed=12))
+    summary = streaming.run_stream(tmp_path, items(records), scorer, scorer.info, batch=200, horizon=HORIZON)
+    assert summary.errors == 0 and summary.readings == sum(map(len, fd002_units.values())) == 33991
+    assert_whole_history(tmp_path, fd002_units, whole_history_answers(scorer, fd002_units))
+
+
 def test_duplicates_reordering_and_kill_and_resume_change_nothing(tmp_path, scorer, fd001_units, expected):
     rng = random.Random(11)
     records = list(chunked_records(fd001_units, seed=8))
