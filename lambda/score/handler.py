@@ -162,14 +162,8 @@ def _dynamo_load(client: Any, table: str, ids: list[str]) -> dict[str, tuple[int
 def _dynamo_write(client: Any, table: str, st: state.AssetState) -> bool:
     from botocore.exceptions import ClientError
 
-    item = {"asset_id": {"S": st.asset_id}, "version": {"N": str(st.version)}, "doc": {"S": state.encode(st)}}
-    if st.version == 1:
-        condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(asset_id)"}
-    else:
-        condition = {"ConditionExpression": "version = :read",
-                     "ExpressionAttributeValues": {":read": {"N": str(st.version - 1)}}}
     try:
-        client.put_item(TableName=table, Item=item, **condition)
+        client.put_item(**state.conditional_put(table, st))
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
             return False

@@ -103,3 +103,32 @@ def decode(asset_id: str, version: int, text: str | bytes) -> AssetState:
     return AssetState(asset_id=asset_id, version=version, life_no=doc["life_no"], seq=seq, last=doc.get("last"),
                       taken=doc["taken"], evicted=doc.get("evicted"), tail=tail, summaries=summaries,
                       answer=answer, ended=doc.get("ended"))
+
+
+# ------------------------------------------------------------------------------------------ DynamoDB
+def to_item(st: AssetState) -> dict[str, Any]:
+    """The DynamoDB item of a state (``asset_id`` S key, ``version`` N, ``doc`` S)."""
+    return {"asset_id": {"S": st.asset_id}, "version": {"N": str(st.version)}, "doc": {"S": encode(st)}}
+
+
+def from_item(item: dict[str, Any]) -> AssetState:
+    """The state in a DynamoDB item; StateError naming the asset when it cannot be read."""
+    asset = item.get("asset_id", {}).get("S", "?")
+    try:
+        version = int(item["version"]["N"])
+        doc = item["doc"]["S"]
+    except (KeyError, TypeError, ValueError):
+        raise StateError(f"state of asset {asset!r}: version (N) and doc (S) must be set") from None
+    return decode(asset, version, doc)
+
+
+def conditional_put(table: str, st: AssetState) -> dict[str, Any]:
+    """``PutItem`` parameters writing ``st`` only if the stored version is still the one it was read at
+    (``version - 1``; no item for a first write): no lost update when writers race."""
+    request: dict[str, Any] = {"TableName": table, "Item": to_item(st)}
+    if st.version == 1:
+        request["ConditionExpression"] = "attribute_not_exists(asset_id)"
+    else:
+        request["ConditionExpression"] = "version = :read"
+        request["ExpressionAttributeValues"] = {":read": {"N": str(st.version - 1)}}
+    return request
