@@ -82,3 +82,21 @@ def test_cdk_nag_is_clean(synthesized):
     _, _, built = synthesized
     findings = {f for _, f, _ in stream_findings(AppConfig(), built, "123456789012")}
     assert findings == used  # every acknowledgment is used, none is missing
+
+
+@pytest.mark.slow
+def test_the_app_with_the_stream_enabled_is_nag_clean(tmp_path):
+    """``predmaint.stream.enabled``: the endpoint stack gets the construct, and the whole app still
+    synthesizes with every AwsSolutions finding acknowledged (off by default: the other stacks'
+    templates and snapshots do not change)."""
+    from tests.infra.conftest import synth_app
+
+    synth = synth_app(tmp_path, {**CDK_CONTEXT, "predmaint.stream.enabled": "true"})
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    (plugin,) = report["pluginReports"]
+    assert plugin["conclusion"] == "success" and plugin["violations"] == []
+    endpoint = synth.templates[synth.built.endpoint.stack_name]["Resources"]
+    kinds = {r["Type"] for r in endpoint.values()}
+    assert {"AWS::Kinesis::Stream", "AWS::DynamoDB::Table", "AWS::Lambda::EventSourceMapping",
+            "AWS::SQS::Queue"} <= kinds
+    assert synth.built.endpoint.stream is not None
