@@ -331,6 +331,10 @@ def _input_items(args: Any, scorer: model_api.InProcessScorer) -> Iterator[tuple
 def cmd_stream(args: Any) -> int:
     """``predmaint stream``: replay a fleet file (or JSON Lines) as a stream; ``--rebuild`` instead
     builds the summaries of the model for every asset that needs one."""
+    if args.input is None and not args.rebuild:  # before the model loads
+        raise UsageError("--input FILE (or - for JSON Lines on stdin) is required unless --rebuild")
+    if args.input is not None and args.rebuild:
+        raise UsageError("--rebuild takes no --input: it reads the archive under the home")
     model_dir, version, local = _model(args)
     horizon = args.horizon
     if horizon is None and local.model.intervals is not None:
@@ -343,8 +347,6 @@ def cmd_stream(args: Any) -> int:
         print(f"rebuilt {len(res.states)} asset(s) for model {version or model_dir} "
               f"({res.skipped} up to date, {len(res.errors)} failed)")
         return 1 if res.errors else 0
-    if args.input is None:
-        raise UsageError("--input FILE (or - for JSON Lines on stdin) is required unless --rebuild")
     summary = run_stream(args.home, _input_items(args, local), scorer, local.info, batch=args.batch,
                          horizon=horizon, max_instances=args.max_instances)
     print(f"streamed {summary.records} records ({summary.readings} readings) in {summary.batches} batches, "

@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import random
 import shutil
+from pathlib import Path
 
 import pytest
 from streamkit import HORIZON, chunked_records, whole_history_answers
 
 from predmaint import streaming
 from predmaint.cli import main
+from predmaint.modules import load_module
 from training_src.stream import model_api
 
 
@@ -192,3 +194,28 @@ def test_a_new_champion_triggers_the_rebuild(tmp_path, capsys, fd001_refit, seco
     assert rebuilt is not None and len(rebuilt.states) == 100 and not rebuilt.errors
     new = model_api.InProcessScorer(model_api.load_model(second_model))
     assert_whole_history(home, fd001_units, whole_history_answers(new, fd001_units), version="2")
+
+
+@pytest.mark.slow
+def test_cli_stream_against_a_running_server_gives_the_in_process_answers(tmp_path, capsys, fd001_refit,
+                                                                         fd001_units, expected):
+    """``--url``: the same stream against ``predmaint serve`` (its workers load the artifact's own code)."""
+    localkit = load_module(Path(__file__).resolve().parents[1] / "local" / "localkit.py", "stream_localkit")
+    units = {u: fd001_units[u] for u in list(fd001_units)[:30]}
+    lines = tmp_path / "records.jsonl"
+    lines.write_text("".join(json.dumps(r) + "\n" for r in chunked_records(units, seed=4)))
+    srv = localkit.ServerProcess(["serve", "--model-dir", str(fd001_refit), "--workers", "1"],
+                                 localkit.free_port(), tmp_path / "serve.log")
+    try:
+        srv.wait_ping()
+        code = main(["stream", "--home", str(tmp_path / "home"), "--model-dir", str(fd001_refit),
+                     "--input", str(lines), "--url", f"http://127.0.0.1:{srv.port}", "--horizon", str(HORIZON)])
+    finally:
+        srv.stop()
+    assert code == 0, capsys.readouterr().err
+    rows = answers(tmp_path / "home")
+    for u in units:
+        want = expected[str(u)]
+        assert [rows[str(u)][k] for k in ("rul", "rul_lower", "rul_upper", "failure_probability")] == \
+            [want["rul"], want["rul_lower"], want["rul_upper"], want["failure_probability"]], u
+        assert rows[str(u)]["with_summary"] is True
