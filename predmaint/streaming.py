@@ -150,11 +150,13 @@ def numbered(records: Iterable[Any], label: str = "record") -> Iterator[tuple[st
         yield f"{label} {i}", i, r
 
 
-def jsonl_lines(stream: Any) -> Iterator[tuple[str, int, Any]]:
-    """JSON Lines (stdin): each non-blank line a record, its line number its sequence number."""
+def jsonl_lines(stream: Any) -> Iterator[tuple[str, int | None, Any]]:
+    """JSON Lines (stdin, a .jsonl file): each non-blank line a record. Lines carry no stream position
+    (the next input's line 1 is a new record, not a replay of this one's): a resent reading is
+    recognised by its time, a resent event by its time."""
     for i, line in enumerate(stream, 1):
         if line.strip():
-            yield f"line {i}", i, line
+            yield f"line {i}", None, line
 
 
 # ------------------------------------------------------------------------------------------ running
@@ -254,7 +256,7 @@ def fleet_rows(home: Path) -> list[dict[str, Any]]:
     rows = []
     for st in StateStore(path).all():
         if isinstance(st, state.StateError):
-            rows.append({"asset_id": str(st).split("'")[1], "error": str(st)})
+            rows.append({"asset_id": st.asset_id, "error": str(st)})
             continue
         ans = st.answer or {}
         rows.append({"asset_id": st.asset_id, "readings": st.taken, "last": st.last,

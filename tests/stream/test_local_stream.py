@@ -219,3 +219,25 @@ def test_cli_stream_against_a_running_server_gives_the_in_process_answers(tmp_pa
         assert [rows[str(u)][k] for k in ("rul", "rul_lower", "rul_upper", "failure_probability")] == \
             [want["rul"], want["rul_lower"], want["rul_upper"], want["failure_probability"]], u
         assert rows[str(u)]["with_summary"] is True
+
+
+def test_an_unreadable_state_row_fails_its_asset_alone(tmp_path, capsys, monkeypatch, fd001_refit, fd001_units):
+    import io
+    import sqlite3
+
+    first = [{"asset_id": a, "readings": fd001_units[u][:35]} for a, u in (("a'1", 3), ("c", 4))]
+    monkeypatch.setattr("sys.stdin", io.StringIO("".join(json.dumps(r) + "\n" for r in first)))
+    assert main(["stream", "--home", str(tmp_path), "--model-dir", str(fd001_refit), "--input", "-"]) == 0
+    db = sqlite3.connect(streaming.stream_dir(tmp_path) / "state.sqlite")
+    db.execute("UPDATE assets SET doc = '{\"taken\": 1' WHERE asset_id = ?", ("a'1",))
+    db.commit()
+    capsys.readouterr()
+    assert main(["fleet", "--home", str(tmp_path), "--json"]) == 0
+    rows = {r["asset_id"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert rows["a'1"]["error"].startswith("state of asset \"a'1\": not JSON") and rows["c"]["readings"] == 35
+    more = [{"asset_id": a, "readings": fd001_units[u][35:40]} for a, u in (("a'1", 3), ("c", 4))]
+    monkeypatch.setattr("sys.stdin", io.StringIO("".join(json.dumps(r) + "\n" for r in more)))
+    assert main(["stream", "--home", str(tmp_path), "--model-dir", str(fd001_refit), "--input", "-"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("predmaint stream: line 1: state of asset \"a'1\": not JSON"), err
+    assert answers(tmp_path)["c"]["readings"] == 40

@@ -20,6 +20,10 @@ from . import jsonio
 class StateError(ValueError):
     """A stored state that cannot be read; ``str()`` names the asset and what is wrong."""
 
+    def __init__(self, message: str, asset_id: str | None = None):
+        super().__init__(message)
+        self.asset_id = asset_id
+
 
 @dataclass(frozen=True)
 class AssetState:
@@ -70,36 +74,36 @@ def decode(asset_id: str, version: int, text: str | bytes) -> AssetState:
     try:
         doc = jsonio.loads(text)
     except (ValueError, TypeError) as exc:
-        raise StateError(f"{where}: not JSON ({str(exc).splitlines()[0][:80]})") from None
+        raise StateError(f"{where}: not JSON ({str(exc).splitlines()[0][:80]})", asset_id) from None
     if not isinstance(doc, dict):
-        raise StateError(f"{where}: must be a JSON object")
+        raise StateError(f"{where}: must be a JSON object", asset_id)
     try:
         for k in ("last", "evicted", "ended"):
             if doc.get(k) is not None and not _num(doc[k]):
-                raise StateError(f"{where}: {k}: must be a number or null")
+                raise StateError(f"{where}: {k}: must be a number or null", asset_id)
         for k in ("life_no", "taken"):
             if type(doc.get(k)) is not int or doc[k] < 0:
-                raise StateError(f"{where}: {k}: must be a whole number >= 0")
+                raise StateError(f"{where}: {k}: must be a whole number >= 0", asset_id)
         cols, rows = doc.get("cols"), doc.get("tail")
         if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols):
-            raise StateError(f"{where}: cols: must be a list of field names")
+            raise StateError(f"{where}: cols: must be a list of field names", asset_id)
         if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) == len(cols) for r in rows):
-            raise StateError(f"{where}: tail: must be a list of rows of {len(cols)} values")
+            raise StateError(f"{where}: tail: must be a list of rows of {len(cols)} values", asset_id)
         tail = tuple({c: v for c, v in zip(cols, r, strict=True) if v is not None} for r in rows)
         summaries = doc.get("summaries")
         if not isinstance(summaries, dict) or not all(isinstance(v, dict) for v in summaries.values()):
-            raise StateError(f"{where}: summaries: must be an object of life summaries")
+            raise StateError(f"{where}: summaries: must be an object of life summaries", asset_id)
         answer = doc.get("answer")
         if answer is not None and not isinstance(answer, dict):
-            raise StateError(f"{where}: answer: must be an object or null")
+            raise StateError(f"{where}: answer: must be an object or null", asset_id)
         seq = doc.get("seq")
         seq = None if seq is None else int(seq)
     except (ValueError, TypeError) as exc:
         if isinstance(exc, StateError):
             raise
-        raise StateError(f"{where}: seq: must be a decimal string or null") from None
+        raise StateError(f"{where}: seq: must be a decimal string or null", asset_id) from None
     if type(version) is not int or version < 1:
-        raise StateError(f"{where}: version: must be a whole number >= 1")
+        raise StateError(f"{where}: version: must be a whole number >= 1", asset_id)
     return AssetState(asset_id=asset_id, version=version, life_no=doc["life_no"], seq=seq, last=doc.get("last"),
                       taken=doc["taken"], evicted=doc.get("evicted"), tail=tail, summaries=summaries,
                       answer=answer, ended=doc.get("ended"))
@@ -118,7 +122,7 @@ def from_item(item: dict[str, Any]) -> AssetState:
         version = int(item["version"]["N"])
         doc = item["doc"]["S"]
     except (KeyError, TypeError, ValueError):
-        raise StateError(f"state of asset {asset!r}: version (N) and doc (S) must be set") from None
+        raise StateError(f"state of asset {asset!r}: version (N) and doc (S) must be set", asset) from None
     return decode(asset, version, doc)
 
 
