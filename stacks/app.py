@@ -63,8 +63,7 @@ def build(app: cdk.App, *, nag: bool = True) -> PredMaintApp:
         cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
         acknowledge_findings(built.config, built.training, built.monitoring)
         if built.endpoint.stream is not None:
-            from stacks.nag import ack
-            from stacks.streaming import stream_findings
+            from stacks.nag import ack, stream_findings
 
             for scope, finding, reason in stream_findings(built.config, built.endpoint.stream):
                 ack(scope, finding, reason)

@@ -74,30 +74,3 @@ class StreamScoring(Construct):
             bisect_batch_on_error=True, retry_attempts=10, max_record_age=cdk.Duration.days(1),
             on_failure=sources.SqsDlq(self.failures)))
 
-
-def stream_findings(config: AppConfig, built: StreamScoring, account: str = "<AWS::AccountId>"
-                    ) -> list[tuple[Construct, str, str]]:
-    """(scope, cdk-nag finding id, reason) for every AwsSolutions finding of ``built`` that is by design
-    (the same form as stacks/nag.py's lists; ``stacks.nag.ack`` applies each)."""
-    from stacks.nag import IAM5, LAMBDA_RUNTIME_REASON
-
-    archive = f"arn:<AWS::Partition>:s3:::{config.bucket_name('artifacts', account)}/{ARCHIVE_PREFIX}*"
-    role = built.score.role
-    return [
-        (built.score.function, "AwsSolutions::AwsSolutions-L1", LAMBDA_RUNTIME_REASON),
-        (built.failures, "AwsSolutions::AwsSolutions-SQS3",
-         "this queue is itself the dead-letter destination (the event source mapping's on-failure destination)"),
-        (built.stream, "AwsSolutions::AwsSolutions-KDS3",
-         "encrypted with the project's customer managed key (rotated, one key policy for all project data) "
-         "rather than the AWS managed aws/kinesis key"),
-        (role, IAM5.format(archive),
-         "archive keys hold the asset id and the day, unknown at synth time; scoped to the archive prefix"),
-        (role, IAM5.format("*"), "X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) have no "
-                                 "resource-level permissions"),
-        (role, "AwsSolutions::AwsSolutions-IAM5[Action::kms:ReEncrypt*]",
-         "granted by the event source's SQS on-failure destination for the KMS-encrypted queue, on the project "
-         "key only"),
-        (role, "AwsSolutions::AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
-         "granted by the event source's SQS on-failure destination for the KMS-encrypted queue, on the project "
-         "key only"),
-    ]

@@ -20,8 +20,8 @@ def synthesized(tmp_path_factory):
     from cdk_nag import AwsSolutionsChecks
 
     from stacks.config import AppConfig
-    from stacks.nag import ack
-    from stacks.streaming import StreamScoring, stream_findings
+    from stacks.nag import ack, stream_findings
+    from stacks.streaming import StreamScoring
 
     out = tmp_path_factory.mktemp("stream-synth")
     app = cdk.App(context=CDK_CONTEXT, outdir=str(out))
@@ -77,7 +77,7 @@ def test_cdk_nag_is_clean(synthesized):
     assert plugin["conclusion"] == "success" and plugin["violations"] == []
     used = {v["acknowledgedId"] for v in plugin["suppressedViolations"]}
     from stacks.config import AppConfig
-    from stacks.streaming import stream_findings
+    from stacks.nag import stream_findings
 
     _, _, built = synthesized
     findings = {f for _, f, _ in stream_findings(AppConfig(), built, "123456789012")}
