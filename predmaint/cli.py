@@ -557,10 +557,25 @@ def cmd_profile_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_stream(args: argparse.Namespace) -> int:
+    """``predmaint stream``: the work is in ``streaming.py``, imported only when it runs."""
+    from . import streaming
+
+    return streaming.cmd_stream(args)
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    """``predmaint fleet``: every streamed asset's latest state (``streaming.py``)."""
+    from . import streaming
+
+    return streaming.cmd_fleet(args)
+
+
 #: what each command of ``predmaint.parser`` runs, by its name (``args.command`` and, for ``profile``, its action)
 COMMANDS = {"data": cmd_data, "run": cmd_run, "serve": cmd_serve, "drift": cmd_drift, "invoke": cmd_invoke,
             "score": cmd_score, "models": cmd_models, "report": cmd_report, "start-training": cmd_start_training,
-            "profile init": cmd_profile_init, "profile check": cmd_profile_check}
+            "profile init": cmd_profile_init, "profile check": cmd_profile_check,
+            "stream": cmd_stream, "fleet": cmd_fleet}
 
 
 def _error_exit_code(exc: BaseException) -> int | None:

@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, help_: str, description: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, parents=[common], help=help_, description=description)
 
-    for command in (_data, _run, _serve, _drift, _invoke, _score, _models, _report, _start_training):
+    for command in (_data, _run, _serve, _drift, _invoke, _score, _stream, _fleet, _models, _report,
+                    _start_training):
         command(add)
     _profile(add, common)
     return p
@@ -219,6 +220,34 @@ def _score(add: Add) -> None:
     sp.add_argument("--job-name", default=None, help="transform job name (default predmaint-score-<time>)")
     sp.add_argument("--instance-type", default="ml.m5.large", help="transform instance type (default ml.m5.large)")
     sp.add_argument("--region", default=None, help="AWS region (with --batch-transform)")
+
+
+def _stream(add: Add) -> None:
+    sp = add("stream", "replay a fleet file (or JSON Lines) as a stream; keep each asset's state",
+             "Replay the input as a stream, N readings per asset per record, assets interleaved, through "
+             "the same scoring code as the scoring Lambda: state in SQLite and the archive under "
+             "<home>/stream. Records refused are printed one line each (exit 2); other assets go on.")
+    sp.add_argument("--input", default=None,
+                    help="fleet file in the profile's raw layout, a .jsonl file of stream records, or - "
+                         "for JSON Lines on stdin")
+    sp.add_argument("--chunk", type=_positive_int, default=10, help="readings per asset per record (default 10)")
+    sp.add_argument("--batch", type=_positive_int, default=500, help="records per batch (default 500)")
+    sp.add_argument("--max-instances", type=_positive_int, default=None,
+                    help="instances per endpoint request (default: the endpoint's limit, 1000 locally)")
+    sp.add_argument("--url", default=None, help="a running endpoint (predmaint serve) instead of in-process")
+    sp.add_argument("--model", default=None, metavar="VERSION", help="registry model version (default: champion)")
+    sp.add_argument("--model-dir", default=None, metavar="PATH", help="an extracted model directory")
+    sp.add_argument("--horizon", type=_horizon, default=None,
+                    help="cycles for failure_probability (default 30 for calibrated models)")
+    sp.add_argument("--rebuild", action="store_true",
+                    help="build every asset's life summary for the model from the archive (after a promotion)")
+
+
+def _fleet(add: Add) -> None:
+    sp = add("fleet", "print every streamed asset's latest state",
+             "Every asset of the stream state: asset_id, readings taken in, last time, rul, rul_lower, "
+             "rul_upper, failure_probability, model_version, with_summary.")
+    sp.add_argument("--json", action="store_true", help="one JSON object per asset")
 
 
 def _models(add: Add) -> None:

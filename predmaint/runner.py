@@ -394,6 +394,12 @@ def run_pipeline(profile: str | os.PathLike, subset: str | None, data_dir: Path,
             doc = {**decision, "model_version": str(package.version),
                    "champion_before": str(champion.version) if champion else None}
             (run_dir / "decision.json").write_text(json.dumps(doc, indent=1))
+            from predmaint import streaming  # a new champion: the stream's summaries for it
+
+            rebuilt = streaming.after_promotion(home, doc["champion_before"])
+            if rebuilt is not None and progress:
+                print(f"  stream state: {len(rebuilt.states)} asset(s) got the new champion's life summary "
+                      f"({len(rebuilt.errors)} failed)", flush=True)
     except KeyboardInterrupt:
         raise PipelineError(f"run {run_id} interrupted; the registry and champion are unchanged") from None
     except OSError as exc:

@@ -62,4 +62,9 @@ def build(app: cdk.App, *, nag: bool = True) -> PredMaintApp:
     if nag:
         cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
         acknowledge_findings(built.config, built.training, built.monitoring)
+        if built.endpoint.stream is not None:
+            from stacks.nag import ack, stream_findings
+
+            for scope, finding, reason in stream_findings(built.config, built.endpoint.stream):
+                ack(scope, finding, reason)
     return built

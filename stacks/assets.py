@@ -31,6 +31,8 @@ BUILD_DIR = Path(os.environ.get("PREDMAINT_BUILD_DIR", REPO_ROOT / "build"))
 LAMBDA_SHARED_MODULES = ("profiles.py", "promotion.py", "search_space.py")
 #: shared packages every Lambda gets: the candidate algorithms, whose ranges ``search_space`` reads
 LAMBDA_SHARED_PACKAGES = ("candidates",)
+#: packages only some functions get: the score Lambda runs the stream core (stdlib only when imported)
+LAMBDA_FUNCTION_PACKAGES = {"score": ("stream",)}
 _SKIP_DIRS = {"__pycache__", "tests", ".ipynb_checkpoints"}
 _SKIP_SUFFIXES = (".pyc", ".pyo")
 
@@ -84,7 +86,7 @@ def lambda_bundle_files(name: str) -> dict[str, bytes]:
     for module in ("__init__.py", *LAMBDA_SHARED_MODULES):
         files[f"training_src/{module}"] = (TRAINING_SRC / module).read_bytes()
     files.update(_files(TRAINING_SRC / "profiles", "training_src/profiles/"))
-    for package in LAMBDA_SHARED_PACKAGES:
+    for package in (*LAMBDA_SHARED_PACKAGES, *LAMBDA_FUNCTION_PACKAGES.get(name, ())):
         files.update({k: v for k, v in _files(TRAINING_SRC / package, f"training_src/{package}/").items()
                       if k.endswith(".py")})
     return files

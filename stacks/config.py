@@ -127,6 +127,14 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True)
+class StreamConfig:
+    """The stateful scoring path (stacks/streaming.py, docs/streaming.md): Kinesis stream, score
+    Lambda, state table. Off by default."""
+
+    enabled: bool = False
+
+
+@dataclass(frozen=True)
 class VpcConfig:
     """Optional VPC mode: SageMaker jobs, models and the Lambdas in private isolated subnets that reach
     AWS only through VPC endpoints (no NAT, no internet gateway). Off by default."""
@@ -175,6 +183,7 @@ class AppConfig:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     vpc: VpcConfig = field(default_factory=VpcConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
 
     # --- names shared by several stacks (one place, so they can never disagree) ---
     def bucket_name(self, kind: str, account: str) -> str:

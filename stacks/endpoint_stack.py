@@ -155,4 +155,9 @@ class EndpointStack(cdk.Stack):
                                          rollback_alarms=[self.alarms.errors, self.alarms.latency],
                                          vpc_config=vpc_config)
         self.autoscaling = EndpointAutoscaling(self, "Autoscaling", config=config, endpoint=self.champion.endpoint)
+        self.stream = None
+        if config.stream.enabled:  # Kinesis -> score Lambda -> state table and archive (docs/streaming.md)
+            from stacks.streaming import StreamScoring
+
+            self.stream = StreamScoring(self, "Stream", config=config, key=key, artifacts=artifacts_bucket)
         cdk.CfnOutput(self, "EndpointName", value=self.champion.endpoint.attr_endpoint_name)

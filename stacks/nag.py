@@ -15,6 +15,7 @@ from constructs import IConstruct
 if TYPE_CHECKING:
     from stacks.config import AppConfig
     from stacks.monitoring_stack import MonitoringStack
+    from stacks.streaming import StreamScoring
     from stacks.training_stack import TrainingStack
 
 IAM5 = "AwsSolutions::AwsSolutions-IAM5[Resource::{}]"
@@ -137,3 +138,31 @@ def acknowledge_findings(config: AppConfig, training: TrainingStack, monitoring:
     found = acknowledged_findings(config, training) + (drift_findings(config, monitoring) if monitoring else [])
     for scope, finding, reason in found:
         ack(scope, finding, reason)
+
+
+def stream_findings(config: AppConfig, built: StreamScoring, account: str = "<AWS::AccountId>"
+                    ) -> list[tuple[IConstruct, str, str]]:
+    """(scope, finding id, reason) for every finding of the stream construct (stacks/streaming.py) that
+    is by design; ``ack`` applies each."""
+    from stacks.streaming import ARCHIVE_PREFIX
+
+    archive = f"arn:<AWS::Partition>:s3:::{config.bucket_name('artifacts', account)}/{ARCHIVE_PREFIX}*"
+    role = built.score.role
+    return [
+        (built.score.function, "AwsSolutions::AwsSolutions-L1", LAMBDA_RUNTIME_REASON),
+        (built.failures, "AwsSolutions::AwsSolutions-SQS3",
+         "this queue is itself the dead-letter destination (the event source mapping's on-failure destination)"),
+        (built.stream, "AwsSolutions::AwsSolutions-KDS3",
+         "encrypted with the project's customer managed key (rotated, one key policy for all project data) "
+         "rather than the AWS managed aws/kinesis key"),
+        (role, IAM5.format(archive),
+         "archive keys hold the asset id and the day, unknown at synth time; scoped to the archive prefix"),
+        (role, IAM5.format("*"), "X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) have no "
+                                 "resource-level permissions"),
+        (role, "AwsSolutions::AwsSolutions-IAM5[Action::kms:ReEncrypt*]",
+         "granted by the event source's SQS on-failure destination for the KMS-encrypted queue, on the project "
+         "key only"),
+        (role, "AwsSolutions::AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+         "granted by the event source's SQS on-failure destination for the KMS-encrypted queue, on the project "
+         "key only"),
+    ]

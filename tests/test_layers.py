@@ -17,10 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from stacks.assets import LAMBDA_SHARED_MODULES, LAMBDA_SHARED_PACKAGES, lambda_bundle_files
+from stacks.assets import (
+    LAMBDA_FUNCTION_PACKAGES,
+    LAMBDA_SHARED_MODULES,
+    LAMBDA_SHARED_PACKAGES,
+    lambda_bundle_files,
+)
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = {Path(m).stem for m in LAMBDA_SHARED_MODULES} | set(LAMBDA_SHARED_PACKAGES)
+SHARED = {Path(m).stem for m in LAMBDA_SHARED_MODULES} | set(LAMBDA_SHARED_PACKAGES) | \
+    {p for packages in LAMBDA_FUNCTION_PACKAGES.values() for p in packages}
 #: what the Lambda runtime lacks and a shared module must not import when it is imported
 HEAVY = ("numpy", "pandas", "scipy", "sklearn", "xgboost", "pyarrow")
 RUNTIME = {"boto3", "botocore", "aws_lambda_powertools"}  # in the Lambda runtime / the Powertools layer

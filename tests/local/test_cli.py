@@ -52,6 +52,9 @@ def test_help_on_every_command(capsys, command) -> None:
     (["invoke", "--test-unit", "1", "--horizon", "-5"], "--horizon: must be a finite number of cycles >= 0, got -5"),
     (["invoke", "--test-unit", "1", "--horizon", "soon"], "--horizon: expected a number of cycles, got 'soon'"),
     (["start-training", "--dataset", "x"], "--state-machine"),
+    (["stream", "--chunk", "0", "--input", "x"], "--chunk: must be at least 1"),
+    (["stream"], "--input FILE (or - for JSON Lines on stdin) is required unless --rebuild"),
+    (["stream", "--rebuild", "--input", "x"], "--rebuild takes no --input"),
 ])
 def test_usage_errors_exit_2_with_one_line(capsys, monkeypatch, tmp_path, argv, fragment) -> None:
     monkeypatch.delenv("PREDMAINT_STATE_MACHINE_ARN", raising=False)

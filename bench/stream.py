@@ -1,0 +1,114 @@
+"""Streaming benchmark: the stateful path in local mode (``predmaint stream``'s code, in-process endpoint).
+
+    .venv/bin/python bench/stream.py [--model-dir PATH] [--assets 100000] [--chunk 10]
+
+1. Replay of the FD002 test engines (259 engines, six operating conditions) as a stream, ``--chunk``
+   readings per asset per record, assets interleaved, batches of 500 records: state in SQLite,
+   archive as JSON Lines, the endpoint's own ``handle`` in this process. Prints readings/s and
+   answers/s (one answer per asset per batch it had readings in) and the endpoint calls.
+2. A synthetic fleet of ``--assets`` assets (FD002 test engines' readings under new asset ids, one
+   record of ``--chunk`` readings per asset, then one more record each): throughput of both passes,
+   peak resident memory of the process, and the stored state's size per asset (the JSON ``doc``).
+
+Without ``--model-dir`` an FD002 model is trained first (preprocess + train.py as SageMaker runs it,
+60 rounds, refit with interval calibration), which takes a minute or two. The machine's load is
+printed (``machine.py``): the 2 cores may be shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from machine import load  # noqa: E402
+
+from predmaint import scoring, streaming  # noqa: E402
+from training_src import preprocess  # noqa: E402
+from training_src.profiles import load_profile  # noqa: E402
+from training_src.stream import model_api  # noqa: E402
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("PREDMAINT_DATA_DIR", REPO / "data"))
+
+
+def train_fd002(out: Path) -> Path:
+    frames, spec, manifest = preprocess.build_datasets(load_profile("cmapss", "FD002"), data_dir(), seed=0)
+    preprocess.write_outputs(out, frames, spec, manifest)
+    model = out / "model"
+    env = {**os.environ, "SM_CHANNEL_TRAIN": str(out / "train"), "SM_CHANNEL_VALIDATION": str(out / "validation"),
+           "SM_MODEL_DIR": str(model), "SM_OUTPUT_DATA_DIR": str(out / "output"), "SM_NUM_CPUS": "1"}
+    subprocess.run([sys.executable, str(REPO / "training_src" / "train.py"), "--algorithm", "xgboost",
+                    "--num_round", "60", "--max_depth", "5", "--eta", "0.1", "--fit_on", "train+validation"],
+                   env=env, check=True, capture_output=True)
+    return model
+
+
+def state_bytes(home: Path) -> tuple[int, float]:
+    db = sqlite3.connect(streaming.stream_dir(home) / "state.sqlite")
+    n, total = db.execute("SELECT COUNT(*), SUM(LENGTH(doc)) FROM assets").fetchone()
+    return n, total / n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model-dir", type=Path, default=None)
+    ap.add_argument("--assets", type=int, default=100_000)
+    ap.add_argument("--chunk", type=int, default=10)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-stream-"))
+    model_dir = args.model_dir or train_fd002(work / "fd002")
+    scorer = model_api.InProcessScorer(model_api.load_model(model_dir))
+    info = scorer.info
+    profile = load_profile("cmapss", "FD002")
+    df = scoring.read_fleet(data_dir() / "cmapss" / "test_FD002.txt.gz", profile)
+    print(f"# stream benchmark  {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  "
+          f"{platform.node()} {os.cpu_count()} cpus  python {platform.python_version()}  {load()}")
+
+    home = work / "replay"
+    records = list(streaming.fleet_records(df, "unit", args.chunk))
+    t0 = time.perf_counter()
+    s = streaming.run_stream(home, streaming.numbered(records), scorer, info, batch=500, horizon=30)
+    dt = time.perf_counter() - t0
+    answers = sum(1 for _ in (streaming.stream_dir(home) / "archive" / "answers").rglob("*.jsonl"))
+    n_answers = sum(len(p.read_text().splitlines()) for p in (streaming.stream_dir(home) / "archive" /
+                                                               "answers").rglob("*.jsonl"))
+    print(f"FD002 test replay, chunks of {args.chunk}: {s.records} records, {s.readings} readings, "
+          f"{s.assets} assets, {s.batches} batches, {s.calls} endpoint calls, {answers} answer files")
+    print(f"  {dt:.1f} s: {s.readings / dt:,.0f} readings/s, {n_answers / dt:,.0f} answers/s "
+          f"({n_answers} answers)")
+
+    # synthetic fleet: every asset one record of `chunk` readings, then one more record each
+    rows = {u: g.drop(columns=["unit"]).to_dict("records") for u, g in df.groupby("unit")}
+    engines = [r for r in rows.values() if len(r) > args.chunk + 1]
+    home = work / "fleet"
+    for label, part in (("first records", slice(0, args.chunk)), ("next records", slice(args.chunk, args.chunk + 1))):
+        recs = ({"asset_id": f"a{i}", "readings": engines[i % len(engines)][part]} for i in range(args.assets))
+        start = 0 if label == "first records" else args.assets
+        t0 = time.perf_counter()
+        s = streaming.run_stream(home, ((f"record {start + i}", start + i, r) for i, r in enumerate(recs, 1)),
+                                 scorer, info, batch=1000, horizon=30)
+        dt = time.perf_counter() - t0
+        print(f"synthetic fleet of {args.assets:,} assets, {label}: {s.readings:,} readings in {dt:.1f} s: "
+              f"{s.readings / dt:,.0f} readings/s, {args.assets / dt:,.0f} assets/s")
+    n, per = state_bytes(home)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"  state: {n:,} assets, {per:,.0f} bytes per asset (JSON doc, tail of {info.window - 1} readings); "
+          f"peak RSS {rss:,.0f} MB; SQLite file {(streaming.stream_dir(home) / 'state.sqlite').stat().st_size / 1e6:,.0f} MB")
+    print(f"  {load()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""score Lambda: the stream's records (Kinesis) through the stream core, each asset's state in DynamoDB.
+
+One invocation takes one batch of Kinesis records (partition key = asset id, so an asset's records
+arrive in order) and runs ``stream.core.process_batch`` (training_src/stream, the code local mode's
+``predmaint stream`` runs):
+
+1. decode every record (base64 JSON, the stream record format); the Kinesis sequence number is the
+   record's position, so a retried batch's records already taken in are recognised and skipped;
+2. read the states of the batch's assets (``BatchGetItem``; item: ``asset_id`` S, ``version`` N,
+   ``doc`` S) and the serving model's info (``MODEL_INFO_URI``: the JSON the rebuild job publishes
+   for each champion: fingerprint, window, fields, limits);
+3. call the endpoint once per batch (``InvokeEndpoint``; more only within its limits);
+4. archive every reading, event and answer to S3 (``ARCHIVE_BUCKET``/``ARCHIVE_PREFIX``, partitioned
+   by asset and by day; object names from the batch's sequence numbers, so a retried batch
+   overwrites its own objects);
+5. write each changed state with a conditional write (``version`` still the one read): no lost
+   update when two invocations race.
+
+Answer: ``{"batchItemFailures": [{"itemIdentifier": <sequence number>}]}`` (ReportBatchItemFailures)
+listing the records of assets whose endpoint call failed or whose conditional write lost a race:
+Lambda retries from the first of them, and records already taken in are skipped. A record that is
+not the stream's format (or whose asset's stored state cannot be read, or that the endpoint refuses)
+is not retried: it is logged with its error naming the record, written under
+``<prefix>rejected/day=<day>/`` with that error, and counted (``RecordsRejected``); other assets go on.
+No ``from __future__ import annotations``: see lambda/prepare/handler.py.
+"""
+
+import base64
+import datetime as dt
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+from training_src.stream import archive, core, model_api, state
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+logger = Logger(service="score")
+tracer = Tracer(service="score")
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "PredMaint"), service="score")
+
+#: DynamoDB BatchGetItem takes at most 100 keys per request
+BATCH_GET_KEYS = 100
+
+
+class InputError(ValueError):
+    """The event is not a Kinesis event."""
+
+
+def kinesis_items(event: Any) -> list[tuple[str, int, Any]]:
+    """``(where, sequence number, record bytes)`` of a Kinesis event's records, in order."""
+    if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
+        raise InputError("event must be a Kinesis event: {\"Records\": [{\"kinesis\": {...}}, ...]}")
+    out = []
+    for i, rec in enumerate(event["Records"]):
+        try:
+            k = rec["kinesis"]
+            seq = int(k["sequenceNumber"])
+            data = base64.b64decode(k["data"], validate=True)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"Records[{i}]: not a Kinesis record ({type(exc).__name__}: {exc})") from None
+        out.append((f"record {k['sequenceNumber']}", seq, data))
+    return out
+
+
+def score_event(event: Any, *, load: Callable[[list[str]], dict[str, Any]],
+                put_archive: Callable[[str, bytes], None], write: Callable[[state.AssetState], bool],
+                scorer: core.Scorer, info: model_api.ModelInfo, day: str, horizon: float | None = None,
+                max_instances: int | None = None) -> dict[str, Any]:
+    """The whole invocation with its AWS calls passed in (tests, the deploy rehearsal).
+
+    ``load(asset_ids)`` -> asset -> stored ``(version, doc)``; ``put_archive(key, body)``;
+    ``write(state)`` -> False when the conditional write lost a race. Returns the Lambda's answer
+    plus ``rejected`` (the errors) and ``written`` (how many states were written).
+    """
+    items = kinesis_items(event)
+    records, errors = core.parse_batch(items, info)
+    stored = load(sorted({r.asset_id for r in records}))
+    states: dict[str, Any] = {}
+    for a, (version, doc) in stored.items():
+        try:
+            states[a] = state.decode(a, version, doc)
+        except state.StateError as exc:
+            states[a] = exc
+    res = core.process_batch(records, states, scorer, info, day=day, horizon=horizon, max_instances=max_instances)
+    errors += res.errors
+    name = f"{items[0][1]}-{items[-1][1]}.jsonl" if items else "empty.jsonl"
+    for key, lines in archive.group(res.archive).items():
+        put_archive(f"{key}/{name}", ("\n".join(lines) + "\n").encode())
+    if errors:
+        body = "\n".join(json.dumps({"record": e.where, "asset_id": e.asset_id, "error": str(e)}) for e in errors)
+        put_archive(f"rejected/day={day}/{name}", (body + "\n").encode())
+    retry = set(res.retry)
+    written = 0
+    for a, st in res.states.items():
+        if write(st):
+            written += 1
+        else:
+            retry.add(a)
+    failed = sorted({seq for (_, seq, _), r in zip(items, _asset_of(items, info), strict=True) if r in retry})
+    return {"batchItemFailures": [{"itemIdentifier": str(s)} for s in failed],
+            "rejected": [str(e) for e in errors], "written": written}
+
+
+def _asset_of(items: list[tuple[str, int, Any]], info: model_api.ModelInfo) -> list[str | None]:
+    """Each item's asset id (None when the record cannot be read: it is rejected, never retried)."""
+    out = []
+    for _, _, raw in items:
+        try:
+            out.append(str(json.loads(raw)["asset_id"]))
+        except (ValueError, KeyError, TypeError):
+            out.append(None)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ AWS
+class EndpointScorer:
+    """The SageMaker endpoint through ``sagemaker-runtime`` ``InvokeEndpoint``."""
+
+    def __init__(self, client: Any, endpoint: str):
+        self.client, self.endpoint = client, endpoint
+
+    def __call__(self, instances: list[dict[str, Any]]) -> dict[str, Any]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            out = self.client.invoke_endpoint(EndpointName=self.endpoint, ContentType="application/json",
+                                              Accept="application/json", Body=model_api.request_body(instances))
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            status = int(exc.response.get("OriginalStatusCode") or
+                         exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 500)
+            # ModelError carries the container's own status: 4xx is a refusal of this request
+            raise model_api.ScoreError(status if err.get("Code") == "ModelError" else max(status, 500),
+                                       err.get("Message", "")) from None
+        except BotoCoreError as exc:
+            raise model_api.ScoreError(503, str(exc)) from None
+        return json.loads(out["Body"].read())
+
+
+def _dynamo_load(client: Any, table: str, ids: list[str]) -> dict[str, tuple[int, str]]:
+    out: dict[str, tuple[int, str]] = {}
+    for i in range(0, len(ids), BATCH_GET_KEYS):
+        keys = [{"asset_id": {"S": a}} for a in ids[i:i + BATCH_GET_KEYS]]
+        request = {table: {"Keys": keys, "ConsistentRead": True}}
+        while request:
+            got = client.batch_get_item(RequestItems=request)
+            for item in got["Responses"].get(table, []):
+                try:
+                    out[item["asset_id"]["S"]] = (int(item["version"]["N"]), item["doc"]["S"])
+                except (KeyError, ValueError):
+                    out[item["asset_id"]["S"]] = (0, "")  # decode() names what is wrong
+            request = got.get("UnprocessedKeys") or None
+    return out
+
+
+def _dynamo_write(client: Any, table: str, st: state.AssetState) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        client.put_item(**state.conditional_put(table, st))
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+_INFO: dict[str, model_api.ModelInfo] = {}
+
+
+def _model_info(s3: Any, uri: str) -> model_api.ModelInfo:
+    """The serving model's info (cached per ETag: a promotion's rebuild publishes a new one)."""
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    got = s3.get_object(Bucket=bucket, Key=key)
+    etag = got.get("ETag", "")
+    if etag not in _INFO:
+        _INFO.clear()
+        _INFO[etag] = model_api.ModelInfo.from_json(got["Body"].read())
+    return _INFO[etag]
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """A Kinesis batch -> ``{"batchItemFailures": [...]}``."""
+    import boto3  # only in AWS
+
+    table, bucket = os.environ["TABLE_NAME"], os.environ["ARCHIVE_BUCKET"]
+    prefix = os.environ.get("ARCHIVE_PREFIX", "stream/archive/")
+    horizon = float(os.environ["HORIZON"]) if os.environ.get("HORIZON") else None
+    ddb, s3 = boto3.client("dynamodb"), boto3.client("s3")
+    info = _model_info(s3, os.environ["MODEL_INFO_URI"])
+    scorer = EndpointScorer(boto3.client("sagemaker-runtime"), os.environ["ENDPOINT_NAME"])
+    out = score_event(
+        event, load=lambda ids: _dynamo_load(ddb, table, ids),
+        put_archive=lambda key, body: s3.put_object(Bucket=bucket, Key=prefix + key, Body=body),
+        write=lambda st: _dynamo_write(ddb, table, st), scorer=scorer, info=info,
+        day=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"), horizon=horizon,
+        max_instances=int(os.environ["MAX_INSTANCES"]) if os.environ.get("MAX_INSTANCES") else None)
+    for message in out["rejected"]:
+        logger.warning("record rejected", extra={"error": message})
+    metrics.add_metric(name="RecordsIn", unit=MetricUnit.Count, value=len(event.get("Records", [])))
+    metrics.add_metric(name="RecordsRejected", unit=MetricUnit.Count, value=len(out["rejected"]))
+    metrics.add_metric(name="StatesWritten", unit=MetricUnit.Count, value=out["written"])
+    return {"batchItemFailures": out["batchItemFailures"]}

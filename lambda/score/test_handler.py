@@ -1,0 +1,222 @@
+"""score Lambda: moto's Kinesis records as the Lambda receives them, DynamoDB state with conditional
+writes, the S3 archive, and the endpoint answered by the real serving code; every boto3 request is
+checked against botocore's service model (tests/infra/contracts/shapes.py)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import boto3
+import pytest
+from botocore.response import StreamingBody
+from moto import mock_aws
+
+from predmaint.modules import load_module
+from training_src.predmaint_serving import handler as serving
+from training_src.stream import model_api
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+shapes = load_module(REPO / "tests" / "infra" / "contracts" / "shapes.py", "score_test_shapes")
+kit = load_module(REPO / "tests" / "conftest.py", "score_test_kit")  # the data folder, train.py as SageMaker runs it
+assert_calls_valid, recording_calls = shapes.assert_calls_valid, shapes.recording_calls
+REGION, BUCKET, TABLE, STREAM, ENDPOINT = "eu-west-1", "pm-archive", "pm-assets", "pm-telemetry", "predmaint-rul"
+INFO_KEY = "stream/model-info.json"
+score = load_module(HERE / "handler.py", "lambda_score_handler_under_test")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """A small calibrated FD001 model made as the pipeline makes it (train.py, refit), loaded as served."""
+    from training_src import preprocess
+    from training_src.profiles import load_profile
+
+    frames, spec, manifest = preprocess.build_datasets(load_profile("cmapss", "FD001"), kit._data_dir(), seed=0)
+    out = tmp_path_factory.mktemp("score-fd001")
+    preprocess.write_outputs(out, frames, spec, manifest)
+    proc = kit.train_subprocess(out, out / "model", "--algorithm", "xgboost", "--num_round", "30", "--max_depth", "4",
+                            "--eta", "0.2", "--fit_on", "train+validation")
+    assert proc.returncode == 0, proc.stderr
+    return model_api.load_model(out / "model")
+
+
+@pytest.fixture(scope="module")
+def units():
+    from training_src.dataio import read_table, resolve_file
+    from training_src.profiles import load_profile
+
+    p = load_profile("cmapss", "FD001")
+    test = read_table(resolve_file(kit._data_dir(), p.file("test")), p)
+    return {str(int(u)): g.drop(columns=["unit"]).to_dict("records") for u, g in test.groupby("unit") if u <= 12}
+
+
+class Context:
+    function_name, memory_limit_in_mb, aws_request_id = "predmaint-score", 512, "req-1"
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:predmaint-score"
+
+
+@pytest.fixture
+def aws(monkeypatch, model):
+    """moto with the table, bucket, stream and model info; InvokeEndpoint answered by the serving code."""
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION,
+                 "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "test", "TABLE_NAME": TABLE,
+                 "ARCHIVE_BUCKET": BUCKET, "ARCHIVE_PREFIX": "stream/archive/", "ENDPOINT_NAME": ENDPOINT,
+                 "MODEL_INFO_URI": f"s3://{BUCKET}/{INFO_KEY}", "HORIZON": "30", "MAX_INSTANCES": "100"}.items():
+        monkeypatch.setenv(k, v)
+    endpoint = {"down": False, "calls": 0}
+
+    def invoke(params, **_):
+        endpoint["calls"] += 1
+        if endpoint["down"]:
+            return (SimpleNamespace(status_code=503, headers={}),
+                    {"Error": {"Code": "ServiceUnavailable", "Message": "busy"},
+                     "ResponseMetadata": {"HTTPStatusCode": 503}})
+        status, body, _ = serving.handle(model, params["body"], params["headers"]["Content-Type"],
+                                         params["headers"]["Accept"])
+        if status != 200:  # the container's refusal, as SageMaker reports it
+            return (SimpleNamespace(status_code=424, headers={}),
+                    {"Error": {"Code": "ModelError", "Message": json.loads(body)["error"]},
+                     "OriginalStatusCode": status, "ResponseMetadata": {"HTTPStatusCode": 424}})
+        return (SimpleNamespace(status_code=200, headers={}),
+                {"Body": StreamingBody(io.BytesIO(body), len(body)), "ContentType": "application/json",
+                 "ResponseMetadata": {"HTTPStatusCode": 200}})
+
+    with mock_aws():
+        boto3.setup_default_session(region_name=REGION)
+        boto3.DEFAULT_SESSION.events.register("before-call.sagemaker-runtime.InvokeEndpoint", invoke)
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+        s3.put_object(Bucket=BUCKET, Key=INFO_KEY, Body=model_api.info_for_spec(model.spec).to_json().encode())
+        ddb = boto3.client("dynamodb")
+        ddb.create_table(TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+                         AttributeDefinitions=[{"AttributeName": "asset_id", "AttributeType": "S"}],
+                         KeySchema=[{"AttributeName": "asset_id", "KeyType": "HASH"}])
+        kinesis = boto3.client("kinesis")
+        kinesis.create_stream(StreamName=STREAM, StreamModeDetails={"StreamMode": "ON_DEMAND"})
+        yield SimpleNamespace(s3=s3, ddb=ddb, kinesis=kinesis, endpoint=endpoint)
+        boto3.DEFAULT_SESSION = None
+
+
+def put(kinesis, records: list) -> None:
+    for r in records:
+        data = r if isinstance(r, bytes) else json.dumps(r).encode()
+        key = r["asset_id"] if isinstance(r, dict) else "junk"
+        kinesis.put_record(StreamName=STREAM, Data=data, PartitionKey=str(key))
+
+
+def events(kinesis, batch: int) -> list[dict]:
+    """Every record of the stream as the Lambda's Kinesis events of ``batch`` records (per shard)."""
+    desc = kinesis.describe_stream(StreamName=STREAM)["StreamDescription"]
+    out = []
+    for shard in desc["Shards"]:
+        it = kinesis.get_shard_iterator(StreamName=STREAM, ShardId=shard["ShardId"],
+                                        ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        recs = kinesis.get_records(ShardIterator=it, Limit=10000)["Records"]
+        lambda_recs = [{"kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": r["PartitionKey"],
+                                    "sequenceNumber": r["SequenceNumber"],
+                                    "data": base64.b64encode(r["Data"]).decode(),
+                                    "approximateArrivalTimestamp": r["ApproximateArrivalTimestamp"].timestamp()},
+                        "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventName": "aws:kinesis:record",
+                        "eventID": f"{shard['ShardId']}:{r['SequenceNumber']}", "awsRegion": REGION,
+                        "eventSourceARN": desc["StreamARN"],
+                        "invokeIdentityArn": "arn:aws:iam::123456789012:role/score"} for r in recs]
+        out += [{"Records": lambda_recs[i:i + batch]} for i in range(0, len(lambda_recs), batch)]
+    return out
+
+
+def stored(ddb) -> dict[str, dict]:
+    items = ddb.scan(TableName=TABLE)["Items"]
+    return {i["asset_id"]["S"]: {"version": int(i["version"]["N"]), **json.loads(i["doc"]["S"])} for i in items}
+
+
+def test_a_replayed_stream_keeps_each_assets_whole_history_answer(aws, model, units):
+    scorer = model_api.InProcessScorer(model)
+    want = {}
+    for u, readings in units.items():
+        p = scorer([{"asset_id": u, "readings": readings, "life": {}, "horizon": 30}])["predictions"][0]
+        want[u] = {k: v for k, v in p.items() if k not in ("life", "asset_id")}
+    records = []
+    for k in range(0, max(map(len, units.values())), 13):  # 13 readings per record, assets interleaved
+        records += [{"asset_id": u, "readings": r[k:k + 13]} for u, r in units.items() if r[k:k + 13]]
+    put(aws.kinesis, records)
+    batches = events(aws.kinesis, 40)
+    with recording_calls() as calls:
+        answers = [score.handler(e, Context()) for e in batches]
+        again = score.handler(batches[-1], Context())  # a retried batch: its records are skipped
+    assert all(a == {"batchItemFailures": []} for a in [*answers, again])
+    assert aws.endpoint["calls"] == len(batches)  # one endpoint call per batch; none for the replay
+    states = stored(aws.ddb)
+    for u, w in want.items():
+        ans = states[u]["answer"]
+        assert {k: ans[k] for k in w} == w and ans["with_summary"] is True, u
+    keys = [o["Key"] for o in aws.s3.list_objects_v2(Bucket=BUCKET, Prefix="stream/archive/")["Contents"]]
+    assert any(k.startswith("stream/archive/readings/asset=3/day=") for k in keys)
+    assert any(k.startswith("stream/archive/answers/day=") for k in keys)
+    ops = {c.operation for c in calls}
+    assert ops == {"GetObject", "BatchGetItem", "InvokeEndpoint", "PutObject", "PutItem"}, ops
+    assert_calls_valid(calls)
+
+
+def test_bad_records_are_rejected_alone_and_lost_races_and_endpoint_failures_are_retried(aws, units):
+    put(aws.kinesis, [{"asset_id": "1", "readings": units["1"][:20]}, b"{junk",
+                      {"asset_id": "2", "event": "overhaul", "time": 3},
+                      {"asset_id": "3", "readings": units["3"][:31]}])
+    aws.ddb.put_item(TableName=TABLE, Item={"asset_id": {"S": "3"}, "version": {"N": "4"}, "doc": {"S": "{}"}})
+    event = {"Records": [r for e in events(aws.kinesis, 100) for r in e["Records"]]}  # every shard's
+    seq_of = {base64.b64decode(r["kinesis"]["data"]): r["kinesis"]["sequenceNumber"] for r in event["Records"]}
+    seqs = [seq_of[d] for d in (json.dumps({"asset_id": "1", "readings": units["1"][:20]}).encode(), b"{junk",
+                                json.dumps({"asset_id": "2", "event": "overhaul", "time": 3}).encode(),
+                                json.dumps({"asset_id": "3", "readings": units["3"][:31]}).encode())]
+    with recording_calls() as calls:
+        out = score.handler(event, Context())
+    assert out == {"batchItemFailures": []} and sorted(stored(aws.ddb)) == ["1", "3"]
+    assert stored(aws.ddb)["3"] == {"version": 4}  # the unreadable row is left as it was
+    rejected = aws.s3.list_objects_v2(Bucket=BUCKET, Prefix="stream/archive/rejected/")["Contents"]
+    lines = [json.loads(x) for x in aws.s3.get_object(Bucket=BUCKET, Key=rejected[0]["Key"])["Body"].read()
+             .decode().splitlines()]
+    errors = {x["record"]: x["error"] for x in lines}
+    assert sorted(errors) == sorted(f"record {s}" for s in seqs[1:])
+    assert errors[f"record {seqs[1]}"].startswith(f"record {seqs[1]}: not JSON")
+    assert errors[f"record {seqs[2]}"].endswith("event: unknown event 'overhaul'; known: maintenance, failure")
+    assert errors[f"record {seqs[3]}"].startswith(f"record {seqs[3]}: state of asset '3': ")
+    assert_calls_valid(calls)
+
+    # a race: another invocation wrote asset 1 after this one read it -> retried, nothing lost
+    put(aws.kinesis, [{"asset_id": "1", "readings": units["1"][20:31]}, {"asset_id": "4", "readings": units["4"][:30]}])
+    new = {json.dumps(r).encode() for r in ({"asset_id": "1", "readings": units["1"][20:31]},
+                                            {"asset_id": "4", "readings": units["4"][:30]})}
+    event = {"Records": sorted((r for e in events(aws.kinesis, 100) for r in e["Records"]
+                                if base64.b64decode(r["kinesis"]["data"]) in new),
+                               key=lambda r: base64.b64decode(r["kinesis"]["data"]).startswith(b'{"asset_id": "4"'))}
+    real = score._dynamo_load
+
+    def racing(client, table, ids):
+        got = real(client, table, ids)
+        client.update_item(TableName=table, Key={"asset_id": {"S": "1"}}, UpdateExpression="SET version = version + :one",
+                           ExpressionAttributeValues={":one": {"N": "1"}})
+        return got
+
+    score._dynamo_load = racing
+    try:
+        out = score.handler(event, Context())
+    finally:
+        score._dynamo_load = real
+    assert out == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["kinesis"]["sequenceNumber"]}]}
+    assert "4" in stored(aws.ddb)
+    aws.endpoint["down"] = True
+    out = score.handler(event, Context())
+    assert [f["itemIdentifier"] for f in out["batchItemFailures"]] == [event["Records"][0]["kinesis"]["sequenceNumber"]]
+    aws.endpoint["down"] = False
+    out = score.handler(event, Context())  # the retry succeeds; asset 4's record is skipped as taken in
+    assert out == {"batchItemFailures": []} and stored(aws.ddb)["1"]["taken"] == 31
+
+
+def test_not_a_kinesis_event():
+    with pytest.raises(score.InputError, match="event must be a Kinesis event"):
+        score.kinesis_items({"Records": "x"})
+    with pytest.raises(score.InputError, match=r"Records\[0\]: not a Kinesis record"):
+        score.kinesis_items({"Records": [{"kinesis": {"sequenceNumber": "1", "data": "%%%"}}]})

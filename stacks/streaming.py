@@ -1,0 +1,76 @@
+"""The stateful scoring path on AWS (docs/streaming.md): Kinesis -> score Lambda -> DynamoDB + S3.
+
+- ``Telemetry``: a Kinesis Data Stream, on demand, encrypted with the project key; one record = one
+  asset's new readings (or an event), partition key = asset id;
+- ``Assets``: the state table (``asset_id`` S key; items ``version`` N, ``doc`` S), on demand,
+  encrypted with the project key, point-in-time recovery;
+- ``Score``: lambda/score/handler.py on the stream: batches of up to ``BATCH_SIZE`` records within
+  a short batching window, ``ReportBatchItemFailures``, ``BisectBatchOnFunctionError``, bounded
+  retries and record age, and an on-failure destination (``Failures``, an SQS queue encrypted with
+  the project key, TLS only);
+- least privilege: the function reads the stream (the event source's grant), reads and writes
+  items of the one table (``BatchGetItem``, ``PutItem``), writes the archive prefix and reads the
+  model info object of the artifacts bucket, invokes the one endpoint, and uses the project key.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_kinesis as kinesis
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from stacks.config import AppConfig
+from stacks.functions import PipelineFunction
+from stacks.roles import arn, use_key
+
+ARCHIVE_PREFIX = "stream/archive/"
+MODEL_INFO_KEY = "stream/model-info.json"
+BATCH_SIZE = 500
+HORIZON_CYCLES = 30
+
+
+class StreamScoring(Construct):
+    """Stream, state table, scoring function with its event source mapping and failure queue."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, key: kms.IKey,
+                 artifacts: s3.IBucket) -> None:
+        super().__init__(scope, construct_id)
+        c = config
+        self.stream = kinesis.Stream(
+            self, "Telemetry", stream_name=f"{c.project}-telemetry", stream_mode=kinesis.StreamMode.ON_DEMAND,
+            encryption=kinesis.StreamEncryption.KMS, encryption_key=key, retention_period=cdk.Duration.days(7))
+        self.table = dynamodb.Table(
+            self, "Assets", table_name=f"{c.project}-assets",
+            partition_key=dynamodb.Attribute(name="asset_id", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST, encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=key, point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True),
+            removal_policy=cdk.RemovalPolicy.RETAIN)
+        self.failures = sqs.Queue(
+            self, "Failures", encryption=sqs.QueueEncryption.KMS, encryption_master_key=key, enforce_ssl=True,
+            retention_period=cdk.Duration.days(14))
+        self.score = PipelineFunction(
+            self, "Score", name="score", config=c, key=key, timeout=cdk.Duration.minutes(2), memory_mb=1024,
+            description="stream records -> each asset's state, the endpoint's answers, the archive",
+            environment={"TABLE_NAME": self.table.table_name, "ARCHIVE_BUCKET": artifacts.bucket_name,
+                         "ARCHIVE_PREFIX": ARCHIVE_PREFIX, "ENDPOINT_NAME": c.endpoint.name,
+                         "MODEL_INFO_URI": artifacts.s3_url_for_object(MODEL_INFO_KEY),
+                         "HORIZON": str(HORIZON_CYCLES),
+                         "MAX_INSTANCES": str(c.endpoint.max_instances_per_request)})
+        self.score.grant(["dynamodb:BatchGetItem", "dynamodb:PutItem"], [self.table.table_arn])
+        self.score.grant(["s3:PutObject"], [artifacts.arn_for_objects(ARCHIVE_PREFIX + "*")])
+        self.score.grant(["s3:GetObject"], [artifacts.arn_for_objects(MODEL_INFO_KEY)])
+        self.score.grant(["sagemaker:InvokeEndpoint"], [arn(self, "sagemaker", f"endpoint/{c.endpoint.name}")])
+        self.score.role.add_to_policy(use_key(key, ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")))
+        self.score.function.add_event_source(sources.KinesisEventSource(
+            self.stream, starting_position=lambda_.StartingPosition.TRIM_HORIZON, batch_size=BATCH_SIZE,
+            max_batching_window=cdk.Duration.seconds(5), report_batch_item_failures=True,
+            bisect_batch_on_error=True, retry_attempts=10, max_record_age=cdk.Duration.days(1),
+            on_failure=sources.SqsDlq(self.failures)))
+

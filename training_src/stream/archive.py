@@ -1,0 +1,57 @@
+"""What the stream archives and where: every reading taken in, every event and every answer.
+
+Items (``core.BatchResult.archive``) are JSON objects with a ``type`` (``reading``, ``event``,
+``answer``), the ``asset_id``, the ``life`` they belong to (``AssetState.life_no``) and the ``day``
+(UTC, YYYY-MM-DD) they were taken in. They are stored as JSON Lines under two partitionings, so one
+asset's history and one day's answers can each be read back without a scan of everything:
+
+- ``readings/asset=<id>/day=<day>/...``: readings and events of one asset (the rebuild's input);
+- ``answers/day=<day>/asset=<id>/...``: answers.
+
+Asset ids are percent-encoded in keys. An item may be archived twice (a batch retried after its
+archive was written); readers keep the first reading of each (life, time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote
+
+from . import jsonio
+
+
+def prefix(item: dict[str, Any]) -> str:
+    """The partition an item belongs to (no leading or trailing slash)."""
+    asset = quote(str(item["asset_id"]), safe="")
+    if item["type"] == "answer":
+        return f"answers/day={item['day']}/asset={asset}"
+    return f"readings/asset={asset}/day={item['day']}"
+
+
+def asset_prefix(asset_id: str) -> str:
+    """Where one asset's readings and events are (every day)."""
+    return f"readings/asset={quote(asset_id, safe='')}/"
+
+
+def group(items: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
+    """Items by partition, each as a JSON line (the ``day`` is in the key, not repeated in the line)."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        line = jsonio.dumps({k: v for k, v in item.items() if k != "day"}).decode()
+        out.setdefault(prefix(item), []).append(line)
+    return out
+
+
+def life_history(lines: Iterable[str], life: int, time_column: str, until: float | None = None
+                 ) -> list[dict[str, Any]]:
+    """The readings of one asset's life ``life`` (up to ``until``), time-sorted, each time once."""
+    seen: dict[float, dict[str, Any]] = {}
+    for line in lines:
+        item = jsonio.loads(line)
+        if item.get("type") != "reading" or item.get("life") != life:
+            continue
+        t = item["time"]
+        if (until is None or t <= until) and t not in seen:
+            seen[t] = item["reading"]
+    return [seen[t] for t in sorted(seen)]

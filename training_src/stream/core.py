@@ -1,0 +1,255 @@
+"""One batch of stream records through the endpoint: the new states, what to archive, per-record errors.
+
+``process_batch`` is the whole logic of the stateful path; local mode (``predmaint stream``), the
+scoring Lambda and the rebuild after a promotion call it (or its helpers) and only differ in where
+states and the archive live. Semantics (docs/streaming.md):
+
+- per asset, records are taken in stream order (``seq``); a record at or before the asset's stored
+  ``seq`` is a replay and changes nothing; a reading at or before the stored ``last`` time is a
+  duplicate and changes nothing; within a batch an asset's readings are merged and sorted by time;
+- an event (maintenance, failure) ends the life: the next reading starts a new summary;
+- each asset with new readings is one instance: its stored tail (the last W-1 readings) + the new
+  readings, with its summary for the serving model when it has one that the tail can bring up to
+  date, ``{}`` at the start of a life, else none (the answer is the window's and carries the
+  contract's warning: never a summary of another model or one that missed readings);
+- all instances go to the endpoint together, split only to respect its limits (instances per
+  request, 6 MB); a refused request is retried instance by instance so one bad asset fails alone;
+- a bad record, an unreadable state or a refused instance fails that asset only (its state is left
+  as it was); the endpoint being unreachable fails the assets it was asked about (``retry``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import jsonio, model_api
+from .records import Record, RecordError, parse_record
+from .state import AssetState, StateError
+
+Scorer = Callable[[list[dict[str, Any]]], dict[str, Any]]  # instances -> the endpoint's 200 document
+#: margin under the endpoint's 6 MB for the request's envelope
+BODY_MARGIN = 64 * 1024
+
+
+@dataclass
+class BatchResult:
+    """``states``: the assets whose state changed (``version`` already incremented; write each only if
+    the stored version is still ``version - 1``); ``archive``: the items to archive (``archive.py``);
+    ``errors``: per-record errors (permanent: the record is refused); ``retry``: asset -> why it
+    must be retried (the endpoint failed), its records untouched."""
+
+    states: dict[str, AssetState] = field(default_factory=dict)
+    archive: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[RecordError] = field(default_factory=list)
+    retry: dict[str, str] = field(default_factory=dict)
+    calls: int = 0
+
+
+def parse_batch(items: Iterable[tuple[str, int | None, Any]], info: model_api.ModelInfo
+                ) -> tuple[list[Record], list[RecordError]]:
+    """``(where, seq, raw record)`` items -> the valid records and an error for each bad one."""
+    records, errors = [], []
+    limit = info.max_readings - max(info.window - 1, 0)
+    for where, seq, raw in items:
+        try:
+            records.append(parse_record(raw, where, info.time_column, info.required, seq, limit))
+        except RecordError as exc:
+            errors.append(exc)
+    return records, errors
+
+
+@dataclass
+class _Segment:
+    """New readings of one life of one asset in this batch, on top of ``base`` (the state before them)."""
+
+    base: AssetState
+    new: dict[float, dict[str, Any]] = field(default_factory=dict)
+    seqs: dict[float, int | None] = field(default_factory=dict)  # time -> the record that brought it
+
+
+def usable_summary(state: AssetState, fingerprint: str) -> dict[str, Any] | None:
+    """The asset's summary for ``fingerprint`` if the stored tail can bring it up to date (no reading
+    it misses has left the tail), else None."""
+    s = state.summaries.get(fingerprint)
+    if s is None or type(s.get("last")) not in (int, float):
+        return None
+    if state.evicted is not None and s["last"] < state.evicted:
+        return None
+    return s
+
+
+def _segments(state: AssetState, recs: list[Record], t: str, archive: list[dict[str, Any]], day: str
+              ) -> tuple[list[_Segment], AssetState, bool]:
+    """Split an asset's records into lives; returns the segments, the state after the events and seqs,
+    and whether anything was taken in."""
+    recs = sorted(recs, key=lambda r: -1 if r.seq is None else r.seq)  # stable: stream order
+    cur = state
+    segs = [_Segment(cur)]
+    taken = False
+    for rec in recs:
+        if rec.seq is not None and cur.seq is not None and rec.seq <= cur.seq:
+            continue  # a replayed record
+        seq = rec.seq if rec.seq is not None else cur.seq
+        if rec.event is not None:
+            if cur.ended is not None and rec.time <= cur.ended:
+                continue  # this event (or a later one) already ended the life
+            archive.append({"type": "event", "asset_id": cur.asset_id, "life": cur.life_no, "seq": rec.seq,
+                            "event": rec.event, "time": rec.time, "day": day})
+            cur = replace(cur.new_life(rec.time), seq=seq)
+            segs.append(_Segment(cur))
+            taken = True
+            continue
+        seg = segs[-1]
+        for r in rec.readings:
+            time = r[t]
+            if (seg.base.last is not None and time <= seg.base.last) or time in seg.new:
+                continue  # a duplicate reading
+            seg.new[time] = r
+            seg.seqs[time] = rec.seq
+            taken = True
+        cur = replace(cur, seq=seq)
+    return [s for s in segs if s.new], cur, taken
+
+
+def _instance(seg: _Segment, info: model_api.ModelInfo, horizon: float | None) -> tuple[dict[str, Any], bool]:
+    """The endpoint instance of a segment and whether it carries a summary to continue or start."""
+    base = seg.base
+    new = [seg.new[k] for k in sorted(seg.new)]
+    inst: dict[str, Any] = {"asset_id": base.asset_id, "readings": list(base.tail) + new}
+    life = None
+    if info.reads_life:
+        life = {} if base.taken == 0 else usable_summary(base, info.fingerprint)
+    if life is not None:
+        inst["life"] = life
+    if horizon is not None:
+        inst["horizon"] = horizon
+    return inst, life is not None
+
+
+def _after(seg: _Segment, pred: dict[str, Any], model_version: str, info: model_api.ModelInfo) -> AssetState:
+    """The state after a segment was answered with ``pred``."""
+    base, t, w = seg.base, info.time_column, info.window
+    new = [seg.new[k] for k in sorted(seg.new)]
+    combined = list(base.tail) + new
+    keep = max(w - 1, 0)
+    tail = tuple(combined[max(0, len(combined) - keep):]) if keep else ()
+    evicted = combined[len(combined) - keep - 1][t] if len(combined) > keep else base.evicted
+    summaries = {fp: s for fp, s in base.summaries.items()
+                 if type(s.get("last")) in (int, float) and (evicted is None or s["last"] >= evicted)}
+    life = pred.get("life")
+    if isinstance(life, dict) and isinstance(life.get("model"), str):
+        summaries[life["model"]] = life
+    answer = {k: v for k, v in pred.items() if k not in ("life", "asset_id")}
+    answer.update(model_version=model_version, with_summary=life is not None, readings=base.taken + len(new),
+                  last=new[-1][t])
+    if life is None and info.reads_life and "warning" not in answer:
+        answer["warning"] = info.warning
+    return replace(base, last=new[-1][t], taken=base.taken + len(new), evicted=evicted, tail=tail,
+                   summaries=summaries, answer=answer)
+
+
+def pack(instances: list[dict[str, Any]], max_instances: int, max_bytes: int) -> list[list[int]]:
+    """Indices of ``instances`` grouped into requests within the endpoint's limits (in order)."""
+    groups: list[list[int]] = []
+    size = 0
+    budget = max_bytes - BODY_MARGIN
+    for i, inst in enumerate(instances):
+        n = len(jsonio.dumps(inst)) + 1
+        if not groups or len(groups[-1]) >= max_instances or size + n > budget:
+            groups.append([])
+            size = 0
+        groups[-1].append(i)
+        size += n
+    return groups
+
+
+def score_all(instances: list[dict[str, Any]], scorer: Scorer, max_instances: int, max_bytes: int
+              ) -> tuple[list[tuple[dict[str, Any], str] | str | None], int]:
+    """Each instance's (prediction, model_version), or the refusal's message (str), or None when the
+    endpoint failed (to retry); and the number of endpoint calls."""
+    out: list[tuple[dict[str, Any], str] | str | None] = [None] * len(instances)
+    calls = 0
+
+    def call(idx: list[int]) -> None:
+        nonlocal calls
+        calls += 1
+        try:
+            doc = scorer([instances[i] for i in idx])
+        except model_api.ScoreError as exc:
+            if exc.status >= 500:
+                return
+            if len(idx) == 1:
+                out[idx[0]] = exc.message
+                return
+            for i in idx:  # one refused instance must not fail the others
+                call([i])
+            return
+        except (OSError, TimeoutError):
+            return
+        for i, p in zip(idx, doc["predictions"], strict=True):
+            out[i] = (p, str(doc.get("model_version", "")))
+
+    for group in pack(instances, max_instances, max_bytes):
+        call(group)
+    return out, calls
+
+
+def process_batch(records: list[Record], states: dict[str, AssetState | StateError], scorer: Scorer,
+                  info: model_api.ModelInfo, *, day: str, horizon: float | None = None,
+                  max_instances: int | None = None) -> BatchResult:
+    """Take a batch of valid records (``parse_batch``) into the assets' states.
+
+    ``states``: asset -> its stored state (absent: never seen; a StateError: unreadable, its records
+    fail). ``day`` (YYYY-MM-DD) partitions the archive; ``horizon`` adds ``failure_probability``;
+    ``max_instances`` (default ``info.max_instances``) caps the instances per request.
+    The endpoint is called once per batch (more only to respect its limits or to isolate a refusal).
+    """
+    result = BatchResult()
+    by_asset: dict[str, list[Record]] = {}
+    for r in records:
+        by_asset.setdefault(r.asset_id, []).append(r)
+    plans: list[tuple[str, list[_Segment], AssetState, list[dict[str, Any]]]] = []
+    instances: list[dict[str, Any]] = []
+    owner: list[tuple[int, int]] = []  # instance -> (plan, segment)
+    for asset, recs in by_asset.items():
+        st = states.get(asset) or AssetState(asset)
+        if isinstance(st, StateError):
+            result.errors += [RecordError(r.where, str(st), asset) for r in recs]
+            continue
+        archive: list[dict[str, Any]] = []
+        segs, final, taken = _segments(st, recs, info.time_column, archive, day)
+        if not taken:
+            continue
+        plans.append((asset, segs, final, archive))
+        for k, seg in enumerate(segs):
+            inst, _ = _instance(seg, info, horizon)
+            instances.append(inst)
+            owner.append((len(plans) - 1, k))
+    answers, result.calls = score_all(instances, scorer, max_instances or info.max_instances, info.max_body_bytes)
+    got: dict[tuple[int, int], Any] = {o: a for o, a in zip(owner, answers, strict=True)}
+    for p, (asset, segs, final, archive) in enumerate(plans):
+        outs = [got[(p, k)] for k in range(len(segs))]
+        if any(o is None for o in outs):
+            result.retry[asset] = "the endpoint did not answer; retry"
+            continue
+        refused = [o for o in outs if isinstance(o, str)]
+        if refused:
+            result.errors += [RecordError(r.where, f"refused by the endpoint: {refused[0]}", asset)
+                              for r in by_asset[asset]]
+            continue
+        state = final
+        for k, (seg, (pred, version)) in enumerate(zip(segs, outs, strict=True)):
+            after = _after(seg, pred, version, info)
+            life = seg.base.life_no
+            for time in sorted(seg.new):
+                archive.append({"type": "reading", "asset_id": asset, "life": life, "time": time,
+                                "seq": seg.seqs[time], "reading": seg.new[time], "day": day})
+            archive.append({"type": "answer", "asset_id": asset, "life": life, "time": after.last,
+                            "answer": after.answer, "day": day})
+            if k == len(segs) - 1 and seg.base.life_no == final.life_no:
+                state = replace(after, seq=final.seq, ended=final.ended)
+        result.states[asset] = replace(state, version=state.version + 1)
+        result.archive += archive
+    return result

@@ -1,0 +1,114 @@
+"""The rebuild after a promotion on AWS: a SageMaker processing job running the project's own feature
+and serving code (``python -m training_src.stream.rebuild_job``).
+
+Inputs: the new champion's model (``--model``: a model.tar.gz or an extracted directory) and the
+archive's readings (``--archive``: the ``readings/`` partitions of the stream archive, as the
+processing input downloads them). It reads every asset's state from the DynamoDB table (``Scan``),
+builds each summary the new model lacks (``rebuild.rebuild``: the same code as local mode's), lays
+it onto the asset's current state with a conditional write (``rebuild.merge``; a lost race is read
+again and merged again), and writes the new model's ``ModelInfo`` (``--model-info``), which the
+scoring Lambda reads to know the serving model's fingerprint, window and limits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from . import archive, model_api, rebuild, state
+
+#: attempts at a conditional write that keeps losing races before the asset is left to the next rebuild
+ATTEMPTS = 3
+
+
+def _model_dir(path: Path) -> Path:
+    if path.is_dir():
+        tars = list(path.glob("*.tar.gz"))
+        if not tars:
+            return path
+        path = tars[0]
+    out = Path(tempfile.mkdtemp(prefix="model-"))
+    with tarfile.open(path) as tar:
+        tar.extractall(out, filter="data")
+    return out
+
+
+def lines_in(root: Path) -> Any:
+    """``lines_of(asset_id)`` over the archive's ``readings/asset=<id>/day=*/...`` files under ``root``."""
+    def lines_of(asset_id: str) -> Iterator[str]:
+        base = root / archive.asset_prefix(asset_id)
+        for path in sorted(base.glob("day=*/*.jsonl")):
+            yield from (line for line in path.read_text().splitlines() if line.strip())
+    return lines_of
+
+
+def scan_states(client: Any, table: str) -> tuple[list[state.AssetState], list[str]]:
+    """Every readable state of the table, and an error line for each unreadable item."""
+    states, errors = [], []
+    for page in client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
+        for item in page["Items"]:
+            try:
+                states.append(state.from_item(item))
+            except state.StateError as exc:
+                errors.append(str(exc))
+    return states, errors
+
+
+def commit(client: Any, table: str, rebuilt: dict[str, state.AssetState], fingerprint: str) -> int:
+    """Merge each rebuilt summary into the asset's current item (conditional writes); returns how many."""
+    from botocore.exceptions import ClientError
+
+    done = 0
+    for asset, st in rebuilt.items():
+        for _ in range(ATTEMPTS):
+            item = client.get_item(TableName=table, Key={"asset_id": {"S": asset}}, ConsistentRead=True).get("Item")
+            if item is None:
+                break
+            merged = rebuild.merge(state.from_item(item), st, fingerprint)
+            if merged is None:
+                break
+            try:
+                client.put_item(**state.conditional_put(table, merged))
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                    continue  # the stream wrote it meanwhile: read again, merge again
+                raise
+            done += 1
+            break
+    return done
+
+
+def main(argv: list[str] | None = None, client: Any = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, required=True, help="model.tar.gz or its folder")
+    ap.add_argument("--archive", type=Path, required=True, help="folder holding the archive's readings/ partitions")
+    ap.add_argument("--table", required=True, help="the DynamoDB state table")
+    ap.add_argument("--model-info", type=Path, required=True, help="where to write the model's info JSON")
+    ap.add_argument("--horizon", type=float, default=None, help="cycles for failure_probability")
+    ap.add_argument("--region", default=None)
+    args = ap.parse_args(argv)
+    if client is None:
+        import boto3  # the processing container has it
+
+        client = boto3.client("dynamodb", region_name=args.region)
+    scorer = model_api.InProcessScorer(model_api.load_model(_model_dir(args.model)))
+    states, errors = scan_states(client, args.table)
+    res = rebuild.rebuild(states, lines_in(args.archive), scorer, scorer.info, horizon=args.horizon)
+    done = commit(client, args.table, res.states, scorer.info.fingerprint)
+    args.model_info.parent.mkdir(parents=True, exist_ok=True)
+    args.model_info.write_text(scorer.info.to_json())
+    for line in errors + list(res.errors.values()):
+        print(f"rebuild: {line}", file=sys.stderr)
+    print(json.dumps({"assets": len(states), "rebuilt": done, "up_to_date": res.skipped,
+                      "failed": len(errors) + len(res.errors), "model": scorer.info.fingerprint}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
