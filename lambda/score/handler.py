@@ -32,10 +32,10 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from training_src.stream import archive, core, model_api, state
-
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+
+from training_src.stream import archive, core, model_api, state
 
 logger = Logger(service="score")
 tracer = Tracer(service="score")
