@@ -37,8 +37,6 @@ import numpy as np
 from . import F, intervals
 
 JSON = "application/json"
-#: Accept values this endpoint answers (it only speaks JSON)
-ACCEPTED = ("", "*/*", JSON, "application/*")
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints refuse payloads over 6 MB
 MAX_INSTANCES = int(os.environ.get("PREDMAINT_MAX_INSTANCES", "1000"))
 MAX_READINGS = int(os.environ.get("PREDMAINT_MAX_READINGS", "10000"))
@@ -107,9 +105,55 @@ def media_type(value: str | None) -> str:
     return (value or "").split(";")[0].strip().lower()
 
 
+def _quality(params: list[str]) -> float | None:
+    """The ``q`` weight of a media range's parameters (RFC 9110 12.4.2: 0 to 1, at most three decimals;
+    absent: 1); None when it is malformed, and then the range is ignored."""
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() != "q":
+            continue
+        value = value.strip()
+        try:
+            q = float(value)
+        except ValueError:
+            return None
+        # "0", "0.5", "1.000": digits only (float() would also take "nan", "1e-1", " 1_0")
+        if not (0.0 <= q <= 1.0) or not value.replace(".", "", 1).isdigit() or len(value.partition(".")[2]) > 3:
+            return None
+        return q
+    return 1.0
+
+
+def json_quality(accept: str | None) -> float:
+    """How much ``accept`` (an Accept header) wants ``application/json``, from 0 to 1 (RFC 9110 12.5.1).
+
+    Each comma-separated media range may carry parameters and a ``q`` weight; the range with the highest
+    precedence that matches JSON decides (``application/json`` over ``application/*`` over ``*/*``, a
+    range with parameters over one without), so ``text/html, application/json;q=0.9`` is 0.9 and
+    ``application/json;q=0, */*`` is 0. No header (or an empty one) accepts anything: 1. Malformed
+    ranges are ignored, as RFC 9110 lets a recipient do.
+    """
+    if accept is None or not accept.strip():
+        return 1.0
+    best: tuple[int, int, float] | None = None  # (specificity, has parameters, q)
+    for media_range in accept.split(","):
+        kind, *params = media_range.split(";")
+        kind = kind.strip().lower()
+        specificity = {JSON: 2, "application/*": 1, "*/*": 0}.get(kind)
+        q = _quality(params)
+        if specificity is None or q is None:
+            continue
+        extra = any(p.partition("=")[0].strip().lower() != "q" for p in params if p.strip())
+        rank = (specificity, int(extra), q)
+        if best is None or rank[:2] > best[:2] or (rank[:2] == best[:2] and q > best[2]):
+            best = rank
+    return 0.0 if best is None else best[2]
+
+
 def check_accept(accept: str | None) -> None:
-    """406 unless the client accepts JSON."""
-    if media_type(accept) not in ACCEPTED:
+    """406 unless the client accepts JSON (``json_quality`` above 0). The one Accept check of both paths
+    (the local server's ``handle`` and the container's ``output_fn``)."""
+    if json_quality(accept) <= 0.0:
         raise InferenceError(406, f"unsupported Accept {accept!r}; this endpoint answers {JSON}")
 
 
