@@ -48,6 +48,19 @@ def test_explain_header_adds_contributions(server: ServerProcess, test_units) ->
     assert contributions and {"feature", "value", "contribution"} <= set(contributions[0])
 
 
+def test_the_shared_corpus_gets_the_contract_answers(server: ServerProcess, test_units) -> None:
+    """tests/serving_corpus.py, which the container's stack must answer alike (tests/container)."""
+    from tests.serving_corpus import corpus
+
+    wrong = []
+    for name, (body, headers, expected) in corpus(test_units).items():
+        status, out = http(server.port, "POST", "/invocations", body, headers)
+        doc = json.loads(out)
+        if status != expected or (status != 200 and (set(doc) != {"error"} or not doc["error"])):
+            wrong.append((name, status, out[:200]))
+    assert wrong == []
+
+
 def _reading(test_units, **override):
     r = dict(test_units[1][0])
     r.update(override)

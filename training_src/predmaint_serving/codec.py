@@ -29,6 +29,7 @@ import itertools
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +68,58 @@ def _lenient_loads(body: bytes) -> Any:
     return json.loads(body)
 
 
+#: orjson reads integers from -2**63 to 2**64-1 as int, larger ones as float (and refuses what overflows a
+#: float); the stdlib parser below reads them the same way, so both paths see the same document
+_INT_RANGE = (-(2**63), 2**64 - 1)
+#: a \\uD800-\\uDFFF escape: maybe a lone surrogate, which orjson refuses and the stdlib parser reads
+_SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):  # 1e999 parses to inf in the stdlib: refuse it like orjson does
+        raise ValueError(f"number {text} is out of range")
+    return v
+
+
+def _ranged_int(text: str) -> int | float:
+    v = int(text)
+    if _INT_RANGE[0] <= v <= _INT_RANGE[1]:
+        return v
+    return _finite_float(text)  # beyond 64 bits: a float, as orjson reads it
+
+
+def _stdlib_loads(body: bytes) -> Any:
+    """Strict RFC 8259 JSON with the stdlib, reading what orjson reads and refusing what it refuses (no
+    NaN/Infinity, no numbers beyond the float range, no lone surrogates, UTF-8 only)."""
+    doc = json.loads(body.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float,
+                     parse_int=_ranged_int)
+    if _SURROGATE_ESCAPE.search(body):  # rare: check that every escaped surrogate was one of a pair
+        try:
+            json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("lone surrogate in a string") from None
+    return doc
+
+
+def malformed_reason(body: bytes) -> str:
+    """Why a body that a strict parser refused is not JSON, in the stdlib parser's words: the same text
+    whichever parser refused it (orjson locally, the stdlib in the container), so both answer alike."""
+    try:
+        _stdlib_loads(body)
+    except RecursionError:
+        return "depth limit exceeded"
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8: byte {exc.start}"
+    except (ValueError, TypeError) as exc:
+        return str(exc).splitlines()[0][:120]
+    return "not valid JSON"
+
+
 try:  # orjson parses ~5x faster; the SageMaker XGBoost container does not have it
     import orjson
 
@@ -77,18 +130,7 @@ try:  # orjson parses ~5x faster; the SageMaker XGBoost container does not have 
     def dumps(obj: Any) -> bytes:
         return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
 except ImportError:  # the container's Python: the stdlib, made as strict as orjson
-    def _reject_constant(name: str) -> Any:
-        raise ValueError(f"{name} is not valid JSON")
-
-    def _finite_float(text: str) -> float:
-        v = float(text)
-        if not math.isfinite(v):  # 1e999 parses to inf in the stdlib: refuse it like orjson does
-            raise ValueError(f"number {text} is out of range")
-        return v
-
-    def loads(body: bytes) -> Any:
-        """Strict RFC 8259 JSON (no NaN/Infinity, no numbers beyond the float range)."""
-        return json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
+    loads = _stdlib_loads
 
     def dumps(obj: Any) -> bytes:
         return json.dumps(obj, default=float).encode()
@@ -233,8 +275,8 @@ def decode(body: bytes) -> Document:
     lenient = None
     try:
         doc = loads(body)
-    except (ValueError, TypeError, RecursionError) as exc:
-        reason = str(exc).splitlines()[0][:120]
+    except (ValueError, TypeError, RecursionError):
+        reason = malformed_reason(body)
         try:  # NaN, Infinity or 1e999? The stdlib parser reads them, so validation can name the field.
             doc = _lenient_loads(body)
         except (ValueError, TypeError, RecursionError):
