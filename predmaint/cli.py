@@ -33,7 +33,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .errors import PipelineError, UsageError
+from . import lifestore
+from .errors import Interrupted, PipelineError, UsageError
 
 log = logging.getLogger("predmaint.cli")
 
@@ -66,6 +67,28 @@ def _horizon(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"must be a finite number of cycles >= 0, got {text}")
     return int(value) if value.is_integer() and abs(value) < 2**53 else value
+
+
+def _positive_seconds(text: str) -> float:
+    """A finite number of seconds above 0 (``--timeout``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text!r}")
+    return value
+
+
+def _probability(text: str) -> float:
+    """A significance level strictly between 0 and 1 (``drift --alpha``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text!r}")
+    return value
 
 
 def _port(text: str) -> int:
@@ -286,8 +309,8 @@ def _file_instances(path: Path, profile: Any = None) -> list[Any]:
         except ValueError as exc:
             raise UsageError(f"{path}: {exc}") from None
     try:
-        doc = json.loads(text)
-    except ValueError as exc:
+        doc = lifestore.loads_strict(text)  # NaN/Infinity would reach the endpoint and be refused there
+    except (ValueError, RecursionError) as exc:
         raise UsageError(f"{path}: not valid JSON ({exc})") from None
     if isinstance(doc, dict) and "instances" in doc and isinstance(doc["instances"], list):
         items = doc["instances"]
@@ -333,30 +356,15 @@ def last_readings(instances: list[Any], n: int) -> list[Any]:
     return [replace(i, readings=i.readings[-n:]) if i.readings is not None else i for i in instances]
 
 
-def read_life_file(path: Path) -> dict[str, Any]:
-    """``--life-file``: a JSON object of asset id -> life summary (an earlier answer's ``life``); an absent
-    file is an empty store (every asset starts a summary)."""
-    if not path.exists():
-        return {}
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}: not a readable JSON life-summary file ({exc})") from None
-    if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
-        raise UsageError(f"{path}: must be a JSON object of asset id -> life summary (as `invoke --life-file` writes)")
-    return doc
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """``text`` into ``path`` through a staged file and ``os.replace``: a failure leaves the old file (or
-    none) and is a ``UsageError`` naming the path."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+def _warn_mid_life(instances: list[Any], store: dict[str, Any], last: int | None) -> None:
+    """``--last N`` for an asset with no stored summary starts one from a window, mid-life: say so."""
+    if not last:
+        return
+    fresh = [str(i.asset_id) for i in instances if i.readings is not None and str(i.asset_id) not in store]
+    if fresh:
+        print(f"warning: no stored life summary for {', '.join(fresh[:5])}{' ...' if len(fresh) > 5 else ''}: "
+              f"the one started now begins mid-life (the last {last} readings), so it misses the earlier ones; "
+              "send the whole history once without --last to start it at the first reading", file=sys.stderr)
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
@@ -375,7 +383,8 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         instances = last_readings(instances, args.last)
     store = None
     if args.life_file:  # each asset's stored summary, or {} to start one with the readings sent
-        store = read_life_file(Path(args.life_file))
+        store = lifestore.read(Path(args.life_file))
+        _warn_mid_life(instances, store, args.last)
         instances = [replace(i, life=store.get(str(i.asset_id), {})) if i.readings is not None else i
                      for i in instances]
     request = InvocationRequest(instances, explain=args.explain, horizon=args.horizon)
@@ -396,9 +405,11 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         hint = "; is `predmaint serve` running?" if exc.status is None and not args.endpoint_name else ""
         raise PipelineError(f"{target}: {exc}{hint}") from None
     if store is not None:
-        returned = {str(p.asset_id): p.life for p in response.predictions if p.life is not None}
-        write_atomically(Path(args.life_file), json.dumps({**store, **returned}, indent=1, sort_keys=True))
-        print(f"life summaries of {len(returned)} asset(s) stored in {args.life_file}", file=sys.stderr)
+        stored, dropped = lifestore.update(Path(args.life_file), store, response.predictions)
+        for asset in dropped:
+            print(f"warning: the stored life summary of {asset} was made by another model; it is dropped from "
+                  f"{args.life_file} (send the asset's whole history to start one for this model)", file=sys.stderr)
+        print(f"life summaries of {stored} asset(s) stored in {args.life_file}", file=sys.stderr)
     if args.json:
         print(json.dumps({"predictions": [p.__dict__ | {"contributions": [c.__dict__ for c in p.contributions]}
                                           for p in response.predictions],
@@ -574,7 +585,7 @@ def cmd_profile_init(args: argparse.Namespace) -> int:
     if out is None:
         sys.stdout.write(text)
         return EXIT_OK
-    write_atomically(out, text)
+    lifestore.write_atomically(out, text)
     print(f"wrote {out}; review it, then `predmaint profile check {out} {args.datafile}`", file=sys.stderr)
     return EXIT_OK
 
@@ -671,7 +682,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model-dir", default=None, metavar="PATH", help="an extracted model directory or model.tar.gz")
     sp.add_argument("--window-hours", type=float, default=0.0, help="only records of the last N hours (default: all)")
     sp.add_argument("--psi-threshold", type=float, default=0.25, help="PSI a drifted feature reaches (default 0.25)")
-    sp.add_argument("--alpha", type=float, default=0.001,
+    sp.add_argument("--alpha", type=_probability, default=0.001,
                     help="family-wise significance level, Bonferroni over all tests (default 0.001)")
     sp.add_argument("--min-samples", type=_positive_int, default=30,
                     help="instances a regime needs before it is tested (default 30)")
@@ -703,7 +714,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="keep each asset's life summary in this JSON file: send the stored one (or start one "
                          "when the asset has none: the readings sent must then begin at its first) and store "
                          "the updated one the answer returns")
-    sp.add_argument("--timeout", type=float, default=30.0, help="seconds per attempt (default 30)")
+    sp.add_argument("--timeout", type=_positive_seconds, default=30.0, help="seconds per attempt (default 30)")
     sp.add_argument("--json", action="store_true", help="print the raw response as JSON")
     sp.set_defaults(func=cmd_invoke)
 
@@ -783,6 +794,8 @@ def _error_exit_code(exc: BaseException) -> int | None:
     """Exit code for exceptions that are the user's input, not our failure (None: not one of those)."""
     if isinstance(exc, UsageError):
         return EXIT_USAGE
+    if isinstance(exc, Interrupted):
+        return EXIT_INTERRUPTED
     if isinstance(exc, PipelineError):
         return EXIT_FAILURE
     # Input errors raised by the shared training code (ProfileError, DataError, FeatureError are ValueErrors

@@ -1,7 +1,7 @@
 """Exceptions shared by the CLI, the local runner and the local registry.
 
-The CLI maps them to exit codes (DESIGN.md CLI contract): ``UsageError`` -> 2 (bad usage or
-input), ``PipelineError`` -> 1 (a failure while doing valid work). Messages are shown to the user
+The CLI maps them to exit codes (docs/contract.md): ``UsageError`` -> 2 (bad usage or input),
+``PipelineError`` -> 1 (a failure while doing valid work), ``Interrupted`` -> 130 (Ctrl-C or SIGTERM). Messages are shown to the user
 as one line, so keep them short and say what to do.
 """
 
@@ -22,3 +22,7 @@ class UnknownModelError(UsageError):
 
 class CorruptModelError(UsageError):
     """A model artifact that cannot be extracted or lacks required files."""
+
+
+class Interrupted(Exception):
+    """Stopped by Ctrl-C or SIGTERM, after cleaning up (nothing registered, no folder left). Exit code 130."""

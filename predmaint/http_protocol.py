@@ -12,13 +12,18 @@ answers where uvicorn answers on its own, and a bound on how long a request may 
   connection for the first request); after that a request not yet answered gets ``408 {"error": ...}``
   and the connection closes. The application's ``receive`` then reports a disconnect, so it stops too.
 
-``ContractWorker`` is the gunicorn worker class that uses this protocol (``server.serve``).
+``ContractWorker`` is the gunicorn worker class that uses this protocol (``server.serve``). Its workers
+also die with the master: if the master is SIGKILLed (no chance to stop them), the kernel sends each
+worker SIGTERM (``PR_SET_PDEATHSIG``), so none keeps the port and answers as an orphan.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
+import sys
 from asyncio import TimerHandle
 from typing import Any, ClassVar
 
@@ -100,7 +105,27 @@ class ContractHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent: int, sig: int = signal.SIGTERM) -> bool:
+    """Ask the kernel to send ``sig`` to this process when its parent dies (Linux ``prctl``); if the
+    parent ``parent`` is already gone, send it now. Returns whether the request was made (False off Linux)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+        return False
+    if os.getppid() != parent:  # the master died between the fork and the prctl
+        os.kill(os.getpid(), sig)
+    return True
+
+
 class ContractWorker(UvicornWorker):
-    """gunicorn's uvicorn worker with ``ContractHttpProtocol``."""
+    """gunicorn's uvicorn worker with ``ContractHttpProtocol``, which dies with its master."""
+
+    def init_process(self) -> None:
+        die_with_parent(self.ppid)  # SIGTERM: uvicorn's graceful stop (it installs its handler later)
+        super().init_process()
 
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {"loop": "auto", "http": ContractHttpProtocol}

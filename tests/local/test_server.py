@@ -350,3 +350,37 @@ def test_sockets_holding_partial_requests_are_answered_408_and_closed(impatient_
         s.sendall(HEAD + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body[:10])
         s.sendall(body[10:])
         assert _read_response(s)[0] == 200
+
+
+def test_workers_exit_when_the_master_is_killed(registry_home: Path, tmp_path: Path, test_units) -> None:
+    """SIGKILL of `predmaint serve` (the gunicorn master): its workers exit and free the port. Waits on the
+    workers' exit (HANG_GUARD_S only stops a hung test), not on a time bound."""
+    srv = ServerProcess(["serve", "--home", str(registry_home), "--workers", "2"], free_port(), tmp_path / "s.log")
+    workers: set[int] = set()
+    try:
+        srv.wait_ping()
+        workers = srv.wait_workers(2)
+        assert http(srv.port, "POST", "/invocations", request_body([{"asset_id": "a", "readings": test_units[1]}]),
+                    JSON)[0] == 200
+        srv.proc.kill()
+        srv.proc.wait()
+        deadline = time.monotonic() + 120  # hang guard
+        while any(_alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, f"workers {workers} outlived their master"
+            time.sleep(0.1)
+        with pytest.raises(OSError):
+            http(srv.port, "GET", "/ping", timeout=5)
+    finally:
+        srv.stop()
+        for pid in workers:  # orphans left by a failure: never leave them holding a port
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, exited but not yet reaped by init, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
