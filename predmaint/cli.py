@@ -191,15 +191,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _capture_writer(args: argparse.Namespace) -> Any:
-    """The serve command's capture writer: cdk.json's sampling percentage unless --capture-percent."""
+    """The serve command's capture writer: ``capture.LOCAL_PERCENT`` of the requests unless --capture-percent,
+    the folder bounded by --capture-max-mb (``capture.LOCAL_MAX_MB``)."""
     from . import capture
 
-    percent = args.capture_percent if args.capture_percent is not None else capture.capture_percent()
+    percent = args.capture_percent if args.capture_percent is not None else capture.LOCAL_PERCENT
     if percent == 0:
         return None
     root = capture.capture_root(args.home)
-    print(f"capturing {percent}% of requests under {root} (SageMaker's data-capture format)", file=sys.stderr)
-    return capture.CaptureWriter(root, percent)
+    max_mb = getattr(args, "capture_max_mb", None) or capture.LOCAL_MAX_MB
+    print(f"capturing {percent}% of requests under {root} (SageMaker's data-capture format, at most {max_mb} MB)",
+          file=sys.stderr)
+    return capture.CaptureWriter(root, percent, max_bytes=max_mb * 2**20)
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
@@ -667,7 +670,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--workers", type=_positive_int, default=2, help="worker processes (default 2)")
     sp.add_argument("--capture-percent", type=_percent, default=None,
                     help="share of requests recorded under <home>/data-capture in SageMaker's capture format "
-                         "(default: cdk.json's predmaint.endpoint.data_capture_percent; 0 turns capture off)")
+                         "(default 10, a laptop's share; the deployed endpoint's is cdk.json's; 0 turns capture off)")
+    sp.add_argument("--capture-max-mb", type=_positive_int, default=None, metavar="MB",
+                    help="bound on the capture folder: the oldest files are deleted beyond it (default 256)")
     sp.set_defaults(func=cmd_serve)
 
     sp = add("drift", "compare captured requests with the model's training baseline and name drifted features",

@@ -152,6 +152,8 @@ class InferenceApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 log.info("worker shutting down")
+                if self.capture is not None:  # the records still queued for the capture thread
+                    self.capture.flush()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -153,6 +153,7 @@ def test_local_capture_writer_uses_sagemaker_layout_and_sampling(tmp_path: Path)
     w = CaptureWriter(tmp_path, 30, seed=0)
     for _ in range(1000):
         w.record(b'{"instances": []}', "application/json", b'{"error": "x"}', b"application/json")
+    w.flush()
     files = list(tmp_path.rglob("*.jsonl"))
     assert len(files) == 1 and files[0].relative_to(tmp_path).parts[0] == "AllTraffic"
     lines = files[0].read_text().splitlines()
@@ -208,6 +209,7 @@ def test_local_server_captures_what_it_answered(fd001_model: Path, data_dir: Pat
 
     for b in bodies:
         asyncio.run(call(b))
+    app.capture.flush()
     assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200, 200, 200]
     lines = [json.loads(x) for f in (tmp_path / "cap").rglob("*.jsonl") for x in f.read_text().splitlines()]
     assert len(lines) == 3
@@ -216,17 +218,58 @@ def test_local_server_captures_what_it_answered(fd001_model: Path, data_dir: Pat
     assert traffic.requests == 3 and traffic.refused == 0 and len(traffic.feature_regime) == 30
 
 
-def test_serve_captures_by_cdk_json_unless_told(tmp_path: Path) -> None:
+def test_serve_captures_a_laptops_share_unless_told(tmp_path: Path) -> None:
+    """Locally, not cdk.json's 100 % (the deployed endpoint's, into S3): 10 % and at most 256 MB."""
     import argparse
 
     from predmaint import cli
-    from predmaint.capture import capture_percent, capture_root
+    from predmaint.capture import LOCAL_MAX_MB, LOCAL_PERCENT, capture_percent, capture_root
 
-    writer = cli._capture_writer(argparse.Namespace(capture_percent=None, home=tmp_path))
-    assert writer.percent == capture_percent() and writer.root == capture_root(tmp_path) / "AllTraffic"
+    writer = cli._capture_writer(argparse.Namespace(capture_percent=None, capture_max_mb=None, home=tmp_path))
+    assert (writer.percent, writer.max_bytes) == (LOCAL_PERCENT, LOCAL_MAX_MB * 2**20) == (10, 256 * 2**20)
+    assert writer.percent < capture_percent() and writer.root == capture_root(tmp_path) / "AllTraffic"
+    writer = cli._capture_writer(argparse.Namespace(capture_percent=100, capture_max_mb=2, home=tmp_path))
+    assert (writer.percent, writer.max_bytes) == (100, 2 * 2**20)
     assert cli._capture_writer(argparse.Namespace(capture_percent=0, home=tmp_path)) is None
     bad = tmp_path / "cdk.json"
     bad.write_text(json.dumps({"context": {"predmaint": {"endpoint": {"data_capture_percent": 150}}}}))
     from predmaint.errors import UsageError
     with pytest.raises(UsageError, match=r"data_capture_percent must be an integer 0\.\.100"):
         capture_percent(bad)
+
+
+def test_local_capture_rotates_and_stays_under_its_bound(tmp_path: Path) -> None:
+    from predmaint.capture import CaptureWriter
+
+    w = CaptureWriter(tmp_path, 100, max_bytes=64 * 1024)
+    body = json.dumps({"instances": [{"asset_id": "a", "readings": [{"cycle": i} for i in range(40)]}]}).encode()
+    for _ in range(600):  # ~600 records of ~1 KB: ten times the bound
+        w.record(body, "application/json", b'{"predictions": []}', b"application/json")
+        w.flush()
+    files = list(tmp_path.rglob("*.jsonl"))
+    assert len(files) > 1  # rotated
+    assert sum(f.stat().st_size for f in files) <= 64 * 1024
+    for f in files:  # whole records only
+        assert all(json.loads(line)["captureData"] for line in f.read_text().splitlines())
+
+
+def test_local_capture_writes_off_the_request_path(tmp_path: Path, monkeypatch) -> None:
+    """``record`` (called by the server after each answer) only queues: the record is built and written
+    by the writer's thread, never by the caller."""
+    import threading
+
+    from predmaint import capture
+
+    builders: list[str] = []
+    real = capture.capture_record
+
+    def spy(*args, **kwargs):
+        builders.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(capture, "capture_record", spy)
+    w = capture.CaptureWriter(tmp_path, 100)
+    for _ in range(5):
+        w.record(b'{"instances": []}', "application/json", b'{"error": "x"}', b"application/json")
+    w.flush()
+    assert builders == ["capture"] * 5
