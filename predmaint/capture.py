@@ -12,13 +12,12 @@ Locally, capture must suit a laptop, unlike the deployed endpoint (cdk.json's
 unless told (``--capture-percent``), keeps the capture folder under ``max_bytes`` (``LOCAL_MAX_MB``,
 256 MB; ``--capture-max-mb``) by rotating to a new file every ``max_bytes / 16`` and deleting the
 oldest files beyond the bound, and writes off the request path: ``record`` only queues the request
-(bounded; a full queue drops it, as a sampled-out request would be), and a thread of the worker builds
+(at most ``QUEUE_BYTES`` of bodies; beyond, it is dropped, as a sampled-out request would be), and a thread of the worker builds
 and appends the records.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import queue
@@ -36,7 +35,9 @@ from .errors import UsageError
 LOCAL_ENDPOINT, VARIANT = "local", "AllTraffic"
 #: the local server's defaults: a share of the requests and a bound on the folder that suit a laptop
 LOCAL_PERCENT, LOCAL_MAX_MB = 10, 256
-QUEUE_SIZE = 1024  # requests waiting for the writer thread, per worker
+#: bodies waiting for the writer thread, per worker: a bound in bytes, so a burst of large requests
+#: cannot grow the worker's memory (measured: a count bound of 1024 let it grow by 85 MiB)
+QUEUE_BYTES = 8 * 2**20
 
 
 def capture_root(home: Path, endpoint: str = LOCAL_ENDPOINT) -> Path:
@@ -72,7 +73,9 @@ class CaptureWriter:
         self._rng = random.Random(seed)
         self._started = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%S")
         self._pid: int | None = None
-        self._queue: queue.Queue[tuple[bytes, str, bytes, str, datetime] | None] = queue.Queue(QUEUE_SIZE)
+        self._queue: queue.Queue[tuple[bytes, str, bytes, str, datetime] | None] = queue.Queue()
+        self._queued = 0  # bytes of bodies and answers in the queue
+        self._lock = threading.Lock()
         self._part, self._written = 0, 0
 
     def sampled(self) -> bool:
@@ -90,11 +93,15 @@ class CaptureWriter:
             return
         if self._pid != os.getpid():  # first record in this (forked) worker: start its writer
             self._pid = os.getpid()
-            self._queue = queue.Queue(QUEUE_SIZE)
+            self._queue, self._queued, self._lock = queue.Queue(), 0, threading.Lock()
             threading.Thread(target=self._write_loop, args=(self._queue,), name="capture", daemon=True).start()
+        size = len(body) + len(answer)
+        with self._lock:
+            if self._queued + size > QUEUE_BYTES:
+                return  # the writer is behind: drop this one rather than hold more memory
+            self._queued += size
         ctype = answer_type.decode("latin-1") if isinstance(answer_type, bytes) else str(answer_type)
-        with contextlib.suppress(queue.Full):
-            self._queue.put_nowait((body, content_type or "", answer, ctype, datetime.now(UTC)))
+        self._queue.put_nowait((body, content_type or "", answer, ctype, datetime.now(UTC)))
 
     def flush(self) -> None:
         """Wait until every queued record is written (tests, shutdown)."""
@@ -108,6 +115,9 @@ class CaptureWriter:
                 if item is not None:
                     self._write(*item)
             finally:
+                if item is not None:
+                    with self._lock:
+                        self._queued -= len(item[0]) + len(item[2])
                 q.task_done()
 
     def _write(self, body: bytes, content_type: str, answer: bytes, answer_type: str, when: datetime) -> None:

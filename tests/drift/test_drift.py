@@ -273,3 +273,30 @@ def test_local_capture_writes_off_the_request_path(tmp_path: Path, monkeypatch) 
         w.record(b'{"instances": []}', "application/json", b'{"error": "x"}', b"application/json")
     w.flush()
     assert builders == ["capture"] * 5
+
+
+def test_local_capture_holds_a_bounded_number_of_bytes_while_its_writer_is_behind(tmp_path: Path,
+                                                                                  monkeypatch) -> None:
+    """A writer stuck (slow disk) while large requests keep coming: the queue keeps at most QUEUE_BYTES of
+    bodies and drops the rest, so the worker's memory does not grow with the backlog."""
+    import threading
+
+    from predmaint import capture
+
+    release = threading.Event()
+    real = capture.capture_record
+
+    def stuck(*args, **kwargs):
+        release.wait()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(capture, "capture_record", stuck)
+    w = capture.CaptureWriter(tmp_path, 100)
+    body = b'{"instances": [], "pad": "' + b"x" * 2**20 + b'"}'
+    for _ in range(64):  # 64 MiB offered
+        w.record(body, "application/json", b"{}", b"application/json")
+        assert w._queued <= capture.QUEUE_BYTES
+    release.set()
+    w.flush()
+    written = sum(len(f.read_text().splitlines()) for f in tmp_path.rglob("*.jsonl"))
+    assert 1 <= written <= capture.QUEUE_BYTES // 2**20 + 1
