@@ -225,7 +225,10 @@ def cmd_drift(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     result["model_version"] = version
     if args.output:
-        drift.write_result(Path(args.output), result)
+        try:
+            drift.write_result(Path(args.output), result)
+        except drift.DriftError as exc:  # read-only, full disk, a parent that is a file: nothing left behind
+            raise UsageError(str(exc)) from None
     if args.json:
         print(json.dumps(result, indent=1, sort_keys=True))
     else:

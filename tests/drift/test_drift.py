@@ -110,6 +110,62 @@ def test_capture_reader_refuses_bad_records_with_file_and_line(model, tmp_path: 
         D.check(tmp_path / "missing", spec, baseline)
 
 
+GOOD_INPUT = {"observedContentType": "application/json", "mode": "INPUT", "data": "{}", "encoding": "JSON"}
+
+
+@pytest.mark.parametrize("record,message", [
+    ({"captureData": [GOOD_INPUT]}, "no captureData.endpointInput.data"),
+    ({"captureData": {"endpointInput": [GOOD_INPUT]}}, "no captureData.endpointInput.data"),
+    ({"captureData": {"endpointInput": {**GOOD_INPUT, "data": 5}}}, "no captureData.endpointInput.data"),
+    ({"captureData": {"endpointInput": {**GOOD_INPUT, "encoding": "XML"}}}, "unknown endpointInput.encoding"),
+    ({"captureData": {"endpointInput": {**GOOD_INPUT, "encoding": "BASE64", "data": "%%"}}}, "not valid base64"),
+    ({"captureData": {"endpointInput": GOOD_INPUT}, "eventMetadata": "2026-11-30"}, "eventMetadata must be an object"),
+    ({"captureData": {"endpointInput": GOOD_INPUT}, "eventMetadata": {"inferenceTime": "2026-11-30T21:00:00"}},
+     "has no time zone"),
+    ([GOOD_INPUT], "no captureData.endpointInput.data"),
+    ("nested", "nested too deeply"),
+])
+def test_malformed_capture_shapes_are_refused_naming_file_and_line(model, tmp_path: Path, record, message) -> None:
+    spec, baseline = model
+    bad = tmp_path / "bad.jsonl"
+    line = "[" * 100_000 + "]" * 100_000 if record == "nested" else json.dumps(record)
+    bad.write_text(line + "\n")
+    with pytest.raises(D.DriftError, match=rf"bad.jsonl:1: .*{message}"):
+        D.check(bad, spec, baseline, since=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_cli_drift_malformed_capture_and_an_unwritable_output_are_one_line_exit_2(fd001_model: Path,
+                                                                               data_dir: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PREDMAINT_HOME": str(tmp_path / "home")}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "predmaint", "drift", "--model-dir", str(fd001_model),  # noqa: E731
+                                     *a], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"captureData": {"endpointInput": GOOD_INPUT}, "eventMetadata": "x"}) + "\n")
+    proc = run("--capture", str(bad))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "eventMetadata must be an object" in proc.stderr and "internal error" not in proc.stderr
+    spec, _ = D.load_model_files(fd001_model)
+    cap = _write_capture(tmp_path / "cap", D.replay_bodies(_readings(data_dir, "FD001"), spec,
+                                                           np.random.default_rng(0), cut=False)[:2])
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    proc = run("--capture", str(cap), "--output", str(afile / "out"))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "cannot write" in proc.stderr and "internal error" not in proc.stderr
+
+
+def test_drift_output_on_a_full_disk_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """RLIMIT_FSIZE makes writes fail with EFBIG, as a full disk fails them with ENOSPC."""
+    code = ("import resource, signal, sys; from pathlib import Path; from training_src import drift as D\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))\n"
+            "try:\n    D.write_result(Path(sys.argv[1]), {'pad': 'x' * 10000})\n"
+            "except D.DriftError as exc:\n    print(exc); sys.exit(2)\n")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", code, str(out)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "cannot write" in proc.stdout, proc.stdout + proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == []
+
+
 def test_a_model_without_baseline_is_refused_saying_why(model, tmp_path: Path) -> None:
     spec, _ = model
     folder = tmp_path / "model"
