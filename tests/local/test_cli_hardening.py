@@ -183,3 +183,18 @@ def test_report_force_in_a_read_only_run_folder(capsys, tmp_path: Path) -> None:
     assert code == 2
     assert_one_line_error(err, "cannot write")
     assert _listing(run) == ["evaluation.json"]
+
+
+@pytest.mark.parametrize("where", ["read-only folder", "parent is a file"])
+def test_score_output_that_cannot_be_written(capsys, tmp_path: Path, data_dir: Path, model_dir: Path,
+                                             read_only: Path, where: str) -> None:
+    if where == "read-only folder":
+        out = read_only / "scores.csv"
+    else:
+        (tmp_path / "afile").write_text("x")
+        out = tmp_path / "afile" / "scores.csv"
+    code, _, err = run_cli(capsys, "score", "--model-dir", str(model_dir), "--input",
+                           str(data_dir / "cmapss" / "test_FD001.txt.gz"), "--output", str(out))
+    assert code == 2
+    assert_ends_with_one_error(err, f"cannot write {out}")
+    assert _listing(read_only) == []
