@@ -356,3 +356,28 @@ def test_local_capture_holds_a_bounded_number_of_bytes_while_its_writer_is_behin
     w.flush()
     written = sum(len(f.read_text().splitlines()) for f in tmp_path.rglob("*.jsonl"))
     assert 1 <= written <= capture.QUEUE_BYTES // 2**20 + 1
+
+
+def test_drift_refuses_the_life_summaries_the_endpoint_refuses(fd001_model: Path, data_dir: Path) -> None:
+    """A summary whose sums overflow with the readings sent: the endpoint answers 400, so the drift check
+    counts the request as refused, not as usable traffic."""
+    from training_src import inference
+
+    spec, _ = D.load_model_files(fd001_model)
+    if not spec.life_stats:
+        pytest.skip("this model reads no life summary")
+    model = inference.model_fn(str(fd001_model))
+    body = D.replay_bodies(_readings(data_dir, "FD001"), spec, np.random.default_rng(0), cut=False, per_request=1)[0]
+    doc = json.loads(body)
+    doc["instances"][0]["life"] = {}
+    status, out, _ = inference.handle(model, json.dumps(doc).encode(), "application/json", None)
+    assert status == 200
+    life = json.loads(out)["predictions"][0]["life"]
+    forged = {k: (v if k in ("model", "count", "first", "last") else
+                  [1e308] * len(v) if isinstance(v, list) else 1e308) for k, v in life.items()}
+    doc["instances"][0]["life"] = forged
+    forged_body = json.dumps(doc).encode()
+    status, out, _ = inference.handle(model, forged_body, "application/json", None)
+    assert status == 400 and b"overflow" in out, out
+    traffic = D.decode_traffic([D.Captured(forged_body, "application/json", None, "x:1")], spec)
+    assert (traffic.requests, traffic.refused) == (1, 1)

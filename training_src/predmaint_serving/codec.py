@@ -533,15 +533,11 @@ def parse_instances(document: Document, model: Any) -> Request:
     return Request(ids, columns, offsets, explain, life, notes)
 
 
-def features_matrix(req: Request, model: Any) -> np.ndarray:
-    """(n_instances, n_features) float32 matrix, one row per instance (its last reading)."""
-    return F.transform_last(req.columns, req.offsets, model.spec, req.life).astype(np.float32)
-
-
-def read_python(body: bytes, model: Any, explain: bool = False) -> Features:
-    """The Python path: decode, validate (naming the field of any refusal), features."""
-    document = decode(body)
-    req = parse_instances(document, model)
+def life_features(req: Request, model: Any) -> tuple[np.ndarray, list[Any] | None]:
+    """Each instance's features (its last reading, life features from its summary) and its updated life
+    state; the 400 for a summary whose sums overflow with the readings sent. The endpoint's Python path
+    and the drift check (``features_matrix``) both use it, so drift counts as usable what the endpoint
+    answers, and as refused what it refuses."""
     with np.errstate(over="ignore", invalid="ignore"):  # a forged summary's overflow is refused below
         X, updated = F.transform_last_life(req.columns, req.offsets, model.spec, req.life)
     k = len(F.life_names(model.spec))
@@ -549,6 +545,20 @@ def read_python(body: bytes, model: Any, explain: bool = False) -> Features:
         if u is not None and F.life_overflows(u, X[i, -k:]):
             raise bad(f"instances[{i}].life: its sums overflow with the readings sent (it is not a summary this "
                       "endpoint returned); start a new one with {}")
+    return X, updated
+
+
+def features_matrix(req: Request, model: Any) -> np.ndarray:
+    """(n_instances, n_features) float32 matrix, one row per instance (its last reading); refuses what
+    ``life_features`` refuses."""
+    return life_features(req, model)[0].astype(np.float32)
+
+
+def read_python(body: bytes, model: Any, explain: bool = False) -> Features:
+    """The Python path: decode, validate (naming the field of any refusal), features."""
+    document = decode(body)
+    req = parse_instances(document, model)
+    X, updated = life_features(req, model)
     life = None if updated is None else [None if u is None else F.life_document(u, model.spec) for u in updated]
     return Features(req.asset_ids, X.astype(np.float32), req.explain or explain, horizons(document.doc, model),
                     np.diff(req.offsets), life, req.notes)
