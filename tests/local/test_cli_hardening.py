@@ -11,25 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import localkit
 import pytest
-from localkit import REPO, ServerProcess
-
-from predmaint.cli import main
-
-
-def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from localkit import REPO, ServerProcess, run_cli
 
 
 def assert_one_line_error(err: str, fragment: str) -> None:
-    lines = [ln for ln in err.strip().splitlines() if ln]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err and "internal error" not in err and fragment in lines[0], err
+    localkit.assert_one_line_error(err, fragment)
+    assert "internal error" not in err, err
 
 
 def assert_ends_with_one_error(err: str, fragment: str) -> None:
