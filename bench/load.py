@@ -240,6 +240,11 @@ def wait_ping(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ main
+def _folder_bytes(folder: Path) -> int:
+    """Bytes in the files under ``folder`` (0 if absent)."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     src = ap.add_mutually_exclusive_group()
@@ -255,14 +260,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rss-requests", type=int, default=100_000)
     ap.add_argument("--rss-bound-mib", type=float, default=50.0)
     ap.add_argument("--rss-max-seconds", type=float, default=600.0, help="time bound of the memory phase")
+    ap.add_argument("--capture-percent", type=int, default=None,
+                    help="passed to `predmaint serve` (default: serve's own, 10); 0 turns capture off")
     args = ap.parse_args(argv)
     data_dir = Path(args.data_dir)
     tmp = Path(tempfile.mkdtemp(prefix="predmaint-load-"))
     if args.home:
         serve_args = ["--home", args.home]
+        capture_dir = Path(args.home) / "data-capture"
     else:
         model_dir = Path(args.model_dir) if args.model_dir else build_small_model(data_dir, tmp)
-        serve_args = ["--model-dir", str(model_dir)]
+        serve_args = ["--model-dir", str(model_dir), "--home", str(tmp / "home")]  # capture goes under tmp
+        capture_dir = tmp / "home" / "data-capture"
+    if args.capture_percent is not None:
+        serve_args += ["--capture-percent", str(args.capture_percent)]
+    captured_before = _folder_bytes(capture_dir)
     port = free_port()
     log = open(tmp / "server.log", "wb")  # noqa: SIM115 - closed at the end
     server = subprocess.Popen([sys.executable, "-m", "predmaint", "serve", *serve_args, "--workers", str(args.workers),
@@ -314,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
                  f"{mem.n_errors} | {mem_elapsed:.0f} |", "",
                  "RSS is the sum over the gunicorn master and its workers (psutil), measured after the knee and hold "
                  "phases had warmed every worker up."]
+        captured = _folder_bytes(capture_dir) - captured_before
+        rows += ["", f"Capture: `--capture-percent {args.capture_percent if args.capture_percent is not None else 'default'}`"
+                     f", {captured / 2**20:.1f} MiB written under {capture_dir} during the test."]
         ok = hold.n_errors == 0 and growth <= args.rss_bound_mib and sent >= args.rss_requests
         rows += ["", f"Result: {'PASS' if ok else 'FAIL'} (hold errors {hold.n_errors}, RSS growth {growth:+.1f} MiB "
                      f"<= {args.rss_bound_mib:.0f} MiB, {sent:,}/{args.rss_requests:,} requests)"]

@@ -32,7 +32,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, PipelineError, UsageError
+from . import lifestore
+from .errors import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Interrupted,
+    PipelineError,
+    UsageError,
+)
 from .parser import build_parser
 
 log = logging.getLogger("predmaint.cli")
@@ -118,17 +127,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _capture_writer(args: argparse.Namespace) -> Any:
-    """The serve command's capture writer: cdk.json's sampling percentage unless --capture-percent."""
-    from . import capture, deployment
+    """The serve command's capture writer: ``capture.LOCAL_PERCENT`` of the requests unless --capture-percent,
+    the folder bounded by --capture-max-mb (``capture.LOCAL_MAX_MB``)."""
+    from . import capture
 
-    percent = args.capture_percent
-    if percent is None:
-        percent = deployment.load().endpoint.data_capture_percent
+    percent = args.capture_percent if args.capture_percent is not None else capture.LOCAL_PERCENT
     if percent == 0:
         return None
     root = capture.capture_root(args.home)
-    print(f"capturing {percent}% of requests under {root} (SageMaker's data-capture format)", file=sys.stderr)
-    return capture.CaptureWriter(root, percent)
+    max_mb = getattr(args, "capture_max_mb", None) or capture.LOCAL_MAX_MB
+    print(f"capturing {percent}% of requests under {root} (SageMaker's data-capture format, at most {max_mb} MB)",
+          file=sys.stderr)
+    return capture.CaptureWriter(root, percent, max_bytes=max_mb * 2**20)
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
@@ -159,7 +169,10 @@ def cmd_drift(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     result["model_version"] = version
     if args.output:
-        drift.write_result(Path(args.output), result)
+        try:
+            drift.write_result(Path(args.output), result)
+        except drift.DriftError as exc:  # read-only, full disk, a parent that is a file: nothing left behind
+            raise UsageError(str(exc)) from None
     if args.json:
         print(json.dumps(result, indent=1, sort_keys=True))
     else:
@@ -246,8 +259,8 @@ def _file_instances(path: Path, profile: Any = None) -> list[Any]:
         except ValueError as exc:
             raise UsageError(f"{path}: {exc}") from None
     try:
-        doc = json.loads(text)
-    except ValueError as exc:
+        doc = lifestore.loads_strict(text)  # NaN/Infinity would reach the endpoint and be refused there
+    except (ValueError, RecursionError) as exc:
         raise UsageError(f"{path}: not valid JSON ({exc})") from None
     if isinstance(doc, dict) and "instances" in doc and isinstance(doc["instances"], list):
         items = doc["instances"]
@@ -293,30 +306,15 @@ def last_readings(instances: list[Any], n: int) -> list[Any]:
     return [replace(i, readings=i.readings[-n:]) if i.readings is not None else i for i in instances]
 
 
-def read_life_file(path: Path) -> dict[str, Any]:
-    """``--life-file``: a JSON object of asset id -> life summary (an earlier answer's ``life``); an absent
-    file is an empty store (every asset starts a summary)."""
-    if not path.exists():
-        return {}
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}: not a readable JSON life-summary file ({exc})") from None
-    if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
-        raise UsageError(f"{path}: must be a JSON object of asset id -> life summary (as `invoke --life-file` writes)")
-    return doc
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """``text`` into ``path`` through a staged file and ``os.replace``: a failure leaves the old file (or
-    none) and is a ``UsageError`` naming the path."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+def _warn_mid_life(instances: list[Any], store: dict[str, Any], last: int | None) -> None:
+    """``--last N`` for an asset with no stored summary starts one from a window, mid-life: say so."""
+    if not last:
+        return
+    fresh = [str(i.asset_id) for i in instances if i.readings is not None and str(i.asset_id) not in store]
+    if fresh:
+        print(f"warning: no stored life summary for {', '.join(fresh[:5])}{' ...' if len(fresh) > 5 else ''}: "
+              f"the one started now begins mid-life (the last {last} readings), so it misses the earlier ones; "
+              "send the whole history once without --last to start it at the first reading", file=sys.stderr)
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
@@ -335,7 +333,8 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         instances = last_readings(instances, args.last)
     store = None
     if args.life_file:  # each asset's stored summary, or {} to start one with the readings sent
-        store = read_life_file(Path(args.life_file))
+        store = lifestore.read(Path(args.life_file))
+        _warn_mid_life(instances, store, args.last)
         instances = [replace(i, life=store.get(str(i.asset_id), {})) if i.readings is not None else i
                      for i in instances]
     request = InvocationRequest(instances, explain=args.explain, horizon=args.horizon)
@@ -356,9 +355,11 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         hint = "; is `predmaint serve` running?" if exc.status is None and not args.endpoint_name else ""
         raise PipelineError(f"{target}: {exc}{hint}") from None
     if store is not None:
-        returned = {str(p.asset_id): p.life for p in response.predictions if p.life is not None}
-        write_atomically(Path(args.life_file), json.dumps({**store, **returned}, indent=1, sort_keys=True))
-        print(f"life summaries of {len(returned)} asset(s) stored in {args.life_file}", file=sys.stderr)
+        stored, dropped = lifestore.update(Path(args.life_file), store, response.predictions)
+        for asset in dropped:
+            print(f"warning: the stored life summary of {asset} was made by another model; it is dropped from "
+                  f"{args.life_file} (send the asset's whole history to start one for this model)", file=sys.stderr)
+        print(f"life summaries of {stored} asset(s) stored in {args.life_file}", file=sys.stderr)
     if args.json:
         print(json.dumps({"predictions": [p.__dict__ | {"contributions": [c.__dict__ for c in p.contributions]}
                                           for p in response.predictions],
@@ -534,7 +535,7 @@ def cmd_profile_init(args: argparse.Namespace) -> int:
     if out is None:
         sys.stdout.write(text)
         return EXIT_OK
-    write_atomically(out, text)
+    lifestore.write_atomically(out, text)
     print(f"wrote {out}; review it, then `predmaint profile check {out} {args.datafile}`", file=sys.stderr)
     return EXIT_OK
 
@@ -582,6 +583,8 @@ def _error_exit_code(exc: BaseException) -> int | None:
     """Exit code for exceptions that are the user's input, not our failure (None: not one of those)."""
     if isinstance(exc, UsageError):
         return EXIT_USAGE
+    if isinstance(exc, Interrupted):
+        return EXIT_INTERRUPTED
     if isinstance(exc, PipelineError):
         return EXIT_FAILURE
     # Input errors raised by the shared training code (ProfileError, DataError, FeatureError are ValueErrors

@@ -2,7 +2,7 @@
 
 The CLI's exit codes (docs/contract.md, "Command line"): 0 success; 2 bad usage or input
 (``UsageError``); 1 a failure while doing valid work (``PipelineError``, and anything unexpected);
-130 interrupted (Ctrl-C, SIGTERM). An error is one line on stderr, ``predmaint <command>: error:
+130 interrupted (Ctrl-C, SIGTERM: ``Interrupted``). An error is one line on stderr, ``predmaint <command>: error:
 <what and where>``, never a traceback, so keep messages short and say what to do.
 """
 
@@ -26,3 +26,7 @@ class UnknownModelError(UsageError):
 
 class CorruptModelError(UsageError):
     """A model artifact that cannot be extracted or lacks required files."""
+
+
+class Interrupted(Exception):
+    """Stopped by Ctrl-C or SIGTERM, after cleaning up (nothing registered, no folder left). Exit code 130."""

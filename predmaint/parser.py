@@ -62,6 +62,17 @@ def _horizon(text: str) -> float:
     return int(value) if value.is_integer() and abs(value) < 2**53 else value
 
 
+def _positive_seconds(text: str) -> float:
+    """A finite number of seconds above 0 (``--timeout``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text!r}")
+    return value
+
+
 def package_version() -> str:
     """The installed distribution's version (``predmaint --version``)."""
     try:
@@ -142,7 +153,9 @@ def _serve(add: Add) -> None:
     sp.add_argument("--workers", type=_positive_int, default=2, help="worker processes (default 2)")
     sp.add_argument("--capture-percent", type=_percent, default=None,
                     help="share of requests recorded under <home>/data-capture in SageMaker's capture format "
-                         "(default: cdk.json's predmaint.endpoint.data_capture_percent; 0 turns capture off)")
+                         "(default 10, a laptop's share; the deployed endpoint's is cdk.json's; 0 turns capture off)")
+    sp.add_argument("--capture-max-mb", type=_positive_int, default=None, metavar="MB",
+                    help="bound on the capture folder: the oldest files are deleted beyond it (default 256)")
 
 
 def _drift(add: Add) -> None:
@@ -196,7 +209,7 @@ def _invoke(add: Add) -> None:
                     help="keep each asset's life summary in this JSON file: send the stored one (or start one "
                          "when the asset has none: the readings sent must then begin at its first) and store "
                          "the updated one the answer returns")
-    sp.add_argument("--timeout", type=float, default=30.0, help="seconds per attempt (default 30)")
+    sp.add_argument("--timeout", type=_positive_seconds, default=30.0, help="seconds per attempt (default 30)")
     sp.add_argument("--json", action="store_true", help="print the raw response as JSON")
 
 

@@ -146,7 +146,9 @@ class Registry:
             return {"schema": SCHEMA, "packages": {}, "champion": None}
         except (OSError, ValueError) as exc:
             raise CorruptModelError(f"registry manifest {self.manifest_path} is unreadable: {exc}") from exc
-        doc.setdefault("packages", {})
+        if not isinstance(doc, dict) or not isinstance(doc.setdefault("packages", {}), dict):
+            raise CorruptModelError(f"registry manifest {self.manifest_path} is not a registry (expected an "
+                                    "object with a 'packages' object)")
         doc.setdefault("champion", None)
         return doc
 

@@ -314,6 +314,9 @@ def render(run_dir: Path) -> Path:
     Raises ``UsageError`` if ``run_dir`` holds none of evaluation.json, tuning.json, decision.json.
     """
     run_dir = Path(run_dir)
+    for name in ("evaluation.json", "tuning.json", "decision.json"):  # present but corrupt: say so
+        if (run_dir / name).exists() and _load(run_dir / name) is None:
+            raise UsageError(f"{run_dir / name} is not a readable JSON object; the report is not rendered")
     ev = _load(run_dir / "evaluation.json")
     tuning = _load(run_dir / "tuning.json")
     dec = _load(run_dir / "decision.json")
@@ -338,9 +341,9 @@ def render(run_dir: Path) -> Path:
             f"<title>predmaint run {_e(run_id)}</title><style>{CSS}</style></head><body>"
             + "\n".join(sections) + "</body></html>\n")
     out = run_dir / "report.html"
-    tmp = run_dir / f".report.html.{uuid.uuid4().hex}.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
+    from .lifestore import write_atomically
+
+    write_atomically(out, page)  # a read-only or full folder: one line, no temporary file left
     return out
 
 

@@ -35,9 +35,9 @@ from typing import Any
 
 from predmaint import deployment
 from predmaint import zygote as zyg
-from predmaint.errors import PipelineError, UsageError
+from predmaint.errors import Interrupted, PipelineError, UsageError
 from predmaint.modules import load_module
-from predmaint.tuning import tune
+from predmaint.tuning import stop_signal, tune
 from training_src import promotion, search_space
 from training_src.profiles import Profile, ProfileError, is_profile_path, load_profile
 
@@ -313,8 +313,9 @@ def run_pipeline(profile: str | os.PathLike, subset: str | None, data_dir: Path,
               f"· seed {seed}\n  folder {run_dir}\n  ✓ prepare (prepare Lambda handler on local files) "
               f"({prepared:.1f}s)", flush=True)
 
-    # SIGTERM behaves like Ctrl-C: stop cleanly; nothing is registered before the end
-    previous = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # SIGTERM behaves like Ctrl-C: stop at once (trials killed in the handler), nothing is registered
+    # before the end, and the stopped run's folder is removed
+    previous = {sig: signal.signal(sig, stop_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     server = None
     training = False  # until tuning starts, a failure removes the run folder (bad input leaves nothing)
     try:
@@ -401,13 +402,16 @@ def run_pipeline(profile: str | os.PathLike, subset: str | None, data_dir: Path,
                 print(f"  stream state: {len(rebuilt.states)} asset(s) got the new champion's life summary "
                       f"({len(rebuilt.errors)} failed)", flush=True)
     except KeyboardInterrupt:
-        raise PipelineError(f"run {run_id} interrupted; the registry and champion are unchanged") from None
+        training = False  # the folder of a stopped run goes, like that of a run that failed early
+        raise Interrupted(f"run {run_id} interrupted; the registry and champion are unchanged and its "
+                          "folder is removed") from None
     except OSError as exc:
         raise PipelineError(f"run {run_id}: {exc.strerror or exc} ({getattr(exc, 'filename', '')})") from exc
     finally:
         if server is not None:
             server.close()  # also SIGKILLs any script still running (interrupted run)
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if not training:  # failed before training started: leave nothing behind
             shutil.rmtree(run_dir, ignore_errors=True)
             for folder in reversed(created[:-1]):  # the home and runs/ folders this run created, if empty

@@ -28,6 +28,7 @@ objects hold one response per line (``AssembleWith=Line``). ``batch_transform_re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -330,11 +331,13 @@ def write_scores(path: Path, ids: list[Any], preds: np.ndarray, model: Any) -> N
     """CSV (``asset_id,rul`` or ``asset_id,failure_probability,failure``), JSON lines for ``.jsonl`` or
     Parquet for ``.parquet`` (same columns, full float64 predictions; ids as integers when they all
     are, else text). Written to a temporary name and renamed: readers never see half a file."""
+    from .errors import UsageError
+
     fmt = output_format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # unique per writer: two scorers never share it
     regression = model.is_regression
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "parquet":
             import pandas as pd
 
@@ -362,8 +365,11 @@ def write_scores(path: Path, ids: list[Any], preds: np.ndarray, model: Any) -> N
                     fh.writelines(f"{a},{p:.6f},{str(bool(p >= model.threshold)).lower()}\n"
                                   for a, p in zip(ids, preds, strict=True))
         tmp.replace(path)  # readers never see a half-written file
+    except OSError as exc:  # read-only folder, full disk, a parent that is a file: one line, exit 2
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the folder may refuse even this (read-only)
+            tmp.unlink(missing_ok=True)
 
 
 def score_file(model_dir: Path, input_path: Path, output_path: Path, whole_histories: bool = False) -> ScoreResult:

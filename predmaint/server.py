@@ -20,6 +20,9 @@ Design choices, and why:
   rest of the body is read and dropped (at most ``DRAIN_BYTES`` or ``DRAIN_SECONDS``) before the
   connection closes: clients that write the whole body before reading the answer (Python's
   http.client, urllib3 under boto3) would otherwise get a connection reset instead of the 413.
+- Connections are uvicorn's httptools protocol with two changes (``http_protocol.py``): a request the
+  HTTP parser refuses gets the contract's JSON 400, and a request must arrive whole within
+  ``PREDMAINT_REQUEST_TIMEOUT_S`` (30 s) or gets a 408 and its connection is closed.
 """
 
 from __future__ import annotations
@@ -150,6 +153,8 @@ class InferenceApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 log.info("worker shutting down")
+                if self.capture is not None:  # the records still queued for the capture thread
+                    self.capture.flush()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -354,7 +359,9 @@ def serve(model_dir: Path | str, host: str = DEFAULT_HOST, port: int = DEFAULT_P
     options = {
         "bind": [f"fd://{fd}"],
         "workers": workers,
-        "worker_class": "uvicorn_worker.UvicornWorker",
+        # uvicorn's worker with the contract's JSON answer to unparsable requests and a bound on how long
+        # a request may take to arrive (predmaint/http_protocol.py)
+        "worker_class": "predmaint.http_protocol.ContractWorker",
         "keepalive": keepalive,
         "graceful_timeout": graceful_timeout,
         "timeout": timeout,

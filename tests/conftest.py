@@ -1,6 +1,7 @@
 """Shared fixtures: the real data directory (``PREDMAINT_DATA_DIR``, as CI sets it, or ``./data`` from
 `predmaint data`), FD001 preprocessed once and a small real model trained once by train.py, for every test
-package; and the guard that a native-code test never skips where a C compiler is installed."""
+package; the guard that a native-code test never skips where a C compiler is installed; and the guard that
+in CI (``CI`` set, as .ci/run does) a test whose environment is missing fails instead of skipping."""
 
 from __future__ import annotations
 
@@ -22,10 +23,19 @@ if (NODE_BIN / "node").exists() and str(NODE_BIN) not in os.environ.get("PATH", 
 
 #: skip reasons of tests that need native code (training_src/*.c built by the C compiler)
 NATIVE_SKIP_REASON = re.compile(r"\bC compiler\b|\bcompil(e|er|ation)\b", re.IGNORECASE)
+#: skip reasons of tests whose environment an install step builds (a `make ...` target, `npm ci`) or CI
+#: provides (the data directory): in CI (``CI`` set, as .ci/run does) such a skip fails
+ENVIRONMENT_SKIP_REASON = re.compile(r"`make [\w-]+`|\bmake (setup|test)\b|\bnpm ci\b|\bPREDMAINT_DATA_DIR\b")
+
+
+def _in_ci() -> bool:
+    """True under CI: ``CI`` set to anything but empty, 0 or false (GitHub Actions and .ci/run set true)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "native: needs the C compiler; a skip fails where cc/gcc is on PATH")
+    config.addinivalue_line("markers", "environment: needs an environment `make test` builds; a skip fails in CI")
 
 
 @pytest.hookimpl(trylast=True)
@@ -55,6 +65,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> objec
     if not report.skipped or hasattr(report, "wasxfail"):
         return
     reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if _in_ci() and (item.get_closest_marker("environment") or ENVIRONMENT_SKIP_REASON.search(reason)):
+        report.outcome = "failed"
+        report.longrepr = (f"skipped in CI ({reason.removeprefix('Skipped: ')}): CI builds every environment "
+                           f"(`make test`), so a missing one means a broken install step; a skip would hide it")
+        return
     if not (item.get_closest_marker("native") or NATIVE_SKIP_REASON.search(reason)):
         return
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")

@@ -1,5 +1,6 @@
 """The suite's own guards in tests/conftest.py, each run as a real pytest session: a native-code test
-that skips where a C compiler is on PATH fails (a build or load error must not hide as a skip), and
+that skips where a C compiler is on PATH fails (a build or load error must not hide as a skip), a test
+whose environment an install step builds fails instead of skipping in CI (and .ci/run sets ``CI``), and
 ``xdist_group`` really keeps a group on one worker under ``--dist loadgroup`` (pytest 9 + xdist 3.8)."""
 
 from __future__ import annotations
@@ -37,10 +38,13 @@ def test_xfail_is_left_alone():
 '''
 
 
-def _session(tmp_path: Path, path_dirs: list[str]) -> dict[str, str]:
-    (tmp_path / "test_cases.py").write_text(CASES)
+def _session(tmp_path: Path, path_dirs: list[str], cases: str = CASES, ci: str | None = None) -> dict[str, str]:
+    (tmp_path / "test_cases.py").write_text(cases)
     env = {**os.environ, "PATH": os.pathsep.join(path_dirs), "PYTHONPATH": str(REPO / "tests")}
     env.pop("CC", None)
+    env.pop("CI", None)
+    if ci is not None:
+        env["CI"] = ci
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider", "-v",
                            "--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path / "test_cases.py")],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
@@ -64,6 +68,62 @@ def test_without_a_compiler_a_native_skip_stays_a_skip(tmp_path: Path) -> None:
     got = _session(tmp_path, [str(Path(sys.executable).parent)])  # the venv's bin: python, no cc
     assert got == {"skipif_on_the_compiler": "SKIPPED", "skip_at_run_time": "SKIPPED", "marked_native": "SKIPPED",
                    "unrelated_skip": "SKIPPED", "xfail_is_left_alone": "XFAIL"}
+
+
+ENVIRONMENT_CASES = '''
+import pytest
+
+@pytest.mark.skipif(True, reason="run `make checkov-setup` (part of `make test`)")
+def test_missing_checkov():
+    pass
+
+def test_missing_container_venv():
+    pytest.skip(".venv-container is missing: run `make container-setup`")
+
+def test_missing_node():
+    pytest.skip("needs node and `npm ci` (make setup)")
+
+def test_missing_data():
+    pytest.skip("no data directory: set PREDMAINT_DATA_DIR or run `predmaint data`")
+
+@pytest.mark.environment
+@pytest.mark.skip(reason="the SDK venv is absent")
+def test_marked_environment():
+    pass
+
+@pytest.mark.skip(reason="needs a GPU")
+def test_unrelated_skip():
+    pass
+'''
+ENV_NAMES = ("missing_checkov", "missing_container_venv", "missing_node", "missing_data", "marked_environment")
+
+
+def test_in_ci_a_missing_environment_fails_instead_of_skipping(tmp_path: Path) -> None:
+    got = _session(tmp_path, [str(Path(sys.executable).parent)], ENVIRONMENT_CASES, ci="true")
+    # a skipif or skip mark fails at setup: pytest reports an ERROR (the run fails either way)
+    assert {k: v for k, v in got.items() if k != "unrelated_skip"} == {
+        "missing_checkov": "ERROR", "missing_container_venv": "FAILED", "missing_node": "FAILED",
+        "missing_data": "FAILED", "marked_environment": "ERROR"}
+    assert got["unrelated_skip"] == "SKIPPED"
+
+
+def test_outside_ci_a_missing_environment_stays_a_skip(tmp_path: Path) -> None:
+    for ci in (None, "false"):
+        got = _session(tmp_path, [str(Path(sys.executable).parent)], ENVIRONMENT_CASES, ci=ci)
+        assert got == {name: "SKIPPED" for name in (*ENV_NAMES, "unrelated_skip")}, ci
+
+
+def test_ci_run_sets_ci(tmp_path: Path) -> None:
+    """.ci/run exports CI=true itself (overriding an empty or false value), so the guard above is on."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    make = fake / "make"
+    make.write_text(f'#!/bin/sh\necho "CI=$CI ARGS=$*" > {tmp_path / "seen"}\n')
+    make.chmod(0o755)
+    env = {**os.environ, "PATH": os.pathsep.join([str(fake), "/usr/bin", "/bin"]), "CI": "false"}
+    proc = subprocess.run([str(REPO / ".ci" / "run")], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "seen").read_text().strip() == "CI=true ARGS=test"
 
 
 GROUPED = '''

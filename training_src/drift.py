@@ -54,6 +54,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import os
@@ -277,13 +278,19 @@ class Captured:
     where: str
 
 
-def _parse_time(text: Any) -> datetime | None:
+def _parse_time(text: Any, where: str = "") -> datetime | None:
+    """``eventMetadata.inferenceTime`` (ISO 8601 with a time zone, as SageMaker writes it: ``...Z``); None
+    when absent or unreadable. A time without a zone is refused: it cannot be compared with the window."""
     if not isinstance(text, str):
         return None
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
+    if when.tzinfo is None:
+        raise DriftError(f"{where}: eventMetadata.inferenceTime {text!r} has no time zone (SageMaker writes UTC, "
+                         "ending in Z)")
+    return when
 
 
 def read_captures(paths: Iterable[Path]) -> Iterator[Captured]:
@@ -297,9 +304,12 @@ def read_captures(paths: Iterable[Path]) -> Iterator[Captured]:
                 where = f"{path}:{lineno}"
                 try:
                     rec = json.loads(line)
+                except RecursionError:
+                    raise DriftError(f"{where}: not a JSON capture record (nested too deeply)") from None
                 except ValueError as exc:
                     raise DriftError(f"{where}: not a JSON capture record ({exc})") from None
-                inp = rec.get("captureData", {}).get("endpointInput") if isinstance(rec, dict) else None
+                data_part = rec.get("captureData") if isinstance(rec, dict) else None
+                inp = data_part.get("endpointInput") if isinstance(data_part, dict) else None
                 if not isinstance(inp, dict) or not isinstance(inp.get("data"), str):
                     raise DriftError(f"{where}: no captureData.endpointInput.data (not a SageMaker capture record)")
                 enc = str(inp.get("encoding", "")).upper()
@@ -313,7 +323,10 @@ def read_captures(paths: Iterable[Path]) -> Iterator[Captured]:
                     body = data.encode("utf-8", "surrogatepass")
                 else:
                     raise DriftError(f"{where}: unknown endpointInput.encoding {inp.get('encoding')!r}")
-                when = _parse_time((rec.get("eventMetadata") or {}).get("inferenceTime"))
+                meta = rec.get("eventMetadata")
+                if meta is not None and not isinstance(meta, dict):
+                    raise DriftError(f"{where}: eventMetadata must be an object (not a SageMaker capture record)")
+                when = _parse_time((meta or {}).get("inferenceTime"), where)
                 yield Captured(body, str(inp.get("observedContentType") or ""), when, where)
 
 
@@ -597,12 +610,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def write_result(out_dir: Path, result: dict[str, Any]) -> Path:
     """Write ``drift_result.json`` atomically (temp file, then rename)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / RESULT_FILE
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".drift-")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(result, fh, indent=1, sort_keys=True)
-    os.replace(tmp, target)
+    tmp = None
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".drift-")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(result, fh, indent=1, sort_keys=True)
+        os.replace(tmp, target)
+    except OSError as exc:  # a full disk, a read-only folder, a parent that is a file: nothing left behind
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise DriftError(f"cannot write {target}: {exc.strerror or exc}") from None
     return target
 
 
@@ -613,10 +633,10 @@ def main(argv: list[str] | None = None) -> int:
         since = datetime.now(UTC) - timedelta(hours=args.window_hours) if args.window_hours else None
         result = check(Path(args.capture_dir), spec, baseline,
                        Settings(args.psi_threshold, args.alpha, args.min_samples), since)
+        write_result(Path(args.output_dir), result)
     except DriftError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    write_result(Path(args.output_dir), result)
     for line in summary_lines(result):
         print(line)
     if args.metric_namespace:

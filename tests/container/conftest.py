@@ -23,6 +23,8 @@ _local = load_module(LOCAL / "conftest.py", "container_local_fixtures")
 model_dir = _local.model_dir
 model_tar = _local.model_tar
 test_units = _local.test_units
+registry_home = _local.registry_home
+server = _local.server  # `predmaint serve`, to answer the shared corpus beside the container
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -230,3 +230,25 @@ def test_numbers_beyond_the_float_range_are_named_there_as_locally(served: Serve
         assert (status, json.loads(out)) == (400, {"error": message}), body[-200:]
         status, out, _ = inference.handle(local, body, "application/json", None)
         assert (status, json.loads(out)) == (400, {"error": message})
+
+
+def _answer(body: bytes) -> dict[str, Any]:
+    """A JSON answer without its model_version: the deployment names the model (the local registry's
+    version, the container's artifact), the rest must be equal."""
+    doc = json.loads(body)
+    doc.pop("model_version", None)
+    return doc
+
+
+def test_the_container_answers_the_shared_corpus_like_the_local_server(served: Served, server, test_units) -> None:
+    """Every case of tests/serving_corpus.py gets the same status and the same JSON body from the container's
+    stack as from `predmaint serve` (bodies that are not UTF-8, integers beyond 64 bits, Accept weights)."""
+    from tests.serving_corpus import corpus
+
+    differ = []
+    for name, (body, headers, expected) in corpus(test_units).items():
+        local = http(server.port, "POST", "/invocations", body, headers, timeout=60)
+        container = served.post(body, headers)
+        if local[0] != expected or container[0] != local[0] or _answer(container[1]) != _answer(local[1]):
+            differ.append((name, expected, local[0], local[1][:160], container[0], container[1][:160]))
+    assert differ == [], "\n".join(map(repr, differ))

@@ -111,6 +111,62 @@ def test_capture_reader_refuses_bad_records_with_file_and_line(model, tmp_path: 
         D.check(tmp_path / "missing", spec, baseline)
 
 
+GOOD_INPUT = {"observedContentType": "application/json", "mode": "INPUT", "data": "{}", "encoding": "JSON"}
+
+
+@pytest.mark.parametrize("record,message", [
+    ({"captureData": [GOOD_INPUT]}, "no captureData.endpointInput.data"),
+    ({"captureData": {"endpointInput": [GOOD_INPUT]}}, "no captureData.endpointInput.data"),
+    ({"captureData": {"endpointInput": {**GOOD_INPUT, "data": 5}}}, "no captureData.endpointInput.data"),
+    ({"captureData": {"endpointInput": {**GOOD_INPUT, "encoding": "XML"}}}, "unknown endpointInput.encoding"),
+    ({"captureData": {"endpointInput": {**GOOD_INPUT, "encoding": "BASE64", "data": "%%"}}}, "not valid base64"),
+    ({"captureData": {"endpointInput": GOOD_INPUT}, "eventMetadata": "2026-11-30"}, "eventMetadata must be an object"),
+    ({"captureData": {"endpointInput": GOOD_INPUT}, "eventMetadata": {"inferenceTime": "2026-11-30T21:00:00"}},
+     "has no time zone"),
+    ([GOOD_INPUT], "no captureData.endpointInput.data"),
+    ("nested", "nested too deeply"),
+])
+def test_malformed_capture_shapes_are_refused_naming_file_and_line(model, tmp_path: Path, record, message) -> None:
+    spec, baseline = model
+    bad = tmp_path / "bad.jsonl"
+    line = "[" * 100_000 + "]" * 100_000 if record == "nested" else json.dumps(record)
+    bad.write_text(line + "\n")
+    with pytest.raises(D.DriftError, match=rf"bad.jsonl:1: .*{message}"):
+        D.check(bad, spec, baseline, since=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_cli_drift_malformed_capture_and_an_unwritable_output_are_one_line_exit_2(fd001_model: Path,
+                                                                               data_dir: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PREDMAINT_HOME": str(tmp_path / "home")}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "predmaint", "drift", "--model-dir", str(fd001_model),  # noqa: E731
+                                     *a], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"captureData": {"endpointInput": GOOD_INPUT}, "eventMetadata": "x"}) + "\n")
+    proc = run("--capture", str(bad))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "eventMetadata must be an object" in proc.stderr and "internal error" not in proc.stderr
+    spec, _ = D.load_model_files(fd001_model)
+    cap = _write_capture(tmp_path / "cap", D.replay_bodies(_readings(data_dir, "FD001"), spec,
+                                                           np.random.default_rng(0), cut=False)[:2])
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    proc = run("--capture", str(cap), "--output", str(afile / "out"))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "cannot write" in proc.stderr and "internal error" not in proc.stderr
+
+
+def test_drift_output_on_a_full_disk_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """RLIMIT_FSIZE makes writes fail with EFBIG, as a full disk fails them with ENOSPC."""
+    code = ("import resource, signal, sys; from pathlib import Path; from training_src import drift as D\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))\n"
+            "try:\n    D.write_result(Path(sys.argv[1]), {'pad': 'x' * 10000})\n"
+            "except D.DriftError as exc:\n    print(exc); sys.exit(2)\n")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", code, str(out)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "cannot write" in proc.stdout, proc.stdout + proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == []
+
+
 def test_a_model_without_baseline_is_refused_saying_why(model, tmp_path: Path) -> None:
     spec, _ = model
     folder = tmp_path / "model"
@@ -172,6 +228,7 @@ def test_local_capture_writer_uses_sagemaker_layout_and_sampling(tmp_path: Path)
     w = CaptureWriter(tmp_path, 30, seed=0)
     for _ in range(1000):
         w.record(b'{"instances": []}', "application/json", b'{"error": "x"}', b"application/json")
+    w.flush()
     files = list(tmp_path.rglob("*.jsonl"))
     assert len(files) == 1 and files[0].relative_to(tmp_path).parts[0] == "AllTraffic"
     lines = files[0].read_text().splitlines()
@@ -257,6 +314,7 @@ def test_local_server_captures_what_it_answered(fd001_model: Path, data_dir: Pat
 
     for b in bodies:
         asyncio.run(call(b))
+    app.capture.flush()
     assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200, 200, 200]
     lines = [json.loads(x) for f in (tmp_path / "cap").rglob("*.jsonl") for x in f.read_text().splitlines()]
     assert len(lines) == 3
@@ -265,18 +323,110 @@ def test_local_server_captures_what_it_answered(fd001_model: Path, data_dir: Pat
     assert traffic.requests == 3 and traffic.refused == 0 and len(traffic.feature_regime) == 30
 
 
-def test_serve_captures_by_cdk_json_unless_told(tmp_path: Path) -> None:
+def test_serve_captures_a_laptops_share_unless_told(tmp_path: Path) -> None:
+    """Locally, not cdk.json's 100 % (the deployed endpoint's, into S3): 10 % and at most 256 MB."""
     import argparse
 
     from predmaint import cli, deployment
-    from predmaint.capture import capture_root
+    from predmaint.capture import LOCAL_MAX_MB, LOCAL_PERCENT, capture_root
 
-    writer = cli._capture_writer(argparse.Namespace(capture_percent=None, home=tmp_path))
-    assert writer.percent == deployment.load().endpoint.data_capture_percent
-    assert writer.root == capture_root(tmp_path) / "AllTraffic"
+    writer = cli._capture_writer(argparse.Namespace(capture_percent=None, capture_max_mb=None, home=tmp_path))
+    assert (writer.percent, writer.max_bytes) == (LOCAL_PERCENT, LOCAL_MAX_MB * 2**20) == (10, 256 * 2**20)
+    assert writer.percent < deployment.load().endpoint.data_capture_percent and writer.root == capture_root(tmp_path) / "AllTraffic"
+    writer = cli._capture_writer(argparse.Namespace(capture_percent=100, capture_max_mb=2, home=tmp_path))
+    assert (writer.percent, writer.max_bytes) == (100, 2 * 2**20)
     assert cli._capture_writer(argparse.Namespace(capture_percent=0, home=tmp_path)) is None
     bad = tmp_path / "cdk.json"
     bad.write_text(json.dumps({"context": {"predmaint": {"endpoint": {"data_capture_percent": 150}}}}))
     from predmaint.errors import UsageError
     with pytest.raises(UsageError, match=r"predmaint\.endpoint\.data_capture_percent: must be a number in 0\.\.100"):
         deployment.load(bad)
+
+
+def test_local_capture_rotates_and_stays_under_its_bound(tmp_path: Path) -> None:
+    from predmaint.capture import CaptureWriter
+
+    w = CaptureWriter(tmp_path, 100, max_bytes=64 * 1024)
+    body = json.dumps({"instances": [{"asset_id": "a", "readings": [{"cycle": i} for i in range(40)]}]}).encode()
+    for _ in range(600):  # ~600 records of ~1 KB: ten times the bound
+        w.record(body, "application/json", b'{"predictions": []}', b"application/json")
+        w.flush()
+    files = list(tmp_path.rglob("*.jsonl"))
+    assert len(files) > 1  # rotated
+    assert sum(f.stat().st_size for f in files) <= 64 * 1024
+    for f in files:  # whole records only
+        assert all(json.loads(line)["captureData"] for line in f.read_text().splitlines())
+
+
+def test_local_capture_writes_off_the_request_path(tmp_path: Path, monkeypatch) -> None:
+    """``record`` (called by the server after each answer) only queues: the record is built and written
+    by the writer's thread, never by the caller."""
+    import threading
+
+    from predmaint import capture
+
+    builders: list[str] = []
+    real = capture.capture_record
+
+    def spy(*args, **kwargs):
+        builders.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(capture, "capture_record", spy)
+    w = capture.CaptureWriter(tmp_path, 100)
+    for _ in range(5):
+        w.record(b'{"instances": []}', "application/json", b'{"error": "x"}', b"application/json")
+    w.flush()
+    assert builders == ["capture"] * 5
+
+
+def test_local_capture_holds_a_bounded_number_of_bytes_while_its_writer_is_behind(tmp_path: Path,
+                                                                                  monkeypatch) -> None:
+    """A writer stuck (slow disk) while large requests keep coming: the queue keeps at most QUEUE_BYTES of
+    bodies and drops the rest, so the worker's memory does not grow with the backlog."""
+    import threading
+
+    from predmaint import capture
+
+    release = threading.Event()
+    real = capture.capture_record
+
+    def stuck(*args, **kwargs):
+        release.wait()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(capture, "capture_record", stuck)
+    w = capture.CaptureWriter(tmp_path, 100)
+    body = b'{"instances": [], "pad": "' + b"x" * 2**20 + b'"}'
+    for _ in range(64):  # 64 MiB offered
+        w.record(body, "application/json", b"{}", b"application/json")
+        assert w._queued <= capture.QUEUE_BYTES
+    release.set()
+    w.flush()
+    written = sum(len(f.read_text().splitlines()) for f in tmp_path.rglob("*.jsonl"))
+    assert 1 <= written <= capture.QUEUE_BYTES // 2**20 + 1
+
+
+def test_drift_refuses_the_life_summaries_the_endpoint_refuses(fd001_model: Path, data_dir: Path) -> None:
+    """A summary whose sums overflow with the readings sent: the endpoint answers 400, so the drift check
+    counts the request as refused, not as usable traffic."""
+    from training_src import inference
+
+    spec, _ = D.load_model_files(fd001_model)
+    if not spec.life_stats:
+        pytest.skip("this model reads no life summary")
+    model = inference.model_fn(str(fd001_model))
+    body = D.replay_bodies(_readings(data_dir, "FD001"), spec, np.random.default_rng(0), cut=False, per_request=1)[0]
+    doc = json.loads(body)
+    doc["instances"][0]["life"] = {}
+    status, out, _ = inference.handle(model, json.dumps(doc).encode(), "application/json", None)
+    assert status == 200
+    life = json.loads(out)["predictions"][0]["life"]
+    forged = {k: (v if k in ("model", "count", "first", "last") else
+                  [1e308] * len(v) if isinstance(v, list) else 1e308) for k, v in life.items()}
+    doc["instances"][0]["life"] = forged
+    forged_body = json.dumps(doc).encode()
+    status, out, _ = inference.handle(model, forged_body, "application/json", None)
+    assert status == 400 and b"overflow" in out, out
+    traffic = D.decode_traffic([D.Captured(forged_body, "application/json", None, "x:1")], spec)
+    assert (traffic.requests, traffic.refused) == (1, 1)

@@ -134,3 +134,21 @@ class ServerProcess:
 
 def request_body(instances: list[dict[str, Any]]) -> bytes:
     return json.dumps({"instances": instances}).encode()
+
+
+def run_cli(capsys: Any, *argv: str) -> tuple[int, str, str]:
+    """``predmaint.cli.main(argv)`` in-process: (exit code, stdout, stderr); argparse's exits included."""
+    from predmaint.cli import main
+
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse errors and --help
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(err: str, fragment: str) -> None:
+    lines = [ln for ln in err.strip().splitlines() if ln]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err and fragment in lines[0], err

@@ -9,29 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from localkit import REPO, ServerProcess, free_port, read_test_units
+from localkit import REPO, ServerProcess, assert_one_line_error, free_port, read_test_units, run_cli
 
 from predmaint import cli
-from predmaint.cli import main
 from predmaint.registry import Registry
 
 # every command the CLI implements, and the `profile` group itself
 COMMANDS = [*cli.COMMANDS, "profile"]
-
-
-def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse errors and --help
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(err: str, fragment: str) -> None:
-    lines = [ln for ln in err.strip().splitlines() if ln]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err and fragment in lines[0], err
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])

@@ -84,7 +84,7 @@ def test_render_with_missing_optional_files(tmp_path: Path) -> None:
     assert "No evaluation.json" in report.render(only_tuning).read_text()
     (tmp_path / "r4").mkdir()
     (tmp_path / "r4" / "evaluation.json").write_text("{broken")
-    with pytest.raises(UsageError, match="nothing to report"):
+    with pytest.raises(UsageError, match=r"evaluation\.json is not a readable JSON object"):
         report.render(tmp_path / "r4")
 
 

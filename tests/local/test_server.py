@@ -48,6 +48,19 @@ def test_explain_header_adds_contributions(server: ServerProcess, test_units) ->
     assert contributions and {"feature", "value", "contribution"} <= set(contributions[0])
 
 
+def test_the_shared_corpus_gets_the_contract_answers(server: ServerProcess, test_units) -> None:
+    """tests/serving_corpus.py, which the container's stack must answer alike (tests/container)."""
+    from tests.serving_corpus import corpus
+
+    wrong = []
+    for name, (body, headers, expected) in corpus(test_units).items():
+        status, out = http(server.port, "POST", "/invocations", body, headers)
+        doc = json.loads(out)
+        if status != expected or (status != 200 and (set(doc) != {"error"} or not doc["error"])):
+            wrong.append((name, status, out[:200]))
+    assert wrong == []
+
+
 def _reading(test_units, **override):
     r = dict(test_units[1][0])
     r.update(override)
@@ -263,3 +276,111 @@ def test_port_in_use_is_a_one_line_error(registry_home: Path, server: ServerProc
                            str(server.port)], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "already in use" in proc.stderr, proc.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# Requests the HTTP parser refuses, and requests that never arrive whole
+# ------------------------------------------------------------------------------------------------
+HEAD = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+PROTOCOL_ERRORS = {
+    "bad chunk size": HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+    "Content-Length abc": HEAD + b"Content-Length: abc\r\n\r\n{}",
+    "Content-Length and Transfer-Encoding": HEAD + b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                            b"2\r\n{}\r\n0\r\n\r\n",
+    "control byte in a header": HEAD + b"X-Thing: a\x01b\r\nContent-Length: 2\r\n\r\n{}",
+    "space before a colon": HEAD + b"Content-Length : 2\r\n\r\n{}",
+    "bad request line": b"POST /invocations HTTP/9\x00\r\n\r\n",
+}
+
+
+def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """Everything the server sends until it closes the connection: status, headers, body."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict((k.strip().lower(), v.strip()) for k, _, v in (ln.partition(":") for ln in lines[1:]))
+    return int(lines[0].split()[1]), headers, body
+
+
+@pytest.mark.parametrize("name", list(PROTOCOL_ERRORS))
+def test_protocol_level_bad_requests_get_the_json_error(server: ServerProcess, name: str) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(PROTOCOL_ERRORS[name])
+        status, headers, body = _read_response(s)  # the server closes the connection after its answer
+    assert status == 400 and headers["content-type"] == "application/json", (status, headers, body)
+    assert json.loads(body)["error"].startswith("request: not valid HTTP/1.1"), body
+
+
+@pytest.fixture(scope="module")
+def impatient_server(registry_home: Path, tmp_path_factory: pytest.TempPathFactory):
+    """`predmaint serve` whose requests must arrive within 1 s."""
+    srv = ServerProcess(["serve", "--home", str(registry_home), "--workers", "1"], free_port(),
+                        tmp_path_factory.mktemp("impatient") / "server.log", env={"PREDMAINT_REQUEST_TIMEOUT_S": "1"})
+    try:
+        srv.wait_ping()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_sockets_holding_partial_requests_are_answered_408_and_closed(impatient_server: ServerProcess,
+                                                                       test_units) -> None:
+    """Half a body, half the headers, or nothing at all: each connection gets its 408 (or is closed) once
+    the bound passes, and the server answers others meanwhile. The test waits on the server's close."""
+    body = request_body([{"asset_id": "a", "readings": test_units[1]}])
+    held = []
+    for i in range(60):
+        s = socket.create_connection(("127.0.0.1", impatient_server.port), timeout=60)
+        if i % 3 == 0:
+            s.sendall(HEAD + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:100])
+        elif i % 3 == 1:
+            s.sendall(HEAD)  # headers never end
+        held.append((i % 3, s))
+    status, _ = http(impatient_server.port, "POST", "/invocations", body, JSON)
+    assert status == 200
+    for kind, s in held:
+        with s:
+            status, headers, out = _read_response(s)  # returns when the server closes the socket
+        assert status == 408 and headers["content-type"] == "application/json", (kind, status, out)
+        assert "not received whole within 1 s" in json.loads(out)["error"]
+    # and a slow but complete client within the bound is served as usual
+    with socket.create_connection(("127.0.0.1", impatient_server.port), timeout=60) as s:
+        s.sendall(HEAD + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body[:10])
+        s.sendall(body[10:])
+        assert _read_response(s)[0] == 200
+
+
+def test_workers_exit_when_the_master_is_killed(registry_home: Path, tmp_path: Path, test_units) -> None:
+    """SIGKILL of `predmaint serve` (the gunicorn master): its workers exit and free the port. Waits on the
+    workers' exit (HANG_GUARD_S only stops a hung test), not on a time bound."""
+    srv = ServerProcess(["serve", "--home", str(registry_home), "--workers", "2"], free_port(), tmp_path / "s.log")
+    workers: set[int] = set()
+    try:
+        srv.wait_ping()
+        workers = srv.wait_workers(2)
+        assert http(srv.port, "POST", "/invocations", request_body([{"asset_id": "a", "readings": test_units[1]}]),
+                    JSON)[0] == 200
+        srv.proc.kill()
+        srv.proc.wait()
+        deadline = time.monotonic() + 120  # hang guard
+        while any(_alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, f"workers {workers} outlived their master"
+            time.sleep(0.1)
+        with pytest.raises(OSError):
+            http(srv.port, "GET", "/ping", timeout=5)
+    finally:
+        srv.stop()
+        for pid in workers:  # orphans left by a failure: never leave them holding a port
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, exited but not yet reaped by init, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -30,6 +30,7 @@ from localkit import PY, REPO, ServerProcess, build_model, free_port, http, requ
 pytestmark = pytest.mark.xdist_group("reliability-faults")
 JSON = {"Content-Type": "application/json"}
 RECOVERY_S = 10.0  # a killed worker is replaced and /ping healthy within this (measured: ~1-2 s)
+HANG_GUARD_S = 600.0  # not a speed bound: only how long a hung process may hang the suite
 
 
 # ------------------------------------------------------------------------------------------------
@@ -215,17 +216,20 @@ class Run:
             self.proc.kill()
             raise AssertionError(f"never saw {marker!r}: {''.join(self.err)[-2000:]}")
 
-    def stop_with(self, sig: signal.Signals, timeout: float = 30) -> float:
-        """Send ``sig``; return the seconds until the process exited (fails beyond ``timeout``)."""
+    def stop_with(self, sig: signal.Signals) -> float:
+        """Send ``sig`` and wait for the process to exit (the event); return the seconds it took, for the
+        log only. How fast a loaded machine stops is not asserted: the run kills its trials in the signal
+        handler itself, so stopping does not wait for them. HANG_GUARD_S only keeps a hung run from
+        hanging the suite."""
         t0 = time.monotonic()
         self.proc.send_signal(sig)
         try:
-            self.proc.wait(timeout)
+            self.proc.wait(HANG_GUARD_S)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            raise AssertionError(f"{sig.name} did not stop the run within {timeout:.0f} s") from None
+            raise AssertionError(f"{sig.name} did not stop the run (hung {HANG_GUARD_S:.0f} s)") from None
         for t in self._threads:
-            t.join(5)
+            t.join()
         return time.monotonic() - t0
 
 
@@ -255,7 +259,9 @@ def test_interrupted_run_leaves_registry_and_champion_unchanged(sig, stage, home
     else:
         # the last line is the clear one (optuna may log the interrupted trial above it)
         last = "".join(run.err).strip().splitlines()[-1]
-        assert run.proc.returncode == 1 and "interrupted; the registry and champion are unchanged" in last, last
+        assert run.proc.returncode == 130, (run.proc.returncode, last)  # docs/contract.md: 130 interrupted
+        assert "interrupted; the registry and champion are unchanged" in last, last
+        assert not (home / "runs" / f"killed-{sig.name.lower()}").exists()  # the stopped run leaves no folder
     assert _registry_state(home) == before
     assert Registry(home).champion().version == champion
     if sig is signal.SIGINT:  # the trial subprocesses were killed with the run

@@ -24,13 +24,21 @@ JSON = "application/json"
 ALLOWED = {200, 400, 406, 413, 415}
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
-# arbitrary JSON documents (finite floats: Python's json would write NaN, which is a separate test)
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5),
-    max_leaves=30,
-)
+# integers of any size: 64-bit bounds hid the answers to integers beyond them (a 400-digit integer is as
+# easy to send as a small one)
+any_integers = st.integers() | st.integers(2**63, 10**400) | st.integers(-(10**400), -(2**63))
+
+
+def json_documents(integers: st.SearchStrategy = any_integers) -> st.SearchStrategy:
+    """Arbitrary JSON documents (finite floats: Python's json would write NaN, which is a separate test)."""
+    return st.recursive(
+        st.none() | st.booleans() | integers | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+        lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5),
+        max_leaves=30,
+    )
+
+
+json_values = json_documents()
 # values that are not acceptable in a numeric field
 bad_numbers = st.one_of(
     st.text(max_size=10), st.none(), st.booleans(), st.lists(st.integers(), max_size=3),
@@ -144,8 +152,11 @@ def test_huge_finite_numbers_never_crash(loaded_model, history, data, magnitude)
     for r in readings[-data.draw(st.integers(1, len(readings))):]:
         r[field] = sign * magnitude
     status, doc = call(loaded_model, request([{"asset_id": "a", "readings": readings}]))
+    assert status in (200, 400), doc
     if status == 200:
         assert all(math.isfinite(p["rul"]) for p in doc["predictions"])
+    else:
+        assert f"].{field}" in doc["error"], doc
 
 
 @SETTINGS
@@ -157,8 +168,11 @@ def test_huge_integers_never_crash(loaded_model, history, data, digits) -> None:
     readings[-1][field] = "__TOKEN__"
     body = request([{"asset_id": "a", "readings": readings}]).replace(b'"__TOKEN__"', b"9" * digits)
     status, doc = call(loaded_model, body)
+    assert status in (200, 400), doc
     if status == 200:
         assert all(math.isfinite(p["rul"]) for p in doc["predictions"])
+    else:
+        assert f"instances[0].readings[{len(readings) - 1}].{field}" in doc["error"], doc
 
 
 @SETTINGS
@@ -204,10 +218,63 @@ def test_unknown_content_type_is_415(loaded_model, history, content_type) -> Non
 
 @SETTINGS
 @given(accept=st.text(min_size=1, max_size=30))
-def test_unknown_accept_is_406(loaded_model, history, accept) -> None:
-    assume(codec.media_type(accept) not in ("", "*/*", JSON, "application/*"))
+def test_accept_without_json_is_406(loaded_model, history, accept) -> None:
+    # no media range that matches JSON (application/json, application/*, */*) with a weight above 0
+    ranges = [r.split(";")[0].strip().lower() for r in accept.split(",")]
+    assume(not any(r in ("*/*", JSON, "application/*") for r in ranges) and accept.strip())
     status, doc = call(loaded_model, request([{"asset_id": "a", "readings": history}]), accept=accept)
     assert status == 406 and "Accept" in doc["error"]
+
+
+other_types = st.sampled_from(["text/html", "application/xhtml+xml", "application/xml", "image/webp", "text/csv"])
+weights = st.sampled_from(["", ";q=1", ";q=0.9", ";q=0.001", ";Q=0.5", " ; q=0.8", ";level=1;q=0.2"])
+
+
+@SETTINGS
+@given(data=st.data(), before=st.lists(st.tuples(other_types, weights), max_size=3),
+       after=st.lists(st.tuples(other_types, weights), max_size=3),
+       json_range=st.sampled_from([JSON, "application/*", "*/*", "Application/JSON"]), weight=weights)
+def test_accept_with_json_among_weighted_ranges_is_200(loaded_model, history, data, before, after, json_range,
+                                                       weight) -> None:
+    """RFC 9110 media ranges: a browser's ``text/html, application/json;q=0.9`` accepts JSON."""
+    ranges = [t + w for t, w in before] + [json_range + weight] + [t + w for t, w in after]
+    accept = data.draw(st.sampled_from([", ", ","])).join(ranges)
+    status, doc = call(loaded_model, request([{"asset_id": "a", "readings": history}]), accept=accept)
+    assert status == 200, (accept, doc)
+
+
+@pytest.mark.parametrize("accept", ["application/json;q=0", "text/html, application/json;q=0, */*",
+                                    "*/*;q=0", "application/*;q=0.0, text/html", "text/html;q=0.9, image/*"])
+def test_accept_refusing_json_by_weight_is_406(loaded_model, history, accept) -> None:
+    """q=0 means "not acceptable", and the most specific matching range decides (RFC 9110 12.5.1)."""
+    status, doc = call(loaded_model, request([{"asset_id": "a", "readings": history}]), accept=accept)
+    assert status == 406 and "Accept" in doc["error"], doc
+
+
+@SETTINGS
+@given(data=st.data(), value=json_documents(any_integers))
+def test_any_value_in_a_life_summary_is_200_or_400_naming_it(loaded_model, test_units, data, value) -> None:
+    """A life summary returned by an answer, with one key replaced by any JSON value (or added, or
+    removed): 200 or a 400 naming ``instances[0].life``, never a crash."""
+    readings = test_units[1]
+    status, first = call(loaded_model, request([{"asset_id": "a", "readings": readings[:-5], "life": {}}]))
+    assert status == 200, first
+    life = dict(first["predictions"][0]["life"])
+    key = data.draw(st.sampled_from([*sorted(life), "extra"]))
+    how = data.draw(st.sampled_from(["replace", "delete", "element"]))
+    if how == "delete":
+        life.pop(key, None)
+    elif how == "element" and isinstance(life.get(key), list) and life[key]:
+        life[key] = [*life[key]]
+        life[key][data.draw(st.integers(0, len(life[key]) - 1))] = value
+    else:
+        life[key] = value
+    status, doc = call(loaded_model, request([{"asset_id": "a", "readings": readings[-5:], "life": life}]))
+    assert status in (200, 400), doc
+    if status == 400:
+        assert doc["error"].startswith("instances[0].life"), doc
+    else:
+        assert all(math.isfinite(p["rul"]) for p in doc["predictions"])
 
 
 @pytest.mark.parametrize("depth", [50, 500, 5000, 100_000])

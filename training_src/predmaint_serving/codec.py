@@ -34,6 +34,7 @@ import itertools
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,8 +43,6 @@ import numpy as np
 from . import F, intervals
 
 JSON = "application/json"
-#: Accept values this endpoint answers (it only speaks JSON)
-ACCEPTED = ("", "*/*", JSON, "application/*")
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints refuse payloads over 6 MB
 MAX_INSTANCES = int(os.environ.get("PREDMAINT_MAX_INSTANCES", "1000"))
 MAX_READINGS = int(os.environ.get("PREDMAINT_MAX_READINGS", "10000"))
@@ -78,6 +77,58 @@ def _lenient_loads(body: bytes) -> Any:
     return json.loads(body)
 
 
+#: orjson reads integers from -2**63 to 2**64-1 as int, larger ones as float (and refuses what overflows a
+#: float); the stdlib parser below reads them the same way, so both paths see the same document
+_INT_RANGE = (-(2**63), 2**64 - 1)
+#: a \\uD800-\\uDFFF escape: maybe a lone surrogate, which orjson refuses and the stdlib parser reads
+_SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):  # 1e999 parses to inf in the stdlib: refuse it like orjson does
+        raise ValueError(f"number {text} is out of range")
+    return v
+
+
+def _ranged_int(text: str) -> int | float:
+    v = int(text)
+    if _INT_RANGE[0] <= v <= _INT_RANGE[1]:
+        return v
+    return _finite_float(text)  # beyond 64 bits: a float, as orjson reads it
+
+
+def _stdlib_loads(body: bytes) -> Any:
+    """Strict RFC 8259 JSON with the stdlib, reading what orjson reads and refusing what it refuses (no
+    NaN/Infinity, no numbers beyond the float range, no lone surrogates, UTF-8 only)."""
+    doc = json.loads(body.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float,
+                     parse_int=_ranged_int)
+    if _SURROGATE_ESCAPE.search(body):  # rare: check that every escaped surrogate was one of a pair
+        try:
+            json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("lone surrogate in a string") from None
+    return doc
+
+
+def malformed_reason(body: bytes) -> str:
+    """Why a body that a strict parser refused is not JSON, in the stdlib parser's words: the same text
+    whichever parser refused it (orjson locally, the stdlib in the container), so both answer alike."""
+    try:
+        _stdlib_loads(body)
+    except RecursionError:
+        return "depth limit exceeded"
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8: byte {exc.start}"
+    except (ValueError, TypeError) as exc:
+        return str(exc).splitlines()[0][:120]
+    return "not valid JSON"
+
+
 try:  # orjson parses ~5x faster; the SageMaker XGBoost container does not have it
     import orjson
 
@@ -88,18 +139,7 @@ try:  # orjson parses ~5x faster; the SageMaker XGBoost container does not have 
     def dumps(obj: Any) -> bytes:
         return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
 except ImportError:  # the container's Python: the stdlib, made as strict as orjson
-    def _reject_constant(name: str) -> Any:
-        raise ValueError(f"{name} is not valid JSON")
-
-    def _finite_float(text: str) -> float:
-        v = float(text)
-        if not math.isfinite(v):  # 1e999 parses to inf in the stdlib: refuse it like orjson does
-            raise ValueError(f"number {text} is out of range")
-        return v
-
-    def loads(body: bytes) -> Any:
-        """Strict RFC 8259 JSON (no NaN/Infinity, no numbers beyond the float range)."""
-        return json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
+    loads = _stdlib_loads
 
     def dumps(obj: Any) -> bytes:
         return json.dumps(obj, default=float).encode()
@@ -116,9 +156,55 @@ def media_type(value: str | None) -> str:
     return (value or "").split(";")[0].strip().lower()
 
 
+def _quality(params: list[str]) -> float | None:
+    """The ``q`` weight of a media range's parameters (RFC 9110 12.4.2: 0 to 1, at most three decimals;
+    absent: 1); None when it is malformed, and then the range is ignored."""
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() != "q":
+            continue
+        value = value.strip()
+        try:
+            q = float(value)
+        except ValueError:
+            return None
+        # "0", "0.5", "1.000": digits only (float() would also take "nan", "1e-1", " 1_0")
+        if not (0.0 <= q <= 1.0) or not value.replace(".", "", 1).isdigit() or len(value.partition(".")[2]) > 3:
+            return None
+        return q
+    return 1.0
+
+
+def json_quality(accept: str | None) -> float:
+    """How much ``accept`` (an Accept header) wants ``application/json``, from 0 to 1 (RFC 9110 12.5.1).
+
+    Each comma-separated media range may carry parameters and a ``q`` weight; the range with the highest
+    precedence that matches JSON decides (``application/json`` over ``application/*`` over ``*/*``, a
+    range with parameters over one without), so ``text/html, application/json;q=0.9`` is 0.9 and
+    ``application/json;q=0, */*`` is 0. No header (or an empty one) accepts anything: 1. Malformed
+    ranges are ignored, as RFC 9110 lets a recipient do.
+    """
+    if accept is None or not accept.strip():
+        return 1.0
+    best: tuple[int, int, float] | None = None  # (specificity, has parameters, q)
+    for media_range in accept.split(","):
+        kind, *params = media_range.split(";")
+        kind = kind.strip().lower()
+        specificity = {JSON: 2, "application/*": 1, "*/*": 0}.get(kind)
+        q = _quality(params)
+        if specificity is None or q is None:
+            continue
+        extra = any(p.partition("=")[0].strip().lower() != "q" for p in params if p.strip())
+        rank = (specificity, int(extra), q)
+        if best is None or rank[:2] > best[:2] or (rank[:2] == best[:2] and q > best[2]):
+            best = rank
+    return 0.0 if best is None else best[2]
+
+
 def check_accept(accept: str | None) -> None:
-    """406 unless the client accepts JSON."""
-    if media_type(accept) not in ACCEPTED:
+    """406 unless the client accepts JSON (``json_quality`` above 0). The one Accept check of both paths
+    (the local server's ``handle`` and the container's ``output_fn``)."""
+    if json_quality(accept) <= 0.0:
         raise InferenceError(406, f"unsupported Accept {accept!r}; this endpoint answers {JSON}")
 
 
@@ -198,8 +284,8 @@ def decode(body: bytes) -> Document:
     lenient = None
     try:
         doc = loads(body)
-    except (ValueError, TypeError, RecursionError) as exc:
-        reason = str(exc).splitlines()[0][:120]
+    except (ValueError, TypeError, RecursionError):
+        reason = malformed_reason(body)
         try:  # NaN, Infinity or 1e999? The stdlib parser reads them, so validation can name the field.
             doc = _lenient_loads(body)
         except (ValueError, TypeError, RecursionError):

@@ -32,6 +32,7 @@ which the SageMaker XGBoost container's script-mode serving uses: its ``serving.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,10 +71,34 @@ def handle(model: Any, body: bytes | str, content_type: str | None, accept: str 
 
 
 # ---------------------------------------------------------------------------------- container hooks
+def _received_bytes(body: bytes | str) -> bytes | str:
+    """The bytes the client sent, where the container's decoding lost them.
+
+    sagemaker-containers hands a JSON body over as text decoded by werkzeug's ``get_data(as_text=True)``,
+    which replaces bytes that are not UTF-8 with U+FFFD: the body would then be read as valid JSON (an
+    ``asset_id`` echoed as U+FFFD) where the local server refuses it. The library's ``Transformer.transform``
+    holds the request object (its local ``request``, a ``sagemaker_containers._worker.Request``), which
+    keeps the raw bytes (``get_data`` caches them); when the text holds a U+FFFD those bytes are read
+    instead. Elsewhere (no such caller) the text is kept.
+    """
+    if not isinstance(body, str) or "\ufffd" not in body:
+        return body
+    frame = sys._getframe(1)
+    for _ in range(12):  # Transformer.transform -> _default_transform_fn -> input_fn -> accept -> here
+        if frame is None:
+            break
+        request = frame.f_locals.get("request")
+        raw = getattr(request, "_cached_data", None)
+        if type(request).__module__.startswith("sagemaker_containers") and isinstance(raw, bytes):
+            return raw
+        frame = frame.f_back
+    return body
+
+
 def accept(body: bytes | str, content_type: str | None) -> bytes | Refusal:
     """``input_fn``: the body as bytes after the media-type and size checks, or the refusal."""
     try:
-        return codec.accept_body(body, content_type)
+        return codec.accept_body(_received_bytes(body), content_type)
     except codec.InferenceError as exc:
         return Refusal(exc.status_code, exc.message)
 
