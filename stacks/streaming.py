@@ -25,14 +25,11 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from stacks.config import AppConfig
+from stacks.config import STREAM_ARCHIVE_PREFIX, STREAM_HORIZON_CYCLES, STREAM_MODEL_INFO_KEY, AppConfig
 from stacks.functions import PipelineFunction
 from stacks.roles import arn, use_key
 
-ARCHIVE_PREFIX = "stream/archive/"
-MODEL_INFO_KEY = "stream/model-info.json"
 BATCH_SIZE = 500
-HORIZON_CYCLES = 30
 
 
 class StreamScoring(Construct):
@@ -46,7 +43,7 @@ class StreamScoring(Construct):
             self, "Telemetry", stream_name=f"{c.project}-telemetry", stream_mode=kinesis.StreamMode.ON_DEMAND,
             encryption=kinesis.StreamEncryption.KMS, encryption_key=key, retention_period=cdk.Duration.days(7))
         self.table = dynamodb.Table(
-            self, "Assets", table_name=f"{c.project}-assets",
+            self, "Assets", table_name=c.stream_table_name,
             partition_key=dynamodb.Attribute(name="asset_id", type=dynamodb.AttributeType.STRING),
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST, encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
             encryption_key=key, point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
@@ -59,13 +56,13 @@ class StreamScoring(Construct):
             self, "Score", name="score", config=c, key=key, timeout=cdk.Duration.minutes(2), memory_mb=1024,
             description="stream records -> each asset's state, the endpoint's answers, the archive",
             environment={"TABLE_NAME": self.table.table_name, "ARCHIVE_BUCKET": artifacts.bucket_name,
-                         "ARCHIVE_PREFIX": ARCHIVE_PREFIX, "ENDPOINT_NAME": c.endpoint.name,
-                         "MODEL_INFO_URI": artifacts.s3_url_for_object(MODEL_INFO_KEY),
-                         "HORIZON": str(HORIZON_CYCLES),
+                         "ARCHIVE_PREFIX": STREAM_ARCHIVE_PREFIX, "ENDPOINT_NAME": c.endpoint.name,
+                         "MODEL_INFO_URI": artifacts.s3_url_for_object(STREAM_MODEL_INFO_KEY),
+                         "HORIZON": str(STREAM_HORIZON_CYCLES),
                          "MAX_INSTANCES": str(c.endpoint.max_instances_per_request)})
         self.score.grant(["dynamodb:BatchGetItem", "dynamodb:PutItem"], [self.table.table_arn])
-        self.score.grant(["s3:PutObject"], [artifacts.arn_for_objects(ARCHIVE_PREFIX + "*")])
-        self.score.grant(["s3:GetObject"], [artifacts.arn_for_objects(MODEL_INFO_KEY)])
+        self.score.grant(["s3:PutObject"], [artifacts.arn_for_objects(STREAM_ARCHIVE_PREFIX + "*")])
+        self.score.grant(["s3:GetObject"], [artifacts.arn_for_objects(STREAM_MODEL_INFO_KEY)])
         self.score.grant(["sagemaker:InvokeEndpoint"], [arn(self, "sagemaker", f"endpoint/{c.endpoint.name}")])
         self.score.role.add_to_policy(use_key(key, ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")))
         self.score.function.add_event_source(sources.KinesisEventSource(
