@@ -175,10 +175,4 @@ def stream_findings(config: AppConfig, built: StreamScoring, account: str = "<AW
          "archive keys hold the asset id and the day, unknown at synth time; scoped to the archive prefix"),
         (role, IAM5.format("*"), "X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) have no "
                                  "resource-level permissions"),
-        (role, "AwsSolutions::AwsSolutions-IAM5[Action::kms:ReEncrypt*]",
-         "granted by the event source's SQS on-failure destination for the KMS-encrypted queue, on the project "
-         "key only"),
-        (role, "AwsSolutions::AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
-         "granted by the event source's SQS on-failure destination for the KMS-encrypted queue, on the project "
-         "key only"),
     ]

@@ -59,6 +59,15 @@ def use_key(key: kms.IKey, actions: tuple[str, ...] = ("kms:Decrypt", "kms:Gener
     return iam.PolicyStatement(actions=sorted(actions), resources=[key.key_arn])
 
 
+def dynamodb_key_use(scope: Construct, key: kms.IKey) -> iam.PolicyStatement:
+    """What DynamoDB does with a table's customer managed key on the caller's behalf: kms:Decrypt,
+    Encrypt, GenerateDataKey, DescribeKey, through DynamoDB only (encryption.usagenotes.html)."""
+    region = cdk.Stack.of(scope).region
+    return iam.PolicyStatement(actions=["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"],
+                               resources=[key.key_arn],
+                               conditions={"StringEquals": {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}})
+
+
 def sagemaker_common(scope: Construct, image_uri: str, log_group_kinds: list[str]) -> list[iam.PolicyStatement]:
     """What any SageMaker container role needs: pull the one image, write its logs and metrics."""
     return [
@@ -151,10 +160,7 @@ class SageMakerRoles(Construct):
             # S3 objects (SSE-KMS) and the processing volume as SageMaker uses the key for its jobs
             use_key(key, SAGEMAKER_KEY_USE),
             # the table's customer managed key, as DynamoDB uses it on the caller's behalf
-            # (encryption.usagenotes.html / "How Amazon DynamoDB uses AWS KMS")
-            iam.PolicyStatement(actions=["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"],
-                                resources=[key.key_arn], conditions={"StringEquals": {
-                                    "kms:ViaService": f"dynamodb.{cdk.Stack.of(self).region}.amazonaws.com"}}),
+            dynamodb_key_use(self, key),
             *sagemaker_common(self, image_uri, ["ProcessingJobs"]),
         ]:
             role.add_to_policy(st)

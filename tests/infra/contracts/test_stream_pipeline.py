@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import CDK_CONTEXT, synth_app
 from tests.infra.contracts import flow
 from tests.infra.contracts.flow import Deployment, open_world
 from tests.infra.contracts.iam import Resolver, construct_key
@@ -26,11 +25,6 @@ from tests.infra.contracts.test_state_machine_flow import (
 )
 
 REBUILD = "RebuildStreamState"
-
-
-@pytest.fixture(scope="module")
-def stream_synth(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    return synth_app(tmp_path_factory.mktemp("cdk.out-stream"), {**CDK_CONTEXT, "predmaint.stream.enabled": "true"})
 
 
 @pytest.fixture(scope="module")
