@@ -1,6 +1,6 @@
 """Streaming benchmark: the stateful path in local mode (``predmaint stream``'s code, in-process endpoint).
 
-    .venv/bin/python bench/stream.py [--model-dir PATH] [--assets 100000] [--chunk 10]
+    .venv/bin/python bench/stream.py [--model-dir PATH] [--assets 100000] [--chunk 10] [--rebuild]
 
 1. Replay of the FD002 test engines (259 engines, six operating conditions) as a stream, ``--chunk``
    readings per asset per record, assets interleaved, batches of 500 records: state in SQLite,
@@ -9,6 +9,13 @@
 2. A synthetic fleet of ``--assets`` assets (FD002 test engines' readings under new asset ids, one
    record of ``--chunk`` readings per asset, then one more record each): throughput of both passes,
    peak resident memory of the process, and the stored state's size per asset (the JSON ``doc``).
+
+With ``--rebuild`` (instead of 1 and 2): how the rebuild after a promotion scales with fleet size and
+history length. The FD002 test engines are streamed whole and, into a second home, with the first
+half of each engine's readings; then ``rebuild.rebuild`` (the code of ``predmaint stream --rebuild``
+and of the AWS rebuild job) builds every asset's summary from the archive, as for a new model (the
+states' summaries are dropped first, so every asset is rebuilt), for all engines and for half of
+them. Prints seconds, assets/s and readings/s of each.
 
 Without ``--model-dir`` an FD002 model is trained first (preprocess + train.py as SageMaker runs it,
 60 rounds, refit with interval calibration), which takes a minute or two. The machine's load is
@@ -37,7 +44,7 @@ from machine import load  # noqa: E402
 from predmaint import scoring, streaming  # noqa: E402
 from training_src import preprocess  # noqa: E402
 from training_src.profiles import load_profile  # noqa: E402
-from training_src.stream import model_api  # noqa: E402
+from training_src.stream import model_api, rebuild, state  # noqa: E402
 
 
 def data_dir() -> Path:
@@ -67,6 +74,7 @@ def main() -> None:
     ap.add_argument("--model-dir", type=Path, default=None)
     ap.add_argument("--assets", type=int, default=100_000)
     ap.add_argument("--chunk", type=int, default=10)
+    ap.add_argument("--rebuild", action="store_true", help="measure the rebuild instead (fleet size, history)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     model_dir = args.model_dir or train_fd002(work / "fd002")
@@ -77,6 +85,9 @@ def main() -> None:
     print(f"# stream benchmark  {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  "
           f"{platform.node()} {os.cpu_count()} cpus  python {platform.python_version()}  {load()}")
 
+    if args.rebuild:
+        bench_rebuild(work, df, scorer, info, args.chunk)
+        return
     home = work / "replay"
     records = list(streaming.fleet_records(df, "unit", args.chunk))
     t0 = time.perf_counter()
@@ -107,6 +118,30 @@ def main() -> None:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"  state: {n:,} assets, {per:,.0f} bytes per asset (JSON doc, tail of {info.window - 1} readings); "
           f"peak RSS {rss:,.0f} MB; SQLite file {(streaming.stream_dir(home) / 'state.sqlite').stat().st_size / 1e6:,.0f} MB")
+    print(f"  {load()}")
+
+
+def bench_rebuild(work: Path, df, scorer, info, chunk: int) -> None:
+    """Rebuild times of the FD002 test engines: whole histories and half histories, all engines and half."""
+    size = df.groupby("unit")["unit"].transform("size")
+    half = df[df.groupby("unit").cumcount() < (size // 2).clip(lower=1)]
+    for label, fleet in (("whole histories", df), ("first half of each history", half)):
+        home = work / label.replace(" ", "-")
+        streaming.run_stream(home, streaming.numbered(list(streaming.fleet_records(fleet, "unit", chunk))),
+                             scorer, info, batch=500, horizon=30)
+        root = streaming.stream_dir(home)
+        arch = streaming.LocalArchive(root / "archive")
+        states = [state.AssetState(**{**s.__dict__, "summaries": {}})  # as for a model without summaries
+                  for s in streaming.StateStore(root / "state.sqlite").all() if isinstance(s, state.AssetState)]
+        for n in (len(states), len(states) // 2):
+            part = states[:n]
+            readings = sum(s.taken for s in part)
+            t0 = time.perf_counter()
+            res = rebuild.rebuild(part, arch.lines_of, scorer, info, horizon=30)
+            dt = time.perf_counter() - t0
+            assert len(res.states) == n and not res.errors, res.errors
+            print(f"rebuild, {label}: {n} assets, {readings:,} readings ({readings / n:.0f} per asset): "
+                  f"{dt:.2f} s, {n / dt:,.0f} assets/s, {readings / dt:,.0f} readings/s")
     print(f"  {load()}")
 
 

@@ -126,6 +126,16 @@ class PipelineConfig:
     validation_sample_kb: int = 1024
 
 
+#: where the stream's archive and model info live in the artifacts bucket (docs/streaming.md): the
+#: stream construct, the rebuild job's role and its pipeline step all address them
+STREAM_ARCHIVE_PREFIX = "stream/archive/"
+#: the serving model's info: the rebuild job (a processing output of the training pipeline) writes it
+STREAM_MODEL_INFO_PREFIX = "stream/model-info/"
+STREAM_MODEL_INFO_KEY = STREAM_MODEL_INFO_PREFIX + "model-info.json"
+#: failure_probability's horizon (cycles) in the stream's answers
+STREAM_HORIZON_CYCLES = 30
+
+
 @dataclass(frozen=True)
 class StreamConfig:
     """The stateful scoring path (stacks/streaming.py, docs/streaming.md): Kinesis stream, score
@@ -203,6 +213,11 @@ class AppConfig:
     @property
     def model_package_group(self) -> str:
         return f"{self.project}-{self.profile}"
+
+    @property
+    def stream_table_name(self) -> str:
+        """The stream's state table (stacks/streaming.py): the rebuild job's role and request name it."""
+        return f"{self.project}-assets"
 
     @property
     def state_machine_name(self) -> str:

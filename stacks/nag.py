@@ -94,6 +94,22 @@ def acknowledged_findings(config: AppConfig, training: TrainingStack) -> list[tu
         (t.pipeline.role, IAM5.format(sm(f"model/{p}-*")), "model " + run_named),
         (t.pipeline.role, IAM5.format(sm(f"endpoint-config/{p}-*")), "endpoint config " + run_named),
     ]
+    rebuild = t.roles.stream_rebuild
+    if rebuild is not None:  # predmaint.stream.enabled: the stream's rebuild job (stacks/roles.py)
+        out += [
+            (rebuild, IAM5.format(bucket("artifacts", "models/")), "reads the new champion's "
+                                                                  "models/<run-id>/model.tar.gz: " + per_run),
+            (rebuild, IAM5.format(bucket("artifacts", "stream/archive/readings/")),
+             "reads every asset's archived readings: one partition per asset and day, asset ids unknown at synth time"),
+            (rebuild, IAM5.format(bucket("artifacts", "stream/model-info/")),
+             "the processing output writes the model info under its prefix (SageMaker names the uploaded objects)"),
+            (rebuild, IAM5.format("*"), "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no "
+                                        "resource-level permissions (PutMetricData is limited to SageMaker "
+                                        "namespaces by condition)" + sm_eni),
+            (rebuild, IAM5.format(sm_logs("ProcessingJobs")), "log streams are named after each processing job and host"),
+        ]
+        if vpc:
+            out.append((rebuild, IAM5.format(eni_arn), eni_reason))
     if vpc:
         out += [(jobs, IAM5.format(eni_arn), eni_reason), (hosting, IAM5.format(eni_arn), eni_reason)]
     for fn in (t.prepare, t.promote):
@@ -144,7 +160,7 @@ def stream_findings(config: AppConfig, built: StreamScoring, account: str = "<AW
                     ) -> list[tuple[IConstruct, str, str]]:
     """(scope, finding id, reason) for every finding of the stream construct (stacks/streaming.py) that
     is by design; ``ack`` applies each."""
-    from stacks.streaming import ARCHIVE_PREFIX
+    from stacks.config import STREAM_ARCHIVE_PREFIX as ARCHIVE_PREFIX
 
     archive = f"arn:<AWS::Partition>:s3:::{config.bucket_name('artifacts', account)}/{ARCHIVE_PREFIX}*"
     role = built.score.role
@@ -159,10 +175,4 @@ def stream_findings(config: AppConfig, built: StreamScoring, account: str = "<AW
          "archive keys hold the asset id and the day, unknown at synth time; scoped to the archive prefix"),
         (role, IAM5.format("*"), "X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) have no "
                                  "resource-level permissions"),
-        (role, "AwsSolutions::AwsSolutions-IAM5[Action::kms:ReEncrypt*]",
-         "granted by the event source's SQS on-failure destination for the KMS-encrypted queue, on the project "
-         "key only"),
-        (role, "AwsSolutions::AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
-         "granted by the event source's SQS on-failure destination for the KMS-encrypted queue, on the project "
-         "key only"),
     ]

@@ -60,7 +60,11 @@ class NetworkStack(cdk.Stack):
             nat_gateways=0, restrict_default_security_group=False,
             subnet_configuration=[ec2.SubnetConfiguration(name="isolated",
                                                           subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)],
-            gateway_endpoints={"S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)})
+            gateway_endpoints={
+                "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3),
+                # the stream's state table (predmaint.stream.enabled): the rebuild job reads and writes it
+                **({"DynamoDB": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.DYNAMODB)}
+                   if config.stream.enabled else {})})
         self.flow_log_group = logs.LogGroup(
             self, "FlowLogs", log_group_name=f"/{config.project}/vpc-flow-logs",
             encryption_key=kms.Key.from_key_arn(self, "ProjectKey", key_arn),

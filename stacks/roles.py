@@ -17,7 +17,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from stacks.config import AppConfig
+from stacks.config import STREAM_ARCHIVE_PREFIX, STREAM_MODEL_INFO_PREFIX, AppConfig
 
 if TYPE_CHECKING:
     from stacks.network import NetworkStack
@@ -59,6 +59,15 @@ def use_key(key: kms.IKey, actions: tuple[str, ...] = ("kms:Decrypt", "kms:Gener
     return iam.PolicyStatement(actions=sorted(actions), resources=[key.key_arn])
 
 
+def dynamodb_key_use(scope: Construct, key: kms.IKey) -> iam.PolicyStatement:
+    """What DynamoDB does with a table's customer managed key on the caller's behalf: kms:Decrypt,
+    Encrypt, GenerateDataKey, DescribeKey, through DynamoDB only (encryption.usagenotes.html)."""
+    region = cdk.Stack.of(scope).region
+    return iam.PolicyStatement(actions=["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"],
+                               resources=[key.key_arn],
+                               conditions={"StringEquals": {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}})
+
+
 def sagemaker_common(scope: Construct, image_uri: str, log_group_kinds: list[str]) -> list[iam.PolicyStatement]:
     """What any SageMaker container role needs: pull the one image, write its logs and metrics."""
     return [
@@ -72,7 +81,8 @@ def sagemaker_common(scope: Construct, image_uri: str, log_group_kinds: list[str
 
 
 class SageMakerRoles(Construct):
-    """``jobs`` runs processing and training jobs; ``hosting`` serves the endpoint's model."""
+    """``jobs`` runs processing and training jobs; ``hosting`` serves the endpoint's model;
+    ``stream_rebuild`` (only with ``predmaint.stream.enabled``) runs the stream's rebuild job."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, data: s3.IBucket,
                  artifacts: s3.IBucket, key: kms.IKey, image_uri: str, source: s3_assets.Asset,
@@ -116,13 +126,48 @@ class SageMakerRoles(Construct):
             iam.PolicyStatement(actions=["cloudwatch:DescribeAlarms"], resources=alarm_arns(self, config)),
         ]:
             self.hosting.add_to_policy(st)
+        self.stream_rebuild: iam.Role | None = None
+        if config.stream.enabled:
+            self.stream_rebuild = self._stream_rebuild_role(config, artifacts, key, image_uri, source, principal)
         if network is not None:  # VPC mode: SageMaker attaches ENIs in the project's subnets
-            for role in (self.jobs, self.hosting):
+            for role in self.roles:
                 for st in network.eni_statements(self):
                     role.add_to_policy(st)
 
+    @property
+    def roles(self) -> list[iam.Role]:
+        """Every SageMaker execution role of the pipeline."""
+        return [self.jobs, self.hosting, *([self.stream_rebuild] if self.stream_rebuild else [])]
+
+    def _stream_rebuild_role(self, config: AppConfig, artifacts: s3.IBucket, key: kms.IKey, image_uri: str,
+                             source: s3_assets.Asset, principal: iam.IPrincipal) -> iam.Role:
+        """The rebuild job's role (training_src/stream/rebuild_job.py): the code and the champion's model
+        as inputs, the archive's readings read with ListObjectsV2/GetObject, the state table read and
+        written item by item (Scan, GetItem, PutItem), the model info written as its output."""
+        role = iam.Role(self, "StreamRebuildRole", assumed_by=principal,
+                        description="SageMaker processing job rebuilding the stream's per-asset summaries")
+        readings = f"{STREAM_ARCHIVE_PREFIX}readings/"
+        table = arn(self, "dynamodb", f"table/{config.stream_table_name}")
+        for st in [
+            list_bucket(artifacts, [MODELS_PREFIX, readings]),
+            iam.PolicyStatement(actions=S3_READ, resources=[artifacts.arn_for_objects(f"{MODELS_PREFIX}*"),
+                                                            artifacts.arn_for_objects(f"{readings}*")]),
+            iam.PolicyStatement(actions=S3_WRITE, resources=[artifacts.arn_for_objects(f"{STREAM_MODEL_INFO_PREFIX}*")]),
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[source.bucket.arn_for_objects(source.s3_object_key)]),
+            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[source.bucket.bucket_arn],
+                                conditions={"StringEquals": {"s3:prefix": [source.s3_object_key]}}),
+            iam.PolicyStatement(actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Scan"], resources=[table]),
+            # S3 objects (SSE-KMS) and the processing volume as SageMaker uses the key for its jobs
+            use_key(key, SAGEMAKER_KEY_USE),
+            # the table's customer managed key, as DynamoDB uses it on the caller's behalf
+            dynamodb_key_use(self, key),
+            *sagemaker_common(self, image_uri, ["ProcessingJobs"]),
+        ]:
+            role.add_to_policy(st)
+        return role
+
     def pass_roles(self) -> iam.PolicyStatement:
-        """iam:PassRole of both roles, to SageMaker only."""
+        """iam:PassRole of the execution roles, to SageMaker only."""
         return iam.PolicyStatement(
-            actions=["iam:PassRole"], resources=[self.jobs.role_arn, self.hosting.role_arn],
+            actions=["iam:PassRole"], resources=[r.role_arn for r in self.roles],
             conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}})

@@ -6,7 +6,8 @@ every instance, raw objects sharded) -> Tune (tuning
 .sync, one training job definition per candidate algorithm) -> BestHyperparameters -> Refit
 (training .sync) -> Evaluate (processing .sync) -> Promote -> Promoted? -> CreateModel ->
 CreateEndpointConfig -> FindEndpoint (first-run guard) -> UpdateEndpoint (blue/green canary,
-auto-rollback) -> WaitForDeployment <-> DescribeEndpoint -> DeploymentStatus? -> Deployed.
+auto-rollback) -> WaitForDeployment <-> DescribeEndpoint -> DeploymentStatus? -> RecordChampion
+[-> RebuildStreamState, with ``predmaint.stream.enabled``] -> FirstChampion? -> Deployed.
 
 Every Task retries transient/throttling errors with exponential backoff and catches everything
 else into NotifyFailure (SNS) -> PipelineFailed. The SageMaker steps are ``CustomState``s with
@@ -28,7 +29,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from stacks.config import AppConfig
+from stacks.config import STREAM_ARCHIVE_PREFIX, STREAM_HORIZON_CYCLES, STREAM_MODEL_INFO_PREFIX, AppConfig
 from stacks.functions import PipelineFunction
 from stacks.hosting import data_capture, deployment_config, hosting_environment
 from stacks.retention import retention
@@ -348,9 +349,13 @@ class TrainingStateMachine(Construct):
             self, "EndpointNotDeployed",
             comment="first run: champion approved and recorded in SSM; deploy the endpoint stack next")
         deployed = sfn.Succeed(self, "Deployed", comment="the endpoint serves the new champion")
-        record_champion.next(sfn.Choice(self, "FirstChampion?")
-                             .when(sfn.Condition.is_present("$.results.endpoint.EndpointConfigName"), deployed)
-                             .otherwise(endpoint_not_deployed))
+        first_champion = (sfn.Choice(self, "FirstChampion?")
+                          .when(sfn.Condition.is_present("$.results.endpoint.EndpointConfigName"), deployed)
+                          .otherwise(endpoint_not_deployed))
+        if c.stream.enabled and roles.stream_rebuild is not None:
+            record_champion.next(self._stream_rebuild(cluster, stopping, sagemaker_task)).next(first_champion)
+        else:
+            record_champion.next(first_champion)
 
         find_endpoint = tasks.CallAwsService(
             self, "FindEndpoint", service="sagemaker", action="describeEndpoint",
@@ -439,6 +444,44 @@ class TrainingStateMachine(Construct):
         self.role.add_to_policy(iam.PolicyStatement(actions=["kms:DescribeKey"], resources=[key.key_arn]))
         self.role.add_to_policy(iam.PolicyStatement(actions=["kms:CreateGrant"], resources=[key.key_arn],
                                                     conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}}))
+
+    def _stream_rebuild(self, cluster: dict[str, Any], stopping: dict[str, Any], sagemaker_task: Any) -> Any:
+        """The stream's rebuild after every recorded champion (docs/streaming.md, "Rebuild on AWS"):
+        ``python -m training_src.stream.rebuild_job``, the code local mode runs, builds every asset's
+        summary for the new champion from the archive and writes the model info the score Lambda reads.
+
+        It runs on the first champion too (the table does not exist yet: only the model info is
+        written), so the score Lambda has its model info before the endpoint stack creates the stream.
+        Not network-isolated: the job reads and writes the state table through DynamoDB's API, item
+        by item with conditional writes, because the stream writes the same items meanwhile and a
+        summary must be merged into the item as it is at that moment, not into a copy taken before
+        the job (VPC mode: a DynamoDB gateway endpoint; its role allows only that table). Failures are
+        reported as the pipeline's; the champion stays recorded and the Lambda answers from windows."""
+        c, role = self.config, self.roles.stream_rebuild
+        assert role is not None
+        local_out = "/opt/ml/processing/output/model-info"
+        return sagemaker_task(self._custom("RebuildStreamState", "createProcessingJob.sync", {
+            "ProcessingJobName.$": "$.plan.jobs.stream_rebuild",
+            "RoleArn": role.role_arn,
+            "AppSpecification": {
+                "ImageUri": self.image_uri,
+                "ContainerEntrypoint": ["/bin/sh", "-c", PROCESSING_RUNNER, "predmaint-runner",
+                                        "stream/rebuild_job.py"],
+                "ContainerArguments": [
+                    "--model", "/opt/ml/processing/input/model",
+                    "--archive", f"s3://{self.artifacts.bucket_name}/{STREAM_ARCHIVE_PREFIX}",
+                    "--table", c.stream_table_name, "--model-info", f"{local_out}/model-info.json",
+                    "--horizon", str(STREAM_HORIZON_CYCLES), "--region", c.region]},
+            "ProcessingResources": {"ClusterConfig": {**cluster, "InstanceCount": 1}},
+            "ProcessingInputs": [self._code_input(), self._s3_input("model", "$.promotion.model_data_url")],
+            "ProcessingOutputConfig": {"KmsKeyId": self.key.key_arn, "Outputs": [{
+                "OutputName": "model-info", "S3Output": {
+                    "S3Uri": f"s3://{self.artifacts.bucket_name}/{STREAM_MODEL_INFO_PREFIX}", "S3UploadMode": "EndOfJob",
+                    "LocalPath": local_out}}]},
+            "StoppingCondition": stopping,
+            "NetworkConfig": {"EnableInterContainerTrafficEncryption": True, "EnableNetworkIsolation": False,
+                              **self.vpc},
+        }, result_selector={"ProcessingJobArn.$": "$.ProcessingJobArn"}, result_path="$.results.stream_rebuild"))
 
     # ---------------- request builders ----------------
     def _custom(self, state_id: str, api: str, parameters: dict[str, Any], *, result_path: str | None = None,

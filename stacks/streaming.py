@@ -16,23 +16,20 @@
 from __future__ import annotations
 
 import aws_cdk as cdk
+import jsii
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from stacks.config import AppConfig
+from stacks.config import STREAM_ARCHIVE_PREFIX, STREAM_HORIZON_CYCLES, STREAM_MODEL_INFO_KEY, AppConfig
 from stacks.functions import PipelineFunction
-from stacks.roles import arn, use_key
+from stacks.roles import arn, dynamodb_key_use, use_key
 
-ARCHIVE_PREFIX = "stream/archive/"
-MODEL_INFO_KEY = "stream/model-info.json"
 BATCH_SIZE = 500
-HORIZON_CYCLES = 30
 
 
 class StreamScoring(Construct):
@@ -46,7 +43,7 @@ class StreamScoring(Construct):
             self, "Telemetry", stream_name=f"{c.project}-telemetry", stream_mode=kinesis.StreamMode.ON_DEMAND,
             encryption=kinesis.StreamEncryption.KMS, encryption_key=key, retention_period=cdk.Duration.days(7))
         self.table = dynamodb.Table(
-            self, "Assets", table_name=f"{c.project}-assets",
+            self, "Assets", table_name=c.stream_table_name,
             partition_key=dynamodb.Attribute(name="asset_id", type=dynamodb.AttributeType.STRING),
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST, encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
             encryption_key=key, point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
@@ -59,18 +56,44 @@ class StreamScoring(Construct):
             self, "Score", name="score", config=c, key=key, timeout=cdk.Duration.minutes(2), memory_mb=1024,
             description="stream records -> each asset's state, the endpoint's answers, the archive",
             environment={"TABLE_NAME": self.table.table_name, "ARCHIVE_BUCKET": artifacts.bucket_name,
-                         "ARCHIVE_PREFIX": ARCHIVE_PREFIX, "ENDPOINT_NAME": c.endpoint.name,
-                         "MODEL_INFO_URI": artifacts.s3_url_for_object(MODEL_INFO_KEY),
-                         "HORIZON": str(HORIZON_CYCLES),
+                         "ARCHIVE_PREFIX": STREAM_ARCHIVE_PREFIX, "ENDPOINT_NAME": c.endpoint.name,
+                         "MODEL_INFO_URI": artifacts.s3_url_for_object(STREAM_MODEL_INFO_KEY),
+                         "HORIZON": str(STREAM_HORIZON_CYCLES),
                          "MAX_INSTANCES": str(c.endpoint.max_instances_per_request)})
+        # every grant written out (checked in tests/infra/contracts/test_stream_iam.py): CDK's
+        # KinesisEventSource and SqsDlq would add actions nothing calls (ListStreams, SubscribeToShard,
+        # GetQueueUrl, kms:ReEncrypt* ...), so the mapping is made directly
         self.score.grant(["dynamodb:BatchGetItem", "dynamodb:PutItem"], [self.table.table_arn])
-        self.score.grant(["s3:PutObject"], [artifacts.arn_for_objects(ARCHIVE_PREFIX + "*")])
-        self.score.grant(["s3:GetObject"], [artifacts.arn_for_objects(MODEL_INFO_KEY)])
+        self.score.grant(["s3:PutObject"], [artifacts.arn_for_objects(STREAM_ARCHIVE_PREFIX + "*")])
+        self.score.grant(["s3:GetObject"], [artifacts.arn_for_objects(STREAM_MODEL_INFO_KEY)])
         self.score.grant(["sagemaker:InvokeEndpoint"], [arn(self, "sagemaker", f"endpoint/{c.endpoint.name}")])
-        self.score.role.add_to_policy(use_key(key, ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")))
-        self.score.function.add_event_source(sources.KinesisEventSource(
-            self.stream, starting_position=lambda_.StartingPosition.TRIM_HORIZON, batch_size=BATCH_SIZE,
+        # the event source mapping reads the stream and sends failures to the queue as this role
+        # (Lambda: with-kinesis.html, execution role permissions; on-failure destinations: sqs:SendMessage)
+        self.score.grant(["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords",
+                          "kinesis:GetShardIterator", "kinesis:ListShards"], [self.stream.stream_arn])
+        self.score.grant(["sqs:SendMessage"], [self.failures.queue_arn])
+        # the project key: S3 objects (GenerateDataKey to write, Decrypt to read), the stream's records
+        # (Decrypt), the queue's messages (GenerateDataKey, Decrypt), the function's environment (Decrypt)
+        self.score.role.add_to_policy(use_key(key, ("kms:Decrypt", "kms:GenerateDataKey")))
+        # the table's customer managed key, as DynamoDB uses it on the caller's behalf
+        self.score.role.add_to_policy(dynamodb_key_use(self, key))
+        self.mapping = self.score.function.add_event_source_mapping(
+            "Telemetry", event_source_arn=self.stream.stream_arn,
+            starting_position=lambda_.StartingPosition.TRIM_HORIZON, batch_size=BATCH_SIZE,
             max_batching_window=cdk.Duration.seconds(5), report_batch_item_failures=True,
             bisect_batch_on_error=True, retry_attempts=10, max_record_age=cdk.Duration.days(1),
-            on_failure=sources.SqsDlq(self.failures)))
+            on_failure=_QueueOnFailure(self.failures))
+
+
+@jsii.implements(lambda_.IEventSourceDlq)
+class _QueueOnFailure:
+    """The event source mapping's on-failure destination: the queue, granted by the caller (CDK's
+    ``SqsDlq`` also grants sqs:GetQueueAttributes/GetQueueUrl and the key's ReEncrypt*, unused)."""
+
+    def __init__(self, queue: sqs.IQueue) -> None:
+        self.queue = queue
+
+    def bind(self, target: lambda_.IEventSourceMapping, target_handler: lambda_.IFunction
+             ) -> lambda_.DlqDestinationConfig:
+        return lambda_.DlqDestinationConfig(destination=self.queue.queue_arn)
 

@@ -26,7 +26,8 @@ from pathlib import Path
 
 CODE_DIR = Path(__file__).resolve().parent.parent  # the unpacked code: training_src/ and the entry module
 #: the scripts a processing job may run (the state machine names one of them)
-SCRIPTS = ("preprocess.py", "evaluate.py", "drift.py")
+#: (paths under training_src/: ``stream/rebuild_job.py`` runs as ``python3 -m training_src.stream.rebuild_job``)
+SCRIPTS = ("preprocess.py", "evaluate.py", "drift.py", "stream/rebuild_job.py")
 
 
 class RunnerError(SystemExit):
@@ -45,7 +46,8 @@ def command(argv: list[str], code_dir: Path = CODE_DIR) -> list[str]:
     if script not in SCRIPTS or not (code_dir / "training_src" / script).is_file():
         shipped = [s for s in SCRIPTS if (code_dir / "training_src" / s).is_file()]
         raise RunnerError(f"unknown script {script!r}; this code ships {shipped}")
-    return [sys.executable, "-m", f"training_src.{Path(script).stem}", *args]
+    module = script.removesuffix(".py").replace("/", ".")
+    return [sys.executable, "-m", f"training_src.{module}", *args]
 
 
 def environment(code_dir: Path = CODE_DIR, base: dict[str, str] | None = None) -> dict[str, str]:

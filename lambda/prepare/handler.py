@@ -456,6 +456,8 @@ def plan_run(event: dict[str, Any], store: ObjectStore, settings: Settings | Non
             "tuning": f"{p}-hpo-{run_id}",
             "refit": f"{p}-fit-{run_id}",
             "evaluate": f"{p}-eval-{run_id}",
+            # the stream's rebuild after a promotion (predmaint.stream.enabled; docs/streaming.md)
+            "stream_rebuild": f"{p}-rebuild-{run_id}",
             "model": f"{p}-{run_id}",
             "endpoint_config": f"{p}-{run_id}",
         },

@@ -171,10 +171,27 @@ def _dynamo_write(client: Any, table: str, st: state.AssetState) -> bool:
 _INFO: dict[str, model_api.ModelInfo] = {}
 
 
+class NoModelInfo(RuntimeError):
+    """The model info document does not exist: no champion has been recorded with the stream enabled."""
+
+
 def _model_info(s3: Any, uri: str) -> model_api.ModelInfo:
-    """The serving model's info (cached per ETag: a promotion's rebuild publishes a new one)."""
+    """The serving model's info (cached per ETag: a promotion's rebuild publishes a new one).
+
+    Without the document the function cannot know the model's window or fields, so it scores
+    nothing and raises ``NoModelInfo``: the whole batch fails before anything is read or written
+    and Kinesis keeps the records (7 days) for the retries. The training pipeline writes the
+    document after every recorded champion (its rebuild step), the first one included."""
+    from botocore.exceptions import ClientError
+
     bucket, _, key = uri[len("s3://"):].partition("/")
-    got = s3.get_object(Bucket=bucket, Key=key)
+    try:
+        got = s3.get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("NoSuchKey", "404"):
+            raise
+        raise NoModelInfo(f"MODEL_INFO_URI {uri}: no such object: the training pipeline's rebuild step writes it "
+                          "after recording a champion; run the pipeline (or its rebuild job) once") from None
     etag = got.get("ETag", "")
     if etag not in _INFO:
         _INFO.clear()

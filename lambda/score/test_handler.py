@@ -25,7 +25,7 @@ shapes = load_module(REPO / "tests" / "infra" / "contracts" / "shapes.py", "scor
 kit = load_module(REPO / "tests" / "conftest.py", "score_test_kit")  # the data folder, train.py as SageMaker runs it
 assert_calls_valid, recording_calls = shapes.assert_calls_valid, shapes.recording_calls
 REGION, BUCKET, TABLE, STREAM, ENDPOINT = "eu-west-1", "pm-archive", "pm-assets", "pm-telemetry", "predmaint-rul"
-INFO_KEY = "stream/model-info.json"
+INFO_KEY = "stream/model-info/model-info.json"  # stacks/streaming.py MODEL_INFO_KEY
 score = load_module(HERE / "handler.py", "lambda_score_handler_under_test")
 
 
@@ -159,6 +159,25 @@ def test_a_replayed_stream_keeps_each_assets_whole_history_answer(aws, model, un
     ops = {c.operation for c in calls}
     assert ops == {"GetObject", "BatchGetItem", "InvokeEndpoint", "PutObject", "PutItem"}, ops
     assert_calls_valid(calls)
+
+
+def test_without_model_info_the_batch_fails_whole_and_loses_nothing(aws, model, units):
+    """Before any champion was recorded with the stream enabled there is no model info: the function
+    touches nothing and fails the batch (Kinesis keeps it); once the pipeline has written the info,
+    the same batch is taken in whole."""
+    info = aws.s3.get_object(Bucket=BUCKET, Key=INFO_KEY)["Body"].read()
+    aws.s3.delete_object(Bucket=BUCKET, Key=INFO_KEY)
+    score._INFO.clear()
+    put(aws.kinesis, [{"asset_id": u, "readings": r[:20]} for u, r in units.items()])
+    batches = events(aws.kinesis, 100)
+    for batch in batches:
+        with pytest.raises(score.NoModelInfo, match=f"MODEL_INFO_URI s3://{BUCKET}/{INFO_KEY}: no such object"):
+            score.handler(batch, Context())
+    assert stored(aws.ddb) == {} and aws.endpoint["calls"] == 0
+    assert "Contents" not in aws.s3.list_objects_v2(Bucket=BUCKET, Prefix="stream/archive/")
+    aws.s3.put_object(Bucket=BUCKET, Key=INFO_KEY, Body=info)
+    assert all(score.handler(batch, Context()) == {"batchItemFailures": []} for batch in batches)
+    assert set(stored(aws.ddb)) == set(units)
 
 
 def test_bad_records_are_rejected_alone_and_lost_races_and_endpoint_failures_are_retried(aws, units):

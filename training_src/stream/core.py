@@ -10,7 +10,7 @@ states and the archive live. Semantics (docs/streaming.md):
 - an event (maintenance, failure) ends the life: the next reading starts a new summary;
 - each asset with new readings is one instance: its stored tail (the last W-1 readings) + the new
   readings, with its summary for the serving model when it has one that the tail can bring up to
-  date, ``{}`` at the start of a life, else none (the answer is the window's and carries the
+  date, ``{}`` while the tail still holds the whole life (its start), else none (the answer is the window's and carries the
   contract's warning: never a summary of another model or one that missed readings);
 - all instances go to the endpoint together, split only to respect its limits (instances per
   request, 6 MB); a refused request is retried instance by instance so one bad asset fails alone;
@@ -120,7 +120,11 @@ def _instance(seg: _Segment, info: model_api.ModelInfo, horizon: float | None) -
     inst: dict[str, Any] = {"asset_id": base.asset_id, "readings": list(base.tail) + new}
     life = None
     if info.reads_life:
-        life = {} if base.taken == 0 else usable_summary(base, info.fingerprint)
+        life = usable_summary(base, info.fingerprint)
+        if life is None and base.evicted is None and len(base.tail) == base.taken:
+            # the tail still holds the whole life (its start, or a young asset that another model
+            # answered until now: a canary, a promotion): the summary starts from it, exactly
+            life = {}
     if life is not None:
         inst["life"] = life
     if horizon is not None:

@@ -2,8 +2,11 @@
 and serving code (``python -m training_src.stream.rebuild_job``).
 
 Inputs: the new champion's model (``--model``: a model.tar.gz or an extracted directory) and the
-archive's readings (``--archive``: the ``readings/`` partitions of the stream archive, as the
-processing input downloads them). It reads every asset's state from the DynamoDB table (``Scan``),
+stream archive (``--archive``: its root, holding the ``readings/`` partitions: a folder, or an
+``s3://bucket/prefix/`` read directly, one asset's partition at a time, so the job reads only the
+histories of the assets in the table and an empty archive is no error). It reads every asset's
+state from the DynamoDB table (``Scan``; a table that does not exist yet, as on the pipeline's first
+run before the endpoint stack creates it, has no states: only the model info is written),
 builds each summary the new model lacks (``rebuild.rebuild``: the same code as local mode's), lays
 it onto the asset's current state with a conditional write (``rebuild.merge``; a lost race is read
 again and merged again), and writes the new model's ``ModelInfo`` (``--model-info``), which the
@@ -48,15 +51,39 @@ def lines_in(root: Path) -> Any:
     return lines_of
 
 
+def s3_lines_in(client: Any, uri: str) -> Any:
+    """``lines_of(asset_id)`` over ``s3://bucket/prefix/readings/asset=<id>/day=*/...`` objects, in key order
+    (``ListObjectsV2`` of the asset's partition, ``GetObject`` of each object)."""
+    bucket, _, root = uri[len("s3://"):].partition("/")
+    root = root.rstrip("/") + "/" if root else ""
+
+    def lines_of(asset_id: str) -> Iterator[str]:
+        keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(
+                    Bucket=bucket, Prefix=root + archive.asset_prefix(asset_id))
+                for o in page.get("Contents", []) if o["Key"].endswith(".jsonl")]
+        for key in sorted(keys):
+            body = client.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+            yield from (line for line in body.splitlines() if line.strip())
+    return lines_of
+
+
 def scan_states(client: Any, table: str) -> tuple[list[state.AssetState], list[str]]:
-    """Every readable state of the table, and an error line for each unreadable item."""
+    """Every readable state of the table, and an error line for each unreadable item. A table that
+    does not exist has no states (the pipeline's first champion comes before the endpoint stack)."""
+    from botocore.exceptions import ClientError
+
     states, errors = [], []
-    for page in client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
-        for item in page["Items"]:
-            try:
-                states.append(state.from_item(item))
-            except state.StateError as exc:
-                errors.append(str(exc))
+    try:
+        for page in client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
+            for item in page["Items"]:
+                try:
+                    states.append(state.from_item(item))
+                except state.StateError as exc:
+                    errors.append(str(exc))
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+        print(f"rebuild: table {table} does not exist yet: no states to rebuild", file=sys.stderr)
     return states, errors
 
 
@@ -84,22 +111,32 @@ def commit(client: Any, table: str, rebuilt: dict[str, state.AssetState], finger
     return done
 
 
-def main(argv: list[str] | None = None, client: Any = None) -> int:
+def main(argv: list[str] | None = None, client: Any = None, s3: Any = None) -> int:
+    """Run the rebuild (``argv``: the command line); ``client``/``s3``: the DynamoDB and S3 clients
+    (default: boto3's). Prints one JSON line of counts; exit 2 with one line on bad usage."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, required=True, help="model.tar.gz or its folder")
-    ap.add_argument("--archive", type=Path, required=True, help="folder holding the archive's readings/ partitions")
+    ap.add_argument("--archive", required=True,
+                    help="the archive's root (holding readings/): a folder or s3://bucket/prefix/")
     ap.add_argument("--table", required=True, help="the DynamoDB state table")
     ap.add_argument("--model-info", type=Path, required=True, help="where to write the model's info JSON")
     ap.add_argument("--horizon", type=float, default=None, help="cycles for failure_probability")
     ap.add_argument("--region", default=None)
     args = ap.parse_args(argv)
-    if client is None:
+    remote = args.archive.startswith("s3://")
+    if not remote and not Path(args.archive).is_dir():
+        ap.error(f"--archive: {args.archive} is neither a folder nor an s3:// URI")
+    if not args.model.exists():
+        ap.error(f"--model: {args.model} does not exist")
+    if client is None or (remote and s3 is None):
         import boto3  # the processing container has it
 
-        client = boto3.client("dynamodb", region_name=args.region)
+        client = client or boto3.client("dynamodb", region_name=args.region)
+        s3 = s3 or boto3.client("s3", region_name=args.region)
     scorer = model_api.InProcessScorer(model_api.load_model(_model_dir(args.model)))
     states, errors = scan_states(client, args.table)
-    res = rebuild.rebuild(states, lines_in(args.archive), scorer, scorer.info, horizon=args.horizon)
+    lines_of = s3_lines_in(s3, args.archive) if remote else lines_in(Path(args.archive))
+    res = rebuild.rebuild(states, lines_of, scorer, scorer.info, horizon=args.horizon)
     done = commit(client, args.table, res.states, scorer.info.fingerprint)
     args.model_info.parent.mkdir(parents=True, exist_ok=True)
     args.model_info.write_text(scorer.info.to_json())

@@ -20,6 +20,15 @@ from tests.infra.contracts.shapes import recording_calls
 REPO = Path(__file__).resolve().parents[3]
 
 
+@pytest.fixture(scope="session")
+def stream_synth(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The app synthesized with the stream enabled (``predmaint.stream.enabled``): the endpoint stack
+    gets the stream construct, the pipeline its rebuild step and role."""
+    from tests.infra.conftest import CDK_CONTEXT, synth_app
+
+    return synth_app(tmp_path_factory.mktemp("cdk.out-stream"), {**CDK_CONTEXT, "predmaint.stream.enabled": "true"})
+
+
 class Context:
     function_name, memory_limit_in_mb, aws_request_id = "fn", 256, "req-1"
     invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:fn"

@@ -59,7 +59,7 @@ class Resolver:
 
     NAME_PROPERTIES = ("RoleName", "FunctionName", "TopicName", "BucketName", "StateMachineName",
                        "LogGroupName", "ModelPackageGroupName", "EndpointName", "EndpointConfigName",
-                       "ModelName", "AlarmName", "Name")
+                       "ModelName", "AlarmName", "Name", "TableName", "QueueName")
 
     def __init__(self, templates: dict[str, dict[str, Any]], region: str) -> None:
         self.templates, self.region = templates, region
@@ -110,6 +110,9 @@ class Resolver:
             "AWS::StepFunctions::StateMachine": self.ref(stack, logical),
             "AWS::SageMaker::ModelPackageGroup": f"arn:{PARTITION}:sagemaker:{r}:{a}:model-package-group/{name}",
             "AWS::CloudWatch::Alarm": f"arn:{PARTITION}:cloudwatch:{r}:{a}:alarm:{name}",
+            "AWS::DynamoDB::Table": f"arn:{PARTITION}:dynamodb:{r}:{a}:table/{name}",
+            "AWS::Kinesis::Stream": f"arn:{PARTITION}:kinesis:{r}:{a}:stream/{name}",
+            "AWS::SQS::Queue": f"arn:{PARTITION}:sqs:{r}:{a}:{name}",
         }
         if attr == "Arn" and kind in arns:
             return arns[kind]

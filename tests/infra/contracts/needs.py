@@ -29,6 +29,10 @@ SAGEMAKER_ROLE_DOC = "SageMaker: execution roles (sagemaker-roles.html)"
 SAR = "Service Authorization Reference"
 ROLLBACK_DOC = "SageMaker: auto-rollback (deployment-guardrails-configuration.html: cloudwatch:DescribeAlarms)"
 KMS_ENCRYPT_DOC = "SageMaker API: OutputDataConfig/DataCaptureConfig KmsKeyId (execution role needs kms:Encrypt)"
+DYNAMODB_KMS_DOC = ("DynamoDB: a customer managed key is used on the caller's behalf through DynamoDB "
+                    "(encryption.usagenotes.html, 'Authorizing use of your AWS KMS key')")
+#: the KMS actions DynamoDB uses with a table's customer managed key on the caller's behalf
+DYNAMODB_KMS = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"]
 
 #: .sync integration -> (job resource type, actions on the job, EventBridge rule kind)
 SYNC_JOBS = {
@@ -76,8 +80,9 @@ def s3_parts(uri: str) -> tuple[str, str]:
 class Needs:
     """Collects ``Need``s; ``arn(service, resource)`` builds ARNs in the deployment's region/account."""
 
-    def __init__(self, region: str, bucket_keys: dict[str, str]) -> None:
+    def __init__(self, region: str, bucket_keys: dict[str, str], table_keys: dict[str, str] | None = None) -> None:
         self.region, self.bucket_keys = region, bucket_keys  # bucket name -> its SSE-KMS key ARN
+        self.table_keys = table_keys or {}  # DynamoDB table name -> its customer managed key ARN
         self.items: list[Need] = []
 
     def arn(self, service: str, resource: str, region: bool = True) -> str:
@@ -316,6 +321,15 @@ def call_needs(n: Needs, who: str, call: Any) -> None:
                   [n.arn("sagemaker", f"model-package-group/{group}"), n.arn("sagemaker", f"model-package/{group}/1")])
         else:  # pragma: no cover
             raise AssertionError(f"no IAM model for {label}")
+    elif s == "dynamodb" and op in ("BatchGetItem", "GetItem", "PutItem", "Scan"):
+        tables = sorted(p["RequestItems"]) if op == "BatchGetItem" else [p["TableName"]]
+        n.add(who, label, [f"dynamodb:{op}"], [n.arn("dynamodb", f"table/{t}") for t in tables])
+        for t in tables:
+            if t in n.table_keys:
+                n.add(who, label, DYNAMODB_KMS, [n.table_keys[t]],
+                      {"kms:ViaService": f"dynamodb.{n.region}.amazonaws.com"}, DYNAMODB_KMS_DOC)
+    elif s == "sagemaker-runtime" and op == "InvokeEndpoint":
+        n.add(who, label, ["sagemaker:InvokeEndpoint"], [n.arn("sagemaker", f"endpoint/{p['EndpointName'].lower()}")])
     elif s == "ssm" and op in ("PutParameter", "GetParameter"):
         n.add(who, label, [f"ssm:{op}"], [n.arn("ssm", "parameter/" + p["Name"].lstrip("/"))])
     else:  # pragma: no cover
