@@ -98,6 +98,35 @@ static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                  1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                  1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
+/* m / 10^k (m < 2^63, 0 < k <= 22) correctly rounded, for the 17-18 digit numbers a double's shortest
+ * text often has (m beyond 2^53, where one IEEE division is not enough): the division's result v, kept
+ * only when exact integer arithmetic proves it is the nearest double (|m/10^k - v| < half an ulp of v,
+ * strictly: a tie or a miss is left to strtod). Returns 1 with *out set, or 0. */
+static int near_exact(uint64_t m, int64_t k, double *out)
+{
+    static const uint64_t P10[20] = {1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull,
+                                     100000000ull, 1000000000ull, 10000000000ull, 100000000000ull,
+                                     1000000000000ull, 10000000000000ull, 100000000000000ull,
+                                     1000000000000000ull, 10000000000000000ull, 100000000000000000ull,
+                                     1000000000000000000ull, 10000000000000000000ull};
+    if (k > 19)
+        return 0;
+    double v = (double)m / POW10[k];
+    int ex;
+    double f = frexp(v, &ex); /* v = f * 2^ex, 0.5 <= f < 1: v = M * 2^E with M = f * 2^53, E = ex - 53 */
+    uint64_t M = (uint64_t)ldexp(f, 53);
+    int64_t E = ex - 53;
+    if (M == (1ull << 52) || E >= 0 || -E > 62)
+        return 0; /* a power of two (uneven neighbours), or beyond what 128 bits hold below */
+    /* |m/10^k - M 2^E| < 2^(E-1)  <=>  |2m 2^-E - 2M 10^k| < 10^k, all in unsigned 128-bit integers */
+    unsigned __int128 lhs = ((unsigned __int128)m << (1 - E)), mid = (unsigned __int128)(2 * M) * P10[k];
+    unsigned __int128 diff = lhs > mid ? lhs - mid : mid - lhs;
+    if (!(diff < (unsigned __int128)P10[k]))
+        return 0;
+    *out = v;
+    return 1;
+}
+
 /* A JSON number, correctly rounded to double; *integer when it has no fraction or exponent (an
  * integer in Python: "-0" is 0, not -0.0). Declines on numbers beyond the double range. */
 static int number(Parser *s, double *out, int *integer)
@@ -167,6 +196,9 @@ static int number(Parser *s, double *out, int *integer)
     } else if (exact && m <= (1ull << 53) && e >= -22 && e <= 22) {
         /* both operands exact, one IEEE rounding: the correctly rounded value */
         v = e >= 0 ? (double)m * POW10[e] : (double)m / POW10[-e];
+        if (neg)
+            v = -v;
+    } else if (exact && e >= -22 && e < 0 && m <= (1ull << 63) && near_exact(m, -e, &v)) {
         if (neg)
             v = -v;
     } else {
