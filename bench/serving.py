@@ -273,10 +273,12 @@ def container_layout(model_dir: Path, root: Path, **extra: str) -> dict[str, str
 
 
 def container_in_process(model_dir: Path, body: bytes, seconds: float, root: Path) -> dict[str, Any]:
-    """One asset through the container's own ``Transformer.transform`` in one worker process
+    """A request through the container's own ``Transformer.transform`` in one worker process
     (sm_xgboost.py probe: Flask request context, str body, our hooks); p50/p99 in ms."""
     ck = container_kit()
-    env = container_layout(model_dir, root, PROBE_BODY=body.decode())
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "body.json").write_bytes(body)  # 100 assets exceed an environment variable's 128 KiB
+    env = container_layout(model_dir, root, PROBE_BODY_FILE=str(root / "body.json"))
     proc = subprocess.run([str(ck.PYTHON), str(ck.SM_XGBOOST), "probe", str(seconds)], env=env,
                           capture_output=True, text=True, timeout=600, cwd="/")
     if proc.returncode != 0:
