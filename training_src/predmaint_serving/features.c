@@ -165,6 +165,29 @@ static void window(const Plan *pl, Work *wk, int64_t n, int64_t w, double *out, 
     }
 }
 
+/* A whole-history statistic from the count c and the running sums (indexed by LIFE_*): the one formula
+ * of features.windows._stats_from_sums, for the expanding window and for life summaries. */
+static double from_sums(int64_t stat, double c, const double *sums)
+{
+    double mean = sums[LIFE_Z] / c;
+    switch (stat) {
+    case STAT_MEAN:
+        return mean;
+    case STAT_STD: {
+        double var = sums[LIFE_ZZ] / c - mean * mean;
+        return sqrt(var > 0.0 ? var : 0.0);
+    }
+    case STAT_SLOPE: {
+        double st = sums[LIFE_T], sxx = sums[LIFE_TT] - st * st / c, sxy = sums[LIFE_TZ] - st * sums[LIFE_Z] / c;
+        return sxx > 1e-12 ? sxy / sxx : 0.0;
+    }
+    case STAT_MIN:
+        return sums[LIFE_MIN];
+    default:
+        return sums[LIFE_MAX];
+    }
+}
+
 /* Whole-history statistics at the last reading (features._expanding_last): sequential sums. */
 static void expanding(const Plan *pl, Work *wk, int64_t n, double *out, int64_t per, int64_t col)
 {
@@ -186,29 +209,9 @@ static void expanding(const Plan *pl, Work *wk, int64_t n, double *out, int64_t 
             lo = z < lo ? z : lo;
             hi = z > hi ? z : hi;
         }
-        double mean = sz / c;
+        double sums[7] = {sz, szz, st, stt, stz, lo, hi};
         for (int64_t q = 0; q < pl->n_stats; ++q) {
-            double v;
-            switch (pl->stats[q]) {
-            case STAT_MEAN:
-                v = mean;
-                break;
-            case STAT_STD: {
-                double var = szz / c - mean * mean;
-                v = sqrt(var > 0.0 ? var : 0.0);
-                break;
-            }
-            case STAT_SLOPE: {
-                double sxx = stt - st * st / c, sxy = stz - st * sz / c;
-                v = sxx > 1e-12 ? sxy / sxx : 0.0;
-                break;
-            }
-            case STAT_MIN:
-                v = lo;
-                break;
-            default:
-                v = hi;
-            }
+            double v = from_sums(pl->stats[q], c, sums);
             out[k * per + col + q] = v;
         }
     }
@@ -316,29 +319,8 @@ static int life_features(const Plan *pl, Work *wk, int64_t n, int64_t flag, doub
             sk[key] = sums[off + (scalar ? 0 : k)];
             off += scalar ? 1 : s;
         }
-        double mean = sk[LIFE_Z] / c;
         for (int64_t q = 0; q < pl->n_life_stats; ++q) {
-            double v;
-            switch (pl->life_stats[q]) {
-            case STAT_MEAN:
-                v = mean;
-                break;
-            case STAT_STD: {
-                double var = sk[LIFE_ZZ] / c - mean * mean;
-                v = sqrt(var > 0.0 ? var : 0.0);
-                break;
-            }
-            case STAT_SLOPE: {
-                double sxx = sk[LIFE_TT] - sk[LIFE_T] * sk[LIFE_T] / c, sxy = sk[LIFE_TZ] - sk[LIFE_T] * sk[LIFE_Z] / c;
-                v = sxx > 1e-12 ? sxy / sxx : 0.0;
-                break;
-            }
-            case STAT_MIN:
-                v = sk[LIFE_MIN];
-                break;
-            default:
-                v = sk[LIFE_MAX];
-            }
+            double v = from_sums(pl->life_stats[q], c, sk);
             if (!(fabs(v) <= FLT_MAX)) /* features.life.life_overflows: the codec's 400 */
                 return DECLINE;
             x[k * pl->n_life_stats + q] = (float)v;
