@@ -154,13 +154,35 @@ def test_assets(data_dir: Path, readings: int) -> list[dict[str, Any]]:
     return out
 
 
+def summary_assets(module: Any, model: Any, data_dir: Path, readings: int) -> list[dict[str, Any]]:
+    """FD001 test units as a stream application sends them: each unit's last ``readings`` readings with
+    the life summary the endpoint returned for its readings before those (started with ``{}``)."""
+    from training_src.dataio import read_table, resolve_file
+    from training_src.profiles import load_profile
+
+    profile = load_profile("cmapss", "FD001")
+    test = read_table(resolve_file(data_dir, profile.file("test")), profile)
+    out = []
+    for unit, g in test.groupby("unit"):
+        rows = g.drop(columns=["unit"]).to_dict("records")
+        asset = f"FD001-unit-{int(unit)}"
+        start = body_of([{"asset_id": asset, "readings": rows[:-readings], "life": {}}])
+        status, answer, _ = module.handle(model, start, "application/json", "application/json")
+        assert status == 200, answer
+        life = json.loads(answer)["predictions"][0]["life"]
+        out.append({"asset_id": asset, "readings": rows[-readings:], "life": life})
+    return out
+
+
 def body_of(instances: list[dict[str, Any]]) -> bytes:
     return json.dumps({"instances": instances}).encode()
 
 
 # ---------------------------------------------------------------------- in-process
-def in_process(model_dir: Path, assets: list[dict[str, Any]], sizes: list[int], seconds: float) -> dict[str, Any]:
-    """Latency of handle (the whole request) and of the floor per request size."""
+def in_process(model_dir: Path, assets: list[dict[str, Any]], sizes: list[int], seconds: float,
+               data_dir: Path | None = None, readings: int = 30) -> dict[str, Any]:
+    """Latency of handle (the whole request) and of the floor per request size; with ``data_dir`` (and a
+    model that reads life summaries) also of the same requests with each asset's life summary."""
     import dataclasses
     import importlib
 
@@ -175,6 +197,7 @@ def in_process(model_dir: Path, assets: list[dict[str, Any]], sizes: list[int], 
     python_model = dataclasses.replace(model, reader=None)  # the same model without request.c
     results: dict[str, Any] = {"load": load(), "compiled": getattr(model, "compiled", None) is not None,
                                "forest": model.forest is not None, "reader": model.reader is not None}
+    life_assets = summary_assets(module, model, data_dir, readings) if data_dir and model.spec.life_stats else None
     for k in sizes:
         body = body_of(assets[:k])
         status, _, _ = module.handle(model, body, "application/json", "application/json")
@@ -209,6 +232,18 @@ def in_process(model_dir: Path, assets: list[dict[str, Any]], sizes: list[int], 
             "features": pct(timed(lambda r=req: codec.features_matrix(r, model), reps, seconds))[0],
             "predict": pct(timed(lambda x=X: predictors.predict_matrix(model, x), reps, seconds))[0],
         }
+        if life_assets is not None:  # the same assets as a stream sends them: last readings + life summary
+            life_body = body_of(life_assets[:k])
+            status, answer, _ = module.handle(model, life_body, "application/json", "application/json")
+            assert status == 200 and all("life" in p for p in json.loads(answer)["predictions"]), answer[:200]
+            row["life_body_bytes"] = len(life_body)
+            row["handle_life_ms"] = pct(timed(
+                lambda b=life_body: module.handle(model, b, "application/json", "application/json"), reps, seconds))
+            row["handle_life_python_ms"] = pct(timed(
+                lambda b=life_body: module.handle(python_model, b, "application/json", "application/json"),
+                reps, seconds))
+            row["life_vs_window_p50"] = row["handle_life_ms"][0] / row["handle_ms"][0]
+            row["life_body"] = life_body.decode()  # for the container probe (dropped from the JSON below)
         row["load"] = load()
         results[str(k)] = row
     results["load_after"] = load()
@@ -238,10 +273,12 @@ def container_layout(model_dir: Path, root: Path, **extra: str) -> dict[str, str
 
 
 def container_in_process(model_dir: Path, body: bytes, seconds: float, root: Path) -> dict[str, Any]:
-    """One asset through the container's own ``Transformer.transform`` in one worker process
+    """A request through the container's own ``Transformer.transform`` in one worker process
     (sm_xgboost.py probe: Flask request context, str body, our hooks); p50/p99 in ms."""
     ck = container_kit()
-    env = container_layout(model_dir, root, PROBE_BODY=body.decode())
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "body.json").write_bytes(body)  # 100 assets exceed an environment variable's 128 KiB
+    env = container_layout(model_dir, root, PROBE_BODY_FILE=str(root / "body.json"))
     proc = subprocess.run([str(ck.PYTHON), str(ck.SM_XGBOOST), "probe", str(seconds)], env=env,
                           capture_output=True, text=True, timeout=600, cwd="/")
     if proc.returncode != 0:
@@ -442,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {model_dir} · {args.readings} readings per asset · {args.workers} workers per server")
 
     print("\nin-process (handle: the whole request) and the floor (precomputed features):")
-    inproc = in_process(model_dir, assets, [1, 10, 100], args.inproc_seconds)
+    inproc = in_process(model_dir, assets, [1, 10, 100], args.inproc_seconds, args.data_dir, args.readings)
     for k in ("1", "10", "100"):
         r = inproc[k]
         line = (f"  {r['assets']:>3} asset(s) ({r['body_bytes'] / 1024:6.0f} KiB): handle p50 {r['handle_ms'][0]:7.3f} ms "
@@ -459,6 +496,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"        compiled reader (body -> features) p50 {r['reader_ms'][0]:.3f} ms; "
                   f"handle without it (Python path) p50 {r['handle_python_ms'][0]:.3f} ms "
                   f"p99 {r['handle_python_ms'][1]:.3f} ms")
+        if "handle_life_ms" in r:
+            print(f"        with each asset's life summary ({r['life_body_bytes'] / 1024:.0f} KiB): handle p50 "
+                  f"{r['handle_life_ms'][0]:.3f} ms p99 {r['handle_life_ms'][1]:.3f} ms "
+                  f"({r['life_vs_window_p50']:.2f}x the window-only p50); Python path p50 "
+                  f"{r['handle_life_python_ms'][0]:.3f} ms p99 {r['handle_life_python_ms'][1]:.3f} ms")
         st = r["stages_p50_ms"]
         print("        Python path stages p50: " + ", ".join(f"{name} {v:.3f} ms" for name, v in st.items())
               + f" · {r['load']}")
@@ -466,13 +508,22 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="predmaint-bench-container-"))
     container: dict[str, Any] = {}
     if args.container:
-        body1 = body_of(assets[:1])
-        container["fast"] = container_in_process(model_dir, body1, args.inproc_seconds, scratch / "probe")
-        c = container["fast"]
-        print(f"\nin-process through the SageMaker XGBoost container's Transformer.transform (Python {c['python']}, "
-              f"sagemaker-containers, str body, compiled reader {'on' if c['reader'] else 'off'}): 1 asset p50 "
-              f"{c['transform_ms']['p50']:.3f} ms p99 {c['transform_ms']['p99']:.3f} ms (n={c['transform_ms']['n']}); "
-              f"our three hooks alone p50 {c['hooks_ms']['p50']:.3f} ms · {c['load']}")
+        print("\nin-process through the SageMaker XGBoost container's Transformer.transform (sagemaker-containers, "
+              "str body):")
+        cases = [(f"{k} asset(s)", str(k), body_of(assets[:k])) for k in (1, 100)]
+        cases += [(f"{k} asset(s) with life summaries", f"{k}_life", inproc[str(k)]["life_body"].encode())
+                  for k in (1, 100) if "life_body" in inproc[str(k)]]
+        for label, key, body in cases:
+            c = container[key] = container_in_process(model_dir, body, args.inproc_seconds, scratch / f"probe-{key}")
+            print(f"  {label}: p50 {c['transform_ms']['p50']:.3f} ms p99 {c['transform_ms']['p99']:.3f} ms "
+                  f"(n={c['transform_ms']['n']}; Python {c['python']}, compiled reader {'on' if c['reader'] else 'off'}); "
+                  f"our three hooks alone p50 {c['hooks_ms']['p50']:.3f} ms · {c['load']}")
+        container["fast"] = container["1"]
+        for k in ("1", "100"):
+            if f"{k}_life" in container:
+                ratio = container[f"{k}_life"]["transform_ms"]["p50"] / container[k]["transform_ms"]["p50"]
+                container[f"life_vs_window_{k}"] = ratio
+                print(f"  {k} asset(s): with life summaries {ratio:.2f}x the window-only p50")
     if args.no_http:
         print(f"done · {load()}")
         return 0
@@ -534,6 +585,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  in-process 1 asset vs raw booster: {ratios['inproc_vs_booster_1']:.2f}x; "
               f"100 assets: {ratios['inproc_vs_booster_100']:.2f}x")
     print(f"done · {load()}")
+    for k in ("1", "10", "100"):
+        inproc[k].pop("life_body", None)
     if args.json:
         args.json.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(),
                                          "model_dir": str(model_dir), "in_process": inproc, "http_ours": ours,

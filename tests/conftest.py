@@ -148,3 +148,29 @@ def fd001_model(fd001: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
                             "--max_depth", "4", "--eta", "0.1")
     assert proc.returncode == 0, proc.stderr
     return model_dir
+
+
+@pytest.fixture(scope="session")
+def fd002_model(data_dir, tmp_path_factory) -> Path:
+    """A small calibrated FD002 model (six operating conditions), made as the pipeline makes it."""
+    from training_src import preprocess
+    from training_src.profiles import load_profile
+
+    frames, spec, manifest = preprocess.build_datasets(load_profile("cmapss", "FD002"), data_dir, seed=0)
+    out = tmp_path_factory.mktemp("fd002")
+    preprocess.write_outputs(out, frames, spec, manifest)
+    proc = train_subprocess(out, out / "model", "--algorithm", "xgboost", "--num_round", "30", "--max_depth", "4",
+                            "--eta", "0.2", "--fit_on", "train+validation")
+    assert proc.returncode == 0, proc.stderr
+    return out / "model"
+
+
+@pytest.fixture(scope="session")
+def fd002_units(data_dir) -> dict[int, list[dict]]:
+    """FD002's test engines as request readings: unit -> its readings."""
+    from training_src.dataio import read_table, resolve_file
+    from training_src.profiles import load_profile
+
+    p = load_profile("cmapss", "FD002")
+    test = read_table(resolve_file(data_dir, p.file("test")), p)
+    return {int(u): g.drop(columns=["unit"]).to_dict("records") for u, g in test.groupby("unit")}

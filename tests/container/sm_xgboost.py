@@ -36,6 +36,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 from sagemaker_containers import _env, _modules
 from sagemaker_containers.beta import framework
@@ -87,7 +88,8 @@ def probe(seconds: float = 0.0) -> dict:
     """What a worker does (the code directory first on sys.path, the module imported, the
     Transformer built from its hooks), then requests through the library's Worker (Flask test
     client): which body type the hooks got, whether the compiled reader answered, and (``seconds``
-    > 0) the in-process latency of ``Transformer.transform`` for the one-asset body ``PROBE_BODY``."""
+    > 0) the in-process latency of ``Transformer.transform`` for the body ``PROBE_BODY`` (or the file
+    ``PROBE_BODY_FILE``)."""
     import numpy as np
     from sagemaker_containers import _files
     from werkzeug.test import EnvironBuilder
@@ -119,7 +121,9 @@ def probe(seconds: float = 0.0) -> dict:
                                         predict_fn=module.predict_fn, output_fn=module.output_fn)
     recording.initialize()
     app = worker.Worker(transform_fn=recording.transform, module_name=serving_env.module_name)
-    body = os.environ["PROBE_BODY"].encode()
+    # the body itself, or (large bodies: an environment variable is limited to 128 KiB) a file holding it
+    body = Path(os.environ["PROBE_BODY_FILE"]).read_bytes() if "PROBE_BODY_FILE" in os.environ \
+        else os.environ["PROBE_BODY"].encode()
     client = app.test_client()
     responses = [client.post("/invocations", data=body, content_type=ctype)
                  for ctype in ("application/json", "application/json; charset=utf-8")]

@@ -80,6 +80,25 @@ def test_str_bodies_take_the_compiled_reader_in_the_container(probe, loaded_loca
     assert probe["answers"][0] == probe["answers"][1] == loaded_local(probe["body"])
 
 
+def test_life_summaries_take_the_compiled_reader_in_the_container(base: Path, test_units, loaded_local,
+                                                                  tmp_path: Path) -> None:
+    """Bodies with life summaries too: the compiled reader answers them in the container's Python (no
+    orjson there), with the local server's answer, updated summaries included."""
+    units = (3, 7)
+    start = request_body([{"asset_id": u, "readings": test_units[u][:-20], "life": {}} for u in units])
+    lives = [p["life"] for p in loaded_local(start)["predictions"]]
+    body = request_body([{"asset_id": u, "readings": test_units[u][-30:], "life": life}
+                         for u, life in zip(units, lives, strict=True)])
+    (tmp_path / "body.json").write_bytes(body)
+    proc = subprocess.run([str(PYTHON), str(SM_XGBOOST), "probe"], capture_output=True, text=True, timeout=300,
+                          env=_env(base, "site-probe-life", PROBE_BODY_FILE=str(tmp_path / "body.json")), cwd="/")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["statuses"] == [200, 200] and out["reader_answers"] == 2
+    assert out["answers"][0] == out["answers"][1] == loaded_local(body)
+    assert [p["life"]["count"] for p in out["answers"][0]["predictions"]] == [len(test_units[u]) for u in units]
+
+
 @pytest.fixture(scope="module")
 def loaded_local(model_dir: Path):
     """The local server's answer (``handle`` of the repository's hooks module) for a request."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import re
 
 import numpy as np
 import pytest
@@ -79,7 +80,8 @@ def test_without_a_summary_the_life_features_are_missing_and_training_sees_both(
     assert F.with_and_without_life(X[:, :-k], y, no_life)[0].shape == X[:, :-k].shape  # unchanged
 
 
-@pytest.mark.parametrize("change, message", [
+#: malformed summaries (a change to a good one) and the start of the 400 each gets
+MALFORMED = [
     (lambda d: "yes", r"^life: must be an object: \{\} to start a life summary"),
     (lambda d: {**d, "extra": 1}, r"^life\.extra: unknown key; a life summary has \['count', 'first', 'last', 'model', "),
     (lambda d: {k: v for k, v in d.items() if k != "tz"}, r"^life\.tz: missing$"),
@@ -95,7 +97,10 @@ def test_without_a_summary_the_life_features_are_missing_and_training_sees_both(
     (lambda d: {**d, "first": -(10**400)}, r"^life\.first: must be a finite number$"),
     (lambda d: {**d, "tt": 10**400}, r"^life\.tt: must be a finite number$"),
     (lambda d: {**d, "z": [10**400, *d["z"][1:]]}, r"^life\.z: must be a list of \d+ finite numbers$"),
-])
+]
+
+
+@pytest.mark.parametrize("change, message", MALFORMED)
 def test_a_malformed_summary_is_refused_naming_the_key(fd002, change, message):
     _, df, spec = fd002
     _, states = F.transform_last_life(_cols(df, 0, 40), np.array([0, 40]), spec, [F.NEW_LIFE])
@@ -204,11 +209,104 @@ def test_served_summary_problems(refit, units):
     assert doc["predictions"][0]["warning"].startswith("10 reading(s) sent")
 
 
-def test_the_compiled_reader_declines_summaries_and_leaves_life_features_missing(refit, units):
-    model = refit
+def _both(model, body: bytes) -> tuple[tuple, tuple]:
+    """(status, body) of ``handle`` with the compiled reader and without it (the Python path)."""
+    fast = I.handle(model, body, codec.JSON, codec.JSON)[:2]
+    reader, model.reader = model.reader, None
+    try:
+        slow = I.handle(model, body, codec.JSON, codec.JSON)[:2]
+    finally:
+        model.reader = reader
+    return fast, slow
+
+
+def _stream_fleet(model, units: dict[int, list[dict]], seed: int) -> tuple[int, int]:
+    """Every engine of ``units`` streamed as a stream application sends it: per round one request with every
+    engine that has readings left, each instance its last readings before (enough for a full window) plus a
+    new chunk of 1 to 50, with the summary its previous answer returned. Both paths answer every request
+    byte for byte alike; the compiled reader reads every request whose assets all have a full window; the last
+    answers' summaries count every reading once. (rounds, rounds the compiled reader read)."""
+    rng = np.random.default_rng(seed)
+    keep = max((model.spec.min_readings or 1) - 1, 0)
+    sent = dict.fromkeys(units, 0)
+    life: dict[int, dict] = {u: {} for u in units}
+    rounds = compiled = 0
+    while any(sent[u] < len(units[u]) for u in units):
+        instances = []
+        for u, readings in units.items():
+            if sent[u] < len(readings):
+                end = min(len(readings), sent[u] + int(rng.integers(1, 51)))
+                instances.append({"asset_id": u, "readings": readings[max(0, sent[u] - keep):end], "life": life[u]})
+                sent[u] = end
+        body = json.dumps({"instances": instances}).encode()
+        fast, slow = _both(model, body)
+        assert fast == slow and fast[0] == 200, (rounds, fast[1][:300], slow[1][:300])
+        full = all(len(inst["readings"]) >= keep + 1 for inst in instances)
+        assert (model.reader.read(body) is not None) == full  # short of a window: the Python path warns
+        compiled += full
+        for pred in json.loads(fast[1])["predictions"]:
+            life[pred["asset_id"]] = pred["life"]
+        rounds += 1
+    assert all(life[u]["count"] == len(units[u]) for u in units)
+    return rounds, compiled
+
+
+def test_the_compiled_reader_answers_streamed_summaries_bit_for_bit(refit, units):
+    """Every FD001 test engine streamed in chunks (1 to 50 new readings, with the readings before them a
+    window needs, and the summary returned before): the compiled reader reads the summaries (it no longer
+    declines them) and its answers equal the Python path's byte for byte."""
+    if refit.reader is None:
+        pytest.skip("no compiler here: the compiled reader is not built")
+    rounds, compiled = _stream_fleet(refit, units, seed=0)
+    assert compiled >= rounds - 4 > 8  # the first rounds, with engines short of a window, go to Python
+    # one engine per request, each chunk sent twice (the repeat counts nothing twice)
+    for u in (1, 50, 100):
+        fast, slow = _both(refit, json.dumps({"instances": [{"asset_id": u, "readings": units[u][:40], "life": {}}]}).encode())
+        doc = json.loads(fast[1])["predictions"][0]["life"]
+        again = json.dumps({"instances": [{"asset_id": u, "readings": units[u][10:40], "life": doc}]}).encode()
+        assert fast == slow and _both(refit, again)[0] == _both(refit, again)[1]
+        assert json.loads(_both(refit, again)[0][1])["predictions"][0]["life"] == doc
+
+
+def test_the_compiled_reader_answers_streamed_fd002_summaries_bit_for_bit(fd002_model, fd002_units):
+    """The same on FD002 (six operating conditions, a health index channel): every test engine streamed."""
+    model = I.model_fn(str(fd002_model))
     if model.reader is None:
         pytest.skip("no compiler here: the compiled reader is not built")
+    assert model.spec.life_stats and model.spec.n_regimes == 6
+    rounds, compiled = _stream_fleet(model, fd002_units, seed=1)
+    assert compiled > rounds // 2 > 4
+
+
+@pytest.mark.parametrize("change, message", MALFORMED)
+def test_a_malformed_summary_gets_the_same_400_from_both_paths(refit, units, change, message):
+    """The compiled reader declines every summary ``codec.parse_life`` refuses: the 400 (its message naming
+    the key) is the Python path's, whichever path the model has."""
+    _, first = _ask(refit, {"asset_id": 3, "readings": units[3][:-20], "life": {}})
+    good = first["predictions"][0]["life"]
+    instances = [{"asset_id": 2, "readings": units[2][-30:]},
+                 {"asset_id": 3, "readings": units[3][-30:], "life": change(good)}]
+    fast, slow = _both(refit, json.dumps({"instances": instances}).encode())
+    assert fast == slow and fast[0] == 400
+    assert re.match(message.replace("^life", r"^instances\[1\]\.life"), json.loads(fast[1])["error"])
+
+
+def test_summaries_the_compiled_reader_leaves_to_python(refit, units):
+    """Another model's summary (a warning), a repeated key, a forged summary that overflows: declined by the
+    compiled reader, answered by the Python path (same bytes either way)."""
+    if refit.reader is None:
+        pytest.skip("no compiler here: the compiled reader is not built")
+    _, first = _ask(refit, {"readings": units[3][:-20], "life": {}})
+    good = first["predictions"][0]["life"]
+    text = json.dumps({"readings": units[3][-30:], "life": good})
+    bodies = [{"readings": units[3][-30:], "life": {**good, "model": "f" * 16}},
+              {"readings": units[3][-30:], "life": {**good, "count": 5, "z": [1.7e308] * len(good["z"])}},
+              {"readings": units[3][-30:], "life": {**good, "count": 2**53}}]
+    raw = ['{"instances": [' + text.replace('"count":', '"count": 1, "count":') + "]}"]
+    for body in [json.dumps({"instances": [b]}) for b in bodies] + raw:
+        assert refit.reader.read(body.encode()) is None
+        fast, slow = _both(refit, body.encode())
+        assert fast == slow
     plain = json.dumps({"instances": [{"readings": units[7][-30:]}]}).encode()
-    got = model.reader.read(plain)
-    assert got is not None and np.isnan(got[1][0, -len(F.life_names(model.spec)):]).all()
-    assert model.reader.read(json.dumps({"instances": [{"readings": units[7], "life": {}}]}).encode()) is None
+    got = refit.reader.read(plain)  # no summary sent: the life features are missing, none is returned
+    assert got is not None and np.isnan(got[1][0, -len(F.life_names(refit.spec)):]).all() and got[2] is None

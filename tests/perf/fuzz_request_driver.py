@@ -3,7 +3,7 @@
     python fuzz_request_driver.py LIBRARY FEATURE_SPEC_JSON SECONDS
 
 Loads LIBRARY (request.c built with -fsanitize=address,undefined), then feeds it every truncation
-of a synthetic request, random byte-level mutations of synthetic requests for SECONDS, and a few
+of a synthetic request and of one continuing life summaries, random byte-level mutations of synthetic requests (with and without life summaries) for SECONDS, and a few
 pathological bodies. A memory error or undefined behaviour aborts the process (non-zero exit);
 a clean run prints the counts and exits 0.
 """
@@ -19,21 +19,33 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from training_src import features as F
+from training_src.predmaint_serving import codec, native
 from training_src.predmaint_serving import model as M
-from training_src.predmaint_serving import native
 from training_src.predmaint_serving import reader as R
 
 
 def main() -> int:
     library, spec_path, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
     model = M.for_spec(F.FeatureSpec.from_json(Path(spec_path).read_text()))
-    fn, batch = native.bind_request_functions(ctypes.CDLL(library))
-    reader = R.RequestReader(fn, model.spec, model.required, batch)
+    lib = ctypes.CDLL(library)
+    fn, batch = native.bind_request_functions(lib)
+    reader = R.RequestReader(fn, model.spec, model.required, batch, native.bind_life_function(lib))
     assert reader.agrees_with_python(model), "the sanitized build must still agree with the Python path"
     bodies = R.synthetic_requests(model.spec, model.required)
-    small = min(bodies, key=len)
-    for k in range(len(small) + 1):
-        reader.read(small[:k])
+    smallest = [min(bodies, key=len)]
+    if reader.life_fn is not None:  # the same requests starting life summaries, then continuing them
+        with_life = []
+        for body in bodies:
+            instances = codec.loads(body)["instances"]
+            start = codec.dumps({"instances": [{**inst, "life": {}} for inst in instances]})
+            life = codec.read_python(start, model).life
+            with_life += [start, codec.dumps({"instances": [{**inst, "life": doc}
+                                                            for inst, doc in zip(instances, life, strict=True)]})]
+        smallest.append(min(with_life[1::2], key=len))
+        bodies += with_life
+    for small in smallest:
+        for k in range(len(small) + 1):
+            reader.read(small[:k])
     rng = random.Random(0)
     n = taken = 0
     stop = time.monotonic() + seconds
@@ -57,7 +69,7 @@ def main() -> int:
                  b'{"instances":[{"readings":[{"cycle":1e' + b"9" * 1000 + b"}]}]}",
                  b'{"instances":[{"readings":[{"cycle":0.' + b"1" * 1000 + b"}]}]}", b"", b"{", b'"'):
         assert reader.read(body) is None
-    print(f"truncations {len(small) + 1}, mutations {n}, taken {taken}")
+    print(f"truncations {sum(len(b) + 1 for b in smallest)}, mutations {n}, taken {taken}")
     return 0
 
 

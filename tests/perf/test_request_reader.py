@@ -77,7 +77,7 @@ def _check_every_unit(df, spec, lengths):
     df = df[df["unit"].isin(keep_units)]
     b = _bounds(df)
     batch = F.transform(df, spec, life=False).to_numpy().astype(np.float32)
-    ids, X = rd.read(codec.dumps({"instances": rows}))
+    ids, X, _ = rd.read(codec.dumps({"instances": rows}))
     assert ids == [r["asset_id"] for r in rows]
     np.testing.assert_array_equal(X, batch[b[1:] - 1])
     # the fleet-scoring entry: the validated matrix itself, all assets at once

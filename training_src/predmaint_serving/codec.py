@@ -655,15 +655,18 @@ def read_python(body: bytes, model: Any, explain: bool = False) -> Features:
 def read(body: bytes, model: Any, explain: bool = False) -> Features:
     """An accepted body (``accept_body``) -> ``Features``, or the 400/413 naming what is wrong.
 
-    The compiled reader answers when it takes the body (it declines explanations, which need the
-    Python path's booster contributions, any ``horizon`` or ``life`` key, which it does not read, any key
-    outside ``REQUEST_FIELDS``/``INSTANCE_FIELDS``, and assets with fewer readings than the model's minimum,
-    which get a warning); otherwise ``read_python`` does.
+    The compiled reader answers when it takes the body, life summaries included (it reads and updates them
+    as ``parse_life`` and ``features.life`` do, and returns them in ``life_document``'s form); it declines
+    explanations, which need the Python path's booster contributions, any ``horizon`` key, which it does
+    not read, a summary ``parse_life`` would refuse or warn about (another model's), any key outside
+    ``REQUEST_FIELDS``/``INSTANCE_FIELDS``, and assets with fewer readings than the model's minimum, which
+    get a warning; otherwise ``read_python`` does.
     """
     if model.reader is not None and not explain:
         fast = model.reader.read(body)  # the compiled reader, or None: the Python path decides
         if fast is not None:
-            return Features(*fast)
+            ids, X, life = fast
+            return Features(ids, X, life=life)
     return read_python(body, model, explain)
 
 

@@ -9,6 +9,7 @@
  * contiguous row (window times, EWM weights) are NumPy's pairwise summation. reader.py checks the
  * result against the Python path when it loads the library and does not use it if anything differs.
  */
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -164,6 +165,29 @@ static void window(const Plan *pl, Work *wk, int64_t n, int64_t w, double *out, 
     }
 }
 
+/* A whole-history statistic from the count c and the running sums (indexed by LIFE_*): the one formula
+ * of features.windows._stats_from_sums, for the expanding window and for life summaries. */
+static double from_sums(int64_t stat, double c, const double *sums)
+{
+    double mean = sums[LIFE_Z] / c;
+    switch (stat) {
+    case STAT_MEAN:
+        return mean;
+    case STAT_STD: {
+        double var = sums[LIFE_ZZ] / c - mean * mean;
+        return sqrt(var > 0.0 ? var : 0.0);
+    }
+    case STAT_SLOPE: {
+        double st = sums[LIFE_T], sxx = sums[LIFE_TT] - st * st / c, sxy = sums[LIFE_TZ] - st * sums[LIFE_Z] / c;
+        return sxx > 1e-12 ? sxy / sxx : 0.0;
+    }
+    case STAT_MIN:
+        return sums[LIFE_MIN];
+    default:
+        return sums[LIFE_MAX];
+    }
+}
+
 /* Whole-history statistics at the last reading (features._expanding_last): sequential sums. */
 static void expanding(const Plan *pl, Work *wk, int64_t n, double *out, int64_t per, int64_t col)
 {
@@ -185,29 +209,9 @@ static void expanding(const Plan *pl, Work *wk, int64_t n, double *out, int64_t 
             lo = z < lo ? z : lo;
             hi = z > hi ? z : hi;
         }
-        double mean = sz / c;
+        double sums[7] = {sz, szz, st, stt, stz, lo, hi};
         for (int64_t q = 0; q < pl->n_stats; ++q) {
-            double v;
-            switch (pl->stats[q]) {
-            case STAT_MEAN:
-                v = mean;
-                break;
-            case STAT_STD: {
-                double var = szz / c - mean * mean;
-                v = sqrt(var > 0.0 ? var : 0.0);
-                break;
-            }
-            case STAT_SLOPE: {
-                double sxx = stt - st * st / c, sxy = stz - st * sz / c;
-                v = sxx > 1e-12 ? sxy / sxx : 0.0;
-                break;
-            }
-            case STAT_MIN:
-                v = lo;
-                break;
-            default:
-                v = hi;
-            }
+            double v = from_sums(pl->stats[q], c, sums);
             out[k * per + col + q] = v;
         }
     }
@@ -230,7 +234,103 @@ static void ewm(const Plan *pl, Work *wk, int64_t n, int64_t L, const double *wt
     }
 }
 
-static int features(const Plan *pl, const double *vals, int64_t n, Work *wk, double *win, float *x)
+int64_t pm_life_width(const Plan *pl)
+{
+    int64_t w = 3;
+    for (int64_t q = 0; q < pl->n_life_keys; ++q)
+        w += (pl->life_keys[q] == LIFE_T || pl->life_keys[q] == LIFE_TT) ? 1 : channels(pl);
+    return w;
+}
+
+/* A running sum's term of one reading (features.windows._sum_terms): z of channel k, t0 its time since
+ * the life's first reading. */
+static inline double term(int64_t key, double z, double t0)
+{
+    switch (key) {
+    case LIFE_ZZ:
+        return z * z;
+    case LIFE_T:
+        return t0;
+    case LIFE_TT:
+        return t0 * t0;
+    case LIFE_TZ:
+        return t0 * z;
+    default: /* z, min, max */
+        return z;
+    }
+}
+
+/* features.life._life_block for one asset of n readings (wk->z, wk->t): the summary in ``st`` (first,
+ * last, count, sums; flag LIFE_START: none yet) takes in the readings after its last time, sums
+ * continued in order as np.cumsum / np.minimum.accumulate do, and is replaced by the updated one; the
+ * life features (features.windows._stats_from_sums) go to x[0:n_life]. DECLINE on overflow. */
+static int life_features(const Plan *pl, Work *wk, int64_t n, int64_t flag, double *st, float *x)
+{
+    int64_t s = channels(pl), lo = 0, count = 0;
+    double first = wk->t[0];
+    if (flag == LIFE_CONTINUE) {
+        first = st[0];
+        count = (int64_t)st[2];
+        while (lo < n && !(wk->t[lo] > st[1])) /* searchsorted(t, last, side="right"): t is increasing */
+            ++lo;
+    }
+    double *sums = st + 3;
+    int64_t off = 0;
+    for (int64_t q = 0; q < pl->n_life_keys; ++q) {
+        int64_t key = pl->life_keys[q];
+        int scalar = key == LIFE_T || key == LIFE_TT;
+        int64_t width = scalar ? 1 : s;
+        for (int64_t k = 0; k < width; ++k) {
+            int64_t i = lo;
+            double acc;
+            if (count) {
+                acc = sums[off + k];
+            } else { /* a new life: the first term is the running value (cumsum's first element) */
+                acc = term(key, wk->z[i * s + k], wk->t[i] - first);
+                ++i;
+            }
+            for (; i < n; ++i) {
+                double v = term(key, scalar ? 0.0 : wk->z[i * s + k], wk->t[i] - first);
+                if (key == LIFE_MIN)
+                    acc = v < acc ? v : acc;
+                else if (key == LIFE_MAX)
+                    acc = v > acc ? v : acc;
+                else
+                    acc += v;
+            }
+            if (!isfinite(acc))
+                return DECLINE; /* only a forged summary gets here: the codec's 400 */
+            sums[off + k] = acc;
+        }
+        off += width;
+    }
+    if (count + (n - lo) > ((int64_t)1 << 53))
+        return DECLINE; /* a count a double does not hold exactly (only a forged summary) */
+    st[0] = first;
+    if (n > lo)
+        st[1] = wk->t[n - 1];
+    st[2] = (double)(count + (n - lo));
+    double c = st[2], sk[7] = {0};
+    for (int64_t k = 0; k < s; ++k) {
+        off = 0;
+        for (int64_t q = 0; q < pl->n_life_keys; ++q) { /* this channel's sums by key */
+            int64_t key = pl->life_keys[q];
+            int scalar = key == LIFE_T || key == LIFE_TT;
+            sk[key] = sums[off + (scalar ? 0 : k)];
+            off += scalar ? 1 : s;
+        }
+        for (int64_t q = 0; q < pl->n_life_stats; ++q) {
+            double v = from_sums(pl->life_stats[q], c, sk);
+            if (!(fabs(v) <= FLT_MAX)) /* features.life.life_overflows: the codec's 400 */
+                return DECLINE;
+            x[k * pl->n_life_stats + q] = (float)v;
+        }
+    }
+    return OK;
+}
+
+static int features(const Plan *pl, const double *vals, int64_t n, Work *wk, double *win, float *x,
+                    int64_t life_flag, double *life)
 {
     int64_t ns = pl->n_sensors, s = channels(pl), cols = pl->n_cols;
     TRY(grow(&wk->z, &wk->cap_z, n * s));
@@ -281,6 +381,8 @@ static int features(const Plan *pl, const double *vals, int64_t n, Work *wk, dou
     for (int64_t j = 0; j < f; ++j) /* absurd inputs (1e300) overflow: let NumPy's rules answer */
         if (!isfinite(x[j]))
             return DECLINE;
+    if (life_flag != LIFE_NONE)
+        return life_features(pl, wk, n, life_flag, life, x + f);
     for (int64_t j = 0; j < pl->n_life; ++j) /* no life summary: those features are missing */
         x[f++] = NAN;
     return OK;
@@ -290,6 +392,11 @@ int pm_plan_ok(const Plan *pl)
 {
     int64_t per = pl->n_sizes * pl->n_stats + pl->n_spans;
     int64_t width = pl->time_feature + channels(pl) * (1 + per) + (pl->n_regimes > 1 ? pl->n_regimes : 0) + pl->n_life;
+    if (pl->n_life && pl->n_life != channels(pl) * pl->n_life_stats)
+        return 0;
+    for (int64_t q = 0; q < pl->n_life_keys; ++q)
+        if (pl->life_keys[q] < LIFE_Z || pl->life_keys[q] > LIFE_MAX)
+            return 0;
     return pl->n_settings <= 64 && pl->n_cols >= 1 && width == pl->n_features;
 }
 
@@ -308,6 +415,13 @@ int64_t pm_min_readings(const Plan *pl)
 
 int pm_assets(const Plan *pl, const double *vals, const int64_t *starts, int64_t n_assets, float *X)
 {
+    return pm_assets_life(pl, vals, starts, n_assets, X, NULL, NULL);
+}
+
+int pm_assets_life(const Plan *pl, const double *vals, const int64_t *starts, int64_t n_assets, float *X,
+                   const int64_t *life_flag, double *life)
+{
+    int64_t lw = pm_life_width(pl);
     Work wk = {0};
     double *win = NULL;
     int64_t cap_win = 0, max_w = 1;
@@ -320,7 +434,10 @@ int pm_assets(const Plan *pl, const double *vals, const int64_t *starts, int64_t
         rc = grow(&win, &cap_win, channels(pl) * (pl->n_sizes * pl->n_stats + pl->n_spans) + 1);
     for (int64_t a = 0; rc == OK && a < n_assets; ++a) {
         int64_t r0 = starts[a], n = starts[a + 1] - r0;
-        rc = n >= 1 ? features(pl, vals + r0 * pl->n_cols, n, &wk, win, X + a * pl->n_features) : DECLINE;
+        int64_t flag = life_flag ? life_flag[a] : LIFE_NONE;
+        rc = n >= 1 ? features(pl, vals + r0 * pl->n_cols, n, &wk, win, X + a * pl->n_features, flag,
+                               life ? life + a * lw : NULL)
+                    : DECLINE;
     }
     free(wk.z);
     free(wk.t);

@@ -42,8 +42,21 @@ typedef struct {
     int64_t n_features;
     int64_t has_hi;             /* 1: a health index is one more channel after the sensors */
     const double *hi_w, *hi_b;  /* n_regimes x n_sensors weights, n_regimes intercepts */
-    int64_t n_life;             /* trailing life-summary features: missing (NaN), the kernel reads no summary */
+    int64_t n_life;             /* trailing life-summary features (channels x n_life_stats): NaN without a summary */
+    int64_t n_life_stats;
+    const int64_t *life_stats;  /* STAT_* of each life feature per channel */
+    int64_t n_life_keys;
+    const int64_t *life_keys;   /* LIFE_* running sums a summary carries, in the codec's order */
+    const char *life_model;     /* the summary's "model" (features.life_fingerprint), NUL-terminated */
 } Plan;
+
+/* A life summary's running sums (features.windows.sum_keys): per channel, or one number (t, tt). */
+enum { LIFE_Z = 0, LIFE_ZZ = 1, LIFE_T = 2, LIFE_TT = 3, LIFE_TZ = 4, LIFE_MIN = 5, LIFE_MAX = 6 };
+/* What an asset sent as its life summary (flag per asset, request.c -> features.c). */
+enum { LIFE_NONE = 0, LIFE_START = 1, LIFE_CONTINUE = 2 };
+
+/* Doubles of one asset's summary in the life buffer: first, last, count, then every key's sums. */
+__attribute__((visibility("hidden"))) int64_t pm_life_width(const Plan *pl);
 
 /* Whether the kernel can fill this plan: the feature layout adds up, the settings fit its scratch. */
 __attribute__((visibility("hidden"))) int pm_plan_ok(const Plan *pl);
@@ -57,5 +70,13 @@ __attribute__((visibility("hidden"))) int64_t pm_min_readings(const Plan *pl);
  * DECLINE (an asset without readings, or a feature that overflows) or NO_MEMORY. */
 __attribute__((visibility("hidden"))) int pm_assets(const Plan *pl, const double *vals, const int64_t *starts,
                                                      int64_t n_assets, float *X);
+
+/* pm_assets with life summaries: asset a's flag life_flag[a] (LIFE_*) and summary (row a of life,
+ * pm_life_width doubles: as read from the request; replaced by the updated summary) give its life
+ * features, as features.life._life_block does. DECLINE when a summary or its features overflow (the
+ * codec's 400). life_flag NULL: every asset sent none. */
+__attribute__((visibility("hidden"))) int pm_assets_life(const Plan *pl, const double *vals, const int64_t *starts,
+                                                          int64_t n_assets, float *X, const int64_t *life_flag,
+                                                          double *life);
 
 #endif

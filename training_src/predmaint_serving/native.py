@@ -150,6 +150,24 @@ def bind_request_functions(lib: Any) -> tuple[Any, Any]:
     return fn, batch
 
 
+def bind_life_function(lib: Any) -> Any:
+    """``predmaint_read_request_life`` of a loaded request library (the request reader with life
+    summaries: ``predmaint_read_request``'s arguments, then per-asset flags and summaries), typed; None
+    if the library lacks it."""
+    if not hasattr(lib, "predmaint_read_request_life"):
+        return None
+    fn, p, i64 = lib.predmaint_read_request_life, ctypes.c_void_p, ctypes.c_int64
+    fn.argtypes = [ctypes.c_char_p, i64, p, p, p, p, p, p]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def request_life_function() -> Any:
+    """The request library's reader with life summaries (see ``bind_life_function``), or None."""
+    lib = load_library("request")
+    return None if lib is None else bind_life_function(lib)
+
+
 def request_fields() -> tuple[tuple[str, ...], tuple[str, ...]] | None:
     """The keys of a body and of an instance the request library knows (``request.c``'s allow-lists
     ``REQUEST_FIELDS``, ``INSTANCE_FIELDS``), or None without the library."""

@@ -2,7 +2,8 @@
 
 It is an accelerator for ``codec.py``, not a second codec: it takes only bodies the codec accepts
 (declining anything unusual, so every refusal and its message come from ``codec.read_python``),
-gives bit-identical features, and is checked against ``codec.read_python`` every time a model
+gives bit-identical features and life summaries (read, continued and returned as ``codec.parse_life``,
+``features.life`` and ``codec.life_document`` do), and is checked against ``codec.read_python`` every time a model
 loads (``agrees_with_python``; a reader that disagrees is not used). ``Plan`` carries what the
 reader needs from the model (column names and order, limits, the fitted normalisation and window
 layout), built from the same ``model.required`` and ``FeatureSpec`` the Python path reads.
@@ -30,8 +31,11 @@ class RequestReader:
     """
 
     STATS: ClassVar[dict[str, int]] = {"mean": 0, "std": 1, "slope": 2, "min": 3, "max": 4}
+    #: features.h's LIFE_* codes of the running sums a life summary carries
+    SUMS: ClassVar[dict[str, int]] = {"z": 0, "zz": 1, "t": 2, "tt": 3, "tz": 4, "min": 5, "max": 6}
 
-    def __init__(self, fn: Any, spec: F.FeatureSpec, required: list[str], batch: Any = None):
+    def __init__(self, fn: Any, spec: F.FeatureSpec, required: list[str], batch: Any = None,
+                 life_fn: Any = None):
         import ctypes
         import threading
 
@@ -47,7 +51,9 @@ class RequestReader:
                         ("n_sizes", ctypes.c_int64), ("sizes", i64), ("n_stats", ctypes.c_int64), ("stats", i64),
                         ("n_spans", ctypes.c_int64), ("span_len", i64), ("ewm_weights", dbl),
                         ("time_feature", ctypes.c_int64), ("n_features", ctypes.c_int64),
-                        ("has_hi", ctypes.c_int64), ("hi_w", dbl), ("hi_b", dbl), ("n_life", ctypes.c_int64)]
+                        ("has_hi", ctypes.c_int64), ("hi_w", dbl), ("hi_b", dbl), ("n_life", ctypes.c_int64),
+                        ("n_life_stats", ctypes.c_int64), ("life_stats", i64),
+                        ("n_life_keys", ctypes.c_int64), ("life_keys", i64), ("life_model", ctypes.c_char_p)]
 
         encoded = [c.encode() for c in required]
         keep: list[np.ndarray] = []  # the arrays the plan points into live as long as the reader
@@ -64,6 +70,9 @@ class RequestReader:
 
         weights = [F._ewm_weights(span) for span in spec.ewm_spans]
         self.names = b"".join(encoded)
+        keys = F.sum_keys(spec.life_stats) if spec.life_stats else []
+        self.life_model = F.life_fingerprint(spec) if spec.life_stats else ""
+        self._life_model_bytes = self.life_model.encode("ascii")
         self.plan = Plan(
             len(required), self.names, ints(np.cumsum([len(e) for e in encoded])), codec.MAX_INSTANCES, codec.MAX_READINGS,
             len(spec.setting_columns), ints([required.index(c) for c in spec.setting_columns]),
@@ -75,7 +84,18 @@ class RequestReader:
             len(weights), ints([len(w) for w in weights]), doubles(np.concatenate([np.zeros(0), *weights])),
             int(bool(spec.time_column)), len(spec.feature_names),
             int(bool(spec.hi_weights)), doubles(spec.hi_weights or [0.0]), doubles(spec.hi_bias or [0.0]),
-            len(F.life_names(spec)))
+            len(F.life_names(spec)),
+            len(spec.life_stats), ints([self.STATS[st] for st in spec.life_stats] or [0]),
+            len(keys), ints([self.SUMS[k] for k in keys] or [0]), self._life_model_bytes)
+        # a summary's doubles in the life buffer (features.h pm_life_width): first, last, count, then
+        # each key's sums; (key, start, end, scalar) says where each key's sums are
+        width, at, self._life_slices = len(spec.channels), 3, []
+        for k in keys:
+            n = 1 if k in F.LIFE_SCALARS else width
+            self._life_slices.append((k, at, at + n, k in F.LIFE_SCALARS))
+            at += n
+        self.life_width = at
+        self.life_fn = life_fn if keys else None
         self._keep = keep
         self._plan_address = ctypes.addressof(self.plan)
         self.fn, self.batch, self.n_features = fn, batch, len(spec.feature_names)
@@ -98,27 +118,49 @@ class RequestReader:
             fn, batch = functions
             if native.request_fields() != (codec.REQUEST_FIELDS, codec.INSTANCE_FIELDS):
                 return None  # a field the codec reads and request.c does not know: it must not be skipped
-            reader = cls(fn, spec, model.required, batch)
+            reader = cls(fn, spec, model.required, batch, native.request_life_function())
             return reader if reader.agrees_with_python(model) else None
         except Exception:  # any surprise: the Python path always works
             return None
 
-    def read(self, body: bytes) -> tuple[list[Any], np.ndarray] | None:
-        """(asset ids, X (n_assets, n_features) float32) for a request body, or None (declined)."""
+    def read(self, body: bytes) -> tuple[list[Any], np.ndarray, list[dict[str, Any] | None] | None] | None:
+        """(asset ids, X (n_assets, n_features) float32, each asset's updated life summary in the codec's
+        JSON form (``codec.life_document``; None where it sent none, and None when no asset sent one))
+        for a request body, or None (declined)."""
         local = self._local
         if not hasattr(local, "X"):
             local.X = np.empty((codec.MAX_INSTANCES, self.n_features), dtype=np.float32)
             local.ids = np.empty((codec.MAX_INSTANCES, 3), dtype=np.int64)
             local.n = np.zeros(1, dtype=np.int64)
-        rc = self.fn(body, len(body), self._plan_address, local.X.ctypes.data, local.ids.ctypes.data,
-                     local.n.ctypes.data)
+            if self.life_fn is not None:
+                local.flags = np.zeros(codec.MAX_INSTANCES, dtype=np.int64)
+                local.life = np.empty((codec.MAX_INSTANCES, self.life_width), dtype=np.float64)
+        if self.life_fn is not None:
+            rc = self.life_fn(body, len(body), self._plan_address, local.X.ctypes.data, local.ids.ctypes.data,
+                              local.n.ctypes.data, local.flags.ctypes.data, local.life.ctypes.data)
+        else:
+            rc = self.fn(body, len(body), self._plan_address, local.X.ctypes.data, local.ids.ctypes.data,
+                         local.n.ctypes.data)
         if rc != 0:
             return None
         m = int(local.n[0])
         ids: list[Any] = []
         for i, (kind, a, b) in enumerate(local.ids[:m].tolist()):
             ids.append(i if kind == 0 else body[a:b].decode("ascii") if kind == 1 else int(body[a:b]))
-        return ids, local.X[:m].copy()
+        life = None
+        if self.life_fn is not None:
+            flags = local.flags[:m]
+            if flags.any():
+                rows = local.life[:m].tolist()
+                life = [self._life_document(row) if f else None for f, row in zip(flags.tolist(), rows, strict=True)]
+        return ids, local.X[:m].copy(), life
+
+    def _life_document(self, row: list[float]) -> dict[str, Any]:
+        """``codec.life_document`` of a summary in the life buffer's layout (same keys, order and values)."""
+        doc: dict[str, Any] = {"model": self.life_model, "first": row[0], "last": row[1], "count": int(row[2])}
+        for k, a, b, scalar in self._life_slices:
+            doc[k] = row[a] if scalar else row[a:b]
+        return doc
 
     def features(self, values: np.ndarray, offsets: np.ndarray) -> np.ndarray | None:
         """Features (m, n_features) float32 of the last reading of each of m assets whose validated,
@@ -157,11 +199,33 @@ class RequestReader:
                 fleet = self.features(req.columns.matrix, req.offsets)
                 if fleet is None or not np.array_equal(fleet, want, equal_nan=True):
                     return False
+        if self.life_fn is not None and not self._life_agrees(model):
+            return False
         one = synthetic_requests(model.spec, model.required, n_assets=1)[0]
         doc = codec.loads(one)
         unknown = [{**doc, "predmaint_unknown": 1},  # keys outside the allow-lists: declined, never skipped
                    {"instances": [{**doc["instances"][0], "predmaint_unknown": 1}]}]
         return all(self.read(body) is None for body in (one.replace(b"[", b"[[", 1), *map(codec.dumps, unknown)))
+
+
+    def _life_agrees(self, model: Any) -> bool:
+        """Self-check of life summaries: every synthetic asset starts one (``{}``) on its first readings,
+        then continues it with readings that overlap them (the repeated ones are not counted twice);
+        the features and the returned summaries equal ``codec.read_python``'s, bit for bit."""
+        minimum = model.spec.min_readings or 0
+        body = synthetic_requests(model.spec, model.required)[-1]
+        instances = [inst for inst in codec.loads(body)["instances"] if len(inst["readings"]) >= 2 * max(minimum, 1)]
+        if not instances:
+            return True
+        start = [{**inst, "readings": inst["readings"][:len(inst["readings"]) // 2 + 1], "life": {}} for inst in instances]
+        for _ in range(2):
+            body = codec.dumps({"instances": start})
+            got, want = self.read(body), codec.read_python(body, model)
+            if got is None or got[2] != want.life or not np.array_equal(got[1], want.X, equal_nan=True):
+                return False
+            start = [{**inst, "readings": inst["readings"][len(inst["readings"]) // 2 - 1:], "life": doc}
+                     for inst, doc in zip(instances, want.life, strict=True)]
+        return True
 
 
 def synthetic_requests(spec: F.FeatureSpec, required: list[str], n_assets: int = 0) -> list[bytes]:

@@ -13,7 +13,8 @@
  * path handles the request, error messages included. So it declines on anything unusual: escapes
  * or non-ASCII bytes in a string, a duplicate key, a missing column, a non-numeric value, a number
  * out of range, readings out of time order, "explain" other than false, a "horizon" key (request or
- * instance), an instance's "life" (a life summary), nesting deeper than 64, and any key of the body or
+ * instance), a "life" summary it does not fully validate (life_summary: another model's, a repeated
+ * key, or anything codec.parse_life refuses), nesting deeper than 64, and any key of the body or
  * of an instance that is not in its allow-lists (REQUEST_FIELDS, INSTANCE_FIELDS below, which must be
  * the codec's: a field added to the codec alone makes the reader decline it, never skip it).
  * It accepts only RFC 8259 JSON, like orjson.
@@ -44,6 +45,8 @@ typedef struct {
     int64_t *starts; /* asset a owns rows starts[a]:starts[a+1] */
     int64_t n_assets;
     int64_t *ids; /* per asset: kind, start, end (byte offsets into the body) */
+    int64_t *life_flag; /* per asset: LIFE_* (NULL: decline every life summary) */
+    double *life;       /* per asset: pm_life_width doubles, the summary read */
     uint32_t *seen;
     uint32_t stamp;
     /* the previous reading's keys, by position: most requests repeat one key order */
@@ -94,6 +97,35 @@ static int string(Parser *s, const unsigned char **a, int64_t *len)
 static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                  1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                  1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* m / 10^k (m < 2^63, 0 < k <= 22) correctly rounded, for the 17-18 digit numbers a double's shortest
+ * text often has (m beyond 2^53, where one IEEE division is not enough): the division's result v, kept
+ * only when exact integer arithmetic proves it is the nearest double (|m/10^k - v| < half an ulp of v,
+ * strictly: a tie or a miss is left to strtod). Returns 1 with *out set, or 0. */
+static int near_exact(uint64_t m, int64_t k, double *out)
+{
+    static const uint64_t P10[20] = {1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull,
+                                     100000000ull, 1000000000ull, 10000000000ull, 100000000000ull,
+                                     1000000000000ull, 10000000000000ull, 100000000000000ull,
+                                     1000000000000000ull, 10000000000000000ull, 100000000000000000ull,
+                                     1000000000000000000ull, 10000000000000000000ull};
+    if (k > 19)
+        return 0;
+    double v = (double)m / POW10[k];
+    int ex;
+    double f = frexp(v, &ex); /* v = f * 2^ex, 0.5 <= f < 1: v = M * 2^E with M = f * 2^53, E = ex - 53 */
+    uint64_t M = (uint64_t)ldexp(f, 53);
+    int64_t E = ex - 53;
+    if (M == (1ull << 52) || E >= 0 || -E > 62)
+        return 0; /* a power of two (uneven neighbours), or beyond what 128 bits hold below */
+    /* |m/10^k - M 2^E| < 2^(E-1)  <=>  |2m 2^-E - 2M 10^k| < 10^k, all in unsigned 128-bit integers */
+    unsigned __int128 lhs = ((unsigned __int128)m << (1 - E)), mid = (unsigned __int128)(2 * M) * P10[k];
+    unsigned __int128 diff = lhs > mid ? lhs - mid : mid - lhs;
+    if (!(diff < (unsigned __int128)P10[k]))
+        return 0;
+    *out = v;
+    return 1;
+}
 
 /* A JSON number, correctly rounded to double; *integer when it has no fraction or exponent (an
  * integer in Python: "-0" is 0, not -0.0). Declines on numbers beyond the double range. */
@@ -164,6 +196,9 @@ static int number(Parser *s, double *out, int *integer)
     } else if (exact && m <= (1ull << 53) && e >= -22 && e <= 22) {
         /* both operands exact, one IEEE rounding: the correctly rounded value */
         v = e >= 0 ? (double)m * POW10[e] : (double)m / POW10[-e];
+        if (neg)
+            v = -v;
+    } else if (exact && e >= -22 && e < 0 && m <= (1ull << 63) && near_exact(m, -e, &v)) {
         if (neg)
             v = -v;
     } else {
@@ -402,10 +437,89 @@ static const char INSTANCE_FIELDS[] = "asset_id,readings,horizon,life";
 const char *predmaint_request_fields(void) { return REQUEST_FIELDS; }
 const char *predmaint_instance_fields(void) { return INSTANCE_FIELDS; }
 
+/* An instance's "life": {} (LIFE_START) or a summary of this model (LIFE_CONTINUE) into ``st`` (first,
+ * last, count, sums in the plan's key order), validated as codec.parse_life validates it. Declines
+ * whatever parse_life would refuse or answer with a warning (another model's summary), and anything
+ * unusual (a duplicate key), so every message comes from the Python path. */
+static int life_summary(Parser *s, int64_t *flag, double *st)
+{
+    const Plan *pl = s->plan;
+    int64_t width = pl->n_sensors + (pl->has_hi ? 1 : 0);
+    TRY(expect(s, '{'));
+    ws(s);
+    if (peek(s) == '}') {
+        ++s->p;
+        *flag = LIFE_START;
+        return OK;
+    }
+    uint64_t seen = 0, all = (1ull << (3 + 1 + pl->n_life_keys)) - 1; /* model, first, last, count, keys */
+    int m;
+    do {
+        const unsigned char *k;
+        int64_t len, bit = -1, off = 3;
+        TRY(key(s, &k, &len));
+        if (key_is(k, len, "model")) {
+            const unsigned char *v;
+            int64_t vlen;
+            TRY(string(s, &v, &vlen));
+            if (!key_is(v, vlen, pl->life_model))
+                return DECLINE; /* another model's summary: the Python path warns */
+            bit = 0;
+        } else if (key_is(k, len, "first") || key_is(k, len, "last")) {
+            int integer;
+            bit = k[0] == 'f' ? 1 : 2;
+            TRY(number(s, st + (bit - 1), &integer));
+        } else if (key_is(k, len, "count")) {
+            int integer;
+            double c;
+            TRY(number(s, &c, &integer));
+            if (!integer || !(c >= 1.0) || !(c < 9007199254740992.0))
+                return DECLINE; /* below 2**53 every whole number is exact */
+            st[2] = c;
+            bit = 3;
+        } else {
+            for (int64_t q = 0; q < pl->n_life_keys; ++q) {
+                int64_t code = pl->life_keys[q];
+                static const char *const NAMES[] = {"z", "zz", "t", "tt", "tz", "min", "max"};
+                int scalar = code == LIFE_T || code == LIFE_TT;
+                if (key_is(k, len, NAMES[code])) {
+                    int integer;
+                    if (scalar) {
+                        TRY(number(s, st + off, &integer));
+                    } else {
+                        TRY(open_nonempty(s, '[', ']'));
+                        for (int64_t j = 0; j < width; ++j) {
+                            ws(s);
+                            int c = peek(s);
+                            if (!(c == '-' || (c >= '0' && c <= '9')))
+                                return DECLINE;
+                            TRY(number(s, st + off + j, &integer));
+                            if (more(s, ']') != (j + 1 < width))
+                                return DECLINE; /* not exactly ``width`` numbers */
+                        }
+                    }
+                    bit = 4 + q;
+                    break;
+                }
+                off += scalar ? 1 : width;
+            }
+        }
+        if (bit < 0 || (seen >> bit) & 1)
+            return DECLINE; /* an unknown or repeated key */
+        seen |= 1ull << bit;
+    } while ((m = more(s, '}')) == 1);
+    if (m != 0 || seen != all || !(st[0] <= st[1]))
+        return DECLINE;
+    *flag = LIFE_CONTINUE;
+    return OK;
+}
+
 static int instance(Parser *s)
 {
     int64_t a = s->n_assets, *id = s->ids + 3 * a;
-    int have_id = 0, have_readings = 0;
+    int have_id = 0, have_readings = 0, have_life = 0;
+    if (s->life_flag)
+        s->life_flag[a] = LIFE_NONE;
     id[0] = ID_INDEX;
     id[1] = id[2] = 0;
     TRY(open_nonempty(s, '{', '}'));
@@ -442,7 +556,9 @@ static int instance(Parser *s)
         } else if (key_is(k, len, "horizon")) {
             return DECLINE; /* failure probability within a horizon: the Python path reads it */
         } else if (key_is(k, len, "life")) {
-            return DECLINE; /* a life summary: the Python path reads and updates it */
+            if (have_life++ || !s->life_flag || !s->plan->n_life)
+                return DECLINE; /* no life buffer, or a model that reads none (the Python path warns) */
+            TRY(life_summary(s, s->life_flag + a, s->life + a * pm_life_width(s->plan)));
         } else {
             return DECLINE; /* not in INSTANCE_FIELDS: a field this reader does not handle */
         }
@@ -493,8 +609,20 @@ static int document(Parser *s)
  * (n_assets x n_features, float32). ids[3a..3a+2]: how asset a named itself (ID_INDEX: no
  * asset_id; ID_STRING/ID_INT: its text at body offsets [start, end)). Returns OK, DECLINE (let
  * the Python path answer) or NO_MEMORY. */
+int predmaint_read_request_life(const char *body, int64_t len, const Plan *pl, float *X, int64_t *ids,
+                                int64_t *n_assets, int64_t *life_flag, double *life);
+
 int predmaint_read_request(const char *body, int64_t len, const Plan *pl, float *X, int64_t *ids,
                            int64_t *n_assets)
+{
+    return predmaint_read_request_life(body, len, pl, X, ids, n_assets, NULL, NULL);
+}
+
+/* predmaint_read_request with life summaries: life_flag[a] says what asset a sent (LIFE_*), and row a
+ * of life (pm_life_width doubles: first, last, count, then each key's sums) holds its updated summary
+ * when it sent one. NULL buffers: decline every life summary. */
+int predmaint_read_request_life(const char *body, int64_t len, const Plan *pl, float *X, int64_t *ids,
+                                int64_t *n_assets, int64_t *life_flag, double *life)
 {
     if (!c_locale)
         c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
@@ -505,6 +633,8 @@ int predmaint_read_request(const char *body, int64_t len, const Plan *pl, float 
     s.end = s.p + len;
     s.plan = pl;
     s.ids = ids;
+    s.life_flag = life ? life_flag : NULL;
+    s.life = life;
     s.starts = calloc((size_t)pl->max_instances + 1, sizeof *s.starts);
     s.seen = calloc((size_t)pl->n_cols, sizeof *s.seen);
     int rc = (s.starts && s.seen) ? document(&s) : NO_MEMORY;
@@ -513,7 +643,7 @@ int predmaint_read_request(const char *body, int64_t len, const Plan *pl, float 
             if (s.starts[a + 1] - s.starts[a] < pm_min_readings(pl))
                 rc = DECLINE;
     if (rc == OK)
-        rc = pm_assets(pl, s.vals, s.starts, s.n_assets, X);
+        rc = pm_assets_life(pl, s.vals, s.starts, s.n_assets, X, s.life_flag, s.life);
     *n_assets = rc == OK ? s.n_assets : 0;
     free(s.vals);
     free(s.starts);
