@@ -134,6 +134,8 @@ synth: setup
 
 bench: setup
 	$(BIN)/python bench/accuracy.py | tee bench/results-accuracy.md
+	$(BIN)/python bench/stream.py
+	$(BIN)/python bench/stream.py --rebuild
 
 ## Bounded loopback load test of the local server (knee, 80% held 60 s, RSS over 100k requests).
 load-bench: setup

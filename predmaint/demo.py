@@ -15,6 +15,7 @@ Each step is the command a user would type; the demo only strings them together.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -108,6 +109,21 @@ def main() -> int:
             inv = subprocess.run(_cli("invoke", "--url", url, *units, *extra, home=home), env=env)
             if inv.returncode != 0:
                 return inv.returncode
+
+        # the stateful path: the service keeps each asset's state, so callers send new readings only
+        shutil.rmtree(home / "stream", ignore_errors=True)  # the demo's stream starts empty each time
+        test_file = data_dir / "cmapss" / "test_FD001.txt.gz"
+        _step(f"4d. predmaint stream: every FD001 test engine as a stream, 10 readings per record, through "
+              f"the server; each asset's state (life summary, last readings, answer) kept under {home / 'stream'}")
+        inv = subprocess.run(_cli("stream", "--input", str(test_file), "--chunk", "10", "--url", url, home=home),
+                             env=env)
+        if inv.returncode != 0:
+            return inv.returncode
+        _step("4e. predmaint fleet: each asset's latest answer (first 6 assets)")
+        fleet = subprocess.run(_cli("fleet", home=home), env=env, stdout=subprocess.PIPE, text=True)
+        sys.stdout.write("".join(fleet.stdout.splitlines(keepends=True)[:7]))
+        if fleet.returncode != 0:
+            return fleet.returncode
     finally:
         _step("5. shutdown (SIGTERM)")
         server.send_signal(signal.SIGTERM)
