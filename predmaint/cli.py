@@ -572,11 +572,25 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     return streaming.cmd_fleet(args)
 
 
-#: what each command of ``predmaint.parser`` runs, by its name (``args.command`` and, for ``profile``, its action)
+def cmd_outcome_add(args: argparse.Namespace) -> int:
+    """``predmaint outcome add``: record failures and maintenance actions (``outcomes.py``)."""
+    from . import outcomes
+
+    return outcomes.cmd_outcome_add(args)
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    """``predmaint quality``: live model quality per model version (``outcomes.py``)."""
+    from . import outcomes
+
+    return outcomes.cmd_quality(args)
+
+
+#: what each command of ``predmaint.parser`` runs, by its name (``args.command`` and, for ``profile`` and ``outcome``, its action)
 COMMANDS = {"data": cmd_data, "run": cmd_run, "serve": cmd_serve, "drift": cmd_drift, "invoke": cmd_invoke,
             "score": cmd_score, "models": cmd_models, "report": cmd_report, "start-training": cmd_start_training,
             "profile init": cmd_profile_init, "profile check": cmd_profile_check,
-            "stream": cmd_stream, "fleet": cmd_fleet}
+            "stream": cmd_stream, "fleet": cmd_fleet, "outcome add": cmd_outcome_add, "quality": cmd_quality}
 
 
 def _error_exit_code(exc: BaseException) -> int | None:
@@ -619,7 +633,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import logs
 
     logs.setup(log_level(args))
-    command = " ".join(c for c in (args.command, getattr(args, "profile_command", None)) if c)
+    command = " ".join(c for c in (args.command, getattr(args, "profile_command", None),
+                                   getattr(args, "outcome_command", None)) if c)
     try:
         return int(COMMANDS[command](args) or 0)
     except KeyboardInterrupt:
