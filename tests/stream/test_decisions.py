@@ -133,6 +133,19 @@ def test_one_event_per_episode_and_replays_emit_nothing(scorer, fd001_units):
     assert feed([{"asset_id": "e1", "readings": again}], states, fake, scorer.info, rule, start=300)[0]["life"] == 1
 
 
+def test_each_asset_continues_its_own_episode_in_a_shared_batch(scorer, fd001_units):
+    """A batch of several assets: each asset's episode is the one stored in its own state."""
+    r = fd001_units[1]
+    fake = threshold_scorer(10)
+    rule = Rule(30.0, 0.5)
+    states: dict = {}
+    assert [e["asset_id"] for e in feed([{"asset_id": "a", "readings": r[:12]}], states, fake, scorer.info, rule)] \
+        == ["a"]
+    events = feed([{"asset_id": "a", "readings": r[12:14]}, {"asset_id": "b", "readings": r[:3]}],
+                  states, fake, scorer.info, rule, start=10)
+    assert events == [] and states["a"].at_risk and not states["b"].at_risk
+
+
 def test_an_event_and_readings_in_one_batch_close_then_open(scorer, fd001_units):
     r = fd001_units[2]
     fake = threshold_scorer(5)

@@ -257,7 +257,7 @@ def process_batch(records: list[Record], states: dict[str, AssetState | StateErr
             continue
         state = final
         events: list[dict[str, Any]] = []
-        episode = (st.at_risk, st.risk_since)
+        episode = (segs[0].base.at_risk, segs[0].base.risk_since)  # the stored episode
         answered = iter(outs)
         for k, seg in enumerate(segs):
             if k > 0:  # an event ended the previous life: an open episode closes with it
