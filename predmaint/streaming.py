@@ -143,9 +143,10 @@ def event_line(e: dict[str, Any]) -> str:
             return "-" if v is None else f"{v:.1f}"
         p = e.get("failure_probability")
         within = f" within {e['horizon']:g}" if e.get("horizon") is not None else ""
-        return (f"{e['type']} {e['asset_id']} at {e['time']:g}: rul {num('rul')} [{num('rul_lower')}, "
-                f"{num('rul_upper')}], P(failure{within}) {'-' if p is None else f'{p:.3f}'} >= "
-                f"{e['threshold']:g}, model {e.get('model_version', '-')}")
+        rul = f"rul {num('rul')} [{num('rul_lower')}, {num('rul_upper')}], " if "rul" in e else ""
+        return (f"{e['type']} {e['asset_id']} at {e['time']:g}: {rul}P(failure{within}) "
+                f"{'-' if p is None else f'{p:.3f}'} (threshold {e['threshold']:g}), "
+                f"model {e.get('model_version', '-')}")
     return f"{e['type']} {e['asset_id']} at {e['time']:g} ({e['reason']}; at risk since {e['since']:g})"
 
 

@@ -207,3 +207,14 @@ def test_quality_keeps_model_versions_apart_and_says_none_without_data():
     assert q["1"]["rmse"] == 0.0 and q["2"]["rmse"] == pytest.approx(2.0)
     assert q["1"]["failures"] == 0 and q["2"]["failures"] == 1 and q["2"]["recall"] == 0.0
     assert q["2"]["rmse_capped"] is None and q["2"]["precision"] is None and q["2"]["median_lead"] is None
+
+
+def test_the_terminal_line_of_each_event():
+    from predmaint.streaming import event_line
+
+    at = {"type": AT_RISK, "asset_id": "34", "life": 0, "time": 171, "rul": 27.4, "rul_lower": 14.1,
+          "rul_upper": 43.0, "failure_probability": 0.62, "horizon": 30.0, "model_version": "3", "threshold": 0.1}
+    assert event_line(at) == ("AssetAtRisk 34 at 171: rul 27.4 [14.1, 43.0], P(failure within 30) 0.620 "
+                              "(threshold 0.1), model 3")
+    cleared = {"type": CLEARED, "asset_id": "34", "life": 0, "time": 199.0, "since": 171, "reason": "failure"}
+    assert event_line(cleared) == "AssetRiskCleared 34 at 199 (failure; at risk since 171)"
