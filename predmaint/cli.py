@@ -7,6 +7,9 @@
     predmaint score --input FLEET --output SCORES.csv [--model VERSION]
     predmaint models
     predmaint report RUN
+    predmaint stream --input FLEET|RECORDS.jsonl|- [--chunk N]; predmaint fleet [--json]
+    predmaint outcome add --asset A --event failure|maintenance --time T   (or --file F)
+    predmaint quality [--json]
     predmaint profile init DATAFILE [--output PROFILE.json]
     predmaint profile check PROFILE DATAFILE
     predmaint start-training --state-machine ARN --dataset NAME --profile cmapss|PROFILE.json
