@@ -19,7 +19,6 @@ import argparse
 import datetime as dt
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,9 +31,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from machine import load  # noqa: E402
+from stream import train  # noqa: E402  (bench/stream.py: the same training as the other benchmarks)
 
 from predmaint import outcomes, streaming  # noqa: E402
-from training_src import preprocess  # noqa: E402
 from training_src.dataio import read_table, resolve_file  # noqa: E402
 from training_src.profiles import load_profile  # noqa: E402
 from training_src.stream import decisions, quality  # noqa: E402
@@ -61,18 +60,6 @@ def _read_text(path: Path) -> str:
     import gzip
 
     return gzip.open(path, "rt").read() if path.name.endswith(".gz") else path.read_text()
-
-
-def train(subset: str, data: Path, out: Path) -> Path:
-    frames, spec, manifest = preprocess.build_datasets(load_profile("cmapss", subset), data, seed=0)
-    preprocess.write_outputs(out, frames, spec, manifest)
-    model = out / "model"
-    env = {**os.environ, "SM_CHANNEL_TRAIN": str(out / "train"), "SM_CHANNEL_VALIDATION": str(out / "validation"),
-           "SM_MODEL_DIR": str(model), "SM_OUTPUT_DATA_DIR": str(out / "output"), "SM_NUM_CPUS": "1"}
-    subprocess.run([sys.executable, str(REPO / "training_src" / "train.py"), "--algorithm", "xgboost",
-                    "--num_round", "60", "--max_depth", "5", "--eta", "0.1", "--fit_on", "train+validation"],
-                   env=env, check=True, capture_output=True)
-    return model
 
 
 def run_fold(subset: str, fold: int, held: list[int], train_df, rule: decisions.Rule, chunk: int, work: Path
