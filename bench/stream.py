@@ -52,7 +52,13 @@ def data_dir() -> Path:
 
 
 def train_fd002(out: Path) -> Path:
-    frames, spec, manifest = preprocess.build_datasets(load_profile("cmapss", "FD002"), data_dir(), seed=0)
+    return train("FD002", data_dir(), out)
+
+
+def train(subset: str, data: Path, out: Path) -> Path:
+    """A C-MAPSS ``subset`` model from the raw files under ``data``: preprocess + train.py as SageMaker runs
+    them (60 rounds, refit on train+validation with interval calibration); returns its model dir."""
+    frames, spec, manifest = preprocess.build_datasets(load_profile("cmapss", subset), data, seed=0)
     preprocess.write_outputs(out, frames, spec, manifest)
     model = out / "model"
     env = {**os.environ, "SM_CHANNEL_TRAIN": str(out / "train"), "SM_CHANNEL_VALIDATION": str(out / "validation"),

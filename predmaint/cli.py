@@ -7,6 +7,9 @@
     predmaint score --input FLEET --output SCORES.csv [--model VERSION]
     predmaint models
     predmaint report RUN
+    predmaint stream --input FLEET|RECORDS.jsonl|- [--chunk N]; predmaint fleet [--json]
+    predmaint outcome add --asset A --event failure|maintenance --time T   (or --file F)
+    predmaint quality [--json]
     predmaint profile init DATAFILE [--output PROFILE.json]
     predmaint profile check PROFILE DATAFILE
     predmaint start-training --state-machine ARN --dataset NAME --profile cmapss|PROFILE.json
@@ -572,11 +575,25 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     return streaming.cmd_fleet(args)
 
 
-#: what each command of ``predmaint.parser`` runs, by its name (``args.command`` and, for ``profile``, its action)
+def cmd_outcome_add(args: argparse.Namespace) -> int:
+    """``predmaint outcome add``: record failures and maintenance actions (``outcomes.py``)."""
+    from . import outcomes
+
+    return outcomes.cmd_outcome_add(args)
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    """``predmaint quality``: live model quality per model version (``outcomes.py``)."""
+    from . import outcomes
+
+    return outcomes.cmd_quality(args)
+
+
+#: what each command of ``predmaint.parser`` runs, by its name (``args.command`` and, for ``profile`` and ``outcome``, its action)
 COMMANDS = {"data": cmd_data, "run": cmd_run, "serve": cmd_serve, "drift": cmd_drift, "invoke": cmd_invoke,
             "score": cmd_score, "models": cmd_models, "report": cmd_report, "start-training": cmd_start_training,
             "profile init": cmd_profile_init, "profile check": cmd_profile_check,
-            "stream": cmd_stream, "fleet": cmd_fleet}
+            "stream": cmd_stream, "fleet": cmd_fleet, "outcome add": cmd_outcome_add, "quality": cmd_quality}
 
 
 def _error_exit_code(exc: BaseException) -> int | None:
@@ -619,7 +636,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import logs
 
     logs.setup(log_level(args))
-    command = " ".join(c for c in (args.command, getattr(args, "profile_command", None)) if c)
+    command = " ".join(c for c in (args.command, getattr(args, "profile_command", None),
+                                   getattr(args, "outcome_command", None)) if c)
     try:
         return int(COMMANDS[command](args) or 0)
     except KeyboardInterrupt:

@@ -105,10 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, help_: str, description: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, parents=[common], help=help_, description=description)
 
-    for command in (_data, _run, _serve, _drift, _invoke, _score, _stream, _fleet, _models, _report,
+    for command in (_data, _run, _serve, _drift, _invoke, _score, _stream, _fleet, _quality, _models, _report,
                     _start_training):
         command(add)
     _profile(add, common)
+    _outcome(add, common)
     return p
 
 
@@ -251,7 +252,7 @@ def _stream(add: Add) -> None:
     sp.add_argument("--model", default=None, metavar="VERSION", help="registry model version (default: champion)")
     sp.add_argument("--model-dir", default=None, metavar="PATH", help="an extracted model directory")
     sp.add_argument("--horizon", type=_horizon, default=None,
-                    help="cycles for failure_probability (default 30 for calibrated models)")
+                    help="H for failure_probability and the decision rule (default: cdk.json predmaint.decisions)")
     sp.add_argument("--rebuild", action="store_true",
                     help="build every asset's life summary for the model from the archive (after a promotion)")
 
@@ -261,6 +262,43 @@ def _fleet(add: Add) -> None:
              "Every asset of the stream state: asset_id, readings taken in, last time, rul, rul_lower, "
              "rul_upper, failure_probability, model_version, with_summary.")
     sp.add_argument("--json", action="store_true", help="one JSON object per asset")
+
+
+def _quality(add: Add) -> None:
+    sp = add("quality", "live model quality: archived answers joined with recorded failures",
+             "Per model version: RMSE of the RUL answers against the realised RUL (uncapped and capped at the "
+             "profile's cap), the interval's coverage, alert recall and precision, the share of early alerts "
+             "and the median lead time (docs/decisions.md). Only lives that ended in a recorded failure count.")
+    sp.add_argument("--json", action="store_true", help="one JSON object per model version")
+
+
+def _time(text: str) -> float:
+    """``--time``: a finite number in the profile's time unit."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number (the profile's time unit), got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+
+
+def _outcome(add: Add, common: argparse.ArgumentParser) -> None:
+    sp = add("outcome", "record failures and maintenance actions of streamed assets",
+             "Outcomes are the stream's event records: {\"asset_id\", \"event\": \"failure\" | \"maintenance\", "
+             "\"time\"}. Each ends the asset's life and is archived; a failure is the label live quality uses.")
+    osub = sp.add_subparsers(dest="outcome_command", metavar="ACTION", parser_class=_Parser)
+    osub.required = True
+    op = osub.add_parser("add", parents=[common], help="record one outcome, or a file of them",
+                         description="Check every outcome against the stream state (known asset, time not before "
+                                     "its first or last reading, no duplicate failure), then take them in. One bad "
+                                     "outcome: a one-line error and nothing changes.")
+    op.add_argument("--asset", default=None, help="asset id")
+    op.add_argument("--event", default=None, choices=["failure", "maintenance"], help="what happened")
+    op.add_argument("--time", type=_time, default=None, help="when, in the profile's time unit")
+    op.add_argument("--file", default=None, metavar="F", help="JSON Lines (or a JSON list) of outcomes")
+    op.add_argument("--model", default=None, metavar="VERSION", help="registry model version (default: champion)")
+    op.add_argument("--model-dir", default=None, metavar="PATH", help="an extracted model directory")
 
 
 def _models(add: Add) -> None:

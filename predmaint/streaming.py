@@ -4,7 +4,9 @@ A fleet file (the profile's raw layout) or JSON Lines on stdin is replayed as a 
 same core the scoring Lambda runs (``training_src.stream.core``): state in SQLite under the home
 (``<home>/stream/state.sqlite``, one transaction per batch, a version check on every row like the
 DynamoDB conditional write), the archive as JSON Lines under ``<home>/stream/archive/`` (partitioned
-by asset and by day, ``training_src.stream.archive``). The endpoint is the champion in this process
+by asset and by day, ``training_src.stream.archive``), the risk events of the decision rule
+(``training_src.stream.decisions``, configured in cdk.json ``predmaint.decisions``) as JSON Lines under
+``<home>/stream/events/day=<day>/`` and one line each on the terminal. The endpoint is the champion in this process
 (the serving code's own ``handle``) or, with ``--url``, a running ``predmaint serve``.
 """
 
@@ -19,13 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training_src.stream import archive, core, model_api, rebuild, state
+from training_src.stream import archive, core, decisions, model_api, rebuild, state
 
 from .errors import PipelineError, UsageError
 
 #: the fields ``predmaint fleet`` prints, in order
 FLEET_FIELDS = ("asset_id", "readings", "last", "rul", "rul_lower", "rul_upper", "failure_probability",
-                "model_version", "with_summary")
+                "model_version", "with_summary", "at_risk", "risk_since")
+#: where ``FLEET_FIELDS`` stop being the latest answer's
+_ANSWER_FIELDS = FLEET_FIELDS[3:9]
 
 
 def stream_dir(home: Path) -> Path:
@@ -111,6 +115,41 @@ class LocalArchive:
                 yield from (line for line in f if line.strip())
 
 
+class EventLog:
+    """Risk events as JSON Lines under ``root`` (``day=<day>/part.jsonl``, appended)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def write(self, events: list[dict[str, Any]], day: str) -> None:
+        if not events:
+            return
+        path = self.root / f"day={day}" / "part.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as f:
+            f.write("".join(json.dumps(e) + "\n" for e in events))
+
+    def read(self) -> Iterator[dict[str, Any]]:
+        for path in sorted(self.root.glob("day=*/part.jsonl")):
+            with path.open() as f:
+                yield from (json.loads(line) for line in f if line.strip())
+
+
+def event_line(e: dict[str, Any]) -> str:
+    """One terminal line for a risk event."""
+    if e["type"] == decisions.AT_RISK:
+        def num(k: str) -> str:
+            v = e.get(k)
+            return "-" if v is None else f"{v:.1f}"
+        p = e.get("failure_probability")
+        within = f" within {e['horizon']:g}" if e.get("horizon") is not None else ""
+        rul = f"rul {num('rul')} [{num('rul_lower')}, {num('rul_upper')}], " if "rul" in e else ""
+        return (f"{e['type']} {e['asset_id']} at {e['time']:g}: {rul}P(failure{within}) "
+                f"{'-' if p is None else f'{p:.3f}'} (threshold {e['threshold']:g}), "
+                f"model {e.get('model_version', '-')}")
+    return f"{e['type']} {e['asset_id']} at {e['time']:g} ({e['reason']}; at risk since {e['since']:g})"
+
+
 class HttpScorer:
     """A running endpoint (``predmaint serve``) through ``predmaint.client.LocalClient``."""
 
@@ -168,6 +207,7 @@ class StreamSummary:
     calls: int = 0
     errors: int = 0
     assets: int = 0
+    events: int = 0
 
 
 def today() -> str:
@@ -176,23 +216,32 @@ def today() -> str:
 
 def run_stream(home: Path, items: Iterable[tuple[str, int, Any]], scorer: core.Scorer, info: model_api.ModelInfo,
                *, batch: int = 500, horizon: float | None = None, day: str | None = None,
-               max_instances: int | None = None, errors_to: Any = None) -> StreamSummary:
+               max_instances: int | None = None, errors_to: Any = None, rule: decisions.Rule | None = None,
+               events_to: Any = None) -> StreamSummary:
     """Take ``items`` (``(where, seq, record)``) in batches of ``batch`` records: for each, load the
     states, run the core, append the archive, commit the states (one transaction). Errors are printed
-    one line each to ``errors_to``; assets the endpoint did not answer stop the run (PipelineError)."""
+    one line each to ``errors_to``; assets the endpoint did not answer stop the run (PipelineError).
+    With ``rule``, risk events go to ``<home>/stream/events`` and one line each to ``events_to``
+    (default stdout)."""
     root = stream_dir(home)
     store = StateStore(root / "state.sqlite")
     arch = LocalArchive(root / "archive")
+    log = EventLog(root / "events")
     summary = StreamSummary()
     buf: list[tuple[str, int, Any]] = []
 
     def flush() -> None:
         records, errors = core.parse_batch(buf, info)
         states = store.load(r.asset_id for r in records)
-        res = core.process_batch(records, states, scorer, info, day=day or today(), horizon=horizon,
-                                 max_instances=max_instances)
+        d = day or today()
+        res = core.process_batch(records, states, scorer, info, day=d, horizon=horizon,
+                                 max_instances=max_instances, rule=rule)
         arch.write(res.archive)  # first: a state never refers to readings the archive lacks
         store.commit(res.states)
+        log.write(res.events, d)  # after the commit: an event is never written for a state not kept
+        for e in res.events:
+            print(f"predmaint stream: {event_line(e)}", file=events_to or sys.stdout)
+        summary.events += len(res.events)
         for e in errors + res.errors:
             print(f"predmaint stream: {e}", file=errors_to or sys.stderr)
         summary.errors += len(errors) + len(res.errors)
@@ -260,7 +309,7 @@ def fleet_rows(home: Path) -> list[dict[str, Any]]:
             continue
         ans = st.answer or {}
         rows.append({"asset_id": st.asset_id, "readings": st.taken, "last": st.last,
-                     **{k: ans.get(k) for k in FLEET_FIELDS[3:]}})
+                     **{k: ans.get(k) for k in _ANSWER_FIELDS}, "at_risk": st.at_risk, "risk_since": st.risk_since})
     return rows
 
 
@@ -294,7 +343,17 @@ def print_fleet(rows: list[dict[str, Any]], as_json: bool, out: Any = None) -> N
 
 
 # ------------------------------------------------------------------------------------------ commands
-DEFAULT_HORIZON = 30  # cycles: the failure_probability the stream keeps (models calibrated at training)
+
+
+def decision_rule(horizon: float | None = None) -> decisions.Rule:
+    """The deployment's decision rule (cdk.json ``predmaint.decisions`` through ``deployment.load``);
+    ``horizon`` (``--horizon``) replaces its H."""
+    from dataclasses import replace
+
+    from . import deployment
+
+    rule = deployment.load().decision_rule()  # load() validated it: a bad rule is a one-line UsageError
+    return rule if horizon is None or rule.horizon is None else replace(rule, horizon=float(horizon))
 
 
 def _model(args: Any) -> tuple[Path, str | None, Any]:
@@ -338,9 +397,8 @@ def cmd_stream(args: Any) -> int:
     if args.input is not None and args.rebuild:
         raise UsageError("--rebuild takes no --input: it reads the archive under the home")
     model_dir, version, local = _model(args)
-    horizon = args.horizon
-    if horizon is None and local.model.intervals is not None:
-        horizon = DEFAULT_HORIZON
+    rule = decision_rule(args.horizon)
+    horizon = rule.horizon if local.model.intervals is not None else None
     scorer: core.Scorer = HttpScorer(args.url) if args.url else local
     if args.rebuild:
         res = run_rebuild(args.home, scorer, local.info, horizon=horizon)
@@ -350,10 +408,10 @@ def cmd_stream(args: Any) -> int:
               f"({res.skipped} up to date, {len(res.errors)} failed)")
         return 1 if res.errors else 0
     summary = run_stream(args.home, _input_items(args, local), scorer, local.info, batch=args.batch,
-                         horizon=horizon, max_instances=args.max_instances)
+                         horizon=horizon, max_instances=args.max_instances, rule=rule)
     print(f"streamed {summary.records} records ({summary.readings} readings) in {summary.batches} batches, "
           f"{summary.calls} endpoint calls; {summary.assets} assets in {stream_dir(args.home)}; "
-          f"{summary.errors} record(s) refused")
+          f"{summary.errors} record(s) refused; {summary.events} risk event(s)")
     return 2 if summary.errors else 0
 
 
@@ -375,5 +433,5 @@ def after_promotion(home: Path, champion_before: str | None) -> rebuild.RebuildR
     if champion is None or str(champion.version) == champion_before:
         return None
     scorer = in_process(registry.model_dir(champion.version), str(champion.version))
-    horizon = DEFAULT_HORIZON if scorer.model.intervals is not None else None
+    horizon = decision_rule().horizon if scorer.model.intervals is not None else None
     return run_rebuild(home, scorer, scorer.info, horizon=horizon)

@@ -17,6 +17,7 @@ from typing import Any
 
 # the drift rule's defaults live with the rule (the container's drift.py uses them without this module)
 from training_src.drift import ALPHA, PSI_THRESHOLD
+from training_src.stream.decisions import DecisionError, Rule, make_rule
 
 CONTEXT_KEY = "predmaint"
 INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z][a-z0-9-]*\.(?:nano|micro|small|medium|large|xlarge|[1-9][0-9]*xlarge|metal)$")
@@ -145,6 +146,20 @@ class StreamConfig:
 
 
 @dataclass(frozen=True)
+class DecisionsConfig:
+    """The maintenance decision rule (training_src/stream/decisions.py, docs/decisions.md): horizon H in
+    the profile's time unit, either ``threshold`` or ``cost_failure`` and ``cost_maintenance``
+    (threshold = maintenance / failure), optional ``min_lead`` on ``rul_lower``. Unset values take
+    the profile task's defaults (``decisions.TASK_DEFAULTS``)."""
+
+    horizon: float | None = None
+    threshold: float | None = None
+    cost_failure: float | None = None
+    cost_maintenance: float | None = None
+    min_lead: float | None = None
+
+
+@dataclass(frozen=True)
 class VpcConfig:
     """Optional VPC mode: SageMaker jobs, models and the Lambdas in private isolated subnets that reach
     AWS only through VPC endpoints (no NAT, no internet gateway). Off by default."""
@@ -194,6 +209,7 @@ class AppConfig:
     vpc: VpcConfig = field(default_factory=VpcConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
+    decisions: DecisionsConfig = field(default_factory=DecisionsConfig)
 
     # --- names shared by several stacks (one place, so they can never disagree) ---
     def bucket_name(self, kind: str, account: str) -> str:
@@ -254,6 +270,22 @@ class AppConfig:
     def thresholds_for(self, task: str) -> dict[str, float | None]:
         """Promotion thresholds (``promotion.Thresholds`` kwargs) for a task."""
         return dict(self.promotion.get(task) or {})
+
+    def decision_rule(self) -> Rule:
+        """The fleet's decision rule: ``decisions`` over the profile task's defaults."""
+        from training_src.profiles import load_profile
+
+        d = self.decisions
+        for f in fields(d):
+            v = getattr(d, f.name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+                raise ConfigError(f"predmaint.decisions.{f.name}: must be a number or null, got {v!r}")
+        try:
+            return make_rule(load_profile(self.profile, self.subset).task, horizon=d.horizon, threshold=d.threshold,
+                             cost_failure=d.cost_failure, cost_maintenance=d.cost_maintenance,
+                             min_lead=d.min_lead)
+        except DecisionError as exc:
+            raise ConfigError(str(exc)) from None
 
     def validate(self) -> None:
         """Raise ``ConfigError`` naming the first inconsistent setting."""
@@ -357,6 +389,7 @@ class AppConfig:
         _check_range("predmaint.drift.max_runtime_minutes", d.max_runtime_minutes, 1, 5 * 24 * 60)
         if d.retrain_on_drift and not d.enabled:
             raise ConfigError("predmaint.drift.retrain_on_drift needs predmaint.drift.enabled")
+        self.decision_rule()
 
 
 _LOG_RETENTION_DAYS = {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,

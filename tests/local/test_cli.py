@@ -14,8 +14,8 @@ from localkit import REPO, ServerProcess, assert_one_line_error, free_port, read
 from predmaint import cli
 from predmaint.registry import Registry
 
-# every command the CLI implements, and the `profile` group itself
-COMMANDS = [*cli.COMMANDS, "profile"]
+# every command the CLI implements, and the `profile` and `outcome` groups themselves
+COMMANDS = [*cli.COMMANDS, "profile", "outcome"]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
@@ -39,6 +39,11 @@ def test_help_on_every_command(capsys, command) -> None:
     (["stream", "--chunk", "0", "--input", "x"], "--chunk: must be at least 1"),
     (["stream"], "--input FILE (or - for JSON Lines on stdin) is required unless --rebuild"),
     (["stream", "--rebuild", "--input", "x"], "--rebuild takes no --input"),
+    (["outcome", "add"], "give --asset, --event and --time for one outcome, or --file F for many"),
+    (["outcome", "add", "--asset", "7"], "--asset needs --event (failure or maintenance) and --time"),
+    (["outcome", "add", "--file", "f", "--time", "3"], "--file takes no --event or --time"),
+    (["outcome", "add", "--asset", "7", "--event", "broke", "--time", "3"], "invalid choice: 'broke'"),
+    (["outcome", "add", "--asset", "7", "--event", "failure", "--time", "nan"], "--time: must be a finite number"),
 ])
 def test_usage_errors_exit_2_with_one_line(capsys, monkeypatch, tmp_path, argv, fragment) -> None:
     monkeypatch.delenv("PREDMAINT_STATE_MACHINE_ARN", raising=False)

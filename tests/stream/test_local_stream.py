@@ -135,7 +135,10 @@ def test_cli_stream_and_fleet(tmp_path, capsys, scorer, fd001_refit, data_dir, f
                  "--input", str(data_dir / "cmapss" / "test_FD001.txt.gz")])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert out.startswith("streamed 1911 records (13096 readings)") and "0 record(s) refused" in out
+    *events, last = out.splitlines()  # a line per risk event, then the summary
+    assert last.startswith("streamed 1911 records (13096 readings)") and "0 record(s) refused" in last
+    assert last.endswith(f"; {len(events)} risk event(s)")
+    assert all(e.startswith("predmaint stream: AssetAtRisk ") for e in events)  # a first replay: none clears
     assert main(["fleet", "--home", str(home), "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 100 and list(rows[0]) == list(streaming.FLEET_FIELDS)

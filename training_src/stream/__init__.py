@@ -6,6 +6,8 @@
 - ``archive.py``   what is archived (readings, events, answers) and where (asset/day partitions)
 - ``rebuild.py``   every asset's life summary for a new model, from the archive
 - ``model_api.py`` the one door to the feature and serving code (life summaries, fingerprints, scoring)
+- ``decisions.py`` the maintenance decision rule and its risk episodes (events once per episode)
+- ``quality.py``   live model quality: archived answers joined with recorded failures
 
 Pure Python (no boto3): local mode (``predmaint stream``), the scoring Lambda and the rebuild
 processing job run this same code.

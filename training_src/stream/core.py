@@ -15,7 +15,10 @@ states and the archive live. Semantics (docs/streaming.md):
 - all instances go to the endpoint together, split only to respect its limits (instances per
   request, 6 MB); a refused request is retried instance by instance so one bad asset fails alone;
 - a bad record, an unreadable state or a refused instance fails that asset only (its state is left
-  as it was); the endpoint being unreachable fails the assets it was asked about (``retry``).
+  as it was); the endpoint being unreachable fails the assets it was asked about (``retry``);
+- with a decision rule (``decisions.py``), each new answer is evaluated: entering risk emits
+  ``AssetAtRisk``, leaving it (or an event ending the life) ``AssetRiskCleared``, once per episode
+  (``BatchResult.events``: local mode writes them as JSON Lines; on AWS they are to be published).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import jsonio, model_api
+from . import decisions, jsonio, model_api
 from .records import Record, RecordError, parse_record
 from .state import AssetState, StateError
 
@@ -38,12 +41,14 @@ class BatchResult:
     """``states``: the assets whose state changed (``version`` already incremented; write each only if
     the stored version is still ``version - 1``); ``archive``: the items to archive (``archive.py``);
     ``errors``: per-record errors (permanent: the record is refused); ``retry``: asset -> why it
-    must be retried (the endpoint failed), its records untouched."""
+    must be retried (the endpoint failed), its records untouched; ``events``: the risk events of the
+    states written (``decisions.py``), in order per asset."""
 
     states: dict[str, AssetState] = field(default_factory=dict)
     archive: list[dict[str, Any]] = field(default_factory=list)
     errors: list[RecordError] = field(default_factory=list)
     retry: dict[str, str] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
     calls: int = 0
 
 
@@ -110,7 +115,7 @@ def _segments(state: AssetState, recs: list[Record], t: str, archive: list[dict[
             seg.seqs[time] = rec.seq
             taken = True
         cur = replace(cur, seq=seq)
-    return [s for s in segs if s.new], cur, taken
+    return segs, cur, taken  # segments without new readings: lives ended before any reading
 
 
 def _instance(seg: _Segment, info: model_api.ModelInfo, horizon: float | None) -> tuple[dict[str, Any], bool]:
@@ -200,14 +205,23 @@ def score_all(instances: list[dict[str, Any]], scorer: Scorer, max_instances: in
     return out, calls
 
 
+def _ended_by(archive: list[dict[str, Any]], seg: _Segment) -> str:
+    """The event that started ``seg``'s life (the archived event item of that life's end)."""
+    for item in archive:
+        if item["type"] == "event" and item["life"] == seg.base.life_no - 1:
+            return str(item["event"])
+    return "maintenance"
+
+
 def process_batch(records: list[Record], states: dict[str, AssetState | StateError], scorer: Scorer,
                   info: model_api.ModelInfo, *, day: str, horizon: float | None = None,
-                  max_instances: int | None = None) -> BatchResult:
+                  max_instances: int | None = None, rule: decisions.Rule | None = None) -> BatchResult:
     """Take a batch of valid records (``parse_batch``) into the assets' states.
 
     ``states``: asset -> its stored state (absent: never seen; a StateError: unreadable, its records
     fail). ``day`` (YYYY-MM-DD) partitions the archive; ``horizon`` adds ``failure_probability``;
-    ``max_instances`` (default ``info.max_instances``) caps the instances per request.
+    ``max_instances`` (default ``info.max_instances``) caps the instances per request; ``rule`` (the
+    decision rule) evaluates each new answer into ``BatchResult.events``.
     The endpoint is called once per batch (more only to respect its limits or to isolate a refusal).
     """
     result = BatchResult()
@@ -228,13 +242,15 @@ def process_batch(records: list[Record], states: dict[str, AssetState | StateErr
             continue
         plans.append((asset, segs, final, archive))
         for k, seg in enumerate(segs):
+            if not seg.new:
+                continue
             inst, _ = _instance(seg, info, horizon)
             instances.append(inst)
             owner.append((len(plans) - 1, k))
     answers, result.calls = score_all(instances, scorer, max_instances or info.max_instances, info.max_body_bytes)
     got: dict[tuple[int, int], Any] = {o: a for o, a in zip(owner, answers, strict=True)}
     for p, (asset, segs, final, archive) in enumerate(plans):
-        outs = [got[(p, k)] for k in range(len(segs))]
+        outs = [got[(p, k)] for k in range(len(segs)) if segs[k].new]
         if any(o is None for o in outs):
             result.retry[asset] = "the endpoint did not answer; retry"
             continue
@@ -244,9 +260,26 @@ def process_batch(records: list[Record], states: dict[str, AssetState | StateErr
                               for r in by_asset[asset]]
             continue
         state = final
-        for k, (seg, (pred, version)) in enumerate(zip(segs, outs, strict=True)):
+        events: list[dict[str, Any]] = []
+        episode = (segs[0].base.at_risk, segs[0].base.risk_since)  # the stored episode
+        answered = iter(outs)
+        for k, seg in enumerate(segs):
+            if k > 0:  # an event ended the previous life: an open episode closes with it
+                ev = decisions.end_of_life(asset, seg.base.life_no - 1, *episode, _ended_by(archive, seg),
+                                           seg.base.ended) if rule is not None else None
+                if ev is not None:
+                    events.append(ev)
+                episode = (False, None)
+            if not seg.new:
+                continue
+            pred, version = next(answered)
             after = _after(seg, pred, version, info)
             life = seg.base.life_no
+            if rule is not None:
+                at, since, ev = decisions.step(asset, life, *episode, after.answer, after.last, rule)
+                episode = (at, since)
+                if ev is not None:
+                    events.append(ev)
             for time in sorted(seg.new):
                 archive.append({"type": "reading", "asset_id": asset, "life": life, "time": time,
                                 "seq": seg.seqs[time], "reading": seg.new[time], "day": day})
@@ -254,6 +287,9 @@ def process_batch(records: list[Record], states: dict[str, AssetState | StateErr
                             "answer": after.answer, "day": day})
             if k == len(segs) - 1 and seg.base.life_no == final.life_no:
                 state = replace(after, seq=final.seq, ended=final.ended)
+        if rule is not None:
+            state = replace(state, at_risk=episode[0], risk_since=episode[1])
         result.states[asset] = replace(state, version=state.version + 1)
         result.archive += archive
+        result.events += events
     return result

@@ -5,7 +5,8 @@ fingerprint (each as the endpoint returned it); the last W-1 readings taken in (
 record shorter than the window still gets a full window; the time of the last reading taken in
 (``last``) and of the newest reading that fell off the tail (``evicted``: a summary whose ``last``
 is older missed readings the tail no longer holds, so it cannot be caught up); the latest answer;
-the position of the last record taken in (``seq``); ``version``, incremented at each write (the
+the position of the last record taken in (``seq``); the open risk episode (``at_risk`` since the
+reading time ``risk_since``: training_src/stream/decisions.py); ``version``, incremented at each write (the
 conditional write's check).
 """
 
@@ -40,11 +41,13 @@ class AssetState:
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     answer: dict[str, Any] | None = None
     ended: float | None = None  # time of the last event that ended a life
+    at_risk: bool = False  # the decision rule's open episode (decisions.py), so replays emit nothing
+    risk_since: float | None = None
 
     def new_life(self, time: float) -> AssetState:
         """The state after an event ended the life at ``time``: nothing of the old life is kept."""
         return replace(self, life_no=self.life_no + 1, last=None, taken=0, evicted=None, tail=(),
-                       summaries={}, answer=None, ended=time)
+                       summaries={}, answer=None, ended=time, at_risk=False, risk_since=None)
 
 
 def _columns(tail: tuple[dict[str, Any], ...]) -> list[str]:
@@ -61,6 +64,8 @@ def encode(state: AssetState) -> str:
            "taken": state.taken, "evicted": state.evicted, "ended": state.ended,
            "cols": cols, "tail": [[r.get(c) for c in cols] for r in state.tail],
            "summaries": state.summaries, "answer": state.answer}
+    if state.at_risk:  # absent when calm: states written before episodes existed read the same
+        doc.update(at_risk=True, risk_since=state.risk_since)
     return jsonio.dumps(doc).decode()
 
 
@@ -96,6 +101,10 @@ def decode(asset_id: str, version: int, text: str | bytes) -> AssetState:
         answer = doc.get("answer")
         if answer is not None and not isinstance(answer, dict):
             raise StateError(f"{where}: answer: must be an object or null", asset_id)
+        if type(doc.get("at_risk", False)) is not bool:
+            raise StateError(f"{where}: at_risk: must be true or false", asset_id)
+        if doc.get("risk_since") is not None and not _num(doc["risk_since"]):
+            raise StateError(f"{where}: risk_since: must be a number or null", asset_id)
         seq = doc.get("seq")
         seq = None if seq is None else int(seq)
     except (ValueError, TypeError) as exc:
@@ -106,7 +115,8 @@ def decode(asset_id: str, version: int, text: str | bytes) -> AssetState:
         raise StateError(f"{where}: version: must be a whole number >= 1", asset_id)
     return AssetState(asset_id=asset_id, version=version, life_no=doc["life_no"], seq=seq, last=doc.get("last"),
                       taken=doc["taken"], evicted=doc.get("evicted"), tail=tail, summaries=summaries,
-                      answer=answer, ended=doc.get("ended"))
+                      answer=answer, ended=doc.get("ended"), at_risk=doc.get("at_risk", False),
+                      risk_since=doc.get("risk_since"))
 
 
 # ------------------------------------------------------------------------------------------ DynamoDB
