@@ -136,6 +136,7 @@ bench: setup
 	$(BIN)/python bench/accuracy.py | tee bench/results-accuracy.md
 	$(BIN)/python bench/stream.py
 	$(BIN)/python bench/stream.py --rebuild
+	$(BIN)/python bench/decisions.py
 
 ## Bounded loopback load test of the local server (knee, 80% held 60 s, RSS over 100k requests).
 load-bench: setup
