@@ -102,7 +102,7 @@ def test_last_n_without_a_stored_summary_says_it_starts_mid_life(capsys, server:
 @pytest.mark.parametrize("argv,fragment", [
     (["invoke", "--test-unit", "1", "--timeout", "-1"], "--timeout: must be a number of seconds above 0"),
     (["invoke", "--test-unit", "1", "--timeout", "nan"], "--timeout: must be a number of seconds above 0"),
-    (["drift", "--alpha", "5"], "--alpha: must be between 0 and 1"),
+    (["drift", "--alpha", "5"], "--alpha must lie strictly between 0 and 1"),
 ])
 def test_bad_option_values_exit_2(capsys, tmp_path, argv, fragment) -> None:
     code, _, err = run_cli(capsys, "--home", str(tmp_path), *argv)
