@@ -123,11 +123,15 @@ class EndpointScorer:
         self.client, self.endpoint = client, endpoint
 
     def __call__(self, instances: list[dict[str, Any]]) -> dict[str, Any]:
+        return self.score_body(model_api.request_body(instances))
+
+    def score_body(self, body: bytes) -> dict[str, Any]:
+        """``__call__`` for a request body already made."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             out = self.client.invoke_endpoint(EndpointName=self.endpoint, ContentType="application/json",
-                                              Accept="application/json", Body=model_api.request_body(instances))
+                                              Accept="application/json", Body=body)
         except ClientError as exc:
             err = exc.response.get("Error", {})
             status = int(exc.response.get("OriginalStatusCode") or

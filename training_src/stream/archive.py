@@ -37,9 +37,14 @@ def asset_prefix(asset_id: str) -> str:
 def group(items: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
     """Items by partition, each as a JSON line (the ``day`` is in the key, not repeated in the line)."""
     out: dict[str, list[str]] = {}
+    keys: dict[tuple[bool, Any, Any], list[str]] = {}  # (answer?, asset, day) -> its list: prefix() once each
+    dumps = jsonio.dumps
     for item in items:
-        line = jsonio.dumps({k: v for k, v in item.items() if k != "day"}).decode()
-        out.setdefault(prefix(item), []).append(line)
+        key = (item["type"] == "answer", item["asset_id"], item["day"])
+        lines = keys.get(key)
+        if lines is None:
+            lines = keys[key] = out.setdefault(prefix(item), [])
+        lines.append(dumps({k: v for k, v in item.items() if k != "day"}).decode())
     return out
 
 

@@ -24,14 +24,16 @@ states and the archive live. Semantics (docs/streaming.md):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import decisions, jsonio, model_api
 from .records import Record, RecordError, parse_record
-from .state import AssetState, StateError
+from .state import AssetState, StateError, evolve
 
-Scorer = Callable[[list[dict[str, Any]]], dict[str, Any]]  # instances -> the endpoint's 200 document
+#: instances -> the endpoint's 200 document. A scorer may also have ``score_body(request body bytes)``:
+#: ``score_all`` then sends the instances' JSON it made for ``pack`` instead of encoding them again
+Scorer = Callable[[list[dict[str, Any]]], dict[str, Any]]
 #: margin under the endpoint's 6 MB for the request's envelope
 BODY_MARGIN = 64 * 1024
 
@@ -102,7 +104,7 @@ def _segments(state: AssetState, recs: list[Record], t: str, archive: list[dict[
                 continue  # this event (or a later one) already ended the life
             archive.append({"type": "event", "asset_id": cur.asset_id, "life": cur.life_no, "seq": rec.seq,
                             "event": rec.event, "time": rec.time, "day": day})
-            cur = replace(cur.new_life(rec.time), seq=seq)
+            cur = evolve(cur.new_life(rec.time), seq=seq)
             segs.append(_Segment(cur))
             taken = True
             continue
@@ -114,7 +116,8 @@ def _segments(state: AssetState, recs: list[Record], t: str, archive: list[dict[
             seg.new[time] = r
             seg.seqs[time] = rec.seq
             taken = True
-        cur = replace(cur, seq=seq)
+        if seq != cur.seq:
+            cur = evolve(cur, seq=seq)
     return segs, cur, taken  # segments without new readings: lives ended before any reading
 
 
@@ -155,17 +158,22 @@ def _after(seg: _Segment, pred: dict[str, Any], model_version: str, info: model_
                   last=new[-1][t])
     if life is None and info.reads_life and "warning" not in answer:
         answer["warning"] = info.warning
-    return replace(base, last=new[-1][t], taken=base.taken + len(new), evicted=evicted, tail=tail,
+    return evolve(base, last=new[-1][t], taken=base.taken + len(new), evicted=evicted, tail=tail,
                    summaries=summaries, answer=answer)
 
 
 def pack(instances: list[dict[str, Any]], max_instances: int, max_bytes: int) -> list[list[int]]:
     """Indices of ``instances`` grouped into requests within the endpoint's limits (in order)."""
+    return pack_sizes([len(jsonio.dumps(inst)) for inst in instances], max_instances, max_bytes)
+
+
+def pack_sizes(sizes: list[int], max_instances: int, max_bytes: int) -> list[list[int]]:
+    """``pack`` of instances whose compact JSON is ``sizes[i]`` bytes long."""
     groups: list[list[int]] = []
     size = 0
     budget = max_bytes - BODY_MARGIN
-    for i, inst in enumerate(instances):
-        n = len(jsonio.dumps(inst)) + 1
+    for i, n in enumerate(sizes):
+        n += 1  # the comma
         if not groups or len(groups[-1]) >= max_instances or size + n > budget:
             groups.append([])
             size = 0
@@ -185,7 +193,10 @@ def score_all(instances: list[dict[str, Any]], scorer: Scorer, max_instances: in
         nonlocal calls
         calls += 1
         try:
-            doc = scorer([instances[i] for i in idx])
+            if score_body is not None:  # the instances' JSON is already made: send it as it is
+                doc = score_body(model_api.body_of([parts[i] for i in idx]))
+            else:
+                doc = scorer([instances[i] for i in idx])
         except model_api.ScoreError as exc:
             if exc.status >= 500:
                 return
@@ -200,7 +211,9 @@ def score_all(instances: list[dict[str, Any]], scorer: Scorer, max_instances: in
         for i, p in zip(idx, doc["predictions"], strict=True):
             out[i] = (p, str(doc.get("model_version", "")))
 
-    for group in pack(instances, max_instances, max_bytes):
+    parts = [jsonio.dumps(inst) for inst in instances]  # once: sizes for pack, then the bodies
+    score_body = getattr(scorer, "score_body", None)
+    for group in pack_sizes([len(p) for p in parts], max_instances, max_bytes):
         call(group)
     return out, calls
 
@@ -286,10 +299,10 @@ def process_batch(records: list[Record], states: dict[str, AssetState | StateErr
             archive.append({"type": "answer", "asset_id": asset, "life": life, "time": after.last,
                             "answer": after.answer, "day": day})
             if k == len(segs) - 1 and seg.base.life_no == final.life_no:
-                state = replace(after, seq=final.seq, ended=final.ended)
+                state = evolve(after, seq=final.seq, ended=final.ended)
         if rule is not None:
-            state = replace(state, at_risk=episode[0], risk_since=episode[1])
-        result.states[asset] = replace(state, version=state.version + 1)
+            state = evolve(state, at_risk=episode[0], risk_since=episode[1])
+        result.states[asset] = evolve(state, version=state.version + 1)
         result.archive += archive
         result.events += events
     return result

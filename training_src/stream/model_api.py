@@ -89,7 +89,12 @@ def load_model(model_dir: Any) -> Any:
 def request_body(instances: list[dict[str, Any]]) -> bytes:
     """The request body of ``instances`` as every scorer sends it (compact JSON: ``core.pack`` counts
     these bytes against the endpoint's 6 MB)."""
-    return b'{"instances":[' + b",".join(jsonio.dumps(i) for i in instances) + b"]}"
+    return body_of([jsonio.dumps(i) for i in instances])
+
+
+def body_of(parts: list[bytes]) -> bytes:
+    """The request body of instances already in compact JSON (``parts``)."""
+    return b'{"instances":[' + b",".join(parts) + b"]}"
 
 
 class ScoreError(Exception):
@@ -116,7 +121,11 @@ class InProcessScorer:
 
     def __call__(self, instances: list[dict[str, Any]]) -> dict[str, Any]:
         """The endpoint's 200 document for ``{"instances": instances}``; ScoreError on a refusal."""
-        status, out, _ = self.handle(self.model, request_body(instances), "application/json", "application/json")
+        return self.score_body(request_body(instances))
+
+    def score_body(self, body: bytes) -> dict[str, Any]:
+        """``__call__`` for a request body already made (``request_body``, ``body_of``)."""
+        status, out, _ = self.handle(self.model, body, "application/json", "application/json")
         doc = jsonio.loads(out)
         if status != 200:
             raise ScoreError(status, doc.get("error", ""))

@@ -50,6 +50,16 @@ class AssetState:
                        summaries={}, answer=None, ended=time, at_risk=False, risk_since=None)
 
 
+def evolve(st: AssetState, **changes: Any) -> AssetState:
+    """``dataclasses.replace(st, **changes)`` without its per-call field inspection (the stream's hot
+    path makes several per asset per batch); ``changes`` must name fields of ``AssetState``."""
+    new = object.__new__(AssetState)
+    d = new.__dict__
+    d.update(st.__dict__)
+    d.update(changes)
+    return new
+
+
 def _columns(tail: tuple[dict[str, Any], ...]) -> list[str]:
     cols: dict[str, None] = {}
     for r in tail:
@@ -59,10 +69,17 @@ def _columns(tail: tuple[dict[str, Any], ...]) -> list[str]:
 
 def encode(state: AssetState) -> str:
     """The state's compact JSON (the tail as one column list and rows of values)."""
-    cols = _columns(state.tail)
+    tail = state.tail
+    first = list(tail[0]) if tail else []
+    if tail and all(list(r) == first for r in tail):  # the usual case: every reading has the same fields
+        cols = first
+        rows = [list(r.values()) for r in tail]
+    else:
+        cols = _columns(tail)
+        rows = [[r.get(c) for c in cols] for r in tail]
     doc = {"life_no": state.life_no, "seq": None if state.seq is None else str(state.seq), "last": state.last,
            "taken": state.taken, "evicted": state.evicted, "ended": state.ended,
-           "cols": cols, "tail": [[r.get(c) for c in cols] for r in state.tail],
+           "cols": cols, "tail": rows,
            "summaries": state.summaries, "answer": state.answer}
     if state.at_risk:  # absent when calm: states written before episodes existed read the same
         doc.update(at_risk=True, risk_since=state.risk_since)
@@ -94,7 +111,9 @@ def decode(asset_id: str, version: int, text: str | bytes) -> AssetState:
             raise StateError(f"{where}: cols: must be a list of field names", asset_id)
         if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) == len(cols) for r in rows):
             raise StateError(f"{where}: tail: must be a list of rows of {len(cols)} values", asset_id)
-        tail = tuple({c: v for c, v in zip(cols, r, strict=True) if v is not None} for r in rows)
+        tail = tuple(dict(zip(cols, r, strict=False)) if None not in r
+                     else {c: v for c, v in zip(cols, r, strict=False) if v is not None}
+                     for r in rows)  # lengths checked above
         summaries = doc.get("summaries")
         if not isinstance(summaries, dict) or not all(isinstance(v, dict) for v in summaries.values()):
             raise StateError(f"{where}: summaries: must be an object of life summaries", asset_id)
