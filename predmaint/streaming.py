@@ -295,6 +295,9 @@ def run_stream(home: Path, items: Iterable[tuple[str, int, Any]], scorer: core.S
         summary.events += len(res.events)
         for e in errors + res.errors:
             print(f"predmaint stream: {e}", file=errors_to or sys.stderr)
+        for a in sorted(res.dropped):
+            if a in res.states:  # the state that dropped it was kept
+                print(f"predmaint stream: {res.dropped[a]} (`predmaint stream --rebuild`)", file=errors_to or sys.stderr)
         summary.errors += len(errors) + len(res.errors)
         summary.records += len(buf)
         summary.readings += sum(len(r.readings) for r in records)

@@ -101,7 +101,8 @@ def score_event(event: Any, *, load: Callable[[list[str]], dict[str, Any]],
             retry.add(a)
     failed = sorted({seq for (_, seq, _), r in zip(items, _asset_of(items, info), strict=True) if r in retry})
     return {"batchItemFailures": [{"itemIdentifier": str(s)} for s in failed],
-            "rejected": [str(e) for e in errors], "written": written}
+            "rejected": [str(e) for e in errors], "written": written,
+            "dropped": [res.dropped[a] for a in sorted(res.dropped) if a in res.states and a not in retry]}
 
 
 def _asset_of(items: list[tuple[str, int, Any]], info: model_api.ModelInfo) -> list[str | None]:
@@ -224,7 +225,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         max_instances=int(os.environ["MAX_INSTANCES"]) if os.environ.get("MAX_INSTANCES") else None)
     for message in out["rejected"]:
         logger.warning("record rejected", extra={"error": message})
+    for message in out["dropped"]:  # the rebuild job (run by hand, or the next promotion's) makes it again
+        logger.warning("summary dropped", extra={"error": message})
     metrics.add_metric(name="RecordsIn", unit=MetricUnit.Count, value=len(event.get("Records", [])))
     metrics.add_metric(name="RecordsRejected", unit=MetricUnit.Count, value=len(out["rejected"]))
     metrics.add_metric(name="StatesWritten", unit=MetricUnit.Count, value=out["written"])
+    metrics.add_metric(name="SummariesDropped", unit=MetricUnit.Count, value=len(out["dropped"]))
     return {"batchItemFailures": out["batchItemFailures"]}

@@ -145,3 +145,56 @@ def test_a_young_asset_first_answered_by_the_challenger_gets_the_champions_summa
     got = states["y"].answer
     assert got["with_summary"] is True and {k: v for k, v in got.items() if k in want} == want
     assert set(states["y"].summaries) == {challenger.info.fingerprint, info.fingerprint}
+
+
+def _through(records, states, scorer, info, start):
+    """One batch through ``core`` (stored form read back); returns the batch's result."""
+    items = [(f"record {i}", i, r) for i, r in enumerate(records, start)]
+    recs, errors = core.parse_batch(items, info)
+    res = core.process_batch(recs, states, scorer, info, day=DAY, horizon=HORIZON)
+    assert not errors and not res.errors and not res.retry
+    for a, st in res.states.items():
+        states[a] = state.decode(a, st.version, state.encode(st))
+    return res
+
+
+def _rolled_back(scorer, challenger, fd001_units, lag):
+    """Engines streamed by the champion, then ``lag`` readings each answered only by the challenger (a
+    canary that went on, then was rolled back), then the champion answers the rest again."""
+    units = dict([(u, r) for u, r in fd001_units.items() if len(r) > 70 + lag][:8])
+    assert len(units) == 8
+    states: dict[str, state.AssetState] = {}
+    _through([{"asset_id": str(u), "readings": r[:60]} for u, r in units.items()], states, scorer, scorer.info, 0)
+    res = _through([{"asset_id": str(u), "readings": r[60:60 + lag]} for u, r in units.items()], states,
+                   challenger, scorer.info, 100)
+    after = _through([{"asset_id": str(u), "readings": r[60 + lag:]} for u, r in units.items()], states, scorer,
+                     scorer.info, 200)
+    return units, states, res, after
+
+
+@pytest.mark.slow
+def test_after_a_rollback_the_champions_summaries_continue_where_the_challenger_answered_more_than_the_tail(
+        scorer, challenger, fd001_units):
+    # the challenger answers 45 readings of every engine: more than the W-1 a tail holds
+    lag = 45
+    assert lag > scorer.info.window - 1
+    units, states, res, _ = _rolled_back(scorer, challenger, fd001_units, lag)
+    assert not res.dropped
+    wanted = whole_history_answers(scorer, units)
+    for u in units:
+        got = states[str(u)].answer
+        assert got["with_summary"] is True, u
+        assert {k: v for k, v in got.items() if k in wanted[str(u)]} == wanted[str(u)], u
+        assert len(states[str(u)].tail) == scorer.info.window - 1  # caught up: the tail is W-1 again
+
+
+@pytest.mark.slow
+def test_a_summary_that_lags_past_the_hold_is_reported_not_silently_dropped(scorer, challenger, fd001_units,
+                                                                             monkeypatch):
+    monkeypatch.setattr(core, "HOLD", 35)
+    units, states, res, _ = _rolled_back(scorer, challenger, fd001_units, 40)
+    assert sorted(res.dropped) == sorted(str(u) for u in units)
+    assert all("fell 40 readings behind" in m for m in res.dropped.values())
+    for u in units:  # answered from the window, with the contract's warning, never a stale summary
+        got = states[str(u)].answer
+        assert got["with_summary"] is False and got["warning"] == scorer.info.warning, u

@@ -36,6 +36,10 @@ from .state import AssetState, StateError, evolve
 Scorer = Callable[[list[dict[str, Any]]], dict[str, Any]]
 #: margin under the endpoint's 6 MB for the request's envelope
 BODY_MARGIN = 64 * 1024
+#: readings the tail may hold beyond W-1 while the serving model's summary lags behind it (another
+#: model answered the asset meanwhile: a canary, or one rolled back), so the summary is caught up when
+#: the serving model answers again instead of being dropped. Past it the summary is dropped and reported
+HOLD = 200
 
 
 @dataclass
@@ -44,13 +48,16 @@ class BatchResult:
     the stored version is still ``version - 1``); ``archive``: the items to archive (``archive.py``);
     ``errors``: per-record errors (permanent: the record is refused); ``retry``: asset -> why it
     must be retried (the endpoint failed), its records untouched; ``events``: the risk events of the
-    states written (``decisions.py``), in order per asset."""
+    states written (``decisions.py``), in order per asset; ``dropped``: asset -> why its summary for the
+    serving model was dropped (it lagged more than ``HOLD`` readings: the asset is answered from its
+    window until a rebuild makes it again)."""
 
     states: dict[str, AssetState] = field(default_factory=dict)
     archive: list[dict[str, Any]] = field(default_factory=list)
     errors: list[RecordError] = field(default_factory=list)
     retry: dict[str, str] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
+    dropped: dict[str, str] = field(default_factory=dict)
     calls: int = 0
 
 
@@ -58,7 +65,7 @@ def parse_batch(items: Iterable[tuple[str, int | None, Any]], info: model_api.Mo
                 ) -> tuple[list[Record], list[RecordError]]:
     """``(where, seq, raw record)`` items -> the valid records and an error for each bad one."""
     records, errors = [], []
-    limit = info.max_readings - max(info.window - 1, 0)
+    limit = info.max_readings - max(info.window - 1, HOLD)  # an instance is the tail + the new readings
     for where, seq, raw in items:
         try:
             records.append(parse_record(raw, where, info.time_column, info.required, seq, limit))
@@ -140,17 +147,32 @@ def _instance(seg: _Segment, info: model_api.ModelInfo, horizon: float | None) -
     return inst, life is not None
 
 
-def _after(seg: _Segment, pred: dict[str, Any], model_version: str, info: model_api.ModelInfo) -> AssetState:
-    """The state after a segment was answered with ``pred``."""
+def _after(seg: _Segment, pred: dict[str, Any], model_version: str, info: model_api.ModelInfo,
+           dropped: dict[str, str] | None = None) -> AssetState:
+    """The state after a segment was answered with ``pred``. While the serving model's summary lags
+    (another model answered), the tail keeps every reading after it, up to ``HOLD`` readings; a
+    summary dropped for lagging more is reported in ``dropped``."""
     base, t, w = seg.base, info.time_column, info.window
     new = [seg.new[k] for k in sorted(seg.new)]
     combined = list(base.tail) + new
     keep = max(w - 1, 0)
+    life = pred.get("life")
+    lagging = usable_summary(base, info.fingerprint)
+    if lagging is not None and not (isinstance(life, dict) and life.get("model") == info.fingerprint):
+        behind = len(combined)
+        while behind and combined[behind - 1][t] > lagging["last"]:
+            behind -= 1
+        behind = len(combined) - behind  # readings after the summary's last
+        if behind <= max(HOLD, keep):
+            keep = max(keep, behind)
+        elif dropped is not None:
+            dropped[base.asset_id] = (f"asset {base.asset_id!r}: its summary for model {info.fingerprint} fell "
+                                      f"{behind} readings behind (answered by {model_version or 'another model'}); "
+                                      "answered from its window until a rebuild")
     tail = tuple(combined[max(0, len(combined) - keep):]) if keep else ()
     evicted = combined[len(combined) - keep - 1][t] if len(combined) > keep else base.evicted
     summaries = {fp: s for fp, s in base.summaries.items()
                  if type(s.get("last")) in (int, float) and (evicted is None or s["last"] >= evicted)}
-    life = pred.get("life")
     if isinstance(life, dict) and isinstance(life.get("model"), str):
         summaries[life["model"]] = life
     answer = {k: v for k, v in pred.items() if k not in ("life", "asset_id")}
@@ -286,7 +308,7 @@ def process_batch(records: list[Record], states: dict[str, AssetState | StateErr
             if not seg.new:
                 continue
             pred, version = next(answered)
-            after = _after(seg, pred, version, info)
+            after = _after(seg, pred, version, info, result.dropped)
             life = seg.base.life_no
             if rule is not None:
                 at, since, ev = decisions.step(asset, life, *episode, after.answer, after.last, rule)
