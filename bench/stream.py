@@ -5,7 +5,11 @@
 1. Replay of the FD002 test engines (259 engines, six operating conditions) as a stream, ``--chunk``
    readings per asset per record, assets interleaved, batches of 500 records: state in SQLite,
    archive as JSON Lines, the endpoint's own ``handle`` in this process. Prints readings/s and
-   answers/s (one answer per asset per batch it had readings in) and the endpoint calls.
+   answers/s (one answer per asset per batch it had readings in), the endpoint calls, and the
+   readings per second of the process's CPU time (steadier than the wall clock when the 2 cores are
+   shared). Then the cost on AWS per million readings and per 100,000 assets per month, from the
+   list prices in ``bench/aws_prices.json`` and the measured sizes of a reading and of a state
+   (``--replay-only`` stops here).
 2. A synthetic fleet of ``--assets`` assets (FD002 test engines' readings under new asset ids, one
    record of ``--chunk`` readings per asset, then one more record each): throughput of both passes,
    peak resident memory of the process, and the stored state's size per asset (the JSON ``doc``).
@@ -75,12 +79,66 @@ def state_bytes(home: Path) -> tuple[int, float]:
     return n, total / n
 
 
+PRICES = Path(__file__).with_name("aws_prices.json")
+#: what the cost model assumes of AWS (not measured there): the Lambda's batch and its duration
+LAMBDA_BATCH, LAMBDA_SECONDS, LAMBDA_GB = 500, 1.0, 1.0
+HOURS = 730  # a month
+
+
+def cost(region: str, reading_bytes: float, state_bytes: float, chunk: int, tail: int) -> dict[str, float] | None:
+    """Dollars per million readings (records of ``chunk`` readings, each of another asset in its batch)
+    and per 100,000 assets per month (one such record per asset per hour), from ``aws_prices.json``;
+    None when the region has no price for an item."""
+    import json
+    import math
+
+    table = json.loads(PRICES.read_text())["regions"][region]
+    p = {k: v["value"] for k, v in table.items()}
+    if any(v is None for v in p.values()):
+        return None
+    records = 1e6 / chunk
+    billed = math.ceil((chunk * reading_bytes + 40) / 1024) * 1024  # Kinesis rounds each record up to 1 KB
+    invocations = records / LAMBDA_BATCH
+    out = {
+        "kinesis in": records * billed / 1e9 * p["kinesis_gb_in"],
+        "kinesis out": records * billed / 1e9 * p["kinesis_gb_out"],
+        "lambda": invocations * (p["lambda_million_requests"] / 1e6 + LAMBDA_SECONDS * LAMBDA_GB * p["lambda_gb_second"]),
+        "dynamodb writes": records * math.ceil(state_bytes / 1024) * p["dynamodb_million_wru"] / 1e6,
+        "dynamodb reads": records * math.ceil(state_bytes / 4096) * p["dynamodb_million_rru"] / 1e6,
+        "s3 puts": 2 * records * p["s3_thousand_puts"] / 1e3,  # readings and answers partitions
+        "endpoint data": records * (tail + chunk) * reading_bytes / 1e9 * p["endpoint_gb_in"],
+    }
+    per_million = sum(out.values())
+    readings = 100_000 * chunk * HOURS
+    fixed = HOURS * (p["kinesis_stream_hour"] + p["endpoint_instance_hour"])
+    states = 100_000 * state_bytes / 1e9 * (p["dynamodb_gb_month"] + p["dynamodb_pitr_gb_month"])
+    out.update({"per million readings": per_million, "fixed per month": fixed, "states per month": states,
+                "per 100,000 assets per month": per_million * readings / 1e6 + fixed + states})
+    return out
+
+
+def print_cost(reading_bytes: float, state_bytes: float, chunk: int, tail: int) -> None:
+    print(f"AWS cost (list prices in {PRICES.name}; a reading {reading_bytes:,.0f} bytes of JSON, a state "
+          f"{state_bytes:,.0f} bytes, records of {chunk}, Lambda batches of {LAMBDA_BATCH} at {LAMBDA_SECONDS:g} s "
+          f"x {LAMBDA_GB:g} GB assumed)")
+    for region in ("us-east-1", "eu-west-1"):
+        c = cost(region, reading_bytes, state_bytes, chunk, tail)
+        if c is None:
+            print(f"  {region}: no checked prices in {PRICES.name}")
+            continue
+        items = ", ".join(f"{k} ${v:.3f}" for k, v in c.items() if k not in ("per million readings",
+                                                                               "per 100,000 assets per month"))
+        print(f"  {region}: ${c['per million readings']:.2f} per million readings; "
+              f"${c['per 100,000 assets per month']:,.0f} per 100,000 assets per month ({items})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model-dir", type=Path, default=None)
     ap.add_argument("--assets", type=int, default=100_000)
     ap.add_argument("--chunk", type=int, default=10)
     ap.add_argument("--rebuild", action="store_true", help="measure the rebuild instead (fleet size, history)")
+    ap.add_argument("--replay-only", action="store_true", help="the FD002 replay and the costs, no synthetic fleet")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     model_dir = args.model_dir or train_fd002(work / "fd002")
@@ -96,16 +154,22 @@ def main() -> None:
         return
     home = work / "replay"
     records = list(streaming.fleet_records(df, "unit", args.chunk))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     s = streaming.run_stream(home, streaming.numbered(records), scorer, info, batch=500, horizon=30)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     answers = sum(1 for _ in (streaming.stream_dir(home) / "archive" / "answers").rglob("*.jsonl"))
     n_answers = sum(len(p.read_text().splitlines()) for p in (streaming.stream_dir(home) / "archive" /
                                                                "answers").rglob("*.jsonl"))
     print(f"FD002 test replay, chunks of {args.chunk}: {s.records} records, {s.readings} readings, "
           f"{s.assets} assets, {s.batches} batches, {s.calls} endpoint calls, {answers} answer files")
     print(f"  {dt:.1f} s: {s.readings / dt:,.0f} readings/s, {n_answers / dt:,.0f} answers/s "
-          f"({n_answers} answers)")
+          f"({n_answers} answers); CPU {cpu:.2f} s: {s.readings / cpu:,.0f} readings/s of CPU time  {load()}")
+    import orjson
+
+    reading_bytes = sum(len(orjson.dumps(r)) for rec in records for r in rec["readings"]) / s.readings
+    print_cost(reading_bytes, state_bytes(home)[1], args.chunk, info.window - 1)
+    if args.replay_only:
+        return
 
     # synthetic fleet: every asset one record of `chunk` readings, then one more record each
     rows = {u: g.drop(columns=["unit"]).to_dict("records") for u, g in df.groupby("unit")}

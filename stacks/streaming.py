@@ -58,7 +58,7 @@ class StreamScoring(Construct):
             environment={"TABLE_NAME": self.table.table_name, "ARCHIVE_BUCKET": artifacts.bucket_name,
                          "ARCHIVE_PREFIX": STREAM_ARCHIVE_PREFIX, "ENDPOINT_NAME": c.endpoint.name,
                          "MODEL_INFO_URI": artifacts.s3_url_for_object(STREAM_MODEL_INFO_KEY),
-                         "HORIZON": str(STREAM_HORIZON_CYCLES),
+                         "HORIZON": str(STREAM_HORIZON_CYCLES), "TIME_COLUMN": _time_column(c),
                          "MAX_INSTANCES": str(c.endpoint.max_instances_per_request)})
         # every grant written out (checked in tests/infra/contracts/test_stream_iam.py): CDK's
         # KinesisEventSource and SqsDlq would add actions nothing calls (ListStreams, SubscribeToShard,
@@ -86,6 +86,13 @@ class StreamScoring(Construct):
 
 
 @jsii.implements(lambda_.IEventSourceDlq)
+def _time_column(c: AppConfig) -> str:
+    """The profile's time field: what the score Lambda needs to keep readings before any model info."""
+    from training_src.profiles import load_profile
+
+    return load_profile(c.profile, c.subset).time_column or ""
+
+
 class _QueueOnFailure:
     """The event source mapping's on-failure destination: the queue, granted by the caller (CDK's
     ``SqsDlq`` also grants sqs:GetQueueAttributes/GetQueueUrl and the key's ReEncrypt*, unused)."""

@@ -67,7 +67,7 @@ def kinesis_items(event: Any) -> list[tuple[str, int, Any]]:
 
 def score_event(event: Any, *, load: Callable[[list[str]], dict[str, Any]],
                 put_archive: Callable[[str, bytes], None], write: Callable[[state.AssetState], bool],
-                scorer: core.Scorer, info: model_api.ModelInfo, day: str, horizon: float | None = None,
+                scorer: core.Scorer | None, info: model_api.ModelInfo, day: str, horizon: float | None = None,
                 max_instances: int | None = None) -> dict[str, Any]:
     """The whole invocation with its AWS calls passed in (tests, the deploy rehearsal).
 
@@ -183,10 +183,11 @@ class NoModelInfo(RuntimeError):
 def _model_info(s3: Any, uri: str) -> model_api.ModelInfo:
     """The serving model's info (cached per ETag: a promotion's rebuild publishes a new one).
 
-    Without the document the function cannot know the model's window or fields, so it scores
-    nothing and raises ``NoModelInfo``: the whole batch fails before anything is read or written
-    and Kinesis keeps the records (7 days) for the retries. The training pipeline writes the
-    document after every recorded champion (its rebuild step), the first one included."""
+    Without the document (``NoModelInfo``) the function cannot know the model's window or fields:
+    the handler then takes the batch in without answers (``core.bootstrap_info``: states keep the
+    readings' tail, the archive every reading), so no batch fails for it, and the first rebuild job
+    (the pipeline's rebuild step, which writes the document after every recorded champion, the first
+    one included) builds every asset's summary and answer from the archive."""
     from botocore.exceptions import ClientError
 
     bucket, _, key = uri[len("s3://"):].partition("/")
@@ -215,8 +216,14 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     prefix = os.environ.get("ARCHIVE_PREFIX", "stream/archive/")
     horizon = float(os.environ["HORIZON"]) if os.environ.get("HORIZON") else None
     ddb, s3 = boto3.client("dynamodb"), boto3.client("s3")
-    info = _model_info(s3, os.environ["MODEL_INFO_URI"])
-    scorer = EndpointScorer(boto3.client("sagemaker-runtime"), os.environ["ENDPOINT_NAME"])
+    scorer: core.Scorer | None
+    try:
+        info = _model_info(s3, os.environ["MODEL_INFO_URI"])
+        scorer = EndpointScorer(boto3.client("sagemaker-runtime"), os.environ["ENDPOINT_NAME"])
+    except NoModelInfo as exc:  # before the first model info: keep the readings, answer nothing (see _model_info)
+        logger.warning("no model info yet: readings kept without answers", extra={"error": str(exc)})
+        info, scorer = core.bootstrap_info(os.environ["TIME_COLUMN"]), None
+        metrics.add_metric(name="RecordsWithoutModel", unit=MetricUnit.Count, value=len(event.get("Records", [])))
     out = score_event(
         event, load=lambda ids: _dynamo_load(ddb, table, ids),
         put_archive=lambda key, body: s3.put_object(Bucket=bucket, Key=prefix + key, Body=body),

@@ -17,7 +17,7 @@ from moto import mock_aws
 
 from predmaint.modules import load_module
 from training_src.predmaint_serving import handler as serving
-from training_src.stream import model_api
+from training_src.stream import core, model_api
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -65,7 +65,8 @@ def aws(monkeypatch, model):
     for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION,
                  "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "test", "TABLE_NAME": TABLE,
                  "ARCHIVE_BUCKET": BUCKET, "ARCHIVE_PREFIX": "stream/archive/", "ENDPOINT_NAME": ENDPOINT,
-                 "MODEL_INFO_URI": f"s3://{BUCKET}/{INFO_KEY}", "HORIZON": "30", "MAX_INSTANCES": "100"}.items():
+                 "MODEL_INFO_URI": f"s3://{BUCKET}/{INFO_KEY}", "HORIZON": "30", "MAX_INSTANCES": "100",
+                 "TIME_COLUMN": "cycle"}.items():
         monkeypatch.setenv(k, v)
     endpoint = {"down": False, "calls": 0}
 
@@ -161,23 +162,41 @@ def test_a_replayed_stream_keeps_each_assets_whole_history_answer(aws, model, un
     assert_calls_valid(calls)
 
 
-def test_without_model_info_the_batch_fails_whole_and_loses_nothing(aws, model, units):
-    """Before any champion was recorded with the stream enabled there is no model info: the function
-    touches nothing and fails the batch (Kinesis keeps it); once the pipeline has written the info,
-    the same batch is taken in whole."""
+def test_without_model_info_readings_are_kept_without_answers_and_the_first_model_answers_the_whole_life(
+        aws, model, units):
+    """Before any champion was recorded with the stream enabled there is no model info: no batch fails;
+    every reading is kept (state and archive) and nothing is answered. Once the pipeline has written
+    the info, each asset's next answer is its whole-history answer (the summary starts from the kept
+    tail; an asset whose life outgrew the tail waits for the rebuild, answered from its window)."""
     info = aws.s3.get_object(Bucket=BUCKET, Key=INFO_KEY)["Body"].read()
     aws.s3.delete_object(Bucket=BUCKET, Key=INFO_KEY)
     score._INFO.clear()
-    put(aws.kinesis, [{"asset_id": u, "readings": r[:20]} for u, r in units.items()])
-    batches = events(aws.kinesis, 100)
-    for batch in batches:
-        with pytest.raises(score.NoModelInfo, match=f"MODEL_INFO_URI s3://{BUCKET}/{INFO_KEY}: no such object"):
-            score.handler(batch, Context())
-    assert stored(aws.ddb) == {} and aws.endpoint["calls"] == 0
-    assert "Contents" not in aws.s3.list_objects_v2(Bucket=BUCKET, Prefix="stream/archive/")
+    put(aws.kinesis, [{"asset_id": u, "readings": r[k:min(k + 20, len(r) - 1)]}
+                      for k in range(0, 400, 20) for u, r in units.items() if k < len(r) - 1])
+    before = events(aws.kinesis, 100)
+    assert all(score.handler(batch, Context()) == {"batchItemFailures": []} for batch in before)
+    states = stored(aws.ddb)
+    assert set(states) == set(units) and aws.endpoint["calls"] == 0
+    for u, r in units.items():
+        assert states[u]["answer"] is None and states[u]["taken"] == len(r) - 1, u
+    keys = [o["Key"] for o in aws.s3.list_objects_v2(Bucket=BUCKET, Prefix="stream/archive/")["Contents"]]
+    assert any(k.startswith("stream/archive/readings/") for k in keys)
+    assert not any(k.startswith("stream/archive/answers/") for k in keys)
+
     aws.s3.put_object(Bucket=BUCKET, Key=INFO_KEY, Body=info)
-    assert all(score.handler(batch, Context()) == {"batchItemFailures": []} for batch in batches)
-    assert set(stored(aws.ddb)) == set(units)
+    put(aws.kinesis, [{"asset_id": u, "readings": r[-1:]} for u, r in units.items()])
+    assert all(score.handler(batch, Context()) == {"batchItemFailures": []} for batch in events(aws.kinesis, 100))
+    scorer = model_api.InProcessScorer(model)
+    states = stored(aws.ddb)
+    for u, r in units.items():
+        ans = states[u]["answer"]
+        if len(r) - 1 <= core.HOLD:
+            p = scorer([{"asset_id": u, "readings": r, "life": {}, "horizon": 30}])["predictions"][0]
+            want = {k: v for k, v in p.items() if k not in ("life", "asset_id")}
+            assert {k: ans[k] for k in want} == want and ans["with_summary"] is True, u
+        else:
+            assert ans["with_summary"] is False and ans["warning"] == scorer.info.warning, u
+    assert any(len(r) - 1 <= core.HOLD for r in units.values())
 
 
 def test_bad_records_are_rejected_alone_and_lost_races_and_endpoint_failures_are_retried(aws, units):

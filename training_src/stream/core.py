@@ -61,6 +61,16 @@ class BatchResult:
     calls: int = 0
 
 
+def bootstrap_info(time_column: str) -> model_api.ModelInfo:
+    """What the stream knows before any model does: the profile's time column. With it (and no scorer),
+    ``process_batch`` takes every record in without an answer, each state keeping the last ``HOLD``
+    readings, so the first model's summaries start from the tail (exactly) where a life is shorter,
+    and the rebuild makes the others from the archive. Readings are checked for their time only."""
+    return model_api.ModelInfo(fingerprint="", window=HOLD + 1, time_column=time_column, required=(time_column,),
+                               reads_life=False, warning="", max_body_bytes=6 * 1024 * 1024,  # the contract's limits
+                               max_instances=1000, max_readings=10_000)
+
+
 def parse_batch(items: Iterable[tuple[str, int | None, Any]], info: model_api.ModelInfo
                 ) -> tuple[list[Record], list[RecordError]]:
     """``(where, seq, raw record)`` items -> the valid records and an error for each bad one."""
@@ -175,11 +185,14 @@ def _after(seg: _Segment, pred: dict[str, Any], model_version: str, info: model_
                  if type(s.get("last")) in (int, float) and (evicted is None or s["last"] >= evicted)}
     if isinstance(life, dict) and isinstance(life.get("model"), str):
         summaries[life["model"]] = life
-    answer = {k: v for k, v in pred.items() if k not in ("life", "asset_id")}
-    answer.update(model_version=model_version, with_summary=life is not None, readings=base.taken + len(new),
-                  last=new[-1][t])
-    if life is None and info.reads_life and "warning" not in answer:
-        answer["warning"] = info.warning
+    if not pred:  # no model yet (``process_batch`` without a scorer): the readings are kept, no answer
+        answer = base.answer
+    else:
+        answer = {k: v for k, v in pred.items() if k not in ("life", "asset_id")}
+        answer.update(model_version=model_version, with_summary=life is not None, readings=base.taken + len(new),
+                      last=new[-1][t])
+        if life is None and info.reads_life and "warning" not in answer:
+            answer["warning"] = info.warning
     return evolve(base, last=new[-1][t], taken=base.taken + len(new), evicted=evicted, tail=tail,
                    summaries=summaries, answer=answer)
 
@@ -248,7 +261,7 @@ def _ended_by(archive: list[dict[str, Any]], seg: _Segment) -> str:
     return "maintenance"
 
 
-def process_batch(records: list[Record], states: dict[str, AssetState | StateError], scorer: Scorer,
+def process_batch(records: list[Record], states: dict[str, AssetState | StateError], scorer: Scorer | None,
                   info: model_api.ModelInfo, *, day: str, horizon: float | None = None,
                   max_instances: int | None = None, rule: decisions.Rule | None = None) -> BatchResult:
     """Take a batch of valid records (``parse_batch``) into the assets' states.
@@ -256,7 +269,8 @@ def process_batch(records: list[Record], states: dict[str, AssetState | StateErr
     ``states``: asset -> its stored state (absent: never seen; a StateError: unreadable, its records
     fail). ``day`` (YYYY-MM-DD) partitions the archive; ``horizon`` adds ``failure_probability``;
     ``max_instances`` (default ``info.max_instances``) caps the instances per request; ``rule`` (the
-    decision rule) evaluates each new answer into ``BatchResult.events``.
+    decision rule) evaluates each new answer into ``BatchResult.events``. ``scorer`` None: no model
+    yet (``bootstrap_info``): readings are taken in (state, archive) and nothing is answered.
     The endpoint is called once per batch (more only to respect its limits or to isolate a refusal).
     """
     result = BatchResult()
@@ -282,7 +296,11 @@ def process_batch(records: list[Record], states: dict[str, AssetState | StateErr
             inst, _ = _instance(seg, info, horizon)
             instances.append(inst)
             owner.append((len(plans) - 1, k))
-    answers, result.calls = score_all(instances, scorer, max_instances or info.max_instances, info.max_body_bytes)
+    if scorer is None:  # no model yet: every segment is taken in without an answer
+        answers: list[Any] = [({}, "")] * len(instances)
+    else:
+        answers, result.calls = score_all(instances, scorer, max_instances or info.max_instances,
+                                          info.max_body_bytes)
     got: dict[tuple[int, int], Any] = {o: a for o, a in zip(owner, answers, strict=True)}
     for p, (asset, segs, final, archive) in enumerate(plans):
         outs = [got[(p, k)] for k in range(len(segs)) if segs[k].new]
@@ -310,7 +328,7 @@ def process_batch(records: list[Record], states: dict[str, AssetState | StateErr
             pred, version = next(answered)
             after = _after(seg, pred, version, info, result.dropped)
             life = seg.base.life_no
-            if rule is not None:
+            if rule is not None and pred:
                 at, since, ev = decisions.step(asset, life, *episode, after.answer, after.last, rule)
                 episode = (at, since)
                 if ev is not None:
@@ -318,8 +336,9 @@ def process_batch(records: list[Record], states: dict[str, AssetState | StateErr
             for time in sorted(seg.new):
                 archive.append({"type": "reading", "asset_id": asset, "life": life, "time": time,
                                 "seq": seg.seqs[time], "reading": seg.new[time], "day": day})
-            archive.append({"type": "answer", "asset_id": asset, "life": life, "time": after.last,
-                            "answer": after.answer, "day": day})
+            if pred:
+                archive.append({"type": "answer", "asset_id": asset, "life": life, "time": after.last,
+                                "answer": after.answer, "day": day})
             if k == len(segs) - 1 and seg.base.life_no == final.life_no:
                 state = evolve(after, seq=final.seq, ended=final.ended)
         if rule is not None:
