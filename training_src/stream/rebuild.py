@@ -35,16 +35,31 @@ def needs_rebuild(st: AssetState, info: model_api.ModelInfo) -> bool:
 
 def rebuild(states: Iterable[AssetState], lines_of: Callable[[str], Iterable[str]], scorer: core.Scorer,
             info: model_api.ModelInfo, *, horizon: float | None = None,
-            max_instances: int | None = None, per_instance: int | None = None) -> RebuildResult:
+            max_instances: int | None = None, per_instance: int | None = None, workers: int = 1) -> RebuildResult:
     """Summaries for the model behind ``scorer`` (described by ``info``) of every asset in ``states``
-    that needs one; ``lines_of(asset_id)`` gives the asset's archived JSON lines."""
+    that needs one; ``lines_of(asset_id)`` gives the asset's archived JSON lines, read by ``workers``
+    threads at once (the AWS job's reads are S3 requests: waiting, not computing). All the assets'
+    histories go to the endpoint together, as many per request as its limits take."""
     result = RebuildResult()
     todo: dict[str, tuple[AssetState, list[dict[str, Any]]]] = {}
+    need = []
     for st in states:
-        if not needs_rebuild(st, info):
+        if needs_rebuild(st, info):
+            need.append(st)
+        else:
             result.skipped += 1
-            continue
-        history = archive.life_history(lines_of(st.asset_id), st.life_no, info.time_column, st.last)
+
+    def history_of(st: AssetState) -> list[dict[str, Any]]:
+        return archive.life_history(lines_of(st.asset_id), st.life_no, info.time_column, st.last)
+
+    if workers > 1 and len(need) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            histories = list(pool.map(history_of, need))
+    else:
+        histories = [history_of(st) for st in need]
+    for st, history in zip(need, histories, strict=True):
         if len(history) != st.taken:
             result.errors[st.asset_id] = (f"asset {st.asset_id!r}: the archive holds {len(history)} readings of its "
                                           f"life, the state counts {st.taken}")

@@ -28,6 +28,9 @@ from . import archive, model_api, rebuild, state
 
 #: attempts at a conditional write that keeps losing races before the asset is left to the next rebuild
 ATTEMPTS = 3
+#: S3 reads and DynamoDB writes under way at once: they wait on the network, so threads overlap them
+#: (within botocore's default pool of 10 connections per client)
+WORKERS = 10
 
 
 def _model_dir(path: Path) -> Path:
@@ -87,28 +90,35 @@ def scan_states(client: Any, table: str) -> tuple[list[state.AssetState], list[s
     return states, errors
 
 
-def commit(client: Any, table: str, rebuilt: dict[str, state.AssetState], fingerprint: str) -> int:
-    """Merge each rebuilt summary into the asset's current item (conditional writes); returns how many."""
+def commit(client: Any, table: str, rebuilt: dict[str, state.AssetState], fingerprint: str,
+           workers: int = 1) -> int:
+    """Merge each rebuilt summary into the asset's current item (conditional writes, ``workers`` assets
+    at once: each is a read and a write that wait on DynamoDB); returns how many."""
     from botocore.exceptions import ClientError
 
-    done = 0
-    for asset, st in rebuilt.items():
+    def one(asset: str, st: state.AssetState) -> int:
         for _ in range(ATTEMPTS):
             item = client.get_item(TableName=table, Key={"asset_id": {"S": asset}}, ConsistentRead=True).get("Item")
             if item is None:
-                break
+                return 0
             merged = rebuild.merge(state.from_item(item), st, fingerprint)
             if merged is None:
-                break
+                return 0
             try:
                 client.put_item(**state.conditional_put(table, merged))
             except ClientError as exc:
                 if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                     continue  # the stream wrote it meanwhile: read again, merge again
                 raise
-            done += 1
-            break
-    return done
+            return 1
+        return 0
+
+    if workers > 1 and len(rebuilt) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return sum(pool.map(one, rebuilt, rebuilt.values()))
+    return sum(one(a, st) for a, st in rebuilt.items())
 
 
 def main(argv: list[str] | None = None, client: Any = None, s3: Any = None) -> int:
@@ -122,7 +132,11 @@ def main(argv: list[str] | None = None, client: Any = None, s3: Any = None) -> i
     ap.add_argument("--model-info", type=Path, required=True, help="where to write the model's info JSON")
     ap.add_argument("--horizon", type=float, default=None, help="cycles for failure_probability")
     ap.add_argument("--region", default=None)
+    ap.add_argument("--workers", type=int, default=WORKERS,
+                    help=f"archive reads and state writes under way at once (default {WORKERS})")
     args = ap.parse_args(argv)
+    if args.workers < 1:
+        ap.error(f"--workers: {args.workers}: must be at least 1")
     remote = args.archive.startswith("s3://")
     if not remote and not Path(args.archive).is_dir():
         ap.error(f"--archive: {args.archive} is neither a folder nor an s3:// URI")
@@ -136,8 +150,8 @@ def main(argv: list[str] | None = None, client: Any = None, s3: Any = None) -> i
     scorer = model_api.InProcessScorer(model_api.load_model(_model_dir(args.model)))
     states, errors = scan_states(client, args.table)
     lines_of = s3_lines_in(s3, args.archive) if remote else lines_in(Path(args.archive))
-    res = rebuild.rebuild(states, lines_of, scorer, scorer.info, horizon=args.horizon)
-    done = commit(client, args.table, res.states, scorer.info.fingerprint)
+    res = rebuild.rebuild(states, lines_of, scorer, scorer.info, horizon=args.horizon, workers=args.workers)
+    done = commit(client, args.table, res.states, scorer.info.fingerprint, workers=args.workers)
     args.model_info.parent.mkdir(parents=True, exist_ok=True)
     args.model_info.write_text(scorer.info.to_json())
     for line in errors + list(res.errors.values()):
