@@ -85,7 +85,6 @@ class StreamScoring(Construct):
             on_failure=_QueueOnFailure(self.failures))
 
 
-@jsii.implements(lambda_.IEventSourceDlq)
 def _time_column(c: AppConfig) -> str:
     """The profile's time field: what the score Lambda needs to keep readings before any model info."""
     from training_src.profiles import load_profile
@@ -93,6 +92,7 @@ def _time_column(c: AppConfig) -> str:
     return load_profile(c.profile, c.subset).time_column or ""
 
 
+@jsii.implements(lambda_.IEventSourceDlq)
 class _QueueOnFailure:
     """The event source mapping's on-failure destination: the queue, granted by the caller (CDK's
     ``SqsDlq`` also grants sqs:GetQueueAttributes/GetQueueUrl and the key's ReEncrypt*, unused)."""
