@@ -152,6 +152,15 @@ def _instance(seg: _Segment, info: model_api.ModelInfo, horizon: float | None) -
             life = {}
     if life is not None:
         inst["life"] = life
+    if life:  # a summary to continue: the endpoint folds in the readings after its last and reads the
+        # last W for the windows; older tail readings would only be parsed and skipped
+        readings, t = inst["readings"], info.time_column
+        after = len(readings)
+        while after and readings[after - 1][t] > life["last"]:
+            after -= 1
+        need = max(info.window, len(readings) - after)
+        if len(readings) > need:
+            inst["readings"] = readings[-need:]
     if horizon is not None:
         inst["horizon"] = horizon
     return inst, life is not None
@@ -222,10 +231,14 @@ def score_all(instances: list[dict[str, Any]], scorer: Scorer, max_instances: in
     """Each instance's (prediction, model_version), or the refusal's message (str), or None when the
     endpoint failed (to retry); and the number of endpoint calls."""
     out: list[tuple[dict[str, Any], str] | str | None] = [None] * len(instances)
+    parts = [jsonio.dumps(inst) for inst in instances]  # once: sizes for pack, then the bodies
+    score_body = getattr(scorer, "score_body", None)
     calls = 0
-
-    def call(idx: list[int]) -> None:
-        nonlocal calls
+    # a work list, not a recursive closure: a closure that calls itself is a reference cycle, which
+    # would keep the batch's instances alive until the garbage collector's next full pass
+    todo = pack_sizes([len(p) for p in parts], max_instances, max_bytes)[::-1]
+    while todo:
+        idx = todo.pop()
         calls += 1
         try:
             if score_body is not None:  # the instances' JSON is already made: send it as it is
@@ -234,22 +247,16 @@ def score_all(instances: list[dict[str, Any]], scorer: Scorer, max_instances: in
                 doc = scorer([instances[i] for i in idx])
         except model_api.ScoreError as exc:
             if exc.status >= 500:
-                return
+                continue
             if len(idx) == 1:
                 out[idx[0]] = exc.message
-                return
-            for i in idx:  # one refused instance must not fail the others
-                call([i])
-            return
+            else:  # one refused instance must not fail the others: each alone, in order
+                todo += [[i] for i in reversed(idx)]
+            continue
         except (OSError, TimeoutError):
-            return
+            continue
         for i, p in zip(idx, doc["predictions"], strict=True):
             out[i] = (p, str(doc.get("model_version", "")))
-
-    parts = [jsonio.dumps(inst) for inst in instances]  # once: sizes for pack, then the bodies
-    score_body = getattr(scorer, "score_body", None)
-    for group in pack_sizes([len(p) for p in parts], max_instances, max_bytes):
-        call(group)
     return out, calls
 
 
