@@ -83,17 +83,19 @@ class StateStore:
         new = [(a, docs[a]) for a, st in states.items() if st.version == 1]
         changed = [(st.version, docs[a], a, st.version - 1) for a, st in states.items() if st.version != 1]
         cur = self.db.cursor()
-        cur.execute("BEGIN IMMEDIATE")
+        cur.execute("BEGIN IMMEDIATE")  # no other writer until COMMIT: the versions checked stay true
         try:
-            cur.executemany("INSERT OR IGNORE INTO assets VALUES (?, 1, ?)", new)
-            written = cur.rowcount if new else 0
+            ids = list(states)
+            stored: dict[str, int] = {}
+            for k in range(0, len(ids), 500):
+                part = ids[k:k + 500]
+                stored.update(cur.execute(f"SELECT asset_id, version FROM assets WHERE asset_id IN "
+                                          f"({','.join('?' * len(part))})", part).fetchall())
+            for a, st in states.items():
+                if stored.get(a, 0) != st.version - 1:
+                    raise Conflict(f"asset {a!r}: its state changed since it was read (version {st.version - 1})")
+            cur.executemany("INSERT INTO assets VALUES (?, 1, ?)", new)
             cur.executemany("UPDATE assets SET version = ?, doc = ? WHERE asset_id = ? AND version = ?", changed)
-            written += cur.rowcount if changed else 0
-            if written != len(states):  # some row was not at the version read: name the first
-                for a, st in states.items():
-                    row = cur.execute("SELECT version, doc FROM assets WHERE asset_id = ?", (a,)).fetchone()
-                    if row is None or row != (st.version, docs[a]):
-                        raise Conflict(f"asset {a!r}: its state changed since it was read (version {st.version - 1})")
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
