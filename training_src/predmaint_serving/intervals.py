@@ -65,13 +65,18 @@ def bin_of(edges: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return np.searchsorted(edges, pred, side="right")
 
 
-def tail_levels(level: float, n_assets: int) -> tuple[float, float]:
-    """Quantile levels of the interval's two residual bounds for a bin with ``n_assets`` assets:
-    ``(1 -/+ level) / 2`` with split conformal's finite-sample correction (n+1)/n, in assets (rows of
-    one asset are not independent draws)."""
+def tail_levels(level: float) -> tuple[float, float]:
+    """Quantile levels ``((1 - level) / 2, (1 + level) / 2)`` of the interval's two residual bounds.
+
+    No split-conformal finite-sample correction ((n+1)/n): it is meant for n exchangeable scores,
+    but a bin here holds weighted rows of most calibration assets (every asset's predictions sweep the
+    bins as it ages), so it widened an 80 % interval to about 82 % in nominal terms, and the
+    cross-conformal predictions (each from a model fitted on 4/5 of the assets) already err wide.
+    Measured by nested cross-validation on training engines (``bench/intervals_cv.py``): with the
+    correction the 80 % interval covered 82.8 % / 84.4 % of held-out FD001 engines (summary /
+    window alone), without it 79.2 % / 82.4 %."""
     a = (1.0 - level) / 2.0
-    n = max(int(n_assets), 1)
-    return max(0.0, a * (n + 1) / n - 1.0 / n), min(1.0, (1.0 - a) * (n + 1) / n)
+    return a, 1.0 - a
 
 
 def interval_weights(asset: np.ndarray) -> np.ndarray:
@@ -95,7 +100,7 @@ def _fit_bins(pred: np.ndarray, resid: np.ndarray, asset: np.ndarray, w: np.ndar
             raise CalibrationError("empty calibration bin")
         q = weighted_quantiles(resid[m], w[m], GRID)
         n_assets = len(np.unique(asset[m]))
-        lo, hi = tail_levels(level, n_assets)
+        lo, hi = tail_levels(level)
         bins.append({"quantiles": [round(float(x), 3) for x in q], "assets": n_assets, "rows": int(m.sum()),
                      "offsets": [round(float(np.interp(lo, GRID, q)), 3), round(float(np.interp(hi, GRID, q)), 3)]})
     return {"format": FORMAT, "level": level, "edges": [round(float(e), 3) for e in edges], "bins": bins}
