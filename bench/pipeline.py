@@ -114,7 +114,9 @@ def bench_run(data_dir: Path, trials: int, timeout: float, subset: str = "FD001"
     killer = threading.Timer(timeout, proc.kill)
     killer.start()
     assert proc.stdout is not None
+    tail: list[str] = []  # the run's last lines: what went wrong when it fails
     for line in proc.stdout:
+        tail = [*tail[-4:], line.rstrip()]
         m = STAGE_RE.search(line)
         if not m:
             continue
@@ -148,7 +150,7 @@ def bench_run(data_dir: Path, trials: int, timeout: float, subset: str = "FD001"
         if (home / "runs" / "bench" / "tuning.json").exists() else {}
     durations = [t["duration_s"] for t in tuning.get("trials", []) if t.get("duration_s") is not None]
     return {"exit_code": code, "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "trials": trials,
-            "max_rss_process_mb": max_rss_mb,
+            "max_rss_process_mb": max_rss_mb, "output_tail": tail if code else [],
             "stages": stages, "load_at_start": load_at_start,
             "parallel": tuning.get("parallel"), "trial_seconds": durations, "home": str(home), "load": load()}
 

@@ -72,7 +72,7 @@ def make_fleet(data_dir: Path, copies: int, out: Path) -> int:
     train = read_table(resolve_file(data_dir, profile.file("train")), profile)
     cols = list(profile.columns or train.columns)
     fleet = replicate(train, copies, profile.id_column, list(profile.sensor_columns))
-    write_raw(fleet[cols], out / profile.file("train"))
+    write_raw(fleet[cols], out / (profile.file("train") + ".gz"))  # gzip, as the shipped files
     for role in ("test", "test_rul"):
         src = resolve_file(data_dir, profile.file(role))
         dst = out / Path(profile.file(role)).parent / src.name
@@ -108,6 +108,8 @@ def summarise(size: int, rows: int, run: dict[str, Any]) -> dict[str, Any]:
         short = stage_of(name)
         if short:
             row[f"{short}_seconds"] = st.get("seconds")
+            # CPU seconds of the stage's processes: on a shared machine, less at the mercy of the load
+            row[f"{short}_cpu_seconds"] = round(st.get("cpu_seconds", 0), 1)
             row[f"{short}_peak_mb"] = st.get("peak_process_rss_mb")
             row[f"{short}_tree_peak_mb"] = st.get("peak_rss_mb")
             row[f"{short}_kb_per_row"] = round(st.get("peak_process_rss_mb", 0) * 1024 / rows, 2)
@@ -115,22 +117,32 @@ def summarise(size: int, rows: int, run: dict[str, Any]) -> dict[str, Any]:
     row["pipeline_seconds"] = round(pipeline, 1)
     if pipeline and row.get("refit_seconds"):
         row["refit_share"] = round(row["refit_seconds"] / pipeline, 3)
+    cpu = sum(row.get(f"{s}_cpu_seconds") or 0 for s in STAGES)
+    if cpu and row.get("refit_cpu_seconds"):
+        row["refit_cpu_share"] = round(row["refit_cpu_seconds"] / cpu, 3)
     if row.get("preprocess_seconds"):
         row["preprocess_rows_per_second"] = round(rows / row["preprocess_seconds"])
     return row
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("| fleet | training rows | preprocess s (rows/s) | tuning s | refit s (share) | evaluate s | total s | "
-            "peak MB: preprocess / trial / refit / evaluate | KB per row (max) |")
-    lines = [head, "|" + "---|" * 9]
+    """Markdown: wall seconds (CPU seconds) per stage, the refit's share, peak MB of each stage's largest
+    process, and the largest of them per training row."""
+    lines = ["| fleet | training rows | preprocess s (rows/s) | tuning s | refit s (share; CPU share) | evaluate s | "
+             "total s | peak MB: preprocess / trial / refit / evaluate | KB per row (max) | test RMSE · NASA |",
+             "|" + "---|" * 10]
+
+    def sec(r: dict[str, Any], s: str) -> str:
+        return f"{r.get(f'{s}_seconds')} ({r.get(f'{s}_cpu_seconds')} CPU)"
+
     for r in rows:
         kb = max(r.get(f"{s}_kb_per_row", 0) for s in STAGES)
         lines.append(
-            f"| x{r['size']} | {r['training_rows']:,} | {r.get('preprocess_seconds')} "
-            f"({r.get('preprocess_rows_per_second', 0):,}) | {r.get('tuning_seconds')} | {r.get('refit_seconds')} "
-            f"({100 * r.get('refit_share', 0):.0f} %) | {r.get('evaluate_seconds')} | {r['pipeline_seconds']} | "
-            + " / ".join(f"{r.get(f'{s}_peak_mb')}" for s in STAGES) + f" | {kb:.2f} |")
+            f"| x{r['size']} | {r['training_rows']:,} | {sec(r, 'preprocess')} {r.get('preprocess_rows_per_second', 0):,}"
+            f"/s | {sec(r, 'tuning')} | {sec(r, 'refit')}; {100 * r.get('refit_share', 0):.0f} %; "
+            f"{100 * r.get('refit_cpu_share', 0):.0f} % | {sec(r, 'evaluate')} | {r['pipeline_seconds']} | "
+            + " / ".join(f"{r.get(f'{s}_peak_mb')}" for s in STAGES)
+            + f" | {kb:.2f} | {r.get('test_rmse')} · {r.get('test_nasa')} |")
     return "\n".join(lines)
 
 
@@ -143,7 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=3600, help="seconds before one run is killed")
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    ap.add_argument("--table", type=Path, default=None, help="only print the table of an earlier --json file")
     args = ap.parse_args(argv)
+    if args.table:
+        print(table([r["summary"] for r in json.loads(args.table.read_text())]))
+        return 0
     try:
         sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()} | ({16} if args.x16 else set()))
     except ValueError:
@@ -164,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(scratch, ignore_errors=True)
         row = summarise(size, n, run)
         ev = run.get("evaluation", {})
-        row["test"] = {k: ev.get(k) for k in ("rmse", "nasa_score", "interval_coverage", "metrics") if k in ev}
+        if ev:
+            row["test_rmse"] = round(ev["regression_metrics"]["rmse"]["value"], 2)
+            row["test_nasa"] = round(ev["nasa_score"])
+        row["model_sha256"] = run.get("model_sha256")
         rows.append(row)
         results.append({"summary": row, "run": run})
         print(f"x{size}: {n:,} training rows, exit {run['exit_code']}, {run['wall_seconds']} s wall, "
@@ -174,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:<62} {st.get('seconds', float('nan')):7.1f} s  largest process "
                   f"{st['peak_process_rss_mb']:7.1f} MB  tree {st['peak_rss_mb']:7.1f} MB", flush=True)
         print(f"  model sha256 {run.get('model_sha256', '-')}", flush=True)
+        for line in run.get("output_tail", []):
+            print(f"  | {line}", flush=True)
     print()
     print(table(rows))
     if args.json:
