@@ -117,6 +117,11 @@ def summarise(size: int, rows: int, run: dict[str, Any]) -> dict[str, Any]:
     row["pipeline_seconds"] = round(pipeline, 1)
     if pipeline and row.get("refit_seconds"):
         row["refit_share"] = round(row["refit_seconds"] / pipeline, 3)
+    ev = run.get("evaluation", {})
+    if ev:
+        row["test_rmse"] = round(ev["regression_metrics"]["rmse"]["value"], 2)
+        row["test_nasa"] = round(ev["nasa_score"])
+    row["model_sha256"] = run.get("model_sha256")
     cpu = sum(row.get(f"{s}_cpu_seconds") or 0 for s in STAGES)
     if cpu and row.get("refit_cpu_seconds"):
         row["refit_cpu_share"] = round(row["refit_cpu_seconds"] / cpu, 3)
@@ -158,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--table", type=Path, default=None, help="only print the table of an earlier --json file")
     args = ap.parse_args(argv)
     if args.table:
-        print(table([r["summary"] for r in json.loads(args.table.read_text())]))
+        print(table([summarise(r["summary"]["size"], r["summary"]["training_rows"], r["run"])
+                     for r in json.loads(args.table.read_text())]))
         return 0
     try:
         sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()} | ({16} if args.x16 else set()))
@@ -179,11 +185,6 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         row = summarise(size, n, run)
-        ev = run.get("evaluation", {})
-        if ev:
-            row["test_rmse"] = round(ev["regression_metrics"]["rmse"]["value"], 2)
-            row["test_nasa"] = round(ev["nasa_score"])
-        row["model_sha256"] = run.get("model_sha256")
         rows.append(row)
         results.append({"summary": row, "run": run})
         print(f"x{size}: {n:,} training rows, exit {run['exit_code']}, {run['wall_seconds']} s wall, "
