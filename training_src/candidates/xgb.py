@@ -76,7 +76,8 @@ def fit(X: Any, y: Any, task: str, hp: dict[str, str], nthread: int, seed: int, 
     dtrain = xgb.QuantileDMatrix(X, label=y, feature_names=names, nthread=nthread, max_bin=params["max_bin"])
     evals, callbacks = [], []
     if Xv is not None:
-        dval = xgb.QuantileDMatrix(Xv, label=yv, feature_names=names, nthread=nthread, ref=dtrain)
+        dval = xgb.QuantileDMatrix(Xv, label=yv, feature_names=names, nthread=nthread, ref=dtrain,
+                                   max_bin=params["max_bin"])
         evals = [(dval, "validation")]
 
         class Report(xgb.callback.TrainingCallback):
