@@ -132,11 +132,13 @@ data: setup
 synth: setup
 	npx cdk synth --no-notices -q
 
+## bench/scale.py: the pipeline on FD002 replicated x1 and x4 (x16 too with `make bench X16=1`: ~30 min, GB).
 bench: setup
 	$(BIN)/python bench/accuracy.py | tee bench/results-accuracy.md
 	$(BIN)/python bench/stream.py
 	$(BIN)/python bench/stream.py --rebuild
 	$(BIN)/python bench/decisions.py
+	$(BIN)/python bench/scale.py --sizes 1,4 $(if $(X16),--x16)
 
 ## Bounded loopback load test of the local server (knee, 80% held 60 s, RSS over 100k requests).
 load-bench: setup

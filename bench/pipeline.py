@@ -54,6 +54,7 @@ class TreeSampler:
         self.interval = interval
         self.stage: str | None = None
         self.peak: dict[str, int] = {}
+        self.peak_process: dict[str, int] = {}  # the largest single process of the stage (its own RSS)
         self.cpu: dict[int, float] = {}  # pid -> last seen cpu seconds (user+system)
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -66,16 +67,19 @@ class TreeSampler:
                 procs = [self.root, *self.root.children(recursive=True)]
             except psutil.Error:
                 return
-            rss = 0
+            rss = largest = 0
             for p in procs:
                 try:
-                    rss += p.memory_info().rss
+                    one = p.memory_info().rss
+                    rss += one
+                    largest = max(largest, one)
                     t = p.cpu_times()
                     self.cpu[p.pid] = t.user + t.system
                 except psutil.Error:
                     continue
             if self.stage:
                 self.peak[self.stage] = max(self.peak.get(self.stage, 0), rss)
+                self.peak_process[self.stage] = max(self.peak_process.get(self.stage, 0), largest)
             self._stop.wait(self.interval)
 
     def cpu_seconds(self) -> float:
@@ -89,13 +93,15 @@ class TreeSampler:
         self.thread.join(5)
 
 
-def bench_run(data_dir: Path, trials: int, timeout: float) -> dict[str, Any]:
-    """One local pipeline run with per-stage wall time and peak memory."""
+def bench_run(data_dir: Path, trials: int, timeout: float, subset: str = "FD001",
+              extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One local pipeline run (profile cmapss, ``subset``, ``extra`` options such as ``--seed 0``) with
+    per-stage wall time, peak memory of the process tree and of its largest process."""
     home = Path(tempfile.mkdtemp(prefix="predmaint-bench-home-"))
     load_at_start = load()
     env = {**os.environ, "PREDMAINT_DATA_DIR": str(data_dir), "PREDMAINT_LOG_LEVEL": "INFO"}
     cmd = [sys.executable, "-m", "predmaint", "--home", str(home), "run", "--profile", "cmapss", "--subset",
-           "FD001", "--trials", str(trials), "--run-id", "bench"]
+           subset, "--trials", str(trials), "--run-id", "bench", *extra]
     import resource
 
     started = time.perf_counter()
@@ -108,7 +114,9 @@ def bench_run(data_dir: Path, trials: int, timeout: float) -> dict[str, Any]:
     killer = threading.Timer(timeout, proc.kill)
     killer.start()
     assert proc.stdout is not None
+    tail: list[str] = []  # the run's last lines: what went wrong when it fails
     for line in proc.stdout:
+        tail = [*tail[-4:], line.rstrip()]
         m = STAGE_RE.search(line)
         if not m:
             continue
@@ -131,13 +139,18 @@ def bench_run(data_dir: Path, trials: int, timeout: float) -> dict[str, Any]:
     # wall time, this hardly depends on what else the machine is doing
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    # ru_maxrss of waited-for descendants: the peak RSS of the largest single process (KB on Linux), as
+    # /usr/bin/time -v reports it; the earlier children of this process count too, so it is an upper bound
+    max_rss_mb = round(ru1.ru_maxrss / 1024, 1)
     for name, st in stages.items():
         st.pop("started", None)
         st["peak_rss_mb"] = round(sampler.peak.get(name, 0) / 2**20, 1)
+        st["peak_process_rss_mb"] = round(sampler.peak_process.get(name, 0) / 2**20, 1)
     tuning = json.loads((home / "runs" / "bench" / "tuning.json").read_text()) \
         if (home / "runs" / "bench" / "tuning.json").exists() else {}
     durations = [t["duration_s"] for t in tuning.get("trials", []) if t.get("duration_s") is not None]
     return {"exit_code": code, "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "trials": trials,
+            "max_rss_process_mb": max_rss_mb, "output_tail": tail if code else [],
             "stages": stages, "load_at_start": load_at_start,
             "parallel": tuning.get("parallel"), "trial_seconds": durations, "home": str(home), "load": load()}
 

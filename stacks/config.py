@@ -55,7 +55,8 @@ class ProcessingConfig(ComputeConfig):
     """Preprocessing. With ``instance_count`` > 1 the pipeline runs FitFeatures (one instance: split
     assignment + feature spec) then TransformFeatures (``instance_count`` instances, raw objects
     ``ShardedByS3Key``); ``fit_sample_objects`` > 0 fits the spec on that many evenly spaced raw
-    objects instead of all of them (the split still sees every asset)."""
+    objects instead of all of them (the split still sees every asset); 0 fits on all of them up to
+    ``preprocess.FIT_MAX_ROWS`` estimated rows and on a sample of about that many above."""
 
     fit_sample_objects: int = 0
 

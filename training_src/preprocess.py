@@ -30,9 +30,9 @@ Stages (``--stage``), for fleets too big for one instance:
   asset) and fits the feature spec; writes ``spec/feature_spec.json``, ``spec/split.json`` (the
   assignment, with each object's SHA-256) and ``train/feature_spec.json``, and the drift baseline
   beside both specs (computed as ``all`` computes it, from every training row). With
-  ``--fit-sample-objects K`` the spec is fitted on the training rows of K evenly spaced raw objects
-  only (the split still sees every asset) and no drift baseline is written (the manifest's
-  ``drift_baseline`` says so); the default 0 fits on all of them, like ``all``.
+  ``--fit-sample-objects K`` the spec and the drift baseline are fitted on the training rows of K
+  evenly spaced raw objects only (the split still sees every asset); the default 0 fits on all of
+  them, like ``all``, up to ``FIT_MAX_ROWS`` estimated rows, and on a sample of about that many above.
 * ``transform``: any number of instances, each with a shard of the raw objects (``ShardedByS3Key``)
   and the fit output (``--fitted``, default ``<input-dir>/spec``), writes one part per raw object::
 
@@ -199,6 +199,20 @@ def _files_entry(profile: Profile, role: str, objs: list[RawObject], digests: li
 # ----------------------------------------------------------------------------------------------
 # Fit: split assignment + feature spec
 # ----------------------------------------------------------------------------------------------
+#: the fit stage holds every training row it fits on (its memory per row: docs/scale.md): above about
+#: this many rows of the training role (its first raw object's rows times the number of objects) it
+#: fits on evenly spaced objects holding about this many, unless ``--fit-sample-objects`` says otherwise
+FIT_MAX_ROWS = 1_000_000
+
+
+def auto_sample_objects(n_objects: int, first_rows: int) -> int:
+    """How many objects the fit stage samples when none is asked for: 0 (all) up to ``FIT_MAX_ROWS``
+    estimated rows, else the number of objects of ``first_rows`` rows that holds about that many."""
+    if n_objects <= 1 or first_rows * n_objects <= FIT_MAX_ROWS:
+        return 0
+    return max(1, FIT_MAX_ROWS // max(first_rows, 1))
+
+
 def _sample_indices(n: int, k: int) -> set[int]:
     """``k`` evenly spaced object positions out of ``n`` (all of them when k is 0 or >= n)."""
     if k <= 0 or k >= n:
@@ -207,12 +221,13 @@ def _sample_indices(n: int, k: int) -> set[int]:
 
 
 def fit(profile: Profile, data_dir: Path, seed: int = 0, spec: F.FeatureSpec | None = None,
-        sample_objects: int = 0) -> tuple[dict, F.FeatureSpec, dict[str, pd.DataFrame], dict]:
+        sample_objects: int = 0, auto_sample: bool = False) -> tuple[dict, F.FeatureSpec, dict[str, pd.DataFrame], dict]:
     """Read every raw object, assign validation/test, fit the spec (unless given).
 
     Returns ``(split, spec, frames, manifest)``: ``split`` is the JSON-able assignment that
     ``transform`` applies to any subset of the objects; ``frames`` holds the concatenated validated
     rows per role when every object was kept (``sample_objects`` 0), else only the sample's.
+    ``auto_sample`` (the fit stage): with ``sample_objects`` 0, sample ``auto_sample_objects`` objects.
     """
     data_dir = Path(data_dir)
     manifest: dict = {"profile": profile.name, "subset": profile.subset, "seed": seed, "files": {}}
@@ -238,6 +253,9 @@ def fit(profile: Profile, data_dir: Path, seed: int = 0, spec: F.FeatureSpec | N
         return objs, kept, ids, labels
 
     n_data = len(resolve_parts(data_dir, profile.file(data_role)))
+    if auto_sample and sample_objects == 0 and n_data > 1:
+        first = raw_objects(profile, data_dir, data_role)[0]
+        sample_objects = auto_sample_objects(n_data, len(read_readings(first.path, profile)))
     sample = _sample_indices(n_data, sample_objects)
     objs, kept, ids_list, labels_list = read_role(data_role, None if len(sample) == n_data else sample)
     ids_full = np.concatenate(ids_list)
@@ -288,8 +306,7 @@ def fit(profile: Profile, data_dir: Path, seed: int = 0, spec: F.FeatureSpec | N
         if spec is None:
             kept_codes = np.concatenate([codes[offsets[i]:offsets[i + 1]] for i in sorted(sample)])
             spec = F.fit_spec(fit_rows[kept_codes == 0], profile, seed=seed)
-    if len(sample) == n_data:
-        frames[data_role] = fit_rows
+    frames[data_role] = fit_rows  # the sample's rows when the fit read a sample
     split["objects"] = objects
     split["spec_sha256"] = hashlib.sha256(spec.to_json().encode()).hexdigest()
     split["fit"] = {"sample_objects": "all" if len(sample) == n_data else sampled}
@@ -379,10 +396,12 @@ def transform(profile: Profile, spec: F.FeatureSpec, split: dict, data: pd.DataF
 
 def fitted_rows(profile: Profile, split: dict, frames: dict[str, pd.DataFrame]
                 ) -> tuple[pd.DataFrame | None, str | None]:
-    """``fit``'s training-role rows (None when it kept only a sample's) and, for labelled rows, their
-    split codes in row order: what ``transform`` takes for the training data."""
+    """``fit``'s training-role rows (the sample's when it fitted on a sample of objects) and, for
+    labelled rows, their split codes in row order: what ``transform`` takes for the training data."""
     data = frames.get("train" if "train" in frames else "data")
-    codes = None if profile.is_regression else "".join(r["codes"] for r in split["rows"].values())
+    sampled = split.get("fit", {}).get("sample_objects", "all")
+    codes = None if profile.is_regression else "".join(
+        r["codes"] for key, r in split["rows"].items() if sampled == "all" or key in sampled)
     return data, codes
 
 
@@ -506,10 +525,11 @@ def _write(out_dir: Path, files: dict[str, pd.DataFrame | str], *, replace_dirs:
 def run_fit(profile: Profile, data_dir: Path, out_dir: Path, seed: int = 0, spec: F.FeatureSpec | None = None,
             sample_objects: int = 0) -> tuple[dict, F.FeatureSpec, dict]:
     """The fit stage: writes spec/feature_spec.json, spec/split.json, train/feature_spec.json,
-    manifest.json and, when it read every object, the drift baseline beside both specs (the transform
-    instances each see a shard, so only this instance can write it); clears the channels of an
-    earlier dataset in ``out_dir``."""
-    split, spec, frames, manifest = fit(profile, data_dir, seed, spec, sample_objects)
+    manifest.json and the drift baseline beside both specs (the transform instances each see a shard,
+    so only this instance can write it: from every training row, or from the sample's when the fit
+    read a sample, chosen by ``sample_objects`` or automatically above ``FIT_MAX_ROWS``); clears the
+    channels of an earlier dataset in ``out_dir``."""
+    split, spec, frames, manifest = fit(profile, data_dir, seed, spec, sample_objects, auto_sample=True)
     counts = {"validation_assets": len(split.get("validation", []))} if profile.is_regression else {
         name: sum(r["codes"].count(str(c)) for r in split["rows"].values()) for name, c in SPLIT_CODES.items()}
     if profile.is_regression and split["test"]["source"]:
@@ -519,7 +539,7 @@ def run_fit(profile: Profile, data_dir: Path, out_dir: Path, seed: int = 0, spec
                      "dropped_sensors": spec.dropped_sensors})
     text = json.dumps(split, separators=(",", ":"), sort_keys=True)
     files = {f"spec/{SPEC_FILE}": spec.to_json(), f"spec/{SPLIT_FILE}": text, f"train/{SPEC_FILE}": spec.to_json()}
-    data, codes = fitted_rows(profile, split, frames)  # no rows when the fit read a sample
+    data, codes = fitted_rows(profile, split, frames)  # the sample's rows when the fit read a sample
     if data is not None:
         files.update(drift_baseline_files(transform(profile, spec, split, data, None, 0, codes), spec))
     manifest["drift_baseline"] = f"train/{D.BASELINE_FILE}" in files
@@ -638,7 +658,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="transform: dir with the fit stage's feature_spec.json and split.json (default: <input-dir>/spec)")
     ap.add_argument("--fit-sample-objects", type=int,
                     default=int(os.environ.get("PREDMAINT_FIT_SAMPLE_OBJECTS") or 0),
-                    help="fit: fit the spec on this many evenly spaced raw objects (0: all)")
+                    help="fit: fit the spec on this many evenly spaced raw objects (0: all, or a sample of "
+                         f"about {FIT_MAX_ROWS:,} rows above that many)")
     ap.add_argument("--train-parts", type=int, default=1,
                     help="write the train channel as this many part files of whole assets (one per "
                          "training instance when training is multi-instance; default 1: train.parquet)")

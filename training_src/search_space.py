@@ -37,7 +37,7 @@ def static_hyperparameters(algorithm: str, profile: Any) -> dict[str, str]:
     if profile.subset:
         out["subset"] = profile.subset
     if profile.is_regression:
-        out["row_stride"] = "3"  # trials train on every 3rd reading per asset; train.py's refit uses all
+        out["row_stride"] = "3"  # trials and the refit's calibration folds read every 3rd reading per asset; its final fit all
     else:
         out["cv_folds"] = "5"  # row-wise labels: trials score 5-fold out-of-fold PR-AUC (robust objective)
     return out

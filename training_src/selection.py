@@ -38,6 +38,9 @@ from training_src.profiles import Profile
 FOLDS = 3
 CUTS = 5
 STRIDE = 2  # the proxy model trains on every second reading of each asset (neighbours are near copies)
+#: a proxy fit reads at most about this many rows: above it the stride grows with the fold's rows, so the
+#: choice costs the same on a large fleet as on FD002 (whose folds, ~28,500 rows, keep STRIDE)
+PROXY_MAX_ROWS = 20_000
 PROXY = {"max_depth": 5, "eta": 0.1, "min_child_weight": 16.0, "subsample": 0.8, "colsample_bytree": 0.6,
          "tree_method": "hist", "objective": "reg:squarederror", "nthread": 1}
 PROXY_ROUNDS = 200
@@ -76,6 +79,12 @@ def cut_views(df: pd.DataFrame, profile: Profile, send: int, min_cut: int, seed:
     return cols, np.r_[0, np.cumsum(lens)], np.asarray(true), np.asarray(owner)
 
 
+def proxy_stride(rows: int) -> int:
+    """Every how many readings of each asset a proxy fit on ``rows`` training rows reads: ``STRIDE``, or
+    more above ``PROXY_MAX_ROWS * STRIDE`` rows (the smallest stride that keeps about that many)."""
+    return max(STRIDE, -(-rows // PROXY_MAX_ROWS))
+
+
 def _fit_predict(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, seed: int) -> np.ndarray:
     import xgboost as xgb
 
@@ -92,7 +101,8 @@ def cv_predictions(fold_fits: list[tuple[pd.DataFrame, F.FeatureSpec]], profile:
         spec = F.with_choice(base, tr, profile, [size], cap)
         X = F.transform(tr, spec).to_numpy()
         y = F.rul_labels(tr, profile, spec.label_cap)
-        keep = tr.groupby(profile.id_column, sort=False).cumcount().to_numpy() % STRIDE == STRIDE - 1
+        stride = proxy_stride(len(tr))
+        keep = tr.groupby(profile.id_column, sort=False).cumcount().to_numpy() % stride == stride - 1
         preds.append(_fit_predict(X[keep], y[keep], F.transform_last(cols, offsets, spec), seed))
     return np.concatenate(preds)
 
@@ -148,7 +158,10 @@ def choose(train: pd.DataFrame, profile: Profile, seed: int = 0) -> dict[str, An
     record: dict[str, Any] = {
         "protocol": f"{FOLDS}-fold grouped CV on training assets; {CUTS} random cuts per validation asset, "
                     f"the caller sends its last {send} readings; capped = against RUL capped at {default_cap:g}",
-        "proxy_model": {**PROXY, "num_round": PROXY_ROUNDS, "train_stride": STRIDE},
+        "proxy_model": {**PROXY, "num_round": PROXY_ROUNDS, "train_stride": STRIDE,
+                        **({"train_stride_above": {"rows": PROXY_MAX_ROWS * STRIDE,
+                                                   "strides": [proxy_stride(len(tr)) for tr, _ in fold_fits]}}
+                           if any(proxy_stride(len(tr)) > STRIDE for tr, _ in fold_fits) else {})},
     }
     chosen_w = sizes[0]
     if len(sizes) > 1:

@@ -76,6 +76,11 @@ def split_xy(df: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, np.ndarray
     return df[names].to_numpy(dtype=np.float32), df["_label"].to_numpy(dtype=np.float64)
 
 
+def _slim(frame: pd.DataFrame) -> pd.DataFrame:
+    """A channel frame's meta columns only (``_asset``, ``_time``, ``_label`` where present)."""
+    return frame[[c for c in META_COLUMNS if c in frame.columns]]
+
+
 def parse_hyperparameters(extra: list[str]) -> dict[str, str]:
     """``["--eta", "0.1", "--max_depth", "5"]`` -> ``{"eta": "0.1", "max_depth": "5"}``."""
     if len(extra) % 2:
@@ -137,6 +142,17 @@ def oof_threshold(algorithm: str, X: np.ndarray, y: np.ndarray, task: str, hp: d
     return best_f1_threshold(y, oof_predictions(algorithm, X, y, task, hp, nthread, seed, folds))
 
 
+def stride_mask(assets: np.ndarray, stride: int) -> np.ndarray:
+    """Rows kept (bool, (n,)) when a fit reads every ``stride``-th reading of each asset (the
+    ``stride``-th, ``2 * stride``-th, ... row of each asset in row order; all rows when ``stride`` is 1).
+    ``assets`` (n,) is each row's asset. Adjacent readings are near-duplicates, so such a fit ranks
+    hyperparameters and estimates held-out errors as well as one on every reading, at a fraction of the cost."""
+    if stride <= 1:
+        return np.ones(len(assets), dtype=bool)
+    pos = pd.Series(assets).groupby(assets, sort=False).cumcount().to_numpy()
+    return pos % stride == stride - 1
+
+
 def true_rul(frame: pd.DataFrame) -> np.ndarray:
     """Uncapped RUL of each row of a run-to-failure channel (``_asset``, ``_time``): the asset's last
     time minus the row's (``features.rul_labels`` without the cap, on the channel's meta columns)."""
@@ -145,41 +161,58 @@ def true_rul(frame: pd.DataFrame) -> np.ndarray:
 
 
 def calibrate_intervals(algorithm: str, frames: list[pd.DataFrame], names: list[str], spec: F.FeatureSpec,
-                        hp: dict[str, str], nthread: int, seed: int) -> dict[str, Any] | None:
+                        hp: dict[str, str], nthread: int, seed: int,
+                        xy: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any] | None:
     """The RUL interval calibration stored in ``model_meta.json`` (``intervals.fit``), or None.
 
     In: the frames of the rows the final model is fitted on (train, and validation for the refit),
-    with ``_asset``/``_time``. The assets are dealt into ``calibration_folds`` folds (hyperparameter,
-    default 5; 0 turns calibration off); each fold is predicted by the candidate fitted with the same
-    hyperparameters on the other folds, so every prediction is held out (cross-conformal: all
-    training assets calibrate, at the cost of ``folds`` extra fits). Only readings that can be a
-    test cut count (at least ``min_readings`` of history, as ``preprocess.truncation_cuts`` cuts).
+    with ``_asset``/``_time``; ``xy``, when given, their feature matrix and labels in the same row order
+    (``split_xy`` of the frames, which then need no feature columns). The assets are dealt into
+    ``calibration_folds`` folds (hyperparameter, default 5; 0 turns calibration off); each fold is
+    predicted by the candidate fitted with the same hyperparameters on the other folds, so every
+    prediction is held out (cross-conformal: all training assets calibrate, at the cost of ``folds``
+    extra fits). Those fits read every ``row_stride``-th reading of each asset, as tuning trials do
+    (default 1: all); every reading is predicted. Only readings that can be a test cut count (at least
+    ``min_readings`` of history, as ``preprocess.truncation_cuts`` cuts).
     """
     folds = _num(hp, "calibration_folds", int, 0, 20, "5")
     level = _num(hp, "interval_level", float, 0.05, 0.99, str(IV.DEFAULT_LEVEL))
+    stride = _num(hp, "row_stride", int, 1, 100, "1")
     if spec.task != "rul_regression" or folds == 0 or not spec.time_column:
         return None
-    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    if not {"_asset", "_time"} <= set(df.columns):
+    if not all({"_asset", "_time"} <= set(f.columns) for f in frames):
         return None
+    df = pd.concat([f[["_asset", "_time"]] for f in frames], ignore_index=True)
     assets = df["_asset"].to_numpy()
     uniq = pd.unique(assets)
     if len(uniq) < max(folds, 2):
         raise TrainError(f"interval calibration needs at least {max(folds, 2)} assets, the channels have "
                          f"{len(uniq)} (set calibration_folds=0 to train without intervals)")
-    X, y = split_xy(df, names)
+    if xy is None:
+        parts = [split_xy(f, names) for f in frames]
+        xy = (np.vstack([p[0] for p in parts]), np.concatenate([p[1] for p in parts])) if len(parts) > 1 \
+            else parts[0]
+        del parts
+    X, y = xy
     rng = np.random.default_rng(seed)
     fold_of = dict(zip(rng.permutation(uniq).tolist(), np.arange(len(uniq)) % folds, strict=True))
     fold = np.asarray([fold_of[a] for a in assets.tolist()])
-    # a model with life-summary features is fitted (and so predicted) with and without them: rows
-    # [0, n) carry them, rows [n, 2n) do not (``with_and_without_life``); unchanged without
-    X, y = F.with_and_without_life(X, y, spec)
-    n = len(df)
-    fold = np.resize(fold, len(y))
+    fit_rows = stride_mask(assets, stride)
+    # a model with life-summary features is fitted (and so predicted) with and without them
+    # (``with_and_without_life``): ``pred`` holds the answers without, ``pred_life`` those with them
+    k_life = len(F.life_names(spec))
     pred = np.zeros(len(y))
+    pred_life = np.zeros(len(y)) if k_life else None
     for k in range(folds):
-        m, _ = fit_model(algorithm, X[fold != k], y[fold != k], spec.task, hp, nthread, seed)
-        pred[fold == k] = predict(algorithm, m, X[fold == k])
+        Xk, yk = F.with_and_without_life(X[(fold != k) & fit_rows], y[(fold != k) & fit_rows], spec)
+        m, _ = fit_model(algorithm, Xk, yk, spec.task, hp, nthread, seed)
+        del Xk, yk  # one fold's rows at a time
+        held = fold == k
+        Xh = X[held]
+        if pred_life is not None:
+            pred_life[held] = predict(algorithm, m, Xh)
+            Xh[:, -k_life:] = np.nan
+        pred[held] = predict(algorithm, m, Xh)
     pred = F.clip_rul(pred, spec.label_cap)  # as served
     position = df.groupby("_asset", sort=False)["_time"].rank(method="first").to_numpy()
     count = df.groupby("_asset", sort=False)["_time"].transform("size").to_numpy()
@@ -196,9 +229,9 @@ def calibrate_intervals(algorithm: str, frames: list[pd.DataFrame], names: list[
 
     # one calibration per kind of caller (Mondrian): answers from a life summary are more accurate,
     # so pooling them would widen its intervals and narrow those of callers without one
-    doc = calibrate(pred[-n:])
-    if len(pred) > n:
-        doc["life"] = calibrate(pred[:n])
+    doc = calibrate(pred)
+    if pred_life is not None:
+        doc["life"] = calibrate(F.clip_rul(pred_life, spec.label_cap))
     return doc
 
 
@@ -264,8 +297,13 @@ def main(argv: list[str] | None = None) -> int:
         spec_text = spec_path.read_text()
         spec = F.FeatureSpec.from_json(spec_text)
         task, names = spec.task, spec.feature_names
+        # the channels' frames keep only their meta columns once the features are read into float32
+        # matrices (a float64 frame is 8 bytes per feature and row); the interval calibration reads
+        # the meta columns and, on one host, these same matrices (``fit_xy``)
+        meta_only = dist is None
         train = read_channel(args.train)
         X, y = split_xy(train, names)
+        train = _slim(train) if meta_only else train
         val_path = Path(args.validation)
         Xv = yv = None
         frames = [train]  # the rows the model is fitted on, for the interval calibration
@@ -273,20 +311,23 @@ def main(argv: list[str] | None = None) -> int:
             validation = read_channel(val_path)
             Xv, yv = split_xy(validation, names)
             if args.fit_on == "train+validation" and (dist is None or dist.is_first):
-                frames.append(validation)
+                frames.append(_slim(validation) if meta_only else validation)
+            del validation
         held_out = Xv is not None and args.fit_on == "train"
         stride = _num(hp, "row_stride", int, 1, 100, "1")
         if stride > 1 and args.fit_on == "train" and "_asset" in train.columns:
-            # tuning trials only: adjacent cycles are near-duplicates, so every stride-th reading of
-            # each asset ranks hyperparameters as well at a fraction of the cost (the refit uses all)
-            pos = train.groupby("_asset", sort=False).cumcount().to_numpy()
-            keep = pos % stride == stride - 1
+            # tuning trials only (the refit uses all; its calibration folds use the stride too)
+            keep = stride_mask(train["_asset"].to_numpy(), stride)
             X, y = X[keep], y[keep]
+        del train
+        fit_xy = None  # the refit's rows before ``with_and_without_life``, for the calibration
         if args.fit_on == "train+validation":
             if Xv is None:
                 raise TrainError("--fit_on train+validation needs a validation channel")
             if dist is None or dist.is_first:  # validation is replicated to every host: add it once
                 X, y = np.vstack([X, Xv]), np.concatenate([y, yv])
+            if meta_only:
+                fit_xy = (X, y)
         # a model with life-summary features learns every row with and without them (callers that keep
         # a summary and callers that do not), and is scored on both
         X, y = F.with_and_without_life(X, y, spec)
@@ -341,8 +382,10 @@ def main(argv: list[str] | None = None) -> int:
     if dist is not None:
         meta.update(dist.meta())
     if args.fit_on == "train+validation":  # the final model: its interval calibration
+        X = Xv = None  # the final fit's (doubled) rows are no longer needed: free them before the folds
         try:
-            meta["intervals"] = calibrate_intervals(args.algorithm, frames, names, spec, hp, args.nthread, args.seed)
+            meta["intervals"] = calibrate_intervals(args.algorithm, frames, names, spec, hp, args.nthread, args.seed,
+                                                    fit_xy)
         except TrainError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

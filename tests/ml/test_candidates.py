@@ -125,3 +125,24 @@ def test_bad_hgb_hyperparameters_fail_the_job_naming_them(fd001: dict, tmp_path:
     proc = train_subprocess(fd001["out"], tmp_path / "model", "--algorithm", "hgb", "--max_bins", "300")
     assert proc.returncode == 2 and "hyperparameter max_bins=300 outside [2, 255]" in proc.stderr
     assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.parametrize("max_bin", ["64", "256", "1024"])
+def test_xgboost_candidate_grows_the_trees_a_plain_dmatrix_grows(max_bin: str) -> None:
+    """candidates/xgb.py fits from QuantileDMatrix (bins only, less memory than DMatrix's float copy):
+    the model must be the one DMatrix gives, byte for byte, whatever max_bin, with a validation set
+    (which must share the training set's bins and max_bin)."""
+    import xgboost as xgb
+
+    from training_src.candidates import xgb as cx
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((3000, 12)).astype(np.float32)
+    X[rng.random(X.shape) < 0.05] = np.nan  # missing values, as life features are for half the rows
+    y = 50 + 20 * np.nan_to_num(X[:, 0]) + rng.standard_normal(3000)
+    hp = {"num_round": "40", "max_depth": "4", "subsample": "0.8", "colsample_bytree": "0.6", "max_bin": max_bin}
+    model, pv = cx.fit(X[:2400], y[:2400], "rul_regression", hp, 1, 0, X[2400:], y[2400:], report_every=1000)
+    params, rounds = cx.booster_params(hp, "rul_regression", 1, 0)
+    plain = xgb.train(params, xgb.DMatrix(X[:2400], label=y[:2400]), rounds)
+    assert bytes(model.save_raw("ubj")) == bytes(plain.save_raw("ubj"))
+    assert np.array_equal(pv, plain.inplace_predict(X[2400:]))

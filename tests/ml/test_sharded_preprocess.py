@@ -286,9 +286,22 @@ def test_fit_on_a_sample_of_objects_still_splits_every_asset(small_fleet, tmp_pa
     assert split_s["validation"] == split_all["validation"] and split_s["test"] == split_all["test"]
     assert spec_s.feature_names == spec_all.feature_names and spec_s.sensor_mean != spec_all.sensor_mean
     assert manifest["fit"] == split_s["fit"]
-    # a sample's features are not the fleet's: no drift baseline from it (the whole fit writes one)
-    assert not manifest["drift_baseline"] and not (tmp_path / "sample" / "train" / "drift_baseline.json").exists()
-    assert (tmp_path / "all" / "train" / "drift_baseline.json").is_file()
+    # the drift baseline is still written, from the sample's training rows (drift compares bins of at
+    # most MAX_BASELINE_ROWS rows per regime: a sample of objects serves as well)
+    sampled = json.loads((tmp_path / "sample" / "train" / "drift_baseline.json").read_text())
+    whole = json.loads((tmp_path / "all" / "train" / "drift_baseline.json").read_text())
+    assert manifest["drift_baseline"] and sampled["format"] == whole["format"] and sampled != whole
+
+
+def test_fit_stage_samples_objects_by_itself_above_its_row_limit(small_fleet, tmp_path, monkeypatch):
+    profile = load_profile("cmapss", "FD001")
+    assert P.auto_sample_objects(1, 10**9) == 0 and P.auto_sample_objects(5, P.FIT_MAX_ROWS // 5) == 0
+    assert P.auto_sample_objects(100, P.FIT_MAX_ROWS // 10) == 10
+    first = len(P.read_readings(P.raw_objects(profile, small_fleet, "train")[0].path, profile))
+    monkeypatch.setattr(P, "FIT_MAX_ROWS", 2 * first)  # this small fleet's 3 objects are then "too many rows"
+    split, _, manifest = P.run_fit(profile, small_fleet, tmp_path / "auto")
+    assert split["fit"]["sample_objects"] == ["cmapss/train_FD001/part-000.txt", "cmapss/train_FD001/part-002.txt"]
+    assert manifest["drift_baseline"] and (tmp_path / "auto" / "spec" / "drift_baseline.json").is_file()
 
 
 def test_train_parts_for_multi_instance_training_keep_rows_and_whole_assets(fd001, tmp_path, capsys):

@@ -172,3 +172,23 @@ def test_the_good_dataset_passes_both_gates(fd001_small, tmp_path: Path) -> None
     code, err = _preprocess(data, tmp_path / "out")
     assert code == 0, err
     assert (tmp_path / "out" / "manifest.json").is_file()
+
+
+@pytest.mark.parametrize("name", ["train_FD002.txt.gz", "test_FD002.txt.gz"])
+def test_numeric_fast_read_equals_the_text_path_bit_for_bit(name: str, data_dir: Path, monkeypatch) -> None:
+    """read_table reads a clean header-less whitespace file straight as float64; the values must be
+    exactly those of the text path (text, then pd.to_numeric), which validates cell by cell."""
+    import numpy as np
+
+    from training_src import dataio
+    from training_src.profiles import load_profile
+
+    profile = load_profile("cmapss", "FD002")
+    path = data_dir / "cmapss" / name
+    fast = dataio.read_table(path, profile, allow_label=False)
+    monkeypatch.setattr(dataio, "_read_numeric", lambda *args: None)
+    text = dataio.read_table(path, profile, allow_label=False)
+    assert list(fast.columns) == list(text.columns) and fast.shape == text.shape
+    for c in fast.columns:
+        assert fast[c].dtype == text[c].dtype == np.float64
+        assert (fast[c].to_numpy().view(np.int64) == text[c].to_numpy().view(np.int64)).all(), c

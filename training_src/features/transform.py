@@ -196,9 +196,13 @@ def with_and_without_life(X: np.ndarray, y: np.ndarray, spec: FeatureSpec) -> tu
     k = len(life_names(spec))
     if not k:
         return X, y
-    bare = X.copy()
-    bare[:, -k:] = np.nan
-    return np.vstack([X, bare]), np.concatenate([y, y])
+    # one allocation (not a copy of X that is then stacked into another): the rows twice, then blank
+    n = len(X)
+    out = np.empty((2 * n, X.shape[1]), dtype=X.dtype)
+    out[:n] = X
+    out[n:] = X
+    out[n:, -k:] = np.nan
+    return out, np.concatenate([y, y])
 
 
 def transform_last(cols: dict[str, np.ndarray], offsets: np.ndarray, spec: FeatureSpec,

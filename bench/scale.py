@@ -1,0 +1,207 @@
+"""Scale benchmark: the local pipeline on C-MAPSS FD002's training fleet replicated x1, x4 (and x16).
+
+    PREDMAINT_DATA_DIR=/work/shared/data .venv/bin/python bench/scale.py [--sizes 1,4] [--x16]
+
+For each size N: FD002's training engines are written N times to a scratch data directory in the raw
+format (copy 0 is FD002 itself; copies 1..N-1 get new unit ids and every sensor reading multiplied by
+``1 + 0.0005 * z``, z standard normal, seeded: 0.05 % multiplicative noise, so no two engines are
+byte copies; operating settings are left alone, so the regimes are FD002's). The test file and its RUL
+file are copied unchanged. Then ``predmaint run --profile cmapss --subset FD002 --trials 4 --seed 0``
+runs in a scratch home (``bench/pipeline.py``'s ``bench_run``) and the benchmark records, per stage,
+the wall time (the runner's ``stage=... seconds=...`` log lines), the peak RSS of the stage's largest
+single process (psutil, sampled every 50 ms; the stage scripts are forks of the run's script server, so
+this includes the pages they share with it) and of the whole process tree, and for the run the largest
+process's peak as ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` (what ``/usr/bin/time -v`` prints). From
+these: memory per training row (largest process / training rows of the replicated fleet), the
+refit's share of the pipeline time, preprocessing rows per second, and the test RMSE and interval
+coverage the run's evaluation reports.
+
+x16 (860,144 training rows) takes about half an hour and several GB on a 2-core machine: it runs only
+with ``--x16`` (or ``--sizes 1,4,16``). Results print as a Markdown table, with date, machine and load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from machine import load  # noqa: E402
+from pipeline import bench_run, write_raw  # noqa: E402
+
+NOISE = 0.0005  # 0.05 % multiplicative noise on the sensors of every added copy
+SUBSET = "FD002"
+STAGES = {"preprocess": "preprocess", "tuning": "tuning", "refit": "refit", "evaluate": "evaluate"}
+
+
+def replicate(train: Any, copies: int, id_column: str, sensors: list[str], seed: int = 0) -> Any:
+    """``copies`` copies of a training fleet: copy 0 as is, each further copy with new asset ids and its
+    sensor columns multiplied by ``1 + NOISE * z`` (z standard normal, one seeded draw per reading)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    step = int(train[id_column].max()) + 1
+    parts = [train]
+    for k in range(1, copies):
+        d = train.copy()
+        d[id_column] = d[id_column] + k * step
+        d[sensors] = d[sensors].to_numpy() * (1.0 + NOISE * rng.standard_normal((len(d), len(sensors))))
+        parts.append(d)
+    return pd.concat(parts, ignore_index=True)
+
+
+def make_fleet(data_dir: Path, copies: int, out: Path) -> int:
+    """Write the replicated FD002 fleet (and the unchanged test files) under ``out``; returns training rows."""
+    from training_src.dataio import read_table, resolve_file
+    from training_src.profiles import load_profile
+
+    profile = load_profile("cmapss", SUBSET)
+    train = read_table(resolve_file(data_dir, profile.file("train")), profile)
+    cols = list(profile.columns or train.columns)
+    fleet = replicate(train, copies, profile.id_column, list(profile.sensor_columns))
+    write_raw(fleet[cols], out / (profile.file("train") + ".gz"))  # gzip, as the shipped files
+    for role in ("test", "test_rul"):
+        src = resolve_file(data_dir, profile.file(role))
+        dst = out / Path(profile.file(role)).parent / src.name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+    return len(fleet)
+
+
+def evaluation(home: Path) -> dict[str, Any]:
+    """The run's test metrics (evaluation.json) and the model file's SHA-256."""
+    import hashlib
+
+    run = home / "runs" / "bench"
+    out: dict[str, Any] = {}
+    for p in sorted(run.rglob("evaluation.json")):
+        out["evaluation"] = json.loads(p.read_text())
+        break
+    model = run / "model" / "xgboost-model"
+    if model.is_file():
+        out["model_sha256"] = hashlib.sha256(model.read_bytes()).hexdigest()
+    return out
+
+
+def stage_of(name: str) -> str | None:
+    return next((short for short, prefix in STAGES.items() if name.startswith(prefix)), None)
+
+
+def summarise(size: int, rows: int, run: dict[str, Any]) -> dict[str, Any]:
+    """One table row: seconds and peak MB per stage, bytes per training row, shares and rates."""
+    row: dict[str, Any] = {"size": size, "training_rows": rows, "wall_seconds": run["wall_seconds"],
+                           "exit_code": run["exit_code"], "max_rss_process_mb": run.get("max_rss_process_mb")}
+    for name, st in run["stages"].items():
+        short = stage_of(name)
+        if short:
+            row[f"{short}_seconds"] = st.get("seconds")
+            # CPU seconds of the stage's processes: on a shared machine, less at the mercy of the load
+            row[f"{short}_cpu_seconds"] = round(st.get("cpu_seconds", 0), 1)
+            row[f"{short}_peak_mb"] = st.get("peak_process_rss_mb")
+            row[f"{short}_tree_peak_mb"] = st.get("peak_rss_mb")
+            row[f"{short}_kb_per_row"] = round(st.get("peak_process_rss_mb", 0) * 1024 / rows, 2)
+    pipeline = sum(row.get(f"{s}_seconds") or 0 for s in STAGES)
+    row["pipeline_seconds"] = round(pipeline, 1)
+    if pipeline and row.get("refit_seconds"):
+        row["refit_share"] = round(row["refit_seconds"] / pipeline, 3)
+    ev = run.get("evaluation", {})
+    if ev:
+        row["test_rmse"] = round(ev["regression_metrics"]["rmse"]["value"], 2)
+        row["test_nasa"] = round(ev["nasa_score"])
+    row["model_sha256"] = run.get("model_sha256")
+    cpu = sum(row.get(f"{s}_cpu_seconds") or 0 for s in STAGES)
+    if cpu and row.get("refit_cpu_seconds"):
+        row["refit_cpu_share"] = round(row["refit_cpu_seconds"] / cpu, 3)
+    if row.get("preprocess_seconds"):
+        row["preprocess_rows_per_second"] = round(rows / row["preprocess_seconds"])
+    return row
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: wall seconds (CPU seconds) per stage, the refit's share, peak MB of each stage's largest
+    process, and the largest of them per training row."""
+    lines = ["| fleet | training rows | preprocess s (rows/s) | tuning s | refit s (share; CPU share) | evaluate s | "
+             "total s | peak MB: preprocess / trial / refit / evaluate | KB per row (max) | test RMSE · NASA |",
+             "|" + "---|" * 10]
+
+    def sec(r: dict[str, Any], s: str) -> str:
+        return f"{r.get(f'{s}_seconds')} ({r.get(f'{s}_cpu_seconds')} CPU)"
+
+    for r in rows:
+        kb = max(r.get(f"{s}_kb_per_row", 0) for s in STAGES)
+        lines.append(
+            f"| x{r['size']} | {r['training_rows']:,} | {sec(r, 'preprocess')} {r.get('preprocess_rows_per_second', 0):,}"
+            f"/s | {sec(r, 'tuning')} | {sec(r, 'refit')}; {100 * r.get('refit_share', 0):.0f} %; "
+            f"{100 * r.get('refit_cpu_share', 0):.0f} % | {sec(r, 'evaluate')} | {r['pipeline_seconds']} | "
+            + " / ".join(f"{r.get(f'{s}_peak_mb')}" for s in STAGES)
+            + f" | {kb:.2f} | {r.get('test_rmse')} · {r.get('test_nasa')} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", type=Path, default=Path(os.environ.get("PREDMAINT_DATA_DIR", "data")))
+    ap.add_argument("--sizes", default="1,4", help="comma-separated replication factors (default 1,4)")
+    ap.add_argument("--x16", action="store_true", help="add x16 (about 30 minutes, several GB)")
+    ap.add_argument("--trials", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timeout", type=float, default=3600, help="seconds before one run is killed")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    ap.add_argument("--table", type=Path, default=None, help="only print the table of an earlier --json file")
+    args = ap.parse_args(argv)
+    if args.table:
+        print(table([summarise(r["summary"]["size"], r["summary"]["training_rows"], r["run"])
+                     for r in json.loads(args.table.read_text())]))
+        return 0
+    try:
+        sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()} | ({16} if args.x16 else set()))
+    except ValueError:
+        ap.error(f"--sizes must be comma-separated integers, got {args.sizes!r}")
+    if not sizes or min(sizes) < 1 or max(sizes) > 64:
+        ap.error("--sizes must lie between 1 and 64")
+    print(f"# scale benchmark · {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} · {platform.machine()}, "
+          f"{os.cpu_count()} cores, Python {platform.python_version()} · {load()}", flush=True)
+    rows, results = [], []
+    for size in sizes:
+        scratch = Path(tempfile.mkdtemp(prefix=f"predmaint-scale-x{size}-"))
+        try:
+            n = make_fleet(args.data_dir, size, scratch / "data")
+            run = bench_run(scratch / "data", args.trials, args.timeout, SUBSET, ("--seed", str(args.seed)))
+            run.update(evaluation(Path(run["home"])))
+            shutil.rmtree(run["home"], ignore_errors=True)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        row = summarise(size, n, run)
+        rows.append(row)
+        results.append({"summary": row, "run": run})
+        print(f"x{size}: {n:,} training rows, exit {run['exit_code']}, {run['wall_seconds']} s wall, "
+              f"largest process {run.get('max_rss_process_mb')} MB · at start {run['load_at_start']} · at end "
+              f"{run['load']}", flush=True)
+        for name, st in run["stages"].items():
+            print(f"  {name:<62} {st.get('seconds', float('nan')):7.1f} s  largest process "
+                  f"{st['peak_process_rss_mb']:7.1f} MB  tree {st['peak_rss_mb']:7.1f} MB", flush=True)
+        print(f"  model sha256 {run.get('model_sha256', '-')}", flush=True)
+        for line in run.get("output_tail", []):
+            print(f"  | {line}", flush=True)
+    print()
+    print(table(rows))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+    return 0 if all(r["exit_code"] == 0 for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
