@@ -162,7 +162,7 @@ def test_predictions_equal_the_local_server(served: Served, loaded_local, test_u
         status, out = served.post(body)
         assert status == 200, out[:300]
         assert json.loads(out) == loaded_local(body)
-    # a horizon: the compiled reader declines the body, the Python path answers the failure probability
+    # a horizon: the compiled reader reads it, the answer carries the failure probability
     body = json.dumps({"instances": [{"asset_id": f"engine-{u}", "readings": test_units[u]} for u in (31, 34)],
                        "horizon": 30}).encode()
     status, out = served.post(body)

@@ -271,17 +271,53 @@ def test_a_huge_horizon_number_is_refused_not_crashed(calibrated, units):
     assert status == 400 and b"horizon: must be a number of cycles >= 0" in out
 
 
-def test_compiled_reader_declines_horizon_bodies_and_the_python_path_answers(calibrated, units):
+def _both(model, body: bytes) -> tuple:
+    """(status, body) of ``handle`` with the compiled reader and without it (the Python path)."""
+    fast = handler.handle(model, body, "application/json", None)[:2]
+    reader, model.reader = model.reader, None
+    try:
+        return fast, handler.handle(model, body, "application/json", None)[:2]
+    finally:
+        model.reader = reader
+
+
+def test_compiled_reader_reads_horizons_and_answers_as_the_python_path(calibrated, units):
+    """Valid horizons (the request's, an instance's own, both; ints, floats, exponents, zeros) are read by the
+    compiled reader, and the answers (failure probabilities included) equal the Python path's byte for byte;
+    anything ``is_valid_horizon`` does not plainly accept is declined and gets the Python path's answer."""
     assert calibrated.reader is not None  # FD001: the compiled reader serves plain requests
-    plain = {"instances": [{"asset_id": "a", "readings": units[5]}]}
-    assert calibrated.reader.read(json.dumps(plain).encode()) is not None
-    for doc in ({**plain, "horizon": 30}, {"instances": [{**plain["instances"][0], "horizon": 30}]}):
-        body = json.dumps(doc).encode()
-        assert calibrated.reader.read(body) is None  # declined: it does not read horizons
+    plain = {"instances": [{"asset_id": "a", "readings": units[5]}, {"asset_id": 7, "readings": units[7]}]}
+    text = json.dumps(plain)
+    assert calibrated.reader.read(text.encode()) is not None
+    own = {"instances": [{**plain["instances"][0], "horizon": 12.25}, plain["instances"][1]]}
+    read = [{**plain, "horizon": 30}, {**plain, "horizon": 30.5}, {**plain, "horizon": 0}, {**plain, "horizon": 0.0},
+            {"instances": [{**i, "horizon": 30} for i in plain["instances"]]}, own, {**own, "horizon": 200},
+            {**plain, "horizon": 2**53 - 1}, {**plain, "horizon": 1e300}]
+    bodies = [json.dumps(doc).encode() for doc in read]
+    bodies += [text[:-1].encode() + b', "horizon": ' + h + b"}" for h in (b"3e1", b"-0", b"-0.0", b"0.5E-3")]
+    for body in bodies:
+        got = calibrated.reader.read(body)
+        assert got is not None, body[-40:]  # read, not declined
         features = codec.read(body, calibrated)
-        assert features.horizons == [30]
-        status, out = ask(calibrated, doc)
-        assert status == 200 and out["predictions"][0]["failure_probability"] is not None
+        assert features.horizons == codec.read_python(body, calibrated).horizons
+        assert [type(h) for h in features.horizons] == [type(h) for h in codec.read_python(body, calibrated).horizons]
+        fast, slow = _both(calibrated, body)
+        assert fast == slow and fast[0] == 200, (fast, slow)
+        assert all("failure_probability" in p for p in json.loads(fast[1])["predictions"]
+                   if "horizon" in p)
+    assert json.loads(_both(calibrated, bodies[0])[0][1])["predictions"][0]["horizon"] == 30
+    declined = [{**plain, "horizon": -1}, {**plain, "horizon": -0.5}, {**plain, "horizon": "30"},
+                {**plain, "horizon": True}, {**plain, "horizon": None}, {**plain, "horizon": [30]},
+                {**plain, "horizon": 2**53}, {"instances": [{**plain["instances"][0], "horizon": -3}]},
+                {"instances": [{**plain["instances"][0], "horizon": False}]}]
+    bodies = [json.dumps(doc).encode() for doc in declined]
+    bodies += [text[:-1].encode() + b', "horizon": ' + h + b"}" for h in (b"1e999", b"-1e-400", b"1e-400")]
+    bodies.append(text[:-1].encode() + b', "horizon": 1, "horizon": 2}')
+    bodies.append(json.dumps(own).replace('"horizon": 12.25', '"horizon": 1, "horizon": 12.25').encode())
+    for body in bodies:
+        assert calibrated.reader.read(body) is None, body[-40:]
+        fast, slow = _both(calibrated, body)
+        assert fast == slow, (fast, slow)
     # the same prediction and interval either way
     _, a = ask(calibrated, plain)
     _, b = ask(calibrated, {**plain, "horizon": 30})

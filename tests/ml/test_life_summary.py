@@ -223,9 +223,10 @@ def _both(model, body: bytes) -> tuple[tuple, tuple]:
 def _stream_fleet(model, units: dict[int, list[dict]], seed: int) -> tuple[int, int]:
     """Every engine of ``units`` streamed as a stream application sends it: per round one request with every
     engine that has readings left, each instance its last readings before (enough for a full window) plus a
-    new chunk of 1 to 50, with the summary its previous answer returned. Both paths answer every request
-    byte for byte alike; the compiled reader reads every request whose assets all have a full window; the last
-    answers' summaries count every reading once. (rounds, rounds the compiled reader read)."""
+    new chunk of 1 to 50, with the summary its previous answer returned, and horizons as the stream sends them
+    (odd rounds: some instances their own, one in two also the request's). Both paths answer every request byte for byte
+    alike; the compiled reader reads every request whose assets all have a full window; the last answers'
+    summaries count every reading once. (rounds, rounds the compiled reader read)."""
     rng = np.random.default_rng(seed)
     keep = max((model.spec.min_readings or 1) - 1, 0)
     sent = dict.fromkeys(units, 0)
@@ -233,12 +234,16 @@ def _stream_fleet(model, units: dict[int, list[dict]], seed: int) -> tuple[int, 
     rounds = compiled = 0
     while any(sent[u] < len(units[u]) for u in units):
         instances = []
+        asks = rounds % 2 == 1 and model.intervals is not None  # horizons in this round's request
         for u, readings in units.items():
             if sent[u] < len(readings):
                 end = min(len(readings), sent[u] + int(rng.integers(1, 51)))
                 instances.append({"asset_id": u, "readings": readings[max(0, sent[u] - keep):end], "life": life[u]})
+                if asks and u % 3 == 0:  # its own horizon
+                    instances[-1]["horizon"] = [30, 12.5, 0][u % 9 // 3]
                 sent[u] = end
-        body = json.dumps({"instances": instances}).encode()
+        doc = {"instances": instances, "horizon": 30} if asks and rounds % 4 == 1 else {"instances": instances}
+        body = json.dumps(doc).encode()
         fast, slow = _both(model, body)
         assert fast == slow and fast[0] == 200, (rounds, fast[1][:300], slow[1][:300])
         full = all(len(inst["readings"]) >= keep + 1 for inst in instances)
@@ -246,6 +251,7 @@ def _stream_fleet(model, units: dict[int, list[dict]], seed: int) -> tuple[int, 
         compiled += full
         for pred in json.loads(fast[1])["predictions"]:
             life[pred["asset_id"]] = pred["life"]
+            assert ("failure_probability" in pred) == (asks and ("horizon" in doc or pred["asset_id"] % 3 == 0))
         rounds += 1
     assert all(life[u]["count"] == len(units[u]) for u in units)
     return rounds, compiled

@@ -3,7 +3,8 @@
     python fuzz_request_driver.py LIBRARY FEATURE_SPEC_JSON SECONDS
 
 Loads LIBRARY (request.c built with -fsanitize=address,undefined), then feeds it every truncation
-of a synthetic request and of one continuing life summaries, random byte-level mutations of synthetic requests (with and without life summaries) for SECONDS, and a few
+of a synthetic request, of one continuing life summaries and of one with horizons, random byte-level
+mutations of synthetic requests (with and without life summaries, with horizons) for SECONDS, and a few
 pathological bodies. A memory error or undefined behaviour aborts the process (non-zero exit);
 a clean run prints the counts and exits 0.
 """
@@ -43,6 +44,14 @@ def main() -> int:
                                                             for inst, doc in zip(instances, life, strict=True)]})]
         smallest.append(min(with_life[1::2], key=len))
         bodies += with_life
+    # horizons: the request's and each instance's own (read as valid numbers, or declined)
+    with_horizon = []
+    for body in bodies:
+        doc = codec.loads(body)
+        with_horizon.append(codec.dumps({**doc, "horizon": 30, "instances": [
+            {**inst, "horizon": 12.5 * i} if i % 2 else inst for i, inst in enumerate(doc["instances"])]}))
+    smallest.append(min(with_horizon, key=len))
+    bodies += with_horizon
     for small in smallest:
         for k in range(len(small) + 1):
             reader.read(small[:k])

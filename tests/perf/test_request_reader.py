@@ -77,7 +77,7 @@ def _check_every_unit(df, spec, lengths):
     df = df[df["unit"].isin(keep_units)]
     b = _bounds(df)
     batch = F.transform(df, spec, life=False).to_numpy().astype(np.float32)
-    ids, X, _ = rd.read(codec.dumps({"instances": rows}))
+    ids, X, *_ = rd.read(codec.dumps({"instances": rows}))
     assert ids == [r["asset_id"] for r in rows]
     np.testing.assert_array_equal(X, batch[b[1:] - 1])
     # the fleet-scoring entry: the validated matrix itself, all assets at once
@@ -223,6 +223,22 @@ def _variants(test_fleet):
         ("bare dot", with_reading(lambda r: r.update(sensor_4="@n")).replace('"@n"', "1."), False),
         ("plus", with_reading(lambda r: r.update(sensor_4="@n")).replace('"@n"', "+1"), False),
         ("trailing comma", text[:-2] + ",]}", False),
+        # horizons: read when intervals.is_valid_horizon plainly accepts them, else left to the Python path
+        ("horizon", _text({**good, "horizon": 30}), True),
+        ("horizon float", _text({**good, "horizon": 12.5}), True),
+        ("horizon exponent", _text({**good, "horizon": "@h"}).replace('"@h"', "3E1"), True),
+        ("horizon minus zero", _text({**good, "horizon": "@h"}).replace('"@h"', "-0"), True),
+        ("horizon minus zero float", _text({**good, "horizon": "@h"}).replace('"@h"', "-0.0"), True),
+        ("instance horizon", with_instance(lambda i: i.update(horizon=7)), True),
+        ("both horizons", _text({**json.loads(with_instance(lambda i: i.update(horizon=0.25))), "horizon": 9}), True),
+        ("negative horizon", _text({**good, "horizon": -1}), False),
+        ("string horizon", _text({**good, "horizon": "30"}), False),
+        ("null horizon", _text({**good, "horizon": None}), False),
+        ("huge horizon", _text({**good, "horizon": 2**64}), False),
+        ("1e999 horizon", _text({**good, "horizon": "@h"}).replace('"@h"', "1e999"), False),
+        ("duplicate horizon", text[:-1] + ', "horizon": 1, "horizon": 2}', False),
+        ("negative instance horizon", with_instance(lambda i: i.update(horizon=-0.5)), False),
+        ("bool instance horizon", with_instance(lambda i: i.update(horizon=True)), False),
         ("trailing garbage", text + " x", False),
         ("trailing space", text + " \n", True),
         ("empty readings", with_instance(lambda i: i.update(readings=[])), False),
@@ -246,6 +262,10 @@ def test_same_answer_with_and_without_the_reader(model, python_model, test_fleet
     assert statuses["plain"] == statuses["reversed"] == statuses["duplicate key"] == 200
     assert statuses["null value"] == statuses["1e999"] == statuses["trailing comma"] == 400
     assert statuses["too many instances"] == 413
+    # read by the compiled reader; a model without interval calibration refuses them (the Python path's 400)
+    answered = 200 if model.intervals is not None else 400
+    assert all(statuses[n] == answered for n in ("horizon", "horizon exponent", "instance horizon", "both horizons"))
+    assert all(statuses[n] == 400 for n in ("negative horizon", "null horizon", "negative instance horizon"))
     # latin-1 bytes and a lone surrogate are malformed either way
     for body in (b'{"instances": [{"asset_id": "\xe9", "readings": []}]}', b'{"instances": "\\ud800"}', b"\x00"):
         assert model.reader.read(body) is None

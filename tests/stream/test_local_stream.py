@@ -5,6 +5,7 @@ whole-history answers; the CLI commands."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import shutil
@@ -49,6 +50,40 @@ def test_every_fd001_engine_in_random_chunks_gives_its_whole_history_answer(tmp_
     summary = streaming.run_stream(tmp_path, items(records), scorer, scorer.info, batch=100, horizon=HORIZON)
     assert summary.errors == 0 and summary.readings == sum(map(len, fd001_units.values()))
     assert summary.calls == summary.batches  # one endpoint call per batch
+    assert_whole_history(tmp_path, fd001_units, expected)
+
+
+class _Watched(model_api.InProcessScorer):
+    """The in-process scorer, noting for every request whether the compiled reader read it, and checking its
+    answer against the Python path's (the same model without the reader) byte for byte."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.python = dataclasses.replace(model, reader=None)
+        self.read, self.declined = 0, []
+
+    def score_body(self, body):
+        if self.model.reader.read(body) is not None:
+            self.read += 1
+        else:
+            self.declined.append(body)
+        fast = self.handle(self.model, body, "application/json", "application/json")
+        assert fast == self.handle(self.python, body, "application/json", "application/json")
+        return super().score_body(body)
+
+
+def test_a_stream_replay_is_read_by_the_compiled_reader(tmp_path, fd001_refit, fd001_units, expected):
+    """The stream's requests (life summaries and a horizon in every instance; every engine's first record fills
+    the model's window, shorter ones are the Python path's, which warns) are all read by the compiled reader,
+    every answer equals the Python path's byte for byte, and the last answers are the whole-history ones."""
+    scorer = _Watched(model_api.load_model(fd001_refit))
+    if scorer.model.reader is None:
+        pytest.skip("no C compiler here: no compiled reader")
+    window = scorer.model.spec.min_readings
+    records = list(chunked_records(fd001_units, seed=7, lo=window, hi=50))  # the first records fill a window
+    summary = streaming.run_stream(tmp_path, items(records), scorer, scorer.info, batch=25, horizon=HORIZON)
+    assert summary.errors == 0 and summary.calls > 10
+    assert scorer.declined == [] and scorer.read == summary.calls  # every request: the compiled reader
     assert_whole_history(tmp_path, fd001_units, expected)
 
 

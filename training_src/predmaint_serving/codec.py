@@ -314,13 +314,22 @@ def horizons(doc: dict[str, Any], model: Any) -> list[float | int | None] | None
     """Each instance's horizon (its own ``horizon``, else the request's), or None when the request
     names none. Raises the 400 for a bad per-instance value, or a horizon the model cannot answer
     (a classifier, or a RUL model trained without interval calibration)."""
-    default = doc.get("horizon")  # decode checked it
-    out: list[float | int | None] = []
+    own = None
     if model.is_regression:  # row-wise instances are the profile's columns: "horizon" may be one of them
         check_instance_horizons(doc["instances"])
-        for inst in doc["instances"]:
-            h = inst["horizon"] if isinstance(inst, dict) and "horizon" in inst else default
-            out.append(h)  # as given (an int stays an int in the answer)
+        own = [inst["horizon"] if isinstance(inst, dict) and "horizon" in inst else None for inst in doc["instances"]]
+    return instance_horizons(doc.get("horizon"), own, model)  # decode checked the request's
+
+
+def instance_horizons(default: float | int | None, own: list[float | int | None] | None,
+                      model: Any) -> list[float | int | None] | None:
+    """``horizons`` from valid values: the request's horizon ``default`` and each instance's own (``own[i]``,
+    None where it names none; None: not read, a classifier's). Each instance's horizon as given (an int stays
+    an int in the answer), or None when none is named; raises the 400 for a horizon the model cannot answer.
+    The compiled reader hands its horizons here too."""
+    out: list[float | int | None] = []
+    if model.is_regression:
+        out = [default if h is None else h for h in own or []]
     elif default is not None:
         raise bad("horizon: this model classifies failures (its answer is already a failure probability); "
                   "a horizon applies to RUL models")
@@ -656,17 +665,22 @@ def read(body: bytes, model: Any, explain: bool = False) -> Features:
     """An accepted body (``accept_body``) -> ``Features``, or the 400/413 naming what is wrong.
 
     The compiled reader answers when it takes the body, life summaries included (it reads and updates them
-    as ``parse_life`` and ``features.life`` do, and returns them in ``life_document``'s form); it declines
-    explanations, which need the Python path's booster contributions, any ``horizon`` key, which it does
-    not read, a summary ``parse_life`` would refuse or warn about (another model's), any key outside
-    ``REQUEST_FIELDS``/``INSTANCE_FIELDS``, and assets with fewer readings than the model's minimum, which
-    get a warning; otherwise ``read_python`` does.
+    as ``parse_life`` and ``features.life`` do, and returns them in ``life_document``'s form), and horizons
+    (valid ones only, resolved by ``instance_horizons`` as the Python path resolves them); it declines
+    explanations, which need the Python path's booster contributions, a horizon ``intervals.is_valid_horizon``
+    would not plainly accept, a summary ``parse_life`` would refuse or warn about (another model's), any key
+    outside ``REQUEST_FIELDS``/``INSTANCE_FIELDS``, and assets with fewer readings than the model's minimum,
+    which get a warning; otherwise ``read_python`` does.
     """
     if model.reader is not None and not explain:
         fast = model.reader.read(body)  # the compiled reader, or None: the Python path decides
         if fast is not None:
-            ids, X, life = fast
-            return Features(ids, X, life=life)
+            ids, X, life, asked = fast
+            try:
+                hz = None if asked is None else instance_horizons(*asked, model)
+            except InferenceError:  # a horizon this model cannot answer: the Python path refuses it
+                return read_python(body, model, explain)
+            return Features(ids, X, horizons=hz, life=life)
     return read_python(body, model, explain)
 
 

@@ -96,6 +96,7 @@ class RequestReader:
             at += n
         self.life_width = at
         self.life_fn = life_fn if keys else None
+        self.full_fn = life_fn  # the entry reading horizons too (life buffers NULL when the model keeps none)
         self._keep = keep
         self._plan_address = ctypes.addressof(self.plan)
         self.fn, self.batch, self.n_features = fn, batch, len(spec.feature_names)
@@ -123,21 +124,29 @@ class RequestReader:
         except Exception:  # any surprise: the Python path always works
             return None
 
-    def read(self, body: bytes) -> tuple[list[Any], np.ndarray, list[dict[str, Any] | None] | None] | None:
+    def read(self, body: bytes) -> tuple[list[Any], np.ndarray, list[dict[str, Any] | None] | None,
+                                         tuple[Any, list[Any]] | None] | None:
         """(asset ids, X (n_assets, n_features) float32, each asset's updated life summary in the codec's
-        JSON form (``codec.life_document``; None where it sent none, and None when no asset sent one))
-        for a request body, or None (declined)."""
+        JSON form (``codec.life_document``; None where it sent none, and None when no asset sent one),
+        the horizons sent (``(request's horizon, [each asset's own])`` as the JSON gave them, an int as an
+        int, None where absent, for ``codec.instance_horizons``; None when the body names none)) for a
+        request body, or None (declined)."""
         local = self._local
         if not hasattr(local, "X"):
             local.X = np.empty((codec.MAX_INSTANCES, self.n_features), dtype=np.float32)
             local.ids = np.empty((codec.MAX_INSTANCES, 3), dtype=np.int64)
             local.n = np.zeros(1, dtype=np.int64)
+            local.hflags = np.zeros(codec.MAX_INSTANCES + 1, dtype=np.int64)
+            local.horizons = np.zeros(codec.MAX_INSTANCES + 1, dtype=np.float64)
             if self.life_fn is not None:
                 local.flags = np.zeros(codec.MAX_INSTANCES, dtype=np.int64)
                 local.life = np.empty((codec.MAX_INSTANCES, self.life_width), dtype=np.float64)
-        if self.life_fn is not None:
-            rc = self.life_fn(body, len(body), self._plan_address, local.X.ctypes.data, local.ids.ctypes.data,
-                              local.n.ctypes.data, local.flags.ctypes.data, local.life.ctypes.data)
+        if self.full_fn is not None:
+            life = self.life_fn is not None
+            rc = self.full_fn(body, len(body), self._plan_address, local.X.ctypes.data, local.ids.ctypes.data,
+                              local.n.ctypes.data, local.flags.ctypes.data if life else None,
+                              local.life.ctypes.data if life else None, local.hflags.ctypes.data,
+                              local.horizons.ctypes.data)
         else:
             rc = self.fn(body, len(body), self._plan_address, local.X.ctypes.data, local.ids.ctypes.data,
                          local.n.ctypes.data)
@@ -153,7 +162,13 @@ class RequestReader:
             if flags.any():
                 rows = local.life[:m].tolist()
                 life = [self._life_document(row) if f else None for f, row in zip(flags.tolist(), rows, strict=True)]
-        return ids, local.X[:m].copy(), life
+        asked = None
+        if self.full_fn is not None and local.hflags[:m + 1].any():
+            # request.c's HORIZON_FLOAT (1) / HORIZON_INT (2): the value as orjson gives it (exact: < 2**53)
+            sent = [None if f == 0 else v if f == 1 else int(v)
+                    for f, v in zip(local.hflags[:m + 1].tolist(), local.horizons[:m + 1].tolist(), strict=True)]
+            asked = (sent[0], sent[1:])
+        return ids, local.X[:m].copy(), life, asked
 
     def _life_document(self, row: list[float]) -> dict[str, Any]:
         """``codec.life_document`` of a summary in the life buffer's layout (same keys, order and values)."""

@@ -12,8 +12,9 @@
  * features.transform_last -> float32) produces, or it declines (returns non-zero) and the Python
  * path handles the request, error messages included. So it declines on anything unusual: escapes
  * or non-ASCII bytes in a string, a duplicate key, a missing column, a non-numeric value, a number
- * out of range, readings out of time order, "explain" other than false, a "horizon" key (request or
- * instance), a "life" summary it does not fully validate (life_summary: another model's, a repeated
+ * out of range, readings out of time order, "explain" other than false, a "horizon" (request or
+ * instance) that is not plainly a number of cycles >= 0 (horizon: intervals.is_valid_horizon's numbers
+ * only, an integer below 2**53 so that it is exact), a "life" summary it does not fully validate (life_summary: another model's, a repeated
  * key, or anything codec.parse_life refuses), nesting deeper than 64, and any key of the body or
  * of an instance that is not in its allow-lists (REQUEST_FIELDS, INSTANCE_FIELDS below, which must be
  * the codec's: a field added to the codec alone makes the reader decline it, never skip it).
@@ -35,6 +36,9 @@
 
 enum { ID_INDEX = 0, ID_STRING = 1, ID_INT = 2 };
 
+/* what a horizon slot holds: none sent, a JSON float (a Python float), a JSON integer (a Python int) */
+enum { HORIZON_NONE = 0, HORIZON_FLOAT = 1, HORIZON_INT = 2 };
+
 #define MAX_DEPTH 64
 
 typedef struct {
@@ -47,6 +51,8 @@ typedef struct {
     int64_t *ids; /* per asset: kind, start, end (byte offsets into the body) */
     int64_t *life_flag; /* per asset: LIFE_* (NULL: decline every life summary) */
     double *life;       /* per asset: pm_life_width doubles, the summary read */
+    int64_t *horizon_flag; /* [0]: the request's horizon, [a + 1]: asset a's (HORIZON_*; NULL: decline any) */
+    double *horizon;       /* the horizons read, same layout */
     uint32_t *seen;
     uint32_t stamp;
     /* the previous reading's keys, by position: most requests repeat one key order */
@@ -225,6 +231,28 @@ static int literal(Parser *s, const char *word)
     if (s->end - s->p < (ptrdiff_t)n || memcmp(s->p, word, n) != 0)
         return DECLINE;
     s->p += n;
+    return OK;
+}
+
+/* A "horizon" value into slot ``at`` of the horizon buffers, taken only when intervals.is_valid_horizon
+ * plainly accepts it: a JSON number (not a string, boolean, null, array or object), >= 0 (-0.0 is, as
+ * in Python), finite (number() declines the rest), an integer below 2**53 (exact as a double, so the
+ * reader hands back Python's int). A repeated horizon key (in its object) and anything else: DECLINE,
+ * so the message comes from the Python path (codec.decode, codec.check_instance_horizons). */
+static int horizon_value(Parser *s, int64_t at)
+{
+    if (!s->horizon_flag || s->horizon_flag[at] != HORIZON_NONE)
+        return DECLINE;
+    ws(s);
+    int c = peek(s), integer;
+    if (!(c == '-' || (c >= '0' && c <= '9')))
+        return DECLINE;
+    double v;
+    TRY(number(s, &v, &integer));
+    if (!(v >= 0.0) || (integer && !(v < 9007199254740992.0)))
+        return DECLINE;
+    s->horizon[at] = v;
+    s->horizon_flag[at] = integer ? HORIZON_INT : HORIZON_FLOAT;
     return OK;
 }
 
@@ -520,6 +548,8 @@ static int instance(Parser *s)
     int have_id = 0, have_readings = 0, have_life = 0;
     if (s->life_flag)
         s->life_flag[a] = LIFE_NONE;
+    if (s->horizon_flag)
+        s->horizon_flag[a + 1] = HORIZON_NONE;
     id[0] = ID_INDEX;
     id[1] = id[2] = 0;
     TRY(open_nonempty(s, '{', '}'));
@@ -554,7 +584,7 @@ static int instance(Parser *s)
                 return DECLINE;
             TRY(readings(s));
         } else if (key_is(k, len, "horizon")) {
-            return DECLINE; /* failure probability within a horizon: the Python path reads it */
+            TRY(horizon_value(s, a + 1)); /* this asset's own horizon (codec.horizons) */
         } else if (key_is(k, len, "life")) {
             if (have_life++ || !s->life_flag || !s->plan->n_life)
                 return DECLINE; /* no life buffer, or a model that reads none (the Python path warns) */
@@ -596,7 +626,7 @@ static int document(Parser *s)
                 return DECLINE;
             TRY(literal(s, "false")); /* explanations need the booster: the Python path */
         } else if (key_is(k, len, "horizon")) {
-            return DECLINE; /* the request's horizon: the Python path reads it (codec.horizons) */
+            TRY(horizon_value(s, 0)); /* the request's horizon, every instance's without its own */
         } else {
             return DECLINE; /* not in REQUEST_FIELDS: a field this reader does not handle */
         }
@@ -610,19 +640,23 @@ static int document(Parser *s)
  * asset_id; ID_STRING/ID_INT: its text at body offsets [start, end)). Returns OK, DECLINE (let
  * the Python path answer) or NO_MEMORY. */
 int predmaint_read_request_life(const char *body, int64_t len, const Plan *pl, float *X, int64_t *ids,
-                                int64_t *n_assets, int64_t *life_flag, double *life);
+                                int64_t *n_assets, int64_t *life_flag, double *life, int64_t *horizon_flag,
+                                double *horizon);
 
 int predmaint_read_request(const char *body, int64_t len, const Plan *pl, float *X, int64_t *ids,
                            int64_t *n_assets)
 {
-    return predmaint_read_request_life(body, len, pl, X, ids, n_assets, NULL, NULL);
+    return predmaint_read_request_life(body, len, pl, X, ids, n_assets, NULL, NULL, NULL, NULL);
 }
 
-/* predmaint_read_request with life summaries: life_flag[a] says what asset a sent (LIFE_*), and row a
- * of life (pm_life_width doubles: first, last, count, then each key's sums) holds its updated summary
- * when it sent one. NULL buffers: decline every life summary. */
+/* predmaint_read_request with life summaries and horizons: life_flag[a] says what asset a sent (LIFE_*),
+ * and row a of life (pm_life_width doubles: first, last, count, then each key's sums) holds its updated
+ * summary when it sent one. horizon_flag[0] / horizon[0]: the request's horizon (HORIZON_*, its value),
+ * horizon_flag[a + 1] / horizon[a + 1]: asset a's own (max_instances + 1 slots). NULL life buffers:
+ * decline every life summary; NULL horizon buffers: decline every horizon. */
 int predmaint_read_request_life(const char *body, int64_t len, const Plan *pl, float *X, int64_t *ids,
-                                int64_t *n_assets, int64_t *life_flag, double *life)
+                                int64_t *n_assets, int64_t *life_flag, double *life, int64_t *horizon_flag,
+                                double *horizon)
 {
     if (!c_locale)
         c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
@@ -635,6 +669,10 @@ int predmaint_read_request_life(const char *body, int64_t len, const Plan *pl, f
     s.ids = ids;
     s.life_flag = life ? life_flag : NULL;
     s.life = life;
+    s.horizon_flag = horizon ? horizon_flag : NULL;
+    s.horizon = horizon;
+    if (s.horizon_flag)
+        s.horizon_flag[0] = HORIZON_NONE;
     s.starts = calloc((size_t)pl->max_instances + 1, sizeof *s.starts);
     s.seen = calloc((size_t)pl->n_cols, sizeof *s.seen);
     int rc = (s.starts && s.seen) ? document(&s) : NO_MEMORY;
