@@ -165,10 +165,19 @@ class DriftMonitor(Construct):
         self.alarm.add_alarm_action(cw_actions.SnsAction(topic))
         self.retrain = None
         if d.retrain_on_drift:
-            self.retrain = events.Rule(
-                self, "RetrainOnDrift", description="retrain when the drift alarm goes to ALARM",
-                event_pattern=events.EventPattern(source=["aws.cloudwatch"], detail_type=["CloudWatch Alarm State Change"],
-                                                  resources=[self.alarm.alarm_arn],
-                                                  detail={"state": {"value": ["ALARM"]}}),
-                targets=[targets.SfnStateMachine(state_machine,
-                                                 input=events.RuleTargetInput.from_object(c.retrain_input))])
+            self.retrain = retrain_on_alarm(self, "RetrainOnDrift", config=c, alarms=[self.alarm],
+                                            state_machine=state_machine,
+                                            description="retrain when the drift alarm goes to ALARM")
+
+
+def retrain_on_alarm(scope: Construct, construct_id: str, *, config: AppConfig, alarms: list[cloudwatch.IAlarm],
+                     state_machine: sfn.IStateMachine, description: str) -> events.Rule:
+    """The optional retraining rule: any of ``alarms`` going to ALARM starts the training state machine
+    with the input the scheduled retraining sends (``AppConfig.retrain_input``). The drift check and the
+    quality check (stacks/quality_monitor.py) both use it."""
+    return events.Rule(
+        scope, construct_id, description=description,
+        event_pattern=events.EventPattern(source=["aws.cloudwatch"], detail_type=["CloudWatch Alarm State Change"],
+                                          resources=[a.alarm_arn for a in alarms],
+                                          detail={"state": {"value": ["ALARM"]}}),
+        targets=[targets.SfnStateMachine(state_machine, input=events.RuleTargetInput.from_object(config.retrain_input))])

@@ -196,10 +196,8 @@ def score_event(event: Any, *, load: Callable[[list[str]], dict[str, Any]],
     kept = [i for i in res.archive if i["asset_id"] not in retry]
     for key, lines in archive.group(kept).items():
         put_archive(f"{key}/{name}", ("\n".join(lines) + "\n").encode())
-    outcomes = [{k: v for k, v in i.items() if k != "day"} for i in kept if i["type"] == "event"]
-    for part, docs in (("outcomes", outcomes), ("risk", delivered)):
-        if docs:
-            put_archive(f"{part}/day={day}/{name}", "".join(json.dumps(d) + "\n" for d in docs).encode())
+    for key, lines in archive.side_partitions(kept, delivered, day).items():
+        put_archive(f"{key}/{name}", ("\n".join(lines) + "\n").encode())
     if errors:
         body = "\n".join(json.dumps({"record": e.where, "asset_id": e.asset_id, "error": str(e)}) for e in errors)
         put_archive(f"rejected/day={day}/{name}", (body + "\n").encode())

@@ -318,7 +318,8 @@ def test_refused_events_fail_their_asset_and_the_retry_sends_them_once(aws, bus,
     def put_events(params, **_):
         if not refuse["on"]:
             return None
-        entries = [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again"} for _ in params["Entries"]]
+        sent = json.loads(params["body"])["Entries"]  # the serialized request
+        entries = [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again"} for _ in sent]
         return (SimpleNamespace(status_code=200, headers={}),
                 {"FailedEntryCount": len(entries), "Entries": entries, "ResponseMetadata": {"HTTPStatusCode": 200}})
 
