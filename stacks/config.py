@@ -133,6 +133,9 @@ STREAM_ARCHIVE_PREFIX = "stream/archive/"
 #: the serving model's info: the rebuild job (a processing output of the training pipeline) writes it
 STREAM_MODEL_INFO_PREFIX = "stream/model-info/"
 STREAM_MODEL_INFO_KEY = STREAM_MODEL_INFO_PREFIX + "model-info.json"
+#: the Monitoring stack's output holding the s3:// URL of the fleet page the quality check writes
+#: (stacks/quality_monitor.py; ``predmaint fleet --aws`` reads it)
+FLEET_PAGE_OUTPUT = "FleetPageUrl"
 #: failure_probability's horizon (cycles) in the stream's answers
 STREAM_HORIZON_CYCLES = 30
 
@@ -258,6 +261,11 @@ class AppConfig:
     def stream_table_name(self) -> str:
         """The stream's state table (stacks/streaming.py): the rebuild job's role and request name it."""
         return f"{self.project}-assets"
+
+    def stack_name(self, kind: str) -> str:
+        """The CloudFormation stack of one part (``Data``, ``Training``, ``Endpoint``, ``Monitoring``,
+        ``Network``): ``Predmaint-Monitoring`` for the project ``predmaint``."""
+        return "".join(part.capitalize() for part in self.project.split("-")) + f"-{kind}"
 
     @property
     def state_machine_name(self) -> str:

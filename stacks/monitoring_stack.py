@@ -13,7 +13,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from stacks.config import AppConfig
+from stacks.config import FLEET_PAGE_OUTPUT, AppConfig
 from stacks.drift_monitor import DriftMonitor
 from stacks.endpoint_stack import endpoint_metric
 from stacks.quality_monitor import QualityMonitor
@@ -79,6 +79,8 @@ class MonitoringStack(cdk.Stack):
             self.dashboard.add_widgets(cloudwatch.AlarmWidget(title="Input drift (drifted features per check)",
                                                               alarm=self.drift.alarm, width=8))
         if self.quality is not None:
+            cdk.CfnOutput(self, FLEET_PAGE_OUTPUT, value=self.quality.fleet_page_uri,
+                          description="the fleet page the quality check writes (predmaint fleet --aws)")
             self.dashboard.add_widgets(*[cloudwatch.AlarmWidget(title=f"Live quality: {a.node.id}", alarm=a, width=8)
                                          for a in self.quality.alarms])
         cdk.CfnOutput(self, "DashboardName", value=self.dashboard.dashboard_name)

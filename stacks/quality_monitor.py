@@ -135,6 +135,7 @@ class QualityMonitor(Construct):
         ]:
             self.job_role.add_to_policy(st)
 
+        self.fleet_page_uri = artifacts.s3_url_for_object(FLEET_PAGE_KEY)
         archive_uri = artifacts.s3_url_for_object(STREAM_ARCHIVE_PREFIX)
         request = processing_request(
             c, role_arn=self.job_role.role_arn, source_uri=source.s3_object_url, archive_uri=archive_uri,
