@@ -139,9 +139,8 @@ def outputs(report: dict[str, Any], inputs: QualityInputs, report_dir: Path, fle
     return written
 
 
-def main(argv: list[str] | None = None, cloudwatch: Any = None) -> int:
-    """Run the check (``argv``: the command line; ``cloudwatch``: the client, default boto3's). Prints
-    one JSON line of counts; exit 2 with one line on bad usage."""
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The job's command line (exit 2 with one line on bad usage)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--answers", type=Path, default=Path("/opt/ml/processing/input/answers"))
     ap.add_argument("--outcomes", type=Path, default=Path("/opt/ml/processing/input/outcomes"))
@@ -161,6 +160,13 @@ def main(argv: list[str] | None = None, cloudwatch: Any = None) -> int:
         ap.error("--lead must be >= 0 and --cap > 0")
     if args.metric_namespace and not args.endpoint_name:
         ap.error("--metric-namespace needs --endpoint-name (the metrics' dimension)")
+    return args
+
+
+def main(argv: list[str] | None = None, cloudwatch: Any = None) -> int:
+    """Run the check (``argv``: the command line; ``cloudwatch``: the client, default boto3's). Prints
+    one JSON line of counts; exit 2 with one line on bad usage."""
+    args = parse_args(argv)
     try:
         inputs = read_inputs(args.answers, args.outcomes, args.risk)
     except (ValueError, KeyError, TypeError) as exc:

@@ -113,6 +113,7 @@ class Resolver:
             "AWS::DynamoDB::Table": f"arn:{PARTITION}:dynamodb:{r}:{a}:table/{name}",
             "AWS::Kinesis::Stream": f"arn:{PARTITION}:kinesis:{r}:{a}:stream/{name}",
             "AWS::SQS::Queue": f"arn:{PARTITION}:sqs:{r}:{a}:{name}",
+            "AWS::Events::EventBus": f"arn:{PARTITION}:events:{r}:{a}:event-bus/{name}",
         }
         if attr == "Arn" and kind in arns:
             return arns[kind]

@@ -330,6 +330,12 @@ def call_needs(n: Needs, who: str, call: Any) -> None:
                       {"kms:ViaService": f"dynamodb.{n.region}.amazonaws.com"}, DYNAMODB_KMS_DOC)
     elif s == "sagemaker-runtime" and op == "InvokeEndpoint":
         n.add(who, label, ["sagemaker:InvokeEndpoint"], [n.arn("sagemaker", f"endpoint/{p['EndpointName'].lower()}")])
+    elif s == "events" and op == "PutEvents":
+        buses = sorted({e.get("EventBusName", "default") for e in p["Entries"]})
+        n.add(who, label, ["events:PutEvents"],
+              [b if b.startswith("arn:") else n.arn("events", f"event-bus/{b}") for b in buses])
+    elif s == "cloudwatch" and op == "PutMetricData":
+        n.add(who, label, ["cloudwatch:PutMetricData"], ["*"], {"cloudwatch:namespace": p["Namespace"]})
     elif s == "ssm" and op in ("PutParameter", "GetParameter"):
         n.add(who, label, [f"ssm:{op}"], [n.arn("ssm", "parameter/" + p["Name"].lstrip("/"))])
     else:  # pragma: no cover
