@@ -89,8 +89,8 @@ def test_risk_events_reach_the_topic_through_the_bus(loop: Any) -> None:
     p = rule["Properties"]
     assert p["EventPattern"] == {"source": [f"{c.project}.decisions"],
                                  "detail-type": ["AssetAtRisk", "AssetRiskCleared"]}
-    env = loop.built.endpoint.stream.score.function.node.default_child.environment
-    variables = cdk.Stack.of(loop.built.endpoint).resolve(env)["variables"]
+    (variables,) = [f["Properties"]["Environment"]["Variables"] for f in loop.resources(
+        "-Endpoint", "AWS::Lambda::Function").values() if "DECISION_RULE" in f["Properties"]["Environment"]["Variables"]]
     rule_doc = json.loads(variables["DECISION_RULE"])
     assert rule_doc == {"horizon": 30.0, "threshold": 0.1, "min_lead": None}
     # the topic's key lets EventBridge publish (only when notify is on)

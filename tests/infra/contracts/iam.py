@@ -95,6 +95,8 @@ class Resolver:
         if kind == "AWS::KMS::Key":
             h = hashlib.sha256(f"{stack}/{logical}".encode()).hexdigest()
             return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+        if kind == "AWS::EC2::Subnet":  # VPC mode: ids as EC2 makes them
+            return "subnet-" + hashlib.sha256(f"{stack}/{logical}".encode()).hexdigest()[:17]
         return name
 
     def get_att(self, stack: str, logical: str, attr: str) -> str:
@@ -117,6 +119,8 @@ class Resolver:
         }
         if attr == "Arn" and kind in arns:
             return arns[kind]
+        if kind == "AWS::EC2::SecurityGroup" and attr == "GroupId":
+            return "sg-" + hashlib.sha256(f"{stack}/{logical}".encode()).hexdigest()[:17]
         if attr in ("Name", "TopicName", "EndpointName", "EndpointConfigName", "ModelName", "ModelPackageGroupName"):
             return name
         raise KeyError(f"{stack}/{logical}: Fn::GetAtt {attr} of {kind} is not modelled")

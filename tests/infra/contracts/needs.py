@@ -246,7 +246,8 @@ def _processing_job_needs(n: Needs, who: str, label: str, p: dict[str, Any], rea
         s3 = item["S3Input"]
         n.s3_input(who, f"{label}: input {item['InputName']}", s3["S3Uri"], s3["S3DataType"], read)
     for item in p["ProcessingOutputConfig"]["Outputs"]:
-        n.s3_write(who, f"{label}: output {item['OutputName']}", item["S3Output"]["S3Uri"] + "out.parquet",
+        uri = item["S3Output"]["S3Uri"]  # SageMaker uploads each file of the local path under it, as a folder
+        n.s3_write(who, f"{label}: output {item['OutputName']}", uri.rstrip("/") + "/out.parquet",
                    SAGEMAKER_ROLE_DOC, multipart=True)
     n.add(who, f"{label}: output", ["kms:Encrypt"], [p["ProcessingOutputConfig"]["KmsKeyId"]],
           source=KMS_ENCRYPT_DOC)
