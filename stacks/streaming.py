@@ -82,7 +82,9 @@ class StreamScoring(Construct):
             environment={"TABLE_NAME": self.table.table_name, "ARCHIVE_BUCKET": artifacts.bucket_name,
                          "ARCHIVE_PREFIX": STREAM_ARCHIVE_PREFIX, "ENDPOINT_NAME": c.endpoint.name,
                          "MODEL_INFO_URI": artifacts.s3_url_for_object(STREAM_MODEL_INFO_KEY),
-                         "HORIZON": str(STREAM_HORIZON_CYCLES),
+                         # failure_probability's H is the rule's (local mode does the same), so the
+                         # threshold applies to the probability it was set for
+                         "HORIZON": f"{rule.horizon if rule.horizon is not None else STREAM_HORIZON_CYCLES:g}",
                          "MAX_INSTANCES": str(c.endpoint.max_instances_per_request),
                          "DECISION_RULE": json.dumps({"horizon": rule.horizon, "threshold": rule.threshold,
                                                       "min_lead": rule.min_lead}),
