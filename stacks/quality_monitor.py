@@ -32,17 +32,16 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
-from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks.assets import stage_training_source
 from stacks.config import STREAM_ARCHIVE_PREFIX, AppConfig
-from stacks.drift_monitor import EXECUTION_ID, retrain_on_alarm
+from stacks.drift_monitor import EXECUTION_ID, processing_job_role, retrain_on_alarm, schedule_starter
 from stacks.functions import PipelineFunction
-from stacks.images import ecr_repository_arn, xgboost_image_uri
-from stacks.roles import ECR_PULL, LOG_WRITE, S3_READ, S3_WRITE, arn, list_bucket, use_key
+from stacks.images import xgboost_image_uri
+from stacks.roles import S3_READ, S3_WRITE, arn, list_bucket
 from stacks.state_machine import CODE_DIR, PROCESSING_RUNNER
 
 if TYPE_CHECKING:
@@ -114,25 +113,14 @@ class QualityMonitor(Construct):
         source = s3_assets.Asset(self, "TrainingSource", path=str(stage_training_source()))
         image = xgboost_image_uri(c.region)
         prefixes = [f"{STREAM_ARCHIVE_PREFIX}{name}/" for name in ARCHIVE_INPUTS]
-        self.job_role = iam.Role(self, "JobRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-                                 description="SageMaker processing job of the scheduled quality check")
-        for st in [
-            list_bucket(artifacts, prefixes),
-            iam.PolicyStatement(actions=S3_READ, resources=[artifacts.arn_for_objects(p + "*") for p in prefixes]),
-            iam.PolicyStatement(actions=S3_WRITE, resources=[artifacts.arn_for_objects(RESULTS_PREFIX + "*"),
-                                                             artifacts.arn_for_objects(FLEET_PREFIX + "*")]),
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=[source.bucket.arn_for_objects(source.s3_object_key)]),
-            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[source.bucket.bucket_arn],
-                                conditions={"StringEquals": {"s3:prefix": [source.s3_object_key]}}),
-            use_key(key, ("kms:CreateGrant", "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")),
-            iam.PolicyStatement(actions=ECR_PULL, resources=[ecr_repository_arn(image)]),
-            iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]),
-            iam.PolicyStatement(actions=LOG_WRITE, resources=[arn(self, "logs", "log-group:/aws/sagemaker/ProcessingJobs:*")]),
-            # SageMaker's own job metrics, and the check's figures (quality_job.publish)
-            iam.PolicyStatement(actions=["cloudwatch:PutMetricData"], resources=["*"], conditions={"StringLike": {
-                "cloudwatch:namespace": ["/aws/sagemaker/*", "aws/sagemaker/*", quality_namespace(c)]}}),
-            *(network.eni_statements(self) if network is not None else []),
-        ]:
+        self.job_role = processing_job_role(
+            self, description="SageMaker processing job of the scheduled quality check", source=source, key=key,
+            image=image, namespace=quality_namespace(c), data=[  # the figures: quality_job.publish
+                list_bucket(artifacts, prefixes),
+                iam.PolicyStatement(actions=S3_READ, resources=[artifacts.arn_for_objects(p + "*") for p in prefixes]),
+                iam.PolicyStatement(actions=S3_WRITE, resources=[artifacts.arn_for_objects(RESULTS_PREFIX + "*"),
+                                                                 artifacts.arn_for_objects(FLEET_PREFIX + "*")])])
+        for st in network.eni_statements(self) if network is not None else []:
             self.job_role.add_to_policy(st)
 
         self.fleet_page_uri = artifacts.s3_url_for_object(FLEET_PAGE_KEY)
@@ -154,19 +142,9 @@ class QualityMonitor(Construct):
         self.starter.grant(["iam:PassRole"], [self.job_role.role_arn],
                            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}})
 
-        self.scheduler_role = iam.Role(self, "SchedulerRole", assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com"),
-                                       description="EventBridge Scheduler: invoke the quality check's starter")
-        self.scheduler_role.add_to_policy(iam.PolicyStatement(
-            actions=["lambda:InvokeFunction"], resources=[self.starter.function.function_arn]))
-        self.schedule = scheduler.CfnSchedule(
-            self, "Schedule", description="live quality of the stream's answers against recorded failures",
-            schedule_expression=q.schedule, state="ENABLED",
-            flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
-            target=scheduler.CfnSchedule.TargetProperty(
-                arn=self.starter.function.function_arn, role_arn=self.scheduler_role.role_arn,
-                input=cdk.Stack.of(self).to_json_string({"request": request}),
-                retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(maximum_retry_attempts=2,
-                                                                       maximum_event_age_in_seconds=3600)))
+        self.scheduler_role, self.schedule = schedule_starter(
+            self, starter=self.starter, request=request, expression=q.schedule, check="quality check",
+            description="live quality of the stream's answers against recorded failures")
 
         def metric(name: str, statistic: str) -> cloudwatch.Metric:
             return cloudwatch.Metric(namespace=quality_namespace(c), metric_name=name, statistic=statistic,
