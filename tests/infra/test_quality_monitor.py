@@ -43,6 +43,10 @@ def test_the_schedules_request_is_valid_and_runs_in_the_vpc(loop: Any) -> None:
     resolver = iam.Resolver(loop.templates, c.region)
     req = drift_schedule_event(schedule, lambda v: resolver.resolve(stack.stack_name, v))["request"]
     assert shapes.problems("sagemaker", "CreateProcessingJob", req) == []
+    # the schedule itself, as the CreateSchedule request CloudFormation makes of it (the target's input
+    # within the API's length limit, the retry policy's ranges)
+    props = resolver.resolve(stack.stack_name, schedule["Properties"])
+    assert shapes.problems("scheduler", "CreateSchedule", {"Name": "predmaint-quality", **props}) == []
     net = req["NetworkConfig"]
     assert net["EnableNetworkIsolation"] is False and net["VpcConfig"]["Subnets"]  # CloudWatch via its endpoint
     assert "Monitoring" in loop.built.network.interface_endpoints

@@ -269,6 +269,18 @@ def allowed(statements: list[dict[str, Any]], action: str, resource: str,
     return not any(s["Effect"] == "Deny" for s in hits) and any(s["Effect"] == "Allow" for s in hits)
 
 
+def unused_grants(statements: list[dict[str, Any]], needs: list[Any]) -> list[str]:
+    """``action on resource`` of every (statement, action) of one principal that none of its ``needs``
+    (``Need``s) uses: least privilege holds when this is empty."""
+    unused = []
+    for st in statements:
+        for action in _as_list(st["Action"]):
+            if not any(glob_match(action, need.action, case_sensitive=False) and
+                       allowed([st], need.action, need.resource, need.context) for need in needs):
+                unused.append(f"{action} on {st['Resource']}")
+    return unused
+
+
 @dataclass(frozen=True)
 class Need:
     """One request a principal makes at run time: ``action`` on ``resource`` with ``context``."""

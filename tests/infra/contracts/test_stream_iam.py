@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -184,18 +183,8 @@ def test_nothing_is_granted_that_no_request_uses(world: dict[str, Any], who: str
     """Least privilege for the two roles the stream adds (the state machine's other grants are
     checked by test_iam.py)."""
     principal = world["principals"][who]
-    by_principal: dict[str, list[iam.Need]] = defaultdict(list)
-    for need in world["needs"]:
-        by_principal[need.principal].append(need)
-    unused = []
-    for st in world["statements"][principal]:
-        for action in iam._as_list(st["Action"]):
-            used = any(iam.glob_match(action, need.action, case_sensitive=False) and
-                       iam.allowed([st], need.action, need.resource, need.context)
-                       for need in by_principal[principal])
-            if not used:
-                unused.append(f"{who}: {action} on {st['Resource']}")
-    assert not unused, "granted but never used:\n" + "\n".join(unused)
+    unused = iam.unused_grants(world["statements"][principal], [n for n in world["needs"] if n.principal == principal])
+    assert not unused, f"{who}: granted but never used:\n" + "\n".join(unused)
 
 
 @pytest.mark.parametrize("who", ["rebuild job", "score Lambda"])
