@@ -133,3 +133,56 @@ def start_training(state_machine_arn_or_stack_name: str, dataset: str, profile: 
         raise StartTrainingError(f"cannot start {arn}: {exc}") from exc
     execution_arn = response["executionArn"]
     return execution_arn, console_url(execution_arn, region)
+
+
+class FleetPageError(RuntimeError):
+    """The fleet page cannot be fetched: its stack, output or object is missing (one line, says why)."""
+
+
+def fetch_fleet_page(stack_name: str, region: str, dest: Any, *, session: Any = None) -> str:
+    """Download the fleet page the scheduled quality check writes to ``dest`` (a path); returns its
+    ``s3://`` URL, read from the Monitoring stack's ``FleetPageUrl`` output (stacks/quality_monitor.py).
+
+    ``FleetPageError`` when the stack does not exist, has no such output (the stream or the quality
+    check is off), or no page was written yet; botocore's credential errors pass through."""
+    from pathlib import Path
+
+    from stacks.config import FLEET_PAGE_OUTPUT
+
+    if session is None:
+        import boto3
+
+        session = boto3.session.Session(region_name=region)
+    cloudformation = session.client("cloudformation", region_name=region)
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    except Exception as exc:  # botocore ClientError: no such stack, no access
+        if is_credentials_error(exc):
+            raise
+        raise FleetPageError(f"cannot read stack {stack_name!r} in {region}: {_message(exc)}; deploy it "
+                             "(cdk deploy) with predmaint.stream.enabled") from None
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    uri = outputs.get(FLEET_PAGE_OUTPUT)
+    if uri is None:
+        raise FleetPageError(f"stack {stack_name!r} has no {FLEET_PAGE_OUTPUT} output: the quality check runs only "
+                             "with predmaint.stream.enabled and predmaint.quality.enabled")
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    try:
+        body = session.client("s3", region_name=region).get_object(Bucket=bucket, Key=key)["Body"].read()
+    except Exception as exc:
+        if is_credentials_error(exc):
+            raise
+        raise FleetPageError(f"no fleet page at {uri} ({_message(exc)}): the scheduled quality check writes it "
+                             "on its first run after the stream has archived answers") from None
+    path = Path(dest)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body)
+    return uri
+
+
+def _message(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and response.get("Error"):
+        err = response["Error"]
+        return f"{err.get('Code', '')}: {err.get('Message', '')}".strip(": ")
+    return str(exc)

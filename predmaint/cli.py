@@ -569,10 +569,35 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 
 def cmd_fleet(args: argparse.Namespace) -> int:
-    """``predmaint fleet``: every streamed asset's latest state (``streaming.py``)."""
+    """``predmaint fleet``: every streamed asset's latest state (``streaming.py``); with ``--aws`` the
+    page the deployed quality check wrote, downloaded (``aws.fetch_fleet_page``)."""
+    if getattr(args, "aws", False):
+        return _fleet_from_aws(args)
+    if getattr(args, "save", None) is not None or getattr(args, "region", None) is not None:
+        raise UsageError("--save and --region go with --aws")
     from . import streaming
 
     return streaming.cmd_fleet(args)
+
+
+def _fleet_from_aws(args: argparse.Namespace) -> int:
+    from . import aws, deployment
+
+    if args.json:
+        raise UsageError("--aws downloads the page; --json prints the local state: give one of them")
+    config = deployment.load()
+    region = args.region or config.region
+    dest = args.save if args.save is not None else Path(args.home) / "fleet" / "index.html"
+    try:
+        uri = aws.fetch_fleet_page(config.stack_name("Monitoring"), region, dest)
+    except aws.FleetPageError as exc:
+        raise PipelineError(str(exc)) from None
+    except Exception as exc:  # botocore: no credentials, expired token, endpoint unreachable
+        if type(exc).__module__.startswith("botocore"):
+            raise _aws_error(exc) from None
+        raise
+    print(f"saved {uri} to {dest}")
+    return EXIT_OK
 
 
 def cmd_outcome_add(args: argparse.Namespace) -> int:

@@ -262,6 +262,12 @@ def _fleet(add: Add) -> None:
              "Every asset of the stream state: asset_id, readings taken in, last time, rul, rul_lower, "
              "rul_upper, failure_probability, model_version, with_summary.")
     sp.add_argument("--json", action="store_true", help="one JSON object per asset")
+    sp.add_argument("--aws", action="store_true",
+                    help="download the fleet page the deployed quality check writes (the Monitoring stack's "
+                         "FleetPageUrl) to --save and print where it is")
+    sp.add_argument("--save", type=Path, default=None, metavar="PATH",
+                    help="with --aws: where the page goes (default <home>/fleet/index.html)")
+    sp.add_argument("--region", default=None, help="with --aws: the deployment's region (default: cdk.json's)")
 
 
 def _quality(add: Add) -> None:

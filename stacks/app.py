@@ -41,18 +41,17 @@ def build(app: cdk.App, *, nag: bool = True) -> PredMaintApp:
     """
     config = AppConfig.from_context(app.node.get_all_context())
     env = cdk.Environment(region=config.region)
-    prefix = "".join(part.capitalize() for part in config.project.split("-"))
-    data = DataStack(app, f"{prefix}-Data", config=config, env=env)
-    network = NetworkStack(app, f"{prefix}-Network", config=config, env=env,
+    data = DataStack(app, config.stack_name("Data"), config=config, env=env)
+    network = NetworkStack(app, config.stack_name("Network"), config=config, env=env,
                            key_arn=data.key.key_arn) if config.vpc.enabled else None
     vpc_config = network.sagemaker_vpc_config() if network else None
-    training = TrainingStack(app, f"{prefix}-Training", config=config, env=env, key_arn=data.key.key_arn,
+    training = TrainingStack(app, config.stack_name("Training"), config=config, env=env, key_arn=data.key.key_arn,
                              network=network)
     training.add_stack_dependency(data, "buckets are referenced by name")
-    endpoint = EndpointStack(app, f"{prefix}-Endpoint", config=config, env=env, key_arn=data.key.key_arn,
+    endpoint = EndpointStack(app, config.stack_name("Endpoint"), config=config, env=env, key_arn=data.key.key_arn,
                              hosting_role=training.hosting_role, topic=training.notifications.topic,
                              vpc_config=vpc_config)
-    monitoring = MonitoringStack(app, f"{prefix}-Monitoring", config=config, env=env,
+    monitoring = MonitoringStack(app, config.stack_name("Monitoring"), config=config, env=env,
                                  state_machine=training.state_machine,
                                  functions=[training.prepare.function, training.promote.function],
                                  key_arn=data.key.key_arn, topic=training.notifications.topic, network=network)

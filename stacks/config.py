@@ -134,6 +134,9 @@ STREAM_ARCHIVE_PREFIX = "stream/archive/"
 #: the serving model's info: the rebuild job (a processing output of the training pipeline) writes it
 STREAM_MODEL_INFO_PREFIX = "stream/model-info/"
 STREAM_MODEL_INFO_KEY = STREAM_MODEL_INFO_PREFIX + "model-info.json"
+#: the Monitoring stack's output holding the s3:// URL of the fleet page the quality check writes
+#: (stacks/quality_monitor.py; ``predmaint fleet --aws`` reads it)
+FLEET_PAGE_OUTPUT = "FleetPageUrl"
 #: failure_probability's horizon (cycles) in the stream's answers
 STREAM_HORIZON_CYCLES = 30
 
@@ -158,6 +161,29 @@ class DecisionsConfig:
     cost_failure: float | None = None
     cost_maintenance: float | None = None
     min_lead: float | None = None
+    #: with the stream enabled, an EventBridge rule sends the risk events to the notifications topic
+    notify: bool = False
+
+
+#: the fields of ``DecisionsConfig`` that make up the rule (``make_rule``'s arguments)
+RULE_FIELDS = ("horizon", "threshold", "cost_failure", "cost_maintenance", "min_lead")
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """The scheduled live-quality check (stacks/quality_monitor.py, docs/decisions.md): only with the stream
+    enabled. Alarms when the latest model version's 80 % interval ``coverage`` leaves
+    [``coverage_min``, ``coverage_max``] or its ``rmse_capped`` exceeds ``max_rmse`` (null: no RMSE alarm);
+    ``retrain_on_alarm`` starts the training state machine on any of them, as drift's rule does."""
+
+    enabled: bool = True
+    schedule: str = "rate(1 day)"
+    coverage_min: float = 0.7
+    coverage_max: float = 0.9
+    max_rmse: float | None = 25.0
+    retrain_on_alarm: bool = False
+    instance_type: str = "ml.m5.large"
+    max_runtime_minutes: int = 60
 
 
 @dataclass(frozen=True)
@@ -211,6 +237,7 @@ class AppConfig:
     drift: DriftConfig = field(default_factory=DriftConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
     decisions: DecisionsConfig = field(default_factory=DecisionsConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
 
     # --- names shared by several stacks (one place, so they can never disagree) ---
     def bucket_name(self, kind: str, account: str) -> str:
@@ -235,6 +262,11 @@ class AppConfig:
     def stream_table_name(self) -> str:
         """The stream's state table (stacks/streaming.py): the rebuild job's role and request name it."""
         return f"{self.project}-assets"
+
+    def stack_name(self, kind: str) -> str:
+        """The CloudFormation stack of one part (``Data``, ``Training``, ``Endpoint``, ``Monitoring``,
+        ``Network``): ``Predmaint-Monitoring`` for the project ``predmaint``."""
+        return "".join(part.capitalize() for part in self.project.split("-")) + f"-{kind}"
 
     @property
     def state_machine_name(self) -> str:
@@ -277,10 +309,10 @@ class AppConfig:
         from training_src.profiles import load_profile
 
         d = self.decisions
-        for f in fields(d):
-            v = getattr(d, f.name)
+        for name in RULE_FIELDS:
+            v = getattr(d, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
-                raise ConfigError(f"predmaint.decisions.{f.name}: must be a number or null, got {v!r}")
+                raise ConfigError(f"predmaint.decisions.{name}: must be a number or null, got {v!r}")
         try:
             return make_rule(load_profile(self.profile, self.subset).task, horizon=d.horizon, threshold=d.threshold,
                              cost_failure=d.cost_failure, cost_maintenance=d.cost_maintenance,
@@ -390,6 +422,20 @@ class AppConfig:
         _check_range("predmaint.drift.max_runtime_minutes", d.max_runtime_minutes, 1, 5 * 24 * 60)
         if d.retrain_on_drift and not d.enabled:
             raise ConfigError("predmaint.drift.retrain_on_drift needs predmaint.drift.enabled")
+        q = self.quality
+        if not SCHEDULE_RE.match(q.schedule):
+            raise ConfigError(f"predmaint.quality.schedule: {q.schedule!r} is not rate(...) or cron(...)")
+        _check_range("predmaint.quality.coverage_min", q.coverage_min, 0, 1)
+        _check_range("predmaint.quality.coverage_max", q.coverage_max, 0, 1)
+        if q.coverage_min >= q.coverage_max:
+            raise ConfigError(f"predmaint.quality: coverage_min ({q.coverage_min}) must be below coverage_max "
+                              f"({q.coverage_max})")
+        if q.max_rmse is not None:
+            _check_range("predmaint.quality.max_rmse", q.max_rmse, 1e-9, 1e6)
+        _check_instance("predmaint.quality.instance_type", q.instance_type)
+        _check_range("predmaint.quality.max_runtime_minutes", q.max_runtime_minutes, 1, 5 * 24 * 60)
+        if q.retrain_on_alarm and not q.enabled:
+            raise ConfigError("predmaint.quality.retrain_on_alarm needs predmaint.quality.enabled")
         self.decision_rule()
 
 

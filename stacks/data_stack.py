@@ -53,6 +53,13 @@ class ProjectKey(Construct):
                 actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=["*"],
                 conditions={"StringEquals": {"aws:SourceAccount": stack.account}}),
         ])
+        if config.stream.enabled and config.decisions.notify:
+            # the decisions bus's rule publishes risk events to the encrypted topic (stacks/streaming.py)
+            policy.add_statements(iam.PolicyStatement(
+                sid="EventBridgePublishesRiskEventsToTheEncryptedTopic",
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}}))
         self.cfn_key = kms.CfnKey(
             self, "Key", description=key_description(config),
             enable_key_rotation=True, key_policy=policy, pending_window_in_days=30)

@@ -101,25 +101,13 @@ class DriftMonitor(Construct):
         source = s3_assets.Asset(self, "TrainingSource", path=str(stage_training_source()))
         capture_prefix = f"data-capture/{c.endpoint.name}/"
         image = xgboost_image_uri(c.region)
-        self.job_role = iam.Role(self, "JobRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-                                 description="SageMaker processing job of the scheduled drift check")
-        for st in [
-            list_bucket(artifacts, [capture_prefix, MODELS_PREFIX]),
-            iam.PolicyStatement(actions=S3_READ, resources=[artifacts.arn_for_objects(capture_prefix + "*"),
-                                                            artifacts.arn_for_objects(MODELS_PREFIX + "*")]),
-            iam.PolicyStatement(actions=S3_WRITE, resources=[artifacts.arn_for_objects(RESULTS_PREFIX + "*")]),
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=[source.bucket.arn_for_objects(source.s3_object_key)]),
-            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[source.bucket.bucket_arn],
-                                conditions={"StringEquals": {"s3:prefix": [source.s3_object_key]}}),
-            use_key(key, ("kms:CreateGrant", "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")),
-            iam.PolicyStatement(actions=ECR_PULL, resources=[ecr_repository_arn(image)]),
-            iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]),
-            iam.PolicyStatement(actions=LOG_WRITE, resources=[arn(self, "logs", "log-group:/aws/sagemaker/ProcessingJobs:*")]),
-            # SageMaker's own job metrics, and the check's result (drift.py put_metric)
-            iam.PolicyStatement(actions=["cloudwatch:PutMetricData"], resources=["*"], conditions={"StringLike": {
-                "cloudwatch:namespace": ["/aws/sagemaker/*", "aws/sagemaker/*", drift_namespace(c)]}}),
-        ]:
-            self.job_role.add_to_policy(st)
+        self.job_role = processing_job_role(
+            self, description="SageMaker processing job of the scheduled drift check", source=source, key=key,
+            image=image, namespace=drift_namespace(c), data=[  # the result metric: drift.py put_metric
+                list_bucket(artifacts, [capture_prefix, MODELS_PREFIX]),
+                iam.PolicyStatement(actions=S3_READ, resources=[artifacts.arn_for_objects(capture_prefix + "*"),
+                                                                artifacts.arn_for_objects(MODELS_PREFIX + "*")]),
+                iam.PolicyStatement(actions=S3_WRITE, resources=[artifacts.arn_for_objects(RESULTS_PREFIX + "*")])])
 
         request = processing_request(
             c, role_arn=self.job_role.role_arn, source_uri=source.s3_object_url,
@@ -138,19 +126,9 @@ class DriftMonitor(Construct):
         self.starter.grant(["iam:PassRole"], [self.job_role.role_arn],
                            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}})
 
-        self.scheduler_role = iam.Role(self, "SchedulerRole", assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com"),
-                                       description="EventBridge Scheduler: invoke the drift check's starter")
-        self.scheduler_role.add_to_policy(iam.PolicyStatement(
-            actions=["lambda:InvokeFunction"], resources=[self.starter.function.function_arn]))
-        self.schedule = scheduler.CfnSchedule(
-            self, "Schedule", description="drift check of the endpoint's captured traffic",
-            schedule_expression=d.schedule, state="ENABLED",
-            flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
-            target=scheduler.CfnSchedule.TargetProperty(
-                arn=self.starter.function.function_arn, role_arn=self.scheduler_role.role_arn,
-                input=cdk.Stack.of(self).to_json_string({"request": request}),
-                retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(maximum_retry_attempts=2,
-                                                                       maximum_event_age_in_seconds=3600)))
+        self.scheduler_role, self.schedule = schedule_starter(
+            self, starter=self.starter, request=request, expression=d.schedule, check="drift check",
+            description="drift check of the endpoint's captured traffic")
 
         self.metric = cloudwatch.Metric(namespace=drift_namespace(c), metric_name=METRIC, statistic="Maximum",
                                         period=cdk.Duration.hours(1),
@@ -165,10 +143,62 @@ class DriftMonitor(Construct):
         self.alarm.add_alarm_action(cw_actions.SnsAction(topic))
         self.retrain = None
         if d.retrain_on_drift:
-            self.retrain = events.Rule(
-                self, "RetrainOnDrift", description="retrain when the drift alarm goes to ALARM",
-                event_pattern=events.EventPattern(source=["aws.cloudwatch"], detail_type=["CloudWatch Alarm State Change"],
-                                                  resources=[self.alarm.alarm_arn],
-                                                  detail={"state": {"value": ["ALARM"]}}),
-                targets=[targets.SfnStateMachine(state_machine,
-                                                 input=events.RuleTargetInput.from_object(c.retrain_input))])
+            self.retrain = retrain_on_alarm(self, "RetrainOnDrift", config=c, alarms=[self.alarm],
+                                            state_machine=state_machine,
+                                            description="retrain when the drift alarm goes to ALARM")
+
+
+def processing_job_role(scope: Construct, *, description: str, data: list[iam.PolicyStatement],
+                        source: s3_assets.Asset, key: kms.IKey, image: str, namespace: str) -> iam.Role:
+    """A scheduled check's SageMaker processing role (``JobRole`` under ``scope``): ``data``, its statements
+    on the artifacts bucket, then what every such job needs: its code (the source asset, listed then
+    read), the project key (objects, output, volume), the container image, its logs, and metrics in
+    SageMaker's namespaces and the check's ``namespace``."""
+    role = iam.Role(scope, "JobRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+                    description=description)
+    for st in [
+        *data,
+        iam.PolicyStatement(actions=["s3:GetObject"], resources=[source.bucket.arn_for_objects(source.s3_object_key)]),
+        iam.PolicyStatement(actions=["s3:ListBucket"], resources=[source.bucket.bucket_arn],
+                            conditions={"StringEquals": {"s3:prefix": [source.s3_object_key]}}),
+        use_key(key, ("kms:CreateGrant", "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")),
+        iam.PolicyStatement(actions=ECR_PULL, resources=[ecr_repository_arn(image)]),
+        iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+        iam.PolicyStatement(actions=LOG_WRITE, resources=[arn(scope, "logs", "log-group:/aws/sagemaker/ProcessingJobs:*")]),
+        # SageMaker's own job metrics, and the check's
+        iam.PolicyStatement(actions=["cloudwatch:PutMetricData"], resources=["*"], conditions={"StringLike": {
+            "cloudwatch:namespace": ["/aws/sagemaker/*", "aws/sagemaker/*", namespace]}}),
+    ]:
+        role.add_to_policy(st)
+    return role
+
+
+def schedule_starter(scope: Construct, *, starter: PipelineFunction, request: dict, expression: str, check: str,
+                     description: str) -> tuple[iam.Role, scheduler.CfnSchedule]:
+    """EventBridge Scheduler invoking a check's ``starter`` function with ``{"request": request}`` on
+    ``expression`` (``SchedulerRole`` and ``Schedule`` under ``scope``): the role may invoke that function only."""
+    role = iam.Role(scope, "SchedulerRole", assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com"),
+                    description=f"EventBridge Scheduler: invoke the {check}'s starter")
+    role.add_to_policy(iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[starter.function.function_arn]))
+    schedule = scheduler.CfnSchedule(
+        scope, "Schedule", description=description, schedule_expression=expression, state="ENABLED",
+        flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
+        target=scheduler.CfnSchedule.TargetProperty(
+            arn=starter.function.function_arn, role_arn=role.role_arn,
+            input=cdk.Stack.of(scope).to_json_string({"request": request}),
+            retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(maximum_retry_attempts=2,
+                                                                   maximum_event_age_in_seconds=3600)))
+    return role, schedule
+
+
+def retrain_on_alarm(scope: Construct, construct_id: str, *, config: AppConfig, alarms: list[cloudwatch.IAlarm],
+                     state_machine: sfn.IStateMachine, description: str) -> events.Rule:
+    """The optional retraining rule: any of ``alarms`` going to ALARM starts the training state machine
+    with the input the scheduled retraining sends (``AppConfig.retrain_input``). The drift check and the
+    quality check (stacks/quality_monitor.py) both use it."""
+    return events.Rule(
+        scope, construct_id, description=description,
+        event_pattern=events.EventPattern(source=["aws.cloudwatch"], detail_type=["CloudWatch Alarm State Change"],
+                                          resources=[a.alarm_arn for a in alarms],
+                                          detail={"state": {"value": ["ALARM"]}}),
+        targets=[targets.SfnStateMachine(state_machine, input=events.RuleTargetInput.from_object(config.retrain_input))])

@@ -159,5 +159,6 @@ class EndpointStack(cdk.Stack):
         if config.stream.enabled:  # Kinesis -> score Lambda -> state table and archive (docs/streaming.md)
             from stacks.streaming import StreamScoring
 
-            self.stream = StreamScoring(self, "Stream", config=config, key=key, artifacts=artifacts_bucket)
+            self.stream = StreamScoring(self, "Stream", config=config, key=key, artifacts=artifacts_bucket,
+                                         topic=topic)
         cdk.CfnOutput(self, "EndpointName", value=self.champion.endpoint.attr_endpoint_name)

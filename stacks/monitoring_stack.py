@@ -1,5 +1,6 @@
-"""Monitoring stack: one CloudWatch dashboard for the endpoint and the training pipeline, and the
-scheduled drift check of the endpoint's captured traffic (``DriftMonitor``)."""
+"""Monitoring stack: one CloudWatch dashboard for the endpoint and the training pipeline, the
+scheduled drift check of the endpoint's captured traffic (``DriftMonitor``) and, with the stream
+enabled, the scheduled live-quality check of its answers (``QualityMonitor``)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from stacks.config import AppConfig
+from stacks.config import FLEET_PAGE_OUTPUT, AppConfig
 from stacks.drift_monitor import DriftMonitor
 from stacks.endpoint_stack import endpoint_metric
+from stacks.quality_monitor import QualityMonitor
 
 if TYPE_CHECKING:
     from stacks.network import NetworkStack
@@ -34,11 +36,15 @@ class MonitoringStack(cdk.Stack):
         from stacks.training_stack import project_storage
 
         c = config
-        self.drift = None
-        if c.drift.enabled:
+        self.drift = self.quality = None
+        if c.drift.enabled or (c.stream.enabled and c.quality.enabled):
             key, _, artifacts = project_storage(self, c, key_arn)
+        if c.drift.enabled:
             self.drift = DriftMonitor(self, "Drift", config=c, artifacts=artifacts, key=key, topic=topic,
                                       state_machine=state_machine, network=network)
+        if c.stream.enabled and c.quality.enabled:
+            self.quality = QualityMonitor(self, "Quality", config=c, artifacts=artifacts, key=key, topic=topic,
+                                          state_machine=state_machine, network=network)
         minute = 60
         em = lambda name, stat: endpoint_metric(c, name, stat, minute)  # noqa: E731
         instance_count = cloudwatch.MathExpression(
@@ -72,4 +78,9 @@ class MonitoringStack(cdk.Stack):
         if self.drift is not None:
             self.dashboard.add_widgets(cloudwatch.AlarmWidget(title="Input drift (drifted features per check)",
                                                               alarm=self.drift.alarm, width=8))
+        if self.quality is not None:
+            cdk.CfnOutput(self, FLEET_PAGE_OUTPUT, value=self.quality.fleet_page_uri,
+                          description="the fleet page the quality check writes (predmaint fleet --aws)")
+            self.dashboard.add_widgets(*[cloudwatch.AlarmWidget(title=f"Live quality: {a.node.id}", alarm=a, width=8)
+                                         for a in self.quality.alarms])
         cdk.CfnOutput(self, "DashboardName", value=self.dashboard.dashboard_name)

@@ -149,9 +149,50 @@ def drift_findings(config: AppConfig, monitoring: MonitoringStack) -> list[tuple
     ]
 
 
+def quality_findings(config: AppConfig, monitoring: MonitoringStack) -> list[tuple[IConstruct, str, str]]:
+    """(scope, finding id, reason) of the scheduled quality check's roles (stacks/quality_monitor.py)."""
+    q = monitoring.quality
+    if q is None:
+        return []
+    from stacks.config import STREAM_ARCHIVE_PREFIX as ARCHIVE_PREFIX
+    from stacks.quality_monitor import ARCHIVE_INPUTS, FLEET_PREFIX, RESULTS_PREFIX
+
+    c, acct, part = config, "<AWS::AccountId>", "<AWS::Partition>"
+    bucket = lambda prefix: f"arn:{part}:s3:::{c.bucket_name('artifacts', acct)}/{prefix}*"  # noqa: E731
+    vpc = c.vpc.enabled
+    out: list[tuple[IConstruct, str, str]] = [
+        (q.job_role, IAM5.format(bucket(f"{ARCHIVE_PREFIX}{name}/")),
+         f"reads the archive's {name}/ partition, whose keys hold the day and asset, unknown at synth time")
+        for name in ARCHIVE_INPUTS]
+    out += [
+        (q.job_role, IAM5.format(bucket(RESULTS_PREFIX)), "writes each check's report under "
+                                                          "monitoring/quality/<schedule execution id>/"),
+        (q.job_role, IAM5.format(bucket(FLEET_PREFIX)), "writes the fleet page and its files under fleet/"),
+        (q.job_role, IAM5.format(f"arn:{part}:logs:{c.region}:{acct}:log-group:/aws/sagemaker/ProcessingJobs:*"),
+         "log streams are named after each processing job and host"),
+        (q.job_role, IAM5.format("*"), "ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no resource-level "
+                                       "permissions (PutMetricData is limited to the quality namespace by condition)"
+                                       + ("; VPC mode: ec2:Describe{DhcpOptions,NetworkInterfaces,SecurityGroups,"
+                                          "Subnets,Vpcs} have no resource-level permissions" if vpc else "")),
+        (q.starter.role, IAM5.format(f"arn:{part}:sagemaker:{c.region}:{acct}:processing-job/{c.job_prefix}-quality-*"),
+         "each check's job is named <job prefix>-quality-<schedule execution id>, known only at run time"),
+        (q.starter.role, IAM5.format("*"), "X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) have no "
+                                           "resource-level permissions" + (
+                                               "; VPC mode: Lambda's ENI actions must be on * (Lambda validates the "
+                                               "role with an unscoped dry run at function creation)" if vpc else "")),
+        (q.starter.function, "AwsSolutions::AwsSolutions-L1", LAMBDA_RUNTIME_REASON),
+    ]
+    if vpc:
+        out.append((q.job_role, IAM5.format(f"arn:{part}:ec2:{c.region}:{acct}:network-interface/*"),
+                    "VPC mode: SageMaker creates one ENI per job instance with an ID unknown at synth time; creation "
+                    "is further limited to the project's subnets and security group"))
+    return out
+
+
 def acknowledge_findings(config: AppConfig, training: TrainingStack, monitoring: MonitoringStack | None = None) -> None:
     """Acknowledge the findings that are by design; anything else fails synthesis."""
-    found = acknowledged_findings(config, training) + (drift_findings(config, monitoring) if monitoring else [])
+    found = acknowledged_findings(config, training) + (
+        drift_findings(config, monitoring) + quality_findings(config, monitoring) if monitoring else [])
     for scope, finding, reason in found:
         ack(scope, finding, reason)
 

@@ -8,20 +8,30 @@
   a short batching window, ``ReportBatchItemFailures``, ``BisectBatchOnFunctionError``, bounded
   retries and record age, and an on-failure destination (``Failures``, an SQS queue encrypted with
   the project key, TLS only);
+- ``Decisions``: an EventBridge bus the function publishes the decision rule's risk events to
+  (``PutEvents``, source ``<project>.decisions``, detail-types ``AssetAtRisk``/``AssetRiskCleared``,
+  docs/decisions.md); with ``predmaint.decisions.notify`` a rule on it sends them to the project's
+  notifications topic;
 - least privilege: the function reads the stream (the event source's grant), reads and writes
   items of the one table (``BatchGetItem``, ``PutItem``), writes the archive prefix and reads the
-  model info object of the artifacts bucket, invokes the one endpoint, and uses the project key.
+  model info object of the artifacts bucket, invokes the one endpoint, puts events on the one bus,
+  and uses the project key.
 """
 
 from __future__ import annotations
 
+import json
+
 import aws_cdk as cdk
 import jsii
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -30,15 +40,29 @@ from stacks.functions import PipelineFunction
 from stacks.roles import arn, dynamodb_key_use, use_key
 
 BATCH_SIZE = 500
+#: the risk events' detail-types (training_src/stream/decisions.py AT_RISK, CLEARED)
+RISK_DETAIL_TYPES = ("AssetAtRisk", "AssetRiskCleared")
+
+
+def event_source(config: AppConfig) -> str:
+    """The ``source`` of the risk events on the decisions bus."""
+    return f"{config.project}.decisions"
+
+
+def decisions_bus_name(config: AppConfig) -> str:
+    return f"{config.project}-decisions"
 
 
 class StreamScoring(Construct):
     """Stream, state table, scoring function with its event source mapping and failure queue."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, key: kms.IKey,
-                 artifacts: s3.IBucket) -> None:
+                 artifacts: s3.IBucket, topic: sns.ITopic | None = None) -> None:
         super().__init__(scope, construct_id)
         c = config
+        rule = c.decision_rule()
+        self.bus = events.EventBus(self, "Decisions", event_bus_name=decisions_bus_name(c),
+                                   description="risk events of the stream's decision rule (docs/decisions.md)")
         self.stream = kinesis.Stream(
             self, "Telemetry", stream_name=f"{c.project}-telemetry", stream_mode=kinesis.StreamMode.ON_DEMAND,
             encryption=kinesis.StreamEncryption.KMS, encryption_key=key, retention_period=cdk.Duration.days(7))
@@ -58,8 +82,14 @@ class StreamScoring(Construct):
             environment={"TABLE_NAME": self.table.table_name, "ARCHIVE_BUCKET": artifacts.bucket_name,
                          "ARCHIVE_PREFIX": STREAM_ARCHIVE_PREFIX, "ENDPOINT_NAME": c.endpoint.name,
                          "MODEL_INFO_URI": artifacts.s3_url_for_object(STREAM_MODEL_INFO_KEY),
-                         "HORIZON": str(STREAM_HORIZON_CYCLES), "TIME_COLUMN": _time_column(c),
-                         "MAX_INSTANCES": str(c.endpoint.max_instances_per_request)})
+                         # failure_probability's H is the rule's (local mode does the same), so the
+                         # threshold applies to the probability it was set for
+                         "HORIZON": f"{rule.horizon if rule.horizon is not None else STREAM_HORIZON_CYCLES:g}",
+                         "TIME_COLUMN": _time_column(c),
+                         "MAX_INSTANCES": str(c.endpoint.max_instances_per_request),
+                         "DECISION_RULE": json.dumps({"horizon": rule.horizon, "threshold": rule.threshold,
+                                                      "min_lead": rule.min_lead}),
+                         "EVENT_BUS": self.bus.event_bus_name, "EVENT_SOURCE": event_source(c)})
         # every grant written out (checked in tests/infra/contracts/test_stream_iam.py): CDK's
         # KinesisEventSource and SqsDlq would add actions nothing calls (ListStreams, SubscribeToShard,
         # GetQueueUrl, kms:ReEncrypt* ...), so the mapping is made directly
@@ -67,6 +97,15 @@ class StreamScoring(Construct):
         self.score.grant(["s3:PutObject"], [artifacts.arn_for_objects(STREAM_ARCHIVE_PREFIX + "*")])
         self.score.grant(["s3:GetObject"], [artifacts.arn_for_objects(STREAM_MODEL_INFO_KEY)])
         self.score.grant(["sagemaker:InvokeEndpoint"], [arn(self, "sagemaker", f"endpoint/{c.endpoint.name}")])
+        self.score.grant(["events:PutEvents"], [self.bus.event_bus_arn])
+        self.notify = None
+        if c.decisions.notify:
+            if topic is None:
+                raise ValueError("predmaint.decisions.notify needs the notifications topic")
+            self.notify = events.Rule(
+                self, "NotifyRisk", event_bus=self.bus, description="risk events to the notifications topic",
+                event_pattern=events.EventPattern(source=[event_source(c)], detail_type=list(RISK_DETAIL_TYPES)),
+                targets=[targets.SnsTopic(topic)])
         # the event source mapping reads the stream and sends failures to the queue as this role
         # (Lambda: with-kinesis.html, execution role permissions; on-failure destinations: sqs:SendMessage)
         self.score.grant(["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords",

@@ -27,7 +27,7 @@ from pathlib import Path
 CODE_DIR = Path(__file__).resolve().parent.parent  # the unpacked code: training_src/ and the entry module
 #: the scripts a processing job may run (the state machine names one of them)
 #: (paths under training_src/: ``stream/rebuild_job.py`` runs as ``python3 -m training_src.stream.rebuild_job``)
-SCRIPTS = ("preprocess.py", "evaluate.py", "drift.py", "stream/rebuild_job.py")
+SCRIPTS = ("preprocess.py", "evaluate.py", "drift.py", "stream/rebuild_job.py", "stream/quality_job.py")
 
 
 class RunnerError(SystemExit):

@@ -13,7 +13,16 @@ arrive in order) and runs ``stream.core.process_batch`` (training_src/stream, th
 4. archive every reading, event and answer to S3 (``ARCHIVE_BUCKET``/``ARCHIVE_PREFIX``, partitioned
    by asset and by day; object names from the batch's sequence numbers, so a retried batch
    overwrites its own objects);
-5. write each changed state with a conditional write (``version`` still the one read): no lost
+5. with the decision rule (``DECISION_RULE``: the JSON of ``decisions.Rule``), publish the batch's
+   risk events (``AssetAtRisk``/``AssetRiskCleared``) to EventBridge (``EVENT_BUS``, source
+   ``EVENT_SOURCE``) with ``PutEvents``, at most 10 entries and 256 KB a request; entries the bus
+   refused (``FailedEntryCount``) are sent again, and an asset whose events still fail is retried
+   like an endpoint failure: its state is not written, so Kinesis' retry evaluates the same answers
+   again and emits the same events (each carries an ``event_id`` made of asset, life, type and time,
+   so a consumer can drop the rare second copy: an asset with one event delivered and one refused);
+   published events are archived under ``<prefix>risk/day=<day>/`` and the batch's outcomes
+   (failure, maintenance) under ``<prefix>outcomes/day=<day>/``, for the quality job;
+6. write each changed state with a conditional write (``version`` still the one read): no lost
    update when two invocations race.
 
 Answer: ``{"batchItemFailures": [{"itemIdentifier": <sequence number>}]}`` (ReportBatchItemFailures)
@@ -27,6 +36,7 @@ No ``from __future__ import annotations``: see lambda/prepare/handler.py.
 
 import base64
 import datetime as dt
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -35,7 +45,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from training_src.stream import archive, core, model_api, state
+from training_src.stream import archive, core, decisions, model_api, state
 
 logger = Logger(service="score")
 tracer = Tracer(service="score")
@@ -43,10 +53,18 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Pred
 
 #: DynamoDB BatchGetItem takes at most 100 keys per request
 BATCH_GET_KEYS = 100
+#: EventBridge PutEvents: at most 10 entries and 256 KB (entry sizes as AWS counts them) per request
+PUT_EVENTS_ENTRIES, PUT_EVENTS_BYTES = 10, 256 * 1024
+#: attempts at entries the bus refused (FailedEntryCount) before their asset is left to Kinesis' retry
+PUT_EVENTS_ATTEMPTS = 3
 
 
 class InputError(ValueError):
     """The event is not a Kinesis event."""
+
+
+class PublishError(RuntimeError):
+    """A PutEvents request failed as a whole (throttled, the service unreachable)."""
 
 
 def kinesis_items(event: Any) -> list[tuple[str, int, Any]]:
@@ -65,15 +83,96 @@ def kinesis_items(event: Any) -> list[tuple[str, int, Any]]:
     return out
 
 
+def rule_from_env(text: str | None) -> decisions.Rule | None:
+    """``DECISION_RULE`` (``{"horizon", "threshold", "min_lead"}``, written by stacks/streaming.py from the
+    typed config) -> the rule; None when unset. InputError naming the variable when it is not one."""
+    if not text:
+        return None
+    try:
+        doc = json.loads(text)
+        return decisions.Rule(horizon=doc["horizon"], threshold=float(doc["threshold"]), min_lead=doc.get("min_lead"))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"DECISION_RULE: not a decision rule {{\"horizon\", \"threshold\", \"min_lead\"}} "
+                         f"({type(exc).__name__}: {exc})") from None
+
+
+def event_id(event: dict[str, Any]) -> str:
+    """A risk event's identity: the same asset, life, type and reading time give the same id (a retried
+    batch's events carry their first copy's id)."""
+    key = json.dumps([event["type"], event["asset_id"], event["life"], event["time"]])
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def event_entry(event: dict[str, Any], *, bus: str, source: str) -> dict[str, Any]:
+    """The PutEvents entry of a risk event: detail-type = its type, detail = the rest plus ``event_id``."""
+    detail = {k: v for k, v in event.items() if k != "type"}
+    detail["event_id"] = event_id(event)
+    return {"Source": source, "DetailType": event["type"], "Detail": json.dumps(detail, sort_keys=True),
+            "EventBusName": bus}
+
+
+def entry_size(entry: dict[str, Any]) -> int:
+    """An entry's size as EventBridge counts it against the 256 KB of a request (UTF-8 bytes of Source,
+    DetailType, Detail and Resources, 14 bytes for a Time)."""
+    size = 14 if entry.get("Time") is not None else 0
+    for k in ("Source", "DetailType", "Detail"):
+        size += len(entry.get(k, "").encode())
+    return size + sum(len(r.encode()) for r in entry.get("Resources", []))
+
+
+def event_batches(entries: list[dict[str, Any]]) -> list[list[int]]:
+    """Indices of ``entries`` grouped into PutEvents requests within 10 entries and 256 KB, in order.
+    ValueError naming the entry when one alone exceeds 256 KB."""
+    out: list[list[int]] = []
+    size = 0
+    for i, e in enumerate(entries):
+        n = entry_size(e)
+        if n > PUT_EVENTS_BYTES:
+            raise ValueError(f"risk event {i} ({e.get('DetailType')}): {n} bytes, over PutEvents' {PUT_EVENTS_BYTES}")
+        if not out or len(out[-1]) >= PUT_EVENTS_ENTRIES or size + n > PUT_EVENTS_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(i)
+        size += n
+    return out
+
+
+def publish_entries(put: Callable[[list[dict[str, Any]]], dict[str, Any]], entries: list[dict[str, Any]],
+                    attempts: int = PUT_EVENTS_ATTEMPTS) -> set[int]:
+    """Send ``entries`` with ``put(entries)`` (PutEvents' answer: ``FailedEntryCount``, ``Entries`` in
+    request order, a failed one with ``ErrorCode``); a refused entry is sent again, up to ``attempts``
+    times in all. Returns the indices of the entries never accepted. ``put`` raising ``PublishError``
+    (throttled, the service unreachable) fails the entries of that request for this attempt."""
+    pending = list(range(len(entries)))
+    for _ in range(attempts):
+        if not pending:
+            break
+        still: list[int] = []
+        for group in event_batches([entries[i] for i in pending]):
+            idx = [pending[g] for g in group]
+            try:
+                got = put([entries[i] for i in idx])
+            except PublishError:
+                still += idx
+                continue
+            if got.get("FailedEntryCount", 0):
+                still += [i for i, r in zip(idx, got["Entries"], strict=True) if r.get("ErrorCode")]
+        pending = still
+    return set(pending)
+
+
 def score_event(event: Any, *, load: Callable[[list[str]], dict[str, Any]],
                 put_archive: Callable[[str, bytes], None], write: Callable[[state.AssetState], bool],
                 scorer: core.Scorer | None, info: model_api.ModelInfo, day: str, horizon: float | None = None,
-                max_instances: int | None = None) -> dict[str, Any]:
+                max_instances: int | None = None, rule: decisions.Rule | None = None,
+                publish: Callable[[list[dict[str, Any]]], set[int]] | None = None) -> dict[str, Any]:
     """The whole invocation with its AWS calls passed in (tests, the deploy rehearsal).
 
     ``load(asset_ids)`` -> asset -> stored ``(version, doc)``; ``put_archive(key, body)``;
-    ``write(state)`` -> False when the conditional write lost a race. Returns the Lambda's answer
-    plus ``rejected`` (the errors) and ``written`` (how many states were written).
+    ``write(state)`` -> False when the conditional write lost a race; ``rule``: the decision rule
+    (None: no risk events); ``publish(events)`` -> indices of the events not delivered (None: events
+    are only archived). Returns the Lambda's answer plus ``rejected`` (the errors), ``written`` (how
+    many states were written) and ``events`` (the risk events delivered).
     """
     items = kinesis_items(event)
     records, errors = core.parse_batch(items, info)
@@ -84,24 +183,35 @@ def score_event(event: Any, *, load: Callable[[list[str]], dict[str, Any]],
             states[a] = state.decode(a, version, doc)
         except state.StateError as exc:
             states[a] = exc
-    res = core.process_batch(records, states, scorer, info, day=day, horizon=horizon, max_instances=max_instances)
+    res = core.process_batch(records, states, scorer, info, day=day, horizon=horizon, max_instances=max_instances,
+                             rule=rule)
     errors += res.errors
+    retry = set(res.retry)
+    # events first: an asset whose events were not delivered keeps its old state and is retried, so the
+    # retry emits them again (publishing after the write would lose them when PutEvents fails)
+    if res.events and publish is not None:
+        retry |= {res.events[i]["asset_id"] for i in publish(res.events)}
+    delivered = [e for e in res.events if e["asset_id"] not in retry]
     name = f"{items[0][1]}-{items[-1][1]}.jsonl" if items else "empty.jsonl"
-    for key, lines in archive.group(res.archive).items():
+    kept = [i for i in res.archive if i["asset_id"] not in retry]
+    for key, lines in archive.group(kept).items():
+        put_archive(f"{key}/{name}", ("\n".join(lines) + "\n").encode())
+    for key, lines in archive.side_partitions(kept, delivered, day).items():
         put_archive(f"{key}/{name}", ("\n".join(lines) + "\n").encode())
     if errors:
         body = "\n".join(json.dumps({"record": e.where, "asset_id": e.asset_id, "error": str(e)}) for e in errors)
         put_archive(f"rejected/day={day}/{name}", (body + "\n").encode())
-    retry = set(res.retry)
     written = 0
     for a, st in res.states.items():
+        if a in retry:
+            continue
         if write(st):
             written += 1
         else:
             retry.add(a)
     failed = sorted({seq for (_, seq, _), r in zip(items, _asset_of(items, info), strict=True) if r in retry})
     return {"batchItemFailures": [{"itemIdentifier": str(s)} for s in failed],
-            "rejected": [str(e) for e in errors], "written": written,
+            "rejected": [str(e) for e in errors], "written": written, "events": delivered,
             "dropped": [res.dropped[a] for a in sorted(res.dropped) if a in res.states and a not in retry]}
 
 
@@ -224,12 +334,30 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.warning("no model info yet: readings kept without answers", extra={"error": str(exc)})
         info, scorer = core.bootstrap_info(os.environ["TIME_COLUMN"]), None
         metrics.add_metric(name="RecordsWithoutModel", unit=MetricUnit.Count, value=len(event.get("Records", [])))
+    rule = rule_from_env(os.environ.get("DECISION_RULE"))
+    publish = None
+    if os.environ.get("EVENT_BUS"):
+        bus, source = os.environ["EVENT_BUS"], os.environ.get("EVENT_SOURCE", "predmaint.decisions")
+        events_client = boto3.client("events")
+
+        def put(batch: list[dict[str, Any]]) -> dict[str, Any]:
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            try:
+                return events_client.put_events(Entries=batch)
+            except (BotoCoreError, ClientError) as exc:
+                logger.warning("PutEvents failed", extra={"error": str(exc)})
+                raise PublishError(str(exc)) from None
+
+        def publish(events: list[dict[str, Any]]) -> set[int]:
+            return publish_entries(put, [event_entry(e, bus=bus, source=source) for e in events])
     out = score_event(
         event, load=lambda ids: _dynamo_load(ddb, table, ids),
         put_archive=lambda key, body: s3.put_object(Bucket=bucket, Key=prefix + key, Body=body),
         write=lambda st: _dynamo_write(ddb, table, st), scorer=scorer, info=info,
         day=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"), horizon=horizon,
-        max_instances=int(os.environ["MAX_INSTANCES"]) if os.environ.get("MAX_INSTANCES") else None)
+        max_instances=int(os.environ["MAX_INSTANCES"]) if os.environ.get("MAX_INSTANCES") else None,
+        rule=rule, publish=publish)
     for message in out["rejected"]:
         logger.warning("record rejected", extra={"error": message})
     for message in out["dropped"]:  # the rebuild job (run by hand, or the next promotion's) makes it again
@@ -238,4 +366,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     metrics.add_metric(name="RecordsRejected", unit=MetricUnit.Count, value=len(out["rejected"]))
     metrics.add_metric(name="StatesWritten", unit=MetricUnit.Count, value=out["written"])
     metrics.add_metric(name="SummariesDropped", unit=MetricUnit.Count, value=len(out["dropped"]))
+    metrics.add_metric(name="RiskEventsPublished", unit=MetricUnit.Count, value=len(out["events"]))
     return {"batchItemFailures": out["batchItemFailures"]}

@@ -258,3 +258,118 @@ def test_not_a_kinesis_event():
         score.kinesis_items({"Records": "x"})
     with pytest.raises(score.InputError, match=r"Records\[0\]: not a Kinesis record"):
         score.kinesis_items({"Records": [{"kinesis": {"sequenceNumber": "1", "data": "%%%"}}]})
+
+
+BUS, SOURCE = "pm-decisions", "predmaint.decisions"
+
+
+@pytest.fixture
+def bus(aws, monkeypatch):
+    """A decision rule (H = 30, costs 10:1, and a minimum lead of 100 cycles on rul_lower, so that FD001's
+    first test engines, cut 69-124 cycles before failing, enter risk) and an event bus whose rule forwards
+    every risk event to a queue, so what was delivered can be read back."""
+    monkeypatch.setenv("DECISION_RULE", json.dumps({"horizon": 30, "threshold": 0.1, "min_lead": 100}))
+    monkeypatch.setenv("EVENT_BUS", BUS)
+    monkeypatch.setenv("EVENT_SOURCE", SOURCE)
+    ev, sqs = boto3.client("events"), boto3.client("sqs")
+    ev.create_event_bus(Name=BUS)
+    queue = sqs.create_queue(QueueName="risk")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    ev.put_rule(Name="all", EventBusName=BUS, EventPattern=json.dumps({"source": [SOURCE]}))
+    ev.put_targets(Rule="all", EventBusName=BUS, Targets=[{"Id": "q", "Arn": arn}])
+
+    def delivered() -> list[dict]:
+        out = []
+        while msgs := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages"):
+            out += [json.loads(m["Body"]) for m in msgs]
+            sqs.delete_message_batch(QueueUrl=queue, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                                                              for i, m in enumerate(msgs)])
+        return out
+    return delivered
+
+
+def _fleet_batches(aws, units, size=40):
+    records = []
+    for k in range(0, max(map(len, units.values())), 13):
+        records += [{"asset_id": u, "readings": r[k:k + 13]} for u, r in units.items() if r[k:k + 13]]
+    # each engine fails after its last reading: an open episode closes (AssetRiskCleared, reason failure)
+    records += [{"asset_id": u, "event": "failure", "time": r[-1]["cycle"] + 1} for u, r in units.items()]
+    put(aws.kinesis, records)
+    return events(aws.kinesis, size)
+
+
+def test_risk_events_go_to_the_bus_once_per_episode(aws, bus, units):
+    batches = _fleet_batches(aws, units)
+    with recording_calls() as calls:
+        assert all(score.handler(e, Context()) == {"batchItemFailures": []} for e in batches)
+        score.handler(batches[-1], Context())  # a retried batch emits nothing again
+    got = bus()
+    assert got, "no engine of FD001's first 12 test engines entered risk: the rule was not applied"
+    assert {e["source"] for e in got} == {SOURCE} and {e["detail-type"] for e in got} <= {"AssetAtRisk",
+                                                                                          "AssetRiskCleared"}
+    ids = [e["detail"]["event_id"] for e in got]
+    assert len(ids) == len(set(ids))
+    states = stored(aws.ddb)
+    last = {}
+    for e in got:  # per asset the episode alternates, and its last event is the stored episode
+        a = e["detail"]["asset_id"]
+        assert last.get(a) != e["detail-type"], a
+        last[a] = e["detail-type"]
+    for a, st in states.items():
+        assert st.get("at_risk", False) == (last.get(a) == "AssetAtRisk"), a
+    archived = [json.loads(x) for o in aws.s3.list_objects_v2(Bucket=BUCKET, Prefix="stream/archive/risk/")["Contents"]
+                for x in aws.s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read().decode().splitlines()]
+    assert sorted(score.event_id(e) for e in archived) == sorted(ids)
+    assert any(e["detail"].get("reason") == "failure" for e in got)
+    outcomes = aws.s3.list_objects_v2(Bucket=BUCKET, Prefix="stream/archive/outcomes/")["Contents"]
+    assert sum(len(aws.s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read().splitlines())
+               for o in outcomes) == len(units)
+    puts = [c for c in calls if c.operation == "PutEvents"]
+    assert puts and all(len(c.params["Entries"]) <= score.PUT_EVENTS_ENTRIES for c in puts)
+    assert_calls_valid(calls)
+
+
+def test_refused_events_fail_their_asset_and_the_retry_sends_them_once(aws, bus, units):
+    """PutEvents answering FailedEntryCount for every attempt: the assets with events are retried and keep
+    their state; the retry delivers the same events (same ids) and writes the states."""
+    refuse = {"on": True}
+
+    def put_events(params, **_):
+        if not refuse["on"]:
+            return None
+        sent = json.loads(params["body"])["Entries"]  # the serialized request
+        entries = [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again"} for _ in sent]
+        return (SimpleNamespace(status_code=200, headers={}),
+                {"FailedEntryCount": len(entries), "Entries": entries, "ResponseMetadata": {"HTTPStatusCode": 200}})
+
+    boto3.DEFAULT_SESSION.events.register("before-call.events.PutEvents", put_events)
+    batches = _fleet_batches(aws, units, 10_000)  # one batch per shard, as Lambda reads them
+    risky = set()
+    for batch in batches:
+        failed = {f["itemIdentifier"] for f in score.handler(batch, Context())["batchItemFailures"]}
+        risky |= {json.loads(base64.b64decode(r["kinesis"]["data"]))["asset_id"] for r in batch["Records"]
+                  if r["kinesis"]["sequenceNumber"] in failed}
+    assert risky and bus() == []
+    assert not risky & set(stored(aws.ddb))  # never written: the retry sees the same state
+    assert "Contents" not in aws.s3.list_objects_v2(Bucket=BUCKET, Prefix="stream/archive/risk/")
+    refuse["on"] = False
+    assert all(score.handler(batch, Context()) == {"batchItemFailures": []} for batch in batches)
+    got = bus()
+    assert {e["detail"]["asset_id"] for e in got} == risky
+    assert len({e["detail"]["event_id"] for e in got}) == len(got)
+    assert set(stored(aws.ddb)) == set(units)
+
+
+def test_put_events_requests_stay_within_10_entries_and_256_kb():
+    big = {"type": "AssetAtRisk", "asset_id": "a", "life": 0, "time": 1.0, "pad": "x" * 60_000}
+    entries = [score.event_entry({**big, "time": float(i)}, bus=BUS, source=SOURCE) for i in range(5)] + \
+              [score.event_entry({"type": "AssetAtRisk", "asset_id": str(i), "life": 0, "time": 1.0}, bus=BUS,
+                                 source=SOURCE) for i in range(23)]
+    groups = score.event_batches(entries)
+    assert [i for g in groups for i in g] == list(range(len(entries)))
+    assert all(len(g) <= 10 and sum(score.entry_size(entries[i]) for i in g) <= 256 * 1024 for g in groups)
+    assert len(groups[0]) == 4  # four 60 KB entries fit, the fifth does not
+    with pytest.raises(ValueError, match="over PutEvents' 262144"):
+        score.event_batches([score.event_entry({**big, "pad": "x" * 300_000}, bus=BUS, source=SOURCE)])
+    with pytest.raises(score.InputError, match="DECISION_RULE: not a decision rule"):
+        score.rule_from_env('{"horizon": 30}')

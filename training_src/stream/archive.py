@@ -8,6 +8,10 @@ asset's history and one day's answers can each be read back without a scan of ev
 - ``readings/asset=<id>/day=<day>/...``: readings and events of one asset (the rebuild's input);
 - ``answers/day=<day>/asset=<id>/...``: answers.
 
+On AWS two more partitions feed the scheduled quality job (``quality_job.py``) without a scan of every
+reading: ``outcomes/day=<day>/...`` (the ``event`` items: failures, maintenance) and
+``risk/day=<day>/...`` (the risk events delivered to the bus), both made by ``side_partitions``.
+
 Asset ids are percent-encoded in keys. An item may be archived twice (a batch retried after its
 archive was written); readers keep the first reading of each (life, time).
 """
@@ -60,3 +64,13 @@ def life_history(lines: Iterable[str], life: int, time_column: str, until: float
         if (until is None or t <= until) and t not in seen:
             seen[t] = item["reading"]
     return [seen[t] for t in sorted(seen)]
+
+
+def side_partitions(items: Iterable[dict[str, Any]], risk_events: Iterable[dict[str, Any]], day: str
+                    ) -> dict[str, list[str]]:
+    """The quality job's partitions of one batch: ``outcomes/day=<day>`` (the ``event`` items) and
+    ``risk/day=<day>`` (the risk events), as JSON lines; empty ones are left out."""
+    outcomes = [jsonio.dumps({k: v for k, v in i.items() if k != "day"}).decode() for i in items
+                if i["type"] == "event"]
+    risk = [jsonio.dumps(e).decode() for e in risk_events]
+    return {k: v for k, v in ((f"outcomes/day={day}", outcomes), (f"risk/day={day}", risk)) if v}

@@ -95,6 +95,8 @@ class Resolver:
         if kind == "AWS::KMS::Key":
             h = hashlib.sha256(f"{stack}/{logical}".encode()).hexdigest()
             return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+        if kind == "AWS::EC2::Subnet":  # VPC mode: ids as EC2 makes them
+            return "subnet-" + hashlib.sha256(f"{stack}/{logical}".encode()).hexdigest()[:17]
         return name
 
     def get_att(self, stack: str, logical: str, attr: str) -> str:
@@ -113,9 +115,12 @@ class Resolver:
             "AWS::DynamoDB::Table": f"arn:{PARTITION}:dynamodb:{r}:{a}:table/{name}",
             "AWS::Kinesis::Stream": f"arn:{PARTITION}:kinesis:{r}:{a}:stream/{name}",
             "AWS::SQS::Queue": f"arn:{PARTITION}:sqs:{r}:{a}:{name}",
+            "AWS::Events::EventBus": f"arn:{PARTITION}:events:{r}:{a}:event-bus/{name}",
         }
         if attr == "Arn" and kind in arns:
             return arns[kind]
+        if kind == "AWS::EC2::SecurityGroup" and attr == "GroupId":
+            return "sg-" + hashlib.sha256(f"{stack}/{logical}".encode()).hexdigest()[:17]
         if attr in ("Name", "TopicName", "EndpointName", "EndpointConfigName", "ModelName", "ModelPackageGroupName"):
             return name
         raise KeyError(f"{stack}/{logical}: Fn::GetAtt {attr} of {kind} is not modelled")
@@ -262,6 +267,18 @@ def allowed(statements: list[dict[str, Any]], action: str, resource: str,
     context = context or {}
     hits = [s for s in statements if _matches(s, action, resource, context)]
     return not any(s["Effect"] == "Deny" for s in hits) and any(s["Effect"] == "Allow" for s in hits)
+
+
+def unused_grants(statements: list[dict[str, Any]], needs: list[Any]) -> list[str]:
+    """``action on resource`` of every (statement, action) of one principal that none of its ``needs``
+    (``Need``s) uses: least privilege holds when this is empty."""
+    unused = []
+    for st in statements:
+        for action in _as_list(st["Action"]):
+            if not any(glob_match(action, need.action, case_sensitive=False) and
+                       allowed([st], need.action, need.resource, need.context) for need in needs):
+                unused.append(f"{action} on {st['Resource']}")
+    return unused
 
 
 @dataclass(frozen=True)

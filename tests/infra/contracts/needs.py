@@ -246,7 +246,8 @@ def _processing_job_needs(n: Needs, who: str, label: str, p: dict[str, Any], rea
         s3 = item["S3Input"]
         n.s3_input(who, f"{label}: input {item['InputName']}", s3["S3Uri"], s3["S3DataType"], read)
     for item in p["ProcessingOutputConfig"]["Outputs"]:
-        n.s3_write(who, f"{label}: output {item['OutputName']}", item["S3Output"]["S3Uri"] + "out.parquet",
+        uri = item["S3Output"]["S3Uri"]  # SageMaker uploads each file of the local path under it, as a folder
+        n.s3_write(who, f"{label}: output {item['OutputName']}", uri.rstrip("/") + "/out.parquet",
                    SAGEMAKER_ROLE_DOC, multipart=True)
     n.add(who, f"{label}: output", ["kms:Encrypt"], [p["ProcessingOutputConfig"]["KmsKeyId"]],
           source=KMS_ENCRYPT_DOC)
@@ -330,6 +331,12 @@ def call_needs(n: Needs, who: str, call: Any) -> None:
                       {"kms:ViaService": f"dynamodb.{n.region}.amazonaws.com"}, DYNAMODB_KMS_DOC)
     elif s == "sagemaker-runtime" and op == "InvokeEndpoint":
         n.add(who, label, ["sagemaker:InvokeEndpoint"], [n.arn("sagemaker", f"endpoint/{p['EndpointName'].lower()}")])
+    elif s == "events" and op == "PutEvents":
+        buses = sorted({e.get("EventBusName", "default") for e in p["Entries"]})
+        n.add(who, label, ["events:PutEvents"],
+              [b if b.startswith("arn:") else n.arn("events", f"event-bus/{b}") for b in buses])
+    elif s == "cloudwatch" and op == "PutMetricData":
+        n.add(who, label, ["cloudwatch:PutMetricData"], ["*"], {"cloudwatch:namespace": p["Namespace"]})
     elif s == "ssm" and op in ("PutParameter", "GetParameter"):
         n.add(who, label, [f"ssm:{op}"], [n.arn("ssm", "parameter/" + p["Name"].lstrip("/"))])
     else:  # pragma: no cover

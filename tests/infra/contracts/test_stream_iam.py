@@ -4,7 +4,7 @@ nothing no request uses; the state machine may start the rebuild job and pass it
 
 The requests come from the synthesized stream-enabled app and from the boto3 calls the real code
 makes against moto with the deployment's names: the score Lambda's own functions (model info,
-state reads and conditional writes, archive writes, InvokeEndpoint) and the rebuild job's
+state reads and conditional writes, archive writes, InvokeEndpoint, PutEvents to the decisions bus) and the rebuild job's
 (Scan, the archive read per asset, GetItem/PutItem merges); the event source mapping's reads of the
 stream and its on-failure destination, and the Lambda runtime's logs, tracing and environment,
 are added from AWS's documentation. The table, stream and queue are encrypted with the project's
@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -82,6 +81,8 @@ def world(stream_synth: Any) -> dict[str, Any]:
     with mock.patch.dict(os.environ, creds), mock_aws():
         ddb, s3 = boto3.client("dynamodb", region_name=c.region), boto3.client("s3", region_name=c.region)
         runtime = boto3.client("sagemaker-runtime", region_name=c.region)
+        events = boto3.client("events", region_name=c.region)
+        events.create_event_bus(Name=env["EVENT_BUS"])
         s3.create_bucket(Bucket=artifacts, CreateBucketConfiguration={"LocationConstraint": c.region})
         ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
                          AttributeDefinitions=[{"AttributeName": "asset_id", "AttributeType": "S"}],
@@ -110,7 +111,10 @@ def world(stream_synth: Any) -> dict[str, Any]:
             s3.put_object(Bucket=env["ARCHIVE_BUCKET"], Key=env["ARCHIVE_PREFIX"] + "readings/asset=engine-1/"
                           "day=2026-11-30/1-2.jsonl", Body=b"{}\n")
             assert score._dynamo_write(ddb, env["TABLE_NAME"], state.AssetState(**{**st.__dict__, "version": 2}))
-        assert got == info and set(stored) == {"engine-1"}
+            risk = {"type": "AssetAtRisk", "asset_id": "engine-1", "life": 0, "time": 5.0, "rul": 1.0}
+            refused = score.publish_entries(lambda batch: events.put_events(Entries=batch), [
+                score.event_entry(risk, bus=env["EVENT_BUS"], source=env["EVENT_SOURCE"])])
+        assert got == info and set(stored) == {"engine-1"} and refused == set()
         # the rebuild job's calls (its arguments are the pipeline step's)
         args = step["States"]["RebuildStreamState"]["Parameters"]["AppSpecification"]["ContainerArguments"]
         opts = dict(zip(args[::2], args[1::2], strict=True))
@@ -169,6 +173,7 @@ def test_every_request_of_the_streams_principals_is_allowed(world: dict[str, Any
     assert not missing, "denied at run time:\n" + "\n".join(sorted(set(missing)))
     kinds = {(names[nd.principal], nd.action) for nd in world["needs"]}
     assert {("score Lambda", "dynamodb:PutItem"), ("score Lambda", "sagemaker:InvokeEndpoint"),
+            ("score Lambda", "events:PutEvents"),
             ("rebuild job", "dynamodb:Scan"), ("rebuild job", "s3:ListBucket"),
             ("state machine", "iam:PassRole")} <= kinds
 
@@ -178,18 +183,8 @@ def test_nothing_is_granted_that_no_request_uses(world: dict[str, Any], who: str
     """Least privilege for the two roles the stream adds (the state machine's other grants are
     checked by test_iam.py)."""
     principal = world["principals"][who]
-    by_principal: dict[str, list[iam.Need]] = defaultdict(list)
-    for need in world["needs"]:
-        by_principal[need.principal].append(need)
-    unused = []
-    for st in world["statements"][principal]:
-        for action in iam._as_list(st["Action"]):
-            used = any(iam.glob_match(action, need.action, case_sensitive=False) and
-                       iam.allowed([st], need.action, need.resource, need.context)
-                       for need in by_principal[principal])
-            if not used:
-                unused.append(f"{who}: {action} on {st['Resource']}")
-    assert not unused, "granted but never used:\n" + "\n".join(unused)
+    unused = iam.unused_grants(world["statements"][principal], [n for n in world["needs"] if n.principal == principal])
+    assert not unused, f"{who}: granted but never used:\n" + "\n".join(unused)
 
 
 @pytest.mark.parametrize("who", ["rebuild job", "score Lambda"])

@@ -1,0 +1,110 @@
+"""The scheduled quality job (training_src/stream/quality_job.py) on an archive laid out as the score Lambda
+writes it: FD001 training engines (run to failure) streamed through the stream core with the decision rule,
+each failure recorded at its last cycle. Its figures are quality.quality's on the same items, its metrics
+pass botocore's PutMetricData model, and its folders may be missing (the starter leaves empty inputs out)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.infra.contracts.shapes import assert_calls_valid, problems, recording_calls
+from training_src.stream import archive, core, quality, quality_job, state
+from training_src.stream.decisions import Rule
+
+DAY = "2026-12-06"
+RULE = Rule(30.0, 0.1)
+
+
+@pytest.fixture(scope="module")
+def archived(tmp_path_factory, scorer, data_dir):
+    """The archive root after streaming FD001 training engines 1-6 in records of 20 readings, and the items."""
+    from training_src.dataio import read_table, resolve_file
+    from training_src.profiles import load_profile
+
+    p = load_profile("cmapss", "FD001")
+    train = read_table(resolve_file(data_dir, p.file("train")), p)
+    units = {str(int(u)): g.drop(columns=["unit"]).to_dict("records") for u, g in train.groupby("unit") if u <= 6}
+    records = []
+    for k in range(0, max(map(len, units.values())), 20):
+        records += [{"asset_id": u, "readings": r[k:k + 20]} for u, r in units.items() if r[k:k + 20]]
+    records += [{"asset_id": u, "event": "failure", "time": r[-1]["cycle"]} for u, r in units.items()]
+    root = tmp_path_factory.mktemp("archive")
+    states: dict = {}
+    items, risk = [], []
+    for b in range(0, len(records), 25):  # batches as the Lambda gets them
+        batch = [(f"record {i}", i, r) for i, r in enumerate(records[b:b + 25], b + 1)]
+        recs, errors = core.parse_batch(batch, scorer.info)
+        assert not errors
+        res = core.process_batch(recs, states, scorer, scorer.info, day=DAY, horizon=30, rule=RULE)
+        for a, st in res.states.items():
+            states[a] = state.decode(a, st.version, state.encode(st))
+        name = f"{b + 1}-{b + len(batch)}.jsonl"
+        for key, lines in {**archive.group(res.archive), **archive.side_partitions(res.archive, res.events,
+                                                                                   DAY)}.items():
+            (root / key).mkdir(parents=True, exist_ok=True)
+            (root / key / name).write_text("\n".join(lines) + "\n")
+        items += res.archive
+        risk += res.events
+    return root, items, risk
+
+
+def test_the_jobs_figures_are_quality_py_on_the_same_items(archived, tmp_path, capsys):
+    root, items, risk = archived
+    out = tmp_path / "report"
+    assert quality_job.main(["--answers", str(root / "answers"), "--outcomes", str(root / "outcomes"),
+                             "--risk", str(root / "risk"), "--output", str(out), "--horizon", "30",
+                             "--cap", "125"]) == 0
+    report = json.loads((out / quality_job.REPORT_FILE).read_text())
+    answers = [i for i in items if i["type"] == "answer"]
+    last = {}
+    for a in answers:
+        last[(a["asset_id"], a["life"])] = max(last.get((a["asset_id"], a["life"]), a["time"]), a["time"])
+    want = quality.quality(answers, [i for i in items if i["type"] == "event"], risk, horizon=30, lead=0.0, cap=125,
+                           last_seen=last)
+    assert report["versions"] == json.loads(json.dumps(want))
+    (version, figures), = report["versions"].items()
+    assert report["latest_version"] == version and figures["failures"] == 6
+    assert figures["recall"] is not None and 0 < figures["coverage"] <= 1
+    assert json.loads(capsys.readouterr().out)["risk_events"] == len(risk)
+
+
+def test_metrics_per_version_and_for_the_latest_pass_the_api_model(archived, tmp_path):
+    import boto3
+    from moto import mock_aws
+
+    root, _, _ = archived
+    report = quality_job.build_report(quality_job.read_inputs(root / "answers", root / "outcomes", root / "risk"),
+                                      horizon=30.0, lead=0.0, cap=125.0)
+    data = quality_job.metric_data(report, "predmaint-rul")
+    names = {d["MetricName"] for d in data}
+    assert {"RMSE", "RMSECapped", "Coverage80", "AlertRecall", "MedianLead", "Failures"} <= names
+    latest = [d for d in data if len(d["Dimensions"]) == 1]
+    assert {d["MetricName"] for d in latest} == names
+    assert not problems("cloudwatch", "PutMetricData", {"Namespace": "predmaint/Quality", "MetricData": data})
+    with mock_aws(), recording_calls() as calls:
+        cw = boto3.client("cloudwatch", region_name="eu-west-1")
+        assert quality_job.publish(cw, "predmaint/Quality", data * 300) == -(-len(data) * 300 // 1000)
+    assert_calls_valid(calls)
+
+
+def test_missing_inputs_are_empty_and_bad_usage_is_one_line(tmp_path, capsys):
+    assert quality_job.main(["--answers", str(tmp_path / "none"), "--outcomes", str(tmp_path / "none"),
+                             "--risk", str(tmp_path / "none"), "--output", str(tmp_path / "r")]) == 0
+    assert json.loads((tmp_path / "r" / quality_job.REPORT_FILE).read_text())["versions"] == {}
+    with pytest.raises(SystemExit) as exc:
+        quality_job.main(["--horizon", "0", "--output", str(tmp_path / "r")])
+    assert exc.value.code == 2 and "--horizon: must be > 0" in capsys.readouterr().err
+    bad = tmp_path / "answers" / "day=2026-12-06" / "asset=1"
+    bad.mkdir(parents=True)
+    (bad / "x.jsonl").write_text("{junk\n")
+    assert quality_job.main(["--answers", str(tmp_path / "answers"), "--output", str(tmp_path / "r")]) == 1
+    assert "x.jsonl line 1: not JSON" in capsys.readouterr().err
+
+
+def test_outputs_writes_the_report_and_makes_the_fleet_folder(tmp_path):
+    written = quality_job.outputs({"versions": {}}, quality_job.QualityInputs(), tmp_path / "r", tmp_path / "fleet")
+    assert written == [tmp_path / "r" / quality_job.REPORT_FILE] and (tmp_path / "fleet").is_dir()
+    assert isinstance(Path(written[0]).read_text(), str)
