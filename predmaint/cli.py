@@ -72,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     result = runner.run_pipeline(profile=args.profile, subset=args.subset, data_dir=args.data_dir, home=args.home,
                                  trials=args.trials, parallel=args.parallel, seed=args.seed, run_id=args.run_id,
-                                 progress=not args.quiet)
+                                 progress=not args.quiet, fleet_data=args.fleet_data)
     sys.stdout.flush()
     # The contract: the evaluation report's path is the LAST line of output (scripts read it).
     print(result.evaluation_path, flush=True)

@@ -6,7 +6,8 @@ not before the asset's first reading nor before its last one, no second failure 
 already failed) and only then takes them all in through the stream core, which archives them and
 ends the assets' lives. One bad outcome: a one-line error naming it, and nothing changes.
 ``quality`` joins the archived answers with the archived failures and the risk events
-(``training_src.stream.quality``).
+(``training_src.stream.quality``), and writes every failed life as a training history under
+``<home>/fleet-data`` (``fleetdata.export_failures``).
 """
 
 from __future__ import annotations
@@ -157,10 +158,21 @@ def cmd_quality(args: Any) -> int:
 
     cfg = deployment.load()
     rule = decision_rule()
-    cap = load_profile(cfg.profile, cfg.subset).label.cap
+    profile = load_profile(cfg.profile, cfg.subset)
+    cap = profile.label.cap
     answers, events, risk, last_seen = read_quality_inputs(args.home)
     figures = quality.quality(answers, events, risk, horizon=rule.horizon, lead=rule.min_lead or 0.0, cap=cap,
                               last_seen=last_seen)
+    if profile.is_regression:  # the failed lives as training histories (what the AWS quality job writes to raw/)
+        from .fleetdata import export_failures, fleet_data_dir
+
+        exported, left_out = export_failures(args.home, profile)
+        for line in left_out:
+            print(f"predmaint quality: not exported: {line}", file=sys.stderr)
+        if exported:
+            print(f"predmaint quality: {len(exported)} failure histories ({sum(e.changed for e in exported)} new or "
+                  f"changed, {sum(e.history.rows for e in exported)} rows) in {fleet_data_dir(args.home)}",
+                  file=sys.stderr)
     if args.json:
         for version, f in figures.items():
             print(json.dumps({"model_version": version, **f}))
