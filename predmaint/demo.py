@@ -124,6 +124,13 @@ def main() -> int:
         sys.stdout.write("".join(fleet.stdout.splitlines(keepends=True)[:7]))
         if fleet.returncode != 0:
             return fleet.returncode
+        page = home / "fleet.html"
+        _step("4f. predmaint fleet --html: the fleet page (assets ranked by risk, recent answers, live quality)")
+        shown = subprocess.run(_cli("fleet", "--html", str(page), home=home), env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+        sys.stdout.write(shown.stderr)  # "fleet page: N assets in PATH" (or the error)
+        if shown.returncode != 0:
+            return shown.returncode
     finally:
         _step("5. shutdown (SIGTERM)")
         server.send_signal(signal.SIGTERM)
