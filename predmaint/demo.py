@@ -115,7 +115,9 @@ def main() -> int:
         test_file = data_dir / "cmapss" / "test_FD001.txt.gz"
         _step(f"4d. predmaint stream: every FD001 test engine as a stream, 10 readings per record, through "
               f"the server; each asset's state (life summary, last readings, answer) kept under {home / 'stream'}")
-        inv = subprocess.run(_cli("stream", "--input", str(test_file), "--chunk", "10", "--url", url, home=home),
+        # batches of 100 records, one per engine: each engine gets an answer every 10 readings (the page's sparklines)
+        inv = subprocess.run(_cli("stream", "--input", str(test_file), "--chunk", "10", "--batch", "100", "--url", url,
+                                  home=home),
                              env=env)
         if inv.returncode != 0:
             return inv.returncode

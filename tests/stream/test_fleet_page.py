@@ -16,6 +16,7 @@ from predmaint.cli import main
 from training_src.stream import fleet_page
 
 CHROMIUM = Path("/usr/bin/chromium")
+PAGE_UNITS = (1, 2, 3, 4, 5, 6, 7, 8, 20, 31, 34, 42, 68, 76, 81)
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 
@@ -70,15 +71,17 @@ def test_every_value_is_escaped_and_nothing_is_fetched():
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory, fd001_refit, fd001_units):
-    """FD001 test engines 1-12 streamed 10 readings a record (the decision rule puts the engines near their
-    end at risk), engine 1 failed at its last reading; the page written by `predmaint fleet --html`."""
+    """FD001 test engines 1-8 and seven whose true RUL is at most 16 (the decision rule puts some of them at
+    risk) streamed 10 readings a record, one record per asset per batch, engine 1 failed at its last reading; the page of `predmaint fleet --html`."""
     home = tmp_path_factory.mktemp("page") / "home"
     lines = [json.dumps({"asset_id": str(u), "readings": fd001_units[u][i:i + 10]})
-             for u in range(1, 13) for i in range(0, len(fd001_units[u]), 10)]
+             for u in PAGE_UNITS for i in range(0, len(fd001_units[u]), 10)]
     mp = pytest.MonkeyPatch()
     mp.setattr("sys.stdin", io.StringIO("\n".join(lines) + "\n"))
     try:
-        assert main(["stream", "--home", str(home), "--model-dir", str(fd001_refit), "--input", "-"]) == 0
+        # one record per asset per batch: an answer every 10 readings (the sparklines' points)
+        assert main(["stream", "--home", str(home), "--model-dir", str(fd001_refit), "--input", "-",
+                     "--batch", str(len(PAGE_UNITS))]) == 0
     finally:
         mp.undo()
     assert main(["outcome", "add", "--home", str(home), "--model-dir", str(fd001_refit), "--asset", "1",

@@ -28,7 +28,8 @@ padding:10px 14px;min-width:120px}.card .v{font-size:20px;font-weight:600}.card 
 table{border-collapse:collapse;background:#fff;border:1px solid #dde1e7;border-radius:8px;width:100%}
 th,td{padding:6px 10px;border-bottom:1px solid #eef0f3;text-align:right;white-space:nowrap}
 th{font-size:12px;color:#556;font-weight:600;background:#fafbfc}td.id,th.id{text-align:left}
-tr.risk td{background:#fff4f2}tr.risk td.id{border-left:4px solid #d9381e}
+tr.risk td{background:#fff4f2}tr.risk td:first-child{border-left:4px solid #d9381e}
+th.spark,td.spark{text-align:left}
 .badge{display:inline-block;border-radius:10px;padding:1px 8px;font-size:12px;font-weight:600}
 .badge.risk{background:#d9381e;color:#fff}.badge.ok{background:#e3f4e8;color:#1f7a3a}
 .badge.drift{background:#d9381e;color:#fff}.badge.nodrift{background:#e3f4e8;color:#1f7a3a}
@@ -139,7 +140,7 @@ def render_fleet_page(rows: Iterable[dict[str, Any]], history: dict[str, Sequenc
                         for v, k in cards)
     card_html += f"<div class='card' id='drift'><div class='v'>{drift_html}</div><div class='k'>{drift_label}</div></div>"
     head = ("<tr><th>#</th><th class='id'>asset</th><th>status</th><th>RUL</th><th>80% interval</th>"
-            "<th>P(failure)</th><th>recent answers</th><th>at risk since</th><th>readings</th><th>last</th>"
+            "<th>P(failure)</th><th class='spark'>recent answers</th><th>at risk since</th><th>readings</th><th>last</th>"
             "<th class='id'>model</th></tr>")
     body = []
     for i, r in enumerate(ranked, 1):
@@ -156,7 +157,7 @@ def render_fleet_page(rows: Iterable[dict[str, Any]], history: dict[str, Sequenc
         body.append(
             f"<tr class='asset{' risk' if risk else ''}' data-asset='{aid}' data-at-risk='{str(risk).lower()}'>"
             f"<td>{i}</td><td class='id'>{aid}</td><td>{status}</td><td>{_fmt(r.get('rul'))}</td><td>{interval}</td>"
-            f"<td>{_fmt(r.get('failure_probability'), 3)}</td><td>{spark}</td>"
+            f"<td>{_fmt(r.get('failure_probability'), 3)}</td><td class='spark'>{spark}</td>"
             f"<td>{_fmt(r.get('risk_since'), 0) if risk else '–'}</td><td>{escape(str(r.get('readings', '–')))}</td>"
             f"<td>{_fmt(r.get('last'), 0)}</td><td class='id'>{escape(str(r.get('model_version') or '–'))}</td></tr>")
     sub = f"{len(ranked)} assets ranked by risk" + (f" · generated {escape(generated)}" if generated else "")
