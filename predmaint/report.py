@@ -9,6 +9,8 @@ Inputs, all optional except that at least one must exist:
   tuning.json      {"trials": [{number, algorithm, params, value, state, duration_s}], "best": {...},
                     "objective": "validation-rmse", "direction": "minimize"}
   decision.json    {approved, status, reason, primary_metric, challenger_value, champion_value, model_version}
+  fleet-data.json  {"files": [{path, key, sha256, units, rows}], units, rows}: the fleet's failure
+                   histories a `run --fleet-data` trained on (a "Fleet data" section)
 """
 
 from __future__ import annotations

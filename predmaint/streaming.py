@@ -8,6 +8,7 @@ by asset and by day, ``training_src.stream.archive``), the risk events of the de
 (``training_src.stream.decisions``, configured in cdk.json ``predmaint.decisions``) as JSON Lines under
 ``<home>/stream/events/day=<day>/`` and one line each on the terminal. The endpoint is the champion in this process
 (the serving code's own ``handle``) or, with ``--url``, a running ``predmaint serve``.
+``predmaint fleet --html PATH`` writes the fleet page (``training_src.stream.fleet_page``) of this state.
 """
 
 from __future__ import annotations
@@ -415,30 +416,24 @@ def cmd_stream(args: Any) -> int:
     return 2 if summary.errors else 0
 
 
-def fleet_history(home: Path, rows: list[dict[str, Any]], last: int | None = None) -> dict[str, list[dict[str, Any]]]:
-    """Asset -> its archived answers of its current life (``time``, ``rul``, ``rul_lower``, ``rul_upper``,
-    ``failure_probability``), time-ordered, the ``last`` most recent (None: all)."""
+def fleet_history(home: Path, answers: Iterable[dict[str, Any]], last: int | None = None
+                  ) -> dict[str, list[dict[str, Any]]]:
+    """Asset -> its archived answers (``answers``: archive ``answer`` items) of its current life (``time``,
+    ``rul``, ``rul_lower``, ``rul_upper``, ``failure_probability``), time-ordered, the ``last`` most recent
+    (None: ``fleet_page.HISTORY``)."""
     from training_src.stream import fleet_page
 
     last = fleet_page.HISTORY if last is None else last
-    lives = {}
-    for st in StateStore(stream_dir(home) / "state.sqlite").all():
-        if isinstance(st, state.AssetState):
-            lives[st.asset_id] = st.life_no
-    wanted = {str(r["asset_id"]) for r in rows}
+    lives = {st.asset_id: st.life_no for st in StateStore(stream_dir(home) / "state.sqlite").all()
+             if isinstance(st, state.AssetState)}
     out: dict[str, dict[float, dict[str, Any]]] = {}
-    for path in sorted((stream_dir(home) / "archive").glob("answers/day=*/asset=*/part.jsonl")):
-        with path.open() as f:
-            for line in f:
-                if not line.strip():
-                    continue
-                item = json.loads(line)
-                a = str(item.get("asset_id"))
-                if a not in wanted or item.get("life") != lives.get(a):
-                    continue
-                ans = item.get("answer") or {}
-                out.setdefault(a, {}).setdefault(item["time"], {"time": item["time"], **{
-                    k: ans.get(k) for k in ("rul", "rul_lower", "rul_upper", "failure_probability")}})
+    for item in answers:
+        a = str(item.get("asset_id"))
+        if a not in lives or item.get("life") != lives[a]:
+            continue
+        ans = item.get("answer") or {}
+        out.setdefault(a, {}).setdefault(item["time"], {"time": item["time"], **{
+            k: ans.get(k) for k in ("rul", "rul_lower", "rul_upper", "failure_probability")}})
     return {a: [pts[t] for t in sorted(pts)][-last:] for a, pts in out.items()}
 
 
@@ -465,7 +460,7 @@ def write_fleet_page(home: Path, path: Path, drift_result: Path | None = None) -
     answers, events, risk, last_seen = outcomes.read_quality_inputs(home)
     figures = quality.quality(answers, events, risk, horizon=rule.horizon, lead=rule.min_lead or 0.0,
                               cap=load_profile(cfg.profile, cfg.subset).label.cap, last_seen=last_seen)
-    page = fleet_page.render_fleet_page(rows, fleet_history(home, rows), figures, drift,
+    page = fleet_page.render_fleet_page(rows, fleet_history(home, answers), figures, drift,
                                         generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
                                         title=f"Fleet · {cfg.profile} {cfg.subset or ''}".strip())
     try:

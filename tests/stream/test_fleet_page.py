@@ -74,8 +74,8 @@ def fleet(tmp_path_factory, fd001_refit, fd001_units):
     """FD001 test engines 1-8 and seven whose true RUL is at most 16 (the decision rule puts some of them at
     risk) streamed 10 readings a record, one record per asset per batch, engine 1 failed at its last reading; the page of `predmaint fleet --html`."""
     home = tmp_path_factory.mktemp("page") / "home"
-    lines = [json.dumps({"asset_id": str(u), "readings": fd001_units[u][i:i + 10]})
-             for u in PAGE_UNITS for i in range(0, len(fd001_units[u]), 10)]
+    lines = [json.dumps({"asset_id": str(u), "readings": fd001_units[u][i:i + 10]})  # assets interleaved
+             for i in range(0, 400, 10) for u in PAGE_UNITS if i < len(fd001_units[u])]
     mp = pytest.MonkeyPatch()
     mp.setattr("sys.stdin", io.StringIO("\n".join(lines) + "\n"))
     try:
