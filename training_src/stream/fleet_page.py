@@ -111,13 +111,17 @@ def _quality_section(quality: dict[str, dict[str, Any]] | None) -> str:
 
 
 def _drift_card(drift: dict[str, Any] | None) -> tuple[str, str]:
+    """(value, label) of the drift card: a badge, and what was tested (the first drifted columns)."""
     if not drift or "drift" not in drift:
         return "<span class='badge unknown'>not checked</span>", "drift"
+    tests = escape(str(drift.get("tests", "?")))
     if drift["drift"]:
-        names = ", ".join(str(t.get("column", "?")) for t in drift.get("drifted", [])[:3]
-                          if isinstance(t, dict))
-        return f"<span class='badge drift'>drift</span> <span class='muted'>{escape(names)}</span>", "drift"
-    return "<span class='badge nodrift'>no drift</span>", f"drift ({escape(str(drift.get('tests', 0)))} tests)"
+        drifted = [t for t in drift.get("drifted", []) if isinstance(t, dict)]
+        names = ", ".join(dict.fromkeys(str(t.get("column", "?")) for t in drifted))
+        shown = names if len(names) <= 60 else names[:57] + "..."
+        return ("<span class='badge drift'>drift</span>",
+                f"drift: {len(drifted)} of {tests} tests ({escape(shown)})")
+    return "<span class='badge nodrift'>no drift</span>", f"drift: 0 of {tests} tests"
 
 
 def render_fleet_page(rows: Iterable[dict[str, Any]], history: dict[str, Sequence[dict[str, Any]]] | None = None,
