@@ -572,7 +572,14 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     """``predmaint fleet``: every streamed asset's latest state (``streaming.py``)."""
     from . import streaming
 
-    return streaming.cmd_fleet(args)
+    if args.html is None and args.drift_result is not None:
+        raise UsageError("--drift-result goes with --html")
+    code = streaming.cmd_fleet(args)
+    if args.html is not None:
+        from . import outcomes
+
+        code = outcomes.cmd_fleet_page(args)
+    return code
 
 
 def cmd_outcome_add(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ by asset and by day, ``training_src.stream.archive``), the risk events of the de
 (``training_src.stream.decisions``, configured in cdk.json ``predmaint.decisions``) as JSON Lines under
 ``<home>/stream/events/day=<day>/`` and one line each on the terminal. The endpoint is the champion in this process
 (the serving code's own ``handle``) or, with ``--url``, a running ``predmaint serve``.
-``predmaint fleet --html PATH`` writes the fleet page (``training_src.stream.fleet_page``) of this state.
+``predmaint fleet --html PATH`` writes the fleet page of this state (``outcomes.write_fleet_page``).
 """
 
 from __future__ import annotations
@@ -416,68 +416,9 @@ def cmd_stream(args: Any) -> int:
     return 2 if summary.errors else 0
 
 
-def fleet_history(home: Path, answers: Iterable[dict[str, Any]], last: int | None = None
-                  ) -> dict[str, list[dict[str, Any]]]:
-    """Asset -> its archived answers (``answers``: archive ``answer`` items) of its current life (``time``,
-    ``rul``, ``rul_lower``, ``rul_upper``, ``failure_probability``), time-ordered, the ``last`` most recent
-    (None: ``fleet_page.HISTORY``)."""
-    from training_src.stream import fleet_page
-
-    last = fleet_page.HISTORY if last is None else last
-    lives = {st.asset_id: st.life_no for st in StateStore(stream_dir(home) / "state.sqlite").all()
-             if isinstance(st, state.AssetState)}
-    out: dict[str, dict[float, dict[str, Any]]] = {}
-    for item in answers:
-        a = str(item.get("asset_id"))
-        if a not in lives or item.get("life") != lives[a]:
-            continue
-        ans = item.get("answer") or {}
-        out.setdefault(a, {}).setdefault(item["time"], {"time": item["time"], **{
-            k: ans.get(k) for k in ("rul", "rul_lower", "rul_upper", "failure_probability")}})
-    return {a: [pts[t] for t in sorted(pts)][-last:] for a, pts in out.items()}
-
-
-def write_fleet_page(home: Path, path: Path, drift_result: Path | None = None) -> int:
-    """Write the fleet page (``training_src.stream.fleet_page``) of the local stream to ``path``
-    (atomically); returns how many assets it shows. Quality figures as ``predmaint quality`` computes them."""
-    from training_src.profiles import load_profile
-    from training_src.stream import fleet_page, quality
-
-    from . import deployment, outcomes
-    from .lifestore import write_atomically
-
-    rows = fleet_rows(home)
-    drift = None
-    if drift_result is not None:
-        try:
-            drift = json.loads(Path(drift_result).read_text())
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--drift-result {drift_result}: cannot read a drift result ({exc})") from None
-        if not isinstance(drift, dict) or "drift" not in drift:
-            raise UsageError(f"--drift-result {drift_result}: not a drift result (no 'drift' field)")
-    cfg = deployment.load()
-    rule = decision_rule()
-    answers, events, risk, last_seen = outcomes.read_quality_inputs(home)
-    figures = quality.quality(answers, events, risk, horizon=rule.horizon, lead=rule.min_lead or 0.0,
-                              cap=load_profile(cfg.profile, cfg.subset).label.cap, last_seen=last_seen)
-    page = fleet_page.render_fleet_page(rows, fleet_history(home, answers), figures, drift,
-                                        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                                        title=f"Fleet · {cfg.profile} {cfg.subset or ''}".strip())
-    try:
-        write_atomically(Path(path), page)
-    except OSError as exc:
-        raise UsageError(f"--html {path}: cannot write ({exc.strerror or exc})") from None
-    return len(rows)
-
-
 def cmd_fleet(args: Any) -> int:
-    """``predmaint fleet``: every asset's latest state; ``--html PATH`` also writes the fleet page."""
-    if args.html is None and args.drift_result is not None:
-        raise UsageError("--drift-result goes with --html")
+    """``predmaint fleet``: every asset's latest state (``--html``: ``outcomes.cmd_fleet_page`` follows)."""
     print_fleet(fleet_rows(args.home), args.json)
-    if args.html is not None:
-        n = write_fleet_page(args.home, Path(args.html), args.drift_result)
-        print(f"fleet page: {n} assets in {args.html}", file=sys.stderr)
     return 0
 
 
