@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PREDMAINT_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: wheel-check setup lambda-deps pipcheck-setup checkov-setup container-setup container-lock sdk-setup demo test lint data synth lock lock-sdk bench load-bench clean
+.PHONY: wheel-check setup lambda-deps pipcheck-setup browser-setup checkov-setup container-setup container-lock sdk-setup demo test lint data synth lock lock-sdk bench load-bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found (Python 3.11 is required)" >&2; exit 2; }
@@ -84,6 +84,19 @@ $(PIPCHECK_VENVS)/.installed: Makefile
 
 pipcheck-setup: $(PIPCHECK_VENVS)/.installed
 
+## A real headless browser for tests/stream/test_fleet_page.py (the fleet page renders, no console error,
+## the ranking is the state's): Debian's chromium (apt, as root on a CI machine; `playwright install`
+## is never run, it downloads browsers from the internet) driven by the playwright package (pinned).
+PLAYWRIGHT := playwright==1.65.3
+$(BIN)/.browser-installed: $(BIN)/.installed Makefile
+	@test -x /usr/bin/chromium || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }; } || \
+		{ echo "error: /usr/bin/chromium is missing: install Debian's chromium (apt-get install chromium, as root)" >&2; exit 2; }
+	$(BIN)/pip install -q $(PLAYWRIGHT)
+	touch $@
+
+browser-setup: $(BIN)/.browser-installed
+
 ## Re-resolve requirements-container.txt from requirements-container.in (Python 3.12, as above).
 container-lock:
 	rm -rf /tmp/predmaint-container-lock && "$(or $(CONTAINER_PY),$(PY))" -m venv /tmp/predmaint-container-lock
@@ -111,7 +124,7 @@ demo: setup
 	$(BIN)/python -m predmaint.demo
 
 ## The whole test suite.
-test: setup checkov-setup container-setup sdk-setup pipcheck-setup
+test: setup checkov-setup container-setup sdk-setup pipcheck-setup browser-setup
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/pytest -n 2 --dist loadgroup

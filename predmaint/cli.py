@@ -72,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     result = runner.run_pipeline(profile=args.profile, subset=args.subset, data_dir=args.data_dir, home=args.home,
                                  trials=args.trials, parallel=args.parallel, seed=args.seed, run_id=args.run_id,
-                                 progress=not args.quiet)
+                                 progress=not args.quiet, fleet_data=args.fleet_data)
     sys.stdout.flush()
     # The contract: the evaluation report's path is the LAST line of output (scripts read it).
     print(result.evaluation_path, flush=True)
@@ -577,14 +577,22 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         raise UsageError("--save and --region go with --aws")
     from . import streaming
 
-    return streaming.cmd_fleet(args)
+    if args.html is None and args.drift_result is not None:
+        raise UsageError("--drift-result goes with --html")
+    code = streaming.cmd_fleet(args)
+    if args.html is not None:
+        from . import outcomes
+
+        code = outcomes.cmd_fleet_page(args)
+    return code
 
 
 def _fleet_from_aws(args: argparse.Namespace) -> int:
     from . import aws, deployment
 
-    if args.json:
-        raise UsageError("--aws downloads the page; --json prints the local state: give one of them")
+    if args.json or args.html is not None or args.drift_result is not None:
+        raise UsageError("--aws downloads the deployed page; --json, --html and --drift-result work on the local "
+                         "state: give one of them")
     config = deployment.load()
     region = args.region or config.region
     dest = args.save if args.save is not None else Path(args.home) / "fleet" / "index.html"

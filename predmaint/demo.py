@@ -115,7 +115,9 @@ def main() -> int:
         test_file = data_dir / "cmapss" / "test_FD001.txt.gz"
         _step(f"4d. predmaint stream: every FD001 test engine as a stream, 10 readings per record, through "
               f"the server; each asset's state (life summary, last readings, answer) kept under {home / 'stream'}")
-        inv = subprocess.run(_cli("stream", "--input", str(test_file), "--chunk", "10", "--url", url, home=home),
+        # batches of 100 records, one per engine: each engine gets an answer every 10 readings (the page's sparklines)
+        inv = subprocess.run(_cli("stream", "--input", str(test_file), "--chunk", "10", "--batch", "100", "--url", url,
+                                  home=home),
                              env=env)
         if inv.returncode != 0:
             return inv.returncode
@@ -124,6 +126,13 @@ def main() -> int:
         sys.stdout.write("".join(fleet.stdout.splitlines(keepends=True)[:7]))
         if fleet.returncode != 0:
             return fleet.returncode
+        page = home / "fleet.html"
+        _step("4f. predmaint fleet --html: the fleet page (assets ranked by risk, recent answers, live quality)")
+        shown = subprocess.run(_cli("fleet", "--html", str(page), home=home), env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+        sys.stdout.write(shown.stderr)  # "fleet page: N assets in PATH" (or the error)
+        if shown.returncode != 0:
+            return shown.returncode
     finally:
         _step("5. shutdown (SIGTERM)")
         server.send_signal(signal.SIGTERM)

@@ -6,13 +6,16 @@ not before the asset's first reading nor before its last one, no second failure 
 already failed) and only then takes them all in through the stream core, which archives them and
 ends the assets' lives. One bad outcome: a one-line error naming it, and nothing changes.
 ``quality`` joins the archived answers with the archived failures and the risk events
-(``training_src.stream.quality``).
+(``training_src.stream.quality``), and writes every failed life as a training history under
+``<home>/fleet-data`` (``fleetdata.export_failures``). ``write_fleet_page`` (``predmaint fleet --html``)
+renders the fleet page (``training_src.stream.fleet_page``) with those same quality figures.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -149,18 +152,35 @@ QUALITY_FIELDS = ("model_version", "answers", "failures", "alerts", "rmse", "rms
                   "precision", "early_alerts", "median_lead")
 
 
-def cmd_quality(args: Any) -> int:
-    """``predmaint quality``: live model quality per model version."""
+def live_quality(home: Path) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], Any]:
+    """(figures per model version, the archived answers, the deployment's profile) of the local stream,
+    with the deployment's decision rule and the profile's RUL cap."""
     from training_src.profiles import load_profile
 
     from . import deployment
 
     cfg = deployment.load()
     rule = decision_rule()
-    cap = load_profile(cfg.profile, cfg.subset).label.cap
-    answers, events, risk, last_seen = read_quality_inputs(args.home)
-    figures = quality.quality(answers, events, risk, horizon=rule.horizon, lead=rule.min_lead or 0.0, cap=cap,
-                              last_seen=last_seen)
+    profile = load_profile(cfg.profile, cfg.subset)
+    answers, events, risk, last_seen = read_quality_inputs(home)
+    figures = quality.quality(answers, events, risk, horizon=rule.horizon, lead=rule.min_lead or 0.0,
+                              cap=profile.label.cap, last_seen=last_seen)
+    return figures, answers, profile
+
+
+def cmd_quality(args: Any) -> int:
+    """``predmaint quality``: live model quality per model version."""
+    figures, _, profile = live_quality(args.home)
+    if profile.is_regression:  # the failed lives as training histories (what the AWS quality job writes to raw/)
+        from .fleetdata import export_failures, fleet_data_dir
+
+        exported, left_out = export_failures(args.home, profile)
+        for line in left_out:
+            print(f"predmaint quality: not exported: {line}", file=sys.stderr)
+        if exported:
+            print(f"predmaint quality: {len(exported)} failure histories ({sum(e.changed for e in exported)} new or "
+                  f"changed, {sum(e.history.rows for e in exported)} rows) in {fleet_data_dir(args.home)}",
+                  file=sys.stderr)
     if args.json:
         for version, f in figures.items():
             print(json.dumps({"model_version": version, **f}))
@@ -174,3 +194,60 @@ def cmd_quality(args: Any) -> int:
         print("no archived answers yet", file=sys.stderr)
     return 0
 
+
+def fleet_history(home: Path, answers: Iterable[dict[str, Any]], last: int | None = None
+                  ) -> dict[str, list[dict[str, Any]]]:
+    """Asset -> its archived answers (``answers``: archive ``answer`` items) of its current life (``time``,
+    ``rul``, ``rul_lower``, ``rul_upper``, ``failure_probability``), time-ordered, the ``last`` most recent
+    (None: ``fleet_page.HISTORY``)."""
+    from training_src.stream import fleet_page
+
+    last = fleet_page.HISTORY if last is None else last
+    lives = {st.asset_id: st.life_no for st in StateStore(stream_dir(home) / "state.sqlite").all()
+             if isinstance(st, state.AssetState)}
+    out: dict[str, dict[float, dict[str, Any]]] = {}
+    for item in answers:
+        a = str(item.get("asset_id"))
+        if a not in lives or item.get("life") != lives[a]:
+            continue
+        ans = item.get("answer") or {}
+        out.setdefault(a, {}).setdefault(item["time"], {"time": item["time"], **{
+            k: ans.get(k) for k in ("rul", "rul_lower", "rul_upper", "failure_probability")}})
+    return {a: [pts[t] for t in sorted(pts)][-last:] for a, pts in out.items()}
+
+
+def write_fleet_page(home: Path, path: Path, drift_result: Path | None = None) -> int:
+    """Write the fleet page (``training_src.stream.fleet_page``) of the local stream to ``path``
+    (atomically); returns how many assets it shows. Quality figures as ``predmaint quality`` computes them."""
+    from datetime import UTC, datetime
+
+    from training_src.stream import fleet_page
+
+    from .lifestore import write_atomically
+    from .streaming import fleet_rows
+
+    rows = fleet_rows(home)
+    drift = None
+    if drift_result is not None:
+        try:
+            drift = json.loads(Path(drift_result).read_text())
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--drift-result {drift_result}: cannot read a drift result ({exc})") from None
+        if not isinstance(drift, dict) or "drift" not in drift:
+            raise UsageError(f"--drift-result {drift_result}: not a drift result (no 'drift' field)")
+    figures, answers, profile = live_quality(home)
+    page = fleet_page.render_fleet_page(rows, fleet_history(home, answers), figures, drift,
+                                        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                                        title=f"Fleet · {profile.name} {profile.subset or ''}".strip())
+    try:
+        write_atomically(Path(path), page)
+    except OSError as exc:
+        raise UsageError(f"--html {path}: cannot write ({exc.strerror or exc})") from None
+    return len(rows)
+
+
+def cmd_fleet_page(args: Any) -> int:
+    """``predmaint fleet --html PATH [--drift-result FILE]``: write the fleet page (after the table)."""
+    n = write_fleet_page(args.home, Path(args.html), args.drift_result)
+    print(f"fleet page: {n} assets in {args.html}", file=sys.stderr)
+    return 0

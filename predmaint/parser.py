@@ -139,6 +139,9 @@ def _run(add: Add) -> None:
     sp.add_argument("--seed", type=int, default=0, help="random seed for splits and tuning (default 0)")
     sp.add_argument("--run-id", default=None, help="run id (default: timestamp + random suffix)")
     sp.add_argument("--quiet", action="store_true", help="no progress output and no log lines; only the report path")
+    sp.add_argument("--fleet-data", action="store_true",
+                    help="also train on the fleet's failure histories that `predmaint quality` wrote under "
+                         "<home>/fleet-data (listed with their SHA-256 in the run's lineage)")
 
 
 def _serve(add: Add) -> None:
@@ -268,6 +271,12 @@ def _fleet(add: Add) -> None:
     sp.add_argument("--save", type=Path, default=None, metavar="PATH",
                     help="with --aws: where the page goes (default <home>/fleet/index.html)")
     sp.add_argument("--region", default=None, help="with --aws: the deployment's region (default: cdk.json's)")
+    sp.add_argument("--html", default=None, metavar="PATH",
+                    help="also write the fleet page (one self-contained HTML file: assets ranked by risk, recent "
+                         "answers, live quality and drift status)")
+    sp.add_argument("--drift-result", default=None, metavar="FILE",
+                    help="with --html: the drift status shown on the page (drift_result.json of "
+                         "`predmaint drift --output DIR`; default: not checked)")
 
 
 def _quality(add: Add) -> None:

@@ -9,6 +9,8 @@ Inputs, all optional except that at least one must exist:
   tuning.json      {"trials": [{number, algorithm, params, value, state, duration_s}], "best": {...},
                     "objective": "validation-rmse", "direction": "minimize"}
   decision.json    {approved, status, reason, primary_metric, challenger_value, champion_value, model_version}
+  fleet-data.json  {"files": [{path, key, sha256, units, rows}], units, rows}: the fleet's failure
+                   histories a `run --fleet-data` trained on (a "Fleet data" section)
 """
 
 from __future__ import annotations
@@ -291,6 +293,15 @@ def _decision_section(dec: dict[str, Any] | None) -> str:
             f"<table>{table}</table>")
 
 
+def _fleet_data_section(fleet: dict[str, Any]) -> str:
+    """The fleet's failure histories the run trained on (``fleet-data.json``: path, sha256, units, rows)."""
+    rows = "".join(f"<tr><td>{_e(f.get('key'))}</td><td>{_e(f.get('units'))}</td><td>{_e(f.get('rows'))}</td>"
+                   f"<td><code>{_e(f.get('sha256'))}</code></td></tr>" for f in fleet.get("files", []))
+    return (f"<p>{_e(fleet.get('units'))} unit(s), {_e(fleet.get('rows'))} row(s) added to the training data from "
+            "the fleet's recorded failures.</p><table><tr><th>file</th><th>units</th><th>rows</th><th>sha256</th></tr>"
+            f"{rows}</table>")
+
+
 def _cards(ev: dict[str, Any] | None, dec: dict[str, Any] | None, summary: dict[str, Any] | None) -> str:
     cards = []
     if ev:
@@ -336,6 +347,9 @@ def render(run_dir: Path) -> Path:
         "<h2>Evaluation plots</h2>" + (_plots_section(run_dir, ev) if ev else "<p class='note'>–</p>"),
         "<h2>Hyperparameter tuning</h2>" + _tuning_section(run_dir, tuning),
     ]
+    fleet = _load(run_dir / "fleet-data.json")
+    if fleet:
+        sections.insert(3, "<h2>Fleet data</h2>" + _fleet_data_section(fleet))
     page = ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>predmaint run {_e(run_id)}</title><style>{CSS}</style></head><body>"

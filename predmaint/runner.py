@@ -265,7 +265,7 @@ def processing_arguments(plan: dict[str, Any], stage: str, profile_file: Path) -
 
 def run_pipeline(profile: str | os.PathLike, subset: str | None, data_dir: Path, home: Path, trials: int = 20,
                  parallel: int | None = None, seed: int = 0, run_id: str | None = None,
-                 progress: bool = True) -> RunResult:
+                 progress: bool = True, fleet_data: bool = False) -> RunResult:
     """Run every stage for ``profile``/``subset`` on ``data_dir``; register the model in ``home``.
 
     ``profile`` is a shipped profile's name or the path of a profile file (``is_profile_path``).
@@ -273,6 +273,7 @@ def run_pipeline(profile: str | os.PathLike, subset: str | None, data_dir: Path,
     and ``PipelineError`` when a stage fails. Everything up to the prepare stage is checked before
     anything is written, and a failure before training starts removes the run's folder again, so
     bad input leaves nothing behind. Returns where the run's files are and the decision.
+    ``fleet_data``: also train on the fleet's failure histories under ``<home>/fleet-data`` (``fleetdata``).
     """
     if trials < 1:
         raise UsageError(f"--trials must be at least 1, got {trials}")
@@ -299,12 +300,29 @@ def run_pipeline(profile: str | os.PathLike, subset: str | None, data_dir: Path,
     # the deployment's promotion gates, read (and checked) before any work, as everything the run needs
     gates = deployment.load().promotion
     started = time.time()
-    plan, profile_doc = plan_locally(profile, prof, data_dir)  # reads only: bad data leaves nothing behind
+    fleet_lineage: dict[str, Any] | None = None
+    if fleet_data:  # a temporary data dir: the train file as parts, the shipped one + the fleet's histories
+        from predmaint import fleetdata
+
+        data_dir, fleet_files = fleetdata.overlay(data_dir, home, prof)
+        fleet_lineage = {"files": fleet_files, "units": sum(f["units"] for f in fleet_files),
+                         "rows": sum(f["rows"] for f in fleet_files)}
+
+    def drop_overlay() -> None:
+        if fleet_data:
+            shutil.rmtree(data_dir, ignore_errors=True)  # the links only; the files stay where they are
+
+    try:
+        plan, profile_doc = plan_locally(profile, prof, data_dir)  # reads only: bad data leaves nothing behind
+    except BaseException:
+        drop_overlay()
+        raise
     prepared = time.time() - started
     created = [p for p in (home, home / "runs", run_dir) if not p.exists()]  # removed again on early failure
     try:
         run_dir.mkdir(parents=True)
     except OSError as exc:
+        drop_overlay()
         raise UsageError(f"cannot create run directory {run_dir}: {exc.strerror}") from exc
     log.info("run=%s profile=%s subset=%s trials=%d parallel=%d seed=%d", run_id, prof.name, prof.subset,
              trials, parallel, seed)
@@ -312,6 +330,9 @@ def run_pipeline(profile: str | os.PathLike, subset: str | None, data_dir: Path,
         print(f"run {run_id}: {prof.name} {prof.subset or ''} · {trials} trials · {parallel} in parallel "
               f"· seed {seed}\n  folder {run_dir}\n  ✓ prepare (prepare Lambda handler on local files) "
               f"({prepared:.1f}s)", flush=True)
+        if fleet_lineage is not None:
+            print(f"  + fleet data: {len(fleet_lineage['files'])} failure histories ({fleet_lineage['units']} units, "
+                  f"{fleet_lineage['rows']} rows) from {fleetdata.fleet_data_dir(home)}", flush=True)
 
     # SIGTERM behaves like Ctrl-C: stop at once (trials killed in the handler), nothing is registered
     # before the end, and the stopped run's folder is removed
@@ -320,6 +341,8 @@ def run_pipeline(profile: str | os.PathLike, subset: str | None, data_dir: Path,
     training = False  # until tuning starts, a failure removes the run folder (bad input leaves nothing)
     try:
         (run_dir / "plan.json").write_text(json.dumps(plan, indent=1, default=str))
+        if fleet_lineage is not None:  # the run's lineage: which fleet histories it trained on (the report shows them)
+            (run_dir / "fleet-data.json").write_text(json.dumps(fleet_lineage, indent=1))
         profile_file = run_dir / "profile" / "profile.json"  # the run's one profile, as in S3
         profile_file.parent.mkdir()
         profile_file.write_text(json.dumps(profile_doc, indent=1))
@@ -389,7 +412,8 @@ def run_pipeline(profile: str | os.PathLike, subset: str | None, data_dir: Path,
                        "dataset_files": manifest.get("files"),
                        "test_fingerprint": report.get("test_fingerprint"), "algorithm": best["algorithm"],
                        "hyperparameters": best["params"], "code_commit": git_commit(), "seed": seed,
-                       "run_id": run_id, "plan_run_id": plan.get("run_id")}
+                       "run_id": run_id, "plan_run_id": plan.get("run_id"),
+                       **({"fleet_data": fleet_lineage} if fleet_lineage is not None else {})}
             decision, package = promote_locally(LocalRegistryClient(registry, report, lineage), run_id, prof,
                                                 artifact, report, gates)
             doc = {**decision, "model_version": str(package.version),
@@ -410,6 +434,7 @@ def run_pipeline(profile: str | os.PathLike, subset: str | None, data_dir: Path,
     finally:
         if server is not None:
             server.close()  # also SIGKILLs any script still running (interrupted run)
+        drop_overlay()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if not training:  # failed before training started: leave nothing behind

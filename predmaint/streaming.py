@@ -8,6 +8,7 @@ by asset and by day, ``training_src.stream.archive``), the risk events of the de
 (``training_src.stream.decisions``, configured in cdk.json ``predmaint.decisions``) as JSON Lines under
 ``<home>/stream/events/day=<day>/`` and one line each on the terminal. The endpoint is the champion in this process
 (the serving code's own ``handle``) or, with ``--url``, a running ``predmaint serve``.
+``predmaint fleet --html PATH`` writes the fleet page of this state (``outcomes.write_fleet_page``).
 """
 
 from __future__ import annotations
@@ -477,7 +478,7 @@ def cmd_stream(args: Any) -> int:
 
 
 def cmd_fleet(args: Any) -> int:
-    """``predmaint fleet``: every asset's latest state."""
+    """``predmaint fleet``: every asset's latest state (``--html``: ``outcomes.cmd_fleet_page`` follows)."""
     print_fleet(fleet_rows(args.home), args.json)
     return 0
 

@@ -8,6 +8,8 @@
 - ``model_api.py`` the one door to the feature and serving code (life summaries, fingerprints, scoring)
 - ``decisions.py`` the maintenance decision rule and its risk episodes (events once per episode)
 - ``quality.py``   live model quality: archived answers joined with recorded failures
+- ``failures.py``  a failed life's archived readings -> a run-to-failure history in the profile's raw layout
+- ``fleet_page.py`` the fleet page: states, recent answers, quality and drift -> one HTML string
 
 Pure Python (no boto3): local mode (``predmaint stream``), the scoring Lambda and the rebuild
 processing job run this same code.
