@@ -104,7 +104,42 @@ def test_missing_inputs_are_empty_and_bad_usage_is_one_line(tmp_path, capsys):
     assert "x.jsonl line 1: not JSON" in capsys.readouterr().err
 
 
-def test_outputs_writes_the_report_and_makes_the_fleet_folder(tmp_path):
+def test_outputs_writes_the_report_and_the_fleet_page(tmp_path):
     written = quality_job.outputs({"versions": {}}, quality_job.QualityInputs(), tmp_path / "r", tmp_path / "fleet")
-    assert written == [tmp_path / "r" / quality_job.REPORT_FILE] and (tmp_path / "fleet").is_dir()
-    assert isinstance(Path(written[0]).read_text(), str)
+    assert written == [tmp_path / "r" / quality_job.REPORT_FILE, tmp_path / "fleet" / quality_job.FLEET_PAGE]
+    assert json.loads(Path(written[0]).read_text()) == {"versions": {}}
+    assert "0 assets ranked by risk" in written[1].read_text()
+
+
+def _answer(asset, life, time, rul, p, version="v1"):
+    return {"type": "answer", "asset_id": asset, "life": life, "time": time, "day": "2026-12-06",
+            "answer": {"rul": rul, "rul_lower": rul - 5, "rul_upper": rul + 5, "failure_probability": p,
+                       "model_version": version, "with_summary": True}}
+
+
+def test_the_fleet_page_is_built_from_the_archive_alone(tmp_path):
+    """The AWS job has no state table: rows, episodes and histories come from the archived answers,
+    outcomes and risk events, and the page ranks them as the local page does."""
+    from training_src.stream import fleet_page
+
+    answers = [_answer("a", 0, t, 100 - t, 0.01) for t in range(1, 6)]
+    answers += [_answer("b", 0, t, 30 - t, 0.2 * t) for t in range(1, 5)]
+    answers += [_answer("c", 0, 1, 50, 0.1), _answer("c", 1, 3, 80, 0.02)]  # a new life after maintenance
+    answers += [_answer("d", 0, 7, 3, 0.95)]
+    outcomes = [{"type": "event", "asset_id": "c", "life": 0, "event": "maintenance", "time": 2},
+                {"type": "event", "asset_id": "d", "life": 0, "event": "failure", "time": 9}]
+    risk = [{"type": "AssetAtRisk", "asset_id": "b", "life": 0, "time": 3},
+            {"type": "AssetAtRisk", "asset_id": "a", "life": 0, "time": 2},
+            {"type": "AssetRiskCleared", "asset_id": "a", "life": 0, "time": 4}]
+    rows, history = fleet_page.from_archive(answers, outcomes, risk)
+    by = {r["asset_id"]: r for r in rows}
+    assert by["b"]["at_risk"] and by["b"]["risk_since"] == 3 and by["b"]["rul"] == 26
+    assert not by["a"]["at_risk"] and by["a"]["last"] == 5 and by["a"]["model_version"] == "v1"
+    assert by["c"]["rul"] == 80 and [p["time"] for p in history["c"]] == [3.0]  # the current life only
+    assert by["d"].get("rul") is None and by["d"]["last"] == 9.0 and "d" not in history  # failed: no answer yet
+    assert [p["time"] for p in history["a"]] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert [r["asset_id"] for r in fleet_page.rank(rows)] == ["b", "c", "a", "d"]
+    inputs = quality_job.QualityInputs(answers=answers, outcomes=outcomes, risk=risk)
+    page = quality_job.outputs({"versions": {}}, inputs, tmp_path / "r", tmp_path / "fleet")[1].read_text()
+    order = [page.index(f"data-asset='{a}'") for a in ("b", "c", "a", "d")]
+    assert order == sorted(order) and "data-at-risk='true'" in page

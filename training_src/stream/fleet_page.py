@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from html import escape
 from typing import Any
 
+from .decisions import AT_RISK
+
 #: answers shown per asset in its sparkline (the most recent of its current life)
 HISTORY = 40
 
@@ -51,6 +53,51 @@ def rank(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         return ("error" in r, not r.get("at_risk"), p is None, -(p or 0.0), rul is None, rul or 0.0,
                 str(r.get("asset_id")))
     return sorted(rows, key=key)
+
+
+def from_archive(answers: Iterable[dict[str, Any]], outcomes: Iterable[dict[str, Any]] = (),
+                 risk: Iterable[dict[str, Any]] = (), last: int = HISTORY
+                 ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """The page's ``rows`` and ``history`` from the stream archive alone (the AWS quality job reads the
+    archive, not the state table).
+
+    ``answers``: archive ``answer`` items (``asset_id``, ``life``, ``time``, ``answer``); ``outcomes``:
+    archive ``event`` items; ``risk``: archived risk events. An asset's row is its latest life's latest
+    answer; ``readings`` is unknown here (None); ``at_risk``/``risk_since`` follow the life's latest risk
+    event. A life ended by a recorded failure or maintenance shows no answer: its next life has none yet."""
+    latest: dict[str, dict[str, Any]] = {}
+    points: dict[tuple[str, int], dict[float, dict[str, Any]]] = {}
+    for item in answers:
+        a, life, t = str(item["asset_id"]), int(item["life"]), float(item["time"])
+        cur = latest.get(a)
+        if cur is None or (life, t) > (int(cur["life"]), float(cur["time"])):
+            latest[a] = item
+        ans = item.get("answer") or {}
+        points.setdefault((a, life), {}).setdefault(t, {"time": t, **{
+            k: ans.get(k) for k in ("rul", "rul_lower", "rul_upper", "failure_probability")}})
+    ended = {(str(o["asset_id"]), int(o["life"])): float(o["time"]) for o in outcomes}
+    episode: dict[tuple[str, int], dict[str, Any]] = {}
+    for ev in risk:
+        k = (str(ev["asset_id"]), int(ev["life"]))
+        if k not in episode or float(ev["time"]) >= float(episode[k]["time"]):
+            episode[k] = ev
+    rows, history = [], {}
+    for a, item in latest.items():
+        life = int(item["life"])
+        if (a, life) in ended:
+            rows.append({"asset_id": a, "readings": None, "last": ended[(a, life)], "at_risk": False,
+                         "risk_since": None})
+            continue
+        ans = item.get("answer") or {}
+        ev = episode.get((a, life))
+        at_risk = bool(ev is not None and ev.get("type") == AT_RISK)
+        rows.append({"asset_id": a, "readings": None, "last": item["time"],
+                     **{k: ans.get(k) for k in ("rul", "rul_lower", "rul_upper", "failure_probability",
+                                                "model_version", "with_summary")},
+                     "at_risk": at_risk, "risk_since": ev["time"] if at_risk else None})
+        pts = points[(a, life)]
+        history[a] = [pts[t] for t in sorted(pts)][-last:]
+    return rows, history
 
 
 def _fmt(v: Any, digits: int = 1) -> str:

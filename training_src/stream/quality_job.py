@@ -24,12 +24,15 @@ import json
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import quality
+from . import fleet_page, quality
 
 REPORT_FILE = "quality_report.json"
+#: the fleet page under ``--fleet-output`` (uploaded as ``s3://<artifacts>/fleet/index.html``)
+FLEET_PAGE = "index.html"
 #: figure -> (CloudWatch metric name, unit)
 METRICS = {"rmse": ("RMSE", "None"), "rmse_capped": ("RMSECapped", "None"), "coverage": ("Coverage80", "None"),
            "recall": ("AlertRecall", "None"), "precision": ("AlertPrecision", "None"),
@@ -136,6 +139,11 @@ def outputs(report: dict[str, Any], inputs: QualityInputs, report_dir: Path, fle
     written = [path]
     if fleet_dir is not None:
         fleet_dir.mkdir(parents=True, exist_ok=True)
+        rows, history = fleet_page.from_archive(inputs.answers, inputs.outcomes, inputs.risk)
+        page = fleet_page.render_fleet_page(rows, history, report.get("versions"), None,
+                                            generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+        (fleet_dir / FLEET_PAGE).write_text(page)
+        written.append(fleet_dir / FLEET_PAGE)
     return written
 
 
