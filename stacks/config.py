@@ -174,7 +174,10 @@ class QualityConfig:
     """The scheduled live-quality check (stacks/quality_monitor.py, docs/decisions.md): only with the stream
     enabled. Alarms when the latest model version's 80 % interval ``coverage`` leaves
     [``coverage_min``, ``coverage_max``] or its ``rmse_capped`` exceeds ``max_rmse`` (null: no RMSE alarm);
-    ``retrain_on_alarm`` starts the training state machine on any of them, as drift's rule does."""
+    ``retrain_on_alarm`` starts the training state machine on any of them, as drift's rule does.
+    ``fleet_training_data``: the job also writes every failed life's history to the data bucket's ``raw/``
+    in the profile's raw layout (docs/decisions.md, "Failures become training data"); a shipped
+    run-to-failure profile only (the job loads it by name)."""
 
     enabled: bool = True
     schedule: str = "rate(1 day)"
@@ -184,6 +187,7 @@ class QualityConfig:
     retrain_on_alarm: bool = False
     instance_type: str = "ml.m5.large"
     max_runtime_minutes: int = 60
+    fleet_training_data: bool = False
 
 
 @dataclass(frozen=True)
@@ -320,6 +324,24 @@ class AppConfig:
         except DecisionError as exc:
             raise ConfigError(str(exc)) from None
 
+    def _check_fleet_training_data(self) -> None:
+        """``quality.fleet_training_data`` needs the check on and a shipped run-to-failure profile: the job
+        loads the profile by name from its code (a profile file of the deploying machine is not there)."""
+        from training_src.profiles import is_profile_path, load_profile
+        from training_src.stream import failures
+
+        where = "predmaint.quality.fleet_training_data"
+        if not (self.stream.enabled and self.quality.enabled):
+            raise ConfigError(f"{where} needs predmaint.stream.enabled and predmaint.quality.enabled "
+                              "(the quality job writes the histories)")
+        if is_profile_path(self.profile):
+            raise ConfigError(f"{where}: the profile must be a shipped one (the job loads it by name), "
+                              f"not the file {self.profile!r}")
+        try:
+            failures.check_profile(load_profile(self.profile, self.subset))
+        except failures.FailureError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
     def validate(self) -> None:
         """Raise ``ConfigError`` naming the first inconsistent setting."""
         from training_src.profiles import ProfileError, load_profile  # the profile rules live there
@@ -436,6 +458,8 @@ class AppConfig:
         _check_range("predmaint.quality.max_runtime_minutes", q.max_runtime_minutes, 1, 5 * 24 * 60)
         if q.retrain_on_alarm and not q.enabled:
             raise ConfigError("predmaint.quality.retrain_on_alarm needs predmaint.quality.enabled")
+        if q.fleet_training_data:
+            self._check_fleet_training_data()
         self.decision_rule()
 
 

@@ -38,13 +38,13 @@ class MonitoringStack(cdk.Stack):
         c = config
         self.drift = self.quality = None
         if c.drift.enabled or (c.stream.enabled and c.quality.enabled):
-            key, _, artifacts = project_storage(self, c, key_arn)
+            key, data, artifacts = project_storage(self, c, key_arn)
         if c.drift.enabled:
             self.drift = DriftMonitor(self, "Drift", config=c, artifacts=artifacts, key=key, topic=topic,
                                       state_machine=state_machine, network=network)
         if c.stream.enabled and c.quality.enabled:
             self.quality = QualityMonitor(self, "Quality", config=c, artifacts=artifacts, key=key, topic=topic,
-                                          state_machine=state_machine, network=network)
+                                          state_machine=state_machine, network=network, data=data)
         minute = 60
         em = lambda name, stat: endpoint_metric(c, name, stat, minute)  # noqa: E731
         instance_count = cloudwatch.MathExpression(

@@ -9,7 +9,10 @@ asset enters risk, so the function lists each prefix now:
 
 - no answer archived yet (the stream has scored nothing): it starts nothing and answers
   ``{"status": "nothing-to-check", "reason": ...}`` (a successful invocation: nothing is wrong);
-- otherwise it leaves out the empty optional inputs (the job reads a missing folder as empty), starts
+- otherwise it leaves out the empty optional inputs (the job reads a missing folder as empty), and
+  the ``readings`` input (present with ``predmaint.quality.fleet_training_data``: the failed assets'
+  histories) when ``outcomes`` is empty, since no failure is recorded to export (it is not listed:
+  a recorded failure is archived under ``readings/`` too, so with outcomes it is never empty), starts
   the job (``training_src/stream/quality_job.py``) and answers ``{"status": "started",
   "processing_job_name": ..., "inputs": [...]}``.
 
@@ -31,6 +34,8 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Pred
 
 #: the ProcessingInputs of the archive: answers are required, the others may be left out
 ANSWERS, OPTIONAL = "answers", ("outcomes", "risk")
+#: the input of the failed assets' readings, when the schedule's request has it: read only with outcomes
+READINGS = "readings"
 NOTHING = "nothing-to-check"
 
 
@@ -63,6 +68,8 @@ def plan_check(event: Any, has_objects: Callable[[str], bool]) -> dict[str, Any]
         return {"status": NOTHING, "reason": f"no archived answer under {answers} yet: the stream has scored "
                                              "nothing (or is not deployed)"}
     empty = {n for n in OPTIONAL if not has_objects(inputs[n]["S3Uri"])}
+    if "outcomes" in empty:
+        empty.add(READINGS)
     request["ProcessingInputs"] = [i for i in request["ProcessingInputs"] if i["InputName"] not in empty]
     return {"status": "start", "request": request}
 

@@ -23,14 +23,15 @@ starter = load_module(HERE / "handler.py", "lambda_quality_handler_under_test")
 shapes = load_module(REPO / "tests" / "infra" / "contracts" / "shapes.py", "quality_test_shapes")
 
 
-def _request() -> dict:
+def _request(fleet_data_uri: str | None = None) -> dict:
     """The schedule's request as stacks/quality_monitor.py builds it (the scheduler's id put in)."""
     config = AppConfig.from_context(json.loads((REPO / "cdk.json").read_text())["context"])
     req = processing_request(config, role_arn="arn:aws:iam::123456789012:role/quality-job",
                              source_uri="s3://cdk-assets/source.tar.gz", archive_uri=ARCHIVE,
                              results_uri=f"s3://{BUCKET}/monitoring/quality/<aws.scheduler.execution-id>",
                              fleet_uri=f"s3://{BUCKET}/fleet",
-                             key_arn="arn:aws:kms:eu-west-1:123456789012:key/0a1b2c3d-0a1b-0a1b-0a1b-0a1b2c3d4e5f")
+                             key_arn="arn:aws:kms:eu-west-1:123456789012:key/0a1b2c3d-0a1b-0a1b-0a1b-0a1b2c3d4e5f",
+                             fleet_data_uri=fleet_data_uri)
     return json.loads(json.dumps(req).replace("<aws.scheduler.execution-id>", "d32c5kddcf5bb8c3"))
 
 
@@ -84,6 +85,16 @@ def test_the_plan_leaves_the_event_alone():
     plan = starter.plan_check({"request": request}, lambda uri: uri.endswith("answers/"))
     assert [i["InputName"] for i in plan["request"]["ProcessingInputs"]] == ["code", "answers"]
     assert [i["InputName"] for i in request["ProcessingInputs"]] == ["code", "answers", "outcomes", "risk"]
+
+
+def test_the_readings_input_is_read_only_when_a_failure_is_recorded():
+    request = _request(fleet_data_uri="s3://predmaint-data-123456789012-eu-west-1/raw/cmapss/train_FD001")
+    names = lambda plan: [i["InputName"] for i in plan["request"]["ProcessingInputs"]]  # noqa: E731
+    no_failure = starter.plan_check({"request": request}, lambda uri: not uri.endswith("outcomes/"))
+    assert names(no_failure) == ["code", "answers", "risk"]
+    assert names(starter.plan_check({"request": request}, lambda uri: True)) == [
+        "code", "answers", "outcomes", "risk", "readings"]
+    assert shapes.problems("sagemaker", "CreateProcessingJob", no_failure["request"]) == []
 
 
 @pytest.mark.parametrize(("event", "message"), [

@@ -143,3 +143,51 @@ def test_the_fleet_page_is_built_from_the_archive_alone(tmp_path):
     page = quality_job.outputs({"versions": {}}, inputs, tmp_path / "r", tmp_path / "fleet")[1].read_text()
     order = [page.index(f"data-asset='{a}'") for a in ("b", "c", "a", "d")]
     assert order == sorted(order) and "data-at-risk='true'" in page
+
+
+def test_the_failed_lives_histories_are_the_local_exports_bytes(archived, tmp_path, capsys):
+    """With --fleet-data-output the job writes each failed life's history, from the archived readings of the
+    assets with a recorded failure, byte for byte what local mode's export writes for the same archive."""
+    from predmaint import fleetdata
+    from predmaint.streaming import stream_dir
+    from training_src.profiles import load_profile
+
+    root, items, _ = archived
+    out = tmp_path / "fleet-data"
+    assert quality_job.main(["--answers", str(root / "answers"), "--outcomes", str(root / "outcomes"),
+                             "--risk", str(root / "risk"), "--readings", str(root / "readings"),
+                             "--output", str(tmp_path / "report"), "--fleet-data-output", str(out),
+                             "--profile", "cmapss", "--subset", "FD001", "--horizon", "30"]) == 0
+    assert json.loads(capsys.readouterr().out)["fleet_histories"] == 6
+    # the same archive as local mode lays it out (one part.jsonl per asset and day)
+    home = tmp_path / "home"
+    for day in sorted((root / "readings").glob("asset=*/day=*")):
+        local = stream_dir(home) / "archive" / "readings" / day.parent.name / day.name
+        local.mkdir(parents=True)
+        (local / "part.jsonl").write_text("".join(p.read_text() for p in sorted(day.glob("*.jsonl"))))
+    profile = load_profile("cmapss", "FD001")
+    exported, errors = fleetdata.export_failures(home, profile)
+    assert errors == [] and len(exported) == 6
+    assert sorted(p.name for p in out.iterdir()) == sorted(e.key.rsplit("/", 1)[-1] for e in exported)
+    for e in exported:
+        assert (out / e.key.rsplit("/", 1)[-1]).read_bytes() == e.path.read_bytes()
+    failed = {str(i["asset_id"]) for i in items if i.get("event") == "failure"}
+    assert {e.history.asset_id for e in exported} == failed
+
+
+def test_fleet_data_needs_a_run_to_failure_profile_and_says_what_is_left_out(archived, tmp_path, capsys):
+    root, _, _ = archived
+    with pytest.raises(SystemExit):
+        quality_job.main(["--fleet-data-output", str(tmp_path / "f"), "--output", str(tmp_path / "r")])
+    assert "--fleet-data-output needs --profile" in capsys.readouterr().err
+    assert quality_job.main(["--answers", str(root / "answers"), "--output", str(tmp_path / "r"),
+                             "--fleet-data-output", str(tmp_path / "f"), "--profile", "ai4i2020"]) == 1
+    assert "failures become training data only for a run-to-failure profile" in capsys.readouterr().err
+    # a failure recorded for an asset whose readings are not in the input: one line, nothing written
+    assert quality_job.main(["--answers", str(root / "answers"), "--outcomes", str(root / "outcomes"),
+                             "--readings", str(tmp_path / "none"), "--output", str(tmp_path / "r"),
+                             "--fleet-data-output", str(tmp_path / "f"), "--profile", "cmapss",
+                             "--subset", "FD001"]) == 0
+    err = capsys.readouterr().err
+    assert "asset '1': a failure is recorded but no reading of it is archived" in err
+    assert list((tmp_path / "f").iterdir()) == []

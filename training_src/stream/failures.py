@@ -81,13 +81,25 @@ def object_name(asset_id: str, life: int, profile: Any) -> str:
     return f"{PREFIX}{quote(asset_id, safe='')}-{life}{suffix}"
 
 
-def object_key(asset_id: str, life: int, profile: Any) -> str:
-    """Where a history goes, relative to the data directory or to S3's ``raw/``: the folder of the
-    profile's train file partitioned into parts (``cmapss/train_FD001/fleet-81-0.txt``)."""
+def check_profile(profile: Any) -> None:
+    """FailureError (one line) when the profile's lives cannot be exported (not run-to-failure)."""
+    _layout(profile)
+
+
+def parts_folder(profile: Any) -> str:
+    """The folder of the profile's train file partitioned into parts (``cmapss/train_FD001``), relative
+    to the data directory."""
     train = profile.file("train") or ""
     stem = train[:-3] if train.endswith(".gz") else train
-    folder = stem.rsplit(".", 1)[0] if "." in stem.rsplit("/", 1)[-1] else stem
-    return f"{folder}/{object_name(asset_id, life, profile)}"
+    return stem.rsplit(".", 1)[0] if "." in stem.rsplit("/", 1)[-1] else stem
+
+
+def object_key(asset_id: str, life: int, profile: Any) -> str:
+    """Where a history goes, relative to the data directory or to S3's ``raw/``: the folder of the
+    profile's train file partitioned into parts (``cmapss/train_FD001/fleet-81-0.txt``). On AWS the
+    dataset's folder takes the place of the profile's (``raw/<dataset>/train_FD001/...``, as the prepare
+    Lambda resolves a role)."""
+    return f"{parts_folder(profile)}/{object_name(asset_id, life, profile)}"
 
 
 def _layout(profile: Any) -> tuple[list[str], str, bool]:

@@ -6,7 +6,9 @@ leaves out inputs whose prefix holds nothing yet, which SageMaker would refuse):
 
 - ``--answers``: the archive's ``answers/day=<day>/asset=<id>/*.jsonl`` (the endpoint's answers);
 - ``--outcomes``: ``outcomes/day=<day>/*.jsonl`` (the recorded failures and maintenance actions);
-- ``--risk``: ``risk/day=<day>/*.jsonl`` (the risk events the score Lambda delivered).
+- ``--risk``: ``risk/day=<day>/*.jsonl`` (the risk events the score Lambda delivered);
+- ``--readings`` (with ``--fleet-data-output``): ``readings/asset=<id>/day=<day>/*.jsonl``, the readings
+  and events of every asset, read only for the assets with a recorded failure.
 
 It computes the figures per model version (``quality.quality``: RMSE both protocols, the interval's
 coverage, alert recall and precision, median lead), writes them as ``quality_report.json`` and the
@@ -15,6 +17,12 @@ files ``outputs`` adds (``--output``, uploaded to ``monitoring/quality/<executio
 each figure once per model version (dimensions ``EndpointName``, ``ModelVersion``) and once for the
 latest version (``EndpointName`` only: the version that gave most answers on the last archived day),
 which the alarms watch, so a promotion needs no new alarm.
+
+With ``--fleet-data-output DIR --profile NAME`` it also writes every failed life's run-to-failure history
+(``failures.export_asset`` on the asset's archived readings, the function local mode runs) as
+``DIR/<failures.object_name>``, uploaded to the data bucket's ``raw/<dataset>/<train folder>/``; a failed
+life that cannot be a history is left out with one stderr line (docs/decisions.md, "Failures become
+training data").
 """
 
 from __future__ import annotations
@@ -27,8 +35,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from . import fleet_page, quality
+from . import failures, fleet_page, quality
 
 REPORT_FILE = "quality_report.json"
 #: the fleet page under ``--fleet-output`` (uploaded as ``s3://<artifacts>/fleet/index.html``)
@@ -147,6 +156,33 @@ def outputs(report: dict[str, Any], inputs: QualityInputs, report_dir: Path, fle
     return written
 
 
+def export_fleet_data(readings: Path | None, outcomes: list[dict[str, Any]], profile: Any, out_dir: Path
+                      ) -> tuple[list[Path], list[str]]:
+    """Every failed life among ``outcomes`` -> its history under ``out_dir`` (``failures.object_name``),
+    from the asset's archived lines under ``readings`` (``asset=<id>/day=<day>/*.jsonl``). Returns (files
+    written, one line per failed life left out)."""
+    assets = sorted({str(o["asset_id"]) for o in outcomes if o.get("event") == "failure"})
+    written: list[Path] = []
+    errors: list[str] = []
+    if not assets:
+        return written, errors
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for asset in assets:
+        folder = readings / f"asset={quote(asset, safe='')}" if readings is not None else None
+        lines: list[str] = []
+        for path in sorted(folder.rglob("*.jsonl")) if folder is not None and folder.is_dir() else []:
+            lines += path.read_text().splitlines()
+        histories, errs = failures.export_asset(lines, profile)
+        if not lines:
+            errs = [f"asset {asset!r}: a failure is recorded but no reading of it is archived"]
+        errors += errs
+        for h in histories:
+            path = out_dir / failures.object_name(h.asset_id, h.life, profile)
+            path.write_bytes(h.data())
+            written.append(path)
+    return written, errors
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The job's command line (exit 2 with one line on bad usage)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -161,7 +197,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--metric-namespace", default=None, help="publish the figures to this CloudWatch namespace")
     ap.add_argument("--endpoint-name", default="", help="the EndpointName dimension of the metrics")
     ap.add_argument("--region", default=None)
+    ap.add_argument("--readings", type=Path, default=Path("/opt/ml/processing/input/readings"))
+    ap.add_argument("--fleet-data-output", type=Path, default=None,
+                    help="write every failed life's history here (needs --profile)")
+    ap.add_argument("--profile", default=None, help="shipped profile name (the raw layout of the histories)")
+    ap.add_argument("--subset", default=None)
     args = ap.parse_args(argv)
+    if args.fleet_data_output is not None and not args.profile:
+        ap.error("--fleet-data-output needs --profile (the raw layout of the histories)")
     if args.horizon is not None and not args.horizon > 0:
         ap.error(f"--horizon: must be > 0, got {args.horizon:g}")
     if args.lead < 0 or (args.cap is not None and not args.cap > 0):
@@ -175,12 +218,23 @@ def main(argv: list[str] | None = None, cloudwatch: Any = None) -> int:
     """Run the check (``argv``: the command line; ``cloudwatch``: the client, default boto3's). Prints
     one JSON line of counts; exit 2 with one line on bad usage."""
     args = parse_args(argv)
+    profile = None
     try:
+        if args.fleet_data_output is not None:
+            from training_src.profiles import load_profile
+
+            profile = load_profile(args.profile, args.subset)
+            failures.check_profile(profile)
         inputs = read_inputs(args.answers, args.outcomes, args.risk)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:  # ProfileError and FailureError are ValueErrors
         print(f"quality: {exc}", file=sys.stderr)
         return 1
     report = build_report(inputs, horizon=args.horizon, lead=args.lead, cap=args.cap)
+    histories: list[Path] = []
+    if profile is not None:
+        histories, left_out = export_fleet_data(args.readings, inputs.outcomes, profile, args.fleet_data_output)
+        for line in left_out:
+            print(f"quality: fleet data: {line}", file=sys.stderr)
     outputs(report, inputs, args.output, args.fleet_output)
     requests = 0
     if args.metric_namespace:
@@ -191,7 +245,7 @@ def main(argv: list[str] | None = None, cloudwatch: Any = None) -> int:
         requests = publish(cloudwatch, args.metric_namespace, metric_data(report, args.endpoint_name))
     print(json.dumps({"answers": report["answers"], "outcomes": report["outcomes"], "risk_events": report["risk_events"],
                       "versions": len(report["versions"]), "latest_version": report["latest_version"],
-                      "metric_requests": requests}))
+                      "metric_requests": requests, "fleet_histories": len(histories)}))
     return 0
 
 
