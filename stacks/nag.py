@@ -155,15 +155,28 @@ def quality_findings(config: AppConfig, monitoring: MonitoringStack) -> list[tup
     if q is None:
         return []
     from stacks.config import STREAM_ARCHIVE_PREFIX as ARCHIVE_PREFIX
-    from stacks.quality_monitor import ARCHIVE_INPUTS, FLEET_PREFIX, RESULTS_PREFIX
+    from stacks.quality_monitor import (
+        ARCHIVE_INPUTS,
+        FLEET_PREFIX,
+        READINGS_INPUT,
+        RESULTS_PREFIX,
+        fleet_data_prefix,
+    )
+    from training_src.stream.failures import PREFIX as HISTORY_PREFIX
 
     c, acct, part = config, "<AWS::AccountId>", "<AWS::Partition>"
     bucket = lambda prefix: f"arn:{part}:s3:::{c.bucket_name('artifacts', acct)}/{prefix}*"  # noqa: E731
     vpc = c.vpc.enabled
+    fleet_data = c.quality.fleet_training_data
     out: list[tuple[IConstruct, str, str]] = [
         (q.job_role, IAM5.format(bucket(f"{ARCHIVE_PREFIX}{name}/")),
          f"reads the archive's {name}/ partition, whose keys hold the day and asset, unknown at synth time")
-        for name in ARCHIVE_INPUTS]
+        for name in (*ARCHIVE_INPUTS, *([READINGS_INPUT] if fleet_data else []))]
+    if fleet_data:
+        data = f"arn:{part}:s3:::{c.bucket_name('data', acct)}/{fleet_data_prefix(c)}{HISTORY_PREFIX}*"
+        out.append((q.job_role, IAM5.format(data), "writes each failed life's history as fleet-<asset>-<life>.txt "
+                                                   "beside the train file's parts; assets and lives are known only "
+                                                   "at run time"))
     out += [
         (q.job_role, IAM5.format(bucket(RESULTS_PREFIX)), "writes each check's report under "
                                                           "monitoring/quality/<schedule execution id>/"),

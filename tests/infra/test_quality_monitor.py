@@ -1,7 +1,7 @@
 """The scheduled quality check (stacks/quality_monitor.py) and the risk events' bus (stacks/streaming.py), in
-the app synthesized with everything of the decisions loop on (stream, decisions.notify, quality retraining,
-drift retraining) in VPC mode: cdk-nag passes (synthesis would fail otherwise), the job's request passes
-botocore's CreateProcessingJob model and its arguments the job's own parser, the alarms watch the latest
+the app synthesized with everything of the decisions loop on (stream, decisions.notify, quality retraining and
+fleet training data, drift retraining, the raw-upload trigger) in VPC mode: cdk-nag passes (synthesis would
+fail otherwise), the job's request passes botocore's CreateProcessingJob model and its arguments the job's own parser, the alarms watch the latest
 model version's figures, and one retraining rule per check starts the state machine. The roles are checked
 in tests/infra/contracts/test_quality_iam.py; the starter Lambda's path in lambda/quality/test_handler.py."""
 
@@ -29,6 +29,8 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Any:
     p["vpc"] = {**p.get("vpc", {}), "enabled": True}
     p["decisions"]["notify"] = True
     p["quality"]["retrain_on_alarm"] = True
+    p["quality"]["fleet_training_data"] = True
+    p["triggers"] = {**p.get("triggers", {}), "on_raw_upload": True}  # the rule fleet histories must not fire
     p["drift"]["retrain_on_drift"] = True
     return synth_app(tmp_path_factory.mktemp("cdk.out.loop"), ctx)
 
@@ -53,9 +55,13 @@ def test_the_schedules_request_is_valid_and_runs_in_the_vpc(loop: Any) -> None:
     inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in req["ProcessingInputs"]}
     artifacts = c.bucket_name("artifacts", iam.ACCOUNT)
     assert {k: v for k, v in inputs.items() if k != "code"} == {
-        n: f"s3://{artifacts}/stream/archive/{n}/" for n in ("answers", "outcomes", "risk")}
-    outputs = {o["OutputName"]: o["S3Output"]["S3Uri"] for o in req["ProcessingOutputConfig"]["Outputs"]}
-    assert outputs["fleet"] == f"s3://{artifacts}/fleet"
+        n: f"s3://{artifacts}/stream/archive/{n}/" for n in ("answers", "outcomes", "risk", "readings")}
+    outputs = {o["OutputName"]: o["S3Output"] for o in req["ProcessingOutputConfig"]["Outputs"]}
+    assert outputs["fleet"]["S3Uri"] == f"s3://{artifacts}/fleet"
+    # the failed lives' histories: beside the train file's parts, where the prepare Lambda reads a role
+    data = c.bucket_name("data", iam.ACCOUNT)
+    assert outputs["fleet-data"]["S3Uri"] == f"s3://{data}/raw/{c.dataset}/train_FD001"
+    assert outputs["fleet-data"]["S3UploadMode"] == "EndOfJob"
     script, *argv = req["AppSpecification"]["ContainerArguments"]
     assert script == "stream/quality_job.py" and script in processing.SCRIPTS
     args = quality_job.parse_args(argv)  # the job's own parser takes them (it exits 2 on anything else)
@@ -63,6 +69,26 @@ def test_the_schedules_request_is_valid_and_runs_in_the_vpc(loop: Any) -> None:
     assert (args.horizon, args.lead, args.cap) == (rule.horizon, 0.0, 125.0)
     assert (args.metric_namespace, args.endpoint_name) == (f"{c.project}/Quality", c.endpoint.name)
     assert str(args.answers) == "/opt/ml/processing/input/answers" and str(args.output).endswith("/report")
+    assert (args.profile, args.subset) == (c.profile, c.subset)
+    assert str(args.readings) == "/opt/ml/processing/input/readings"
+    assert str(args.fleet_data_output) == outputs["fleet-data"]["LocalPath"]
+
+
+def test_fleet_histories_start_no_training_run(loop: Any) -> None:
+    """The raw-upload rule matches the dataset's ready marker only; the job role may put only fleet-*
+    objects under the train file's folder, so the marker is out of its reach."""
+    c, q = loop.built.config, loop.built.monitoring.quality
+    (rule,) = [r["Properties"] for r in loop.resources("-Training", "AWS::Events::Rule").values()
+               if "Object Created" in r["Properties"]["EventPattern"].get("detail-type", [])]
+    keys = rule["EventPattern"]["detail"]["object"]["key"]
+    assert keys == [f"raw/{c.dataset}/{c.triggers.ready_marker}"]
+    resolver = iam.Resolver(loop.templates, c.region)
+    statements = resolver.role_statements()[iam.construct_key(q.job_role)]
+    data = c.bucket_name("data", iam.ACCOUNT)
+    history = f"arn:aws:s3:::{data}/raw/{c.dataset}/train_FD001/fleet-7-0.txt"
+    assert iam.allowed(statements, "s3:PutObject", history)
+    for key in (keys[0], f"raw/{c.dataset}/train_FD001/part-00000.txt.gz", f"raw/{c.dataset}/test_FD001.txt"):
+        assert not iam.allowed(statements, "s3:PutObject", f"arn:aws:s3:::{data}/{key}")
 
 
 def test_alarms_watch_the_latest_versions_coverage_and_rmse(loop: Any) -> None:
@@ -110,6 +136,8 @@ def test_risk_events_reach_the_topic_through_the_bus(loop: Any) -> None:
     ({"max_rmse": 0}, "predmaint.quality.max_rmse"),
     ({"enabled": False, "retrain_on_alarm": True}, "retrain_on_alarm needs"),
     ({"bounds": 3}, "bounds"),
+    ({"fleet_training_data": "yes"}, "predmaint.quality.fleet_training_data: must be true or false"),
+    ({"fleet_training_data": True}, "fleet_training_data needs predmaint.stream.enabled"),
 ])
 def test_quality_config_is_checked(override: dict[str, Any], message: str) -> None:
     doc = copy.deepcopy(CDK_CONTEXT["predmaint"])
