@@ -23,10 +23,12 @@ REPO = Path(__file__).resolve().parents[3]
 @pytest.fixture(scope="session")
 def stream_synth(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The app synthesized with the stream enabled (``predmaint.stream.enabled``): the endpoint stack
-    gets the stream construct, the pipeline its rebuild step and role."""
+    gets the stream construct, the pipeline its rebuild step and role; the quality check writes the
+    fleet's failed lives to the data bucket (``predmaint.quality.fleet_training_data``)."""
     from tests.infra.conftest import CDK_CONTEXT, synth_app
 
-    return synth_app(tmp_path_factory.mktemp("cdk.out-stream"), {**CDK_CONTEXT, "predmaint.stream.enabled": "true"})
+    return synth_app(tmp_path_factory.mktemp("cdk.out-stream"), {**CDK_CONTEXT, "predmaint.stream.enabled": "true",
+                                                                  "predmaint.quality.fleet_training_data": "true"})
 
 
 class Context:

@@ -3,7 +3,9 @@ the drift check's: the schedule fires once in moto against an archive holding an
 events; the deployed starter function (its environment from the template) runs on the schedule's own input,
 every boto3 call recorded; the job it starts is modelled from its request (inputs listed and read, outputs
 written with the key, container image, logs) and from the job's own PutMetricData, sent by
-``quality_job.publish`` in moto. The requests pass botocore's models."""
+``quality_job.publish`` in moto. With ``quality.fleet_training_data`` (on in this synth) the job also reads
+the archive's readings and puts the failed lives' histories into the data bucket, under the names
+``failures.object_name`` gives. The requests pass botocore's models."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from predmaint.modules import load_module
 from tests.infra.contracts import iam
 from tests.infra.contracts.iam import construct_key, function_env
 from tests.infra.contracts.needs import (
+    SAGEMAKER_ROLE_DOC,
     SCHEDULER_DOC,
     Needs,
     _processing_job_needs,
@@ -42,7 +45,8 @@ def world(stream_synth: Any) -> dict[str, Any]:
     from moto import mock_aws
 
     from stacks.images import ecr_repository_arn
-    from training_src.stream import quality_job
+    from training_src.profiles import load_profile
+    from training_src.stream import failures, quality_job
 
     synth = stream_synth
     c, q = synth.built.config, synth.built.monitoring.quality
@@ -53,8 +57,8 @@ def world(stream_synth: Any) -> dict[str, Any]:
                   "quality starter Lambda": construct_key(q.starter.role)}
     key = next(st["Resource"] for st in statements[principals["quality starter Lambda"]]
                if st.get("Action") == "kms:Decrypt")  # the project key (the function's environment)
-    artifacts = c.bucket_name("artifacts", iam.ACCOUNT)
-    n = Needs(c.region, {artifacts: key})
+    artifacts, data = c.bucket_name("artifacts", iam.ACCOUNT), c.bucket_name("data", iam.ACCOUNT)
+    n = Needs(c.region, {artifacts: key, data: key})
     stack = cdk.Stack.of(q.schedule)
     schedule = synth.templates[stack.stack_name]["Resources"][stack.get_logical_id(q.schedule)]
     resolve = lambda v: resolver.resolve(stack.stack_name, v)  # noqa: E731
@@ -66,7 +70,8 @@ def world(stream_synth: Any) -> dict[str, Any]:
     with mock.patch.dict(os.environ, env), mock_aws():
         s3 = boto3.client("s3", region_name=c.region)
         s3.create_bucket(Bucket=artifacts, CreateBucketConfiguration={"LocationConstraint": c.region})
-        for part in ("answers/day=2026-12-06/asset=e1", "outcomes/day=2026-12-06", "risk/day=2026-12-06"):
+        for part in ("answers/day=2026-12-06/asset=e1", "outcomes/day=2026-12-06", "risk/day=2026-12-06",
+                     "readings/asset=e1/day=2026-12-06"):
             s3.put_object(Bucket=artifacts, Key=f"stream/archive/{part}/1-2.jsonl", Body=b"{}\n")
         with recording_calls() as starter_calls:
             answer = starter.handler(event, _Context())
@@ -77,7 +82,7 @@ def world(stream_synth: Any) -> dict[str, Any]:
         with recording_calls() as job_calls:
             quality_job.publish(boto3.client("cloudwatch", region_name=c.region), namespace,
                                 quality_job.metric_data(report, c.endpoint.name))
-    assert answer["status"] == "started" and answer["inputs"] == ["code", "answers", "outcomes", "risk"]
+    assert answer["status"] == "started" and answer["inputs"] == ["code", "answers", "outcomes", "risk", "readings"]
     assert_calls_valid(starter_calls + job_calls)
     who = principals["quality starter Lambda"]
     for call in starter_calls:
@@ -93,8 +98,16 @@ def world(stream_synth: Any) -> dict[str, Any]:
           source="Lambda: environment variable encryption (configuration-envvars-encryption.html)")
     n.add(principals["quality schedule"], "QualitySchedule: Lambda Invoke", ["lambda:InvokeFunction"],
           [resolve(schedule["Properties"]["Target"]["Arn"])], source=SCHEDULER_DOC)
-    _processing_job_needs(n, principals["quality job"], "QualityCheck", request, lambda uri: [],
+    # the fleet-data output holds only the histories, named as failures.object_name names them
+    outputs = request["ProcessingOutputConfig"]["Outputs"]
+    (fleet_data,) = [o["S3Output"]["S3Uri"] for o in outputs if o["OutputName"] == "fleet-data"]
+    modelled = {**request, "ProcessingOutputConfig": {
+        **request["ProcessingOutputConfig"], "Outputs": [o for o in outputs if o["OutputName"] != "fleet-data"]}}
+    _processing_job_needs(n, principals["quality job"], "QualityCheck", modelled, lambda uri: [],
                           ecr_repository_arn(request["AppSpecification"]["ImageUri"]))
+    name = failures.object_name("e1", 0, load_profile(c.profile, c.subset))
+    n.s3_write(principals["quality job"], "QualityCheck: output fleet-data", f"{fleet_data}/{name}",
+               SAGEMAKER_ROLE_DOC, multipart=True)
     return {"principals": principals, "statements": statements, "needs": n.items, "request": request}
 
 
@@ -108,6 +121,9 @@ def test_every_request_of_the_quality_checks_principals_is_allowed(world: dict[s
     assert {("quality starter Lambda", "sagemaker:CreateProcessingJob"), ("quality starter Lambda", "iam:PassRole"),
             ("quality job", "cloudwatch:PutMetricData"), ("quality job", "s3:ListBucket"),
             ("quality schedule", "lambda:InvokeFunction")} <= kinds
+    data = next(nd.resource for nd in world["needs"] if nd.call == "QualityCheck: output fleet-data"
+                and nd.action == "s3:PutObject")
+    assert "/raw/cmapss/train_FD001/fleet-e1-0.txt" in data
 
 
 @pytest.mark.parametrize("who", WHO)
