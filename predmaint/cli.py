@@ -31,7 +31,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -455,6 +456,21 @@ def _aws_error(exc: Exception) -> Exception:
     return PipelineError(f"AWS: {exc}")
 
 
+@contextmanager
+def _aws_errors(*failures: type[Exception]) -> Iterator[None]:
+    """The CLI's one mapping of an AWS call's errors: ``failures`` (the project's own AWS errors, which
+    say what is wrong) exit 1 with their message; botocore's exceptions (no credentials, expired token,
+    validation, endpoint unreachable) go through ``_aws_error``; anything else propagates."""
+    try:
+        yield
+    except failures as exc:
+        raise PipelineError(str(exc)) from None
+    except Exception as exc:
+        if type(exc).__module__.startswith("botocore"):
+            raise _aws_error(exc) from None
+        raise
+
+
 def cmd_start_training(args: argparse.Namespace) -> int:
     """Validate the profile and subset here, then start the state machine (the only AWS call)."""
     from training_src.profiles import is_profile_path
@@ -478,14 +494,8 @@ def cmd_start_training(args: argparse.Namespace) -> int:
         region = boto3.session.Session().region_name
     if not region:
         raise UsageError("no AWS region: pass --region or set AWS_REGION")
-    try:
+    with _aws_errors(aws.StartTrainingError):
         execution_arn, url = aws.start_training(args.state_machine, args.dataset, ref, profile.subset, region)
-    except aws.StartTrainingError as exc:
-        raise PipelineError(str(exc)) from None
-    except Exception as exc:  # botocore: no credentials, expired token, endpoint unreachable
-        if type(exc).__module__.startswith("botocore"):
-            raise _aws_error(exc) from None
-        raise
     print(f"started execution {execution_arn}")
     print(url)
     return EXIT_OK
@@ -501,14 +511,10 @@ def cmd_score(args: argparse.Namespace) -> int:
         import boto3
 
         client = boto3.client("sagemaker", region_name=args.region) if args.region else boto3.client("sagemaker")
-        try:
+        with _aws_errors():
             arn = scoring.start_batch_transform(client, model_name=args.model_name, input_s3=args.input,
                                                 output_s3=args.output, job_name=args.job_name,
                                                 instance_type=args.instance_type)
-        except Exception as exc:  # botocore: credentials, validation, throttling
-            if type(exc).__module__.startswith("botocore"):
-                raise _aws_error(exc) from None
-            raise
         print(f"started transform job {arn}")
         return EXIT_OK
     scoring.output_format(Path(args.output))  # an unknown suffix is refused before the model loads
@@ -596,14 +602,8 @@ def _fleet_from_aws(args: argparse.Namespace) -> int:
     config = deployment.load()
     region = args.region or config.region
     dest = args.save if args.save is not None else Path(args.home) / "fleet" / "index.html"
-    try:
+    with _aws_errors(aws.FleetPageError):
         uri = aws.fetch_fleet_page(config.stack_name("Monitoring"), region, dest)
-    except aws.FleetPageError as exc:
-        raise PipelineError(str(exc)) from None
-    except Exception as exc:  # botocore: no credentials, expired token, endpoint unreachable
-        if type(exc).__module__.startswith("botocore"):
-            raise _aws_error(exc) from None
-        raise
     print(f"saved {uri} to {dest}")
     return EXIT_OK
 
