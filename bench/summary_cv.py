@@ -242,6 +242,13 @@ def table(subset: str, r: dict[str, dict[str, np.ndarray]], sets: list[str]) -> 
                 cell = "as base"
             cells.append(cell)
         lines.append(f"| {subset} | {name} | " + " | ".join(cells) + " |")
+    if "base" in r and {"window", "always"} <= set(r["base"]):
+        # two models (one per kind of caller) against the one model: paired changes of the capped RMSE
+        b, cap = r["base"], np.minimum(true, CAP)
+        dw, sw = _paired(b["window"], b["both_without"], cap, owner)
+        da, sa = _paired(b["always"], b["both_with"], cap, owner)
+        lines.append(f"| {subset} | two models against the one (base) | {dw:+.2f} ± {sw:.2f} | {da:+.2f} ± {sa:.2f} "
+                     "| | |")
     return lines
 
 
