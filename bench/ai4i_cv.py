@@ -10,7 +10,7 @@ on a modified profile, so batch and serving compute the same columns), then a fi
 ``xgboost`` candidate at ``FIXED`` below: no tuning, so the comparison is of inputs) gives out-of-fold
 probabilities over ``--folds`` stratified folds, once per fold seed. Printed per feature set: PR-AUC
 (average precision) and the best F1 over thresholds of the out-of-fold probabilities, mean over fold
-seeds with their spread (min-max), and failures found per failure mode at the best-F1 threshold.
+seeds with their spread (min-max).
 """
 
 from __future__ import annotations
