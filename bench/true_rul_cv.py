@@ -126,8 +126,7 @@ def cross_validate(subset: str, data_dir: Path, seed: int, caps: list[float | No
             # RUL): its bin's mean or median residual added to the prediction, no extra fit at all
             cal = IV.Calibration.from_doc(IV.fit(ip, it, io, seed=seed))
             q = cal.quantiles[IV.bin_of(cal.edges, p125)]
-            mean = (q[:, 0] / 2 + q[:, 1:-1].sum(axis=1) + q[:, -1] / 2) / (len(IV.GRID) - 1)
-            add(f"cap 125 + calibration bin mean|{kind}", np.maximum(p125 + mean, 0.0))
+            add(f"cap 125 + calibration bin mean|{kind}", cal.expected_rul(p125))
             add(f"cap 125 + calibration bin median|{kind}", np.maximum(p125 + q[:, len(IV.GRID) // 2], 0.0))
         print(f"  {subset} fold {i + 1}/{S.FOLDS} done", file=sys.stderr, flush=True)
     return {k: np.concatenate(v) for k, v in out.items()}
