@@ -141,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     caps = [None if c.strip() == "none" else float(c) for c in a.caps.split(",") if c.strip()]
     print(f"# true-RUL protocol CV · {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · seed {a.seed} · "
-          f"{S.FOLDS} folds, {S.CUTS} cuts per engine, W {WINDOW}; one model per row trained on rows with and "
-          "without life features\n")
+          f"{S.FOLDS} folds, {S.CUTS} cuts per engine, W {WINDOW}; each model trained on every row with and "
+          "without its life features\n")
     print("| fleet | candidate | caller sends | RMSE vs true RUL | RMSE vs RUL capped at 125 |")
     print("|---|---|---|---:|---:|")
     for subset in a.subsets.split(","):
