@@ -9,7 +9,9 @@ and date.
 For run-to-failure fleets, ``--last`` then serves the trained model in-process (the serving package's
 own loader and feature path) on each test asset as a caller would send it: its whole history
 (``all``) or only its last N readings, and reports RMSE and NASA score under both protocols: against
-the true RUL (NASA's) and against the RUL capped at ``--eval-cap`` (125, most published results).
+the true RUL (NASA's) and against the RUL capped at ``--eval-cap`` (125, most published results), and
+for a model with an interval calibration the RMSE and NASA score against the true RUL of its expected
+RUL (``intervals.Calibration.expected_rul``: the capped answer plus its bin's mean calibration residual).
 For a model that reads life summaries (``windows.life_stats``) each N also gets a row where the caller
 sends its summary with the window (the summary made by an earlier request of the readings before the
 window, as a streaming client keeps it), and the whole history a row that starts a summary (``{}``).
@@ -88,7 +90,8 @@ def window_table(model_dir: Path, profile_name: str, subset: str | None, data_di
              f"({'W chosen by CV' if model.spec.selection.get('window') else 'fixed by the profile'}); "
              f"label cap {model.spec.label_cap}", "",
              "| caller sends | RMSE vs true RUL | NASA vs true RUL | RMSE vs RUL capped at "
-             f"{eval_cap:g} | NASA vs capped |", "|---|---:|---:|---:|---:|"]
+             f"{eval_cap:g} | NASA vs capped | expected RUL (calibration mean) vs true RUL: RMSE / NASA |",
+             "|---|---:|---:|---:|---:|---:|"]
     def served(spans: list[tuple[int, int]], life: list | None) -> tuple[np.ndarray, list | None]:
         """The served features of each asset's readings ``[lo, hi)``, with or without life summaries."""
         rows = np.concatenate([np.arange(lo, hi) for lo, hi in spans])
@@ -97,12 +100,17 @@ def window_table(model_dir: Path, profile_name: str, subset: str | None, data_di
         X, updated = F.transform_last_life(cols, offsets, model.spec, life)
         return X.astype(np.float32), updated
 
-    def row(label: str, X: np.ndarray) -> str:
+    def row(label: str, X: np.ndarray, with_life: bool = False) -> str:
         p = predictors.predict_matrix(model, X)
         capped = np.minimum(true, eval_cap)
         rmse_t = float(np.sqrt(np.mean((p - true) ** 2)))
         rmse_c = float(np.sqrt(np.mean((p - capped) ** 2)))
-        return f"| {label} | {rmse_t:.2f} | {F.nasa_score(p, true):,.0f} | {rmse_c:.2f} | {F.nasa_score(p, capped):,.0f} |"
+        expected = "–"
+        if model.intervals is not None:  # the true-RUL protocol's transform of the capped answer
+            e = model.intervals.of(with_life).expected_rul(p)
+            expected = f"{float(np.sqrt(np.mean((e - true) ** 2))):.2f} / {F.nasa_score(e, true):,.0f}"
+        return (f"| {label} | {rmse_t:.2f} | {F.nasa_score(p, true):,.0f} | {rmse_c:.2f} | "
+                f"{F.nasa_score(p, capped):,.0f} | {expected} |")
 
     assets = list(itertools.pairwise(bounds))
     for n in lasts:
@@ -112,14 +120,15 @@ def window_table(model_dir: Path, profile_name: str, subset: str | None, data_di
         if not model.spec.life_stats:
             continue
         if n is None:  # the whole history sent once, starting a summary ({})
-            lines.append(row("whole history, starting a life summary", served(spans, [F.NEW_LIFE] * len(spans))[0]))
+            lines.append(row("whole history, starting a life summary", served(spans, [F.NEW_LIFE] * len(spans))[0],
+                             True))
             continue
         # a streaming caller: its summary holds every reading before this window (kept from earlier
         # answers; here one earlier request of those readings), and it sends the window with it
         earlier = [(a, lo) if lo > a else (a, b) for (a, b), (lo, _) in zip(assets, spans, strict=True)]
         _, states = served(earlier, [F.NEW_LIFE] * len(assets))
         life = [st if lo > a else F.NEW_LIFE for st, (a, _), (lo, _) in zip(states, assets, spans, strict=True)]
-        lines.append(row(f"last {n} readings + life summary", served(spans, life)[0]))
+        lines.append(row(f"last {n} readings + life summary", served(spans, life)[0], True))
     return "\n".join(lines)
 
 

@@ -241,6 +241,36 @@ def test_margin_features_parity_batch_vs_serving(data_dir):
     np.testing.assert_array_equal(F.transform(rows, again).to_numpy(), batch)
 
 
+def test_ai4i_request_answers_with_the_derived_features(data_dir):
+    """A served AI4I request (JSON body of the raw fields) is read into the batch features, derived ones
+    included: the physical quantities and failure-rule margins come from the request's own fields."""
+    import json
+
+    from training_src.dataio import read_table, resolve_file
+    from training_src.predmaint_serving import codec
+    from training_src.predmaint_serving import model as M
+
+    p = load_profile("ai4i2020")
+    df = F.validate_readings(read_table(resolve_file(data_dir, p.file("data")), p), p, require_label=True)
+    spec = F.fit_spec(df, p)
+    model = M.for_spec(spec)
+    rows = df.sample(64, random_state=1).reset_index(drop=True)
+    instances = [{**{c: float(r[c]) for c in model.required}, **{c: r[c] for c in spec.categorical}}
+                 for _, r in rows.iterrows()]
+    got = codec.read(json.dumps({"instances": instances}).encode(), model).X
+    names = F.feature_names(spec)
+    batch = F.transform(rows, spec)
+    np.testing.assert_array_equal(got, batch.to_numpy(np.float32))
+    derived = [d["name"] for d in spec.derived]
+    assert set(derived) <= set(names) and len(derived) == len(p.derived_features)
+    # the served power margin is the request's torque x angular speed against the 3.5-9 kW band
+    j = names.index("power_margin")
+    watts = rows.torque.to_numpy() * rows.rotational_speed.to_numpy() * 2 * np.pi / 60
+    k = derived.index("power_margin")
+    want = (np.minimum(watts - 3500, 9000 - watts) / 2750 - spec.derived_mean[k]) / spec.derived_std[k]
+    np.testing.assert_allclose(got[:, j], want.astype(np.float32), rtol=1e-5, atol=1e-6)
+
+
 def test_user_declared_margins_work_without_code(tmp_path):
     """A user's fleet declares its own limits (per level, band, combined) in the profile alone."""
     doc = {"name": "presses", "task": "failure_classification", "files": {"data": "presses/data.csv"},

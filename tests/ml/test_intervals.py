@@ -121,6 +121,24 @@ def test_failure_probability_is_monotone_in_the_horizon_and_calibrated():
         assert abs(p.mean() - (rul <= h).mean()) < 0.04, h
 
 
+def test_expected_rul_adds_the_bins_mean_residual_and_lowers_the_true_rul_error():
+    """The true-RUL protocol's answer of a capped model: the prediction plus its bin's mean residual."""
+    # one bin (every prediction at the cap), residuals 0..100 evenly: the expectation is the cap + 50
+    resid = np.linspace(0.0, 100.0, 1001)
+    c = IV.Calibration.from_doc(IV.fit(np.full(1001, 125.0), 125.0 + resid, np.arange(1001)))
+    assert c.expected_rul(np.array([125.0]))[0] == pytest.approx(175.0, abs=0.1)
+    # a bin whose engines had less left than predicted: lowered, never below 0
+    c = IV.Calibration.from_doc(IV.fit(np.full(50, 5.0), np.zeros(50), np.arange(50)))
+    assert c.expected_rul(np.array([5.0, 2.0])).tolist() == [0.0, 0.0]
+    # on new engines cut at random, the expectation errs less against the true RUL than the capped answer
+    cal, new = fleet(200, seed=13), fleet(400, seed=14)
+    c = IV.Calibration.from_doc(IV.fit(cal["pred"], cal["rul"], cal["asset"]))
+    last = cut(new, seed=15)
+    pred, rul = last["pred"].to_numpy(), last["rul"].to_numpy()
+    e = c.expected_rul(pred)
+    assert np.sqrt(np.mean((e - rul) ** 2)) < np.sqrt(np.mean((pred - rul) ** 2)) - 1.0
+
+
 def test_a_single_bin_and_tied_predictions_work():
     cal = fleet(12, seed=12)
     cal["pred"] = 125.0  # every prediction at the cap: one bin

@@ -200,6 +200,17 @@ class Calibration:
         off = self.offsets[bin_of(self.edges, pred)]
         return np.maximum(pred + off[:, 0], 0.0), np.maximum(pred + off[:, 1], 0.0)
 
+    def expected_rul(self, pred: np.ndarray) -> np.ndarray:
+        """The true (uncapped) RUL to expect (n,) for predicted RULs ``pred`` (n,): the prediction plus
+        the mean calibration residual of its bin (the mean of the distribution the stored quantiles
+        give, trapezoid over the percent levels), at least 0. A capped model's answer for the true-RUL
+        protocol without a second model: near the cap it adds what the calibration engines had left
+        beyond the cap on average. Chosen by grouped CV on training engines (``bench/true_rul_cv.py``)."""
+        pred = np.asarray(pred, dtype=float)
+        q = self.quantiles[bin_of(self.edges, pred)]
+        mean = (q[:, 0] / 2 + q[:, 1:-1].sum(axis=1) + q[:, -1] / 2) / (len(GRID) - 1)
+        return np.maximum(pred + mean, 0.0)
+
     def failure_probability(self, pred: np.ndarray, horizon: np.ndarray) -> np.ndarray:
         """P(RUL <= horizon) (n,) for predicted RULs ``pred`` (n,) and horizons (n,) (cycles, >= 0):
         the bin's weighted share of calibration residuals r with ``pred + r <= horizon``, linear
