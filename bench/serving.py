@@ -253,6 +253,11 @@ def in_process(model_dir: Path, assets: list[dict[str, Any]], sizes: list[int], 
                 lambda b=life_body: module.handle(python_model, b, "application/json", "application/json"),
                 reps, seconds))
             row["life_vs_window_p50"] = row["handle_life_ms"][0] / row["handle_ms"][0]
+            if horizon is not None:  # the horizon's own cost: P(RUL <= h) of k predictions (intervals.py)
+                cal, preds = model.intervals.of(True), predictors.predict_matrix(model, codec.read(life_body, model).X)
+                hz = np.full(len(preds), float(horizon))
+                row["failure_probability_ms"] = pct(timed(lambda c=cal, p=preds, h=hz: c.failure_probability(p, h),
+                                                          reps, seconds))
             row["life_body"] = life_body.decode()  # for the container probe (dropped from the JSON below)
         row["load"] = load()
         results[str(k)] = row
@@ -515,7 +520,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"        with each asset's life summary{hz} ({r['life_body_bytes'] / 1024:.0f} KiB): handle p50 "
                   f"{r['handle_life_ms'][0]:.3f} ms p99 {r['handle_life_ms'][1]:.3f} ms "
                   f"({r['life_vs_window_p50']:.2f}x the window-only p50); Python path p50 "
-                  f"{r['handle_life_python_ms'][0]:.3f} ms p99 {r['handle_life_python_ms'][1]:.3f} ms")
+                  f"{r['handle_life_python_ms'][0]:.3f} ms p99 {r['handle_life_python_ms'][1]:.3f} ms"
+                  + (f"; P(RUL <= horizon) alone p50 {r['failure_probability_ms'][0] * 1e3:.1f} us"
+                     if "failure_probability_ms" in r else ""))
         st = r["stages_p50_ms"]
         print("        Python path stages p50: " + ", ".join(f"{name} {v:.3f} ms" for name, v in st.items())
               + f" · {r['load']}")
