@@ -154,9 +154,11 @@ def test_assets(data_dir: Path, readings: int) -> list[dict[str, Any]]:
     return out
 
 
-def summary_assets(module: Any, model: Any, data_dir: Path, readings: int) -> list[dict[str, Any]]:
+def summary_assets(module: Any, model: Any, data_dir: Path, readings: int,
+                   horizon: float | None = None) -> list[dict[str, Any]]:
     """FD001 test units as a stream application sends them: each unit's last ``readings`` readings with
-    the life summary the endpoint returned for its readings before those (started with ``{}``)."""
+    the life summary the endpoint returned for its readings before those (started with ``{}``), and
+    ``horizon`` on each instance (as the stream's scorer sends it) unless None."""
     from training_src.dataio import read_table, resolve_file
     from training_src.profiles import load_profile
 
@@ -170,7 +172,10 @@ def summary_assets(module: Any, model: Any, data_dir: Path, readings: int) -> li
         status, answer, _ = module.handle(model, start, "application/json", "application/json")
         assert status == 200, answer
         life = json.loads(answer)["predictions"][0]["life"]
-        out.append({"asset_id": asset, "readings": rows[-readings:], "life": life})
+        inst = {"asset_id": asset, "readings": rows[-readings:], "life": life}
+        if horizon is not None:
+            inst["horizon"] = horizon
+        out.append(inst)
     return out
 
 
@@ -180,9 +185,10 @@ def body_of(instances: list[dict[str, Any]]) -> bytes:
 
 # ---------------------------------------------------------------------- in-process
 def in_process(model_dir: Path, assets: list[dict[str, Any]], sizes: list[int], seconds: float,
-               data_dir: Path | None = None, readings: int = 30) -> dict[str, Any]:
+               data_dir: Path | None = None, readings: int = 30, horizon: float | None = None) -> dict[str, Any]:
     """Latency of handle (the whole request) and of the floor per request size; with ``data_dir`` (and a
-    model that reads life summaries) also of the same requests with each asset's life summary."""
+    model that reads life summaries) also of the same requests with each asset's life summary and, on
+    each instance of those, ``horizon`` (when not None and the model is calibrated: the stream's request)."""
     import dataclasses
     import importlib
 
@@ -197,7 +203,11 @@ def in_process(model_dir: Path, assets: list[dict[str, Any]], sizes: list[int], 
     python_model = dataclasses.replace(model, reader=None)  # the same model without request.c
     results: dict[str, Any] = {"load": load(), "compiled": getattr(model, "compiled", None) is not None,
                                "forest": model.forest is not None, "reader": model.reader is not None}
-    life_assets = summary_assets(module, model, data_dir, readings) if data_dir and model.spec.life_stats else None
+    if getattr(model, "intervals", None) is None:
+        horizon = None  # a horizon needs an interval calibration (a 400 otherwise)
+    results["horizon"] = horizon
+    life_assets = (summary_assets(module, model, data_dir, readings, horizon)
+                   if data_dir and model.spec.life_stats else None)
     for k in sizes:
         body = body_of(assets[:k])
         status, _, _ = module.handle(model, body, "application/json", "application/json")
@@ -243,6 +253,11 @@ def in_process(model_dir: Path, assets: list[dict[str, Any]], sizes: list[int], 
                 lambda b=life_body: module.handle(python_model, b, "application/json", "application/json"),
                 reps, seconds))
             row["life_vs_window_p50"] = row["handle_life_ms"][0] / row["handle_ms"][0]
+            if horizon is not None:  # the horizon's own cost: P(RUL <= h) of k predictions (intervals.py)
+                cal, preds = model.intervals.of(True), predictors.predict_matrix(model, codec.read(life_body, model).X)
+                hz = np.full(len(preds), float(horizon))
+                row["failure_probability_ms"] = pct(timed(lambda c=cal, p=preds, h=hz: c.failure_probability(p, h),
+                                                          reps, seconds))
             row["life_body"] = life_body.decode()  # for the container probe (dropped from the JSON below)
         row["load"] = load()
         results[str(k)] = row
@@ -456,6 +471,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", default=os.environ.get("PREDMAINT_DATA_DIR", "data"), type=Path)
     ap.add_argument("--workers", type=int, default=2, help="workers for BOTH servers (default 2)")
     ap.add_argument("--readings", type=int, default=30, help="readings per asset (default 30)")
+    ap.add_argument("--horizon", type=float, default=30.0,
+                    help="horizon (cycles) on each instance of the requests with life summaries, as the stream "
+                         "sends them (default 30; negative: none)")
     ap.add_argument("--seconds", type=float, default=8.0,
                     help="time per server and HTTP level, summed over the rounds (default 8)")
     ap.add_argument("--max-requests", type=int, default=40000, help="request limit per HTTP level")
@@ -479,7 +497,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {model_dir} · {args.readings} readings per asset · {args.workers} workers per server")
 
     print("\nin-process (handle: the whole request) and the floor (precomputed features):")
-    inproc = in_process(model_dir, assets, [1, 10, 100], args.inproc_seconds, args.data_dir, args.readings)
+    inproc = in_process(model_dir, assets, [1, 10, 100], args.inproc_seconds, args.data_dir, args.readings,
+                        None if args.horizon < 0 else args.horizon)
     for k in ("1", "10", "100"):
         r = inproc[k]
         line = (f"  {r['assets']:>3} asset(s) ({r['body_bytes'] / 1024:6.0f} KiB): handle p50 {r['handle_ms'][0]:7.3f} ms "
@@ -497,10 +516,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"handle without it (Python path) p50 {r['handle_python_ms'][0]:.3f} ms "
                   f"p99 {r['handle_python_ms'][1]:.3f} ms")
         if "handle_life_ms" in r:
-            print(f"        with each asset's life summary ({r['life_body_bytes'] / 1024:.0f} KiB): handle p50 "
+            hz = "" if inproc["horizon"] is None else f" and a horizon of {inproc['horizon']:g}"
+            print(f"        with each asset's life summary{hz} ({r['life_body_bytes'] / 1024:.0f} KiB): handle p50 "
                   f"{r['handle_life_ms'][0]:.3f} ms p99 {r['handle_life_ms'][1]:.3f} ms "
                   f"({r['life_vs_window_p50']:.2f}x the window-only p50); Python path p50 "
-                  f"{r['handle_life_python_ms'][0]:.3f} ms p99 {r['handle_life_python_ms'][1]:.3f} ms")
+                  f"{r['handle_life_python_ms'][0]:.3f} ms p99 {r['handle_life_python_ms'][1]:.3f} ms"
+                  + (f"; P(RUL <= horizon) alone p50 {r['failure_probability_ms'][0] * 1e3:.1f} us"
+                     if "failure_probability_ms" in r else ""))
         st = r["stages_p50_ms"]
         print("        Python path stages p50: " + ", ".join(f"{name} {v:.3f} ms" for name, v in st.items())
               + f" · {r['load']}")

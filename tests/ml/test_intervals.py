@@ -139,6 +139,73 @@ def test_expected_rul_adds_the_bins_mean_residual_and_lowers_the_true_rul_error(
     assert np.sqrt(np.mean((e - rul) ** 2)) < np.sqrt(np.mean((pred - rul) ** 2)) - 1.0
 
 
+def _cdf_loop(q: np.ndarray, x: float) -> float:
+    """The per-asset definition the endpoint looped over before ``cdf_rows`` (kept as the reference)."""
+    if x < q[0]:
+        return 0.0
+    if x >= q[-1]:
+        return 1.0
+    j = int(np.searchsorted(q, x, side="right"))  # q[j-1] <= x < q[j]
+    lo, hi = q[j - 1], q[j]
+    frac = 0.0 if hi <= lo else (x - lo) / (hi - lo)
+    return float(min(1.0, max(0.0, IV.GRID[j - 1] + frac * (IV.GRID[j] - IV.GRID[j - 1]))))
+
+
+def _quantile_rows(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, len(GRID)) non-decreasing rows: smooth, heavy-tailed, rounded to 3 decimals as stored (ties),
+    all equal, a few plateaus, huge and tiny spreads."""
+    g = len(IV.GRID)
+    rows = []
+    for i in range(n):
+        kind = i % 6
+        if kind == 0:
+            r = np.sort(rng.normal(0, 30, g))
+        elif kind == 1:
+            r = np.round(np.sort(rng.standard_t(2, g) * 20), 3)
+        elif kind == 2:
+            r = np.full(g, rng.normal(0, 10))
+        elif kind == 3:  # long plateaus: many equal quantiles
+            r = np.sort(rng.integers(-5, 5, g).astype(float))
+        elif kind == 4:
+            r = np.sort(rng.normal(0, 1e-9, g)) + rng.normal(0, 1e3)
+        else:
+            r = np.cumsum(rng.exponential(1e6, g)) - 5e7
+        rows.append(r)
+    return np.asarray(rows)
+
+
+def test_vectorised_cdf_is_bit_identical_to_the_per_asset_loop():
+    rng = np.random.default_rng(2024)
+    q = _quantile_rows(rng, 3000)
+    pick = rng.integers(0, len(IV.GRID), len(q))
+    edge = np.stack([q[:, 0] - 1, q[:, 0], q[:, -1], q[:, -1] + 1, q[np.arange(len(q)), pick],
+                     np.nextafter(q[:, 0], -np.inf), np.nextafter(q[:, -1], -np.inf),
+                     np.nextafter(q[np.arange(len(q)), pick], np.inf)], axis=1)
+    inside = q[:, 0][:, None] + rng.random((len(q), 8)) * (q[:, -1] - q[:, 0])[:, None]
+    rows, order = q.tolist(), rng.permutation(len(q)).tolist()  # rows taken in any order, some twice
+    order[:50] = order[50:100]
+    for xs in np.concatenate([edge, inside, rng.normal(0, 100, (len(q), 4))], axis=1).T:
+        want = np.array([_cdf_loop(q[k], xs[k]) for k in order])
+        got = np.asarray(IV.cdf_rows(rows, order, xs[order].tolist()))
+        assert got.dtype == np.float64 and got.shape == want.shape
+        assert np.array_equal(got.view(np.int64), want.view(np.int64))  # bit for bit (signed zeros too)
+    assert IV.cdf_rows(rows, [], []) == []
+
+
+def test_failure_probability_equals_the_loop_on_a_fitted_calibration_and_horizon_0():
+    cal = fleet(200, seed=9)
+    c = IV.Calibration.from_doc(json.loads(json.dumps(IV.fit(cal["pred"], cal["rul"], cal["asset"]))))
+    rng = np.random.default_rng(3)
+    pred = np.concatenate([rng.uniform(0, 125, 2000), [0.0, 125.0], c.edges, np.nextafter(c.edges, -np.inf)])
+    for horizon in (np.zeros(len(pred)), rng.uniform(0, 300, len(pred)), np.round(rng.uniform(0, 60, len(pred))),
+                    np.full(len(pred), 1e9)):
+        q = c.quantiles[IV.bin_of(c.edges, pred)]
+        want = np.array([_cdf_loop(q[i], horizon[i] - pred[i]) for i in range(len(pred))])
+        got = c.failure_probability(pred, horizon)
+        assert got.dtype == np.float64 and got.shape == pred.shape
+        assert np.array_equal(got.view(np.int64), want.view(np.int64))
+
+
 def test_a_single_bin_and_tied_predictions_work():
     cal = fleet(12, seed=12)
     cal["pred"] = 125.0  # every prediction at the cap: one bin

@@ -225,8 +225,8 @@ def _stream_fleet(model, units: dict[int, list[dict]], seed: int) -> tuple[int, 
     engine that has readings left, each instance its last readings before (enough for a full window) plus a
     new chunk of 1 to 50, with the summary its previous answer returned, and horizons as the stream sends them
     (odd rounds: some instances their own, one in two also the request's). Both paths answer every request byte for byte
-    alike; the compiled reader reads every request whose assets all have a full window; the last answers'
-    summaries count every reading once. (rounds, rounds the compiled reader read)."""
+    alike; the compiled reader reads every request (also those with assets short of a window); the last
+    answers' summaries count every reading once. (rounds, rounds the compiled reader read)."""
     rng = np.random.default_rng(seed)
     keep = max((model.spec.min_readings or 1) - 1, 0)
     sent = dict.fromkeys(units, 0)
@@ -246,9 +246,9 @@ def _stream_fleet(model, units: dict[int, list[dict]], seed: int) -> tuple[int, 
         body = json.dumps(doc).encode()
         fast, slow = _both(model, body)
         assert fast == slow and fast[0] == 200, (rounds, fast[1][:300], slow[1][:300])
-        full = all(len(inst["readings"]) >= keep + 1 for inst in instances)
-        assert (model.reader.read(body) is not None) == full  # short of a window: the Python path warns
-        compiled += full
+        got = model.reader.read(body)  # short of a window too: the same answer, the same warning
+        assert got is not None
+        compiled += 1
         for pred in json.loads(fast[1])["predictions"]:
             life[pred["asset_id"]] = pred["life"]
             assert ("failure_probability" in pred) == (asks and ("horizon" in doc or pred["asset_id"] % 3 == 0))
@@ -264,7 +264,7 @@ def test_the_compiled_reader_answers_streamed_summaries_bit_for_bit(refit, units
     if refit.reader is None:
         pytest.skip("no compiler here: the compiled reader is not built")
     rounds, compiled = _stream_fleet(refit, units, seed=0)
-    assert compiled >= rounds - 4 > 8  # the first rounds, with engines short of a window, go to Python
+    assert compiled == rounds > 8  # the first rounds, with engines short of a window, too
     # one engine per request, each chunk sent twice (the repeat counts nothing twice)
     for u in (1, 50, 100):
         fast, slow = _both(refit, json.dumps({"instances": [{"asset_id": u, "readings": units[u][:40], "life": {}}]}).encode())

@@ -60,11 +60,13 @@ class _Watched(model_api.InProcessScorer):
     def __init__(self, model):
         super().__init__(model)
         self.python = dataclasses.replace(model, reader=None)
-        self.read, self.declined = 0, []
+        self.read, self.declined, self.short = 0, [], 0
 
     def score_body(self, body):
-        if self.model.reader.read(body) is not None:
+        got = self.model.reader.read(body)
+        if got is not None:
             self.read += 1
+            self.short += got[4] is not None  # an asset short of the window: the answer warns
         else:
             self.declined.append(body)
         fast = self.handle(self.model, body, "application/json", "application/json")
@@ -73,16 +75,16 @@ class _Watched(model_api.InProcessScorer):
 
 
 def test_a_stream_replay_is_read_by_the_compiled_reader(tmp_path, fd001_refit, fd001_units, expected):
-    """The stream's requests (life summaries and a horizon in every instance; every engine's first record fills
-    the model's window, shorter ones are the Python path's, which warns) are all read by the compiled reader,
-    every answer equals the Python path's byte for byte, and the last answers are the whole-history ones."""
+    """The stream's requests (life summaries and a horizon in every instance; records from 1 reading up, so
+    every engine's first requests are short of the model's window and carry its warning) are all read by the
+    compiled reader, every answer equals the Python path's byte for byte, and the last answers are the
+    whole-history ones."""
     scorer = _Watched(model_api.load_model(fd001_refit))
     if scorer.model.reader is None:
         pytest.skip("no C compiler here: no compiled reader")
-    window = scorer.model.spec.min_readings
-    records = list(chunked_records(fd001_units, seed=7, lo=window, hi=50))  # the first records fill a window
+    records = list(chunked_records(fd001_units, seed=7, lo=1, hi=50))
     summary = streaming.run_stream(tmp_path, items(records), scorer, scorer.info, batch=25, horizon=HORIZON)
-    assert summary.errors == 0 and summary.calls > 10
+    assert summary.errors == 0 and summary.calls > 10 and scorer.short > 0
     assert scorer.declined == [] and scorer.read == summary.calls  # every request: the compiled reader
     assert_whole_history(tmp_path, fd001_units, expected)
 

@@ -669,18 +669,18 @@ def read(body: bytes, model: Any, explain: bool = False) -> Features:
     (valid ones only, resolved by ``instance_horizons`` as the Python path resolves them); it declines
     explanations, which need the Python path's booster contributions, a horizon ``intervals.is_valid_horizon``
     would not plainly accept, a summary ``parse_life`` would refuse or warn about (another model's), any key
-    outside ``REQUEST_FIELDS``/``INSTANCE_FIELDS``, and assets with fewer readings than the model's minimum,
-    which get a warning; otherwise ``read_python`` does.
+    outside ``REQUEST_FIELDS``/``INSTANCE_FIELDS``; otherwise ``read_python`` does. Assets with fewer
+    readings than the model's minimum are read by both, and get the same warning (``add_warnings``).
     """
     if model.reader is not None and not explain:
         fast = model.reader.read(body)  # the compiled reader, or None: the Python path decides
         if fast is not None:
-            ids, X, life, asked = fast
+            ids, X, life, asked, readings = fast
             try:
                 hz = None if asked is None else instance_horizons(*asked, model)
             except InferenceError:  # a horizon this model cannot answer: the Python path refuses it
                 return read_python(body, model, explain)
-            return Features(ids, X, horizons=hz, life=life)
+            return Features(ids, X, horizons=hz, readings=readings, life=life)
     return read_python(body, model, explain)
 
 

@@ -153,12 +153,12 @@ def bind_request_functions(lib: Any) -> tuple[Any, Any]:
 def bind_life_function(lib: Any) -> Any:
     """``predmaint_read_request_life`` of a loaded request library (the request reader with life
     summaries and horizons: ``predmaint_read_request``'s arguments, then per-asset life flags and
-    summaries, then the horizon flags and values: the request's, then each asset's), typed; None if the
-    library lacks it."""
+    summaries, then the horizon flags and values: the request's, then each asset's, then each asset's
+    number of readings), typed; None if the library lacks it."""
     if not hasattr(lib, "predmaint_read_request_life"):
         return None
     fn, p, i64 = lib.predmaint_read_request_life, ctypes.c_void_p, ctypes.c_int64
-    fn.argtypes = [ctypes.c_char_p, i64, p, p, p, p, p, p, p, p]
+    fn.argtypes = [ctypes.c_char_p, i64, p, p, p, p, p, p, p, p, p]
     fn.restype = ctypes.c_int
     return fn
 

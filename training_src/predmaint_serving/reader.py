@@ -97,6 +97,7 @@ class RequestReader:
         self.life_width = at
         self.life_fn = life_fn if keys else None
         self.full_fn = life_fn  # the entry reading horizons too (life buffers NULL when the model keeps none)
+        self.min_readings = int(spec.min_readings or 0)  # fewer readings sent: the answer's warning
         self._keep = keep
         self._plan_address = ctypes.addressof(self.plan)
         self.fn, self.batch, self.n_features = fn, batch, len(spec.feature_names)
@@ -125,12 +126,16 @@ class RequestReader:
             return None
 
     def read(self, body: bytes) -> tuple[list[Any], np.ndarray, list[dict[str, Any] | None] | None,
-                                         tuple[Any, list[Any]] | None] | None:
+                                         tuple[Any, list[Any]] | None, np.ndarray | None] | None:
         """(asset ids, X (n_assets, n_features) float32, each asset's updated life summary in the codec's
         JSON form (``codec.life_document``; None where it sent none, and None when no asset sent one),
         the horizons sent (``(request's horizon, [each asset's own])`` as the JSON gave them, an int as an
-        int, None where absent, for ``codec.instance_horizons``; None when the body names none)) for a
-        request body, or None (declined)."""
+        int, None where absent, for ``codec.instance_horizons``; None when the body names none), the
+        readings each asset sent (int64, for ``codec.add_warnings``; None when every asset sent at least
+        the model's ``min_readings``)) for a request body, or None (declined).
+
+        An asset with fewer readings than the model's window is read as the Python path reads it (its
+        features from the readings sent); the caller adds the same warning from the counts."""
         local = self._local
         if not hasattr(local, "X"):
             local.X = np.empty((codec.MAX_INSTANCES, self.n_features), dtype=np.float32)
@@ -138,6 +143,7 @@ class RequestReader:
             local.n = np.zeros(1, dtype=np.int64)
             local.hflags = np.zeros(codec.MAX_INSTANCES + 1, dtype=np.int64)
             local.horizons = np.zeros(codec.MAX_INSTANCES + 1, dtype=np.float64)
+            local.counts = np.zeros(codec.MAX_INSTANCES, dtype=np.int64)
             if self.life_fn is not None:
                 local.flags = np.zeros(codec.MAX_INSTANCES, dtype=np.int64)
                 local.life = np.empty((codec.MAX_INSTANCES, self.life_width), dtype=np.float64)
@@ -146,7 +152,7 @@ class RequestReader:
             rc = self.full_fn(body, len(body), self._plan_address, local.X.ctypes.data, local.ids.ctypes.data,
                               local.n.ctypes.data, local.flags.ctypes.data if life else None,
                               local.life.ctypes.data if life else None, local.hflags.ctypes.data,
-                              local.horizons.ctypes.data)
+                              local.horizons.ctypes.data, local.counts.ctypes.data)
         else:
             rc = self.fn(body, len(body), self._plan_address, local.X.ctypes.data, local.ids.ctypes.data,
                          local.n.ctypes.data)
@@ -168,7 +174,12 @@ class RequestReader:
             sent = [None if f == 0 else v if f == 1 else int(v)
                     for f, v in zip(local.hflags[:m + 1].tolist(), local.horizons[:m + 1].tolist(), strict=True)]
             asked = (sent[0], sent[1:])
-        return ids, local.X[:m].copy(), life, asked
+        counts = None
+        if self.full_fn is not None and self.min_readings:  # the older entry declines short histories
+            sent_n = local.counts[:m]
+            if (sent_n < self.min_readings).any():
+                counts = sent_n.copy()
+        return ids, local.X[:m].copy(), life, asked, counts
 
     def _life_document(self, row: list[float]) -> dict[str, Any]:
         """``codec.life_document`` of a summary in the life buffer's layout (same keys, order and values)."""
@@ -203,12 +214,14 @@ class RequestReader:
             document = codec.decode(body)
             req = codec.parse_instances(document, model)
             want = codec.features_matrix(req, model)
-            short = bool((np.diff(req.offsets) < minimum).any())
-            if short:  # fewer readings than the window: declined, so the Python path adds the warning
+            counts = np.diff(req.offsets)
+            short = bool((counts < minimum).any())
+            if short and self.full_fn is None:  # the older entry declines them: the Python path warns
                 if got is not None:
                     return False
             elif got is None or not np.array_equal(got[1], want, equal_nan=True) or \
-                    got[0] != [inst.get("asset_id", i) for i, inst in enumerate(document.doc["instances"])]:
+                    got[0] != [inst.get("asset_id", i) for i, inst in enumerate(document.doc["instances"])] or \
+                    (got[4] is not None) != short or (short and not np.array_equal(got[4], counts)):
                 return False
             if self.batch is not None:  # the fleet-scoring entry on the same readings
                 fleet = self.features(req.columns.matrix, req.offsets)
@@ -226,20 +239,29 @@ class RequestReader:
     def _life_agrees(self, model: Any) -> bool:
         """Self-check of life summaries: every synthetic asset starts one (``{}``) on its first readings,
         then continues it with readings that overlap them (the repeated ones are not counted twice);
-        the features and the returned summaries equal ``codec.read_python``'s, bit for bit."""
+        the features, the returned summaries and the readings counted for the short-history warning
+        equal ``codec.read_python``'s, bit for bit. Once with halves of each history, and (the entry that
+        reads short histories) once as a stream's first records are: both parts shorter than the window."""
         minimum = model.spec.min_readings or 0
         body = synthetic_requests(model.spec, model.required)[-1]
         instances = [inst for inst in codec.loads(body)["instances"] if len(inst["readings"]) >= 2 * max(minimum, 1)]
         if not instances:
             return True
-        start = [{**inst, "readings": inst["readings"][:len(inst["readings"]) // 2 + 1], "life": {}} for inst in instances]
-        for _ in range(2):
-            body = codec.dumps({"instances": start})
-            got, want = self.read(body), codec.read_python(body, model)
-            if got is None or got[2] != want.life or not np.array_equal(got[1], want.X, equal_nan=True):
-                return False
-            start = [{**inst, "readings": inst["readings"][len(inst["readings"]) // 2 - 1:], "life": doc}
-                     for inst, doc in zip(instances, want.life, strict=True)]
+        splits = [lambda n: (n // 2 + 1, n // 2 - 1)]  # (readings of the start, first reading continued)
+        if self.full_fn is not None and minimum > 2:
+            splits.append(lambda n: (minimum // 2, minimum // 2 - 1))
+        for split in splits:
+            start = [{**inst, "readings": inst["readings"][:split(len(inst["readings"]))[0]], "life": {}}
+                     for inst in instances]
+            for _ in range(2):
+                body = codec.dumps({"instances": start})
+                got, want = self.read(body), codec.read_python(body, model)
+                short = bool((want.readings < minimum).any())
+                if got is None or got[2] != want.life or not np.array_equal(got[1], want.X, equal_nan=True) \
+                        or (got[4] is not None) != short or (short and not np.array_equal(got[4], want.readings)):
+                    return False
+                start = [{**inst, "readings": inst["readings"][split(len(inst["readings"]))[1]:][:len(s["readings"])],
+                          "life": doc} for inst, s, doc in zip(instances, start, want.life, strict=True)]
         return True
 
 

@@ -641,22 +641,25 @@ static int document(Parser *s)
  * the Python path answer) or NO_MEMORY. */
 int predmaint_read_request_life(const char *body, int64_t len, const Plan *pl, float *X, int64_t *ids,
                                 int64_t *n_assets, int64_t *life_flag, double *life, int64_t *horizon_flag,
-                                double *horizon);
+                                double *horizon, int64_t *readings);
 
 int predmaint_read_request(const char *body, int64_t len, const Plan *pl, float *X, int64_t *ids,
                            int64_t *n_assets)
 {
-    return predmaint_read_request_life(body, len, pl, X, ids, n_assets, NULL, NULL, NULL, NULL);
+    return predmaint_read_request_life(body, len, pl, X, ids, n_assets, NULL, NULL, NULL, NULL, NULL);
 }
 
 /* predmaint_read_request with life summaries and horizons: life_flag[a] says what asset a sent (LIFE_*),
  * and row a of life (pm_life_width doubles: first, last, count, then each key's sums) holds its updated
  * summary when it sent one. horizon_flag[0] / horizon[0]: the request's horizon (HORIZON_*, its value),
  * horizon_flag[a + 1] / horizon[a + 1]: asset a's own (max_instances + 1 slots). NULL life buffers:
- * decline every life summary; NULL horizon buffers: decline every horizon. */
+ * decline every life summary; NULL horizon buffers: decline every horizon. readings[a]: the number of
+ * readings asset a sent (max_instances slots), so that the caller adds the Python path's warning to an
+ * asset with fewer than the model's window (its features are those of the readings sent, as the Python
+ * path's); NULL: decline such a request (the caller could not warn). */
 int predmaint_read_request_life(const char *body, int64_t len, const Plan *pl, float *X, int64_t *ids,
                                 int64_t *n_assets, int64_t *life_flag, double *life, int64_t *horizon_flag,
-                                double *horizon)
+                                double *horizon, int64_t *readings)
 {
     if (!c_locale)
         c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
@@ -676,10 +679,13 @@ int predmaint_read_request_life(const char *body, int64_t len, const Plan *pl, f
     s.starts = calloc((size_t)pl->max_instances + 1, sizeof *s.starts);
     s.seen = calloc((size_t)pl->n_cols, sizeof *s.seen);
     int rc = (s.starts && s.seen) ? document(&s) : NO_MEMORY;
-    if (rc == OK) /* an asset with fewer readings than the model's window gets a warning: Python's */
-        for (int64_t a = 0; a < s.n_assets; ++a)
-            if (s.starts[a + 1] - s.starts[a] < pm_min_readings(pl))
+    if (rc == OK) /* an asset with fewer readings than the model's window gets a warning from the caller */
+        for (int64_t a = 0; a < s.n_assets; ++a) {
+            if (readings)
+                readings[a] = s.starts[a + 1] - s.starts[a];
+            else if (s.starts[a + 1] - s.starts[a] < pm_min_readings(pl))
                 rc = DECLINE;
+        }
     if (rc == OK)
         rc = pm_assets_life(pl, s.vals, s.starts, s.n_assets, X, s.life_flag, s.life);
     *n_assets = rc == OK ? s.n_assets : 0;
