@@ -185,6 +185,10 @@ def transform(df: pd.DataFrame, spec: FeatureSpec, life: bool = True) -> pd.Data
     return pd.DataFrame(x, columns=spec.feature_names, index=df.index)
 
 
+#: readings per gather in ``transform_rows`` (bounds its temporaries at a few MB whatever the row count)
+ROWS_CHUNK = 2048
+
+
 def transform_rows(df: pd.DataFrame, rows: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """Features (len(rows), f) of the readings at positions ``rows`` of validated readings ``df`` (assets
     contiguous, time-ordered), each from its asset's history: equal, bit for bit, to those rows of
@@ -200,7 +204,10 @@ def transform_rows(df: pd.DataFrame, rows: np.ndarray, spec: FeatureSpec) -> np.
         t = df[spec.time_column].to_numpy(dtype=float)
         first = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])  # each asset's first row
         starts = first[np.searchsorted(first, rows, side="right") - 1]
-        win = windows_at(z, t, starts, rows + 1, spec)
+        # in chunks: a gather holds (rows, W, channels) values several times over, per row independent
+        win = np.vstack([windows_at(z, t, starts[i:i + ROWS_CHUNK], rows[i:i + ROWS_CHUNK] + 1, spec)
+                         for i in range(0, len(rows), ROWS_CHUNK)]) if len(rows) else windows_at(
+            z, t, starts, rows + 1, spec)
         t = t[rows]
         if spec.life_stats:
             block = _missing_life(len(rows), spec)
