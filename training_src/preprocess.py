@@ -136,11 +136,15 @@ def truncate_assets(df: pd.DataFrame, profile: Profile, seed: int) -> tuple[pd.D
 
 
 def _frame(features: pd.DataFrame, asset: np.ndarray, time_: np.ndarray | None, label: np.ndarray) -> pd.DataFrame:
+    """``features`` with the meta columns ``_asset`` (``_time``) ``_label`` in front, added in place."""
+    # the meta columns go in front of ``features`` itself (a concat copies every feature column)
     meta = {"_asset": asset}
     if time_ is not None:
         meta["_time"] = time_
     meta["_label"] = label
-    return pd.concat([pd.DataFrame(meta, index=features.index), features], axis=1)
+    for name, values in reversed(meta.items()):
+        features.insert(0, name, values)
+    return features
 
 
 # ----------------------------------------------------------------------------------------------

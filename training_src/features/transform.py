@@ -174,11 +174,17 @@ def transform(df: pd.DataFrame, spec: FeatureSpec, life: bool = True) -> pd.Data
         ids = df[spec.id_column].to_numpy()
         t = df[spec.time_column].to_numpy(dtype=float)
         bounds = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
-        blocks = [window_block(z[a:b], t[a:b], spec) for a, b in itertools.pairwise(bounds)]
-        win = np.vstack(blocks)
+        # each asset's block goes straight into one array (a list of blocks then stacked is a second copy)
+        win = None
+        for a, b in itertools.pairwise(bounds):
+            w = window_block(z[a:b], t[a:b], spec)
+            if win is None:
+                win = np.empty((len(df), w.shape[1]))
+            win[a:b] = w
         if spec.life_stats and life:
-            block = np.vstack([np.stack(_expanding(z[a:b], t[a:b], spec.life_stats), axis=2).reshape(b - a, -1)
-                               for a, b in itertools.pairwise(bounds)])
+            block = np.empty((len(df), len(life_names(spec))))
+            for a, b in itertools.pairwise(bounds):
+                block[a:b] = np.stack(_expanding(z[a:b], t[a:b], spec.life_stats), axis=2).reshape(b - a, -1)
         elif spec.life_stats:
             block = _missing_life(len(df), spec)
     x = _assemble(spec, df, z, reg, win, t, block)
