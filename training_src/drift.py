@@ -210,13 +210,14 @@ def baseline_from_frames(frames: dict[str, pd.DataFrame], spec: F.FeatureSpec, d
     raw = raw[keep].reset_index(drop=True)
     if len(raw) != len(train) or any(c not in raw.columns for c in raw_columns(spec)):
         return None
-    X = train[spec.feature_names].reset_index(drop=True)
     if spec.window_sizes and "_time" in train.columns:
         history = min(spec.history_needed, len(train))
         fi, ri = serving_rows(train["_asset"].to_numpy(), history, spec.profile_obj.min_readings, draws,
                               np.random.default_rng(seed))
-        return build_baseline(raw.iloc[ri], X.iloc[fi], spec, raw_features=raw.iloc[fi])
-    return build_baseline(raw, X, spec)
+        # only the sampled rows' features are copied out (not every training row's)
+        X = train.iloc[fi][spec.feature_names]
+        return build_baseline(raw.iloc[ri], X, spec, raw_features=raw.iloc[fi])
+    return build_baseline(raw, train[spec.feature_names].reset_index(drop=True), spec)
 
 
 def load_baseline(path: Path, spec: F.FeatureSpec | None = None) -> dict[str, Any]:
