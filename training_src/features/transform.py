@@ -68,15 +68,19 @@ class ColumnMatrix(dict):
         return self.matrix.take([self.position[c] for c in names], axis=1)
 
 
-def _pointwise(spec: FeatureSpec, cols: dict[str, np.ndarray] | pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Per-regime z-scored kept sensors plus the health index (n, channels) and regime ids (n,)."""
+def reading_regimes(spec: FeatureSpec, cols: dict[str, np.ndarray] | pd.DataFrame) -> np.ndarray:
+    """Operating regime (n,) of each reading, from its settings alone (what ``_pointwise`` normalises by)."""
     if spec.setting_columns and spec.n_regimes > 1:
         st = np.column_stack([np.asarray(cols[c], dtype=float) for c in spec.setting_columns])
         st = (st - np.asarray(spec.settings_center)) / np.asarray(spec.settings_scale)
-        reg = assign_regimes(st, np.asarray(spec.centroids))
-    else:
-        n = len(cols[spec.sensors[0]]) if spec.sensors else len(next(iter(cols.values())))
-        reg = np.zeros(n, dtype=np.int64)
+        return assign_regimes(st, np.asarray(spec.centroids))
+    n = len(cols[spec.sensors[0]]) if spec.sensors else len(next(iter(cols.values())))
+    return np.zeros(n, dtype=np.int64)
+
+
+def _pointwise(spec: FeatureSpec, cols: dict[str, np.ndarray] | pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per-regime z-scored kept sensors plus the health index (n, channels) and regime ids (n,)."""
+    reg = reading_regimes(spec, cols)
     if isinstance(cols, ColumnMatrix):
         x = cols.take(spec.sensors)
     else:
