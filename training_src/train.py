@@ -204,8 +204,7 @@ def calibrate_intervals(algorithm: str, frames: list[pd.DataFrame], names: list[
     pred = np.zeros(len(y))
     pred_life = np.zeros(len(y)) if k_life else None
     for k in range(folds):
-        Xk, yk = F.with_and_without_life(X[(fold != k) & fit_rows], y[(fold != k) & fit_rows], spec,
-                                         candidates.fit_dtype(algorithm))
+        Xk, yk = F.with_and_without_life(X[(fold != k) & fit_rows], y[(fold != k) & fit_rows], spec)
         m, _ = fit_model(algorithm, Xk, yk, spec.task, hp, nthread, seed)
         del Xk, yk  # one fold's rows at a time
         held = fold == k
@@ -331,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                 fit_xy = (X, y)
         # a model with life-summary features learns every row with and without them (callers that keep
         # a summary and callers that do not), and is scored on both
-        X, y = F.with_and_without_life(X, y, spec, candidates.fit_dtype(args.algorithm))
+        X, y = F.with_and_without_life(X, y, spec)
         if Xv is not None:
             Xv, yv = F.with_and_without_life(Xv, yv, spec)
         checkpoint_dir = args.checkpoint_dir or (C.DEFAULT_DIR if Path(C.DEFAULT_DIR).is_dir() else None)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from training_src import candidates
 from training_src import drift as D
 from training_src import features as F
 from training_src.dataio import read_table, resolve_file
@@ -45,9 +44,9 @@ def test_baseline_from_sampled_positions_equals_the_baseline_of_the_copied_rows(
     assert D.regimes_of(spec, raw).tolist() == F._pointwise(spec, raw)[1].tolist()
 
 
-def test_fit_rows_in_the_learners_own_type_are_the_same_values(fd001):
-    """``with_and_without_life`` from row blocks and in a learner's type (hgb: float64) holds exactly
-    the stacked float32 rows, twice, the second copy's life features missing."""
+def test_fit_rows_from_row_blocks_are_the_stacked_rows_twice(fd001):
+    """``with_and_without_life`` from row blocks (train then validation, as evaluate.py passes them)
+    holds exactly the stacked rows, twice, the second copy's life features missing."""
     spec = fd001["spec"]
     k, f = len(F.life_names(spec)), len(spec.feature_names)
     assert k
@@ -55,9 +54,8 @@ def test_fit_rows_in_the_learners_own_type_are_the_same_values(fd001):
     blocks = [rng.normal(size=(5, f)).astype(np.float32), rng.normal(size=(3, f)).astype(np.float32)]
     y = np.arange(8.0)
     want, wy = F.with_and_without_life(np.vstack(blocks), y, spec)
-    got, gy = F.with_and_without_life(blocks, y, spec, candidates.fit_dtype("hgb"))
-    assert got.dtype == np.float64 and want.dtype == np.float32
-    np.testing.assert_array_equal(got, want.astype(np.float64))
+    got, gy = F.with_and_without_life(blocks, y, spec)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(gy, wy)
     assert np.isnan(got[8:, -k:]).all() and not np.isnan(got[:8]).any()
-    assert candidates.fit_dtype("xgboost") == "float32"

@@ -5,8 +5,7 @@ A candidate module holds everything about its algorithm:
 - ``NAME`` (the ``--algorithm`` value and the tuning job's training job definition name),
   ``PARAMS`` (its tuned ranges, ``base.Param``), ``START`` (the first trial local tuning runs),
   ``MODEL_FILE`` (the file in the model directory that holds the fitted model),
-  ``DISTRIBUTED`` (whether several SageMaker hosts fit it as one collective fit), optionally
-  ``FIT_DTYPE`` (the type its fit reads rows in, default "float32"; see ``fit_dtype``);
+  ``DISTRIBUTED`` (whether several SageMaker hosts fit it as one collective fit);
 - ``fit(X, y, task, hp, nthread, seed, Xv, yv, names, report_every, checkpoints) -> (model, validation
   predictions)``, ``predict(model, X)``, ``save(model, model_dir)`` (training);
 - ``load(model_dir, spec) -> predictor`` with ``predict(X)`` (raw: probabilities or uncapped RUL),
@@ -33,13 +32,7 @@ _MODULES: tuple[ModuleType, ...] = (xgb, linear, hgb)
 #: candidate name -> its module, in the order tuning tries their starting points
 CANDIDATES: dict[str, ModuleType] = {m.NAME: m for m in _MODULES}
 
-__all__ = ["CANDIDATES", "Param", "TrainError", "fit_dtype", "get"]
-
-
-def fit_dtype(name: str) -> str:
-    """The NumPy type candidate ``name``'s fit reads its rows in (``FIT_DTYPE``, default "float32"):
-    train.py builds the fit's rows in it, so the learner makes no converted copy of its own."""
-    return getattr(get(name), "FIT_DTYPE", "float32")
+__all__ = ["CANDIDATES", "Param", "TrainError", "get"]
 
 
 def get(name: str) -> ModuleType:

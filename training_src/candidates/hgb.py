@@ -26,9 +26,6 @@ NAME = "hgb"
 MODEL_FILE = "hgb-model.json"
 FORMAT = "predmaint-hgb-trees/1"
 DISTRIBUTED = False  # the first host fits it on the gathered rows
-#: scikit-learn bins float64 (it converts any other input to a float64 copy): train.py builds the fit's
-#: rows in float64 directly (the float32 features, each value exact in float64: the same model)
-FIT_DTYPE = "float64"
 #: tuned under the built-in XGBoost algorithm's tunable names (``wire``; base.TUNABLE_XGBOOST_NAMES): the
 #: nearest XGBoost meaning where there is one (rounds, step size, L2 penalty, features per split, least
 #: hessian = samples per leaf for squared error), any unused tunable name otherwise; train.py maps back

@@ -231,23 +231,20 @@ def _missing_life(n: int, spec: FeatureSpec) -> np.ndarray:
     return np.full((n, len(life_names(spec))), np.nan)
 
 
-def with_and_without_life(X: np.ndarray | list[np.ndarray], y: np.ndarray, spec: FeatureSpec,
-                          dtype: Any = None) -> tuple[np.ndarray, np.ndarray]:
+def with_and_without_life(X: np.ndarray | list[np.ndarray], y: np.ndarray,
+                          spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
     """Training rows for a model with life-summary features: every row twice, with its life features and
     with them missing (a caller that sends no summary), so one model answers both. Unchanged without.
 
     ``X`` may be a list of row blocks (e.g. the train then the validation channel's rows): they are
-    written into the result one after the other, as ``np.vstack(X)`` would be, without that copy.
-    ``dtype``: the result's (default X's): a learner that converts its input itself (scikit-learn's
-    histogram GBM reads float64) gets the values in its own type at once, not a copy beside X's."""
+    written into the result one after the other, as ``np.vstack(X)`` would be, without that copy."""
     k = len(life_names(spec))
     blocks = X if isinstance(X, list) else [X]
-    dtype = np.result_type(*blocks) if dtype is None else np.dtype(dtype)
     if not k:
-        return (np.vstack(blocks) if isinstance(X, list) else X).astype(dtype, copy=False), y
+        return (np.vstack(blocks) if isinstance(X, list) else X), y
     # one allocation (not a copy of X that is then stacked into another): the rows twice, then blank
     n = sum(len(b) for b in blocks)
-    out = np.empty((2 * n, blocks[0].shape[1]), dtype=dtype)
+    out = np.empty((2 * n, blocks[0].shape[1]), dtype=np.result_type(*blocks))
     at = 0
     for b in blocks:
         out[at:at + len(b)] = b
