@@ -138,19 +138,22 @@ def feature_columns(spec: F.FeatureSpec) -> list[str]:
 
 def regimes_of(spec: F.FeatureSpec, cols: dict[str, np.ndarray] | pd.DataFrame) -> np.ndarray:
     """Operating regime of each reading (the spec's own assignment, as the features use it)."""
-    return F._pointwise(spec, cols)[1]
+    return F.reading_regimes(spec, cols)
 
 
 def build_baseline(raw: pd.DataFrame, features: pd.DataFrame, spec: F.FeatureSpec,
-                   bins: int = BINS, seed: int = 0, raw_features: pd.DataFrame | None = None) -> dict[str, Any]:
+                   bins: int = BINS, seed: int = 0, raw_features: pd.DataFrame | None = None,
+                   raw_rows: np.ndarray | None = None) -> dict[str, Any]:
     """The baseline document from training rows: ``raw`` holds readings (settings and sensors, one
     row per reading), ``features`` the model's features of the readings in ``raw_features`` (the
-    readings the features were computed at; default ``raw``, row for row)."""
+    readings the features were computed at; default ``raw``, row for row). ``raw_rows``: the positions
+    in ``raw`` of the readings to describe (default all; may repeat a reading), read column by column
+    instead of copied out as a frame (served-request samples repeat each reading many times)."""
     at = raw if raw_features is None else raw_features
     if len(at) != len(features):
         raise DriftError(f"baseline: {len(at)} readings but {len(features)} feature rows")
-    regs = {"raw": regimes_of(spec, raw), "features": regimes_of(spec, at)}
-    raw, features = raw.reset_index(drop=True), features.reset_index(drop=True)
+    rows = np.arange(len(raw)) if raw_rows is None else np.asarray(raw_rows, dtype=np.intp)
+    regs = {"raw": regimes_of(spec, raw)[rows], "features": regimes_of(spec, at)}
     reg = regs["features"]
     rng = np.random.default_rng(seed)
     doc: dict[str, Any] = {"format": FORMAT, "bins": bins, "n_regimes": spec.n_regimes,
@@ -168,7 +171,8 @@ def build_baseline(raw: pd.DataFrame, features: pd.DataFrame, spec: F.FeatureSpe
                 # features as the model sees them (float32, as the codec hands them over): a
                 # discrete sensor's value on a float64 edge would otherwise land in another bin
                 dtype = np.float32 if kind == "features" else float
-                per[c].append(sketch(frame[c].to_numpy(dtype=dtype)[idx].astype(float), bins))
+                at_rows = idx if kind == "features" else rows[idx]  # positions, whatever the frame's index
+                per[c].append(sketch(frame[c].to_numpy(dtype=dtype)[at_rows].astype(float), bins))
         doc[kind] = per
     return doc
 
@@ -210,13 +214,14 @@ def baseline_from_frames(frames: dict[str, pd.DataFrame], spec: F.FeatureSpec, d
     raw = raw[keep].reset_index(drop=True)
     if len(raw) != len(train) or any(c not in raw.columns for c in raw_columns(spec)):
         return None
-    X = train[spec.feature_names].reset_index(drop=True)
     if spec.window_sizes and "_time" in train.columns:
         history = min(spec.history_needed, len(train))
         fi, ri = serving_rows(train["_asset"].to_numpy(), history, spec.profile_obj.min_readings, draws,
                               np.random.default_rng(seed))
-        return build_baseline(raw.iloc[ri], X.iloc[fi], spec, raw_features=raw.iloc[fi])
-    return build_baseline(raw, X, spec)
+        # only the sampled rows' features are copied out (not every training row's)
+        X = train.iloc[fi][spec.feature_names]
+        return build_baseline(raw, X, spec, raw_features=raw.iloc[fi], raw_rows=ri)
+    return build_baseline(raw, train[spec.feature_names].reset_index(drop=True), spec)
 
 
 def load_baseline(path: Path, spec: F.FeatureSpec | None = None) -> dict[str, Any]:

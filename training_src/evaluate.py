@@ -231,7 +231,8 @@ def evaluate(model_path: Path, test_dir: Path, baseline_dir: Path | None, train_
         # train then validation rows, as train.py fits them; each channel's float64 frame is dropped
         # as soon as its float32 rows are out
         parts = [T.split_xy(T.read_channel(d), spec.feature_names) for d in (train_dir, validation_dir)]
-        X, y = F.with_and_without_life(np.vstack([x for x, _ in parts]), np.concatenate([v for _, v in parts]), spec)
+        # the channels' rows go straight into the doubled matrix (no stacked copy of them first)
+        X, y = F.with_and_without_life([x for x, _ in parts], np.concatenate([v for _, v in parts]), spec)
         del parts
         fits.append(("+ feature engineering (default XGBoost)",
                      (task, X, y, Xt, {"num_round": DEFAULT_XGB_ROUNDS}, spec.feature_names, cap), 0.5))

@@ -136,11 +136,15 @@ def truncate_assets(df: pd.DataFrame, profile: Profile, seed: int) -> tuple[pd.D
 
 
 def _frame(features: pd.DataFrame, asset: np.ndarray, time_: np.ndarray | None, label: np.ndarray) -> pd.DataFrame:
+    """``features`` with the meta columns ``_asset`` (``_time``) ``_label`` in front, added in place."""
+    # the meta columns go in front of ``features`` itself (a concat copies every feature column)
     meta = {"_asset": asset}
     if time_ is not None:
         meta["_time"] = time_
     meta["_label"] = label
-    return pd.concat([pd.DataFrame(meta, index=features.index), features], axis=1)
+    for name, values in reversed(meta.items()):
+        features.insert(0, name, values)
+    return features
 
 
 # ----------------------------------------------------------------------------------------------
@@ -354,7 +358,7 @@ def transform(profile: Profile, spec: F.FeatureSpec, split: dict, data: pd.DataF
                 if name == "baseline_train":
                     X, labels = F.baseline_matrix(part, profile), F.rul_labels(part, profile, None)
                 else:
-                    X, labels = F.transform(part, spec), F.rul_labels(part, profile, spec.label_cap)
+                    X, labels = F.transform(part, spec, dtype=FEATURE_DTYPE), F.rul_labels(part, profile, spec.label_cap)
                 out[name] = _frame(X, part[profile.id_column].to_numpy(), part[profile.time_column].to_numpy(),
                                    labels)
         if test_df is not None and test["source"] == "file":
@@ -365,7 +369,7 @@ def transform(profile: Profile, spec: F.FeatureSpec, split: dict, data: pd.DataF
                 raise DataError(f"test asset {F._aid(unknown[0])} has no true RUL in the fitted split")
             true_rul = np.asarray([rul[a] for a in last_ids])
         if test_df is not None and true_rul is not None:
-            Xt = F.transform(test_df, spec)
+            Xt = F.transform(test_df, spec, dtype=FEATURE_DTYPE)
             last = test_df.groupby(profile.id_column, sort=False).tail(1).index
             out["test"] = _frame(Xt.loc[last], test_df.loc[last, profile.id_column].to_numpy(),
                                  test_df.loc[last, profile.time_column].to_numpy(), true_rul)
@@ -387,7 +391,7 @@ def transform(profile: Profile, spec: F.FeatureSpec, split: dict, data: pd.DataF
         if not m.any():
             continue
         part = data[m]
-        out[name] = _frame(F.transform(part, spec), ids[m], None, y[m])
+        out[name] = _frame(F.transform(part, spec, dtype=FEATURE_DTYPE), ids[m], None, y[m])
         out[f"baseline_{name}"] = _frame(F.baseline_matrix(part, profile), ids[m], None, y[m])
     if merge_baseline:
         out["baseline_train"] = pd.concat([out["baseline_train"], out.pop("baseline_validation")])
@@ -432,6 +436,12 @@ def test_fingerprint(test: pd.DataFrame) -> str:
     payload = test[cols].to_csv(index=False, float_format="%.6g").encode()
     return hashlib.sha256(payload).hexdigest()[:16]
 
+
+#: the feature columns of the train/validation/test frames: every model reads its features as float32
+#: (train.py, evaluate.py, the serving path casts its float64 features), so float32 files hand them the
+#: same values at half the bytes. The baseline frames (raw readings) stay float64: the drift baseline
+#: bins raw readings as float64.
+FEATURE_DTYPE = np.float32
 
 LAYOUT = {"train": "train/train.parquet", "validation": "validation/validation.parquet",
           "test": "test/test.parquet", "baseline_train": "baseline/train.parquet",

@@ -99,11 +99,12 @@ def cv_predictions(fold_fits: list[tuple[pd.DataFrame, F.FeatureSpec]], profile:
     preds = []
     for (tr, base), (cols, offsets, _, _) in zip(fold_fits, views, strict=True):
         spec = F.with_choice(base, tr, profile, [size], cap)
-        X = F.transform(tr, spec).to_numpy()
         y = F.rul_labels(tr, profile, spec.label_cap)
         stride = proxy_stride(len(tr))
-        keep = tr.groupby(profile.id_column, sort=False).cumcount().to_numpy() % stride == stride - 1
-        preds.append(_fit_predict(X[keep], y[keep], F.transform_last(cols, offsets, spec), seed))
+        keep = np.flatnonzero(tr.groupby(profile.id_column, sort=False).cumcount().to_numpy() % stride == stride - 1)
+        # only the rows the proxy reads are featurised (the same values as the full transform's rows)
+        X = F.transform_rows(tr, keep, spec)
+        preds.append(_fit_predict(X, y[keep], F.transform_last(cols, offsets, spec), seed))
     return np.concatenate(preds)
 
 

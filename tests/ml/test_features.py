@@ -177,6 +177,23 @@ def test_parity_every_fd001_test_unit(data_dir, fd001):
     assert n == 100
 
 
+def test_transform_rows_equals_those_rows_of_the_batch_features(data_dir, fd001):
+    """Features of chosen readings (every 3rd, every 29th, single ones, first and last readings of an
+    asset), each from its own asset's history: the batch rows bit for bit, at the cost of those rows only
+    (what the window/cap choice's proxy fits read)."""
+    from training_src.dataio import read_table, resolve_file
+
+    p, spec = fd001["profile"], fd001["spec"]
+    train = F.validate_readings(read_table(resolve_file(data_dir, p.file("train")), p), p)
+    for sizes in ([30], [15, 0]):  # a trailing window; a short one with a whole-history one
+        s = F.with_choice(spec, train, p, sizes, spec.label_cap)
+        batch = F.transform(train, s, life=False).to_numpy()
+        ends = np.flatnonzero(np.r_[train["unit"].to_numpy()[1:] != train["unit"].to_numpy()[:-1], True])
+        for rows in (np.arange(2, len(train), 3), np.arange(28, len(train), 29), np.array([0, 5, 191, 192]),
+                     ends, np.arange(len(train))):
+            np.testing.assert_array_equal(F.transform_rows(train, rows, s), batch[rows])
+
+
 def test_whole_history_window_by_hand():
     p = tiny_profile(windows={"sizes": [0], "stats": ["mean", "std", "slope", "min", "max"]})
     df = F.validate_readings(tiny_frame(), p)

@@ -54,10 +54,12 @@ from .transform import (
                    ColumnMatrix,
                    _derive,
                    _pointwise,
+                   reading_regimes,
                    transform,
                    transform_asset,
                    transform_last,
                    transform_last_life,
+                   transform_rows,
                    with_and_without_life,
 )
 from .windows import SUMS_FOR, _ewm_weights, sum_keys, window_block
@@ -67,6 +69,6 @@ __all__ = [
     "ColumnMatrix", "FeatureError", "FeatureSpec", "LifeOverflowError", "LifeState", "_aid", "_derive",
     "_ewm_weights", "_pointwise", "assign_regimes", "baseline_matrix", "clip_rul", "detect_regimes",
     "feature_names", "finite_or_raise", "fit_health_index", "fit_spec", "life_fingerprint", "life_names",
-    "life_overflows", "nasa_score", "rul_labels", "sum_keys", "transform", "transform_asset", "transform_last",
-    "transform_last_life", "validate_readings", "window_block", "with_and_without_life", "with_choice",
+    "life_overflows", "nasa_score", "reading_regimes", "rul_labels", "sum_keys", "transform", "transform_asset", "transform_last",
+    "transform_last_life", "transform_rows", "validate_readings", "window_block", "with_and_without_life", "with_choice",
 ]

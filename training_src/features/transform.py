@@ -16,7 +16,7 @@ import pandas as pd
 from .life import LifeOverflowError, LifeState, _life_block, life_overflows
 from .regimes import _health_index, assign_regimes
 from .spec import FeatureSpec, life_names
-from .windows import _expanding, _windows_last, window_block
+from .windows import _expanding, _windows_last, window_block, windows_at
 
 
 class ColumnMatrix(dict):
@@ -68,15 +68,19 @@ class ColumnMatrix(dict):
         return self.matrix.take([self.position[c] for c in names], axis=1)
 
 
-def _pointwise(spec: FeatureSpec, cols: dict[str, np.ndarray] | pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Per-regime z-scored kept sensors plus the health index (n, channels) and regime ids (n,)."""
+def reading_regimes(spec: FeatureSpec, cols: dict[str, np.ndarray] | pd.DataFrame) -> np.ndarray:
+    """Operating regime (n,) of each reading, from its settings alone (what ``_pointwise`` normalises by)."""
     if spec.setting_columns and spec.n_regimes > 1:
         st = np.column_stack([np.asarray(cols[c], dtype=float) for c in spec.setting_columns])
         st = (st - np.asarray(spec.settings_center)) / np.asarray(spec.settings_scale)
-        reg = assign_regimes(st, np.asarray(spec.centroids))
-    else:
-        n = len(cols[spec.sensors[0]]) if spec.sensors else len(next(iter(cols.values())))
-        reg = np.zeros(n, dtype=np.int64)
+        return assign_regimes(st, np.asarray(spec.centroids))
+    n = len(cols[spec.sensors[0]]) if spec.sensors else len(next(iter(cols.values())))
+    return np.zeros(n, dtype=np.int64)
+
+
+def _pointwise(spec: FeatureSpec, cols: dict[str, np.ndarray] | pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per-regime z-scored kept sensors plus the health index (n, channels) and regime ids (n,)."""
+    reg = reading_regimes(spec, cols)
     if isinstance(cols, ColumnMatrix):
         x = cols.take(spec.sensors)
     else:
@@ -140,7 +144,7 @@ def _derive(raw: dict[str, np.ndarray] | pd.DataFrame, derived: list[dict[str, A
 
 
 def _assemble(spec: FeatureSpec, cols: Any, z: np.ndarray, reg: np.ndarray, win: np.ndarray | None,
-              t: np.ndarray | None, life: np.ndarray | None = None) -> np.ndarray:
+              t: np.ndarray | None, life: np.ndarray | None = None, dtype: Any = float) -> np.ndarray:
     parts = []
     if spec.time_column and spec.window_sizes:
         parts.append(np.asarray(t, dtype=float)[:, None])
@@ -157,13 +161,15 @@ def _assemble(spec: FeatureSpec, cols: Any, z: np.ndarray, reg: np.ndarray, win:
         parts.append(np.column_stack([(v == lvl).astype(float) for lvl in levels]))
     if life is not None:
         parts.append(life)
-    return np.hstack(parts) if parts else np.zeros((len(z), 0))
+    # the parts are float64; a float32 result is each value rounded once, as ``astype(np.float32)`` does
+    return np.hstack(parts, dtype=dtype) if parts else np.zeros((len(z), 0), dtype=dtype)
 
 
-def transform(df: pd.DataFrame, spec: FeatureSpec, life: bool = True) -> pd.DataFrame:
+def transform(df: pd.DataFrame, spec: FeatureSpec, life: bool = True, dtype: Any = float) -> pd.DataFrame:
     """Features for every row of validated readings (assets contiguous, time-ordered).
 
-    Returns a frame with ``spec.feature_names`` columns, index aligned with ``df``. Life-summary
+    Returns a frame with ``spec.feature_names`` columns of ``dtype`` (float64, or float32: the same
+    values as the float64 features cast, what the models read), index aligned with ``df``. Life-summary
     features (``spec.life_stats``) are those of each reading's whole history so far: what a caller
     that has kept the asset's summary since its first reading sends; ``life=False`` leaves them
     missing, as for a caller that sends none (``with_and_without_life`` trains on both).
@@ -174,15 +180,50 @@ def transform(df: pd.DataFrame, spec: FeatureSpec, life: bool = True) -> pd.Data
         ids = df[spec.id_column].to_numpy()
         t = df[spec.time_column].to_numpy(dtype=float)
         bounds = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
-        blocks = [window_block(z[a:b], t[a:b], spec) for a, b in itertools.pairwise(bounds)]
-        win = np.vstack(blocks)
+        # each asset's block goes straight into one array (a list of blocks then stacked is a second copy)
+        win = None
+        for a, b in itertools.pairwise(bounds):
+            w = window_block(z[a:b], t[a:b], spec)
+            if win is None:
+                win = np.empty((len(df), w.shape[1]))
+            win[a:b] = w
         if spec.life_stats and life:
-            block = np.vstack([np.stack(_expanding(z[a:b], t[a:b], spec.life_stats), axis=2).reshape(b - a, -1)
-                               for a, b in itertools.pairwise(bounds)])
+            block = np.empty((len(df), len(life_names(spec))))
+            for a, b in itertools.pairwise(bounds):
+                block[a:b] = np.stack(_expanding(z[a:b], t[a:b], spec.life_stats), axis=2).reshape(b - a, -1)
         elif spec.life_stats:
             block = _missing_life(len(df), spec)
-    x = _assemble(spec, df, z, reg, win, t, block)
+    x = _assemble(spec, df, z, reg, win, t, block, dtype)
     return pd.DataFrame(x, columns=spec.feature_names, index=df.index)
+
+
+#: readings per gather in ``transform_rows`` (bounds its temporaries at a few MB whatever the row count)
+ROWS_CHUNK = 2048
+
+
+def transform_rows(df: pd.DataFrame, rows: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """Features (len(rows), f) of the readings at positions ``rows`` of validated readings ``df`` (assets
+    contiguous, time-ordered), each from its asset's history: equal, bit for bit, to those rows of
+    ``transform(df, spec, life=False)`` (life features missing), at the cost of len(rows) windows
+    instead of every reading's (a proxy fit that reads every k-th reading computes 1/k of them)."""
+    rows = np.asarray(rows, dtype=np.intp)
+    z, reg = _pointwise(spec, df)
+    used = {c for d in spec.derived for c in d["columns"]} | set(spec.categorical)
+    pick = {k: df[k].to_numpy()[rows] for k in used}
+    win = t = block = None
+    if spec.window_sizes:
+        ids = df[spec.id_column].to_numpy()
+        t = df[spec.time_column].to_numpy(dtype=float)
+        first = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])  # each asset's first row
+        starts = first[np.searchsorted(first, rows, side="right") - 1]
+        # in chunks: a gather holds (rows, W, channels) values several times over, per row independent
+        win = np.vstack([windows_at(z, t, starts[i:i + ROWS_CHUNK], rows[i:i + ROWS_CHUNK] + 1, spec)
+                         for i in range(0, len(rows), ROWS_CHUNK)]) if len(rows) else windows_at(
+            z, t, starts, rows + 1, spec)
+        t = t[rows]
+        if spec.life_stats:
+            block = _missing_life(len(rows), spec)
+    return _assemble(spec, pick, z[rows], reg[rows], win, t, block)
 
 
 def _missing_life(n: int, spec: FeatureSpec) -> np.ndarray:
@@ -190,17 +231,25 @@ def _missing_life(n: int, spec: FeatureSpec) -> np.ndarray:
     return np.full((n, len(life_names(spec))), np.nan)
 
 
-def with_and_without_life(X: np.ndarray, y: np.ndarray, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
+def with_and_without_life(X: np.ndarray | list[np.ndarray], y: np.ndarray,
+                          spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
     """Training rows for a model with life-summary features: every row twice, with its life features and
-    with them missing (a caller that sends no summary), so one model answers both. Unchanged without."""
+    with them missing (a caller that sends no summary), so one model answers both. Unchanged without.
+
+    ``X`` may be a list of row blocks (e.g. the train then the validation channel's rows): they are
+    written into the result one after the other, as ``np.vstack(X)`` would be, without that copy."""
     k = len(life_names(spec))
+    blocks = X if isinstance(X, list) else [X]
     if not k:
-        return X, y
+        return (np.vstack(blocks) if isinstance(X, list) else X), y
     # one allocation (not a copy of X that is then stacked into another): the rows twice, then blank
-    n = len(X)
-    out = np.empty((2 * n, X.shape[1]), dtype=X.dtype)
-    out[:n] = X
-    out[n:] = X
+    n = sum(len(b) for b in blocks)
+    out = np.empty((2 * n, blocks[0].shape[1]), dtype=np.result_type(*blocks))
+    at = 0
+    for b in blocks:
+        out[at:at + len(b)] = b
+        out[n + at:n + at + len(b)] = b
+        at += len(b)
     out[n:, -k:] = np.nan
     return out, np.concatenate([y, y])
 

@@ -246,7 +246,16 @@ def _windows_last(z: np.ndarray, t: np.ndarray, offsets: np.ndarray, spec: Featu
     Asset i owns rows ``offsets[i]:offsets[i+1]`` of ``z`` (n, s) and ``t`` (n,). Vectorised across
     assets (one gather per window size); bit-identical to ``window_block``'s rows.
     """
-    starts, ends = offsets[:-1], offsets[1:]
+    return windows_at(z, t, offsets[:-1], offsets[1:], spec)
+
+
+def windows_at(z: np.ndarray, t: np.ndarray, starts: np.ndarray, ends: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """Window features (m, s * per_sensor) of reading ``ends[i] - 1`` with history from ``starts[i]``.
+
+    The spans ``starts[i]:ends[i]`` of ``z`` (n, s) and ``t`` (n,) may overlap (several readings of one
+    asset): only each span's trailing windows are gathered, so m readings cost m windows, not the
+    whole history. Bit-identical to ``window_block``'s row of that reading.
+    """
     m, s = len(starts), z.shape[1]
     per_sensor = len(spec.window_sizes) * len(spec.window_stats) + len(spec.ewm_spans)
     out = np.empty((m, s, per_sensor))

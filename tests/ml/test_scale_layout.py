@@ -1,0 +1,61 @@
+"""Memory layout at fleet scale: the processing outputs, the drift baseline's sample and the fit's rows
+hold the values the models read, in fewer bytes, and nothing else changes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from training_src import drift as D
+from training_src import features as F
+from training_src.dataio import read_table, resolve_file
+
+
+def test_feature_frames_are_float32_and_hold_the_float64_features_cast(data_dir, fd001):
+    """train/validation/test features are written as float32: each value the float64 feature rounded once,
+    as train.py and evaluate.py read them; meta columns and the raw-reading baseline frames stay float64."""
+    p, spec, frames = fd001["profile"], fd001["spec"], fd001["frames"]
+    train = F.validate_readings(read_table(resolve_file(data_dir, p.file("train")), p), p)
+    full = F.transform(train, spec)
+    for name in ("train", "validation"):
+        frame = frames[name]
+        assert set(frame[spec.feature_names].dtypes) == {np.dtype(np.float32)}
+        assert frame["_label"].dtype == np.float64
+        rows = full.loc[frame.index, spec.feature_names].to_numpy().astype(np.float32)
+        np.testing.assert_array_equal(frame[spec.feature_names].to_numpy(), rows)
+    written = pd.read_parquet(fd001["out"] / "train" / "train.parquet")
+    assert set(written[spec.feature_names].dtypes) == {np.dtype(np.float32)}
+    assert set(frames["baseline_train"].drop(columns=["_asset", "_time", "_label"]).dtypes) == {np.dtype(float)}
+
+
+def test_baseline_from_sampled_positions_equals_the_baseline_of_the_copied_rows(fd001):
+    """``build_baseline(raw_rows=...)`` reads the sampled raw readings by position (repeated ones too),
+    the same document as from a frame of those rows copied out."""
+    spec, frames = fd001["spec"], fd001["frames"]
+    raw = frames["baseline_train"].reset_index(drop=True)
+    train = frames["train"]
+    raw = raw[pd.MultiIndex.from_frame(raw[["_asset", "_time"]]).isin(
+        pd.MultiIndex.from_frame(train[["_asset", "_time"]]))].reset_index(drop=True)
+    fi, ri = D.serving_rows(train["_asset"].to_numpy(), spec.history_needed, 1, 5, np.random.default_rng(0))
+    X = train[spec.feature_names].iloc[fi]
+    by_position = D.build_baseline(raw, X, spec, raw_features=raw.iloc[fi], raw_rows=ri)
+    copied = D.build_baseline(raw.iloc[ri], X.reset_index(drop=True), spec, raw_features=raw.iloc[fi])
+    assert by_position == copied
+    assert D.regimes_of(spec, raw).tolist() == F._pointwise(spec, raw)[1].tolist()
+
+
+def test_fit_rows_from_row_blocks_are_the_stacked_rows_twice(fd001):
+    """``with_and_without_life`` from row blocks (train then validation, as evaluate.py passes them)
+    holds exactly the stacked rows, twice, the second copy's life features missing."""
+    spec = fd001["spec"]
+    k, f = len(F.life_names(spec)), len(spec.feature_names)
+    assert k
+    rng = np.random.default_rng(0)
+    blocks = [rng.normal(size=(5, f)).astype(np.float32), rng.normal(size=(3, f)).astype(np.float32)]
+    y = np.arange(8.0)
+    want, wy = F.with_and_without_life(np.vstack(blocks), y, spec)
+    got, gy = F.with_and_without_life(blocks, y, spec)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(gy, wy)
+    assert np.isnan(got[8:, -k:]).all() and not np.isnan(got[:8]).any()
