@@ -49,7 +49,7 @@ def variants(profile: Profile) -> list[tuple[str, Profile]]:
         ("raw readings + type only (no derived features)", dataclasses.replace(profile, derived_features=())),
         ("+ physical quantities (power, temperature difference, wear x torque)",
          dataclasses.replace(profile, derived_features=keep(PHYSICS))),
-        ("+ failure-rule margins (the profile today)", profile),
+        ("+ failure-rule margins (the profile's features)", profile),
         ("margins only (no physical quantities)", dataclasses.replace(profile, derived_features=keep(MARGINS))),
         ("profile + tool-wear margin (200 min), torque/speed, wear x power",
          dataclasses.replace(profile, derived_features=profile.derived_features + extra)),
