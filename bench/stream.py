@@ -9,7 +9,9 @@
    readings per second of the process's CPU time (steadier than the wall clock when the 2 cores are
    shared). Then the cost on AWS per million readings and per 100,000 assets per month, from the
    list prices in ``bench/aws_prices.json`` and the measured sizes of a reading and of a state
-   (``--replay-only`` stops here).
+   (``--replay-only`` stops here). ``--repeat N`` replays N times in the same process, each into a
+   new home, and prints each replay's rates, also per second of user CPU time (without the kernel's
+   time, which the archive's new folders and files make large and uneven on a busy machine).
 2. A synthetic fleet of ``--assets`` assets (FD002 test engines' readings under new asset ids, one
    record of ``--chunk`` readings per asset, then one more record each): throughput of both passes,
    peak resident memory of the process, and the stored state's size per asset (the JSON ``doc``).
@@ -139,7 +141,11 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=10)
     ap.add_argument("--rebuild", action="store_true", help="measure the rebuild instead (fleet size, history)")
     ap.add_argument("--replay-only", action="store_true", help="the FD002 replay and the costs, no synthetic fleet")
+    ap.add_argument("--repeat", type=int, default=1, help="replay the FD002 test engines this many times, "
+                    "each into a new home, in this process (the rates of each printed)")
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error(f"--repeat: must be 1 or more (got {args.repeat})")
     work = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     model_dir = args.model_dir or train_fd002(work / "fd002")
     scorer = model_api.InProcessScorer(model_api.load_model(model_dir))
@@ -152,11 +158,16 @@ def main() -> None:
     if args.rebuild:
         bench_rebuild(work, df, scorer, info, args.chunk)
         return
-    home = work / "replay"
     records = list(streaming.fleet_records(df, "unit", args.chunk))
-    t0, c0 = time.perf_counter(), time.process_time()
-    s = streaming.run_stream(home, streaming.numbered(records), scorer, info, batch=500, horizon=30)
-    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    for k in range(args.repeat):  # each replay into a new home; the figures below are the last one's
+        home = work / f"replay-{k}"
+        t0, c0, u0 = time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_utime
+        s = streaming.run_stream(home, streaming.numbered(records), scorer, info, batch=500, horizon=30)
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        user = resource.getrusage(resource.RUSAGE_SELF).ru_utime - u0
+        if args.repeat > 1:
+            print(f"replay {k + 1}/{args.repeat}: {s.readings / dt:,.0f} readings/s, {s.readings / cpu:,.0f} "
+                  f"readings/s of CPU time, {s.readings / user:,.0f} of user CPU time")
     answers = sum(1 for _ in (streaming.stream_dir(home) / "archive" / "answers").rglob("*.jsonl"))
     n_answers = sum(len(p.read_text().splitlines()) for p in (streaming.stream_dir(home) / "archive" /
                                                                "answers").rglob("*.jsonl"))

@@ -181,6 +181,25 @@ def test_record_format_errors_name_the_field():
         "record 7: x: unknown key in an event record"
 
 
+def test_readings_are_checked_as_one_record_and_the_first_bad_one_named():
+    """The fast check runs over the whole record at once: a bad reading anywhere is still named, and
+    values whose sum over the record overflows (each finite) are still taken."""
+    def err(readings):
+        with pytest.raises(RecordError) as e:
+            parse_record({"asset_id": "a", "readings": readings}, "record 7", "cycle", ("cycle", "s"))
+        return str(e.value)
+
+    ok = {"cycle": 1, "s": 2.5}
+    assert err([ok, 5]) == "record 7: readings[1]: must be an object"
+    assert err([ok, {"cycle": 2}]) == "record 7: readings[1].s: must be a finite number"
+    assert err([ok, {"cycle": 2, "s": True}]) == "record 7: readings[1].s: must be a finite number"
+    assert err([ok, {"cycle": 2, "s": float("nan")}]) == "record 7: readings[1].s: must be a finite number"
+    assert err([ok, {"cycle": 2, "s": -float("inf")}]) == "record 7: readings[1].s: must be a finite number"
+    big = [{"cycle": 2, "s": 1e308}, {"cycle": 1, "s": 1e308, "note": "x"}]
+    rec = parse_record({"asset_id": "a", "readings": big}, "record 7", "cycle", ("cycle", "s"))
+    assert [r["cycle"] for r in rec.readings] == [1, 2]
+
+
 def test_the_stream_package_imports_without_numpy_or_pandas(tmp_path):
     """The scoring Lambda ships the package flat (no features, no NumPy): importing it and reading a
     model info document must not need them."""

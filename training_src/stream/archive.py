@@ -48,7 +48,9 @@ def group(items: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
         lines = keys.get(key)
         if lines is None:
             lines = keys[key] = out.setdefault(prefix(item), [])
-        lines.append(dumps({k: v for k, v in item.items() if k != "day"}).decode())
+        line = item.copy()  # a C-level copy (keys in the same order) rather than a comprehension
+        del line["day"]
+        lines.append(dumps(line).decode())
     return out
 
 
