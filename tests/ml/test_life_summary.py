@@ -316,3 +316,20 @@ def test_summaries_the_compiled_reader_leaves_to_python(refit, units):
     plain = json.dumps({"instances": [{"readings": units[7][-30:]}]}).encode()
     got = refit.reader.read(plain)  # no summary sent: the life features are missing, none is returned
     assert got is not None and np.isnan(got[1][0, -len(F.life_names(refit.spec)):]).all() and got[2] is None
+
+
+
+def test_life_rows_marks_the_rows_that_carry_a_summary(fd002):
+    """``life_rows``: True where any life feature is present, False where all are missing (the rows
+    ``with_and_without_life`` blanks), and all False for a spec without life features."""
+    _, df, spec = fd002
+    k = len(F.life_names(spec))
+    X = F.transform(df[df["unit"] <= 2], spec).to_numpy()[:4].copy()
+    X[1, -k:] = np.nan  # a caller without a summary
+    X[2, -1] = np.nan  # a summary with one statistic missing still counts as a summary
+    assert F.life_rows(X, spec).tolist() == [True, False, True, True]
+    X2, _ = F.with_and_without_life(X[[0]], np.zeros(1), spec)
+    assert F.life_rows(X2, spec).tolist() == [True, False]
+    assert F.life_rows(X[:0], spec).shape == (0,)
+    no_life = F.FeatureSpec(**{**dataclasses.asdict(spec), "life_stats": []})
+    assert not F.life_rows(X[:, :-k], no_life).any()

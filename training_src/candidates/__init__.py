@@ -25,14 +25,14 @@ from __future__ import annotations
 from types import ModuleType
 
 from . import hgb, linear, xgb
-from .base import Param, TrainError
+from .base import LIFE_MODEL_DIR, Param, TrainError
 
 _MODULES: tuple[ModuleType, ...] = (xgb, linear, hgb)
 
 #: candidate name -> its module, in the order tuning tries their starting points
 CANDIDATES: dict[str, ModuleType] = {m.NAME: m for m in _MODULES}
 
-__all__ = ["CANDIDATES", "Param", "TrainError", "get"]
+__all__ = ["CANDIDATES", "LIFE_MODEL_DIR", "Param", "TrainError", "get"]
 
 
 def get(name: str) -> ModuleType:

@@ -23,6 +23,12 @@ TUNABLE_XGBOOST_NAMES = frozenset({"alpha", "colsample_bylevel", "colsample_byno
                                    "num_round", "subsample"})
 
 
+#: the folder of a model artifact that holds, when present, a second model of the same candidate trained only
+#: on rows with a life summary (``features.life_rows`` routes each row); the artifact's own model file
+#: then answers the rows without one. Absent: the one model answers every row.
+LIFE_MODEL_DIR = "life"
+
+
 @dataclass(frozen=True)
 class Param:
     """One tuned hyperparameter: its ``--name``, kind ("int", "float" or "categorical") and range.

@@ -254,6 +254,19 @@ def with_and_without_life(X: np.ndarray | list[np.ndarray], y: np.ndarray,
     return out, np.concatenate([y, y])
 
 
+def life_rows(X: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """Which rows of a feature matrix X (n, f) carry a life summary: a bool mask (n,).
+
+    A row carries one when any of its life features (the last ``len(life_names(spec))`` columns) is
+    not missing; a caller that sends no summary leaves all of them missing (``_missing_life``). This is
+    the one rule that routes a row to the model trained on rows with a summary, when the artifact holds
+    one (``candidates.LIFE_MODEL_DIR``). All False for a spec without life features."""
+    k = len(life_names(spec))
+    if not k or len(X) == 0:
+        return np.zeros(len(X), dtype=bool)
+    return ~np.isnan(X[:, -k:]).all(axis=1)
+
+
 def transform_last(cols: dict[str, np.ndarray], offsets: np.ndarray, spec: FeatureSpec,
                    life: list[LifeState | None] | None = None) -> np.ndarray:
     """Features (m, f) of the LAST reading of each of m assets whose readings are stacked.
