@@ -327,3 +327,23 @@ def test_a_field_added_to_the_codec_only_is_declined_by_the_compiled_path(fd001_
     monkeypatch.setattr(codec, "read_python", lambda *a, **k: calls.append(1) or read_python(*a, **k))
     status, out, _ = I.handle(model, body, JSON, JSON)
     assert status == 200 and calls == [1] and json.loads(out)["predictions"][0]["asset_id"] == "e1"
+
+
+@pytest.mark.parametrize("short", [False, True])
+def test_the_self_check_catches_a_life_summary_that_disagrees(model, monkeypatch, short):
+    """Were the Python path to return a different life summary (here: one extra key) in
+    either of the self-check's splits (halves of a history, or both parts shorter than the window),
+    the load-time check would see it and keep the Python path."""
+    assert model.reader.agrees_with_python(model)
+    real = codec.read_python
+    minimum = model.spec.min_readings
+
+    def off_by_one(body, m):
+        got = real(body, m)
+        starts = [len(i["readings"]) for i in codec.loads(body)["instances"]]
+        if short == (max(starts) < minimum) and all(isinstance(doc, dict) for doc in got.life):
+            got.life[0] = {**got.life[0], "extra": 1}
+        return got
+
+    monkeypatch.setattr(codec, "read_python", off_by_one)
+    assert not model.reader.agrees_with_python(model)

@@ -247,12 +247,10 @@ class RequestReader:
         instances = [inst for inst in codec.loads(body)["instances"] if len(inst["readings"]) >= 2 * max(minimum, 1)]
         if not instances:
             return True
-        splits = [lambda n: (n // 2 + 1, n // 2 - 1)]  # (readings of the start, first reading continued)
-        if self.full_fn is not None and minimum > 2:
-            splits.append(lambda n: (minimum // 2, minimum // 2 - 1))
-        for split in splits:
-            start = [{**inst, "readings": inst["readings"][:split(len(inst["readings"]))[0]], "life": {}}
-                     for inst in instances]
+        for short in (False, True) if self.full_fn is not None and minimum > 2 else (False,):
+            split = [_life_split(len(inst["readings"]), minimum, short) for inst in instances]
+            start = [{**inst, "readings": inst["readings"][:a], "life": {}}
+                     for inst, (a, _) in zip(instances, split, strict=True)]
             for _ in range(2):
                 body = codec.dumps({"instances": start})
                 got, want = self.read(body), codec.read_python(body, model)
@@ -260,18 +258,30 @@ class RequestReader:
                 if got is None or got[2] != want.life or not np.array_equal(got[1], want.X, equal_nan=True) \
                         or (got[4] is not None) != short or (short and not np.array_equal(got[4], want.readings)):
                     return False
-                start = [{**inst, "readings": inst["readings"][split(len(inst["readings"]))[1]:][:len(s["readings"])],
-                          "life": doc} for inst, s, doc in zip(instances, start, want.life, strict=True)]
+                start = [{**inst, "readings": inst["readings"][b:][:len(s["readings"])], "life": doc}
+                         for inst, (_, b), s, doc in zip(instances, split, start, want.life, strict=True)]
         return True
+
+
+def _life_split(n: int, minimum: int, short: bool) -> tuple[int, int]:
+    """Where the self-check splits a synthetic history of n readings: (readings that start the summary,
+    index of the first reading that continues it). The continuation repeats two readings the start
+    already counted. ``short``: both parts shorter than the window ``minimum``, as a stream's first
+    records are; else halves of the history."""
+    if short:
+        return minimum // 2, minimum // 2 - 1
+    return n // 2 + 1, n // 2 - 1
 
 
 def synthetic_requests(spec: F.FeatureSpec, required: list[str], n_assets: int = 0) -> list[bytes]:
     """Request bodies of plausible readings for ``spec`` (settings at its regime centroids, sensors
-    around each regime's mean), with history lengths around every window size, one asset per body
-    and all in one; ``n_assets=1``: one body with one asset of the longest length."""
+    around each regime's mean), with history lengths around every window size and one of twice the
+    longest plus two (split in halves, each part still fills every window: the life-summary check),
+    one asset per body and all in one; ``n_assets=1``: one body with one asset of the longest length."""
     rng = np.random.default_rng(7)
     sizes = [w for w in spec.window_sizes if w] + [3 * s for s in spec.ewm_spans]
-    lengths = sorted({1, 2, 3, *(w + d for w in sizes for d in (-1, 0, 1) if w + d > 0)})
+    lengths = sorted({1, 2, 3, *(w + d for w in sizes for d in (-1, 0, 1) if w + d > 0),
+                      *([2 * max(sizes) + 2] if sizes else [])})
     if n_assets == 1:
         lengths = [lengths[-1]]
     center, scale = np.asarray(spec.settings_center), np.asarray(spec.settings_scale)
