@@ -115,32 +115,35 @@ def _parallel(fn: Callable[..., Any], jobs: list[tuple]) -> list[Any]:
         return list(pool.map(lambda job: fn(*job), jobs))
 
 
-def _fold_predictions(tr: pd.DataFrame, base: F.FeatureSpec, cols: dict[str, np.ndarray], offsets: np.ndarray,
-                      profile: Profile, size: int, cap: float | None, seed: int) -> np.ndarray:
+def _fold_predictions(tr: pd.DataFrame, base: F.FeatureSpec, norm: tuple[np.ndarray, np.ndarray],
+                      cols: dict[str, np.ndarray], offsets: np.ndarray, profile: Profile, size: int,
+                      cap: float | None, seed: int) -> np.ndarray:
     """One fold's predictions at its cuts for one candidate (window ``size``, label ``cap``): the proxy
-    fitted on the fold's training rows ``tr`` with ``base`` (regimes, normalisation fitted on them)."""
-    spec = F.with_choice(base, tr, profile, [size], cap)
+    fitted on the fold's training rows ``tr`` with ``base`` (regimes, normalisation fitted on them) and
+    ``norm`` (``features.normalised(base, tr)``, the same for every candidate)."""
+    spec = F.with_choice(base, tr, profile, [size], cap, norm)
     y = F.rul_labels(tr, profile, spec.label_cap)
     stride = proxy_stride(len(tr))
     keep = np.flatnonzero(tr.groupby(profile.id_column, sort=False).cumcount().to_numpy() % stride == stride - 1)
     # only the rows the proxy reads are featurised (the same values as the full transform's rows)
-    X = F.transform_rows(tr, keep, spec)
+    X = F.transform_rows(tr, keep, spec, norm)
     return _fit_predict(X, y[keep], F.transform_last(cols, offsets, spec), seed)
 
 
-def cv_predictions_many(fold_fits: list[tuple[pd.DataFrame, F.FeatureSpec]], profile: Profile, views: list[tuple],
-                        candidates: list[tuple[int, float | None]], seed: int) -> list[np.ndarray]:
+def cv_predictions_many(fold_fits: list[tuple[pd.DataFrame, F.FeatureSpec, tuple]], profile: Profile,
+                        views: list[tuple], candidates: list[tuple[int, float | None]], seed: int) -> list[np.ndarray]:
     """Out-of-fold predictions at every cut for each candidate (window size, label cap), in order;
-    ``fold_fits`` holds each fold's training rows and the spec fitted on them (regimes, normalisation).
+    ``fold_fits`` holds each fold's training rows, the spec fitted on them (regimes, normalisation) and
+    the rows' ``features.normalised`` values under it.
     Every (candidate, fold) fit is independent: they run in ``_parallel``."""
-    jobs = [(tr, base, cols, offsets, profile, size, cap, seed)
-            for size, cap in candidates for (tr, base), (cols, offsets, _, _) in zip(fold_fits, views, strict=True)]
+    jobs = [(tr, base, norm, cols, offsets, profile, size, cap, seed) for size, cap in candidates
+            for (tr, base, norm), (cols, offsets, _, _) in zip(fold_fits, views, strict=True)]
     preds = _parallel(_fold_predictions, jobs)
     k = len(fold_fits)
     return [np.concatenate(preds[i * k:(i + 1) * k]) for i in range(len(candidates))]
 
 
-def cv_predictions(fold_fits: list[tuple[pd.DataFrame, F.FeatureSpec]], profile: Profile, views: list[tuple],
+def cv_predictions(fold_fits: list[tuple[pd.DataFrame, F.FeatureSpec, tuple]], profile: Profile, views: list[tuple],
                    size: int, cap: float | None, seed: int) -> np.ndarray:
     """Out-of-fold predictions at every cut for one candidate (``cv_predictions_many`` of one)."""
     return cv_predictions_many(fold_fits, profile, views, [(size, cap)], seed)[0]
@@ -173,11 +176,13 @@ def choose(train: pd.DataFrame, profile: Profile, seed: int = 0) -> dict[str, An
     true = np.concatenate([v[2] for v in views])
     owner = np.concatenate([v[3] for v in views])
     eval_cap = default_cap if default_cap is not None else float("inf")
-    def fold_fit(g: np.ndarray) -> tuple[pd.DataFrame, F.FeatureSpec]:
+    def fold_fit(g: np.ndarray) -> tuple[pd.DataFrame, F.FeatureSpec, tuple[np.ndarray, np.ndarray]]:
         tr = train[~np.isin(ids, g)].reset_index(drop=True)
         base = F.fit_spec(tr, profile, seed=seed, window_sizes=[sizes[0]])
         base.life_stats = []  # W and the cap are chosen for callers that send the window alone
-        return tr, base
+        # the fold's normalised sensors and regimes, computed once for every candidate's fit (each
+        # candidate's health index and windows are built from them): 8 bytes per fold row and sensor
+        return tr, base, F.normalised(base, tr)
 
     fold_fits = _parallel(fold_fit, [(g,) for g in groups])
 
@@ -205,8 +210,8 @@ def choose(train: pd.DataFrame, profile: Profile, seed: int = 0) -> dict[str, An
                     f"the caller sends its last {send} readings; capped = against RUL capped at {default_cap:g}",
         "proxy_model": {**PROXY, "num_round": PROXY_ROUNDS, "train_stride": STRIDE,
                         **({"train_stride_above": {"rows": PROXY_MAX_ROWS * STRIDE,
-                                                   "strides": [proxy_stride(len(tr)) for tr, _ in fold_fits]}}
-                           if any(proxy_stride(len(tr)) > STRIDE for tr, _ in fold_fits) else {})},
+                                                   "strides": [proxy_stride(len(f[0])) for f in fold_fits]}}
+                           if any(proxy_stride(len(f[0])) > STRIDE for f in fold_fits) else {})},
     }
     chosen_w = sizes[0]
     if len(sizes) > 1:

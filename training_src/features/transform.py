@@ -78,8 +78,10 @@ def reading_regimes(spec: FeatureSpec, cols: dict[str, np.ndarray] | pd.DataFram
     return np.zeros(n, dtype=np.int64)
 
 
-def _pointwise(spec: FeatureSpec, cols: dict[str, np.ndarray] | pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Per-regime z-scored kept sensors plus the health index (n, channels) and regime ids (n,)."""
+def normalised(spec: FeatureSpec, cols: dict[str, np.ndarray] | pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per-regime z-scored kept sensors (n, s) and regime ids (n,): the part of ``_pointwise`` that
+    depends on the spec's regimes and normalisation alone (not on its windows, cap or health index),
+    so a caller that tries several windows and caps on the same rows computes it once."""
     reg = reading_regimes(spec, cols)
     if isinstance(cols, ColumnMatrix):
         x = cols.take(spec.sensors)
@@ -90,6 +92,14 @@ def _pointwise(spec: FeatureSpec, cols: dict[str, np.ndarray] | pd.DataFrame) ->
         z = (x - spec._mean[0]) / spec._std[0]
     else:
         z = (x - spec._mean[reg]) / spec._std[reg]
+    return z, reg
+
+
+def _pointwise(spec: FeatureSpec, cols: dict[str, np.ndarray] | pd.DataFrame,
+               norm: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-regime z-scored kept sensors plus the health index (n, channels) and regime ids (n,);
+    ``norm``: ``normalised(spec, cols)`` when the caller has it already."""
+    z, reg = norm if norm is not None else normalised(spec, cols)
     if spec.hi_weights:
         z = np.column_stack([z, _health_index(spec, z, reg)])
     return z, reg
@@ -201,13 +211,15 @@ def transform(df: pd.DataFrame, spec: FeatureSpec, life: bool = True, dtype: Any
 ROWS_CHUNK = 2048
 
 
-def transform_rows(df: pd.DataFrame, rows: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+def transform_rows(df: pd.DataFrame, rows: np.ndarray, spec: FeatureSpec,
+                   norm: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Features (len(rows), f) of the readings at positions ``rows`` of validated readings ``df`` (assets
     contiguous, time-ordered), each from its asset's history: equal, bit for bit, to those rows of
     ``transform(df, spec, life=False)`` (life features missing), at the cost of len(rows) windows
-    instead of every reading's (a proxy fit that reads every k-th reading computes 1/k of them)."""
+    instead of every reading's (a proxy fit that reads every k-th reading computes 1/k of them).
+    ``norm``: ``normalised(spec, df)``, when the caller has it already."""
     rows = np.asarray(rows, dtype=np.intp)
-    z, reg = _pointwise(spec, df)
+    z, reg = _pointwise(spec, df, norm)
     used = {c for d in spec.derived for c in d["columns"]} | set(spec.categorical)
     pick = {k: df[k].to_numpy()[rows] for k in used}
     win = t = block = None
