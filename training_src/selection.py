@@ -27,9 +27,6 @@ squared errors' standard error, carried to the RMSE by the delta method.
 from __future__ import annotations
 
 import itertools
-import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -37,6 +34,7 @@ import pandas as pd
 
 from training_src import features as F
 from training_src.profiles import Profile
+from training_src.threads import parallel
 
 FOLDS = 3
 CUTS = 5
@@ -95,26 +93,6 @@ def _fit_predict(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, seed: int) -> np.
     return np.clip(booster.inplace_predict(Xv.astype(np.float32)), 0.0, None)
 
 
-def workers() -> int:
-    """Threads for the choice's independent fits: the cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _parallel(fn: Callable[..., Any], jobs: list[tuple]) -> list[Any]:
-    """``[fn(*job) for job in jobs]``, the jobs run in ``workers()`` threads. Worth it because the
-    work is XGBoost's training (which releases the GIL) and large NumPy operations; each proxy fit is
-    one thread whatever runs beside it, and xgboost's hist result does not depend on the thread
-    count, so the results are those of the sequential loop, bit for bit."""
-    n = min(workers(), len(jobs))
-    if n <= 1:
-        return [fn(*job) for job in jobs]
-    with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(lambda job: fn(*job), jobs))
-
-
 def _fold_predictions(tr: pd.DataFrame, base: F.FeatureSpec, norm: tuple[np.ndarray, np.ndarray],
                       cols: dict[str, np.ndarray], offsets: np.ndarray, profile: Profile, size: int,
                       cap: float | None, seed: int) -> np.ndarray:
@@ -135,10 +113,12 @@ def cv_predictions_many(fold_fits: list[tuple[pd.DataFrame, F.FeatureSpec, tuple
     """Out-of-fold predictions at every cut for each candidate (window size, label cap), in order;
     ``fold_fits`` holds each fold's training rows, the spec fitted on them (regimes, normalisation) and
     the rows' ``features.normalised`` values under it.
-    Every (candidate, fold) fit is independent: they run in ``_parallel``."""
+    Every (candidate, fold) fit is independent: they run in threads (``threads.parallel``)."""
     jobs = [(tr, base, norm, cols, offsets, profile, size, cap, seed) for size, cap in candidates
             for (tr, base, norm), (cols, offsets, _, _) in zip(fold_fits, views, strict=True)]
-    preds = _parallel(_fold_predictions, jobs)
+    # each (candidate, fold) fit is one xgboost thread; xgboost's hist result does not depend on the
+    # thread count, and each fit is independent: the results are the sequential loop's, bit for bit
+    preds = parallel(_fold_predictions, jobs)
     k = len(fold_fits)
     return [np.concatenate(preds[i * k:(i + 1) * k]) for i in range(len(candidates))]
 
@@ -184,7 +164,7 @@ def choose(train: pd.DataFrame, profile: Profile, seed: int = 0) -> dict[str, An
         # candidate's health index and windows are built from them): 8 bytes per fold row and sensor
         return tr, base, F.normalised(base, tr)
 
-    fold_fits = _parallel(fold_fit, [(g,) for g in groups])
+    fold_fits = parallel(fold_fit, [(g,) for g in groups])
 
     memo: dict[tuple[int, float | None], dict[str, float]] = {}
 
