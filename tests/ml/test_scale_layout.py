@@ -59,3 +59,39 @@ def test_fit_rows_from_row_blocks_are_the_stacked_rows_twice(fd001):
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(gy, wy)
     assert np.isnan(got[8:, -k:]).all() and not np.isnan(got[:8]).any()
+
+
+def test_final_fit_stride_reads_every_reading_up_to_the_stated_size_and_every_second_above():
+    """The one rule for the final fit's rows: all readings up to ``FINAL_FIT_ROWS``, every 2nd above."""
+    from training_src import train as T
+
+    assert T.FINAL_FIT_ROWS == 500_000 and T.FINAL_FIT_STRIDE == 2
+    assert T.final_fit_stride(53_759) == 1 and T.final_fit_stride(T.FINAL_FIT_ROWS) == 1
+    assert T.final_fit_stride(T.FINAL_FIT_ROWS + 1) == 2
+
+
+def test_a_refit_above_the_stated_size_fits_every_second_reading_and_calibrates_every_reading(
+        fd001, tmp_path, monkeypatch):
+    """Above ``FINAL_FIT_ROWS`` (lowered here to FD001's size) the refit fits on ``stride_mask(.., 2)`` of
+    train + validation, doubled with and without life features, and its calibration still predicts
+    every reading; the calibration folds keep the pipeline's row_stride (3, no more than the fit reads)."""
+    import json
+
+    from training_src import train as T
+
+    train = pd.read_parquet(fd001["out"] / "train" / "train.parquet", columns=["_asset"])
+    val = pd.read_parquet(fd001["out"] / "validation" / "validation.parquet", columns=["_asset"])
+    rows = len(train) + len(val)
+    kept = int(T.stride_mask(np.concatenate([train["_asset"].to_numpy(), val["_asset"].to_numpy()]), 2).sum())
+    argv = ["--train", str(fd001["out"] / "train"), "--validation", str(fd001["out"] / "validation"),
+            "--output-data-dir", str(tmp_path / "out"), "--nthread", "1", "--fit_on", "train+validation",
+            "--num_round", "5", "--row_stride", "3"]
+    monkeypatch.setattr(T, "FINAL_FIT_ROWS", rows - 1)
+    assert T.main([*argv, "--model-dir", str(tmp_path / "strided")]) == 0
+    meta = json.loads((tmp_path / "strided" / "model_meta.json").read_text())
+    assert meta["n_train"] == 2 * kept < 2 * rows
+    assert meta["hyperparameters"]["row_stride"] == "3"
+    assert meta["intervals"] is not None
+    monkeypatch.setattr(T, "FINAL_FIT_ROWS", rows)
+    assert T.main([*argv, "--model-dir", str(tmp_path / "all")]) == 0
+    assert json.loads((tmp_path / "all" / "model_meta.json").read_text())["n_train"] == 2 * rows

@@ -154,7 +154,7 @@ def _derive(raw: dict[str, np.ndarray] | pd.DataFrame, derived: list[dict[str, A
 
 
 def _assemble(spec: FeatureSpec, cols: Any, z: np.ndarray, reg: np.ndarray, win: np.ndarray | None,
-              t: np.ndarray | None, life: np.ndarray | None = None, dtype: Any = float) -> np.ndarray:
+              t: np.ndarray | None, life: np.ndarray | None = None, dtype: Any = float, order: str = "C") -> np.ndarray:
     parts = []
     if spec.time_column and spec.window_sizes:
         parts.append(np.asarray(t, dtype=float)[:, None])
@@ -172,17 +172,27 @@ def _assemble(spec: FeatureSpec, cols: Any, z: np.ndarray, reg: np.ndarray, win:
     if life is not None:
         parts.append(life)
     # the parts are float64; a float32 result is each value rounded once, as ``astype(np.float32)`` does
+    if order == "F" and parts:  # column-major: each feature's values contiguous (the same values)
+        out = np.empty((len(z), sum(p.shape[1] for p in parts)), dtype=dtype, order="F")
+        at = 0
+        for p in parts:
+            out[:, at:at + p.shape[1]] = p
+            at += p.shape[1]
+        return out
     return np.hstack(parts, dtype=dtype) if parts else np.zeros((len(z), 0), dtype=dtype)
 
 
-def transform(df: pd.DataFrame, spec: FeatureSpec, life: bool = True, dtype: Any = float) -> pd.DataFrame:
+def transform(df: pd.DataFrame, spec: FeatureSpec, life: bool = True, dtype: Any = float,
+              order: str = "C") -> pd.DataFrame:
     """Features for every row of validated readings (assets contiguous, time-ordered).
 
     Returns a frame with ``spec.feature_names`` columns of ``dtype`` (float64, or float32: the same
     values as the float64 features cast, what the models read), index aligned with ``df``. Life-summary
     features (``spec.life_stats``) are those of each reading's whole history so far: what a caller
     that has kept the asset's summary since its first reading sends; ``life=False`` leaves them
-    missing, as for a caller that sends none (``with_and_without_life`` trains on both).
+    missing, as for a caller that sends none (``with_and_without_life`` trains on both). ``order="F"``
+    stores each feature column contiguously (the same values): pyarrow then writes the frame's
+    columns to parquet without copying them.
     """
     z, reg = _pointwise(spec, df)
     win = t = block = None
@@ -203,7 +213,7 @@ def transform(df: pd.DataFrame, spec: FeatureSpec, life: bool = True, dtype: Any
                 block[a:b] = np.stack(_expanding(z[a:b], t[a:b], spec.life_stats), axis=2).reshape(b - a, -1)
         elif spec.life_stats:
             block = _missing_life(len(df), spec)
-    x = _assemble(spec, df, z, reg, win, t, block, dtype)
+    x = _assemble(spec, df, z, reg, win, t, block, dtype, order)
     return pd.DataFrame(x, columns=spec.feature_names, index=df.index)
 
 
