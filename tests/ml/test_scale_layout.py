@@ -95,3 +95,34 @@ def test_a_refit_above_the_stated_size_fits_every_second_reading_and_calibrates_
     monkeypatch.setattr(T, "FINAL_FIT_ROWS", rows)
     assert T.main([*argv, "--model-dir", str(tmp_path / "all")]) == 0
     assert json.loads((tmp_path / "all" / "model_meta.json").read_text())["n_train"] == 2 * rows
+
+
+def test_the_window_and_cap_choice_in_threads_equals_the_sequential_choice(data_dir, monkeypatch):
+    """The choice's fold fits and proxy fits run in threads: the record, W and cap are the one-thread
+    loop's, bit for bit (each proxy fit is independent, and xgboost's hist result ignores threads)."""
+    import json
+
+    from training_src import selection, threads
+    from training_src.profiles import load_profile
+
+    p = load_profile("cmapss", "FD001")
+    train = F.validate_readings(read_table(resolve_file(data_dir, p.file("train")), p), p)
+    train = train[train[p.id_column] <= 30].reset_index(drop=True)  # 30 engines keep it quick
+    monkeypatch.setattr(threads, "workers", lambda: 3)
+    threaded = selection.choose(train, p, seed=0)
+    monkeypatch.setattr(threads, "workers", lambda: 1)
+    assert json.dumps(threaded, sort_keys=True) == json.dumps(selection.choose(train, p, seed=0), sort_keys=True)
+
+
+def test_column_major_feature_frames_hold_the_same_values_and_write_the_same_parquet(data_dir, fd001, tmp_path):
+    """``transform(order="F")`` (what preprocessing writes) equals the row-major frame value for value,
+    and the parquet file pyarrow writes from it is byte-identical."""
+    p, spec = fd001["profile"], fd001["spec"]
+    raw = F.validate_readings(read_table(resolve_file(data_dir, p.file("train")), p), p).iloc[:3000]
+    c = F.transform(raw, spec, dtype=np.float32)
+    f = F.transform(raw, spec, dtype=np.float32, order="F")
+    assert f.to_numpy().flags.f_contiguous and c.to_numpy().flags.c_contiguous
+    np.testing.assert_array_equal(c.to_numpy(), f.to_numpy())
+    c.to_parquet(tmp_path / "c.parquet", index=False)
+    f.to_parquet(tmp_path / "f.parquet", index=False)
+    assert (tmp_path / "c.parquet").read_bytes() == (tmp_path / "f.parquet").read_bytes()
