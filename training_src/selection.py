@@ -27,6 +27,7 @@ squared errors' standard error, carried to the RMSE by the delta method.
 from __future__ import annotations
 
 import itertools
+import threading
 from typing import Any
 
 import numpy as np
@@ -93,13 +94,22 @@ def _fit_predict(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, seed: int) -> np.
     return np.clip(booster.inplace_predict(Xv.astype(np.float32)), 0.0, None)
 
 
+#: the spec fits (regimes' k-means, the health index's ridge regression) run one at a time, never beside
+#: each other: BLAS sums in an order that depends on the threads it uses for a call, and scikit-learn's
+#: k-means lowers the process's BLAS threads while it runs (``threadpool_limits``, process-wide: two at
+#: once can leave it lowered for the rest of the run, seen as last-bit changes of the final spec's
+#: health-index weights on FD002 x4). Serialised, each fit runs as in a sequential loop.
+_BLAS = threading.Lock()
+
+
 def _fold_predictions(tr: pd.DataFrame, base: F.FeatureSpec, norm: tuple[np.ndarray, np.ndarray],
                       cols: dict[str, np.ndarray], offsets: np.ndarray, profile: Profile, size: int,
                       cap: float | None, seed: int) -> np.ndarray:
     """One fold's predictions at its cuts for one candidate (window ``size``, label ``cap``): the proxy
     fitted on the fold's training rows ``tr`` with ``base`` (regimes, normalisation fitted on them) and
     ``norm`` (``features.normalised(base, tr)``, the same for every candidate)."""
-    spec = F.with_choice(base, tr, profile, [size], cap, norm)
+    with _BLAS:  # the health index's ridge fit, one at a time (see _BLAS)
+        spec = F.with_choice(base, tr, profile, [size], cap, norm)
     y = F.rul_labels(tr, profile, spec.label_cap)
     stride = proxy_stride(len(tr))
     keep = np.flatnonzero(tr.groupby(profile.id_column, sort=False).cumcount().to_numpy() % stride == stride - 1)
@@ -164,7 +174,7 @@ def choose(train: pd.DataFrame, profile: Profile, seed: int = 0) -> dict[str, An
         # candidate's health index and windows are built from them): 8 bytes per fold row and sensor
         return tr, base, F.normalised(base, tr)
 
-    fold_fits = parallel(fold_fit, [(g,) for g in groups])
+    fold_fits = [fold_fit(g) for g in groups]  # k-means: one at a time (see _BLAS)
 
     memo: dict[tuple[int, float | None], dict[str, float]] = {}
 
