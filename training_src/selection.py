@@ -166,6 +166,7 @@ def choose(train: pd.DataFrame, profile: Profile, seed: int = 0) -> dict[str, An
     true = np.concatenate([v[2] for v in views])
     owner = np.concatenate([v[3] for v in views])
     eval_cap = default_cap if default_cap is not None else float("inf")
+
     def fold_fit(g: np.ndarray) -> tuple[pd.DataFrame, F.FeatureSpec, tuple[np.ndarray, np.ndarray]]:
         tr = train[~np.isin(ids, g)].reset_index(drop=True)
         base = F.fit_spec(tr, profile, seed=seed, window_sizes=[sizes[0]])
