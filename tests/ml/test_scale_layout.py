@@ -126,3 +126,42 @@ def test_column_major_feature_frames_hold_the_same_values_and_write_the_same_par
     c.to_parquet(tmp_path / "c.parquet", index=False)
     f.to_parquet(tmp_path / "f.parquet", index=False)
     assert (tmp_path / "c.parquet").read_bytes() == (tmp_path / "f.parquet").read_bytes()
+
+
+def test_the_choice_never_runs_two_spec_fits_at_once(data_dir, monkeypatch):
+    """k-means and the health index's ridge fit (inside ``fit_spec`` / ``with_choice``) use BLAS, whose
+    thread limit scikit-learn's k-means sets process-wide while it runs: the threaded choice runs them
+    one at a time, so each sums as in the sequential loop and the limit is restored after it."""
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    from training_src import selection, threads
+    from training_src.profiles import load_profile
+
+    p = load_profile("cmapss", "FD001")
+    train = F.validate_readings(read_table(resolve_file(data_dir, p.file("train")), p), p)
+    train = train[train[p.id_column] <= 30].reset_index(drop=True)
+    running, most, lock = [0], [0], threading.Lock()
+
+    def counted(fn):
+        def wrapper(*args, **kwargs):
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with lock:
+                    running[0] -= 1
+        return wrapper
+
+    monkeypatch.setattr(F, "fit_spec", counted(F.fit_spec))
+    monkeypatch.setattr(F, "with_choice", counted(F.with_choice))
+    monkeypatch.setattr(threads, "workers", lambda: 2)
+    selection.choose(train, p, seed=0)  # loads scikit-learn's libraries (and their thread pools)
+    before = {i["filepath"]: i["num_threads"] for i in threadpool_info()}
+    most[0] = 0
+    selection.choose(train, p, seed=0)
+    assert most[0] == 1
+    assert {i["filepath"]: i["num_threads"] for i in threadpool_info()} == before
