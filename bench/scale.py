@@ -17,7 +17,8 @@ refit's share of the pipeline time, preprocessing rows per second, and the test 
 coverage the run's evaluation reports.
 
 x16 (860,144 training rows) takes about half an hour and several GB on a 2-core machine: it runs only
-with ``--x16`` (or ``--sizes 1,4,16``). Results print as a Markdown table, with date, machine and load.
+with ``--x16`` (or ``--sizes 1,4,16``). ``--preprocess-only`` runs the preprocessing stage alone on each
+fleet and prints its wall and CPU seconds (all threads), rows per second of each, and peak RSS. Results print as a Markdown table, with date, machine and load.
 """
 
 from __future__ import annotations
@@ -151,6 +152,27 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def preprocess_only(data_dir: Path, out: Path, timeout: float) -> dict[str, Any]:
+    """The preprocessing stage alone (``python -m training_src.preprocess``, FD002) on ``data_dir``:
+    wall seconds, CPU seconds (user + system, all its threads) and peak RSS (``ru_maxrss``), as
+    ``/usr/bin/time -v`` reports them, with the load before and after."""
+    import resource
+    import subprocess
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    at_start, t = load(), time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "training_src.preprocess", "--profile", "cmapss", "--subset", SUBSET,
+                           "--data-dir", str(data_dir), "--output-dir", str(out)], cwd=REPO, timeout=timeout,
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"exit_code": proc.returncode, "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
+            # ru_maxrss of the children is the largest child's so far: sizes run in ascending order
+            "max_rss_mb": round(after.ru_maxrss / 1000), "load_at_start": at_start, "load": load(),
+            "output_tail": (proc.stdout + proc.stderr).strip().splitlines()[-3:]}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", type=Path, default=Path(os.environ.get("PREDMAINT_DATA_DIR", "data")))
@@ -161,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=3600, help="seconds before one run is killed")
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     ap.add_argument("--table", type=Path, default=None, help="only print the table of an earlier --json file")
+    ap.add_argument("--preprocess-only", action="store_true",
+                    help="run the preprocessing stage alone on each fleet: wall and CPU seconds, rows per "
+                         "second of each, peak RSS")
     args = ap.parse_args(argv)
     if args.table:
         print(table([summarise(r["summary"]["size"], r["summary"]["training_rows"], r["run"])
@@ -174,6 +199,24 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--sizes must lie between 1 and 64")
     print(f"# scale benchmark · {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} · {platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()} · {load()}", flush=True)
+    if args.preprocess_only:
+        print("| fleet | training rows | wall s | CPU s | rows per wall s | rows per CPU s | peak RSS MB | load at start · end |")
+        print("|---|---:|---:|---:|---:|---:|---:|---|", flush=True)
+        failed = False
+        for size in sizes:
+            scratch = Path(tempfile.mkdtemp(prefix=f"predmaint-scale-x{size}-"))
+            try:
+                n = make_fleet(args.data_dir, size, scratch / "data")
+                r = preprocess_only(scratch / "data", scratch / "out", args.timeout)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            failed |= r["exit_code"] != 0
+            print(f"| x{size} | {n:,} | {r['wall_seconds']} | {r['cpu_seconds']} | {n / r['wall_seconds']:,.0f} | "
+                  f"{n / max(r['cpu_seconds'], 1e-9):,.0f} | {r['max_rss_mb']:,} | {r['load_at_start']} · {r['load']} |",
+                  flush=True)
+            if r["exit_code"]:
+                print("\n".join(r["output_tail"]), file=sys.stderr)
+        return 1 if failed else 0
     rows, results = [], []
     for size in sizes:
         scratch = Path(tempfile.mkdtemp(prefix=f"predmaint-scale-x{size}-"))

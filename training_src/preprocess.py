@@ -69,6 +69,7 @@ from training_src import features as F
 from training_src import selection
 from training_src.dataio import DataError, list_parts, read_rul_file, read_table, resolve_file, resolve_parts
 from training_src.profiles import Profile, ProfileError, load_profile
+from training_src.threads import parallel
 
 META = ["_asset", "_time", "_label"]
 STAGES = ("all", "fit", "transform")
@@ -351,16 +352,18 @@ def transform(profile: Profile, spec: F.FeatureSpec, split: dict, data: pd.DataF
                 test_df, true_rul = truncate_with_cuts(data[test_mask], profile, cuts) if test_mask.any() \
                     else (None, None)
                 data, held = data[~test_mask], held[~test_mask]
-            # the single-process path keeps today's frames even when empty; parts skip empty ones
-            for name, part in (("train", data[~held]), ("validation", data[held]), ("baseline_train", data)):
-                if not (len(part) or merge_baseline):
-                    continue
+            def frame_of(name: str, part: pd.DataFrame) -> pd.DataFrame:
                 if name == "baseline_train":
                     X, labels = F.baseline_matrix(part, profile), F.rul_labels(part, profile, None)
                 else:
-                    X, labels = F.transform(part, spec, dtype=FEATURE_DTYPE), F.rul_labels(part, profile, spec.label_cap)
-                out[name] = _frame(X, part[profile.id_column].to_numpy(), part[profile.time_column].to_numpy(),
-                                   labels)
+                    X, labels = F.transform(part, spec, dtype=FEATURE_DTYPE, order="F"), F.rul_labels(part, profile, spec.label_cap)
+                return _frame(X, part[profile.id_column].to_numpy(), part[profile.time_column].to_numpy(), labels)
+
+            # the single-process path keeps today's frames even when empty; parts skip empty ones
+            jobs = [(name, part) for name, part in (("train", data[~held]), ("validation", data[held]),
+                                                    ("baseline_train", data)) if len(part) or merge_baseline]
+            # independent frames, built at once on a multi-core instance (their NumPy work releases the GIL)
+            out.update(zip([name for name, _ in jobs], parallel(frame_of, jobs), strict=True))
         if test_df is not None and test["source"] == "file":
             rul = dict(zip(test["assets"], test["true_rul"], strict=True))
             last_ids = test_df.groupby(profile.id_column, sort=False).tail(1)[profile.id_column].tolist()
@@ -369,7 +372,7 @@ def transform(profile: Profile, spec: F.FeatureSpec, split: dict, data: pd.DataF
                 raise DataError(f"test asset {F._aid(unknown[0])} has no true RUL in the fitted split")
             true_rul = np.asarray([rul[a] for a in last_ids])
         if test_df is not None and true_rul is not None:
-            Xt = F.transform(test_df, spec, dtype=FEATURE_DTYPE)
+            Xt = F.transform(test_df, spec, dtype=FEATURE_DTYPE, order="F")
             last = test_df.groupby(profile.id_column, sort=False).tail(1).index
             out["test"] = _frame(Xt.loc[last], test_df.loc[last, profile.id_column].to_numpy(),
                                  test_df.loc[last, profile.time_column].to_numpy(), true_rul)
@@ -391,7 +394,7 @@ def transform(profile: Profile, spec: F.FeatureSpec, split: dict, data: pd.DataF
         if not m.any():
             continue
         part = data[m]
-        out[name] = _frame(F.transform(part, spec, dtype=FEATURE_DTYPE), ids[m], None, y[m])
+        out[name] = _frame(F.transform(part, spec, dtype=FEATURE_DTYPE, order="F"), ids[m], None, y[m])
         out[f"baseline_{name}"] = _frame(F.baseline_matrix(part, profile), ids[m], None, y[m])
     if merge_baseline:
         out["baseline_train"] = pd.concat([out["baseline_train"], out.pop("baseline_validation")])
@@ -505,13 +508,14 @@ def _write(out_dir: Path, files: dict[str, pd.DataFrame | str], *, replace_dirs:
     out_dir.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".preprocess-", dir=out_dir))
     try:
+        for rel in files:
+            (stage / rel).parent.mkdir(parents=True, exist_ok=True)
         for rel, content in files.items():
-            p = stage / rel
-            p.parent.mkdir(parents=True, exist_ok=True)
             if isinstance(content, str):
-                p.write_text(content)
-            else:
-                content.to_parquet(p, index=False)
+                (stage / rel).write_text(content)
+        # the parquet files at once, one per core (pyarrow encodes and writes without the GIL)
+        parallel(lambda rel, frame: frame.to_parquet(stage / rel, index=False),
+                 [(rel, c) for rel, c in files.items() if not isinstance(c, str)])
         for name in clear:
             if (out_dir / name).is_dir() and not (stage / name).exists():
                 shutil.rmtree(out_dir / name)

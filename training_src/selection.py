@@ -27,6 +27,7 @@ squared errors' standard error, carried to the RMSE by the delta method.
 from __future__ import annotations
 
 import itertools
+import threading
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ import pandas as pd
 
 from training_src import features as F
 from training_src.profiles import Profile
+from training_src.threads import parallel
 
 FOLDS = 3
 CUTS = 5
@@ -92,20 +94,49 @@ def _fit_predict(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, seed: int) -> np.
     return np.clip(booster.inplace_predict(Xv.astype(np.float32)), 0.0, None)
 
 
-def cv_predictions(fold_fits: list[tuple[pd.DataFrame, F.FeatureSpec]], profile: Profile, views: list[tuple],
+#: the spec fits (regimes' k-means, the health index's ridge regression) run one at a time, never beside
+#: each other: BLAS sums in an order that depends on the threads it uses for a call, and scikit-learn's
+#: k-means lowers the process's BLAS threads while it runs (``threadpool_limits``, process-wide: two at
+#: once can leave it lowered for the rest of the run, seen as last-bit changes of the final spec's
+#: health-index weights on FD002 x4). Serialised, each fit runs as in a sequential loop.
+_BLAS = threading.Lock()
+
+
+def _fold_predictions(tr: pd.DataFrame, base: F.FeatureSpec, norm: tuple[np.ndarray, np.ndarray],
+                      cols: dict[str, np.ndarray], offsets: np.ndarray, profile: Profile, size: int,
+                      cap: float | None, seed: int) -> np.ndarray:
+    """One fold's predictions at its cuts for one candidate (window ``size``, label ``cap``): the proxy
+    fitted on the fold's training rows ``tr`` with ``base`` (regimes, normalisation fitted on them) and
+    ``norm`` (``features.normalised(base, tr)``, the same for every candidate)."""
+    with _BLAS:  # the health index's ridge fit, one at a time (see _BLAS)
+        spec = F.with_choice(base, tr, profile, [size], cap, norm)
+    y = F.rul_labels(tr, profile, spec.label_cap)
+    stride = proxy_stride(len(tr))
+    keep = np.flatnonzero(tr.groupby(profile.id_column, sort=False).cumcount().to_numpy() % stride == stride - 1)
+    # only the rows the proxy reads are featurised (the same values as the full transform's rows)
+    X = F.transform_rows(tr, keep, spec, norm)
+    return _fit_predict(X, y[keep], F.transform_last(cols, offsets, spec), seed)
+
+
+def cv_predictions_many(fold_fits: list[tuple[pd.DataFrame, F.FeatureSpec, tuple]], profile: Profile,
+                        views: list[tuple], candidates: list[tuple[int, float | None]], seed: int) -> list[np.ndarray]:
+    """Out-of-fold predictions at every cut for each candidate (window size, label cap), in order;
+    ``fold_fits`` holds each fold's training rows, the spec fitted on them (regimes, normalisation) and
+    the rows' ``features.normalised`` values under it.
+    Every (candidate, fold) fit is independent: they run in threads (``threads.parallel``)."""
+    jobs = [(tr, base, norm, cols, offsets, profile, size, cap, seed) for size, cap in candidates
+            for (tr, base, norm), (cols, offsets, _, _) in zip(fold_fits, views, strict=True)]
+    # each (candidate, fold) fit is one xgboost thread; xgboost's hist result does not depend on the
+    # thread count, and each fit is independent: the results are the sequential loop's, bit for bit
+    preds = parallel(_fold_predictions, jobs)
+    k = len(fold_fits)
+    return [np.concatenate(preds[i * k:(i + 1) * k]) for i in range(len(candidates))]
+
+
+def cv_predictions(fold_fits: list[tuple[pd.DataFrame, F.FeatureSpec, tuple]], profile: Profile, views: list[tuple],
                    size: int, cap: float | None, seed: int) -> np.ndarray:
-    """Out-of-fold predictions at every cut for one candidate (window ``size``, label ``cap``);
-    ``fold_fits`` holds each fold's training rows and the spec fitted on them (regimes, normalisation)."""
-    preds = []
-    for (tr, base), (cols, offsets, _, _) in zip(fold_fits, views, strict=True):
-        spec = F.with_choice(base, tr, profile, [size], cap)
-        y = F.rul_labels(tr, profile, spec.label_cap)
-        stride = proxy_stride(len(tr))
-        keep = np.flatnonzero(tr.groupby(profile.id_column, sort=False).cumcount().to_numpy() % stride == stride - 1)
-        # only the rows the proxy reads are featurised (the same values as the full transform's rows)
-        X = F.transform_rows(tr, keep, spec)
-        preds.append(_fit_predict(X, y[keep], F.transform_last(cols, offsets, spec), seed))
-    return np.concatenate(preds)
+    """Out-of-fold predictions at every cut for one candidate (``cv_predictions_many`` of one)."""
+    return cv_predictions_many(fold_fits, profile, views, [(size, cap)], seed)[0]
 
 
 def _rmse_se(pred: np.ndarray, true: np.ndarray, owner: np.ndarray) -> tuple[float, float]:
@@ -135,22 +166,31 @@ def choose(train: pd.DataFrame, profile: Profile, seed: int = 0) -> dict[str, An
     true = np.concatenate([v[2] for v in views])
     owner = np.concatenate([v[3] for v in views])
     eval_cap = default_cap if default_cap is not None else float("inf")
-    fold_fits = []
-    for g in groups:
+
+    def fold_fit(g: np.ndarray) -> tuple[pd.DataFrame, F.FeatureSpec, tuple[np.ndarray, np.ndarray]]:
         tr = train[~np.isin(ids, g)].reset_index(drop=True)
         base = F.fit_spec(tr, profile, seed=seed, window_sizes=[sizes[0]])
         base.life_stats = []  # W and the cap are chosen for callers that send the window alone
-        fold_fits.append((tr, base))
+        # the fold's normalised sensors and regimes, computed once for every candidate's fit (each
+        # candidate's health index and windows are built from them): 8 bytes per fold row and sensor
+        return tr, base, F.normalised(base, tr)
+
+    fold_fits = [fold_fit(g) for g in groups]  # k-means: one at a time (see _BLAS)
 
     memo: dict[tuple[int, float | None], dict[str, float]] = {}
 
+    def score_all(candidates: list[tuple[int, float | None]]) -> None:
+        """Score the candidates not scored yet, all their fits at once (``cv_predictions_many``)."""
+        todo = [c for c in dict.fromkeys(candidates) if c not in memo]
+        for c, p in zip(todo, cv_predictions_many(fold_fits, profile, views, todo, seed) if todo else [],
+                        strict=True):
+            memo[c] = _score(p)
+
     def score(size: int, cap: float | None) -> dict[str, float]:
-        if (size, cap) not in memo:
-            memo[size, cap] = _score(size, cap)
+        score_all([(size, cap)])
         return memo[size, cap]
 
-    def _score(size: int, cap: float | None) -> dict[str, float]:
-        p = cv_predictions(fold_fits, profile, views, size, cap, seed)
+    def _score(p: np.ndarray) -> dict[str, float]:
         rc, sc = _rmse_se(p, np.minimum(true, eval_cap), owner)
         ru, su = _rmse_se(p, true, owner)
         return {"rmse_capped": round(rc, 4), "se_capped": round(sc, 4), "rmse_uncapped": round(ru, 4),
@@ -161,11 +201,12 @@ def choose(train: pd.DataFrame, profile: Profile, seed: int = 0) -> dict[str, An
                     f"the caller sends its last {send} readings; capped = against RUL capped at {default_cap:g}",
         "proxy_model": {**PROXY, "num_round": PROXY_ROUNDS, "train_stride": STRIDE,
                         **({"train_stride_above": {"rows": PROXY_MAX_ROWS * STRIDE,
-                                                   "strides": [proxy_stride(len(tr)) for tr, _ in fold_fits]}}
-                           if any(proxy_stride(len(tr)) > STRIDE for tr, _ in fold_fits) else {})},
+                                                   "strides": [proxy_stride(len(f[0])) for f in fold_fits]}}
+                           if any(proxy_stride(len(f[0])) > STRIDE for f in fold_fits) else {})},
     }
     chosen_w = sizes[0]
     if len(sizes) > 1:
+        score_all([(s, default_cap) for s in sizes])
         rows = {s: score(s, default_cap) for s in sizes}
         best = min(rows.values(), key=lambda r: r["rmse_capped"])
         chosen_w = min(s for s, r in rows.items() if r["rmse_capped"] <= best["rmse_capped"] + best["se_capped"])
@@ -173,6 +214,7 @@ def choose(train: pd.DataFrame, profile: Profile, seed: int = 0) -> dict[str, An
                             "candidates": {str(s): r for s, r in rows.items()}, "chosen": chosen_w}
     chosen_cap = default_cap
     if caps:
+        score_all([(chosen_w, c) for c in caps])
         rows_c = {c: score(chosen_w, c) for c in caps}
         best = min(rows_c.values(), key=lambda r: r["rmse_capped"])
         ok = [c for c, r in rows_c.items() if r["rmse_capped"] <= best["rmse_capped"] + best["se_capped"]]

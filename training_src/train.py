@@ -153,6 +153,22 @@ def stride_mask(assets: np.ndarray, stride: int) -> np.ndarray:
     return pos % stride == stride - 1
 
 
+#: above this many rows (the final fit's train + validation readings, before they are doubled with and
+#: without life features) the final model, and its interval calibration's fold models, read every
+#: ``FINAL_FIT_STRIDE``-th reading of each asset. Grouped CV on the real FD001/FD002 training engines
+#: (bench/fit_stride_cv.py, bench/results-fit-stride-cv.md; 3 seeds) found every 2nd reading within noise
+#: of every reading on both (every 4th lost on FD001), on fits of 13,000-36,000 rows; above this size a
+#: fit still reads 250,000 or more, and adjacent readings are near copies. Below it nothing changes.
+FINAL_FIT_ROWS = 500_000
+FINAL_FIT_STRIDE = 2
+
+
+def final_fit_stride(rows: int) -> int:
+    """Every how many readings of each asset the final fit on ``rows`` readings reads (``stride_mask``):
+    1 up to ``FINAL_FIT_ROWS``, ``FINAL_FIT_STRIDE`` above."""
+    return FINAL_FIT_STRIDE if rows > FINAL_FIT_ROWS else 1
+
+
 def true_rul(frame: pd.DataFrame) -> np.ndarray:
     """Uncapped RUL of each row of a run-to-failure channel (``_asset``, ``_time``): the asset's last
     time minus the row's (``features.rul_labels`` without the cap, on the channel's meta columns)."""
@@ -316,9 +332,15 @@ def main(argv: list[str] | None = None) -> int:
         held_out = Xv is not None and args.fit_on == "train"
         stride = _num(hp, "row_stride", int, 1, 100, "1")
         if stride > 1 and args.fit_on == "train" and "_asset" in train.columns:
-            # tuning trials only (the refit uses all; its calibration folds use the stride too)
+            # tuning trials only (the refit uses all up to FINAL_FIT_ROWS; its calibration folds use the stride too)
             keep = stride_mask(train["_asset"].to_numpy(), stride)
             X, y = X[keep], y[keep]
+        final_keep = None  # the final fit's rows (of train then validation) above FINAL_FIT_ROWS
+        if args.fit_on == "train+validation" and all("_asset" in f.columns for f in frames):
+            every = final_fit_stride(sum(len(f) for f in frames))
+            if every > 1:
+                final_keep = stride_mask(np.concatenate([f["_asset"].to_numpy() for f in frames]), every)
+                hp = {**hp, "row_stride": str(max(stride, every))}  # its calibration folds read no more
         del train
         fit_xy = None  # the refit's rows before ``with_and_without_life``, for the calibration
         if args.fit_on == "train+validation":
@@ -330,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
                 fit_xy = (X, y)
         # a model with life-summary features learns every row with and without them (callers that keep
         # a summary and callers that do not), and is scored on both
-        X, y = F.with_and_without_life(X, y, spec)
+        X, y = F.with_and_without_life(*((X, y) if final_keep is None else (X[final_keep], y[final_keep])), spec)
         if Xv is not None:
             Xv, yv = F.with_and_without_life(Xv, yv, spec)
         checkpoint_dir = args.checkpoint_dir or (C.DEFAULT_DIR if Path(C.DEFAULT_DIR).is_dir() else None)

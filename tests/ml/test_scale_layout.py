@@ -59,3 +59,109 @@ def test_fit_rows_from_row_blocks_are_the_stacked_rows_twice(fd001):
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(gy, wy)
     assert np.isnan(got[8:, -k:]).all() and not np.isnan(got[:8]).any()
+
+
+def test_final_fit_stride_reads_every_reading_up_to_the_stated_size_and_every_second_above():
+    """The one rule for the final fit's rows: all readings up to ``FINAL_FIT_ROWS``, every 2nd above."""
+    from training_src import train as T
+
+    assert T.FINAL_FIT_ROWS == 500_000 and T.FINAL_FIT_STRIDE == 2
+    assert T.final_fit_stride(53_759) == 1 and T.final_fit_stride(T.FINAL_FIT_ROWS) == 1
+    assert T.final_fit_stride(T.FINAL_FIT_ROWS + 1) == 2
+
+
+def test_a_refit_above_the_stated_size_fits_every_second_reading_and_calibrates_every_reading(
+        fd001, tmp_path, monkeypatch):
+    """Above ``FINAL_FIT_ROWS`` (lowered here to FD001's size) the refit fits on ``stride_mask(.., 2)`` of
+    train + validation, doubled with and without life features, and its calibration still predicts
+    every reading; the calibration folds keep the pipeline's row_stride (3, no more than the fit reads)."""
+    import json
+
+    from training_src import train as T
+
+    train = pd.read_parquet(fd001["out"] / "train" / "train.parquet", columns=["_asset"])
+    val = pd.read_parquet(fd001["out"] / "validation" / "validation.parquet", columns=["_asset"])
+    rows = len(train) + len(val)
+    kept = int(T.stride_mask(np.concatenate([train["_asset"].to_numpy(), val["_asset"].to_numpy()]), 2).sum())
+    argv = ["--train", str(fd001["out"] / "train"), "--validation", str(fd001["out"] / "validation"),
+            "--output-data-dir", str(tmp_path / "out"), "--nthread", "1", "--fit_on", "train+validation",
+            "--num_round", "5", "--row_stride", "3"]
+    monkeypatch.setattr(T, "FINAL_FIT_ROWS", rows - 1)
+    assert T.main([*argv, "--model-dir", str(tmp_path / "strided")]) == 0
+    meta = json.loads((tmp_path / "strided" / "model_meta.json").read_text())
+    assert meta["n_train"] == 2 * kept < 2 * rows
+    assert meta["hyperparameters"]["row_stride"] == "3"
+    assert meta["intervals"] is not None
+    monkeypatch.setattr(T, "FINAL_FIT_ROWS", rows)
+    assert T.main([*argv, "--model-dir", str(tmp_path / "all")]) == 0
+    assert json.loads((tmp_path / "all" / "model_meta.json").read_text())["n_train"] == 2 * rows
+
+
+def test_the_window_and_cap_choice_in_threads_equals_the_sequential_choice(data_dir, monkeypatch):
+    """The choice's fold fits and proxy fits run in threads: the record, W and cap are the one-thread
+    loop's, bit for bit (each proxy fit is independent, and xgboost's hist result ignores threads)."""
+    import json
+
+    from training_src import selection, threads
+    from training_src.profiles import load_profile
+
+    p = load_profile("cmapss", "FD001")
+    train = F.validate_readings(read_table(resolve_file(data_dir, p.file("train")), p), p)
+    train = train[train[p.id_column] <= 30].reset_index(drop=True)  # 30 engines keep it quick
+    monkeypatch.setattr(threads, "workers", lambda: 3)
+    threaded = selection.choose(train, p, seed=0)
+    monkeypatch.setattr(threads, "workers", lambda: 1)
+    assert json.dumps(threaded, sort_keys=True) == json.dumps(selection.choose(train, p, seed=0), sort_keys=True)
+
+
+def test_column_major_feature_frames_hold_the_same_values_and_write_the_same_parquet(data_dir, fd001, tmp_path):
+    """``transform(order="F")`` (what preprocessing writes) equals the row-major frame value for value,
+    and the parquet file pyarrow writes from it is byte-identical."""
+    p, spec = fd001["profile"], fd001["spec"]
+    raw = F.validate_readings(read_table(resolve_file(data_dir, p.file("train")), p), p).iloc[:3000]
+    c = F.transform(raw, spec, dtype=np.float32)
+    f = F.transform(raw, spec, dtype=np.float32, order="F")
+    assert f.to_numpy().flags.f_contiguous and c.to_numpy().flags.c_contiguous
+    np.testing.assert_array_equal(c.to_numpy(), f.to_numpy())
+    c.to_parquet(tmp_path / "c.parquet", index=False)
+    f.to_parquet(tmp_path / "f.parquet", index=False)
+    assert (tmp_path / "c.parquet").read_bytes() == (tmp_path / "f.parquet").read_bytes()
+
+
+def test_the_choice_never_runs_two_spec_fits_at_once(data_dir, monkeypatch):
+    """k-means and the health index's ridge fit (inside ``fit_spec`` / ``with_choice``) use BLAS, whose
+    thread limit scikit-learn's k-means sets process-wide while it runs: the threaded choice runs them
+    one at a time, so each sums as in the sequential loop and the limit is restored after it."""
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    from training_src import selection, threads
+    from training_src.profiles import load_profile
+
+    p = load_profile("cmapss", "FD001")
+    train = F.validate_readings(read_table(resolve_file(data_dir, p.file("train")), p), p)
+    train = train[train[p.id_column] <= 30].reset_index(drop=True)
+    running, most, lock = [0], [0], threading.Lock()
+
+    def counted(fn):
+        def wrapper(*args, **kwargs):
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with lock:
+                    running[0] -= 1
+        return wrapper
+
+    monkeypatch.setattr(F, "fit_spec", counted(F.fit_spec))
+    monkeypatch.setattr(F, "with_choice", counted(F.with_choice))
+    monkeypatch.setattr(threads, "workers", lambda: 2)
+    selection.choose(train, p, seed=0)  # loads scikit-learn's libraries (and their thread pools)
+    before = {i["filepath"]: i["num_threads"] for i in threadpool_info()}
+    most[0] = 0
+    selection.choose(train, p, seed=0)
+    assert most[0] == 1
+    assert {i["filepath"]: i["num_threads"] for i in threadpool_info()} == before

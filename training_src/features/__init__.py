@@ -55,6 +55,7 @@ from .transform import (
                    _derive,
                    _pointwise,
                    life_rows,
+                   normalised,
                    reading_regimes,
                    transform,
                    transform_asset,
@@ -70,6 +71,6 @@ __all__ = [
     "ColumnMatrix", "FeatureError", "FeatureSpec", "LifeOverflowError", "LifeState", "_aid", "_derive",
     "_ewm_weights", "_pointwise", "assign_regimes", "baseline_matrix", "clip_rul", "detect_regimes",
     "feature_names", "finite_or_raise", "fit_health_index", "fit_spec", "life_fingerprint", "life_names",
-    "life_overflows", "life_rows", "nasa_score", "reading_regimes", "rul_labels", "sum_keys", "transform", "transform_asset", "transform_last",
+    "life_overflows", "life_rows", "nasa_score", "normalised", "reading_regimes", "rul_labels", "sum_keys", "transform", "transform_asset", "transform_last",
     "transform_last_life", "transform_rows", "validate_readings", "window_block", "with_and_without_life", "with_choice",
 ]

@@ -79,11 +79,13 @@ def fit_spec(train: pd.DataFrame, profile: Profile, seed: int = 0, *, window_siz
     return _finish_spec(spec, train, profile)
 
 
-def _finish_spec(spec: FeatureSpec, train: pd.DataFrame, profile: Profile) -> FeatureSpec:
-    """Fit the health index (if the profile asks for one) for the spec's cap and name the features."""
+def _finish_spec(spec: FeatureSpec, train: pd.DataFrame, profile: Profile,
+                 norm: tuple[np.ndarray, np.ndarray] | None = None) -> FeatureSpec:
+    """Fit the health index (if the profile asks for one) for the spec's cap and name the features;
+    ``norm``: ``normalised(spec, train)`` when the caller has it already."""
     w = profile.windows
     if w and w.health_index and spec.sensors and profile.time_column:
-        z, reg = _pointwise(spec, train)
+        z, reg = _pointwise(spec, train, norm)
         weights, bias = fit_health_index(z, reg, rul_labels(train, profile, spec.label_cap), spec.n_regimes)
         spec.hi_weights, spec.hi_bias = weights.tolist(), bias.tolist()
     spec.feature_names = feature_names(spec)
@@ -91,11 +93,12 @@ def _finish_spec(spec: FeatureSpec, train: pd.DataFrame, profile: Profile) -> Fe
 
 
 def with_choice(base: FeatureSpec, train: pd.DataFrame, profile: Profile, window_sizes: list[int],
-                cap: float | None) -> FeatureSpec:
+                cap: float | None, norm: tuple[np.ndarray, np.ndarray] | None = None) -> FeatureSpec:
     """``base`` (fitted on ``train``) with other window sizes and label cap: regimes and normalisation
     are kept (they do not depend on either), the health index is refitted for the cap. Equals
-    ``fit_spec(train, profile, window_sizes=..., cap=...)`` without repeating the regime search."""
+    ``fit_spec(train, profile, window_sizes=..., cap=...)`` without repeating the regime search.
+    ``norm``: ``normalised(base, train)`` when the caller has it (the same for every window and cap)."""
     spec = FeatureSpec(**{**asdict(base), "window_sizes": list(window_sizes), "label_cap": cap,
                           "hi_weights": [], "hi_bias": [], "feature_names": []})
-    return _finish_spec(spec, train, profile)
+    return _finish_spec(spec, train, profile, norm)
 

@@ -78,8 +78,10 @@ def reading_regimes(spec: FeatureSpec, cols: dict[str, np.ndarray] | pd.DataFram
     return np.zeros(n, dtype=np.int64)
 
 
-def _pointwise(spec: FeatureSpec, cols: dict[str, np.ndarray] | pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Per-regime z-scored kept sensors plus the health index (n, channels) and regime ids (n,)."""
+def normalised(spec: FeatureSpec, cols: dict[str, np.ndarray] | pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per-regime z-scored kept sensors (n, s) and regime ids (n,): the part of ``_pointwise`` that
+    depends on the spec's regimes and normalisation alone (not on its windows, cap or health index),
+    so a caller that tries several windows and caps on the same rows computes it once."""
     reg = reading_regimes(spec, cols)
     if isinstance(cols, ColumnMatrix):
         x = cols.take(spec.sensors)
@@ -90,6 +92,14 @@ def _pointwise(spec: FeatureSpec, cols: dict[str, np.ndarray] | pd.DataFrame) ->
         z = (x - spec._mean[0]) / spec._std[0]
     else:
         z = (x - spec._mean[reg]) / spec._std[reg]
+    return z, reg
+
+
+def _pointwise(spec: FeatureSpec, cols: dict[str, np.ndarray] | pd.DataFrame,
+               norm: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-regime z-scored kept sensors plus the health index (n, channels) and regime ids (n,);
+    ``norm``: ``normalised(spec, cols)`` when the caller has it already."""
+    z, reg = norm if norm is not None else normalised(spec, cols)
     if spec.hi_weights:
         z = np.column_stack([z, _health_index(spec, z, reg)])
     return z, reg
@@ -144,7 +154,7 @@ def _derive(raw: dict[str, np.ndarray] | pd.DataFrame, derived: list[dict[str, A
 
 
 def _assemble(spec: FeatureSpec, cols: Any, z: np.ndarray, reg: np.ndarray, win: np.ndarray | None,
-              t: np.ndarray | None, life: np.ndarray | None = None, dtype: Any = float) -> np.ndarray:
+              t: np.ndarray | None, life: np.ndarray | None = None, dtype: Any = float, order: str = "C") -> np.ndarray:
     parts = []
     if spec.time_column and spec.window_sizes:
         parts.append(np.asarray(t, dtype=float)[:, None])
@@ -162,17 +172,27 @@ def _assemble(spec: FeatureSpec, cols: Any, z: np.ndarray, reg: np.ndarray, win:
     if life is not None:
         parts.append(life)
     # the parts are float64; a float32 result is each value rounded once, as ``astype(np.float32)`` does
+    if order == "F" and parts:  # column-major: each feature's values contiguous (the same values)
+        out = np.empty((len(z), sum(p.shape[1] for p in parts)), dtype=dtype, order="F")
+        at = 0
+        for p in parts:
+            out[:, at:at + p.shape[1]] = p
+            at += p.shape[1]
+        return out
     return np.hstack(parts, dtype=dtype) if parts else np.zeros((len(z), 0), dtype=dtype)
 
 
-def transform(df: pd.DataFrame, spec: FeatureSpec, life: bool = True, dtype: Any = float) -> pd.DataFrame:
+def transform(df: pd.DataFrame, spec: FeatureSpec, life: bool = True, dtype: Any = float,
+              order: str = "C") -> pd.DataFrame:
     """Features for every row of validated readings (assets contiguous, time-ordered).
 
     Returns a frame with ``spec.feature_names`` columns of ``dtype`` (float64, or float32: the same
     values as the float64 features cast, what the models read), index aligned with ``df``. Life-summary
     features (``spec.life_stats``) are those of each reading's whole history so far: what a caller
     that has kept the asset's summary since its first reading sends; ``life=False`` leaves them
-    missing, as for a caller that sends none (``with_and_without_life`` trains on both).
+    missing, as for a caller that sends none (``with_and_without_life`` trains on both). ``order="F"``
+    stores each feature column contiguously (the same values): pyarrow then writes the frame's
+    columns to parquet without copying them.
     """
     z, reg = _pointwise(spec, df)
     win = t = block = None
@@ -193,7 +213,7 @@ def transform(df: pd.DataFrame, spec: FeatureSpec, life: bool = True, dtype: Any
                 block[a:b] = np.stack(_expanding(z[a:b], t[a:b], spec.life_stats), axis=2).reshape(b - a, -1)
         elif spec.life_stats:
             block = _missing_life(len(df), spec)
-    x = _assemble(spec, df, z, reg, win, t, block, dtype)
+    x = _assemble(spec, df, z, reg, win, t, block, dtype, order)
     return pd.DataFrame(x, columns=spec.feature_names, index=df.index)
 
 
@@ -201,13 +221,15 @@ def transform(df: pd.DataFrame, spec: FeatureSpec, life: bool = True, dtype: Any
 ROWS_CHUNK = 2048
 
 
-def transform_rows(df: pd.DataFrame, rows: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+def transform_rows(df: pd.DataFrame, rows: np.ndarray, spec: FeatureSpec,
+                   norm: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Features (len(rows), f) of the readings at positions ``rows`` of validated readings ``df`` (assets
     contiguous, time-ordered), each from its asset's history: equal, bit for bit, to those rows of
     ``transform(df, spec, life=False)`` (life features missing), at the cost of len(rows) windows
-    instead of every reading's (a proxy fit that reads every k-th reading computes 1/k of them)."""
+    instead of every reading's (a proxy fit that reads every k-th reading computes 1/k of them).
+    ``norm``: ``normalised(spec, df)``, when the caller has it already."""
     rows = np.asarray(rows, dtype=np.intp)
-    z, reg = _pointwise(spec, df)
+    z, reg = _pointwise(spec, df, norm)
     used = {c for d in spec.derived for c in d["columns"]} | set(spec.categorical)
     pick = {k: df[k].to_numpy()[rows] for k in used}
     win = t = block = None
