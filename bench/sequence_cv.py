@@ -39,14 +39,14 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import itertools  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import timeit  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import itertools
+import sys
+import time
+import timeit
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -140,7 +140,7 @@ def train_cnn(X: np.ndarray, y: np.ndarray, owner: np.ndarray, seed: int, epochs
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     engines = np.unique(owner)
-    inner = rng.choice(engines, size=max(1, int(round(INNER * len(engines)))), replace=False)
+    inner = rng.choice(engines, size=max(1, round(INNER * len(engines))), replace=False)
     is_in = np.isin(owner, inner)
     Xt, yt = X[~is_in], (y[~is_in] / CAP).astype(np.float32)
     Xi, yi = jnp.asarray(X[is_in]), jnp.asarray((y[is_in] / CAP).astype(np.float32))
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         r, notes = cross_validate(subset, Path(a.data_dir), a.seed, a.epochs, a.time_forward)
         for line in table(subset, r):
             print(line, flush=True)
-        all_notes += notes + [f"{subset}: {time.time() - t0:.0f} s in all"]
+        all_notes += [*notes, f"{subset}: {time.time() - t0:.0f} s in all"]
     print()
     for n in all_notes:
         print(f"* {n}")
