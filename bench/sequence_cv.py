@@ -61,7 +61,7 @@ from training_src.profiles import load_profile  # noqa: E402
 
 WINDOW, CAP = 30, 125.0
 ONSET_MIN, ONSET_MAX, KNEE_MARGIN = 60.0, 250.0, 10
-KERNEL, FILTERS, HIDDEN = 5, 32, 64
+KERNEL, FILTERS, HIDDEN, GRU_UNITS = 5, 32, 64, 32
 BATCH, LR, PATIENCE, INNER = 256, 1e-3, 5, 0.2
 
 
@@ -85,16 +85,23 @@ def sequences(df, spec: F.FeatureSpec, prof) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ the CNN
-def init_params(key, channels: int) -> dict[str, np.ndarray]:
-    """He-initialised weights of conv(KERNEL, FILTERS) -> conv(KERNEL, FILTERS) -> dense(HIDDEN) -> 1."""
+def init_params(key, channels: int, arch: str = "flat") -> dict[str, np.ndarray]:
+    """He-initialised weights of conv(KERNEL, FILTERS) -> conv(KERNEL, FILTERS) -> dense(HIDDEN) -> 1; the
+    dense layer reads every position (``flat``) or the mean over positions and the last one (``pool``)."""
     import jax
 
     k = jax.random.split(key, 4)
-    flat = (WINDOW - 2 * (KERNEL - 1)) * FILTERS
+    flat = (WINDOW - 2 * (KERNEL - 1)) * FILTERS if arch == "flat" else 2 * FILTERS
 
     def he(kk, shape, fan_in):
         return jax.random.normal(kk, shape) * np.sqrt(2.0 / fan_in)
 
+    if arch == "gru":  # conv(KERNEL, FILTERS) -> GRU(GRU_UNITS) over the positions -> its last state -> 1
+        g = GRU_UNITS
+        return {"c1": he(k[0], (KERNEL, channels, FILTERS), KERNEL * channels), "b1": np.zeros(FILTERS, np.float32),
+                "gx": he(k[1], (FILTERS, 3 * g), FILTERS) / np.sqrt(2.0), "gh": he(k[2], (g, 3 * g), g) / np.sqrt(2.0),
+                "gb": np.zeros(3 * g, np.float32), "gbn": np.zeros(g, np.float32),
+                "d2": he(k[3], (g, 1), g) * 0.1, "e2": np.full(1, 0.5, np.float32)}
     return {"c1": he(k[0], (KERNEL, channels, FILTERS), KERNEL * channels), "b1": np.zeros(FILTERS, np.float32),
             "c2": he(k[1], (KERNEL, FILTERS, FILTERS), KERNEL * FILTERS), "b2": np.zeros(FILTERS, np.float32),
             "d1": he(k[2], (flat, HIDDEN), flat), "e1": np.zeros(HIDDEN, np.float32),
@@ -110,8 +117,25 @@ def forward(p, x):
         return sum(h[:, j:j + n, :] @ w[j] for j in range(KERNEL)) + b
 
     h = jnp.maximum(conv(x, p["c1"], p["b1"]), 0.0)
+    if "gx" in p:
+        import jax
+
+        g = p["gh"].shape[0]
+        xs = jnp.swapaxes(h @ p["gx"] + p["gb"], 0, 1)  # (positions, b, 3 g)
+
+        def cell(state, xt):
+            hh = state @ p["gh"]
+            z = jax.nn.sigmoid(xt[:, :g] + hh[:, :g])
+            r = jax.nn.sigmoid(xt[:, g:2 * g] + hh[:, g:2 * g])
+            n = jnp.tanh(xt[:, 2 * g:] + r * (hh[:, 2 * g:] + p["gbn"]))
+            return (1 - z) * n + z * state, None
+
+        last, _ = jax.lax.scan(cell, jnp.zeros((x.shape[0], g), x.dtype), xs)
+        return (last @ p["d2"] + p["e2"])[:, 0]
     h = jnp.maximum(conv(h, p["c2"], p["b2"]), 0.0)
-    h = jnp.maximum(h.reshape(h.shape[0], -1) @ p["d1"] + p["e1"], 0.0)
+    h = jnp.concatenate([h.mean(axis=1), h[:, -1]], axis=1) if p["d1"].shape[0] == 2 * FILTERS \
+        else h.reshape(h.shape[0], -1)
+    h = jnp.maximum(h @ p["d1"] + p["e1"], 0.0)
     return (h @ p["d2"] + p["e2"])[:, 0]
 
 
@@ -123,13 +147,26 @@ def forward_numpy(p: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
         return patches @ w.reshape(-1, w.shape[2]) + b
 
     h = np.maximum(conv(x, p["c1"], p["b1"]), 0.0)
+    if "gx" in p:
+        g = p["gh"].shape[0]
+        xs = h @ p["gx"] + p["gb"]
+        state = np.zeros((x.shape[0], g), x.dtype)
+        for t in range(xs.shape[1]):
+            xt, hh = xs[:, t], state @ p["gh"]
+            z = 1.0 / (1.0 + np.exp(-(xt[:, :g] + hh[:, :g])))
+            r = 1.0 / (1.0 + np.exp(-(xt[:, g:2 * g] + hh[:, g:2 * g])))
+            n = np.tanh(xt[:, 2 * g:] + r * (hh[:, 2 * g:] + p["gbn"]))
+            state = (1 - z) * n + z * state
+        return (state @ p["d2"] + p["e2"])[:, 0]
     h = np.maximum(conv(h, p["c2"], p["b2"]), 0.0)
-    h = np.maximum(h.reshape(h.shape[0], -1) @ p["d1"] + p["e1"], 0.0)
+    h = np.concatenate([h.mean(axis=1), h[:, -1]], axis=1) if p["d1"].shape[0] == 2 * FILTERS \
+        else h.reshape(h.shape[0], -1)
+    h = np.maximum(h @ p["d1"] + p["e1"], 0.0)
     return (h @ p["d2"] + p["e2"])[:, 0]
 
 
-def train_cnn(X: np.ndarray, y: np.ndarray, owner: np.ndarray, seed: int, epochs: int
-              ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+def train_cnn(X: np.ndarray, y: np.ndarray, owner: np.ndarray, seed: int, epochs: int, arch: str = "flat",
+              patience: int = PATIENCE) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Fit the CNN on windows ``X`` and capped labels ``y`` of engines ``owner``; early stopping on INNER of
     the engines (seeded). Returns the best epoch's weights (NumPy) and a record (epochs run, best epoch,
     inner RMSE, seconds)."""
@@ -144,7 +181,7 @@ def train_cnn(X: np.ndarray, y: np.ndarray, owner: np.ndarray, seed: int, epochs
     is_in = np.isin(owner, inner)
     Xt, yt = X[~is_in], (y[~is_in] / CAP).astype(np.float32)
     Xi, yi = jnp.asarray(X[is_in]), jnp.asarray((y[is_in] / CAP).astype(np.float32))
-    params = jax.tree_util.tree_map(jnp.asarray, init_params(jax.random.PRNGKey(seed), X.shape[2]))
+    params = jax.tree_util.tree_map(jnp.asarray, init_params(jax.random.PRNGKey(seed), X.shape[2], arch))
     opt = optax.adam(LR)
     state = opt.init(params)
 
@@ -168,7 +205,7 @@ def train_cnn(X: np.ndarray, y: np.ndarray, owner: np.ndarray, seed: int, epochs
         done = epoch + 1
         if v < best:
             best, best_p, best_epoch = v, params, epoch + 1
-        elif epoch + 1 - best_epoch >= PATIENCE:
+        elif epoch + 1 - best_epoch >= patience:
             break
     weights = {k: np.asarray(v, dtype=np.float32) for k, v in best_p.items()}
     return weights, {"epochs": done, "best_epoch": best_epoch, "inner_rmse": float(np.sqrt(best)) * CAP,
@@ -205,9 +242,11 @@ def onset_labels(df, spec: F.FeatureSpec, prof) -> tuple[np.ndarray, np.ndarray]
 
 
 # ------------------------------------------------------------------------------------------------ CV
-def cross_validate(subset: str, data_dir: Path, seed: int, epochs: int, time_forward: bool
+def cross_validate(subset: str, data_dir: Path, seed: int, epochs: int, time_forward: bool, arch: str = "flat",
+                   patience: int = PATIENCE, weights_out: Path | None = None
                    ) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Out-of-fold predictions of every candidate at the cuts of ``summary_cv``, and notes per fold."""
+    """Out-of-fold predictions of every candidate at the cuts of ``summary_cv``, and notes per fold;
+    ``weights_out``: where to save the last fold's CNN weights and validation windows (``--time-weights``)."""
     prof = load_profile("cmapss", subset)
     train = F.validate_readings(read_table(resolve_file(data_dir, prof.file("train")), prof), prof)
     ids = train[prof.id_column].to_numpy()
@@ -233,7 +272,7 @@ def cross_validate(subset: str, data_dir: Path, seed: int, epochs: int, time_for
             prof.id_column, sort=False).size().to_numpy()))
         out["onset, median at cap"].append(S._fit_predict(Xtr[keep], y_sc[keep], Xva, seed))
         Q_tr, Q_va = sequences(tr, spec, prof), sequences(va, spec, prof)[rows]
-        weights, rec = train_cnn(Q_tr, y, tr[prof.id_column].to_numpy(), seed, epochs)
+        weights, rec = train_cnn(Q_tr, y, tr[prof.id_column].to_numpy(), seed, epochs, arch, patience)
         out["cnn"].append(np.clip(forward_numpy(weights, Q_va) * CAP, 0.0, None))
         out["true"].append(true)
         out["owner"].append(owner)
@@ -242,6 +281,8 @@ def cross_validate(subset: str, data_dir: Path, seed: int, epochs: int, time_for
                      f"median {np.median(knees):.0f} (10-90 %: {np.quantile(knees, 0.1):.0f}-"
                      f"{np.quantile(knees, 0.9):.0f}) over {len(knees)} engines")
         print("  " + notes[-1], file=sys.stderr, flush=True)
+        if weights_out is not None and i == S.FOLDS - 1:
+            np.savez(weights_out, windows=Q_va, **weights)
         if time_forward and i == S.FOLDS - 1:
             notes.append(forward_cost(weights, Q_va))
             print("  " + notes[-1], file=sys.stderr, flush=True)
@@ -295,19 +336,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=40, help="most epochs of the CNN (early stopping may end sooner)")
     ap.add_argument("--time-forward", action="store_true", help="time a NumPy forward pass of the last fold's CNN")
+    ap.add_argument("--arch", choices=("flat", "pool", "gru"), default="flat",
+                    help="two convolutions and a dense layer reading every position (flat) or their mean and the "
+                         "last one (pool); or one convolution and a GRU (gru)")
+    ap.add_argument("--patience", type=int, default=PATIENCE, help="epochs without inner improvement before stopping")
+    ap.add_argument("--weights-out", type=Path, help="save the last fold's CNN weights and windows here (.npz)")
+    ap.add_argument("--time-weights", type=Path, help="only time the NumPy forward pass of weights saved by "
+                                                        "--weights-out, and exit")
     ap.add_argument("--data-dir", default=os.environ.get("PREDMAINT_DATA_DIR", str(REPO / "data")))
     a = ap.parse_args(argv)
+    if a.time_weights:
+        saved = dict(np.load(a.time_weights))
+        print(forward_cost({k: v for k, v in saved.items() if k != "windows"}, saved["windows"]))
+        return 0
     subsets = a.subsets.split(",")
     if not subsets or any(s not in ("FD001", "FD002", "FD003", "FD004") for s in subsets):
         ap.error(f"--subsets: C-MAPSS subsets FD001..FD004, comma-separated (got {a.subsets!r})")
     print(f"# sequence-model and onset CV · {time.strftime('%Y-%m-%d %H:%M')} UTC · seed {a.seed} · {S.FOLDS} folds, "
-          f"{S.CUTS} cuts per engine, W {WINDOW}, cap {CAP:g}\n")
+          f"{S.CUTS} cuts per engine, W {WINDOW}, cap {CAP:g} · CNN {a.arch}, at most {a.epochs} epochs, "
+          f"patience {a.patience}\n")
     print("| fleet | candidate | capped RMSE | uncapped RMSE | change capped (paired) | change uncapped (paired) |")
     print("|---|---|---:|---:|---:|---:|")
     all_notes = []
     for subset in subsets:
         t0 = time.time()
-        r, notes = cross_validate(subset, Path(a.data_dir), a.seed, a.epochs, a.time_forward)
+        out = a.weights_out.with_name(f"{a.weights_out.stem}-{subset}.npz") if a.weights_out else None
+        r, notes = cross_validate(subset, Path(a.data_dir), a.seed, a.epochs, a.time_forward, a.arch, a.patience, out)
         for line in table(subset, r):
             print(line, flush=True)
         all_notes += [*notes, f"{subset}: {time.time() - t0:.0f} s in all"]
