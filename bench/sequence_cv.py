@@ -166,7 +166,7 @@ def forward_numpy(p: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
 
 
 def train_cnn(X: np.ndarray, y: np.ndarray, owner: np.ndarray, seed: int, epochs: int, arch: str = "flat",
-              patience: int = PATIENCE) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+              patience: int = PATIENCE, lr: float = LR, weight_decay: float = 0.0) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Fit the CNN on windows ``X`` and capped labels ``y`` of engines ``owner``; early stopping on INNER of
     the engines (seeded). Returns the best epoch's weights (NumPy) and a record (epochs run, best epoch,
     inner RMSE, seconds)."""
@@ -182,7 +182,7 @@ def train_cnn(X: np.ndarray, y: np.ndarray, owner: np.ndarray, seed: int, epochs
     Xt, yt = X[~is_in], (y[~is_in] / CAP).astype(np.float32)
     Xi, yi = jnp.asarray(X[is_in]), jnp.asarray((y[is_in] / CAP).astype(np.float32))
     params = jax.tree_util.tree_map(jnp.asarray, init_params(jax.random.PRNGKey(seed), X.shape[2], arch))
-    opt = optax.adam(LR)
+    opt = optax.adamw(lr, weight_decay=weight_decay) if weight_decay else optax.adam(lr)
     state = opt.init(params)
 
     def loss(p, xb, yb):
@@ -243,7 +243,8 @@ def onset_labels(df, spec: F.FeatureSpec, prof) -> tuple[np.ndarray, np.ndarray]
 
 # ------------------------------------------------------------------------------------------------ CV
 def cross_validate(subset: str, data_dir: Path, seed: int, epochs: int, time_forward: bool, arch: str = "flat",
-                   patience: int = PATIENCE, weights_out: Path | None = None
+                   patience: int = PATIENCE, weights_out: Path | None = None, lr: float = LR,
+                   weight_decay: float = 0.0
                    ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Out-of-fold predictions of every candidate at the cuts of ``summary_cv``, and notes per fold;
     ``weights_out``: where to save the last fold's CNN weights and validation windows (``--time-weights``)."""
@@ -272,7 +273,8 @@ def cross_validate(subset: str, data_dir: Path, seed: int, epochs: int, time_for
             prof.id_column, sort=False).size().to_numpy()))
         out["onset, median at cap"].append(S._fit_predict(Xtr[keep], y_sc[keep], Xva, seed))
         Q_tr, Q_va = sequences(tr, spec, prof), sequences(va, spec, prof)[rows]
-        weights, rec = train_cnn(Q_tr, y, tr[prof.id_column].to_numpy(), seed, epochs, arch, patience)
+        weights, rec = train_cnn(Q_tr, y, tr[prof.id_column].to_numpy(), seed, epochs, arch, patience, lr,
+                                 weight_decay)
         out["cnn"].append(np.clip(forward_numpy(weights, Q_va) * CAP, 0.0, None))
         out["true"].append(true)
         out["owner"].append(owner)
@@ -340,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="two convolutions and a dense layer reading every position (flat) or their mean and the "
                          "last one (pool); or one convolution and a GRU (gru)")
     ap.add_argument("--patience", type=int, default=PATIENCE, help="epochs without inner improvement before stopping")
+    ap.add_argument("--lr", type=float, default=LR, help="Adam's learning rate")
+    ap.add_argument("--weight-decay", type=float, default=0.0, help="AdamW's decoupled weight decay (0: Adam)")
     ap.add_argument("--weights-out", type=Path, help="save the last fold's CNN weights and windows here (.npz)")
     ap.add_argument("--time-weights", type=Path, help="only time the NumPy forward pass of weights saved by "
                                                         "--weights-out, and exit")
@@ -354,14 +358,15 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--subsets: C-MAPSS subsets FD001..FD004, comma-separated (got {a.subsets!r})")
     print(f"# sequence-model and onset CV · {time.strftime('%Y-%m-%d %H:%M')} UTC · seed {a.seed} · {S.FOLDS} folds, "
           f"{S.CUTS} cuts per engine, W {WINDOW}, cap {CAP:g} · CNN {a.arch}, at most {a.epochs} epochs, "
-          f"patience {a.patience}\n")
+          f"patience {a.patience}, learning rate {a.lr:g}, weight decay {a.weight_decay:g}\n")
     print("| fleet | candidate | capped RMSE | uncapped RMSE | change capped (paired) | change uncapped (paired) |")
     print("|---|---|---:|---:|---:|---:|")
     all_notes = []
     for subset in subsets:
         t0 = time.time()
         out = a.weights_out.with_name(f"{a.weights_out.stem}-{subset}.npz") if a.weights_out else None
-        r, notes = cross_validate(subset, Path(a.data_dir), a.seed, a.epochs, a.time_forward, a.arch, a.patience, out)
+        r, notes = cross_validate(subset, Path(a.data_dir), a.seed, a.epochs, a.time_forward, a.arch, a.patience, out,
+                                  a.lr, a.weight_decay)
         for line in table(subset, r):
             print(line, flush=True)
         all_notes += [*notes, f"{subset}: {time.time() - t0:.0f} s in all"]
