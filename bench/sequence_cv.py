@@ -1,8 +1,10 @@
 """For callers that send the window alone: a sequence model and a learned degradation onset, by grouped CV
 on training engines only (no test data).
 
-Usage: ``python bench/sequence_cv.py [--subsets FD001,FD002] [--seed 0] [--epochs 40]``; needs ``jax`` and
-``optax`` (bench-only: not in the project's requirements).
+Usage: ``python bench/sequence_cv.py [--subsets FD001,FD002] [--seed 0] [--epochs 40] [--arch flat|pool|gru]
+[--patience 5] [--lr 1e-3] [--weight-decay 0] [--weights-out F.npz] [--time-forward]``, or
+``python bench/sequence_cv.py --time-weights F-FD001.npz``; needs ``jax`` and ``optax`` (bench-only: not in the
+project's requirements; ``pip install "jax[cpu]" optax``). One thread per process (XLA and OpenMP pools).
 
 The protocol, folds and cuts of ``bench/life_cv.py`` and ``bench/summary_cv.py``
 (``training_src/selection.py``: 3 asset-grouped folds, everything fitted on the other folds' engines, 5
@@ -16,7 +18,9 @@ RMSE against it is given with its paired standard error (``summary_cv._paired``)
   padded with the life's first reading. Two convolutions (32 filters of width 5, ReLU), a dense layer of
   64 and one output; target RUL capped at 125 (scaled by 1/125), mean squared error, Adam (learning rate
   1e-3, batch 256), at most ``--epochs`` epochs with early stopping (patience 5) on 20 % of the fold's
-  training engines held out (seeded); the weights of the best inner epoch are kept.
+  training engines held out (seeded); the weights of the best inner epoch are kept. Variants: ``--arch pool``
+  (the dense layer reads the mean over positions and the last position), ``--arch gru`` (one convolution,
+  then a GRU of 32 units whose last state gives the output), ``--lr``, ``--weight-decay`` (AdamW).
 * ``cnn + window``: the mean of the two predictions at each cut.
 * ``onset``: the window model trained on a per-engine piecewise-linear target whose knee is learned from
   the health index instead of the fixed cap: for every training engine, a hinge (flat, then linear down to
