@@ -16,13 +16,13 @@ RMSE against it is given with its paired standard error (``summary_cv._paired``)
   signals (``features._pointwise``: per-regime z-scored kept sensors and the health index, fitted inside the
   fold), the health index divided by the cap, and the cycle count / 100. Windows at the start of a life are
   padded with the life's first reading. Two convolutions (32 filters of width 5, ReLU), a dense layer of
-  64 and one output; target RUL capped at 125 (scaled by 1/125), mean squared error, Adam (learning rate
+  64 and one output; label: the RUL capped at 125 (scaled by 1/125), mean squared error, Adam (learning rate
   1e-3, batch 256), at most ``--epochs`` epochs with early stopping (patience 5) on 20 % of the fold's
   training engines held out (seeded); the weights of the best inner epoch are kept. Variants: ``--arch pool``
   (the dense layer reads the mean over positions and the last position), ``--arch gru`` (one convolution,
   then a GRU of 32 units whose last state gives the output), ``--lr``, ``--weight-decay`` (AdamW).
 * ``cnn + window``: the mean of the two predictions at each cut.
-* ``onset``: the window model trained on a per-engine piecewise-linear target whose knee is learned from
+* ``onset``: the window model trained on a per-engine piecewise-linear label whose knee is learned from
   the health index instead of the fixed cap: for every training engine, a hinge (flat, then linear down to
   the end) is fitted by least squares to its health index over its life (knee on a grid of every cycle
   from 10 cycles in to 10 before the end); the engine's label is ``min(RUL, RUL at the knee)``, the knee's
