@@ -2,7 +2,7 @@
 on training engines only (no test data).
 
 Usage: ``python bench/sequence_cv.py [--subsets FD001,FD002] [--seed 0] [--epochs 40] [--arch flat|pool|gru]
-[--patience 5] [--lr 1e-3] [--weight-decay 0] [--weights-out F.npz] [--time-forward]``, or
+[--patience 5] [--lr 1e-3] [--weight-decay 0] [--members 1] [--weights-out F.npz] [--time-forward]``, or
 ``python bench/sequence_cv.py --time-weights F-FD001.npz``; needs ``jax`` and ``optax`` (bench-only: not in the
 project's requirements; ``pip install "jax[cpu]" optax``). One thread per process (XLA and OpenMP pools).
 
@@ -20,7 +20,8 @@ RMSE against it is given with its paired standard error (``summary_cv._paired``)
   1e-3, batch 256), at most ``--epochs`` epochs with early stopping (patience 5) on 20 % of the fold's
   training engines held out (seeded); the weights of the best inner epoch are kept. Variants: ``--arch pool``
   (the dense layer reads the mean over positions and the last position), ``--arch gru`` (one convolution,
-  then a GRU of 32 units whose last state gives the output), ``--lr``, ``--weight-decay`` (AdamW).
+  then a GRU of 32 units whose last state gives the output), ``--lr``, ``--weight-decay`` (AdamW),
+  ``--members N`` (the mean of N networks trained with seeds seed + 1000 m).
 * ``cnn + window``: the mean of the two predictions at each cut.
 * ``onset``: the window model trained on a per-engine piecewise-linear label whose knee is learned from
   the health index instead of the fixed cap: for every training engine, a hinge (flat, then linear down to
@@ -248,10 +249,11 @@ def onset_labels(df, spec: F.FeatureSpec, prof) -> tuple[np.ndarray, np.ndarray]
 # ------------------------------------------------------------------------------------------------ CV
 def cross_validate(subset: str, data_dir: Path, seed: int, epochs: int, time_forward: bool, arch: str = "flat",
                    patience: int = PATIENCE, weights_out: Path | None = None, lr: float = LR,
-                   weight_decay: float = 0.0
+                   weight_decay: float = 0.0, members: int = 1
                    ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Out-of-fold predictions of every candidate at the cuts of ``summary_cv``, and notes per fold;
-    ``weights_out``: where to save the last fold's CNN weights and validation windows (``--time-weights``)."""
+    ``weights_out``: where to save the last fold's CNN weights and validation windows (``--time-weights``);
+    ``members``: how many networks' predictions are averaged (the last one is saved and timed)."""
     prof = load_profile("cmapss", subset)
     train = F.validate_readings(read_table(resolve_file(data_dir, prof.file("train")), prof), prof)
     ids = train[prof.id_column].to_numpy()
@@ -277,13 +279,19 @@ def cross_validate(subset: str, data_dir: Path, seed: int, epochs: int, time_for
             prof.id_column, sort=False).size().to_numpy()))
         out["onset, median at cap"].append(S._fit_predict(Xtr[keep], y_sc[keep], Xva, seed))
         Q_tr, Q_va = sequences(tr, spec, prof), sequences(va, spec, prof)[rows]
-        weights, rec = train_cnn(Q_tr, y, tr[prof.id_column].to_numpy(), seed, epochs, arch, patience, lr,
-                                 weight_decay)
-        out["cnn"].append(np.clip(forward_numpy(weights, Q_va) * CAP, 0.0, None))
+        preds, recs = [], []
+        for m in range(members):  # members differ in initialisation, batch order and inner engines
+            weights, rec = train_cnn(Q_tr, y, tr[prof.id_column].to_numpy(), seed + 1000 * m, epochs, arch, patience,
+                                     lr, weight_decay)
+            preds.append(np.clip(forward_numpy(weights, Q_va) * CAP, 0.0, None))
+            recs.append(rec)
+        out["cnn"].append(np.mean(preds, axis=0))
         out["true"].append(true)
         out["owner"].append(owner)
-        notes.append(f"{subset} fold {i}: CNN {rec['epochs']} epochs (best {rec['best_epoch']}), inner capped RMSE "
-                     f"{rec['inner_rmse']:.2f}, {rec['seconds']:.0f} s on {len(Q_tr):,} windows; onset knee RUL "
+        ep = ", ".join(f"{r['epochs']} epochs (best {r['best_epoch']}), inner capped RMSE {r['inner_rmse']:.2f}"
+                       for r in recs)
+        notes.append(f"{subset} fold {i}: CNN {ep}, {sum(r['seconds'] for r in recs):.0f} s on {len(Q_tr):,} "
+                     f"windows; onset knee RUL "
                      f"median {np.median(knees):.0f} (10-90 %: {np.quantile(knees, 0.1):.0f}-"
                      f"{np.quantile(knees, 0.9):.0f}) over {len(knees)} engines")
         print("  " + notes[-1], file=sys.stderr, flush=True)
@@ -348,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patience", type=int, default=PATIENCE, help="epochs without inner improvement before stopping")
     ap.add_argument("--lr", type=float, default=LR, help="Adam's learning rate")
     ap.add_argument("--weight-decay", type=float, default=0.0, help="AdamW's decoupled weight decay (0: Adam)")
+    ap.add_argument("--members", type=int, default=1, help="average this many networks (seeds seed + 1000 m)")
     ap.add_argument("--weights-out", type=Path, help="save the last fold's CNN weights and windows here (.npz)")
     ap.add_argument("--time-weights", type=Path, help="only time the NumPy forward pass of weights saved by "
                                                         "--weights-out, and exit")
@@ -362,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--subsets: C-MAPSS subsets FD001..FD004, comma-separated (got {a.subsets!r})")
     print(f"# sequence-model and onset CV · {time.strftime('%Y-%m-%d %H:%M')} UTC · seed {a.seed} · {S.FOLDS} folds, "
           f"{S.CUTS} cuts per engine, W {WINDOW}, cap {CAP:g} · CNN {a.arch}, at most {a.epochs} epochs, "
-          f"patience {a.patience}, learning rate {a.lr:g}, weight decay {a.weight_decay:g}\n")
+          f"patience {a.patience}, learning rate {a.lr:g}, weight decay {a.weight_decay:g}, {a.members} member(s)\n")
     print("| fleet | candidate | capped RMSE | uncapped RMSE | change capped (paired) | change uncapped (paired) |")
     print("|---|---|---:|---:|---:|---:|")
     all_notes = []
@@ -370,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         out = a.weights_out.with_name(f"{a.weights_out.stem}-{subset}.npz") if a.weights_out else None
         r, notes = cross_validate(subset, Path(a.data_dir), a.seed, a.epochs, a.time_forward, a.arch, a.patience, out,
-                                  a.lr, a.weight_decay)
+                                  a.lr, a.weight_decay, a.members)
         for line in table(subset, r):
             print(line, flush=True)
         all_notes += [*notes, f"{subset}: {time.time() - t0:.0f} s in all"]
