@@ -13,8 +13,8 @@ the window model (the product's features without life columns, the fixed proxy X
 RMSE against it is given with its paired standard error (``summary_cv._paired``):
 
 * ``cnn``: a small 1-D CNN on the last 30 normalised readings. Its channels are the product's pointwise
-  signals (``features._pointwise``: per-regime z-scored kept sensors and the health index, fitted inside the
-  fold), the health index divided by the cap, and the cycle count / 100. Windows at the start of a life are
+  signals (``features._pointwise``, fitted inside the fold: per-regime z-scored kept sensors, and the health
+  index, here divided by the cap) and the cycle count / 100. Windows at the start of a life are
   padded with the life's first reading. Two convolutions (32 filters of width 5, ReLU), a dense layer of
   64 and one output; label: the RUL capped at 125 (scaled by 1/125), mean squared error, Adam (learning rate
   1e-3, batch 256), at most ``--epochs`` epochs with early stopping (patience 5) on 20 % of the fold's
@@ -114,7 +114,8 @@ def init_params(key, channels: int, arch: str = "flat") -> dict[str, np.ndarray]
 
 
 def forward(p, x):
-    """Predictions (scaled RUL, (b,)) of windows ``x`` (b, WINDOW, channels); works on jax and NumPy arrays."""
+    """Predictions (scaled RUL, (b,)) of windows ``x`` (b, WINDOW, channels), in JAX (what training
+    differentiates); ``forward_numpy`` is the same network in NumPy."""
     import jax.numpy as jnp
 
     def conv(h, w, b):  # valid 1-D convolution as a sum of KERNEL shifted matrix products
