@@ -19,11 +19,11 @@ the fixed XGBoost above on the same folds and fold seeds (``python bench/ai4i_cv
 mean of its and XGBoost's probabilities, and the best hyperparameters of local tuning runs (each
 ``tuning.json``'s best per candidate: best of 30 trials against best of more shows whether the
 tuning budget limits it). Printed per candidate: PR-AUC and best F1 (mean ± standard error over fold
-seeds) and their paired differences from the fixed XGBoost. Then the decision threshold: train.py
-takes the best-F1 threshold of 5-fold out-of-fold predictions on the rows the final model is fitted
-on (``oof_threshold``); here, for each outer fold, that rule (and others) is applied to inner 5-fold
-out-of-fold predictions of the outer training rows and the threshold scored on the outer fold, so
-the F1 printed is the F1 a rule achieves on rows it did not see (nested cross-validation).
+seeds) and their paired differences from the fixed XGBoost (same folds, same fold seed). First, the
+decision threshold: train.py takes the best-F1 threshold of 5-fold out-of-fold predictions on the
+rows the final model is fitted on (``oof_threshold``); here each rule picks its threshold from four
+folds' out-of-fold probabilities of the fixed XGBoost and is scored on the fifth, so the F1 printed
+is the F1 a rule achieves on rows it did not pick its threshold from.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def oof(fit: Fit, X: np.ndarray, y: np.ndarray, seed: int, folds: int) -> np.nda
     return out
 
 
-#: threshold rules compared by nested CV, each (y, out-of-fold p) -> threshold
+#: threshold rules compared, each (y, out-of-fold p) -> threshold
 def _rule_best(y: np.ndarray, p: np.ndarray) -> float:
     return T.best_f1_threshold(y, p)  # train.py's rule: the score of the lowest positive it keeps
 
@@ -180,18 +180,16 @@ RULES = {"best-F1 threshold of out-of-fold predictions (train.py)": _rule_best,
          "fixed 0.5": lambda y, p: 0.5}
 
 
-def nested_threshold_f1(fit: Fit, X: np.ndarray, y: np.ndarray, seed: int, folds: int,
-                        outer_p: np.ndarray) -> dict[str, float]:
-    """F1 on the outer folds of thresholds each rule picks from inner out-of-fold predictions of the
-    outer training rows (``outer_p``: the outer out-of-fold probabilities, ``oof`` with this seed)."""
+def threshold_f1(y: np.ndarray, p: np.ndarray, seed: int, folds: int) -> dict[str, float]:
+    """F1 of each rule's threshold on rows it did not pick it from: for each fold of ``oof``'s split, the
+    threshold is picked from the other folds' out-of-fold probabilities and applied to this fold's."""
     from sklearn.metrics import f1_score
     from sklearn.model_selection import StratifiedKFold
 
     pred = {r: np.zeros(len(y), bool) for r in RULES}
-    for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
-        inner = oof(fit, X[tr], y[tr], seed, folds)
+    for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(p.reshape(-1, 1), y):
         for r, rule in RULES.items():
-            pred[r][te] = outer_p[te] >= rule(y[tr], inner)  # evaluate.py: failure when p >= threshold
+            pred[r][te] = p[te] >= rule(y[tr], p[tr])  # evaluate.py: failure when p >= threshold
     return {r: float(f1_score(y, pr)) for r, pr in pred.items()}
 
 
@@ -199,9 +197,17 @@ def _ms(v: np.ndarray) -> str:
     return f"{v.mean():.4f} ± {v.std(ddof=1) / np.sqrt(len(v)):.4f}" if len(v) > 1 else f"{v.mean():.4f}"
 
 
-def model_part(data_dir: Path, seeds: list[int], folds: int, tunings: list[str], cache: Path | None) -> None:
-    """Print the model-side candidates' table and the threshold rules' table (see the module docstring)."""
+def _dms(v: np.ndarray) -> str:
+    return f"{v.mean():+.4f} ± {v.std(ddof=1) / np.sqrt(len(v)):.4f}" if len(v) > 1 else f"{v.mean():+.4f}"
+
+
+def model_part(data_dir: Path, seeds: list[int], folds: int, tunings: list[str], cache: Path | None,
+               only: str | None = None) -> None:
+    """Print the threshold rules' table and the model-side candidates' table (see the module docstring),
+    a row as soon as its candidate is measured. ``only``: the candidates whose label contains it."""
     import json
+
+    from sklearn.metrics import average_precision_score
 
     profile = load_profile("ai4i2020")
     X, y, names = profile_xy(profile, data_dir)
@@ -210,68 +216,67 @@ def model_part(data_dir: Path, seeds: list[int], folds: int, tunings: list[str],
     sign = {"overstrain_margin": 1, "power_margin": -1, "temperature_margin": -1, "speed_margin": -1,
             "heat_dissipation_margin": -1}
     mono = "(" + ",".join(str(sign.get(n, 0)) for n in names) + ")"
-    cands: list[tuple[str, Fit]] = [
-        ("fixed XGBoost (the reference)", xgb_extra_fit({})),
-        (f"scale_pos_weight sqrt(neg/pos) = {np.sqrt(ratio):.2f}", xgb_extra_fit({"scale_pos_weight": np.sqrt(ratio)})),
-        (f"scale_pos_weight neg/pos = {ratio:.1f}", xgb_extra_fit({"scale_pos_weight": ratio})),
-        ("max_delta_step 1", xgb_extra_fit({"max_delta_step": 1.0})),
-        (f"scale_pos_weight {ratio:.1f} + max_delta_step 1",
-         xgb_extra_fit({"scale_pos_weight": ratio, "max_delta_step": 1.0})),
-        ("monotone constraints on the five failure-rule margins", xgb_extra_fit({"monotone_constraints": mono})),
-    ]
     from training_src.candidates import hgb as HC
 
-    hgb_hp = dict(HC.START)
-    for spec in tunings:  # LABEL=path of a tuning.json
+    cands: list[tuple[str, Fit]] = [
+        (f"scale_pos_weight neg/pos = {ratio:.1f}", xgb_extra_fit({"scale_pos_weight": ratio})),
+        ("max_delta_step 1", xgb_extra_fit({"max_delta_step": 1.0})),
+        ("monotone constraints on the five failure-rule margins", xgb_extra_fit({"monotone_constraints": mono})),
+        ("hgb at its starting point (START)", candidate_fit("hgb", HC.START)),
+        (f"scale_pos_weight sqrt(neg/pos) = {np.sqrt(ratio):.2f}", xgb_extra_fit({"scale_pos_weight": np.sqrt(ratio)})),
+    ]
+    for spec in tunings:  # LABEL=path of a tuning.json: its best xgboost (hgb's when it moved from START)
         label, path = spec.split("=", 1)
         doc = json.loads(Path(path).read_text())
         for algo, best in doc["best_by_algorithm"].items():
-            if algo == "linear":
+            hp = {k.split(".", 1)[-1]: v for k, v in best["params"].items()}
+            if algo == "linear" or (algo == "hgb" and hp == HC.START):
                 continue
-            hp = {k.split(".", 1)[1] if "." in k else k: v for k, v in best["params"].items()}
             cands.append((f"{algo}, best of {label} ({doc['n_trials']} trials, objective {best['value']:.4f})",
                           candidate_fit(algo, hp)))
-            if algo == "hgb":
-                hgb_hp = hp
-    cands.append(("hgb at the best tuned hyperparameters" if tunings else "hgb at its starting point",
-                  candidate_fit("hgb", hgb_hp)))
-    probs: dict[str, dict[int, np.ndarray]] = {}
-    for label, fit in cands:
-        probs[label] = {}
+
+    def measure(label: str, fit: Fit) -> dict[int, np.ndarray]:
+        out = {}
         for s in seeds:
             key = hashlib.sha256(f"{label}|{s}|{folds}".encode()).hexdigest()[:16]
             f = cache / f"{key}.npy" if cache else None
             if f is not None and f.exists():
-                probs[label][s] = np.load(f)
+                out[s] = np.load(f)
                 continue
-            probs[label][s] = oof(fit, X, y, s, folds)
+            out[s] = oof(fit, X, y, s, folds)
             if f is not None:
-                np.save(f, probs[label][s])
-        print(f"  done: {label} ({time.strftime('%H:%M:%S')})", file=sys.stderr, flush=True)
-    ref, hgb_label = cands[0][0], cands[-1][0]
-    probs["mean of the fixed XGBoost's and hgb's probabilities"] = {
-        s: (probs[ref][s] + probs[hgb_label][s]) / 2 for s in seeds}
-    from sklearn.metrics import average_precision_score
+                np.save(f, out[s])
+        return out
 
-    print("| candidate | PR-AUC, mean ± s.e. | Δ PR-AUC (paired) | best F1, mean ± s.e. | Δ best F1 (paired) |")
-    print("|---|---:|---:|---:|---:|")
-    base_pa = np.array([average_precision_score(y, probs[ref][s]) for s in seeds])
-    base_f1 = np.array([best_f1(y, probs[ref][s]) for s in seeds])
-    for label, ps in probs.items():
-        pa = np.array([average_precision_score(y, ps[s]) for s in seeds])
-        f1 = np.array([best_f1(y, ps[s]) for s in seeds])
-        print(f"| {label} | {_ms(pa)} | {_ms(pa - base_pa):+} | {_ms(f1)} | {_ms(f1 - base_f1)} |".replace(
-            "| +", "| "), flush=True)
-    print("\nDecision threshold, nested: F1 on the outer folds of the threshold each rule picks from inner "
-          f"{folds}-fold out-of-fold predictions of the outer training rows (fixed XGBoost)\n")
-    print("| rule | F1 on unseen rows, mean ± s.e. | Δ F1 against train.py's rule (paired) |")
+    ref_label = "fixed XGBoost (the reference)"
+    ref = measure(ref_label, xgb_extra_fit({}))
+    print(f"Decision threshold (reference's out-of-fold probabilities): F1 of each rule's threshold picked on "
+          f"the other {folds - 1} folds and applied to the fold left out\n")
+    print("| rule | F1 on the folds left out, mean ± s.e. | Δ F1 against train.py's rule (paired) |")
     print("|---|---:|---:|")
-    res = {s: nested_threshold_f1(cands[0][1], X, y, s, folds, probs[ref][s]) for s in seeds}
+    res = {s: threshold_f1(y, ref[s], s, folds) for s in seeds}
     first = next(iter(RULES))
     for r in RULES:
         v = np.array([res[s][r] for s in seeds])
-        d = v - np.array([res[s][first] for s in seeds])
-        print(f"| {r} | {_ms(v)} | {_ms(d)} |", flush=True)
+        print(f"| {r} | {_ms(v)} | {_dms(v - np.array([res[s][first] for s in seeds]))} |", flush=True)
+    print("\n| candidate | PR-AUC, mean ± s.e. | Δ PR-AUC (paired) | best F1, mean ± s.e. | Δ best F1 (paired) |")
+    print("|---|---:|---:|---:|---:|")
+    base_pa = np.array([average_precision_score(y, ref[s]) for s in seeds])
+    base_f1 = np.array([best_f1(y, ref[s]) for s in seeds])
+
+    def row(label: str, ps: dict[int, np.ndarray]) -> None:
+        pa = np.array([average_precision_score(y, ps[s]) for s in seeds])
+        f1 = np.array([best_f1(y, ps[s]) for s in seeds])
+        print(f"| {label} | {_ms(pa)} | {_dms(pa - base_pa)} | {_ms(f1)} | {_dms(f1 - base_f1)} |", flush=True)
+
+    row(ref_label, ref)
+    for label, fit in cands:
+        if only and only not in label:
+            continue
+        ps = measure(label, fit)
+        row(label, ps)
+        if label.startswith("hgb"):
+            row("mean of the reference's and hgb's probabilities", {s: (ref[s] + ps[s]) / 2 for s in seeds})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tuning", action="append", default=[], metavar="LABEL=PATH",
                     help="--part model: a local run's tuning.json whose best xgboost and hgb to compare")
     ap.add_argument("--cache", help="--part model: folder keeping out-of-fold probabilities between runs")
+    ap.add_argument("--only", help="--part model: only the candidates whose label contains this text")
     a = ap.parse_args(argv)
     seeds = [int(s) for s in a.seeds.split(",")]
     for t in a.tuning:
@@ -296,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         cache = Path(a.cache) if a.cache else None
         if cache:
             cache.mkdir(parents=True, exist_ok=True)
-        model_part(Path(a.data_dir), seeds, a.folds, a.tuning, cache)
+        model_part(Path(a.data_dir), seeds, a.folds, a.tuning, cache, a.only)
         return 0
     profile = load_profile("ai4i2020")
     print(f"# AI4I derived-feature CV · {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · train + validation "
