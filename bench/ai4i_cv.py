@@ -73,19 +73,14 @@ def variants(profile: Profile) -> list[tuple[str, Profile]]:
 
 def oof_scores(profile: Profile, data_dir: Path, seeds: list[int], folds: int) -> dict:
     """PR-AUC, best F1 and of out-of-fold predictions, one entry per fold seed."""
-    from sklearn.metrics import average_precision_score, precision_recall_curve
+    from sklearn.metrics import average_precision_score
 
-    out, spec, _ = P.build_datasets(profile, data_dir, seed=0)
-    rows = [out["train"], out["validation"]]
-    names = F.feature_names(spec)
-    X = np.vstack([r[names].to_numpy(np.float32) for r in rows])
-    y = np.concatenate([r["_label"].to_numpy(float) for r in rows])
+    X, y, names = profile_xy(profile, data_dir)
     res = {"pr_auc": [], "f1": [], "features": len(names)}
     for s in seeds:
         p = T.oof_predictions("xgboost", X, y, profile.task, FIXED, 2, s, folds)
-        prec, rec, _ = precision_recall_curve(y, p)
         res["pr_auc"].append(float(average_precision_score(y, p)))
-        res["f1"].append(float(np.max(2 * prec * rec / np.maximum(prec + rec, 1e-12))))
+        res["f1"].append(best_f1(y, p))
     return res
 
 
