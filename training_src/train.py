@@ -14,7 +14,8 @@ each fits, predicts and saves its own model. ``--fit_on train+validation`` refit
 (the final model after tuning).
 
 The model directory holds the candidate's model file (``xgboost-model``, XGBoost's own format;
-``linear-model.json``; ...), ``feature_spec.json``, ``model_meta.json`` and ``code/`` (``inference.py``, a
+``linear-model.json``; ...; with two models, ``candidates/pair.py``, the window model's, and ``life/`` the
+life model's), ``feature_spec.json``, ``model_meta.json`` and ``code/`` (``inference.py``, a
 two-line entry module, beside the ``training_src`` package with what serving needs: the hooks module, the
 ``features`` and ``candidates`` packages and the ``predmaint_serving`` package with its compiled libraries),
 so the artifact serves in the SageMaker XGBoost container with ``SAGEMAKER_PROGRAM=inference.py``.
