@@ -86,8 +86,15 @@ def _xy(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fit_predict(task: str, X: np.ndarray, y: np.ndarray, Xt: np.ndarray, hp: dict[str, Any],
-                 names: list[str] | None, cap: float | None, nthread: int) -> np.ndarray:
-    model, _ = T.fit_model("xgboost", X, y, task, {k: str(v) for k, v in hp.items()}, nthread, 0, names=names)
+                 names: list[str] | None, cap: float | None, spec: F.FeatureSpec | None, nthread: int) -> np.ndarray:
+    """Fit XGBoost with ``hp`` on X, y and predict Xt: the model(s) train.py fits for ``spec``
+    (``T.fit_models``; X, y each row once, blanked and restored in place for a pair), or one model on
+    rows of another layout (``spec`` None: the raw-readings baseline)."""
+    hps = {k: str(v) for k, v in hp.items()}
+    if spec is None:
+        model, _ = T.fit_model("xgboost", X, y, task, hps, nthread, 0, names=names)
+    else:
+        model, _ = T.fit_models("xgboost", X, y, task, hps, nthread, 0, names=names, spec=spec)
     p = T.predict("xgboost", model, Xt)
     return F.clip_rul(p, cap) if task == "rul_regression" else p
 
@@ -225,17 +232,16 @@ def evaluate(model_path: Path, test_dir: Path, baseline_dir: Path | None, train_
         Xb, yb = _xy(_read_parts(baseline_dir, "train"))  # float32 rows; the float64 frames are not kept
         Xbt, _ = _xy(_read_parts(baseline_dir, "test"))
         fits.append(("baseline: raw current readings, default XGBoost" + (", uncapped RUL" if reg else ""),
-                     (task, Xb, yb, Xbt, {"num_round": DEFAULT_XGB_ROUNDS}, None, None), 0.5))
+                     (task, Xb, yb, Xbt, {"num_round": DEFAULT_XGB_ROUNDS}, None, None, None), 0.5))
     reused = None
     if train_dir is not None and validation_dir is not None and train_dir.exists() and validation_dir.exists():
         # train then validation rows, as train.py fits them; each channel's float64 frame is dropped
         # as soon as its float32 rows are out
         parts = [T.split_xy(T.read_channel(d), spec.feature_names) for d in (train_dir, validation_dir)]
-        # the channels' rows go straight into the doubled matrix (no stacked copy of them first)
-        X, y = F.with_and_without_life([x for x, _ in parts], np.concatenate([v for _, v in parts]), spec)
+        X, y = np.vstack([x for x, _ in parts]), np.concatenate([v for _, v in parts])
         del parts
         fits.append(("+ feature engineering (default XGBoost)",
-                     (task, X, y, Xt, {"num_round": DEFAULT_XGB_ROUNDS}, spec.feature_names, cap), 0.5))
+                     (task, X, y, Xt, {"num_round": DEFAULT_XGB_ROUNDS}, spec.feature_names, cap, spec), 0.5))
         if tuning_path is not None and tuning_path.exists():
             tuning = json.loads(tuning_path.read_text())
             best_xgb = (tuning.get("best_by_algorithm") or {}).get("xgboost")
@@ -247,7 +253,9 @@ def evaluate(model_path: Path, test_dir: Path, baseline_dir: Path | None, train_
                         str(mine.get(k)) == str(v) for k, v in best_xgb["params"].items()):
                     reused = (step, p, thr)  # the final model IS the tuned XGBoost refit on the same data
                 else:
-                    fits.append((step, (task, X, y, Xt, best_xgb["params"], spec.feature_names, cap), thr))
+                    # its own rows: a pair's fit blanks its rows' life columns in place while the other runs
+                    Xs = X.copy() if F.two_models(spec) else X
+                    fits.append((step, (task, Xs, y, Xt, best_xgb["params"], spec.feature_names, cap, spec), thr))
 
     out_dir.mkdir(parents=True, exist_ok=True)
     importance = feature_importance(model)

@@ -20,6 +20,8 @@ from typing import Any
 
 TASKS = ("rul_regression", "failure_classification")
 WINDOW_STATS = ("mean", "std", "slope", "min", "max")
+#: ``windows.life_models``: how a profile with life features is served (``WindowSpec.life_models``)
+LIFE_MODELS = ("two", "one")
 DERIVED_OPS = ("product", "difference", "ratio", "sum", "value", "max", "min")
 DERIVED_OPS_INPUTS = {"difference": 2, "ratio": 2, "value": 1}  # exact input counts; others >= 2
 FORMATS = ("whitespace", "csv")
@@ -85,6 +87,9 @@ class WindowSpec:
     # statistics of the asset's whole life so far, from a running summary the caller may send (features.life;
     # its wire form: predmaint_serving/codec.py); optional features, missing when a request carries no summary
     life_stats: tuple[str, ...] = ()
+    # with life_stats: "two" models (a window model for callers without a summary, a life model for callers
+    # with one: candidates/pair.py) or "one" model fitted on every row with and without its life features
+    life_models: str = "two"
 
     @property
     def max_size(self) -> int:
@@ -475,7 +480,10 @@ def _parse_windows(doc: dict[str, Any], source: str) -> WindowSpec | None:
         raise _err(source, "windows.life_stats", f"unknown statistic(s) {bad}; choose from {list(WINDOW_STATS)}")
     if life and (0 in sizes or 0 in cv_sizes):
         raise _err(source, "windows.life_stats", "a whole-history window (size 0) already reads the whole life")
-    return WindowSpec(sizes, stats, spans, hi, cv_sizes, tuple(life))
+    models = wdoc.get("life_models", WindowSpec.life_models)
+    if models not in LIFE_MODELS:
+        raise _err(source, "windows.life_models", f"must be one of {list(LIFE_MODELS)}, got {models!r}")
+    return WindowSpec(sizes, stats, spans, hi, cv_sizes, tuple(life), models)
 
 
 def _parse_regimes(doc: dict[str, Any], source: str) -> RegimeSpec | None:

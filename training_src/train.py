@@ -14,7 +14,8 @@ each fits, predicts and saves its own model. ``--fit_on train+validation`` refit
 (the final model after tuning).
 
 The model directory holds the candidate's model file (``xgboost-model``, XGBoost's own format;
-``linear-model.json``; ...), ``feature_spec.json``, ``model_meta.json`` and ``code/`` (``inference.py``, a
+``linear-model.json``; ...; with two models, ``candidates/pair.py``, the window model's, and ``life/`` the
+life model's), ``feature_spec.json``, ``model_meta.json`` and ``code/`` (``inference.py``, a
 two-line entry module, beside the ``training_src`` package with what serving needs: the hooks module, the
 ``features`` and ``candidates`` packages and the ``predmaint_serving`` package with its compiled libraries),
 so the artifact serves in the SageMaker XGBoost container with ``SAGEMAKER_PROGRAM=inference.py``.
@@ -23,6 +24,7 @@ so the artifact serves in the SageMaker XGBoost container with ``SAGEMAKER_PROGR
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -38,6 +40,7 @@ from training_src import candidates
 from training_src import checkpoints as C
 from training_src import distributed as D
 from training_src import features as F
+from training_src.candidates import pair
 from training_src.candidates.base import TrainError, from_wire, metric_name, objective_line
 from training_src.candidates.base import number as _num
 from training_src.predmaint_build_backend import ENTRY_MODULES, PYPROJECT_TOML
@@ -52,7 +55,7 @@ SERVING_PACKAGE = "predmaint_serving"
 CODE_PACKAGES = ("features", "candidates", SERVING_PACKAGE)
 SERVING_SUFFIXES = (".py", ".c", ".h")
 META_COLUMNS = ("_asset", "_time", "_label")
-__all__ = ["TrainError", "fit_model", "main", "predict", "read_channel", "split_xy", "write_model"]
+__all__ = ["TrainError", "fit_model", "fit_models", "main", "predict", "read_channel", "split_xy", "write_model"]
 
 
 def read_channel(path: str | os.PathLike) -> pd.DataFrame:
@@ -118,9 +121,43 @@ def fit_model(algorithm: str, X: np.ndarray, y: np.ndarray, task: str, hp: dict[
     return candidates.get(algorithm).fit(X, y, task, hp, nthread, seed, Xv, yv, names, report_every, checkpoints)
 
 
+def fit_models(algorithm: str, X: np.ndarray, y: np.ndarray, task: str, hp: dict[str, str], nthread: int,
+               seed: int, Xv: np.ndarray | None = None, yv: np.ndarray | None = None,
+               names: list[str] | None = None, report_every: int = 25,
+               checkpoints: C.Checkpoints | None = None, *, spec: F.FeatureSpec) -> tuple[Any, np.ndarray | None]:
+    """The model of a spec (``fit_model``'s arguments; X, y the training rows once, as read).
+
+    ``features.two_models(spec)``: a ``pair.Pair`` of two fits of the candidate with the same hyperparameters,
+    the life model on X as it is, then the window model on X with its life columns blanked in place (no
+    doubled matrix in memory; X's life columns are put back before returning). The validation rows, when
+    given, are those of ``with_and_without_life`` (each row with, then without, its summary): the window
+    fit reports the objective on the rows without (pruning reads those lines), and the pair predicts all.
+    A spec with life features and ``life_models: one``: one model on X with and without its life features.
+    Otherwise ``fit_model``. Returns (model, validation predictions or None)."""
+    if not F.two_models(spec):
+        X, y = F.with_and_without_life(X, y, spec)
+        return fit_model(algorithm, X, y, task, hp, nthread, seed, Xv, yv, names, report_every, checkpoints)
+    k = len(F.life_names(spec))
+    life, _ = fit_model(algorithm, X, y, task, hp, nthread, seed, None, None, names, report_every, checkpoints)
+    kept = X[:, -k:].copy()  # k of f columns: what the in-place blanking must give back
+    X[:, -k:] = np.nan
+    try:
+        blank = None if Xv is None else ~F.life_rows(Xv, spec)
+        window, _ = fit_model(algorithm, X, y, task, hp, nthread, seed, None if Xv is None else Xv[blank],
+                              None if yv is None else yv[blank], names, report_every, checkpoints)
+    finally:
+        X[:, -k:] = kept
+    model = pair.Pair(window, life, spec)
+    return model, None if Xv is None else predict(algorithm, model, Xv)
+
+
 def predict(algorithm: str, model: Any, X: np.ndarray) -> np.ndarray:
-    """Candidate ``algorithm``'s predictions (probabilities or uncapped RUL) of a fitted ``model``."""
-    return candidates.get(algorithm).predict(model, X)
+    """Candidate ``algorithm``'s predictions (probabilities or uncapped RUL) of a fitted ``model`` (one
+    model, or a ``pair.Pair`` of them: each row from its model)."""
+    module = candidates.get(algorithm)
+    if isinstance(model, pair.Pair):
+        return model.route(X, module.predict)
+    return module.predict(model, X)
 
 
 def oof_predictions(algorithm: str, X: np.ndarray, y: np.ndarray, task: str, hp: dict[str, str],
@@ -214,15 +251,16 @@ def calibrate_intervals(algorithm: str, frames: list[pd.DataFrame], names: list[
     fold_of = dict(zip(rng.permutation(uniq).tolist(), np.arange(len(uniq)) % folds, strict=True))
     fold = np.asarray([fold_of[a] for a in assets.tolist()])
     fit_rows = stride_mask(assets, stride)
-    # a model with life-summary features is fitted (and so predicted) with and without them
-    # (``with_and_without_life``): ``pred`` holds the answers without, ``pred_life`` those with them
+    # a model with life-summary features answers with and without them (``fit_models``: the life model
+    # and the window model of a pair, or one model fitted on both): ``pred`` holds the answers
+    # without, ``pred_life`` those with them
     k_life = len(F.life_names(spec))
     pred = np.zeros(len(y))
     pred_life = np.zeros(len(y)) if k_life else None
     for k in range(folds):
-        Xk, yk = F.with_and_without_life(X[(fold != k) & fit_rows], y[(fold != k) & fit_rows], spec)
-        m, _ = fit_model(algorithm, Xk, yk, spec.task, hp, nthread, seed)
-        del Xk, yk  # one fold's rows at a time
+        Xk = X[(fold != k) & fit_rows]  # a copy: one fold's rows at a time
+        m, _ = fit_models(algorithm, Xk, y[(fold != k) & fit_rows], spec.task, hp, nthread, seed, spec=spec)
+        del Xk
         held = fold == k
         Xh = X[held]
         if pred_life is not None:
@@ -252,9 +290,9 @@ def calibrate_intervals(algorithm: str, frames: list[pd.DataFrame], names: list[
 
 
 def write_model(model_dir: Path, algorithm: str, model: Any, spec_text: str, meta: dict[str, Any]) -> None:
-    """The candidate's model file + feature spec + metadata + inference code into ``model_dir``."""
+    """The candidate's model file (and, for a ``pair.Pair``, ``life/`` with the life model's) + feature spec + metadata + inference code into ``model_dir``."""
     model_dir.mkdir(parents=True, exist_ok=True)
-    candidates.get(algorithm).save(model, model_dir)
+    pair.save(candidates.get(algorithm), model, model_dir)  # a Pair's life model into LIFE_MODEL_DIR
     (model_dir / "feature_spec.json").write_text(spec_text)
     (model_dir / "model_meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
     code = model_dir / "code"
@@ -342,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
                 final_keep = stride_mask(np.concatenate([f["_asset"].to_numpy() for f in frames]), every)
                 hp = {**hp, "row_stride": str(max(stride, every))}  # its calibration folds read no more
         del train
-        fit_xy = None  # the refit's rows before ``with_and_without_life``, for the calibration
+        fit_xy = None  # the refit's rows (each once, as read), for the calibration
         if args.fit_on == "train+validation":
             if Xv is None:
                 raise TrainError("--fit_on train+validation needs a validation channel")
@@ -350,18 +388,20 @@ def main(argv: list[str] | None = None) -> int:
                 X, y = np.vstack([X, Xv]), np.concatenate([y, yv])
             if meta_only:
                 fit_xy = (X, y)
-        # a model with life-summary features learns every row with and without them (callers that keep
-        # a summary and callers that do not), and is scored on both
-        X, y = F.with_and_without_life(*((X, y) if final_keep is None else (X[final_keep], y[final_keep])), spec)
+        # a model with life-summary features answers callers that keep a summary and callers that do
+        # not (``fit_models``: two models, or one that learns every row with and without them), and is
+        # scored on both: every validation row with and without its summary
+        if final_keep is not None:  # above FINAL_FIT_ROWS the final fit reads every 2nd reading (a copy)
+            X, y = X[final_keep], y[final_keep]
         if Xv is not None:
             Xv, yv = F.with_and_without_life(Xv, yv, spec)
         checkpoint_dir = args.checkpoint_dir or (C.DEFAULT_DIR if Path(C.DEFAULT_DIR).is_dir() else None)
         ckpt = C.Checkpoints(checkpoint_dir, args.checkpoint_every) if checkpoint_dir else None
+        fit = functools.partial(fit_models, spec=spec)
         if dist is None:
-            model, pv = fit_model(args.algorithm, X, y, task, hp, args.nthread, args.seed, Xv, yv, names,
-                                  checkpoints=ckpt)
+            model, pv = fit(args.algorithm, X, y, task, hp, args.nthread, args.seed, Xv, yv, names, checkpoints=ckpt)
         else:
-            model, pv, X, y = dist.fit(fit_model, args.algorithm, X, y, task, hp, args.nthread, args.seed, Xv, yv,
+            model, pv, X, y = dist.fit(fit, args.algorithm, X, y, task, hp, args.nthread, args.seed, Xv, yv,
                                        names, held_out, checkpoints=ckpt)
             if not dist.is_first:
                 return 0  # the first host writes the model and prints the objective

@@ -15,7 +15,7 @@ from training_src import candidates, search_space
 from training_src import features as F
 from training_src import inference as I
 from training_src import train as T
-from training_src.candidates import hgb
+from training_src.candidates import hgb, pair
 
 
 @pytest.mark.parametrize("name", list(candidates.CANDIDATES))
@@ -104,7 +104,9 @@ def test_hgb_trains_through_train_py_and_serves_through_the_hooks(fd001: dict, t
     meta = json.loads((model_dir / "model_meta.json").read_text())
     assert meta["algorithm"] == "hgb"
     model = I.model_fn(str(model_dir))
-    assert model.booster is None and isinstance(model.predictor, hgb.Trees)
+    # a pair (candidates/pair.py): the window model and the life model, both hgb trees
+    assert model.booster is None and isinstance(model.predictor, pair.Pair)
+    assert isinstance(model.predictor.window, hgb.Trees) and isinstance(model.predictor.life, hgb.Trees)
     test = fd001["frames"]["test"]
     X = test[model.spec.feature_names].to_numpy(dtype=np.float32)
     from training_src.predmaint_serving import predictors
@@ -112,7 +114,7 @@ def test_hgb_trains_through_train_py_and_serves_through_the_hooks(fd001: dict, t
     p = predictors.predict_matrix(model, X)
     assert p.shape == (len(X),) and p.min() >= 0 and p.max() <= model.spec.label_cap
     if model.compiled is not None:  # forest.c walks the trees: the NumPy walk's bits, with and without life features
-        assert isinstance(model.compiled, predictors.CompiledTrees)
+        assert isinstance(model.compiled.window, predictors.CompiledTrees)
         bare = X.copy()
         bare[:, -len(F.life_names(model.spec)):] = np.nan
         for rows in (X, bare, X[:1]):

@@ -65,8 +65,11 @@ def test_killed_and_restarted_training_gives_the_uninterrupted_model(fd001, tmp_
     channels, shared = fd001["out"], tmp_path / "shared"
     whole = _run(channels, tmp_path / "whole" / "model", tmp_path / "whole" / "ckpt")
     assert whole.returncode == 0, whole.stderr
-    kept = sorted((tmp_path / "whole" / "ckpt").glob("xgb-*.ubj"))
-    assert [p.name[-10:] for p in kept] == [f"{ROUNDS - EVERY:06d}.ubj", f"{ROUNDS:06d}.ubj"]  # the newest two
+    kept: dict[str, list[str]] = {}  # fit key -> its checkpoints' rounds
+    for p in sorted((tmp_path / "whole" / "ckpt").glob("xgb-*.ubj")):
+        kept.setdefault(p.name[:-11], []).append(p.name[-10:])
+    # two fits (the life model, then the window model: candidates/pair.py), each keeps its newest two
+    assert list(kept.values()) == [[f"{ROUNDS - EVERY:06d}.ubj", f"{ROUNDS:06d}.ubj"]] * 2
     assert "resuming" not in whole.stdout
 
     done = _killed_mid_training(channels, tmp_path / "plain" / "model", shared)
@@ -85,5 +88,5 @@ def test_killed_and_restarted_training_gives_the_uninterrupted_model(fd001, tmp_
     assert f"checkpoint: resuming at round {done} of {ROUNDS}" in again.stdout
     # the objective lines are still printed, the last one is what the tuning job reads
     assert OBJECTIVE.findall(again.stdout)[-1] == OBJECTIVE.findall(whole.stdout)[-1]
-    assert (tmp_path / "plain" / "model" / "xgboost-model").read_bytes() == \
-        (tmp_path / "whole" / "model" / "xgboost-model").read_bytes()
+    for name in ("xgboost-model", "life/xgboost-model"):  # the window model, and the life model that resumed
+        assert (tmp_path / "plain" / "model" / name).read_bytes() == (tmp_path / "whole" / "model" / name).read_bytes()

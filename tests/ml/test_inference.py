@@ -25,7 +25,7 @@ def test_predictions_match_batch_features(model, units, fd001):
     test = fd001["frames"]["test"]
     X = test[model.spec.feature_names].to_numpy(dtype=np.float32)
     X[:, -len(F.life_names(model.spec)):] = np.nan  # no life summary sent: those features are missing
-    expected = np.clip(model.booster.inplace_predict(X), 0, 125)
+    expected = np.clip(model.predictor.predict(X), 0, 125)
     # the history the features need (spec.history_needed readings), in reverse order, in two
     # requests (all 100 full histories together exceed the 6 MB body limit)
     h = model.spec.history_needed

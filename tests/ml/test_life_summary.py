@@ -158,9 +158,9 @@ def test_served_whole_history_then_window_plus_summary_equals_the_batch(refit, u
     assert model.intervals is not None and model.intervals.life is not None
     test = fd001["frames"]["test"]
     X = test[model.spec.feature_names].to_numpy(dtype=np.float32)  # whole histories: life features present
-    with_life = np.clip(model.booster.inplace_predict(X), 0, model.spec.label_cap)
+    with_life = np.clip(model.predictor.predict(X), 0, model.spec.label_cap)
     X[:, -len(F.life_names(model.spec)):] = np.nan
-    without = np.clip(model.booster.inplace_predict(X), 0, model.spec.label_cap)
+    without = np.clip(model.predictor.predict(X), 0, model.spec.label_cap)
     for u in (3, 31, 81):  # test engines with 100+ readings
         readings = units[u]
         assert len(readings) > 90

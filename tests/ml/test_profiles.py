@@ -118,7 +118,7 @@ def test_margin_declarations_parse():
     ("format.delimiter", r"format.delimiter: unknown key; known keys of format are \['columns', 'header', "
                          r"'rename', 'type'\]"),
     ("windows.size", r"windows.size: unknown key; known keys of windows are \['cv_sizes', 'ewm_spans', 'health_index', "
-                     r"'life_stats', 'sizes', 'stats'\]"),
+                     r"'life_models', 'life_stats', 'sizes', 'stats'\]"),
     ("regimes.k", r"regimes.k: unknown key; known keys of regimes are \['max_clusters', 'min_explained_variance'\]"),
     ("split.test", r"split.test: unknown key; known keys of split are \['test_fraction', 'validation_fraction'\]"),
     ("files.tests", r"files.tests: unknown key; known keys of files are \['data', 'test', 'test_rul', 'train'\]"),

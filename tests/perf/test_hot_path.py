@@ -64,7 +64,7 @@ def test_numpy_forest_equals_booster_on_the_whole_test_fleet(fd001_perf, test_fl
     model = I.model_fn(str(fd001_perf["model_dir"]))
     assert model.compiled is None and model.forest is not None
     X = F.transform(test_fleet, fd001_perf["spec"], life=False).to_numpy(dtype=np.float32)  # every row, 13k
-    want = model.booster.inplace_predict(X)
+    want = model.predictor.predict(X)
     got = model.forest.predict(X)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
     assert np.array_equal(got, want)  # in fact bit-identical: same float32 compares and summation order
@@ -78,7 +78,7 @@ def test_compiled_forest_equals_booster_on_the_whole_test_fleet(fd001_perf, mode
     assert model.compiled is not None  # a C compiler is here, so the walker was built and loaded
     X = F.transform(test_fleet, fd001_perf["spec"], life=False).to_numpy(dtype=np.float32)
     X[::97, 3] = np.nan  # missing values take each node's default branch
-    want = model.booster.inplace_predict(X)
+    want = model.predictor.predict(X)
     got = model.compiled.predict(X)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
     assert np.array_equal(got, want)
@@ -152,7 +152,7 @@ def test_requests_equal_batch_predictions(model, fd001_perf, test_fleet, k):
     batch = F.transform(test_fleet, spec, life=False).to_numpy(dtype=np.float32)
     b = _bounds(test_fleet)
     units = list(range(1, k + 1))
-    want = np.clip(model.booster.inplace_predict(batch[b[1:k + 1] - 1]), 0, spec.label_cap)
+    want = np.clip(model.predictor.predict(batch[b[1:k + 1] - 1]), 0, spec.label_cap)
     status, doc = _post(model, {"instances": _instances(test_fleet, units, reverse=True)})
     assert status == 200
     np.testing.assert_array_equal([p["rul"] for p in doc["predictions"]], np.round(want.astype(float), 3))

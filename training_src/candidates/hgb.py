@@ -80,6 +80,11 @@ def fit(X: Any, y: Any, task: str, hp: dict[str, str], nthread: int, seed: int, 
     params = estimator_params(hp, seed)
     regression = task == "rul_regression"
     est = HistGradientBoostingRegressor(**params) if regression else HistGradientBoostingClassifier(**params)
+    empty = np.isnan(X).all(axis=0) if len(X) else np.zeros(X.shape[1], dtype=bool)
+    if empty.any():
+        # scikit-learn cannot bin a column with no value (a window model's life columns: candidates/pair.py);
+        # a constant column gets no split, so served rows never read it, missing or not
+        X = np.where(empty, np.float32(0), X)
     with threadpool_limits(limits=max(1, nthread), user_api="openmp"):
         est.fit(X, y)
         model = Fitted(est, export(est, task, X.shape[1]))

@@ -49,7 +49,16 @@ from .life import (
                    life_overflows,
 )
 from .regimes import assign_regimes, detect_regimes, fit_health_index
-from .spec import SPEC_VERSION, STD_FLOOR, WHOLE_HISTORY, FeatureError, FeatureSpec, feature_names, life_names
+from .spec import (
+                   SPEC_VERSION,
+                   STD_FLOOR,
+                   WHOLE_HISTORY,
+                   FeatureError,
+                   FeatureSpec,
+                   feature_names,
+                   life_names,
+                   two_models,
+)
 from .transform import (
                    ColumnMatrix,
                    _derive,
@@ -72,5 +81,5 @@ __all__ = [
     "_ewm_weights", "_pointwise", "assign_regimes", "baseline_matrix", "clip_rul", "detect_regimes",
     "feature_names", "finite_or_raise", "fit_health_index", "fit_spec", "life_fingerprint", "life_names",
     "life_overflows", "life_rows", "nasa_score", "normalised", "reading_regimes", "rul_labels", "sum_keys", "transform", "transform_asset", "transform_last",
-    "transform_last_life", "transform_rows", "validate_readings", "window_block", "with_and_without_life", "with_choice",
+    "transform_last_life", "transform_rows", "two_models", "validate_readings", "window_block", "with_and_without_life", "with_choice",
 ]

@@ -161,3 +161,11 @@ def life_names(spec: FeatureSpec) -> list[str]:
     """Names of the life-summary features, the last ``len(life_names(spec))`` columns of the matrix."""
     return [f"{s}_{stat}_life" for s in spec.channels for stat in spec.life_stats]
 
+
+def two_models(spec: FeatureSpec) -> bool:
+    """Whether training fits two models (``candidates.pair``: a window model and a life model) rather than
+    one on every row with and without its life features: a spec with life features whose profile says
+    ``windows.life_models: "two"`` (the default)."""
+    windows = spec.profile_obj.windows
+    return bool(life_names(spec)) and windows is not None and windows.life_models == "two"
+

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from training_src import candidates
+from training_src.candidates import pair
 
 from . import F
 
@@ -34,7 +35,8 @@ class Model:
 
     @property
     def booster(self) -> Any:
-        """The xgboost Booster (the tree walkers' source), None for other candidates."""
+        """The xgboost Booster (the tree walkers' source), None for other candidates and for a
+        two-model artifact (``predictor`` is then a ``candidates.pair.Pair``)."""
         return getattr(self.predictor, "booster", None)
 
     @property
@@ -67,11 +69,34 @@ def for_spec(spec: F.FeatureSpec) -> Model:
     return model
 
 
+def _fast_paths(name: str, predictor: Any, spec: F.FeatureSpec) -> tuple[Any, Any]:
+    """(compiled, forest) for a loaded predictor: the compiled walker of an xgboost booster (else its NumPy
+    walk for small requests) or of an hgb model, None where it does not load or pass its self-check. A
+    ``pair.Pair``: a pair of each kind, built for both models, kept only when both built (else that kind
+    is None for the pair and the predictor serves)."""
+    from . import predictors
+
+    if isinstance(predictor, pair.Pair):
+        built = [_fast_paths(name, m, spec) for m in (predictor.window, predictor.life)]
+        return tuple(pair.Pair(w, lf, spec) if w is not None and lf is not None else None
+                     for w, lf in zip(*built, strict=True))  # type: ignore[return-value]
+    compiled = forest = None
+    booster = getattr(predictor, "booster", None)
+    if booster is not None and os.environ.get("PREDMAINT_FOREST", "1") != "0":
+        # fastest first: the compiled walker; else NumPy for small requests; else the booster
+        if os.environ.get("PREDMAINT_COMPILED_FOREST", "1") != "0":
+            compiled = predictors.CompiledForest.from_booster(booster)
+        if compiled is None:
+            forest = predictors.NumpyForest.from_booster(booster)
+    elif name == "hgb" and os.environ.get("PREDMAINT_COMPILED_FOREST", "1") != "0":
+        compiled = predictors.CompiledTrees.from_trees(predictor)  # else its NumPy walk serves
+    return compiled, forest
+
+
 def load(model_dir: str | os.PathLike) -> Model:
     """``model_fn``: a candidate's model file (``candidates``) plus ``feature_spec.json`` (and
     ``model_meta.json``) from ``model_dir``, with the fastest predictor and request reader that
     load and pass their self-checks. Raises on a missing or corrupt artifact."""
-    from . import predictors
     from . import reader as reader_mod
 
     d = Path(model_dir)
@@ -83,18 +108,13 @@ def load(model_dir: str | os.PathLike) -> Model:
         files = " nor ".join(c.MODEL_FILE for c in candidates.CANDIDATES.values())
         raise FileNotFoundError(f"{d}: neither {files}")
     raw = (d / found[0].MODEL_FILE).read_bytes()
-    model.predictor = found[0].load(d, spec)
+    model.predictor = pair.load(found[0], d, spec)  # a pair.Pair when the artifact holds a life model
+    if isinstance(model.predictor, pair.Pair):
+        raw += (d / pair.LIFE_MODEL_DIR / found[0].MODEL_FILE).read_bytes()
     model.version = os.environ.get("PREDMAINT_MODEL_VERSION") or meta.get("model_version") or \
         f"{meta.get('algorithm', 'model')}-{hashlib.sha256(raw).hexdigest()[:12]}"
     set_inputs(model)
-    if model.booster is not None and os.environ.get("PREDMAINT_FOREST", "1") != "0":
-        # fastest first: the compiled walker; else NumPy for small requests; else the booster
-        if os.environ.get("PREDMAINT_COMPILED_FOREST", "1") != "0":
-            model.compiled = predictors.CompiledForest.from_booster(model.booster)
-        if model.compiled is None:
-            model.forest = predictors.NumpyForest.from_booster(model.booster)
-    elif found[0].NAME == "hgb" and os.environ.get("PREDMAINT_COMPILED_FOREST", "1") != "0":
-        model.compiled = predictors.CompiledTrees.from_trees(model.predictor)  # else its NumPy walk serves
+    model.compiled, model.forest = _fast_paths(found[0].NAME, model.predictor, spec)
     model.threshold = float(meta.get("threshold") or 0.5)
     if meta.get("intervals") is not None and model.is_regression:
         from . import intervals

@@ -305,7 +305,7 @@ def predict_matrix(model: Any, X: np.ndarray) -> np.ndarray:
     """
     if model.compiled is not None:
         p = model.compiled.predict(X)
-    elif model.forest is not None and len(X) <= model.forest.MAX_ROWS:
+    elif model.forest is not None and len(X) <= NumpyForest.MAX_ROWS:  # a NumpyForest or a pair of them
         p = model.forest.predict(X)
     else:
         p = model.predictor.predict(X)
