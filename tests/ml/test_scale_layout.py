@@ -73,7 +73,7 @@ def test_final_fit_stride_reads_every_reading_up_to_the_stated_size_and_every_se
 def test_a_refit_above_the_stated_size_fits_every_second_reading_and_calibrates_every_reading(
         fd001, tmp_path, monkeypatch):
     """Above ``FINAL_FIT_ROWS`` (lowered here to FD001's size) the refit fits on ``stride_mask(.., 2)`` of
-    train + validation, doubled with and without life features, and its calibration still predicts
+    train + validation (each row once in ``n_train``, whichever model it fits), and its calibration still predicts
     every reading; the calibration folds keep the pipeline's row_stride (3, no more than the fit reads)."""
     import json
 
@@ -89,12 +89,12 @@ def test_a_refit_above_the_stated_size_fits_every_second_reading_and_calibrates_
     monkeypatch.setattr(T, "FINAL_FIT_ROWS", rows - 1)
     assert T.main([*argv, "--model-dir", str(tmp_path / "strided")]) == 0
     meta = json.loads((tmp_path / "strided" / "model_meta.json").read_text())
-    assert meta["n_train"] == 2 * kept < 2 * rows
+    assert meta["n_train"] == kept < rows
     assert meta["hyperparameters"]["row_stride"] == "3"
     assert meta["intervals"] is not None
     monkeypatch.setattr(T, "FINAL_FIT_ROWS", rows)
     assert T.main([*argv, "--model-dir", str(tmp_path / "all")]) == 0
-    assert json.loads((tmp_path / "all" / "model_meta.json").read_text())["n_train"] == 2 * rows
+    assert json.loads((tmp_path / "all" / "model_meta.json").read_text())["n_train"] == rows
 
 
 def test_the_window_and_cap_choice_in_threads_equals_the_sequential_choice(data_dir, monkeypatch):
