@@ -32,7 +32,9 @@ from .decisions import AT_RISK
 
 
 def _rmse(errors: list[float]) -> float | None:
-    return math.sqrt(sum(e * e for e in errors) / len(errors)) if errors else None
+    # fsum: exactly rounded, so the figure does not depend on the order the items were read in (the job
+    # reads archive files in listing order, a caller in its own)
+    return math.sqrt(math.fsum(e * e for e in errors) / len(errors)) if errors else None
 
 
 def failures(events: Iterable[dict[str, Any]]) -> dict[tuple[str, int], float]:
