@@ -356,7 +356,7 @@ def transform(profile: Profile, spec: F.FeatureSpec, split: dict, data: pd.DataF
                 if name == "baseline_train":
                     X, labels = F.baseline_matrix(part, profile), F.rul_labels(part, profile, None)
                 else:
-                    X, labels = F.transform(part, spec, dtype=FEATURE_DTYPE, order="F"), F.rul_labels(part, profile, spec.label_cap)
+                    X, labels = F.transform(part, spec, dtype=FEATURE_DTYPE, order="F", run=parallel), F.rul_labels(part, profile, spec.label_cap)
                 return _frame(X, part[profile.id_column].to_numpy(), part[profile.time_column].to_numpy(), labels)
 
             # the single-process path keeps today's frames even when empty; parts skip empty ones
@@ -372,7 +372,7 @@ def transform(profile: Profile, spec: F.FeatureSpec, split: dict, data: pd.DataF
                 raise DataError(f"test asset {F._aid(unknown[0])} has no true RUL in the fitted split")
             true_rul = np.asarray([rul[a] for a in last_ids])
         if test_df is not None and true_rul is not None:
-            Xt = F.transform(test_df, spec, dtype=FEATURE_DTYPE, order="F")
+            Xt = F.transform(test_df, spec, dtype=FEATURE_DTYPE, order="F", run=parallel)
             last = test_df.groupby(profile.id_column, sort=False).tail(1).index
             out["test"] = _frame(Xt.loc[last], test_df.loc[last, profile.id_column].to_numpy(),
                                  test_df.loc[last, profile.time_column].to_numpy(), true_rul)
@@ -394,7 +394,7 @@ def transform(profile: Profile, spec: F.FeatureSpec, split: dict, data: pd.DataF
         if not m.any():
             continue
         part = data[m]
-        out[name] = _frame(F.transform(part, spec, dtype=FEATURE_DTYPE, order="F"), ids[m], None, y[m])
+        out[name] = _frame(F.transform(part, spec, dtype=FEATURE_DTYPE, order="F", run=parallel), ids[m], None, y[m])
         out[f"baseline_{name}"] = _frame(F.baseline_matrix(part, profile), ids[m], None, y[m])
     if merge_baseline:
         out["baseline_train"] = pd.concat([out["baseline_train"], out.pop("baseline_validation")])

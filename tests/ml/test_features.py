@@ -1,5 +1,6 @@
 """Feature code: hand-computed examples, the missing-value policy, regimes, and serving parity."""
 
+import importlib
 import json
 
 import numpy as np
@@ -192,6 +193,50 @@ def test_transform_rows_equals_those_rows_of_the_batch_features(data_dir, fd001)
         for rows in (np.arange(2, len(train), 3), np.arange(28, len(train), 29), np.array([0, 5, 191, 192]),
                      ends, np.arange(len(train))):
             np.testing.assert_array_equal(F.transform_rows(train, rows, s), batch[rows])
+
+
+@pytest.mark.parametrize("subset", ["FD001", "FD002", "ai4i2020"])
+def test_transform_in_asset_blocks_equals_the_whole_frame(data_dir, monkeypatch, subset):
+    """``transform(..., run=...)``: blocks of whole assets, written into one array from threads, give the
+    features of the one-block path bit for bit, whatever the block size, the number of threads and the
+    order the blocks run in (FD001: one regime; FD002: six, the health index, life features; AI4I 2020:
+    row-wise rows, derived features with a per-type limit, a categorical column)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from training_src.dataio import read_table, resolve_file
+    from training_src.threads import parallel
+
+    T = importlib.import_module("training_src.features.transform")  # the module (the package exports the function)
+
+    if subset == "ai4i2020":
+        p = load_profile("ai4i2020")
+        rows = F.validate_readings(read_table(resolve_file(data_dir, p.file("data")), p), p, require_label=True)
+    else:
+        p = load_profile("cmapss", subset)
+        rows = F.validate_readings(read_table(resolve_file(data_dir, p.file("train")), p), p)
+    spec = F.fit_spec(rows, p)
+    if subset == "FD001":  # a short trailing window beside a whole-history one
+        spec = F.with_choice(spec, rows, p, [15, 0], spec.label_cap)
+    monkeypatch.setattr(T, "BLOCK_ROWS", 997)  # many blocks, cut wherever the assets allow
+
+    def three_threads(fn, jobs):
+        with ThreadPoolExecutor(3) as pool:
+            return list(pool.map(lambda job: fn(*job), jobs))
+
+    def backwards(fn, jobs):
+        return [fn(*job) for job in jobs[::-1]][::-1]
+
+    for kw in ({}, {"dtype": np.float32, "order": "F"}, {"life": False}):
+        whole = F.transform(rows, spec, **kw)
+        for run in (parallel, three_threads, backwards):
+            part = F.transform(rows, spec, run=run, **kw)
+            assert part.columns.tolist() == whole.columns.tolist() and part.index.equals(whole.index)
+            assert part.to_numpy().dtype == whole.to_numpy().dtype
+            np.testing.assert_array_equal(part.to_numpy(), whole.to_numpy())
+    if spec.window_sizes:
+        blocks = T.asset_blocks(rows[spec.id_column].to_numpy(), len(rows), 997)
+        starts = set(np.flatnonzero(np.r_[True, np.diff(rows[spec.id_column].to_numpy()) != 0]).tolist())
+        assert len(blocks) > 10 and all(a in starts for a, _ in blocks)  # every block starts an asset
 
 
 def test_whole_history_window_by_hand():

@@ -182,8 +182,31 @@ def _assemble(spec: FeatureSpec, cols: Any, z: np.ndarray, reg: np.ndarray, win:
     return np.hstack(parts, dtype=dtype) if parts else np.zeros((len(z), 0), dtype=dtype)
 
 
+#: rows per block of whole assets in ``transform`` when the caller runs the blocks itself (``run``): small
+#: enough that a few blocks keep every core busy and each block's float64 temporaries stay tens of MB
+BLOCK_ROWS = 65_536
+
+
+def asset_blocks(ids: np.ndarray | None, n: int, rows: int | None = None) -> list[tuple[int, int]]:
+    """Row ranges ``(a, b)`` covering ``0:n`` in order, each about ``rows`` rows of whole assets (``ids``:
+    each row's asset, assets contiguous; None: rows are independent and cut anywhere). An asset longer
+    than ``rows`` is one block of its own."""
+    rows = rows or BLOCK_ROWS
+    if n == 0:
+        return []
+    if ids is None:
+        cuts = list(range(rows, n, rows))
+    else:
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])  # each asset's first row
+        # the asset start at or after each multiple of ``rows``: whole assets, about ``rows`` rows each
+        cuts = sorted(set(starts[np.searchsorted(starts, np.arange(rows, n, rows))].tolist()) - {0}) \
+            if len(starts) > 1 else []
+    bounds = [0, *[c for c in cuts if 0 < c < n], n]
+    return list(itertools.pairwise(bounds))
+
+
 def transform(df: pd.DataFrame, spec: FeatureSpec, life: bool = True, dtype: Any = float,
-              order: str = "C") -> pd.DataFrame:
+              order: str = "C", run: Any = None) -> pd.DataFrame:
     """Features for every row of validated readings (assets contiguous, time-ordered).
 
     Returns a frame with ``spec.feature_names`` columns of ``dtype`` (float64, or float32: the same
@@ -193,28 +216,57 @@ def transform(df: pd.DataFrame, spec: FeatureSpec, life: bool = True, dtype: Any
     missing, as for a caller that sends none (``with_and_without_life`` trains on both). ``order="F"``
     stores each feature column contiguously (the same values): pyarrow then writes the frame's
     columns to parquet without copying them.
+
+    ``run``: a map ``run(fn, jobs) -> [fn(*job) for job in jobs]`` (e.g. ``threads.parallel``) for blocks
+    of about ``BLOCK_ROWS`` rows of whole assets, each written into its rows of one result array. Every
+    feature of a row depends on that row and its own asset's earlier rows alone (normalisation, health
+    index, derived and categorical columns row by row; windows and life sums within the asset), and each
+    block runs the same NumPy expressions as the whole frame would, so the values are the same bit for bit
+    whatever the blocks and however ``run`` schedules them (a test compares them). Default: one block.
     """
+    n, f = len(df), len(spec.feature_names)
+    ids = df[spec.id_column].to_numpy() if spec.window_sizes else None
+    blocks = [(0, n)] if run is None or n == 0 else asset_blocks(ids, n)
+    if len(blocks) == 1:
+        x = _transform_block(df, spec, life, dtype, order)
+        return pd.DataFrame(x, columns=spec.feature_names, index=df.index)
+    x = np.empty((n, f), dtype=dtype, order=order)
+    # the columns each block reads, as arrays (a dict of slices, not a frame copy per block)
+    used = {spec.id_column, spec.time_column, *spec.setting_columns, *spec.sensors, *spec.categorical,
+            *(c for d in spec.derived for c in (*d.get("columns", ()), d.get("limit_by")))} - {None, ""}
+    cols = {c: df[c].to_numpy() for c in used if c in df.columns}
+
+    def one(a: int, b: int) -> None:
+        x[a:b] = _transform_block({c: v[a:b] for c, v in cols.items()}, spec, life, dtype, order)
+
+    run(one, blocks)
+    return pd.DataFrame(x, columns=spec.feature_names, index=df.index)
+
+
+def _transform_block(df: pd.DataFrame | dict[str, np.ndarray], spec: FeatureSpec, life: bool, dtype: Any,
+                     order: str) -> np.ndarray:
+    """``transform``'s matrix (n, f) for rows of whole assets (a frame, or a dict of its columns)."""
     z, reg = _pointwise(spec, df)
     win = t = block = None
+    n = len(z)
     if spec.window_sizes:
-        ids = df[spec.id_column].to_numpy()
-        t = df[spec.time_column].to_numpy(dtype=float)
+        ids = np.asarray(df[spec.id_column])
+        t = np.asarray(df[spec.time_column], dtype=float)
         bounds = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
         # each asset's block goes straight into one array (a list of blocks then stacked is a second copy)
         win = None
         for a, b in itertools.pairwise(bounds):
             w = window_block(z[a:b], t[a:b], spec)
             if win is None:
-                win = np.empty((len(df), w.shape[1]))
+                win = np.empty((n, w.shape[1]))
             win[a:b] = w
         if spec.life_stats and life:
-            block = np.empty((len(df), len(life_names(spec))))
+            block = np.empty((n, len(life_names(spec))))
             for a, b in itertools.pairwise(bounds):
                 block[a:b] = np.stack(_expanding(z[a:b], t[a:b], spec.life_stats), axis=2).reshape(b - a, -1)
         elif spec.life_stats:
-            block = _missing_life(len(df), spec)
-    x = _assemble(spec, df, z, reg, win, t, block, dtype, order)
-    return pd.DataFrame(x, columns=spec.feature_names, index=df.index)
+            block = _missing_life(n, spec)
+    return _assemble(spec, df, z, reg, win, t, block, dtype, order)
 
 
 #: readings per gather in ``transform_rows`` (bounds its temporaries at a few MB whatever the row count)
