@@ -102,30 +102,65 @@ def _fit_predict(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, seed: int) -> np.
 _BLAS = threading.Lock()
 
 
-def _fold_predictions(tr: pd.DataFrame, base: F.FeatureSpec, norm: tuple[np.ndarray, np.ndarray],
-                      cols: dict[str, np.ndarray], offsets: np.ndarray, profile: Profile, size: int,
+class Fold:
+    """One fold's fitted state, shared by every candidate scored on it: its training rows ``tr``, the spec
+    fitted on them (``base``: regimes, normalisation), the rows' ``features.normalised`` values under it
+    (``norm``) and those of the fold's cut views (``view_norm``), and per label cap the spec with that
+    cap's health index and the index's values on the rows and on the views (``health_index``)."""
+
+    def __init__(self, tr: pd.DataFrame, base: F.FeatureSpec, view_cols: dict[str, np.ndarray]):
+        self.tr, self.base = tr, base
+        # 8 bytes per fold row and sensor (and per view row), for as long as the choice runs
+        self.norm = F.normalised(base, tr)
+        self.view_norm = F.normalised(base, view_cols)
+        self._hi: dict[float | None, tuple[F.FeatureSpec, np.ndarray | None, np.ndarray | None]] = {}
+
+    def health_index(self, profile: Profile, cap: float | None
+                     ) -> tuple[F.FeatureSpec, np.ndarray | None, np.ndarray | None]:
+        """(the spec with ``cap`` and its health index, the index at each training row, at each view row);
+        fitted once per cap: the index depends on the cap alone, not on the window (every window size
+        tried at one cap reads the same index, as ``with_choice`` would refit it, bit for bit)."""
+        with _BLAS:  # the health index's ridge fit, one at a time (see _BLAS); a second caller waits for it
+            got = self._hi.get(cap)
+            if got is None:
+                spec = F.with_choice(self.base, self.tr, profile, self.base.window_sizes, cap, self.norm)
+                # the index column that ``_pointwise`` appends (the same expressions, kept for every window)
+                hi = (F._pointwise(spec, self.tr, self.norm)[0][:, -1].copy(),
+                      F._pointwise(spec, None, self.view_norm)[0][:, -1].copy()) if spec.hi_weights else (None, None)
+                got = self._hi[cap] = (spec, *hi)
+            return got
+
+
+def _with_index(norm: tuple[np.ndarray, np.ndarray], hi: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``_pointwise``'s result from ``normalised``'s and the health index's values: the same array it builds."""
+    z, reg = norm
+    return (np.column_stack([z, hi]) if hi is not None else z), reg
+
+
+def _fold_predictions(fold: Fold, cols: dict[str, np.ndarray], offsets: np.ndarray, profile: Profile, size: int,
                       cap: float | None, seed: int) -> np.ndarray:
     """One fold's predictions at its cuts for one candidate (window ``size``, label ``cap``): the proxy
-    fitted on the fold's training rows ``tr`` with ``base`` (regimes, normalisation fitted on them) and
-    ``norm`` (``features.normalised(base, tr)``, the same for every candidate)."""
-    with _BLAS:  # the health index's ridge fit, one at a time (see _BLAS)
-        spec = F.with_choice(base, tr, profile, [size], cap, norm)
+    fitted on the fold's training rows with its spec (regimes, normalisation fitted on them), the
+    cap's health index and the window."""
+    hspec, hi_tr, hi_view = fold.health_index(profile, cap)
+    spec = F.with_windows(hspec, [size])
+    tr = fold.tr
     y = F.rul_labels(tr, profile, spec.label_cap)
     stride = proxy_stride(len(tr))
     keep = np.flatnonzero(tr.groupby(profile.id_column, sort=False).cumcount().to_numpy() % stride == stride - 1)
     # only the rows the proxy reads are featurised (the same values as the full transform's rows)
-    X = F.transform_rows(tr, keep, spec, norm)
-    return _fit_predict(X, y[keep], F.transform_last(cols, offsets, spec), seed)
+    X = F.transform_rows(tr, keep, spec, point=_with_index(fold.norm, hi_tr))
+    return _fit_predict(X, y[keep], F.transform_last(cols, offsets, spec, point=_with_index(fold.view_norm, hi_view)),
+                        seed)
 
 
-def cv_predictions_many(fold_fits: list[tuple[pd.DataFrame, F.FeatureSpec, tuple]], profile: Profile,
-                        views: list[tuple], candidates: list[tuple[int, float | None]], seed: int) -> list[np.ndarray]:
+def cv_predictions_many(fold_fits: list[Fold], profile: Profile, views: list[tuple],
+                        candidates: list[tuple[int, float | None]], seed: int) -> list[np.ndarray]:
     """Out-of-fold predictions at every cut for each candidate (window size, label cap), in order;
-    ``fold_fits`` holds each fold's training rows, the spec fitted on them (regimes, normalisation) and
-    the rows' ``features.normalised`` values under it.
+    ``fold_fits`` holds each fold's fitted state (``Fold``), ``views`` its cut views.
     Every (candidate, fold) fit is independent: they run in threads (``threads.parallel``)."""
-    jobs = [(tr, base, norm, cols, offsets, profile, size, cap, seed) for size, cap in candidates
-            for (tr, base, norm), (cols, offsets, _, _) in zip(fold_fits, views, strict=True)]
+    jobs = [(fold, cols, offsets, profile, size, cap, seed) for size, cap in candidates
+            for fold, (cols, offsets, _, _) in zip(fold_fits, views, strict=True)]
     # each (candidate, fold) fit is one xgboost thread; xgboost's hist result does not depend on the
     # thread count, and each fit is independent: the results are the sequential loop's, bit for bit
     preds = parallel(_fold_predictions, jobs)
@@ -133,7 +168,7 @@ def cv_predictions_many(fold_fits: list[tuple[pd.DataFrame, F.FeatureSpec, tuple
     return [np.concatenate(preds[i * k:(i + 1) * k]) for i in range(len(candidates))]
 
 
-def cv_predictions(fold_fits: list[tuple[pd.DataFrame, F.FeatureSpec, tuple]], profile: Profile, views: list[tuple],
+def cv_predictions(fold_fits: list[Fold], profile: Profile, views: list[tuple],
                    size: int, cap: float | None, seed: int) -> np.ndarray:
     """Out-of-fold predictions at every cut for one candidate (``cv_predictions_many`` of one)."""
     return cv_predictions_many(fold_fits, profile, views, [(size, cap)], seed)[0]
@@ -167,15 +202,15 @@ def choose(train: pd.DataFrame, profile: Profile, seed: int = 0) -> dict[str, An
     owner = np.concatenate([v[3] for v in views])
     eval_cap = default_cap if default_cap is not None else float("inf")
 
-    def fold_fit(g: np.ndarray) -> tuple[pd.DataFrame, F.FeatureSpec, tuple[np.ndarray, np.ndarray]]:
+    def fold_fit(g: np.ndarray, view: tuple) -> Fold:
         tr = train[~np.isin(ids, g)].reset_index(drop=True)
         base = F.fit_spec(tr, profile, seed=seed, window_sizes=[sizes[0]])
         base.life_stats = []  # W and the cap are chosen for callers that send the window alone
-        # the fold's normalised sensors and regimes, computed once for every candidate's fit (each
-        # candidate's health index and windows are built from them): 8 bytes per fold row and sensor
-        return tr, base, F.normalised(base, tr)
+        # the fold's normalised sensors and regimes (of its rows and of its cut views), computed once for
+        # every candidate's fit: each candidate's health index and windows are built from them
+        return Fold(tr, base, view[0])
 
-    fold_fits = [fold_fit(g) for g in groups]  # k-means: one at a time (see _BLAS)
+    fold_fits = [fold_fit(g, v) for g, v in zip(groups, views, strict=True)]  # k-means: one at a time (see _BLAS)
 
     memo: dict[tuple[int, float | None], dict[str, float]] = {}
 
@@ -201,8 +236,8 @@ def choose(train: pd.DataFrame, profile: Profile, seed: int = 0) -> dict[str, An
                     f"the caller sends its last {send} readings; capped = against RUL capped at {default_cap:g}",
         "proxy_model": {**PROXY, "num_round": PROXY_ROUNDS, "train_stride": STRIDE,
                         **({"train_stride_above": {"rows": PROXY_MAX_ROWS * STRIDE,
-                                                   "strides": [proxy_stride(len(f[0])) for f in fold_fits]}}
-                           if any(proxy_stride(len(f[0])) > STRIDE for f in fold_fits) else {})},
+                                                   "strides": [proxy_stride(len(f.tr)) for f in fold_fits]}}
+                           if any(proxy_stride(len(f.tr)) > STRIDE for f in fold_fits) else {})},
     }
     chosen_w = sizes[0]
     if len(sizes) > 1:

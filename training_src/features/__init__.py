@@ -37,7 +37,7 @@ One module per concern; import from the package (``from training_src.features im
 """
 
 from .checks import MAX_GAP, _aid, finite_or_raise, validate_readings
-from .fit import fit_spec, with_choice
+from .fit import fit_spec, with_choice, with_windows
 from .labels import baseline_matrix, clip_rul, nasa_score, rul_labels
 from .life import (
                    LIFE_SCALARS,
@@ -81,5 +81,5 @@ __all__ = [
     "_ewm_weights", "_pointwise", "assign_regimes", "baseline_matrix", "clip_rul", "detect_regimes",
     "feature_names", "finite_or_raise", "fit_health_index", "fit_spec", "life_fingerprint", "life_names",
     "life_overflows", "life_rows", "nasa_score", "normalised", "reading_regimes", "rul_labels", "sum_keys", "transform", "transform_asset", "transform_last",
-    "transform_last_life", "transform_rows", "two_models", "validate_readings", "window_block", "with_and_without_life", "with_choice",
+    "transform_last_life", "transform_rows", "two_models", "validate_readings", "window_block", "with_and_without_life", "with_choice", "with_windows",
 ]

@@ -102,3 +102,13 @@ def with_choice(base: FeatureSpec, train: pd.DataFrame, profile: Profile, window
                           "hi_weights": [], "hi_bias": [], "feature_names": []})
     return _finish_spec(spec, train, profile, norm)
 
+
+
+def with_windows(spec: FeatureSpec, window_sizes: list[int]) -> FeatureSpec:
+    """``spec`` with other window sizes and everything else kept (regimes, normalisation, the health
+    index, the cap): the windows are computed from the normalised signals, never fitted, so this equals
+    ``with_choice(base, train, profile, window_sizes, spec.label_cap)`` for the ``base`` and ``train``
+    ``spec`` came from, without refitting the health index."""
+    out = FeatureSpec(**{**asdict(spec), "window_sizes": list(window_sizes), "feature_names": []})
+    out.feature_names = feature_names(out)
+    return out

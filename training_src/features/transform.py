@@ -274,14 +274,16 @@ ROWS_CHUNK = 2048
 
 
 def transform_rows(df: pd.DataFrame, rows: np.ndarray, spec: FeatureSpec,
-                   norm: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+                   norm: tuple[np.ndarray, np.ndarray] | None = None,
+                   point: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Features (len(rows), f) of the readings at positions ``rows`` of validated readings ``df`` (assets
     contiguous, time-ordered), each from its asset's history: equal, bit for bit, to those rows of
     ``transform(df, spec, life=False)`` (life features missing), at the cost of len(rows) windows
     instead of every reading's (a proxy fit that reads every k-th reading computes 1/k of them).
-    ``norm``: ``normalised(spec, df)``, when the caller has it already."""
+    ``norm``: ``normalised(spec, df)``, when the caller has it already; ``point``: ``_pointwise(spec, df)``
+    (the normalised sensors with the health index), when the caller has that."""
     rows = np.asarray(rows, dtype=np.intp)
-    z, reg = _pointwise(spec, df, norm)
+    z, reg = point if point is not None else _pointwise(spec, df, norm)
     used = {c for d in spec.derived for c in d["columns"]} | set(spec.categorical)
     pick = {k: df[k].to_numpy()[rows] for k in used}
     win = t = block = None
@@ -342,7 +344,8 @@ def life_rows(X: np.ndarray, spec: FeatureSpec) -> np.ndarray:
 
 
 def transform_last(cols: dict[str, np.ndarray], offsets: np.ndarray, spec: FeatureSpec,
-                   life: list[LifeState | None] | None = None) -> np.ndarray:
+                   life: list[LifeState | None] | None = None,
+                   point: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Features (m, f) of the LAST reading of each of m assets whose readings are stacked.
 
     ``cols`` maps column name -> 1-D array over all stacked readings; asset i owns rows
@@ -351,8 +354,10 @@ def transform_last(cols: dict[str, np.ndarray], offsets: np.ndarray, spec: Featu
     Only trailing windows are read, so a longer history than ``spec.history_needed`` changes nothing.
     Vectorised across assets: one gather per window size, one ``reduceat`` per whole-history sum.
     Life-summary features come from ``life`` (one state or None per asset; None: all missing).
+    ``point``: ``_pointwise(spec, cols)``, when the caller has it already (the window/cap choice scores
+    several candidates on the same readings).
     """
-    return _transform_last(cols, offsets, spec, life)[0]
+    return _transform_last(cols, offsets, spec, life, point)[0]
 
 
 def transform_last_life(cols: dict[str, np.ndarray], offsets: np.ndarray, spec: FeatureSpec,
@@ -371,10 +376,12 @@ def transform_last_life(cols: dict[str, np.ndarray], offsets: np.ndarray, spec: 
 
 
 def _transform_last(cols: dict[str, np.ndarray], offsets: np.ndarray, spec: FeatureSpec,
-                    life: list[LifeState | None] | None) -> tuple[np.ndarray, list[LifeState | None] | None]:
+                    life: list[LifeState | None] | None,
+                    point: tuple[np.ndarray, np.ndarray] | None = None
+                    ) -> tuple[np.ndarray, list[LifeState | None] | None]:
     offsets = np.asarray(offsets, dtype=np.intp)
     last = offsets[1:] - 1
-    z, reg = _pointwise(spec, cols)
+    z, reg = point if point is not None else _pointwise(spec, cols)
     # the raw columns _assemble reads (derived inputs, categoricals), at each asset's last reading
     used = {c for d in spec.derived for c in d["columns"]} | set(spec.categorical)
     pick = {k: np.asarray(cols[k])[last] for k in used}
