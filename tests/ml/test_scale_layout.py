@@ -114,6 +114,35 @@ def test_the_window_and_cap_choice_in_threads_equals_the_sequential_choice(data_
     assert json.dumps(threaded, sort_keys=True) == json.dumps(selection.choose(train, p, seed=0), sort_keys=True)
 
 
+def test_a_folds_health_index_per_cap_equals_each_candidates_own_fit(data_dir):
+    """The choice fits a fold's health index once per label cap and reuses it, with the fold's normalised
+    sensors, for every window: each candidate's spec, training rows and cut-view features equal those of
+    its own ``with_choice`` fit, bit for bit (FD002: six regimes)."""
+    from training_src import selection
+    from training_src.profiles import load_profile
+
+    p = load_profile("cmapss", "FD002")
+    train = F.validate_readings(read_table(resolve_file(data_dir, p.file("train")), p), p)
+    train = train[train[p.id_column] <= 40].reset_index(drop=True)
+    held = train[p.id_column].to_numpy() > 30
+    tr, va = train[~held].reset_index(drop=True), train[held].reset_index(drop=True)
+    cols, offsets, _, _ = selection.cut_views(va, p, 30, 30, seed=1)
+    base = F.fit_spec(tr, p, seed=0, window_sizes=[15])
+    base.life_stats = []
+    fold = selection.Fold(tr, base, cols)
+    rows = np.arange(3, len(tr), 7)
+    for size, cap in ((15, 125.0), (30, 125.0), (30, 150.0), (20, None)):
+        own = F.with_choice(base, tr, p, [size], cap, F.normalised(base, tr))
+        hspec, hi_tr, hi_view = fold.health_index(p, cap)
+        spec = F.with_windows(hspec, [size])
+        assert spec.to_json() == own.to_json()
+        np.testing.assert_array_equal(F.transform_rows(tr, rows, spec, point=selection._with_index(fold.norm, hi_tr)),
+                                      F.transform_rows(tr, rows, own))
+        np.testing.assert_array_equal(
+            F.transform_last(cols, offsets, spec, point=selection._with_index(fold.view_norm, hi_view)),
+            F.transform_last(cols, offsets, own))
+
+
 def test_column_major_feature_frames_hold_the_same_values_and_write_the_same_parquet(data_dir, fd001, tmp_path):
     """``transform(order="F")`` (what preprocessing writes) equals the row-major frame value for value,
     and the parquet file pyarrow writes from it is byte-identical."""
