@@ -325,8 +325,18 @@ def fit_regression_spec(train_rows: pd.DataFrame, profile: Profile, seed: int) -
     w = profile.windows
     if not ((w and w.cv_sizes) or profile.label.cv_caps):
         return F.fit_spec(train_rows, profile, seed=seed)
-    chosen = selection.choose(train_rows, profile, seed)
-    spec = F.fit_spec(train_rows, profile, seed=seed, window_sizes=chosen["window_sizes"], cap=chosen["cap"])
+
+    def job(kind: str) -> Any:
+        if kind == "choose":
+            return selection.choose(train_rows, profile, seed)
+        # the spec's regimes and normalisation depend on neither the window nor the cap: fitted while the
+        # choice runs (its k-means and ridge fit one at a time beside the choice's, ``exclusive``)
+        base = F.fit_spec(train_rows, profile, seed=seed, exclusive=selection.BLAS)
+        return base, F.normalised(base, train_rows)
+
+    chosen, (base, norm) = parallel(job, [("choose",), ("base",)])
+    # the chosen window and cap's health index: the spec ``fit_spec(..., window_sizes=W, cap=cap)`` fits
+    spec = F.with_choice(base, train_rows, profile, chosen["window_sizes"], chosen["cap"], norm)
     spec.selection = chosen["record"]
     return spec
 

@@ -99,7 +99,7 @@ def _fit_predict(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, seed: int) -> np.
 #: k-means lowers the process's BLAS threads while it runs (``threadpool_limits``, process-wide: two at
 #: once can leave it lowered for the rest of the run, seen as last-bit changes of the final spec's
 #: health-index weights on FD002 x4). Serialised, each fit runs as in a sequential loop.
-_BLAS = threading.Lock()
+BLAS = threading.Lock()
 
 
 class Fold:
@@ -120,7 +120,7 @@ class Fold:
         """(the spec with ``cap`` and its health index, the index at each training row, at each view row);
         fitted once per cap: the index depends on the cap alone, not on the window (every window size
         tried at one cap reads the same index, as ``with_choice`` would refit it, bit for bit)."""
-        with _BLAS:  # the health index's ridge fit, one at a time (see _BLAS); a second caller waits for it
+        with BLAS:  # the health index's ridge fit, one at a time (see BLAS); a second caller waits for it
             got = self._hi.get(cap)
             if got is None:
                 spec = F.with_choice(self.base, self.tr, profile, self.base.window_sizes, cap, self.norm)
@@ -204,13 +204,14 @@ def choose(train: pd.DataFrame, profile: Profile, seed: int = 0) -> dict[str, An
 
     def fold_fit(g: np.ndarray, view: tuple) -> Fold:
         tr = train[~np.isin(ids, g)].reset_index(drop=True)
-        base = F.fit_spec(tr, profile, seed=seed, window_sizes=[sizes[0]])
+        base = F.fit_spec(tr, profile, seed=seed, window_sizes=[sizes[0]], exclusive=BLAS)
         base.life_stats = []  # W and the cap are chosen for callers that send the window alone
         # the fold's normalised sensors and regimes (of its rows and of its cut views), computed once for
         # every candidate's fit: each candidate's health index and windows are built from them
         return Fold(tr, base, view[0])
 
-    fold_fits = [fold_fit(g, v) for g, v in zip(groups, views, strict=True)]  # k-means: one at a time (see _BLAS)
+    # the folds' fits side by side, their k-means and ridge fits one at a time (``exclusive``, see BLAS)
+    fold_fits = parallel(fold_fit, list(zip(groups, views, strict=True)))
 
     memo: dict[tuple[int, float | None], dict[str, float]] = {}
 

@@ -9,6 +9,7 @@ import pandas as pd
 from training_src import drift as D
 from training_src import features as F
 from training_src.dataio import read_table, resolve_file
+from training_src.preprocess import fit_regression_spec
 
 
 def test_feature_frames_are_float32_and_hold_the_float64_features_cast(data_dir, fd001):
@@ -159,8 +160,9 @@ def test_column_major_feature_frames_hold_the_same_values_and_write_the_same_par
 
 def test_the_choice_never_runs_two_spec_fits_at_once(data_dir, monkeypatch):
     """k-means and the health index's ridge fit (inside ``fit_spec`` / ``with_choice``) use BLAS, whose
-    thread limit scikit-learn's k-means sets process-wide while it runs: the threaded choice runs them
-    one at a time, so each sums as in the sequential loop and the limit is restored after it."""
+    thread limit scikit-learn's k-means sets process-wide while it runs: the threaded choice (and the
+    final spec's fit beside it) runs them one at a time, so each sums as in the sequential loop and the
+    limit is restored after it."""
     import threading
 
     from threadpoolctl import threadpool_info
@@ -185,8 +187,11 @@ def test_the_choice_never_runs_two_spec_fits_at_once(data_dir, monkeypatch):
                     running[0] -= 1
         return wrapper
 
-    monkeypatch.setattr(F, "fit_spec", counted(F.fit_spec))
-    monkeypatch.setattr(F, "with_choice", counted(F.with_choice))
+    from training_src.features import fit as FIT
+
+    # the fits that use BLAS, wherever they are called from (the folds' specs fit side by side)
+    monkeypatch.setattr(FIT, "detect_regimes", counted(FIT.detect_regimes))
+    monkeypatch.setattr(FIT, "fit_health_index", counted(FIT.fit_health_index))
     monkeypatch.setattr(threads, "workers", lambda: 2)
     selection.choose(train, p, seed=0)  # loads scikit-learn's libraries (and their thread pools)
     before = {i["filepath"]: i["num_threads"] for i in threadpool_info()}
@@ -194,3 +199,22 @@ def test_the_choice_never_runs_two_spec_fits_at_once(data_dir, monkeypatch):
     selection.choose(train, p, seed=0)
     assert most[0] == 1
     assert {i["filepath"]: i["num_threads"] for i in threadpool_info()} == before
+    most[0] = 0
+    fit_regression_spec(train, p, 0)  # the choice with the final spec's regimes fitted beside it
+    assert most[0] == 1
+    assert {i["filepath"]: i["num_threads"] for i in threadpool_info()} == before
+
+
+def test_the_final_spec_fitted_beside_the_choice_equals_the_sequential_fit(data_dir):
+    """Preprocessing fits the final spec's regimes and normalisation while the window/cap choice runs, then
+    the chosen cap's health index: the spec JSON of ``fit_spec`` with the chosen window and cap, byte for
+    byte (FD002: six regimes)."""
+    from training_src.profiles import load_profile
+
+    p = load_profile("cmapss", "FD002")
+    train = F.validate_readings(read_table(resolve_file(data_dir, p.file("train")), p), p)
+    train = train[train[p.id_column] <= 45].reset_index(drop=True)
+    spec = fit_regression_spec(train, p, 0)
+    sequential = F.fit_spec(train, p, seed=0, window_sizes=spec.window_sizes, cap=spec.label_cap)
+    sequential.selection = spec.selection
+    assert spec.to_json() == sequential.to_json()

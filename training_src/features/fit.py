@@ -3,6 +3,7 @@ scaling and the health index (``fit_spec``), or another window/cap choice of a f
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import asdict
 from typing import Any
 
@@ -20,20 +21,26 @@ _PROFILE_CAP = object()  # fit_spec's default cap: the profile's
 
 
 def fit_spec(train: pd.DataFrame, profile: Profile, seed: int = 0, *, window_sizes: list[int] | None = None,
-             cap: Any = _PROFILE_CAP) -> FeatureSpec:
+             cap: Any = _PROFILE_CAP, exclusive: Any = None) -> FeatureSpec:
     """Learn regimes, normalisation, kept sensors, derived-feature scaling and the health index from
     training rows.
 
     ``train`` must already have passed ``validate_readings``. ``window_sizes`` and ``cap`` override
     the profile's (cross-validation passes each candidate; ``cap=None`` means uncapped labels).
+    ``exclusive``: a context manager (a lock) held around the two fits that use BLAS, k-means and the
+    health index's ridge regression, for callers that fit several specs in threads: scikit-learn's k-means
+    sets the process's BLAS threads while it runs, and a BLAS sum's order depends on its threads, so these
+    fits run one at a time (as in a sequential loop) while the rest of the fits run side by side.
     """
+    exclusive = exclusive if exclusive is not None else nullcontext()
     settings = train[list(profile.setting_columns)].to_numpy(dtype=float) if profile.setting_columns \
         else np.zeros((len(train), 0))
     center, scale = _standardise_settings(settings) if settings.shape[1] else (np.zeros(0), np.zeros(0))
     std_settings = (settings - center) / scale if settings.shape[1] else settings
     if profile.regimes and settings.shape[1]:
-        centroids = detect_regimes(std_settings, profile.regimes.max_clusters,
-                                   profile.regimes.min_explained_variance, seed)
+        with exclusive:
+            centroids = detect_regimes(std_settings, profile.regimes.max_clusters,
+                                       profile.regimes.min_explained_variance, seed)
     else:
         centroids = np.zeros((1, settings.shape[1]))
     regimes = assign_regimes(std_settings, centroids) if settings.shape[1] else np.zeros(len(train), int)
@@ -76,17 +83,19 @@ def fit_spec(train: pd.DataFrame, profile: Profile, seed: int = 0, *, window_siz
         ewm_spans=list(w.ewm_spans) if w else [], label_cap=label_cap,
         life_stats=list(w.life_stats) if w and profile.time_column else [],
     )
-    return _finish_spec(spec, train, profile)
+    return _finish_spec(spec, train, profile, exclusive=exclusive)
 
 
 def _finish_spec(spec: FeatureSpec, train: pd.DataFrame, profile: Profile,
-                 norm: tuple[np.ndarray, np.ndarray] | None = None) -> FeatureSpec:
+                 norm: tuple[np.ndarray, np.ndarray] | None = None, exclusive: Any = None) -> FeatureSpec:
     """Fit the health index (if the profile asks for one) for the spec's cap and name the features;
-    ``norm``: ``normalised(spec, train)`` when the caller has it already."""
+    ``norm``: ``normalised(spec, train)`` when the caller has it already; ``exclusive``: see ``fit_spec``."""
     w = profile.windows
     if w and w.health_index and spec.sensors and profile.time_column:
         z, reg = _pointwise(spec, train, norm)
-        weights, bias = fit_health_index(z, reg, rul_labels(train, profile, spec.label_cap), spec.n_regimes)
+        y = rul_labels(train, profile, spec.label_cap)
+        with exclusive if exclusive is not None else nullcontext():
+            weights, bias = fit_health_index(z, reg, y, spec.n_regimes)
         spec.hi_weights, spec.hi_bias = weights.tolist(), bias.tolist()
     spec.feature_names = feature_names(spec)
     return spec
