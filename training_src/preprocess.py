@@ -57,6 +57,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -496,9 +497,9 @@ def write_outputs(out_dir: Path, frames: dict[str, pd.DataFrame], spec: F.Featur
             files[f"train/part-{i:05d}.parquet"] = part
     for rel in ("train/feature_spec.json", "spec/feature_spec.json"):
         files[rel] = spec.to_json()
-    files.update(drift_baseline_files(frames, spec))
     files["manifest.json"] = json.dumps(manifest, indent=1, sort_keys=True)
-    _write(out_dir, files, replace_dirs=True)
+    # the drift baseline (one core's NumPy and pandas work) is computed while the parquet files are written
+    _write(out_dir, files, replace_dirs=True, more=lambda: drift_baseline_files(frames, spec))
 
 
 def drift_baseline_files(frames: dict[str, pd.DataFrame], spec: F.FeatureSpec) -> dict[str, str]:
@@ -511,21 +512,36 @@ def drift_baseline_files(frames: dict[str, pd.DataFrame], spec: F.FeatureSpec) -
 
 
 def _write(out_dir: Path, files: dict[str, pd.DataFrame | str], *, replace_dirs: bool,
-           clear: tuple[str, ...] = ()) -> None:
+           clear: tuple[str, ...] = (), more: Callable[[], dict[str, str]] | None = None) -> None:
     """Stage ``files`` (relative path -> frame or text) beside ``out_dir``, then move them in.
     ``replace_dirs``: each top-level entry replaces what was there (a fresh dataset); otherwise
-    files are moved one by one next to the parts other instances (or earlier shards) wrote."""
+    files are moved one by one next to the parts other instances (or earlier shards) wrote.
+    ``more``: computes further text files (relative path -> text) while the parquet files are written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".preprocess-", dir=out_dir))
     try:
+        def write_text(texts: dict[str, str]) -> None:
+            for rel, content in texts.items():
+                (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+                (stage / rel).write_text(content)
+
         for rel in files:
             (stage / rel).parent.mkdir(parents=True, exist_ok=True)
-        for rel, content in files.items():
-            if isinstance(content, str):
-                (stage / rel).write_text(content)
-        # the parquet files at once, one per core (pyarrow encodes and writes without the GIL)
-        parallel(lambda rel, frame: frame.to_parquet(stage / rel, index=False),
-                 [(rel, c) for rel, c in files.items() if not isinstance(c, str)])
+        write_text({rel: c for rel, c in files.items() if isinstance(c, str)})
+
+        def job(rel: str | None, frame: pd.DataFrame | None) -> dict[str, str] | None:
+            if frame is None:
+                return more() if more is not None else None
+            frame.to_parquet(stage / rel, index=False)
+            return None
+
+        # the parquet files at once, one per core (pyarrow encodes and writes without the GIL), the largest
+        # first so that the longest write starts at once; ``more`` second, beside it
+        jobs: list[tuple[str | None, pd.DataFrame | None]] = sorted(
+            ((rel, c) for rel, c in files.items() if not isinstance(c, str)), key=lambda rc: -rc[1].size)
+        jobs.insert(min(1, len(jobs)), (None, None))
+        for texts in parallel(job, jobs):
+            write_text(texts or {})
         for name in clear:
             if (out_dir / name).is_dir() and not (stage / name).exists():
                 shutil.rmtree(out_dir / name)
