@@ -70,7 +70,7 @@ from training_src import features as F
 from training_src import selection
 from training_src.dataio import DataError, list_parts, read_rul_file, read_table, resolve_file, resolve_parts
 from training_src.profiles import Profile, ProfileError, load_profile
-from training_src.threads import parallel
+from training_src.threads import limit_malloc_arenas, parallel
 
 META = ["_asset", "_time", "_label"]
 STAGES = ("all", "fit", "transform")
@@ -717,6 +717,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.time()
+    limit_malloc_arenas()  # the threads' work below would otherwise keep one malloc arena each
     try:
         profile = load_profile(args.profile, args.subset)
         spec = F.FeatureSpec.from_json(Path(args.spec).read_text()) if args.spec else None

@@ -3,6 +3,8 @@ large NumPy operations, pyarrow's parquet writing), so a 2-core instance runs tw
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,3 +29,21 @@ def parallel(fn: Callable[..., Any], jobs: list[tuple]) -> list[Any]:
         return [fn(*job) for job in jobs]
     with ThreadPoolExecutor(n) as pool:
         return list(pool.map(lambda job: fn(*job), jobs))
+
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas for this process (what ``MALLOC_ARENA_MAX`` sets at start-up); True if set.
+
+    glibc gives a thread that finds the arenas busy a new one, up to 8 per core, and keeps the memory each
+    has held: a process that runs NumPy and pandas work in several threads at once keeps hundreds of MB more
+    than it uses (FD002 x4 preprocessing: 885-997 MB peak against 791 MB with two arenas, docs/scale.md).
+    Elsewhere than glibc (macOS, musl) nothing is done."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_ARENA_MAX, arenas))
