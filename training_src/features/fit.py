@@ -112,7 +112,6 @@ def with_choice(base: FeatureSpec, train: pd.DataFrame, profile: Profile, window
     return _finish_spec(spec, train, profile, norm)
 
 
-
 def with_windows(spec: FeatureSpec, window_sizes: list[int]) -> FeatureSpec:
     """``spec`` with other window sizes and everything else kept (regimes, normalisation, the health
     index, the cap): the windows are computed from the normalised signals, never fitted, so this equals
