@@ -16,8 +16,11 @@ C-MAPSS protocol: the last reading of each test asset against the RUL file (true
 Baseline: the raw readings of the current cycle, default XGBoost (XGBRegressor defaults), uncapped
 RUL, scored the same way. Ablation: baseline -> + feature engineering (default XGBoost on our
 features and capped labels) -> + hyperparameter tuning (best XGBoost found) -> + algorithm
-selection (the model under evaluation). Classification: PR-AUC, ROC-AUC and precision/recall/F1
-at the model's threshold, which train.py chose on validation data, never on test.
+selection (the model under evaluation). The ablation's feature-engineering and tuned steps are fitted
+on the rows the final model was fitted on: train + validation, every ``train.final_fit_stride``-th
+reading of each asset above ``train.FINAL_FIT_ROWS`` readings (every reading below). Classification:
+PR-AUC, ROC-AUC and precision/recall/F1 at the model's threshold, which train.py chose on validation
+data, never on test.
 """
 
 from __future__ import annotations
