@@ -55,8 +55,8 @@ SERVING_PACKAGE = "predmaint_serving"
 CODE_PACKAGES = ("features", "candidates", SERVING_PACKAGE)
 SERVING_SUFFIXES = (".py", ".c", ".h")
 META_COLUMNS = ("_asset", "_time", "_label")
-__all__ = ["TrainError", "channel_files", "check_rows", "fit_model", "fit_models", "main", "predict", "read_channel", "read_column",
-           "read_rows", "split_xy", "write_model"]
+__all__ = ["TrainError", "channel_files", "check_rows", "fit_model", "fit_models", "main", "predict", "read_channel",
+           "read_column", "read_rows", "split_xy", "write_model"]
 
 
 def channel_files(path: str | os.PathLike) -> list[Path]:
