@@ -16,8 +16,11 @@ C-MAPSS protocol: the last reading of each test asset against the RUL file (true
 Baseline: the raw readings of the current cycle, default XGBoost (XGBRegressor defaults), uncapped
 RUL, scored the same way. Ablation: baseline -> + feature engineering (default XGBoost on our
 features and capped labels) -> + hyperparameter tuning (best XGBoost found) -> + algorithm
-selection (the model under evaluation). Classification: PR-AUC, ROC-AUC and precision/recall/F1
-at the model's threshold, which train.py chose on validation data, never on test.
+selection (the model under evaluation). The ablation's feature-engineering and tuned steps are fitted
+on the rows the final model was fitted on: train + validation, every ``train.final_fit_stride``-th
+reading of each asset above ``train.FINAL_FIT_ROWS`` readings (every reading below). Classification:
+PR-AUC, ROC-AUC and precision/recall/F1 at the model's threshold, which train.py chose on validation
+data, never on test.
 """
 
 from __future__ import annotations
@@ -71,18 +74,22 @@ def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> di
             "threshold": float(threshold)}
 
 
-def _read_parts(directory: Path, name: str) -> pd.DataFrame:
+def _part_files(directory: Path, name: str) -> list[Path]:
     """``<name>.parquet``, or the parts a sharded preprocessing wrote (``<name>-*.parquet``), in name order."""
     files = sorted(directory.glob(f"{name}.parquet")) + sorted(directory.glob(f"{name}-*.parquet"))
     if not files:
         raise FileNotFoundError(f"{directory}: no {name}.parquet or {name}-*.parquet")
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if len(files) > 1 \
-        else pd.read_parquet(files[0])
+    return files
 
 
-def _xy(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    cols = [c for c in df.columns if not c.startswith("_")]
-    return df[cols].to_numpy(dtype=np.float32), df["_label"].to_numpy(dtype=float)
+def ablation_rows(files: list[Path], names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The ablation's training rows from the train then validation channel ``files``: float32 features in
+    ``names`` order and float64 labels, the rows the final model was fitted on: above
+    ``train.FINAL_FIT_ROWS`` readings every ``train.final_fit_stride``-th reading of each asset
+    (``train.stride_mask``), as the refit reads them; otherwise all."""
+    assets = T.read_column(files, "_asset")
+    every = 1 if assets is None else T.final_fit_stride(len(assets))
+    return T.read_rows(files, names, T.stride_mask(assets, every) if every > 1 else None)
 
 
 def _fit_predict(task: str, X: np.ndarray, y: np.ndarray, Xt: np.ndarray, hp: dict[str, Any],
@@ -224,24 +231,25 @@ def evaluate(model_path: Path, test_dir: Path, baseline_dir: Path | None, train_
         keys = ("rmse", "mae", "nasa_score") if reg else ("pr_auc", "f1", "precision", "recall")
         return {"step": step, **{k: mm[k] for k in keys}}
 
-    # The ablation's fits are independent: they run at the same time, one xgboost thread each when
-    # there are as many fits as cores (xgboost releases the GIL; its result does not depend on the
-    # thread count), while this thread draws the plots. Rows keep their order.
-    fits: list[tuple[str, tuple[Any, ...], float]] = []  # (ablation step, _fit_predict arguments, threshold)
+    # The ablation's fits (each step's model trained again) run one after the other, each with every
+    # thread (xgboost's hist result does not depend on the thread count), in one thread beside this one,
+    # which draws the plots. The feature rows are read once (``ablation_rows``) and every fit reads that
+    # one matrix: a pair's fit blanks its life columns in place and puts them back before it returns, so
+    # two fits on it must not overlap; each step's rows are read only when its turn comes and freed after.
+    steps: list[tuple[str, float]] = []  # (ablation step, threshold), in the order of the fits
+    raw_rows = None  # the raw-reading baseline's train and test files
     if baseline_dir is not None and sorted(baseline_dir.glob("train*.parquet")):
-        Xb, yb = _xy(_read_parts(baseline_dir, "train"))  # float32 rows; the float64 frames are not kept
-        Xbt, _ = _xy(_read_parts(baseline_dir, "test"))
-        fits.append(("baseline: raw current readings, default XGBoost" + (", uncapped RUL" if reg else ""),
-                     (task, Xb, yb, Xbt, {"num_round": DEFAULT_XGB_ROUNDS}, None, None, None), 0.5))
+        raw_rows = _part_files(baseline_dir, "train"), _part_files(baseline_dir, "test")
+        for files in raw_rows:
+            T.check_rows(files)  # a bad file stops the evaluation here, before anything is written
+        steps.append(("baseline: raw current readings, default XGBoost" + (", uncapped RUL" if reg else ""), 0.5))
+    feature_hps: list[dict[str, Any]] = []
     reused = None
     if train_dir is not None and validation_dir is not None and train_dir.exists() and validation_dir.exists():
-        # train then validation rows, as train.py fits them; each channel's float64 frame is dropped
-        # as soon as its float32 rows are out
-        parts = [T.split_xy(T.read_channel(d), spec.feature_names) for d in (train_dir, validation_dir)]
-        X, y = np.vstack([x for x, _ in parts]), np.concatenate([v for _, v in parts])
-        del parts
-        fits.append(("+ feature engineering (default XGBoost)",
-                     (task, X, y, Xt, {"num_round": DEFAULT_XGB_ROUNDS}, spec.feature_names, cap, spec), 0.5))
+        row_files = T.channel_files(train_dir) + T.channel_files(validation_dir)
+        T.check_rows(row_files, spec.feature_names)
+        steps.append(("+ feature engineering (default XGBoost)", 0.5))
+        feature_hps.append({"num_round": DEFAULT_XGB_ROUNDS})
         if tuning_path is not None and tuning_path.exists():
             tuning = json.loads(tuning_path.read_text())
             best_xgb = (tuning.get("best_by_algorithm") or {}).get("xgboost")
@@ -253,20 +261,31 @@ def evaluate(model_path: Path, test_dir: Path, baseline_dir: Path | None, train_
                         str(mine.get(k)) == str(v) for k, v in best_xgb["params"].items()):
                     reused = (step, p, thr)  # the final model IS the tuned XGBoost refit on the same data
                 else:
-                    # its own rows: a pair's fit blanks its rows' life columns in place while the other runs
-                    Xs = X.copy() if F.two_models(spec) else X
-                    fits.append((step, (task, Xs, y, Xt, best_xgb["params"], spec.feature_names, cap, spec), thr))
+                    steps.append((step, thr))
+                    feature_hps.append(best_xgb["params"])
+
+    def ablation_fits() -> list[np.ndarray]:
+        preds = []
+        if raw_rows:  # float32 rows of every non-meta column, read column by column
+            Xb, yb = T.read_rows(raw_rows[0])
+            Xbt, _ = T.read_rows(raw_rows[1])
+            preds.append(_fit_predict(task, Xb, yb, Xbt, {"num_round": DEFAULT_XGB_ROUNDS}, None, None, None,
+                                      nthread))
+            del Xb, yb, Xbt
+        if feature_hps:
+            X, y = ablation_rows(row_files, spec.feature_names)
+            preds += [_fit_predict(task, X, y, Xt, hp, spec.feature_names, cap, spec, nthread) for hp in feature_hps]
+        return preds
 
     out_dir.mkdir(parents=True, exist_ok=True)
     importance = feature_importance(model)
-    workers = max(1, min(len(fits), nthread))
-    with ThreadPoolExecutor(workers) as pool:
-        futures = [pool.submit(_fit_predict, *args, max(1, nthread // workers)) for _, args, _ in fits]
+    with ThreadPoolExecutor(1) as pool:
+        fitted = pool.submit(ablation_fits)
         plots = _plots(out_dir, task, yt, p, importance, model.threshold if not reg else None, cap)
-        preds = [f.result() for f in futures]
+        preds = fitted.result()
     ablation: list[dict[str, Any]] = []
     baseline: dict[str, Any] | None = None
-    for (step, _, thr), pred in zip(fits, preds, strict=True):
+    for (step, thr), pred in zip(steps, preds, strict=True):
         if step.startswith("baseline"):
             ablation.append(row(step, np.clip(pred, 0.0, None) if reg else pred))
             baseline = {k: v for k, v in ablation[-1].items() if k != "step"}

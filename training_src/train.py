@@ -55,20 +55,106 @@ SERVING_PACKAGE = "predmaint_serving"
 CODE_PACKAGES = ("features", "candidates", SERVING_PACKAGE)
 SERVING_SUFFIXES = (".py", ".c", ".h")
 META_COLUMNS = ("_asset", "_time", "_label")
-__all__ = ["TrainError", "fit_model", "fit_models", "main", "predict", "read_channel", "split_xy", "write_model"]
+__all__ = ["TrainError", "channel_files", "check_rows", "fit_model", "fit_models", "main", "predict", "read_channel",
+           "read_column", "read_rows", "split_xy", "write_model"]
+
+
+def channel_files(path: str | os.PathLike) -> list[Path]:
+    """The ``*.parquet`` / ``*.csv`` files of a channel directory (shards in name order), or the one file."""
+    p = Path(path)
+    files = sorted([*p.glob("*.parquet"), *p.glob("*.csv")]) if p.is_dir() else [p]
+    if not files or not all(f.exists() for f in files):
+        raise TrainError(f"channel {p}: no .parquet or .csv files")
+    return files
 
 
 def read_channel(path: str | os.PathLike) -> pd.DataFrame:
     """Concatenate every ``*.parquet`` / ``*.csv`` file of a channel directory (shards in name order)."""
     p = Path(path)
-    files = sorted([*p.glob("*.parquet"), *p.glob("*.csv")]) if p.is_dir() else [p]
-    if not files or not all(f.exists() for f in files):
-        raise TrainError(f"channel {p}: no .parquet or .csv files")
-    frames = [pd.read_parquet(f) if f.suffix == ".parquet" else pd.read_csv(f) for f in files]
+    frames = [pd.read_parquet(f) if f.suffix == ".parquet" else pd.read_csv(f) for f in channel_files(p)]
     df = pd.concat(frames, ignore_index=True)
     if "_label" not in df.columns:
         raise TrainError(f"channel {p}: no _label column")
     return df
+
+
+class _Columns:
+    """One channel file read a column at a time: a parquet file column chunk by column chunk (nothing
+    else decoded), a csv file as a frame."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            self._file: Any = pq.ParquetFile(path)
+            self.names: list[str] = self._file.schema_arrow.names
+            self.rows: int = self._file.metadata.num_rows
+        else:
+            self._file = pd.read_csv(path)
+            self.names, self.rows = list(self._file.columns), len(self._file)
+
+    def column(self, name: str) -> np.ndarray:
+        """The column's values (parquet nulls as NaN, as ``pd.read_parquet`` reads them)."""
+        if isinstance(self._file, pd.DataFrame):
+            return self._file[name].to_numpy()
+        return self._file.read(columns=[name], use_pandas_metadata=False).column(0).to_numpy()
+
+
+def read_column(files: list[Path], name: str) -> np.ndarray | None:
+    """Column ``name`` of the files' rows (in file order), or None when a file lacks it."""
+    readers = [_Columns(f) for f in files]
+    if not all(name in r.names for r in readers):
+        return None
+    return np.concatenate([r.column(name) for r in readers])
+
+
+def _checked(readers: list[_Columns], names: list[str] | None) -> list[str]:
+    if names is None:
+        names = [c for c in readers[0].names if not c.startswith("_")]
+    for r in readers:
+        if "_label" not in r.names:
+            raise TrainError(f"channel {r.path}: no _label column")
+        missing = [n for n in names if n not in r.names]
+        if missing:
+            raise TrainError(f"channel lacks feature columns {missing[:5]} (spec/channel mismatch)")
+    return names
+
+
+def check_rows(files: list[Path], names: list[str] | None = None) -> None:
+    """Raise ``TrainError`` where ``read_rows(files, names)`` would (a file without ``_label`` or without a
+    feature column), reading only the files' schemas (and csv files)."""
+    _checked([_Columns(f) for f in files], names)
+
+
+def read_rows(files: list[Path], names: list[str] | None = None,
+              keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``split_xy`` of the files' rows (``read_channel`` of them) without the frame: the float32 feature
+    matrix (C order, as XGBoost reads it without a copy) and the float64 labels.
+
+    In: channel files (``channel_files``); ``names`` the feature columns in matrix order (None: every
+    column whose name does not start with ``_``, in the first file's order); ``keep`` (bool, one per row
+    of the files in order) the rows to read, or None for all. Each column is read and written into the
+    matrix on its own, so beside the matrix only one file's column is held: no frame (of float64
+    features, or of the columns a split would copy). Values are those of ``split_xy`` bit for bit."""
+    readers = [_Columns(f) for f in files]
+    names = _checked(readers, names)
+    total = sum(r.rows for r in readers)
+    if keep is not None and len(keep) != total:
+        raise ValueError(f"keep has {len(keep)} entries for {total} rows")
+    X = np.empty((total if keep is None else int(np.count_nonzero(keep)), len(names)), dtype=np.float32)
+    y = np.empty(len(X), dtype=np.float64)
+    start = at = 0  # the file's first row among all rows; among the rows read
+    for r in readers:
+        mask = None if keep is None else keep[start:start + r.rows]
+        n = r.rows if mask is None else int(np.count_nonzero(mask))
+        for j, name in enumerate(names):  # cast to float32 as it is written (split_xy's to_numpy rounds alike)
+            values = r.column(name)
+            X[at:at + n, j] = values if mask is None else values[mask]
+        values = r.column("_label")
+        y[at:at + n] = values if mask is None else values[mask]
+        start, at = start + r.rows, at + n
+    return X, y
 
 
 def split_xy(df: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -232,3 +232,109 @@ def test_preprocessing_caps_the_malloc_arenas_on_glibc():
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         pytest.skip("glibc's mallopt only")
     assert limit_malloc_arenas() is True
+
+
+def test_rows_read_column_by_column_equal_the_channel_frames_rows(fd001, tmp_path):
+    """``train.read_rows`` (what evaluate.py's ablation reads) holds ``split_xy`` of the channels' frames bit
+    for bit (missing life features too), in C order; with ``keep``, those rows; without names, every
+    column not starting with ``_`` (the raw-reading baseline's rows); a missing column is named."""
+    import pytest
+
+    from training_src import train as T
+
+    spec, out = fd001["spec"], fd001["out"]
+    files = T.channel_files(out / "train") + T.channel_files(out / "validation")
+    frame = pd.concat([T.read_channel(out / "train"), T.read_channel(out / "validation")], ignore_index=True)
+    want_x, want_y = T.split_xy(frame, spec.feature_names)
+    got_x, got_y = T.read_rows(files, spec.feature_names)
+    assert got_x.dtype == np.float32 and got_x.flags.c_contiguous
+    np.testing.assert_array_equal(got_x, want_x)
+    np.testing.assert_array_equal(got_y, want_y)
+    keep = T.stride_mask(T.read_column(files, "_asset"), 2)
+    strided_x, strided_y = T.read_rows(files, spec.feature_names, keep)
+    np.testing.assert_array_equal(strided_x, want_x[keep])
+    np.testing.assert_array_equal(strided_y, want_y[keep])
+    raw = pd.read_parquet(out / "baseline" / "train.parquet")
+    raw_x, raw_y = T.read_rows([out / "baseline" / "train.parquet"])
+    np.testing.assert_array_equal(raw_x, raw[[c for c in raw.columns if not c.startswith("_")]].to_numpy(np.float32))
+    np.testing.assert_array_equal(raw_y, raw["_label"].to_numpy(float))
+    with pytest.raises(T.TrainError, match="lacks feature columns"):
+        T.read_rows(files, [*spec.feature_names, "no_such_feature"])
+    # missing values (parquet nulls, as pandas writes NaN) read as NaN, as the frame holds them
+    holes = frame.iloc[:50].copy()
+    holes.iloc[::3, holes.columns.get_loc(spec.feature_names[-1])] = np.nan
+    holes.to_parquet(tmp_path / "holes.parquet", index=False)
+    got_x, _ = T.read_rows([tmp_path / "holes.parquet"], spec.feature_names)
+    assert np.isnan(got_x[::3, -1]).all()
+    np.testing.assert_array_equal(got_x, T.split_xy(pd.read_parquet(tmp_path / "holes.parquet"), spec.feature_names)[0])
+
+
+def _recorded_ablation(fd001, fd001_model, tmp_path, monkeypatch):
+    """evaluate.py on FD001 with a tuning record whose best XGBoost is not the model's (so the ablation
+    fits its tuned step too), 5 rounds per fit; returns each feature fit's (rows matrix, its rows as
+    the fit got them, its rows after the fit, fits running at its start)."""
+    import json
+    import threading
+
+    from training_src import evaluate as E
+    from training_src import train as T
+
+    calls, running, lock = [], [0], threading.Lock()
+    fit_models = T.fit_models
+
+    def recorded(algorithm, X, y, *args, **kwargs):
+        with lock:
+            running[0] += 1
+            seen, at_start = X.copy(), running[0]
+        try:
+            return fit_models(algorithm, X, y, *args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+                calls.append((X, seen, X.copy(), at_start))
+
+    monkeypatch.setattr(T, "fit_models", recorded)
+    monkeypatch.setattr(E, "DEFAULT_XGB_ROUNDS", 5)
+    tmp_path.mkdir(exist_ok=True)
+    tuning = tmp_path / "tuning.json"
+    tuning.write_text(json.dumps({"best_by_algorithm": {"xgboost": {
+        "value": 1.0, "trial": 0, "params": {"num_round": 5, "max_depth": 3}}}}))
+    out = fd001["out"]
+    report = E.evaluate(fd001_model, out / "test", out / "baseline", out / "train", out / "validation", tuning,
+                        tmp_path / "evaluation", nthread=2)
+    assert [s["step"] for s in report["ablation"]][1:3] == [
+        "+ feature engineering (default XGBoost)", "+ hyperparameter tuning (best XGBoost)"]
+    return calls
+
+
+def test_the_ablations_feature_fits_read_one_matrix_one_fit_at_a_time(fd001, fd001_model, tmp_path, monkeypatch):
+    """The ablation's feature fits (default and tuned XGBoost, each a pair that blanks its rows' life columns
+    in place and puts them back) get the one matrix of rows, never a copy each, and run one at a time,
+    each finding the rows as read."""
+    calls = _recorded_ablation(fd001, fd001_model, tmp_path, monkeypatch)
+    assert len(calls) == 2
+    (first, seen1, after1, n1), (second, seen2, after2, n2) = calls
+    assert second is first and n1 == n2 == 1
+    np.testing.assert_array_equal(seen2, seen1)
+    np.testing.assert_array_equal(after1, seen1)
+    np.testing.assert_array_equal(after2, seen1)
+
+
+def test_the_ablation_fits_the_final_fits_rows_above_the_stated_size(fd001, fd001_model, tmp_path, monkeypatch):
+    """Above ``FINAL_FIT_ROWS`` (lowered here below FD001's train + validation) the ablation's feature fits
+    read what the final fit reads, ``stride_mask(.., final_fit_stride)`` of train then validation; at or
+    below it, every row."""
+    from training_src import train as T
+
+    out = fd001["out"]
+    frame = pd.concat([T.read_channel(out / "train"), T.read_channel(out / "validation")], ignore_index=True)
+    assets = frame["_asset"].to_numpy()
+    X, _ = T.split_xy(frame, fd001["spec"].feature_names)
+    keep = T.stride_mask(assets, 2)
+    monkeypatch.setattr(T, "FINAL_FIT_ROWS", len(assets) - 1)
+    strided = _recorded_ablation(fd001, fd001_model, tmp_path / "strided", monkeypatch)
+    assert [len(seen) for _, seen, _, _ in strided] == [int(keep.sum())] * 2
+    np.testing.assert_array_equal(strided[0][1], X[keep])
+    monkeypatch.setattr(T, "FINAL_FIT_ROWS", len(assets))
+    every = _recorded_ablation(fd001, fd001_model, tmp_path / "all", monkeypatch)
+    np.testing.assert_array_equal(every[0][1], X)

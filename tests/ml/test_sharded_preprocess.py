@@ -65,6 +65,11 @@ def read_channel(directory: Path) -> pd.DataFrame:
     return T.read_channel(directory)
 
 
+def read_parts(directory: Path, name: str) -> pd.DataFrame:
+    """The baseline's ``<name>`` parts as evaluate.py finds them, in its order, as one frame."""
+    return pd.concat([pd.read_parquet(f) for f in E._part_files(directory, name)], ignore_index=True)
+
+
 def sharded_run(profile, raw: Path, shards: list[list[str]], tmp: Path, seed: int = 0) -> Path:
     out = tmp / "processed"
     P.run_fit(profile, raw, out, seed)
@@ -110,8 +115,8 @@ def test_fd001_fit_then_two_transform_instances_equal_the_single_process(fd001, 
         parts = sorted(p.name for p in (out / name).glob("*.parquet"))
         assert parts and all(p.startswith("part-") for p in parts)
         assert_same_rows(single[name], read_channel(out / name))
-    assert_same_rows(single["baseline_train"], E._read_parts(out / "baseline", "train"))
-    assert_same_rows(single["baseline_test"], E._read_parts(out / "baseline", "test"))
+    assert_same_rows(single["baseline_train"], read_parts(out / "baseline", "train"))
+    assert_same_rows(single["baseline_test"], read_parts(out / "baseline", "test"))
     assert sorted(p.name for p in out.glob("manifest-*.json")) == ["manifest-algo-1.json", "manifest-algo-2.json"]
     split = json.loads((out / "spec" / "split.json").read_text())
     assert sorted(split["validation"]) == sorted(set(single["validation"]["_asset"]))
@@ -157,8 +162,8 @@ def test_ai4i_rows_sharded_equal_the_single_process(data_dir, tmp_path):
     for name in CHANNELS:
         assert_same_rows(single[name], read_channel(out / name))
     # baseline: train rows then validation rows, as the single process concatenates them
-    assert_same_rows(single["baseline_train"], E._read_parts(out / "baseline", "train"))
-    assert_same_rows(single["baseline_test"], E._read_parts(out / "baseline", "test"))
+    assert_same_rows(single["baseline_train"], read_parts(out / "baseline", "train"))
+    assert_same_rows(single["baseline_test"], read_parts(out / "baseline", "test"))
     expected = P.drift_baseline_files(single, spec)
     assert expected and all((out / rel).read_text() == text for rel, text in expected.items())
 
