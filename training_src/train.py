@@ -211,9 +211,9 @@ def final_fit_stride(rows: int) -> int:
 #: on 4/5 of the rows) that hold at least this many held-out assets, and calibrates on those assets alone.
 #: Calibrations on n assets drawn from FD001's and FD002's held-out training predictions, scored on other
 #: training assets (bench/calibration_size.py, bench/results-calibration-size.md): the central 90 % of their
-#: 80 % intervals' coverage lies within +-2.0-2.2 points at 200 assets, +-1.3-1.5 at 400 and +-0.9-1.1 at 800
-#: (s.d. about 1/sqrt(n)), the full calibrations of FD001 (100 assets) and FD002 (260) being far smaller. At
-#: or below this size every fold is fitted, as before; a 4,160-asset fleet fits one of 5 folds (832 assets).
+#: 80 % intervals' coverage lies within +-1.9-2.2 points at 200 assets, +-1.3-1.5 at 400 and +-0.9-1.1 at 800
+#: (the spread shrinks as 1/sqrt(n)); 800 keeps a margin under +-1.5. At or below this size (FD001: 100 assets, FD002:
+#: 260) every fold is fitted, as before; a 4,160-asset fleet fits one of 5 folds (832 held-out assets).
 CALIBRATION_ASSETS = 800
 
 
