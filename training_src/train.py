@@ -30,6 +30,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -292,6 +293,31 @@ def final_fit_stride(rows: int) -> int:
     return FINAL_FIT_STRIDE if rows > FINAL_FIT_ROWS else 1
 
 
+#: above this many assets the interval calibration fits only the first of its folds (one extra model each,
+#: on 4/5 of the rows) that hold at least this many held-out assets, and calibrates on those assets alone.
+#: Calibrations on n assets drawn from FD001's and FD002's held-out training predictions, scored on other
+#: training assets (bench/calibration_size.py, bench/results-calibration-size.md): the central 90 % of their
+#: 80 % intervals' coverage lies within +-1.9-2.2 points at 200 assets, +-1.3-1.5 at 400 and +-0.9-1.1 at 800
+#: (the spread shrinks as 1/sqrt(n)); 800 keeps a margin under +-1.5. At or below this size (FD001: 100 assets, FD002:
+#: 260) every fold is fitted, as before; a 4,160-asset fleet fits one of 5 folds (832 held-out assets).
+CALIBRATION_ASSETS = 800
+
+
+def calibration_folds_fitted(assets: int, folds: int) -> int:
+    """How many of the interval calibration's ``folds`` folds (the first ones) are fitted and predicted
+    when ``assets`` assets are dealt into them (asset i of a shuffled order into fold ``i % folds``):
+    all up to ``CALIBRATION_ASSETS`` assets; above, the fewest first folds that hold at least
+    ``CALIBRATION_ASSETS`` of them."""
+    if assets <= CALIBRATION_ASSETS or folds <= 1:
+        return folds
+    held = 0
+    for k in range(folds):
+        held += assets // folds + (1 if k < assets % folds else 0)
+        if held >= CALIBRATION_ASSETS:
+            return k + 1
+    return folds
+
+
 def true_rul(frame: pd.DataFrame) -> np.ndarray:
     """Uncapped RUL of each row of a run-to-failure channel (``_asset``, ``_time``): the asset's last
     time minus the row's (``features.rul_labels`` without the cap, on the channel's meta columns)."""
@@ -299,23 +325,40 @@ def true_rul(frame: pd.DataFrame) -> np.ndarray:
     return last - frame["_time"].to_numpy(dtype=float)
 
 
-def calibrate_intervals(algorithm: str, frames: list[pd.DataFrame], names: list[str], spec: F.FeatureSpec,
-                        hp: dict[str, str], nthread: int, seed: int,
-                        xy: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any] | None:
-    """The RUL interval calibration stored in ``model_meta.json`` (``intervals.fit``), or None.
+@dataclass(frozen=True)
+class HeldOut:
+    """The interval calibration's held-out predictions (``held_out_predictions``), one entry per row of
+    the frames: ``pred`` the answers without life features, ``pred_life`` those with them (None for a
+    spec without), both clipped as served; ``true`` the uncapped RUL; ``asset``; ``eligible`` the rows
+    that calibrate (a possible test cut of an asset whose fold was fitted); ``folds`` the folds the
+    assets were dealt into and ``fitted`` how many of them were fitted and predicted
+    (``calibration_folds_fitted``)."""
 
-    In: the frames of the rows the final model is fitted on (train, and validation for the refit),
-    with ``_asset``/``_time``; ``xy``, when given, their feature matrix and labels in the same row order
-    (``split_xy`` of the frames, which then need no feature columns). The assets are dealt into
-    ``calibration_folds`` folds (hyperparameter, default 5; 0 turns calibration off); each fold is
-    predicted by the candidate fitted with the same hyperparameters on the other folds, so every
-    prediction is held out (cross-conformal: all training assets calibrate, at the cost of ``folds``
-    extra fits). Those fits read every ``row_stride``-th reading of each asset, as tuning trials do
-    (default 1: all); every reading is predicted. Only readings that can be a test cut count (at least
-    ``min_readings`` of history, as ``preprocess.truncation_cuts`` cuts).
+    pred: np.ndarray
+    pred_life: np.ndarray | None
+    true: np.ndarray
+    asset: np.ndarray
+    eligible: np.ndarray
+    folds: int
+    fitted: int
+
+
+def held_out_predictions(algorithm: str, frames: list[pd.DataFrame], names: list[str], spec: F.FeatureSpec,
+                         hp: dict[str, str], nthread: int, seed: int,
+                         xy: tuple[np.ndarray, np.ndarray] | None = None, every_fold: bool = False) -> HeldOut | None:
+    """The held-out predictions the interval calibration fits (``calibrate_intervals``' arguments), or
+    None when the spec or hyperparameters ask for no calibration.
+
+    The assets are dealt into ``calibration_folds`` folds (hyperparameter, default 5; 0 turns calibration
+    off); each fitted fold is predicted by the candidate fitted with the same hyperparameters on the other
+    folds, so every prediction is held out (cross-conformal, at the cost of one extra fit per fitted fold).
+    The first ``calibration_folds_fitted`` folds are fitted (every fold with ``every_fold``, or up to
+    ``CALIBRATION_ASSETS`` assets). Those fits read every ``row_stride``-th reading of each asset, as
+    tuning trials do (default 1: all); every reading of a fitted fold is predicted. Only readings that
+    can be a test cut are eligible (at least ``min_readings`` of history, as ``preprocess.truncation_cuts``
+    cuts).
     """
     folds = _num(hp, "calibration_folds", int, 0, 20, "5")
-    level = _num(hp, "interval_level", float, 0.05, 0.99, str(IV.DEFAULT_LEVEL))
     stride = _num(hp, "row_stride", int, 1, 100, "1")
     if spec.task != "rul_regression" or folds == 0 or not spec.time_column:
         return None
@@ -336,6 +379,7 @@ def calibrate_intervals(algorithm: str, frames: list[pd.DataFrame], names: list[
     rng = np.random.default_rng(seed)
     fold_of = dict(zip(rng.permutation(uniq).tolist(), np.arange(len(uniq)) % folds, strict=True))
     fold = np.asarray([fold_of[a] for a in assets.tolist()])
+    fitted = folds if every_fold else calibration_folds_fitted(len(uniq), folds)
     fit_rows = stride_mask(assets, stride)
     # a model with life-summary features answers with and without them (``fit_models``: the life model
     # and the window model of a pair, or one model fitted on both): ``pred`` holds the answers
@@ -343,7 +387,7 @@ def calibrate_intervals(algorithm: str, frames: list[pd.DataFrame], names: list[
     k_life = len(F.life_names(spec))
     pred = np.zeros(len(y))
     pred_life = np.zeros(len(y)) if k_life else None
-    for k in range(folds):
+    for k in range(fitted):
         Xk = X[(fold != k) & fit_rows]  # a copy: one fold's rows at a time
         m, _ = fit_models(algorithm, Xk, y[(fold != k) & fit_rows], spec.task, hp, nthread, seed, spec=spec)
         del Xk
@@ -353,25 +397,47 @@ def calibrate_intervals(algorithm: str, frames: list[pd.DataFrame], names: list[
             pred_life[held] = predict(algorithm, m, Xh)
             Xh[:, -k_life:] = np.nan
         pred[held] = predict(algorithm, m, Xh)
-    pred = F.clip_rul(pred, spec.label_cap)  # as served
     position = df.groupby("_asset", sort=False)["_time"].rank(method="first").to_numpy()
     count = df.groupby("_asset", sort=False)["_time"].transform("size").to_numpy()
     eligible = position >= np.minimum(spec.profile_obj.min_readings, count)
-    true = true_rul(df)
+    if fitted < folds:
+        eligible &= fold < fitted
+    return HeldOut(F.clip_rul(pred, spec.label_cap),  # as served
+                   None if pred_life is None else F.clip_rul(pred_life, spec.label_cap),
+                   true_rul(df), assets, eligible, folds, fitted)
+
+
+def calibrate_intervals(algorithm: str, frames: list[pd.DataFrame], names: list[str], spec: F.FeatureSpec,
+                        hp: dict[str, str], nthread: int, seed: int,
+                        xy: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any] | None:
+    """The RUL interval calibration stored in ``model_meta.json`` (``intervals.fit``), or None.
+
+    In: the frames of the rows the final model is fitted on (train, and validation for the refit),
+    with ``_asset``/``_time``; ``xy``, when given, their feature matrix and labels in the same row order
+    (``split_xy`` of the frames, which then need no feature columns). The calibration rows are
+    ``held_out_predictions``' eligible rows. The document records ``folds`` (the folds the assets were
+    dealt into) and, when fewer were fitted (``calibration_folds_fitted``), ``folds_fitted``.
+    """
+    level = _num(hp, "interval_level", float, 0.05, 0.99, str(IV.DEFAULT_LEVEL))
+    h = held_out_predictions(algorithm, frames, names, spec, hp, nthread, seed, xy)
+    if h is None:
+        return None
 
     def calibrate(p: np.ndarray) -> dict[str, Any]:
         try:
-            doc = IV.fit(p[eligible], true[eligible], assets[eligible], level=level, seed=seed)
+            doc = IV.fit(p[h.eligible], h.true[h.eligible], h.asset[h.eligible], level=level, seed=seed)
         except IV.CalibrationError as exc:
             raise TrainError(f"interval calibration: {exc}") from None
-        doc["folds"] = folds
+        doc["folds"] = h.folds
+        if h.fitted < h.folds:  # absent: every fold fitted
+            doc["folds_fitted"] = h.fitted
         return doc
 
     # one calibration per kind of caller (Mondrian): answers from a life summary are more accurate,
     # so pooling them would widen its intervals and narrow those of callers without one
-    doc = calibrate(pred)
-    if pred_life is not None:
-        doc["life"] = calibrate(F.clip_rul(pred_life, spec.label_cap))
+    doc = calibrate(h.pred)
+    if h.pred_life is not None:
+        doc["life"] = calibrate(h.pred_life)
     return doc
 
 

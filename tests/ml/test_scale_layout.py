@@ -99,6 +99,58 @@ def test_a_refit_above_the_stated_size_fits_every_second_reading_and_calibrates_
     assert json.loads((tmp_path / "all" / "model_meta.json").read_text())["n_train"] == rows
 
 
+def test_calibration_fits_every_fold_up_to_the_stated_size_and_the_fewest_first_folds_above():
+    """The one rule for the calibration's fold fits: all folds up to ``CALIBRATION_ASSETS`` assets; above,
+    the first folds (asset i in fold i % folds) until they hold at least ``CALIBRATION_ASSETS`` assets."""
+    from training_src import train as T
+
+    a = T.CALIBRATION_ASSETS
+    assert T.calibration_folds_fitted(100, 5) == 5 and T.calibration_folds_fitted(260, 5) == 5  # FD001, FD002
+    assert T.calibration_folds_fitted(a, 5) == 5
+    assert T.calibration_folds_fitted(5 * a, 5) == 1 and T.calibration_folds_fitted(5 * a - 1, 5) == 1
+    assert T.calibration_folds_fitted(5 * a - 5, 5) == 2  # the first fold holds a - 1
+    assert T.calibration_folds_fitted(4160, 5) == -(-a // 832)  # the x16 fleet: 832 assets per fold
+    assert T.calibration_folds_fitted(10 * a, 0) == 0 and T.calibration_folds_fitted(10 * a, 1) == 1
+    for n in range(a + 1, a + 60):
+        k = T.calibration_folds_fitted(n, 5)
+        held = sum(1 for i in range(n) if i % 5 < k)  # the fitted folds' assets
+        assert held >= a and (k == 1 or sum(1 for i in range(n) if i % 5 < k - 1) < a)
+
+
+def test_a_calibration_above_the_stated_size_fits_fewer_folds_and_calibrates_their_assets_only(
+        fd001, monkeypatch):
+    """Above ``CALIBRATION_ASSETS`` (lowered here to 30 of FD001's 100 assets) the calibration fits 2 of its
+    5 folds (40 held-out assets), calibrates on those assets' readings alone and records the folds fitted;
+    at FD001's size (the constant as stated) every fold is fitted, as before."""
+    from training_src import train as T
+
+    spec = fd001["spec"]
+    frames = [pd.read_parquet(fd001["out"] / c / f"{c}.parquet") for c in ("train", "validation")]
+    hp = {"num_round": "5", "max_depth": "3", "row_stride": "3"}
+    fits = []
+    real = T.fit_models
+
+    def counted(*args, **kw):
+        fits.append(len(args[1]))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(T, "fit_models", counted)
+    full = T.calibrate_intervals("xgboost", frames, spec.feature_names, spec, hp, 1, 0)
+    assert len(fits) == 5 and "folds_fitted" not in full and full["folds"] == 5
+    fits.clear()
+    monkeypatch.setattr(T, "CALIBRATION_ASSETS", 30)
+    doc = T.calibrate_intervals("xgboost", frames, spec.feature_names, spec, hp, 1, 0)
+    assert len(fits) == 2 and doc["folds"] == 5 and doc["folds_fitted"] == 2
+    h = T.held_out_predictions("xgboost", frames, spec.feature_names, spec, hp, 1, 0)
+    calibrating = np.unique(h.asset[h.eligible])
+    assert len(calibrating) == 40 and max(b["assets"] for b in doc["bins"]) <= 40
+    assert sum(b["rows"] for b in doc["bins"]) == int(h.eligible.sum())
+    assert sum(b["rows"] for b in doc["life"]["bins"]) == int(h.eligible.sum())
+    # the calibrated assets' held-out answers are those of the full calibration's first two folds
+    full_h = T.held_out_predictions("xgboost", frames, spec.feature_names, spec, hp, 1, 0, every_fold=True)
+    np.testing.assert_array_equal(h.pred[h.eligible], full_h.pred[h.eligible])
+
+
 def test_the_window_and_cap_choice_in_threads_equals_the_sequential_choice(data_dir, monkeypatch):
     """The choice's fold fits and proxy fits run in threads: the record, W and cap are the one-thread
     loop's, bit for bit (each proxy fit is independent, and xgboost's hist result ignores threads)."""
