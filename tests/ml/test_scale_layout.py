@@ -390,3 +390,59 @@ def test_the_ablation_fits_the_final_fits_rows_above_the_stated_size(fd001, fd00
     monkeypatch.setattr(T, "FINAL_FIT_ROWS", len(assets))
     every = _recorded_ablation(fd001, fd001_model, tmp_path / "all", monkeypatch)
     np.testing.assert_array_equal(every[0][1], X)
+
+
+@pytest.mark.parametrize("meta_only", [True, False])
+def test_a_fits_channel_read_column_by_column_equals_the_frames_split(fd001, meta_only):
+    """``train.read_fit_channel`` (what train.py reads): with ``meta_only`` the frame's meta columns and the
+    rows read column by column, without building the channel's frame; either way the matrix and labels of
+    ``split_xy`` bit for bit, and the meta columns of ``read_channel``."""
+    from training_src import train as T
+
+    names = fd001["spec"].feature_names
+    for channel in ("train", "validation"):
+        path = fd001["out"] / channel
+        frame = T.read_channel(path)
+        want_X, want_y = T.split_xy(frame, names)
+        meta, X, y = T.read_fit_channel(path, names, meta_only)
+        np.testing.assert_array_equal(X, want_X)
+        assert X.dtype == want_X.dtype and (X.flags.c_contiguous or not meta_only)
+        np.testing.assert_array_equal(y, want_y)
+        if meta_only:
+            assert list(meta.columns) == ["_asset", "_time", "_label"]
+        pd.testing.assert_frame_equal(meta[["_asset", "_time", "_label"]], frame[["_asset", "_time", "_label"]])
+
+
+def test_an_hgb_fit_bins_the_callers_rows_and_gives_them_back_as_they_were(monkeypatch):
+    """A window model's life columns hold no value, which scikit-learn cannot bin: the hgb candidate sets
+    them to 0 for the fit in the caller's own array (no copy of the rows) and back to NaN after it, also when
+    the fit fails."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    from training_src.candidates import hgb
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 5)).astype(np.float32)
+    X[:, 3] = np.nan
+    before = X.copy()
+    y = rng.normal(size=400)
+    seen = []
+    fit = HistGradientBoostingRegressor.fit
+
+    def recording(self, Xf, yf, *a, **k):
+        seen.append((np.shares_memory(Xf, X), float(np.nanmax(np.abs(Xf[:, 3])))))
+        return fit(self, Xf, yf, *a, **k)
+
+    monkeypatch.setattr(HistGradientBoostingRegressor, "fit", recording)
+    model, _ = hgb.fit(X, y, "rul_regression", {"max_iter": "5"}, 1, 0)
+    assert seen == [(True, 0.0)]
+    np.testing.assert_array_equal(X, before)  # NaN where it was
+    assert model.doc["trees"]
+
+    def failing(self, Xf, yf, *a, **k):
+        raise RuntimeError("fit failed")
+
+    monkeypatch.setattr(HistGradientBoostingRegressor, "fit", failing)
+    with pytest.raises(RuntimeError):
+        hgb.fit(X, y, "rul_regression", {"max_iter": "5"}, 1, 0)
+    np.testing.assert_array_equal(X, before)
