@@ -16,6 +16,14 @@ these: memory per training row (largest process / training rows of the replicate
 refit's share of the pipeline time, preprocessing rows per second, and the test RMSE and interval
 coverage the run's evaluation reports.
 
+Memory per row is given three ways, because a fixed part of every stage's peak does not grow with the
+fleet: (1) the largest process's peak over the training rows, libraries included (what an instance
+must hold); (2) the same above the **library floor**, the RSS of a fresh interpreter that has imported
+the modules the script server preloads for every stage (``predmaint.zygote.PRELOAD``: NumPy, pandas,
+pyarrow, XGBoost, scikit-learn, matplotlib, the training code), measured once per run of this script;
+(3) with more than one size, the **marginal** cost: the growth of each stage's peak per added training
+row from one size to the next, which is what decides the largest fleet an instance holds.
+
 x16 (860,144 training rows) takes about half an hour and several GB on a 2-core machine: it runs only
 with ``--x16`` (or ``--sizes 1,4,16``). ``--preprocess-only`` runs the preprocessing stage alone on each
 fleet and prints its wall and CPU seconds (all threads), rows per second of each, and peak RSS. Results print as a Markdown table, with date, machine and load.
@@ -24,6 +32,7 @@ fleet and prints its wall and CPU seconds (all threads), rows per second of each
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -95,6 +104,55 @@ def evaluation(home: Path) -> dict[str, Any]:
     if model.is_file():
         out["model_sha256"] = hashlib.sha256(model.read_bytes()).hexdigest()
     return out
+
+
+def library_floor_mb() -> float:
+    """RSS (MB) of a fresh interpreter after importing what the script server preloads for every stage
+    (``predmaint.zygote.PRELOAD``, the same import loop): the part of each stage's peak that does not
+    depend on the fleet."""
+    import subprocess
+
+    code = ("import contextlib, importlib, os, sys\n"
+            "os.environ.setdefault('MPLBACKEND', 'Agg')\n"
+            "sys.path.insert(0, sys.argv[1])\n"
+            "from predmaint.zygote import PRELOAD\n"
+            "for name in PRELOAD:\n"
+            "    with contextlib.suppress(Exception):\n"
+            "        importlib.import_module(name)\n"
+            "print(int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE'))\n")
+    out = subprocess.run([sys.executable, "-c", code, str(REPO)], cwd=REPO, capture_output=True, text=True,
+                         check=True, timeout=300)
+    return round(int(out.stdout.split()[-1]) / 2**20, 1)
+
+
+def marginal(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per pair of consecutive sizes: each stage's peak growth in KB per added training row."""
+    out = []
+    for a, b in itertools.pairwise(rows):
+        added = b["training_rows"] - a["training_rows"]
+        m: dict[str, Any] = {"from": a["size"], "to": b["size"], "added_rows": added}
+        for s in STAGES:
+            if a.get(f"{s}_peak_mb") is not None and b.get(f"{s}_peak_mb") is not None and added > 0:
+                m[f"{s}_kb_per_added_row"] = round((b[f"{s}_peak_mb"] - a[f"{s}_peak_mb"]) * 1024 / added, 2)
+        out.append(m)
+    return out
+
+
+def memory_table(rows: list[dict[str, Any]], floor_mb: float) -> str:
+    """Markdown: KB per training row of each stage's largest process, with the libraries and above the
+    library floor, then the marginal KB per added row between consecutive sizes."""
+    lines = [f"Library floor (a fresh interpreter with the stages' preloaded modules): {floor_mb} MB", "",
+             "| fleet | KB per training row, libraries included: " + " / ".join(STAGES)
+             + " | above the floor: " + " / ".join(STAGES) + " |", "|---|---|---|"]
+    for r in rows:
+        incl = " / ".join(f"{r.get(f'{s}_kb_per_row', 0):.2f}" for s in STAGES)
+        above = " / ".join(f"{max(0.0, (r.get(f'{s}_peak_mb') or 0) - floor_mb) * 1024 / r['training_rows']:.2f}"
+                           for s in STAGES)
+        lines.append(f"| x{r['size']} | {incl} | {above} |")
+    for m in marginal(rows):
+        lines.append(f"| x{m['from']} → x{m['to']}, per added row | "
+                     + " / ".join(f"{m.get(f'{s}_kb_per_added_row', float('nan')):.2f}" for s in STAGES) + " | |")
+    return "\n".join(lines)
 
 
 def stage_of(name: str) -> str | None:
@@ -188,8 +246,13 @@ def main(argv: list[str] | None = None) -> int:
                          "second of each, peak RSS")
     args = ap.parse_args(argv)
     if args.table:
-        print(table([summarise(r["summary"]["size"], r["summary"]["training_rows"], r["run"])
-                     for r in json.loads(args.table.read_text())]))
+        saved = json.loads(args.table.read_text())
+        rows = [summarise(r["summary"]["size"], r["summary"]["training_rows"], r["run"]) for r in saved if "run" in r]
+        print(table(rows))
+        floor = next((r["library_floor_mb"] for r in saved if "library_floor_mb" in r), None)
+        if floor is not None:
+            print()
+            print(memory_table(rows, floor))
         return 0
     try:
         sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()} | ({16} if args.x16 else set()))
@@ -217,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
             if r["exit_code"]:
                 print("\n".join(r["output_tail"]), file=sys.stderr)
         return 1 if failed else 0
+    floor = library_floor_mb()
+    print(f"library floor: {floor} MB", flush=True)
     rows, results = [], []
     for size in sizes:
         scratch = Path(tempfile.mkdtemp(prefix=f"predmaint-scale-x{size}-"))
@@ -241,8 +306,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  | {line}", flush=True)
     print()
     print(table(rows))
+    print()
+    print(memory_table(rows, floor))
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1, default=str))
+        args.json.write_text(json.dumps([*results, {"library_floor_mb": floor}], indent=1, default=str))
     return 0 if all(r["exit_code"] == 0 for r in rows) else 1
 
 
