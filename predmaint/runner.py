@@ -206,6 +206,27 @@ def event_profile(profile_ref: str | os.PathLike, profile: Profile) -> str | dic
     return profile.to_dict() if is_profile_path(profile_ref) else profile.name
 
 
+def refit_command(plan: dict[str, Any], tuning: dict[str, Any], objective_metric: str, seed: int,
+                  run_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """The refit stage's ``train.py`` arguments and SageMaker channel environment for a run: the tuning's
+    best trial (what the tuning job reports as BestTrainingJob) planned by the Lambda's own
+    ``plan_refit``, on ``run_dir``'s processed train and validation channels (``bench/hosts.py`` runs the
+    same command on several local hosts)."""
+    best = tuning["best"]
+    refit = prepare_module().plan_refit(plan, {
+        "TrainingJobDefinitionName": best["algorithm"],
+        "TunedHyperParameters": {k: str(v) for k, v in
+                                 search_space.to_wire(best["algorithm"], best["params"]).items()},
+        "FinalHyperParameterTuningJobObjectiveMetric": {"MetricName": objective_metric, "Value": best["value"]}})
+    # all cores for the one fit (xgboost's result does not depend on its thread count)
+    env = {"SM_CHANNEL_TRAIN": str(run_dir / "processed" / "train"),
+           "SM_CHANNEL_VALIDATION": str(run_dir / "processed" / "validation"),
+           "SM_MODEL_DIR": str(run_dir / "model"), "SM_OUTPUT_DATA_DIR": str(run_dir / "refit-output"),
+           "SM_NUM_CPUS": str(os.cpu_count() or 1)}
+    argv = [str(SRC / "train.py"), *search_space.script_arguments(refit["hyperparameters"]), "--seed", str(seed)]
+    return argv, env
+
+
 def prepare_module() -> Any:
     """The prepare Lambda's handler module (``lambda/prepare/handler.py``), loaded as local mode runs it."""
     return load_module(deployment.repo_file("lambda/prepare/handler.py"), "predmaint_lambda_prepare")
@@ -365,20 +386,8 @@ def run_pipeline(profile: str | os.PathLike, subset: str | None, data_dir: Path,
 
         with _stage("refit on train+validation with the best hyperparameters", progress):
             best = tuning["best"]
-            # what the tuning job reports as BestTrainingJob, planned by the Lambda's own plan_refit
-            refit = prepare_module().plan_refit(plan, {
-                "TrainingJobDefinitionName": best["algorithm"],
-                "TunedHyperParameters": {k: str(v) for k, v in
-                                         search_space.to_wire(best["algorithm"], best["params"]).items()},
-                "FinalHyperParameterTuningJobObjectiveMetric": {"MetricName": prof.objective_metric,
-                                                                "Value": best["value"]}})
-            # all cores for the one fit (xgboost's result does not depend on its thread count)
-            env = {"SM_CHANNEL_TRAIN": str(run_dir / "processed" / "train"),
-                   "SM_CHANNEL_VALIDATION": str(run_dir / "processed" / "validation"),
-                   "SM_MODEL_DIR": str(run_dir / "model"), "SM_OUTPUT_DATA_DIR": str(run_dir / "refit-output"),
-                   "SM_NUM_CPUS": str(os.cpu_count() or 1)}
-            _run_script([str(SRC / "train.py"), *search_space.script_arguments(refit["hyperparameters"]),
-                         "--seed", str(seed)], env, "refit", server=server)
+            argv, env = refit_command(plan, tuning, prof.objective_metric, seed, run_dir)
+            _run_script(argv, env, "refit", server=server)
             from predmaint.registry import make_model_archive
 
             artifact = make_model_archive(run_dir / "model", run_dir / "model.tar.gz")

@@ -45,6 +45,9 @@ import numpy as np
 RESOURCE_CONFIG = Path("/opt/ml/input/config/resourceconfig.json")
 DEFAULT_PORT = 9099
 DEFAULT_TIMEOUT = 900.0
+#: rows per broadcast when a candidate without a distributed fit gathers every host's rows on the first host
+#: (``Session.gather``): 65,536 rows of 120 float32 features are about 31 MB in flight
+GATHER_ROWS = 65_536
 
 
 class DistributedError(RuntimeError):
@@ -178,6 +181,34 @@ class Session:
         return [collective.broadcast(obj if r == self.cluster.rank else None, r)
                 for r in range(len(self.cluster.hosts))]
 
+    def gather(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Every host's rows (``X``, ``y``; the counts agreed in ``rows``) on the first host, in rank order;
+        None on the others. Each other host broadcasts its rows in blocks of ``GATHER_ROWS`` (the
+        collective has broadcast, not a send to one host); the first host copies each block into one
+        matrix of every host's rows as it arrives, and the hosts it is not meant for drop it. So the
+        first host holds every row once plus a block (and its own part, which the caller still holds),
+        the others their own rows plus a block; an all-gather of the parts (``exchange``) held every
+        part on every host, pickled and unpickled."""
+        from xgboost import collective
+
+        first = self.is_first
+        total = sum(self.rows)
+        out = (np.empty((total, X.shape[1]), dtype=X.dtype), np.empty(total, dtype=y.dtype)) if first else None
+        if out is not None:  # the first host's own rows: no broadcast
+            out[0][: len(y)], out[1][: len(y)] = X, y
+        at = self.rows[0]
+        for rank in range(1, len(self.rows)):  # every host runs the same sequence of broadcasts
+            for start in range(0, self.rows[rank], GATHER_ROWS):
+                mine = rank == self.cluster.rank
+                block = collective.broadcast((X[start:start + GATHER_ROWS], y[start:start + GATHER_ROWS])
+                                             if mine else None, rank)
+                if out is not None:
+                    bx, by = block
+                    out[0][at:at + len(by)], out[1][at:at + len(by)] = bx, by
+                    at += len(by)
+                del block
+        return out
+
     def close(self) -> None:
         if self.open:
             from xgboost import collective
@@ -253,12 +284,12 @@ class Session:
         reason = gather_reason(algorithm, task, hp, held_out)
         if reason:
             self.mode = "gathered on the first host"
-            shards = self.exchange((X, y))
+            gathered = self.gather(X, y)
             self.close()
-            if not self.is_first:
+            if gathered is None:
                 log(self.cluster, f"sent {len(y)} rows to {self.cluster.first} ({reason}); exiting")
                 return None, None, X, y
-            X, y = np.vstack([s[0] for s in shards]), np.concatenate([s[1] for s in shards])
+            X, y = gathered
             log(self.cluster, f"WARNING: {reason}: training on this host alone over all {total} rows "
                               f"gathered from {len(self.rows)} hosts (same model as single-node training)")
             model, pv = fit_model(algorithm, X, y, task, hp, nthread, seed, Xv, yv, names, checkpoints=checkpoints)

@@ -42,13 +42,13 @@ def _env(train: Path, validation: Path, model_dir: Path, host: str | None, port:
 
 
 def _launch(root: Path, shards: dict[str, Path], validation: Path, timeout: int = 60,
-            hosts: list[str] = HOSTS) -> dict[str, subprocess.CompletedProcess]:
+            hosts: list[str] = HOSTS, hp: list[str] = HP) -> dict[str, subprocess.CompletedProcess]:
     """Start one train.py per host at once (as SageMaker does); wait for all."""
     port = _free_port()
     procs = {}
     for host in hosts:
         env = _env(shards[host], validation, root / host / "model", host, port, timeout)
-        procs[host] = subprocess.Popen([sys.executable, str(REPO / "training_src" / "train.py"), *HP], env=env,
+        procs[host] = subprocess.Popen([sys.executable, str(REPO / "training_src" / "train.py"), *hp], env=env,
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out = {}
     for host, p in procs.items():
@@ -109,6 +109,70 @@ def test_two_hosts_train_one_model(fd001, fd001_model, shards, tmp_path):
     # vanishes as cuts become exact, and single-node alone moves 9.57-9.67 with max_bin. So the
     # gap is sketch noise of the size of a max_bin change; bound it at 3 % of the single-node RMSE.
     assert abs(distributed - single) <= 0.03 * single, (single, distributed)
+
+
+def test_a_candidate_without_a_distributed_fit_trains_on_the_first_host_over_every_hosts_rows(fd001, shards,
+                                                                                              tmp_path):
+    # hgb has no distributed fit: the other host sends its rows to the first (Session.gather), which fits
+    # alone on both shards, in rank order: here the train file's own order, so the same model as one host
+    hp = ["--algorithm", "hgb", "--num_round", "15", "--max_depth", "8", "--calibration_folds", "0"]
+    validation = fd001["out"] / "validation"
+    single = tmp_path / "single" / "model"
+    proc = subprocess.run([sys.executable, str(REPO / "training_src" / "train.py"), *hp],
+                          env=_env(fd001["out"] / "train", validation, single, None, _free_port(), 60),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    runs = _launch(tmp_path, shards, validation, hp=hp)
+    for host, r in runs.items():
+        assert r.returncode == 0, (host, r.stderr)
+    assert "sent" in runs["localhost"].stderr and not (tmp_path / "localhost" / "model").exists()
+    model = tmp_path / "127.0.0.1" / "model"
+    meta = json.loads((model / "model_meta.json").read_text())
+    assert meta["distributed"]["mode"] == "gathered on the first host"
+    assert meta["n_train"] == len(fd001["frames"]["train"])
+    for name in ("hgb-model.json", "life/hgb-model.json"):
+        assert (model / name).read_bytes() == (single / name).read_bytes(), name
+
+
+def test_the_gather_sends_blocks_to_the_first_host_and_leaves_the_others_their_own_rows(monkeypatch):
+    # Session.gather on three hosts, each run in turn against a recorded broadcast (the collective's
+    # broadcast returns the root's object on every host): the first host gets every row once in rank
+    # order, the others None; each broadcast carries at most GATHER_ROWS rows, and the first host's own
+    # rows are never broadcast
+    import numpy as np
+    import xgboost.collective
+
+    from training_src import distributed as D
+
+    monkeypatch.setattr(D, "GATHER_ROWS", 4)
+    rng = np.random.default_rng(0)
+    parts = [(rng.random((n, 3), dtype=np.float32), rng.random(n)) for n in (5, 9, 4)]
+    hosts = ("a", "b", "c")
+    sent: list = []
+    sizes: list[int] = []
+
+    def record(obj, root):  # the non-first hosts run first: each records the blocks it is root of
+        if obj is not None:
+            sent.append(obj)
+            sizes.append(len(obj[1]))
+        return obj
+
+    results = {}
+    monkeypatch.setattr(xgboost.collective, "broadcast", record)
+    for rank in (1, 2):
+        s = D.Session(D.Cluster(hosts, hosts[rank]))
+        s.rows = [len(y) for _, y in parts]
+        results[rank] = s.gather(*parts[rank])
+    replay = iter(sent)
+    monkeypatch.setattr(xgboost.collective, "broadcast", lambda obj, root: next(replay))
+    s = D.Session(D.Cluster(hosts, hosts[0]))
+    s.rows = [len(y) for _, y in parts]
+    X, y = s.gather(*parts[0])
+    assert results == {1: None, 2: None}
+    assert sizes == [4, 4, 1, 4] and next(replay, None) is None
+    np.testing.assert_array_equal(X, np.vstack([x for x, _ in parts]))
+    np.testing.assert_array_equal(y, np.concatenate([y for _, y in parts]))
+    assert X.dtype == np.float32
 
 
 def test_empty_shard_fails_every_host_by_name(fd001, shards, tmp_path):
