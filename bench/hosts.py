@@ -181,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         validation = fleet - sum(h["train_rows"] for h in r["per_host"]) if n > 1 else 0
         for h in r["per_host"]:
             ok &= h["exit_code"] == 0
-            held = (h["train_rows"] + validation) if n > 1 else fleet
+            # a host holds its part and the validation rows; a host that gathers, every row
+            held = (h["train_rows"] + validation) if n > 1 and not h["mode"].startswith("gathered") else fleet
             given = f"{h['train_rows']:,}" if n > 1 else "all"
             print(f"| {n} | {h['host']} | {given} | {h['mode']} | "
                   f"{h['peak_rss_mb']:,} | {h['peak_rss_mb'] * 1024 / fleet:.2f} | {h['peak_rss_mb'] * 1024 / held:.2f} | "
