@@ -164,8 +164,8 @@ def read_fit_channel(path: str | os.PathLike, names: list[str],
 
     With ``meta_only`` the frame holds only the meta columns (``_slim``), and the matrix is read column by
     column (``read_rows``): no frame of every column is built, whose freed memory the process would keep
-    (FD002 x4, hgb refit: 1.2-1.3 GB within the first seconds, 1.14 GB held through the fit). Without it
-    (several hosts, which split the frame), ``read_channel`` and ``split_xy``. The same values either way."""
+    (FD002 x4, hgb refit: 1.2-1.3 GB within the first seconds, 1.14 GB held through the fit). Without it,
+    ``read_channel`` and ``split_xy`` (the frame of every column). The same values either way."""
     if not meta_only:
         df = read_channel(path)
         X, y = split_xy(df, names)
@@ -523,14 +523,14 @@ def main(argv: list[str] | None = None) -> int:
         task, names = spec.task, spec.feature_names
         # the channels' frames keep only their meta columns once the features are read into float32
         # matrices (a float64 frame is 8 bytes per feature and row); the interval calibration reads
-        # the meta columns and, on one host, these same matrices (``fit_xy``)
-        meta_only = dist is None
-        train, X, y = read_fit_channel(args.train, names, meta_only)
+        # the meta columns and these same matrices (``fit_xy``: on several hosts, the first host's part
+        # and the validation rows, which its frames hold)
+        train, X, y = read_fit_channel(args.train, names, meta_only=True)
         val_path = Path(args.validation)
         Xv = yv = None
         frames = [train]  # the rows the model is fitted on, for the interval calibration
         if val_path.exists():
-            validation, Xv, yv = read_fit_channel(val_path, names, meta_only)
+            validation, Xv, yv = read_fit_channel(val_path, names, meta_only=True)
             if args.fit_on == "train+validation" and (dist is None or dist.is_first):
                 frames.append(validation)
             del validation
@@ -553,7 +553,6 @@ def main(argv: list[str] | None = None) -> int:
                 raise TrainError("--fit_on train+validation needs a validation channel")
             if dist is None or dist.is_first:  # validation is replicated to every host: add it once
                 X, y = np.vstack([X, Xv]), np.concatenate([y, yv])
-            if meta_only:
                 fit_xy = (X, y)
         # a model with life-summary features answers callers that keep a summary and callers that do
         # not (``fit_models``: two models, or one that learns every row with and without them), and is

@@ -134,6 +134,28 @@ def test_a_candidate_without_a_distributed_fit_trains_on_the_first_host_over_eve
         assert (model / name).read_bytes() == (single / name).read_bytes(), name
 
 
+def test_a_two_host_refits_intervals_are_the_first_hosts_part_and_the_validation_rows_calibration(fd001, shards,
+                                                                                                  tmp_path):
+    # every host reads its channels column by column into float32 matrices (no frame of every column);
+    # the first host calibrates on its own part and the validation rows, from those matrices: the same
+    # calibration as the frames' own (``calibrate_intervals`` without ``xy`` reads the frames' features)
+    from training_src import features as F
+    from training_src import train as T
+
+    hp = ["--algorithm", "xgboost", "--num_round", "30", "--max_depth", "4", "--eta", "0.2",
+          "--fit_on", "train+validation"]
+    validation = fd001["out"] / "validation"
+    runs = _launch(tmp_path, shards, validation, hp=hp)
+    for host, r in runs.items():
+        assert r.returncode == 0, (host, r.stderr)
+    meta = json.loads((tmp_path / "127.0.0.1" / "model" / "model_meta.json").read_text())
+    assert meta["distributed"]["mode"] == "xgboost collective" and meta["intervals"]
+    spec = F.FeatureSpec.from_json((fd001["out"] / "train" / "feature_spec.json").read_text())
+    frames = [T.read_channel(shards["127.0.0.1"]), T.read_channel(validation)]
+    want = T.calibrate_intervals("xgboost", frames, spec.feature_names, spec, meta["hyperparameters"], 1, 0)
+    assert json.loads(json.dumps(want)) == meta["intervals"]
+
+
 def test_the_gather_sends_blocks_to_the_first_host_and_leaves_the_others_their_own_rows(monkeypatch):
     # Session.gather on three hosts, each run in turn against a recorded broadcast (the collective's
     # broadcast returns the root's object on every host): the first host gets every row once in rank
