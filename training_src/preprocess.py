@@ -70,7 +70,7 @@ from training_src import features as F
 from training_src import selection
 from training_src.dataio import DataError, list_parts, read_rul_file, read_table, resolve_file, resolve_parts
 from training_src.profiles import Profile, ProfileError, load_profile
-from training_src.threads import limit_malloc_arenas, parallel
+from training_src.threads import fix_mmap_threshold, limit_malloc_arenas, parallel
 
 META = ["_asset", "_time", "_label"]
 STAGES = ("all", "fit", "transform")
@@ -293,7 +293,11 @@ def fit(profile: Profile, data_dir: Path, seed: int = 0, spec: F.FeatureSpec | N
         if spec is None:
             out_of_train = split["validation"] + (test["assets"] if test["source"] == "split" else [])
             train_rows = fit_rows[~np.isin(fit_rows[profile.id_column].to_numpy(), out_of_train)]
-            spec = fit_regression_spec(train_rows.reset_index(drop=True), profile, seed)
+            # renumbered in place: ``reset_index`` would copy every column beside the masked rows, and both
+            # copies would be held while the window/cap choice runs
+            train_rows.index = pd.RangeIndex(len(train_rows))
+            spec = fit_regression_spec(train_rows, profile, seed)
+            del train_rows
     else:
         y = np.concatenate(labels_list)
         if not set(np.unique(y)) <= {0.0, 1.0}:
@@ -718,6 +722,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.time()
     limit_malloc_arenas()  # the threads' work below would otherwise keep one malloc arena each
+    fix_mmap_threshold()  # large arrays given back when freed, not kept in the heap in pieces
     try:
         profile = load_profile(args.profile, args.subset)
         spec = F.FeatureSpec.from_json(Path(args.spec).read_text()) if args.spec else None
