@@ -70,7 +70,7 @@ from training_src import features as F
 from training_src import selection
 from training_src.dataio import DataError, list_parts, read_rul_file, read_table, resolve_file, resolve_parts
 from training_src.profiles import Profile, ProfileError, load_profile
-from training_src.threads import fix_mmap_threshold, limit_malloc_arenas, parallel
+from training_src.threads import fix_mmap_threshold, limit_malloc_arenas, parallel, trim_malloc
 
 META = ["_asset", "_time", "_label"]
 STAGES = ("all", "fit", "transform")
@@ -432,7 +432,10 @@ def build_datasets(profile: Profile, data_dir: Path, seed: int = 0,
     """Read, validate, split and featurise. Returns ({name: frame}, spec, manifest). Pure (no writes)."""
     split, spec, frames, manifest = fit(profile, data_dir, seed, spec)
     data, codes = fitted_rows(profile, split, frames)
+    trim_malloc()  # what the window/cap choice left free in the heap, given back before the frames are built
     out = transform(profile, spec, split, data, frames.get("test"), 0, codes)
+    del data, frames
+    trim_malloc()  # and what the transform left, before the files are written and the drift baseline built
     _summarise(manifest, out, spec)
     if "test" in out:
         manifest["test_fingerprint"] = test_fingerprint(out["test"])
