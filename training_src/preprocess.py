@@ -336,12 +336,13 @@ def fit_regression_spec(train_rows: pd.DataFrame, profile: Profile, seed: int) -
             return selection.choose(train_rows, profile, seed)
         # the spec's regimes and normalisation depend on neither the window nor the cap: fitted while the
         # choice runs (its k-means and ridge fit one at a time beside the choice's, ``exclusive``)
-        base = F.fit_spec(train_rows, profile, seed=seed, exclusive=selection.BLAS)
-        return base, F.normalised(base, train_rows)
+        return F.fit_spec(train_rows, profile, seed=seed, exclusive=selection.BLAS)
 
-    chosen, (base, norm) = parallel(job, [("choose",), ("base",)])
-    # the chosen window and cap's health index: the spec ``fit_spec(..., window_sizes=W, cap=cap)`` fits
-    spec = F.with_choice(base, train_rows, profile, chosen["window_sizes"], chosen["cap"], norm)
+    chosen, base = parallel(job, [("choose",), ("base",)])
+    # the chosen window and cap's health index: the spec ``fit_spec(..., window_sizes=W, cap=cap)`` fits (the
+    # rows' normalised sensors computed now, not held while the choice runs)
+    spec = F.with_choice(base, train_rows, profile, chosen["window_sizes"], chosen["cap"],
+                         F.normalised(base, train_rows))
     spec.selection = chosen["record"]
     return spec
 
