@@ -67,8 +67,8 @@ def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD, trim: int = TRIM_THRESHO
     glibc starts at 128 KB but raises the threshold to the size of each mapped block that is freed (up to
     32 MB): after the first large array is freed, arrays of up to 32 MB come from the heap, and the heap
     keeps what they leave behind, in pieces that later arrays do not fit. FD002 x4 preprocessing: 905 MB
-    peak, of which the heap held 130-330 MB free, against 709 MB with the threshold fixed at 4 MB
-    (docs/scale.md). The values computed are the same; the cost is the page faults of fresh mappings.
+    peak (the heap held 130-330 MB of it free), against 709 MB with the threshold fixed at 4 MB and
+    nothing else changed (docs/scale.md). The values computed are the same; the cost is the page faults of fresh mappings.
     ``trim``: the heap's top is given back above this many free bytes (``TRIM_THRESHOLD``).
     Elsewhere than glibc nothing is done."""
     try:
