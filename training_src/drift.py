@@ -211,17 +211,19 @@ def baseline_from_frames(frames: dict[str, pd.DataFrame], spec: F.FeatureSpec, d
         keep = key.isin(pd.MultiIndex.from_frame(train[["_asset", "_time"]]))
     else:
         keep = raw["_asset"].isin(train["_asset"]).to_numpy()
-    raw = raw[keep].reset_index(drop=True)
-    if len(raw) != len(train) or any(c not in raw.columns for c in raw_columns(spec)):
+    # the training rows' positions in ``raw``, read through them (not a copy of those rows of ``raw``)
+    pos = np.flatnonzero(keep)
+    if len(pos) != len(train) or any(c not in raw.columns for c in raw_columns(spec)):
         return None
     if spec.window_sizes and "_time" in train.columns:
         history = min(spec.history_needed, len(train))
         fi, ri = serving_rows(train["_asset"].to_numpy(), history, spec.profile_obj.min_readings, draws,
                               np.random.default_rng(seed))
-        # only the sampled rows' features are copied out (not every training row's)
-        X = train.iloc[fi][spec.feature_names]
-        return build_baseline(raw, X, spec, raw_features=raw.iloc[fi], raw_rows=ri)
-    return build_baseline(raw, train[spec.feature_names].reset_index(drop=True), spec)
+        # only the sampled rows' features are copied out (not every training row's), in one gather
+        X = train.iloc[fi, train.columns.get_indexer(spec.feature_names)]
+        return build_baseline(raw, X, spec, raw_features=raw.iloc[pos[fi]], raw_rows=pos[ri])
+    return build_baseline(raw, train[spec.feature_names].reset_index(drop=True), spec,
+                          raw_features=raw.iloc[pos], raw_rows=pos)
 
 
 def load_baseline(path: Path, spec: F.FeatureSpec | None = None) -> dict[str, Any]:

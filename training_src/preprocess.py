@@ -70,7 +70,7 @@ from training_src import features as F
 from training_src import selection
 from training_src.dataio import DataError, list_parts, read_rul_file, read_table, resolve_file, resolve_parts
 from training_src.profiles import Profile, ProfileError, load_profile
-from training_src.threads import limit_malloc_arenas, parallel
+from training_src.threads import fix_mmap_threshold, limit_malloc_arenas, parallel, trim_malloc
 
 META = ["_asset", "_time", "_label"]
 STAGES = ("all", "fit", "transform")
@@ -293,7 +293,11 @@ def fit(profile: Profile, data_dir: Path, seed: int = 0, spec: F.FeatureSpec | N
         if spec is None:
             out_of_train = split["validation"] + (test["assets"] if test["source"] == "split" else [])
             train_rows = fit_rows[~np.isin(fit_rows[profile.id_column].to_numpy(), out_of_train)]
-            spec = fit_regression_spec(train_rows.reset_index(drop=True), profile, seed)
+            # renumbered in place: ``reset_index`` would copy every column beside the masked rows, and both
+            # copies would be held while the window/cap choice runs
+            train_rows.index = pd.RangeIndex(len(train_rows))
+            spec = fit_regression_spec(train_rows, profile, seed)
+            del train_rows
     else:
         y = np.concatenate(labels_list)
         if not set(np.unique(y)) <= {0.0, 1.0}:
@@ -332,12 +336,13 @@ def fit_regression_spec(train_rows: pd.DataFrame, profile: Profile, seed: int) -
             return selection.choose(train_rows, profile, seed)
         # the spec's regimes and normalisation depend on neither the window nor the cap: fitted while the
         # choice runs (its k-means and ridge fit one at a time beside the choice's, ``exclusive``)
-        base = F.fit_spec(train_rows, profile, seed=seed, exclusive=selection.BLAS)
-        return base, F.normalised(base, train_rows)
+        return F.fit_spec(train_rows, profile, seed=seed, exclusive=selection.BLAS)
 
-    chosen, (base, norm) = parallel(job, [("choose",), ("base",)])
-    # the chosen window and cap's health index: the spec ``fit_spec(..., window_sizes=W, cap=cap)`` fits
-    spec = F.with_choice(base, train_rows, profile, chosen["window_sizes"], chosen["cap"], norm)
+    chosen, base = parallel(job, [("choose",), ("base",)])
+    # the chosen window and cap's health index: the spec ``fit_spec(..., window_sizes=W, cap=cap)`` fits (the
+    # rows' normalised sensors computed now, not held while the choice runs)
+    spec = F.with_choice(base, train_rows, profile, chosen["window_sizes"], chosen["cap"],
+                         F.normalised(base, train_rows))
     spec.selection = chosen["record"]
     return spec
 
@@ -428,7 +433,10 @@ def build_datasets(profile: Profile, data_dir: Path, seed: int = 0,
     """Read, validate, split and featurise. Returns ({name: frame}, spec, manifest). Pure (no writes)."""
     split, spec, frames, manifest = fit(profile, data_dir, seed, spec)
     data, codes = fitted_rows(profile, split, frames)
+    trim_malloc()  # what the window/cap choice left free in the heap, given back before the frames are built
     out = transform(profile, spec, split, data, frames.get("test"), 0, codes)
+    del data, frames
+    trim_malloc()  # and what the transform left, before the files are written and the drift baseline built
     _summarise(manifest, out, spec)
     if "test" in out:
         manifest["test_fingerprint"] = test_fingerprint(out["test"])
@@ -718,6 +726,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.time()
     limit_malloc_arenas()  # the threads' work below would otherwise keep one malloc arena each
+    fix_mmap_threshold()  # large arrays given back when freed, not kept in the heap in pieces
     try:
         profile = load_profile(args.profile, args.subset)
         spec = F.FeatureSpec.from_json(Path(args.spec).read_text()) if args.spec else None

@@ -109,11 +109,23 @@ class Fold:
     cap's health index and the index's values on the rows and on the views (``health_index``)."""
 
     def __init__(self, tr: pd.DataFrame, base: F.FeatureSpec, view_cols: dict[str, np.ndarray]):
-        self.tr, self.base = tr, base
+        self.base = base
         # 8 bytes per fold row and sensor (and per view row), for as long as the choice runs
         self.norm = F.normalised(base, tr)
         self.view_norm = F.normalised(base, view_cols)
+        # past this point the fold's settings and sensors are read through ``norm`` alone: ``tr`` keeps the
+        # columns the health index's labels and the proxy's rows still read (``Fold.columns``), not a copy of
+        # every raw column for as long as the choice runs
+        self.tr = tr[self.columns(base, tr)]
         self._hi: dict[float | None, tuple[F.FeatureSpec, np.ndarray | None, np.ndarray | None]] = {}
+
+    @staticmethod
+    def columns(spec: F.FeatureSpec, tr: pd.DataFrame) -> list[str]:
+        """The columns of ``tr`` a fold reads once it has ``norm``: the asset and time (labels, windows), the
+        derived features' inputs and the categorical columns (``transform_rows`` reads them raw)."""
+        used = [spec.id_column, spec.time_column, *(c for d in spec.derived for c in d.get("columns", ())),
+                *(d.get("limit_by") for d in spec.derived), *spec.categorical]
+        return [c for c in dict.fromkeys(used) if c and c in tr.columns]
 
     def health_index(self, profile: Profile, cap: float | None
                      ) -> tuple[F.FeatureSpec, np.ndarray | None, np.ndarray | None]:
@@ -203,7 +215,8 @@ def choose(train: pd.DataFrame, profile: Profile, seed: int = 0) -> dict[str, An
     eval_cap = default_cap if default_cap is not None else float("inf")
 
     def fold_fit(g: np.ndarray, view: tuple) -> Fold:
-        tr = train[~np.isin(ids, g)].reset_index(drop=True)
+        tr = train[~np.isin(ids, g)]
+        tr.index = pd.RangeIndex(len(tr))  # renumbered in place (``reset_index`` copies every column)
         base = F.fit_spec(tr, profile, seed=seed, window_sizes=[sizes[0]], exclusive=BLAS)
         base.life_stats = []  # W and the cap are chosen for callers that send the window alone
         # the fold's normalised sensors and regimes (of its rows and of its cut views), computed once for

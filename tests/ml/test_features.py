@@ -351,3 +351,22 @@ def test_user_declared_margins_work_without_code(tmp_path):
     assert raw[:, 0].tolist() == pytest.approx([(50 - 100) / 100, (100 - 200) / 200])
     assert raw[:, 1].tolist() == pytest.approx([1.0, -1.0])
     assert raw[:, 2].tolist() == pytest.approx([-0.5, -1.0])
+
+
+def test_a_transform_block_writes_its_features_into_the_callers_rows(data_dir):
+    """``transform`` in blocks hands each block its rows of the result (``out``): the block's windows and
+    life sums go straight into their columns there, each value rounded once to float32, the same values as
+    the block computed on its own; nothing else of the result is touched."""
+    T = importlib.import_module("training_src.features.transform")
+    from training_src.dataio import read_table, resolve_file
+
+    p = load_profile("cmapss", "FD002")
+    rows = F.validate_readings(read_table(resolve_file(data_dir, p.file("train")), p), p)
+    rows = rows[rows[p.id_column] <= 12].reset_index(drop=True)
+    spec = F.fit_spec(rows, p)
+    own = T._transform_block(rows, spec, True, np.float32, "F")
+    x = np.full((len(rows) + 10, own.shape[1]), -1.0, dtype=np.float32, order="F")
+    got = T._transform_block(rows, spec, True, np.float32, "F", out=x[5:5 + len(rows)])
+    assert np.shares_memory(got, x)
+    np.testing.assert_array_equal(x[5:5 + len(rows)], own)
+    assert (x[:5] == -1).all() and (x[5 + len(rows):] == -1).all()

@@ -446,3 +446,122 @@ def test_an_hgb_fit_bins_the_callers_rows_and_gives_them_back_as_they_were(monke
     with pytest.raises(RuntimeError):
         hgb.fit(X, y, "rul_regression", {"max_iter": "5"}, 1, 0)
     np.testing.assert_array_equal(X, before)
+
+
+_MMAP_PROBE = """
+import ctypes, sys
+import numpy as np
+from training_src.threads import fix_mmap_threshold, trim_malloc
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                 "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+if sys.argv[1] == "fixed":
+    assert fix_mmap_threshold() is True
+a = np.ones((20 << 20) // 8)  # a 20 MB array, mapped, then freed: glibc raises its threshold to 20 MB
+del a
+b = np.ones((10 << 20) // 8)
+print(libc.mallinfo2().hblkhd >= b.nbytes, isinstance(trim_malloc(), bool))
+"""
+
+
+def test_preprocessing_gives_large_arrays_their_own_mappings_whatever_was_freed_before(repo):
+    """glibc raises its mmap threshold to the size of each mapped block freed (up to 32 MB), so after one
+    large array is freed the next ones of up to that size come from the heap, which keeps them resident in
+    pieces once freed (FD002 x4 preprocessing: 130-330 MB of free heap at its peak). ``fix_mmap_threshold``
+    (called by preprocessing's main) keeps every array from 4 MB up in a mapping of its own."""
+    import ctypes
+    import platform
+    import subprocess
+    import sys
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or \
+            not hasattr(ctypes.CDLL("libc.so.6"), "mallinfo2"):
+        pytest.skip("glibc's mallopt and mallinfo2 only")
+
+    def mapped(mode: str) -> str:
+        proc = subprocess.run([sys.executable, "-c", _MMAP_PROBE, mode], cwd=repo, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    assert mapped("default") == "False True"  # glibc's own behaviour: the 10 MB array sits in the heap
+    assert mapped("fixed") == "True True"
+
+
+def test_a_fold_of_the_choice_keeps_only_the_columns_it_reads_after_normalising(data_dir):
+    """Once a fold's sensors are normalised (``Fold.norm``), its health index and proxy rows read the asset
+    and time columns alone: the fold keeps those, not a copy of every raw column of its training rows for
+    as long as the choice runs; what it computes is unchanged (the choice tests above)."""
+    from training_src import selection
+    from training_src.profiles import load_profile
+
+    p = load_profile("cmapss", "FD002")
+    train = F.validate_readings(read_table(resolve_file(data_dir, p.file("train")), p), p)
+    tr = train[train[p.id_column] <= 20].reset_index(drop=True)
+    cols, _, _, _ = selection.cut_views(tr, p, 30, 30, seed=1)
+    base = F.fit_spec(tr, p, seed=0, window_sizes=[15])
+    fold = selection.Fold(tr, base, cols)
+    assert fold.tr.columns.tolist() == [p.id_column, p.time_column]
+    np.testing.assert_array_equal(fold.tr.to_numpy(), tr[[p.id_column, p.time_column]].to_numpy())
+    hspec, _, _ = fold.health_index(p, 125.0)
+    assert hspec.to_json() == F.with_choice(base, tr, p, [15], 125.0).to_json()
+
+
+def _traced_peak(fn):
+    """(result, peak bytes allocated during ``fn()`` above what was allocated before: NumPy's arrays included)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        out = fn()
+        return out, tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+
+
+def test_the_baseline_readings_are_one_copy_of_the_columns(data_dir):
+    """``baseline_matrix`` (the raw-reading frames preprocessing writes) holds one copy of the readings at
+    its peak, not three made one after the other (selection, cast, copy); the same values."""
+    from training_src.profiles import load_profile
+
+    p = load_profile("cmapss", "FD001")
+    rows = F.validate_readings(read_table(resolve_file(data_dir, p.file("train")), p), p)
+    out, peak = _traced_peak(lambda: F.baseline_matrix(rows, p))
+    cols = [p.time_column, *p.setting_columns, *p.sensor_columns]
+    np.testing.assert_array_equal(out.to_numpy(), rows[cols].to_numpy(dtype=float))
+    assert peak < 1.5 * out.to_numpy().nbytes
+
+
+def test_normalised_sensors_are_computed_in_their_own_array(data_dir):
+    """``features.normalised`` subtracts and divides in the array it gathered the sensors into: at its peak
+    one array of the result's size (FD001, one regime), not three; the same values as ``(x - mean) / std``."""
+    from training_src.profiles import load_profile
+
+    p = load_profile("cmapss", "FD001")
+    rows = F.validate_readings(read_table(resolve_file(data_dir, p.file("train")), p), p)
+    spec = F.fit_spec(rows, p)
+    (z, reg), peak = _traced_peak(lambda: F.normalised(spec, rows))
+    x = rows[spec.sensors].to_numpy(dtype=float)
+    np.testing.assert_array_equal(z, (x - spec._mean[0]) / spec._std[0])
+    assert peak < 2 * z.nbytes + reg.nbytes
+
+
+def test_the_drift_baseline_reads_the_training_rows_of_the_raw_frame_by_position(fd001, monkeypatch):
+    """``baseline_from_frames`` reads the raw readings of the training rows where they are in the
+    ``baseline_train`` frame (by position), not from a copy of those rows (0.8 of the frame); the same
+    document as from the copied rows."""
+    spec, frames = fd001["spec"], fd001["frames"]
+    raw, train = frames["baseline_train"], frames["train"]
+    kept = raw[raw["_asset"].isin(train["_asset"]).to_numpy()].reset_index(drop=True)
+    fi, ri = D.serving_rows(train["_asset"].to_numpy(), min(spec.history_needed, len(train)),
+                            spec.profile_obj.min_readings, D.DRAWS, np.random.default_rng(0))
+    copied = D.build_baseline(kept, train.iloc[fi][spec.feature_names], spec, raw_features=kept.iloc[fi], raw_rows=ri)
+    read = []
+    build = D.build_baseline
+    monkeypatch.setattr(D, "build_baseline", lambda frame, *a, **kw: read.append(frame) or build(frame, *a, **kw))
+    assert D.baseline_from_frames(frames, spec) == copied
+    assert read[0] is raw

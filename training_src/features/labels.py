@@ -24,7 +24,8 @@ def rul_labels(df: pd.DataFrame, profile: Profile, cap: float | None) -> np.ndar
 def baseline_matrix(df: pd.DataFrame, profile: Profile) -> pd.DataFrame:
     """The baseline's inputs: the raw readings of the current row (time, settings, sensors, categories)."""
     cols = [c for c in (profile.time_column, *profile.setting_columns, *profile.sensor_columns) if c]
-    out = df[cols].astype(float).copy()
+    # ``df[cols]`` is a new frame already: cast in place of a further copy (float64 columns are not copied twice)
+    out = df[cols].astype(float, copy=False)
     for col, levels in profile.categorical_columns.items():
         for lvl in levels:
             out[f"{col}_{lvl}"] = (df[col] == lvl).astype(float)

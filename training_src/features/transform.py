@@ -88,11 +88,15 @@ def normalised(spec: FeatureSpec, cols: dict[str, np.ndarray] | pd.DataFrame) ->
     else:
         x = np.column_stack([np.asarray(cols[s], dtype=float) for s in spec.sensors]) if spec.sensors \
             else np.zeros((len(reg), 0))
+    # ``x`` is this call's own copy of the columns: normalised in place, the same subtraction and division
+    # element by element as ``(x - mean) / std`` without its two temporaries of x's size
     if spec.n_regimes == 1:  # one regime: broadcast the row instead of gathering it n times
-        z = (x - spec._mean[0]) / spec._std[0]
+        x -= spec._mean[0]
+        x /= spec._std[0]
     else:
-        z = (x - spec._mean[reg]) / spec._std[reg]
-    return z, reg
+        x -= spec._mean[reg]
+        x /= spec._std[reg]
+    return x, reg
 
 
 def _pointwise(spec: FeatureSpec, cols: dict[str, np.ndarray] | pd.DataFrame,
@@ -154,7 +158,10 @@ def _derive(raw: dict[str, np.ndarray] | pd.DataFrame, derived: list[dict[str, A
 
 
 def _assemble(spec: FeatureSpec, cols: Any, z: np.ndarray, reg: np.ndarray, win: np.ndarray | None,
-              t: np.ndarray | None, life: np.ndarray | None = None, dtype: Any = float, order: str = "C") -> np.ndarray:
+              t: np.ndarray | None, life: np.ndarray | None = None, dtype: Any = float, order: str = "C",
+              out: np.ndarray | None = None) -> np.ndarray:
+    """The features (n, f) from their parts; ``out``: an (n, f) array (or view) of ``dtype`` to write them
+    into, column block by column block, instead of a new array (the same values)."""
     parts = []
     if spec.time_column and spec.window_sizes:
         parts.append(np.asarray(t, dtype=float)[:, None])
@@ -172,11 +179,13 @@ def _assemble(spec: FeatureSpec, cols: Any, z: np.ndarray, reg: np.ndarray, win:
     if life is not None:
         parts.append(life)
     # the parts are float64; a float32 result is each value rounded once, as ``astype(np.float32)`` does
-    if order == "F" and parts:  # column-major: each feature's values contiguous (the same values)
-        out = np.empty((len(z), sum(p.shape[1] for p in parts)), dtype=dtype, order="F")
+    if (order == "F" or out is not None) and parts:  # column-major: each feature's values contiguous
+        if out is None:
+            out = np.empty((len(z), sum(p.shape[1] for p in parts)), dtype=dtype, order="F")
         at = 0
         for p in parts:
-            out[:, at:at + p.shape[1]] = p
+            if not np.may_share_memory(p, out):  # a part written into its own columns of ``out`` already
+                out[:, at:at + p.shape[1]] = p
             at += p.shape[1]
         return out
     return np.hstack(parts, dtype=dtype) if parts else np.zeros((len(z), 0), dtype=dtype)
@@ -184,7 +193,7 @@ def _assemble(spec: FeatureSpec, cols: Any, z: np.ndarray, reg: np.ndarray, win:
 
 #: rows per block of whole assets in ``transform`` when the caller runs the blocks itself (``run``): small
 #: enough that a few blocks keep every core busy and each block's float64 temporaries stay tens of MB
-BLOCK_ROWS = 65_536
+BLOCK_ROWS = 32_768
 
 
 def asset_blocks(ids: np.ndarray | None, n: int, rows: int | None = None) -> list[tuple[int, int]]:
@@ -237,15 +246,18 @@ def transform(df: pd.DataFrame, spec: FeatureSpec, life: bool = True, dtype: Any
     cols = {c: df[c].to_numpy() for c in used if c in df.columns}
 
     def one(a: int, b: int) -> None:
-        x[a:b] = _transform_block({c: v[a:b] for c, v in cols.items()}, spec, life, dtype, order)
+        # written straight into its rows of the result (a block's own matrix, then copied, was one more
+        # float copy of the block per thread)
+        _transform_block({c: v[a:b] for c, v in cols.items()}, spec, life, dtype, order, out=x[a:b])
 
     run(one, blocks)
     return pd.DataFrame(x, columns=spec.feature_names, index=df.index)
 
 
 def _transform_block(df: pd.DataFrame | dict[str, np.ndarray], spec: FeatureSpec, life: bool, dtype: Any,
-                     order: str) -> np.ndarray:
-    """``transform``'s matrix (n, f) for rows of whole assets (a frame, or a dict of its columns)."""
+                     order: str, out: np.ndarray | None = None) -> np.ndarray:
+    """``transform``'s matrix (n, f) for rows of whole assets (a frame, or a dict of its columns); ``out``:
+    the (n, f) array (or view) to write it into (``_assemble``)."""
     z, reg = _pointwise(spec, df)
     win = t = block = None
     n = len(z)
@@ -253,20 +265,24 @@ def _transform_block(df: pd.DataFrame | dict[str, np.ndarray], spec: FeatureSpec
         ids = np.asarray(df[spec.id_column])
         t = np.asarray(df[spec.time_column], dtype=float)
         bounds = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
-        # each asset's block goes straight into one array (a list of blocks then stacked is a second copy)
+        # each asset's block goes straight into one array (a list of blocks then stacked is a second copy):
+        # with ``out``, into the window columns of ``out`` themselves (each value rounded once to its dtype,
+        # as ``_assemble`` would round it), not into a float64 array of the block's windows first
         win = None
+        at = (1 if spec.time_column else 0) + z.shape[1]  # the window columns follow the time and signals
         for a, b in itertools.pairwise(bounds):
             w = window_block(z[a:b], t[a:b], spec)
             if win is None:
-                win = np.empty((n, w.shape[1]))
+                win = out[:, at:at + w.shape[1]] if out is not None else np.empty((n, w.shape[1]))
             win[a:b] = w
         if spec.life_stats and life:
-            block = np.empty((n, len(life_names(spec))))
+            k = len(life_names(spec))  # the life features are the last columns (``_assemble``)
+            block = out[:, out.shape[1] - k:] if out is not None else np.empty((n, k))
             for a, b in itertools.pairwise(bounds):
                 block[a:b] = np.stack(_expanding(z[a:b], t[a:b], spec.life_stats), axis=2).reshape(b - a, -1)
         elif spec.life_stats:
             block = _missing_life(n, spec)
-    return _assemble(spec, df, z, reg, win, t, block, dtype, order)
+    return _assemble(spec, df, z, reg, win, t, block, dtype, order, out)
 
 
 #: readings per gather in ``transform_rows`` (bounds its temporaries at a few MB whatever the row count)
