@@ -57,7 +57,8 @@ CODE_PACKAGES = ("features", "candidates", SERVING_PACKAGE)
 SERVING_SUFFIXES = (".py", ".c", ".h")
 META_COLUMNS = ("_asset", "_time", "_label")
 __all__ = ["TrainError", "channel_files", "check_rows", "fit_model", "fit_models", "main", "predict", "read_channel",
-           "read_column", "read_fit_channel", "read_rows", "split_xy", "write_model"]
+           "read_column", "read_fit_channel", "read_fit_rows", "read_rows", "split_xy", "validation_predictions",
+           "write_model"]
 
 
 def channel_files(path: str | os.PathLike) -> list[Path]:
@@ -128,29 +129,39 @@ def check_rows(files: list[Path], names: list[str] | None = None) -> None:
     _checked([_Columns(f) for f in files], names)
 
 
-def read_rows(files: list[Path], names: list[str] | None = None,
-              keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_rows(files: list[Path], names: list[str] | None = None, keep: np.ndarray | None = None,
+              dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray]:
     """``split_xy`` of the files' rows (``read_channel`` of them) without the frame: the float32 feature
     matrix (C order, as XGBoost reads it without a copy) and the float64 labels.
 
     In: channel files (``channel_files``); ``names`` the feature columns in matrix order (None: every
     column whose name does not start with ``_``, in the first file's order); ``keep`` (bool, one per row
-    of the files in order) the rows to read, or None for all. Each column is read and written into the
-    matrix on its own, so beside the matrix only one file's column is held: no frame (of float64
-    features, or of the columns a split would copy). Values are those of ``split_xy`` bit for bit."""
+    of the files in order) the rows to read, or None for all: only those rows are written, into a matrix
+    of their size (no matrix of every row, no copy of it); ``dtype`` float32, or float64 for a candidate
+    that fits float64 rows (``ROW_DTYPE``): the float32 values widened exactly, as a float64 copy of the
+    float32 matrix holds them. Each column is read and written into the matrix on its own, so beside the
+    matrix only one file's column is held: no frame (of float64 features, or of the columns a split
+    would copy). Values are those of ``split_xy`` bit for bit."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"rows are read as float32 or float64, not {dtype}")
     readers = [_Columns(f) for f in files]
     names = _checked(readers, names)
     total = sum(r.rows for r in readers)
     if keep is not None and len(keep) != total:
         raise ValueError(f"keep has {len(keep)} entries for {total} rows")
-    X = np.empty((total if keep is None else int(np.count_nonzero(keep)), len(names)), dtype=np.float32)
+    X = np.empty((total if keep is None else int(np.count_nonzero(keep)), len(names)), dtype=dtype)
     y = np.empty(len(X), dtype=np.float64)
     start = at = 0  # the file's first row among all rows; among the rows read
     for r in readers:
         mask = None if keep is None else keep[start:start + r.rows]
         n = r.rows if mask is None else int(np.count_nonzero(mask))
-        for j, name in enumerate(names):  # cast to float32 as it is written (split_xy's to_numpy rounds alike)
+        for j, name in enumerate(names):
+            # rounded to float32 (split_xy's to_numpy rounds alike; a float32 parquet column already is),
+            # then written: widened exactly into a float64 matrix
             values = r.column(name)
+            if values.dtype != np.float32:
+                values = values.astype(np.float32)
             X[at:at + n, j] = values if mask is None else values[mask]
         values = r.column("_label")
         y[at:at + n] = values if mask is None else values[mask]
@@ -174,6 +185,39 @@ def read_fit_channel(path: str | os.PathLike, names: list[str],
     X, y = read_rows(files, names)
     meta = {c: read_column(files, c) for c in META_COLUMNS}
     return pd.DataFrame({c: v for c, v in meta.items() if v is not None}), X, y
+
+
+def read_fit_rows(train: str | os.PathLike, validation: str | os.PathLike | None, names: list[str], fit_on: str,
+                  stride: int, dtype: Any = np.float32) -> tuple[pd.DataFrame, pd.DataFrame | None, np.ndarray,
+                                                                 np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """A single host's fit rows, each read once, straight into the matrix the fit reads (``read_rows``).
+
+    In: the train channel; the validation channel, or None; the feature columns; ``fit_on`` ("train" or
+    "train+validation"); ``stride``, a tuning trial's ``row_stride``; ``dtype``, the candidate's
+    ``ROW_DTYPE``. Out: the channels' meta frames (``read_fit_channel``'s with ``meta_only``; None for a
+    missing validation channel), the fit's rows X, y, and the validation rows Xv, yv (None without a
+    validation channel). With ``train+validation`` X holds train's rows then validation's, and Xv, yv are
+    views of its last rows: no stacked copy, no second matrix of the validation rows. With ``train``, a
+    stride above 1 and an ``_asset`` column, X holds only every ``stride``-th reading of each asset
+    (``stride_mask``), read as such: no matrix of every row that the kept rows are then copied out of.
+    The values are those of ``split_xy`` of the frames (stacked; ``[stride_mask]``), in ``dtype``."""
+    def meta(files: list[Path]) -> pd.DataFrame:
+        cols = {c: read_column(files, c) for c in META_COLUMNS}
+        return pd.DataFrame({c: v for c, v in cols.items() if v is not None})
+
+    train_files = channel_files(train)
+    val_files = None if validation is None else channel_files(validation)
+    train_meta = meta(train_files)
+    val_meta = None if val_files is None else meta(val_files)
+    if fit_on == "train+validation" and val_files is not None:
+        X, y = read_rows(train_files + val_files, names, dtype=dtype)
+        return train_meta, val_meta, X, y, X[len(train_meta):], y[len(train_meta):]
+    keep = None
+    if fit_on == "train" and stride > 1 and "_asset" in train_meta.columns:
+        keep = stride_mask(train_meta["_asset"].to_numpy(), stride)
+    X, y = read_rows(train_files, names, keep, dtype=dtype)
+    Xv, yv = (None, None) if val_files is None else read_rows(val_files, names, dtype=dtype)
+    return train_meta, val_meta, X, y, Xv, yv
 
 
 def split_xy(df: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -254,6 +298,24 @@ def fit_models(algorithm: str, X: np.ndarray, y: np.ndarray, task: str, hp: dict
         X[:, -k:] = kept
     model = pair.Pair(window, life, spec)
     return model, None if Xv is None else predict(algorithm, model, Xv)
+
+
+def validation_predictions(algorithm: str, model: Any, Xv: np.ndarray, spec: F.FeatureSpec) -> np.ndarray:
+    """``predict(algorithm, model, with_and_without_life(Xv))`` without that doubled matrix: the rows as
+    they are, then the same rows with their life columns blanked in place (and put back before returning:
+    ``Xv`` may be a view of rows still needed). Each row's prediction depends on that row alone, so the
+    values, and their order, are those of the doubled matrix's."""
+    first = predict(algorithm, model, Xv)
+    k = len(F.life_names(spec))
+    if not k:
+        return first
+    kept = Xv[:, -k:].copy()
+    Xv[:, -k:] = np.nan
+    try:
+        second = predict(algorithm, model, Xv)
+    finally:
+        Xv[:, -k:] = kept
+    return np.concatenate([first, second])
 
 
 def predict(algorithm: str, model: Any, X: np.ndarray) -> np.ndarray:
@@ -525,21 +587,28 @@ def main(argv: list[str] | None = None) -> int:
         # matrices (a float64 frame is 8 bytes per feature and row); the interval calibration reads
         # the meta columns and, on one host, these same matrices (``fit_xy``)
         meta_only = dist is None
-        train, X, y = read_fit_channel(args.train, names, meta_only)
         val_path = Path(args.validation)
-        Xv = yv = None
-        frames = [train]  # the rows the model is fitted on, for the interval calibration
-        if val_path.exists():
-            validation, Xv, yv = read_fit_channel(val_path, names, meta_only)
-            if args.fit_on == "train+validation" and (dist is None or dist.is_first):
-                frames.append(validation)
-            del validation
-        held_out = Xv is not None and args.fit_on == "train"
         stride = _num(hp, "row_stride", int, 1, 100, "1")
-        if stride > 1 and args.fit_on == "train" and "_asset" in train.columns:
-            # tuning trials only (the refit uses all up to FINAL_FIT_ROWS; its calibration folds use the stride too)
-            keep = stride_mask(train["_asset"].to_numpy(), stride)
-            X, y = X[keep], y[keep]
+        if meta_only:
+            # one host: the rows read in the dtype the candidate fits from (ROW_DTYPE: no copy of them in
+            # the fit), a trial's strided rows only, the refit's train and validation rows into one matrix
+            train, validation, X, y, Xv, yv = read_fit_rows(
+                args.train, val_path if val_path.exists() else None, names, args.fit_on, stride,
+                candidates.get(args.algorithm).ROW_DTYPE)
+        else:
+            train, X, y = read_fit_channel(args.train, names, meta_only)
+            validation, Xv, yv = read_fit_channel(val_path, names, meta_only) if val_path.exists() \
+                else (None, None, None)
+            if stride > 1 and args.fit_on == "train" and "_asset" in train.columns:
+                # tuning trials only (the refit uses all up to FINAL_FIT_ROWS; its calibration folds use the
+                # stride too)
+                keep = stride_mask(train["_asset"].to_numpy(), stride)
+                X, y = X[keep], y[keep]
+        frames = [train]  # the rows the model is fitted on, for the interval calibration
+        if validation is not None and args.fit_on == "train+validation" and (dist is None or dist.is_first):
+            frames.append(validation)
+        del validation
+        held_out = Xv is not None and args.fit_on == "train"
         final_keep = None  # the final fit's rows (of train then validation) above FINAL_FIT_ROWS
         if args.fit_on == "train+validation" and all("_asset" in f.columns for f in frames):
             every = final_fit_stride(sum(len(f) for f in frames))
@@ -551,8 +620,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.fit_on == "train+validation":
             if Xv is None:
                 raise TrainError("--fit_on train+validation needs a validation channel")
-            if dist is None or dist.is_first:  # validation is replicated to every host: add it once
+            if dist is not None and dist.is_first:  # validation is replicated to every host: add it once
                 X, y = np.vstack([X, Xv]), np.concatenate([y, yv])
+            # one host: read_fit_rows read train then validation into one matrix, Xv a view of its end
             if meta_only:
                 fit_xy = (X, y)
         # a model with life-summary features answers callers that keep a summary and callers that do
@@ -560,12 +630,20 @@ def main(argv: list[str] | None = None) -> int:
         # scored on both: every validation row with and without its summary
         if final_keep is not None:  # above FINAL_FIT_ROWS the final fit reads every 2nd reading (a copy)
             X, y = X[final_keep], y[final_keep]
-        if Xv is not None:
+        # a trial's fit reports the objective on the validation rows while it learns (pruning reads it);
+        # on one host the refit's validation rows are fitted rows, scored after the fit (``validation_
+        # predictions``) rather than held through it doubled
+        score_after = dist is None and not held_out and Xv is not None
+        if Xv is not None and not score_after:
             Xv, yv = F.with_and_without_life(Xv, yv, spec)
         checkpoint_dir = args.checkpoint_dir or (C.DEFAULT_DIR if Path(C.DEFAULT_DIR).is_dir() else None)
         ckpt = C.Checkpoints(checkpoint_dir, args.checkpoint_every) if checkpoint_dir else None
         fit = functools.partial(fit_models, spec=spec)
-        if dist is None:
+        if score_after:
+            model, _ = fit(args.algorithm, X, y, task, hp, args.nthread, args.seed, names=names, checkpoints=ckpt)
+            pv = validation_predictions(args.algorithm, model, Xv, spec)
+            yv = np.concatenate([yv, yv]) if F.life_names(spec) else yv
+        elif dist is None:
             model, pv = fit(args.algorithm, X, y, task, hp, args.nthread, args.seed, Xv, yv, names, checkpoints=ckpt)
         else:
             model, pv, X, y = dist.fit(fit, args.algorithm, X, y, task, hp, args.nthread, args.seed, Xv, yv,
