@@ -200,8 +200,9 @@ def read_fit_rows(train: str | os.PathLike, validation: str | os.PathLike | None
     validation channel). With ``train+validation`` X holds train's rows then validation's, and Xv, yv are
     views of its last rows: no stacked copy, no second matrix of the validation rows. With ``train``, a
     stride above 1 and an ``_asset`` column, X holds only every ``stride``-th reading of each asset
-    (``stride_mask``), read as such: no matrix of every row that the kept rows are then copied out of.
-    The values are those of ``split_xy`` of the frames (stacked; ``[stride_mask]``), in ``dtype``."""
+    (``stride_mask``), read as such: no matrix of every row that the kept rows are then copied out of,
+    and Xv, yv are float32 (only predicted). The values are those of ``split_xy`` of the frames (stacked;
+    ``[stride_mask]``), in ``dtype``."""
     def meta(files: list[Path]) -> pd.DataFrame:
         cols = {c: read_column(files, c) for c in META_COLUMNS}
         return pd.DataFrame({c: v for c, v in cols.items() if v is not None})
@@ -217,7 +218,9 @@ def read_fit_rows(train: str | os.PathLike, validation: str | os.PathLike | None
     if fit_on == "train" and stride > 1 and "_asset" in train_meta.columns:
         keep = stride_mask(train_meta["_asset"].to_numpy(), stride)
     X, y = read_rows(train_files, names, keep, dtype=dtype)
-    Xv, yv = (None, None) if val_files is None else read_rows(val_files, names, dtype=dtype)
+    # a trial's validation rows are only predicted, a few at a time, not fitted: float32 whatever the
+    # candidate fits from (half the bytes of float64 rows held through the fit, and of their copies)
+    Xv, yv = (None, None) if val_files is None else read_rows(val_files, names)
     return train_meta, val_meta, X, y, Xv, yv
 
 
