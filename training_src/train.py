@@ -132,8 +132,9 @@ def check_rows(files: list[Path], names: list[str] | None = None) -> None:
 
 def read_rows(files: list[Path], names: list[str] | None = None, keep: np.ndarray | None = None,
               dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray]:
-    """``split_xy`` of the files' rows (``read_channel`` of them) without the frame: the float32 feature
-    matrix (C order, as XGBoost reads it without a copy) and the float64 labels.
+    """``split_xy`` of the files' rows (``read_channel`` of them) without the frame: the feature matrix
+    (C order, as XGBoost and scikit-learn read it without a copy; float32 unless ``dtype`` says float64)
+    and the float64 labels.
 
     In: channel files (``channel_files``); ``names`` the feature columns in matrix order (None: every
     column whose name does not start with ``_``, in the first file's order); ``keep`` (bool, one per row
@@ -218,8 +219,8 @@ def read_fit_rows(train: str | os.PathLike, validation: str | os.PathLike | None
     if fit_on == "train" and stride > 1 and "_asset" in train_meta.columns:
         keep = stride_mask(train_meta["_asset"].to_numpy(), stride)
     X, y = read_rows(train_files, names, keep, dtype=dtype)
-    # a trial's validation rows are only predicted, a few at a time, not fitted: float32 whatever the
-    # candidate fits from (half the bytes of float64 rows held through the fit, and of their copies)
+    # a trial's validation rows are only predicted, not fitted: float32 whatever the candidate fits from
+    # (half the bytes of float64 rows held through the fit, and of their doubled and routed copies)
     Xv, yv = (None, None) if val_files is None else read_rows(val_files, names)
     return train_meta, val_meta, X, y, Xv, yv
 
