@@ -6,7 +6,8 @@ Contract (docs/contract.md, "Scripts in the SageMaker containers"): channels fro
 algorithm's tunable names, mapped back by ``candidates.base.from_wire``). The objective is printed in
 XGBoost's evaluation-log format, ``[25]<TAB>validation-rmse:12.340000`` (regression) or
 ``validation-aucpr`` (classification), every 25 rounds while boosting (for early stopping / pruning)
-and once at the end, ``final [<rounds>]<TAB>validation-rmse:...`` (the value tuning uses), as the
+and once at the end, ``final [<rounds>]<TAB>validation-rmse:...`` (the value tuning uses; a refit on one
+host, whose validation rows are fitted rows, scores them after its fit and prints only this line), as the
 built-in algorithm's documented metrics ``validation:rmse`` / ``validation:aucpr`` are read.
 
 Candidate algorithms (``--algorithm``): the modules of ``candidates/`` (``candidates.CANDIDATES``);
