@@ -200,7 +200,8 @@ def read_fit_rows(train: str | os.PathLike, validation: str | os.PathLike | None
     ``ROW_DTYPE``. Out: the channels' meta frames (``read_fit_channel``'s with ``meta_only``; None for a
     missing validation channel), the fit's rows X, y, and the validation rows Xv, yv (None without a
     validation channel). With ``train+validation`` X holds train's rows then validation's, and Xv, yv are
-    views of its last rows: no stacked copy, no second matrix of the validation rows. With ``train``, a
+    views of its last rows: no stacked copy, no second matrix of the validation rows; above
+    ``FINAL_FIT_ROWS`` (the final fit reads a strided copy) float32 whatever ``dtype``. With ``train``, a
     stride above 1 and an ``_asset`` column, X holds only every ``stride``-th reading of each asset
     (``stride_mask``), read as such: no matrix of every row that the kept rows are then copied out of,
     and Xv, yv are float32 (only predicted). The values are those of ``split_xy`` of the frames (stacked;
@@ -214,6 +215,11 @@ def read_fit_rows(train: str | os.PathLike, validation: str | os.PathLike | None
     train_meta = meta(train_files)
     val_meta = None if val_files is None else meta(val_files)
     if fit_on == "train+validation" and val_files is not None:
+        if final_fit_stride(len(train_meta) + len(val_meta)) > 1:
+            # the final fit reads a strided copy of these rows (and the calibration a fold's copy): float64
+            # rows and a float64 copy would hold 8 + 4 bytes per value, float32 rows, a float32 copy and the
+            # fit's float64 copy of that 4 + 2 + 4
+            dtype = np.float32
         X, y = read_rows(train_files + val_files, names, dtype=dtype)
         return train_meta, val_meta, X, y, X[len(train_meta):], y[len(train_meta):]
     keep = None

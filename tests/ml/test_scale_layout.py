@@ -485,6 +485,12 @@ def test_hgb_rows_are_read_as_float64_which_scikit_learn_fits_without_a_copy(fd0
     assert T.main([*argv, "--fit_on", "train+validation", "--calibration_folds", "2",
                    "--model-dir", str(tmp_path / "refit")]) == 0
     assert len(seen) == 2 + 2 + 2 * 2 and set(seen) == {np.dtype(np.float64)}  # trial, refit, 2 folds: pairs
+    # above FINAL_FIT_ROWS the refit's rows stay float32: its final fit and folds fit strided copies of them
+    seen.clear()
+    monkeypatch.setattr(T, "FINAL_FIT_ROWS", 10)
+    assert T.main([*argv, "--fit_on", "train+validation", "--calibration_folds", "2",
+                   "--model-dir", str(tmp_path / "strided")]) == 0
+    assert len(seen) == 6 and set(seen) == {np.dtype(np.float32)}
 
 
 def test_the_fit_rows_are_read_once_a_trials_strided_rows_and_the_refits_channels_in_one_matrix(fd001, monkeypatch):
