@@ -186,8 +186,13 @@ def read_fit_channel(path: str | os.PathLike, names: list[str],
         return df, X, y
     files = channel_files(path)
     X, y = read_rows(files, names)
+    return _meta_frame(files), X, y
+
+
+def _meta_frame(files: list[Path]) -> pd.DataFrame:
+    """The files' meta columns (``META_COLUMNS`` the files have) as a frame, read column by column."""
     meta = {c: read_column(files, c) for c in META_COLUMNS}
-    return pd.DataFrame({c: v for c, v in meta.items() if v is not None}), X, y
+    return pd.DataFrame({c: v for c, v in meta.items() if v is not None})
 
 
 def read_fit_rows(train: str | os.PathLike, validation: str | os.PathLike | None, names: list[str], fit_on: str,
@@ -206,14 +211,10 @@ def read_fit_rows(train: str | os.PathLike, validation: str | os.PathLike | None
     (``stride_mask``), read as such: no matrix of every row that the kept rows are then copied out of,
     and Xv, yv are float32 (only predicted). The values are those of ``split_xy`` of the frames (stacked;
     ``[stride_mask]``), in ``dtype``."""
-    def meta(files: list[Path]) -> pd.DataFrame:
-        cols = {c: read_column(files, c) for c in META_COLUMNS}
-        return pd.DataFrame({c: v for c, v in cols.items() if v is not None})
-
     train_files = channel_files(train)
     val_files = None if validation is None else channel_files(validation)
-    train_meta = meta(train_files)
-    val_meta = None if val_files is None else meta(val_files)
+    train_meta = _meta_frame(train_files)
+    val_meta = None if val_files is None else _meta_frame(val_files)
     if fit_on == "train+validation" and val_files is not None:
         if final_fit_stride(len(train_meta) + len(val_meta)) > 1:
             # the final fit reads a strided copy of these rows (and the calibration a fold's copy): float64
