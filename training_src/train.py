@@ -202,15 +202,15 @@ def read_fit_rows(train: str | os.PathLike, validation: str | os.PathLike | None
 
     In: the train channel; the validation channel, or None; the feature columns; ``fit_on`` ("train" or
     "train+validation"); ``stride``, a tuning trial's ``row_stride``; ``dtype``, the candidate's
-    ``ROW_DTYPE``. Out: the channels' meta frames (``read_fit_channel``'s with ``meta_only``; None for a
+    ``ROW_DTYPE``, the refit's. Out: the channels' meta frames (``read_fit_channel``'s with ``meta_only``; None for a
     missing validation channel), the fit's rows X, y, and the validation rows Xv, yv (None without a
     validation channel). With ``train+validation`` X holds train's rows then validation's, and Xv, yv are
     views of its last rows: no stacked copy, no second matrix of the validation rows; above
     ``FINAL_FIT_ROWS`` (the final fit reads a strided copy) float32 whatever ``dtype``. With ``train``, a
     stride above 1 and an ``_asset`` column, X holds only every ``stride``-th reading of each asset
-    (``stride_mask``), read as such: no matrix of every row that the kept rows are then copied out of,
-    and Xv, yv are float32 (only predicted). The values are those of ``split_xy`` of the frames (stacked;
-    ``[stride_mask]``), in ``dtype``."""
+    (``stride_mask``), read as such: no matrix of every row that the kept rows are then copied out of;
+    with ``train`` every matrix is float32 whatever ``dtype``. The values are those of ``split_xy`` of the
+    frames (stacked; ``[stride_mask]``), in that dtype."""
     train_files = channel_files(train)
     val_files = None if validation is None else channel_files(validation)
     train_meta = _meta_frame(train_files)
@@ -226,9 +226,11 @@ def read_fit_rows(train: str | os.PathLike, validation: str | os.PathLike | None
     keep = None
     if fit_on == "train" and stride > 1 and "_asset" in train_meta.columns:
         keep = stride_mask(train_meta["_asset"].to_numpy(), stride)
-    X, y = read_rows(train_files, names, keep, dtype=dtype)
-    # a trial's validation rows are only predicted, not fitted: float32 whatever the candidate fits from
-    # (half the bytes of float64 rows held through the fit, and of their doubled and routed copies)
+    # a trial's rows float32 whatever the candidate fits from: its peak is the prediction of the doubled
+    # validation rows after the fit, where float64 rows would still be held (FD002 x4 hgb trial:
+    # 474,684-476,648 KB with float64 rows, 454,088-459,132 KB with float32 ones); its validation rows
+    # are only predicted
+    X, y = read_rows(train_files, names, keep)
     Xv, yv = (None, None) if val_files is None else read_rows(val_files, names)
     return train_meta, val_meta, X, y, Xv, yv
 
@@ -626,8 +628,8 @@ def main(argv: list[str] | None = None) -> int:
         val_path = Path(args.validation)
         stride = _num(hp, "row_stride", int, 1, 100, "1")
         if meta_only:
-            # one host: the rows read in the dtype the candidate fits from (ROW_DTYPE: no copy of them in
-            # the fit), a trial's strided rows only, the refit's train and validation rows into one matrix
+            # one host: the refit's train and validation rows into one matrix, in the dtype the candidate
+            # fits from (ROW_DTYPE: no copy of them in the fit); a trial's strided rows only
             train, validation, X, y, Xv, yv = read_fit_rows(
                 args.train, val_path if val_path.exists() else None, names, args.fit_on, stride,
                 candidates.get(args.algorithm).ROW_DTYPE)

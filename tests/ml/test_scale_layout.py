@@ -449,9 +449,10 @@ def test_an_hgb_fit_bins_the_callers_rows_and_gives_them_back_as_they_were(monke
 
 
 def test_hgb_rows_are_read_as_float64_which_scikit_learn_fits_without_a_copy(fd001, tmp_path, monkeypatch):
-    """A candidate's ``ROW_DTYPE`` is the dtype train.py reads its rows in: hgb float64 (scikit-learn bins
-    float64 and copies rows of any other dtype for the whole fit), xgboost float32. The float64 rows are
-    ``split_xy``'s float32 values widened, and scikit-learn's own check takes them as they are."""
+    """A candidate's ``ROW_DTYPE`` is the dtype train.py reads a refit's rows in: hgb float64 (scikit-learn
+    bins float64 and copies rows of any other dtype for the whole fit), xgboost float32; a trial's rows are
+    float32. The float64 rows are ``split_xy``'s float32 values widened, and scikit-learn's own check takes
+    them as they are."""
     from sklearn.utils import check_array
 
     from training_src import candidates
@@ -484,7 +485,8 @@ def test_hgb_rows_are_read_as_float64_which_scikit_learn_fits_without_a_copy(fd0
     assert T.main([*argv, "--fit_on", "train", "--model-dir", str(tmp_path / "trial")]) == 0
     assert T.main([*argv, "--fit_on", "train+validation", "--calibration_folds", "2",
                    "--model-dir", str(tmp_path / "refit")]) == 0
-    assert len(seen) == 2 + 2 + 2 * 2 and set(seen) == {np.dtype(np.float64)}  # trial, refit, 2 folds: pairs
+    # the trial's rows float32 (its peak is after the fit), the refit's and its 2 folds' float64: pairs
+    assert seen == [np.dtype(np.float32)] * 2 + [np.dtype(np.float64)] * (2 + 2 * 2)
     # above FINAL_FIT_ROWS the refit's rows stay float32: its final fit and folds fit strided copies of them
     seen.clear()
     monkeypatch.setattr(T, "FINAL_FIT_ROWS", 10)
@@ -514,7 +516,8 @@ def test_the_fit_rows_are_read_once_a_trials_strided_rows_and_the_refits_channel
     monkeypatch.setattr(T, "read_rows", recording)
     tm, vm, X, y, gxv, gyv = T.read_fit_rows(out / "train", out / "validation", names, "train", 3, np.float64)
     keep = T.stride_mask(train["_asset"].to_numpy(), 3)
-    np.testing.assert_array_equal(X, Xt[keep].astype(np.float64))
+    assert X.dtype == np.float32
+    np.testing.assert_array_equal(X, Xt[keep])
     np.testing.assert_array_equal(y, yt[keep])
     assert gxv.dtype == np.float32
     np.testing.assert_array_equal(gxv, Xv)

@@ -6,7 +6,7 @@ A candidate module holds everything about its algorithm:
   ``PARAMS`` (its tuned ranges, ``base.Param``), ``START`` (the first trial local tuning runs),
   ``MODEL_FILE`` (the file in the model directory that holds the fitted model),
   ``DISTRIBUTED`` (whether several SageMaker hosts fit it as one collective fit), ``ROW_DTYPE``
-  (``"float32"`` or ``"float64"``: the dtype train.py reads a single host's fit rows in, the one the
+  (``"float32"`` or ``"float64"``: the dtype train.py reads a single host's refit rows in, the one the
   algorithm fits from without a copy of them);
 - ``fit(X, y, task, hp, nthread, seed, Xv, yv, names, report_every, checkpoints) -> (model, validation
   predictions)``, ``predict(model, X)``, ``save(model, model_dir)`` (training);
