@@ -6,7 +6,8 @@ Contract (docs/contract.md, "Scripts in the SageMaker containers"): channels fro
 algorithm's tunable names, mapped back by ``candidates.base.from_wire``). The objective is printed in
 XGBoost's evaluation-log format, ``[25]<TAB>validation-rmse:12.340000`` (regression) or
 ``validation-aucpr`` (classification), every 25 rounds while boosting (for early stopping / pruning)
-and once at the end, ``final [<rounds>]<TAB>validation-rmse:...`` (the value tuning uses), as the
+and once at the end, ``final [<rounds>]<TAB>validation-rmse:...`` (the value tuning uses; a refit on one
+host, whose validation rows are fitted rows, scores them after its fit and prints only this line), as the
 built-in algorithm's documented metrics ``validation:rmse`` / ``validation:aucpr`` are read.
 
 Candidate algorithms (``--algorithm``): the modules of ``candidates/`` (``candidates.CANDIDATES``);
@@ -46,6 +47,7 @@ from training_src.candidates.base import TrainError, from_wire, metric_name, obj
 from training_src.candidates.base import number as _num
 from training_src.predmaint_build_backend import ENTRY_MODULES, PYPROJECT_TOML
 from training_src.predmaint_serving import intervals as IV
+from training_src.threads import limit_malloc_arenas
 
 HERE = Path(__file__).resolve().parent
 #: the modules of training_src the model artifact's code/training_src holds: the hooks module, the profile
@@ -57,7 +59,8 @@ CODE_PACKAGES = ("features", "candidates", SERVING_PACKAGE)
 SERVING_SUFFIXES = (".py", ".c", ".h")
 META_COLUMNS = ("_asset", "_time", "_label")
 __all__ = ["TrainError", "channel_files", "check_rows", "fit_model", "fit_models", "main", "predict", "read_channel",
-           "read_column", "read_fit_channel", "read_rows", "split_xy", "write_model"]
+           "read_column", "read_fit_channel", "read_fit_rows", "read_rows", "split_xy", "validation_predictions",
+           "write_model"]
 
 
 def channel_files(path: str | os.PathLike) -> list[Path]:
@@ -128,29 +131,40 @@ def check_rows(files: list[Path], names: list[str] | None = None) -> None:
     _checked([_Columns(f) for f in files], names)
 
 
-def read_rows(files: list[Path], names: list[str] | None = None,
-              keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``split_xy`` of the files' rows (``read_channel`` of them) without the frame: the float32 feature
-    matrix (C order, as XGBoost reads it without a copy) and the float64 labels.
+def read_rows(files: list[Path], names: list[str] | None = None, keep: np.ndarray | None = None,
+              dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """``split_xy`` of the files' rows (``read_channel`` of them) without the frame: the feature matrix
+    (C order, as XGBoost and scikit-learn read it without a copy; float32 unless ``dtype`` says float64)
+    and the float64 labels.
 
     In: channel files (``channel_files``); ``names`` the feature columns in matrix order (None: every
     column whose name does not start with ``_``, in the first file's order); ``keep`` (bool, one per row
-    of the files in order) the rows to read, or None for all. Each column is read and written into the
-    matrix on its own, so beside the matrix only one file's column is held: no frame (of float64
-    features, or of the columns a split would copy). Values are those of ``split_xy`` bit for bit."""
+    of the files in order) the rows to read, or None for all: only those rows are written, into a matrix
+    of their size (no matrix of every row, no copy of it); ``dtype`` float32, or float64 for a candidate
+    that fits float64 rows (``ROW_DTYPE``): the float32 values widened exactly, as a float64 copy of the
+    float32 matrix holds them. Each column is read and written into the matrix on its own, so beside the
+    matrix only one file's column is held: no frame (of float64 features, or of the columns a split
+    would copy). Values are those of ``split_xy`` bit for bit."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"rows are read as float32 or float64, not {dtype}")
     readers = [_Columns(f) for f in files]
     names = _checked(readers, names)
     total = sum(r.rows for r in readers)
     if keep is not None and len(keep) != total:
         raise ValueError(f"keep has {len(keep)} entries for {total} rows")
-    X = np.empty((total if keep is None else int(np.count_nonzero(keep)), len(names)), dtype=np.float32)
+    X = np.empty((total if keep is None else int(np.count_nonzero(keep)), len(names)), dtype=dtype)
     y = np.empty(len(X), dtype=np.float64)
     start = at = 0  # the file's first row among all rows; among the rows read
     for r in readers:
         mask = None if keep is None else keep[start:start + r.rows]
         n = r.rows if mask is None else int(np.count_nonzero(mask))
-        for j, name in enumerate(names):  # cast to float32 as it is written (split_xy's to_numpy rounds alike)
+        for j, name in enumerate(names):
+            # rounded to float32 (split_xy's to_numpy rounds alike; a float32 parquet column already is),
+            # then written: widened exactly into a float64 matrix
             values = r.column(name)
+            if values.dtype != np.float32:
+                values = values.astype(np.float32)
             X[at:at + n, j] = values if mask is None else values[mask]
         values = r.column("_label")
         y[at:at + n] = values if mask is None else values[mask]
@@ -172,8 +186,53 @@ def read_fit_channel(path: str | os.PathLike, names: list[str],
         return df, X, y
     files = channel_files(path)
     X, y = read_rows(files, names)
+    return _meta_frame(files), X, y
+
+
+def _meta_frame(files: list[Path]) -> pd.DataFrame:
+    """The files' meta columns (``META_COLUMNS`` the files have) as a frame, read column by column."""
     meta = {c: read_column(files, c) for c in META_COLUMNS}
-    return pd.DataFrame({c: v for c, v in meta.items() if v is not None}), X, y
+    return pd.DataFrame({c: v for c, v in meta.items() if v is not None})
+
+
+def read_fit_rows(train: str | os.PathLike, validation: str | os.PathLike | None, names: list[str], fit_on: str,
+                  stride: int, dtype: Any = np.float32) -> tuple[pd.DataFrame, pd.DataFrame | None, np.ndarray,
+                                                                 np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """A single host's fit rows, each read once, straight into the matrix the fit reads (``read_rows``).
+
+    In: the train channel; the validation channel, or None; the feature columns; ``fit_on`` ("train" or
+    "train+validation"); ``stride``, a tuning trial's ``row_stride``; ``dtype``, the candidate's
+    ``ROW_DTYPE``, the refit's. Out: the channels' meta frames (``read_fit_channel``'s with ``meta_only``; None for a
+    missing validation channel), the fit's rows X, y, and the validation rows Xv, yv (None without a
+    validation channel). With ``train+validation`` X holds train's rows then validation's, and Xv, yv are
+    views of its last rows: no stacked copy, no second matrix of the validation rows; above
+    ``FINAL_FIT_ROWS`` (the final fit reads a strided copy) float32 whatever ``dtype``. With ``train``, a
+    stride above 1 and an ``_asset`` column, X holds only every ``stride``-th reading of each asset
+    (``stride_mask``), read as such: no matrix of every row that the kept rows are then copied out of;
+    with ``train`` every matrix is float32 whatever ``dtype``. The values are those of ``split_xy`` of the
+    frames (stacked; ``[stride_mask]``), in that dtype."""
+    train_files = channel_files(train)
+    val_files = None if validation is None else channel_files(validation)
+    train_meta = _meta_frame(train_files)
+    val_meta = None if val_files is None else _meta_frame(val_files)
+    if fit_on == "train+validation" and val_files is not None:
+        if final_fit_stride(len(train_meta) + len(val_meta)) > 1:
+            # the final fit reads a strided copy of these rows (and the calibration a fold's copy): float64
+            # rows and a float64 copy would hold 8 + 4 bytes per value, float32 rows, a float32 copy and the
+            # fit's float64 copy of that 4 + 2 + 4
+            dtype = np.float32
+        X, y = read_rows(train_files + val_files, names, dtype=dtype)
+        return train_meta, val_meta, X, y, X[len(train_meta):], y[len(train_meta):]
+    keep = None
+    if fit_on == "train" and stride > 1 and "_asset" in train_meta.columns:
+        keep = stride_mask(train_meta["_asset"].to_numpy(), stride)
+    # a trial's rows float32 whatever the candidate fits from: its peak is the prediction of the doubled
+    # validation rows after the fit, where float64 rows would still be held (FD002 x4 hgb trial:
+    # 474,684-476,648 KB with float64 rows, 454,088-459,132 KB with float32 ones); its validation rows
+    # are only predicted
+    X, y = read_rows(train_files, names, keep)
+    Xv, yv = (None, None) if val_files is None else read_rows(val_files, names)
+    return train_meta, val_meta, X, y, Xv, yv
 
 
 def split_xy(df: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -229,7 +288,8 @@ def fit_model(algorithm: str, X: np.ndarray, y: np.ndarray, task: str, hp: dict[
 def fit_models(algorithm: str, X: np.ndarray, y: np.ndarray, task: str, hp: dict[str, str], nthread: int,
                seed: int, Xv: np.ndarray | None = None, yv: np.ndarray | None = None,
                names: list[str] | None = None, report_every: int = 25,
-               checkpoints: C.Checkpoints | None = None, *, spec: F.FeatureSpec) -> tuple[Any, np.ndarray | None]:
+               checkpoints: C.Checkpoints | None = None, *, spec: F.FeatureSpec,
+               life_columns: Any = None) -> tuple[Any, np.ndarray | None]:
     """The model of a spec (``fit_model``'s arguments; X, y the training rows once, as read).
 
     ``features.two_models(spec)``: a ``pair.Pair`` of two fits of the candidate with the same hyperparameters,
@@ -238,22 +298,48 @@ def fit_models(algorithm: str, X: np.ndarray, y: np.ndarray, task: str, hp: dict
     given, are those of ``with_and_without_life`` (each row with, then without, its summary): the window
     fit reports the objective on the rows without (pruning reads those lines), and the pair predicts all.
     A spec with life features and ``life_models: one``: one model on X with and without its life features.
-    Otherwise ``fit_model``. Returns (model, validation predictions or None)."""
+    Otherwise ``fit_model``. ``life_columns``: None, X's life columns are copied before they are blanked
+    and put back from that copy; or a function called after the window fit, whose answer (X's life
+    columns, e.g. read again from the channel files, or None for rows no longer needed: they stay blank)
+    is put back instead, so no copy is held through the window fit. Returns (model, validation
+    predictions or None)."""
     if not F.two_models(spec):
         X, y = F.with_and_without_life(X, y, spec)
         return fit_model(algorithm, X, y, task, hp, nthread, seed, Xv, yv, names, report_every, checkpoints)
     k = len(F.life_names(spec))
     life, _ = fit_model(algorithm, X, y, task, hp, nthread, seed, None, None, names, report_every, checkpoints)
-    kept = X[:, -k:].copy()  # k of f columns: what the in-place blanking must give back
+    # k of f columns: what the in-place blanking must give back (FD002: 44 of 117)
+    kept = X[:, -k:].copy() if life_columns is None else None
     X[:, -k:] = np.nan
     try:
         blank = None if Xv is None else ~F.life_rows(Xv, spec)
         window, _ = fit_model(algorithm, X, y, task, hp, nthread, seed, None if Xv is None else Xv[blank],
                               None if yv is None else yv[blank], names, report_every, checkpoints)
     finally:
-        X[:, -k:] = kept
+        if kept is None:
+            kept = life_columns()
+        if kept is not None:
+            X[:, -k:] = kept
     model = pair.Pair(window, life, spec)
     return model, None if Xv is None else predict(algorithm, model, Xv)
+
+
+def validation_predictions(algorithm: str, model: Any, Xv: np.ndarray, spec: F.FeatureSpec) -> np.ndarray:
+    """``predict(algorithm, model, with_and_without_life(Xv))`` without that doubled matrix: the rows as
+    they are, then the same rows with their life columns blanked in place (and put back before returning:
+    ``Xv`` may be a view of rows still needed). Each row's prediction depends on that row alone, so the
+    values, and their order, are those of the doubled matrix's."""
+    first = predict(algorithm, model, Xv)
+    k = len(F.life_names(spec))
+    if not k:
+        return first
+    kept = Xv[:, -k:].copy()
+    Xv[:, -k:] = np.nan
+    try:
+        second = predict(algorithm, model, Xv)
+    finally:
+        Xv[:, -k:] = kept
+    return np.concatenate([first, second])
 
 
 def predict(algorithm: str, model: Any, X: np.ndarray) -> np.ndarray:
@@ -407,7 +493,8 @@ def held_out_predictions(algorithm: str, frames: list[pd.DataFrame], names: list
     pred_life = np.zeros(len(y)) if k_life else None
     for k in range(fitted):
         Xk = X[(fold != k) & fit_rows]  # a copy: one fold's rows at a time
-        m, _ = fit_models(algorithm, Xk, y[(fold != k) & fit_rows], spec.task, hp, nthread, seed, spec=spec)
+        m, _ = fit_models(algorithm, Xk, y[(fold != k) & fit_rows], spec.task, hp, nthread, seed, spec=spec,
+                          life_columns=lambda: None)  # Xk is dropped after the fit: its life columns stay blank
         del Xk
         held = fold == k
         Xh = X[held]
@@ -484,6 +571,18 @@ def write_model(model_dir: Path, algorithm: str, model: Any, spec_text: str, met
     native.build_native_libraries(package)
 
 
+def keep_less_freed_memory() -> None:
+    """Allocators for a fit that return freed memory: pyarrow's reads through the system allocator, not its
+    default mimalloc pool, which keeps the pages of the column buffers it freed (FD002 x4: reading the
+    validation channel's rows kept 42 MB of them, 8 MB with the system allocator), and glibc's malloc arenas
+    capped at two (``threads.limit_malloc_arenas``; scikit-learn bins columns in threads). Memory only:
+    nothing read or fitted changes."""
+    import pyarrow as pa
+
+    pa.set_memory_pool(pa.system_memory_pool())
+    limit_malloc_arenas()
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[str, str]]:
     ap = argparse.ArgumentParser(description="Train one candidate model (SageMaker script mode).")
     ap.add_argument("--algorithm", default="xgboost")
@@ -510,6 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     dist = None  # a D.Session only when SageMaker runs this job on several hosts (see distributed.py)
     try:
         args, hp = parse_args(argv)
+        keep_less_freed_memory()
         # tuned values arrive under the built-in algorithm's tunable names (candidates/base.py TUNABLE_XGBOOST_NAMES)
         hp = from_wire(candidates.get(args.algorithm).PARAMS, hp)  # an unknown algorithm fails before any work
         dist = D.connect()
@@ -525,21 +625,28 @@ def main(argv: list[str] | None = None) -> int:
         # matrices (a float64 frame is 8 bytes per feature and row); the interval calibration reads
         # the meta columns and these same matrices (``fit_xy``: on several hosts, the first host's part
         # and the validation rows, which its frames hold)
-        train, X, y = read_fit_channel(args.train, names, meta_only=True)
         val_path = Path(args.validation)
-        Xv = yv = None
-        frames = [train]  # the rows the model is fitted on, for the interval calibration
-        if val_path.exists():
-            validation, Xv, yv = read_fit_channel(val_path, names, meta_only=True)
-            if args.fit_on == "train+validation" and (dist is None or dist.is_first):
-                frames.append(validation)
-            del validation
-        held_out = Xv is not None and args.fit_on == "train"
         stride = _num(hp, "row_stride", int, 1, 100, "1")
-        if stride > 1 and args.fit_on == "train" and "_asset" in train.columns:
-            # tuning trials only (the refit uses all up to FINAL_FIT_ROWS; its calibration folds use the stride too)
-            keep = stride_mask(train["_asset"].to_numpy(), stride)
-            X, y = X[keep], y[keep]
+        if dist is None:
+            # one host: the refit's train and validation rows into one matrix, in the dtype the candidate
+            # fits from (ROW_DTYPE: no copy of them in the fit); a trial's strided rows only
+            train, validation, X, y, Xv, yv = read_fit_rows(
+                args.train, val_path if val_path.exists() else None, names, args.fit_on, stride,
+                candidates.get(args.algorithm).ROW_DTYPE)
+        else:
+            train, X, y = read_fit_channel(args.train, names, meta_only=True)
+            validation, Xv, yv = read_fit_channel(val_path, names, meta_only=True) if val_path.exists() \
+                else (None, None, None)
+            if stride > 1 and args.fit_on == "train" and "_asset" in train.columns:
+                # tuning trials only (the refit uses all up to FINAL_FIT_ROWS; its calibration folds use the
+                # stride too)
+                keep = stride_mask(train["_asset"].to_numpy(), stride)
+                X, y = X[keep], y[keep]
+        frames = [train]  # the rows the model is fitted on, for the interval calibration
+        if validation is not None and args.fit_on == "train+validation" and (dist is None or dist.is_first):
+            frames.append(validation)
+        del validation
+        held_out = Xv is not None and args.fit_on == "train"
         final_keep = None  # the final fit's rows (of train then validation) above FINAL_FIT_ROWS
         if args.fit_on == "train+validation" and all("_asset" in f.columns for f in frames):
             every = final_fit_stride(sum(len(f) for f in frames))
@@ -551,20 +658,39 @@ def main(argv: list[str] | None = None) -> int:
         if args.fit_on == "train+validation":
             if Xv is None:
                 raise TrainError("--fit_on train+validation needs a validation channel")
-            if dist is None or dist.is_first:  # validation is replicated to every host: add it once
+            if dist is not None and dist.is_first:  # validation is replicated to every host: add it once
                 X, y = np.vstack([X, Xv]), np.concatenate([y, yv])
+            # one host: read_fit_rows read train then validation into one matrix (Xv a view of its end); the
+            # first of several hosts stacked its part and the validation rows just above
+            if dist is None or dist.is_first:
                 fit_xy = (X, y)
         # a model with life-summary features answers callers that keep a summary and callers that do
         # not (``fit_models``: two models, or one that learns every row with and without them), and is
         # scored on both: every validation row with and without its summary
         if final_keep is not None:  # above FINAL_FIT_ROWS the final fit reads every 2nd reading (a copy)
             X, y = X[final_keep], y[final_keep]
-        if Xv is not None:
+        # a trial's fit reports the objective on the validation rows while it learns (pruning reads it);
+        # on one host the refit's validation rows are fitted rows, scored after the fit (``validation_
+        # predictions``) rather than held through it doubled
+        score_after = dist is None and not held_out and Xv is not None
+        if Xv is not None and not score_after:
             Xv, yv = F.with_and_without_life(Xv, yv, spec)
         checkpoint_dir = args.checkpoint_dir or (C.DEFAULT_DIR if Path(C.DEFAULT_DIR).is_dir() else None)
         ckpt = C.Checkpoints(checkpoint_dir, args.checkpoint_every) if checkpoint_dir else None
         fit = functools.partial(fit_models, spec=spec)
-        if dist is None:
+        if dist is None and fit_xy is not None and F.two_models(spec):
+            # the window fit blanks the life columns of the rows the calibration reads next: read them again
+            # from the channels after it (or leave them, in the final fit's strided copy), rather than hold a
+            # copy of them through it (FD002 x4, hgb: 44 float64 columns, 76 MB at the fit's peak)
+            k_life = len(F.life_names(spec))
+            files = channel_files(args.train) + channel_files(val_path)
+            fit = functools.partial(fit, life_columns=(lambda: None) if final_keep is not None else (
+                lambda: read_rows(files, names[-k_life:], dtype=fit_xy[0].dtype)[0]))
+        if score_after:
+            model, _ = fit(args.algorithm, X, y, task, hp, args.nthread, args.seed, names=names, checkpoints=ckpt)
+            pv = validation_predictions(args.algorithm, model, Xv, spec)
+            yv = np.concatenate([yv, yv]) if F.life_names(spec) else yv
+        elif dist is None:
             model, pv = fit(args.algorithm, X, y, task, hp, args.nthread, args.seed, Xv, yv, names, checkpoints=ckpt)
         else:
             model, pv, X, y = dist.fit(fit, args.algorithm, X, y, task, hp, args.nthread, args.seed, Xv, yv,

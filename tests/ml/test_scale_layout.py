@@ -565,3 +565,158 @@ def test_the_drift_baseline_reads_the_training_rows_of_the_raw_frame_by_position
     monkeypatch.setattr(D, "build_baseline", lambda frame, *a, **kw: read.append(frame) or build(frame, *a, **kw))
     assert D.baseline_from_frames(frames, spec) == copied
     assert read[0] is raw
+
+
+def test_hgb_rows_are_read_as_float64_which_scikit_learn_fits_without_a_copy(fd001, tmp_path, monkeypatch):
+    """A candidate's ``ROW_DTYPE`` is the dtype train.py reads a refit's rows in: hgb float64 (scikit-learn
+    bins float64 and copies rows of any other dtype for the whole fit), xgboost float32; a trial's rows are
+    float32. The float64 rows are ``split_xy``'s float32 values widened, and scikit-learn's own check takes
+    them as they are."""
+    from sklearn.utils import check_array
+
+    from training_src import candidates
+    from training_src import train as T
+
+    assert candidates.get("hgb").ROW_DTYPE == "float64"
+    assert candidates.get("xgboost").ROW_DTYPE == "float32" and candidates.get("linear").ROW_DTYPE == "float32"
+    names, out = fd001["spec"].feature_names, fd001["out"]
+    files = T.channel_files(out / "train")
+    X64, y64 = T.read_rows(files, names, dtype=np.float64)
+    X32, y32 = T.split_xy(T.read_channel(out / "train"), names)
+    assert X64.dtype == np.float64 and X64.flags.c_contiguous
+    np.testing.assert_array_equal(X64, X32.astype(np.float64))
+    np.testing.assert_array_equal(y64, y32)
+    assert np.shares_memory(check_array(X64, dtype=[np.float64], ensure_all_finite=False), X64)
+    with pytest.raises(ValueError, match="float32 or float64"):
+        T.read_rows(files, names, dtype=np.int64)
+
+    from training_src.candidates import hgb
+    seen = []
+    fit = hgb.fit
+
+    def recording(X, y, *a, **k):
+        seen.append(X.dtype)
+        return fit(X, y, *a, **k)
+
+    monkeypatch.setattr(hgb, "fit", recording)
+    argv = ["--train", str(out / "train"), "--validation", str(out / "validation"), "--nthread", "1",
+            "--algorithm", "hgb", "--max_iter", "3", "--row_stride", "3", "--output-data-dir", str(tmp_path / "o")]
+    assert T.main([*argv, "--fit_on", "train", "--model-dir", str(tmp_path / "trial")]) == 0
+    assert T.main([*argv, "--fit_on", "train+validation", "--calibration_folds", "2",
+                   "--model-dir", str(tmp_path / "refit")]) == 0
+    # the trial's rows float32 (its peak is after the fit), the refit's and its 2 folds' float64: pairs
+    assert seen == [np.dtype(np.float32)] * 2 + [np.dtype(np.float64)] * (2 + 2 * 2)
+    # above FINAL_FIT_ROWS the refit's rows stay float32: its final fit and folds fit strided copies of them
+    seen.clear()
+    monkeypatch.setattr(T, "FINAL_FIT_ROWS", 10)
+    assert T.main([*argv, "--fit_on", "train+validation", "--calibration_folds", "2",
+                   "--model-dir", str(tmp_path / "strided")]) == 0
+    assert len(seen) == 6 and set(seen) == {np.dtype(np.float32)}
+
+
+def test_the_fit_rows_are_read_once_a_trials_strided_rows_and_the_refits_channels_in_one_matrix(fd001, monkeypatch):
+    """``train.read_fit_rows``: a trial's rows are the old ``X[stride_mask]`` of the channel, read as such (no
+    matrix of every row is written); the refit's one matrix is the old ``vstack`` of train and validation, and
+    its validation rows a view of that matrix's last rows."""
+    from training_src import train as T
+
+    names, out = fd001["spec"].feature_names, fd001["out"]
+    train, val = T.read_channel(out / "train"), T.read_channel(out / "validation")
+    Xt, yt = T.split_xy(train, names)
+    Xv, yv = T.split_xy(val, names)
+    shapes = []
+    read_rows = T.read_rows
+
+    def recording(files, cols=None, keep=None, dtype=np.float32):
+        X, y = read_rows(files, cols, keep, dtype)
+        shapes.append(X.shape)
+        return X, y
+
+    monkeypatch.setattr(T, "read_rows", recording)
+    tm, vm, X, y, gxv, gyv = T.read_fit_rows(out / "train", out / "validation", names, "train", 3, np.float64)
+    keep = T.stride_mask(train["_asset"].to_numpy(), 3)
+    assert X.dtype == np.float32
+    np.testing.assert_array_equal(X, Xt[keep])
+    np.testing.assert_array_equal(y, yt[keep])
+    assert gxv.dtype == np.float32
+    np.testing.assert_array_equal(gxv, Xv)
+    np.testing.assert_array_equal(gyv, yv)
+    assert shapes == [(int(keep.sum()), len(names)), Xv.shape]  # never every train row
+    pd.testing.assert_frame_equal(tm, train[["_asset", "_time", "_label"]])
+    pd.testing.assert_frame_equal(vm, val[["_asset", "_time", "_label"]])
+    shapes.clear()
+    tm, vm, X, y, gxv, gyv = T.read_fit_rows(out / "train", out / "validation", names, "train+validation", 3,
+                                             np.float32)
+    np.testing.assert_array_equal(X, np.vstack([Xt, Xv]))
+    np.testing.assert_array_equal(y, np.concatenate([yt, yv]))
+    assert np.shares_memory(gxv, X) and np.shares_memory(gyv, y)
+    np.testing.assert_array_equal(gxv, Xv)
+    np.testing.assert_array_equal(gyv, yv)
+    assert shapes == [(len(Xt) + len(Xv), len(names))]
+
+
+def test_the_refits_validation_score_after_the_fit_equals_the_doubled_rows_score(fd001):
+    """``train.validation_predictions``: the predictions of ``with_and_without_life(Xv)`` in its order, from
+    Xv itself (its life columns blanked in place and put back), for a pair and for one model."""
+    from training_src import train as T
+
+    spec, out = fd001["spec"], fd001["out"]
+    X, y = T.read_rows(T.channel_files(out / "train"), spec.feature_names, dtype=np.float64)
+    Xv, yv = T.read_rows(T.channel_files(out / "validation"), spec.feature_names, dtype=np.float64)
+    before = Xv.copy()
+    doubled, _ = F.with_and_without_life(Xv, yv, spec)
+    pair, _ = T.fit_models("hgb", X, y, spec.task, {"max_iter": "5"}, 1, 0, spec=spec)
+    one, _ = T.fit_model("xgboost", X.astype(np.float32), y, spec.task, {"num_round": "5"}, 1, 0)
+    for algorithm, model, rows in (("hgb", pair, Xv), ("xgboost", one, Xv.astype(np.float32))):
+        want = T.predict(algorithm, model, doubled.astype(rows.dtype))
+        kept = rows.copy()
+        got = T.validation_predictions(algorithm, model, rows, spec)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(rows, kept)
+    np.testing.assert_array_equal(Xv, before)
+
+
+def test_a_pairs_window_fit_puts_back_the_life_columns_it_is_given_instead_of_a_copy(fd001, monkeypatch):
+    """``fit_models(life_columns=...)``: the window model fits X with its life columns blank, then X's life
+    columns are what the function answers (no copy of them held through the fit), or stay blank for None;
+    the models are those of the default (a copy put back)."""
+    from training_src import train as T
+
+    spec, out = fd001["spec"], fd001["out"]
+    k = len(F.life_names(spec))
+    X, y = T.read_rows(T.channel_files(out / "train"), spec.feature_names, dtype=np.float64)
+    before = X.copy()
+    want, _ = T.fit_models("hgb", X, y, spec.task, {"max_iter": "5"}, 1, 0, spec=spec)
+    np.testing.assert_array_equal(X, before)
+    calls = []
+
+    def life_columns():
+        calls.append(np.isnan(X[:, -k:]).all())  # still blank when it is asked
+        return before[:, -k:]
+
+    got, _ = T.fit_models("hgb", X, y, spec.task, {"max_iter": "5"}, 1, 0, spec=spec, life_columns=life_columns)
+    assert calls == [True]
+    np.testing.assert_array_equal(X, before)
+    assert got.window.doc == want.window.doc and got.life.doc == want.life.doc
+    T.fit_models("hgb", X, y, spec.task, {"max_iter": "5"}, 1, 0, spec=spec, life_columns=lambda: None)
+    assert np.isnan(X[:, -k:]).all()
+    np.testing.assert_array_equal(X[:, :-k], before[:, :-k])
+
+
+def test_a_fit_reads_through_the_system_allocator_with_two_malloc_arenas(monkeypatch):
+    """``train.keep_less_freed_memory`` (called first in ``main``): pyarrow allocates from the system
+    allocator (its default mimalloc pool keeps the column buffers it freed) and glibc's arenas are capped."""
+    import pyarrow as pa
+
+    from training_src import train as T
+
+    capped = []
+    monkeypatch.setattr(T, "limit_malloc_arenas", lambda: capped.append(True) or True)
+    before = pa.default_memory_pool()
+    try:
+        T.keep_less_freed_memory()
+        assert pa.default_memory_pool().backend_name == "system"
+    finally:
+        pa.set_memory_pool(before)
+    assert capped == [True]

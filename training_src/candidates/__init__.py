@@ -5,7 +5,9 @@ A candidate module holds everything about its algorithm:
 - ``NAME`` (the ``--algorithm`` value and the tuning job's training job definition name),
   ``PARAMS`` (its tuned ranges, ``base.Param``), ``START`` (the first trial local tuning runs),
   ``MODEL_FILE`` (the file in the model directory that holds the fitted model),
-  ``DISTRIBUTED`` (whether several SageMaker hosts fit it as one collective fit);
+  ``DISTRIBUTED`` (whether several SageMaker hosts fit it as one collective fit), ``ROW_DTYPE``
+  (``"float32"`` or ``"float64"``: the dtype train.py reads a single host's refit rows in, the one the
+  algorithm fits from without a copy of them);
 - ``fit(X, y, task, hp, nthread, seed, Xv, yv, names, report_every, checkpoints) -> (model, validation
   predictions)``, ``predict(model, X)``, ``save(model, model_dir)`` (training);
 - ``load(model_dir, spec) -> predictor`` with ``predict(X)`` (raw: probabilities or uncapped RUL),

@@ -26,6 +26,10 @@ NAME = "hgb"
 MODEL_FILE = "hgb-model.json"
 FORMAT = "predmaint-hgb-trees/1"
 DISTRIBUTED = False  # the first host fits it on the gathered rows
+#: scikit-learn bins and predicts float64 rows (``check_array(dtype=float64)``), and copies rows of any other
+#: dtype into float64 for the whole fit: rows read as float64 (each value the float32 feature, widened
+#: exactly as that copy widens it) are fitted and predicted as they are
+ROW_DTYPE = "float64"
 #: tuned under the built-in XGBoost algorithm's tunable names (``wire``; base.TUNABLE_XGBOOST_NAMES): the
 #: nearest XGBoost meaning where there is one (rounds, step size, L2 penalty, features per split, least
 #: hessian = samples per leaf for squared error), any unused tunable name otherwise; train.py maps back

@@ -13,6 +13,7 @@ from .base import Param, number
 NAME = "linear"
 MODEL_FILE = "linear-model.json"
 DISTRIBUTED = False  # the first host fits it on the gathered rows
+ROW_DTYPE = "float32"  # fit standardises a float64 copy whatever it is given
 PARAMS = (Param("alpha", "float", 1e-3, 1e3, log=True),)
 START: dict[str, Any] = {"alpha": 1.0}
 

@@ -15,6 +15,7 @@ from .base import Param, number, objective_line
 NAME = "xgboost"
 MODEL_FILE = "xgboost-model"
 DISTRIBUTED = True  # every host joins one collective fit (distributed.py)
+ROW_DTYPE = "float32"  # QuantileDMatrix and inplace_predict read float32 rows as they are
 PARAMS = (
     Param("num_round", "int", 150, 800, log=True),
     Param("max_depth", "int", 3, 8),  # C-MAPSS prefers 4-6, AI4I 6-8
