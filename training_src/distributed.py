@@ -181,9 +181,9 @@ class Session:
         return [collective.broadcast(obj if r == self.cluster.rank else None, r)
                 for r in range(len(self.cluster.hosts))]
 
-    def gather(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """Every host's rows (``X``, ``y``; the counts agreed in ``rows``) on the first host, in rank order;
-        None on the others. Each other host broadcasts its rows in blocks of ``GATHER_ROWS`` (the
+    def gather(self, X: np.ndarray, y: np.ndarray, dtype: Any = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """Every host's rows (``X``, ``y``; the counts agreed in ``rows``) on the first host, in rank order,
+        ``X`` in ``dtype`` (default: ``X``'s; float32 values widened to float64 exactly); None on the others. Each other host broadcasts its rows in blocks of ``GATHER_ROWS`` (the
         collective has broadcast, not a send to one host); the first host copies each block into one
         matrix of every host's rows as it arrives, and the hosts it is not meant for drop it. So the
         first host holds every row once plus a block (and its own part, which the caller still holds),
@@ -193,7 +193,8 @@ class Session:
 
         first = self.is_first
         total = sum(self.rows)
-        out = (np.empty((total, X.shape[1]), dtype=X.dtype), np.empty(total, dtype=y.dtype)) if first else None
+        out = (np.empty((total, X.shape[1]), dtype=dtype or X.dtype), np.empty(total, dtype=y.dtype)) if first \
+            else None
         if out is not None:  # the first host's own rows: no broadcast
             out[0][: len(y)], out[1][: len(y)] = X, y
         at = self.rows[0]
@@ -284,7 +285,10 @@ class Session:
         reason = gather_reason(algorithm, task, hp, held_out)
         if reason:
             self.mode = "gathered on the first host"
-            gathered = self.gather(X, y)
+            from training_src import candidates
+
+            # in the dtype the candidate fits from (hgb: float64, which scikit-learn bins without a copy)
+            gathered = self.gather(X, y, candidates.get(algorithm).ROW_DTYPE)
             self.close()
             if gathered is None:
                 log(self.cluster, f"sent {len(y)} rows to {self.cluster.first} ({reason}); exiting")

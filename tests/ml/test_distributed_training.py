@@ -156,7 +156,8 @@ def test_a_two_host_refits_intervals_are_the_first_hosts_part_and_the_validation
     assert json.loads(json.dumps(want)) == meta["intervals"]
 
 
-def test_the_gather_sends_blocks_to_the_first_host_and_leaves_the_others_their_own_rows(monkeypatch):
+@pytest.mark.parametrize("dtype", [None, "float64"])
+def test_the_gather_sends_blocks_to_the_first_host_and_leaves_the_others_their_own_rows(monkeypatch, dtype):
     # Session.gather on three hosts, each run in turn against a recorded broadcast (the collective's
     # broadcast returns the root's object on every host): the first host gets every row once in rank
     # order, the others None; each broadcast carries at most GATHER_ROWS rows, and the first host's own
@@ -189,12 +190,12 @@ def test_the_gather_sends_blocks_to_the_first_host_and_leaves_the_others_their_o
     monkeypatch.setattr(xgboost.collective, "broadcast", lambda obj, root: next(replay))
     s = D.Session(D.Cluster(hosts, hosts[0]))
     s.rows = [len(y) for _, y in parts]
-    X, y = s.gather(*parts[0])
+    X, y = s.gather(*parts[0], dtype)
     assert results == {1: None, 2: None}
     assert sizes == [4, 4, 1, 4] and next(replay, None) is None
-    np.testing.assert_array_equal(X, np.vstack([x for x, _ in parts]))
+    np.testing.assert_array_equal(X, np.vstack([x for x, _ in parts]).astype(dtype or np.float32))
     np.testing.assert_array_equal(y, np.concatenate([y for _, y in parts]))
-    assert X.dtype == np.float32
+    assert X.dtype == (dtype or np.float32)
 
 
 def test_empty_shard_fails_every_host_by_name(fd001, shards, tmp_path):
