@@ -720,3 +720,15 @@ def test_a_fit_reads_through_the_system_allocator_with_two_malloc_arenas(monkeyp
     finally:
         pa.set_memory_pool(before)
     assert capped == [True]
+
+
+def test_the_evaluation_reads_through_the_allocators_a_fit_uses(monkeypatch, tmp_path):
+    """``evaluate.main`` sets ``train.keep_less_freed_memory``'s allocators before it reads anything (here a
+    missing model, which it reports with exit code 2)."""
+    from training_src import evaluate as E
+    from training_src import train as T
+
+    calls = []
+    monkeypatch.setattr(T, "keep_less_freed_memory", lambda: calls.append(True))
+    assert E.main(["--model", str(tmp_path / "missing"), "--output-dir", str(tmp_path / "out")]) == 2
+    assert calls == [True]
