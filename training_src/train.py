@@ -172,18 +172,11 @@ def read_rows(files: list[Path], names: list[str] | None = None, keep: np.ndarra
     return X, y
 
 
-def read_fit_channel(path: str | os.PathLike, names: list[str],
-                     meta_only: bool) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """A channel's frame, float32 feature matrix and labels (``split_xy``) for a fit.
-
-    With ``meta_only`` the frame holds only the meta columns (``_slim``), and the matrix is read column by
-    column (``read_rows``): no frame of every column is built, whose freed memory the process would keep
-    (FD002 x4, hgb refit: 1.2-1.3 GB within the first seconds, 1.14 GB held through the fit). Without it,
-    ``read_channel`` and ``split_xy`` (the frame of every column). The same values either way."""
-    if not meta_only:
-        df = read_channel(path)
-        X, y = split_xy(df, names)
-        return df, X, y
+def read_fit_channel(path: str | os.PathLike, names: list[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """A channel's meta columns (a frame), float32 feature matrix and labels for a fit: the matrix and labels
+    of ``split_xy`` of ``read_channel`` bit for bit, read column by column (``read_rows``) without building
+    the channel's frame, whose freed memory the process would keep (FD002 x4, hgb refit: 1.2-1.3 GB within
+    the first seconds, 1.14 GB held through the fit)."""
     files = channel_files(path)
     X, y = read_rows(files, names)
     return _meta_frame(files), X, y
@@ -202,7 +195,7 @@ def read_fit_rows(train: str | os.PathLike, validation: str | os.PathLike | None
 
     In: the train channel; the validation channel, or None; the feature columns; ``fit_on`` ("train" or
     "train+validation"); ``stride``, a tuning trial's ``row_stride``; ``dtype``, the candidate's
-    ``ROW_DTYPE``, the refit's. Out: the channels' meta frames (``read_fit_channel``'s with ``meta_only``; None for a
+    ``ROW_DTYPE``, the refit's. Out: the channels' meta frames (``read_fit_channel``'s; None for a
     missing validation channel), the fit's rows X, y, and the validation rows Xv, yv (None without a
     validation channel). With ``train+validation`` X holds train's rows then validation's, and Xv, yv are
     views of its last rows: no stacked copy, no second matrix of the validation rows; above
@@ -241,11 +234,6 @@ def split_xy(df: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, np.ndarray
     if missing:
         raise TrainError(f"channel lacks feature columns {missing[:5]} (spec/channel mismatch)")
     return df[names].to_numpy(dtype=np.float32), df["_label"].to_numpy(dtype=np.float64)
-
-
-def _slim(frame: pd.DataFrame) -> pd.DataFrame:
-    """A channel frame's meta columns only (``_asset``, ``_time``, ``_label`` where present)."""
-    return frame[[c for c in META_COLUMNS if c in frame.columns]]
 
 
 def parse_hyperparameters(extra: list[str]) -> dict[str, str]:
@@ -634,8 +622,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.train, val_path if val_path.exists() else None, names, args.fit_on, stride,
                 candidates.get(args.algorithm).ROW_DTYPE)
         else:
-            train, X, y = read_fit_channel(args.train, names, meta_only=True)
-            validation, Xv, yv = read_fit_channel(val_path, names, meta_only=True) if val_path.exists() \
+            train, X, y = read_fit_channel(args.train, names)
+            validation, Xv, yv = read_fit_channel(val_path, names) if val_path.exists() \
                 else (None, None, None)
             if stride > 1 and args.fit_on == "train" and "_asset" in train.columns:
                 # tuning trials only (the refit uses all up to FINAL_FIT_ROWS; its calibration folds use the
