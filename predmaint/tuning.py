@@ -48,10 +48,10 @@ class _Trials:
         self.procs: set[Any] = set()  # subprocess.Popen or zygote.ForkedProcess
         self.stopped = False
 
-    @staticmethod
-    def suggest(trial: Any) -> tuple[str, dict[str, Any]]:
-        """Sample a candidate and its hyperparameters (in the main thread, in trial order: reproducible)."""
-        algorithm = trial.suggest_categorical("algorithm", list(search_space.ALGORITHMS))
+    def suggest(self, trial: Any) -> tuple[str, dict[str, Any]]:
+        """Sample a candidate and its hyperparameters (in the main thread, in trial order: reproducible).
+        The candidates are the plan's (``search_space.tuned_algorithms``), as a SageMaker tuning job's."""
+        algorithm = trial.suggest_categorical("algorithm", list(self.static))
         return algorithm, search_space.suggest(trial, algorithm)
 
     def objective(self, trial: Any, algorithm: str, params: dict[str, Any]) -> float:
@@ -128,6 +128,25 @@ def stop_signal(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def new_study(direction: str, seed: int, trials: int, algorithms: list[str]) -> Any:
+    """The Optuna study ``tune`` runs: TPE + median pruning, with the starting point of each of
+    ``algorithms`` (the plan's candidates, in order; at most ``trials`` of them) enqueued first."""
+    import optuna
+
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(8, max(2, trials // 3)))
+    # only xgboost reports intermediate objectives, so its trials are judged against earlier xgboost
+    # trials alone: with n_min_trials=1 the single starting trial pruned nearly every later one
+    # (FD002, 30 trials: 1 xgboost trial completed against 20 hgb ones), and the algorithm choice
+    # compared hgb's best of 20 with xgboost's best of 1. Four references before any pruning.
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=100, n_min_trials=4)
+    study = optuna.create_study(direction=direction, sampler=sampler, pruner=pruner)
+    # start with each candidate's starting point so every algorithm is tried at least once
+    for name in algorithms[:trials]:
+        start = CANDIDATES[name].START
+        study.enqueue_trial({"algorithm": name, **{f"{name}.{k}": v for k, v in start.items()}})
+    return study
+
+
 def tune(run_dir: Path, profile: Profile, trials: int, parallel: int, seed: int, progress: bool,
          server: zyg.Zygote | None = None, plan: dict[str, Any] | None = None) -> dict[str, Any]:
     """Optuna TPE + median pruning over the shared search space; writes and returns tuning.json.
@@ -142,16 +161,7 @@ def tune(run_dir: Path, profile: Profile, trials: int, parallel: int, seed: int,
     static = {a: d["static"] for a, d in plan["tuning"]["definitions"].items()} if plan else None
     runner = _Trials(run_dir, profile, max(1, cores // parallel), seed, server, static)
     _ACTIVE_TRIALS.append(runner)
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(8, max(2, trials // 3)))
-    # only xgboost reports intermediate objectives, so its trials are judged against earlier xgboost
-    # trials alone: with n_min_trials=1 the single starting trial pruned nearly every later one
-    # (FD002, 30 trials: 1 xgboost trial completed against 20 hgb ones), and the algorithm choice
-    # compared hgb's best of 20 with xgboost's best of 1. Four references before any pruning.
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=100, n_min_trials=4)
-    study = optuna.create_study(direction=direction, sampler=sampler, pruner=pruner)
-    # start with each candidate's starting point so every algorithm is tried at least once
-    for name, candidate in list(CANDIDATES.items())[:trials]:
-        study.enqueue_trial({"algorithm": name, **{f"{name}.{k}": v for k, v in candidate.START.items()}})
+    study = new_study(direction, seed, trials, list(runner.static))
     bar = None
     if progress:
         from tqdm import tqdm
@@ -208,7 +218,7 @@ def tune(run_dir: Path, profile: Profile, trials: int, parallel: int, seed: int,
     better = min if direction == "minimize" else max
     best = better(done, key=lambda r: r["value"])
     by_algo = {}
-    for algo in search_space.ALGORITHMS:
+    for algo in runner.static:
         rows = [r for r in done if r["algorithm"] == algo]
         if rows:
             b = better(rows, key=lambda r: r["value"])

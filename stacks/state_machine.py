@@ -225,7 +225,9 @@ class TrainingStateMachine(Construct):
                                    "MaxParallelTrainingJobs": c.tuning.max_parallel_jobs},
                 "TrainingJobEarlyStoppingType": c.tuning.early_stopping,
             },
-            "TrainingJobDefinitions": [self._definition(a) for a in search_space.ALGORITHMS],
+            # on several training instances only the candidates with a collective fit (search_space.py)
+            "TrainingJobDefinitions": [self._definition(a)
+                                       for a in search_space.tuned_algorithms(c.training.instance_count)],
         }, result_path="$.results.tuning"))
         # DescribeHyperParameterTuningJob has no BestTrainingJob when no trial reported the objective,
         # and a ResultSelector or Parameters path that is missing is States.Runtime, which no Catch

@@ -22,7 +22,24 @@ SEARCH_SPACE: dict[str, tuple[Param, ...]] = {name: c.PARAMS for name, c in CAND
 ALGORITHMS: tuple[str, ...] = tuple(SEARCH_SPACE)
 
 __all__ = ["ALGORITHMS", "SEARCH_SPACE", "Param", "encode", "sagemaker_parameter_ranges", "script_arguments",
-           "static_hyperparameters", "suggest", "to_cli_args", "to_wire"]
+           "static_hyperparameters", "suggest", "to_cli_args", "to_wire", "tuned_algorithms"]
+
+
+def tuned_algorithms(training_instances: int = 1) -> tuple[str, ...]:
+    """The candidates a tuning job tries when its trials and the refit run on ``training_instances`` hosts
+    (``predmaint.training.instance_count``), in ``ALGORITHMS`` order.
+
+    One host: every candidate. Several: only those that the hosts fit together as one collective fit
+    (a candidate's ``DISTRIBUTED``; XGBoost). A candidate without one is fitted on the first host over
+    every host's rows, so on a fleet spread over several hosts because it is too large for one, that
+    host would need what one instance needs for the whole fleet. The state machine's tuning job
+    definitions and the prepare Lambda's plan both come from here, so they always name the same candidates.
+    """
+    if isinstance(training_instances, bool) or not isinstance(training_instances, int) or training_instances < 1:
+        raise ValueError(f"training_instances must be an integer >= 1, got {training_instances!r}")
+    if training_instances == 1:
+        return ALGORITHMS
+    return tuple(name for name in ALGORITHMS if CANDIDATES[name].DISTRIBUTED)
 
 
 def static_hyperparameters(algorithm: str, profile: Any) -> dict[str, str]:

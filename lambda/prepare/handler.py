@@ -433,7 +433,7 @@ def plan_run(event: dict[str, Any], store: ObjectStore, settings: Settings | Non
     common = ["--profile", f"{PROFILE_INPUT_DIR}/{PROFILE_FILE}"] + (["--subset", profile.subset] if profile.subset else [])
     metric = profile.objective_metric
     definitions = {}
-    for algorithm in search_space.ALGORITHMS:
+    for algorithm in search_space.tuned_algorithms(hosts):  # the state machine's definitions, by the same rule
         static = dict(search_space.static_hyperparameters(algorithm, profile))
         static.update({"sagemaker_program": "train.py", "sagemaker_submit_directory": settings.source_uri,
                        "sagemaker_region": settings.region, "sagemaker_container_log_level": 20})

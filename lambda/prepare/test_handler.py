@@ -308,6 +308,22 @@ def test_multi_instance_training_gets_one_train_part_per_host(tmp_path):
                                    "PROCESSING_INSTANCES": "2"}).training_instances == 4
 
 
+def test_several_training_instances_plan_only_the_candidates_with_a_collective_fit(tmp_path):
+    """The state machine synthesizes one tuning job definition per ``search_space.tuned_algorithms`` of
+    the same instance count (tests/infra/test_several_instances.py): the plan holds exactly those, and a
+    refit of any other candidate is refused."""
+    _write_cmapss(tmp_path)
+    one = prep.plan_run(EVENT, prep.LocalStore(tmp_path))
+    several = prep.plan_run(EVENT, prep.LocalStore(tmp_path), prep.Settings(training_instances=2))
+    assert list(one["tuning"]["definitions"]) == list(search_space.ALGORITHMS) != ["xgboost"]
+    assert list(several["tuning"]["definitions"]) == list(search_space.tuned_algorithms(2)) == ["xgboost"]
+    assert several["tuning"]["definitions"]["xgboost"] == one["tuning"]["definitions"]["xgboost"]
+    best = {"TrainingJobDefinitionName": "hgb", "TunedHyperParameters": {"num_round": "60"}}
+    assert prep.plan_refit(one, best)["algorithm"] == "hgb"
+    with pytest.raises(prep.InputError, match=r"'hgb' is not a planned candidate \(\['xgboost'\]\)"):
+        prep.plan_refit(several, best)
+
+
 # --------------------------------------------------------------------------------------------
 # the profile travels with the run: a shipped name or the document itself
 # --------------------------------------------------------------------------------------------

@@ -38,6 +38,18 @@ def test_model_files_are_distinct_and_unknown_algorithms_are_named() -> None:
         candidates.get("gbm")
 
 
+def test_several_training_hosts_tune_only_the_candidates_with_a_collective_fit() -> None:
+    """On several hosts a candidate without a distributed fit would be fitted on the first host over every
+    host's rows; so the tuning (state machine and prepare Lambda alike) leaves it out there."""
+    assert search_space.tuned_algorithms() == search_space.tuned_algorithms(1) == search_space.ALGORITHMS
+    several = search_space.tuned_algorithms(2)
+    assert several == tuple(n for n in search_space.ALGORITHMS if candidates.get(n).DISTRIBUTED)
+    assert several == ("xgboost",) and search_space.tuned_algorithms(100) == several
+    for bad in (0, -1, 1.5, "2", True, None):
+        with pytest.raises(ValueError, match=r"training_instances must be an integer >= 1, got"):
+            search_space.tuned_algorithms(bad)  # type: ignore[arg-type]
+
+
 def _small_problem(task: str, n: int = 600, f: int = 6) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(1)
     X = rng.normal(size=(n, f)).astype(np.float32)

@@ -1,15 +1,20 @@
-"""Sharded preprocessing (``predmaint.processing.instance_count`` > 1): one extra synthesis of the app.
+"""Several instances (``predmaint.processing.instance_count`` and ``predmaint.training.instance_count`` > 1):
+one extra synthesis of the app.
 
 With more than one processing instance the pipeline runs FitFeatures (one instance, every raw object:
 split assignment + feature spec) -> TransformFeatures (every instance, raw objects ``ShardedByS3Key``,
 the fit output replicated) instead of the single Preprocess job. Same Retry/Catch, encryption,
 isolation and IAM as every other job; cdk-nag runs in ``build`` and cfn-lint on the templates.
+With more than one training instance the tuning job tries only the candidates with a collective fit
+(``search_space.tuned_algorithms``), and the prepare Lambda, given the same count, plans exactly those.
 """
 
 from __future__ import annotations
 
 import copy
+import gzip
 import json
+import shutil
 import subprocess
 from typing import Any
 
@@ -20,8 +25,10 @@ from tests.conftest import _data_dir
 from tests.infra.conftest import CDK_CONTEXT, HASH_RE, REPO, Synth, synth_app
 from tests.infra.test_nag_and_lint import _cfn_lint
 from tests.infra.test_security import _state_machine_definition
+from training_src import search_space
 
 INSTANCES = 4
+TRAINING_INSTANCES = 2
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +36,44 @@ def sharded(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     ctx = copy.deepcopy(CDK_CONTEXT)
     ctx["predmaint.processing.instance_count"] = str(INSTANCES)  # -c overrides, as on the command line
     ctx["predmaint.processing.fit_sample_objects"] = "50"
+    ctx["predmaint.training.instance_count"] = str(TRAINING_INSTANCES)
     return synth_app(tmp_path_factory.mktemp("cdk.out.sharded"), ctx)
+
+
+@pytest.fixture(scope="module")
+def plan(sharded: Synth, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The prepare Lambda's plan under the synthesized function's own instance counts, for FD001's
+    training fleet partitioned by asset into one object per training host (which sharded preprocessing
+    needs: one train part per raw object)."""
+    (env,) = [f["Properties"]["Environment"]["Variables"]
+              for f in sharded.resources("Training", "AWS::Lambda::Function").values()
+              if "TRAINING_INSTANCES" in f["Properties"].get("Environment", {}).get("Variables", {})]
+    assert (env["TRAINING_INSTANCES"], env["PROCESSING_INSTANCES"]) == (str(TRAINING_INSTANCES), str(INSTANCES))
+    prep = load_module(REPO / "lambda" / "prepare" / "handler.py", "prepare_for_sharded", register=False)
+    raw = tmp_path_factory.mktemp("raw-parts") / "cmapss"
+    (raw / "train_FD001").mkdir(parents=True)
+    with gzip.open(_data_dir() / "cmapss" / "train_FD001.txt.gz", "rt") as src:
+        lines = [line for line in src if line.split()]
+    for part in range(TRAINING_INSTANCES):  # assets spread over the parts by unit number
+        rows = [line for line in lines if int(line.split()[0]) % TRAINING_INSTANCES == part]
+        (raw / "train_FD001" / f"part-{part}.txt").write_text("".join(rows))
+    for name in ("test_FD001.txt.gz", "RUL_FD001.txt.gz"):
+        shutil.copy(_data_dir() / "cmapss" / name, raw / name)
+    settings = prep.Settings(training_instances=int(env["TRAINING_INSTANCES"]),
+                             processing_instances=int(env["PROCESSING_INSTANCES"]))
+    return prep.plan_run({"dataset": "cmapss", "profile": "cmapss", "subset": "FD001"},
+                         prep.LocalStore(raw.parent), settings)
+
+
+def _resolves(plan: dict[str, Any], state: dict[str, Any]) -> list[str]:
+    """Every ``$.plan.`` path a state reads, each checked to exist (and be non-empty) in ``plan``."""
+    paths = [v for v in json.dumps(state).split('"') if v.startswith("$.plan.")]
+    for path in paths:
+        node: Any = {"plan": plan}
+        for part in path[2:].split("."):
+            node = node[part]
+        assert node, path
+    return paths
 
 
 @pytest.fixture(scope="module")
@@ -107,19 +151,30 @@ def test_both_jobs_are_guarded_encrypted_and_isolated(sharded: Synth, states: di
         assert name in sharded.built.training.pipeline.task_states
 
 
-def test_every_plan_path_the_jobs_use_exists_in_a_real_plan(states: dict[str, Any]) -> None:
+def test_every_plan_path_the_jobs_use_exists_in_a_real_plan(states: dict[str, Any], plan: dict[str, Any]) -> None:
     """The prepare Lambda plans the job names and arguments these states read."""
-    prep = load_module(REPO / "lambda" / "prepare" / "handler.py", "prepare_for_sharded", register=False)
-    plan = prep.plan_run({"dataset": "cmapss", "profile": "cmapss", "subset": "FD001"}, prep.LocalStore(_data_dir()))
     for name in ("FitFeatures", "TransformFeatures"):
-        paths = [v for v in json.dumps(states[name]).split('"') if v.startswith("$.plan.")]
-        assert paths
-        for path in paths:
-            node: Any = {"plan": plan}
-            for part in path[2:].split("."):
-                node = node[part]
-            assert node, path
+        assert _resolves(plan, states[name])
     assert plan["arguments"]["transform_features"][-2:] == ["--stage", "transform"]
+
+
+def test_several_training_instances_tune_only_what_the_plan_defines(states: dict[str, Any],
+                                                                     plan: dict[str, Any]) -> None:
+    """One tuning job definition per candidate with a collective fit, each reading the plan's definition
+    of that candidate; the prepare Lambda under the same count plans exactly those (a definition the
+    plan lacks would be a States.Runtime error at the Tune state, which no Catch sees)."""
+    tune = states["Tune"]["Parameters"]
+    names = [d["DefinitionName"] for d in tune["TrainingJobDefinitions"]]
+    assert names == list(search_space.tuned_algorithms(TRAINING_INSTANCES)) == ["xgboost"]
+    assert list(plan["tuning"]["definitions"]) == names
+    assert _resolves(plan, states["Tune"])
+    for d in tune["TrainingJobDefinitions"]:
+        assert d["ResourceConfig"]["InstanceCount"] == TRAINING_INSTANCES
+        channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"] for c in d["InputDataConfig"]}
+        assert channels["train"]["S3DataDistributionType"] == "ShardedByS3Key"  # each host its own part
+        assert channels["validation"]["S3DataDistributionType"] == "FullyReplicated"
+    refit = states["Refit"]["Parameters"]
+    assert refit["ResourceConfig"]["InstanceCount"] == TRAINING_INSTANCES
 
 
 def test_state_machine_iam_is_the_same_as_with_one_instance(synth: Synth, sharded: Synth) -> None:
