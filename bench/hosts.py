@@ -1,7 +1,8 @@
 """Multi-instance training on one machine: a local run's refit as N SageMaker training hosts.
 
     .venv/bin/python bench/hosts.py --run <home>/runs/<run-id> [--hosts 1,2] [--algorithm xgboost]
-        [--fit_on train] [--json out.json]
+        [--fit_on train+validation,train] [--json out.json]
+    PREDMAINT_DATA_DIR=... .venv/bin/python bench/hosts.py --small [...]   (what ``make bench`` runs)
 
 The refit is the runner's own command (``predmaint.runner.refit_command``: the tuning's best trial, or the
 best trial of ``--algorithm``, planned by the Lambda's ``plan_refit``). The run's processed train channel is
@@ -13,7 +14,9 @@ key out once). N ``train.py`` processes start at once with ``SM_HOSTS``/``SM_CUR
 (``training_src/distributed.py``), each with ``SM_NUM_CPUS`` = cores / N. With one host the variables are not
 set: the single-instance refit. ``--fit_on train`` runs a tuning trial of the same candidate and hyperparameters
 instead (the same command with ``--fit_on train``: the static ``row_stride``, every 3rd reading of each asset, and
-the validation rows held out and scored while it learns, as the tuning runs it).
+the validation rows held out and scored while it learns, as the tuning runs it); ``--fit_on train+validation,train``
+runs both. ``--small`` first makes a small run to bench, FD001 with 2 trials (``predmaint run --profile cmapss
+--subset FD001 --trials 2 --seed 0`` in a scratch home; its first trial is XGBoost's), instead of ``--run``.
 
 Per host it prints the train rows it was given, its peak RSS (the process's own ``ru_maxrss``, from
 ``wait4``), that peak per row of the whole fleet's train+validation rows and per row the host holds (``held_rows``:
@@ -174,17 +177,50 @@ def run_hosts(run: Path, n: int, algorithm: str | None, seed: int, work: Path, t
     return result
 
 
+def small_run(home: Path) -> Path:
+    """FD001 with 2 trials, seed 0, through ``predmaint run`` in ``home`` (``PREDMAINT_DATA_DIR`` names the
+    data): its run folder."""
+    cli = Path(sys.executable).with_name("predmaint")
+    subprocess.run([str(cli), "run", "--profile", "cmapss", "--subset", "FD001", "--trials", "2", "--seed", "0"],
+                   env={**os.environ, "PREDMAINT_HOME": str(home)}, check=True, stdout=subprocess.DEVNULL)
+    return next((home / "runs").iterdir())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", type=Path, required=True, help="a local run folder (<home>/runs/<run-id>)")
+    where = ap.add_mutually_exclusive_group(required=True)
+    where.add_argument("--run", type=Path, help="a local run folder (<home>/runs/<run-id>)")
+    where.add_argument("--small", action="store_true", help="bench a new FD001 run with 2 trials")
     ap.add_argument("--hosts", default="1,2", help="comma-separated host counts (default 1,2)")
     ap.add_argument("--algorithm", default=None, help="refit the best trial of this candidate instead of the best")
-    ap.add_argument("--fit_on", default="train+validation", choices=["train+validation", "train"],
-                    help="train+validation: the refit (default); train: a tuning trial of the same candidate")
+    ap.add_argument("--fit_on", default="train+validation",
+                    help="train+validation: the refit (default); train: a tuning trial of the same candidate; "
+                         "both, comma-separated")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
+    modes = [m for m in args.fit_on.split(",") if m]
+    if not modes or any(m not in ("train+validation", "train") for m in modes):
+        ap.error(f"--fit_on takes train+validation and/or train, comma-separated, got {args.fit_on!r}")
+    scratch = None
+    if args.small:
+        scratch = Path(tempfile.mkdtemp(prefix="predmaint-hosts-run-"))
+        try:
+            args.run = small_run(scratch)
+        except (subprocess.CalledProcessError, StopIteration):
+            shutil.rmtree(scratch, ignore_errors=True)
+            ap.error("--small: `predmaint run --profile cmapss --subset FD001 --trials 2` failed "
+                     "(is PREDMAINT_DATA_DIR set?)")
+    try:
+        return bench(ap, args, modes)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def bench(ap: argparse.ArgumentParser, args: argparse.Namespace, modes: list[str]) -> int:
+    """The table for ``args.run`` (checked here), each of ``modes`` on each host count; 0 when every host exited 0."""
     for name in ("plan.json", "tuning.json", "processed/train", "processed/validation"):
         if not (args.run / name).exists():
             ap.error(f"--run {args.run} has no {name} (give a run folder of `predmaint run`)")
@@ -198,17 +234,17 @@ def main(argv: list[str] | None = None) -> int:
 
     fleet = sum(pq.ParquetFile(p).metadata.num_rows for sub in ("train", "validation")
                 for p in sorted((args.run / "processed" / sub).glob("*.parquet")))
-    print(f"# hosts benchmark ({'a trial' if args.fit_on == 'train' else 'the refit'}) · {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} · {platform.machine()}, "
+    print(f"# hosts benchmark · {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} · {platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()} · {load()} · {args.run.name}: "
           f"{fleet:,} train+validation rows", flush=True)
-    print("| hosts | host | train rows given | rows held | mode | peak RSS MB | KB per fleet row | KB per row held | "
-          "CPU s | exit | wall s | objective |")
-    print("|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|", flush=True)
+    print("| fit | hosts | host | train rows given | rows held | mode | peak RSS MB | KB per fleet row | "
+          "KB per row held | CPU s | exit | wall s | objective |")
+    print("|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|", flush=True)
     results, ok = [], True
-    for n in counts:
+    for fit_on, n in ((m, c) for m in modes for c in counts):
         work = Path(tempfile.mkdtemp(prefix=f"predmaint-hosts-{n}-"))
         try:
-            r = run_hosts(args.run, n, args.algorithm, args.seed, work, args.timeout, args.fit_on)
+            r = run_hosts(args.run, n, args.algorithm, args.seed, work, args.timeout, fit_on)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         results.append(r)
@@ -218,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             held = fleet if h["mode"].startswith("gathered") and h["host"] == r["per_host"][0]["host"] \
                 else h["held_rows"]
             given = f"{h['train_rows']:,}" if n > 1 else "all"
-            print(f"| {n} | {h['host']} | {given} | {held:,} | {h['mode']} | "
+            print(f"| {'refit' if fit_on == 'train+validation' else 'trial'} | {n} | {h['host']} | {given} | "
+                  f"{held:,} | {h['mode']} | "
                   f"{h['peak_rss_mb']:,} | {h['peak_rss_mb'] * 1024 / fleet:.2f} | {h['peak_rss_mb'] * 1024 / held:.2f} | "
                   f"{h['cpu_seconds']} | {h['exit_code']} | {r['wall_seconds']} | {h['objective'] or '-'} |", flush=True)
             for line in h["tail"]:
@@ -226,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# at the end: {load()}")
     for r in results:
         first = r["per_host"][0]
-        print(f"# {r['hosts']} host(s), {r['algorithm']}: model files {first['model_sha256']}")
+        print(f"# {r['fit_on']}, {r['hosts']} host(s), {r['algorithm']}: model files {first['model_sha256']}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0 if ok else 1

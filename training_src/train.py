@@ -615,6 +615,10 @@ def main(argv: list[str] | None = None) -> int:
         # and the validation rows, which its frames hold)
         val_path = Path(args.validation)
         stride = _num(hp, "row_stride", int, 1, 100, "1")
+        # the hosts of a refit after the first fit their part alone, every final_fit_stride-th reading of it
+        # above FINAL_FIT_ROWS (final_keep below): read as such, as a trial's strided rows are
+        refit_other = dist is not None and args.fit_on == "train+validation" and not dist.is_first
+        every_other = final_fit_stride(sum(_Columns(f).rows for f in channel_files(args.train))) if refit_other else 1
         if dist is None:
             # one host: the refit's train and validation rows into one matrix, in the dtype the candidate
             # fits from (ROW_DTYPE: no copy of them in the fit); a trial's strided rows only
@@ -627,10 +631,9 @@ def main(argv: list[str] | None = None) -> int:
             # part then the validation rows in one matrix (Xv a view of its end: the fit adds them once),
             # the other hosts their part alone (the refit scores the validation rows after its fit, on the
             # first host)
-            refit_other = args.fit_on == "train+validation" and not dist.is_first
             train, validation, X, y, Xv, yv = read_fit_rows(
-                args.train, val_path if val_path.exists() and not refit_other else None, names, args.fit_on,
-                stride)
+                args.train, val_path if val_path.exists() and not refit_other else None, names,
+                "train" if every_other > 1 else args.fit_on, every_other if every_other > 1 else stride)
         frames = [train]  # the rows the model is fitted on, for the interval calibration
         if validation is not None and args.fit_on == "train+validation" and (dist is None or dist.is_first):
             frames.append(validation)
@@ -653,8 +656,8 @@ def main(argv: list[str] | None = None) -> int:
         # a model with life-summary features answers callers that keep a summary and callers that do
         # not (``fit_models``: two models, or one that learns every row with and without them), and is
         # scored on both: every validation row with and without its summary
-        if final_keep is not None:  # above FINAL_FIT_ROWS the final fit reads every 2nd reading (a copy)
-            X, y = X[final_keep], y[final_keep]
+        if final_keep is not None and every_other == 1:  # above FINAL_FIT_ROWS the final fit reads every 2nd
+            X, y = X[final_keep], y[final_keep]  # reading (a copy; the refit's other hosts read only those)
         # a trial's fit reports the objective on the validation rows while it learns (pruning reads it);
         # the refit's validation rows are fitted rows, scored after the fit (``validation_predictions``)
         # rather than held through it doubled (on several hosts by the first host; the others hold none)

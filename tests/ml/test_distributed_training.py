@@ -240,9 +240,10 @@ def test_cluster_from_env_and_gather_rules(tmp_path):
 
 # train.py's main with a record of the NumPy memory a host holds (tracemalloc; NumPy reports its arrays' data
 # in its own domain): the peak of all traced memory until the collective fit starts (the channels' reading),
-# and the NumPy bytes alive as each fit_model of the collective fit starts. argv[1] is the record file.
+# and the NumPy bytes alive as each fit_model of the collective fit starts. argv[1] is the record file;
+# TRACED_FINAL_FIT_ROWS, when set, stands for train.FINAL_FIT_ROWS (so FD001's rows are above it).
 TRACED = r'''
-import json, sys, tracemalloc
+import json, os, sys, tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -252,6 +253,7 @@ from training_src import distributed as D
 from training_src import train as T
 
 NUMPY = [tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)]
+T.FINAL_FIT_ROWS = int(os.environ.get("TRACED_FINAL_FIT_ROWS", T.FINAL_FIT_ROWS))
 record = {"fits": []}
 session_fit, fit_model = D.Session.fit, T.fit_model
 
@@ -279,7 +281,8 @@ sys.exit(rc)
 '''
 
 
-def _traced_launch(root: Path, shards: dict[str, Path], validation: Path, hp: list[str]) -> dict[str, dict]:
+def _traced_launch(root: Path, shards: dict[str, Path], validation: Path, hp: list[str],
+                   extra_env: dict[str, str] | None = None) -> dict[str, dict]:
     """``_launch`` of train.py under TRACED: each host's record (after asserting every host exited 0)."""
     script = root / "traced_train.py"
     script.write_text(TRACED)
@@ -288,6 +291,7 @@ def _traced_launch(root: Path, shards: dict[str, Path], validation: Path, hp: li
     for host in HOSTS:
         env = _env(shards[host], validation, root / host / "model", host, port, 60)
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+        env.update(extra_env or {})
         procs[host] = subprocess.Popen([sys.executable, str(script), str(root / f"{host}.json"), *hp], env=env,
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     records = {}
@@ -353,3 +357,24 @@ def test_a_refit_on_two_hosts_holds_each_row_once_and_the_other_hosts_no_validat
         # the validation rows' second and doubled matrices on every host and the copy of the life columns
         # held 7.2-10.2 MB on the first host here and 5.9-8.4 MB on the other, against 4.3 and 3.0 MB
         assert len(record["fits"]) == 2 and max(record["fits"]) <= held * (row + 3 * 8) + 4096, (host, record, held)
+
+
+def test_a_refits_other_host_above_final_fit_rows_reads_only_the_rows_it_fits(fd001, shards, tmp_path):
+    # above FINAL_FIT_ROWS (5,000 here) the other host's final fit reads every 2nd reading of its part, and it
+    # reads nothing else (the first host calibrates on its own rows): it reads those rows as such, as a
+    # trial's strided ones, rather than every row of its part and a copy of the kept ones
+    from training_src import features as F
+
+    names = F.FeatureSpec.from_json((fd001["out"] / "train" / "feature_spec.json").read_text()).feature_names
+    row = 4 * len(names) + 8
+    hp = ["--algorithm", "xgboost", "--num_round", "30", "--max_depth", "4", "--eta", "0.2",
+          "--fit_on", "train+validation"]
+    records = _traced_launch(tmp_path, shards, fd001["out"] / "validation", hp, {"TRACED_FINAL_FIT_ROWS": "5000"})
+    other = shards["localhost"]
+    part, kept = _rows(other), _rows(other, 2)
+    meta = json.loads((tmp_path / "127.0.0.1" / "model" / "model_meta.json").read_text())
+    assert meta["distributed"]["rows"][1] == kept, meta["distributed"]
+    # beside the rows it fits, its part's meta columns and the stride's index: under half a matrix of every
+    # row of its part (the whole part read, then the kept rows copied out: 4.6 MB here, against 2.3 MB)
+    record = records["localhost"]
+    assert record["read_peak"] - kept * row < part * row / 2, (record, part, kept)
