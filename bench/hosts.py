@@ -18,8 +18,10 @@ the validation rows held out and scored while it learns, as the tuning runs it);
 runs both. ``--small`` first makes a small run to bench, FD001 with 2 trials (``predmaint run --profile cmapss
 --subset FD001 --trials 2 --seed 0`` in a scratch home; its first trial is XGBoost's), instead of ``--run``.
 
-Per host it prints the train rows it was given, its peak RSS (the process's own ``ru_maxrss``, from
-``wait4``), that peak per row of the whole fleet's train+validation rows and per row the host holds (``held_rows``:
+Per host it prints the train rows it was given, its peak RSS (``VmHWM`` of its own memory, read as it exits:
+``PEAK``; not the ``ru_maxrss`` of ``wait4``, which Linux floors at this script's own peak when the child was
+started, as exec carries the forked memory's high-water mark over: about 500 MB once the train channel is
+sharded at x4), that peak per row of the whole fleet's train+validation rows and per row the host holds (``held_rows``:
 its part, every ``row_stride``-th reading of each asset in a trial, and the validation rows, which in a refit on
 several hosts the first host alone reads and fits), its exit code and the mode ``model_meta.json`` records (``xgboost collective``, or ``gathered on the first host`` for a
 candidate without a distributed fit); for the job, the wall seconds, the first host's objective line and
@@ -51,6 +53,20 @@ sys.path.insert(0, str(REPO / "bench"))
 from machine import load  # noqa: E402
 
 OBJECTIVE = re.compile(r"^final \[\d+\]\t(\S+)$", re.M)
+#: runs ``argv[2:]`` (a script and its arguments) as ``python <script> ...`` would, and writes the process's
+#: peak RSS in kB (``VmHWM``: this process's memory since its exec, nothing of its parent's) to ``argv[1]`` as it
+#: exits
+PEAK = """import atexit, os, runpy, sys
+out, script = sys.argv[1], sys.argv[2]
+def record():
+    with open("/proc/self/status") as f:
+        kb = next(line for line in f if line.startswith("VmHWM:")).split()[1]
+    with open(out, "w") as f:
+        f.write(kb)
+atexit.register(record)
+sys.argv, sys.path[0] = sys.argv[2:], os.path.dirname(os.path.abspath(script))
+runpy.run_path(script, run_name="__main__")
+"""
 
 
 def host_names(n: int) -> list[str]:
@@ -152,7 +168,8 @@ def run_hosts(run: Path, n: int, algorithm: str | None, seed: int, work: Path, t
         if n > 1:
             henv.update(SM_HOSTS=json.dumps(hosts), SM_CURRENT_HOST=host)
         log = (out / "log.txt").open("w")
-        procs[host] = (subprocess.Popen([sys.executable, *argv], env=henv, cwd=REPO, stdout=log,
+        procs[host] = (subprocess.Popen([sys.executable, "-c", PEAK, str(out / "peak_kb"), *argv], env=henv, cwd=REPO,
+                                        stdout=log,
                                         stderr=subprocess.STDOUT), out)
     validation_rows = sum(pq_rows(p) for p in sorted(validation.glob("*.parquet")))
     result: dict[str, Any] = {"hosts": n, "algorithm": tuning["best"]["algorithm"], "fit_on": fit_on,
@@ -166,7 +183,7 @@ def run_hosts(run: Path, n: int, algorithm: str | None, seed: int, work: Path, t
         result["per_host"].append({
             "host": host, "train_rows": parts[host][1], "exit_code": proc.returncode,
             "held_rows": held_rows(parts[host][0], stride, validation_rows, fit_on, host == hosts[0]),
-            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
+            "peak_rss_mb": round(int((out / "peak_kb").read_text()) / 1024, 1) if (out / "peak_kb").is_file() else None, "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
             "mode": (meta.get("distributed") or {}).get("mode", "single host" if n == 1 else ""),
             "n_train": meta.get("n_train"),
             "objective": (OBJECTIVE.findall(text) or [None])[-1],
@@ -254,9 +271,10 @@ def bench(ap: argparse.ArgumentParser, args: argparse.Namespace, modes: list[str
             held = fleet if h["mode"].startswith("gathered") and h["host"] == r["per_host"][0]["host"] \
                 else h["held_rows"]
             given = f"{h['train_rows']:,}" if n > 1 else "all"
+            peak = h["peak_rss_mb"] or 0.0  # none recorded: the host did not exit normally (its exit code says)
             print(f"| {'refit' if fit_on == 'train+validation' else 'trial'} | {n} | {h['host']} | {given} | "
                   f"{held:,} | {h['mode']} | "
-                  f"{h['peak_rss_mb']:,} | {h['peak_rss_mb'] * 1024 / fleet:.2f} | {h['peak_rss_mb'] * 1024 / held:.2f} | "
+                  f"{peak:,} | {peak * 1024 / fleet:.2f} | {peak * 1024 / held:.2f} | "
                   f"{h['cpu_seconds']} | {h['exit_code']} | {r['wall_seconds']} | {h['objective'] or '-'} |", flush=True)
             for line in h["tail"]:
                 print(f"  | {line}", file=sys.stderr)
