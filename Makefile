@@ -152,6 +152,7 @@ bench: setup
 	$(BIN)/python bench/stream.py --rebuild
 	$(BIN)/python bench/decisions.py
 	$(BIN)/python bench/scale.py --sizes 1,4 $(if $(X16),--x16)
+	$(BIN)/python bench/hosts.py --small --algorithm xgboost --hosts 2 --fit_on train+validation,train
 
 ## Bounded loopback load test of the local server (knee, 80% held 60 s, RSS over 100k requests).
 load-bench: setup

@@ -6,9 +6,11 @@ train channel (``ShardedByS3Key``: whole objects per host) and replicates the va
 The first host (sorted names, ``algo-1``) runs xgboost's ``RabitTracker``; every host joins the
 collective (``xgboost.collective``, rank = index in the sorted host list) and calls the same
 ``xgb.train`` on its own shard with ``tree_method=hist``: gradient histograms and the quantile
-sketch are all-reduced, so every host grows the same trees. Validation metrics are all-reduced
-too; on a replicated validation set they equal the single-node value (numerator and denominator
-both count each row once per host), so the intermediate objective lines agree on every host.
+sketch are all-reduced, so every host grows the same trees. A trial's validation metrics are
+all-reduced too; on a replicated validation set they equal the single-node value (numerator and
+denominator both count each row once per host), so the intermediate objective lines agree on every
+host. The refit fits the validation rows (on the first host only, once) and scores them after its
+fit, on the first host: the other hosts do not read the validation channel.
 
 Only the first host prints objective lines, writes the model directory and ``metrics.json``;
 the others exit 0 with nothing in ``SM_MODEL_DIR``.

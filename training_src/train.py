@@ -6,8 +6,8 @@ Contract (docs/contract.md, "Scripts in the SageMaker containers"): channels fro
 algorithm's tunable names, mapped back by ``candidates.base.from_wire``). The objective is printed in
 XGBoost's evaluation-log format, ``[25]<TAB>validation-rmse:12.340000`` (regression) or
 ``validation-aucpr`` (classification), every 25 rounds while boosting (for early stopping / pruning)
-and once at the end, ``final [<rounds>]<TAB>validation-rmse:...`` (the value tuning uses; a refit on one
-host, whose validation rows are fitted rows, scores them after its fit and prints only this line), as the
+and once at the end, ``final [<rounds>]<TAB>validation-rmse:...`` (the value tuning uses; a refit, whose
+validation rows are fitted rows, scores them after its fit and prints only this line), as the
 built-in algorithm's documented metrics ``validation:rmse`` / ``validation:aucpr`` are read.
 
 Candidate algorithms (``--algorithm``): the modules of ``candidates/`` (``candidates.CANDIDATES``);
@@ -615,6 +615,10 @@ def main(argv: list[str] | None = None) -> int:
         # and the validation rows, which its frames hold)
         val_path = Path(args.validation)
         stride = _num(hp, "row_stride", int, 1, 100, "1")
+        # the hosts of a refit after the first fit their part alone, every final_fit_stride-th reading of it
+        # above FINAL_FIT_ROWS (final_keep below): read as such, as a trial's strided rows are
+        refit_other = dist is not None and args.fit_on == "train+validation" and not dist.is_first
+        every_other = final_fit_stride(sum(_Columns(f).rows for f in channel_files(args.train))) if refit_other else 1
         if dist is None:
             # one host: the refit's train and validation rows into one matrix, in the dtype the candidate
             # fits from (ROW_DTYPE: no copy of them in the fit); a trial's strided rows only
@@ -622,14 +626,14 @@ def main(argv: list[str] | None = None) -> int:
                 args.train, val_path if val_path.exists() else None, names, args.fit_on, stride,
                 candidates.get(args.algorithm).ROW_DTYPE)
         else:
-            train, X, y = read_fit_channel(args.train, names)
-            validation, Xv, yv = read_fit_channel(val_path, names) if val_path.exists() \
-                else (None, None, None)
-            if stride > 1 and args.fit_on == "train" and "_asset" in train.columns:
-                # tuning trials only (the refit uses all up to FINAL_FIT_ROWS; its calibration folds use the
-                # stride too)
-                keep = stride_mask(train["_asset"].to_numpy(), stride)
-                X, y = X[keep], y[keep]
+            # several hosts read as one host does, float32 (the collective's QuantileDMatrix reads it as it
+            # is): a trial its part's strided rows only and the validation rows; the refit's first host its
+            # part then the validation rows in one matrix (Xv a view of its end: the fit adds them once),
+            # the other hosts their part alone (the refit scores the validation rows after its fit, on the
+            # first host)
+            train, validation, X, y, Xv, yv = read_fit_rows(
+                args.train, val_path if val_path.exists() and not refit_other else None, names,
+                "train" if every_other > 1 else args.fit_on, every_other if every_other > 1 else stride)
         frames = [train]  # the rows the model is fitted on, for the interval calibration
         if validation is not None and args.fit_on == "train+validation" and (dist is None or dist.is_first):
             frames.append(validation)
@@ -643,30 +647,28 @@ def main(argv: list[str] | None = None) -> int:
                 hp = {**hp, "row_stride": str(max(stride, every))}  # its calibration folds read no more
         del train
         fit_xy = None  # the refit's rows (each once, as read), for the calibration
-        if args.fit_on == "train+validation":
+        if args.fit_on == "train+validation" and (dist is None or dist.is_first):
             if Xv is None:
                 raise TrainError("--fit_on train+validation needs a validation channel")
-            if dist is not None and dist.is_first:  # validation is replicated to every host: add it once
-                X, y = np.vstack([X, Xv]), np.concatenate([y, yv])
-            # one host: read_fit_rows read train then validation into one matrix (Xv a view of its end); the
-            # first of several hosts stacked its part and the validation rows just above
-            if dist is None or dist.is_first:
-                fit_xy = (X, y)
+            # read_fit_rows read train (on several hosts, this host's part) then validation into one
+            # matrix, Xv a view of its end: the validation rows are fitted once, on the first host
+            fit_xy = (X, y)
         # a model with life-summary features answers callers that keep a summary and callers that do
         # not (``fit_models``: two models, or one that learns every row with and without them), and is
         # scored on both: every validation row with and without its summary
-        if final_keep is not None:  # above FINAL_FIT_ROWS the final fit reads every 2nd reading (a copy)
-            X, y = X[final_keep], y[final_keep]
+        if final_keep is not None and every_other == 1:  # above FINAL_FIT_ROWS the final fit reads every 2nd
+            X, y = X[final_keep], y[final_keep]  # reading (a copy; the refit's other hosts read only those)
         # a trial's fit reports the objective on the validation rows while it learns (pruning reads it);
-        # on one host the refit's validation rows are fitted rows, scored after the fit (``validation_
-        # predictions``) rather than held through it doubled
-        score_after = dist is None and not held_out and Xv is not None
+        # the refit's validation rows are fitted rows, scored after the fit (``validation_predictions``)
+        # rather than held through it doubled (on several hosts by the first host; the others hold none)
+        score_after = not held_out and Xv is not None  # a refit, on one host or on the first of several
         if Xv is not None and not score_after:
             Xv, yv = F.with_and_without_life(Xv, yv, spec)
         checkpoint_dir = args.checkpoint_dir or (C.DEFAULT_DIR if Path(C.DEFAULT_DIR).is_dir() else None)
         ckpt = C.Checkpoints(checkpoint_dir, args.checkpoint_every) if checkpoint_dir else None
         fit = functools.partial(fit_models, spec=spec)
-        if dist is None and fit_xy is not None and F.two_models(spec):
+        collective = dist is not None and not D.gather_reason(args.algorithm, task, hp, held_out)
+        if (dist is None or collective) and fit_xy is not None and F.two_models(spec):
             # the window fit blanks the life columns of the rows the calibration reads next: read them again
             # from the channels after it (or leave them, in the final fit's strided copy), rather than hold a
             # copy of them through it (FD002 x4, hgb: 44 float64 columns, 76 MB at the fit's peak)
@@ -674,17 +676,25 @@ def main(argv: list[str] | None = None) -> int:
             files = channel_files(args.train) + channel_files(val_path)
             fit = functools.partial(fit, life_columns=(lambda: None) if final_keep is not None else (
                 lambda: read_rows(files, names[-k_life:], dtype=fit_xy[0].dtype)[0]))
-        if score_after:
+        elif collective:
+            # a collective fit's rows are not read after it but by the refit's first host (above): the
+            # window fit's blanked life columns stay blank, no copy of them held through it
+            fit = functools.partial(fit, life_columns=lambda: None)
+        if score_after and dist is None:
             model, _ = fit(args.algorithm, X, y, task, hp, args.nthread, args.seed, names=names, checkpoints=ckpt)
             pv = validation_predictions(args.algorithm, model, Xv, spec)
             yv = np.concatenate([yv, yv]) if F.life_names(spec) else yv
         elif dist is None:
             model, pv = fit(args.algorithm, X, y, task, hp, args.nthread, args.seed, Xv, yv, names, checkpoints=ckpt)
         else:
-            model, pv, X, y = dist.fit(fit, args.algorithm, X, y, task, hp, args.nthread, args.seed, Xv, yv,
-                                       names, held_out, checkpoints=ckpt)
+            model, pv, X, y = dist.fit(fit, args.algorithm, X, y, task, hp, args.nthread, args.seed,
+                                       None if score_after else Xv, None if score_after else yv, names, held_out,
+                                       checkpoints=ckpt)
             if not dist.is_first:
                 return 0  # the first host writes the model and prints the objective
+            if score_after:  # as one host: the validation rows (fitted rows) scored after the fit
+                pv = validation_predictions(args.algorithm, model, Xv, spec)
+                yv = np.concatenate([yv, yv]) if F.life_names(spec) else yv
     except D.DistributedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if dist is not None:

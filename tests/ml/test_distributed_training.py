@@ -236,3 +236,145 @@ def test_cluster_from_env_and_gather_rules(tmp_path):
     assert "linear" in D.gather_reason("linear", "rul_regression", {}, True)
     assert "cv_folds" in D.gather_reason("xgboost", "failure_classification", {"cv_folds": "5"}, True)
     assert "threshold" in D.gather_reason("xgboost", "failure_classification", {}, False)
+
+
+# train.py's main with a record of the NumPy memory a host holds (tracemalloc; NumPy reports its arrays' data
+# in its own domain): the peak of all traced memory until the collective fit starts (the channels' reading),
+# and the NumPy bytes alive as each fit_model of the collective fit starts. argv[1] is the record file;
+# TRACED_FINAL_FIT_ROWS, when set, stands for train.FINAL_FIT_ROWS (so FD001's rows are above it).
+TRACED = r'''
+import json, os, sys, tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet, sklearn.model_selection, xgboost  # noqa: F401  imported before tracing starts
+
+from training_src import distributed as D
+from training_src import train as T
+
+NUMPY = [tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)]
+T.FINAL_FIT_ROWS = int(os.environ.get("TRACED_FINAL_FIT_ROWS", T.FINAL_FIT_ROWS))
+record = {"fits": []}
+session_fit, fit_model = D.Session.fit, T.fit_model
+
+
+def traced_session_fit(self, *args, **kwargs):
+    record["read_peak"] = tracemalloc.get_traced_memory()[1]
+    record["in_fit"] = True
+    try:
+        return session_fit(self, *args, **kwargs)
+    finally:
+        record["in_fit"] = False
+
+
+def traced_fit_model(*args, **kwargs):
+    if record.get("in_fit"):
+        record["fits"].append(sum(t.size for t in tracemalloc.take_snapshot().filter_traces(NUMPY).traces))
+    return fit_model(*args, **kwargs)
+
+
+D.Session.fit, T.fit_model = traced_session_fit, traced_fit_model
+tracemalloc.start()
+rc = T.main(sys.argv[2:])
+Path(sys.argv[1]).write_text(json.dumps(record))
+sys.exit(rc)
+'''
+
+
+def _traced_launch(root: Path, shards: dict[str, Path], validation: Path, hp: list[str],
+                   extra_env: dict[str, str] | None = None) -> dict[str, dict]:
+    """``_launch`` of train.py under TRACED: each host's record (after asserting every host exited 0)."""
+    script = root / "traced_train.py"
+    script.write_text(TRACED)
+    port = _free_port()
+    procs = {}
+    for host in HOSTS:
+        env = _env(shards[host], validation, root / host / "model", host, port, 60)
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+        env.update(extra_env or {})
+        procs[host] = subprocess.Popen([sys.executable, str(script), str(root / f"{host}.json"), *hp], env=env,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    records = {}
+    for host, p in procs.items():
+        _, stderr = p.communicate(timeout=300)
+        assert p.returncode == 0, (host, stderr)
+        records[host] = json.loads((root / f"{host}.json").read_text())
+    return records
+
+
+def _rows(channel: Path, stride: int = 1) -> int:
+    """Rows of a channel directory (every ``stride``-th reading of each asset)."""
+    import pandas as pd
+
+    from training_src import train as T
+
+    assets = pd.concat([pd.read_parquet(f, columns=["_asset"]) for f in sorted(channel.glob("*.parquet"))])["_asset"]
+    assets = assets.to_numpy()
+    return int(T.stride_mask(assets, stride).sum())
+
+
+def test_a_trial_on_two_hosts_reads_only_its_strided_rows(fd001, shards, tmp_path):
+    # each host of a trial reads every 3rd reading of its part straight into its matrix, as one host does: at no
+    # moment does it hold a matrix of every row of its part (a small validation channel, so that the part's
+    # rows are what the peak is made of)
+    from training_src import features as F
+
+    names = F.FeatureSpec.from_json((fd001["out"] / "train" / "feature_spec.json").read_text()).feature_names
+    row = 4 * len(names) + 8  # bytes: float32 features, float64 label
+    small = tmp_path / "validation"
+    small.mkdir()
+    frame = fd001["frames"]["validation"]
+    frame[frame["_asset"].isin(list(dict.fromkeys(frame["_asset"]))[:3])].to_parquet(small / "part-0.parquet",
+                                                                                      index=False)
+    records = _traced_launch(tmp_path, shards, small, [*HP, "--row_stride", "3"])
+    v = _rows(small)
+    for host, record in records.items():
+        part, strided = _rows(shards[host]), _rows(shards[host], 3)
+        # beside the rows it fits (its strided part) and the validation rows (as read, then with and without
+        # their life features for the objective) it holds its part's meta columns and the stride's index:
+        # under half a matrix of every row of its part (reading every row and copying the kept ones out
+        # held all of it: 4.1 and 4.4 MB here, against 2.0 and 2.0)
+        assert record["read_peak"] - (strided + 3 * v) * row < part * row / 2, (host, record, part, strided, v)
+
+
+def test_a_refit_on_two_hosts_holds_each_row_once_and_the_other_hosts_no_validation_rows(fd001, shards, tmp_path):
+    # the first host reads its part then the validation rows into one matrix (no stacked copy, no second
+    # matrix of the validation rows, no doubled one: the refit scores them after the fit, as one host does);
+    # the other host reads its part alone; neither copies the life columns the window fit blanks
+    from training_src import features as F
+
+    names = F.FeatureSpec.from_json((fd001["out"] / "train" / "feature_spec.json").read_text()).feature_names
+    row = 4 * len(names) + 8
+    validation = fd001["out"] / "validation"
+    hp = ["--algorithm", "xgboost", "--num_round", "30", "--max_depth", "4", "--eta", "0.2",
+          "--fit_on", "train+validation"]
+    records = _traced_launch(tmp_path, shards, validation, hp)
+    v = _rows(validation)
+    for host, record in records.items():
+        held = _rows(shards[host]) + (v if host == "127.0.0.1" else 0)
+        # as each fit of the collective (the life model, the window model) starts, the host's NumPy arrays
+        # are its rows once and their meta columns (_asset, _time, _label), nothing else: the stacked copy,
+        # the validation rows' second and doubled matrices on every host and the copy of the life columns
+        # held 7.2-10.2 MB on the first host here and 5.9-8.4 MB on the other, against 4.3 and 3.0 MB
+        assert len(record["fits"]) == 2 and max(record["fits"]) <= held * (row + 3 * 8) + 4096, (host, record, held)
+
+
+def test_a_refits_other_host_above_final_fit_rows_reads_only_the_rows_it_fits(fd001, shards, tmp_path):
+    # above FINAL_FIT_ROWS (5,000 here) the other host's final fit reads every 2nd reading of its part, and it
+    # reads nothing else (the first host calibrates on its own rows): it reads those rows as such, as a
+    # trial's strided ones, rather than every row of its part and a copy of the kept ones
+    from training_src import features as F
+
+    names = F.FeatureSpec.from_json((fd001["out"] / "train" / "feature_spec.json").read_text()).feature_names
+    row = 4 * len(names) + 8
+    hp = ["--algorithm", "xgboost", "--num_round", "30", "--max_depth", "4", "--eta", "0.2",
+          "--fit_on", "train+validation"]
+    records = _traced_launch(tmp_path, shards, fd001["out"] / "validation", hp, {"TRACED_FINAL_FIT_ROWS": "5000"})
+    other = shards["localhost"]
+    part, kept = _rows(other), _rows(other, 2)
+    meta = json.loads((tmp_path / "127.0.0.1" / "model" / "model_meta.json").read_text())
+    assert meta["distributed"]["rows"][1] == kept, meta["distributed"]
+    # beside the rows it fits, its part's meta columns and the stride's index: under half a matrix of every
+    # row of its part (the whole part read, then the kept rows copied out: 4.6 MB here, against 2.3 MB)
+    record = records["localhost"]
+    assert record["read_peak"] - kept * row < part * row / 2, (record, part, kept)
