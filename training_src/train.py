@@ -47,7 +47,7 @@ from training_src.candidates.base import TrainError, from_wire, metric_name, obj
 from training_src.candidates.base import number as _num
 from training_src.predmaint_build_backend import ENTRY_MODULES, PYPROJECT_TOML
 from training_src.predmaint_serving import intervals as IV
-from training_src.threads import limit_malloc_arenas
+from training_src.threads import fix_mmap_threshold, limit_malloc_arenas, trim_malloc
 
 HERE = Path(__file__).resolve().parent
 #: the modules of training_src the model artifact's code/training_src holds: the hooks module, the profile
@@ -270,6 +270,10 @@ def fit_model(algorithm: str, X: np.ndarray, y: np.ndarray, task: str, hp: dict[
               checkpoints: C.Checkpoints | None = None) -> tuple[Any, np.ndarray | None]:
     """Fit one candidate (``candidates.get(algorithm).fit``); it prints the objective on validation data
     while it learns, where it can. Returns (model, validation predictions or None)."""
+    # a fit's peak is at its start (hgb: binning, beside the rows its float64 sample of up to 200,000 of them;
+    # xgboost: its QuantileDMatrix): what earlier work freed into glibc's heap is given back first, rather
+    # than held beside it (FD002 x4 hgb refit: a first model's histograms, 60 MB, at the second's binning)
+    trim_malloc()
     return candidates.get(algorithm).fit(X, y, task, hp, nthread, seed, Xv, yv, names, report_every, checkpoints)
 
 
@@ -562,13 +566,16 @@ def write_model(model_dir: Path, algorithm: str, model: Any, spec_text: str, met
 def keep_less_freed_memory() -> None:
     """Allocators for a fit that return freed memory: pyarrow's reads through the system allocator, not its
     default mimalloc pool, which keeps the pages of the column buffers it freed (FD002 x4: reading the
-    validation channel's rows kept 42 MB of them, 8 MB with the system allocator), and glibc's malloc arenas
-    capped at two (``threads.limit_malloc_arenas``; scikit-learn bins columns in threads). Memory only:
-    nothing read or fitted changes."""
+    validation channel's rows kept 42 MB of them, 8 MB with the system allocator), glibc's malloc arenas
+    capped at two (``threads.limit_malloc_arenas``; scikit-learn bins columns in threads), and arrays of 4 MB
+    and more in mappings of their own, unmapped when freed (``threads.fix_mmap_threshold``: otherwise, once
+    a large array is freed, arrays of up to 32 MB come from the heap, which keeps what they leave, e.g. an hgb
+    fit's 25 MB mask of its empty columns). Memory only: nothing read or fitted changes."""
     import pyarrow as pa
 
     pa.set_memory_pool(pa.system_memory_pool())
     limit_malloc_arenas()
+    fix_mmap_threshold()
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[str, str]]:

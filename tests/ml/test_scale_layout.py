@@ -709,8 +709,9 @@ def test_a_fit_reads_through_the_system_allocator_with_two_malloc_arenas(monkeyp
 
     from training_src import train as T
 
-    capped = []
+    capped, mapped = [], []
     monkeypatch.setattr(T, "limit_malloc_arenas", lambda: capped.append(True) or True)
+    monkeypatch.setattr(T, "fix_mmap_threshold", lambda: mapped.append(True) or True)
     before = pa.default_memory_pool()
     try:
         T.keep_less_freed_memory()
@@ -718,6 +719,31 @@ def test_a_fit_reads_through_the_system_allocator_with_two_malloc_arenas(monkeyp
     finally:
         pa.set_memory_pool(before)
     assert capped == [True]
+    assert mapped == [True]  # arrays of 4 MB and more in their own mappings, given back when freed
+
+
+def test_every_fit_gives_the_freed_heap_back_before_it_starts(fd001, monkeypatch):
+    """A fit's peak is at its start (hgb's binning beside its float64 sample of the rows, xgboost's
+    QuantileDMatrix): ``train.fit_model`` trims glibc's heap first, so what an earlier fit freed (a pair's
+    life model's histograms, before the window model's binning) is not held beside it; both fits of a pair
+    go through it."""
+    from training_src import candidates
+    from training_src import train as T
+
+    spec = fd001["spec"]
+    frame = fd001["frames"]["train"]
+    X, y = T.split_xy(frame.iloc[:3000], spec.feature_names)
+    events = []
+    monkeypatch.setattr(T, "trim_malloc", lambda: events.append("trim") or True)
+    fit = candidates.get("xgboost").fit
+
+    def recording_fit(*args, **kwargs):
+        events.append("fit")
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(candidates.get("xgboost"), "fit", recording_fit)
+    T.fit_models("xgboost", X, y, spec.task, {"num_round": "3"}, 1, 0, spec=spec)
+    assert events == ["trim", "fit"] * (2 if F.two_models(spec) else 1)
 
 
 def test_the_evaluation_reads_through_the_allocators_a_fit_uses(monkeypatch, tmp_path):
