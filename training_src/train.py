@@ -563,6 +563,22 @@ def write_model(model_dir: Path, algorithm: str, model: Any, spec_text: str, met
     native.build_native_libraries(package)
 
 
+def xgboost_version() -> str:
+    """The installed XGBoost's ``__version__`` (recorded with every model) without importing it, which a
+    refit of another candidate never needs (its instance would hold the library for one string): the
+    package's ``VERSION`` file, which its ``__version__`` is read from (whatever distribution installed it:
+    ``xgboost`` or ``xgboost-cpu``), else the imported module's."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("xgboost")  # a top-level package: found, not imported
+    version = Path(spec.origin).with_name("VERSION") if spec is not None and spec.origin else None
+    if version is not None and version.is_file():
+        return version.read_text(encoding="ascii").strip()
+    import xgboost
+
+    return xgboost.__version__
+
+
 def keep_less_freed_memory() -> None:
     """Allocators for a fit that return freed memory: pyarrow's reads through the system allocator, not its
     default mimalloc pool, which keeps the pages of the column buffers it freed (FD002 x4: reading the
@@ -718,13 +734,11 @@ def main(argv: list[str] | None = None) -> int:
     if task == "failure_classification" and threshold is None:
         threshold = best_f1_threshold(yv, pv) if held_out else \
             oof_threshold(args.algorithm, X, y, task, hp, args.nthread, args.seed)
-    import xgboost
-
     meta = {
         "algorithm": args.algorithm, "task": task, "hyperparameters": hp, "feature_names": names,
         "threshold": threshold, "label_cap": spec.label_cap, "fit_on": args.fit_on, "n_train": len(y),
         "validation_metric": {"name": metric_name(task), "value": value, "held_out": held_out},
-        "xgboost_version": xgboost.__version__, "seed": args.seed,
+        "xgboost_version": xgboost_version(), "seed": args.seed,
         "profile": spec.profile.get("name"), "subset": spec.profile.get("subset"),
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

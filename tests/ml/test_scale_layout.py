@@ -756,3 +756,36 @@ def test_the_evaluation_reads_through_the_allocators_a_fit_uses(monkeypatch, tmp
     monkeypatch.setattr(T, "keep_less_freed_memory", lambda: calls.append(True))
     assert E.main(["--model", str(tmp_path / "missing"), "--output-dir", str(tmp_path / "out")]) == 2
     assert calls == [True]
+
+
+def test_an_hgb_refits_process_imports_neither_xgboost_nor_matplotlib(fd001, tmp_path):
+    """train.py refitting hgb, run as SageMaker runs it (a fresh interpreter): what its process holds is
+    its own imports; XGBoost (whose version the model's metadata records all the same) and matplotlib are
+    not among them."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "modules.json"
+    code = ("import json, runpy, sys\n"
+            "sys.argv = sys.argv[1:]\n"
+            "try:\n"
+            "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+            "finally:\n"
+            f"    open({str(out)!r}, 'w').write(json.dumps(sorted(sys.modules)))\n")
+    env = {**os.environ, "SM_CHANNEL_TRAIN": str(fd001["out"] / "train"),
+           "SM_CHANNEL_VALIDATION": str(fd001["out"] / "validation"), "SM_MODEL_DIR": str(tmp_path / "model"),
+           "SM_OUTPUT_DATA_DIR": str(tmp_path / "output"), "SM_NUM_CPUS": "1", "PYTHONPATH": str(repo)}
+    proc = subprocess.run([sys.executable, "-c", code, str(repo / "training_src" / "train.py"), "--algorithm", "hgb",
+                           "--max_iter", "5", "--fit_on", "train+validation"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    modules = {m.split(".")[0] for m in json.loads(out.read_text())}
+    assert "sklearn" in modules and not {"xgboost", "matplotlib"} & modules
+    meta = json.loads((tmp_path / "model" / "model_meta.json").read_text())
+    import xgboost
+
+    assert meta["xgboost_version"] == xgboost.__version__
