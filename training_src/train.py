@@ -563,6 +563,12 @@ def write_model(model_dir: Path, algorithm: str, model: Any, spec_text: str, met
     native.build_native_libraries(package)
 
 
+#: a fit's allocations from this size up get mappings of their own (``keep_less_freed_memory``). Not lower for
+#: train.py: an hgb fit's histograms (about 600 KB each, FD002) would each be mapped and unmapped, which cost
+#: the FD002 x4 refit 9 system CPU s more at 256 KB and no memory
+MMAP_THRESHOLD = 4 << 20
+
+
 def xgboost_version() -> str:
     """The installed XGBoost's ``__version__`` (recorded with every model) without importing it, which a
     refit of another candidate never needs (its instance would hold the library for one string): the
@@ -579,19 +585,20 @@ def xgboost_version() -> str:
     return xgboost.__version__
 
 
-def keep_less_freed_memory() -> None:
+def keep_less_freed_memory(mmap_threshold: int = MMAP_THRESHOLD) -> None:
     """Allocators for a fit that return freed memory: pyarrow's reads through the system allocator, not its
     default mimalloc pool, which keeps the pages of the column buffers it freed (FD002 x4: reading the
     validation channel's rows kept 42 MB of them, 8 MB with the system allocator), glibc's malloc arenas
-    capped at two (``threads.limit_malloc_arenas``; scikit-learn bins columns in threads), and arrays of 4 MB
-    and more in mappings of their own, unmapped when freed (``threads.fix_mmap_threshold``: otherwise, once
-    a large array is freed, arrays of up to 32 MB come from the heap, which keeps what they leave, e.g. an hgb
-    fit's 25 MB mask of its empty columns). Memory only: nothing read or fitted changes."""
+    capped at two (``threads.limit_malloc_arenas``; scikit-learn bins columns in threads), and allocations of
+    ``mmap_threshold`` bytes and more (4 MB: ``MMAP_THRESHOLD``) in mappings of their own, unmapped when
+    freed (``threads.fix_mmap_threshold``: otherwise, once a large array is freed, arrays of up to 32 MB come
+    from the heap, which keeps what they leave, e.g. an hgb fit's 25 MB mask of its empty columns). Memory
+    only: nothing read or fitted changes."""
     import pyarrow as pa
 
     pa.set_memory_pool(pa.system_memory_pool())
     limit_malloc_arenas()
-    fix_mmap_threshold()
+    fix_mmap_threshold(mmap_threshold)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[str, str]]:
