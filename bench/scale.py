@@ -9,8 +9,9 @@ byte copies; operating settings are left alone, so the regimes are FD002's). The
 file are copied unchanged. Then ``predmaint run --profile cmapss --subset FD002 --trials 4 --seed 0``
 runs in a scratch home (``bench/pipeline.py``'s ``bench_run``) and the benchmark records, per stage,
 the wall time (the runner's ``stage=... seconds=...`` log lines), the peak RSS of the stage's largest
-single process (psutil, sampled every 50 ms; the stage scripts are forks of the run's script server, so
-this includes the pages they share with it) and of the whole process tree, and for the run the largest
+single process (psutil, sampled every 50 ms; the tuning trials are forks of the run's script server, so
+theirs includes the anonymous pages they share with it; preprocessing, the refit and the evaluation are
+fresh interpreters, as on SageMaker) and of the whole process tree, and for the run the largest
 process's peak as ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` (what ``/usr/bin/time -v`` prints). From
 these: memory per training row (largest process / training rows of the replicated fleet), the
 refit's share of the pipeline time, preprocessing rows per second, and the test RMSE and interval
@@ -18,9 +19,12 @@ coverage the run's evaluation reports.
 
 Memory per row is given three ways, because a fixed part of every stage's peak does not grow with the
 fleet: (1) the largest process's peak over the training rows, libraries included (what an instance
-must hold); (2) the same above the **library floor**, the RSS of a fresh interpreter that has imported
-the modules the script server preloads for every stage (``predmaint.zygote.PRELOAD``: NumPy, pandas,
-pyarrow, XGBoost, scikit-learn, matplotlib, the training code), measured once per run of this script;
+must hold); (2) the same above the stage's **library floor**, the RSS of a process that has imported what
+the stage's process imports (``STAGE_IMPORTS``): for preprocessing, the refit and the evaluation, which
+the runner starts as fresh interpreters (as SageMaker does), a fresh interpreter with the script's modules
+and the libraries its fits and plots load (the refit's those of the candidate it refits); for a tuning
+trial, a fork of an interpreter that imported the script server's ``predmaint.zygote.PRELOAD`` (a fork's
+RSS holds the server's anonymous pages but only the library file pages the fork itself touches);
 (3) with more than one size, the **marginal** cost: the growth of each stage's peak per added training
 row from one size to the next, which is what decides the largest fleet an instance holds.
 
@@ -103,26 +107,78 @@ def evaluation(home: Path) -> dict[str, Any]:
     model = run / "model" / "xgboost-model"
     if model.is_file():
         out["model_sha256"] = hashlib.sha256(model.read_bytes()).hexdigest()
+    tuning = run / "tuning.json"
+    if tuning.is_file():  # the candidate the refit fitted (its libraries are the refit's floor)
+        out["algorithm"] = json.loads(tuning.read_text()).get("best", {}).get("algorithm")
     return out
 
 
-def library_floor_mb() -> float:
-    """RSS (MB) of a fresh interpreter after importing what the script server preloads for every stage
-    (``predmaint.zygote.PRELOAD``, the same import loop): the part of each stage's peak that does not
-    depend on the fleet."""
+#: what each stage's process imports (its library floor): preprocessing, the refit and the evaluation are
+#: fresh interpreters running their script, which import the script's modules and, while they work, the
+#: libraries of their fits (preprocessing: XGBoost's proxy fits, k-means) and plots; the refit imports
+#: those of the candidate it refits (``CANDIDATE_LIBRARIES``). A tuning trial is a fork of the run's
+#: script server, which imported ``predmaint.zygote.PRELOAD`` (None here: read from there).
+STAGE_IMPORTS: dict[str, tuple[str, ...] | None] = {
+    "preprocess": ("training_src.preprocess", "xgboost", "sklearn.cluster"),
+    "tuning": None,
+    "refit": ("training_src.train",),
+    "evaluate": ("training_src.evaluate", "xgboost", "matplotlib.pyplot"),
+}
+CANDIDATE_LIBRARIES = {"hgb": ("sklearn.ensemble",), "xgboost": ("xgboost",), "linear": ("sklearn.linear_model",)}
+
+
+def stage_imports(stage: str, algorithm: str | None = None) -> tuple[tuple[str, ...], bool]:
+    """(modules, forked) of a stage's process: what it imports, and whether it is a fork of the script
+    server (a tuning trial) rather than a fresh interpreter. ``algorithm``: the refitted candidate."""
+    if stage == "tuning":
+        from predmaint.zygote import PRELOAD
+
+        return tuple(PRELOAD), True
+    return (*(STAGE_IMPORTS[stage] or ()), *(CANDIDATE_LIBRARIES.get(algorithm or "", ()) if stage == "refit" else ())), \
+        False
+
+
+def library_floor_mb(modules: tuple[str, ...], forked: bool = False) -> float:
+    """RSS (MB) of a fresh interpreter after importing ``modules`` (the script server's import loop), or
+    with ``forked`` of a fork of it (what a forked stage script holds before it does anything: the
+    parent's anonymous pages, not the library file pages it has not touched): the part of a stage's peak
+    that does not depend on the fleet."""
     import subprocess
 
-    code = ("import contextlib, importlib, os, sys\n"
+    code = ("import contextlib, gc, importlib, os, sys\n"
             "os.environ.setdefault('MPLBACKEND', 'Agg')\n"
             "sys.path.insert(0, sys.argv[1])\n"
-            "from predmaint.zygote import PRELOAD\n"
-            "for name in PRELOAD:\n"
+            "for name in sys.argv[3:]:\n"
             "    with contextlib.suppress(Exception):\n"
             "        importlib.import_module(name)\n"
-            "print(int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE'))\n")
-    out = subprocess.run([sys.executable, "-c", code, str(REPO)], cwd=REPO, capture_output=True, text=True,
-                         check=True, timeout=300)
+            "def rss():\n"
+            "    return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE')\n"
+            "if sys.argv[2] == 'fork':\n"
+            "    gc.collect()\n"
+            "    gc.freeze()\n"
+            "    r, w = os.pipe()\n"
+            "    if os.fork() == 0:\n"
+            "        os.write(w, str(rss()).encode())\n"
+            "        os._exit(0)\n"
+            "    os.close(w)\n"
+            "    print(os.read(r, 64).decode())\n"
+            "else:\n"
+            "    print(rss())\n")
+    out = subprocess.run([sys.executable, "-c", code, str(REPO), "fork" if forked else "fresh", *modules], cwd=REPO,
+                         capture_output=True, text=True, check=True, timeout=300)
     return round(int(out.stdout.split()[-1]) / 2**20, 1)
+
+
+def stage_floors(algorithm: str | None, cache: dict[tuple[tuple[str, ...], bool], float]) -> dict[str, float]:
+    """Each stage's library floor (MB) for a run whose refit fitted ``algorithm``; ``cache`` keeps those
+    measured (one measurement per import list)."""
+    floors = {}
+    for stage in STAGES:
+        key = stage_imports(stage, algorithm)
+        if key not in cache:
+            cache[key] = library_floor_mb(*key)
+        floors[stage] = cache[key]
+    return floors
 
 
 def marginal(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -138,19 +194,23 @@ def marginal(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def memory_table(rows: list[dict[str, Any]], floor_mb: float) -> str:
+def memory_table(rows: list[dict[str, Any]], floors: dict[str, float] | float) -> str:
     """Markdown: KB per training row of each stage's largest process, with the libraries and above the
-    library floor, then the marginal KB per added row between consecutive sizes."""
-    lines = [f"Library floor (a fresh interpreter with the stages' preloaded modules): {floor_mb} MB", "",
-             "| fleet | KB per training row, libraries included: " + " / ".join(STAGES)
-             + " | above the floor: " + " / ".join(STAGES) + " |", "|---|---|---|"]
+    stage's library floor (each row's ``<stage>_floor_mb``, else ``floors``: per stage, or one for all, as
+    the JSON of earlier versions of this script holds it), then the marginal KB per added row between
+    consecutive sizes."""
+    def floor(r: dict[str, Any], s: str) -> float:
+        return r.get(f"{s}_floor_mb") or (floors if isinstance(floors, (int, float)) else floors[s])
+
+    lines = ["| fleet | library floor MB (what the stage's process imports): " + " / ".join(STAGES)
+             + " | KB per training row, libraries included | above the floor |", "|---|---|---|---|"]
     for r in rows:
         incl = " / ".join(f"{r.get(f'{s}_kb_per_row', 0):.2f}" for s in STAGES)
-        above = " / ".join(f"{max(0.0, (r.get(f'{s}_peak_mb') or 0) - floor_mb) * 1024 / r['training_rows']:.2f}"
+        above = " / ".join(f"{max(0.0, (r.get(f'{s}_peak_mb') or 0) - floor(r, s)) * 1024 / r['training_rows']:.2f}"
                            for s in STAGES)
-        lines.append(f"| x{r['size']} | {incl} | {above} |")
+        lines.append(f"| x{r['size']} | {' / '.join(f'{floor(r, s)}' for s in STAGES)} | {incl} | {above} |")
     for m in marginal(rows):
-        lines.append(f"| x{m['from']} → x{m['to']}, per added row | "
+        lines.append(f"| x{m['from']} → x{m['to']}, per added row | | "
                      + " / ".join(f"{m.get(f'{s}_kb_per_added_row', float('nan')):.2f}" for s in STAGES) + " | |")
     return "\n".join(lines)
 
@@ -172,6 +232,9 @@ def summarise(size: int, rows: int, run: dict[str, Any]) -> dict[str, Any]:
             row[f"{short}_peak_mb"] = st.get("peak_process_rss_mb")
             row[f"{short}_tree_peak_mb"] = st.get("peak_rss_mb")
             row[f"{short}_kb_per_row"] = round(st.get("peak_process_rss_mb", 0) * 1024 / rows, 2)
+    for short, floor in (run.get("floors") or {}).items():
+        row[f"{short}_floor_mb"] = floor
+    row["algorithm"] = run.get("algorithm")
     pipeline = sum(row.get(f"{s}_seconds") or 0 for s in STAGES)
     row["pipeline_seconds"] = round(pipeline, 1)
     if pipeline and row.get("refit_seconds"):
@@ -250,9 +313,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = [summarise(r["summary"]["size"], r["summary"]["training_rows"], r["run"]) for r in saved if "run" in r]
         print(table(rows))
         floor = next((r["library_floor_mb"] for r in saved if "library_floor_mb" in r), None)
-        if floor is not None:
+        if floor is not None or all(r.get("floors") for r in saved if "run" in r):
             print()
-            print(memory_table(rows, floor))
+            print(memory_table(rows, floor or {}))
         return 0
     try:
         sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()} | ({16} if args.x16 else set()))
@@ -280,8 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             if r["exit_code"]:
                 print("\n".join(r["output_tail"]), file=sys.stderr)
         return 1 if failed else 0
-    floor = library_floor_mb()
-    print(f"library floor: {floor} MB", flush=True)
+    floors: dict[tuple[tuple[str, ...], bool], float] = {}  # import list -> its library floor, measured once
     rows, results = [], []
     for size in sizes:
         scratch = Path(tempfile.mkdtemp(prefix=f"predmaint-scale-x{size}-"))
@@ -290,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             run = bench_run(scratch / "data", args.trials, args.timeout, SUBSET, ("--seed", str(args.seed)))
             run.update(evaluation(Path(run["home"])))
             shutil.rmtree(run["home"], ignore_errors=True)
+            run["floors"] = stage_floors(run.get("algorithm"), floors)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         row = summarise(size, n, run)
@@ -301,15 +364,16 @@ def main(argv: list[str] | None = None) -> int:
         for name, st in run["stages"].items():
             print(f"  {name:<62} {st.get('seconds', float('nan')):7.1f} s  largest process "
                   f"{st['peak_process_rss_mb']:7.1f} MB  tree {st['peak_rss_mb']:7.1f} MB", flush=True)
-        print(f"  model sha256 {run.get('model_sha256', '-')}", flush=True)
+        print(f"  model sha256 {run.get('model_sha256', '-')}; refit {run.get('algorithm')}; library floors MB "
+              + " / ".join(f"{s} {run['floors'][s]}" for s in STAGES), flush=True)
         for line in run.get("output_tail", []):
             print(f"  | {line}", flush=True)
     print()
     print(table(rows))
     print()
-    print(memory_table(rows, floor))
+    print(memory_table(rows, {}))
     if args.json:
-        args.json.write_text(json.dumps([*results, {"library_floor_mb": floor}], indent=1, default=str))
+        args.json.write_text(json.dumps(results, indent=1, default=str))
     return 0 if all(r["exit_code"] == 0 for r in rows) else 1
 
 

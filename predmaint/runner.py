@@ -77,22 +77,12 @@ def _stage(name: str, progress: bool) -> Any:
     return _S()
 
 
-def _run_script(args: list[str], env: dict[str, str] | None, what: str, cwd: Path | None = None,
-                server: zyg.Zygote | None = None) -> str:
-    """Run a training_src script (``args[0]``) as its own process: a fork of the script server when
-    there is one, else a fresh interpreter. Exit 2 -> UsageError, other failures -> PipelineError."""
+def _run_script(args: list[str], env: dict[str, str] | None, what: str, cwd: Path | None = None) -> str:
+    """Run a training_src script (``args[0]``) in a fresh interpreter, as SageMaker runs it, with ``env``
+    over this process's environment; its stdout. Exit 2 -> UsageError, other failures -> PipelineError."""
     full_env = {**os.environ, **(env or {})}
-    if server is not None:
-        proc = server.spawn(Path(args[0]), args[1:], full_env, cwd)
-        try:
-            stdout, stderr = proc.communicate()
-        except BaseException:
-            proc.kill()
-            raise
-        returncode = proc.returncode
-    else:
-        done = subprocess.run([sys.executable, *args], env=full_env, cwd=cwd, capture_output=True, text=True)
-        stdout, stderr, returncode = done.stdout, done.stderr, done.returncode
+    done = subprocess.run([sys.executable, *args], env=full_env, cwd=cwd, capture_output=True, text=True)
+    stdout, stderr, returncode = done.stdout, done.stderr, done.returncode
     if returncode != 0:
         msg = (stderr.strip().splitlines() or ["(no output)"])[-1]
         msg = msg[len("error: "):] if msg.startswith("error: ") else msg
@@ -102,23 +92,32 @@ def _run_script(args: list[str], env: dict[str, str] | None, what: str, cwd: Pat
     return stdout
 
 
-def _start_server(run_dir: Path) -> zyg.Zygote | None:
-    """The run's script server (see predmaint/zygote.py), or None where it is unavailable.
+#: the thread settings of the training scripts (unless the environment sets them): OpenMP and BLAS read
+#: them once, when they are loaded (by the script server for the trials, by the script's own interpreter
+#: for the refit and the evaluation). One BLAS thread (as the trials had; the linear candidate's solver);
+#: xgboost's threads come from each script's ``nthread`` (1 per trial, all cores for the refit); and
+#: ``OMP_WAIT_POLICY=PASSIVE``: idle OpenMP threads sleep instead of spinning, which on a shared machine
+#: made a 2-thread xgboost fit ~2-20x slower than a 1-thread one (the spinning thread waits for a
+#: descheduled partner). Thread counts and wait policies do not change results.
+SCRIPT_THREADS = (("OPENBLAS_NUM_THREADS", "1"), ("MKL_NUM_THREADS", "1"), ("OMP_WAIT_POLICY", "PASSIVE"))
 
-    OpenMP and BLAS read their thread settings once, when the server loads them, so its environment
-    sets what every script shares: one BLAS thread (as the trials had; the linear candidate's
-    solver), xgboost's threads come from each script's ``nthread`` (1 per trial, all cores for the
-    refit), and ``OMP_WAIT_POLICY=PASSIVE``: idle OpenMP threads sleep instead of spinning, which on
-    a shared machine made a 2-thread xgboost fit ~2-20x slower than a 1-thread one (the spinning
-    thread waits for a descheduled partner). Thread counts and wait policies do not change results.
-    """
+
+def script_environment() -> dict[str, str]:
+    """This process's environment with ``SCRIPT_THREADS`` where it does not set them: the environment the
+    training scripts (train.py, evaluate.py) start with."""
+    env = dict(os.environ)
+    for name, value in SCRIPT_THREADS:
+        env.setdefault(name, value)
+    return env
+
+
+def _start_server(run_dir: Path) -> zyg.Zygote | None:
+    """The run's script server for the tuning trials (see predmaint/zygote.py), or None where it is
+    unavailable. It starts with ``script_environment()``: its forks keep the thread settings it loaded."""
     if not zyg.available():
         return None
-    env = dict(os.environ)
-    for name, value in (("OPENBLAS_NUM_THREADS", "1"), ("MKL_NUM_THREADS", "1"), ("OMP_WAIT_POLICY", "PASSIVE")):
-        env.setdefault(name, value)
     try:
-        return zyg.Zygote(SRC, str(run_dir), env)
+        return zyg.Zygote(SRC, str(run_dir), script_environment())
     except OSError as exc:
         log.warning("script server unavailable (%s); scripts run as fresh interpreters", exc)
         return None
@@ -384,10 +383,17 @@ def run_pipeline(profile: str | os.PathLike, subset: str | None, data_dir: Path,
                 b = tuning["best"]
                 print(f"  best: {b['algorithm']} {prof.objective_metric}={b['value']:.4f} (trial {b['trial']})")
 
+        # the refit and the evaluation are one long process each: run, as SageMaker runs them, in a fresh
+        # interpreter that holds the script's own imports, not a fork of the server that holds every stage's
+        # (matplotlib, xgboost for an hgb refit, ...): what a process holds here is what its instance must
+        # hold. Their ~2 s of imports are paid once; the server, whose trials are done, goes first.
+        if server is not None:
+            server.close()
+            server = None
         with _stage("refit on train+validation with the best hyperparameters", progress):
             best = tuning["best"]
             argv, env = refit_command(plan, tuning, prof.objective_metric, seed, run_dir)
-            _run_script(argv, env, "refit", server=server)
+            _run_script(argv, {**script_environment(), **env}, "refit")
             from predmaint.registry import make_model_archive
 
             artifact = make_model_archive(run_dir / "model", run_dir / "model.tar.gz")
@@ -397,7 +403,7 @@ def run_pipeline(profile: str | os.PathLike, subset: str | None, data_dir: Path,
             out = _run_script([str(SRC / "evaluate.py"), "--model", str(artifact), "--test", str(p / "test"),
                                "--baseline", str(p / "baseline"), "--train", str(p / "train"),
                                "--validation", str(p / "validation"), "--tuning", str(run_dir / "tuning.json"),
-                               "--output-dir", str(run_dir / "evaluation")], None, "evaluate", server=server)
+                               "--output-dir", str(run_dir / "evaluation")], script_environment(), "evaluate")
             if progress:
                 print("  " + out.strip().splitlines()[-1], flush=True)
             report = json.loads((run_dir / "evaluation" / "evaluation.json").read_text())

@@ -2,8 +2,9 @@
 
 Starting Python and importing pandas, xgboost, scikit-learn and pyarrow costs ~2 CPU-seconds, as much
 as a whole tuning trial on FD001. The runner therefore starts ONE server process per run (``Zygote``)
-that imports those once; every trial (and the refit and evaluation) is then a ``fork()`` of it that
-runs the script exactly as ``python training_src/<script>.py ARGS`` would: ``sys.argv`` set, the
+that imports those once; every tuning trial is then a ``fork()`` of it that runs the script exactly as
+``python training_src/<script>.py ARGS`` would (the refit and the evaluation, one long process each, are
+fresh interpreters holding only their own imports, as on SageMaker: ``predmaint/runner.py``): ``sys.argv`` set, the
 script executed as ``__main__`` (``runpy``), its own environment (``SM_*`` variables,
 ``OMP_NUM_THREADS``), its own stdout/stderr pipes to the runner, its exit code reported back. So
 train.py stays the SageMaker entry point and each trial is still an isolated process: the runner
@@ -39,10 +40,10 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-#: imported once by the server; everything train.py and evaluate.py need (missing ones are skipped)
+#: imported once by the server; what a tuning trial (train.py) needs (missing ones are skipped). Every fork
+#: holds the server's pages, so nothing only another stage needs (evaluate.py's matplotlib) is preloaded
 PRELOAD = ("numpy", "pandas", "pyarrow.parquet", "xgboost", "sklearn.linear_model", "sklearn.metrics",
-           "sklearn.model_selection", "matplotlib.pyplot", "training_src.features", "training_src.train",
-           "training_src.evaluate")
+           "sklearn.model_selection", "training_src.features", "training_src.train")
 _MAX_MSG = 1 << 20
 
 
@@ -208,7 +209,6 @@ def serve(fd: int, src: str) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=fd)
     sys.path.insert(0, src)  # as for `python training_src/x.py` (whose imports name the training_src package)
-    os.environ.setdefault("MPLBACKEND", "Agg")
     import importlib
 
     for name in PRELOAD:

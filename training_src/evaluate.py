@@ -45,6 +45,9 @@ from training_src import train as T
 from training_src.preprocess import test_fingerprint
 
 DEFAULT_XGB_ROUNDS = 100  # XGBRegressor / XGBClassifier default n_estimators
+#: the evaluation's allocations from this size up get mappings of their own (``train.keep_less_freed_memory``):
+#: its XGBoost fits' buffers of a few hundred KB, which the heap kept once freed (0.6 system CPU s more at x4)
+MMAP_THRESHOLD = 256 << 10
 
 
 def regression_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -347,8 +350,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nthread", type=int, default=os.cpu_count() or 1)
     a = ap.parse_args(argv)
     # the ablation reads its rows from parquet: through allocators that give freed memory back, as train.py
-    # does (FD002 x4, evaluate alone: 705 -> 680 MB peak, one pair of runs at load 5)
-    T.keep_less_freed_memory()
+    # does (FD002 x4, evaluate alone: 705 -> 680 MB peak, one pair of runs at load 5), with XGBoost's
+    # allocations from MMAP_THRESHOLD up in mappings of their own: the heap kept 100-130 MB its fits had
+    # freed (FD002 x4, evaluate alone in a fresh interpreter: 734,724 KB with 4 MB, 672,188 KB with 256 KB)
+    T.keep_less_freed_memory(MMAP_THRESHOLD)
     try:
         report = evaluate(Path(a.model), Path(a.test), Path(a.baseline), Path(a.train), Path(a.validation),
                           Path(a.tuning), Path(a.output_dir), a.nthread)

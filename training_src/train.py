@@ -47,7 +47,7 @@ from training_src.candidates.base import TrainError, from_wire, metric_name, obj
 from training_src.candidates.base import number as _num
 from training_src.predmaint_build_backend import ENTRY_MODULES, PYPROJECT_TOML
 from training_src.predmaint_serving import intervals as IV
-from training_src.threads import limit_malloc_arenas
+from training_src.threads import fix_mmap_threshold, limit_malloc_arenas, trim_malloc
 
 HERE = Path(__file__).resolve().parent
 #: the modules of training_src the model artifact's code/training_src holds: the hooks module, the profile
@@ -270,6 +270,10 @@ def fit_model(algorithm: str, X: np.ndarray, y: np.ndarray, task: str, hp: dict[
               checkpoints: C.Checkpoints | None = None) -> tuple[Any, np.ndarray | None]:
     """Fit one candidate (``candidates.get(algorithm).fit``); it prints the objective on validation data
     while it learns, where it can. Returns (model, validation predictions or None)."""
+    # a fit's peak is at its start (hgb: binning, beside the rows its float64 sample of up to 200,000 of them;
+    # xgboost: its QuantileDMatrix): what earlier work freed into glibc's heap is given back first, rather
+    # than held beside it (FD002 x4 hgb refit: a first model's histograms, 60 MB, at the second's binning)
+    trim_malloc()
     return candidates.get(algorithm).fit(X, y, task, hp, nthread, seed, Xv, yv, names, report_every, checkpoints)
 
 
@@ -559,16 +563,42 @@ def write_model(model_dir: Path, algorithm: str, model: Any, spec_text: str, met
     native.build_native_libraries(package)
 
 
-def keep_less_freed_memory() -> None:
+#: a fit's allocations from this size up get mappings of their own (``keep_less_freed_memory``). Not lower for
+#: train.py: an hgb fit's histograms (about 600 KB each, FD002) would each be mapped and unmapped, which cost
+#: the FD002 x4 refit 9 system CPU s more at 256 KB and no memory
+MMAP_THRESHOLD = 4 << 20
+
+
+def xgboost_version() -> str:
+    """The installed XGBoost's ``__version__`` (recorded with every model) without importing it, which a
+    refit of another candidate never needs (its instance would hold the library for one string): the
+    package's ``VERSION`` file, which its ``__version__`` is read from (whatever distribution installed it:
+    ``xgboost`` or ``xgboost-cpu``), else the imported module's."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("xgboost")  # a top-level package: found, not imported
+    version = Path(spec.origin).with_name("VERSION") if spec is not None and spec.origin else None
+    if version is not None and version.is_file():
+        return version.read_text(encoding="ascii").strip()
+    import xgboost
+
+    return xgboost.__version__
+
+
+def keep_less_freed_memory(mmap_threshold: int = MMAP_THRESHOLD) -> None:
     """Allocators for a fit that return freed memory: pyarrow's reads through the system allocator, not its
     default mimalloc pool, which keeps the pages of the column buffers it freed (FD002 x4: reading the
-    validation channel's rows kept 42 MB of them, 8 MB with the system allocator), and glibc's malloc arenas
-    capped at two (``threads.limit_malloc_arenas``; scikit-learn bins columns in threads). Memory only:
-    nothing read or fitted changes."""
+    validation channel's rows kept 42 MB of them, 8 MB with the system allocator), glibc's malloc arenas
+    capped at two (``threads.limit_malloc_arenas``; scikit-learn bins columns in threads), and allocations of
+    ``mmap_threshold`` bytes and more (4 MB: ``MMAP_THRESHOLD``) in mappings of their own, unmapped when
+    freed (``threads.fix_mmap_threshold``: otherwise, once a large array is freed, arrays of up to 32 MB come
+    from the heap, which keeps what they leave, e.g. an hgb fit's 25 MB mask of its empty columns). Memory
+    only: nothing read or fitted changes."""
     import pyarrow as pa
 
     pa.set_memory_pool(pa.system_memory_pool())
     limit_malloc_arenas()
+    fix_mmap_threshold(mmap_threshold)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[str, str]]:
@@ -721,13 +751,11 @@ def main(argv: list[str] | None = None) -> int:
     if task == "failure_classification" and threshold is None:
         threshold = best_f1_threshold(yv, pv) if held_out else \
             oof_threshold(args.algorithm, X, y, task, hp, args.nthread, args.seed)
-    import xgboost
-
     meta = {
         "algorithm": args.algorithm, "task": task, "hyperparameters": hp, "feature_names": names,
         "threshold": threshold, "label_cap": spec.label_cap, "fit_on": args.fit_on, "n_train": len(y),
         "validation_metric": {"name": metric_name(task), "value": value, "held_out": held_out},
-        "xgboost_version": xgboost.__version__, "seed": args.seed,
+        "xgboost_version": xgboost_version(), "seed": args.seed,
         "profile": spec.profile.get("name"), "subset": spec.profile.get("subset"),
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -99,3 +100,58 @@ def test_runs_train_py_like_the_interpreter(tmp_path: Path) -> None:
         z.close()
     assert (proc.returncode, out, err) == (direct.returncode, direct.stdout, direct.stderr)
     assert proc.returncode == 2 and "has no feature_spec.json" in err, err
+
+
+def test_the_refit_and_the_evaluation_are_fresh_interpreters_started_after_the_server_is_gone(
+        tmp_path: Path, data_dir: Path, monkeypatch) -> None:
+    """Only the tuning trials are forks of the script server; the refit and the evaluation, one long process
+    each, run as SageMaker runs them (a fresh interpreter holding its script's own imports, not the server's
+    for every stage) with the scripts' thread settings, and the server is shut down before them."""
+    from predmaint import registry, runner
+    from training_src import candidates
+
+    events: list[tuple] = []
+
+    class Server:
+        def close(self) -> None:
+            events.append(("server closed",))
+
+    def fake_run_script(args, env, what, cwd=None, server=None):
+        events.append((what, server, (env or {}).get("OMP_WAIT_POLICY")))
+        if what == "evaluate":
+            raise RuntimeError("stop here")
+        return "done\n"
+
+    def fake_tune(run_dir, prof, trials, parallel, seed, progress, server, plan):
+        events.append(("tuning", server))
+        best = {"algorithm": "xgboost", "params": candidates.get("xgboost").START, "value": 1.0, "trial": 0}
+        return {"best": best}
+
+    monkeypatch.setattr(runner, "_start_server", lambda run_dir: Server())
+    monkeypatch.setattr(runner, "_run_script", fake_run_script)
+    monkeypatch.setattr(runner, "tune", fake_tune)
+    monkeypatch.setattr(registry, "make_model_archive", lambda src, dst: dst)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    with pytest.raises(RuntimeError, match="stop here"):
+        runner.run_pipeline("cmapss", "FD001", data_dir, tmp_path / "home", trials=1, progress=False)
+    assert [e[0] for e in events] == ["preprocess", "tuning", "server closed", "refit", "evaluate"]
+    assert isinstance(events[1][1], Server)  # the trials are the server's
+    assert events[3][1:] == (None, "PASSIVE") and events[4][1:] == (None, "PASSIVE")
+
+
+def test_a_trial_fork_holds_the_training_libraries_and_no_plotting_library(tmp_path: Path) -> None:
+    """The server preloads what train.py needs; every fork holds the server's pages, so matplotlib (only
+    the evaluation plots, and it is a fresh interpreter) is not among them."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "probe.py").write_text("import sys\nimport json\nprint(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n")
+    z = zygote.Zygote(Path(__file__).resolve().parents[2] / "training_src", f"test-{tmp_path}", dict(os.environ))
+    try:
+        proc = z.spawn(src / "probe.py", [], dict(os.environ))
+        out, err = proc.communicate()
+    finally:
+        z.close()
+    assert proc.returncode == 0, err
+    modules = set(json.loads(out))
+    assert {"numpy", "pandas", "pyarrow", "xgboost", "sklearn", "training_src"} <= modules
+    assert "matplotlib" not in modules

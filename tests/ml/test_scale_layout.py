@@ -709,8 +709,9 @@ def test_a_fit_reads_through_the_system_allocator_with_two_malloc_arenas(monkeyp
 
     from training_src import train as T
 
-    capped = []
+    capped, mapped = [], []
     monkeypatch.setattr(T, "limit_malloc_arenas", lambda: capped.append(True) or True)
+    monkeypatch.setattr(T, "fix_mmap_threshold", lambda threshold: mapped.append(threshold) or True)
     before = pa.default_memory_pool()
     try:
         T.keep_less_freed_memory()
@@ -718,6 +719,31 @@ def test_a_fit_reads_through_the_system_allocator_with_two_malloc_arenas(monkeyp
     finally:
         pa.set_memory_pool(before)
     assert capped == [True]
+    assert mapped == [T.MMAP_THRESHOLD]  # arrays of 4 MB and more in their own mappings, given back when freed
+
+
+def test_every_fit_gives_the_freed_heap_back_before_it_starts(fd001, monkeypatch):
+    """A fit's peak is at its start (hgb's binning beside its float64 sample of the rows, xgboost's
+    QuantileDMatrix): ``train.fit_model`` trims glibc's heap first, so what an earlier fit freed (a pair's
+    life model's histograms, before the window model's binning) is not held beside it; both fits of a pair
+    go through it."""
+    from training_src import candidates
+    from training_src import train as T
+
+    spec = fd001["spec"]
+    frame = fd001["frames"]["train"]
+    X, y = T.split_xy(frame.iloc[:3000], spec.feature_names)
+    events = []
+    monkeypatch.setattr(T, "trim_malloc", lambda: events.append("trim") or True)
+    fit = candidates.get("xgboost").fit
+
+    def recording_fit(*args, **kwargs):
+        events.append("fit")
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(candidates.get("xgboost"), "fit", recording_fit)
+    T.fit_models("xgboost", X, y, spec.task, {"num_round": "3"}, 1, 0, spec=spec)
+    assert events == ["trim", "fit"] * (2 if F.two_models(spec) else 1)
 
 
 def test_the_evaluation_reads_through_the_allocators_a_fit_uses(monkeypatch, tmp_path):
@@ -727,6 +753,40 @@ def test_the_evaluation_reads_through_the_allocators_a_fit_uses(monkeypatch, tmp
     from training_src import train as T
 
     calls = []
-    monkeypatch.setattr(T, "keep_less_freed_memory", lambda: calls.append(True))
+    monkeypatch.setattr(T, "keep_less_freed_memory", lambda *threshold: calls.append(threshold))
     assert E.main(["--model", str(tmp_path / "missing"), "--output-dir", str(tmp_path / "out")]) == 2
-    assert calls == [True]
+    # XGBoost's buffers of a few hundred KB in mappings of their own, given back when freed
+    assert calls == [(E.MMAP_THRESHOLD,)] and E.MMAP_THRESHOLD < T.MMAP_THRESHOLD
+
+
+def test_an_hgb_refits_process_imports_neither_xgboost_nor_matplotlib(fd001, tmp_path):
+    """train.py refitting hgb, run as SageMaker runs it (a fresh interpreter): what its process holds is
+    its own imports; XGBoost (whose version the model's metadata records all the same) and matplotlib are
+    not among them."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "modules.json"
+    code = ("import json, runpy, sys\n"
+            "sys.argv = sys.argv[1:]\n"
+            "try:\n"
+            "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+            "finally:\n"
+            f"    open({str(out)!r}, 'w').write(json.dumps(sorted(sys.modules)))\n")
+    env = {**os.environ, "SM_CHANNEL_TRAIN": str(fd001["out"] / "train"),
+           "SM_CHANNEL_VALIDATION": str(fd001["out"] / "validation"), "SM_MODEL_DIR": str(tmp_path / "model"),
+           "SM_OUTPUT_DATA_DIR": str(tmp_path / "output"), "SM_NUM_CPUS": "1", "PYTHONPATH": str(repo)}
+    proc = subprocess.run([sys.executable, "-c", code, str(repo / "training_src" / "train.py"), "--algorithm", "hgb",
+                           "--max_iter", "5", "--fit_on", "train+validation"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    modules = {m.split(".")[0] for m in json.loads(out.read_text())}
+    assert "sklearn" in modules and not {"xgboost", "matplotlib"} & modules
+    meta = json.loads((tmp_path / "model" / "model_meta.json").read_text())
+    import xgboost
+
+    assert meta["xgboost_version"] == xgboost.__version__
