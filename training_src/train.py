@@ -59,7 +59,7 @@ CODE_PACKAGES = ("features", "candidates", SERVING_PACKAGE)
 SERVING_SUFFIXES = (".py", ".c", ".h")
 META_COLUMNS = ("_asset", "_time", "_label")
 __all__ = ["TrainError", "channel_files", "check_rows", "fit_model", "fit_models", "main", "predict", "read_channel",
-           "read_column", "read_fit_channel", "read_fit_rows", "read_rows", "split_xy", "validation_predictions",
+           "read_column", "read_fit_rows", "read_rows", "split_xy", "validation_predictions",
            "write_model"]
 
 
@@ -172,16 +172,6 @@ def read_rows(files: list[Path], names: list[str] | None = None, keep: np.ndarra
     return X, y
 
 
-def read_fit_channel(path: str | os.PathLike, names: list[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """A channel's meta columns (a frame), float32 feature matrix and labels for a fit: the matrix and labels
-    of ``split_xy`` of ``read_channel`` bit for bit, read column by column (``read_rows``) without building
-    the channel's frame, whose freed memory the process would keep (FD002 x4, hgb refit: 1.2-1.3 GB within
-    the first seconds, 1.14 GB held through the fit)."""
-    files = channel_files(path)
-    X, y = read_rows(files, names)
-    return _meta_frame(files), X, y
-
-
 def _meta_frame(files: list[Path]) -> pd.DataFrame:
     """The files' meta columns (``META_COLUMNS`` the files have) as a frame, read column by column."""
     meta = {c: read_column(files, c) for c in META_COLUMNS}
@@ -191,11 +181,12 @@ def _meta_frame(files: list[Path]) -> pd.DataFrame:
 def read_fit_rows(train: str | os.PathLike, validation: str | os.PathLike | None, names: list[str], fit_on: str,
                   stride: int, dtype: Any = np.float32) -> tuple[pd.DataFrame, pd.DataFrame | None, np.ndarray,
                                                                  np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """A single host's fit rows, each read once, straight into the matrix the fit reads (``read_rows``).
+    """A host's fit rows (on several hosts, its part's), each read once, straight into the matrix the fit
+    reads (``read_rows``).
 
     In: the train channel; the validation channel, or None; the feature columns; ``fit_on`` ("train" or
     "train+validation"); ``stride``, a tuning trial's ``row_stride``; ``dtype``, the candidate's
-    ``ROW_DTYPE``, the refit's. Out: the channels' meta frames (``read_fit_channel``'s; None for a
+    ``ROW_DTYPE``, the refit's. Out: the channels' meta columns as frames (None for a
     missing validation channel), the fit's rows X, y, and the validation rows Xv, yv (None without a
     validation channel). With ``train+validation`` X holds train's rows then validation's, and Xv, yv are
     views of its last rows: no stacked copy, no second matrix of the validation rows; above

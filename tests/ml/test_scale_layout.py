@@ -393,9 +393,9 @@ def test_the_ablation_fits_the_final_fits_rows_above_the_stated_size(fd001, fd00
 
 
 def test_a_fits_channel_read_column_by_column_equals_the_frames_split(fd001):
-    """``train.read_fit_channel`` (what train.py reads on several hosts): the frame's meta columns and the
-    rows read column by column, without building the channel's frame: the matrix and labels of ``split_xy``
-    bit for bit, and the meta columns of ``read_channel``."""
+    """``train.read_fit_rows`` (what train.py reads, on one host and on each of several): the channel's meta
+    columns and its rows read column by column, without building the channel's frame: the matrix and labels
+    of ``split_xy`` bit for bit, and the meta columns of ``read_channel``."""
     from training_src import train as T
 
     names = fd001["spec"].feature_names
@@ -403,7 +403,8 @@ def test_a_fits_channel_read_column_by_column_equals_the_frames_split(fd001):
         path = fd001["out"] / channel
         frame = T.read_channel(path)
         want_X, want_y = T.split_xy(frame, names)
-        meta, X, y = T.read_fit_channel(path, names)
+        meta, none, X, y, Xv, yv = T.read_fit_rows(path, None, names, "train", 1)
+        assert none is None and Xv is None and yv is None
         np.testing.assert_array_equal(X, want_X)
         assert X.dtype == want_X.dtype and X.flags.c_contiguous
         np.testing.assert_array_equal(y, want_y)
