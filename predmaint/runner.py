@@ -95,29 +95,35 @@ def _run_script(args: list[str], env: dict[str, str] | None, what: str, cwd: Pat
 #: the thread settings of the training scripts (unless the environment sets them): OpenMP and BLAS read
 #: them once, when they are loaded (by the script server for the trials, by the script's own interpreter
 #: for the refit and the evaluation). One BLAS thread (as the trials had; the linear candidate's solver);
-#: xgboost's threads come from each script's ``nthread`` (1 per trial, all cores for the refit); and
-#: ``OMP_WAIT_POLICY=PASSIVE``: idle OpenMP threads sleep instead of spinning, which on a shared machine
-#: made a 2-thread xgboost fit ~2-20x slower than a 1-thread one (the spinning thread waits for a
-#: descheduled partner). Thread counts and wait policies do not change results.
-SCRIPT_THREADS = (("OPENBLAS_NUM_THREADS", "1"), ("MKL_NUM_THREADS", "1"), ("OMP_WAIT_POLICY", "PASSIVE"))
+#: xgboost's threads come from each script's ``nthread`` (1 per trial, all cores for the refit).
+#: Thread counts and wait policies do not change results.
+SCRIPT_THREADS = (("OPENBLAS_NUM_THREADS", "1"), ("MKL_NUM_THREADS", "1"))
+#: the tuning trials' too (the script server's): ``OMP_WAIT_POLICY=PASSIVE``, idle OpenMP threads sleep
+#: instead of spinning, which with trials side by side on a shared machine made a 2-thread xgboost fit
+#: ~2-20x slower than a 1-thread one (the spinning thread waits for a descheduled partner). Not for the
+#: refit and the evaluation, which run alone on every core, as on SageMaker (whose containers do not set
+#: it): there it made scikit-learn's OpenMP loops sleep and wake at every parallel region, FD002's hgb
+#: refit 93.3 s (27 s of it system CPU) against 34.7 s without it (2026-12-07, idle, the same model bytes).
+TRIAL_THREADS = (*SCRIPT_THREADS, ("OMP_WAIT_POLICY", "PASSIVE"))
 
 
-def script_environment() -> dict[str, str]:
-    """This process's environment with ``SCRIPT_THREADS`` where it does not set them: the environment the
-    training scripts (train.py, evaluate.py) start with."""
+def script_environment(settings: tuple[tuple[str, str], ...] = SCRIPT_THREADS) -> dict[str, str]:
+    """This process's environment with ``settings`` (``SCRIPT_THREADS``: the refit's and the evaluation's;
+    ``TRIAL_THREADS``: the script server's) where it does not set them: the environment a training script
+    (train.py, evaluate.py) starts with."""
     env = dict(os.environ)
-    for name, value in SCRIPT_THREADS:
+    for name, value in settings:
         env.setdefault(name, value)
     return env
 
 
 def _start_server(run_dir: Path) -> zyg.Zygote | None:
     """The run's script server for the tuning trials (see predmaint/zygote.py), or None where it is
-    unavailable. It starts with ``script_environment()``: its forks keep the thread settings it loaded."""
+    unavailable. It starts with ``TRIAL_THREADS``: its forks keep the thread settings it loaded."""
     if not zyg.available():
         return None
     try:
-        return zyg.Zygote(SRC, str(run_dir), script_environment())
+        return zyg.Zygote(SRC, str(run_dir), script_environment(TRIAL_THREADS))
     except OSError as exc:
         log.warning("script server unavailable (%s); scripts run as fresh interpreters", exc)
         return None

@@ -117,7 +117,7 @@ def test_the_refit_and_the_evaluation_are_fresh_interpreters_started_after_the_s
             events.append(("server closed",))
 
     def fake_run_script(args, env, what, cwd=None, server=None):
-        events.append((what, server, (env or {}).get("OMP_WAIT_POLICY")))
+        events.append((what, server, (env or {}).get("OMP_WAIT_POLICY"), (env or {}).get("OPENBLAS_NUM_THREADS")))
         if what == "evaluate":
             raise RuntimeError("stop here")
         return "done\n"
@@ -132,11 +132,14 @@ def test_the_refit_and_the_evaluation_are_fresh_interpreters_started_after_the_s
     monkeypatch.setattr(runner, "tune", fake_tune)
     monkeypatch.setattr(registry, "make_model_archive", lambda src, dst: dst)
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     with pytest.raises(RuntimeError, match="stop here"):
         runner.run_pipeline("cmapss", "FD001", data_dir, tmp_path / "home", trials=1, progress=False)
     assert [e[0] for e in events] == ["preprocess", "tuning", "server closed", "refit", "evaluate"]
     assert isinstance(events[1][1], Server)  # the trials are the server's
-    assert events[3][1:] == (None, "PASSIVE") and events[4][1:] == (None, "PASSIVE")
+    # one BLAS thread, as the trials; no passive OpenMP wait, which only the trials' server starts with
+    assert events[3][1:] == (None, None, "1") and events[4][1:] == (None, None, "1")
+    assert runner.script_environment(runner.TRIAL_THREADS)["OMP_WAIT_POLICY"] == "PASSIVE"
 
 
 def test_a_trial_fork_holds_the_training_libraries_and_no_plotting_library(tmp_path: Path) -> None:
