@@ -1,7 +1,8 @@
 """The suite's own guards in tests/conftest.py, each run as a real pytest session: a native-code test
 that skips where a C compiler is on PATH fails (a build or load error must not hide as a skip), a test
 whose environment an install step builds fails instead of skipping in CI (and .ci/run sets ``CI``), and
-``xdist_group`` really keeps a group on one worker under ``--dist loadgroup`` (pytest 9 + xdist 3.8)."""
+``xdist_group`` really keeps a group on one worker under ``--dist loadgroup`` (pytest 9 + xdist 3.8), and a
+passed test's temporary files are removed when it ends (the project's ``tmp_path_retention_policy``)."""
 
 from __future__ import annotations
 
@@ -148,3 +149,27 @@ def test_an_xdist_group_runs_on_one_worker(tmp_path: Path) -> None:
                           timeout=180)
     ran = re.findall(r"\[(gw\d)\] \[ *\d+%\] PASSED test_grouped.py::test_member\[\d\]@shared", proc.stdout)
     assert len(ran) == 6 and len(set(ran)) == 1, proc.stdout + proc.stderr
+
+
+WRITES = '''
+import os
+
+def test_writes_a_file(tmp_path):
+    (tmp_path / "run").write_bytes(b"x" * 4096)
+    with open(os.environ["SEEN"], "w") as f:
+        f.write(str(tmp_path))
+'''
+
+
+def test_a_passed_tests_temporary_files_are_gone_when_it_ends(tmp_path: Path) -> None:
+    """With the project's pytest settings a passed test's tmp_path is removed (tmp_path_retention_policy):
+    a CI machine's disk holds only what the running tests hold, not every run folder of the session."""
+    (tmp_path / "test_writes.py").write_text(WRITES)
+    seen = tmp_path / "seen"
+    env = {**os.environ, "SEEN": str(seen)}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-c",
+                           str(REPO / "pyproject.toml"), "--rootdir", str(tmp_path), str(tmp_path / "test_writes.py")],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    written = Path(seen.read_text())
+    assert written.name.startswith("test_writes_a_file") and not written.exists()
