@@ -70,7 +70,13 @@ from training_src import features as F
 from training_src import selection
 from training_src.dataio import DataError, list_parts, read_rul_file, read_table, resolve_file, resolve_parts
 from training_src.profiles import Profile, ProfileError, load_profile
-from training_src.threads import fix_mmap_threshold, limit_malloc_arenas, parallel, trim_malloc
+from training_src.threads import (
+    arrow_system_pool,
+    fix_mmap_threshold,
+    limit_malloc_arenas,
+    parallel,
+    trim_malloc,
+)
 
 META = ["_asset", "_time", "_label"]
 STAGES = ("all", "fit", "transform")
@@ -727,6 +733,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     limit_malloc_arenas()  # the threads' work below would otherwise keep one malloc arena each
     fix_mmap_threshold()  # large arrays given back when freed, not kept in the heap in pieces
+    arrow_system_pool()  # the parquet writers' buffers given back too, not kept by pyarrow's own pool
     try:
         profile = load_profile(args.profile, args.subset)
         spec = F.FeatureSpec.from_json(Path(args.spec).read_text()) if args.spec else None

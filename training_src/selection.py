@@ -35,7 +35,7 @@ import pandas as pd
 
 from training_src import features as F
 from training_src.profiles import Profile
-from training_src.threads import parallel
+from training_src.threads import parallel, trim_malloc
 
 FOLDS = 3
 CUTS = 5
@@ -90,7 +90,13 @@ def proxy_stride(rows: int) -> int:
 def _fit_predict(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, seed: int) -> np.ndarray:
     import xgboost as xgb
 
-    booster = xgb.train({**PROXY, "seed": seed}, xgb.DMatrix(X.astype(np.float32), label=y), PROXY_ROUNDS)
+    # QuantileDMatrix keeps the rows' histogram bins alone (1 byte per value), not DMatrix's sparse page (a
+    # float and a column index per value) beside the float32 copy: two proxy fits run at once and their
+    # matrices are a share of preprocessing's peak; ``hist`` grows the same trees from either (the bins are
+    # cut from the same sketch: candidates/xgb.py fits the same way, and a test compares the boosters)
+    dtrain = xgb.QuantileDMatrix(X.astype(np.float32), label=y, nthread=PROXY["nthread"])
+    booster = xgb.train({**PROXY, "seed": seed}, dtrain, PROXY_ROUNDS)
+    del dtrain
     return np.clip(booster.inplace_predict(Xv.astype(np.float32)), 0.0, None)
 
 
@@ -162,8 +168,14 @@ def _fold_predictions(fold: Fold, cols: dict[str, np.ndarray], offsets: np.ndarr
     keep = np.flatnonzero(tr.groupby(profile.id_column, sort=False).cumcount().to_numpy() % stride == stride - 1)
     # only the rows the proxy reads are featurised (the same values as the full transform's rows)
     X = F.transform_rows(tr, keep, spec, point=_with_index(fold.norm, hi_tr))
-    return _fit_predict(X, y[keep], F.transform_last(cols, offsets, spec, point=_with_index(fold.view_norm, hi_view)),
+    pred = _fit_predict(X, y[keep], F.transform_last(cols, offsets, spec, point=_with_index(fold.view_norm, hi_view)),
                         seed)
+    del X, y
+    # the fit's matrices, freed in pieces below the mmap threshold, given back before the next fit in this
+    # thread: two fits run at once, each leaving free holes in the heap that the other's sizes do not fit,
+    # and the choice's peak is preprocessing's at FD002 x1 (the values computed are the same)
+    trim_malloc()
+    return pred
 
 
 def cv_predictions_many(fold_fits: list[Fold], profile: Profile, views: list[tuple],

@@ -258,6 +258,49 @@ def test_the_choice_never_runs_two_spec_fits_at_once(data_dir, monkeypatch):
     assert {i["filepath"]: i["num_threads"] for i in threadpool_info()} == before
 
 
+def test_the_choices_proxy_fit_holds_its_rows_bins_and_predicts_what_a_dmatrix_fit_predicts(monkeypatch):
+    """The window/cap choice's proxy fits (two at once; at FD002 x1 the choice holds preprocessing's peak) read
+    their rows as a QuantileDMatrix, the histogram bins alone, not a DMatrix, whose sparse page is a float and
+    a column index per value beside the rows: the predictions are the plain DMatrix fit's, bit for bit."""
+    import xgboost as xgb
+
+    from training_src import selection
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((3000, 20))
+    X[:, 1] = np.round(X[:, 1])  # a column with few distinct values, as the regime indicators are
+    y = 100 + 30 * X[:, 0] + 5 * X[:, 1] + rng.standard_normal(3000)
+    Xv = rng.standard_normal((200, 20))
+    plain = xgb.train({**selection.PROXY, "seed": 3}, xgb.DMatrix(X.astype(np.float32), label=y),
+                      selection.PROXY_ROUNDS)
+    expected = np.clip(plain.inplace_predict(Xv.astype(np.float32)), 0.0, None)
+
+    def float_copy(*args, **kwargs):
+        raise AssertionError("the proxy fit built a DMatrix: a float copy of its rows")
+
+    monkeypatch.setattr(xgb, "DMatrix", float_copy)
+    np.testing.assert_array_equal(selection._fit_predict(X, y, Xv, 3), expected)
+
+
+def test_each_proxy_fit_of_the_choice_gives_the_freed_heap_back_after_it(data_dir, monkeypatch):
+    """Each proxy fit frees its matrices in pieces below the mmap threshold, and the fit running beside it
+    does not fit in those holes: ``_fold_predictions`` trims glibc's heap after every fit, before the next
+    one in its thread starts (what the choice records is unchanged: the choice tests above)."""
+    from training_src import selection, threads
+    from training_src.profiles import load_profile
+
+    p = load_profile("cmapss", "FD001")
+    train = F.validate_readings(read_table(resolve_file(data_dir, p.file("train")), p), p)
+    train = train[train[p.id_column] <= 30].reset_index(drop=True)
+    events = []
+    monkeypatch.setattr(selection, "trim_malloc", lambda: events.append("trim") or True)
+    fit = selection._fit_predict
+    monkeypatch.setattr(selection, "_fit_predict", lambda *args: events.append("fit") or fit(*args))
+    monkeypatch.setattr(threads, "workers", lambda: 1)
+    selection.choose(train, p, seed=0)
+    assert len(events) >= 2 * selection.FOLDS and events == ["fit", "trim"] * (len(events) // 2)
+
+
 def test_the_final_spec_fitted_beside_the_choice_equals_the_sequential_fit(data_dir):
     """Preprocessing fits the final spec's regimes and normalisation while the window/cap choice runs, then
     the chosen cap's health index: the spec JSON of ``fit_spec`` with the chosen window and cap, byte for
@@ -284,6 +327,38 @@ def test_preprocessing_caps_the_malloc_arenas_on_glibc():
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         pytest.skip("glibc's mallopt only")
     assert limit_malloc_arenas() is True
+
+
+def test_preprocessing_writes_its_files_through_the_system_allocator(monkeypatch, tmp_path):
+    """pyarrow's own pool (mimalloc or jemalloc) keeps the pages of the buffers it freed: preprocessing's
+    ``main`` sets the system allocator before it reads or writes anything, so what the parquet writers
+    encode is given back after each file (FD002 x1 under load: the writing's peak 402-409 MB, 364 MB)."""
+    import pyarrow as pa
+
+    from training_src import preprocess as P
+
+    before = pa.default_memory_pool()
+    for name in ("mimalloc", "jemalloc"):  # a pool that keeps freed pages, whatever an earlier test set
+        try:
+            pa.set_memory_pool(getattr(pa, f"{name}_memory_pool")())
+            break
+        except (AttributeError, NotImplementedError):
+            continue
+    else:
+        pytest.skip("this pyarrow has no pool other than the system allocator")
+    seen = []
+
+    def stop(*args, **kwargs):
+        seen.append(pa.default_memory_pool().backend_name)
+        raise P.DataError("stopped here")
+
+    monkeypatch.setattr(P, "build_datasets", stop)
+    try:
+        assert P.main(["--profile", "cmapss", "--subset", "FD001", "--data-dir", str(tmp_path),
+                       "--output-dir", str(tmp_path / "out")]) == 2
+    finally:
+        pa.set_memory_pool(before)
+    assert seen == ["system"]
 
 
 def test_rows_read_column_by_column_equal_the_channel_frames_rows(fd001, tmp_path):
