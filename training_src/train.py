@@ -712,21 +712,18 @@ def main(argv: list[str] | None = None) -> int:
             # a collective fit's rows are not read after it but by the refit's first host (above): the
             # window fit's blanked life columns stay blank, no copy of them held through it
             fit = functools.partial(fit, life_columns=lambda: None)
-        if score_after and dist is None:
-            model, _ = fit(args.algorithm, X, y, task, hp, args.nthread, args.seed, names=names, checkpoints=ckpt)
-            pv = validation_predictions(args.algorithm, model, Xv, spec)
-            yv = np.concatenate([yv, yv]) if F.life_names(spec) else yv
-        elif dist is None:
-            model, pv = fit(args.algorithm, X, y, task, hp, args.nthread, args.seed, Xv, yv, names, checkpoints=ckpt)
+        # the rows a fit reports the objective on while it learns: a trial's; none for a refit (score_after)
+        Xr, yr = (None, None) if score_after else (Xv, yv)
+        if dist is None:
+            model, pv = fit(args.algorithm, X, y, task, hp, args.nthread, args.seed, Xr, yr, names, checkpoints=ckpt)
         else:
-            model, pv, X, y = dist.fit(fit, args.algorithm, X, y, task, hp, args.nthread, args.seed,
-                                       None if score_after else Xv, None if score_after else yv, names, held_out,
-                                       checkpoints=ckpt)
+            model, pv, X, y = dist.fit(fit, args.algorithm, X, y, task, hp, args.nthread, args.seed, Xr, yr, names,
+                                       held_out, checkpoints=ckpt)
             if not dist.is_first:
                 return 0  # the first host writes the model and prints the objective
-            if score_after:  # as one host: the validation rows (fitted rows) scored after the fit
-                pv = validation_predictions(args.algorithm, model, Xv, spec)
-                yv = np.concatenate([yv, yv]) if F.life_names(spec) else yv
+        if score_after:  # a refit (one host, or the first of several): its validation rows scored after the fit
+            pv = validation_predictions(args.algorithm, model, Xv, spec)
+            yv = np.concatenate([yv, yv]) if F.life_names(spec) else yv
     except D.DistributedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if dist is not None:
