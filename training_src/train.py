@@ -35,6 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+if __name__ == "__main__":
+    # run as a job's script (SageMaker, the local runner): pyarrow's C++ code (the parquet reader's buffers)
+    # allocates from the default memory pool that libarrow picks once, when pandas' import below loads it,
+    # and ``pa.set_memory_pool`` (``keep_less_freed_memory``) does not change that one. Its default,
+    # mimalloc, keeps what the reads freed resident in its arena (FD002 x4 refit: 30-38 MB through the fit
+    # that follows); the system allocator gives it back. Set unless the environment chose a pool.
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+
 import numpy as np
 import pandas as pd
 
@@ -579,7 +587,10 @@ def xgboost_version() -> str:
 def keep_less_freed_memory(mmap_threshold: int = MMAP_THRESHOLD) -> None:
     """Allocators for a fit that return freed memory: pyarrow's reads through the system allocator, not its
     default mimalloc pool, which keeps the pages of the column buffers it freed (FD002 x4: reading the
-    validation channel's rows kept 42 MB of them, 8 MB with the system allocator), glibc's malloc arenas
+    validation channel's rows kept 42 MB of them, 8 MB with the system allocator; this sets the pool of
+    pyarrow's Python layer only: libarrow's own, which the parquet reader's buffers come from, is chosen
+    when pyarrow is loaded, which train.py run as a script does after setting ``ARROW_DEFAULT_MEMORY_POOL``
+    at its top), glibc's malloc arenas
     capped at two (``threads.limit_malloc_arenas``; scikit-learn bins columns in threads), and allocations of
     ``mmap_threshold`` bytes and more (4 MB: ``MMAP_THRESHOLD``) in mappings of their own, unmapped when
     freed (``threads.fix_mmap_threshold``: otherwise, once a large array is freed, arrays of up to 32 MB come
@@ -701,21 +712,18 @@ def main(argv: list[str] | None = None) -> int:
             # a collective fit's rows are not read after it but by the refit's first host (above): the
             # window fit's blanked life columns stay blank, no copy of them held through it
             fit = functools.partial(fit, life_columns=lambda: None)
-        if score_after and dist is None:
-            model, _ = fit(args.algorithm, X, y, task, hp, args.nthread, args.seed, names=names, checkpoints=ckpt)
-            pv = validation_predictions(args.algorithm, model, Xv, spec)
-            yv = np.concatenate([yv, yv]) if F.life_names(spec) else yv
-        elif dist is None:
-            model, pv = fit(args.algorithm, X, y, task, hp, args.nthread, args.seed, Xv, yv, names, checkpoints=ckpt)
+        # the rows a fit reports the objective on while it learns: a trial's; none for a refit (score_after)
+        Xr, yr = (None, None) if score_after else (Xv, yv)
+        if dist is None:
+            model, pv = fit(args.algorithm, X, y, task, hp, args.nthread, args.seed, Xr, yr, names, checkpoints=ckpt)
         else:
-            model, pv, X, y = dist.fit(fit, args.algorithm, X, y, task, hp, args.nthread, args.seed,
-                                       None if score_after else Xv, None if score_after else yv, names, held_out,
-                                       checkpoints=ckpt)
+            model, pv, X, y = dist.fit(fit, args.algorithm, X, y, task, hp, args.nthread, args.seed, Xr, yr, names,
+                                       held_out, checkpoints=ckpt)
             if not dist.is_first:
                 return 0  # the first host writes the model and prints the objective
-            if score_after:  # as one host: the validation rows (fitted rows) scored after the fit
-                pv = validation_predictions(args.algorithm, model, Xv, spec)
-                yv = np.concatenate([yv, yv]) if F.life_names(spec) else yv
+        if score_after:  # a refit (one host, or the first of several): its validation rows scored after the fit
+            pv = validation_predictions(args.algorithm, model, Xv, spec)
+            yv = np.concatenate([yv, yv]) if F.life_names(spec) else yv
     except D.DistributedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if dist is not None:
