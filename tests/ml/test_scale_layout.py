@@ -361,15 +361,50 @@ def _recorded_ablation(fd001, fd001_model, tmp_path, monkeypatch):
 
 def test_the_ablations_feature_fits_read_one_matrix_one_fit_at_a_time(fd001, fd001_model, tmp_path, monkeypatch):
     """The ablation's feature fits (default and tuned XGBoost, each a pair that blanks its rows' life columns
-    in place and puts them back) get the one matrix of rows, never a copy each, and run one at a time,
-    each finding the rows as read."""
+    in place) get the one matrix of rows, never a copy each, and run one at a time, each finding the rows
+    as read: the first fit's blanked life columns are put back, the last fit's stay blank (nothing reads
+    the matrix after it)."""
     calls = _recorded_ablation(fd001, fd001_model, tmp_path, monkeypatch)
     assert len(calls) == 2
     (first, seen1, after1, n1), (second, seen2, after2, n2) = calls
     assert second is first and n1 == n2 == 1
     np.testing.assert_array_equal(seen2, seen1)
     np.testing.assert_array_equal(after1, seen1)
-    np.testing.assert_array_equal(after2, seen1)
+    k = len(F.life_names(fd001["spec"]))
+    assert k and np.isnan(after2[:, -k:]).all()
+    np.testing.assert_array_equal(after2[:, :-k], seen1[:, :-k])
+
+
+def test_the_ablations_window_fits_hold_no_copy_of_the_life_columns(fd001, fd001_model, tmp_path, monkeypatch):
+    """A pair's window fit blanks the rows' life columns in place: in the ablation neither feature fit holds
+    a copy of them through it (the first reads them again from the channel files afterwards, the last
+    leaves them blank). What numpy and Python hold (``tracemalloc``) when each window fit starts is what
+    they held when its life fit started, give or take far less than those columns' bytes."""
+    import tracemalloc
+
+    from training_src import evaluate as E
+    from training_src import train as T
+
+    monkeypatch.setattr(E, "_plots", lambda *args, **kwargs: [])  # no allocations beside the fits but theirs
+    held, fit_model = [], T.fit_model
+
+    def recorded(algorithm, X, *args, **kwargs):
+        held.append((tracemalloc.get_traced_memory()[0], X.shape))
+        return fit_model(algorithm, X, *args, **kwargs)
+
+    monkeypatch.setattr(T, "fit_model", recorded)
+    tracemalloc.start()
+    try:
+        calls = _recorded_ablation(fd001, fd001_model, tmp_path, monkeypatch)
+    finally:
+        tracemalloc.stop()
+    rows = calls[0][0]
+    k = len(F.life_names(fd001["spec"]))
+    life_bytes = rows.shape[0] * k * rows.itemsize
+    feature_fits = [h for h, shape in held if shape == rows.shape]  # life then window fit, twice
+    assert len(feature_fits) == 4 and life_bytes > 1 << 20
+    for life_fit, window_fit in zip(feature_fits[::2], feature_fits[1::2], strict=True):
+        assert window_fit - life_fit < life_bytes // 4, (window_fit - life_fit, life_bytes)
 
 
 def test_the_ablation_fits_the_final_fits_rows_above_the_stated_size(fd001, fd001_model, tmp_path, monkeypatch):
