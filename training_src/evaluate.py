@@ -239,10 +239,15 @@ def evaluate(model_path: Path, test_dir: Path, baseline_dir: Path | None, train_
         return {"step": step, **{k: mm[k] for k in keys}}
 
     # The ablation's fits (each step's model trained again) run one after the other, each with every
-    # thread (xgboost's hist result does not depend on the thread count), in one thread beside this one,
-    # which draws the plots. The feature rows are read once (``ablation_rows``) and every fit reads that
-    # one matrix: a pair's fit blanks its life columns in place (and the next fit finds them read again),
-    # so two fits on it must not overlap; each step's rows are read only when its turn comes and freed after.
+    # thread (xgboost's hist result does not depend on the thread count), and the plots are drawn after
+    # them: matplotlib, once it has drawn, holds about 30 MB that sat beside the fits' peak when the plots
+    # were drawn beside them. The fits still run in a thread of their own, as they did then: run in this
+    # (main) thread instead, FD001's evaluation took 57-66 s of user CPU instead of 9 at load 20 (8.7 s with
+    # OMP_WAIT_POLICY=PASSIVE: OpenMP threads spinning for descheduled partners; libgomp spins less when
+    # more threads than cores have used it, as the main thread's predictions and the fits' thread do).
+    # The feature rows are read once (``ablation_rows``) and every fit reads that one matrix: a pair's fit
+    # blanks its life columns in place (and the next fit finds them read again), so two fits on it must
+    # not overlap; each step's rows are read only when its turn comes and freed after.
     steps: list[tuple[str, float]] = []  # (ablation step, threshold), in the order of the fits
     raw_rows = None  # the raw-reading baseline's train and test files
     if baseline_dir is not None and sorted(baseline_dir.glob("train*.parquet")):
@@ -295,9 +300,8 @@ def evaluate(model_path: Path, test_dir: Path, baseline_dir: Path | None, train_
     out_dir.mkdir(parents=True, exist_ok=True)
     importance = feature_importance(model)
     with ThreadPoolExecutor(1) as pool:
-        fitted = pool.submit(ablation_fits)
-        plots = _plots(out_dir, task, yt, p, importance, model.threshold if not reg else None, cap)
-        preds = fitted.result()
+        preds = pool.submit(ablation_fits).result()
+    plots = _plots(out_dir, task, yt, p, importance, model.threshold if not reg else None, cap)
     ablation: list[dict[str, Any]] = []
     baseline: dict[str, Any] | None = None
     for (step, thr), pred in zip(steps, preds, strict=True):
