@@ -795,6 +795,44 @@ def test_the_evaluation_reads_through_the_allocators_a_fit_uses(monkeypatch, tmp
     assert calls == [(E.MMAP_THRESHOLD,)] and E.MMAP_THRESHOLD < T.MMAP_THRESHOLD
 
 
+def test_the_evaluations_process_imports_matplotlib_only_after_the_ablations_fits(fd001, fd001_model, tmp_path):
+    """evaluate.py run as SageMaker runs it (a fresh interpreter): matplotlib, which holds about 30 MB once it
+    has drawn, is not in the process while any of the ablation's fits runs (the raw-reading baseline, then
+    the feature-engineering pair), so it is not held at their peak; the plots are drawn all the same."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    seen = tmp_path / "seen.json"
+    code = ("import json, runpy, sys\n"
+            "from training_src import train as T\n"
+            "seen, fit_model = [], T.fit_model\n"
+            "def recorded(*args, **kwargs):\n"
+            "    seen.append('matplotlib' in sys.modules)\n"
+            "    return fit_model(*args, **kwargs)\n"
+            "T.fit_model = recorded\n"
+            "sys.argv = sys.argv[1:]\n"
+            "try:\n"
+            "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+            "finally:\n"
+            f"    open({str(seen)!r}, 'w').write(json.dumps(seen))\n")
+    out = fd001["out"]
+    proc = subprocess.run([sys.executable, "-c", code, str(repo / "training_src" / "evaluate.py"),
+                           "--model", str(fd001_model), "--test", str(out / "test"), "--baseline", str(out / "baseline"),
+                           "--train", str(out / "train"), "--validation", str(out / "validation"),
+                           "--tuning", str(tmp_path / "none.json"), "--output-dir", str(tmp_path / "evaluation"),
+                           "--nthread", "2"], env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    fits = json.loads(seen.read_text())
+    assert len(fits) == (3 if F.two_models(fd001["spec"]) else 2) and not any(fits), fits
+    report = json.loads((tmp_path / "evaluation" / "evaluation.json").read_text())
+    assert report["plots"] and all((tmp_path / "evaluation" / name).is_file() for name in report["plots"])
+
+
 def test_an_hgb_refits_process_imports_neither_xgboost_nor_matplotlib(fd001, tmp_path):
     """train.py refitting hgb, run as SageMaker runs it (a fresh interpreter): what its process holds is
     its own imports; XGBoost (whose version the model's metadata records all the same) and matplotlib are
