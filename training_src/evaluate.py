@@ -32,6 +32,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -96,15 +97,18 @@ def ablation_rows(files: list[Path], names: list[str]) -> tuple[np.ndarray, np.n
 
 
 def _fit_predict(task: str, X: np.ndarray, y: np.ndarray, Xt: np.ndarray, hp: dict[str, Any],
-                 names: list[str] | None, cap: float | None, spec: F.FeatureSpec | None, nthread: int) -> np.ndarray:
+                 names: list[str] | None, cap: float | None, spec: F.FeatureSpec | None, nthread: int,
+                 life_columns: Callable[[], np.ndarray | None] | None = None) -> np.ndarray:
     """Fit XGBoost with ``hp`` on X, y and predict Xt: the model(s) train.py fits for ``spec``
-    (``T.fit_models``; X, y each row once, blanked and restored in place for a pair), or one model on
-    rows of another layout (``spec`` None: the raw-readings baseline)."""
+    (``T.fit_models``; X, y each row once, blanked in place for a pair and given back as
+    ``life_columns`` says), or one model on rows of another layout (``spec`` None: the raw-readings
+    baseline)."""
     hps = {k: str(v) for k, v in hp.items()}
     if spec is None:
         model, _ = T.fit_model("xgboost", X, y, task, hps, nthread, 0, names=names)
     else:
-        model, _ = T.fit_models("xgboost", X, y, task, hps, nthread, 0, names=names, spec=spec)
+        model, _ = T.fit_models("xgboost", X, y, task, hps, nthread, 0, names=names, spec=spec,
+                                life_columns=life_columns)
     p = T.predict("xgboost", model, Xt)
     return F.clip_rul(p, cap) if task == "rul_regression" else p
 
@@ -235,10 +239,15 @@ def evaluate(model_path: Path, test_dir: Path, baseline_dir: Path | None, train_
         return {"step": step, **{k: mm[k] for k in keys}}
 
     # The ablation's fits (each step's model trained again) run one after the other, each with every
-    # thread (xgboost's hist result does not depend on the thread count), in one thread beside this one,
-    # which draws the plots. The feature rows are read once (``ablation_rows``) and every fit reads that
-    # one matrix: a pair's fit blanks its life columns in place and puts them back before it returns, so
-    # two fits on it must not overlap; each step's rows are read only when its turn comes and freed after.
+    # thread (xgboost's hist result does not depend on the thread count), and the plots are drawn after
+    # them: matplotlib, once it has drawn, holds about 30 MB that sat beside the fits' peak when the plots
+    # were drawn beside them. The fits still run in a thread of their own, as they did then: run in this
+    # (main) thread instead, FD001's evaluation took 57-66 s of user CPU instead of 9 at load 20 (8.7 s with
+    # OMP_WAIT_POLICY=PASSIVE: OpenMP threads spinning for descheduled partners; libgomp spins less when
+    # more threads than cores have used it, as the main thread's predictions and the fits' thread do).
+    # The feature rows are read once (``ablation_rows``) and every fit reads that one matrix: a pair's fit
+    # blanks its life columns in place (and the next fit finds them read again), so two fits on it must
+    # not overlap; each step's rows are read only when its turn comes and freed after.
     steps: list[tuple[str, float]] = []  # (ablation step, threshold), in the order of the fits
     raw_rows = None  # the raw-reading baseline's train and test files
     if baseline_dir is not None and sorted(baseline_dir.glob("train*.parquet")):
@@ -277,15 +286,22 @@ def evaluate(model_path: Path, test_dir: Path, baseline_dir: Path | None, train_
             del Xb, yb, Xbt
         if feature_hps:
             X, y = ablation_rows(row_files, spec.feature_names)
-            preds += [_fit_predict(task, X, y, Xt, hp, spec.feature_names, cap, spec, nthread) for hp in feature_hps]
+            # a pair's window fit blanks X's life columns in place; rather than hold a copy of them through
+            # it, they are read again from the channel files for the next fit, or left blank after the
+            # last one (nothing reads X after it)
+            life = F.life_names(spec)
+            for i, hp in enumerate(feature_hps):
+                last = i == len(feature_hps) - 1
+                preds.append(_fit_predict(task, X, y, Xt, hp, spec.feature_names, cap, spec, nthread,
+                                          (lambda: None) if last else (lambda: ablation_rows(row_files, life)[0])))
+            del X, y
         return preds
 
     out_dir.mkdir(parents=True, exist_ok=True)
     importance = feature_importance(model)
     with ThreadPoolExecutor(1) as pool:
-        fitted = pool.submit(ablation_fits)
-        plots = _plots(out_dir, task, yt, p, importance, model.threshold if not reg else None, cap)
-        preds = fitted.result()
+        preds = pool.submit(ablation_fits).result()
+    plots = _plots(out_dir, task, yt, p, importance, model.threshold if not reg else None, cap)
     ablation: list[dict[str, Any]] = []
     baseline: dict[str, Any] | None = None
     for (step, thr), pred in zip(steps, preds, strict=True):

@@ -436,15 +436,50 @@ def _recorded_ablation(fd001, fd001_model, tmp_path, monkeypatch):
 
 def test_the_ablations_feature_fits_read_one_matrix_one_fit_at_a_time(fd001, fd001_model, tmp_path, monkeypatch):
     """The ablation's feature fits (default and tuned XGBoost, each a pair that blanks its rows' life columns
-    in place and puts them back) get the one matrix of rows, never a copy each, and run one at a time,
-    each finding the rows as read."""
+    in place) get the one matrix of rows, never a copy each, and run one at a time, each finding the rows
+    as read: the first fit's blanked life columns are put back, the last fit's stay blank (nothing reads
+    the matrix after it)."""
     calls = _recorded_ablation(fd001, fd001_model, tmp_path, monkeypatch)
     assert len(calls) == 2
     (first, seen1, after1, n1), (second, seen2, after2, n2) = calls
     assert second is first and n1 == n2 == 1
     np.testing.assert_array_equal(seen2, seen1)
     np.testing.assert_array_equal(after1, seen1)
-    np.testing.assert_array_equal(after2, seen1)
+    k = len(F.life_names(fd001["spec"]))
+    assert k and np.isnan(after2[:, -k:]).all()
+    np.testing.assert_array_equal(after2[:, :-k], seen1[:, :-k])
+
+
+def test_the_ablations_window_fits_hold_no_copy_of_the_life_columns(fd001, fd001_model, tmp_path, monkeypatch):
+    """A pair's window fit blanks the rows' life columns in place: in the ablation neither feature fit holds
+    a copy of them through it (the first reads them again from the channel files afterwards, the last
+    leaves them blank). What numpy and Python hold (``tracemalloc``) when each window fit starts is what
+    they held when its life fit started, give or take far less than those columns' bytes."""
+    import tracemalloc
+
+    from training_src import evaluate as E
+    from training_src import train as T
+
+    monkeypatch.setattr(E, "_plots", lambda *args, **kwargs: [])  # no allocations beside the fits but theirs
+    held, fit_model = [], T.fit_model
+
+    def recorded(algorithm, X, *args, **kwargs):
+        held.append((tracemalloc.get_traced_memory()[0], X.shape))
+        return fit_model(algorithm, X, *args, **kwargs)
+
+    monkeypatch.setattr(T, "fit_model", recorded)
+    tracemalloc.start()
+    try:
+        calls = _recorded_ablation(fd001, fd001_model, tmp_path, monkeypatch)
+    finally:
+        tracemalloc.stop()
+    rows = calls[0][0]
+    k = len(F.life_names(fd001["spec"]))
+    life_bytes = rows.shape[0] * k * rows.itemsize
+    feature_fits = [h for h, shape in held if shape == rows.shape]  # life then window fit, twice
+    assert len(feature_fits) == 4 and life_bytes > 1 << 20
+    for life_fit, window_fit in zip(feature_fits[::2], feature_fits[1::2], strict=True):
+        assert window_fit - life_fit < life_bytes // 4, (window_fit - life_fit, life_bytes)
 
 
 def test_the_ablation_fits_the_final_fits_rows_above_the_stated_size(fd001, fd001_model, tmp_path, monkeypatch):
@@ -833,6 +868,44 @@ def test_the_evaluation_reads_through_the_allocators_a_fit_uses(monkeypatch, tmp
     assert E.main(["--model", str(tmp_path / "missing"), "--output-dir", str(tmp_path / "out")]) == 2
     # XGBoost's buffers of a few hundred KB in mappings of their own, given back when freed
     assert calls == [(E.MMAP_THRESHOLD,)] and E.MMAP_THRESHOLD < T.MMAP_THRESHOLD
+
+
+def test_the_evaluations_process_imports_matplotlib_only_after_the_ablations_fits(fd001, fd001_model, tmp_path):
+    """evaluate.py run as SageMaker runs it (a fresh interpreter): matplotlib, which holds about 30 MB once it
+    has drawn, is not in the process while any of the ablation's fits runs (the raw-reading baseline, then
+    the feature-engineering pair), so it is not held at their peak; the plots are drawn all the same."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    seen = tmp_path / "seen.json"
+    code = ("import json, runpy, sys\n"
+            "from training_src import train as T\n"
+            "seen, fit_model = [], T.fit_model\n"
+            "def recorded(*args, **kwargs):\n"
+            "    seen.append('matplotlib' in sys.modules)\n"
+            "    return fit_model(*args, **kwargs)\n"
+            "T.fit_model = recorded\n"
+            "sys.argv = sys.argv[1:]\n"
+            "try:\n"
+            "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+            "finally:\n"
+            f"    open({str(seen)!r}, 'w').write(json.dumps(seen))\n")
+    out = fd001["out"]
+    proc = subprocess.run([sys.executable, "-c", code, str(repo / "training_src" / "evaluate.py"),
+                           "--model", str(fd001_model), "--test", str(out / "test"), "--baseline", str(out / "baseline"),
+                           "--train", str(out / "train"), "--validation", str(out / "validation"),
+                           "--tuning", str(tmp_path / "none.json"), "--output-dir", str(tmp_path / "evaluation"),
+                           "--nthread", "2"], env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    fits = json.loads(seen.read_text())
+    assert len(fits) == (3 if F.two_models(fd001["spec"]) else 2) and not any(fits), fits
+    report = json.loads((tmp_path / "evaluation" / "evaluation.json").read_text())
+    assert report["plots"] and all((tmp_path / "evaluation" / name).is_file() for name in report["plots"])
 
 
 def _hgb_refit_in_a_fresh_interpreter(fd001: dict, tmp_path) -> dict:
