@@ -100,7 +100,9 @@ def arrow_system_pool() -> bool:
     Preprocessing writes its parquet files two at a time beside the drift baseline: with the default pool the
     encoded columns' pages stay resident after each file (FD002 x1, under load: the writing's peak 402-409 MB,
     364 MB with the system allocator). The bytes written are the same. Elsewhere than glibc the system
-    allocator is the platform's malloc."""
+    allocator is the platform's malloc. This sets the pool of pyarrow's Python layer; libarrow's own default
+    (the parquet reader's buffers) is chosen once, when pyarrow loads, from ``ARROW_DEFAULT_MEMORY_POOL``,
+    which train.py run as a script sets before it imports pandas."""
     import pyarrow as pa
 
     pa.set_memory_pool(pa.system_memory_pool())

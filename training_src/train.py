@@ -55,7 +55,7 @@ from training_src.candidates.base import TrainError, from_wire, metric_name, obj
 from training_src.candidates.base import number as _num
 from training_src.predmaint_build_backend import ENTRY_MODULES, PYPROJECT_TOML
 from training_src.predmaint_serving import intervals as IV
-from training_src.threads import fix_mmap_threshold, limit_malloc_arenas, trim_malloc
+from training_src.threads import arrow_system_pool, fix_mmap_threshold, limit_malloc_arenas, trim_malloc
 
 HERE = Path(__file__).resolve().parent
 #: the modules of training_src the model artifact's code/training_src holds: the hooks module, the profile
@@ -596,9 +596,7 @@ def keep_less_freed_memory(mmap_threshold: int = MMAP_THRESHOLD) -> None:
     freed (``threads.fix_mmap_threshold``: otherwise, once a large array is freed, arrays of up to 32 MB come
     from the heap, which keeps what they leave, e.g. an hgb fit's 25 MB mask of its empty columns). Memory
     only: nothing read or fitted changes."""
-    import pyarrow as pa
-
-    pa.set_memory_pool(pa.system_memory_pool())
+    arrow_system_pool()
     limit_malloc_arenas()
     fix_mmap_threshold(mmap_threshold)
 
