@@ -870,37 +870,49 @@ def test_the_evaluation_reads_through_the_allocators_a_fit_uses(monkeypatch, tmp
     assert calls == [(E.MMAP_THRESHOLD,)] and E.MMAP_THRESHOLD < T.MMAP_THRESHOLD
 
 
+def _script_in_a_fresh_interpreter(script: str, args: list[str], env: dict[str, str], before: str = "",
+                                   after: str = "", unset: tuple[str, ...] = (), timeout: int = 600):
+    """``training_src/<script>`` run as SageMaker runs it: a fresh interpreter executing the script as
+    ``__main__`` with ``args``, in this process's environment without the variables ``unset``, with ``env``
+    and the repo on PYTHONPATH.
+    ``before`` is Python run first (in the wrapper, after ``import json, runpy, sys``), ``after`` Python run
+    when the script has ended, either way (both at the wrapper's top level, no indent); the finished process."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    code = ("import json, runpy, sys\n" + before + "sys.argv = sys.argv[1:]\ntry:\n"
+            "    runpy.run_path(sys.argv[0], run_name='__main__')\nfinally:\n"
+            + textwrap.indent(after or "pass\n", "    "))
+    base = {name: value for name, value in os.environ.items() if name not in unset}
+    return subprocess.run([sys.executable, "-c", code, str(repo / "training_src" / script), *args],
+                          env={**base, **env, "PYTHONPATH": str(repo)}, capture_output=True, text=True,
+                          timeout=timeout)
+
+
 def test_the_evaluations_process_imports_matplotlib_only_after_the_ablations_fits(fd001, fd001_model, tmp_path):
     """evaluate.py run as SageMaker runs it (a fresh interpreter): matplotlib, which holds about 30 MB once it
     has drawn, is not in the process while any of the ablation's fits runs (the raw-reading baseline, then
     the feature-engineering pair), so it is not held at their peak; the plots are drawn all the same."""
     import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[2]
     seen = tmp_path / "seen.json"
-    code = ("import json, runpy, sys\n"
-            "from training_src import train as T\n"
-            "seen, fit_model = [], T.fit_model\n"
-            "def recorded(*args, **kwargs):\n"
-            "    seen.append('matplotlib' in sys.modules)\n"
-            "    return fit_model(*args, **kwargs)\n"
-            "T.fit_model = recorded\n"
-            "sys.argv = sys.argv[1:]\n"
-            "try:\n"
-            "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
-            "finally:\n"
-            f"    open({str(seen)!r}, 'w').write(json.dumps(seen))\n")
+    before = ("from training_src import train as T\n"
+              "seen, fit_model = [], T.fit_model\n"
+              "def recorded(*args, **kwargs):\n"
+              "    seen.append('matplotlib' in sys.modules)\n"
+              "    return fit_model(*args, **kwargs)\n"
+              "T.fit_model = recorded\n")
     out = fd001["out"]
-    proc = subprocess.run([sys.executable, "-c", code, str(repo / "training_src" / "evaluate.py"),
-                           "--model", str(fd001_model), "--test", str(out / "test"), "--baseline", str(out / "baseline"),
-                           "--train", str(out / "train"), "--validation", str(out / "validation"),
-                           "--tuning", str(tmp_path / "none.json"), "--output-dir", str(tmp_path / "evaluation"),
-                           "--nthread", "2"], env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True,
-                          text=True, timeout=600)
+    proc = _script_in_a_fresh_interpreter(
+        "evaluate.py", ["--model", str(fd001_model), "--test", str(out / "test"), "--baseline", str(out / "baseline"),
+                        "--train", str(out / "train"), "--validation", str(out / "validation"),
+                        "--tuning", str(tmp_path / "none.json"), "--output-dir", str(tmp_path / "evaluation"),
+                        "--nthread", "2"], {}, before=before,
+        after=f"open({str(seen)!r}, 'w').write(json.dumps(seen))\n")
     assert proc.returncode == 0, proc.stderr[-2000:]
     fits = json.loads(seen.read_text())
     assert len(fits) == (3 if F.two_models(fd001["spec"]) else 2) and not any(fits), fits
@@ -913,32 +925,19 @@ def _hgb_refit_in_a_fresh_interpreter(fd001: dict, tmp_path) -> dict:
     process held when it ended, ``modules`` (``sys.modules``) and ``mimalloc_bytes`` (the most bytes
     pyarrow's mimalloc pool ever held, None where pyarrow has no mimalloc), and ``meta`` (model_meta.json)."""
     import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[2]
     out = tmp_path / "process.json"
-    code = ("import json, runpy, sys\n"
-            "sys.argv = sys.argv[1:]\n"
-            "try:\n"
-            "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
-            "finally:\n"
-            "    import pyarrow as pa\n"
-            "    try:\n"
-            "        held = pa.mimalloc_memory_pool().max_memory()\n"
-            "    except NotImplementedError:\n"
-            "        held = None\n"
-            f"    open({str(out)!r}, 'w').write(json.dumps({{'modules': sorted(sys.modules), "
-            "'mimalloc_bytes': held}))\n")
-    env = {**os.environ, "SM_CHANNEL_TRAIN": str(fd001["out"] / "train"),
-           "SM_CHANNEL_VALIDATION": str(fd001["out"] / "validation"), "SM_MODEL_DIR": str(tmp_path / "model"),
-           "SM_OUTPUT_DATA_DIR": str(tmp_path / "output"), "SM_NUM_CPUS": "1", "PYTHONPATH": str(repo)}
-    env.pop("ARROW_DEFAULT_MEMORY_POOL", None)  # the pool train.py picks, not one this process was given
-    proc = subprocess.run([sys.executable, "-c", code, str(repo / "training_src" / "train.py"), "--algorithm", "hgb",
-                           "--max_iter", "5", "--fit_on", "train+validation"], env=env, capture_output=True, text=True,
-                          timeout=300)
+    after = ("import pyarrow as pa\n"
+             "try:\n"
+             "    held = pa.mimalloc_memory_pool().max_memory()\n"
+             "except NotImplementedError:\n"
+             "    held = None\n"
+             f"open({str(out)!r}, 'w').write(json.dumps({{'modules': sorted(sys.modules), 'mimalloc_bytes': held}}))\n")
+    env = {"SM_CHANNEL_TRAIN": str(fd001["out"] / "train"), "SM_CHANNEL_VALIDATION": str(fd001["out"] / "validation"),
+           "SM_MODEL_DIR": str(tmp_path / "model"), "SM_OUTPUT_DATA_DIR": str(tmp_path / "output"), "SM_NUM_CPUS": "1"}
+    proc = _script_in_a_fresh_interpreter(
+        "train.py", ["--algorithm", "hgb", "--max_iter", "5", "--fit_on", "train+validation"], env, after=after,
+        unset=("ARROW_DEFAULT_MEMORY_POOL",), timeout=300)  # the pool train.py picks, not one this process was given
     assert proc.returncode == 0, proc.stderr[-2000:]
     return {**json.loads(out.read_text()),
             "meta": json.loads((tmp_path / "model" / "model_meta.json").read_text())}
@@ -965,3 +964,58 @@ def test_a_refits_parquet_reads_allocate_nothing_from_mimalloc(fd001, tmp_path):
     if process["mimalloc_bytes"] is None:
         pytest.skip("this pyarrow has no mimalloc pool")
     assert process["mimalloc_bytes"] == 0
+
+
+_POOL_PROBE = """\
+import runpy, sys
+kind, target = sys.argv[1], sys.argv[2]
+sys.argv = [target, "--help"]
+try:
+    if kind == "module":
+        runpy.run_module(target, run_name="__main__", alter_sys=True)
+    else:
+        runpy.run_path(target, run_name="__main__")
+except SystemExit:
+    pass
+import pyarrow as pa
+print(pa.default_memory_pool().backend_name)
+"""
+
+
+@pytest.mark.parametrize("kind, target", [
+    ("module", "train"),  # SageMaker training and tuning: sagemaker-training's ``python -m train`` (the entry module)
+    ("module", "training_src.preprocess"),  # SageMaker processing: training_src/processing.py's ``python -m``
+    ("module", "training_src.evaluate"),
+    ("module", "training_src.drift"),
+    ("path", "train.py"),  # the local runner: ``python training_src/<script>``
+    ("path", "preprocess.py"),
+    ("path", "evaluate.py"),
+])
+def test_every_job_entry_point_has_libarrow_load_with_the_system_allocator(kind, target, tmp_path):
+    """However a job's script starts (SageMaker training's entry module, a processing job's ``python -m``, the
+    local runner's script path), libarrow's own default pool, which the parquet reader's buffers come from and
+    which is chosen once, when pyarrow loads, is the system allocator: the script chose it before pandas loaded
+    pyarrow (``threads.arrow_system_pool_at_load``). Checked with ``--help``, which exits before ``main`` sets
+    the pool of pyarrow's Python layer, so what is printed is the pool libarrow picked at load."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from training_src.predmaint_build_backend import ENTRY_MODULES
+
+    repo = Path(__file__).resolve().parents[2]
+    (tmp_path / "train.py").write_text(ENTRY_MODULES["train.py"])  # what stacks/assets.py ships at the top
+    env = {name: value for name, value in os.environ.items() if name != "ARROW_DEFAULT_MEMORY_POOL"}
+    env["PYTHONPATH"] = os.pathsep.join([str(repo), str(tmp_path)])
+    script = target if kind == "module" else str(repo / "training_src" / target)
+
+    def pool(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-c", *args], env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip().splitlines()[-1]
+
+    if pool("import pyarrow as pa; print(pa.default_memory_pool().backend_name)") == "system":
+        pytest.skip("this pyarrow's default pool is the system allocator already")
+    assert pool(_POOL_PROBE, kind, script) == "system"
