@@ -44,7 +44,9 @@ backend-path = ["training_src"]
 #: the ``training_src`` package, so it imports as ``training_src.<module>`` there as in the repository.
 ENTRY_MODULES = {
     "train.py": ('"""sagemaker_program=train.py (``python -m train``): runs training_src/train.py, shipped beside '
-                 'this file."""\nimport sys\n\nfrom training_src.train import main\n\n'
+                 'this file."""\nimport sys\n\nfrom training_src.threads import arrow_system_pool_at_load\n\n'
+                 'arrow_system_pool_at_load()  # before training_src.train imports pandas, which loads pyarrow\n'
+                 'from training_src.train import main  # noqa: E402\n\n'
                  'if __name__ == "__main__":\n    sys.exit(main())\n'),
     "inference.py": ('"""SAGEMAKER_PROGRAM=inference.py: the hooks of training_src/inference.py, shipped beside '
                      'this file."""\nfrom training_src.inference import handle, input_fn, model_fn, output_fn, '

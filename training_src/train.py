@@ -35,13 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-if __name__ == "__main__":
-    # run as a job's script (SageMaker, the local runner): pyarrow's C++ code (the parquet reader's buffers)
-    # allocates from the default memory pool that libarrow picks once, when pandas' import below loads it,
-    # and ``pa.set_memory_pool`` (``keep_less_freed_memory``) does not change that one. Its default,
-    # mimalloc, keeps what the reads freed resident in its arena (FD002 x4 refit: 30-38 MB through the fit
-    # that follows); the system allocator gives it back. Set unless the environment chose a pool.
-    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+if __name__ == "__main__":  # run as a script (the local runner's refit; SageMaker's entry module does the same)
+    from training_src.threads import arrow_system_pool_at_load
+
+    arrow_system_pool_at_load()  # before pandas, below, loads pyarrow
 
 import numpy as np
 import pandas as pd
@@ -589,8 +586,8 @@ def keep_less_freed_memory(mmap_threshold: int = MMAP_THRESHOLD) -> None:
     default mimalloc pool, which keeps the pages of the column buffers it freed (FD002 x4: reading the
     validation channel's rows kept 42 MB of them, 8 MB with the system allocator; this sets the pool of
     pyarrow's Python layer only: libarrow's own, which the parquet reader's buffers come from, is chosen
-    when pyarrow is loaded, which train.py run as a script does after setting ``ARROW_DEFAULT_MEMORY_POOL``
-    at its top), glibc's malloc arenas
+    when pyarrow is loaded, after the job's entry point called ``threads.arrow_system_pool_at_load``), glibc's
+    malloc arenas
     capped at two (``threads.limit_malloc_arenas``; scikit-learn bins columns in threads), and allocations of
     ``mmap_threshold`` bytes and more (4 MB: ``MMAP_THRESHOLD``) in mappings of their own, unmapped when
     freed (``threads.fix_mmap_threshold``: otherwise, once a large array is freed, arrays of up to 32 MB come
