@@ -97,14 +97,21 @@ def _run_script(args: list[str], env: dict[str, str] | None, what: str, cwd: Pat
 #: for the refit and the evaluation). One BLAS thread (as the trials had; the linear candidate's solver);
 #: xgboost's threads come from each script's ``nthread`` (1 per trial, all cores for the refit).
 #: Thread counts and wait policies do not change results.
-SCRIPT_THREADS = (("OPENBLAS_NUM_THREADS", "1"), ("MKL_NUM_THREADS", "1"))
-#: the tuning trials' too (the script server's): ``OMP_WAIT_POLICY=PASSIVE``, idle OpenMP threads sleep
+BLAS_THREADS = (("OPENBLAS_NUM_THREADS", "1"), ("MKL_NUM_THREADS", "1"))
+#: the refit's and the evaluation's: they run alone on every core, as on SageMaker, and an OpenMP thread
+#: that waits for its partners spins at most ``GOMP_SPINCOUNT`` 10,000 times before it sleeps (libgomp, which
+#: scikit-learn's and xgboost's wheels load, spins 300,000 times by default). FD002's hgb refit alone
+#: (2026-12-08, slow phase of this machine): idle 53.9 s by default, 50.2 s with 10,000; beside two busy
+#: processes 477 s by default (450 CPU s: threads spinning for partners that were descheduled), 184 s with
+#: 10,000. ``OMP_WAIT_POLICY=PASSIVE`` (no spin) was 146 s beside them but 187 s idle: the hgb fit's
+#: threads slept and woke at every parallel region. The same model bytes every way.
+SCRIPT_THREADS = (*BLAS_THREADS, ("GOMP_SPINCOUNT", "10000"))
+#: the tuning trials' (the script server's): ``OMP_WAIT_POLICY=PASSIVE``, idle OpenMP threads sleep
 #: instead of spinning, which with trials side by side on a shared machine made a 2-thread xgboost fit
 #: ~2-20x slower than a 1-thread one (the spinning thread waits for a descheduled partner). Not for the
-#: refit and the evaluation, which run alone on every core, as on SageMaker (whose containers do not set
-#: it): there it made scikit-learn's OpenMP loops sleep and wake at every parallel region, FD002's hgb
-#: refit 93.3 s (27 s of it system CPU) against 34.7 s without it (2026-12-07, idle, the same model bytes).
-TRIAL_THREADS = (*SCRIPT_THREADS, ("OMP_WAIT_POLICY", "PASSIVE"))
+#: refit and the evaluation (above): FD002's hgb refit 93.3 s (27 s of it system CPU) against 34.7 s without
+#: it (2026-12-07, idle, the same model bytes). No ``GOMP_SPINCOUNT`` here: libgomp takes it over the policy.
+TRIAL_THREADS = (*BLAS_THREADS, ("OMP_WAIT_POLICY", "PASSIVE"))
 
 
 def script_environment(settings: tuple[tuple[str, str], ...] = SCRIPT_THREADS) -> dict[str, str]:
@@ -113,6 +120,8 @@ def script_environment(settings: tuple[tuple[str, str], ...] = SCRIPT_THREADS) -
     (train.py, evaluate.py) starts with."""
     env = dict(os.environ)
     for name, value in settings:
+        if name == "GOMP_SPINCOUNT" and "OMP_WAIT_POLICY" in env:
+            continue  # the environment's own wait policy decides the spin (libgomp takes the count over it)
         env.setdefault(name, value)
     return env
 

@@ -117,7 +117,8 @@ def test_the_refit_and_the_evaluation_are_fresh_interpreters_started_after_the_s
             events.append(("server closed",))
 
     def fake_run_script(args, env, what, cwd=None, server=None):
-        events.append((what, server, (env or {}).get("OMP_WAIT_POLICY"), (env or {}).get("OPENBLAS_NUM_THREADS")))
+        events.append((what, server, (env or {}).get("OMP_WAIT_POLICY"), (env or {}).get("OPENBLAS_NUM_THREADS"),
+                       (env or {}).get("GOMP_SPINCOUNT")))
         if what == "evaluate":
             raise RuntimeError("stop here")
         return "done\n"
@@ -133,13 +134,32 @@ def test_the_refit_and_the_evaluation_are_fresh_interpreters_started_after_the_s
     monkeypatch.setattr(registry, "make_model_archive", lambda src, dst: dst)
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
     with pytest.raises(RuntimeError, match="stop here"):
         runner.run_pipeline("cmapss", "FD001", data_dir, tmp_path / "home", trials=1, progress=False)
     assert [e[0] for e in events] == ["preprocess", "tuning", "server closed", "refit", "evaluate"]
     assert isinstance(events[1][1], Server)  # the trials are the server's
-    # one BLAS thread, as the trials; no passive OpenMP wait, which only the trials' server starts with
-    assert events[3][1:] == (None, None, "1") and events[4][1:] == (None, None, "1")
-    assert runner.script_environment(runner.TRIAL_THREADS)["OMP_WAIT_POLICY"] == "PASSIVE"
+    # one BLAS thread, as the trials; no passive OpenMP wait, which only the trials' server starts with, but a
+    # bounded spin (a waiting OpenMP thread sleeps after 10,000 spins, not 300,000)
+    assert events[3][1:] == (None, None, "1", "10000") and events[4][1:] == (None, None, "1", "10000")
+    trials = runner.script_environment(runner.TRIAL_THREADS)
+    assert trials["OMP_WAIT_POLICY"] == "PASSIVE" and "GOMP_SPINCOUNT" not in trials  # libgomp takes it over PASSIVE
+
+
+def test_a_wait_policy_of_the_environments_own_keeps_its_spin(monkeypatch) -> None:
+    """libgomp takes ``GOMP_SPINCOUNT`` over ``OMP_WAIT_POLICY``: where the environment sets a wait policy, the
+    scripts' environment adds no spin count (it would undo the policy), and a spin count it sets is kept."""
+    from predmaint import runner
+
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    env = runner.script_environment()
+    assert env["OMP_WAIT_POLICY"] == "ACTIVE" and "GOMP_SPINCOUNT" not in env and env["OPENBLAS_NUM_THREADS"]
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    monkeypatch.setenv("GOMP_SPINCOUNT", "50")
+    assert runner.script_environment()["GOMP_SPINCOUNT"] == "50"
+    monkeypatch.delenv("GOMP_SPINCOUNT")
+    assert runner.script_environment()["GOMP_SPINCOUNT"] == "10000"
 
 
 def test_a_trial_fork_holds_the_training_libraries_and_no_plotting_library(tmp_path: Path) -> None:
