@@ -99,13 +99,15 @@ def _run_script(args: list[str], env: dict[str, str] | None, what: str, cwd: Pat
 #: Thread counts and wait policies do not change results.
 BLAS_THREADS = (("OPENBLAS_NUM_THREADS", "1"), ("MKL_NUM_THREADS", "1"))
 #: the refit's and the evaluation's: they run alone on every core, as on SageMaker, and an OpenMP thread
-#: that waits for its partners spins at most ``GOMP_SPINCOUNT`` 10,000 times before it sleeps (libgomp, which
-#: scikit-learn's and xgboost's wheels load, spins 300,000 times by default). FD002's hgb refit alone
-#: (2026-12-08, slow phase of this machine): idle 53.9 s by default, 50.2 s with 10,000; beside two busy
-#: processes 477 s by default (450 CPU s: threads spinning for partners that were descheduled), 184 s with
-#: 10,000. ``OMP_WAIT_POLICY=PASSIVE`` (no spin) was 146 s beside them but 187 s idle: the hgb fit's
-#: threads slept and woke at every parallel region. The same model bytes every way.
-SCRIPT_THREADS = (*BLAS_THREADS, ("GOMP_SPINCOUNT", "10000"))
+#: that waits for its partners spins at most ``GOMP_SPINCOUNT`` 1,000 times before it sleeps (libgomp, which
+#: scikit-learn's and xgboost's wheels load, spins 300,000 times by default): on a machine whose cores are
+#: shared, a spinning thread burns the time its descheduled partner needs. FD002's hgb refit alone
+#: (2026-12-08, this machine's slow phase; the same model bytes every way), idle / beside two busy
+#: processes / beside a second such refit: by default 53.9 / 477.4 / over 300 s (stopped); 10,000 spins 50.2 /
+#: 184.0 / over 535 s (stopped); **1,000 spins 62.9 / 176.0 / 171.4 s**; ``OMP_WAIT_POLICY=PASSIVE`` (no
+#: spin) 187.1 / 146.5 / 89.3 s (idle, its threads sleep and wake at every parallel region of the hgb fit).
+#: 1,000 is the one setting without a bad case.
+SCRIPT_THREADS = (*BLAS_THREADS, ("GOMP_SPINCOUNT", "1000"))
 #: the tuning trials' (the script server's): ``OMP_WAIT_POLICY=PASSIVE``, idle OpenMP threads sleep
 #: instead of spinning, which with trials side by side on a shared machine made a 2-thread xgboost fit
 #: ~2-20x slower than a 1-thread one (the spinning thread waits for a descheduled partner). Not for the

@@ -140,8 +140,8 @@ def test_the_refit_and_the_evaluation_are_fresh_interpreters_started_after_the_s
     assert [e[0] for e in events] == ["preprocess", "tuning", "server closed", "refit", "evaluate"]
     assert isinstance(events[1][1], Server)  # the trials are the server's
     # one BLAS thread, as the trials; no passive OpenMP wait, which only the trials' server starts with, but a
-    # bounded spin (a waiting OpenMP thread sleeps after 10,000 spins, not 300,000)
-    assert events[3][1:] == (None, None, "1", "10000") and events[4][1:] == (None, None, "1", "10000")
+    # bounded spin (a waiting OpenMP thread sleeps after 1,000 spins, not 300,000)
+    assert events[3][1:] == (None, None, "1", "1000") and events[4][1:] == (None, None, "1", "1000")
     trials = runner.script_environment(runner.TRIAL_THREADS)
     assert trials["OMP_WAIT_POLICY"] == "PASSIVE" and "GOMP_SPINCOUNT" not in trials  # libgomp takes it over PASSIVE
 
@@ -159,7 +159,7 @@ def test_a_wait_policy_of_the_environments_own_keeps_its_spin(monkeypatch) -> No
     monkeypatch.setenv("GOMP_SPINCOUNT", "50")
     assert runner.script_environment()["GOMP_SPINCOUNT"] == "50"
     monkeypatch.delenv("GOMP_SPINCOUNT")
-    assert runner.script_environment()["GOMP_SPINCOUNT"] == "10000"
+    assert runner.script_environment()["GOMP_SPINCOUNT"] == "1000"
 
 
 def test_a_trial_fork_holds_the_training_libraries_and_no_plotting_library(tmp_path: Path) -> None:
