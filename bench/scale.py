@@ -56,6 +56,9 @@ sys.path.insert(0, str(REPO / "bench"))
 from machine import load  # noqa: E402
 from pipeline import bench_run, write_raw  # noqa: E402
 
+from training_src import processing  # noqa: E402
+from training_src.threads import job_environment  # noqa: E402
+
 NOISE = 0.0005  # 0.05 % multiplicative noise on the sensors of every added copy
 SUBSET = "FD002"
 STAGES = {"preprocess": "preprocess", "tuning": "tuning", "refit": "refit", "evaluate": "evaluate"}
@@ -164,8 +167,9 @@ def library_floor_mb(modules: tuple[str, ...], forked: bool = False) -> float:
             "    print(os.read(r, 64).decode())\n"
             "else:\n"
             "    print(rss())\n")
+    # the environment a stage's process starts with (libarrow's pool, read when pyarrow loads)
     out = subprocess.run([sys.executable, "-c", code, str(REPO), "fork" if forked else "fresh", *modules], cwd=REPO,
-                         capture_output=True, text=True, check=True, timeout=300)
+                         env=job_environment(os.environ), capture_output=True, text=True, check=True, timeout=300)
     return round(int(out.stdout.split()[-1]) / 2**20, 1)
 
 
@@ -274,7 +278,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def preprocess_only(data_dir: Path, out: Path, timeout: float) -> dict[str, Any]:
-    """The preprocessing stage alone (``python -m training_src.preprocess``, FD002) on ``data_dir``:
+    """The preprocessing stage alone (``python -m training_src.preprocess`` in a processing job's
+    environment, FD002) on ``data_dir``:
     wall seconds, CPU seconds (user + system, all its threads) and peak RSS (``ru_maxrss``), as
     ``/usr/bin/time -v`` reports them, with the load before and after."""
     import resource
@@ -282,9 +287,10 @@ def preprocess_only(data_dir: Path, out: Path, timeout: float) -> dict[str, Any]
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     at_start, t = load(), time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "training_src.preprocess", "--profile", "cmapss", "--subset", SUBSET,
-                           "--data-dir", str(data_dir), "--output-dir", str(out)], cwd=REPO, timeout=timeout,
-                          capture_output=True, text=True)
+    # started as a processing job starts it (training_src/processing.py, without its pip step)
+    proc = subprocess.run(processing.command(["preprocess.py", "--profile", "cmapss", "--subset", SUBSET,
+                                              "--data-dir", str(data_dir), "--output-dir", str(out)], REPO),
+                          env=processing.environment(REPO), cwd=REPO, timeout=timeout, capture_output=True, text=True)
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

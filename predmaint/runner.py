@@ -40,6 +40,7 @@ from predmaint.modules import load_module
 from predmaint.tuning import stop_signal, tune
 from training_src import promotion, search_space
 from training_src.profiles import Profile, ProfileError, is_profile_path, load_profile
+from training_src.threads import job_environment
 
 REPO = Path(__file__).resolve().parent.parent
 SRC = REPO / "training_src"
@@ -79,8 +80,9 @@ def _stage(name: str, progress: bool) -> Any:
 
 def _run_script(args: list[str], env: dict[str, str] | None, what: str, cwd: Path | None = None) -> str:
     """Run a training_src script (``args[0]``) in a fresh interpreter, as SageMaker runs it, with ``env``
-    over this process's environment; its stdout. Exit 2 -> UsageError, other failures -> PipelineError."""
-    full_env = {**os.environ, **(env or {})}
+    over this process's environment and ``threads.JOB_ENVIRONMENT`` where neither sets it (as a job starts on
+    SageMaker); its stdout. Exit 2 -> UsageError, other failures -> PipelineError."""
+    full_env = job_environment({**os.environ, **(env or {})})
     done = subprocess.run([sys.executable, *args], env=full_env, cwd=cwd, capture_output=True, text=True)
     stdout, stderr, returncode = done.stdout, done.stderr, done.returncode
     if returncode != 0:
@@ -119,8 +121,8 @@ TRIAL_THREADS = (*BLAS_THREADS, ("OMP_WAIT_POLICY", "PASSIVE"))
 def script_environment(settings: tuple[tuple[str, str], ...] = SCRIPT_THREADS) -> dict[str, str]:
     """This process's environment with ``settings`` (``SCRIPT_THREADS``: the refit's and the evaluation's;
     ``TRIAL_THREADS``: the script server's) where it does not set them: the environment a training script
-    (train.py, evaluate.py) starts with."""
-    env = dict(os.environ)
+    (train.py, evaluate.py) starts with, ``threads.JOB_ENVIRONMENT`` included."""
+    env = job_environment(os.environ)
     for name, value in settings:
         if name == "GOMP_SPINCOUNT" and "OMP_WAIT_POLICY" in env:
             continue  # the environment's own wait policy decides the spin (libgomp takes the count over it)

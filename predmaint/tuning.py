@@ -25,11 +25,22 @@ from predmaint.errors import PipelineError
 from training_src import search_space
 from training_src.candidates import CANDIDATES
 from training_src.profiles import Profile
+from training_src.threads import job_environment
 
 SRC = Path(__file__).resolve().parent.parent / "training_src"
 #: train.py's objective lines (candidates/base.py objective_line): ``[25]<TAB>validation-rmse:12.3`` while
 #: boosting, ``final [300]<TAB>validation-rmse:12.3`` at the end (the value)
 _OBJECTIVE_RE = re.compile(r"^(final )?\[(\d+)\]\t(validation-(?:rmse|aucpr)):([0-9.eE+-]+|nan)$")
+
+
+def trial_environment(run_dir: Path, trial_dir: Path, nthread: int) -> dict[str, str]:
+    """The environment a tuning trial's train.py starts with, as a tuning job's training job: this process's,
+    ``threads.JOB_ENVIRONMENT`` where it does not set them, and the ``SM_*`` variables of sagemaker-training
+    (channels from ``run_dir/processed``, model and output under ``trial_dir``) with ``nthread`` cores."""
+    return {**job_environment(os.environ), "SM_CHANNEL_TRAIN": str(run_dir / "processed" / "train"),
+            "SM_CHANNEL_VALIDATION": str(run_dir / "processed" / "validation"),
+            "SM_MODEL_DIR": str(trial_dir / "model"), "SM_OUTPUT_DATA_DIR": str(trial_dir / "output"),
+            "SM_NUM_CPUS": str(nthread), "OMP_NUM_THREADS": str(nthread)}
 
 
 class _Trials:
@@ -60,10 +71,7 @@ class _Trials:
         tdir = self.run_dir / "tuning" / f"trial-{trial.number:03d}"
         # the tuned values under the names a tuning job gives them (train.py maps them back)
         hp = {**self.static[algorithm], **{k: str(v) for k, v in search_space.to_wire(algorithm, params).items()}}
-        env = {**os.environ, "SM_CHANNEL_TRAIN": str(self.run_dir / "processed" / "train"),
-               "SM_CHANNEL_VALIDATION": str(self.run_dir / "processed" / "validation"),
-               "SM_MODEL_DIR": str(tdir / "model"), "SM_OUTPUT_DATA_DIR": str(tdir / "output"),
-               "SM_NUM_CPUS": str(self.nthread), "OMP_NUM_THREADS": str(self.nthread)}
+        env = trial_environment(self.run_dir, tdir, self.nthread)
         argv = [*search_space.script_arguments(hp), "--seed", str(self.seed)]
         started = time.time()
         if self.server is not None:  # a fork of the script server: no interpreter start, no imports

@@ -67,11 +67,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-if __name__ == "__main__":  # run as a job's script (SageMaker processing, the local runner)
-    from training_src.threads import arrow_system_pool_at_load
-
-    arrow_system_pool_at_load()  # before pandas, below, loads pyarrow
-
 import numpy as np
 import pandas as pd
 

@@ -14,7 +14,7 @@ unpacked code if there is one (the way the framework containers treat a source d
 ``PYTHONPATH`` and replaces itself with ``python3 -m training_src.<script> ARG...`` run from the code
 directory, so the script's exit code and signals are the job's. Only scripts that ship in the tarball run.
 
-Standard library only: it runs before anything is installed.
+Standard library only (``training_src.threads`` is too): it runs before anything is installed.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+from training_src.threads import job_environment
 
 CODE_DIR = Path(__file__).resolve().parent.parent  # the unpacked code: training_src/ and the entry module
 #: the scripts a processing job may run (the state machine names one of them)
@@ -51,8 +53,9 @@ def command(argv: list[str], code_dir: Path = CODE_DIR) -> list[str]:
 
 
 def environment(code_dir: Path = CODE_DIR, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The script's environment: ``base`` (default ``os.environ``) with the code dir first on PYTHONPATH."""
-    env = dict(os.environ if base is None else base)
+    """The script's environment: ``base`` (default ``os.environ``) with the code dir first on PYTHONPATH and
+    ``threads.JOB_ENVIRONMENT`` where ``base`` does not set it (libarrow's pool, read when pyarrow loads)."""
+    env = job_environment(os.environ if base is None else base)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(code_dir), env.get("PYTHONPATH", "")) if p)
     return env
 

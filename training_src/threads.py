@@ -6,7 +6,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -93,14 +93,31 @@ def trim_malloc() -> bool:
     return bool(malloc_trim(0))
 
 
+#: the variables a job's script starts with where its environment does not set them, because the libraries
+#: they configure read them once, when they load, before a script's first line could set them:
+#: libarrow's default memory pool, which the parquet reader's buffers come from. Its default, mimalloc,
+#: keeps the pages the reads freed resident (FD002 x4 refit: 30-38 MB through the fit after the reads);
+#: the system allocator returns them. Memory only: nothing read or computed changes.
+#: Set where each job's process is started: ``processing.environment`` (SageMaker processing jobs),
+#: SageMaker training's entry module (``arrow_system_pool_at_load``), the local runner's scripts, script
+#: server and trials (``predmaint/runner.py``, ``predmaint/tuning.py``).
+JOB_ENVIRONMENT = (("ARROW_DEFAULT_MEMORY_POOL", "system"),)
+
+
+def job_environment(base: Mapping[str, str]) -> dict[str, str]:
+    """``base`` (a process environment) with ``JOB_ENVIRONMENT``'s variables where it does not set them: the
+    environment a job's script is started with. ``base`` is not changed."""
+    env = dict(base)
+    for name, value in JOB_ENVIRONMENT:
+        env.setdefault(name, value)
+    return env
+
+
 def arrow_system_pool_at_load() -> None:
-    """Have libarrow pick the system allocator as its default memory pool when it loads, unless the
-    environment chose one (``ARROW_DEFAULT_MEMORY_POOL``). Call it at the top of a job's entry point, before
-    anything imports pandas (which loads pyarrow): libarrow reads the variable once, when it loads, and its own
-    allocations (the parquet reader's buffers) come from that pool, which ``arrow_system_pool`` cannot change
-    afterwards. Its default, mimalloc, keeps the pages the reads freed resident (FD002 x4 refit: 30-38 MB
-    through the fit after the reads). Memory only: nothing read changes."""
-    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    """Put ``JOB_ENVIRONMENT`` into this process's environment (where it does not set them), for an entry
+    point whose interpreter someone else started (SageMaker training's ``python -m train``, the entry module
+    at the top of ``sourcedir.tar.gz``): call it before anything imports pandas, which loads pyarrow."""
+    os.environ.update(job_environment(os.environ))
 
 
 def arrow_system_pool() -> bool:
@@ -111,7 +128,7 @@ def arrow_system_pool() -> bool:
     encoded columns' pages stay resident after each file (FD002 x1, under load: the writing's peak 402-409 MB,
     364 MB with the system allocator). The bytes written are the same. Elsewhere than glibc the system
     allocator is the platform's malloc. This sets the pool of pyarrow's Python layer; libarrow's own default
-    (the parquet reader's buffers) is chosen once, when pyarrow loads: ``arrow_system_pool_at_load``."""
+    (the parquet reader's buffers) is chosen once, when pyarrow loads: ``JOB_ENVIRONMENT``."""
     import pyarrow as pa
 
     pa.set_memory_pool(pa.system_memory_pool())

@@ -35,11 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-if __name__ == "__main__":  # run as a script (the local runner's refit; SageMaker's entry module does the same)
-    from training_src.threads import arrow_system_pool_at_load
-
-    arrow_system_pool_at_load()  # before pandas, below, loads pyarrow
-
 import numpy as np
 import pandas as pd
 
@@ -586,9 +581,8 @@ def keep_less_freed_memory(mmap_threshold: int = MMAP_THRESHOLD) -> None:
     default mimalloc pool, which keeps the pages of the column buffers it freed (FD002 x4: reading the
     validation channel's rows kept 42 MB of them, 8 MB with the system allocator; this sets the pool of
     pyarrow's Python layer only: libarrow's own, which the parquet reader's buffers come from, is chosen
-    when pyarrow is loaded, after the job's entry point called ``threads.arrow_system_pool_at_load``), glibc's
-    malloc arenas
-    capped at two (``threads.limit_malloc_arenas``; scikit-learn bins columns in threads), and allocations of
+    when pyarrow is loaded, from the environment the job was started with: ``threads.JOB_ENVIRONMENT``),
+    glibc's malloc arenas capped at two (``threads.limit_malloc_arenas``; scikit-learn bins columns in threads), and allocations of
     ``mmap_threshold`` bytes and more (4 MB: ``MMAP_THRESHOLD``) in mappings of their own, unmapped when
     freed (``threads.fix_mmap_threshold``: otherwise, once a large array is freed, arrays of up to 32 MB come
     from the heap, which keeps what they leave, e.g. an hgb fit's 25 MB mask of its empty columns). Memory

@@ -873,8 +873,8 @@ def test_the_evaluation_reads_through_the_allocators_a_fit_uses(monkeypatch, tmp
 def _script_in_a_fresh_interpreter(script: str, args: list[str], env: dict[str, str], before: str = "",
                                    after: str = "", unset: tuple[str, ...] = (), timeout: int = 600):
     """``training_src/<script>`` run as SageMaker runs it: a fresh interpreter executing the script as
-    ``__main__`` with ``args``, in this process's environment without the variables ``unset``, with ``env``
-    and the repo on PYTHONPATH.
+    ``__main__`` with ``args``, in this process's environment without the variables ``unset``, with a job's
+    (``threads.JOB_ENVIRONMENT``) where it does not set them, ``env`` and the repo on PYTHONPATH.
     ``before`` is Python run first (in the wrapper, after ``import json, runpy, sys``), ``after`` Python run
     when the script has ended, either way (both at the wrapper's top level, no indent); the finished process."""
     import os
@@ -887,7 +887,9 @@ def _script_in_a_fresh_interpreter(script: str, args: list[str], env: dict[str, 
     code = ("import json, runpy, sys\n" + before + "sys.argv = sys.argv[1:]\ntry:\n"
             "    runpy.run_path(sys.argv[0], run_name='__main__')\nfinally:\n"
             + textwrap.indent(after or "pass\n", "    "))
-    base = {name: value for name, value in os.environ.items() if name not in unset}
+    from training_src.threads import job_environment
+
+    base = job_environment({name: value for name, value in os.environ.items() if name not in unset})
     return subprocess.run([sys.executable, "-c", code, str(repo / "training_src" / script), *args],
                           env={**base, **env, "PYTHONPATH": str(repo)}, capture_output=True, text=True,
                           timeout=timeout)
@@ -937,7 +939,7 @@ def _hgb_refit_in_a_fresh_interpreter(fd001: dict, tmp_path) -> dict:
            "SM_MODEL_DIR": str(tmp_path / "model"), "SM_OUTPUT_DATA_DIR": str(tmp_path / "output"), "SM_NUM_CPUS": "1"}
     proc = _script_in_a_fresh_interpreter(
         "train.py", ["--algorithm", "hgb", "--max_iter", "5", "--fit_on", "train+validation"], env, after=after,
-        unset=("ARROW_DEFAULT_MEMORY_POOL",), timeout=300)  # the pool train.py picks, not one this process was given
+        unset=("ARROW_DEFAULT_MEMORY_POOL",), timeout=300)  # the pool a job starts with, not one this process was given
     assert proc.returncode == 0, proc.stderr[-2000:]
     return {**json.loads(out.read_text()),
             "meta": json.loads((tmp_path / "model" / "model_meta.json").read_text())}
@@ -956,10 +958,11 @@ def test_an_hgb_refits_process_imports_neither_xgboost_nor_matplotlib(fd001, tmp
 
 
 def test_a_refits_parquet_reads_allocate_nothing_from_mimalloc(fd001, tmp_path):
-    """train.py run as a job's script has pyarrow's C++ code (the parquet reader's buffers) allocate from
-    the system allocator, not libarrow's default mimalloc pool, which keeps the pages the reads freed
-    resident beside the fit that follows (FD002 x4 hgb refit: 30-38 MB at its peak). ``pa.set_memory_pool``
-    alone leaves that pool to libarrow's own reads; the pool is chosen when pyarrow is loaded."""
+    """train.py run as a job's script (in a job's environment, ``threads.JOB_ENVIRONMENT``) has pyarrow's C++
+    code (the parquet reader's buffers) allocate from the system allocator, not libarrow's default mimalloc
+    pool, which keeps the pages the reads freed resident beside the fit that follows (FD002 x4 hgb refit:
+    30-38 MB at its peak). ``pa.set_memory_pool`` alone leaves that pool to libarrow's own reads; the pool is
+    chosen when pyarrow is loaded."""
     process = _hgb_refit_in_a_fresh_interpreter(fd001, tmp_path)
     if process["mimalloc_bytes"] is None:
         pytest.skip("this pyarrow has no mimalloc pool")
@@ -982,40 +985,71 @@ print(pa.default_memory_pool().backend_name)
 """
 
 
-@pytest.mark.parametrize("kind, target", [
-    ("module", "train"),  # SageMaker training and tuning: sagemaker-training's ``python -m train`` (the entry module)
-    ("module", "training_src.preprocess"),  # SageMaker processing: training_src/processing.py's ``python -m``
-    ("module", "training_src.evaluate"),
-    ("module", "training_src.drift"),
-    ("path", "train.py"),  # the local runner: ``python training_src/<script>``
-    ("path", "preprocess.py"),
-    ("path", "evaluate.py"),
-])
-def test_every_job_entry_point_has_libarrow_load_with_the_system_allocator(kind, target, tmp_path):
-    """However a job's script starts (SageMaker training's entry module, a processing job's ``python -m``, the
-    local runner's script path), libarrow's own default pool, which the parquet reader's buffers come from and
-    which is chosen once, when pyarrow loads, is the system allocator: the script chose it before pandas loaded
-    pyarrow (``threads.arrow_system_pool_at_load``). Checked with ``--help``, which exits before ``main`` sets
-    the pool of pyarrow's Python layer, so what is printed is the pool libarrow picked at load."""
+def _started_as(start: str, probe: str, tmp_path) -> str:
+    """Run ``probe`` (a Python file: ``_POOL_PROBE``) the way ``start`` starts a job's script, in this process's
+    environment; its last line of output. ``start``: ``training`` (sagemaker-training's ``python -m train``, the
+    entry module at the top of ``sourcedir.tar.gz``: the probe runs that module), ``processing``
+    (``processing.environment``), ``runner`` (the local runner's refit, evaluation and preprocessing:
+    ``runner._run_script``), ``server`` (a local tuning trial: a fork of the run's script server, started as
+    the runner starts it, with the trial's environment) or ``trial`` (a tuning trial where no server runs:
+    ``tuning.trial_environment``)."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
+    from predmaint import runner, tuning
+    from training_src import processing
     from training_src.predmaint_build_backend import ENTRY_MODULES
 
     repo = Path(__file__).resolve().parents[2]
-    (tmp_path / "train.py").write_text(ENTRY_MODULES["train.py"])  # what stacks/assets.py ships at the top
-    env = {name: value for name, value in os.environ.items() if name != "ARROW_DEFAULT_MEMORY_POOL"}
-    env["PYTHONPATH"] = os.pathsep.join([str(repo), str(tmp_path)])
-    script = target if kind == "module" else str(repo / "training_src" / target)
+    script = str(repo / "training_src" / "train.py")
+    if start == "runner":
+        return runner._run_script([str(probe), "path", script], None, "probe", cwd=tmp_path).strip().splitlines()[-1]
+    if start == "server":
+        server = runner._start_server(tmp_path)
+        if server is None:
+            pytest.skip("no script server on this platform")
+        try:
+            forked = server.spawn(probe, ["path", script], tuning.trial_environment(tmp_path, tmp_path / "trial", 1))
+            out, err = forked.communicate()
+            assert forked.wait() == 0, err[-2000:]
+        finally:
+            server.close()
+        return out.strip().splitlines()[-1]
+    args = ["path", script]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    if start == "training":
+        (tmp_path / "train.py").write_text(ENTRY_MODULES["train.py"])  # what stacks/assets.py ships at the top
+        env["PYTHONPATH"] = os.pathsep.join([str(repo), str(tmp_path)])
+        args = ["module", "train"]
+    elif start == "processing":
+        env = processing.environment(repo)
+        args = ["module", "training_src.evaluate"]
+    else:
+        env = tuning.trial_environment(tmp_path, tmp_path / "trial", 1)
+    done = subprocess.run([sys.executable, str(probe), *args], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
 
-    def pool(*args: str) -> str:
-        done = subprocess.run([sys.executable, "-c", *args], env=env, cwd=tmp_path, capture_output=True, text=True,
-                              timeout=300)
-        assert done.returncode == 0, done.stderr[-2000:]
-        return done.stdout.strip().splitlines()[-1]
 
-    if pool("import pyarrow as pa; print(pa.default_memory_pool().backend_name)") == "system":
+@pytest.mark.parametrize("start", ["training", "processing", "runner", "server", "trial"])
+def test_every_way_a_job_starts_has_libarrow_load_with_the_system_allocator(start, tmp_path, monkeypatch):
+    """However a job's script is started (SageMaker training's entry module, a processing job, the local
+    runner's scripts, its script server's trials or its trials without a server), libarrow's own default pool,
+    which the parquet reader's buffers come from and which is chosen once, when pyarrow loads, is the system
+    allocator: the job's process started with ``threads.JOB_ENVIRONMENT``. Checked by running train.py (or
+    evaluate.py) with ``--help``, which exits before ``main`` sets the pool of pyarrow's Python layer, so what
+    is printed is the pool libarrow picked at load."""
+    import subprocess
+    import sys
+
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)  # the pool the job gets, not this process's
+    default = subprocess.run([sys.executable, "-c", "import pyarrow as pa; print(pa.default_memory_pool().backend_name)"],
+                             capture_output=True, text=True, check=True, timeout=300).stdout.strip()
+    if default == "system":
         pytest.skip("this pyarrow's default pool is the system allocator already")
-    assert pool(_POOL_PROBE, kind, script) == "system"
+    probe = tmp_path / "probe.py"
+    probe.write_text(_POOL_PROBE)
+    assert _started_as(start, str(probe), tmp_path) == "system"
