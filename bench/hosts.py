@@ -161,7 +161,8 @@ def run_hosts(run: Path, n: int, algorithm: str | None, seed: int, work: Path, t
     for host in hosts:
         out = work / "out" / host
         out.mkdir(parents=True)
-        henv = {**os.environ, **env, "SM_CHANNEL_TRAIN": str(parts[host][0]), "SM_CHANNEL_VALIDATION": str(validation),
+        # the refit's environment as the runner starts it (thread settings, libarrow's pool), then the host's
+        henv = {**runner.script_environment(), **env, "SM_CHANNEL_TRAIN": str(parts[host][0]), "SM_CHANNEL_VALIDATION": str(validation),
                 "SM_MODEL_DIR": str(out / "model"), "SM_OUTPUT_DATA_DIR": str(out / "output"),
                 "SM_NUM_CPUS": str(cpus), "PREDMAINT_TRACKER_PORT": str(port),
                 "PREDMAINT_TRACKER_TIMEOUT": str(int(timeout))}

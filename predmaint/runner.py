@@ -245,6 +245,16 @@ def refit_command(plan: dict[str, Any], tuning: dict[str, Any], objective_metric
     return argv, env
 
 
+def evaluate_command(run_dir: Path, model: Path, output_dir: Path) -> list[str]:
+    """The evaluation stage's ``evaluate.py`` arguments for a run: ``model`` (its model.tar.gz) on ``run_dir``'s
+    processed test, baseline, train and validation channels and its tuning record, written to ``output_dir``
+    (``bench/stage_alone.py`` runs the same command)."""
+    p = run_dir / "processed"
+    return [str(SRC / "evaluate.py"), "--model", str(model), "--test", str(p / "test"), "--baseline", str(p / "baseline"),
+            "--train", str(p / "train"), "--validation", str(p / "validation"), "--tuning", str(run_dir / "tuning.json"),
+            "--output-dir", str(output_dir)]
+
+
 def prepare_module() -> Any:
     """The prepare Lambda's handler module (``lambda/prepare/handler.py``), loaded as local mode runs it."""
     return load_module(deployment.repo_file("lambda/prepare/handler.py"), "predmaint_lambda_prepare")
@@ -418,11 +428,8 @@ def run_pipeline(profile: str | os.PathLike, subset: str | None, data_dir: Path,
             artifact = make_model_archive(run_dir / "model", run_dir / "model.tar.gz")
 
         with _stage("evaluate (training_src/evaluate.py)", progress):
-            p = run_dir / "processed"
-            out = _run_script([str(SRC / "evaluate.py"), "--model", str(artifact), "--test", str(p / "test"),
-                               "--baseline", str(p / "baseline"), "--train", str(p / "train"),
-                               "--validation", str(p / "validation"), "--tuning", str(run_dir / "tuning.json"),
-                               "--output-dir", str(run_dir / "evaluation")], script_environment(), "evaluate")
+            out = _run_script(evaluate_command(run_dir, artifact, run_dir / "evaluation"), script_environment(),
+                              "evaluate")
             if progress:
                 print("  " + out.strip().splitlines()[-1], flush=True)
             report = json.loads((run_dir / "evaluation" / "evaluation.json").read_text())
