@@ -9,7 +9,8 @@ best trial of ``--algorithm``, planned by the Lambda's ``plan_refit``). The run'
 dealt by asset into N part files, one per host (whole assets, in the order they were written: what
 ``ShardedByS3Key`` does with N objects of TransformFeatures' output); the validation channel is given to every
 host (``FullyReplicated``) and the feature spec and drift baseline to the first host only (sharding hands every
-key out once). N ``train.py`` processes start at once with ``SM_HOSTS``/``SM_CURRENT_HOST`` set (hosts
+key out once). N ``train.py`` processes start at once, in the environment the runner starts its refit with
+(``runner.script_environment()``: thread settings, libarrow's pool), with ``SM_HOSTS``/``SM_CURRENT_HOST`` set (hosts
 127.0.0.1, 127.0.0.2, ...: loopback addresses) and form xgboost's collective as SageMaker hosts do
 (``training_src/distributed.py``), each with ``SM_NUM_CPUS`` = cores / N. With one host the variables are not
 set: the single-instance refit. ``--fit_on train`` runs a tuning trial of the same candidate and hyperparameters
