@@ -134,10 +134,10 @@ def held_rows(part: Path, stride: int, validation: int, fit_on: str, first: bool
     return rows + (validation if fit_on == "train" or first else 0)
 
 
-def run_hosts(run: Path, n: int, algorithm: str | None, seed: int, work: Path, timeout: float,
-              fit_on: str = "train+validation") -> dict[str, Any]:
-    """The refit of ``run`` (``fit_on`` "train": a trial of its candidate) on ``n`` local hosts: per-host peak
-    RSS, exit code, mode, the rows it holds (``held_rows``); the job's wall time."""
+def run_refit_command(run: Path, algorithm: str | None, seed: int) -> tuple[list[str], dict[str, str], str]:
+    """The refit of the local run folder ``run`` as the runner starts it (``runner.refit_command`` on its
+    plan.json and tuning.json): its best trial, or with ``algorithm`` that candidate's best trial; (the
+    ``train.py`` arguments, the channel environment, the candidate)."""
     from predmaint import runner
     from training_src.profiles import load_profile
 
@@ -151,6 +151,16 @@ def run_hosts(run: Path, n: int, algorithm: str | None, seed: int, work: Path, t
                                      "value": best.get("value", tuning["best"]["value"])}}
     prof = load_profile(plan["profile"], plan.get("subset") or None)
     argv, env = runner.refit_command(plan, tuning, prof.objective_metric, seed, run)
+    return argv, env, tuning["best"]["algorithm"]
+
+
+def run_hosts(run: Path, n: int, algorithm: str | None, seed: int, work: Path, timeout: float,
+              fit_on: str = "train+validation") -> dict[str, Any]:
+    """The refit of ``run`` (``fit_on`` "train": a trial of its candidate) on ``n`` local hosts: per-host peak
+    RSS, exit code, mode, the rows it holds (``held_rows``); the job's wall time."""
+    from predmaint import runner
+
+    argv, env, algorithm = run_refit_command(run, algorithm, seed)
     argv[argv.index("--fit_on") + 1] = fit_on
     stride = int(argv[argv.index("--row_stride") + 1]) if "--row_stride" in argv else 1
     hosts = host_names(n)
@@ -174,7 +184,7 @@ def run_hosts(run: Path, n: int, algorithm: str | None, seed: int, work: Path, t
                                         stdout=log,
                                         stderr=subprocess.STDOUT), out)
     validation_rows = sum(pq_rows(p) for p in sorted(validation.glob("*.parquet")))
-    result: dict[str, Any] = {"hosts": n, "algorithm": tuning["best"]["algorithm"], "fit_on": fit_on,
+    result: dict[str, Any] = {"hosts": n, "algorithm": algorithm, "fit_on": fit_on,
                               "per_host": []}
     for host, (proc, out) in procs.items():
         _, status, usage = os.wait4(proc.pid, 0)

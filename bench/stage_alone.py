@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from hosts import PEAK, small_run  # noqa: E402
+from hosts import PEAK, run_refit_command, small_run  # noqa: E402
 from machine import load  # noqa: E402
 
 STAGES = ("refit", "evaluate")
@@ -83,14 +83,10 @@ def parse_neighbours(text: str) -> list[str]:
 def stage_command(run: Path, stage: str, out: Path, seed: int) -> tuple[list[str], dict[str, str]]:
     """The runner's command for ``stage`` of ``run`` writing under ``out``: (argv, environment)."""
     from predmaint import runner
-    from training_src.profiles import load_profile
 
     env = runner.script_environment()
     if stage == "refit":
-        plan = json.loads((run / "plan.json").read_text())
-        tuning = json.loads((run / "tuning.json").read_text())
-        prof = load_profile(plan["profile"], plan.get("subset") or None)
-        argv, channels = runner.refit_command(plan, tuning, prof.objective_metric, seed, run)
+        argv, channels, _ = run_refit_command(run, None, seed)
         return argv, {**env, **channels, "SM_MODEL_DIR": str(out / "model"), "SM_OUTPUT_DATA_DIR": str(out / "output")}
     return runner.evaluate_command(run, run / "model.tar.gz", out / "evaluation"), env
 
